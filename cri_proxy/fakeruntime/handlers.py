@@ -1,0 +1,110 @@
+"""gRPC method handlers for the fake runtime, per API version.
+
+The servicers are written once against runtime.v1 messages. runtime.v1alpha2 is served by
+the same code: its shared messages are wire-identical, so a request is parsed as the
+v1alpha2 type (which validates it as a v1alpha2 runtime would and drops v1-only fields),
+re-parsed as v1, and a reply is re-parsed as v1alpha2 so v1-only fields never leave. Methods
+a version lacks, or the servicers do not define, are not registered: grpc answers them
+UNIMPLEMENTED. This is also the one place where `FakeRuntimeError` becomes a gRPC status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
+
+from cri_proxy.fakeruntime.config import Context
+from cri_proxy.fakeruntime.state import FakeRuntimeError
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+
+log = logging.getLogger(__name__)
+
+PACKAGES: dict[str, ModuleType] = {"v1": v1, "v1alpha2": v1alpha2}
+
+UnaryImpl = Callable[[Any, Context], Awaitable[Message]]
+StreamImpl = Callable[[Any, Context], AsyncIterator[Message]]
+
+
+def _reencode(cls: type[Message], data: bytes) -> bytes:
+    """`data` as `cls` would write it after reading it: fields `cls` lacks are dropped."""
+    msg = cls.FromString(data)
+    msg.DiscardUnknownFields()
+    return msg.SerializeToString()
+
+
+def _codecs(api: str, method: MethodDescriptor) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+    req_v1: type[Message] = getattr(v1, method.input_type.name)
+    if api == "v1":
+        return req_v1.FromString, lambda msg: msg.SerializeToString()
+    pkg = PACKAGES[api]
+    req_old: type[Message] = getattr(pkg, method.input_type.name)
+    resp_old: type[Message] = getattr(pkg, method.output_type.name)
+
+    def deserialize(data: bytes) -> Any:
+        return req_v1.FromString(_reencode(req_old, data))
+
+    def serialize(msg: Any) -> bytes:
+        return _reencode(resp_old, msg.SerializeToString())
+
+    return deserialize, serialize
+
+
+def _unary(full_name: str, impl: UnaryImpl) -> UnaryImpl:
+    async def handler(request: Any, context: Context) -> Message:
+        try:
+            return await impl(request, context)
+        except FakeRuntimeError as exc:
+            log.info("%s failed: %s %s", full_name, exc.code.name, exc.message)
+            await context.abort(exc.code, exc.message)
+            raise  # not reached: abort raises
+
+    return handler
+
+
+def _stream(full_name: str, impl: StreamImpl) -> StreamImpl:
+    async def handler(request: Any, context: Context) -> AsyncIterator[Message]:
+        try:
+            async for item in impl(request, context):
+                yield item
+        except FakeRuntimeError as exc:
+            log.info("%s failed: %s %s", full_name, exc.code.name, exc.message)
+            await context.abort(exc.code, exc.message)
+
+    return handler
+
+
+def build_handlers(
+    api: str, servicers: list[object], skip: frozenset[str] = frozenset()
+) -> list[grpc.GenericRpcHandler]:
+    """Generic handlers for RuntimeService and ImageService of one API version ("v1" or "v1alpha2").
+
+    Each method is served by the first servicer that defines it; `skip` names methods to
+    leave UNIMPLEMENTED.
+    """
+    pkg = PACKAGES[api]
+    result: list[grpc.GenericRpcHandler] = []
+    for service in pkg.DESCRIPTOR.services_by_name.values():
+        methods: dict[str, grpc.RpcMethodHandler] = {}
+        for method in service.methods:
+            impl = next((getattr(s, method.name) for s in servicers if hasattr(s, method.name)), None)
+            if impl is None or method.name in skip:
+                continue
+            deserialize, serialize = _codecs(api, method)
+            full_name = f"/{service.full_name}/{method.name}"
+            if method.server_streaming:
+                methods[method.name] = grpc.unary_stream_rpc_method_handler(
+                    _stream(full_name, impl), deserialize, serialize
+                )
+            else:
+                methods[method.name] = grpc.unary_unary_rpc_method_handler(
+                    _unary(full_name, impl), deserialize, serialize
+                )
+        result.append(grpc.method_handlers_generic_handler(service.full_name, methods))
+    return result
