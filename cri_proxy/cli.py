@@ -1,0 +1,103 @@
+"""The `cri-proxy` command line. The only place that configures logging or turns errors into exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Coroutine
+from typing import Any, Optional
+
+import typer
+
+from cri_proxy import __version__
+from cri_proxy.endpoints import unix_path
+from cri_proxy.errors import CriProxyError
+
+app = typer.Typer(
+    name="cri-proxy",
+    help="A transparent proxy between the kubelet and a container runtime's CRI sockets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click output: a wrong flag is a short usage line, not a panel
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _setup_logging(level: str) -> None:
+    if level not in LOG_LEVELS:
+        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> None:
+    """Run `coro` on uvloop where available; a CriProxyError becomes one line and exit status 2."""
+    try:
+        import uvloop
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    try:
+        code = runner(coro)
+    except CriProxyError as exc:
+        typer.echo(f"cri-proxy: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
+
+
+def _mode(value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an octal mode such as 0660") from None
+    if not 0 <= mode <= 0o777:
+        raise typer.BadParameter(f"{value!r} is not a permission mode (0000 to 0777)")
+    return mode
+
+
+@app.command()
+def run(
+    listen: str = typer.Option(..., help="Socket the kubelet connects to, e.g. unix:///run/cri-proxy/cri.sock."),
+    runtime_endpoint: str = typer.Option(..., help="The runtime's socket, e.g. unix:///run/containerd/containerd.sock."),
+    image_endpoint: Optional[str] = typer.Option(
+        None, help="Socket for ImageService calls when it differs from --runtime-endpoint."),
+    socket_mode: str = typer.Option("0660", help="Permission mode of the listen socket (octal)."),
+    socket_group: Optional[str] = typer.Option(None, help="Group (name or gid) that owns the listen socket."),
+    grace_period: float = typer.Option(10.0, min=0, help="Seconds open calls get to finish on SIGTERM/SIGINT."),
+    wait_for_upstream: float = typer.Option(
+        0.0, min=0, help="Seconds to wait at start for the runtime socket to appear (0: fail at once)."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Relay every call between the listen socket and the runtime, byte for byte."""
+    from cri_proxy.daemon import ProxyConfig, serve
+
+    _setup_logging(log_level)
+    try:
+        config = ProxyConfig(
+            listen=unix_path(listen, "--listen"),
+            runtime=unix_path(runtime_endpoint, "--runtime-endpoint"),
+            image=unix_path(image_endpoint, "--image-endpoint") if image_endpoint else None,
+            socket_mode=_mode(socket_mode),
+            socket_group=socket_group,
+            grace_period=grace_period,
+            wait_for_upstream=wait_for_upstream,
+        )
+    except CriProxyError as exc:
+        typer.echo(f"cri-proxy: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _run(serve(config))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(f"cri-proxy {__version__}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,156 @@
+"""Running the proxy as a node daemon: the listen socket's life, signals, and a clean exit.
+
+A stale socket file (left by a crashed proxy) is replaced; a live one means another proxy
+is running and start-up is refused. The socket gets the configured mode and group before
+any client can reach it. SIGTERM or SIGINT stops accepting, lets open calls finish within
+the grace period and exits 0; a second signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pathlib
+import signal
+import socket
+import stat
+import time
+from dataclasses import dataclass
+
+from cri_proxy.endpoints import as_endpoint
+from cri_proxy.errors import ConfigError, SocketInUseError
+from cri_proxy.forward.server import RelayServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    listen: pathlib.Path
+    runtime: pathlib.Path
+    image: pathlib.Path | None = None
+    socket_mode: int = 0o660
+    socket_group: str | None = None
+    grace_period: float = 10.0
+    wait_for_upstream: float = 0.0
+
+
+def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
+    """None when something accepts connections on `path`, else why not (an errno text)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+    return None
+
+
+def prepare_listen_path(path: pathlib.Path) -> None:
+    """Make `path` free for a new socket, or explain why it cannot be."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {parent} for the listen socket: {exc.strerror}") from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the listen socket in {parent}: permission denied")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"listen path {path} exists and is not a socket; refusing to replace it")
+    if probe_socket(path) is None:
+        raise SocketInUseError(f"listen socket {path} is live: another cri-proxy (or another server) is "
+                               "serving it; stop that one first")
+    path.unlink()
+    log.info("replaced the stale socket file %s", path)
+
+
+def secure_socket(path: pathlib.Path, mode: int, group: str | None) -> None:
+    if group is not None:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"--socket-group {group!r}: no such group") from None
+        try:
+            os.chown(path, -1, gid)
+        except OSError as exc:
+            raise ConfigError(f"cannot give {path} to group {group}: {exc.strerror}") from exc
+    os.chmod(path, mode)
+
+
+def check_upstream(what: str, path: pathlib.Path, wait: float) -> None:
+    """Refuse a runtime socket that does not exist (after waiting up to `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            hint = "" if wait else " (pass --wait-for-upstream SECONDS to wait for it)"
+            raise ConfigError(f"{what} {as_endpoint(path)}: no such socket; is the runtime running?{hint}")
+        time.sleep(0.1)
+    if not stat.S_ISSOCK(path.stat().st_mode):
+        raise ConfigError(f"{what} {as_endpoint(path)} is not a socket")
+    reason = probe_socket(path)
+    if reason is not None:
+        log.warning("%s %s does not answer yet (%s); clients will fail fast until it does",
+                    what, as_endpoint(path), reason)
+
+
+async def serve(config: ProxyConfig) -> int:
+    """Run the proxy until SIGTERM/SIGINT; return the exit status."""
+    for what, path in (("runtime endpoint", config.runtime), ("image endpoint", config.image)):
+        if path is not None:
+            check_upstream(what, path, config.wait_for_upstream)
+    prepare_listen_path(config.listen)
+    old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
+    server = RelayServer(config.listen, config.runtime, config.image)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
+    finally:
+        os.umask(old_umask)
+    try:
+        secure_socket(config.listen, config.socket_mode, config.socket_group)
+        log.info("listening on %s (mode %04o), forwarding to %s%s", as_endpoint(config.listen), config.socket_mode,
+                 as_endpoint(config.runtime),
+                 f", image calls to {as_endpoint(server.image_path)}" if server.image_path else "")
+        await _wait_for_signal(server, config.grace_period)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            config.listen.unlink()
+    log.info("stopped")
+    return 0
+
+
+async def _wait_for_signal(server: RelayServer, grace: float) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.info("%s again: closing open connections now", signal.Signals(signum).name)
+            hurry.set()
+        else:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await stopping.wait()
+        stop = asyncio.ensure_future(server.stop(grace))
+        hurried = asyncio.ensure_future(hurry.wait())
+        await asyncio.wait({stop, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop.done():
+            stop.cancel()
+            await server.stop(0)
+        hurried.cancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,180 @@
+"""HTTP/2 framing as far as the relay needs it: frame boundaries, and the few frames it writes.
+
+The relay forwards bytes untouched; it only walks the 9-byte frame headers (RFC 9113 §4.1)
+to know where frames begin and end, which streams are open, and where a header block
+lies. `FrameWalker` does that walk incrementally over chunks as they arrive. Building and
+decoding frame bodies (padding, priority, the frames the proxy itself sends) is left to
+hyperframe, the python-hyper project's well-kept parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from hpack import Encoder, NeverIndexedHeaderTuple
+from hyperframe.frame import GoAwayFrame, HeadersFrame, RstStreamFrame, WindowUpdateFrame
+
+PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+DATA: Final = 0x0
+HEADERS: Final = 0x1
+RST_STREAM: Final = 0x3
+SETTINGS: Final = 0x4
+PING: Final = 0x6
+GOAWAY: Final = 0x7
+WINDOW_UPDATE: Final = 0x8
+CONTINUATION: Final = 0x9
+
+FLAG_END_STREAM: Final = 0x1
+FLAG_ACK: Final = 0x1
+FLAG_END_HEADERS: Final = 0x4
+FLAG_PADDED: Final = 0x8
+FLAG_PRIORITY: Final = 0x20
+
+ERR_CANCEL: Final = 0x8
+SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
+
+
+class FrameError(Exception):
+    """The byte stream is not HTTP/2 framing the relay can follow."""
+
+
+@dataclass(slots=True)
+class Frame:
+    """One frame: its header fields, and its payload when the walker was asked to keep it."""
+
+    type: int
+    flags: int
+    stream_id: int
+    length: int
+    payload: bytes | None
+    raw: bytes | None = None  # header + payload, only when the walker keeps raw frames
+
+
+class FrameWalker:
+    """Incremental frame splitter for one direction of one connection.
+
+    `feed(chunk)` returns the frames completed by that chunk. Payloads are kept only for
+    frame types in `keep` (the relay needs header blocks, not DATA); with `raw=True` every
+    frame's complete bytes are kept too, for the paths that forward frame by frame.
+    """
+
+    __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary")
+
+    def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False) -> None:
+        self._buf = bytearray()  # a partial frame header, or a kept frame being completed
+        self._skip = 0  # payload bytes of a frame whose payload is not kept
+        self._pending: Frame | None = None
+        self.keep = keep
+        self.raw = raw
+        self.at_boundary = True
+
+    def feed(self, chunk: bytes) -> list[Frame]:
+        frames: list[Frame] = []
+        pos, end = 0, len(chunk)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                if not self._skip and self._pending is not None:
+                    frames.append(self._pending)
+                    self._pending = None
+                continue
+            if self._pending is not None:  # completing a kept payload
+                need = self._pending.length + 9 - len(self._buf)
+                step = min(need, end - pos)
+                self._buf += chunk[pos:pos + step]
+                pos += step
+                if step == need:
+                    frames.append(self._finish(self._pending))
+                continue
+            take = min(9 - len(self._buf), end - pos)
+            self._buf += chunk[pos:pos + take]
+            pos += take
+            if len(self._buf) < 9:
+                break
+            head = self._buf
+            length = (head[0] << 16) | (head[1] << 8) | head[2]
+            frame = Frame(head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF, length, None)
+            if self.raw or frame.type in self.keep:
+                self._pending = frame
+                if length == 0:
+                    frames.append(self._finish(frame))
+            else:
+                self._buf = bytearray()
+                if length:
+                    self._skip = length
+                    self._pending = frame
+                else:
+                    frames.append(frame)
+        self.at_boundary = not self._buf and not self._skip and self._pending is None
+        return frames
+
+    def _finish(self, frame: Frame) -> Frame:
+        data = bytes(self._buf)
+        self._buf = bytearray()
+        self._pending = None
+        if frame.type in self.keep:
+            frame.payload = data[9:]
+        if self.raw:
+            frame.raw = data
+        return frame
+
+
+def header_block_fragment(frame: Frame) -> bytes:
+    """The HPACK bytes of a HEADERS or CONTINUATION frame, without padding and priority."""
+    if frame.payload is None:
+        raise FrameError(f"frame on stream {frame.stream_id} was walked without its payload")
+    if frame.type == CONTINUATION or not frame.flags & (FLAG_PADDED | FLAG_PRIORITY):
+        return frame.payload
+    parsed = HeadersFrame(frame.stream_id)
+    for bit, name in ((FLAG_PADDED, "PADDED"), (FLAG_PRIORITY, "PRIORITY")):
+        if frame.flags & bit:
+            parsed.flags.add(name)
+    try:
+        parsed.parse_body(memoryview(frame.payload))
+    except Exception as exc:  # hyperframe raises several types for a malformed body
+        raise FrameError(f"malformed HEADERS frame on stream {frame.stream_id}: {exc}") from exc
+    return bytes(parsed.data)
+
+
+def settings_values(payload: bytes) -> dict[int, int]:
+    """The identifier/value pairs of a SETTINGS frame's payload."""
+    return {int.from_bytes(payload[i:i + 2], "big"): int.from_bytes(payload[i + 2:i + 6], "big")
+            for i in range(0, len(payload) - 5, 6)}
+
+
+def grpc_error_frame(stream_id: int, code: int, message: str) -> bytes:
+    """A trailers-only gRPC response ending `stream_id` with status `code`.
+
+    Every field is sent as a never-indexed literal (or a static-table index), so the
+    receiver's HPACK dynamic table is untouched and stays in step with the real server's
+    encoder, which never sees this frame.
+    """
+    from urllib.parse import quote
+
+    headers = [(":status", "200"), ("content-type", "application/grpc"),
+               ("grpc-status", str(code)), ("grpc-message", quote(message, safe=" !#$&'()*+,/:;=?@[]~"))]
+    block = Encoder().encode([NeverIndexedHeaderTuple(k, v) for k, v in headers], huffman=False)
+    frame = HeadersFrame(stream_id, data=block, flags=["END_HEADERS", "END_STREAM"])
+    return bytes(frame.serialize())
+
+
+def rst_stream_frame(stream_id: int, error_code: int = ERR_CANCEL) -> bytes:
+    return bytes(RstStreamFrame(stream_id, error_code=error_code).serialize())
+
+
+def window_update_frame(stream_id: int, increment: int) -> bytes:
+    return bytes(WindowUpdateFrame(stream_id, window_increment=increment).serialize())
+
+
+def goaway_frame(last_stream_id: int, error_code: int = 0, debug: bytes = b"") -> bytes:
+    return bytes(GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code,
+                             additional_data=debug).serialize())
+
+
+def set_flag(raw: bytes, flag: int) -> bytes:
+    """A copy of a raw frame with `flag` added to its flags byte."""
+    return raw[:4] + bytes([raw[4] | flag]) + raw[5:]

@@ -1,0 +1,98 @@
+"""The relay server: accepts client connections on the listen socket and relays each one.
+
+It owns the connections and their helper tasks, reports the upstream's reachability once
+per episode (a kubelet re-dials a dead runtime every few seconds; one line per attempt
+would bury the log), and stops gracefully: stop accepting, let open calls finish within a
+grace period, then close what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import pathlib
+from collections.abc import Coroutine
+from typing import Any
+
+from cri_proxy.forward.relay import Connection
+from cri_proxy.forward.tap import Tap
+
+log = logging.getLogger(__name__)
+
+
+class RelayServer:
+    """Relays every connection on `listen` to `runtime` (or, for image calls, `image`)."""
+
+    def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
+                 tap: Tap | None = None, connect_timeout: float = 5.0) -> None:
+        self.listen = listen
+        self.runtime_path = runtime
+        self.image_path = image if image is not None and image != runtime else None
+        self.tap = tap
+        self.connect_timeout = connect_timeout
+        self.connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        self._down: dict[str, str] = {}
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        """Listen on the (already prepared) socket path."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._accept, str(self.listen))
+
+    def _accept(self) -> Any:
+        conn = self._new_connection(next(self._ids))
+        self.connections.add(conn)
+        return conn.client
+
+    def _new_connection(self, conn_id: int) -> Connection:
+        if self.image_path is None:
+            return Connection(self, conn_id)
+        from cri_proxy.forward.split import SplitConnection
+
+        return SplitConnection(self, conn_id)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's helper coroutine, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
+        if path not in self._down:
+            log.warning("upstream unix://%s unreachable (%s): closing client connections at once so they fail "
+                        "fast and re-dial, as they would against a dead runtime", path, reason)
+        else:
+            log.debug("conn %d: upstream unix://%s still unreachable (%s)", conn_id, path, reason)
+        self._down[path] = reason
+
+    def note_upstream_up(self, path: str) -> None:
+        if self._down.pop(path, None) is not None:
+            log.info("upstream unix://%s reachable again", path)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; give open calls `grace` seconds to finish; close the rest."""
+        if self._server is not None:
+            self._server.close()
+        open_calls = sum(len(c.open_streams) for c in self.connections)
+        log.info("stopping: %d connection(s), %d call(s) open, grace period %.1fs",
+                 len(self.connections), open_calls, grace)
+        for conn in list(self.connections):
+            conn.drain()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            log.warning("conn %d: %d call(s) still open after the grace period; closing", conn.id, len(conn.open_streams))
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
