@@ -37,6 +37,7 @@ class FakeRuntime:
     def __init__(self, options: FakeRuntimeOptions | None = None) -> None:
         self.options = options or FakeRuntimeOptions()
         self.state = RuntimeState(self.options.preload_images)
+        self._bulk_pods = 0
 
     def versions(self) -> list[str]:
         return ["v1", "v1alpha2"] if self.options.api == "both" else [self.options.api]
@@ -62,7 +63,8 @@ class FakeRuntime:
         """
         image = image or self.state.images.list()[-1].id
         pod_ids = []
-        for p in range(max(1, pods)):
+        for _ in range(max(1, pods)):
+            p, self._bulk_pods = self._bulk_pods, self._bulk_pods + 1
             md = v1.PodSandboxMetadata(name=f"bulk-{p}", namespace="bulk", uid=f"uid-bulk-{p}")
             pod_ids.append(self.state.run_pod(v1.PodSandboxConfig(metadata=md, hostname=md.name)).id)
         pad = {"fake.cri-proxy.io/padding": "x" * annotation_bytes} if annotation_bytes else {}
