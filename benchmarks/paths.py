@@ -1,0 +1,101 @@
+"""The ways a call can reach the backend: direct, through cri-proxy, through nginx.
+
+Each `Path` names the unix socket the load generator dials and the processes
+whose CPU and memory count against it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from procs import Children, wait_for_socket
+
+PROXY_CMD = "{python} -m cri_proxy run --listen unix://{listen} --runtime-endpoint unix://{runtime}"
+
+NGINX_CONF = """\
+# nginx as the reference C proxy: HTTP/2 terminated on both sides, one worker
+# (one event loop, like cri-proxy), connections kept open both ways.
+{user}worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    client_max_body_size 16m;
+    keepalive_requests 100000000;
+    keepalive_timeout 1h;
+    upstream runtime {{
+        server unix:{runtime};
+        keepalive 64;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen unix:{listen} http2;
+        location / {{
+            grpc_pass grpc://runtime;
+            grpc_read_timeout 1h;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class Route:
+    """A way to the backend: its name, the socket to dial, the pid whose tree it costs."""
+
+    name: str
+    socket: Path
+    pid: int | None  # None: nothing between client and backend
+
+
+def start_backend(children: Children, binary: Path, tmp: Path, replies: Path, events: int) -> Route:
+    sock, log = tmp / "backend.sock", tmp / "backend.log"
+    proc = children.start([str(binary), str(sock), str(replies), str(events)], log)
+    wait_for_socket(sock, proc, log)
+    return Route("direct", sock, None)
+
+
+def proxy_available(template: str) -> str | None:
+    """Why the proxy cannot run, or None when it can."""
+    if template != PROXY_CMD:
+        return None
+    probe = subprocess.run([sys.executable, "-m", "cri_proxy", "run", "--help"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        return "`python -m cri_proxy run --help` failed: " + probe.stderr.decode(errors="replace").strip()[-200:]
+    return None
+
+
+def start_proxy(children: Children, tmp: Path, runtime: Path, template: str) -> Route:
+    sock, log = tmp / "p.sock", tmp / "proxy.log"
+    argv = template.format(python=sys.executable, listen=sock, runtime=runtime).split()
+    proc = children.start(argv, log)
+    wait_for_socket(sock, proc, log, timeout=30)
+    return Route("proxy", sock, proc.pid)
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+def start_nginx(children: Children, binary: str, tmp: Path, runtime: Path) -> Route:
+    home, sock = tmp / "nginx", tmp / "nginx.sock"
+    home.mkdir()
+    conf, log = home / "nginx.conf", home / "error.log"
+    # As root, nginx would drop its worker to an account that cannot reach our sockets.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf.write_text(NGINX_CONF.format(dir=home, runtime=runtime, listen=sock, user=user))
+    proc = children.start([binary, "-p", str(home), "-c", str(conf), "-e", str(log)], home / "stdout.log")
+    wait_for_socket(sock, proc, log)
+    return Route("nginx", sock, proc.pid)
