@@ -15,7 +15,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as a2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as a2_grpc
-from tests.fakeruntime_helpers import container_config, pod_config, serve
+from tests.fakeruntime_helpers import container_config, pod_config, run_pod, serve
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -25,7 +25,7 @@ BUSYBOX_ID = "sha256:a416a98b71e224a31ee99cff8e16063554498227d2b696152a9c3e0aa65
 async def test_pod_and_container_lifecycle_v1(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir, "v1") as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)
-        pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config()))).pod_sandbox_id
+        pod_id = await run_pod(rt, pod_config())
         assert len(pod_id) == 64 and int(pod_id, 16) >= 0
         status = (await rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod_id))).status
         assert status.state == v1.SANDBOX_READY and status.metadata.name == "web"
@@ -90,7 +90,7 @@ async def test_pod_and_container_lifecycle_v1alpha2(sock_dir: pathlib.Path) -> N
 async def test_stop_and_remove_pod_take_its_containers(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir) as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)
-        pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config()))).pod_sandbox_id
+        pod_id = await run_pod(rt, pod_config())
         ids = []
         for name in ("a", "b"):
             req = v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=container_config(name))
@@ -125,7 +125,7 @@ async def test_create_container_needs_image_and_pod(sock_dir: pathlib.Path) -> N
     async with serve(sock_dir) as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)
         img = v1_grpc.ImageServiceStub(ch)
-        pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config()))).pod_sandbox_id
+        pod_id = await run_pod(rt, pod_config())
         cfg = container_config(image="quay.io/example/missing:1")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await rt.CreateContainer(v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg))
@@ -162,8 +162,8 @@ async def test_unknown_ids_are_not_found(sock_dir: pathlib.Path, method: str, re
 async def test_list_filters(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir) as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)
-        pa = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config("a", app="x")))).pod_sandbox_id
-        pb = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config("b", app="y")))).pod_sandbox_id
+        pa = await run_pod(rt, pod_config("a", app="x"))
+        pb = await run_pod(rt, pod_config("b", app="y"))
         await rt.StopPodSandbox(v1.StopPodSandboxRequest(pod_sandbox_id=pb))
 
         async def pods(flt: v1.PodSandboxFilter) -> set[str]:
@@ -249,7 +249,7 @@ async def test_v1alpha2_only_rejects_v1(sock_dir: pathlib.Path) -> None:
 async def test_both_versions_share_state_and_v1alpha2_drops_v1_fields(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir, "both") as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)
-        pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config()))).pod_sandbox_id
+        pod_id = await run_pod(rt, pod_config())
         await rt.CreateContainer(v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=container_config()))
         old = a2_grpc.RuntimeServiceStub(ch)
         assert [p.id for p in (await old.ListPodSandbox(a2.ListPodSandboxRequest())).items] == [pod_id]

@@ -12,7 +12,7 @@ import pytest
 from cri_proxy.fakeruntime.execsync import ExecEnv, run_command
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
-from tests.fakeruntime_helpers import container_config, pod_config, serve
+from tests.fakeruntime_helpers import container_config, pod_config, run_pod, serve
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -45,7 +45,7 @@ async def test_builtin_commands(argv: list[str], stdout: bytes, stderr: bytes, c
 
 
 async def _running_container(rt: v1_grpc.RuntimeServiceStub) -> str:
-    pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config("probe")))).pod_sandbox_id
+    pod_id = await run_pod(rt, pod_config("probe"))
     req = v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=container_config())
     ctr_id = (await rt.CreateContainer(req)).container_id
     await rt.StartContainer(v1.StartContainerRequest(container_id=ctr_id))

@@ -11,7 +11,7 @@ import pytest
 from cri_proxy.fakeruntime import STATS_PADDING_ANNOTATION
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
-from tests.fakeruntime_helpers import MIB, container_config, pod_config, serve
+from tests.fakeruntime_helpers import MIB, container_config, create_container, pod_config, run_pod, serve
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -24,7 +24,7 @@ async def test_container_events_follow_the_lifecycle(sock_dir: pathlib.Path) -> 
         # server side to subscribe rather than for the call's initial metadata.
         while server.state.event_listeners < 2:
             await asyncio.sleep(0.01)
-        pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config()))).pod_sandbox_id
+        pod_id = await run_pod(rt, pod_config())
         req = v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=container_config())
         ctr_id = (await rt.CreateContainer(req)).container_id
         await rt.StartContainer(v1.StartContainerRequest(container_id=ctr_id))
@@ -33,7 +33,7 @@ async def test_container_events_follow_the_lifecycle(sock_dir: pathlib.Path) -> 
         want = [v1.CONTAINER_CREATED_EVENT, v1.CONTAINER_STARTED_EVENT,
                 v1.CONTAINER_STOPPED_EVENT, v1.CONTAINER_DELETED_EVENT]
         for stream in streams:
-            got = [await stream.read() for _ in want]
+            got = [await asyncio.wait_for(stream.read(), 2) for _ in want]
             assert [e.container_event_type for e in got] == want
             assert all(e.container_id == ctr_id and e.pod_sandbox_status.id == pod_id for e in got)
             assert got[1].containers_statuses[0].state == v1.CONTAINER_RUNNING
@@ -113,7 +113,7 @@ async def test_reply_of_15_mib_passes_and_17_mib_does_not(sock_dir: pathlib.Path
 async def test_request_and_stats_reply_of_15_mib(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir) as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)
-        pod_id = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=pod_config()))).pod_sandbox_id
+        pod_id = await run_pod(rt, pod_config())
         cfg = container_config()
         cfg.annotations["big"] = "y" * (15 * MIB)
         req = v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=cfg)
@@ -122,7 +122,7 @@ async def test_request_and_stats_reply_of_15_mib(sock_dir: pathlib.Path) -> None
         assert len(status.status.annotations["big"]) == 15 * MIB
         small = container_config("padded")
         small.annotations[STATS_PADDING_ANNOTATION] = str(15 * MIB)
-        padded = (await rt.CreateContainer(v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=small))).container_id
+        padded = await create_container(rt, pod_id, small)
         await rt.StartContainer(v1.StartContainerRequest(container_id=padded))
         stats = await rt.ListContainerStats(v1.ListContainerStatsRequest(
             filter=v1.ContainerStatsFilter(id=padded)))

@@ -45,7 +45,9 @@ class FakeRuntimeOptions:
         if self.api not in ("v1", "v1alpha2", "both"):
             raise ValueError(f"api must be v1, v1alpha2 or both, not {self.api!r}")
         if self.cgroup_driver not in ("systemd", "cgroupfs"):
-            raise ValueError(f"cgroup_driver must be systemd or cgroupfs, not {self.cgroup_driver!r}")
+            raise ValueError(
+                f"cgroup_driver must be systemd or cgroupfs, not {self.cgroup_driver!r}"
+            )
         if self.stream_chunk_size < 1:
             raise ValueError("stream_chunk_size must be at least 1")
         if self.streaming_port == 0:

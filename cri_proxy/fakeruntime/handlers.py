@@ -39,7 +39,11 @@ def _reencode(cls: type[Message], data: bytes) -> bytes:
     return msg.SerializeToString()
 
 
-def _codecs(api: str, method: MethodDescriptor) -> tuple[Callable[[bytes], Any], Callable[[Any], bytes]]:
+Deserializer = Callable[[bytes], Any]
+Serializer = Callable[[Any], bytes]
+
+
+def _codecs(api: str, method: MethodDescriptor) -> tuple[Deserializer, Serializer]:
     req_v1: type[Message] = getattr(v1, method.input_type.name)
     if api == "v1":
         return req_v1.FromString, lambda msg: msg.SerializeToString()
@@ -63,7 +67,6 @@ def _unary(full_name: str, impl: UnaryImpl) -> UnaryImpl:
         except FakeRuntimeError as exc:
             log.info("%s failed: %s %s", full_name, exc.code.name, exc.message)
             await context.abort(exc.code, exc.message)
-            raise  # not reached: abort raises
 
     return handler
 
@@ -93,7 +96,8 @@ def build_handlers(
     for service in pkg.DESCRIPTOR.services_by_name.values():
         methods: dict[str, grpc.RpcMethodHandler] = {}
         for method in service.methods:
-            impl = next((getattr(s, method.name) for s in servicers if hasattr(s, method.name)), None)
+            owner = next((s for s in servicers if hasattr(s, method.name)), None)
+            impl = getattr(owner, method.name, None)
             if impl is None or method.name in skip:
                 continue
             deserialize, serialize = _codecs(api, method)

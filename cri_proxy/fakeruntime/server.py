@@ -56,7 +56,7 @@ class FakeRuntime:
     def populate(
         self, containers: int, *, pods: int = 1, annotation_bytes: int = 0, image: str = ""
     ) -> list[str]:
-        """Create `pods` ready pods holding `containers` running containers in all; return their ids.
+        """Create `pods` ready pods with `containers` running containers in all; return their ids.
 
         Each container carries an annotation of `annotation_bytes` bytes, so list and stats
         replies can be made as big as a test needs without sending a big request.
@@ -66,7 +66,8 @@ class FakeRuntime:
         for _ in range(max(1, pods)):
             p, self._bulk_pods = self._bulk_pods, self._bulk_pods + 1
             md = v1.PodSandboxMetadata(name=f"bulk-{p}", namespace="bulk", uid=f"uid-bulk-{p}")
-            pod_ids.append(self.state.run_pod(v1.PodSandboxConfig(metadata=md, hostname=md.name)).id)
+            pod = self.state.run_pod(v1.PodSandboxConfig(metadata=md, hostname=md.name))
+            pod_ids.append(pod.id)
         pad = {"fake.cri-proxy.io/padding": "x" * annotation_bytes} if annotation_bytes else {}
         ids = []
         for i in range(containers):
@@ -140,7 +141,9 @@ async def start_fake_runtime(address: str, api: ApiMode = "both", **opts: Any) -
     await server.start()
     log.info(
         "fake runtime serving CRI %s on unix://%s (container events %s)",
-        "+".join(runtime.versions()), path, "on" if runtime.options.container_events else "UNIMPLEMENTED",
+        "+".join(runtime.versions()),
+        path,
+        "on" if runtime.options.container_events else "UNIMPLEMENTED",
     )
     return FakeRuntimeServer(f"unix://{path}", runtime, server)
 

@@ -27,7 +27,9 @@ class ImageServicer(ServicerBase):
         found = self.state.images.find(flt.image.image)
         return [found] if found is not None else []
 
-    async def ListImages(self, request: v1.ListImagesRequest, context: Context) -> v1.ListImagesResponse:
+    async def ListImages(
+        self, request: v1.ListImagesRequest, context: Context
+    ) -> v1.ListImagesResponse:
         flt = request.filter if request.HasField("filter") else None
         return v1.ListImagesResponse(images=[img.to_proto() for img in self._filtered(flt)])
 
@@ -39,27 +41,36 @@ class ImageServicer(ServicerBase):
         for part in chunks(items, self.options.stream_chunk_size):
             yield v1.StreamImagesResponse(images=part)
 
-    async def ImageStatus(self, request: v1.ImageStatusRequest, context: Context) -> v1.ImageStatusResponse:
+    async def ImageStatus(
+        self, request: v1.ImageStatusRequest, context: Context
+    ) -> v1.ImageStatusResponse:
         img = self.state.images.find(request.image.image)
         if img is None:
             # CRI: an absent image is not an error; the reply leaves `image` unset.
             return v1.ImageStatusResponse()
         info = {}
         if request.verbose:
-            info["info"] = json.dumps({"chainID": img.id, "imageSpec": {"os": "linux", "architecture": "amd64"}})
+            spec = {"os": "linux", "architecture": "amd64"}
+            info["info"] = json.dumps({"chainID": img.id, "imageSpec": spec})
         return v1.ImageStatusResponse(image=img.to_proto(), info=info)
 
-    async def PullImage(self, request: v1.PullImageRequest, context: Context) -> v1.PullImageResponse:
+    async def PullImage(
+        self, request: v1.PullImageRequest, context: Context
+    ) -> v1.PullImageResponse:
         try:
             img = self.state.images.pull(request.image.image)
         except ValueError as exc:
             raise FakeRuntimeError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         return v1.PullImageResponse(image_ref=img.id)
 
-    async def RemoveImage(self, request: v1.RemoveImageRequest, context: Context) -> v1.RemoveImageResponse:
+    async def RemoveImage(
+        self, request: v1.RemoveImageRequest, context: Context
+    ) -> v1.RemoveImageResponse:
         # CRI: removing an absent image is not an error.
         self.state.images.remove(request.image.image)
         return v1.RemoveImageResponse()
 
-    async def ImageFsInfo(self, request: v1.ImageFsInfoRequest, context: Context) -> v1.ImageFsInfoResponse:
+    async def ImageFsInfo(
+        self, request: v1.ImageFsInfoRequest, context: Context
+    ) -> v1.ImageFsInfoResponse:
         return stats.image_fs_info(self.state)

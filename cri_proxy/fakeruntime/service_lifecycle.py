@@ -39,19 +39,27 @@ class LifecycleServicer(ServicerBase):
 
     # --- pods ---------------------------------------------------------------------------
 
-    async def RunPodSandbox(self, request: v1.RunPodSandboxRequest, context: Context) -> v1.RunPodSandboxResponse:
+    async def RunPodSandbox(
+        self, request: v1.RunPodSandboxRequest, context: Context
+    ) -> v1.RunPodSandboxResponse:
         pod = self.state.run_pod(request.config, request.runtime_handler)
         return v1.RunPodSandboxResponse(pod_sandbox_id=pod.id)
 
-    async def StopPodSandbox(self, request: v1.StopPodSandboxRequest, context: Context) -> v1.StopPodSandboxResponse:
+    async def StopPodSandbox(
+        self, request: v1.StopPodSandboxRequest, context: Context
+    ) -> v1.StopPodSandboxResponse:
         self.state.stop_pod(request.pod_sandbox_id)
         return v1.StopPodSandboxResponse()
 
-    async def RemovePodSandbox(self, request: v1.RemovePodSandboxRequest, context: Context) -> v1.RemovePodSandboxResponse:
+    async def RemovePodSandbox(
+        self, request: v1.RemovePodSandboxRequest, context: Context
+    ) -> v1.RemovePodSandboxResponse:
         self.state.remove_pod(request.pod_sandbox_id)
         return v1.RemovePodSandboxResponse()
 
-    async def PodSandboxStatus(self, request: v1.PodSandboxStatusRequest, context: Context) -> v1.PodSandboxStatusResponse:
+    async def PodSandboxStatus(
+        self, request: v1.PodSandboxStatusRequest, context: Context
+    ) -> v1.PodSandboxStatusResponse:
         pod = self.state.get_pod(request.pod_sandbox_id)
         return self._pod_status_response(pod, request.verbose)
 
@@ -59,11 +67,15 @@ class LifecycleServicer(ServicerBase):
         return v1.PodSandboxStatusResponse(
             status=convert.pod_status_proto(pod),
             info=convert.pod_info(pod) if verbose else {},
-            containers_statuses=[self._container_status(c) for c in self.state.pod_containers(pod.id)],
+            containers_statuses=[
+                self._container_status(c) for c in self.state.pod_containers(pod.id)
+            ],
             timestamp=time.time_ns(),
         )
 
-    async def ListPodSandbox(self, request: v1.ListPodSandboxRequest, context: Context) -> v1.ListPodSandboxResponse:
+    async def ListPodSandbox(
+        self, request: v1.ListPodSandboxRequest, context: Context
+    ) -> v1.ListPodSandboxResponse:
         flt = request.filter if request.HasField("filter") else None
         pods = convert.filter_pods(self.state, flt)
         return v1.ListPodSandboxResponse(items=[convert.pod_proto(p) for p in pods])
@@ -78,25 +90,35 @@ class LifecycleServicer(ServicerBase):
 
     # --- containers ---------------------------------------------------------------------
 
-    async def CreateContainer(self, request: v1.CreateContainerRequest, context: Context) -> v1.CreateContainerResponse:
+    async def CreateContainer(
+        self, request: v1.CreateContainerRequest, context: Context
+    ) -> v1.CreateContainerResponse:
         ctr = self.state.create_container(request.pod_sandbox_id, request.config)
         return v1.CreateContainerResponse(container_id=ctr.id)
 
-    async def StartContainer(self, request: v1.StartContainerRequest, context: Context) -> v1.StartContainerResponse:
+    async def StartContainer(
+        self, request: v1.StartContainerRequest, context: Context
+    ) -> v1.StartContainerResponse:
         self.state.start_container(request.container_id)
         return v1.StartContainerResponse()
 
-    async def StopContainer(self, request: v1.StopContainerRequest, context: Context) -> v1.StopContainerResponse:
+    async def StopContainer(
+        self, request: v1.StopContainerRequest, context: Context
+    ) -> v1.StopContainerResponse:
         # A zero timeout means SIGKILL straight away (exit 137); otherwise the container
         # "handles" SIGTERM and exits cleanly.
         self.state.stop_container(request.container_id, 137 if request.timeout == 0 else 0)
         return v1.StopContainerResponse()
 
-    async def RemoveContainer(self, request: v1.RemoveContainerRequest, context: Context) -> v1.RemoveContainerResponse:
+    async def RemoveContainer(
+        self, request: v1.RemoveContainerRequest, context: Context
+    ) -> v1.RemoveContainerResponse:
         self.state.remove_container(request.container_id)
         return v1.RemoveContainerResponse()
 
-    async def ListContainers(self, request: v1.ListContainersRequest, context: Context) -> v1.ListContainersResponse:
+    async def ListContainers(
+        self, request: v1.ListContainersRequest, context: Context
+    ) -> v1.ListContainersResponse:
         flt = request.filter if request.HasField("filter") else None
         ctrs = convert.filter_containers(self.state, flt)
         return v1.ListContainersResponse(containers=[self._container(c) for c in ctrs])
@@ -109,9 +131,13 @@ class LifecycleServicer(ServicerBase):
         for part in chunks(items, self.options.stream_chunk_size):
             yield v1.StreamContainersResponse(containers=part)
 
-    async def ContainerStatus(self, request: v1.ContainerStatusRequest, context: Context) -> v1.ContainerStatusResponse:
+    async def ContainerStatus(
+        self, request: v1.ContainerStatusRequest, context: Context
+    ) -> v1.ContainerStatusResponse:
         ctr = self.state.get_container(request.container_id)
-        info = convert.container_info(ctr, self.state.pods.get(ctr.pod_id)) if request.verbose else {}
+        info = {}
+        if request.verbose:
+            info = convert.container_info(ctr, self.state.pods.get(ctr.pod_id))
         return v1.ContainerStatusResponse(status=self._container_status(ctr), info=info)
 
     # --- events -------------------------------------------------------------------------

@@ -57,7 +57,9 @@ class OperationsServicer(ServicerBase):
                 {"cgroupDriver": self.options.cgroup_driver, "podCIDR": self.pod_cidr,
                  "containerEvents": self.options.container_events}
             )
-        features = v1.RuntimeHandlerFeatures(recursive_read_only_mounts=False, user_namespaces=False)
+        features = v1.RuntimeHandlerFeatures(
+            recursive_read_only_mounts=False, user_namespaces=False
+        )
         return v1.StatusResponse(
             status=v1.RuntimeStatus(conditions=conditions),
             info=info,
@@ -71,7 +73,9 @@ class OperationsServicer(ServicerBase):
         self.pod_cidr = request.runtime_config.network_config.pod_cidr
         return v1.UpdateRuntimeConfigResponse()
 
-    async def RuntimeConfig(self, request: v1.RuntimeConfigRequest, context: Context) -> v1.RuntimeConfigResponse:
+    async def RuntimeConfig(
+        self, request: v1.RuntimeConfigRequest, context: Context
+    ) -> v1.RuntimeConfigResponse:
         driver = v1.SYSTEMD if self.options.cgroup_driver == "systemd" else v1.CGROUPFS
         return v1.RuntimeConfigResponse(linux=v1.LinuxRuntimeConfiguration(cgroup_driver=driver))
 
@@ -97,7 +101,9 @@ class OperationsServicer(ServicerBase):
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"timeout {request.timeout}s exceeded: context deadline exceeded",
             ) from None
-        return v1.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)
+        return v1.ExecSyncResponse(
+            stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code
+        )
 
     async def Exec(self, request: v1.ExecRequest, context: Context) -> v1.ExecResponse:
         self._running(request.container_id)
@@ -109,7 +115,9 @@ class OperationsServicer(ServicerBase):
         self._running(request.container_id)
         return v1.AttachResponse(url=self.streaming_url("attach"))
 
-    async def PortForward(self, request: v1.PortForwardRequest, context: Context) -> v1.PortForwardResponse:
+    async def PortForward(
+        self, request: v1.PortForwardRequest, context: Context
+    ) -> v1.PortForwardResponse:
         self.state.get_pod(request.pod_sandbox_id)
         return v1.PortForwardResponse(url=self.streaming_url("portforward"))
 
@@ -149,7 +157,9 @@ class OperationsServicer(ServicerBase):
 
     # --- stats and metrics --------------------------------------------------------------
 
-    async def ContainerStats(self, request: v1.ContainerStatsRequest, context: Context) -> v1.ContainerStatsResponse:
+    async def ContainerStats(
+        self, request: v1.ContainerStatsRequest, context: Context
+    ) -> v1.ContainerStatsResponse:
         ctr = self.state.get_container(request.container_id)
         return v1.ContainerStatsResponse(stats=stats.container_stats(ctr))
 
@@ -168,7 +178,9 @@ class OperationsServicer(ServicerBase):
         for part in chunks(items, self.options.stream_chunk_size):
             yield v1.StreamContainerStatsResponse(container_stats=part)
 
-    async def PodSandboxStats(self, request: v1.PodSandboxStatsRequest, context: Context) -> v1.PodSandboxStatsResponse:
+    async def PodSandboxStats(
+        self, request: v1.PodSandboxStatsRequest, context: Context
+    ) -> v1.PodSandboxStatsResponse:
         pod = self.state.get_pod(request.pod_sandbox_id)
         return v1.PodSandboxStatsResponse(stats=stats.pod_stats(self.state, pod))
 

@@ -16,7 +16,7 @@ import time
 
 import grpc
 
-from cri_proxy.fakeruntime.images import ImageStore, PreloadedImage, DEFAULT_IMAGES
+from cri_proxy.fakeruntime.images import DEFAULT_IMAGES, ImageStore, PreloadedImage
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,10 @@ class Container:
     )
 
 
+# What a GetContainerEvents stream receives: (ContainerEventType, container snapshot, pod).
+Event = tuple[int, Container, Pod]
+
+
 class RuntimeState:
     """All pods, containers and images of one fake runtime."""
 
@@ -75,7 +79,7 @@ class RuntimeState:
         self.containers: dict[str, Container] = {}
         self._names: dict[str, str] = {}  # reserved name -> id
         self._next_ip = 2
-        self._listeners: set[asyncio.Queue[tuple[int, Container, Pod]]] = set()
+        self._listeners: set[asyncio.Queue[Event]] = set()
 
     # --- lookup -------------------------------------------------------------------------
 
@@ -115,8 +119,8 @@ class RuntimeState:
 
     # --- events -------------------------------------------------------------------------
 
-    def subscribe(self) -> asyncio.Queue[tuple[int, Container, Pod]]:
-        queue: asyncio.Queue[tuple[int, Container, Pod]] = asyncio.Queue()
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
         self._listeners.add(queue)
         return queue
 
@@ -125,7 +129,7 @@ class RuntimeState:
         """How many GetContainerEvents streams are open."""
         return len(self._listeners)
 
-    def unsubscribe(self, queue: asyncio.Queue[tuple[int, Container, Pod]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
         self._listeners.discard(queue)
 
     def _emit(self, event: int, ctr: Container) -> None:
@@ -155,7 +159,8 @@ class RuntimeState:
         md = config.metadata
         if not md.name or not md.namespace:
             raise FakeRuntimeError(
-                grpc.StatusCode.INVALID_ARGUMENT, "sandbox config must include metadata name and namespace"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "sandbox config must include metadata name and namespace",
             )
         pod_id = new_id()
         self._reserve("_".join([md.name, md.namespace, md.uid, str(md.attempt)]), pod_id, "sandbox")
@@ -186,9 +191,7 @@ class RuntimeState:
 
     # --- containers ---------------------------------------------------------------------
 
-    def create_container(
-        self, pod_ref: str, config: v1.ContainerConfig, sandbox_config: v1.PodSandboxConfig | None = None
-    ) -> Container:
+    def create_container(self, pod_ref: str, config: v1.ContainerConfig) -> Container:
         pod = self.get_pod(pod_ref)
         if pod.state != v1.SANDBOX_READY:
             raise FakeRuntimeError(
@@ -203,7 +206,9 @@ class RuntimeState:
         ctr_id = new_id()
         md, pmd = config.metadata, pod.config.metadata
         if not md.name:
-            raise FakeRuntimeError(grpc.StatusCode.INVALID_ARGUMENT, "container config must include metadata name")
+            raise FakeRuntimeError(
+                grpc.StatusCode.INVALID_ARGUMENT, "container config must include metadata name"
+            )
         name = "_".join([md.name, pmd.name, pmd.namespace, pmd.uid, str(md.attempt)])
         self._reserve(name, ctr_id, "container")
         log_dir = pod.config.log_directory
