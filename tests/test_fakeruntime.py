@@ -275,6 +275,31 @@ async def test_both_versions_share_state_and_v1alpha2_drops_v1_fields(sock_dir: 
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
+async def test_undecodable_requests_are_internal(sock_dir: pathlib.Path) -> None:
+    async with serve(sock_dir, "both") as (server, ch):
+        pod = server.state.run_pod(pod_config())
+        cfg = container_config()
+        cfg.envs.append(v1.KeyValue(key="RAW", value=b"\xff\xfe"))
+        req = v1.CreateContainerRequest(pod_sandbox_id=pod.id, config=cfg)
+        # v1 carries env values as bytes: anything goes.
+        ctr_id = (await v1_grpc.RuntimeServiceStub(ch).CreateContainer(req)).container_id
+        assert server.state.containers[ctr_id].config.envs[1].value == b"\xff\xfe"
+        # v1alpha2 has them as strings: invalid UTF-8 does not parse.
+        old = ch.unary_unary(
+            "/runtime.v1alpha2.RuntimeService/CreateContainer",
+            request_serializer=v1.CreateContainerRequest.SerializeToString,
+            response_deserializer=v1.CreateContainerResponse.FromString,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await old(req)
+        assert err.value.code() == grpc.StatusCode.INTERNAL
+        assert "error unmarshalling request" in (err.value.details() or "")
+        garbage = ch.unary_unary("/runtime.v1.RuntimeService/Version")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await garbage(b"\xff\xff\xff")
+        assert err.value.code() == grpc.StatusCode.INTERNAL
+
+
 async def test_status_runtime_config_and_version(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir, cgroup_driver="cgroupfs") as (_, ch):
         rt = v1_grpc.RuntimeServiceStub(ch)

@@ -127,3 +127,12 @@ async def test_request_and_stats_reply_of_15_mib(sock_dir: pathlib.Path) -> None
         stats = await rt.ListContainerStats(v1.ListContainerStatsRequest(
             filter=v1.ContainerStatsFilter(id=padded)))
         assert 15 * MIB < stats.ByteSize() < 16 * MIB
+
+
+async def test_populate_at_start(sock_dir: pathlib.Path) -> None:
+    async with serve(sock_dir, populate_containers=30, populate_annotation_bytes=1000) as (_, ch):
+        rt = v1_grpc.RuntimeServiceStub(ch)
+        ctrs = (await rt.ListContainers(v1.ListContainersRequest())).containers
+        assert len(ctrs) == 30 and all(c.state == v1.CONTAINER_RUNNING for c in ctrs)
+        assert all(len(c.annotations["fake.cri-proxy.io/padding"]) == 1000 for c in ctrs)
+        assert len((await rt.ListPodSandbox(v1.ListPodSandboxRequest())).items) == 3

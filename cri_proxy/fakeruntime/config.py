@@ -40,6 +40,10 @@ class FakeRuntimeOptions:
     # Items per message of the v1 Stream* RPCs.
     stream_chunk_size: int = 100
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    # Running containers created at start (see `FakeRuntime.populate`), each with an
+    # annotation of this many bytes: a node full of pods, or replies near 16 MiB.
+    populate_containers: int = 0
+    populate_annotation_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.api not in ("v1", "v1alpha2", "both"):

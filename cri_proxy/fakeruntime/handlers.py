@@ -6,6 +6,11 @@ v1alpha2 type (which validates it as a v1alpha2 runtime would and drops v1-only 
 re-parsed as v1, and a reply is re-parsed as v1alpha2 so v1-only fields never leave. Methods
 a version lacks, or the servicers do not define, are not registered: grpc answers them
 UNIMPLEMENTED. This is also the one place where `FakeRuntimeError` becomes a gRPC status.
+
+A request that does not parse is answered INTERNAL, as grpc-go runtimes do. Under v1alpha2
+that includes a `KeyValue.value` (a string there, bytes in v1) that is not valid UTF-8: the
+fake runtime behaves like a v1alpha2 runtime whose decoder validates UTF-8 (gogo-generated
+ones, such as containerd 1.6's, do not check).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from cri_proxy.fakeruntime.config import Context
 from cri_proxy.fakeruntime.state import FakeRuntimeError
@@ -43,25 +48,42 @@ Deserializer = Callable[[bytes], Any]
 Serializer = Callable[[Any], bytes]
 
 
+class _Undecodable:
+    """A request that did not parse; the handler answers it INTERNAL, as a Go server does."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.message = f"grpc: error unmarshalling request: {error}"
+
+
 def _codecs(api: str, method: MethodDescriptor) -> tuple[Deserializer, Serializer]:
     req_v1: type[Message] = getattr(v1, method.input_type.name)
-    if api == "v1":
-        return req_v1.FromString, lambda msg: msg.SerializeToString()
     pkg = PACKAGES[api]
-    req_old: type[Message] = getattr(pkg, method.input_type.name)
-    resp_old: type[Message] = getattr(pkg, method.output_type.name)
+    req_wire: type[Message] = getattr(pkg, method.input_type.name)
+    resp_wire: type[Message] = getattr(pkg, method.output_type.name)
 
+    # grpcio would answer UNKNOWN to a deserializer's exception; containerd and CRI-O
+    # (grpc-go) answer INTERNAL, so the error is carried to the handler instead.
     def deserialize(data: bytes) -> Any:
-        return req_v1.FromString(_reencode(req_old, data))
+        try:
+            if api == "v1":
+                return req_v1.FromString(data)
+            return req_v1.FromString(_reencode(req_wire, data))
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    if api == "v1":
+        return deserialize, lambda msg: msg.SerializeToString()
 
     def serialize(msg: Any) -> bytes:
-        return _reencode(resp_old, msg.SerializeToString())
+        return _reencode(resp_wire, msg.SerializeToString())
 
     return deserialize, serialize
 
 
 def _unary(full_name: str, impl: UnaryImpl) -> UnaryImpl:
     async def handler(request: Any, context: Context) -> Message:
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INTERNAL, request.message)
         try:
             return await impl(request, context)
         except FakeRuntimeError as exc:
@@ -73,6 +95,8 @@ def _unary(full_name: str, impl: UnaryImpl) -> UnaryImpl:
 
 def _stream(full_name: str, impl: StreamImpl) -> StreamImpl:
     async def handler(request: Any, context: Context) -> AsyncIterator[Message]:
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INTERNAL, request.message)
         try:
             async for item in impl(request, context):
                 yield item

@@ -127,6 +127,12 @@ class FakeRuntimeServer:
 async def start_fake_runtime(address: str, api: ApiMode = "both", **opts: Any) -> FakeRuntimeServer:
     """Serve a new fake runtime on a unix socket; `opts` are `FakeRuntimeOptions` fields."""
     runtime = FakeRuntime(FakeRuntimeOptions(api=api, **opts))
+    if runtime.options.populate_containers:
+        runtime.populate(
+            runtime.options.populate_containers,
+            pods=max(1, runtime.options.populate_containers // 10),
+            annotation_bytes=runtime.options.populate_annotation_bytes,
+        )
     path = socket_path(address)
     _remove_stale_socket(path)
     limit = runtime.options.max_message_bytes
