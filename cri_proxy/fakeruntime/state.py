@@ -174,8 +174,8 @@ class RuntimeState:
     def stop_pod(self, ref: str) -> None:
         pod = self.get_pod(ref)
         for ctr in self.pod_containers(pod.id):
-            if ctr.state in (v1.CONTAINER_RUNNING, v1.CONTAINER_CREATED):
-                self._stop(ctr, exit_code=137 if ctr.state == v1.CONTAINER_RUNNING else 0)
+            if ctr.state == v1.CONTAINER_RUNNING:
+                self._stop(ctr, exit_code=137)
         pod.state = v1.SANDBOX_NOTREADY
 
     def remove_pod(self, ref: str) -> None:
@@ -233,18 +233,15 @@ class RuntimeState:
         self._emit(v1.CONTAINER_STARTED_EVENT, ctr)
 
     def stop_container(self, ref: str, exit_code: int = 0) -> None:
+        """Stop a running container; like containerd, leave one in any other state as it is."""
         ctr = self.get_container(ref)
-        if ctr.state in (v1.CONTAINER_RUNNING, v1.CONTAINER_CREATED):
+        if ctr.state == v1.CONTAINER_RUNNING:
             self._stop(ctr, exit_code)
 
     def _stop(self, ctr: Container, exit_code: int) -> None:
         ctr.finished_at = time.time_ns()
-        if ctr.state == v1.CONTAINER_RUNNING:
-            ctr.exit_code = exit_code
-            ctr.reason = "Completed" if exit_code == 0 else "Error"
-        else:
-            ctr.reason = "Unknown"
-            ctr.exit_code = 255
+        ctr.exit_code = exit_code
+        ctr.reason = "Completed" if exit_code == 0 else "Error"
         ctr.state = v1.CONTAINER_EXITED
         self._emit(v1.CONTAINER_STOPPED_EVENT, ctr)
 
