@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import signal
 import socket
+import sys
 
 import grpc
 import pytest
@@ -350,3 +352,25 @@ async def test_run_fake_runtime_serves_until_cancelled(sock_dir: pathlib.Path) -
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not os.path.exists(path)
+
+
+async def test_run_fake_runtime_stops_on_sigterm(sock_dir: pathlib.Path) -> None:
+    path = sock_dir / "term.sock"
+    code = (
+        "import asyncio, sys; from cri_proxy.fakeruntime import run_fake_runtime; "
+        "asyncio.run(run_fake_runtime(sys.argv[1], 'v1'))"
+    )
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, f"unix://{path}")
+    try:
+        while not path.exists():
+            assert proc.returncode is None
+            await asyncio.sleep(0.02)
+        async with grpc.aio.insecure_channel(f"unix://{path}") as ch:
+            await v1_grpc.RuntimeServiceStub(ch).Version(v1.VersionRequest())
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 5) == 0
+        assert not path.exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
