@@ -297,7 +297,7 @@ async def test_undecodable_requests_are_internal(sock_dir: pathlib.Path) -> None
             await old(req)
         assert err.value.code() == grpc.StatusCode.INTERNAL
         assert "error unmarshalling request" in (err.value.details() or "")
-        garbage = ch.unary_unary("/runtime.v1.RuntimeService/Version")
+        garbage = ch.unary_unary("/runtime.v1.RuntimeService/Version", None, None)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await garbage(b"\xff\xff\xff")
         assert err.value.code() == grpc.StatusCode.INTERNAL
