@@ -9,6 +9,8 @@ server does for a service it lacks):
 - ClientStream: replies with the concatenation of the messages received.
 - Bidi: echoes each message as it arrives.
 - Hang: waits until cancelled; records the deadline it saw and that it was cancelled.
+- Sleep: replies after the request's decimal number of milliseconds.
+- SlowStream: sends a message every 50 ms, the request's decimal number of them.
 Any `/runtime.*` method answers b"<server name>:<request>", so tests can tell which
 server a call reached.
 """
@@ -52,6 +54,8 @@ class EchoHandler(grpc.GenericRpcHandler):
             "/test.Echo/Fail": grpc.unary_unary_rpc_method_handler,
             "/test.Echo/Big": grpc.unary_unary_rpc_method_handler,
             "/test.Echo/Hang": grpc.unary_unary_rpc_method_handler,
+            "/test.Echo/Sleep": grpc.unary_unary_rpc_method_handler,
+            "/test.Echo/SlowStream": grpc.unary_stream_rpc_method_handler,
             "/test.Echo/ServerStream": grpc.unary_stream_rpc_method_handler,
             "/test.Echo/ClientStream": grpc.stream_unary_rpc_method_handler,
             "/test.Echo/Bidi": grpc.stream_stream_rpc_method_handler,
@@ -92,6 +96,15 @@ class EchoHandler(grpc.GenericRpcHandler):
             raise
         return b""
 
+    async def sleep(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await asyncio.sleep(int(request) / 1000)
+        return b"slept " + request
+
+    async def slowstream(self, request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for i in range(int(request)):
+            await asyncio.sleep(0.05)
+            yield b"tick %d" % i
+
     async def serverstream(self, request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         for i in range(int(request)):
             yield b"message %d" % i
@@ -119,3 +132,14 @@ def channel(address: str) -> grpc.aio.Channel:
 
 def unary(ch: grpc.aio.Channel, method: str) -> Any:
     return ch.unary_unary(method, request_serializer=_same, response_deserializer=_same)
+
+
+async def _serve_forever(address: str) -> None:
+    server, _ = await start_echo(address)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":  # python -m tests.backend unix:///path: the echo server in a process of its own
+    import sys
+
+    asyncio.run(_serve_forever(sys.argv[1]))

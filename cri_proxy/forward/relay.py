@@ -80,7 +80,6 @@ class Connection:
         self._closing = False
         self.open_streams: set[int] = set()
         self._draining = False
-        self._eof: set[bool] = set()  # which ends (is_client) have half-closed
         self._drain_started = False
         self._inject: list[bytes] = []  # frames of our own for the client, sent at a frame boundary
         self._in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
@@ -187,7 +186,7 @@ class Connection:
         self.feed_tap(True, frames)
 
     def send_upstream(self, data: bytes) -> None:
-        if self.upstream is not None and self.upstream.transport is not None and data and True not in self._eof:
+        if self.upstream is not None and self.upstream.transport is not None and data:
             self.upstream.transport.write(data)
 
     # Upstream side -----------------------------------------------------------------------
@@ -210,7 +209,7 @@ class Connection:
         self.close_if_drained()
 
     def send_client(self, data: bytes) -> None:
-        if self.client.transport is not None and data and False not in self._eof:
+        if self.client.transport is not None and data:
             self.client.transport.write(data)
 
     def inject_to_client(self, frame: bytes) -> None:
@@ -248,16 +247,9 @@ class Connection:
             peer.transport.resume_reading()
 
     def eof(self, end: _End) -> bool:
-        """Pass a half-close on; close the pair once both directions are done."""
-        if end is not self.client and end is not self.upstream:
-            return False
-        peer = self.upstream if end is self.client else self.client
-        self._eof.add(end.is_client)
-        if len(self._eof) == 2 or peer is None or peer.transport is None or not peer.transport.can_write_eof():
-            self.close()
-            return False
-        peer.transport.write_eof()
-        return True  # our writing side stays open: the other end may still answer
+        """An end finished sending. HTTP/2 has no use for a half-open connection: end both."""
+        self.lost(end, None)
+        return False
 
     def lost(self, end: _End, exc: Exception | None) -> None:
         if self._closing or (end is not self.client and end is not self.upstream):

@@ -1,0 +1,75 @@
+"""Run `cri-proxy run` as a real subprocess for tests, and wait for its socket to answer."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import TracebackType
+
+
+def socket_answers(path: pathlib.Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class ProxyProcess:
+    """`python -m cri_proxy run ...` with its stderr captured in a file."""
+
+    def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, *extra: str, log: pathlib.Path | None = None) -> None:
+        self.listen = listen
+        self.log_path = log or listen.with_suffix(".log")
+        self.argv = [sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{listen}",
+                     "--runtime-endpoint", f"unix://{runtime}", *extra]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: bool = True, timeout: float = 15.0) -> ProxyProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stderr=log, stdout=log, stdin=subprocess.DEVNULL)
+        if wait:
+            deadline = time.monotonic() + timeout
+            while not socket_answers(self.listen):
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"cri-proxy exited with {self.proc.returncode}:\n{self.log()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cri-proxy did not listen within {timeout}s:\n{self.log()}")
+                time.sleep(0.02)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signum)
+
+    def stop(self, timeout: float = 20.0, send: bool = True) -> int:
+        """SIGTERM (unless `send` is False: one was sent already), then the exit status.
+
+        SIGKILL and an error if it does not exit in time.
+        """
+        assert self.proc is not None
+        if send and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"cri-proxy ignored SIGTERM for {timeout}s:\n{self.log()}") from None
+
+    def __enter__(self) -> ProxyProcess:
+        return self.start()
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
