@@ -128,6 +128,9 @@ class Both:
                 return f"/{service.full_name}/{name}", getattr(self.api.pb, method.output_type.name)
         raise KeyError(name)
 
+    def method_path(self, name: str) -> str:
+        return self._method(name)[0]
+
     def outcome(self, channel: grpc.Channel, name: str, request: Message, timeout: float = 30) -> Outcome:
         path, _ = self._method(name)
         call = channel.unary_unary(path, request_serializer=serialize, response_deserializer=None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pathlib
 import re
 import signal
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ class Side:
     """One pod with one container, made through one channel (direct or via the proxy)."""
 
     channel: grpc.Channel
+    pod_config: Message | None = None
     pod_id: str = ""
     container_id: str = ""
 
@@ -169,15 +171,16 @@ def run_pods(both: Both, containerd: harness.Containerd, pair: str) -> tuple[Sid
     answers = []
     for side in (direct, via):
         name = f"{pair}-{'direct' if side is direct else 'via'}"
-        config = pod_config(pb, containerd, name, pair)
-        answer = both.call(side.channel, "RunPodSandbox", pb.RunPodSandboxRequest(config=config), timeout=60)
+        side.pod_config = pod_config(pb, containerd, name, pair)
+        request = pb.RunPodSandboxRequest(config=side.pod_config)
+        answer = both.call(side.channel, "RunPodSandbox", request, timeout=60)
         side.pod_id = answer.pod_sandbox_id
         answers.append(answer)
     same_shape(*answers)
     answers.clear()
     for side in (direct, via):
         request = pb.CreateContainerRequest(pod_sandbox_id=side.pod_id, config=container_config(pb),
-                                            sandbox_config=pod_config(pb, containerd, "unused", pair))
+                                            sandbox_config=side.pod_config)
         answer = both.call(side.channel, "CreateContainer", request)
         side.container_id = answer.container_id
         answers.append(answer)
@@ -311,6 +314,59 @@ def test_pod_and_container_lifecycle(both: Both, containerd: harness.Containerd)
     left = both.read("ListPodSandbox", both.api.pb.ListPodSandboxRequest(
         filter=both.api.pb.PodSandboxFilter(label_selector={"pair": pair})))
     assert list(left.items) == []
+
+
+def test_deadlines_and_cancellation_reach_containerd(both: Both, containerd: harness.Containerd) -> None:
+    """containerd kills an exec when its call ends: through the proxy, the caller's deadline and
+    cancellation must reach it, or the process would outlive the call."""
+    pb = both.api.pb
+    pair = f"{both.api.name}-{uuid.uuid4().hex[:8]}"
+    direct, via = run_pods(both, containerd, pair)
+    try:
+        # ExecSync's own timeout is containerd's business: the same error both ways.
+        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", "1030"], timeout=1)
+        expired = both.fails_alike("ExecSync", request)
+        assert expired.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert sleepers("1030") == []
+        # The caller's deadline: containerd must see it and kill the process.
+        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", "1031"])
+        late = both.outcome(both.via, "ExecSync", request, timeout=1)
+        assert late.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert wait_until_gone("1031", 3), "the exec outlived the caller's deadline"
+        # The caller's cancellation, likewise.
+        path = both.method_path("ExecSync")
+        call = both.via.unary_unary(path, request_serializer=serialize, response_deserializer=None)
+        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", "1032"])
+        future = call.future(request, timeout=30)
+        assert wait_until_present("1032", 5), "the exec never started"
+        future.cancel()
+        assert wait_until_gone("1032", 3), "the exec outlived the caller's cancellation"
+    finally:
+        stop_and_remove(both, direct, via)
+
+
+def sleepers(seconds: str) -> list[int]:
+    """Pids of `sleep SECONDS` processes (the argument makes them unique to one test step)."""
+    return [pid for pid in harness.processes_with_arg(seconds)
+            if pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"]
+
+
+def wait_until_gone(seconds: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while sleepers(seconds):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def wait_until_present(seconds: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not sleepers(seconds):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_get_container_events_is_unimplemented_both_ways(containerd: harness.Containerd, proxy: pathlib.Path) -> None:
