@@ -13,6 +13,7 @@ here (hence `restrict_oom_score_adj`), no CNI (host-network pods only), no regis
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pathlib
@@ -77,6 +78,7 @@ disabled_plugins = [
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -89,9 +91,24 @@ disabled_plugins = [
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "{dir}/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{dir}/cni/bin"
+    bin_dir = "{cni_bin}"
     conf_dir = "{dir}/cni/net.d"
 """
+
+# A bridge that is no gateway and masquerades nothing: pods get their own network namespace and
+# an address, and no host routing or firewall rule changes.
+CNI_CONFLIST = """\
+{{
+  "cniVersion": "0.4.0",
+  "name": "cri-proxy-test",
+  "plugins": [{{
+    "type": "bridge", "bridge": "{bridge}", "isGateway": false, "ipMasq": false,
+    "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{subnet}"}}]], "dataDir": "{dir}/cni/ipam"}}
+  }}]
+}}
+"""
+CNI_BIN = pathlib.Path("/usr/lib/cni")
+CNI_PLUGINS = ("bridge", "host-local", "loopback")
 
 
 def skip_reason() -> str | None:
@@ -217,6 +234,7 @@ class Containerd:
     dir: pathlib.Path = field(default_factory=lambda: pathlib.Path(tempfile.mkdtemp(prefix="ctd-", dir="/tmp")))
     proc: subprocess.Popen[bytes] | None = None
     snapshotter: str = ""
+    cni: bool = False
 
     @property
     def sock(self) -> pathlib.Path:
@@ -226,6 +244,16 @@ class Containerd:
     def cgroup_parent(self) -> str:
         """The cgroup under which test pods go (PodSandboxStats needs a pod cgroup)."""
         return "/" + self.dir.name
+
+    @property
+    def bridge(self) -> str:
+        """The CNI bridge's name, unique to this folder (interface names are capped at 15)."""
+        return "crip" + hashlib.sha256(self.dir.name.encode()).hexdigest()[:8]
+
+    @property
+    def subnet(self) -> str:
+        """A /24 for pods, picked from 10.250.0.0/16 by folder name, so runs rarely collide."""
+        return f"10.250.{hashlib.sha256(self.dir.name.encode()).digest()[0]}.0/24"
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -246,10 +274,15 @@ class Containerd:
         images = ensure_images()
         self.snapshotter = "overlayfs" if overlay_works(self.dir) else "native"
         config = self.dir / "config.toml"
+        self.cni = all((CNI_BIN / plugin).exists() for plugin in CNI_PLUGINS)
+        cni_bin = CNI_BIN if self.cni else self.dir / "cni" / "bin"
         config.write_text(CONFIG.format(dir=self.dir, sock=self.sock, pause=PAUSE_REF,
-                                        snapshotter=self.snapshotter))
+                                        snapshotter=self.snapshotter, cni_bin=cni_bin))
         for sub in ("cni/bin", "cni/net.d", "logs"):
             (self.dir / sub).mkdir(parents=True)
+        if self.cni:
+            conflist = CNI_CONFLIST.format(bridge=self.bridge, subnet=self.subnet, dir=self.dir)
+            (self.dir / "cni" / "net.d" / "10-cri-proxy-test.conflist").write_text(conflist)
         # Pulls from the test images' registry ("localhost") fail the same way on every machine,
         # whatever listens on localhost:80. containerd 1.6 ignores `server` without a [host].
         hosts = self.dir / "certs.d" / "localhost" / "hosts.toml"
@@ -311,6 +344,8 @@ class Containerd:
             except ProcessLookupError:
                 pass
         remove_cgroups(self.cgroup_parent)
+        if pathlib.Path("/sys/class/net", self.bridge).exists():
+            subprocess.run(["ip", "link", "delete", self.bridge], check=False, timeout=10)
         for point in mounts_under(self.dir):
             log.warning("unmounting leftover %s", point)
             subprocess.run(["umount", "-l", point], check=False, timeout=10)

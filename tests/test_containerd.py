@@ -12,6 +12,7 @@ images); skipped otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import pathlib
 import re
 import signal
@@ -46,29 +47,39 @@ pytestmark = [pytest.mark.containerd, pytest.mark.timeout(60)]
 # --- requests ---------------------------------------------------------------------------------
 
 
-def pod_config(pb: ModuleType, containerd: harness.Containerd, name: str, pair: str) -> Message:
-    """A host-network pod (no CNI here) that sets no hostname."""
+def pod_config(pb: ModuleType, containerd: harness.Containerd, name: str, pair: str,
+               host_network: bool = True) -> Message:
+    """A pod in its own cgroup; host-network ones must not set a hostname (no UTS namespace)."""
     uid = uuid.uuid4().hex
+    network = pb.NODE if host_network else pb.POD
+    security = pb.LinuxSandboxSecurityContext(namespace_options=namespaces(pb, network))
     config: Message = pb.PodSandboxConfig(
         metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="cri-proxy-test", attempt=0),
+        hostname="" if host_network else name,
         labels={"app": "cri-proxy-test", "pair": pair, "side": name.rsplit("-", 1)[-1]},
         annotations={"cri-proxy/test": name},
         log_directory=str(containerd.dir / "logs" / uid),
-        linux=pb.LinuxPodSandboxConfig(cgroup_parent=f"{containerd.cgroup_parent}/pod{uid}", security_context=pb.LinuxSandboxSecurityContext(
-            namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD))),
+        linux=pb.LinuxPodSandboxConfig(cgroup_parent=f"{containerd.cgroup_parent}/pod{uid}",
+                                       security_context=security),
     )
     return config
 
 
-def container_config(pb: ModuleType) -> Message:
+def namespaces(pb: ModuleType, network: int) -> Message:
+    options: Message = pb.NamespaceOption(network=network, pid=pb.CONTAINER, ipc=pb.POD)
+    return options
+
+
+def container_config(pb: ModuleType, host_network: bool = True) -> Message:
+    network = pb.NODE if host_network else pb.POD
+    security = pb.LinuxContainerSecurityContext(namespace_options=namespaces(pb, network))
     config: Message = pb.ContainerConfig(
         metadata=pb.ContainerMetadata(name="sleeper", attempt=0),
         image=pb.ImageSpec(image=harness.BUSYBOX_REF),
         command=["sleep", "3600"],
         labels={"app": "cri-proxy-test"},
         log_path="sleeper.log",
-        linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
-            namespace_options=pb.NamespaceOption(network=pb.NODE, pid=pb.CONTAINER, ipc=pb.POD))),
+        linux=pb.LinuxContainerConfig(security_context=security),
     )
     return config
 
@@ -367,6 +378,35 @@ def wait_until_present(seconds: str, timeout: float) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_pod_with_its_own_network(both: Both, containerd: harness.Containerd) -> None:
+    """With the bridge CNI, a pod gets a network namespace, an address and a hostname."""
+    if not containerd.cni:
+        pytest.skip("needs Debian's containernetworking-plugins (tests/containerd/setup.sh installs it)")
+    pb = both.api.pb
+    status = both.read("Status", pb.StatusRequest())
+    assert {cond.type: cond.status for cond in status.status.conditions}["NetworkReady"] is True
+    name = f"net-{both.api.name}-{uuid.uuid4().hex[:8]}"
+    config = pod_config(pb, containerd, name, name, host_network=False)
+    pod_id = both.call(both.via, "RunPodSandbox", pb.RunPodSandboxRequest(config=config), timeout=60).pod_sandbox_id
+    try:
+        pod = both.read("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+        assert pod.status.linux.namespaces.options.network == pb.POD
+        assert ipaddress.ip_address(pod.status.network.ip) in ipaddress.ip_network(containerd.subnet)
+        create = pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=container_config(pb, host_network=False),
+                                           sandbox_config=config)
+        container_id = both.call(both.via, "CreateContainer", create).container_id
+        both.call(both.via, "StartContainer", pb.StartContainerRequest(container_id=container_id))
+        hostname = both.read("ExecSync", pb.ExecSyncRequest(container_id=container_id, cmd=["hostname"], timeout=10))
+        assert hostname.stdout == f"{name}\n".encode()
+        # Only the pod's own loopback and bridge interface: not the host's.
+        links = both.read("ExecSync", pb.ExecSyncRequest(container_id=container_id, cmd=["ls", "/sys/class/net"]))
+        assert links.stdout.split() == [b"eth0", b"lo"]
+    finally:
+        both.call(both.via, "StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+        both.call(both.via, "RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+    both.fails_alike("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
 
 
 def test_get_container_events_is_unimplemented_both_ways(containerd: harness.Containerd, proxy: pathlib.Path) -> None:
