@@ -93,6 +93,47 @@ def run(
     _run(serve(config))
 
 
+@app.command("fake-runtime")
+def fake_runtime(
+    listen: str = typer.Option(..., help="Socket to serve on, e.g. unix:///tmp/fake-runtime.sock."),
+    api: str = typer.Option("both", help="CRI versions to serve: v1, v1alpha2 or both (like containerd 1.6)."),
+    cgroup_driver: str = typer.Option("systemd", help="What RuntimeConfig reports: systemd or cgroupfs."),
+    container_events: bool = typer.Option(
+        True, help="Serve GetContainerEvents (--no-container-events answers UNIMPLEMENTED, as containerd 1.6)."),
+    populate_containers: int = typer.Option(0, min=0, help="Running containers to create at start."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Serve the stand-in runtime: in-memory pods, containers and images, no root needed."""
+    from cri_proxy.fakeruntime import run_fake_runtime
+
+    _setup_logging(log_level)
+    if api not in ("v1", "v1alpha2", "both"):
+        raise typer.BadParameter("must be v1, v1alpha2 or both", param_hint="--api")
+    if cgroup_driver not in ("systemd", "cgroupfs"):
+        raise typer.BadParameter("must be systemd or cgroupfs", param_hint="--cgroup-driver")
+    try:
+        path = unix_path(listen, "--listen")
+    except CriProxyError as exc:
+        typer.echo(f"cri-proxy: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def serve() -> int:
+        await run_fake_runtime(f"unix://{path}", api, cgroup_driver=cgroup_driver,  # type: ignore[arg-type]
+                               container_events=container_events, populate_containers=populate_containers)
+        return 0
+
+    _run(serve())
+
+
+@app.command()
+def demo(log_level: str = typer.Option("warning", help="debug, info, warning or error.")) -> None:
+    """Run the proxy in front of the stand-in runtime and drive it like a kubelet (no runtime, no root)."""
+    from cri_proxy.demo import run_demo
+
+    _setup_logging(log_level)
+    _run(run_demo(typer.echo))
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

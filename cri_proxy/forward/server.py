@@ -88,7 +88,9 @@ class RelayServer:
         while self.connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
-            log.warning("conn %d: %d call(s) still open after the grace period; closing", conn.id, len(conn.open_streams))
+            if conn.open_streams:
+                log.warning("conn %d: %d call(s) still open after the grace period; closing",
+                            conn.id, len(conn.open_streams))
             conn.close()
         for task in list(self._tasks):
             task.cancel()

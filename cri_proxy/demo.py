@@ -1,0 +1,105 @@
+"""`cri-proxy demo`: the proxy in front of the stand-in runtime, driven like a kubelet would.
+
+Needs no runtime and no root: it starts the stand-in runtime and the relay on sockets in a
+private temporary folder, makes a kubelet-like round of calls through the proxy (version,
+status, relists, a pod lifecycle, exec probes, an error or two), prints one line per call
+and cleans everything up.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.forward.server import RelayServer
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
+
+Echo = Callable[[str], None]
+
+
+class Driver:
+    """Makes calls through the proxy and prints one line for each, like `cri-proxy tail` will."""
+
+    def __init__(self, echo: Echo) -> None:
+        self.echo = echo
+        self.calls = 0
+        self.errors = 0
+
+    async def call(self, name: str, fn: Callable[[Any], Awaitable[Any]], request: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            reply = await fn(request)
+            status = "OK"
+        except grpc.aio.AioRpcError as exc:
+            reply, status = None, f"{exc.code().name}: {exc.details()}"
+            self.errors += 1
+        self.calls += 1
+        self.echo(f"  {(time.perf_counter() - started) * 1000:7.2f} ms  {name:<34} {status}")
+        return reply
+
+
+async def kubelet_round(channel: grpc.aio.Channel, d: Driver) -> None:
+    rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+    await d.call("Version", rt.Version, v1.VersionRequest())
+    await d.call("Status", rt.Status, v1.StatusRequest())
+    await d.call("ImageFsInfo", img.ImageFsInfo, v1.ImageFsInfoRequest())
+    meta = v1.PodSandboxMetadata(name="web-0", namespace="demo", uid="d3m0-web-0", attempt=0)
+    pod_config = v1.PodSandboxConfig(metadata=meta, labels={"app": "web"})
+    pod = await d.call("RunPodSandbox", rt.RunPodSandbox, v1.RunPodSandboxRequest(config=pod_config))
+    await d.call("PullImage", img.PullImage,
+                 v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/library/nginx:1.27")))
+    container_config = v1.ContainerConfig(
+        metadata=v1.ContainerMetadata(name="nginx"), image=v1.ImageSpec(image="docker.io/library/nginx:1.27"),
+        envs=[v1.KeyValue(key="MODE", value=b"demo")])
+    created = await d.call("CreateContainer", rt.CreateContainer, v1.CreateContainerRequest(
+        pod_sandbox_id=pod.pod_sandbox_id, config=container_config, sandbox_config=pod_config))
+    cid = created.container_id
+    await d.call("StartContainer", rt.StartContainer, v1.StartContainerRequest(container_id=cid))
+    for _ in range(2):  # PLEG relists every second
+        await d.call("ListPodSandbox", rt.ListPodSandbox, v1.ListPodSandboxRequest())
+        await d.call("ListContainers", rt.ListContainers, v1.ListContainersRequest())
+    await d.call("ContainerStatus", rt.ContainerStatus, v1.ContainerStatusRequest(container_id=cid))
+    await d.call("ExecSync (probe)", rt.ExecSync, v1.ExecSyncRequest(container_id=cid, cmd=["echo", "ok"], timeout=5))
+    await d.call("ExecSync (failing probe)", rt.ExecSync,
+                 v1.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "exit 3"], timeout=5))
+    await d.call("ListContainerStats", rt.ListContainerStats, v1.ListContainerStatsRequest())
+    await d.call("ContainerStatus (unknown id)", rt.ContainerStatus, v1.ContainerStatusRequest(container_id="f" * 64))
+    await d.call("StopContainer", rt.StopContainer, v1.StopContainerRequest(container_id=cid, timeout=10))
+    await d.call("RemoveContainer", rt.RemoveContainer, v1.RemoveContainerRequest(container_id=cid))
+    await d.call("StopPodSandbox", rt.StopPodSandbox, v1.StopPodSandboxRequest(pod_sandbox_id=pod.pod_sandbox_id))
+    await d.call("RemovePodSandbox", rt.RemovePodSandbox,
+                 v1.RemovePodSandboxRequest(pod_sandbox_id=pod.pod_sandbox_id))
+    old = v1alpha2_grpc.RuntimeServiceStub(channel)
+    await d.call("Version (CRI v1alpha2)", old.Version, v1alpha2.VersionRequest())
+
+
+async def run_demo(echo: Echo) -> int:
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="cri-proxy-demo-", dir="/tmp"))
+    runtime = await start_fake_runtime(f"unix://{folder}/runtime.sock", api="both")
+    relay = RelayServer(folder / "proxy.sock", folder / "runtime.sock")
+    try:
+        await relay.start()
+        echo(f"stand-in runtime on unix://{folder}/runtime.sock; cri-proxy on unix://{folder}/proxy.sock")
+        echo("a kubelet-like round of calls through the proxy:")
+        driver = Driver(echo)
+        async with grpc.aio.insecure_channel(f"unix://{folder}/proxy.sock") as channel:
+            await kubelet_round(channel, driver)
+        echo(f"{driver.calls} calls relayed, {driver.errors} answered with an error by the runtime (as intended).")
+        echo("Next: put it in front of a real runtime:\n"
+             "  cri-proxy run --listen unix:///run/cri-proxy/containerd.sock "
+             "--runtime-endpoint unix:///run/containerd/containerd.sock")
+        return 0
+    finally:
+        await relay.stop(0)
+        await runtime.stop(0)
+        shutil.rmtree(folder, ignore_errors=True)
