@@ -7,6 +7,7 @@ Run with the project's venv: `.venv/bin/python benchmarks/bench.py [--quick] [--
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -17,13 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Callable
 
 import payloads
 import report
 import toolchain
-from measure import Load, Result, Workload, run
+from measure import Load, Result, Sample, Workload, run, summarize
 from paths import PROXY_CMD, Route, nginx_binary, proxy_available, start_backend, start_nginx, start_proxy
-from procs import Children
+from procs import Children, process_tree
 
 HERE = Path(__file__).resolve().parent
 EVENTS_PER_CALL = 10
@@ -37,10 +39,17 @@ WORKLOADS = [
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 and 32 callers, 1 s runs: well under a minute")
-    parser.add_argument("--duration", type=float, help="measured seconds per run (default 3, quick 1)")
-    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each run (default 0.5, quick 0.3)")
+    parser.add_argument("--quick", action="store_true", help="1 and 32 callers, shorter runs: about half a minute")
+    parser.add_argument("--duration", type=float,
+                        help="measured seconds per route x workload x callers (default 3, quick 0.8)")
+    parser.add_argument("--rounds", type=int, help="windows that duration is cut into, routes taking turns "
+                        "(default 3, quick 2)")
+    parser.add_argument("--warmup", type=float, help="unmeasured seconds before each window (default 0.3, quick 0.15)")
     parser.add_argument("--callers", type=int, nargs="+", help="concurrent callers (default 1 4 32, quick 1 32)")
+    parser.add_argument("--clients", type=int, default=2, help="load generator processes (default 2)")
+    parser.add_argument("--max-noise", type=float, default=25.0,
+                        help="retry (twice at most) a window in which other processes used more than this %% "
+                        "of a core (default 25)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 when a bar fails")
     parser.add_argument("--no-install", action="store_true", help="never apt-get the C++ build deps")
@@ -48,15 +57,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--proxy-cmd", default=PROXY_CMD,
                         help="how to start the proxy; {python} {listen} {runtime} are filled in (default: %(default)s)")
     args = parser.parse_args(argv)
-    args.duration = args.duration or (1.0 if args.quick else 3.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.5)
+    args.duration = args.duration or (0.8 if args.quick else 3.0)
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.warmup = args.warmup if args.warmup is not None else (0.15 if args.quick else 0.3)
     args.callers = args.callers or ([1, 32] if args.quick else [1, 4, 32])
     return args
 
 
 def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Namespace,
-                 notes: list[str]) -> list[Route]:
-    direct = start_backend(children, backend, tmp, tmp / "replies", EVENTS_PER_CALL)
+                 notes: list[str]) -> tuple[list[Route], list[int]]:
+    """The routes to measure, and the pids of every long-lived process behind them."""
+    direct, backend_pid = start_backend(children, backend, tmp, tmp / "replies", EVENTS_PER_CALL)
     routes = [direct]
     why = proxy_available(args.proxy_cmd)
     if why:
@@ -68,22 +79,42 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
         routes.append(start_nginx(children, nginx, tmp, direct.socket))
     else:
         notes.append("nginx skipped: " + ("--no-nginx" if args.no_nginx else "not installed (apt-get install -y nginx)"))
-    return routes
+    return routes, [backend_pid] + [r.pid for r in routes if r.pid]
 
 
-def run_all(children: Children, routes: list[Route], loadgen: Path, tmp: Path,
+def run_all(children: Children, routes: list[Route], own_pids: list[int], loadgen: Path, tmp: Path,
             args: argparse.Namespace) -> list[Result]:
-    """Every workload x callers, the routes back to back so they see the same machine."""
+    """Every workload x callers; the routes take turns in short windows so they share the noise."""
+    own = [p for pid in own_pids for p in process_tree(pid)]
     results = []
     for work in WORKLOADS:
+        request = tmp / "requests" / f"{work.method}.bin"
         for callers in args.callers:
+            load = Load(callers, args.warmup, args.duration / args.rounds, args.clients)
+            samples: dict[str, list[Sample]] = {r.name: [] for r in routes}
+            for turn in range(args.rounds):
+                for route in routes[turn % len(routes):] + routes[:turn % len(routes)]:
+                    measure = functools.partial(run, children, loadgen, route, work, request, load, tmp, own)
+                    samples[route.name].append(quiet_sample(measure, args.max_noise))
             for route in routes:
-                load = Load(callers, args.warmup, args.duration)
-                result = run(children, loadgen, route, work, tmp / "requests" / f"{work.method}.bin", load, tmp)
-                print(f"  {work.name:>10} {callers:>3} {route.name:>6}: {result.rps:8.0f} RPC/s"
-                      f"  p50 {result.p50_us:7.0f} us  p99 {result.p99_us:7.0f} us", flush=True)
-                results.append(result)
+                results.append(summarize(route, work, callers, samples[route.name]))
+                print(progress_line(results[-1]), flush=True)
     return results
+
+
+def quiet_sample(measure: Callable[[], Sample], max_noise: float, tries: int = 3) -> Sample:
+    """A window in which other processes used at most `max_noise`% of a core, if one comes."""
+    for _ in range(tries - 1):
+        sample = measure()
+        if 100 * sample.other_cpu_s / sample.other_wall_s <= max_noise:
+            return sample
+        time.sleep(0.2)
+    return measure()
+
+
+def progress_line(r: Result) -> str:
+    return (f"  {r.workload:>10} {r.callers:>3} {r.route:>6}: {r.rps:8.0f} RPC/s  p50 {r.p50_us:7.0f} us"
+            f"  p99 {r.p99_us:7.0f} us  (other processes: {r.other_cpu_pct:.0f}% CPU)")
 
 
 def _version(argv: list[str]) -> str:
@@ -98,7 +129,7 @@ def meta(args: argparse.Namespace, sizes: dict[str, int], notes: list[str], elap
     return {
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - elapsed)),
         "elapsed_s": round(elapsed, 1), "cpus": os.cpu_count(), "duration_s": args.duration,
-        "warmup_s": args.warmup, "callers": args.callers, "reply_bytes": sizes,
+        "rounds": args.rounds, "warmup_s": args.warmup, "max_noise_pct": args.max_noise, "callers": args.callers, "reply_bytes": sizes,
         "events_per_call": EVENTS_PER_CALL, "proxy_cmd": args.proxy_cmd,
         "grpcpp": _version(["pkg-config", "--modversion", "grpc++"]),
         "nginx": _version([nginx_binary() or "nginx", "-v"]),
@@ -120,10 +151,10 @@ def main(argv: list[str]) -> int:
     try:
         sizes = payloads.write(tmp)
         with Children() as children:
-            routes = start_routes(children, tmp, binaries["backend"], args, notes)
+            routes, own_pids = start_routes(children, tmp, binaries["backend"], args, notes)
             print(f"bench: {', '.join(r.name for r in routes)}; replies {sizes} bytes; "
                   f"{args.duration:g}s per run", flush=True)
-            results = run_all(children, routes, binaries["loadgen"], tmp, args)
+            results = run_all(children, routes, own_pids, binaries["loadgen"], tmp, args)
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
@@ -136,6 +167,11 @@ def main(argv: list[str]) -> int:
 def finish(args: argparse.Namespace, results: list[Result], info: dict[str, object]) -> int:
     found = report.bars(results, [w.name for w in WORKLOADS])
     print("\n" + report.table(results) + "\n")
+    noisy = [r for r in results if r.other_cpu_pct > args.max_noise]
+    if noisy:
+        info["notes"].append(  # type: ignore[attr-defined]
+            f"{len(noisy)} of {len(results)} rows ran while other processes used more than {args.max_noise:g}% "
+            f"of a core (up to {max(r.other_cpu_pct for r in noisy):.0f}%): those figures are noisy")
     for note in info["notes"]:  # type: ignore[attr-defined]
         print(f"note: {note}")
     print(report.bar_lines(found))

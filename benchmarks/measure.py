@@ -1,12 +1,14 @@
-"""One measured run: closed-loop callers on one route for a fixed window.
+"""Measured runs: closed-loop callers on one route for a fixed window, and their summary.
 
 The load generator processes start together and call from a shared start time
-(after a warm-up) to a shared end time; the driver reads the proxy's CPU time
-at both edges of that window and its peak RSS after it.
+(after a warm-up) to a shared end time; the driver reads the route's CPU time at
+both edges of that window. It also counts the CPU that processes other than the
+benchmark's own used meanwhile: on a shared 2-core machine that is the noise.
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -18,7 +20,7 @@ from paths import Route
 from procs import Children, cpu_seconds, log_tail, peak_rss_mb, process_tree
 
 SERVICE = "/runtime.v1.RuntimeService/"
-LAUNCH_S = 0.25  # time for the load generators to start and connect
+LAUNCH_S = 0.1  # time for the load generators to start and connect
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,25 @@ class Load:
     callers: int
     warmup: float
     duration: float
+    clients: int = 2  # load generator processes the callers are spread over
+
+
+@dataclass
+class Sample:
+    """One window on one route."""
+
+    duration: float
+    counts: tuple[int, int, int]  # calls, errors, stream messages
+    latencies_ns: list[int]
+    route_cpu_s: float
+    other_cpu_s: float  # used by processes that are not the benchmark's ...
+    other_wall_s: float  # ... over this long (launch to exit of the load generators)
 
 
 @dataclass
 class Result:
+    """All windows of one route x workload x callers, summed."""
+
     route: str
     workload: str
     callers: int
@@ -48,16 +65,11 @@ class Result:
     p99_us: float
     cpu_pct: float | None  # of one core, summed over the route's processes
     cpu_s_per_1k: float | None  # CPU seconds per 1000 calls
-    rss_peak_mb: float | None
+    rss_peak_mb: float | None  # lifetime peak so far (VmHWM)
+    other_cpu_pct: float  # machine noise: other processes' CPU, % of one core
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def _percentile(sorted_ns: list[int], q: float) -> float:
-    if not sorted_ns:
-        return float("nan")
-    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000
 
 
 def _split(callers: int, processes: int) -> list[int]:
@@ -66,9 +78,9 @@ def _split(callers: int, processes: int) -> list[int]:
 
 
 def _launch(children: Children, loadgen: Path, route: Route, work: Workload, request: Path,
-            callers: int, window: tuple[float, float], out_dir: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
+            load: Load, window: tuple[float, float], out_dir: Path) -> list[tuple[subprocess.Popen[bytes], Path]]:
     runs = []
-    for i, count in enumerate(_split(callers, 2)):
+    for i, count in enumerate(_split(load.callers, load.clients)):
         out = out_dir / f"lat{i}.txt"
         argv = [str(loadgen), f"unix:{route.socket}", SERVICE + work.method, str(request), str(count),
                 f"{window[0]:.6f}", f"{window[1]:.6f}", str(out)] + (["stream"] if work.stream else [])
@@ -76,40 +88,70 @@ def _launch(children: Children, loadgen: Path, route: Route, work: Workload, req
     return runs
 
 
-def run(children: Children, loadgen: Path, route: Route, work: Workload, request: Path,
-        load: Load, out_dir: Path) -> Result:
-    """Drive `load.callers` callers through `route` for `load.duration` seconds."""
-    start = time.time() + LAUNCH_S + load.warmup
-    window = (start, start + load.duration)
-    watched = process_tree(route.pid) if route.pid else []
-    runs = _launch(children, loadgen, route, work, request, load.callers, window, out_dir)
-    time.sleep(max(0.0, window[0] - time.time()))
-    cpu_before = cpu_seconds(watched)
-    time.sleep(max(0.0, window[1] - time.time()))
-    cpu = cpu_seconds(watched) - cpu_before
-    latencies: list[int] = []
-    totals = [0, 0, 0]
+def _collect(children: Children, route: Route, runs: list[tuple[subprocess.Popen[bytes], Path]]
+             ) -> tuple[tuple[int, int, int], list[int]]:
+    totals, latencies = [0, 0, 0], []
     for proc, out in runs:
         code = proc.wait(timeout=120)
         children.stop(proc)
+        log = out.with_suffix(".log")
         if code != 0:
-            raise RuntimeError(f"loadgen failed on {route.name}: {log_tail(out.with_suffix('.log'))}")
-        counts = out.with_suffix(".log").read_text().splitlines()[-1].split()  # after any gRPC log lines
+            raise RuntimeError(f"loadgen failed on {route.name}: {log_tail(log)}")
+        counts = log.read_text().splitlines()[-1].split()  # after any gRPC log lines
         totals = [t + int(c) for t, c in zip(totals, counts)]
         latencies.extend(int(line) for line in out.read_text().split())
-    latencies.sort()
-    return _result(route, work, load, totals, latencies, cpu, watched)
+    return (totals[0], totals[1], totals[2]), latencies
 
 
-def _result(route: Route, work: Workload, load: Load, totals: list[int], latencies: list[int],
-            cpu: float, watched: list[psutil.Process]) -> Result:
-    calls, errors, messages = totals
-    costed = bool(watched)
+def _busy_s() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq
+
+
+def _children_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(children: Children, loadgen: Path, route: Route, work: Workload, request: Path,
+        load: Load, out_dir: Path, own: list[psutil.Process]) -> Sample:
+    """Drive `load.callers` callers through `route` for `load.duration` seconds.
+
+    `own`: the benchmark's long-lived processes (backend and every route's), for the noise count.
+    """
+    start = time.time() + LAUNCH_S + load.warmup
+    window = (start, start + load.duration)
+    watched = process_tree(route.pid) if route.pid else []
+    marks = (_busy_s(), _children_s() + time.process_time() + cpu_seconds(own), time.monotonic())
+    runs = _launch(children, loadgen, route, work, request, load, window, out_dir)
+    time.sleep(max(0.0, window[0] - time.time()))
+    cpu_before = cpu_seconds(watched)
+    time.sleep(max(0.0, window[1] - time.time()))
+    route_cpu = cpu_seconds(watched) - cpu_before
+    counts, latencies = _collect(children, route, runs)
+    ours = _children_s() + time.process_time() + cpu_seconds(own) - marks[1]
+    other = max(0.0, _busy_s() - marks[0] - ours)
+    return Sample(load.duration, counts, latencies, route_cpu, other, time.monotonic() - marks[2])
+
+
+def _percentile(sorted_ns: list[int], q: float) -> float:
+    if not sorted_ns:
+        return float("nan")
+    return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000
+
+
+def summarize(route: Route, work: Workload, callers: int, samples: list[Sample]) -> Result:
+    duration = sum(s.duration for s in samples)
+    calls, errors, messages = (sum(s.counts[i] for s in samples) for i in range(3))
+    latencies = sorted(ns for s in samples for ns in s.latencies_ns)
+    cpu = sum(s.route_cpu_s for s in samples)
+    costed = route.pid is not None
     return Result(
-        route=route.name, workload=work.name, callers=load.callers, calls=calls, errors=errors,
-        messages=messages, rps=calls / load.duration,
+        route=route.name, workload=work.name, callers=callers, calls=calls, errors=errors,
+        messages=messages, rps=calls / duration,
         p50_us=_percentile(latencies, 0.50), p99_us=_percentile(latencies, 0.99),
-        cpu_pct=100 * cpu / load.duration if costed else None,
+        cpu_pct=100 * cpu / duration if costed else None,
         cpu_s_per_1k=1000 * cpu / calls if costed and calls else None,
-        rss_peak_mb=peak_rss_mb(watched) if costed else None,
+        rss_peak_mb=peak_rss_mb(process_tree(route.pid)) if route.pid else None,
+        other_cpu_pct=100 * sum(s.other_cpu_s for s in samples) / sum(s.other_wall_s for s in samples),
     )

@@ -60,11 +60,12 @@ class Route:
     pid: int | None  # None: nothing between client and backend
 
 
-def start_backend(children: Children, binary: Path, tmp: Path, replies: Path, events: int) -> Route:
+def start_backend(children: Children, binary: Path, tmp: Path, replies: Path, events: int) -> tuple[Route, int]:
+    """The direct route, and the backend's pid."""
     sock, log = tmp / "backend.sock", tmp / "backend.log"
     proc = children.start([str(binary), str(sock), str(replies), str(events)], log)
     wait_for_socket(sock, proc, log)
-    return Route("direct", sock, None)
+    return Route("direct", sock, None), proc.pid
 
 
 def proxy_available(template: str) -> str | None:
