@@ -4,11 +4,14 @@
 lie in one short folder under /tmp, starts Debian's containerd 1.6 on it, waits for the socket
 and imports the test images (tests/containerd/build_images.py) into the `k8s.io` namespace, the
 only one the CRI sees. `Containerd.stop()` removes every pod through the CRI, stops containerd,
-kills the shims it left (found by their `-address` argument, never by name), unmounts what is
-still mounted under the folder and deletes it.
+and, should anything outlive that (a crash), deletes runc's containers, kills the shims (found
+by their `-address` argument, never by name) and their sockets, removes the pods' cgroups and
+the bridge, unmounts what is still mounted under the folder and deletes it.
 
 Facts this relies on are in /work/shared/notes/kubelet-and-runtimes.md: no CAP_SYS_RESOURCE
-here (hence `restrict_oom_score_adj`), no CNI (host-network pods only), no registry.
+here (hence `restrict_oom_score_adj`), no registry (so local images, and pulls sent to a closed
+port). With Debian's containernetworking-plugins a private bridge (no gateway, no masquerade)
+gives pods their own network; without it only host-network pods run.
 """
 
 from __future__ import annotations
@@ -118,6 +121,9 @@ def skip_reason() -> str | None:
     for tool in ("containerd", "ctr", "runc"):
         if shutil.which(tool) is None:
             return SKIP_REASON + f" ({tool} not found)"
+    images_cached = all((IMAGES_DIR / name).exists() for name in IMAGE_TARS)
+    if not images_cached and (shutil.which("gcc") is None or not pathlib.Path("/bin/busybox").exists()):
+        return SKIP_REASON + " (test images not built and gcc or busybox-static missing)"
     return None
 
 
@@ -188,6 +194,22 @@ def processes_with_arg(arg: str) -> list[int]:
         if arg.encode() in argv:
             pids.append(int(entry.name))
     return pids
+
+
+def shim_arg(pid: int, flag: str) -> str | None:
+    """The value after flag in a process's command line (e.g. a shim's `-id`)."""
+    try:
+        argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return None
+    return argv[argv.index(flag) + 1] if flag in argv[:-1] else None
+
+
+def shim_socket(address: pathlib.Path, shim_id: str) -> pathlib.Path:
+    """Where containerd 1.6 puts a shim's socket: always /run/containerd/s/, named by a hash of
+    containerd's address, the namespace and the shim id. A killed shim leaves it behind."""
+    digest = hashlib.sha256(f"{address}/{NAMESPACE}/{shim_id}".encode()).hexdigest()
+    return pathlib.Path("/run/containerd/s") / digest
 
 
 def runc_containers(runc_root: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
@@ -339,10 +361,13 @@ class Containerd:
                            capture_output=True, check=False, timeout=10)
         for pid in processes_with_arg(str(self.sock)):
             log.warning("killing leftover shim %d of %s", pid, self.sock)
+            shim_id = shim_arg(pid, "-id")
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            if shim_id:
+                shim_socket(self.sock, shim_id).unlink(missing_ok=True)
         remove_cgroups(self.cgroup_parent)
         if pathlib.Path("/sys/class/net", self.bridge).exists():
             subprocess.run(["ip", "link", "delete", self.bridge], check=False, timeout=10)
