@@ -120,14 +120,18 @@ def test_pull_and_remove_image(both: Both, containerd: harness.Containerd) -> No
     assert failed.details.startswith(f'failed to pull and unpack image "{harness.BUSYBOX_REF}"')
     assert harness.UNREACHABLE_REGISTRY.removeprefix("http://") in failed.details
 
-    containerd.import_image(harness.IMAGES_DIR / "throwaway.tar")
+    # CRI RemoveImage removes every tag of the image, hence an image of its own, imported anew
+    # for each side.
     spec = pb.ImageSpec(image=harness.THROWAWAY_REF)
-    present = both.read("ImageStatus", pb.ImageStatusRequest(image=spec))
-    assert harness.THROWAWAY_REF in present.image.repo_tags
-    removed = both.call(both.via, "RemoveImage", pb.RemoveImageRequest(image=spec))
-    assert removed == pb.RemoveImageResponse()
-    gone = both.read("ImageStatus", pb.ImageStatusRequest(image=spec))
-    assert not gone.HasField("image")
+    answers = []
+    for channel in (both.direct, both.via):
+        containerd.import_image(harness.IMAGES_DIR / "throwaway.tar")
+        present = both.read("ImageStatus", pb.ImageStatusRequest(image=spec))
+        assert harness.THROWAWAY_REF in present.image.repo_tags
+        answers.append(both.call(channel, "RemoveImage", pb.RemoveImageRequest(image=spec)))
+        gone = both.read("ImageStatus", pb.ImageStatusRequest(image=spec))
+        assert not gone.HasField("image")
+    assert answers == [pb.RemoveImageResponse()] * 2
     # Removing what is gone succeeds, both ways.
     for channel in (both.direct, both.via):
         assert both.outcome(channel, "RemoveImage", pb.RemoveImageRequest(image=spec)).code == grpc.StatusCode.OK
@@ -265,6 +269,22 @@ def check_stats(both: Both, pair: str, side: Side) -> None:
     assert len(pods.stats) == 2
 
 
+def check_updates(both: Both, direct: Side, via: Side) -> None:
+    """The remaining mutating calls, made on each side: same (empty) answers."""
+    pb = both.api.pb
+    resources = pb.LinuxContainerResources(cpu_shares=512, cpu_period=100000, cpu_quota=50000)
+    node = pb.RuntimeConfig(network_config=pb.NetworkConfig(pod_cidr="10.251.0.0/24"))
+    for name, make in [
+        ("UpdateContainerResources", lambda side: pb.UpdateContainerResourcesRequest(
+            container_id=side.container_id, linux=resources)),
+        ("ReopenContainerLog", lambda side: pb.ReopenContainerLogRequest(container_id=side.container_id)),
+        ("UpdateRuntimeConfig", lambda side: pb.UpdateRuntimeConfigRequest(runtime_config=node)),
+    ]:
+        answers = [both.call(side.channel, name, make(side)) for side in (direct, via)]
+        assert answers[0] == answers[1] == getattr(pb, f"{name}Response")(), name
+    both.read("ContainerStatus", pb.ContainerStatusRequest(container_id=via.container_id))
+
+
 def check_streaming_urls(both: Both, side: Side) -> None:
     """Exec, Attach and PortForward answer with a URL on containerd's own streaming server and a
     single-use token: the same server both ways, different tokens."""
@@ -318,6 +338,7 @@ def test_pod_and_container_lifecycle(both: Both, containerd: harness.Containerd)
         check_exec_sync(both, via)
         check_stats(both, pair, via)
         check_streaming_urls(both, via)
+        check_updates(both, direct, via)
         stop_and_remove(both, direct, via)
     finally:
         for side in (direct, via):
