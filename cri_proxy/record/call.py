@@ -1,0 +1,92 @@
+"""The recorded call: the one object every stage speaks in terms of.
+
+The tap (or the bridge) builds a `RecordedCall` on the call path and hands it to the
+recorder; everything slow (HPACK is already done, but protobuf decoding to JSON, redaction,
+deduplication, SQLite) happens later in the writer. Raw message bytes are the source of
+truth; decoded JSON is a view made from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+FORMAT_VERSION = 1
+
+Metadata = list[tuple[str, str]]  # header name, value; binary (-bin) values are base64 text
+
+
+class Direction(str, Enum):
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+class Outcome(str, Enum):
+    """How a call ended, as seen on the wire."""
+
+    COMPLETED = "completed"  # trailers with grpc-status arrived
+    CANCELLED = "cancelled"  # RST_STREAM from either side before trailers
+    CONNECTION_CLOSED = "connection_closed"  # the connection ended with the call open
+    UNPARSED = "unparsed"  # the tap could not follow this call's frames
+
+
+@dataclass(slots=True)
+class Message:
+    """One length-prefixed gRPC message of a call, as on the wire."""
+
+    direction: Direction
+    index: int  # position among the call's messages of the same direction, from 0
+    offset_s: float  # seconds from the call's start to the message's last byte
+    data: bytes  # the message bytes (after the 5-byte prefix); compressed if `compressed`
+    compressed: bool = False
+
+
+@dataclass(slots=True)
+class RecordedCall:
+    """A gRPC call seen by the proxy. Times are seconds (wall clock for `started_at`)."""
+
+    conn_id: int
+    stream_id: int
+    started_at: float  # time.time() when the request headers were seen
+    path: str  # "/runtime.v1.RuntimeService/Version"
+    duration_s: float | None = None  # None while open or when it never finished
+    upstream: str = ""  # "unix:///run/containerd/containerd.sock"
+    peer_pid: int | None = None
+    peer_uid: int | None = None
+    client_api: str | None = None  # "v1" / "v1alpha2" as the client spoke it (None: not CRI)
+    upstream_api: str | None = None  # as the runtime was spoken to (differs when translated)
+    request_metadata: Metadata = field(default_factory=list)
+    response_metadata: Metadata = field(default_factory=list)
+    trailers: Metadata = field(default_factory=list)
+    status_code: int | None = None  # grpc-status; None when none arrived
+    status_message: str | None = None  # grpc-message, percent-decoded
+    outcome: Outcome = Outcome.COMPLETED
+    messages: list[Message] = field(default_factory=list)
+    request_bytes: int = 0  # sum of request message sizes (prefix excluded)
+    response_bytes: int = 0
+    notes: list[str] = field(default_factory=list)  # translation and tap notes, one line each
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def service(self) -> str:
+        """"runtime.v1.RuntimeService" for "/runtime.v1.RuntimeService/Version"."""
+        return self.path.lstrip("/").rpartition("/")[0]
+
+    @property
+    def method(self) -> str:
+        return self.path.rpartition("/")[2]
+
+    def add_message(self, message: Message) -> None:
+        self.messages.append(message)
+        if message.direction is Direction.REQUEST:
+            self.request_bytes += len(message.data)
+        else:
+            self.response_bytes += len(message.data)
+
+
+def api_version_of(path: str) -> str | None:
+    """The CRI version a method path belongs to, or None for other services."""
+    for version in ("v1alpha2", "v1"):
+        if path.startswith(f"/runtime.{version}."):
+            return version
+    return None
