@@ -1,6 +1,7 @@
 """Fixtures and comparison tools for the tests against a real containerd (test_containerd.py).
 
-- `containerd` (session): one private containerd (tests/containerd_harness.py), images imported.
+- `containerd` (session): one private containerd (tests/containerd_harness.py), images imported;
+  skipped without root or containerd, unless CRI_PROXY_REQUIRE_CONTAINERD=1 (CI) makes that fail.
 - `proxy`: a `cri-proxy run` subprocess in front of it, on a socket in `sock_dir`; stopped with
   SIGTERM at teardown, and it must exit 0.
 - `api`: runtime.v1 or runtime.v1alpha2; `both`: a `Both` for that version.
@@ -44,6 +45,8 @@ def containerd() -> Iterator[harness.Containerd]:
     """One private containerd for the whole session, with the test images imported."""
     reason = harness.skip_reason()
     if reason is not None:
+        if harness.required():
+            pytest.fail(f"CRI_PROXY_REQUIRE_CONTAINERD is set, but: {reason}")
         pytest.skip(reason)
     ctd = harness.Containerd()
     ctd.start()

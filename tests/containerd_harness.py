@@ -114,6 +114,11 @@ CNI_BIN = pathlib.Path("/usr/lib/cni")
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
 
 
+def required() -> bool:
+    """CI sets CRI_PROXY_REQUIRE_CONTAINERD=1: there, a missing containerd fails, never skips."""
+    return os.environ.get("CRI_PROXY_REQUIRE_CONTAINERD", "") not in ("", "0")
+
+
 def skip_reason() -> str | None:
     """Why a real containerd cannot run here, or None when it can."""
     if os.geteuid() != 0:
