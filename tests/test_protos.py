@@ -23,7 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescript
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from conftest import ROOT, SHARED
+from tests.conftest import ROOT, SHARED
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
 
