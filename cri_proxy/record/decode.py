@@ -1,0 +1,122 @@
+"""Decoding recorded CRI messages to JSON: the readable view of the raw bytes.
+
+The writer thread calls `decode_message` for each message of a recorded call; nothing here
+runs on the call path. The method table is built once, at import, from the descriptors of
+both generated CRI packages (`runtime.v1` and `runtime.v1alpha2`), so every RPC the protos
+define is known and nothing is listed by hand.
+
+Choices, so readers of the JSON know what they are looking at:
+
+- The JSON is protobuf's canonical JSON mapping (`json_format.MessageToDict`) with the proto
+  field names (`pod_sandbox_id`, not `podSandboxId`). Fields at their default value are left
+  out, so an empty message decodes to `{}`; enums are names; 64-bit integers are strings.
+- `bytes` fields are base64, as the mapping says, even when the bytes are valid UTF-8 text
+  (v1's `KeyValue.value` env values, `ExecSyncResponse.stdout`). Rendering "text-looking"
+  bytes as text would make `"aGk="` ambiguous (text or base64?) and the JSON would no longer
+  parse back (`json_format.ParseDict`) into the message it came from. The raw bytes stay the
+  source of truth; the JSON is a faithful view of them.
+- A path that is not a CRI method of either version (containerd's own API, health checks,
+  reflection, a CRI method newer than our protos) decodes to None: there is nothing to say.
+- Bytes that do not parse as the method's message type decode to a marker instead of
+  raising: `{"_error": "<why>", "_type": "runtime.v1.PullImageRequest"}`. No CRI field name
+  starts with an underscore, so the marker cannot be mistaken for a message. See `is_error`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
+
+ERROR_KEY = "_error"
+TYPE_KEY = "_type"
+
+
+@dataclass(frozen=True, slots=True)
+class MethodTypes:
+    """The message classes of one CRI method."""
+
+    path: str  # "/runtime.v1.RuntimeService/Version"
+    request: type[ProtoMessage]
+    response: type[ProtoMessage]
+    server_streaming: bool
+
+
+def _methods_of(file: FileDescriptor) -> dict[str, MethodTypes]:
+    table: dict[str, MethodTypes] = {}
+    for service in file.services_by_name.values():
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            table[path] = MethodTypes(
+                path=path,
+                request=message_factory.GetMessageClass(method.input_type),
+                response=message_factory.GetMessageClass(method.output_type),
+                server_streaming=method.server_streaming,
+            )
+    return table
+
+
+# Every CRI method of both versions, by path; built once from the descriptors.
+METHODS: dict[str, MethodTypes] = {
+    **_methods_of(v1_pb2.DESCRIPTOR),
+    **_methods_of(v1alpha2_pb2.DESCRIPTOR),
+}
+
+
+def method_types(path: str) -> MethodTypes | None:
+    """The request and response classes of a CRI method path, or None for other paths."""
+    return METHODS.get(path)
+
+
+def message_class(path: str, direction: str) -> type[ProtoMessage] | None:
+    """The class of a message going `direction` ("request"/"response") on `path`."""
+    types = METHODS.get(path)
+    if types is None:
+        return None
+    if direction == "request":
+        return types.request
+    if direction == "response":
+        return types.response
+    raise ValueError(f"direction must be 'request' or 'response', not {direction!r}")
+
+
+def parse_message(path: str, direction: str, data: bytes) -> ProtoMessage | None:
+    """The parsed message, None for a non-CRI path; raises DecodeError on bad bytes."""
+    cls = message_class(path, direction)
+    if cls is None:
+        return None
+    return cls.FromString(data)
+
+
+def decode_message(path: str, direction: str, data: bytes) -> dict[str, Any] | None:
+    """The message as protobuf JSON (proto field names), None for a non-CRI path.
+
+    `direction` is "request" or "response" (a `Direction` works too); `data` is the
+    uncompressed message without its 5-byte gRPC prefix. Never raises for bad bytes: they
+    give `{"_error": ..., "_type": ...}`.
+    """
+    cls = message_class(path, direction)
+    if cls is None:
+        return None
+    try:
+        parsed = cls.FromString(data)
+    except DecodeError as exc:
+        return error_marker(cls.DESCRIPTOR.full_name, f"undecodable: {exc}")
+    return json_format.MessageToDict(parsed, preserving_proto_field_name=True)
+
+
+def error_marker(type_name: str, why: str) -> dict[str, Any]:
+    """The JSON stored in place of a message that could not be decoded."""
+    return {ERROR_KEY: why, TYPE_KEY: type_name}
+
+
+def is_error(decoded: dict[str, Any] | None) -> bool:
+    """Whether `decode_message` gave the undecodable marker."""
+    return decoded is not None and ERROR_KEY in decoded

@@ -1,0 +1,67 @@
+"""The ids a recorded CRI call concerns, read from its decoded request and response.
+
+The writer stores them in columns so that "everything that happened to this pod" is an
+indexed query rather than a JSON scan. Only what a call states outright is taken:
+
+- request `pod_sandbox_id` / `container_id` (the lifecycle, status, stats, exec calls);
+- RunPodSandbox: pod name and namespace from `config.metadata`, the id from the response;
+- CreateContainer: the pod from `sandbox_config.metadata` (its `config.metadata` names the
+  container, not the pod), the image from `config.image.image`, the id from the response;
+- PodSandboxStatus: the pod name and namespace from the response's `status.metadata`;
+- image calls: `image.image` from the request; PullImage's response `image_ref` wins over
+  the requested name, because the ref is what the kubelet passes on to CreateContainer and
+  RemoveImage (a failed pull, with no response, keeps the requested name).
+
+List* and Stream* calls concern many objects: their filters are not taken (all None). The
+decoded JSON may be None (no message) or the undecodable marker; both give nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ID_KEYS = ("pod_sandbox_id", "container_id", "image", "pod_name", "pod_namespace")
+
+Ids = dict[str, str | None]
+
+
+def call_ids(
+    path: str, request_json: dict[str, Any] | None, response_json: dict[str, Any] | None
+) -> Ids:
+    """The `ID_KEYS` of a call, each a non-empty string or None."""
+    ids: Ids = dict.fromkeys(ID_KEYS)
+    method = path.rpartition("/")[2]
+    if not path.startswith("/runtime.") or method.startswith(("List", "Stream")):
+        return ids
+    req = request_json or {}
+    resp = response_json or {}
+    ids["pod_sandbox_id"] = _text(req, "pod_sandbox_id")
+    ids["container_id"] = _text(req, "container_id")
+    ids["image"] = _text(req, "image", "image")
+    if method == "RunPodSandbox":
+        _pod_names(ids, req, "config", "metadata")
+        ids["pod_sandbox_id"] = _text(resp, "pod_sandbox_id") or ids["pod_sandbox_id"]
+    elif method == "CreateContainer":
+        _pod_names(ids, req, "sandbox_config", "metadata")
+        ids["image"] = _text(req, "config", "image", "image")
+        ids["container_id"] = _text(resp, "container_id")
+    elif method == "PullImage":
+        ids["image"] = _text(resp, "image_ref") or ids["image"]
+    elif method == "PodSandboxStatus":
+        _pod_names(ids, resp, "status", "metadata")
+    return ids
+
+
+def _pod_names(ids: Ids, doc: dict[str, Any], *keys: str) -> None:
+    ids["pod_name"] = _text(doc, *keys, "name")
+    ids["pod_namespace"] = _text(doc, *keys, "namespace")
+
+
+def _text(doc: dict[str, Any], *keys: str) -> str | None:
+    """doc[k1][k2]... when every step is present and the end is a non-empty string."""
+    value: Any = doc
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value if isinstance(value, str) and value else None
