@@ -2,7 +2,8 @@
 
     CriProxyError
      ├── ConfigError       a flag, endpoint or path the user gave cannot work (one clear line)
-     └── SocketInUseError  another live process already serves the listen socket
+     ├── SocketInUseError  another live process already serves the listen socket
+     └── StorageError      a recording database cannot be used (newer format, corrupt, unreadable)
 
 The CLI turns every CriProxyError into one line on stderr and exit status 2; anything else
 is a bug and keeps its traceback.
@@ -19,3 +20,7 @@ class ConfigError(CriProxyError):
 
 class SocketInUseError(CriProxyError):
     """The listen socket is live: another proxy (or something else) is serving it."""
+
+
+class StorageError(CriProxyError):
+    """A recording database cannot be opened or used: written by a newer version, corrupt, unreadable."""
