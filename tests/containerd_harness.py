@@ -152,11 +152,11 @@ def overlay_works(workdir: pathlib.Path) -> bool:
 
 
 def ensure_images() -> list[pathlib.Path]:
-    """The image tarballs, built now if the cache lacks them (needs gcc and busybox-static)."""
-    paths = [IMAGES_DIR / name for name in IMAGE_TARS]
-    if not all(path.exists() for path in paths):
-        subprocess.run([sys.executable, str(BUILD_IMAGES)], check=True, timeout=120)
-    return paths
+    """The image tarballs; the builder rebuilds them only if missing or stale (cheap otherwise)."""
+    done = subprocess.run([sys.executable, str(BUILD_IMAGES)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{BUILD_IMAGES} failed ({done.returncode}): {done.stderr.strip()}")
+    return [IMAGES_DIR / name for name in IMAGE_TARS]
 
 
 def wait_for_socket(path: pathlib.Path, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

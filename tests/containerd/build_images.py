@@ -13,7 +13,8 @@ library only:
 Each tarball is an OCI image layout (oci-layout, index.json whose manifest carries the
 ``org.opencontainers.image.ref.name`` annotation, the manifest, the config and one gzipped tar
 layer) that ``ctr -n k8s.io images import FILE`` accepts. Outputs are cached in
-``tests/containerd/.images/`` and rebuilt only when missing.
+``tests/containerd/.images/`` and rebuilt when missing or when this script has changed (a stamp
+file holds the script's digest).
 
 Run: ``python tests/containerd/build_images.py [--out DIR] [--force]``.
 """
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
+    stamp = args.out / "stamp"
+    digest = hashlib.sha256(pathlib.Path(__file__).read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text().strip() != digest:
+        args.force = True
     builds = ((PAUSE_TAR, build_pause), (BUSYBOX_TAR, build_busybox), (THROWAWAY_TAR, build_throwaway))
     for name, build in builds:
         if args.force or not (args.out / name).exists():
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"build_images: wrote {path} ({path.stat().st_size} bytes)")
         else:
             print(f"build_images: cached {args.out / name}")
+    stamp.write_text(digest + "\n")
     return 0
 
 
