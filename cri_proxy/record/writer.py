@@ -1,0 +1,295 @@
+"""The one writer: turns batches of recorded calls into rows, one transaction per batch.
+
+It runs on the recorder's own thread (see recorder.py) with the standard sqlite3 module.
+Per call: redact first (so secrets never reach a payload), then for each message hash the
+bytes, reuse the payload row when the same bytes were stored before (the kubelet repeats
+identical List* requests every second), else decode to JSON and insert it, capping large
+bodies (size and sha256 kept, data NULL, truncated=1). Ids for the call's columns come from
+its decoded messages. Faults raise out of `write` as they are; the recorder decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cri_proxy import __version__
+from cri_proxy.record.call import FORMAT_VERSION, Direction, Message, RecordedCall
+from cri_proxy.store import db
+from cri_proxy.store.ids import call_ids, message_ids
+from cri_proxy.store.rows import INSERT_CALL, call_row
+
+log = logging.getLogger(__name__)
+
+DecodeFn = Callable[[str, str, bytes], "dict[str, Any] | None"]
+RedactFn = Callable[[RecordedCall], RecordedCall]
+_CACHE_ENTRIES = 4096
+
+
+def no_decode(path: str, direction: str, data: bytes) -> dict[str, Any] | None:
+    """The default decoder: stores no JSON."""
+    return None
+
+
+def no_redact(call: RecordedCall) -> RecordedCall:
+    return call
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What a `sessions` row says about one proxy run (counters are kept by the recorder)."""
+
+    listen: str | None = None
+    runtime_endpoint: str | None = None
+    image_endpoint: str | None = None
+    runtime_api: str | None = None
+    image_api: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    started_unix: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class Totals:
+    """The recorder's counters, written to the session row with each batch."""
+
+    recorded: int = 0
+    lost: int = 0
+    loss_episodes: int = 0
+
+
+_Cached = tuple[int, dict[str, str]]  # payload id, the ids its decoded message names
+
+
+class BatchWriter:
+    """Owns the connection. Not thread-safe: only the recorder's thread calls it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        session: SessionInfo,
+        *,
+        decode: DecodeFn = no_decode,
+        redact: RedactFn = no_redact,
+        max_payload_bytes: int = 1 << 20,
+        busy_timeout_s: float = 1.0,
+        max_database_bytes: int | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.session = session
+        self._decode = decode
+        self._redact = redact
+        self._max_payload = max_payload_bytes
+        self._busy_timeout = busy_timeout_s
+        self._max_db_bytes = max_database_bytes
+        self._conn: sqlite3.Connection | None = None
+        self._inode: tuple[int, int] | None = None
+        self._session_id: int | None = None
+        self._session_inode: tuple[int, int] | None = None
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._decode_failed = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def session_id(self) -> int | None:
+        return self._session_id
+
+    def open(self, totals: Totals) -> None:
+        """Opens (or re-opens) the file and makes sure it holds this run's session row."""
+        self.close()
+        conn = db.open_database(
+            self.path, busy_timeout_s=self._busy_timeout, max_bytes=self._max_db_bytes
+        )
+        try:
+            st = os.stat(self.path)
+            inode = (st.st_dev, st.st_ino)
+            if self._session_id is None or self._session_inode != inode:
+                self._session_id = self._insert_session(conn, totals)
+                self._session_inode = inode
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._inode = conn, inode
+        self._cache.clear()
+
+    def file_replaced(self) -> bool:
+        """True when the open file was deleted or replaced (writes would go nowhere useful)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def write(self, calls: list[RecordedCall], totals: Totals, session_changed: bool = False) -> int:
+        """Writes the calls in one transaction with the session's counters (counting these
+        calls as recorded). Returns how many were written; a call whose redaction failed is
+        dropped rather than stored unredacted. Raises sqlite3.Error on database faults."""
+        conn = self._require()
+        pending: dict[str, _Cached] = {}
+        written = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for call in calls:
+                written += self._write_call(conn, call, pending)
+            self._update_session(conn, totals, written, session_changed)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        for sha, cached in pending.items():
+            self._remember(sha, cached)
+        return written
+
+    def end_session(self, totals: Totals) -> None:
+        conn = self._require()
+        conn.execute(
+            "UPDATE sessions SET ended_at = ?, calls_recorded = ?, calls_lost = ?, "
+            "loss_episodes = ? WHERE id = ?",
+            (db.utc_text(time.time()), totals.recorded, totals.lost, totals.loss_episodes,
+             self._session_id),
+        )  # fmt: skip
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.OperationalError("the recording database is not open")
+        return self._conn
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _insert_session(self, conn: sqlite3.Connection, totals: Totals) -> int:
+        s = self.session
+        cursor = conn.execute(
+            "INSERT INTO sessions (started_at, started_unix, cri_proxy_version, format_version, "
+            "hostname, pid, config, listen, runtime_endpoint, image_endpoint, runtime_api, "
+            "image_api, calls_recorded, calls_lost, loss_episodes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (db.utc_text(s.started_unix), s.started_unix, __version__, FORMAT_VERSION,
+             socket.gethostname(), os.getpid(), json.dumps(s.config, default=str), s.listen,
+             s.runtime_endpoint, s.image_endpoint, s.runtime_api, s.image_api,
+             totals.recorded, totals.lost, totals.loss_episodes),
+        )  # fmt: skip
+        return int(cursor.lastrowid or 0)  # an INSERT into a rowid table always sets it
+
+    def _update_session(
+        self, conn: sqlite3.Connection, totals: Totals, written: int, changed: bool
+    ) -> None:
+        conn.execute(
+            "UPDATE sessions SET calls_recorded = ?, calls_lost = ?, loss_episodes = ? WHERE id = ?",
+            (totals.recorded + written, totals.lost, totals.loss_episodes, self._session_id),
+        )
+        if changed:
+            s = asdict(self.session)
+            conn.execute(
+                "UPDATE sessions SET listen = ?, runtime_endpoint = ?, image_endpoint = ?, "
+                "runtime_api = ?, image_api = ?, config = ? WHERE id = ?",
+                (s["listen"], s["runtime_endpoint"], s["image_endpoint"], s["runtime_api"],
+                 s["image_api"], json.dumps(s["config"], default=str), self._session_id),
+            )  # fmt: skip
+
+    def _write_call(
+        self, conn: sqlite3.Connection, call: RecordedCall, pending: dict[str, _Cached]
+    ) -> int:
+        before = _fingerprint(call)
+        try:
+            call = self._redact(call)
+        except Exception:
+            log.exception("call %d/%d %s: redaction failed; the call is not recorded",
+                          call.conn_id, call.stream_id, call.path)  # fmt: skip
+            return 0
+        redacted = _fingerprint(call) != before
+        found: dict[Direction, dict[str, str]] = {Direction.REQUEST: {}, Direction.RESPONSE: {}}
+        payload_ids = []
+        for message in call.messages:
+            payload_id, ids = self._payload(conn, call.path, message, pending)
+            payload_ids.append(payload_id)
+            for key, value in ids.items():
+                found[message.direction].setdefault(key, value)
+        ids = call_ids(found[Direction.REQUEST], found[Direction.RESPONSE])
+        cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, ids, redacted))
+        call_id = cursor.lastrowid
+        conn.executemany(
+            "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "
+            "compressed) VALUES (?, ?, ?, ?, ?, ?)",
+            [(call_id, m.direction.value, m.index, round(m.offset_s * 1000, 3), pid,
+              int(m.compressed)) for m, pid in zip(call.messages, payload_ids)],
+        )  # fmt: skip
+        return 1
+
+    def _payload(
+        self, conn: sqlite3.Connection, path: str, message: Message, pending: dict[str, _Cached]
+    ) -> _Cached:
+        data = message.data
+        sha = hashlib.sha256(data).hexdigest()
+        cached = pending.get(sha)
+        if cached is None and (cached := self._cache.get(sha)) is not None:
+            self._cache.move_to_end(sha)
+        if cached is not None:
+            return cached
+        row = conn.execute("SELECT id, json FROM payloads WHERE sha256 = ?", (sha,)).fetchone()
+        if row is not None:
+            cached = (row[0], message_ids(json.loads(row[1])) if row[1] else {})
+        else:
+            truncated = len(data) > self._max_payload
+            decoded = None
+            if not truncated and not message.compressed:
+                decoded = self._decoded(path, message.direction.value, data)
+            cursor = conn.execute(
+                "INSERT INTO payloads (sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?)",
+                (sha, len(data), None if truncated else data,
+                 None if decoded is None else json.dumps(decoded, separators=(",", ":")),
+                 int(truncated)),
+            )  # fmt: skip
+            cached = (int(cursor.lastrowid or 0), message_ids(decoded))
+        pending[sha] = cached
+        return cached
+
+    def _decoded(self, path: str, direction: str, data: bytes) -> dict[str, Any] | None:
+        try:
+            return self._decode(path, direction, data)
+        except Exception:
+            if not self._decode_failed:  # once per writer: a broken decoder fails every call
+                log.exception("%s %s: decoding failed; storing the bytes without JSON", path, direction)
+                self._decode_failed = True
+            return None
+
+    def _remember(self, sha: str, cached: _Cached) -> None:
+        self._cache[sha] = cached
+        self._cache.move_to_end(sha)
+        if len(self._cache) > _CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+
+
+def _fingerprint(call: RecordedCall) -> tuple[object, ...]:
+    """What redaction may change: message bodies, metadata, trailers, status message."""
+    return (
+        [m.data for m in call.messages],
+        list(call.request_metadata),
+        list(call.response_metadata),
+        list(call.trailers),
+        call.status_message,
+    )

@@ -1,0 +1,1 @@
+"""Storage: the SQLite recording format (schema, migrations, views, named queries in storage/)."""

@@ -1,0 +1,156 @@
+-- Named views over the recording. cri_proxy.store.db drops every view and runs this file
+-- each time a database is opened for writing, so views always match this version.
+-- A call "failed" when its gRPC status is not OK or it never completed (cancelled,
+-- connection closed, unparsed). Latency percentiles use the nearest-rank method: pXX is
+-- the smallest duration whose rank r (1-based, ascending) satisfies r * 100 >= XX * n.
+
+CREATE VIEW errors AS
+SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
+       status_code, status_name, status_message, outcome,
+       pod_sandbox_id, pod_name, pod_namespace, container_id, container_name, image
+FROM calls
+WHERE status_code IS NOT 0 OR outcome <> 'completed';
+
+-- Fixed threshold: 1 s. GetContainerEvents is a stream held open for hours by design and is
+-- left out. For outliers relative to each method, compare with method_stats.p99_ms.
+CREATE VIEW slow_calls AS
+SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
+       status_name, outcome,
+       pod_sandbox_id, pod_name, pod_namespace, container_id, container_name, image
+FROM calls
+WHERE duration_ms > 1000 AND method <> 'GetContainerEvents';
+
+CREATE VIEW method_stats AS
+WITH ranked AS (
+    SELECT service, method, started_at, duration_ms, status_code, outcome,
+           ROW_NUMBER() OVER w AS rank,
+           COUNT(duration_ms) OVER (PARTITION BY service, method) AS timed
+    FROM calls
+    WINDOW w AS (PARTITION BY service, method ORDER BY duration_ms IS NULL, duration_ms)
+)
+SELECT service, method,
+       COUNT(*) AS calls,
+       SUM(status_code IS NOT 0 OR outcome <> 'completed') AS errors,
+       ROUND(1.0 * SUM(status_code IS NOT 0 OR outcome <> 'completed') / COUNT(*), 4)
+           AS error_rate,
+       ROUND(AVG(duration_ms), 3) AS avg_ms,
+       MIN(CASE WHEN rank <= timed AND rank * 100 >= timed * 50 THEN duration_ms END) AS p50_ms,
+       MIN(CASE WHEN rank <= timed AND rank * 100 >= timed * 95 THEN duration_ms END) AS p95_ms,
+       MIN(CASE WHEN rank <= timed AND rank * 100 >= timed * 99 THEN duration_ms END) AS p99_ms,
+       MAX(duration_ms) AS max_ms,
+       MIN(started_at) AS first_at,
+       MAX(started_at) AS last_at
+FROM ranked
+GROUP BY service, method;
+
+-- One row per pod sandbox id. RunPodSandbox learns the id from its response, so a
+-- RunPodSandbox that failed has no id and shows up in `errors` instead.
+CREATE VIEW pod_lifecycle AS
+WITH steps AS (
+    SELECT pod_sandbox_id, method, started_at, duration_ms,
+           COALESCE(status_name, outcome) AS status,
+           ROW_NUMBER() OVER (PARTITION BY pod_sandbox_id, method ORDER BY started_unix)
+               AS first_rank,
+           ROW_NUMBER() OVER (PARTITION BY pod_sandbox_id, method ORDER BY started_unix DESC)
+               AS last_rank
+    FROM calls
+    WHERE pod_sandbox_id IS NOT NULL
+      AND method IN ('RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox')
+), pods AS (
+    SELECT pod_sandbox_id, MIN(session_id) AS session_id,
+           MAX(pod_name) AS pod_name, MAX(pod_namespace) AS pod_namespace,
+           COUNT(DISTINCT container_id) AS containers,
+           COUNT(*) AS calls,
+           MIN(started_at) AS first_seen_at, MAX(started_at) AS last_seen_at
+    FROM calls
+    WHERE pod_sandbox_id IS NOT NULL
+    GROUP BY pod_sandbox_id
+)
+SELECT p.pod_sandbox_id, p.session_id, p.pod_name, p.pod_namespace,
+       MAX(CASE WHEN s.method = 'RunPodSandbox' AND s.first_rank = 1 THEN s.started_at END)
+           AS created_at,
+       MAX(CASE WHEN s.method = 'RunPodSandbox' AND s.first_rank = 1 THEN s.duration_ms END)
+           AS create_ms,
+       MAX(CASE WHEN s.method = 'RunPodSandbox' AND s.last_rank = 1 THEN s.status END)
+           AS create_status,
+       MAX(CASE WHEN s.method = 'StopPodSandbox' AND s.first_rank = 1 THEN s.started_at END)
+           AS stopped_at,
+       MAX(CASE WHEN s.method = 'StopPodSandbox' AND s.last_rank = 1 THEN s.status END)
+           AS stop_status,
+       SUM(s.method = 'StopPodSandbox') AS stop_calls,
+       MAX(CASE WHEN s.method = 'RemovePodSandbox' AND s.first_rank = 1 THEN s.started_at END)
+           AS removed_at,
+       MAX(CASE WHEN s.method = 'RemovePodSandbox' AND s.last_rank = 1 THEN s.status END)
+           AS remove_status,
+       p.containers, p.calls, p.first_seen_at, p.last_seen_at
+FROM pods AS p
+LEFT JOIN steps AS s ON s.pod_sandbox_id = p.pod_sandbox_id
+GROUP BY p.pod_sandbox_id;
+
+-- One row per container id. CreateContainer learns the id from its response.
+CREATE VIEW container_lifecycle AS
+WITH steps AS (
+    SELECT container_id, method, started_at, started_unix, duration_ms,
+           COALESCE(status_name, outcome) AS status,
+           ROW_NUMBER() OVER (PARTITION BY container_id, method ORDER BY started_unix)
+               AS first_rank,
+           ROW_NUMBER() OVER (PARTITION BY container_id, method ORDER BY started_unix DESC)
+               AS last_rank
+    FROM calls
+    WHERE container_id IS NOT NULL
+      AND method IN ('CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer')
+), containers AS (
+    SELECT container_id, MIN(session_id) AS session_id,
+           MAX(container_name) AS container_name, MAX(pod_sandbox_id) AS pod_sandbox_id,
+           MAX(pod_name) AS pod_name, MAX(pod_namespace) AS pod_namespace,
+           MAX(image) AS image, COUNT(*) AS calls,
+           MIN(started_at) AS first_seen_at, MAX(started_at) AS last_seen_at
+    FROM calls
+    WHERE container_id IS NOT NULL
+    GROUP BY container_id
+)
+SELECT c.container_id, c.session_id, c.container_name, c.pod_sandbox_id, c.pod_name,
+       c.pod_namespace, c.image,
+       MAX(CASE WHEN s.method = 'CreateContainer' AND s.first_rank = 1 THEN s.started_at END)
+           AS created_at,
+       MAX(CASE WHEN s.method = 'CreateContainer' AND s.first_rank = 1 THEN s.duration_ms END)
+           AS create_ms,
+       MAX(CASE WHEN s.method = 'CreateContainer' AND s.last_rank = 1 THEN s.status END)
+           AS create_status,
+       MAX(CASE WHEN s.method = 'StartContainer' AND s.first_rank = 1 THEN s.started_at END)
+           AS started_at,
+       MAX(CASE WHEN s.method = 'StartContainer' AND s.first_rank = 1 THEN s.duration_ms END)
+           AS start_ms,
+       MAX(CASE WHEN s.method = 'StartContainer' AND s.last_rank = 1 THEN s.status END)
+           AS start_status,
+       ROUND(1000 * (
+           MAX(CASE WHEN s.method = 'StartContainer' AND s.first_rank = 1
+                    THEN s.started_unix + s.duration_ms / 1000 END)
+           - MAX(CASE WHEN s.method = 'CreateContainer' AND s.first_rank = 1
+                      THEN s.started_unix END)), 3) AS create_to_started_ms,
+       MAX(CASE WHEN s.method = 'StopContainer' AND s.first_rank = 1 THEN s.started_at END)
+           AS stopped_at,
+       MAX(CASE WHEN s.method = 'StopContainer' AND s.last_rank = 1 THEN s.status END)
+           AS stop_status,
+       MAX(CASE WHEN s.method = 'RemoveContainer' AND s.first_rank = 1 THEN s.started_at END)
+           AS removed_at,
+       MAX(CASE WHEN s.method = 'RemoveContainer' AND s.last_rank = 1 THEN s.status END)
+           AS remove_status,
+       c.calls, c.first_seen_at, c.last_seen_at
+FROM containers AS c
+LEFT JOIN steps AS s ON s.container_id = c.container_id
+GROUP BY c.container_id;
+
+CREATE VIEW images_pulled AS
+SELECT id AS call_id, session_id, started_at, duration_ms, image, image_ref,
+       pod_name, pod_namespace, COALESCE(status_name, outcome) AS status, status_message
+FROM calls
+WHERE method = 'PullImage';
+
+-- Every message of every call with its body: raw bytes (`data`) and decoded `json`.
+CREATE VIEW call_messages AS
+SELECT m.call_id, c.method, m.direction, m.idx, m.offset_ms, m.compressed,
+       p.id AS payload_id, p.sha256, p.size, p.truncated, p.data, p.json
+FROM messages AS m
+JOIN calls AS c ON c.id = m.call_id
+JOIN payloads AS p ON p.id = m.payload_id;
