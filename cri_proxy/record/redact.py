@@ -23,7 +23,12 @@ What `RedactionPolicy()` redacts by default, in both CRI versions:
   PodSandboxStatus, ImageStatus, Status responses): containerd puts the container's CRI
   config (`config.envs[].value`) and OCI spec (`runtimeSpec.process.env`, "KEY=VALUE" becomes
   "KEY=[redacted]") there, and its own config, registry credentials included, in Status.
-  Values that are not JSON are kept as they are.
+  Values that are not JSON are kept as they are; any JSON object holding a non-empty
+  password/auth/identitytoken/registry_token (any spelling) loses those and its username.
+  An image's own config (`imageSpec.config.Env` in ImageStatus info) is kept: it is part of
+  the image, readable by anyone who can pull it.
+The v1 env value is `bytes`: it becomes b"[redacted]" (base64 in the decoded JSON). The
+Exec/Attach/PortForward response URLs carry single-use, short-lived tokens and are kept.
 Wider (off by default): ExecSync output, exec command arguments, annotation values, label
 values whose key matches a glob. Narrower: env values can be kept; registry credentials are
 kept only with the deliberately alarming `keep_registry_credentials_in_clear`.
