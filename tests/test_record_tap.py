@@ -294,3 +294,276 @@ async def test_cri_calls_through_the_generated_stubs(sock_dir: pathlib.Path) -> 
     finally:
         await relay.stop(0)
         await runtime.stop(None)
+
+
+# Hand-made frames ------------------------------------------------------------------------
+def prefixed(data: bytes, compressed: bool = False) -> bytes:
+    return bytes([compressed]) + len(data).to_bytes(4, "big") + data
+
+
+class Wire:
+    """One connection's tap, fed with frames made by hyperframe and walked by the relay's FrameWalker."""
+
+    def __init__(self, decoder: str = "fast", sink: Any = None) -> None:
+        self.sink = sink if sink is not None else MemorySink()
+        kwargs: dict[str, Any] = {"decoder": ReferenceDecoder} if decoder == "reference" else {}
+        self.tap: ConnectionRecorder = RecordingTap(self.sink, **kwargs).open(
+            ConnectionInfo(7, 100, 200, "unix:///up.sock"))
+        self.client_enc, self.server_enc = Encoder(), Encoder()
+
+    @staticmethod
+    def walked(frames: tuple[Any, ...]) -> list[h2.Frame]:
+        walker = h2.FrameWalker(frozenset(range(256)))
+        out = walker.feed(b"".join(bytes(f.serialize()) for f in frames))
+        assert walker.at_boundary and len(out) == len(frames)
+        return out
+
+    def client(self, *frames: Any) -> None:
+        self.tap.client_frames(self.walked(frames))
+
+    def server(self, *frames: Any) -> None:
+        self.tap.server_frames(self.walked(frames))
+
+    def request(self, stream_id: int, path: str = "/runtime.v1.RuntimeService/Version",
+                extra: tuple[tuple[str, str], ...] = (), **kw: Any) -> HeadersFrame:
+        headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+                   ("content-type", "application/grpc"), ("te", "trailers"), *extra]
+        return HeadersFrame(stream_id, data=self.client_enc.encode(headers, **kw), flags=["END_HEADERS"])
+
+    def answer(self, stream_id: int, status: int = 0, message: str = "",
+               trailers_only: bool = False) -> list[HeadersFrame]:
+        head = [(":status", "200"), ("content-type", "application/grpc")]
+        tail = [("grpc-status", str(status)), ("grpc-message", message), ("x-t", "1")]
+        if trailers_only:
+            return [HeadersFrame(stream_id, data=self.server_enc.encode(head + tail),
+                                 flags=["END_HEADERS", "END_STREAM"])]
+        return [HeadersFrame(stream_id, data=self.server_enc.encode(head), flags=["END_HEADERS"]),
+                HeadersFrame(stream_id, data=self.server_enc.encode(tail), flags=["END_HEADERS", "END_STREAM"])]
+
+    def unary(self, stream_id: int, request: bytes = b"req", reply: bytes = b"rep") -> None:
+        self.client(self.request(stream_id), DataFrame(stream_id, prefixed(request), flags=["END_STREAM"]))
+        head, tail = self.answer(stream_id)
+        self.server(head, DataFrame(stream_id, prefixed(reply)), tail)
+
+
+@pytest.fixture(params=["fast", "reference"])
+def wire(request: pytest.FixtureRequest) -> Wire:
+    return Wire(request.param)
+
+
+def test_padding_priority_and_continuation(wire: Wire) -> None:
+    block = wire.client_enc.encode([(":method", "POST"), (":path", "/runtime.v1.ImageService/ListImages"),
+                                    ("x-big", "v" * 3000), ("traceparent", "00-1-2-01")], huffman=True)
+    third = len(block) // 3
+    first = HeadersFrame(1, data=block[:third], flags=["PADDED", "PRIORITY"], pad_length=17,
+                         depends_on=0, stream_weight=15)
+    wire.client(first, ContinuationFrame(1, data=block[third:2 * third]),
+                ContinuationFrame(1, data=block[2 * third:], flags=["END_HEADERS"]))
+    wire.client(DataFrame(1, prefixed(b"ask"), flags=["PADDED", "END_STREAM"], pad_length=40))
+    head, tail = wire.answer(1, 3, "bad%20thing")
+    head.flags.add("PADDED")
+    head.pad_length = 5
+    wire.server(head, DataFrame(1, prefixed(b"one") + prefixed(b"two", compressed=True), flags=["PADDED"],
+                                pad_length=1), tail)
+    [rec] = wire.sink.calls
+    assert rec.path == "/runtime.v1.ImageService/ListImages" and rec.client_api == "v1"
+    assert md(rec.request_metadata, "x-big") == ["v" * 3000] and md(rec.request_metadata, "traceparent")
+    assert [(m.direction, m.index, m.data, m.compressed) for m in rec.messages] == [
+        (Direction.REQUEST, 0, b"ask", False), (Direction.RESPONSE, 0, b"one", False),
+        (Direction.RESPONSE, 1, b"two", True)]
+    assert (rec.status_code, rec.status_message, rec.outcome) == (3, "bad thing", Outcome.COMPLETED)
+    assert (rec.conn_id, rec.stream_id, rec.peer_pid, rec.peer_uid, rec.upstream) == (7, 1, 100, 200, "unix:///up.sock")
+
+
+def test_messages_split_at_every_byte_boundary(wire: Wire) -> None:
+    sent = [b"abc", b"", bytes(range(256)) * 2, b"z"]
+    stream = b"".join(prefixed(m, compressed=i == 2) for i, m in enumerate(sent))
+    for cut in range(len(stream) + 1):
+        sid = 2 * cut + 1
+        wire.client(wire.request(sid), DataFrame(sid, stream[:cut]), DataFrame(sid, stream[cut:], flags=["END_STREAM"]))
+        head, tail = wire.answer(sid)
+        wire.server(head, *(DataFrame(sid, stream[i:i + 97]) for i in range(0, len(stream), 97)), tail)
+        wire.server()  # an empty batch is harmless
+    assert len(wire.sink.calls) == len(stream) + 1
+    for rec in wire.sink.calls:
+        assert messages(rec, Direction.REQUEST) == messages(rec, Direction.RESPONSE) == sent and rec.notes == []
+        assert [m.compressed for m in rec.messages if m.direction is Direction.REQUEST] == [False, False, True, False]
+    one_by_one = Wire()
+    one_by_one.client(one_by_one.request(1), *(DataFrame(1, stream[i:i + 1]) for i in range(len(stream))))
+    one_by_one.server(*one_by_one.answer(1, trailers_only=True))
+    assert messages(one_by_one.sink.calls[0], Direction.REQUEST) == sent
+
+
+def test_interleaved_streams(wire: Wire) -> None:
+    ids = [1, 3, 5, 7]
+    wire.client(*(wire.request(i, f"/test.Echo/M{i}") for i in ids))
+    wire.client(*(DataFrame(i, prefixed(b"req%d" % i)[:4]) for i in ids))
+    wire.client(*(DataFrame(i, prefixed(b"req%d" % i)[4:], flags=["END_STREAM"]) for i in ids))
+    enc = wire.server_enc  # blocks are encoded in the order they go out: HPACK state is shared
+    wire.server(*(HeadersFrame(i, data=enc.encode([(":status", "200")]), flags=["END_HEADERS"]) for i in ids[::-1]),
+                *(DataFrame(i, prefixed(b"rep%d" % i)) for i in ids))
+    wire.server(*(HeadersFrame(i, data=enc.encode([("grpc-status", str(i))]), flags=["END_HEADERS", "END_STREAM"])
+                  for i in ids[::-1]))
+    assert [r.stream_id for r in wire.sink.calls] == ids[::-1]
+    for rec in wire.sink.calls:
+        i = rec.stream_id
+        assert rec.path == f"/test.Echo/M{i}" and rec.status_code == i
+        assert messages(rec, Direction.REQUEST) == [b"req%d" % i] and messages(rec, Direction.RESPONSE) == [b"rep%d" % i]
+
+
+def test_table_size_follows_settings(wire: Wire) -> None:
+    big = tuple((f"x-h{i}", "v" * 200) for i in range(30))  # about 7 KB: needs a table above 4096
+    wire.server(SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 16384}))
+    wire.client(SettingsFrame(0, flags=["ACK"]))
+    wire.client_enc.header_table_size = 16384  # the next block starts with a size update
+    wire.client(wire.request(1, extra=big))
+    wire.client(wire.request(3, extra=big))  # mostly indexed from the larger table
+    wire.client_enc.header_table_size = 0  # shrink to nothing, then back
+    wire.client(wire.request(5, extra=big))
+    wire.client_enc.header_table_size = 4096
+    wire.client(wire.request(7, extra=big))
+    for sid in (1, 3, 5, 7):
+        wire.server(*wire.answer(sid, trailers_only=True))
+    assert [r.outcome for r in wire.sink.calls] == [Outcome.COMPLETED] * 4
+    assert all(md(r.request_metadata, "x-h29") == ["v" * 200] for r in wire.sink.calls)
+
+
+def test_a_table_larger_than_the_server_allowed_is_unparsed(wire: Wire) -> None:
+    wire.client_enc.header_table_size = 65536  # the server never allowed more than 4096
+    wire.client(wire.request(1))
+    wire.server(*wire.answer(1, trailers_only=True))
+    [rec] = wire.sink.calls
+    assert rec.outcome is Outcome.UNPARSED and rec.path == ""
+
+
+def test_garbage_request_headers_make_this_and_later_calls_unparsed(
+        wire: Wire, caplog: pytest.LogCaptureFixture) -> None:
+    wire.client(HeadersFrame(1, data=b"\xff\xff\xff\xff\xff\xff", flags=["END_HEADERS"]),
+                DataFrame(1, prefixed(b"lost"), flags=["END_STREAM"]))
+    wire.server(*wire.answer(1))
+    wire.unary(3)
+    wire.unary(5)
+    first, *later = wire.sink.calls
+    assert [c.outcome for c in wire.sink.calls] == [Outcome.UNPARSED] * 3
+    assert all(c.path == "" for c in wire.sink.calls)
+    assert messages(first, Direction.REQUEST) == [b"lost"]  # what could be read still is
+    assert any("undecodable header block on stream 1" in n for n in first.notes)
+    assert all(any("path unknown" in n for n in c.notes) and "ended as completed" in c.notes for c in later)
+    warnings = [r for r in caplog.records if r.name == "cri_proxy.record.tap" and r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "conn 7" in warnings[0].getMessage()
+
+
+def test_garbage_response_headers_keep_paths_but_mark_calls_unparsed(wire: Wire) -> None:
+    wire.client(wire.request(1, "/a/One"), wire.request(3, "/a/Two"))
+    wire.server(HeadersFrame(1, data=b"\x7f\xff\xff\xff\xff\xff", flags=["END_HEADERS", "END_STREAM"]))
+    wire.server(*wire.answer(3))
+    wire.unary(5)
+    assert [(c.path, c.outcome) for c in wire.sink.calls] == [
+        ("/a/One", Outcome.UNPARSED), ("/a/Two", Outcome.UNPARSED),
+        ("/runtime.v1.RuntimeService/Version", Outcome.UNPARSED)]
+    assert all(c.status_code is None for c in wire.sink.calls)
+
+
+def test_an_interrupted_header_block_is_unparsed(wire: Wire) -> None:
+    block = wire.client_enc.encode([(":path", "/a/B")])
+    wire.client(HeadersFrame(1, data=block), DataFrame(1, prefixed(b"x")))  # CONTINUATION expected
+    wire.unary(3)
+    [rec] = wire.sink.calls
+    assert rec.outcome is Outcome.UNPARSED and rec.stream_id == 3
+
+
+def test_resets_goaway_and_close(wire: Wire) -> None:
+    wire.client(wire.request(1), wire.request(3), wire.request(5), wire.request(7))
+    wire.server(wire.answer(1)[0], RstStreamFrame(1, error_code=2))
+    wire.client(RstStreamFrame(3, error_code=8))
+    wire.server(GoAwayFrame(0, last_stream_id=7, error_code=0, additional_data=b"bye"))
+    wire.server(RstStreamFrame(99, error_code=8))  # a stream never seen: nothing to record
+    wire.tap.closed("Connection reset by peer")
+    wire.tap.closed(None)  # a second close finds nothing open
+    server_reset, client_reset, *closed = wire.sink.calls
+    assert server_reset.outcome is Outcome.CANCELLED and "server reset the stream: INTERNAL_ERROR (2)" in server_reset.notes
+    assert client_reset.outcome is Outcome.CANCELLED and "client reset the stream: CANCEL (8)" in client_reset.notes
+    assert [c.stream_id for c in closed] == [5, 7]
+    for call in closed:
+        assert call.outcome is Outcome.CONNECTION_CLOSED and call.duration_s is None
+        assert "server sent GOAWAY: last stream 7, NO_ERROR (0), b'bye'" in call.notes
+        assert any(n.startswith("connection lost: Connection reset by peer") for n in call.notes)
+
+
+def test_upstream_change_applies_to_open_and_later_calls(wire: Wire) -> None:
+    wire.client(wire.request(1))
+    wire.tap.upstream_changed("unix:///image.sock")
+    wire.server(*wire.answer(1, trailers_only=True))
+    wire.unary(3)
+    assert [c.upstream for c in wire.sink.calls] == ["unix:///image.sock"] * 2
+
+
+def test_a_raising_sink_never_reaches_the_relay() -> None:
+    sink = RaisingSink()
+    wire = Wire(sink=sink)
+    wire.unary(1)
+    wire.unary(3)
+    wire.client(wire.request(5))
+    wire.tap.closed(None)
+    assert sink.submitted == 3
+
+
+def test_a_cut_message_is_noted() -> None:
+    wire = Wire()
+    wire.client(wire.request(1), DataFrame(1, prefixed(b"abcdef")[:8], flags=["END_STREAM"]))
+    wire.server(*wire.answer(1, trailers_only=True))
+    [rec] = wire.sink.calls
+    assert "request message cut short (3 of 6 bytes)" in rec.notes and rec.messages == []
+
+
+# The HPACK decoder against the reference ---------------------------------------------------
+NAMES = [":path", ":status", "content-type", "user-agent", "grpc-timeout", "traceparent", "x-a", "x-b-bin",
+         "accept-encoding", "cookie", "grpc-message"]
+
+
+def random_headers(rng: random.Random) -> list[Any]:
+    headers: list[Any] = []
+    for _ in range(rng.randrange(0, 12)):
+        name = rng.choice(NAMES) if rng.random() < 0.7 else "x-" + "".join(
+            rng.choice("abcdefghijklmnopqrstuvwxyz-0123456789") for _ in range(rng.randrange(1, 30)))
+        size = rng.choice([0, 1, 5, 20, 100, 300] + ([3000, 5000] if rng.random() < 0.05 else []))
+        value = bytes(rng.randrange(32, 127) if rng.random() < 0.9 else rng.randrange(256) for _ in range(size))
+        if rng.random() < 0.3 and headers:
+            name, value = headers[-1][0], headers[-1][1]  # repeats get indexed
+        kind = NeverIndexedHeaderTuple if rng.random() < 0.15 else HeaderTuple
+        headers.append(kind(name.encode() if isinstance(name, str) else name, value))
+    return headers
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hpack_fast_matches_the_reference_decoder(seed: int) -> None:
+    rng = random.Random(seed)
+    encoder, reference, fast = Encoder(), ReferenceHpack(max_header_list_size=1 << 24), hpack_fast.Decoder()
+    reference.max_allowed_table_size = fast.max_allowed_table_size = 8192
+    for _ in range(150):
+        if rng.random() < 0.1:  # table size updates, down to sizes that evict on every insert
+            encoder.header_table_size = rng.choice([0, 64, 200, 1024, 4096, 8192])
+        block = encoder.encode(random_headers(rng), huffman=rng.random() < 0.6)
+        assert fast.decode(block) == [(bytes(n), bytes(v)) for n, v in reference.decode(block, raw=True)]
+        assert fast.header_table_size == reference.header_table_size
+
+
+def test_hpack_fast_rejects_what_the_reference_rejects() -> None:
+    for bad in (b"\x80", b"\xbf", b"\xff\xff\xff\xff\xff\xff\xff", b"\x40\x85abc", b"\x00\x81\xff\x00",
+                b"\x00\x81a\x81\x00", b"\x3f\xe1\x7f", b"\x82\x20"):
+        with pytest.raises(hpack_fast.HPACKDecodingError):
+            hpack_fast.Decoder().decode(bad)
+        with pytest.raises(Exception):
+            ReferenceHpack().decode(bad)
+    huffman = hpack_fast.decode_huffman
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    encode = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode
+    rng = random.Random(1)
+    for _ in range(300):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+        assert huffman(encode(data)) == data
+    for bad in (b"\x00", b"\xff\xff\xff\xff", b"\xfe"):  # padding not all ones / the EOS symbol
+        with pytest.raises(hpack_fast.HPACKDecodingError):
+            huffman(bad)
