@@ -7,7 +7,7 @@
 CREATE VIEW errors AS
 SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
        status_code, status_name, status_message, outcome,
-       pod_sandbox_id, pod_name, pod_namespace, container_id, container_name, image
+       pod_sandbox_id, pod_name, pod_namespace, container_id, image
 FROM calls
 WHERE status_code IS NOT 0 OR outcome <> 'completed';
 
@@ -16,7 +16,7 @@ WHERE status_code IS NOT 0 OR outcome <> 'completed';
 CREATE VIEW slow_calls AS
 SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
        status_name, outcome,
-       pod_sandbox_id, pod_name, pod_namespace, container_id, container_name, image
+       pod_sandbox_id, pod_name, pod_namespace, container_id, image
 FROM calls
 WHERE duration_ms > 1000 AND method <> 'GetContainerEvents';
 
@@ -87,7 +87,8 @@ FROM pods AS p
 LEFT JOIN steps AS s ON s.pod_sandbox_id = p.pod_sandbox_id
 GROUP BY p.pod_sandbox_id;
 
--- One row per container id. CreateContainer learns the id from its response.
+-- One row per container id. CreateContainer learns the id from its response; the
+-- container's name is read from CreateContainer's decoded request.
 CREATE VIEW container_lifecycle AS
 WITH steps AS (
     SELECT container_id, method, started_at, started_unix, duration_ms,
@@ -100,8 +101,7 @@ WITH steps AS (
     WHERE container_id IS NOT NULL
       AND method IN ('CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer')
 ), containers AS (
-    SELECT container_id, MIN(session_id) AS session_id,
-           MAX(container_name) AS container_name, MAX(pod_sandbox_id) AS pod_sandbox_id,
+    SELECT container_id, MIN(session_id) AS session_id, MAX(pod_sandbox_id) AS pod_sandbox_id,
            MAX(pod_name) AS pod_name, MAX(pod_namespace) AS pod_namespace,
            MAX(image) AS image, COUNT(*) AS calls,
            MIN(started_at) AS first_seen_at, MAX(started_at) AS last_seen_at
@@ -109,7 +109,14 @@ WITH steps AS (
     WHERE container_id IS NOT NULL
     GROUP BY container_id
 )
-SELECT c.container_id, c.session_id, c.container_name, c.pod_sandbox_id, c.pod_name,
+SELECT c.container_id, c.session_id,
+       (SELECT json_extract(p.json, '$.config.metadata.name')
+        FROM calls AS cc
+        JOIN messages AS m ON m.call_id = cc.id AND m.direction = 'request' AND m.idx = 0
+        JOIN payloads AS p ON p.id = m.payload_id
+        WHERE cc.container_id = c.container_id AND cc.method = 'CreateContainer'
+        LIMIT 1) AS container_name,
+       c.pod_sandbox_id, c.pod_name,
        c.pod_namespace, c.image,
        MAX(CASE WHEN s.method = 'CreateContainer' AND s.first_rank = 1 THEN s.started_at END)
            AS created_at,
@@ -142,10 +149,16 @@ LEFT JOIN steps AS s ON s.container_id = c.container_id
 GROUP BY c.container_id;
 
 CREATE VIEW images_pulled AS
-SELECT id AS call_id, session_id, started_at, duration_ms, image, image_ref,
-       pod_name, pod_namespace, COALESCE(status_name, outcome) AS status, status_message
-FROM calls
-WHERE method = 'PullImage';
+SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms,
+       json_extract(p.json, '$.image.image') AS requested,
+       c.image,
+       json_extract(p.json, '$.sandbox_config.metadata.name') AS pod_name,
+       json_extract(p.json, '$.sandbox_config.metadata.namespace') AS pod_namespace,
+       COALESCE(c.status_name, c.outcome) AS status, c.status_message
+FROM calls AS c
+LEFT JOIN messages AS m ON m.call_id = c.id AND m.direction = 'request' AND m.idx = 0
+LEFT JOIN payloads AS p ON p.id = m.payload_id
+WHERE c.method = 'PullImage';
 
 -- Every message of every call with its body: raw bytes (`data`) and decoded `json`.
 CREATE VIEW call_messages AS

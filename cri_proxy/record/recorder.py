@@ -27,14 +27,15 @@ from typing import Any
 
 from cri_proxy.errors import StorageError
 from cri_proxy.record.call import RecordedCall
+from cri_proxy.record.decode import decode_message
+from cri_proxy.record.redact import redact_call
 from cri_proxy.record.writer import (
     BatchWriter,
     DecodeFn,
+    LossEpisode,
     RedactFn,
     SessionInfo,
     Totals,
-    no_decode,
-    no_redact,
 )
 from cri_proxy.store.db import DatabaseCorrupt, is_corruption
 
@@ -88,8 +89,8 @@ class Recorder:
         self._writer = BatchWriter(
             self.path,
             session or SessionInfo(),
-            decode=decode or no_decode,
-            redact=redact or no_redact,
+            decode=decode or decode_message,
+            redact=redact or redact_call,
             max_payload_bytes=opts.max_payload_bytes,
             busy_timeout_s=opts.busy_timeout_s,
             max_database_bytes=opts.max_database_bytes,
@@ -102,7 +103,11 @@ class Recorder:
         self._attempts = 0
         self._totals = Totals()
         self._overflow_lost: int | None = None  # calls lost in the current queue-full episode
+        self._overflow_since = 0.0
         self._fault_since: float | None = None  # monotonic start of the current database fault
+        self._fault_wall = 0.0
+        self._fault_reason = ""
+        self._losses: list[LossEpisode] = []  # finished episodes not yet written
         self._fault_lost = 0
         self._fault_counted = False
         self._corrupt = False
@@ -143,6 +148,7 @@ class Recorder:
             return
         if self._overflow_lost is None:
             self._overflow_lost = 0
+            self._overflow_since = time.time()
             self._totals.loss_episodes += 1
             log.warning(
                 "recording queue full (%d calls, %d bytes): calls are counted lost until it drains",
@@ -254,6 +260,9 @@ class Recorder:
             batch.append(item)
         if not self._queue and self._overflow_lost is not None:
             log.warning("recording queue drained: %d calls were lost while it was full", self._overflow_lost)
+            self._losses.append(
+                LossEpisode(self._overflow_since, time.time(), "queue full", self._overflow_lost)
+            )
             self._overflow_lost = None
         return batch
 
@@ -261,6 +270,7 @@ class Recorder:
         writer = self._writer
         calls = [call for call, _ in batch]
         changed = False
+        losses: list[LossEpisode] = []
         try:
             if writer.is_open and writer.file_replaced():
                 log.warning("the recording database %s was removed or replaced: re-creating it", self.path)
@@ -271,11 +281,12 @@ class Recorder:
                 totals = replace(self._totals)
                 changed = self._session_changed
                 self._session_changed = False
-            written = writer.write(calls, totals, changed)
+                losses, self._losses = self._losses, []
+            written = writer.write(calls, totals, changed, losses)
         except Exception as exc:
-            if changed:
-                with self._lock:
-                    self._session_changed = True
+            with self._lock:
+                self._session_changed = self._session_changed or changed
+                self._losses[:0] = losses
             self._on_failure(batch, exc)
             return
         self._last_flush = time.monotonic()
@@ -285,6 +296,8 @@ class Recorder:
             self._attempts = 0
             fault_since, self._fault_since = self._fault_since, None
             lost, self._fault_lost, self._fault_counted = self._fault_lost, 0, False
+            if lost:
+                self._losses.append(LossEpisode(self._fault_wall, time.time(), self._fault_reason, lost))
         if fault_since is not None:
             log.warning(
                 "recording to %s works again after %.1f s; %d calls were lost meanwhile",
@@ -339,6 +352,8 @@ class Recorder:
     def _begin_fault(self, exc: BaseException) -> None:
         with self._lock:
             self._fault_since = time.monotonic()
+            self._fault_wall = time.time()
+            self._fault_reason = f"database: {exc}"
             self._retry_at = self._fault_since + self.options.retry_interval_s
         log.error(
             "recording to %s failed (%s): calls stay queued, retried every %.1f s and counted lost after %d attempts",
@@ -346,18 +361,27 @@ class Recorder:
         )  # fmt: skip
 
     def _finish(self) -> None:
+        now = time.time()
         with self._lock:
             left = len(self._queue) + len(self._held)
             self._totals.lost += left
             self._queue.clear()
             self._held = []
             self._queued_bytes = 0
+            losses, self._losses = self._losses, []
+            if self._overflow_lost:
+                losses.append(LossEpisode(self._overflow_since, now, "queue full", self._overflow_lost))
+            if self._fault_since is not None and self._fault_lost:
+                losses.append(LossEpisode(self._fault_wall, now, self._fault_reason, self._fault_lost))
+            if left:
+                self._totals.loss_episodes += 1
+                losses.append(LossEpisode(now, now, "still queued at stop", left))
             totals = replace(self._totals)
         if left:
             log.warning("recording stopped with %d calls still queued: counted lost", left)
         try:
             if self._writer.is_open:
-                self._writer.end_session(totals)
+                self._writer.end_session(totals, losses)
         except sqlite3.Error as exc:
             log.warning("could not write the end of the recording session to %s: %s", self.path, exc)
         finally:

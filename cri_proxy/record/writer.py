@@ -24,8 +24,10 @@ from typing import Any
 
 from cri_proxy import __version__
 from cri_proxy.record.call import FORMAT_VERSION, Direction, Message, RecordedCall
+from cri_proxy.record.decode import decode_message
+from cri_proxy.record.ids import call_ids
+from cri_proxy.record.redact import redact_call
 from cri_proxy.store import db
-from cri_proxy.store.ids import call_ids, message_ids
 from cri_proxy.store.rows import INSERT_CALL, call_row
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 DecodeFn = Callable[[str, str, bytes], "dict[str, Any] | None"]
 RedactFn = Callable[[RecordedCall], RecordedCall]
 _CACHE_ENTRIES = 4096
+_KEEP_JSON_CHARS = 4096  # decoded JSON kept in the cache for the ids of later calls, if small
 
 
 def no_decode(path: str, direction: str, data: bytes) -> dict[str, Any] | None:
@@ -57,6 +60,16 @@ class SessionInfo:
     started_unix: float = field(default_factory=time.time)
 
 
+@dataclass(frozen=True, slots=True)
+class LossEpisode:
+    """A stretch of time in which calls were lost, and why."""
+
+    started_unix: float
+    ended_unix: float | None
+    reason: str
+    calls_lost: int
+
+
 @dataclass(slots=True)
 class Totals:
     """The recorder's counters, written to the session row with each batch."""
@@ -66,7 +79,7 @@ class Totals:
     loss_episodes: int = 0
 
 
-_Cached = tuple[int, dict[str, str]]  # payload id, the ids its decoded message names
+_Cached = tuple[int, "dict[str, Any] | None"]  # payload id, its decoded JSON when small
 
 
 class BatchWriter:
@@ -77,8 +90,8 @@ class BatchWriter:
         path: str | os.PathLike[str],
         session: SessionInfo,
         *,
-        decode: DecodeFn = no_decode,
-        redact: RedactFn = no_redact,
+        decode: DecodeFn = decode_message,
+        redact: RedactFn = redact_call,
         max_payload_bytes: int = 1 << 20,
         busy_timeout_s: float = 1.0,
         max_database_bytes: int | None = None,
@@ -139,10 +152,17 @@ class BatchWriter:
                 pass
             self._conn = None
 
-    def write(self, calls: list[RecordedCall], totals: Totals, session_changed: bool = False) -> int:
+    def write(
+        self,
+        calls: list[RecordedCall],
+        totals: Totals,
+        session_changed: bool = False,
+        losses: list[LossEpisode] | None = None,
+    ) -> int:
         """Writes the calls in one transaction with the session's counters (counting these
-        calls as recorded). Returns how many were written; a call whose redaction failed is
-        dropped rather than stored unredacted. Raises sqlite3.Error on database faults."""
+        calls as recorded) and finished loss episodes. Returns how many calls were written; a
+        call whose redaction failed is dropped rather than stored unredacted. Raises
+        sqlite3.Error on database faults."""
         conn = self._require()
         pending: dict[str, _Cached] = {}
         written = 0
@@ -151,6 +171,7 @@ class BatchWriter:
             for call in calls:
                 written += self._write_call(conn, call, pending)
             self._update_session(conn, totals, written, session_changed)
+            self._insert_losses(conn, losses or [])
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
@@ -159,13 +180,29 @@ class BatchWriter:
             self._remember(sha, cached)
         return written
 
-    def end_session(self, totals: Totals) -> None:
+    def end_session(self, totals: Totals, losses: list[LossEpisode]) -> None:
         conn = self._require()
-        conn.execute(
-            "UPDATE sessions SET ended_at = ?, calls_recorded = ?, calls_lost = ?, "
-            "loss_episodes = ? WHERE id = ?",
-            (db.utc_text(time.time()), totals.recorded, totals.lost, totals.loss_episodes,
-             self._session_id),
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert_losses(conn, losses)
+            conn.execute(
+                "UPDATE sessions SET ended_at = ?, calls_recorded = ?, calls_lost = ?, "
+                "loss_episodes = ? WHERE id = ?",
+                (db.utc_text(time.time()), totals.recorded, totals.lost, totals.loss_episodes,
+                 self._session_id),
+            )  # fmt: skip
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    def _insert_losses(self, conn: sqlite3.Connection, losses: list[LossEpisode]) -> None:
+        conn.executemany(
+            "INSERT INTO losses (session_id, started_at, ended_at, reason, calls_lost) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(self._session_id, db.utc_text(e.started_unix),
+              None if e.ended_unix is None else db.utc_text(e.ended_unix), e.reason, e.calls_lost)
+             for e in losses],
         )  # fmt: skip
 
     def _require(self) -> sqlite3.Connection:
@@ -222,14 +259,13 @@ class BatchWriter:
                           call.conn_id, call.stream_id, call.path)  # fmt: skip
             return 0
         redacted = _fingerprint(call) != before
-        found: dict[Direction, dict[str, str]] = {Direction.REQUEST: {}, Direction.RESPONSE: {}}
+        first: dict[Direction, dict[str, Any] | None] = {}
         payload_ids = []
         for message in call.messages:
-            payload_id, ids = self._payload(conn, call.path, message, pending)
+            payload_id, decoded = self._payload(conn, call.path, message, pending)
             payload_ids.append(payload_id)
-            for key, value in ids.items():
-                found[message.direction].setdefault(key, value)
-        ids = call_ids(found[Direction.REQUEST], found[Direction.RESPONSE])
+            first.setdefault(message.direction, decoded)
+        ids = call_ids(call.path, first.get(Direction.REQUEST), first.get(Direction.RESPONSE))
         cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, ids, redacted))
         call_id = cursor.lastrowid
         conn.executemany(
@@ -252,19 +288,20 @@ class BatchWriter:
             return cached
         row = conn.execute("SELECT id, json FROM payloads WHERE sha256 = ?", (sha,)).fetchone()
         if row is not None:
-            cached = (row[0], message_ids(json.loads(row[1])) if row[1] else {})
+            text = row[1]
+            cached = (row[0], json.loads(text) if text and len(text) <= _KEEP_JSON_CHARS else None)
         else:
             truncated = len(data) > self._max_payload
             decoded = None
             if not truncated and not message.compressed:
                 decoded = self._decoded(path, message.direction.value, data)
+            text = None if decoded is None else json.dumps(decoded, separators=(",", ":"))
             cursor = conn.execute(
                 "INSERT INTO payloads (sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?)",
-                (sha, len(data), None if truncated else data,
-                 None if decoded is None else json.dumps(decoded, separators=(",", ":")),
-                 int(truncated)),
-            )  # fmt: skip
-            cached = (int(cursor.lastrowid or 0), message_ids(decoded))
+                (sha, len(data), None if truncated else data, text, int(truncated)),
+            )
+            keep = decoded if text is not None and len(text) <= _KEEP_JSON_CHARS else None
+            cached = (int(cursor.lastrowid or 0), keep)
         pending[sha] = cached
         return cached
 

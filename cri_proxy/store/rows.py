@@ -6,7 +6,7 @@ import json
 
 from cri_proxy.record.call import Direction, Metadata, RecordedCall
 from cri_proxy.store.db import utc_text
-from cri_proxy.store.ids import FIELDS
+from cri_proxy.record.ids import ID_KEYS, Ids
 
 STATUS_NAMES = (
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
@@ -20,7 +20,7 @@ CALL_COLUMNS = (
     "service", "method", "path", "client_api", "upstream_api", "status_code", "status_name",
     "status_message", "outcome", "request_bytes", "response_bytes", "request_count",
     "response_count", "peer_pid", "peer_uid", "upstream", "request_metadata",
-    "response_metadata", "trailers", "redacted", "notes", "format_version", *FIELDS,
+    "response_metadata", "trailers", "redacted", "notes", "format_version", *ID_KEYS,
 )  # fmt: skip
 
 INSERT_CALL = (
@@ -40,7 +40,7 @@ def _metadata_json(metadata: Metadata) -> str | None:
 
 
 def call_row(
-    call: RecordedCall, session_id: int, ids: dict[str, str], redacted: bool
+    call: RecordedCall, session_id: int, ids: Ids, redacted: bool
 ) -> tuple[object, ...]:
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
     return (
@@ -72,5 +72,5 @@ def call_row(
         int(redacted),
         json.dumps(call.notes) if call.notes else None,
         call.format_version,
-        *(ids.get(name) for name in FIELDS),
+        *(ids.get(name) for name in ID_KEYS),
     )

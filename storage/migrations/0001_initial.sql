@@ -55,12 +55,10 @@ CREATE TABLE calls (
     notes TEXT,
     format_version INTEGER NOT NULL,
     pod_sandbox_id TEXT,
-    pod_name TEXT,
-    pod_namespace TEXT,
     container_id TEXT,
-    container_name TEXT,
     image TEXT,
-    image_ref TEXT
+    pod_name TEXT,
+    pod_namespace TEXT
 );
 CREATE INDEX calls_started_at ON calls(started_at);
 CREATE INDEX calls_method ON calls(method, duration_ms);
