@@ -7,7 +7,6 @@ Run with the project's venv: `.venv/bin/python benchmarks/bench.py [--quick] [--
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import shutil
@@ -18,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Callable
 
 import payloads
 import report
 import toolchain
-from measure import Load, Result, Sample, Workload, run, summarize
+from measure import Load, Result, Sample, Workload, run, summarize, wait_for_quiet
 from paths import PROXY_CMD, Route, nginx_binary, proxy_available, start_backend, start_nginx, start_proxy
 from procs import Children, process_tree
 
@@ -39,7 +37,7 @@ WORKLOADS = [
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 and 32 callers, shorter runs: about half a minute")
+    parser.add_argument("--quick", action="store_true", help="1 and 32 callers, shorter runs: about 40 s")
     parser.add_argument("--duration", type=float,
                         help="measured seconds per route x workload x callers (default 3, quick 0.8)")
     parser.add_argument("--rounds", type=int, help="windows that duration is cut into, routes taking turns "
@@ -48,18 +46,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--callers", type=int, nargs="+", help="concurrent callers (default 1 4 32, quick 1 32)")
     parser.add_argument("--clients", type=int, default=2, help="load generator processes (default 2)")
     parser.add_argument("--max-noise", type=float, default=25.0,
-                        help="retry (twice at most) a window in which other processes used more than this %% "
-                        "of a core (default 25)")
+                        help="before each window, wait for the machine's CPU use to fall under this %% of a core; "
+                        "rows above it are flagged (default 25)")
+    parser.add_argument("--quiet-wait", type=float,
+                        help="seconds to wait at most for that quiet moment (default 1, quick 0.3)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 when a bar fails")
     parser.add_argument("--no-install", action="store_true", help="never apt-get the C++ build deps")
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out even if installed")
+    parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (payloads, logs, nginx.conf)")
     parser.add_argument("--proxy-cmd", default=PROXY_CMD,
                         help="how to start the proxy; {python} {listen} {runtime} are filled in (default: %(default)s)")
     args = parser.parse_args(argv)
     args.duration = args.duration or (0.8 if args.quick else 3.0)
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.warmup = args.warmup if args.warmup is not None else (0.15 if args.quick else 0.3)
+    args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.3 if args.quick else 1.0)
     args.callers = args.callers or ([1, 32] if args.quick else [1, 4, 32])
     return args
 
@@ -78,7 +80,8 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
     if nginx:
         routes.append(start_nginx(children, nginx, tmp, direct.socket))
     else:
-        notes.append("nginx skipped: " + ("--no-nginx" if args.no_nginx else "not installed (apt-get install -y nginx)"))
+        why = "--no-nginx" if args.no_nginx else "not installed (apt-get install -y nginx)"
+        notes.append(f"nginx skipped: {why}")
     return routes, [backend_pid] + [r.pid for r in routes if r.pid]
 
 
@@ -94,22 +97,13 @@ def run_all(children: Children, routes: list[Route], own_pids: list[int], loadge
             samples: dict[str, list[Sample]] = {r.name: [] for r in routes}
             for turn in range(args.rounds):
                 for route in routes[turn % len(routes):] + routes[:turn % len(routes)]:
-                    measure = functools.partial(run, children, loadgen, route, work, request, load, tmp, own)
-                    samples[route.name].append(quiet_sample(measure, args.max_noise))
+                    wait_for_quiet(args.max_noise, args.quiet_wait)
+                    samples[route.name].append(run(children, loadgen, route, work, request, load, tmp, own))
+                    children.check_alive()
             for route in routes:
                 results.append(summarize(route, work, callers, samples[route.name]))
                 print(progress_line(results[-1]), flush=True)
     return results
-
-
-def quiet_sample(measure: Callable[[], Sample], max_noise: float, tries: int = 3) -> Sample:
-    """A window in which other processes used at most `max_noise`% of a core, if one comes."""
-    for _ in range(tries - 1):
-        sample = measure()
-        if 100 * sample.other_cpu_s / sample.other_wall_s <= max_noise:
-            return sample
-        time.sleep(0.2)
-    return measure()
 
 
 def progress_line(r: Result) -> str:
@@ -129,7 +123,8 @@ def meta(args: argparse.Namespace, sizes: dict[str, int], notes: list[str], elap
     return {
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - elapsed)),
         "elapsed_s": round(elapsed, 1), "cpus": os.cpu_count(), "duration_s": args.duration,
-        "rounds": args.rounds, "warmup_s": args.warmup, "max_noise_pct": args.max_noise, "callers": args.callers, "reply_bytes": sizes,
+        "rounds": args.rounds, "warmup_s": args.warmup, "max_noise_pct": args.max_noise,
+        "quiet_wait_s": args.quiet_wait, "callers": args.callers, "reply_bytes": sizes,
         "events_per_call": EVENTS_PER_CALL, "proxy_cmd": args.proxy_cmd,
         "grpcpp": _version(["pkg-config", "--modversion", "grpc++"]),
         "nginx": _version([nginx_binary() or "nginx", "-v"]),
@@ -144,9 +139,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     toolchain.ensure_deps(allow_install=not args.no_install)
     binaries = toolchain.build(HERE, HERE / "build")
-    began, notes = time.monotonic(), []
+    began, notes = time.monotonic(), list[str]()
     tmp = Path(tempfile.mkdtemp(prefix="crib-", dir="/tmp"))  # short: socket paths stop near 108 bytes
     try:
         sizes = payloads.write(tmp)
@@ -158,21 +154,27 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130
+    except RuntimeError as error:  # a process failed to start, or died: its log tail is in the message
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
     finally:
-        if not os.environ.get("BENCH_KEEP"):
+        if args.keep_tmp:
+            print(f"bench: sockets, payloads and logs kept in {tmp}")
+        else:
             shutil.rmtree(tmp, ignore_errors=True)
-    return finish(args, results, meta(args, sizes, notes, time.monotonic() - began))
+    return finish(args, results, notes, meta(args, sizes, notes, time.monotonic() - began))
 
 
-def finish(args: argparse.Namespace, results: list[Result], info: dict[str, object]) -> int:
+def finish(args: argparse.Namespace, results: list[Result], notes: list[str], info: dict[str, object]) -> int:
+    """Print the table, notes and bars; write the JSON; the exit status."""
     found = report.bars(results, [w.name for w in WORKLOADS])
     print("\n" + report.table(results) + "\n")
     noisy = [r for r in results if r.other_cpu_pct > args.max_noise]
     if noisy:
-        info["notes"].append(  # type: ignore[attr-defined]
+        notes.append(
             f"{len(noisy)} of {len(results)} rows ran while other processes used more than {args.max_noise:g}% "
             f"of a core (up to {max(r.other_cpu_pct for r in noisy):.0f}%): those figures are noisy")
-    for note in info["notes"]:  # type: ignore[attr-defined]
+    for note in notes:
         print(f"note: {note}")
     print(report.bar_lines(found))
     print(f"bench: {info['elapsed_s']}s")

@@ -90,7 +90,7 @@ def _launch(children: Children, loadgen: Path, route: Route, work: Workload, req
 
 def _collect(children: Children, route: Route, runs: list[tuple[subprocess.Popen[bytes], Path]]
              ) -> tuple[tuple[int, int, int], list[int]]:
-    totals, latencies = [0, 0, 0], []
+    totals, latencies = [0, 0, 0], list[int]()
     for proc, out in runs:
         code = proc.wait(timeout=120)
         children.stop(proc)
@@ -105,12 +105,26 @@ def _collect(children: Children, route: Route, runs: list[tuple[subprocess.Popen
 
 def _busy_s() -> float:
     t = psutil.cpu_times()
-    return t.user + t.nice + t.system + t.irq + t.softirq
+    return float(t.user + t.nice + t.system + t.irq + t.softirq)
 
 
 def _children_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def wait_for_quiet(max_noise_pct: float, limit_s: float, step_s: float = 0.1) -> None:
+    """Wait (at most `limit_s`) for a moment when the machine's CPU use is under `max_noise_pct`.
+
+    Called between windows, when the benchmark's own processes are idle: what runs then is
+    someone else's work, which would otherwise land in the next window.
+    """
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = _busy_s()
+        time.sleep(step_s)
+        if 100 * (_busy_s() - before) / step_s < max_noise_pct:
+            return
 
 
 def run(children: Children, loadgen: Path, route: Route, work: Workload, request: Path,

@@ -8,7 +8,6 @@ proxy that decodes what it relays does the work it would do on a real node.
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as cri
@@ -68,7 +67,9 @@ def container_stats(i: int) -> cri.ContainerStats:
         attributes=cri.ContainerAttributes(
             id=_hex_id(f"c{i}"), metadata=_metadata(i), labels=_labels(i), annotations=_annotations(i)
         ),
-        cpu=cri.CpuUsage(timestamp=ts, usage_core_nano_seconds=_u64(9_000_000_000 + i), usage_nano_cores=_u64(12_345 + i)),
+        cpu=cri.CpuUsage(
+            timestamp=ts, usage_core_nano_seconds=_u64(9_000_000_000 + i), usage_nano_cores=_u64(12_345 + i)
+        ),
         memory=cri.MemoryUsage(
             timestamp=ts,
             working_set_bytes=_u64(50_000_000 + i),
@@ -99,6 +100,7 @@ def stats_reply() -> cri.ListContainerStatsResponse:
 def container_event(i: int) -> cri.ContainerEventResponse:
     """A CONTAINER_STARTED event with its pod's and container's status (about 1.5 KB)."""
     labels = _labels(i)
+    pod_dir = f"/var/lib/kubelet/pods/{labels['io.kubernetes.pod.uid']}"
     status = cri.ContainerStatus(
         id=_hex_id(f"c{i}"),
         metadata=_metadata(i),
@@ -111,14 +113,16 @@ def container_event(i: int) -> cri.ContainerEventResponse:
         annotations=_annotations(i),
         mounts=[
             cri.Mount(container_path="/var/run/secrets/kubernetes.io/serviceaccount",
-                      host_path=f"/var/lib/kubelet/pods/{labels['io.kubernetes.pod.uid']}/volumes/token", readonly=True),
-            cri.Mount(container_path="/etc/hosts", host_path=f"/var/lib/kubelet/pods/{labels['io.kubernetes.pod.uid']}/etc-hosts"),
+                      host_path=f"{pod_dir}/volumes/token", readonly=True),
+            cri.Mount(container_path="/etc/hosts", host_path=f"{pod_dir}/etc-hosts"),
         ],
         log_path=f"/var/log/pods/default_web-{i}/app-{i}/0.log",
     )
     sandbox = cri.PodSandboxStatus(
         id=_hex_id(f"p{i // 2}"),
-        metadata=cri.PodSandboxMetadata(name=labels["io.kubernetes.pod.name"], uid=labels["io.kubernetes.pod.uid"], namespace="default"),
+        metadata=cri.PodSandboxMetadata(
+            name=labels["io.kubernetes.pod.name"], uid=labels["io.kubernetes.pod.uid"], namespace="default"
+        ),
         state=cri.SANDBOX_READY,
         created_at=NOW_NS,
         network=cri.PodSandboxNetworkStatus(ip=f"10.244.{i // 250}.{i % 250 + 2}"),
@@ -171,5 +175,5 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    started = time.perf_counter()
-    print(write(Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp())), f"{time.perf_counter() - started:.2f}s")
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp())
+    print(target, write(target))

@@ -29,6 +29,7 @@ class Children:
 
     def __init__(self) -> None:
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._logs: dict[int, Path] = {}
 
     def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
         out = log.open("wb") if log else subprocess.DEVNULL
@@ -36,6 +37,8 @@ class Children:
         if log:
             out.close()  # type: ignore[union-attr]  # the child holds its own copy
         self._procs.append(proc)
+        if log:
+            self._logs[proc.pid] = log
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
@@ -48,6 +51,14 @@ class Children:
                 proc.wait()
         if proc in self._procs:
             self._procs.remove(proc)
+
+    def check_alive(self) -> None:
+        """Raise if a process that should still run (every one started and not stopped) has exited."""
+        for proc in self._procs:
+            if proc.poll() is not None:
+                log = self._logs.get(proc.pid)
+                tail = f":\n{log_tail(log)}" if log else ""
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}{tail}")
 
     def __enter__(self) -> Children:
         return self
