@@ -4,21 +4,24 @@ The tap decodes every header block of every call on the proxy's event loop. `hpa
 decoder logs each header and walks Huffman strings a nibble at a time, which costs tens of
 microseconds per request; this one decodes integers and strings inline and Huffman a byte
 at a time, from a byte-wide state table built once from `hpack`'s own nibble table (so the
-code table itself is the well-kept one). `hpack` stays the reference: the tests compare
-both decoders on randomized header lists from `hpack.Encoder`.
+code table itself is the well-kept one), and turns each literal into text once, when it is
+read: indexed fields, most of a warm connection's, come back from the table as text.
+`hpack` stays the reference: the tests compare both decoders on randomized header lists
+from `hpack.Encoder`, with table evictions and size updates.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_FAIL, HUFFMAN_TABLE
 from hpack.table import HeaderTable
 
-Header = tuple[bytes, bytes]
+Field = tuple[str, str]
 
-STATIC: Final[tuple[Header, ...]] = tuple(HeaderTable.STATIC_TABLE)
+STATIC: Final[tuple[tuple[bytes, bytes], ...]] = tuple(HeaderTable.STATIC_TABLE)
 DEFAULT_TABLE_SIZE: Final = 4096
 ENTRY_OVERHEAD: Final = 32  # RFC 7541 §4.1
 
@@ -33,29 +36,27 @@ _Transition = tuple[int, "bytes | None", bool]
 _BYTE_TABLE: list[_Transition] = []
 
 
-def _byte_table() -> list[_Transition]:
-    if not _BYTE_TABLE:
-        singles = [bytes([i]) for i in range(256)]
-        table: list[_Transition] = []
-        for state in range(256):
-            for byte in range(256):
-                out = b""
-                s, ok, accepted = state, True, False
-                for nibble in (byte >> 4, byte & 0x0F):
-                    s, flags, symbol = HUFFMAN_TABLE[s * 16 + nibble]
-                    if flags & HUFFMAN_FAIL:
-                        ok = False
-                        break
-                    if flags & HUFFMAN_EMIT_SYMBOL:
-                        out = out + singles[symbol] if out else singles[symbol]
-                    accepted = bool(flags & HUFFMAN_COMPLETE)
-                table.append((s, out if ok else None, accepted))
-        _BYTE_TABLE.extend(table)
-    return _BYTE_TABLE
+def _build_byte_table() -> list[_Transition]:
+    singles = [bytes([i]) for i in range(256)]
+    table: list[_Transition] = []
+    for state in range(256):
+        for byte in range(256):
+            out = b""
+            s, ok, accepted = state, True, False
+            for nibble in (byte >> 4, byte & 0x0F):
+                s, flags, symbol = HUFFMAN_TABLE[s * 16 + nibble]
+                if flags & HUFFMAN_FAIL:
+                    ok = False
+                    break
+                if flags & HUFFMAN_EMIT_SYMBOL:
+                    out = out + singles[symbol] if out else singles[symbol]
+                accepted = bool(flags & HUFFMAN_COMPLETE)
+            table.append((s, out if ok else None, accepted))
+    return table
 
 
 def decode_huffman(data: bytes) -> bytes:
-    table = _byte_table()
+    table = _BYTE_TABLE or _load()
     state, accepted, out = 0, True, []
     for byte in data:
         state, emit, accepted = table[state << 8 | byte]
@@ -68,46 +69,83 @@ def decode_huffman(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def _load() -> list[_Transition]:
+    if not _BYTE_TABLE:
+        _BYTE_TABLE.extend(_build_byte_table())  # about 0.1 s, once, at the first Decoder
+    return _BYTE_TABLE
+
+
+def plain_text(raw: bytes, name: str | None) -> str:
+    """Header bytes as text: ASCII as is, anything else as UTF-8 with undecodable bytes escaped."""
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+TextHook = Callable[[bytes, "str | None"], str]  # (raw bytes, the field's name or None for a name)
+# A table entry: the field as text, its name's length in bytes, its size (§4.1).
+_Entry = tuple[Field, int, int]
+
+
+_STATIC_ENTRIES: dict[TextHook, tuple[_Entry, ...]] = {}
+
+
+def _static_entries(text: TextHook) -> tuple[_Entry, ...]:
+    entries = _STATIC_ENTRIES.get(text)
+    if entries is None:
+        entries = _STATIC_ENTRIES[text] = tuple(
+            ((text(n, None), text(v, text(n, None))), len(n), ENTRY_OVERHEAD + len(n) + len(v)) for n, v in STATIC)
+    return entries
+
+
 class Decoder:
-    """One direction's HPACK decoding state. `decode` returns (name, value) byte pairs."""
+    """One direction's HPACK decoding state.
 
-    __slots__ = ("_dynamic", "_size", "_maxsize", "max_allowed_table_size", "max_header_list_size")
+    `decode` returns (name, value) text pairs; `text` turns a literal's bytes into text,
+    once, when it is read (indexed fields come back already converted from the table).
+    """
 
-    def __init__(self, max_header_list_size: int = 16 << 20) -> None:
-        self._dynamic: deque[Header] = deque()  # newest first: index 62 is _dynamic[0]
+    __slots__ = ("_dynamic", "_size", "_maxsize", "_text", "_static", "max_allowed_table_size",
+                 "max_header_list_size")
+
+    def __init__(self, max_header_list_size: int = 16 << 20, text: TextHook = plain_text) -> None:
+        self._dynamic: deque[_Entry] = deque()  # newest first: index 62 is _dynamic[0]
         self._size = 0
         self._maxsize = DEFAULT_TABLE_SIZE
+        self._text = text
+        self._static = _static_entries(text)
         self.max_allowed_table_size = DEFAULT_TABLE_SIZE
         self.max_header_list_size = max_header_list_size
-        _byte_table()
+        _load()
 
     @property
     def header_table_size(self) -> int:
         return self._maxsize
 
-    def decode(self, data: bytes) -> list[Header]:
+    def decode(self, data: bytes) -> list[Field]:
         try:
             return self._decode(data)
         except IndexError as exc:  # a read past the end of the block, or of the table
             raise HPACKDecodingError(f"truncated header block or bad index ({exc})") from None
 
-    def _decode(self, data: bytes) -> list[Header]:
-        headers: list[Header] = []
+    def _decode(self, data: bytes) -> list[Field]:
+        headers: list[Field] = []
         pos, end, inflated = 0, len(data), 0
-        static, limit = STATIC, self.max_header_list_size
+        static, limit = self._static, self.max_header_list_size
         while pos < end:
             first = data[pos]
             if first & 0x80:  # indexed field (§6.1); small indexes inline, they are most fields
                 index = first & 0x7F
                 if 0 < index <= 61:
-                    header = static[index - 1]
+                    entry = static[index - 1]
                     pos += 1
                 else:
                     index, pos = _integer(data, pos, 0x7F)
-                    header = self._get(index)
+                    entry = self._get(index)
             elif first & 0x40:  # literal with incremental indexing (§6.2.1)
-                header, pos = self._literal(data, pos, 0x3F)
-                self._add(header)
+                entry, pos = self._literal(data, pos, 0x3F)
+                self._add(entry)
             elif first & 0x20:  # dynamic table size update (§6.3)
                 if headers:
                     raise HPACKDecodingError("table size update after a header field")
@@ -118,47 +156,46 @@ class Decoder:
                 self._evict()
                 continue
             else:  # literal without indexing or never indexed (§6.2.2, §6.2.3)
-                header, pos = self._literal(data, pos, 0x0F)
-            headers.append(header)
-            inflated += ENTRY_OVERHEAD + len(header[0]) + len(header[1])
+                entry, pos = self._literal(data, pos, 0x0F)
+            headers.append(entry[0])
+            inflated += entry[2]
             if inflated > limit:
                 raise HPACKDecodingError(f"header list larger than {limit} bytes")
         return headers
 
-    def _get(self, index: int) -> Header:
+    def _get(self, index: int) -> _Entry:
         if index <= 0:
             raise HPACKDecodingError("header index 0")
         if index <= 61:
-            return STATIC[index - 1]
+            return self._static[index - 1]
         if index - 62 >= len(self._dynamic):
             raise HPACKDecodingError(f"header index {index} beyond the table")
         return self._dynamic[index - 62]
 
-    def _literal(self, data: bytes, pos: int, mask: int) -> tuple[Header, int]:
+    def _literal(self, data: bytes, pos: int, mask: int) -> tuple[_Entry, int]:
         index, pos = _integer(data, pos, mask)
         if index:
-            name = self._get(index)[0]
+            (name, _), name_len, _ = self._get(index)
         else:
-            name, pos = _string(data, pos)
-        value, pos = _string(data, pos)
-        return (name, value), pos
+            raw_name, pos = _string(data, pos)
+            name, name_len = self._text(raw_name, None), len(raw_name)
+        raw, pos = _string(data, pos)
+        return ((name, self._text(raw, name)), name_len, ENTRY_OVERHEAD + name_len + len(raw)), pos
 
-    def _add(self, header: Header) -> None:
-        size = ENTRY_OVERHEAD + len(header[0]) + len(header[1])
-        if size > self._maxsize:  # §4.4: an entry larger than the table empties it
+    def _add(self, entry: _Entry) -> None:
+        if entry[2] > self._maxsize:  # §4.4: an entry larger than the table empties it
             self._dynamic.clear()
             self._size = 0
             return
-        self._dynamic.appendleft(header)
-        self._size += size
+        self._dynamic.appendleft(entry)
+        self._size += entry[2]
         if self._size > self._maxsize:
             self._evict()
 
     def _evict(self) -> None:
         dynamic = self._dynamic
         while self._size > self._maxsize:
-            name, value = dynamic.pop()
-            self._size -= ENTRY_OVERHEAD + len(name) + len(value)
+            self._size -= dynamic.pop()[2]
 
 
 def _integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
@@ -181,10 +218,14 @@ def _integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
 
 def _string(data: bytes, pos: int) -> tuple[bytes, int]:
     """A string literal (§5.2), Huffman-coded or not."""
-    huffman = data[pos] & 0x80
-    length, pos = _integer(data, pos, 0x7F)
+    first = data[pos]
+    length = first & 0x7F
+    if length < 0x7F:
+        pos += 1
+    else:
+        length, pos = _integer(data, pos, 0x7F)
     stop = pos + length
     if stop > len(data):
         raise HPACKDecodingError("truncated header block")
     raw = data[pos:stop]
-    return (decode_huffman(raw) if huffman else raw), stop
+    return (decode_huffman(raw) if first & 0x80 else raw), stop

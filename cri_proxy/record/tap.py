@@ -24,7 +24,7 @@ from cri_proxy.forward.tap import ConnectionInfo
 from cri_proxy.record import hpack_fast
 from cri_proxy.record.call import Direction, Outcome, RecordedCall, api_version_of
 from cri_proxy.record.sink import CallSink
-from cri_proxy.record.wire import MessageReader, apply_status, data_content, error_name, split_headers
+from cri_proxy.record.wire import MessageReader, apply_status, data_content, error_name, header_text, split_headers
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,12 @@ MAX_HEADER_LIST = 16 << 20
 class HeaderDecoder(Protocol):
     max_allowed_table_size: int
 
-    def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        """One complete header block; raises on anything invalid (the state is then lost)."""
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
 
 
 def fast_decoder() -> HeaderDecoder:
-    return hpack_fast.Decoder(MAX_HEADER_LIST)
+    return hpack_fast.Decoder(MAX_HEADER_LIST, header_text)
 
 
 class ReferenceDecoder:
@@ -58,8 +58,12 @@ class ReferenceDecoder:
     def max_allowed_table_size(self, value: int) -> None:
         self._decoder.max_allowed_table_size = value
 
-    def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
-        return [(bytes(n), bytes(v)) for n, v in self._decoder.decode(data, raw=True)]
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        fields = []
+        for raw_name, raw_value in self._decoder.decode(data, raw=True):
+            name = header_text(bytes(raw_name), None)
+            fields.append((name, header_text(bytes(raw_value), name)))
+        return fields
 
 
 class RecordingTap:
@@ -227,7 +231,7 @@ class ConnectionRecorder:
     # Header blocks -----------------------------------------------------------------------
     def _header_block(self, side: _Side) -> None:
         block, side.block = side.block or [], None
-        headers: list[tuple[bytes, bytes]] | None = None
+        headers: list[tuple[str, str]] | None = None
         if side.lost is None:
             try:
                 first = block[0]
@@ -244,7 +248,7 @@ class ConnectionRecorder:
         else:
             self._response(side.block_stream, headers, side.block_end)
 
-    def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]] | None) -> None:
+    def _request(self, stream_id: int, headers: list[tuple[str, str]] | None) -> None:
         call = self.calls.get(stream_id)
         if call is not None:  # request trailers: gRPC sends none; HPACK state is all that mattered
             if headers is None:
@@ -265,7 +269,7 @@ class ConnectionRecorder:
             call.unparsed = True
             rec.notes.append(f"response headers unreadable: {self.server.lost}")
 
-    def _response(self, stream_id: int, headers: list[tuple[bytes, bytes]] | None, end: bool) -> None:
+    def _response(self, stream_id: int, headers: list[tuple[str, str]] | None, end: bool) -> None:
         call = self.calls.get(stream_id)
         if call is None:
             return

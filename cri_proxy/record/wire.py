@@ -97,30 +97,31 @@ def data_content(frame: h2.Frame) -> bytes | None:
     return payload[1:len(payload) - payload[0]]
 
 
-def text(value: bytes) -> str:
-    """Header text: gRPC metadata is ASCII; anything else is kept readable and reversible."""
-    try:
-        return value.decode("ascii")
-    except UnicodeDecodeError:
-        return value.decode("utf-8", "backslashreplace")
+def header_text(raw: bytes, name: str | None) -> str:
+    """A header name (`name` None) or value as text: what metadata holds.
 
-
-def split_headers(headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], Metadata]:
-    """Pseudo-headers by name, and the rest (metadata, `-bin` values as their base64 text).
-
-    gRPC's C core sends `-bin` values as raw bytes after a 0 byte when both ends advertise
-    "true binary metadata" (SETTINGS 0xFE03); those are recorded as base64 too, unpadded as
-    gRPC writes it, so a value reads the same whichever way it travelled.
+    gRPC metadata is ASCII; anything else is kept readable. gRPC's C core sends `-bin`
+    values as raw bytes after a 0 byte when both ends advertise "true binary metadata"
+    (SETTINGS 0xFE03); those become base64, unpadded as gRPC writes it, so a value reads
+    the same whichever way it travelled.
     """
+    if raw[:1] == b"\x00" and name is not None and name.endswith("-bin"):
+        return b64encode(raw[1:]).decode().rstrip("=")
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], Metadata]:
+    """Pseudo-headers by name, and the rest: metadata (`-bin` values as base64 text)."""
     pseudo: dict[str, str] = {}
     metadata: Metadata = []
-    for name, value in headers:
-        if name[:1] == b":":
-            pseudo[text(name)] = text(value)
-        elif value[:1] == b"\x00" and name.endswith(b"-bin"):
-            metadata.append((text(name), b64encode(value[1:]).decode().rstrip("=")))
+    for field in headers:
+        if field[0][:1] == ":":
+            pseudo[field[0]] = field[1]
         else:
-            metadata.append((text(name), text(value)))
+            metadata.append(field)
     return pseudo, metadata
 
 
