@@ -254,6 +254,30 @@ async def test_a_sink_that_raises_never_stops_forwarding(sock_dir: pathlib.Path)
         await backend.stop(0)
 
 
+async def test_split_endpoints_record_the_upstream_each_call_went_to(sock_dir: pathlib.Path) -> None:
+    runtime, _ = await start_echo(f"unix://{sock_dir}/rt.sock", "runtime")
+    image, _ = await start_echo(f"unix://{sock_dir}/im.sock", "image")
+    sink = MemorySink()
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "rt.sock", sock_dir / "im.sock", tap=RecordingTap(sink))
+    await relay.start()
+    try:
+        for method in ("/runtime.v1.ImageService/ListImages", "/runtime.v1.RuntimeService/Version"):
+            async with channel(f"unix://{sock_dir}/p.sock") as ch:  # a connection each, as the kubelet does
+                for n in range(2):
+                    assert await unary(ch, method)(b"%d" % n) == (b"image:" if "Image" in method else b"runtime:") + b"%d" % n
+        deadline = time.monotonic() + 5
+        while len(sink.calls) < 4 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert [(c.method, c.upstream, c.outcome) for c in sink.calls] == [
+            ("ListImages", f"unix://{sock_dir}/im.sock", Outcome.COMPLETED)] * 2 + [
+            ("Version", f"unix://{sock_dir}/rt.sock", Outcome.COMPLETED)] * 2
+        assert [messages(c, Direction.REQUEST) for c in sink.calls] == [[b"0"], [b"1"]] * 2
+    finally:
+        await relay.stop(0)
+        await runtime.stop(0)
+        await image.stop(0)
+
+
 async def test_cri_calls_through_the_generated_stubs(sock_dir: pathlib.Path) -> None:
     from cri_proxy.fakeruntime import start_fake_runtime
     from cri_proxy.pb.runtime.v1 import api_pb2 as v1
@@ -469,8 +493,10 @@ def test_an_interrupted_header_block_is_unparsed(wire: Wire) -> None:
     block = wire.client_enc.encode([(":path", "/a/B")])
     wire.client(HeadersFrame(1, data=block), DataFrame(1, prefixed(b"x")))  # CONTINUATION expected
     wire.unary(3)
-    [rec] = wire.sink.calls
-    assert rec.outcome is Outcome.UNPARSED and rec.stream_id == 3
+    wire.tap.closed(None)
+    assert [(c.stream_id, c.outcome) for c in wire.sink.calls] == [(3, Outcome.UNPARSED), (1, Outcome.UNPARSED)]
+    assert "request headers unreadable, path unknown: a header block was interrupted by a frame of type 0" \
+        in wire.sink.calls[1].notes and messages(wire.sink.calls[1], Direction.REQUEST) == [b"x"]
 
 
 def test_resets_goaway_and_close(wire: Wire) -> None:

@@ -170,6 +170,8 @@ class ConnectionRecorder:
         if side.block is not None and kind != h2.CONTINUATION:
             side.block = None
             self._lose(side, f"a header block was interrupted by a frame of type {kind}")
+            if side is self.client:
+                self._request(side.block_stream, None)
         if kind == h2.DATA:
             self._data(side, frame)
         elif kind == h2.HEADERS:
