@@ -101,11 +101,22 @@ def api(request: pytest.FixtureRequest) -> Api:
 
 @dataclass
 class Outcome:
-    """What one unary call returned: the raw response bytes or the error."""
+    """What one unary call returned: the raw response bytes or the error, and the metadata."""
 
     code: grpc.StatusCode
     details: str | None
     raw: bytes | None
+    initial: tuple[tuple[str, str | bytes], ...] = ()
+    trailing: tuple[tuple[str, str | bytes], ...] = ()
+
+    @property
+    def status(self) -> tuple[object, ...]:
+        """What must be identical both ways: code, details and the response's metadata."""
+        return self.code, self.details, self.initial, self.trailing
+
+
+def _pairs(metadata: Any) -> tuple[tuple[str, str | bytes], ...]:
+    return tuple((item[0], item[1]) for item in metadata or ())
 
 
 def serialize(msg: Message) -> bytes:
@@ -138,10 +149,13 @@ class Both:
         path, _ = self._method(name)
         call = channel.unary_unary(path, request_serializer=serialize, response_deserializer=None)
         try:
-            raw = call(request, timeout=timeout)
+            raw, done = call.with_call(request, timeout=timeout)
         except grpc.RpcError as err:
-            return Outcome(err.code(), err.details(), None)
-        return Outcome(grpc.StatusCode.OK, None, raw)
+            failed: Any = err  # a grpc.Call as well as an RpcError
+            return Outcome(failed.code(), failed.details(), None,
+                           _pairs(failed.initial_metadata()), _pairs(failed.trailing_metadata()))
+        return Outcome(grpc.StatusCode.OK, None, raw, _pairs(done.initial_metadata()),
+                       _pairs(done.trailing_metadata()))
 
     def parse(self, name: str, outcome: Outcome) -> Any:
         assert outcome.code == grpc.StatusCode.OK, f"{name}: {outcome.code} {outcome.details}"
@@ -153,8 +167,10 @@ class Both:
 
     def read(self, name: str, request: Message, normalize: Callable[[Any], None] | None = None) -> Any:
         """Make a read-only call both ways back to back; the answers must be equal."""
-        direct = self.parse(name, self.outcome(self.direct, name, request))
-        via = self.parse(name, self.outcome(self.via, name, request))
+        direct_outcome = self.outcome(self.direct, name, request)
+        via_outcome = self.outcome(self.via, name, request)
+        direct, via = self.parse(name, direct_outcome), self.parse(name, via_outcome)
+        assert via_outcome.status == direct_outcome.status, name
         for response in (direct, via):
             if normalize is not None:
                 normalize(response)
@@ -164,11 +180,11 @@ class Both:
         return via
 
     def fails_alike(self, name: str, request: Message) -> Outcome:
-        """Make a call both ways that must fail; code and details must be identical."""
+        """Make a call both ways that must fail; code, details and metadata must be identical."""
         direct = self.outcome(self.direct, name, request)
         via = self.outcome(self.via, name, request)
         assert direct.code != grpc.StatusCode.OK, f"{name} unexpectedly succeeded"
-        assert (via.code, via.details) == (direct.code, direct.details), name
+        assert via.status == direct.status, name
         return via
 
 
