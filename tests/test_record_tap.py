@@ -525,7 +525,7 @@ def test_upstream_change_applies_to_open_and_later_calls(wire: Wire) -> None:
     assert [c.upstream for c in wire.sink.calls] == ["unix:///image.sock"] * 2
 
 
-def test_a_raising_sink_never_reaches_the_relay() -> None:
+def test_a_raising_sink_never_reaches_the_relay(caplog: pytest.LogCaptureFixture) -> None:
     sink = RaisingSink()
     wire = Wire(sink=sink)
     wire.unary(1)
@@ -533,6 +533,8 @@ def test_a_raising_sink_never_reaches_the_relay() -> None:
     wire.client(wire.request(5))
     wire.tap.closed(None)
     assert sink.submitted == 3
+    errors = [r for r in caplog.records if r.name == "cri_proxy.record.tap" and r.levelname == "ERROR"]
+    assert len(errors) == 1 and "conn 7: call 1 /runtime.v1.RuntimeService/Version" in errors[0].getMessage()
 
 
 def test_a_cut_message_is_noted() -> None:

@@ -30,48 +30,54 @@ class HPACKDecodingError(Exception):
     """The header block is not valid HPACK for the decoder's state; the state is now lost."""
 
 
-# Byte-wide Huffman table: entry [state << 8 | byte] is (next state, bytes emitted, whether
-# the next state may end a string); the emitted part is None when the input is invalid.
-_Transition = tuple[int, "bytes | None", bool]
+# Byte-wide Huffman table: entry [state | byte] is (next state, bytes emitted), states kept
+# shifted left by 8 so the loop does one OR. An invalid input leads to DEAD, which it never
+# leaves. A string may end only in an accepting state (RFC 7541 §5.2: at most 7 bits of
+# padding, all ones, no EOS); that is a property of the state (its path from the root).
+_Transition = tuple[int, bytes]
+_DEAD: Final = 256 << 8
 _BYTE_TABLE: list[_Transition] = []
+_ACCEPTING: list[bool] = []
 
 
-def _build_byte_table() -> list[_Transition]:
+def _build_byte_table() -> tuple[list[_Transition], list[bool]]:
     singles = [bytes([i]) for i in range(256)]
     table: list[_Transition] = []
-    for state in range(256):
+    accepting: dict[int, bool] = {0: True}
+    for state in range(257):
         for byte in range(256):
-            out = b""
-            s, ok, accepted = state, True, False
+            out, s = b"", state
             for nibble in (byte >> 4, byte & 0x0F):
+                if s == 256:
+                    break
                 s, flags, symbol = HUFFMAN_TABLE[s * 16 + nibble]
                 if flags & HUFFMAN_FAIL:
-                    ok = False
+                    s = 256
                     break
                 if flags & HUFFMAN_EMIT_SYMBOL:
-                    out = out + singles[symbol] if out else singles[symbol]
-                accepted = bool(flags & HUFFMAN_COMPLETE)
-            table.append((s, out if ok else None, accepted))
-    return table
+                    out += singles[symbol]
+                if accepting.setdefault(s, bool(flags & HUFFMAN_COMPLETE)) != bool(flags & HUFFMAN_COMPLETE):
+                    raise RuntimeError(f"Huffman state {s} is both accepting and not")
+            table.append((s << 8, out if s != 256 else b""))
+    return table, [accepting.get(s, False) for s in range(257)]
 
 
 def decode_huffman(data: bytes) -> bytes:
     table = _BYTE_TABLE or _load()
-    state, accepted, out = 0, True, []
+    state, out = 0, []
     for byte in data:
-        state, emit, accepted = table[state << 8 | byte]
-        if emit is None:
-            raise HPACKDecodingError("invalid Huffman string")
-        if emit:
-            out.append(emit)
-    if not accepted:
-        raise HPACKDecodingError("incomplete Huffman string")
+        state, emit = table[state | byte]
+        out.append(emit)
+    if not _ACCEPTING[state >> 8]:
+        raise HPACKDecodingError("invalid or incomplete Huffman string")
     return b"".join(out)
 
 
 def _load() -> list[_Transition]:
     if not _BYTE_TABLE:
-        _BYTE_TABLE.extend(_build_byte_table())  # about 0.1 s, once, at the first Decoder
+        table, accepting = _build_byte_table()  # about 0.1 s, once, at the first Decoder
+        _ACCEPTING.extend(accepting)
+        _BYTE_TABLE.extend(table)
     return _BYTE_TABLE
 
 
@@ -132,13 +138,16 @@ class Decoder:
     def _decode(self, data: bytes) -> list[Field]:
         headers: list[Field] = []
         pos, end, inflated = 0, len(data), 0
-        static, limit = self._static, self.max_header_list_size
+        static, dynamic, limit = self._static, self._dynamic, self.max_header_list_size
         while pos < end:
             first = data[pos]
             if first & 0x80:  # indexed field (§6.1); small indexes inline, they are most fields
                 index = first & 0x7F
                 if 0 < index <= 61:
                     entry = static[index - 1]
+                    pos += 1
+                elif 61 < index < 0x7F:
+                    entry = dynamic[index - 62]  # IndexError past the table's end
                     pos += 1
                 else:
                     index, pos = _integer(data, pos, 0x7F)

@@ -124,6 +124,7 @@ class ConnectionRecorder:
         self.client = _Side("client", tap.decoder())
         self.server = _Side("server", tap.decoder())
         self._warned = False
+        self._sink_warned = False
         self._now = 0.0
 
     # The ConnectionTap seam ------------------------------------------------------------
@@ -311,8 +312,14 @@ class ConnectionRecorder:
         try:
             self.tap.sink.submit(rec)
         except Exception:
-            log.exception("conn %d: call %d %s: the recorder's sink failed; the call is not recorded",
-                          rec.conn_id, stream_id, rec.path)
+            if not self._sink_warned:  # once per connection: a broken sink fails every call
+                self._sink_warned = True
+                log.exception("conn %d: call %d %s: the recorder's sink failed; the call is not recorded "
+                              "(later failures on this connection are logged at debug level)",
+                              rec.conn_id, stream_id, rec.path)
+            else:
+                log.debug("conn %d: call %d %s: the recorder's sink failed", rec.conn_id, stream_id, rec.path,
+                          exc_info=True)
 
     def _lose(self, side: _Side, reason: str) -> None:
         """This direction's HPACK state is gone: nothing later on it can be decoded."""
