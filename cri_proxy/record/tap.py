@@ -125,6 +125,7 @@ class ConnectionRecorder:
         self.server = _Side("server", tap.decoder())
         self._warned = False
         self._sink_warned = False
+        self._bug_logged = False
         self._now = 0.0
 
     # The ConnectionTap seam ------------------------------------------------------------
@@ -153,18 +154,25 @@ class ConnectionRecorder:
 
     # Frames ----------------------------------------------------------------------------
     def _guarded(self, side: _Side, other: _Side, frames: list[h2.Frame]) -> None:
-        try:
-            self._now = self.tap.timer()
-            for frame in frames:
+        self._now = self.tap.timer()
+        for frame in frames:
+            try:
                 self._frame(side, other, frame)
-        except Exception:
-            log.exception("conn %d: the tap failed on a %s frame; its calls are recorded as unparsed",
-                          self.info.conn_id, side.name)
-            for s in (self.client, self.server):
-                s.lost = s.lost or "the tap failed (a bug: see the log)"
-                s.block = None
-            for call in self.calls.values():
-                call.unparsed = True
+            except Exception:
+                self._failed(side, frame)
+
+    def _failed(self, side: _Side, frame: h2.Frame) -> None:
+        """A bug (or a frame no relay makes): go on, with everything from here unparsed."""
+        if not self._bug_logged:
+            self._bug_logged = True
+            log.exception("conn %d: the tap failed on a %s frame (type %d, stream %d); this connection's calls "
+                          "are recorded as unparsed from now on", self.info.conn_id, side.name, frame.type,
+                          frame.stream_id)
+        for s in (self.client, self.server):
+            s.lost = s.lost or "the tap failed on a frame (see the log)"
+            s.block = None
+        for call in self.calls.values():
+            call.unparsed = True
 
     def _frame(self, side: _Side, other: _Side, frame: h2.Frame) -> None:
         kind = frame.type

@@ -79,7 +79,8 @@ class MessageReader:
     def unfinished(self) -> str | None:
         """What is left of a message cut short, if any, for a note."""
         if self._body is not None:
-            return f"{self.direction.value} message cut short ({len(self._body)} of {len(self._body) + self._need} bytes)"
+            have = len(self._body)
+            return f"{self.direction.value} message cut short ({have} of {have + self._need} bytes)"
         if self._prefix:
             return f"{self.direction.value} message cut short (inside its 5-byte prefix)"
         return None
