@@ -100,6 +100,7 @@ class Recorder:
         self._queue: deque[Queued] = deque()
         self._queued_bytes = 0
         self._held: list[Queued] = []  # a batch whose write failed, retried first
+        self._in_flight = 0  # calls of the batch being written
         self._attempts = 0
         self._totals = Totals()
         self._overflow_lost: int | None = None  # calls lost in the current queue-full episode
@@ -211,7 +212,7 @@ class Recorder:
                 recorded=self._totals.recorded,
                 lost=self._totals.lost,
                 loss_episodes=self._totals.loss_episodes,
-                queued=len(self._queue) + len(self._held),
+                queued=len(self._queue) + len(self._held) + self._in_flight,
                 queued_bytes=self._queued_bytes + sum(size for _, size in self._held),
                 healthy=self._fault_since is None,
             )
@@ -252,6 +253,7 @@ class Recorder:
         """Under the lock: the held batch, or the next calls from the queue."""
         if self._held:
             batch, self._held = self._held, []
+            self._in_flight = len(batch)
             return batch
         batch = []
         for _ in range(min(len(self._queue), self.options.batch_max_calls)):
@@ -264,6 +266,7 @@ class Recorder:
                 LossEpisode(self._overflow_since, time.time(), "queue full", self._overflow_lost)
             )
             self._overflow_lost = None
+        self._in_flight = len(batch)
         return batch
 
     def _write(self, batch: list[Queued]) -> None:
@@ -291,6 +294,7 @@ class Recorder:
             return
         self._last_flush = time.monotonic()
         with self._lock:
+            self._in_flight = 0
             self._totals.recorded += written
             self._totals.lost += len(calls) - written
             self._attempts = 0
@@ -332,6 +336,7 @@ class Recorder:
         if not busy:
             self._writer.close()  # reopen on the next attempt: the file may be back or replaced
         with self._lock:
+            self._in_flight = 0
             self._attempts += 1
             if self._attempts >= self.options.max_attempts or self._stopping:
                 self._totals.lost += len(batch)
@@ -356,7 +361,7 @@ class Recorder:
             self._fault_reason = f"database: {exc}"
             self._retry_at = self._fault_since + self.options.retry_interval_s
         log.error(
-            "recording to %s failed (%s): calls stay queued, retried every %.1f s and counted lost after %d attempts",
+            "recording to %s failed (%s): calls stay queued, retried every %.2g s and counted lost after %d attempts",
             self.path, exc, self.options.retry_interval_s, self.options.max_attempts,
         )  # fmt: skip
 

@@ -106,7 +106,6 @@ class BatchWriter:
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         self._session_id: int | None = None
-        self._session_inode: tuple[int, int] | None = None
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._decode_failed = False
 
@@ -127,9 +126,8 @@ class BatchWriter:
         try:
             st = os.stat(self.path)
             inode = (st.st_dev, st.st_ino)
-            if self._session_id is None or self._session_inode != inode:
+            if not self._has_session(conn):  # a new or replaced file: the run starts a row there
                 self._session_id = self._insert_session(conn, totals)
-                self._session_inode = inode
         except BaseException:
             conn.close()
             raise
@@ -218,6 +216,15 @@ class BatchWriter:
         except sqlite3.Error:
             pass
 
+    def _has_session(self, conn: sqlite3.Connection) -> bool:
+        if self._session_id is None:
+            return False
+        row = conn.execute(
+            "SELECT 1 FROM sessions WHERE id = ? AND started_unix = ? AND pid = ?",
+            (self._session_id, self.session.started_unix, os.getpid()),
+        ).fetchone()
+        return row is not None
+
     def _insert_session(self, conn: sqlite3.Connection, totals: Totals) -> int:
         s = self.session
         cursor = conn.execute(
@@ -286,22 +293,25 @@ class BatchWriter:
             self._cache.move_to_end(sha)
         if cached is not None:
             return cached
-        row = conn.execute("SELECT id, json FROM payloads WHERE sha256 = ?", (sha,)).fetchone()
-        if row is not None:
-            text = row[1]
-            cached = (row[0], json.loads(text) if text and len(text) <= _KEEP_JSON_CHARS else None)
-        else:
-            truncated = len(data) > self._max_payload
-            decoded = None
-            if not truncated and not message.compressed:
-                decoded = self._decoded(path, message.direction.value, data)
-            text = None if decoded is None else json.dumps(decoded, separators=(",", ":"))
-            cursor = conn.execute(
-                "INSERT INTO payloads (sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?)",
-                (sha, len(data), None if truncated else data, text, int(truncated)),
-            )
+        # Not in the cache: most likely new, so decode and insert first, and look the row up
+        # only when it was there after all (evicted from the cache, or stored by an earlier run).
+        truncated = len(data) > self._max_payload
+        decoded = None
+        if not truncated and not message.compressed:
+            decoded = self._decoded(path, message.direction.value, data)
+        text = None if decoded is None else json.dumps(decoded, separators=(",", ":"))
+        cursor = conn.execute(
+            "INSERT INTO payloads (sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (sha256) DO NOTHING",
+            (sha, len(data), None if truncated else data, text, int(truncated)),
+        )
+        if cursor.rowcount == 1:
             keep = decoded if text is not None and len(text) <= _KEEP_JSON_CHARS else None
             cached = (int(cursor.lastrowid or 0), keep)
+        else:
+            row = conn.execute("SELECT id, json FROM payloads WHERE sha256 = ?", (sha,)).fetchone()
+            text = row[1]
+            cached = (row[0], json.loads(text) if text and len(text) <= _KEEP_JSON_CHARS else None)
         pending[sha] = cached
         return cached
 

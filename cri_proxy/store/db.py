@@ -8,6 +8,7 @@ migration this version does not know was written by a newer cri-proxy and is ref
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
@@ -169,9 +170,13 @@ def split_statements(script: str) -> Iterator[str]:
 
 def utc_text(unix: float) -> str:
     """'YYYY-MM-DD HH:MM:SS.mmm' in UTC: SQLite's datetime() shape plus milliseconds."""
-    millis = int(round(unix * 1000))
-    seconds, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}"
+    seconds, ms = divmod(int(round(unix * 1000)), 1000)
+    return f"{_second_text(seconds)}.{ms:03d}"
+
+
+@functools.lru_cache(maxsize=64)  # calls of a batch share a few seconds; strftime is slow
+def _second_text(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def _db_name(conn: sqlite3.Connection) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 from cri_proxy.record.call import Direction, Metadata, RecordedCall
@@ -36,7 +37,17 @@ def status_name(code: int | None) -> str | None:
 
 
 def _metadata_json(metadata: Metadata) -> str | None:
-    return json.dumps([list(pair) for pair in metadata]) if metadata else None
+    if not metadata:
+        return None
+    try:
+        return _pairs_json(tuple(metadata))
+    except TypeError:  # an unhashable pair: not worth caching
+        return json.dumps([list(pair) for pair in metadata])
+
+
+@functools.lru_cache(maxsize=1024)  # the kubelet sends the same headers on every call
+def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
+    return json.dumps([list(pair) for pair in pairs])
 
 
 def call_row(
