@@ -97,7 +97,12 @@ class _Side:
         self.pending: deque[int | None] = deque()  # the peer's unacknowledged SETTINGS
 
     def allow(self) -> None:
-        """The encoder may use any size the peer allowed, acknowledged or still in flight."""
+        """The encoder may use any size the peer allowed, acknowledged or still in flight.
+
+        The tap sees a SETTINGS frame before the encoder can act on it (the relay forwards
+        first), but blocks already in flight were encoded under the previous limit; allowing
+        the larger of the two keeps both kinds decodable.
+        """
         self.decoder.max_allowed_table_size = max([self.acked, *(v for v in self.pending if v is not None)])
 
 
