@@ -311,18 +311,32 @@ def test_submit_never_raises(tmp_path: Path) -> None:
 # -- database faults --------------------------------------------------------------------------
 
 
+_HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+conn.execute("ROLLBACK")
+"""
+
+
 def test_locked_database(tmp_path: Path, fast_retry: RecorderOptions) -> None:
     path = tmp_path / "calls.db"
     recorder = Recorder(path, options=fast_retry)
     recorder.start()
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    worst = timed_submits(recorder, [version_call(i) for i in range(200)])
-    wait_for(lambda: not recorder.stats.healthy)
-    time.sleep(0.5)
-    assert recorder.stats.recorded == 0 and recorder.stats.lost == 0
-    other.execute("ROLLBACK")
-    other.close()
+    other = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert other.stdin is not None and other.stdout is not None
+    try:
+        assert other.stdout.readline() == "locked\n"  # another process holds the write lock
+        worst = timed_submits(recorder, [version_call(i) for i in range(200)])
+        wait_for(lambda: not recorder.stats.healthy)
+        time.sleep(0.5)
+        assert recorder.stats.recorded == 0 and recorder.stats.lost == 0
+    finally:
+        other.stdin.close()
+        other.wait(10)
     wait_for(lambda: recorder.stats.recorded == 200)
     assert recorder.stats.healthy
     recorder.close()
@@ -348,6 +362,39 @@ def test_locked_too_long_counts_the_batch_lost(tmp_path: Path) -> None:
     ((reason, lost),) = rows(path, "SELECT reason, calls_lost FROM losses")
     assert lost == 10 and "locked" in reason
     assert integrity(path) == ["ok"]
+
+
+def test_close_gives_up_on_a_locked_database_within_its_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    recorder = Recorder(path, options=RecorderOptions(busy_timeout_s=0.1, retry_interval_s=0.1, max_attempts=1000))
+    recorder.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        for i in range(20):
+            recorder.submit(version_call(i))
+        start = time.monotonic()
+        recorder.close(timeout_s=0.5)
+        took = time.monotonic() - start
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert took < 2.0
+    assert (recorder.stats.recorded, recorder.stats.lost, recorder.stats.queued) == (0, 20, 0)
+    recorder.submit(version_call(99))  # after close: counted, never raised
+    assert recorder.stats.lost == 21
+    assert integrity(path) == ["ok"]
+
+
+def test_close_writes_what_is_queued(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    recorder = Recorder(path, options=RecorderOptions(flush_interval_s=60, batch_max_calls=100))
+    recorder.start()
+    for i in range(250):
+        recorder.submit(version_call(i))
+    recorder.close()
+    assert rows(path, "SELECT count(*) FROM calls") == [(250,)]
+    assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(250, 0, 1)]
 
 
 def _make_read_only(paths: list[Path]) -> Callable[[], None]:
