@@ -128,7 +128,7 @@ def meta(args: argparse.Namespace, sizes: dict[str, int], notes: list[str], elap
         "events_per_call": EVENTS_PER_CALL, "proxy_cmd": args.proxy_cmd,
         "grpcpp": _version(["pkg-config", "--modversion", "grpc++"]),
         "nginx": _version([nginx_binary() or "nginx", "-v"]),
-        "commit": _version(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"]), "notes": notes,
+        "commit": _version(["git", "-C", str(HERE), "describe", "--always", "--dirty"]), "notes": notes,
     }
 
 

@@ -9,6 +9,7 @@ benchmark's own used meanwhile: on a shared 2-core machine that is the noise.
 from __future__ import annotations
 
 import resource
+import statistics
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -46,8 +47,9 @@ class Sample:
     counts: tuple[int, int, int]  # calls, errors, stream messages
     latencies_ns: list[int]
     route_cpu_s: float
+    loadgen_cpu_s: float
     other_cpu_s: float  # used by processes that are not the benchmark's ...
-    other_wall_s: float  # ... over this long (launch to exit of the load generators)
+    other_wall_s: float  # ... over this long (launch to exit of the load generators), as loadgen_cpu_s
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Result:
     cpu_pct: float | None  # of one core, summed over the route's processes
     cpu_s_per_1k: float | None  # CPU seconds per 1000 calls
     rss_peak_mb: float | None  # lifetime peak so far (VmHWM)
+    window_rps: list[int]  # each window's RPC/s, in the order run
+    loadgen_cpu_pct: float  # the load generators' CPU, % of one core (launch to exit)
     other_cpu_pct: float  # machine noise: other processes' CPU, % of one core
 
     def as_dict(self) -> dict[str, object]:
@@ -136,16 +140,17 @@ def run(children: Children, loadgen: Path, route: Route, work: Workload, request
     start = time.time() + LAUNCH_S + load.warmup
     window = (start, start + load.duration)
     watched = process_tree(route.pid) if route.pid else []
-    marks = (_busy_s(), _children_s() + time.process_time() + cpu_seconds(own), time.monotonic())
+    marks = (_busy_s(), _children_s(), time.process_time() + cpu_seconds(own), time.monotonic())
     runs = _launch(children, loadgen, route, work, request, load, window, out_dir)
     time.sleep(max(0.0, window[0] - time.time()))
     cpu_before = cpu_seconds(watched)
     time.sleep(max(0.0, window[1] - time.time()))
     route_cpu = cpu_seconds(watched) - cpu_before
     counts, latencies = _collect(children, route, runs)
-    ours = _children_s() + time.process_time() + cpu_seconds(own) - marks[1]
+    loadgen_cpu = _children_s() - marks[1]
+    ours = loadgen_cpu + time.process_time() + cpu_seconds(own) - marks[2]
     other = max(0.0, _busy_s() - marks[0] - ours)
-    return Sample(load.duration, counts, latencies, route_cpu, other, time.monotonic() - marks[2])
+    return Sample(load.duration, counts, latencies, route_cpu, loadgen_cpu, other, time.monotonic() - marks[3])
 
 
 def _percentile(sorted_ns: list[int], q: float) -> float:
@@ -155,17 +160,22 @@ def _percentile(sorted_ns: list[int], q: float) -> float:
 
 
 def summarize(route: Route, work: Workload, callers: int, samples: list[Sample]) -> Result:
+    """RPC/s and p50: the median over windows, so one window hit by other work does not move
+    them; p99 over all calls pooled; CPU and noise summed over all windows."""
     duration = sum(s.duration for s in samples)
     calls, errors, messages = (sum(s.counts[i] for s in samples) for i in range(3))
     latencies = sorted(ns for s in samples for ns in s.latencies_ns)
+    p50s = [_percentile(sorted(s.latencies_ns), 0.50) for s in samples]
     cpu = sum(s.route_cpu_s for s in samples)
     costed = route.pid is not None
     return Result(
         route=route.name, workload=work.name, callers=callers, calls=calls, errors=errors,
-        messages=messages, rps=calls / duration,
-        p50_us=_percentile(latencies, 0.50), p99_us=_percentile(latencies, 0.99),
+        messages=messages, rps=statistics.median(s.counts[0] / s.duration for s in samples),
+        p50_us=statistics.median(p50s), p99_us=_percentile(latencies, 0.99),
+        window_rps=[round(s.counts[0] / s.duration) for s in samples],
         cpu_pct=100 * cpu / duration if costed else None,
         cpu_s_per_1k=1000 * cpu / calls if costed and calls else None,
         rss_peak_mb=peak_rss_mb(process_tree(route.pid)) if route.pid else None,
+        loadgen_cpu_pct=100 * sum(s.loadgen_cpu_s for s in samples) / sum(s.other_wall_s for s in samples),
         other_cpu_pct=100 * sum(s.other_cpu_s for s in samples) / sum(s.other_wall_s for s in samples),
     )

@@ -35,14 +35,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def table(results: list[Result]) -> str:
     head = ("workload", "callers", "route", "RPC/s", "p50 us", "p99 us", "p50 x", "RPC/s x",
-            "CPU %", "CPU s/1k", "RSS MB", "errors", "other %")
+            "CPU %", "CPU s/1k", "RSS MB", "errors", "loadgen %", "other %")
     rows = [head]
     for r in results:
         p50_x, rps_x = ratios(results, r) if r.route != "direct" else (None, None)
         rows.append((r.workload, str(r.callers), r.route, f"{r.rps:.0f}", f"{r.p50_us:.0f}", f"{r.p99_us:.0f}",
                      _fmt(p50_x, ".2f"), _fmt(rps_x, ".2f"), _fmt(r.cpu_pct, ".0f"),
                      _fmt(r.cpu_s_per_1k, ".3f"), _fmt(r.rss_peak_mb, ".1f"), str(r.errors),
-                     f"{r.other_cpu_pct:.0f}"))
+                     f"{r.loadgen_cpu_pct:.0f}", f"{r.other_cpu_pct:.0f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
