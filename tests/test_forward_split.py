@@ -71,3 +71,29 @@ async def test_image_calls_work_while_the_runtime_socket_is_down(sock_dir: pathl
     finally:
         await relay.stop(0)
         await image.stop(0)
+
+
+async def test_the_refused_call_is_recorded_as_the_client_saw_it(sock_dir: pathlib.Path) -> None:
+    from cri_proxy.record.sink import MemorySink
+    from cri_proxy.record.tap import RecordingTap
+
+    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
+    image, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+    sink = MemorySink()
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock", sock_dir / "image.sock",
+                        tap=RecordingTap(sink))
+    await relay.start()
+    try:
+        async with channel(f"unix://{sock_dir}/p.sock") as ch:
+            assert await unary(ch, IMAGE_CALL)(b"1") == b"image:1"
+            with pytest.raises(grpc.aio.AioRpcError):
+                await unary(ch, RUNTIME_CALL)(b"2")
+            assert await unary(ch, IMAGE_CALL)(b"3") == b"image:3"
+    finally:
+        await relay.stop(0)
+        await runtime.stop(0)
+        await image.stop(0)
+    refused = [c for c in sink.calls if c.path == RUNTIME_CALL]
+    assert len(refused) == 1 and refused[0].status_code == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    assert "cannot be routed on this connection" in (refused[0].status_message or "")
+    assert [c.status_code for c in sink.calls if c.path == IMAGE_CALL] == [0, 0]

@@ -234,7 +234,11 @@ class Connection:
             (self.tap.client_frames if from_client else self.tap.server_frames)(frames)
         except Exception:
             log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
-            self.tap = None
+            tap, self.tap = self.tap, None
+            try:
+                tap.closed("the tap failed")  # let it settle the calls it holds
+            except Exception:
+                log.exception("conn %d: the tap failed again while closing", self.id)
 
     # Both sides ---------------------------------------------------------------------------
     def pause_peer_of(self, end: _End, pause: bool) -> None:

@@ -21,7 +21,7 @@ import logging
 from hpack import Decoder, HPACKError
 
 from cri_proxy.forward import frames as h2
-from cri_proxy.forward.relay import HEADER_TYPES, Connection
+from cri_proxy.forward.relay import ALL_TYPES, HEADER_TYPES, Connection
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,10 @@ class SplitConnection(Connection):
         message = (f"cri-proxy: {path} cannot be routed on this connection: it carries {self.service} calls to "
                    f"unix://{here}, and {service} calls go to unix://{there}; use a separate connection for each")
         log.warning("conn %d: %s", self.id, message)
-        self.inject_to_client(h2.grpc_error_frame(stream_id, UNIMPLEMENTED, message))
+        answer = h2.grpc_error_frame(stream_id, UNIMPLEMENTED, message)
+        self.inject_to_client(answer)
+        if self.tap is not None:  # the tap records the answer the client got (it touches no HPACK table)
+            self.feed_tap(False, h2.FrameWalker(ALL_TYPES).feed(answer))
 
     def replay_and_move(self, service: str, block: list[bytes]) -> None:
         if service == self.current:
