@@ -49,6 +49,7 @@ class SplitConnection(Connection):
         self.moved = False
         self.hijacked: set[int] = set()
         self._backlog_frames: list[bytes] = []  # frames parsed while the connection moves
+        self.answers: list[bytes] = []  # the proxy's own answers, not yet shown to the tap
 
     def client_keep(self) -> frozenset[int]:
         return HEADER_TYPES | {h2.SETTINGS}
@@ -85,6 +86,9 @@ class SplitConnection(Connection):
                 self.close(abort=True)
                 return
         self.feed_tap(True, frames)
+        if self.answers:  # the tap records the answers the proxy gave (they touch no HPACK table)
+            answers, self.answers = b"".join(self.answers), []
+            self.feed_tap(False, h2.FrameWalker(ALL_TYPES).feed(answers))
 
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
@@ -140,8 +144,7 @@ class SplitConnection(Connection):
         log.warning("conn %d: %s", self.id, message)
         answer = h2.grpc_error_frame(stream_id, UNIMPLEMENTED, message)
         self.inject_to_client(answer)
-        if self.tap is not None:  # the tap records the answer the client got (it touches no HPACK table)
-            self.feed_tap(False, h2.FrameWalker(ALL_TYPES).feed(answer))
+        self.answers.append(answer)  # shown to the tap after the request it answers
 
     def replay_and_move(self, service: str, block: list[bytes]) -> None:
         if service == self.current:
