@@ -508,7 +508,10 @@ def test_full_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None
     wait_for(lambda: recorder.stats.queued == 0)
     stats = recorder.stats
     assert stats.lost > 0 and stats.recorded > 0 and stats.recorded + stats.lost == 300
-    assert sum("full" in r.getMessage() for r in caplog.records) == 1  # logged once per episode
+    # logged once per episode (a small batch may still fit in a freed page, ending one)
+    began = sum("disk is full" in r.getMessage() for r in caplog.records)
+    ended = sum("works again" in r.getMessage() for r in caplog.records)
+    assert began == ended + (0 if stats.healthy else 1) and began <= 5, (began, ended)
     recorder.close()
     assert worst < 0.05
     assert integrity(path) == ["ok"]

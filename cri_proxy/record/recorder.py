@@ -105,6 +105,7 @@ class Recorder:
         self._totals = Totals()
         self._overflow_lost: int | None = None  # calls lost in the current queue-full episode
         self._overflow_since = 0.0
+        self._drained: int | None = None
         self._fault_since: float | None = None  # monotonic start of the current database fault
         self._fault_wall = 0.0
         self._fault_reason = ""
@@ -126,36 +127,39 @@ class Recorder:
             size = CALL_OVERHEAD_BYTES + sum(len(m.data) for m in call.messages)
             opts = self.options
             with self._lock:
-                if (
+                full = (
                     self._stopping
                     or len(self._queue) >= opts.max_queue_calls
                     or self._queued_bytes + size > opts.max_queue_bytes
-                ):
-                    self._lose_on_submit()
-                    return
-                self._queue.append((call, size))
-                self._queued_bytes += size
-                if len(self._queue) >= opts.batch_max_calls:
-                    self._wake.notify()
+                )
+                if full:
+                    first = self._lose_on_submit()
+                else:
+                    self._queue.append((call, size))
+                    self._queued_bytes += size
+                    if len(self._queue) >= opts.batch_max_calls:
+                        self._wake.notify()
+            if full and first:  # logged outside the lock, once per episode
+                log.warning("recording queue full (%d calls, %d bytes): calls are counted lost until it drains",
+                            opts.max_queue_calls, opts.max_queue_bytes)  # fmt: skip
         except Exception:  # the call path must never see the recorder fail
             try:
                 self._totals.lost += 1
             except Exception:
                 pass
 
-    def _lose_on_submit(self) -> None:
+    def _lose_on_submit(self) -> bool:
+        """Under the lock: counts a call lost; True when this starts a queue-full episode."""
         self._totals.lost += 1
         if self._stopping:
-            return
+            return False
+        first = self._overflow_lost is None
         if self._overflow_lost is None:
             self._overflow_lost = 0
             self._overflow_since = time.time()
             self._totals.loss_episodes += 1
-            log.warning(
-                "recording queue full (%d calls, %d bytes): calls are counted lost until it drains",
-                len(self._queue), self._queued_bytes,
-            )  # fmt: skip
         self._overflow_lost += 1
+        return first
 
     # -- control --------------------------------------------------------------------------
 
@@ -222,7 +226,13 @@ class Recorder:
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
+                if self._drained is not None:
+                    log.warning("recording queue drained: %d calls were lost while it was full", self._drained)
+                    self._drained = None
                 self._write(batch)
+        except BaseException:
+            log.exception("the recording writer stopped unexpectedly: calls are no longer recorded")
+            raise
         finally:
             self._finish()
 
@@ -261,7 +271,7 @@ class Recorder:
             self._queued_bytes -= item[1]
             batch.append(item)
         if not self._queue and self._overflow_lost is not None:
-            log.warning("recording queue drained: %d calls were lost while it was full", self._overflow_lost)
+            self._drained = self._overflow_lost  # logged by the writer thread, outside the lock
             self._losses.append(
                 LossEpisode(self._overflow_since, time.time(), "queue full", self._overflow_lost)
             )

@@ -183,6 +183,7 @@ class BatchWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._insert_losses(conn, losses)
+            self._update_session(conn, totals, 0, changed=True)
             conn.execute(
                 "UPDATE sessions SET ended_at = ?, calls_recorded = ?, calls_lost = ?, "
                 "loss_episodes = ? WHERE id = ?",
