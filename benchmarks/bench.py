@@ -56,7 +56,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-nginx", action="store_true", help="leave nginx out even if installed")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (payloads, logs, nginx.conf)")
     parser.add_argument("--proxy-cmd", default=PROXY_CMD,
-                        help="how to start the proxy; {python} {listen} {runtime} are filled in (default: %(default)s)")
+                        help="how to start the proxy; {python} {listen} {runtime} {tmp} are filled in "
+                        "(default: %(default)s)")
+    parser.add_argument("--extra-proxy", action="append", default=[], metavar="NAME=CMD",
+                        help="also measure this proxy command (same fill-ins) as route NAME; repeatable")
     args = parser.parse_args(argv)
     args.duration = args.duration or (0.8 if args.quick else 3.0)
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -76,6 +79,9 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
         notes.append(f"proxy skipped: {why}")
     else:
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd))
+    for extra in args.extra_proxy:
+        name, _, template = extra.partition("=")
+        routes.append(start_proxy(children, tmp, direct.socket, template, name))
     nginx = None if args.no_nginx else nginx_binary()
     if nginx:
         routes.append(start_nginx(children, nginx, tmp, direct.socket))
@@ -107,7 +113,7 @@ def run_all(children: Children, routes: list[Route], own_pids: list[int], loadge
 
 
 def progress_line(r: Result) -> str:
-    return (f"  {r.workload:>10} {r.callers:>3} {r.route:>6}: {r.rps:8.0f} RPC/s  p50 {r.p50_us:7.0f} us"
+    return (f"  {r.workload:>10} {r.callers:>3} {r.route:>9}: {r.rps:8.0f} RPC/s  p50 {r.p50_us:7.0f} us"
             f"  p99 {r.p99_us:7.0f} us  (other processes: {r.other_cpu_pct:.0f}% CPU)")
 
 
@@ -125,7 +131,7 @@ def meta(args: argparse.Namespace, sizes: dict[str, int], notes: list[str], elap
         "elapsed_s": round(elapsed, 1), "cpus": os.cpu_count(), "duration_s": args.duration,
         "rounds": args.rounds, "warmup_s": args.warmup, "max_noise_pct": args.max_noise,
         "quiet_wait_s": args.quiet_wait, "callers": args.callers, "reply_bytes": sizes,
-        "events_per_call": EVENTS_PER_CALL, "proxy_cmd": args.proxy_cmd,
+        "events_per_call": EVENTS_PER_CALL, "proxy_cmd": args.proxy_cmd, "extra_proxies": args.extra_proxy,
         "grpcpp": _version(["pkg-config", "--modversion", "grpc++"]),
         "nginx": _version([nginx_binary() or "nginx", "-v"]),
         "commit": _version(["git", "-C", str(HERE), "describe", "--always", "--dirty"]), "notes": notes,
@@ -149,7 +155,7 @@ def main(argv: list[str]) -> int:
         with Children() as children:
             routes, own_pids = start_routes(children, tmp, binaries["backend"], args, notes)
             print(f"bench: {', '.join(r.name for r in routes)}; replies {sizes} bytes; "
-                  f"{args.duration:g}s per run", flush=True)
+                  f"{args.duration:g}s per row in {args.rounds} windows", flush=True)
             results = run_all(children, routes, own_pids, binaries["loadgen"], tmp, args)
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)

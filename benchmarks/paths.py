@@ -80,12 +80,13 @@ def proxy_available(template: str) -> str | None:
     return None
 
 
-def start_proxy(children: Children, tmp: Path, runtime: Path, template: str) -> Route:
-    sock, log = tmp / "p.sock", tmp / "proxy.log"
-    argv = template.format(python=sys.executable, listen=sock, runtime=runtime).split()
+def start_proxy(children: Children, tmp: Path, runtime: Path, template: str, name: str = "proxy") -> Route:
+    """Start a proxy from its command template ({python} {listen} {runtime} {tmp} filled in)."""
+    sock, log = tmp / f"{name}.sock", tmp / f"{name}.log"
+    argv = template.format(python=sys.executable, listen=sock, runtime=runtime, tmp=tmp).split()
     proc = children.start(argv, log)
     wait_for_socket(sock, proc, log, timeout=30)
-    return Route("proxy", sock, proc.pid)
+    return Route(name, sock, proc.pid)
 
 
 def nginx_binary() -> str | None:
