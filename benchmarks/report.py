@@ -53,7 +53,7 @@ def _ratio_bar(results: list[Result], name: str, workload: str, callers: int,
                 if (r := _find(results, route, workload, callers)) is not None}
     value = measured.get("proxy")
     if value is None:
-        return Bar(name, None, "proxy not measured")
+        return Bar(name, None, "not measured in this run")
     detail = f"proxy {value:.2f}x" + (f" (nginx {measured['nginx']:.2f}x)" if measured.get("nginx") else "")
     return Bar(name, value <= limit if at_most else value >= limit, detail)
 
@@ -67,7 +67,7 @@ def bars(results: list[Result], workloads: list[str]) -> list[Bar]:
                             BIG, 1, 0, P50_BAR, True))
     rss = max((r.rss_peak_mb for r in results if r.route == "proxy" and r.rss_peak_mb), default=None)
     found.append(Bar(f"proxy peak RSS < {RSS_BAR_MB:.0f} MB", None if rss is None else rss < RSS_BAR_MB,
-                     "proxy not measured" if rss is None else f"{rss:.1f} MB"))
+                     "not measured in this run" if rss is None else f"{rss:.1f} MB"))
     return found
 
 
