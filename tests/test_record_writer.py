@@ -300,6 +300,20 @@ def test_queue_is_bounded_by_bytes(tmp_path: Path) -> None:
     assert recorder.stats.queued_bytes <= 100_000
 
 
+def test_keep_policy_skips_calls_before_the_queue(tmp_path: Path) -> None:
+    from cri_proxy.record.policy import KeepPolicy
+
+    policy = KeepPolicy.from_options(include=[], exclude=["List*"], sample=[])
+    path = tmp_path / "calls.db"
+    recorder = Recorder(path, keep=policy.keep)
+    recorder.start()
+    recorder.submit(make_call("ListContainers", {}, {}))
+    recorder.submit(version_call(1))
+    recorder.close()
+    assert (recorder.stats.recorded, recorder.stats.skipped, recorder.stats.lost) == (1, 1, 0)
+    assert rows(path, "SELECT method FROM calls") == [("Version",)]
+
+
 def test_submit_never_raises(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "calls.db")
     broken = version_call(1)

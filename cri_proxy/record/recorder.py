@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,6 +64,7 @@ class RecorderOptions:
 class RecorderStats:
     recorded: int
     lost: int
+    skipped: int  # declined by the keep policy
     loss_episodes: int
     queued: int
     queued_bytes: int
@@ -83,8 +85,13 @@ class Recorder:
         *,
         decode: DecodeFn | None = None,
         redact: RedactFn | None = None,
+        keep: Callable[[RecordedCall], bool] | None = None,
     ) -> None:
+        """`keep` (e.g. record.policy's KeepPolicy.keep) decides on the call path which calls
+        are queued at all; the ones it declines are counted as skipped, not lost."""
         self.options = opts = options or RecorderOptions()
+        self._keep = keep
+        self._skipped = 0
         self.path = os.fspath(path)
         self._writer = BatchWriter(
             self.path,
@@ -124,6 +131,10 @@ class Recorder:
 
     def submit(self, call: RecordedCall) -> None:
         try:
+            if self._keep is not None and not self._kept(call):
+                with self._lock:
+                    self._skipped += 1
+                return
             size = CALL_OVERHEAD_BYTES + sum(len(m.data) for m in call.messages)
             opts = self.options
             with self._lock:
@@ -147,6 +158,12 @@ class Recorder:
                 self._totals.lost += 1
             except Exception:
                 pass
+
+    def _kept(self, call: RecordedCall) -> bool:
+        try:
+            return self._keep is None or self._keep(call)
+        except Exception:  # a broken policy records too much rather than too little
+            return True
 
     def _lose_on_submit(self) -> bool:
         """Under the lock: counts a call lost; True when this starts a queue-full episode."""
@@ -215,6 +232,7 @@ class Recorder:
             return RecorderStats(
                 recorded=self._totals.recorded,
                 lost=self._totals.lost,
+                skipped=self._skipped,
                 loss_episodes=self._totals.loss_episodes,
                 queued=len(self._queue) + len(self._held) + self._in_flight,
                 queued_bytes=self._queued_bytes + sum(size for _, size in self._held),
