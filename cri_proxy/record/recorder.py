@@ -58,6 +58,9 @@ class RecorderOptions:
     max_attempts: int = 3  # writes of one batch before it is counted lost
     max_database_bytes: int | None = None
     close_timeout_s: float = 5.0
+    retain_s: float | None = None  # prune calls older than this, while running
+    retain_bytes: int | None = None  # prune the oldest calls while the data is larger than this
+    prune_interval_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ class Recorder:
         self._corrupt = False
         self._retry_at = 0.0
         self._last_flush = 0.0
+        self._last_prune = 0.0
         self._session_changed = False
         self._stopping = False
         self._deadline = 0.0
@@ -321,6 +325,7 @@ class Recorder:
             self._on_failure(batch, exc)
             return
         self._last_flush = time.monotonic()
+        self._maybe_prune()
         with self._lock:
             self._in_flight = 0
             self._totals.recorded += written
@@ -335,6 +340,21 @@ class Recorder:
                 "recording to %s works again after %.1f s; %d calls were lost meanwhile",
                 self.path, time.monotonic() - fault_since, lost,
             )  # fmt: skip
+
+    def _maybe_prune(self) -> None:
+        opts = self.options
+        if (opts.retain_s is None and opts.retain_bytes is None) or \
+                time.monotonic() < self._last_prune + opts.prune_interval_s:
+            return
+        self._last_prune = time.monotonic()
+        cutoff = time.time() - opts.retain_s if opts.retain_s is not None else None
+        try:
+            pruned = self._writer.prune(cutoff, opts.retain_bytes)
+        except sqlite3.Error as exc:
+            log.warning("pruning the recording failed (%s); will try again", exc)
+            return
+        if pruned:
+            log.info("pruned %d old calls from the recording", pruned)
 
     def _reopen(self) -> None:
         if self._corrupt:
