@@ -16,6 +16,9 @@ read-only connection may not delete them. So:
 file being removed or replaced, and reopens accordingly. The one gap: a proxy starting while
 a long query reads an immutable connection could checkpoint into the main file under it
 (only after about 1000 pages of WAL, i.e. 16 MiB of new rows).
+
+Besides mode=ro, every connection has `query_only` on, and an authorizer refuses ATTACH (and
+so VACUUM INTO), which would create other files, and turning query_only off.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ from cri_proxy.errors import StorageError
 from cri_proxy.store import db, sql
 
 BUSY_TIMEOUT_S = 5.0
+_SQLITE_ATTACH = 24
+_SQLITE_PRAGMA = 19
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+    """Refuses ATTACH (and so VACUUM INTO), which would create other files, and turning
+    query_only off. mode=ro already refuses every write to the recording itself."""
+    if action == _SQLITE_ATTACH or (action == _SQLITE_PRAGMA and arg1 == "query_only" and arg2 is not None):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def _uri(path: str, immutable: bool) -> str:
@@ -73,6 +86,7 @@ class Recording:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         try:
             conn.execute("PRAGMA query_only = ON")
+            conn.set_authorizer(_authorize)
             version = db.schema_version(conn)
             newest = len(sql.migrations())
             if version > newest:
