@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pathlib
 import sys
 from collections.abc import Coroutine
 from typing import Any, Optional
@@ -72,12 +73,43 @@ def run(
     wait_for_upstream: float = typer.Option(
         0.0, min=0, help="Seconds to wait at start for the runtime socket to appear (0: fail at once)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    db: Optional[pathlib.Path] = typer.Option(
+        None, help="Record every call to this SQLite file (created mode 0600). Without it, nothing is recorded."),
+    require_recording: bool = typer.Option(
+        False, help="Refuse to start, and refuse new connections, while calls cannot be recorded (audits)."),
+    flush_interval: float = typer.Option(
+        0.1, help="Seconds between batch writes: the most a kill -9 can lose."),
+    queue_calls: int = typer.Option(10_000, help="Calls the in-memory queue holds before it counts losses."),
+    queue_mb: int = typer.Option(64, help="Megabytes the in-memory queue holds before it counts losses."),
+    max_payload_kb: int = typer.Option(
+        1024, help="Message bodies larger than this keep only their size and sha256."),
+    retain: Optional[str] = typer.Option(None, help="Prune calls older than this while running, e.g. 7d, 12h."),
+    max_db_mb: Optional[int] = typer.Option(
+        None, help="Keep the database under this size: the oldest calls are pruned from 80% of it."),
+    include: list[str] = typer.Option([], help="Record only methods matching this glob (repeatable)."),
+    exclude: list[str] = typer.Option([], help="Do not record methods matching this glob (repeatable)."),
+    sample: list[str] = typer.Option(
+        [], help="GLOB=FRACTION: keep that share of a method's calls; errors and changes always kept (repeatable)."),
+    redact: list[str] = typer.Option([], help="Also redact: exec-output, exec-cmd, annotations (repeatable)."),
+    no_redact: list[str] = typer.Option([], help="Stop redacting: env (container environment values)."),
+    redact_label: list[str] = typer.Option([], help="Redact the values of labels whose key matches this glob."),
+    keep_registry_credentials_in_clear: bool = typer.Option(
+        False, help="Store PullImage registry credentials unredacted (never do this on a real node)."),
 ) -> None:
-    """Relay every call between the listen socket and the runtime, byte for byte."""
+    """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db)."""
     from cri_proxy.daemon import ProxyConfig, serve
+    from cri_proxy.record.setup import RecordConfig
 
     _setup_logging(log_level)
+    record = None if db is None else RecordConfig(
+        db=db.absolute(), require=require_recording, flush_interval_s=flush_interval, queue_calls=queue_calls,
+        queue_mb=queue_mb, max_payload_kb=max_payload_kb, retain=retain, max_db_mb=max_db_mb,
+        include=tuple(include), exclude=tuple(exclude), sample=tuple(sample), redact=tuple(redact),
+        no_redact=tuple(no_redact), redact_labels=tuple(redact_label),
+        keep_registry_credentials_in_clear=keep_registry_credentials_in_clear)
     try:
+        if record is not None:
+            record.check()
         config = ProxyConfig(
             listen=unix_path(listen, "--listen"),
             runtime=unix_path(runtime_endpoint, "--runtime-endpoint"),
@@ -86,6 +118,7 @@ def run(
             socket_group=socket_group,
             grace_period=grace_period,
             wait_for_upstream=wait_for_upstream,
+            record=record,
         )
     except CriProxyError as exc:
         typer.echo(f"cri-proxy: error: {exc}", err=True)

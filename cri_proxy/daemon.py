@@ -18,11 +18,17 @@ import signal
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cri_proxy.endpoints import as_endpoint
 from cri_proxy.errors import ConfigError, SocketInUseError
 from cri_proxy.forward.server import RelayServer
+from cri_proxy.probe import probe_api
+from cri_proxy.record.recorder import Recorder
+from cri_proxy.record.setup import RecordConfig, config_json, start_recording
+from cri_proxy.record.tap import RecordingTap
+from cri_proxy.record.writer import SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ class ProxyConfig:
     socket_group: str | None = None
     grace_period: float = 10.0
     wait_for_upstream: float = 0.0
+    record: RecordConfig | None = None
 
 
 def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
@@ -106,25 +113,75 @@ async def serve(config: ProxyConfig) -> int:
         if path is not None:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
+    recorder, tap = _start_recording(config)
+    try:
+        server = await _listen(config, tap)
+        try:
+            if recorder is not None:
+                if config.record is not None and config.record.require:
+                    server.admission = recording_admission(recorder)
+                recorder.update_session(**await _probe_versions(config))
+            await _wait_for_signal(server, config.grace_period)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                config.listen.unlink()
+    finally:
+        if recorder is not None:
+            await asyncio.to_thread(recorder.close)
+            stats = recorder.stats
+            log.info("recording closed: %d calls recorded, %d lost, %d skipped by the keep policy",
+                     stats.recorded, stats.lost, stats.skipped)
+    log.info("stopped")
+    return 0
+
+
+def _start_recording(config: ProxyConfig) -> tuple[Recorder | None, RecordingTap | None]:
+    if config.record is None:
+        log.info("recording is off (no --db)")
+        return None, None
+    session = SessionInfo(listen=as_endpoint(config.listen), runtime_endpoint=as_endpoint(config.runtime),
+                          image_endpoint=as_endpoint(config.image) if config.image else None,
+                          config=config_json(config))
+    return start_recording(config.record, session)
+
+
+async def _listen(config: ProxyConfig, tap: RecordingTap | None) -> RelayServer:
     old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
-    server = RelayServer(config.listen, config.runtime, config.image)
+    server = RelayServer(config.listen, config.runtime, config.image, tap=tap)
     try:
         await server.start()
     except OSError as exc:
         raise ConfigError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
     finally:
         os.umask(old_umask)
-    try:
-        secure_socket(config.listen, config.socket_mode, config.socket_group)
-        log.info("listening on %s (mode %04o), forwarding to %s%s", as_endpoint(config.listen), config.socket_mode,
-                 as_endpoint(config.runtime),
-                 f", image calls to {as_endpoint(server.image_path)}" if server.image_path else "")
-        await _wait_for_signal(server, config.grace_period)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            config.listen.unlink()
-    log.info("stopped")
-    return 0
+    secure_socket(config.listen, config.socket_mode, config.socket_group)
+    log.info("listening on %s (mode %04o), forwarding to %s%s", as_endpoint(config.listen), config.socket_mode,
+             as_endpoint(config.runtime),
+             f", image calls to {as_endpoint(server.image_path)}" if server.image_path else "")
+    return server
+
+
+async def _probe_versions(config: ProxyConfig) -> dict[str, str | None]:
+    runtime_api = await probe_api(config.runtime, "runtime")
+    image_api = await probe_api(config.image or config.runtime, "image")
+    log.info("the runtime speaks CRI %s (RuntimeService) and %s (ImageService)",
+             runtime_api or "unknown", image_api or "unknown")
+    return {"runtime_api": runtime_api, "image_api": image_api}
+
+
+def recording_admission(recorder: Recorder) -> Callable[[], str | None]:
+    """For --require-recording: refuse new connections while calls cannot be recorded."""
+    last_lost = recorder.stats.lost
+
+    def admit() -> str | None:
+        nonlocal last_lost
+        stats = recorder.stats
+        lost, last_lost = stats.lost - last_lost, stats.lost
+        if not stats.healthy or lost or stats.queued >= recorder.options.max_queue_calls:
+            return "recording is failing and --require-recording is set"
+        return None
+
+    return admit
 
 
 async def _wait_for_signal(server: RelayServer, grace: float) -> None:

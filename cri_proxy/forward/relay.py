@@ -108,6 +108,9 @@ class Connection:
             info = ConnectionInfo(self.id, pid, uid, f"unix://{self.upstream_path}")
             self.tap = self.server.tap.open(info)
         log.debug("conn %d: accepted (pid %s, uid %s)", self.id, pid, uid)
+        if self.server.refusal() is not None:
+            self.close(abort=True)  # the client fails fast and re-dials, as against a dead runtime
+            return
         self.server.spawn(self.start_upstream())
 
     async def start_upstream(self) -> None:

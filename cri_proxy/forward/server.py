@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import logging
 import pathlib
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cri_proxy.forward.relay import Connection
@@ -36,6 +36,10 @@ class RelayServer:
         self._ids = itertools.count(1)
         self._down: dict[str, str] = {}
         self._server: asyncio.AbstractServer | None = None
+        # Asked at each new connection: a reason to refuse it (e.g. recording is failing and
+        # is required), or None to serve it.
+        self.admission: Callable[[], str | None] | None = None
+        self._refusing: str | None = None
 
     async def start(self) -> None:
         """Listen on the (already prepared) socket path."""
@@ -53,6 +57,17 @@ class RelayServer:
         from cri_proxy.forward.split import SplitConnection
 
         return SplitConnection(self, conn_id)
+
+    def refusal(self) -> str | None:
+        """Why a new connection must be refused now, if it must; logged once per episode."""
+        reason = self.admission() if self.admission is not None else None
+        if reason != self._refusing:
+            if reason is not None:
+                log.warning("refusing new connections: %s", reason)
+            else:
+                log.info("accepting new connections again")
+            self._refusing = reason
+        return reason
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a connection's helper coroutine, keeping a reference until it ends."""
