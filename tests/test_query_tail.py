@@ -43,7 +43,7 @@ class Tail:
 
     def take(self, n: int, timeout: float = 10.0) -> list[str]:
         deadline = time.monotonic() + timeout
-        got = []
+        got: list[str] = []
         while len(got) < n:
             try:
                 got.append(self.lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
@@ -170,8 +170,8 @@ def test_last_n_then_filters_and_jsonl(tmp_path: Path, tails: list[Tail]) -> Non
         tail = Tail("--db", str(path), "-n", "2", "--method", pattern)
         tails.append(tail)
         assert all("Version" in line for line in tail.take(2))
-    for t in tails:
-        assert t.quiet(0.05) and t.stop(signal.SIGINT) == 0  # Ctrl-C: exit 0 too
+    for each in tails:
+        assert each.quiet(0.05) and each.stop(signal.SIGINT) == 0  # Ctrl-C: exit 0 too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.db"]  # stopped file: nothing created
 
 

@@ -15,7 +15,9 @@ read-only connection may not delete them. So:
 `Recording.refresh()` (for following a live file) notices the `-wal` coming or going and the
 file being removed or replaced, and reopens accordingly. The one gap: a proxy starting while
 a long query reads an immutable connection could checkpoint into the main file under it
-(only after about 1000 pages of WAL, i.e. 16 MiB of new rows).
+(only after about 1000 pages of WAL, i.e. 16 MiB of new rows). And, as with any WAL reader
+(`sqlite3 -readonly` too): a proxy that stops while we are connected cannot checkpoint and
+remove its `-wal` and `-shm`, so they stay (intact, harmless) until the next writer opens it.
 
 Besides mode=ro, every connection has `query_only` on, and an authorizer refuses ATTACH (and
 so VACUUM INTO), which would create other files, and turning query_only off.
