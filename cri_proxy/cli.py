@@ -175,3 +175,12 @@ def version() -> None:
 
 def main() -> None:
     app()
+
+
+def _register_subcommands() -> None:
+    from cri_proxy.query.cli import register
+
+    register(app)  # query, tail, stats
+
+
+_register_subcommands()
