@@ -159,12 +159,16 @@ def fake_runtime(
 
 
 @app.command()
-def demo(log_level: str = typer.Option("warning", help="debug, info, warning or error.")) -> None:
-    """Run the proxy in front of the stand-in runtime and drive it like a kubelet (no runtime, no root)."""
+def demo(
+    db: pathlib.Path = typer.Option(pathlib.Path("cri-proxy-demo.db"), help="Where to record (appended to)."),
+    log_level: str = typer.Option("warning", help="debug, info, warning or error."),
+) -> None:
+    """Run the proxy in front of the stand-in runtime, drive it like a kubelet, record and query it (no runtime,
+    no root)."""
     from cri_proxy.demo import run_demo
 
     _setup_logging(log_level)
-    _run(run_demo(typer.echo))
+    _run(run_demo(typer.echo, db))
 
 
 @app.command()

@@ -1,13 +1,15 @@
 """`cri-proxy demo`: the proxy in front of the stand-in runtime, driven like a kubelet would.
 
 Needs no runtime and no root: it starts the stand-in runtime and the relay on sockets in a
-private temporary folder, makes a kubelet-like round of calls through the proxy (version,
-status, relists, a pod lifecycle, exec probes, an error or two), prints one line per call
-and cleans everything up.
+private temporary folder, records to a database in the current folder, makes a kubelet-like
+round of calls through the proxy (version, status, relists, a pod lifecycle, exec probes,
+an error or two), prints one line per call, then what was recorded and queries to try.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import pathlib
 import shutil
 import tempfile
@@ -19,6 +21,11 @@ import grpc
 
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.forward.server import RelayServer
+from cri_proxy.query.output import write_table
+from cri_proxy.record.recorder import Recorder
+from cri_proxy.record.tap import RecordingTap
+from cri_proxy.record.writer import SessionInfo
+from cri_proxy.store.db import open_readonly
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
@@ -83,23 +90,60 @@ async def kubelet_round(channel: grpc.aio.Channel, d: Driver) -> None:
     await d.call("Version (CRI v1alpha2)", old.Version, v1alpha2.VersionRequest())
 
 
-async def run_demo(echo: Echo) -> int:
+EXAMPLES = (
+    ("what each method cost",
+     "SELECT method, count(*) AS calls, round(avg(duration_ms), 2) AS avg_ms FROM calls GROUP BY method"),
+    ("what failed, and why", "SELECT started_at, method, status_name, status_message FROM errors"),
+    ("every call about one pod, with the gaps between them", "--named pod-startup --param pod_name=web-0 "
+     "--param pod_namespace=demo"),
+)
+
+
+async def run_demo(echo: Echo, db: pathlib.Path) -> int:
     folder = pathlib.Path(tempfile.mkdtemp(prefix="cri-proxy-demo-", dir="/tmp"))
     runtime = await start_fake_runtime(f"unix://{folder}/runtime.sock", api="both")
-    relay = RelayServer(folder / "proxy.sock", folder / "runtime.sock")
+    recorder = Recorder(db, SessionInfo(listen=f"unix://{folder}/proxy.sock",
+                                        runtime_endpoint=f"unix://{folder}/runtime.sock",
+                                        runtime_api="v1", image_api="v1", config={"demo": True}))
     try:
+        recorder.start()
+        relay = RelayServer(folder / "proxy.sock", folder / "runtime.sock", tap=RecordingTap(recorder))
         await relay.start()
         echo(f"stand-in runtime on unix://{folder}/runtime.sock; cri-proxy on unix://{folder}/proxy.sock")
         echo("a kubelet-like round of calls through the proxy:")
         driver = Driver(echo)
-        async with grpc.aio.insecure_channel(f"unix://{folder}/proxy.sock") as channel:
-            await kubelet_round(channel, driver)
-        echo(f"{driver.calls} calls relayed, {driver.errors} answered with an error by the runtime (as intended).")
-        echo("Next: put it in front of a real runtime:\n"
-             "  cri-proxy run --listen unix:///run/cri-proxy/containerd.sock "
-             "--runtime-endpoint unix:///run/containerd/containerd.sock")
-        return 0
+        try:
+            async with grpc.aio.insecure_channel(f"unix://{folder}/proxy.sock") as channel:
+                await kubelet_round(channel, driver)
+        finally:
+            await relay.stop(0)
     finally:
-        await relay.stop(0)
+        await asyncio.to_thread(recorder.close)
         await runtime.stop(0)
         shutil.rmtree(folder, ignore_errors=True)
+    stats = recorder.stats
+    echo(f"\n{driver.calls} calls relayed ({driver.errors} answered with an error, as intended); "
+         f"{stats.recorded} recorded to {db} (session {recorder.session_id}), {stats.lost} lost.")
+    show_summary(echo, db, recorder.session_id)
+    echo("\nTry:")
+    for what, query in EXAMPLES:
+        quoted = query if query.startswith("--") else f'"{query}"'
+        echo(f"  # {what}\n  cri-proxy query --db {db} {quoted}")
+    echo("\nThen put it in front of a real runtime:\n"
+         "  cri-proxy run --listen unix:///run/cri-proxy/containerd.sock "
+         "--runtime-endpoint unix:///run/containerd/containerd.sock --db /var/lib/cri-proxy/calls.db")
+    return 0
+
+
+def show_summary(echo: Echo, db: pathlib.Path, session: int | None) -> None:
+    conn = open_readonly(db)
+    try:
+        cursor = conn.execute("SELECT method, count(*) AS calls, sum(status_code <> 0) AS errors, "
+                              "round(avg(duration_ms), 2) AS avg_ms, sum(response_bytes) AS reply_bytes "
+                              "FROM calls WHERE session_id = ? GROUP BY method ORDER BY calls DESC", (session,))
+        columns = [c[0] for c in cursor.description]
+        out = io.StringIO()
+        write_table(out, columns, cursor.fetchall())
+    finally:
+        conn.close()
+    echo("\nwhat the recording holds (this session):\n" + out.getvalue().rstrip())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,9 +13,10 @@ import pytest
 
 
 @pytest.mark.timeout(60)
-def test_demo_relays_a_kubelet_round_and_cleans_up() -> None:
+def test_demo_relays_records_and_suggests_queries(tmp_path: pathlib.Path) -> None:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "cri_proxy", "demo"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "cri_proxy", "demo"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30
     lines = result.stdout.splitlines()
@@ -21,7 +24,16 @@ def test_demo_relays_a_kubelet_round_and_cleans_up() -> None:
     assert len(calls) == 21
     assert any("RunPodSandbox" in line and line.endswith("OK") for line in calls)
     assert any("ContainerStatus (unknown id)" in line and "NOT_FOUND" in line for line in calls)
-    assert "21 calls relayed, 1 answered with an error" in result.stdout
+    assert "21 recorded to cri-proxy-demo.db (session 1), 0 lost." in result.stdout
     folder = lines[0].split("unix://", 1)[1].rsplit("/", 1)[0]
     assert not os.path.exists(folder)  # its sockets and folder are gone
     assert "Traceback" not in result.stderr
+    with sqlite3.connect(tmp_path / "cri-proxy-demo.db") as conn:
+        assert conn.execute("SELECT count(*), sum(status_name = 'NOT_FOUND') FROM calls").fetchone() == (21, 1)
+    # the queries it suggests run as printed
+    suggested = [line.strip() for line in lines if line.strip().startswith("cri-proxy query")]
+    assert len(suggested) == 3
+    for command in suggested:
+        run = subprocess.run(f"{sys.executable} -m cri_proxy {command.removeprefix('cri-proxy ')}", shell=True,
+                             capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert run.returncode == 0 and len(run.stdout.splitlines()) >= 3, (command, run.stderr)
