@@ -17,6 +17,8 @@ def test_every_command_and_option_is_in_the_readme() -> None:
         if f"`cri-proxy {name}`" not in reference:
             missing.append(f"command {name}")
         for param in command.params:
+            if param.param_type_name == "argument":
+                continue  # positional: shown in the usage line, not an option
             for opt in param.opts + getattr(param, "secondary_opts", []):
                 if opt != "--help" and f"`{opt}`" not in reference and f"`{opt} " not in reference:
                     missing.append(f"{name} {opt}")
