@@ -74,13 +74,13 @@ def _read_sql(sql_arg: Optional[str], file: Optional[Path]) -> str:
 
 
 def query(
-    sql: Optional[str] = typer.Argument(None, metavar="[SQL]", help="One SQL statement; '-' reads it from stdin."),
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
-    file: Optional[Path] = typer.Option(None, "--file", help="Read the SQL from this file ('-': stdin)."),
+    sql: Optional[str] = typer.Argument(None, metavar="SQL", help="One SQL statement; '-' reads it from stdin."),
+    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help=DB_HELP),
+    file: Optional[Path] = typer.Option(None, "--file", metavar="FILE", help="Read the SQL from this file ('-': stdin)."),
     fmt: str = typer.Option("table", "--format", help=FORMAT_HELP + " Table cells are cut short; the others are full."),
     schema: bool = typer.Option(False, "--schema", help="List the tables and views with their columns."),
     named: Optional[str] = typer.Option(None, "--named", help="Run a named investigation query (see --list-named)."),
-    param: Optional[list[str]] = typer.Option(None, "--param", help="NAME=VALUE for a :NAME in the SQL (repeatable)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=VALUE", help="NAME=VALUE for a :NAME in the SQL (repeatable)."),
     list_named: bool = typer.Option(False, "--list-named", help="List the named queries and their parameters."),
 ) -> None:
     """Run SQL against a recording, read-only (the database is never created or changed)."""
@@ -110,7 +110,7 @@ def query(
 
 
 def tail(
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help=DB_HELP),
     since: Optional[str] = typer.Option(None, "--since", help="First show the calls since then: 5m, 2h, or a UTC time."),
     method: Optional[str] = typer.Option(
         None, "--method", help="Only methods matching this glob (ListContainers, '*Image*', 'v1.RuntimeService/*')."),
@@ -118,21 +118,21 @@ def tail(
     fmt: str = typer.Option("line", "--format", help="line (one line per call) or jsonl."),
     last: Optional[int] = typer.Option(None, "-n", min=0, help="First show the last N matching calls."),
 ) -> None:
-    """Follow calls as the proxy records them, one line each (Ctrl-C to stop)."""
+    """Follow calls as the proxy records them, one line each (times UTC; Ctrl-C to stop)."""
     fmt = _format(fmt, TAIL_FORMATS)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     with _errors():
-        filters = Filters(method, errors, since_text(since) if since else None)
-        with _recording(db) as recording:
-            try:
+        try:
+            filters = Filters(method, errors, since_text(since) if since else None)
+            with _recording(db) as recording:
                 follow(recording, sys.stdout, fmt, filters, last=last, stop=stop)
-            except KeyboardInterrupt:
-                pass
+        except KeyboardInterrupt:  # Ctrl-C is how a tail ends: exit 0
+            pass
 
 
 def stats(
-    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help=DB_HELP),
     since: Optional[str] = typer.Option(None, "--since", help="Only calls since then: 5m, 2h, or a UTC time."),
     session: Optional[int] = typer.Option(None, "--session", help="Only this proxy run (sessions.id)."),
     fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
