@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -233,3 +234,20 @@ def test_a_replaced_file_stops_it_with_one_line(tmp_path: Path, tails: list[Tail
     assert tail.proc.wait(timeout=5) == 2
     assert tail.stderr() == f"cri-proxy: error: {path} was replaced by another file\n"
     assert set(before) == {"calls.db", "new.db"}
+
+
+def test_ids_starting_again_after_every_call_was_pruned(tmp_path: Path, tails: list[Tail]) -> None:
+    path = tmp_path / "calls.db"
+    record(path, [version(i) for i in range(3)])
+    tail = Tail("--db", str(path), "-n", "1", "--format", "jsonl")
+    tails.append(tail)
+    assert json.loads(tail.take(1)[0])["id"] == 3
+    conn = sqlite3.connect(path)  # what retention does when every call is older than the limit
+    with conn:
+        conn.execute("DELETE FROM messages")
+        conn.execute("DELETE FROM calls")
+    conn.close()
+    record(path, [failing(1)])
+    (line,) = tail.take(1)
+    assert (json.loads(line)["id"], json.loads(line)["status_name"]) == (1, "NOT_FOUND")
+    assert tail.stop() == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -86,26 +86,29 @@ def jsonl_line(row: dict[str, Any]) -> str:
     return json.dumps(row_object(COLUMNS, [row[c] for c in COLUMNS]), ensure_ascii=False) + "\n"
 
 
-def _read(recording: Recording, query: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+def _read(recording: Recording, query: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    """The rows, a few hundred at a time (`--since 1d` may be a long backlog)."""
     cursor = recording.conn.execute(query, params)
-    return [dict(zip(COLUMNS, row)) for row in cursor.fetchall()]
+    while batch := cursor.fetchmany(500):
+        for row in batch:
+            yield dict(zip(COLUMNS, row))
 
 
 def _max_id(recording: Recording) -> int:
     return int(recording.conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0])
 
 
-def first_rows(recording: Recording, filters: Filters, last: int | None) -> tuple[int, list[dict[str, Any]]]:
+def first_rows(recording: Recording, filters: Filters, last: int | None) -> tuple[int, Iterable[dict[str, Any]]]:
     """The id to follow from, and the calls to show before following: those since
     `filters.since_at` (when given), at most the `last` of them (when given)."""
     top = _max_id(recording)
     if filters.since_at is None and last is None:
         return top, []
     where, params = filters.where()
-    query = f"{_SELECT} WHERE id <= ? AND {where} ORDER BY id DESC"
-    if last is not None:
-        query += f" LIMIT {int(last)}"
-    return top, list(reversed(_read(recording, query, [top, *params])))
+    if last is None:
+        return top, _read(recording, f"{_SELECT} WHERE id <= ? AND {where} ORDER BY id", [top, *params])
+    query = f"{_SELECT} WHERE id <= ? AND {where} ORDER BY id DESC LIMIT {int(last)}"
+    return top, list(reversed(list(_read(recording, query, [top, *params]))))
 
 
 def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, last: int | None = None,
@@ -125,5 +128,7 @@ def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, las
             return
         recording.refresh()
         top = _max_id(recording)
+        if top < seen:  # every call was pruned and ids started again from 1
+            seen = 0
         rows = _read(recording, query, [seen, top, *params]) if top > seen else []
         seen = max(seen, top)
