@@ -27,9 +27,10 @@ def render(fmt: str, **kw: object) -> str:
 
 def test_table() -> None:
     lines = render("table").splitlines()
-    assert lines[0] == "id  name" + " " * 58 + "blob        ms"
-    assert lines[2] == " 1  short" + " " * 57 + "<2 bytes>  1.5"
-    assert lines[3] == "22  " + "x" * 59 + "…"  # trailing blanks dropped; line break never reached
+    width = output.MAX_CELL
+    assert lines[0] == "id  " + "name".ljust(width) + "  blob        ms"
+    assert lines[2] == " 1  " + "short".ljust(width) + "  <2 bytes>  1.5"
+    assert lines[3] == "22  " + "x" * (width - 1) + "…"  # trailing blanks dropped; line break never reached
     assert len(lines[3]) == 4 + output.MAX_CELL
     assert render("table", max_cell=None).splitlines()[3].endswith("x\\nnext")
 

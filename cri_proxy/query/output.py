@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 FORMATS = ("table", "json", "jsonl", "csv")
-MAX_CELL = 60
+MAX_CELL = 64  # container and pod ids and sha256 digests (64 characters) fit whole
 ELLIPSIS = "…"
 
 Row = Sequence[Any]

@@ -4,6 +4,7 @@ against a read-only recording. Each returns column names and rows for `output`."
 from __future__ import annotations
 
 import sqlite3
+import textwrap
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -86,7 +87,8 @@ def named_text() -> str:
     blocks = []
     for q in sorted(sql.queries().values(), key=lambda q: q.name):
         usage = " ".join([f"cri-proxy query --named {q.name}"] + [f"--param {p}=..." for p in q.params])
-        lines = [q.name, f"    {q.description}", f"    {usage}"]
+        lines = [q.name, textwrap.fill(q.description, 92, initial_indent="    ", subsequent_indent="    "),
+                 f"    {usage}"]  # fmt: skip
         lines += [f"    {p}: {meaning}" for p, meaning in q.params.items()]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
