@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -282,6 +283,15 @@ def test_not_a_recording_is_one_line(tmp_path: Path) -> None:
     subprocess.run(["sqlite3", str(other), "CREATE TABLE t (x)"], check=False, capture_output=True)
     if other.exists():
         assert "not a cri-proxy recording" in one_error_line(run_cli("query", "--db", str(other), "SELECT 1"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as nobody")
+def test_unreadable_database_is_one_line(recording: Path) -> None:
+    argv = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+            *cli_argv("query", "--db", str(recording), "SELECT 1")]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=cli_env(), timeout=30)
+    assert one_error_line(result) == (f"cri-proxy: error: cannot read {recording}: permission denied "
+                                      "(the proxy makes it mode 0600: run as its owner)")  # fmt: skip
 
 
 def test_default_database_comes_from_the_environment(recording: Path) -> None:

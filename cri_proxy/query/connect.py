@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import urllib.parse
-from pathlib import Path
 
 from cri_proxy.errors import StorageError
+from cri_proxy.query import DB_ENV
 from cri_proxy.store import db, sql
 
 BUSY_TIMEOUT_S = 5.0
@@ -64,13 +65,22 @@ class Recording:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        if not Path(self.path).exists():
-            raise StorageError(f"no recording database at {self.path} (give --db or set CRI_PROXY_DB)")
-        if not Path(self.path).is_file():
+        denied = f"cannot read {self.path}: permission denied (the proxy makes it mode 0600: run as its owner)"
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StorageError(f"no recording database at {self.path} (give --db or set {DB_ENV})") from None
+        except PermissionError:
+            raise StorageError(denied) from None
+        except OSError as exc:
+            raise StorageError(f"cannot open {self.path}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):
             raise StorageError(f"{self.path} is not a file")
+        if not os.access(self.path, os.R_OK):
+            raise StorageError(denied)
         self._identity = _identity(self.path)
         self._immutable = False
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int] | None = None
         self.conn = self._open()
 
     @property
@@ -106,12 +116,12 @@ class Recording:
             raise
         return conn
 
-    def _file_stamp(self) -> tuple[float, int] | None:
+    def _file_stamp(self) -> tuple[int, int] | None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
-        return (st.st_mtime, st.st_size)
+        return (st.st_mtime_ns, st.st_size)
 
     def refresh(self) -> None:
         """Before reading a live file again: raises StorageError when it was removed or
