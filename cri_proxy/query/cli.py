@@ -30,12 +30,15 @@ FORMAT_HELP = "Output format: table, json, jsonl or csv."
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
-    """CriProxyError -> one line and exit 2; a closed stdout (`| head`) -> a quiet exit 0."""
+    """CriProxyError -> one line and exit 2; Ctrl-C -> 130; a closed stdout (`| head`) -> a
+    quiet exit 0."""
     try:
         yield
     except CriProxyError as exc:
         typer.echo(f"cri-proxy: error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C during a long query: no traceback
+        raise typer.Exit(130) from None
     except BrokenPipeError:
         # Python would complain again flushing stdout at exit: point it at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
