@@ -1,0 +1,123 @@
+"""Choosing the recorded answer for a request, for `serve`.
+
+Both CRI versions share one index: calls are keyed by service and method name
+(`RuntimeService/ListContainers`), since v1 and v1alpha2 messages use the same field numbers
+and a recorded answer's bytes parse in either version. For a request:
+
+1. the method was never recorded: None (the server answers UNIMPLEMENTED);
+2. candidates: the recorded calls with the same request bytes; else with the same decoded
+   request (`--ignore`-style volatile fields left out); else the closest requests (fewest
+   differing fields), but only when every id and image the request names was named by some
+   recorded request of that method: a ContainerStatus for a container the recording never
+   asked about is NOT_FOUND, as a runtime would answer, rather than some other container's
+   status (`NoAnswer`);
+3. among the candidates the timeline decides: the latest recorded at or before the serve
+   clock mapped onto the recording (first served call = first recorded call), else the
+   earliest. So polling calls repeated more often than recorded see the node as it was at
+   that point of the recording.
+Ids are served as recorded (no remapping): a client that runs the recorded sequence sends
+the recorded ids back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cri_proxy.record.call import Outcome
+from cri_proxy.record.decode import decode_message, method_types
+from cri_proxy.replay.compare import Comparer
+from cri_proxy.replay.source import SourceCall
+
+_ID_KEYS = ("id", "image", "image_ref")
+
+
+class NoAnswer(Exception):
+    """The method was recorded, but with no request close enough to this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    call: SourceCall
+    offset_s: float  # from the recording's first call
+    request: bytes
+    canonical: str  # the decoded request, as sorted JSON
+    doc: dict[str, Any]
+
+
+def method_key(path: str) -> str:
+    """'RuntimeService/ListContainers' for either version's path."""
+    service, _, method = path.lstrip("/").rpartition("/")
+    return f"{service.rpartition('.')[2]}/{method}"
+
+
+def idents(doc: Any, out: set[str] | None = None) -> set[str]:
+    """The ids and image names a decoded request names."""
+    out = set() if out is None else out
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if isinstance(value, str) and value and (key in _ID_KEYS or key.endswith("_id")):
+                out.add(value)
+            else:
+                idents(value, out)
+    elif isinstance(doc, list):
+        for value in doc:
+            idents(value, out)
+    return out
+
+
+class Answers:
+    def __init__(self, calls: list[SourceCall]) -> None:
+        self.comparer = Comparer()
+        self.first_unix = calls[0].started_unix if calls else 0.0
+        self.index: dict[str, list[Entry]] = {}
+        self.named: dict[str, set[str]] = {}
+        for call in calls:
+            if not _servable(call):
+                continue
+            request = call.requests[0] if call.requests else b""
+            doc = decode_message(call.path, "request", request) or {}
+            entry = Entry(call, call.started_unix - self.first_unix, request, _canonical(doc), doc)
+            key = method_key(call.path)
+            self.index.setdefault(key, []).append(entry)
+            self.named.setdefault(key, set()).update(idents(doc))
+
+    def knows(self, path: str) -> bool:
+        return method_key(path) in self.index
+
+    def pick(self, path: str, request: bytes, at_s: float) -> tuple[Entry, str]:
+        """The answer for `request` at `at_s` seconds into the recording, and how it was
+        matched ("bytes", "json" or "closest"); NoAnswer when none fits."""
+        entries = self.index[method_key(path)]
+        chosen = [e for e in entries if e.request == request]
+        how = "bytes"
+        if not chosen:
+            doc = decode_message(path, "request", request) or {}
+            canonical = _canonical(doc)
+            chosen, how = [e for e in entries if e.canonical == canonical], "json"
+            if not chosen:
+                chosen, how = self._closest(path, doc, entries), "closest"
+        earlier = [e for e in chosen if e.offset_s <= at_s]
+        return (earlier[-1] if earlier else chosen[0]), how
+
+    def _closest(self, path: str, doc: dict[str, Any], entries: list[Entry]) -> list[Entry]:
+        unknown = idents(doc) - self.named[method_key(path)]
+        if unknown:
+            raise NoAnswer(f"no recorded {method_key(path)} names {', '.join(sorted(unknown))}")
+        scored = [(len(self.comparer.diff(e.doc, doc)), e) for e in entries]
+        best = min(score for score, _ in scored)
+        return [e for score, e in scored if score == best]
+
+
+def _servable(call: SourceCall) -> bool:
+    types = method_types(call.path)
+    if types is None or not call.complete:
+        return False
+    if types.server_streaming:
+        return True
+    return call.outcome == Outcome.COMPLETED.value and call.status_code is not None
+
+
+def _canonical(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,93 @@
+"""Comparing a replayed answer with the recorded one: status code, then a structural diff of
+the decoded JSON that leaves out what must differ between two runs.
+
+Paths are dotted with list positions in brackets: `containers[0].metadata.name`. An ignore
+glob (fnmatch) is matched against the path with and without its list positions
+(`containers.metadata.name`), so `*created_at` or `containers.*.pid` both work. Lists of
+objects that carry an `id` (ListContainers, ListPodSandbox, ListImages...) are compared as
+sets keyed by id, so a runtime that lists in another order still matches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+# What differs between any two runs of the same calls: times, counters, process ids, the
+# single-use streaming URLs, and the fields derived from them.
+DEFAULT_IGNORE: tuple[str, ...] = (
+    "*created_at", "*started_at", "*finished_at", "*timestamp", "*exited_at",
+    "*usage_bytes*", "*usage_core_nano_seconds*", "*usage_nano_cores*", "*working_set_bytes*",
+    "*available_bytes*", "*rss_bytes*", "*page_faults*", "*major_page_faults*", "*used_bytes*",
+    "*inodes_used*", "*inodes_free*", "*capacity_bytes*", "*rx_bytes*", "*tx_bytes*", "*rx_errors*",
+    "*tx_errors*", "*pid", "*pids*", "url", "*.cpu.*", "*.memory.*", "*.swap.*", "*.io.*",
+)
+
+_INDEX = re.compile(r"\[\d+\]")
+_MAX_DIFFS = 50  # per call: enough to see what differs, bounded for huge lists
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One field that differs: absent on a side is None (`"<absent>"` in reports)."""
+
+    path: str
+    recorded: Any
+    replayed: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "recorded": self.recorded, "replayed": self.replayed}
+
+
+class Comparer:
+    """Diffs decoded messages with the default ignore globs plus the user's."""
+
+    def __init__(self, ignore: tuple[str, ...] = (), *, defaults: bool = True) -> None:
+        self.ignore = (DEFAULT_IGNORE if defaults else ()) + tuple(ignore)
+
+    def ignored(self, path: str) -> bool:
+        bare = _INDEX.sub("", path)
+        return any(fnmatch.fnmatchcase(p, glob) for glob in self.ignore for p in (path, bare))
+
+    def diff(self, recorded: Any, replayed: Any, path: str = "") -> list[Difference]:
+        out: list[Difference] = []
+        self._diff(recorded, replayed, path, out)
+        return out[:_MAX_DIFFS]
+
+    def _diff(self, old: Any, new: Any, path: str, out: list[Difference]) -> None:
+        if len(out) >= _MAX_DIFFS or (path and self.ignored(path)):
+            return
+        if isinstance(old, dict) and isinstance(new, dict):
+            for key in sorted(set(old) | set(new)):
+                sub = f"{path}.{key}" if path else key
+                if key not in old or key not in new:
+                    if not self.ignored(sub):
+                        out.append(Difference(sub, old.get(key), new.get(key)))
+                    continue
+                self._diff(old[key], new[key], sub, out)
+        elif isinstance(old, list) and isinstance(new, list):
+            old, new = _keyed(old), _keyed(new)
+            for i in range(max(len(old), len(new))):
+                sub = f"{path}[{i}]"
+                if i >= len(old) or i >= len(new):
+                    out.append(Difference(sub, old[i] if i < len(old) else None, new[i] if i < len(new) else None))
+                    continue
+                self._diff(old[i], new[i], sub, out)
+        elif old != new:
+            out.append(Difference(path, old, new))
+
+
+def _keyed(items: list[Any]) -> list[Any]:
+    """Lists of objects with ids in id order, so listing order does not matter."""
+    if items and all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in items):
+        return sorted(items, key=lambda i: str(i["id"]))
+    return items
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """A value as one short line for the terminal."""
+    text = "<absent>" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,204 @@
+"""The replay: re-issue recorded calls against a target runtime, in order, and compare.
+
+Read-only calls are replayed by default; the methods of `record.policy.MUTATING` only with
+`allow_mutations`. Ids created by replayed RunPodSandbox/CreateContainer calls are remapped
+(`remap.IdMap`). The replay is itself recorded, through the normal `Recorder`, as a new
+session whose config says what it replayed:
+
+    {"replay_of": {"db": "/abs/source.db", "session": 3, "sessions": [3]}, "target": ..., ...}
+
+and each replayed call carries the note `replay of call <id>` (the source call's id), so the
+two can be joined with SQL (see cri_proxy/replay/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from cri_proxy.endpoints import unix_path
+from cri_proxy.errors import ConfigError
+from cri_proxy.record.call import Direction, Message, Outcome, RecordedCall, api_version_of
+from cri_proxy.record.decode import decode_message, method_types
+from cri_proxy.record.policy import MUTATING
+from cri_proxy.record.recorder import Recorder
+from cri_proxy.record.writer import SessionInfo
+from cri_proxy.replay import issue, source
+from cri_proxy.replay.compare import Comparer, Difference
+from cri_proxy.replay.pace import Pacer
+from cri_proxy.replay.remap import IdMap
+from cri_proxy.replay.results import CallResult, ReplayResult, Verdict
+
+log = logging.getLogger(__name__)
+
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 32 << 20), ("grpc.max_send_message_length", 32 << 20)]
+_STOPPED = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})  # how a stream cut by its client ends
+
+
+@dataclass
+class ReplayOptions:
+    db: str
+    target: str
+    selection: source.Selection = field(default_factory=source.Selection)
+    allow_mutations: bool = False
+    speed: float | None = None  # None: fast
+    ignore: tuple[str, ...] = ()
+    db_out: str | None = None  # None: the source database
+    connect_timeout_s: float = 5.0
+    call_timeout_s: float = 30.0
+    max_stream_s: float = 5.0
+    pace_text: str = "fast"
+
+
+def skip_line(count: int) -> str:
+    return f"{count} state-changing calls skipped: pass --allow-mutations to replay them"
+
+
+async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -> ReplayResult:
+    """Replays the selected calls; raises CriProxyError (bad database, session, target) before
+    anything is sent."""
+    target_path = unix_path(opts.target, "--target")
+    recording = source.open_recording(opts.db)
+    try:
+        calls = source.load_calls(recording.conn, opts.selection)
+    finally:
+        recording.close()
+    if not calls:
+        raise ConfigError(f"no recorded calls in {opts.db} match the selection")
+    skipped = sum(1 for c in calls if c.method in MUTATING) if not opts.allow_mutations else 0
+    if skipped:
+        echo(skip_line(skipped))
+    db_out = os.path.abspath(opts.db_out or opts.db)
+    result = ReplayResult(os.path.abspath(opts.db), f"unix://{target_path}",
+                          sorted({c.session_id for c in calls}), None, db_out)  # fmt: skip
+    async with grpc.aio.insecure_channel(result.target, options=CHANNEL_OPTIONS) as channel:
+        try:
+            await asyncio.wait_for(channel.channel_ready(), opts.connect_timeout_s)
+        except TimeoutError:
+            raise ConfigError(f"cannot reach the target runtime at {result.target} "
+                              f"(nothing answered within {opts.connect_timeout_s:g} s)") from None  # fmt: skip
+        recorder = Recorder(db_out, _session_info(opts, result))
+        recorder.start()  # a database we cannot write is StorageError: one line, exit 2
+        try:
+            result.replay_session = recorder.session_id
+            started = time.monotonic()
+            await _replay_all(channel, calls, opts, recorder, result)
+            result.elapsed_s = time.monotonic() - started
+        finally:
+            await asyncio.to_thread(recorder.close)
+    return result
+
+
+def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
+    sel = opts.selection
+    config: dict[str, Any] = {
+        "replay_of": {"db": result.source, "session": sel.session, "sessions": result.source_sessions,
+                      "since": sel.since, "until": sel.until, "where": sel.where},
+        "command": "replay", "target": result.target, "allow_mutations": opts.allow_mutations,
+        "pace": opts.pace_text, "ignore": list(opts.ignore),
+    }  # fmt: skip
+    return SessionInfo(listen=None, runtime_endpoint=result.target, config=config)
+
+
+async def _replay_all(channel: grpc.aio.Channel, calls: list[source.SourceCall], opts: ReplayOptions,
+                      recorder: Recorder, result: ReplayResult) -> None:  # fmt: skip
+    ids = IdMap()
+    comparer = Comparer(opts.ignore)
+    pacer = Pacer(opts.speed, calls[0].started_unix)
+    for n, call in enumerate(calls):
+        reason = _skip_reason(call, opts)
+        if reason:
+            result.results.append(CallResult(call.id, call.path, Verdict.SKIPPED, reason,
+                                             recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
+            continue
+        await pacer.wait_for(call.started_unix)
+        request = ids.rewrite_request(call.path, call.requests[0] if call.requests else b"")
+        wall = time.time()
+        answer = await _send(channel, call, request, opts)
+        if call.method in ("RunPodSandbox", "CreateContainer") and call.responses and answer.responses:
+            ids.learn_from(call.path, call.responses[0], answer.responses[0])
+        recorder.submit(_as_recorded(n, call, request, answer, wall, result.target))
+        verdict = _judge(call, answer, ids, comparer)
+        if verdict.verdict is not Verdict.MATCHED:
+            log.info("call %d %s: %s: %s", call.id, call.method, verdict.verdict.value, verdict.reason)
+        result.results.append(verdict)
+
+
+def _skip_reason(call: source.SourceCall, opts: ReplayOptions) -> str:
+    if not call.is_cri or method_types(call.path) is None:
+        return "not a CRI call"
+    if call.method in MUTATING and not opts.allow_mutations:
+        return "changes the node (pass --allow-mutations)"
+    if not call.complete:
+        return "message bytes not stored (over the payload cap, compressed, or dropped by redaction)"
+    types = method_types(call.path)
+    if types is not None and not types.server_streaming and call.outcome != Outcome.COMPLETED.value:
+        return f"the recorded call never completed ({call.outcome})"
+    return ""
+
+
+async def _send(channel: grpc.aio.Channel, call: source.SourceCall, request: bytes,
+                opts: ReplayOptions) -> issue.Answer:  # fmt: skip
+    types = method_types(call.path)
+    if types is not None and types.server_streaming:
+        recorded_s = (call.duration_ms or 0.0) / 1000.0
+        window = min(opts.max_stream_s, max(recorded_s, 0.2))
+        if call.outcome == Outcome.COMPLETED.value and call.status_name not in _STOPPED:
+            window = max(window, min(opts.max_stream_s, recorded_s * 2 + 1.0))  # let it finish itself
+        return await issue.stream(channel, call.path, request, window)
+    return await issue.unary(channel, call.path, request, opts.call_timeout_s)
+
+
+def _recorded_status(call: source.SourceCall) -> str:
+    return call.status_name or call.outcome
+
+
+def _judge(call: source.SourceCall, answer: issue.Answer, ids: IdMap, comparer: Comparer) -> CallResult:
+    replayed = "(cut after window)" if answer.cut else issue.status_name(answer.code)
+    res = CallResult(call.id, call.path, Verdict.MATCHED, recorded_status=_recorded_status(call),
+                     replayed_status=replayed, replayed_message=answer.message or None, redacted=call.redacted,
+                     duration_ms=round(answer.duration_s * 1000, 3))  # fmt: skip
+    recorded_stopped = call.outcome != Outcome.COMPLETED.value or call.status_name in _STOPPED
+    if answer.cut != recorded_stopped or (not answer.cut and answer.code != call.status_code):
+        res.verdict = Verdict.FAILED
+        res.reason = f"status {res.replayed_status}, recorded {res.recorded_status}"
+        if answer.message:
+            res.reason += f": {answer.message}"
+        return res
+    pairs = list(zip(call.responses, answer.responses))
+    if not recorded_stopped and len(call.responses) != len(answer.responses):
+        res.differences.append(Difference("(messages)", len(call.responses), len(answer.responses)))
+    for i, (old, new) in enumerate(pairs):
+        prefix = f"[{i}]" if len(call.responses) > 1 or len(answer.responses) > 1 else ""
+        old_doc = decode_message(call.path, Direction.RESPONSE.value, old)
+        new_doc = ids.back_to_recorded(decode_message(call.path, Direction.RESPONSE.value, new))
+        res.differences += comparer.diff(old_doc, new_doc, prefix)
+    if res.differences:
+        res.verdict = Verdict.DIFFERED
+        first = res.differences[0]
+        res.reason = f"{len(res.differences)} fields differ, first {first.path or '(message)'}"
+    if call.redacted:
+        res.reason = (res.reason + "; " if res.reason else "") + "sent with the recording's redacted secrets"
+    return res
+
+
+def _as_recorded(n: int, call: source.SourceCall, request: bytes, answer: issue.Answer, wall: float,
+                 target: str) -> RecordedCall:  # fmt: skip
+    api = api_version_of(call.path)
+    rec = RecordedCall(conn_id=1, stream_id=2 * n + 1, started_at=wall, path=call.path,
+                       duration_s=answer.duration_s, upstream=target, client_api=api, upstream_api=api,
+                       status_code=None if answer.cut else answer.code,
+                       status_message=answer.message or None,
+                       outcome=Outcome.CANCELLED if answer.cut else Outcome.COMPLETED,
+                       notes=[f"replay of call {call.id}"])  # fmt: skip
+    rec.add_message(Message(Direction.REQUEST, 0, 0.0, request))
+    for i, (data, offset) in enumerate(zip(answer.responses, answer.offsets_s)):
+        rec.add_message(Message(Direction.RESPONSE, i, offset, data))
+    return rec

@@ -1,0 +1,191 @@
+"""`cri-proxy serve`: a grpc.aio server that answers CRI calls from a recording.
+
+See `answers.py` for how a request finds its recorded answer. Recorded errors are answered
+verbatim (status code and message). A method the recording never saw is UNIMPLEMENTED, a
+recorded method with no close enough request NOT_FOUND; both are logged. The serve clock
+starts with the first call served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from cri_proxy.endpoints import unix_path
+from cri_proxy.errors import ConfigError, SocketInUseError
+from cri_proxy.record.call import Outcome, api_version_of
+from cri_proxy.record.decode import method_types
+from cri_proxy.replay import source
+from cri_proxy.replay.answers import Answers, Entry, NoAnswer, method_key
+
+log = logging.getLogger(__name__)
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+_STOPPED = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
+MAX_STREAM_GAP_S = 5.0  # a recorded stream's messages are spaced as recorded, up to this
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    db: str
+    listen: str
+    selection: source.Selection = source.Selection()
+    api: str = "both"
+
+
+class RecordedRuntime(grpc.GenericRpcHandler):
+    """The handlers: any CRI path of the served versions whose method was recorded."""
+
+    def __init__(self, answers: Answers, versions: tuple[str, ...]) -> None:
+        self.answers = answers
+        self.versions = versions
+        self.served = 0
+        self._clock: float | None = None
+
+    def elapsed(self) -> float:
+        if self._clock is None:
+            self._clock = time.monotonic()
+        return time.monotonic() - self._clock
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        path = str(details.method)
+        types = method_types(path)
+        if types is None or api_version_of(path) not in self.versions or not self.answers.knows(path):
+            self.served += 1
+            log.warning("serve: call %d %s: never recorded, answering UNIMPLEMENTED", self.served, path)
+            return None
+        if types.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(functools.partial(self._stream, path))
+        return grpc.unary_unary_rpc_method_handler(functools.partial(self._unary, path))
+
+    async def _pick(self, path: str, request: bytes, context: Context) -> Entry:
+        self.served += 1
+        n = self.served
+        try:
+            entry, how = self.answers.pick(path, request, self.elapsed())
+        except NoAnswer as exc:
+            log.warning("serve: call %d %s: %s, answering NOT_FOUND", n, method_key(path), exc)
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"cri-proxy serve: {exc}")
+            raise  # abort raises; this keeps the type checker sure we never fall through
+        log_fn: Callable[..., None] = log.info if how == "closest" else log.debug
+        log_fn("serve: call %d %s: answered with recorded call %d (matched by %s)", n, method_key(path),
+               entry.call.id, how)  # fmt: skip
+        return entry
+
+    async def _unary(self, path: str, request: bytes, context: Context) -> bytes:
+        entry = await self._pick(path, request, context)
+        call = entry.call
+        if call.status_code:
+            await context.abort(_CODES.get(call.status_code, grpc.StatusCode.UNKNOWN), call.status_message or "")
+        return call.responses[0] if call.responses else b""
+
+    async def _stream(self, path: str, request: bytes, context: Context) -> AsyncIterator[bytes]:
+        entry = await self._pick(path, request, context)
+        call = entry.call
+        start = time.monotonic()
+        for data, offset in zip(call.responses, call.response_offsets_s):
+            delay = min(offset, MAX_STREAM_GAP_S) - (time.monotonic() - start)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield data
+        if call.outcome != Outcome.COMPLETED.value or call.status_name in _STOPPED:
+            await asyncio.Event().wait()  # the recorded client ended it: stay open until this one does
+        if call.status_code:
+            await context.abort(_CODES.get(call.status_code, grpc.StatusCode.UNKNOWN), call.status_message or "")
+
+
+def _versions(api: str) -> tuple[str, ...]:
+    if api == "both":
+        return ("v1", "v1alpha2")
+    if api in ("v1", "v1alpha2"):
+        return (api,)
+    raise ConfigError(f"--api {api!r}: give v1, v1alpha2 or both")
+
+
+def _claim_socket(path: str) -> None:
+    """Removes a stale socket file; refuses a live one or a file that is not a socket."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"--listen {path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)
+            return
+    raise SocketInUseError(f"--listen {path}: something is already serving this socket")
+
+
+class RecordedServer:
+    """A running `serve`. Stop it with `await stop()`."""
+
+    def __init__(self, server: grpc.aio.Server, handler: RecordedRuntime, path: str) -> None:
+        self.server = server
+        self.handler = handler
+        self.path = path
+        self.address = f"unix://{path}"
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.server.stop(grace)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+async def start_serve(opts: ServeOptions) -> RecordedServer:
+    versions = _versions(opts.api)
+    path = str(unix_path(opts.listen, "--listen"))
+    recording = source.open_recording(opts.db)
+    try:
+        calls = source.load_calls(recording.conn, opts.selection)
+    finally:
+        recording.close()
+    if not calls:
+        raise ConfigError(f"no recorded calls in {opts.db} match the selection")
+    handler = RecordedRuntime(Answers(calls), versions)
+    _claim_socket(path)
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 32 << 20),
+                                      ("grpc.max_send_message_length", 32 << 20)])  # fmt: skip
+    server.add_generic_rpc_handlers([handler])
+    try:
+        server.add_insecure_port(f"unix://{path}")
+    except RuntimeError as exc:
+        raise ConfigError(f"--listen {path}: cannot listen there ({exc})") from None
+    await server.start()
+    methods = len(handler.answers.index)
+    log.info("serving %d recorded calls (%d methods) of %s as CRI %s on unix://%s",
+             len(calls), methods, opts.db, "+".join(versions), path)  # fmt: skip
+    return RecordedServer(server, handler, path)
+
+
+async def run_serve(opts: ServeOptions, echo: Callable[[str], None] = print) -> int:
+    """Serves until SIGTERM or SIGINT."""
+    served = await start_serve(opts)
+    echo(f"serving {opts.db} on {served.address} (CRI {opts.api}); Ctrl-C to stop")
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await served.stop(1.0)
+    return 0
