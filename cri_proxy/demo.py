@@ -21,11 +21,11 @@ import grpc
 
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.forward.server import RelayServer
+from cri_proxy.query.connect import Recording
 from cri_proxy.query.output import write_table
 from cri_proxy.record.recorder import Recorder
 from cri_proxy.record.tap import RecordingTap
 from cri_proxy.record.writer import SessionInfo
-from cri_proxy.store.db import open_readonly
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
@@ -136,14 +136,14 @@ async def run_demo(echo: Echo, db: pathlib.Path) -> int:
 
 
 def show_summary(echo: Echo, db: pathlib.Path, session: int | None) -> None:
-    conn = open_readonly(db)
+    recording = Recording(db)  # reads without leaving -wal/-shm files beside a stopped recording
     try:
-        cursor = conn.execute("SELECT method, count(*) AS calls, sum(status_code <> 0) AS errors, "
+        cursor = recording.conn.execute("SELECT method, count(*) AS calls, sum(status_code <> 0) AS errors, "
                               "round(avg(duration_ms), 2) AS avg_ms, sum(response_bytes) AS reply_bytes "
                               "FROM calls WHERE session_id = ? GROUP BY method ORDER BY calls DESC", (session,))
         columns = [c[0] for c in cursor.description]
         out = io.StringIO()
         write_table(out, columns, cursor.fetchall())
     finally:
-        conn.close()
+        recording.close()
     echo("\nwhat the recording holds (this session):\n" + out.getvalue().rstrip())

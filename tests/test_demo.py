@@ -28,6 +28,7 @@ def test_demo_relays_records_and_suggests_queries(tmp_path: pathlib.Path) -> Non
     folder = lines[0].split("unix://", 1)[1].rsplit("/", 1)[0]
     assert not os.path.exists(folder)  # its sockets and folder are gone
     assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cri-proxy-demo.db"]  # no -wal/-shm left behind
     with sqlite3.connect(tmp_path / "cri-proxy-demo.db") as conn:
         assert conn.execute("SELECT count(*), sum(status_name = 'NOT_FOUND') FROM calls").fetchone() == (21, 1)
     # the queries it suggests run as printed
