@@ -13,7 +13,7 @@ and a recorded answer's bytes parse in either version. For a request:
    status (`NoAnswer`);
 3. among the candidates the timeline decides: the latest recorded at or before the serve
    clock mapped onto the recording (first served call = first recorded call), else the
-   earliest. So polling calls repeated more often than recorded see the node as it was at
+   earliest (with `TIMELINE_SLACK_S` of slack). So polling calls repeated more often than recorded see the node as it was at
    that point of the recording.
 Ids are served as recorded (no remapping): a client that runs the recorded sequence sends
 the recorded ids back.
@@ -31,6 +31,9 @@ from cri_proxy.replay.compare import Comparer
 from cri_proxy.replay.source import SourceCall
 
 _ID_KEYS = ("id", "image", "image_ref")
+# The serve clock starts when the first call arrives, a little after its client started: a
+# client repeating the recorded pace would otherwise land just before each recorded call.
+TIMELINE_SLACK_S = 0.05
 
 
 class NoAnswer(Exception):
@@ -98,7 +101,7 @@ class Answers:
             chosen, how = [e for e in entries if e.canonical == canonical], "json"
             if not chosen:
                 chosen, how = self._closest(path, doc, entries), "closest"
-        earlier = [e for e in chosen if e.offset_s <= at_s]
+        earlier = [e for e in chosen if e.offset_s <= at_s + TIMELINE_SLACK_S]
         return (earlier[-1] if earlier else chosen[0]), how
 
     def _closest(self, path: str, doc: dict[str, Any], entries: list[Entry]) -> list[Entry]:
