@@ -72,6 +72,10 @@ async def _drive(channel: grpc.aio.Channel) -> None:
     await rt.StopPodSandbox(v1.StopPodSandboxRequest(pod_sandbox_id=pod))
     await rt.RemovePodSandbox(v1.RemovePodSandboxRequest(pod_sandbox_id=pod))
     await rt.ListContainers(v1.ListContainersRequest())
+    events = rt.GetContainerEvents(v1.GetEventsRequest(), timeout=0.3)
+    with pytest.raises(grpc.aio.AioRpcError):
+        async for _ in events:
+            pass
     await v1alpha2_grpc.RuntimeServiceStub(channel).Version(v1alpha2.VersionRequest())
 
 

@@ -44,7 +44,9 @@ async def test_full_replay_against_a_fresh_runtime_matches(sock_dir: pathlib.Pat
         (result.replay_session,)).fetchall()
     conn.close()
     assert len(linked) == recording.calls
-    assert all(old == new for _, old, new in linked)
+    assert all(old == new for method, old, new in linked if method != "GetContainerEvents")
+    events = [(old, new) for method, old, new in linked if method == "GetContainerEvents"]
+    assert len(events) == 1 and events[0][0] in (None, 4) and events[0][1] is None  # the replay cut the stream itself: no status arrived
     assert ("ContainerStatus", 5, 5) in linked  # the recorded error replayed as the same error
 
 

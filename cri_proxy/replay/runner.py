@@ -78,6 +78,8 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -
     db_out = os.path.abspath(opts.db_out or opts.db)
     result = ReplayResult(os.path.abspath(opts.db), f"unix://{target_path}",
                           sorted({c.session_id for c in calls}), None, db_out)  # fmt: skip
+    if not target_path.exists():
+        raise ConfigError(f"cannot reach the target runtime at {result.target}: no such socket")
     async with grpc.aio.insecure_channel(result.target, options=CHANNEL_OPTIONS) as channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), opts.connect_timeout_s)

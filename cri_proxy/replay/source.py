@@ -60,6 +60,8 @@ _COLUMNS = ("id, session_id, path, method, started_unix, duration_ms, status_cod
 
 def open_recording(path: str | os.PathLike[str]) -> Recording:
     """The recording, read-only; StorageError (one line) when it cannot be read."""
+    if not os.path.exists(path):
+        raise StorageError(f"no recording database at {os.fspath(path)}")
     return Recording(path)
 
 
