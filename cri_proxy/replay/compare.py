@@ -3,7 +3,8 @@ the decoded JSON that leaves out what must differ between two runs.
 
 Paths are dotted with list positions in brackets: `containers[0].metadata.name`. An ignore
 glob (fnmatch) is matched against the path with and without its list positions
-(`containers.metadata.name`), so `*created_at` or `containers.*.pid` both work. Lists of
+(`containers.metadata.name`), so `*created_at`, `containers.*.pid` or `containers[*].pid`
+all work (`[0]` and `[*]` in a glob are list positions, not character classes). Lists of
 objects that carry an `id` (ListContainers, ListPodSandbox, ListImages...) are compared as
 sets keyed by id, so a runtime that lists in another order still matches.
 """
@@ -46,7 +47,7 @@ class Comparer:
     """Diffs decoded messages with the default ignore globs plus the user's."""
 
     def __init__(self, ignore: tuple[str, ...] = (), *, defaults: bool = True) -> None:
-        self.ignore = (DEFAULT_IGNORE if defaults else ()) + tuple(ignore)
+        self.ignore = tuple(_literal_brackets(g) for g in (DEFAULT_IGNORE if defaults else ()) + tuple(ignore))
 
     def ignored(self, path: str) -> bool:
         bare = _INDEX.sub("", path)
@@ -78,6 +79,11 @@ class Comparer:
                 self._diff(old[i], new[i], sub, out)
         elif old != new:
             out.append(Difference(path, old, new))
+
+
+def _literal_brackets(glob: str) -> str:
+    """`images[0].id` and `images[*].id` name list positions, not fnmatch character classes."""
+    return re.sub(r"\[(\d+|\*)\]", lambda m: "[[]" + m.group(1) + "[]]", glob)
 
 
 def _keyed(items: list[Any]) -> list[Any]:
