@@ -119,26 +119,44 @@ class Bridge:
         call, up, client_api, service, method = self._begin(path, context)
         call.add(Direction.REQUEST, request)
         api = await up.current() or client_api
-        call.upstream_api = api
         try:
-            if api != client_api:
-                call.note(f"translated {client_api} -> {api}")
-            if not schema.has_method(api, service, method):
-                return self._answer(call, api, method)
-            if client_api == "v1" and api == "v1alpha2" and f"{service}/{method}" in schema.checked_requests():
-                self._check(call, path, request)
+            return await self._unary(call, up, api, path, request, context)
         except Refused as exc:
             call.status(exc.code, exc.details)
             await context.abort(exc.code, exc.details)
-        target = schema.cri_path(api, service, method)
+            raise  # abort raised already; this keeps type checkers informed
+
+    async def _unary(self, call: CallLog, up: Upstream, api: str, path: str, request: bytes,
+                     context: Context, retried: bool = False) -> bytes:
+        client_api, service, method = schema.split_path(path) or ("", "", "")
+        call.upstream_api = api
+        if api != client_api:
+            call.note(f"translated {client_api} -> {api}")
+        if not schema.has_method(api, service, method):
+            return self._answer(call, api, method)
+        if client_api == "v1" and api == "v1alpha2" and f"{service}/{method}" in schema.checked_requests():
+            self._check(call, path, request)
         try:
-            return await forwarding.unary(up, target, request, context, call)
-        except grpc.aio.AbortError:
-            if not (method == "RuntimeConfig" and call.code == grpc.StatusCode.UNIMPLEMENTED
-                    and self.options.cgroup_driver is not None):
-                raise
-        # a v1 runtime too old for RuntimeConfig (containerd 1.6) cannot take it back: answer it
-        return self._answer(call, api, method)
+            return await forwarding.unary(up, schema.cri_path(api, service, method), request,
+                                          context, call)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                await forwarding.relay_error(exc, up, context, call)
+            if method == "RuntimeConfig" and self.options.cgroup_driver is not None:
+                return self._answer(call, api, method)  # a v1 runtime older than RuntimeConfig
+            # A method its version has was refused: the runtime may have been replaced by one
+            # speaking the other version before the watcher noticed. Ask again; retry once.
+            now = None if retried else await self._renegotiate(up)
+            if now is None or now == api:
+                await forwarding.relay_error(exc, up, context, call)
+            call.note(f"runtime now speaks {now}: retried")
+            return await self._unary(call, up, now, path, request, context, retried=True)
+
+    async def _renegotiate(self, up: Upstream) -> str | None:
+        if self.options.upstream_api != "auto":
+            return None
+        up.mark_unavailable()
+        return await up.negotiate()
 
     def _answer(self, call: CallLog, api: str, method: str) -> bytes:
         """The reply the proxy gives itself for a method the runtime's version lacks."""

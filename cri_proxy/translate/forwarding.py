@@ -49,16 +49,18 @@ async def relay_error(exc: grpc.aio.AioRpcError, up: Upstream, context: Context,
 
 
 async def unary(up: Upstream, path: str, request: bytes, context: Context, log: CallLog) -> bytes:
-    """Forward a unary call; return the upstream's reply bytes."""
-    call = up.channel.unary_unary(path, None, None)(
+    """Forward a unary call; return the upstream's reply bytes.
+
+    A failed upstream call raises its `AioRpcError`, so the caller may still answer or retry
+    before `relay_error` ends the served call with the upstream's outcome.
+    """
+    call = up.unary(path)(
         request, timeout=context.time_remaining(),
         metadata=copyable(context.invocation_metadata()), wait_for_ready=False)
     try:
-        reply: bytes = await call
+        reply: bytes = await call  # an AioRpcError goes to the caller: see `relay_error`
         initial = copyable(await call.initial_metadata())
         trailers = copyable(await call.trailing_metadata())
-    except grpc.aio.AioRpcError as exc:
-        await relay_error(exc, up, context, log)
     except asyncio.CancelledError:
         call.cancel()
         raise

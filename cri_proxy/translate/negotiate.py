@@ -55,6 +55,14 @@ class Upstream:
         self._lock = asyncio.Lock()
         self._on_negotiated = on_negotiated
         self._watcher: asyncio.Task[None] | None = None
+        self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {}
+
+    def unary(self, path: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+        """The raw-bytes callable for `path` on this channel (made once per path)."""
+        found = self._unary.get(path)
+        if found is None:
+            found = self._unary[path] = self.channel.unary_unary(path, None, None)
+        return found
 
     def start(self) -> None:
         self._watcher = asyncio.create_task(self._watch(), name=f"bridge-watch-{self.name}")
