@@ -379,3 +379,20 @@ async def test_strict_refuses_security_relevant_v1_only_fields(sock_dir: pathlib
         # a v1-only field that is not security-relevant still goes through under strict
         await client.call("ImageStatus", image={"image": "docker.io/library/busybox:latest",
                                                  "user_specified_image": "busybox"})
+
+
+async def test_upstream_api_override(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "both", upstream_api="v1alpha2") as (_, bridge, sink, channel):
+        assert bridge.negotiated["runtime"] == "v1alpha2"
+        version = await Client(channel, "v1").call("Version")
+        assert version.runtime_api_version == "v1alpha2"
+        calls = await recorded(sink, 1)
+        assert (calls[0].client_api, calls[0].upstream_api) == ("v1", "v1alpha2")
+
+
+async def test_unparsable_checked_request_is_forwarded_for_the_runtime_to_judge(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (_, _bridge, sink, channel):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await channel.unary_unary("/runtime.v1.RuntimeService/CreateContainer")(b"\x0a\xff")
+        assert err.value.code() == grpc.StatusCode.INTERNAL  # the stand-in's answer, as grpc-go's
+        assert any("forwarded unchecked" in n for n in (await recorded(sink, 1))[0].notes)

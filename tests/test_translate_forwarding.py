@@ -213,3 +213,46 @@ async def test_unknown_methods_pass_through_every_call_shape(sock_dir: pathlib.P
         calls = await recorded(sink, 8)
         assert calls[0].path == "/test.Echo/Unary" and calls[0].client_api is None
         assert "passed through: not a method the bridge knows" in calls[0].notes
+
+
+class OldV1Runtime(grpc.GenericRpcHandler):
+    """A v1 runtime from before RuntimeConfig (containerd 1.6 answers it UNIMPLEMENTED)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        self.paths.append(details.method)  # type: ignore[attr-defined]
+        if details.method in ("/runtime.v1.RuntimeService/Version",  # type: ignore[attr-defined]
+                              "/runtime.v1.ImageService/ImageFsInfo"):
+            return grpc.unary_unary_rpc_method_handler(self.ok)
+        return None
+
+    async def ok(self, request: bytes, context: Any) -> bytes:
+        return b""
+
+
+@pytest.mark.parametrize("driver", [None, "cgroupfs"])
+async def test_runtime_config_for_v1_runtime_without_it(sock_dir: pathlib.Path, driver: str | None) -> None:
+    upstream = OldV1Runtime()
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((upstream,))
+    server.add_insecure_port(f"unix://{sock_dir}/rt.sock")
+    await server.start()
+    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", None,
+                    options=BridgeOptions(cgroup_driver=driver))  # type: ignore[arg-type]
+    await bridge.start()
+    try:
+        async with grpc.aio.insecure_channel(bridge.address) as channel:
+            call = channel.unary_unary("/runtime.v1.RuntimeService/RuntimeConfig",
+                                       response_deserializer=v1.RuntimeConfigResponse.FromString)
+            if driver is None:
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await call(b"")
+                assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # the runtime's own answer
+            else:
+                assert (await call(b"")).linux.cgroup_driver == v1.CGROUPFS
+        assert "/runtime.v1.RuntimeService/RuntimeConfig" in upstream.paths  # asked first
+    finally:
+        await bridge.stop(None)
+        await server.stop(None)
