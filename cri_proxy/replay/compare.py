@@ -5,8 +5,10 @@ Paths are dotted with list positions in brackets: `containers[0].metadata.name`.
 glob (fnmatch) is matched against the path with and without its list positions
 (`containers.metadata.name`), so `*created_at`, `containers.*.pid` or `containers[*].pid`
 all work (`[0]` and `[*]` in a glob are list positions, not character classes). Lists of
-objects that carry an `id` (ListContainers, ListPodSandbox, ListImages...) are compared as
-sets keyed by id, so a runtime that lists in another order still matches.
+objects that carry an `id` (ListContainers, ListPodSandbox, ListImages...) are paired by id,
+with paths like `containers[id=3f2a...].state`, so a runtime that lists in another order
+still matches and a missing object is one difference; when the user ignores those ids
+(`--ignore 'images[*].id'`) they are compared by position instead.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ DEFAULT_IGNORE: tuple[str, ...] = (
     "*tx_errors*", "*pid", "*pids*", "url", "*.cpu.*", "*.memory.*", "*.swap.*", "*.io.*",
 )
 
-_INDEX = re.compile(r"\[\d+\]")
+_INDEX = re.compile(r"\[(\d+|id=[^\]]*)\]")
 _MAX_DIFFS = 50  # per call: enough to see what differs, bounded for huge lists
 
 
@@ -70,7 +72,9 @@ class Comparer:
                     continue
                 self._diff(old[key], new[key], sub, out)
         elif isinstance(old, list) and isinstance(new, list):
-            old, new = _keyed(old), _keyed(new)
+            if _has_ids(old) and _has_ids(new) and not self.ignored(f"{path}[0].id"):
+                self._diff_by_id(old, new, path, out)
+                return
             for i in range(max(len(old), len(new))):
                 sub = f"{path}[{i}]"
                 if i >= len(old) or i >= len(new):
@@ -80,17 +84,25 @@ class Comparer:
         elif old != new:
             out.append(Difference(path, old, new))
 
+    def _diff_by_id(self, old: list[Any], new: list[Any], path: str, out: list[Difference]) -> None:
+        """Objects with ids are paired by id (`containers[id=...]`): listing order does not matter."""
+        olds, news = {i["id"]: i for i in old}, {i["id"]: i for i in new}
+        for key in sorted(set(olds) | set(news)):
+            sub = f"{path}[id={key}]"
+            if key in olds and key in news:
+                self._diff(olds[key], news[key], sub, out)
+            elif len(out) < _MAX_DIFFS:
+                out.append(Difference(sub, olds.get(key), news.get(key)))
+
 
 def _literal_brackets(glob: str) -> str:
-    """`images[0].id` and `images[*].id` name list positions, not fnmatch character classes."""
-    return re.sub(r"\[(\d+|\*)\]", lambda m: "[[]" + m.group(1) + "[]]", glob)
+    """`images[0].id`, `images[*].id` and `images[id=X].id` name list items, not fnmatch
+    character classes."""
+    return re.sub(r"\[(\d+|\*|id=[^\]]*)\]", lambda m: "[[]" + m.group(1) + "[]]", glob)
 
 
-def _keyed(items: list[Any]) -> list[Any]:
-    """Lists of objects with ids in id order, so listing order does not matter."""
-    if items and all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in items):
-        return sorted(items, key=lambda i: str(i["id"]))
-    return items
+def _has_ids(items: list[Any]) -> bool:
+    return bool(items) and all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in items)
 
 
 def short(value: Any, limit: int = 80) -> str:
