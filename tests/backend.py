@@ -127,7 +127,9 @@ async def start_echo(address: str, name: str = "echo") -> tuple[grpc.aio.Server,
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=OPTIONS)
+    """A channel with a connection of its own, as the kubelet's clients have (grpcio channels
+    to one address otherwise share a connection, even just after one of them closed)."""
+    return grpc.aio.insecure_channel(address, options=OPTIONS + [("grpc.use_local_subchannel_pool", 1)])
 
 
 def unary(ch: grpc.aio.Channel, method: str) -> Any:

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import pathlib
+from dataclasses import dataclass
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,15 +22,29 @@ from cri_proxy.forward.tap import Tap
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class BridgeRoute:
+    """Where the translating bridge listens, and which connections it takes.
+
+    `needs(path)`: whether a connection whose first call is `path` goes to the bridge.
+    `active()`: whether any connection may need it now (else connections skip the routing).
+    """
+
+    path: pathlib.Path
+    needs: Callable[[str], bool]
+    active: Callable[[], bool]
+
+
 class RelayServer:
     """Relays every connection on `listen` to `runtime` (or, for image calls, `image`)."""
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
-                 tap: Tap | None = None, connect_timeout: float = 5.0) -> None:
+                 tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None) -> None:
         self.listen = listen
         self.runtime_path = runtime
         self.image_path = image if image is not None and image != runtime else None
         self.tap = tap
+        self.bridge = bridge
         self.connect_timeout = connect_timeout
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -52,7 +67,7 @@ class RelayServer:
         return conn.client
 
     def _new_connection(self, conn_id: int) -> Connection:
-        if self.image_path is None:
+        if self.image_path is None and (self.bridge is None or not self.bridge.active()):
             return Connection(self, conn_id)
         from cri_proxy.forward.split import SplitConnection
 

@@ -1,4 +1,6 @@
-"""Routing when ImageService calls go to another socket than RuntimeService calls.
+"""Routing by a connection's first call: ImageService calls to their own socket, and
+connections whose CRI version the runtime does not speak (or that need the proxy to answer
+some calls) to the translating bridge.
 
 A gRPC client waits for the server's SETTINGS before it sends its first request, so the
 upstream must be chosen before the request that decides it is seen. The connection starts
@@ -8,10 +10,12 @@ replayed to the other socket (minus the SETTINGS acknowledgements meant for the 
 server), that server's SETTINGS reach the client as an ordinary settings change, and its
 duplicate acknowledgement and its connection window credit already granted are held back.
 
-A later call for the other service cannot be routed on this connection. It is answered by
-the proxy with UNIMPLEMENTED naming both endpoints, while its request headers still reach
-the upstream (then reset) so both HPACK tables stay in step. This path forwards whole
-frames rather than chunks; it is the only one that reads every request's headers.
+With separate image and runtime sockets, a later call for the other service cannot be
+routed on this connection. It is answered by the proxy with UNIMPLEMENTED naming both
+endpoints, while its request headers still reach the upstream (then reset) so both HPACK
+tables stay in step; that case forwards whole frames and reads every request's headers for
+the connection's life. Otherwise, once the first call has chosen the socket and the
+connection has settled there, it goes back to relaying chunks as they arrive.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class SplitConnection(Connection):
         self.hijacked: set[int] = set()
         self._backlog_frames: list[bytes] = []  # frames parsed while the connection moves
         self.answers: list[bytes] = []  # the proxy's own answers, not yet shown to the tap
+        self.c2s_plain = False  # relaying chunks again (see settled())
+        self.s2c_plain = False
 
     def client_keep(self) -> frozenset[int]:
         return HEADER_TYPES | {h2.SETTINGS}
@@ -58,13 +64,28 @@ class SplitConnection(Connection):
         return True
 
     def can_inject(self) -> bool:
+        if self.s2c_plain:
+            return super().can_inject()
         return not self._in_block  # whole frames are forwarded: every gap is a frame boundary
 
     def path_of(self, service: str) -> object:
+        if service == "bridge" and self.server.bridge is not None:
+            return self.server.bridge.path
         return self.server.image_path if service == "image" else self.server.runtime_path
 
+    def destination(self, path: str) -> str:
+        """Where a connection whose first call is `path` belongs: runtime, image or bridge."""
+        bridge = self.server.bridge
+        if bridge is not None and bridge.needs(path):
+            return "bridge"
+        return service_of(path) if self.server.image_path is not None else "runtime"
+
+    def settled(self) -> bool:
+        """No more per-call routing: one socket takes every call of this connection."""
+        return self.service is not None and (self.server.image_path is None or self.service == "bridge")
+
     async def start_upstream(self) -> None:
-        for service in ("runtime", "image"):
+        for service in ("runtime", "image") if self.server.image_path is not None else ("runtime",):
             self.current = service
             if await self.connect_upstream(self.path_of(service)):  # type: ignore[arg-type]
                 return
@@ -72,6 +93,9 @@ class SplitConnection(Connection):
 
     # Client to upstream ------------------------------------------------------------------
     def forward_client(self, data: bytes) -> None:
+        if self.c2s_plain:
+            super().forward_client(data)
+            return
         if not self._preface_sent:
             self._preface_sent = True
             self.out(h2.PREFACE, replay=True)
@@ -89,6 +113,9 @@ class SplitConnection(Connection):
         if self.answers:  # the tap records the answers the proxy gave (they touch no HPACK table)
             answers, self.answers = b"".join(self.answers), []
             self.feed_tap(False, h2.FrameWalker(ALL_TYPES).feed(answers))
+        if self.settled() and not self.block and self.c2s.at_boundary and self.upstream is not None:
+            self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
+            self.c2s = h2.FrameWalker(ALL_TYPES if self.tap is not None else frozenset())
 
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
@@ -124,12 +151,14 @@ class SplitConnection(Connection):
         self.out(raw, replay=True)
 
     def request(self, stream_id: int, path: str, block: list[bytes]) -> None:
-        service = service_of(path)
+        service = self.destination(path)
         if self.service is None:
             self.service = service
+            if service == "bridge":
+                self.tap = None  # the bridge records these calls, with what translation did
             self.replay_and_move(service, block)
             self.replay = None
-        if service == self.service:
+        if service == self.service or self.settled():
             self.open_streams.add(stream_id)
             for raw in block:
                 self.out(raw)
@@ -172,12 +201,19 @@ class SplitConnection(Connection):
 
     # Upstream to client ------------------------------------------------------------------
     def from_upstream(self, end: object, data: bytes) -> None:
+        if self.s2c_plain:
+            super().from_upstream(end, data)  # type: ignore[arg-type]
+            return
         if end is not self.upstream:
             return
         frames = self.s2c.feed(data)
         out = [raw for raw in map(self.server_frame, frames) if raw]
         self.send_client(b"".join(out))
         self.after_upstream_frames(frames)
+        if (self.settled() and self.c2s_plain and self.s2c.at_boundary and not self._in_block
+                and not (self.moved and (self.acks_to_drop or self.window_credit))):
+            self.s2c_plain = True  # nothing of the upstream's left to hold back
+            self.s2c = h2.FrameWalker(ALL_TYPES if self.tap is not None else frozenset())
 
     def server_frame(self, frame: h2.Frame) -> bytes:
         raw = frame.raw or b""
