@@ -95,6 +95,15 @@ def run(
     redact_label: list[str] = typer.Option([], help="Redact the values of labels whose key matches this glob."),
     keep_registry_credentials_in_clear: bool = typer.Option(
         False, help="Store PullImage registry credentials unredacted (never do this on a real node)."),
+    upstream_api: str = typer.Option(
+        "auto", help="CRI version the runtime speaks: auto (ask it, again after every reconnect), v1 or v1alpha2."),
+    cgroup_driver: Optional[str] = typer.Option(
+        None, help="Answer RuntimeConfig with this driver (systemd or cgroupfs) when the runtime cannot."),
+    emulate_events: bool = typer.Option(
+        False, help="Emulate GetContainerEvents by relisting, for runtimes that lack it (v1alpha2, containerd 1.6)."),
+    events_period: float = typer.Option(1.0, help="Seconds between relists when emulating events."),
+    strict_translation: bool = typer.Option(
+        False, help="Refuse (FAILED_PRECONDITION) security-relevant v1-only fields a v1alpha2 runtime would ignore."),
 ) -> None:
     """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db)."""
     from cri_proxy.daemon import ProxyConfig, serve
@@ -110,6 +119,7 @@ def run(
     try:
         if record is not None:
             record.check()
+        translation = _translation(upstream_api, cgroup_driver, emulate_events, events_period, strict_translation)
         config = ProxyConfig(
             listen=unix_path(listen, "--listen"),
             runtime=unix_path(runtime_endpoint, "--runtime-endpoint"),
@@ -119,11 +129,26 @@ def run(
             grace_period=grace_period,
             wait_for_upstream=wait_for_upstream,
             record=record,
+            translation=translation,
         )
     except CriProxyError as exc:
         typer.echo(f"cri-proxy: error: {exc}", err=True)
         raise typer.Exit(2) from None
     _run(serve(config))
+
+
+def _translation(upstream_api: str, cgroup_driver: Optional[str], emulate_events: bool, events_period: float,
+                 strict: bool) -> Any:
+    from cri_proxy.translate import BridgeOptions
+
+    if upstream_api not in ("auto", "v1", "v1alpha2"):
+        raise typer.BadParameter("must be auto, v1 or v1alpha2", param_hint="--upstream-api")
+    if cgroup_driver not in (None, "systemd", "cgroupfs"):
+        raise typer.BadParameter("must be systemd or cgroupfs", param_hint="--cgroup-driver")
+    if events_period <= 0:
+        raise typer.BadParameter("must be more than 0", param_hint="--events-period")
+    return BridgeOptions(upstream_api=upstream_api, cgroup_driver=cgroup_driver,  # type: ignore[arg-type]
+                         emulate_events=emulate_events, events_period=events_period, strict=strict)
 
 
 @app.command("fake-runtime")
@@ -183,8 +208,10 @@ def main() -> None:
 
 def _register_subcommands() -> None:
     from cri_proxy.query.cli import register
+    from cri_proxy.replay.cli import register as register_replay
 
     register(app)  # query, tail, stats
+    register_replay(app)  # replay, serve
 
 
 _register_subcommands()

@@ -14,21 +14,23 @@ import grp
 import logging
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import stat
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cri_proxy.endpoints import as_endpoint
 from cri_proxy.errors import ConfigError, SocketInUseError
-from cri_proxy.forward.server import RelayServer
-from cri_proxy.probe import probe_api
+from cri_proxy.forward.server import BridgeRoute, RelayServer
 from cri_proxy.record.recorder import Recorder
 from cri_proxy.record.setup import RecordConfig, config_json, start_recording
 from cri_proxy.record.tap import RecordingTap
 from cri_proxy.record.writer import SessionInfo
+from cri_proxy.translate import Bridge, BridgeOptions, needs_bridge
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class ProxyConfig:
     grace_period: float = 10.0
     wait_for_upstream: float = 0.0
     record: RecordConfig | None = None
+    translation: BridgeOptions = field(default_factory=BridgeOptions)
 
 
 def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
@@ -114,18 +117,22 @@ async def serve(config: ProxyConfig) -> int:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
     recorder, tap = _start_recording(config)
+    bridge_dir = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
     try:
-        server = await _listen(config, tap)
+        bridge = await _start_bridge(config, bridge_dir, recorder)
         try:
-            if recorder is not None:
-                if config.record is not None and config.record.require:
+            server = await _listen(config, tap, bridge)
+            try:
+                if recorder is not None and config.record is not None and config.record.require:
                     server.admission = recording_admission(recorder)
-                recorder.update_session(**await _probe_versions(config))
-            await _wait_for_signal(server, config.grace_period)
+                await _wait_for_signal(server, config.grace_period)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    config.listen.unlink()
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                config.listen.unlink()
+            await bridge.stop(1.0)
     finally:
+        shutil.rmtree(bridge_dir, ignore_errors=True)
         if recorder is not None:
             await asyncio.to_thread(recorder.close)
             stats = recorder.stats
@@ -133,6 +140,31 @@ async def serve(config: ProxyConfig) -> int:
                      stats.recorded, stats.lost, stats.skipped)
     log.info("stopped")
     return 0
+
+
+async def _start_bridge(config: ProxyConfig, folder: pathlib.Path, recorder: Recorder | None) -> Bridge:
+    """The translating bridge on a private socket; it also finds out what the runtime speaks."""
+    def negotiated(service: str, version: str | None) -> None:
+        if recorder is None or service not in ("runtime", "image"):
+            return
+        if service == "runtime" and config.image is None:  # one socket serves both services
+            recorder.update_session(runtime_api=version, image_api=version)
+        else:
+            recorder.update_session(**{f"{service}_api": version})
+
+    bridge = Bridge(folder / "bridge.sock", config.runtime, config.image, sink=recorder,
+                    options=config.translation, on_negotiated=negotiated)
+    await bridge.start()
+    return bridge
+
+
+def bridge_route(bridge: Bridge) -> BridgeRoute:
+    options = bridge.options
+    return BridgeRoute(
+        path=bridge.listen,
+        needs=lambda path: needs_bridge(path, bridge.negotiated, options),
+        active=lambda: options.upstream_api != "auto" or any(
+            bridge.negotiated.get(key) is not None for key in ("runtime", "image")))
 
 
 def _start_recording(config: ProxyConfig) -> tuple[Recorder | None, RecordingTap | None]:
@@ -145,9 +177,9 @@ def _start_recording(config: ProxyConfig) -> tuple[Recorder | None, RecordingTap
     return start_recording(config.record, session)
 
 
-async def _listen(config: ProxyConfig, tap: RecordingTap | None) -> RelayServer:
+async def _listen(config: ProxyConfig, tap: RecordingTap | None, bridge: Bridge) -> RelayServer:
     old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
-    server = RelayServer(config.listen, config.runtime, config.image, tap=tap)
+    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=bridge_route(bridge))
     try:
         await server.start()
     except OSError as exc:
@@ -159,14 +191,6 @@ async def _listen(config: ProxyConfig, tap: RecordingTap | None) -> RelayServer:
              as_endpoint(config.runtime),
              f", image calls to {as_endpoint(server.image_path)}" if server.image_path else "")
     return server
-
-
-async def _probe_versions(config: ProxyConfig) -> dict[str, str | None]:
-    runtime_api = await probe_api(config.runtime, "runtime")
-    image_api = await probe_api(config.image or config.runtime, "image")
-    log.info("the runtime speaks CRI %s (RuntimeService) and %s (ImageService)",
-             runtime_api or "unknown", image_api or "unknown")
-    return {"runtime_api": runtime_api, "image_api": image_api}
 
 
 def recording_admission(recorder: Recorder) -> Callable[[], str | None]:

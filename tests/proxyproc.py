@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import signal
@@ -66,8 +67,23 @@ class ProxyProcess:
             self.proc.wait()
             raise RuntimeError(f"cri-proxy ignored SIGTERM for {timeout}s:\n{self.log()}") from None
 
+    async def astart(self) -> ProxyProcess:
+        """start() without blocking the event loop: servers of the test's own may need to answer
+        the proxy meanwhile (it asks the runtime which CRI version it speaks before listening)."""
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self, timeout: float = 20.0, send: bool = True) -> int:
+        return await asyncio.to_thread(self.stop, timeout, send)
+
     def __enter__(self) -> ProxyProcess:
         return self.start()
+
+    async def __aenter__(self) -> ProxyProcess:
+        return await self.astart()
+
+    async def __aexit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.__exit__(typ, exc, tb)
 
     def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -45,7 +45,7 @@ async def wait_recorded(path: pathlib.Path, n: int, timeout: float = 10.0) -> No
 
 async def test_tail_query_and_stats_follow_the_running_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
     path = sock_dir / "calls.db"
-    proxy = ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).start()
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
     tail = None
     try:
         async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
@@ -87,7 +87,7 @@ async def test_tail_query_and_stats_follow_the_running_proxy(sock_dir: pathlib.P
         (session,) = stats["sessions"]
         assert (session["calls_recorded"], session["calls_lost"], session["ended_at"]) == (6, 0, None)
     finally:
-        assert proxy.stop() == 0
+        assert await proxy.astop() == 0
         if tail is not None:
             assert tail.stop(signal.SIGTERM) == 0
     assert "Traceback" not in proxy.log()

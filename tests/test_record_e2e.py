@@ -78,11 +78,11 @@ async def lifecycle_with_secrets(channel: grpc.aio.Channel) -> None:
 
 async def test_every_call_is_recorded_once_and_secrets_nowhere(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
     path = sock_dir / "calls.db"
-    proxy = ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).start()
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
     async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
         seen = await every_rpc_with_an_empty_request(channel)
         await lifecycle_with_secrets(channel)
-    assert proxy.stop() == 0
+    assert await proxy.astop() == 0
     calls = rows(path, "SELECT path, status_name, outcome, duration_ms, request_count, redacted, pod_name FROM calls "
                        "ORDER BY id")
     recorded = {c[0]: c for c in calls[:len(seen)]}
@@ -110,7 +110,7 @@ async def test_every_call_is_recorded_once_and_secrets_nowhere(sock_dir: pathlib
 async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
         sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
     path = sock_dir / "calls.db"
-    proxy = ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--flush-interval", "0.05").start()
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--flush-interval", "0.05").astart()
     made = 0
     async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
         stub = v1_grpc.RuntimeServiceStub(channel)
@@ -119,7 +119,7 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
             await asyncio.gather(*(stub.ListContainers(v1.ListContainersRequest()) for _ in range(20)))
             made += 20
         proxy.signal(signal.SIGKILL)
-    assert proxy.stop() == -signal.SIGKILL
+    assert await proxy.astop() == -signal.SIGKILL
     conn = db.open_readonly(path)
     try:
         assert db.integrity_check(conn) == ["ok"]
@@ -132,7 +132,7 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
 @pytest.mark.parametrize("fault", ["deleted", "read-only", "locked"])
 async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path, fault: str) -> None:
     path = sock_dir / "calls.db"
-    proxy = ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).start()
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
     locker = None
     async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
         stub = v1_grpc.RuntimeServiceStub(channel)
@@ -155,7 +155,7 @@ async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runt
             await asyncio.sleep(0.05)
     if locker is not None:
         locker.wait()
-    assert proxy.stop() == 0
+    assert await proxy.astop() == 0
     assert "Traceback" not in proxy.log()
     if path.exists():
         conn = db.open_readonly(path)

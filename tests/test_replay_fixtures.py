@@ -82,10 +82,10 @@ async def _drive(channel: grpc.aio.Channel) -> None:
 async def _record(folder: pathlib.Path) -> None:
     server = await start_fake_runtime(f"unix://{folder}/rt.sock", api="both")
     try:
-        with ProxyProcess(folder / "p.sock", folder / "rt.sock", "--db", str(folder / "rec.db")) as proxy:
+        async with ProxyProcess(folder / "p.sock", folder / "rt.sock", "--db", str(folder / "rec.db")) as proxy:
             async with grpc.aio.insecure_channel(f"unix://{folder}/p.sock") as channel:
                 await _drive(channel)
-            assert proxy.stop() == 0
+            assert await proxy.astop() == 0
     finally:
         await server.stop(0)
 
