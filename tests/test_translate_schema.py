@@ -189,6 +189,13 @@ def test_findings_name_the_field_paths() -> None:
     ("/runtime.v1.ImageService/ImageFsInfo", {"runtime": "v1", "image": "v1", "events": "missing"},
      BridgeOptions(emulate_events=True), False),
     ("/runtime.v1.RuntimeService/Version", {"runtime": "v1"}, BridgeOptions(upstream_api="v1alpha2"), True),
+    # a runtime serving both versions (containerd 1.6): its v1alpha2 clients stay on the relay
+    ("/runtime.v1alpha2.RuntimeService/Version", {"runtime": "v1", "runtime_speaks": "v1,v1alpha2"},
+     BridgeOptions(), False),
+    ("/runtime.v1alpha2.ImageService/ListImages", {"runtime": "v1", "image": "v1", "image_speaks": "v1"},
+     BridgeOptions(), True),
+    ("/runtime.v1alpha2.RuntimeService/Version", {"runtime": "v1", "runtime_speaks": "v1,v1alpha2"},
+     BridgeOptions(upstream_api="v1"), True),
 ])
 def test_needs_bridge(path: str, negotiated: dict, options: BridgeOptions, expected: bool) -> None:
     assert needs_bridge(path, negotiated, options) is expected

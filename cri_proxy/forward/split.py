@@ -158,6 +158,10 @@ class SplitConnection(Connection):
                 self.tap = None  # the bridge records these calls, with what translation did
             self.replay_and_move(service, block)
             self.replay = None
+        if service == "bridge" and self.service != "bridge":
+            service = service_of(path) if self.server.image_path is not None else "runtime"
+            # A connection follows its first call: a later call in another CRI version goes
+            # where the connection goes, and that runtime answers it as it can.
         if service == self.service or self.settled():
             self.open_streams.add(stream_id)
             for raw in block:

@@ -51,6 +51,7 @@ class Upstream:
         self.channel = grpc.aio.insecure_channel(self.target, options=channel_options(options))
         self.api: str | None = None if options.upstream_api == "auto" else options.upstream_api
         self.events: str | None = None  # EVENTS_NATIVE / EVENTS_MISSING / None (unknown)
+        self.speaks: tuple[str, ...] = ()  # every CRI version it was found to serve
         self.stale = True
         self._lock = asyncio.Lock()
         self._on_negotiated = on_negotiated
@@ -98,11 +99,17 @@ class Upstream:
             if found is None:
                 return self.api  # unreachable: keep the last answer, stay stale
             self.api = found
+            self.speaks = (found,)
+            if found == "v1" and self.options.upstream_api == "auto":
+                # containerd 1.6 serves both: its v1alpha2 clients need no translation
+                v1alpha2 = await self._call(f"/runtime.v1alpha2.{PROBES[self.name]}", self.options.probe_timeout)
+                if v1alpha2 == grpc.StatusCode.OK:
+                    self.speaks = ("v1", "v1alpha2")
             if self.name == "runtime" and self.options.emulate_events:
                 self.events = await self._probe_events(found)
             self.stale = False
             level = logging.INFO if found != before else logging.DEBUG
-            log.log(level, "upstream %s (%s) speaks CRI %s%s", self.name, self.target, found,
+            log.log(level, "upstream %s (%s) speaks CRI %s%s", self.name, self.target, " and ".join(self.speaks),
                     f", container events {self.events}" if self.events else "")
             self._on_negotiated(self.name, found)
             return found
@@ -201,4 +208,6 @@ class Negotiator:
     @property
     def negotiated(self) -> dict[str, str | None]:
         image = self.image or self.runtime
-        return {"runtime": self.runtime.api, "image": image.api, "events": self.runtime.events}
+        return {"runtime": self.runtime.api, "image": image.api, "events": self.runtime.events,
+                "runtime_speaks": ",".join(self.runtime.speaks) or None,
+                "image_speaks": ",".join(image.speaks) or None}

@@ -61,6 +61,9 @@ def needs_bridge(client_path: str, negotiated: dict[str, str | None], options: B
     upstream = options.upstream_api if options.upstream_api != "auto" else negotiated.get(key)
     if upstream is None:
         return False
+    speaks = (negotiated.get(f"{key}_speaks") or upstream).split(",")
+    if options.upstream_api == "auto" and client_api in speaks and upstream != client_api:
+        return False  # the runtime serves the client's version too (containerd 1.6): relay it
     if upstream != client_api:
         return True
     return (
