@@ -21,16 +21,18 @@ import stat
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 from cri_proxy.endpoints import as_endpoint
 from cri_proxy.errors import ConfigError, SocketInUseError
 from cri_proxy.forward.server import BridgeRoute, RelayServer
+from cri_proxy.forward.versions import UpstreamVersions
 from cri_proxy.record.recorder import Recorder
 from cri_proxy.record.setup import RecordConfig, config_json, start_recording
 from cri_proxy.record.tap import RecordingTap
 from cri_proxy.record.writer import SessionInfo
-from cri_proxy.translate import Bridge, BridgeOptions, needs_bridge
+from cri_proxy.translate.options import BridgeOptions, needs_bridge
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +119,21 @@ async def serve(config: ProxyConfig) -> int:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
     recorder, tap = _start_recording(config)
-    bridge_dir = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
+    bridge = LazyBridge(config, recorder)
     try:
-        bridge = await _start_bridge(config, bridge_dir, recorder)
+        versions = UpstreamVersions(config.runtime, config.image, config.translation.emulate_events,
+                                    on_change=_session_updater(recorder))
+        await versions.refresh()
+        server = await _listen(config, tap, bridge, versions)
         try:
-            server = await _listen(config, tap, bridge)
-            try:
-                if recorder is not None and config.record is not None and config.record.require:
-                    server.admission = recording_admission(recorder)
-                await _wait_for_signal(server, config.grace_period)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    config.listen.unlink()
+            if recorder is not None and config.record is not None and config.record.require:
+                server.admission = recording_admission(recorder)
+            await _wait_for_signal(server, config.grace_period)
         finally:
-            await bridge.stop(1.0)
+            with contextlib.suppress(FileNotFoundError):
+                config.listen.unlink()
     finally:
-        shutil.rmtree(bridge_dir, ignore_errors=True)
+        await bridge.stop()
         if recorder is not None:
             await asyncio.to_thread(recorder.close)
             stats = recorder.stats
@@ -142,29 +143,45 @@ async def serve(config: ProxyConfig) -> int:
     return 0
 
 
-async def _start_bridge(config: ProxyConfig, folder: pathlib.Path, recorder: Recorder | None) -> Bridge:
-    """The translating bridge on a private socket; it also finds out what the runtime speaks."""
-    def negotiated(service: str, version: str | None) -> None:
-        if recorder is None or service not in ("runtime", "image"):
-            return
-        if service == "runtime" and config.image is None:  # one socket serves both services
-            recorder.update_session(runtime_api=version, image_api=version)
-        else:
-            recorder.update_session(**{f"{service}_api": version})
-
-    bridge = Bridge(folder / "bridge.sock", config.runtime, config.image, sink=recorder,
-                    options=config.translation, on_negotiated=negotiated)
-    await bridge.start()
-    return bridge
+def _session_updater(recorder: Recorder | None) -> Callable[[dict[str, str | None]], None]:
+    def update(negotiated: dict[str, str | None]) -> None:
+        if recorder is not None:
+            recorder.update_session(runtime_api=negotiated.get("runtime_speaks"),
+                                    image_api=negotiated.get("image_speaks"))
+    return update
 
 
-def bridge_route(bridge: Bridge) -> BridgeRoute:
-    options = bridge.options
-    return BridgeRoute(
-        path=bridge.listen,
-        needs=lambda path: needs_bridge(path, bridge.negotiated, options),
-        active=lambda: options.upstream_api != "auto" or any(
-            bridge.negotiated.get(key) is not None for key in ("runtime", "image")))
+class LazyBridge:
+    """The translating bridge, started on a private socket when a connection first needs it.
+
+    Until then the proxy carries neither grpcio nor its threads: a node whose kubelet and
+    runtime speak the same CRI version never pays for translation.
+    """
+
+    def __init__(self, config: ProxyConfig, recorder: Recorder | None) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.folder = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
+        self.path = self.folder / "bridge.sock"
+        self.bridge: Any = None
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        async with self._lock:
+            if self.bridge is not None:
+                return
+            from cri_proxy.translate import Bridge
+
+            log.info("a client needs CRI translation: starting the bridge")
+            bridge = Bridge(self.path, self.config.runtime, self.config.image, sink=self.recorder,
+                            options=self.config.translation)
+            await bridge.start()
+            self.bridge = bridge
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop(1.0)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _start_recording(config: ProxyConfig) -> tuple[Recorder | None, RecordingTap | None]:
@@ -177,9 +194,13 @@ def _start_recording(config: ProxyConfig) -> tuple[Recorder | None, RecordingTap
     return start_recording(config.record, session)
 
 
-async def _listen(config: ProxyConfig, tap: RecordingTap | None, bridge: Bridge) -> RelayServer:
+async def _listen(config: ProxyConfig, tap: RecordingTap | None, bridge: LazyBridge,
+                  versions: UpstreamVersions) -> RelayServer:
+    options = config.translation
+    route = BridgeRoute(path=bridge.path, ready=bridge.ready,
+                        needs=lambda path: needs_bridge(path, versions.negotiated, options))
     old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
-    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=bridge_route(bridge))
+    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=versions)
     try:
         await server.start()
     except OSError as exc:

@@ -380,8 +380,15 @@ def test_deadlines_and_cancellation_reach_containerd(both: Both, containerd: har
 
 def sleepers(seconds: str) -> list[int]:
     """Pids of `sleep SECONDS` processes (the argument makes them unique to one test step)."""
-    return [pid for pid in harness.processes_with_arg(seconds)
-            if pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"]
+    found = []
+    for pid in harness.processes_with_arg(seconds):
+        try:
+            argv = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:  # it exited between the listing and this read
+            continue
+        if argv[0] == b"sleep":
+            found.append(pid)
+    return found
 
 
 def wait_until_gone(seconds: str, timeout: float) -> bool:

@@ -13,11 +13,12 @@ import itertools
 import logging
 import pathlib
 from dataclasses import dataclass
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from cri_proxy.forward.relay import Connection
 from cri_proxy.forward.tap import Tap
+from cri_proxy.forward.versions import UpstreamVersions
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +28,26 @@ class BridgeRoute:
     """Where the translating bridge listens, and which connections it takes.
 
     `needs(path)`: whether a connection whose first call is `path` goes to the bridge.
-    `active()`: whether any connection may need it now (else connections skip the routing).
+    `ready()`: start it if it is not serving yet (it is started on first need).
     """
 
     path: pathlib.Path
     needs: Callable[[str], bool]
-    active: Callable[[], bool]
+    ready: Callable[[], Awaitable[None]]  # awaited before a connection is moved to the bridge
 
 
 class RelayServer:
     """Relays every connection on `listen` to `runtime` (or, for image calls, `image`)."""
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
-                 tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None) -> None:
+                 tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None,
+                 versions: UpstreamVersions | None = None) -> None:
         self.listen = listen
         self.runtime_path = runtime
         self.image_path = image if image is not None and image != runtime else None
         self.tap = tap
         self.bridge = bridge
+        self.versions = versions  # what the upstreams speak; asked again after an outage
         self.connect_timeout = connect_timeout
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -67,7 +70,7 @@ class RelayServer:
         return conn.client
 
     def _new_connection(self, conn_id: int) -> Connection:
-        if self.image_path is None and (self.bridge is None or not self.bridge.active()):
+        if self.image_path is None and self.bridge is None:
             return Connection(self, conn_id)
         from cri_proxy.forward.split import SplitConnection
 
@@ -100,6 +103,8 @@ class RelayServer:
         else:
             log.debug("conn %d: upstream unix://%s still unreachable (%s)", conn_id, path, reason)
         self._down[path] = reason
+        if self.versions is not None:
+            self.versions.stale = True  # it may come back speaking another CRI version
 
     def note_upstream_up(self, path: str) -> None:
         if self._down.pop(path, None) is not None:

@@ -85,6 +85,8 @@ class SplitConnection(Connection):
         return self.service is not None and (self.server.image_path is None or self.service == "bridge")
 
     async def start_upstream(self) -> None:
+        if self.server.versions is not None:
+            await self.server.versions.refresh()  # routing must know what the runtime speaks now
         for service in ("runtime", "image") if self.server.image_path is not None else ("runtime",):
             self.current = service
             if await self.connect_upstream(self.path_of(service)):  # type: ignore[arg-type]
@@ -197,6 +199,13 @@ class SplitConnection(Connection):
         # Runs after the frame that moved the connection and the rest of its chunk were read.
         first = replayed + b"".join(self._backlog_frames)
         self._backlog_frames = []
+        if service == "bridge" and self.server.bridge is not None:
+            try:
+                await self.server.bridge.ready()
+            except Exception:
+                log.exception("conn %d: the bridge could not start; closing the connection", self.id)
+                self.close(abort=True)
+                return
         if not await self.connect_upstream(self.path_of(service), first):  # type: ignore[arg-type]
             self.close(abort=True)
             return

@@ -9,6 +9,7 @@ forward (see `forwarding`). Each call is recorded once grpc has finished it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -53,6 +54,7 @@ class Bridge:
         self.options = options or BridgeOptions()
         self.sink = sink
         self.negotiator = Negotiator(runtime, image, self.options, on_negotiated)
+        self._serving = asyncio.Lock()
         self.events = EventEmulator(self.negotiator.runtime, self.options.events_period)
         self._server: grpc.aio.Server | None = None
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -67,7 +69,21 @@ class Bridge:
         return f"unix://{self.listen}"
 
     async def start(self) -> None:
+        """Negotiate with the upstreams, then serve (see negotiate() and serve())."""
+        await self.negotiate()
+        await self.serve()
+
+    async def negotiate(self) -> None:
+        """Find what the upstreams speak, and keep watching (no server yet)."""
         await self.negotiator.start()
+
+    async def ensure_serving(self) -> None:
+        """Start serving if not yet: the proxy starts the bridge when a connection first needs it."""
+        async with self._serving:
+            if self._server is None:
+                await self.serve()
+
+    async def serve(self) -> None:
         limit = self.options.max_message_bytes
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
                                           ("grpc.max_send_message_length", limit)])
