@@ -36,6 +36,9 @@ ERR_CANCEL: Final = 0x8
 SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
 
 
+_WATCHED = frozenset({HEADERS, CONTINUATION, RST_STREAM, GOAWAY, DATA})
+
+
 class FrameError(Exception):
     """The byte stream is not HTTP/2 framing the relay can follow."""
 
@@ -71,6 +74,53 @@ class FrameWalker:
         self.at_boundary = True
 
     def feed(self, chunk: bytes) -> list[Frame]:
+        if not self.keep and not self.raw:
+            return self._walk(chunk)
+        return self._split(chunk)
+
+    def _walk(self, chunk: bytes) -> list[Frame]:
+        """The relay's hot path: jump from frame header to frame header, keeping no payload.
+
+        Only the frames the relay acts on are returned (HEADERS, CONTINUATION, RST_STREAM,
+        GOAWAY, and DATA that ends a stream), each once it is complete.
+        """
+        frames: list[Frame] = []
+        end = len(chunk)
+        pos = self._skip
+        if pos:
+            if pos > end:
+                self._skip = pos - end
+                self.at_boundary = False
+                return frames
+            self._skip = 0
+            if self._pending is not None:
+                frames.append(self._pending)
+                self._pending = None
+        elif self._buf:
+            chunk = bytes(self._buf) + chunk  # a header split across chunks: rare, so simply rejoined
+            end = len(chunk)
+            pos = 0
+            self._buf = bytearray()
+        while pos + 9 <= end:
+            length = (chunk[pos] << 16) | (chunk[pos + 1] << 8) | chunk[pos + 2]
+            kind = chunk[pos + 3]
+            nxt = pos + 9 + length
+            if kind in _WATCHED and (kind != DATA or chunk[pos + 4] & FLAG_END_STREAM):
+                frame = Frame(kind, chunk[pos + 4], int.from_bytes(chunk[pos + 5:pos + 9], "big") & 0x7FFFFFFF,
+                              length, None)
+                if nxt <= end:
+                    frames.append(frame)
+                else:
+                    self._pending = frame
+            pos = nxt
+        if pos > end:
+            self._skip = pos - end
+        elif pos < end:
+            self._buf = bytearray(chunk[pos:])
+        self.at_boundary = pos == end
+        return frames
+
+    def _split(self, chunk: bytes) -> list[Frame]:
         frames: list[Frame] = []
         pos, end = 0, len(chunk)
         while pos < end:

@@ -1,0 +1,54 @@
+"""The frame walker: the relay's fast header walk agrees with the full splitter on any chunking."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from cri_proxy.forward import frames as h2
+
+WATCHED = {h2.HEADERS, h2.CONTINUATION, h2.RST_STREAM, h2.GOAWAY}
+
+
+def frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def random_stream(rng: random.Random, count: int) -> bytes:
+    kinds = [h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, h2.PING, h2.GOAWAY, h2.WINDOW_UPDATE,
+             h2.CONTINUATION]
+    return b"".join(frame(rng.choice(kinds), rng.randrange(256), rng.randrange(1, 1 << 31),
+                          bytes(rng.randrange(0, 40000) if rng.random() < 0.1 else rng.randrange(0, 40)))
+                    for _ in range(count))
+
+
+def chunks(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 60))))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_fast_walk_reports_what_the_splitter_sees(seed: int) -> None:
+    rng = random.Random(seed)
+    data = random_stream(rng, 80)
+    whole = h2.FrameWalker(frozenset(range(256))).feed(data)
+    expected = [(f.type, f.flags, f.stream_id, f.length) for f in whole
+                if f.type in WATCHED or (f.type == h2.DATA and f.flags & h2.FLAG_END_STREAM)]
+    fast = h2.FrameWalker()
+    seen = []
+    boundaries = 0
+    for piece in chunks(data, rng):
+        seen += [(f.type, f.flags, f.stream_id, f.length) for f in fast.feed(piece)]
+        boundaries += fast.at_boundary
+    assert seen == expected
+    assert fast.at_boundary  # the stream ended on a frame boundary
+
+
+def test_at_boundary_follows_partial_headers_and_payloads() -> None:
+    walker = h2.FrameWalker()
+    data = frame(h2.HEADERS, h2.FLAG_END_HEADERS, 1, b"x" * 10)
+    assert walker.feed(data[:4]) == [] and not walker.at_boundary  # half a header
+    assert walker.feed(data[4:12]) == [] and not walker.at_boundary  # header done, payload not
+    done = walker.feed(data[12:])
+    assert [(f.type, f.stream_id) for f in done] == [(h2.HEADERS, 1)] and walker.at_boundary
