@@ -52,3 +52,15 @@ def test_at_boundary_follows_partial_headers_and_payloads() -> None:
     assert walker.feed(data[4:12]) == [] and not walker.at_boundary  # header done, payload not
     done = walker.feed(data[12:])
     assert [(f.type, f.stream_id) for f in done] == [(h2.HEADERS, 1)] and walker.at_boundary
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_splitter_gives_the_same_frames_on_any_chunking(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    data = random_stream(rng, 60)
+    keep = frozenset({h2.HEADERS, h2.DATA, h2.SETTINGS})
+    whole = [(f.type, f.flags, f.stream_id, f.payload, f.raw) for f in h2.FrameWalker(keep, raw=True).feed(data)]
+    walker = h2.FrameWalker(keep, raw=True)
+    pieces = [f for piece in chunks(data, rng) for f in walker.feed(piece)]
+    assert [(f.type, f.flags, f.stream_id, f.payload, f.raw) for f in pieces] == whole
+    assert b"".join(f.raw or b"" for f in pieces) == data and walker.at_boundary

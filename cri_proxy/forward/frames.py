@@ -121,56 +121,33 @@ class FrameWalker:
         return frames
 
     def _split(self, chunk: bytes) -> list[Frame]:
+        """Complete frames with their payloads (those of `keep` types) and raw bytes (`raw`)."""
+        if self._buf:  # a frame carried over: wait until all of it is here, then read on
+            buf = self._buf
+            buf += chunk
+            if len(buf) < 9 or len(buf) < 9 + ((buf[0] << 16) | (buf[1] << 8) | buf[2]):
+                self.at_boundary = False
+                return []
+            chunk = bytes(buf)
+            self._buf = bytearray()
         frames: list[Frame] = []
-        pos, end = 0, len(chunk)
-        while pos < end:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                self._skip -= step
-                pos += step
-                if not self._skip and self._pending is not None:
-                    frames.append(self._pending)
-                    self._pending = None
-                continue
-            if self._pending is not None:  # completing a kept payload
-                need = self._pending.length + 9 - len(self._buf)
-                step = min(need, end - pos)
-                self._buf += chunk[pos:pos + step]
-                pos += step
-                if step == need:
-                    frames.append(self._finish(self._pending))
-                continue
-            take = min(9 - len(self._buf), end - pos)
-            self._buf += chunk[pos:pos + take]
-            pos += take
-            if len(self._buf) < 9:
+        keep, raw = self.keep, self.raw
+        end = len(chunk)
+        pos = 0
+        while pos + 9 <= end:
+            length = (chunk[pos] << 16) | (chunk[pos + 1] << 8) | chunk[pos + 2]
+            nxt = pos + 9 + length
+            if nxt > end:
                 break
-            head = self._buf
-            length = (head[0] << 16) | (head[1] << 8) | head[2]
-            frame = Frame(head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF, length, None)
-            if self.raw or frame.type in self.keep:
-                self._pending = frame
-                if length == 0:
-                    frames.append(self._finish(frame))
-            else:
-                self._buf = bytearray()
-                if length:
-                    self._skip = length
-                    self._pending = frame
-                else:
-                    frames.append(frame)
-        self.at_boundary = not self._buf and not self._skip and self._pending is None
+            kind = chunk[pos + 3]
+            frames.append(Frame(kind, chunk[pos + 4], int.from_bytes(chunk[pos + 5:pos + 9], "big") & 0x7FFFFFFF,
+                                length, chunk[pos + 9:nxt] if kind in keep else None,
+                                chunk[pos:nxt] if raw else None))
+            pos = nxt
+        if pos < end:
+            self._buf = bytearray(chunk[pos:])
+        self.at_boundary = pos == end
         return frames
-
-    def _finish(self, frame: Frame) -> Frame:
-        data = bytes(self._buf)
-        self._buf = bytearray()
-        self._pending = None
-        if frame.type in self.keep:
-            frame.payload = data[9:]
-        if self.raw:
-            frame.raw = data
-        return frame
 
 
 def header_block_fragment(frame: Frame) -> bytes:

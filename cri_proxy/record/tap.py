@@ -76,6 +76,7 @@ class RecordingTap:
         self.clock = clock  # wall clock, for started_at
         self.timer = timer  # monotonic, for durations and offsets
         self.decoder = decoder
+        decoder()  # builds the decoder's tables now, not inside the first call it records
 
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
