@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import sqlite3
+from typing import cast
 
 import grpc
 import pytest
@@ -23,10 +24,11 @@ CHANNEL = [("grpc.use_local_subchannel_pool", 1)]
 
 
 async def start_and_clean(rt: v1_grpc.RuntimeServiceStub, ctd: harness.Containerd, name: str) -> tuple[str, str]:
-    config = pod_config(v1, ctd, name, name)
+    config = cast(v1.PodSandboxConfig, pod_config(v1, ctd, name, name))
     pod = await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))
     created = await rt.CreateContainer(v1.CreateContainerRequest(
-        pod_sandbox_id=pod.pod_sandbox_id, config=container_config(v1), sandbox_config=config))
+        pod_sandbox_id=pod.pod_sandbox_id, config=cast(v1.ContainerConfig, container_config(v1)),
+        sandbox_config=config))
     return pod.pod_sandbox_id, created.container_id
 
 
