@@ -64,3 +64,32 @@ def test_the_splitter_gives_the_same_frames_on_any_chunking(seed: int) -> None:
     pieces = [f for piece in chunks(data, rng) for f in walker.feed(piece)]
     assert [(f.type, f.flags, f.stream_id, f.payload, f.raw) for f in pieces] == whole
     assert b"".join(f.raw or b"" for f in pieces) == data and walker.at_boundary
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_tracking_open_calls_agrees_with_the_frames(seed: int) -> None:
+    rng = random.Random(2000 + seed)
+    data = random_stream(rng, 80)
+    for from_client in (True, False):
+        expected: set[int] = set()
+        in_block = False
+        for f in h2.FrameWalker(frozenset(range(256))).feed(data):
+            if f.type == h2.RST_STREAM:
+                expected.discard(f.stream_id)
+            elif from_client and f.type == h2.HEADERS:
+                expected.add(f.stream_id)
+            elif not from_client:
+                if f.type in (h2.HEADERS, h2.CONTINUATION):
+                    in_block = not f.flags & h2.FLAG_END_HEADERS
+                if f.type in (h2.HEADERS, h2.DATA) and f.flags & h2.FLAG_END_STREAM:
+                    expected.discard(f.stream_id)
+        walker, streams = h2.FrameWalker(), {7, 9} if not from_client else set()
+        if not from_client:
+            expected = {7, 9} - {f.stream_id for f in h2.FrameWalker(frozenset(range(256))).feed(data)
+                                 if f.type == h2.RST_STREAM or (f.type in (h2.HEADERS, h2.DATA)
+                                                                and f.flags & h2.FLAG_END_STREAM)}
+        for piece in chunks(data, rng):
+            walker.track(piece, streams, from_client)
+        assert streams == expected and walker.at_boundary
+        if not from_client:
+            assert walker.in_block == in_block

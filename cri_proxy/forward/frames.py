@@ -63,7 +63,7 @@ class FrameWalker:
     frame's complete bytes are kept too, for the paths that forward frame by frame.
     """
 
-    __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary")
+    __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary", "in_block")
 
     def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False) -> None:
         self._buf = bytearray()  # a partial frame header, or a kept frame being completed
@@ -72,6 +72,12 @@ class FrameWalker:
         self.keep = keep
         self.raw = raw
         self.at_boundary = True
+        self.in_block = False  # set by track() on the server side
+
+    @property
+    def fast(self) -> bool:
+        """Keeps no payloads and no raw frames: `track` may be used instead of `feed`."""
+        return not self.keep and not self.raw
 
     def feed(self, chunk: bytes) -> list[Frame]:
         if not self.keep and not self.raw:
@@ -119,6 +125,63 @@ class FrameWalker:
             self._buf = bytearray(chunk[pos:])
         self.at_boundary = pos == end
         return frames
+
+    def track(self, chunk: bytes, streams: set[int], from_client: bool) -> None:
+        """The relay's hottest path: follow frame headers and keep `streams` (the open calls)
+        and `in_block` (between a HEADERS frame and its last CONTINUATION) up to date.
+
+        A client HEADERS opens a call; the server's END_STREAM or a reset from either side
+        ends it. A frame counts once it is complete, so a connection is never judged idle
+        while part of a trailers frame is still on its way. Nothing else is built.
+        """
+        end = len(chunk)
+        pos = self._skip
+        if pos:
+            if pos > end:
+                self._skip = pos - end
+                self.at_boundary = False
+                return
+            self._skip = 0
+            if self._pending is not None:
+                self._apply(self._pending, streams, from_client)
+                self._pending = None
+        elif self._buf:
+            chunk = bytes(self._buf) + chunk  # a header split across chunks: rare, so simply rejoined
+            end = len(chunk)
+            self._buf = bytearray()
+        while pos + 9 <= end:
+            length = (chunk[pos] << 16) | (chunk[pos + 1] << 8) | chunk[pos + 2]
+            kind = chunk[pos + 3]
+            nxt = pos + 9 + length
+            if kind in _WATCHED:
+                flags = chunk[pos + 4]
+                if kind != DATA or (flags & FLAG_END_STREAM and not from_client):
+                    frame = Frame(kind, flags, int.from_bytes(chunk[pos + 5:pos + 9], "big") & 0x7FFFFFFF, length, None)
+                    if nxt <= end:
+                        self._apply(frame, streams, from_client)
+                    else:
+                        self._pending = frame
+            pos = nxt
+        if pos > end:
+            self._skip = pos - end
+        elif pos < end:
+            self._buf = bytearray(chunk[pos:])
+        self.at_boundary = pos == end
+
+    def _apply(self, frame: Frame, streams: set[int], from_client: bool) -> None:
+        kind = frame.type
+        if kind == RST_STREAM:
+            streams.discard(frame.stream_id)
+        elif from_client:
+            if kind == HEADERS:
+                streams.add(frame.stream_id)
+        else:
+            if kind == HEADERS:
+                self.in_block = not frame.flags & FLAG_END_HEADERS
+            elif kind == CONTINUATION:
+                self.in_block = not frame.flags & FLAG_END_HEADERS
+            if kind != CONTINUATION and frame.flags & FLAG_END_STREAM:
+                streams.discard(frame.stream_id)
 
     def _split(self, chunk: bytes) -> list[Frame]:
         """Complete frames with their payloads (those of `keep` types) and raw bytes (`raw`)."""

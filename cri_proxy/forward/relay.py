@@ -180,6 +180,9 @@ class Connection:
         if not self._preface_sent:
             self._preface_sent = True
             data = data[len(h2.PREFACE):]
+        if self.c2s.fast:  # no tap: only the open calls are followed
+            self.c2s.track(data, self.open_streams, True)
+            return
         frames = self.c2s.feed(data)
         for frame in frames:
             if frame.type == h2.HEADERS:
@@ -197,6 +200,14 @@ class Connection:
         if end is not self.upstream:
             return  # an upstream this connection left (forward.split)
         self.send_client(data)
+        if self.s2c.fast:
+            self.s2c.track(data, self.open_streams, False)
+            self._in_block = self.s2c.in_block
+            if self._inject:
+                self.flush_inject()
+            if self._draining:
+                self.close_if_drained()
+            return
         self.after_upstream_frames(self.s2c.feed(data))
 
     def after_upstream_frames(self, frames: list[h2.Frame]) -> None:
