@@ -19,6 +19,7 @@ namespace {
 
 constexpr int kMaxMessage = 16 << 20;  // what the kubelet allows
 const std::string kService = "/runtime.v1.RuntimeService/";
+const std::string kOldService = "/runtime.v1alpha2.RuntimeService/";
 const std::string kStreamMethod = kService + "GetContainerEvents";
 
 grpc::ByteBuffer ReadBuffer(const std::filesystem::path& path) {
@@ -64,8 +65,11 @@ class Service : public grpc::CallbackGenericService {
  public:
   Service(const std::string& dir, int events) : events_(events) {
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-      std::string method = kService + entry.path().stem().string();
-      replies_[method] = ReadBuffer(entry.path());
+      grpc::ByteBuffer reply = ReadBuffer(entry.path());
+      replies_[kService + entry.path().stem().string()] = reply;
+      // The same bytes under runtime.v1alpha2 (shared messages are wire-identical), so the
+      // proxy's translating bridge can be measured with --upstream-api v1alpha2.
+      replies_[kOldService + entry.path().stem().string()] = reply;
     }
   }
   grpc::ServerGenericBidiReactor* CreateReactor(
