@@ -55,37 +55,42 @@ class Driver:
         return reply
 
 
-async def kubelet_round(channel: grpc.aio.Channel, d: Driver) -> None:
+async def kubelet_round(channel: grpc.aio.Channel, d: Driver, pods: int = 3, relist_s: float = 0.5) -> None:
+    """What a kubelet asks while it starts a few pods, probes them, relists, and tears them down."""
     rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
     await d.call("Version", rt.Version, v1.VersionRequest())
     await d.call("Status", rt.Status, v1.StatusRequest())
     await d.call("ImageFsInfo", img.ImageFsInfo, v1.ImageFsInfoRequest())
-    meta = v1.PodSandboxMetadata(name="web-0", namespace="demo", uid="d3m0-web-0", attempt=0)
-    pod_config = v1.PodSandboxConfig(metadata=meta, labels={"app": "web"})
-    pod = await d.call("RunPodSandbox", rt.RunPodSandbox, v1.RunPodSandboxRequest(config=pod_config))
-    await d.call("PullImage", img.PullImage,
-                 v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/library/nginx:1.27")))
-    container_config = v1.ContainerConfig(
-        metadata=v1.ContainerMetadata(name="nginx"), image=v1.ImageSpec(image="docker.io/library/nginx:1.27"),
-        envs=[v1.KeyValue(key="MODE", value=b"demo")])
-    created = await d.call("CreateContainer", rt.CreateContainer, v1.CreateContainerRequest(
-        pod_sandbox_id=pod.pod_sandbox_id, config=container_config, sandbox_config=pod_config))
-    cid = created.container_id
-    await d.call("StartContainer", rt.StartContainer, v1.StartContainerRequest(container_id=cid))
+    image = v1.ImageSpec(image="docker.io/library/nginx:1.27")
+    await d.call("PullImage", img.PullImage, v1.PullImageRequest(image=image))
+    started = []
+    for n in range(pods):
+        meta = v1.PodSandboxMetadata(name=f"web-{n}", namespace="demo", uid=f"d3m0-web-{n}", attempt=0)
+        pod_config = v1.PodSandboxConfig(metadata=meta, labels={"app": "web"})
+        pod = await d.call("RunPodSandbox", rt.RunPodSandbox, v1.RunPodSandboxRequest(config=pod_config))
+        container_config = v1.ContainerConfig(metadata=v1.ContainerMetadata(name="nginx"), image=image,
+                                              envs=[v1.KeyValue(key="MODE", value=b"demo")])
+        created = await d.call("CreateContainer", rt.CreateContainer, v1.CreateContainerRequest(
+            pod_sandbox_id=pod.pod_sandbox_id, config=container_config, sandbox_config=pod_config))
+        await d.call("StartContainer", rt.StartContainer, v1.StartContainerRequest(container_id=created.container_id))
+        started.append((pod.pod_sandbox_id, created.container_id))
     for _ in range(2):  # PLEG relists every second
+        await asyncio.sleep(relist_s)
         await d.call("ListPodSandbox", rt.ListPodSandbox, v1.ListPodSandboxRequest())
         await d.call("ListContainers", rt.ListContainers, v1.ListContainersRequest())
-    await d.call("ContainerStatus", rt.ContainerStatus, v1.ContainerStatusRequest(container_id=cid))
-    await d.call("ExecSync (probe)", rt.ExecSync, v1.ExecSyncRequest(container_id=cid, cmd=["echo", "ok"], timeout=5))
+    for _, cid in started:
+        await d.call("ContainerStatus", rt.ContainerStatus, v1.ContainerStatusRequest(container_id=cid))
+        await d.call("ExecSync (probe)", rt.ExecSync, v1.ExecSyncRequest(container_id=cid, cmd=["echo", "ok"],
+                                                                          timeout=5))
     await d.call("ExecSync (failing probe)", rt.ExecSync,
-                 v1.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "exit 3"], timeout=5))
+                 v1.ExecSyncRequest(container_id=started[0][1], cmd=["sh", "-c", "exit 3"], timeout=5))
     await d.call("ListContainerStats", rt.ListContainerStats, v1.ListContainerStatsRequest())
     await d.call("ContainerStatus (unknown id)", rt.ContainerStatus, v1.ContainerStatusRequest(container_id="f" * 64))
-    await d.call("StopContainer", rt.StopContainer, v1.StopContainerRequest(container_id=cid, timeout=10))
-    await d.call("RemoveContainer", rt.RemoveContainer, v1.RemoveContainerRequest(container_id=cid))
-    await d.call("StopPodSandbox", rt.StopPodSandbox, v1.StopPodSandboxRequest(pod_sandbox_id=pod.pod_sandbox_id))
-    await d.call("RemovePodSandbox", rt.RemovePodSandbox,
-                 v1.RemovePodSandboxRequest(pod_sandbox_id=pod.pod_sandbox_id))
+    for pod_id, cid in started:
+        await d.call("StopContainer", rt.StopContainer, v1.StopContainerRequest(container_id=cid, timeout=10))
+        await d.call("RemoveContainer", rt.RemoveContainer, v1.RemoveContainerRequest(container_id=cid))
+        await d.call("StopPodSandbox", rt.StopPodSandbox, v1.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+        await d.call("RemovePodSandbox", rt.RemovePodSandbox, v1.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     old = v1alpha2_grpc.RuntimeServiceStub(channel)
     await d.call("Version (CRI v1alpha2)", old.Version, v1alpha2.VersionRequest())
 

@@ -21,16 +21,16 @@ def test_demo_relays_records_and_suggests_queries(tmp_path: pathlib.Path) -> Non
     assert time.monotonic() - started < 30
     lines = result.stdout.splitlines()
     calls = [line for line in lines if " ms  " in line]
-    assert len(calls) == 21
+    assert len(calls) == 39
     assert any("RunPodSandbox" in line and line.endswith("OK") for line in calls)
     assert any("ContainerStatus (unknown id)" in line and "NOT_FOUND" in line for line in calls)
-    assert "21 recorded to cri-proxy-demo.db (session 1), 0 lost." in result.stdout
+    assert "39 recorded to cri-proxy-demo.db (session 1), 0 lost." in result.stdout
     folder = lines[0].split("unix://", 1)[1].rsplit("/", 1)[0]
     assert not os.path.exists(folder)  # its sockets and folder are gone
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cri-proxy-demo.db"]  # no -wal/-shm left behind
     with sqlite3.connect(tmp_path / "cri-proxy-demo.db") as conn:
-        assert conn.execute("SELECT count(*), sum(status_name = 'NOT_FOUND') FROM calls").fetchone() == (21, 1)
+        assert conn.execute("SELECT count(*), sum(status_name = 'NOT_FOUND') FROM calls").fetchone() == (39, 1)
     # the queries it suggests run as printed
     suggested = [line.strip() for line in lines if line.strip().startswith("cri-proxy query")]
     assert len(suggested) == 3
