@@ -28,30 +28,15 @@ def chunks(data: bytes, rng: random.Random) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_the_fast_walk_reports_what_the_splitter_sees(seed: int) -> None:
-    rng = random.Random(seed)
-    data = random_stream(rng, 80)
-    whole = h2.FrameWalker(frozenset(range(256))).feed(data)
-    expected = [(f.type, f.flags, f.stream_id, f.length) for f in whole
-                if f.type in WATCHED or (f.type == h2.DATA and f.flags & h2.FLAG_END_STREAM)]
-    fast = h2.FrameWalker()
-    seen = []
-    boundaries = 0
-    for piece in chunks(data, rng):
-        seen += [(f.type, f.flags, f.stream_id, f.length) for f in fast.feed(piece)]
-        boundaries += fast.at_boundary
-    assert seen == expected
-    assert fast.at_boundary  # the stream ended on a frame boundary
-
-
-def test_at_boundary_follows_partial_headers_and_payloads() -> None:
-    walker = h2.FrameWalker()
-    data = frame(h2.HEADERS, h2.FLAG_END_HEADERS, 1, b"x" * 10)
-    assert walker.feed(data[:4]) == [] and not walker.at_boundary  # half a header
-    assert walker.feed(data[4:12]) == [] and not walker.at_boundary  # header done, payload not
-    done = walker.feed(data[12:])
-    assert [(f.type, f.stream_id) for f in done] == [(h2.HEADERS, 1)] and walker.at_boundary
+def test_a_call_ends_only_once_its_closing_frame_is_complete() -> None:
+    walker, streams = h2.FrameWalker(), {1}
+    data = frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, 1, b"x" * 10)  # trailers
+    walker.track(data[:4], streams, False)
+    assert streams == {1} and not walker.at_boundary  # half a header
+    walker.track(data[4:12], streams, False)
+    assert streams == {1} and not walker.at_boundary  # header done, payload not
+    walker.track(data[12:], streams, False)
+    assert streams == set() and walker.at_boundary
 
 
 @pytest.mark.parametrize("seed", range(20))

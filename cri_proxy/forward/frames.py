@@ -58,7 +58,8 @@ class Frame:
 class FrameWalker:
     """Incremental frame splitter for one direction of one connection.
 
-    `feed(chunk)` returns the frames completed by that chunk. Payloads are kept only for
+    `feed(chunk)` returns the frames completed by that chunk; `track` is the relay's cheaper
+    walk, which only follows the open calls. Payloads are kept only for
     frame types in `keep` (the relay needs header blocks, not DATA); with `raw=True` every
     frame's complete bytes are kept too, for the paths that forward frame by frame.
     """
@@ -66,8 +67,10 @@ class FrameWalker:
     __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary", "in_block")
 
     def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False) -> None:
-        self._buf = bytearray()  # a partial frame header, or a kept frame being completed
-        self._skip = 0  # payload bytes of a frame whose payload is not kept
+        # A walker is used with feed() or with track(), never both: for feed() the buffer holds a
+        # frame carried over to the next chunk, for track() a frame header split across chunks.
+        self._buf = bytearray()
+        self._skip = 0  # track(): payload bytes still to skip at the next chunk
         self._pending: Frame | None = None
         self.keep = keep
         self.raw = raw
@@ -78,53 +81,6 @@ class FrameWalker:
     def fast(self) -> bool:
         """Keeps no payloads and no raw frames: `track` may be used instead of `feed`."""
         return not self.keep and not self.raw
-
-    def feed(self, chunk: bytes) -> list[Frame]:
-        if not self.keep and not self.raw:
-            return self._walk(chunk)
-        return self._split(chunk)
-
-    def _walk(self, chunk: bytes) -> list[Frame]:
-        """The relay's hot path: jump from frame header to frame header, keeping no payload.
-
-        Only the frames the relay acts on are returned (HEADERS, CONTINUATION, RST_STREAM,
-        GOAWAY, and DATA that ends a stream), each once it is complete.
-        """
-        frames: list[Frame] = []
-        end = len(chunk)
-        pos = self._skip
-        if pos:
-            if pos > end:
-                self._skip = pos - end
-                self.at_boundary = False
-                return frames
-            self._skip = 0
-            if self._pending is not None:
-                frames.append(self._pending)
-                self._pending = None
-        elif self._buf:
-            chunk = bytes(self._buf) + chunk  # a header split across chunks: rare, so simply rejoined
-            end = len(chunk)
-            pos = 0
-            self._buf = bytearray()
-        while pos + 9 <= end:
-            length = (chunk[pos] << 16) | (chunk[pos + 1] << 8) | chunk[pos + 2]
-            kind = chunk[pos + 3]
-            nxt = pos + 9 + length
-            if kind in _WATCHED and (kind != DATA or chunk[pos + 4] & FLAG_END_STREAM):
-                frame = Frame(kind, chunk[pos + 4], int.from_bytes(chunk[pos + 5:pos + 9], "big") & 0x7FFFFFFF,
-                              length, None)
-                if nxt <= end:
-                    frames.append(frame)
-                else:
-                    self._pending = frame
-            pos = nxt
-        if pos > end:
-            self._skip = pos - end
-        elif pos < end:
-            self._buf = bytearray(chunk[pos:])
-        self.at_boundary = pos == end
-        return frames
 
     def track(self, chunk: bytes, streams: set[int], from_client: bool) -> None:
         """The relay's hottest path: follow frame headers and keep `streams` (the open calls)
@@ -183,7 +139,7 @@ class FrameWalker:
             if kind != CONTINUATION and frame.flags & FLAG_END_STREAM:
                 streams.discard(frame.stream_id)
 
-    def _split(self, chunk: bytes) -> list[Frame]:
+    def feed(self, chunk: bytes) -> list[Frame]:
         """Complete frames with their payloads (those of `keep` types) and raw bytes (`raw`)."""
         if self._buf:  # a frame carried over: wait until all of it is here, then read on
             buf = self._buf
