@@ -17,6 +17,7 @@ import importlib.util
 import json
 import pathlib
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -230,5 +231,52 @@ def test_a_replay_against_a_containerd_with_another_image_reports_the_difference
             assert f"call {call_id} {method}: differed" in done.stdout, done.stdout
         assert "16 calls" in done.stdout and "12 matched, 4 differed, 0 failed, 0 skipped" in done.stdout, done.stdout
     finally:
+        harness.remove_cgroups(cgroup_parent)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- the same recording served back: a client replaying the sequence gets containerd's answers --
+
+
+def recorded_sequence(db: pathlib.Path) -> list[tuple[str, bytes, bytes | None, int]]:
+    """(path, request bytes, first response bytes or None, status) of each recorded call, in order."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [(path, req or b"", resp, status) for path, req, resp, status in conn.execute(
+            "SELECT c.path, rq.data, rs.data, c.status_code FROM calls c "
+            "LEFT JOIN messages mq ON mq.call_id = c.id AND mq.direction = 'request' AND mq.idx = 0 "
+            "LEFT JOIN payloads rq ON rq.id = mq.payload_id "
+            "LEFT JOIN messages ms ON ms.call_id = c.id AND ms.direction = 'response' AND ms.idx = 0 "
+            "LEFT JOIN payloads rs ON rs.id = ms.payload_id ORDER BY c.id")]
+    finally:
+        conn.close()
+
+
+def test_the_containerd_recording_served_back_answers_as_containerd_did(
+        private_containerd: harness.Containerd) -> None:
+    work = pathlib.Path(tempfile.mkdtemp(prefix="crirc-", dir="/tmp"))
+    cgroup_parent = f"/crirc-{uuid.uuid4().hex[:8]}"
+    serve = None
+    try:
+        db = record(private_containerd, work, cgroup_parent)
+        sequence = recorded_sequence(db)
+        assert len(sequence) == 16
+        sock = work / "served.sock"
+        serve = subprocess.Popen([*cli_argv(), "serve", str(db), "--listen", f"unix://{sock}"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        harness.wait_for_socket(sock, 15, serve)
+        with grpc.insecure_channel(f"unix://{sock}") as channel:
+            for path, request, recorded, status in sequence:
+                call = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+                try:
+                    answer = call(request, timeout=10)
+                except grpc.RpcError as exc:
+                    assert exc.code().value[0] == status != 0, path  # type: ignore[attr-defined]
+                    continue
+                assert status == 0 and answer == recorded, path
+    finally:
+        if serve is not None:
+            serve.terminate()
+            serve.wait(10)
         harness.remove_cgroups(cgroup_parent)
         shutil.rmtree(work, ignore_errors=True)
