@@ -271,7 +271,7 @@ def test_the_containerd_recording_served_back_answers_as_containerd_did(
                 try:
                     answer = call(request, timeout=10)
                 except grpc.RpcError as exc:
-                    assert exc.code().value[0] == status != 0, path  # type: ignore[attr-defined]
+                    assert exc.code().value[0] == status != 0, path
                     continue
                 assert status == 0 and answer == recorded, path
     finally:
