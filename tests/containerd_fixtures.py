@@ -19,6 +19,7 @@ from __future__ import annotations
 import pathlib
 import re
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -61,10 +62,13 @@ def containerd() -> Iterator[harness.Containerd]:
 
 @pytest.fixture
 def proxy(containerd: harness.Containerd, sock_dir: pathlib.Path, cli_cmd: list[str]) -> Iterator[pathlib.Path]:
-    """A `cri-proxy run` subprocess in front of containerd; yields its socket, checks it exits 0."""
+    """A recording `cri-proxy run` subprocess in front of containerd; yields its socket, checks it
+    exits 0 and that what it recorded is whole (see check_recording)."""
     sock = sock_dir / "proxy.sock"
     log_path = sock_dir / "proxy.log"
-    argv = [*cli_cmd, "run", "--listen", f"unix://{sock}", "--runtime-endpoint", f"unix://{containerd.sock}"]
+    db = sock_dir / "calls.db"
+    argv = [*cli_cmd, "run", "--listen", f"unix://{sock}", "--runtime-endpoint", f"unix://{containerd.sock}",
+            "--db", str(db)]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -80,6 +84,25 @@ def proxy(containerd: harness.Containerd, sock_dir: pathlib.Path, cli_cmd: list[
                 proc.wait(timeout=5)
                 pytest.fail(f"proxy ignored SIGTERM; log:\n{log_path.read_text(errors='replace')}")
     assert proc.returncode == 0, f"proxy exited {proc.returncode}; log:\n{log_path.read_text(errors='replace')}"
+    check_recording(db)
+
+
+def check_recording(db: pathlib.Path) -> None:
+    """Every call the proxy relayed to containerd was recorded whole: nothing lost, a status for
+    each completed call, every CRI message decoded, the file intact."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        recorded, lost = conn.execute("SELECT calls_recorded, calls_lost FROM sessions").fetchone()
+        assert lost == 0 and recorded == conn.execute("SELECT count(*) FROM calls").fetchone()[0] > 0
+        unfinished = conn.execute("SELECT count(*) FROM calls WHERE outcome = 'completed' AND status_code IS NULL")
+        assert unfinished.fetchone()[0] == 0
+        undecoded = conn.execute(
+            "SELECT c.method, p.json FROM calls c JOIN messages m ON m.call_id = c.id JOIN payloads p "
+            "ON p.id = m.payload_id WHERE c.path LIKE '/runtime.%' AND (p.json IS NULL OR p.json LIKE '{\"_error\"%')")
+        assert undecoded.fetchall() == []
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True)
