@@ -95,6 +95,9 @@ def check_recording(db: pathlib.Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         recorded, lost = conn.execute("SELECT calls_recorded, calls_lost FROM sessions").fetchone()
         assert lost == 0 and recorded == conn.execute("SELECT count(*) FROM calls").fetchone()[0] > 0
+        twice = conn.execute("SELECT count(*) FROM (SELECT 1 FROM calls GROUP BY session_id, conn_id, stream_id "
+                             "HAVING count(*) > 1)")
+        assert twice.fetchone()[0] == 0  # each call once
         unfinished = conn.execute("SELECT count(*) FROM calls WHERE outcome = 'completed' AND status_code IS NULL")
         assert unfinished.fetchone()[0] == 0
         undecoded = conn.execute(
