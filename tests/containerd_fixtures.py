@@ -16,6 +16,7 @@ test_containerd.py imports these fixtures by name, as it has no conftest of its 
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import re
 import signal
@@ -41,9 +42,10 @@ HEX_ID = re.compile(r"[0-9a-f]{64}")
 # --- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def containerd() -> Iterator[harness.Containerd]:
-    """One private containerd for the whole session, with the test images imported."""
+@contextlib.contextmanager
+def running_containerd() -> Iterator[harness.Containerd]:
+    """A private containerd with the test images imported, skipped (or failed, where CI requires
+    it) when this machine cannot run one; on exit nothing of it may be left behind."""
     reason = harness.skip_reason()
     if reason is not None:
         if harness.required():
@@ -58,6 +60,13 @@ def containerd() -> Iterator[harness.Containerd]:
         ctd.stop()
         assert harness.processes_with_arg(str(sock)) == [], "shims outlived containerd"
         assert harness.mounts_under(folder) == [], "mounts outlived containerd"
+
+
+@pytest.fixture(scope="session")
+def containerd() -> Iterator[harness.Containerd]:
+    """One private containerd for the whole session."""
+    with running_containerd() as ctd:
+        yield ctd
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from tests import containerd_harness as harness
 from tests.proxyproc import ProxyProcess
+from tests.containerd_fixtures import running_containerd
 from tests.test_replay_fixtures import cli_argv
 
 pytestmark = [pytest.mark.containerd, pytest.mark.timeout(180)]
@@ -39,17 +40,8 @@ pytestmark = [pytest.mark.containerd, pytest.mark.timeout(180)]
 
 @pytest.fixture
 def private_containerd() -> Iterator[harness.Containerd]:
-    reason = harness.skip_reason()
-    if reason is not None:
-        if harness.required():
-            pytest.fail(f"CRI_PROXY_REQUIRE_CONTAINERD is set, but: {reason}")
-        pytest.skip(reason)
-    ctd = harness.Containerd()
-    ctd.start()
-    try:
+    with running_containerd() as ctd:
         yield ctd
-    finally:
-        ctd.stop()
 
 
 def lifecycle(sock: pathlib.Path, cgroup_parent: str, logs: pathlib.Path) -> None:
