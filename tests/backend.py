@@ -136,6 +136,17 @@ def unary(ch: grpc.aio.Channel, method: str) -> Any:
     return ch.unary_unary(method, request_serializer=_same, response_deserializer=_same)
 
 
+async def outcome(address: str, method: str, request: bytes, **kwargs: Any) -> tuple[Any, ...]:
+    """Everything a client can observe of a unary call: reply or status, metadata, trailers."""
+    async with channel(address) as ch:
+        call = unary(ch, method)(request, **kwargs)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as exc:
+            return ("error", exc.code(), exc.details(), tuple(exc.trailing_metadata() or ()))
+        return ("ok", reply, tuple(await call.initial_metadata()), tuple(await call.trailing_metadata()))
+
+
 async def _serve_forever(address: str) -> None:
     server, _ = await start_echo(address)
     await server.wait_for_termination()
@@ -145,3 +156,4 @@ if __name__ == "__main__":  # python -m tests.backend unix:///path: the echo ser
     import sys
 
     asyncio.run(_serve_forever(sys.argv[1]))
+

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from cri_proxy.forward.server import RelayServer
-from tests.backend import Seen, _same, channel, start_echo, unary
+from tests.backend import Seen, _same, channel, outcome, start_echo, unary
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,17 +34,6 @@ async def setup(sock_dir: pathlib.Path) -> AsyncIterator[Setup]:
     yield Setup(f"unix://{sock_dir}/up.sock", f"unix://{sock_dir}/p.sock", seen, relay, backend)
     await relay.stop(0)
     await backend.stop(0)
-
-
-async def outcome(address: str, method: str, request: bytes, **kwargs: Any) -> tuple[Any, ...]:
-    """Everything a client can observe of a unary call."""
-    async with channel(address) as ch:
-        call = unary(ch, method)(request, **kwargs)
-        try:
-            reply = await call
-        except grpc.aio.AioRpcError as exc:
-            return ("error", exc.code(), exc.details(), tuple(exc.trailing_metadata() or ()))
-        return ("ok", reply, tuple(await call.initial_metadata()), tuple(await call.trailing_metadata()))
 
 
 @pytest.mark.parametrize("method, request_bytes, metadata", [

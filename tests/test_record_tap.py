@@ -29,7 +29,7 @@ from cri_proxy.record.call import Direction, Outcome, RecordedCall
 from cri_proxy.record.sink import MemorySink
 from cri_proxy.record.tap import ConnectionRecorder, RecordingTap, ReferenceDecoder
 from cri_proxy.record.wire import header_text
-from tests.backend import Seen, _same, channel, start_echo, unary
+from tests.backend import Seen, _same, channel, outcome, start_echo, unary
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -210,15 +210,6 @@ async def test_many_concurrent_calls_on_one_connection(setup: Setup) -> None:
 
 
 async def test_the_tap_changes_nothing_the_client_sees(setup: Setup) -> None:
-    async def outcome(address: str, method: str, request: bytes, **kwargs: Any) -> tuple[Any, ...]:
-        async with channel(address) as ch:
-            call = unary(ch, method)(request, **kwargs)
-            try:
-                reply = await call
-            except grpc.aio.AioRpcError as exc:
-                return ("error", exc.code(), exc.details(), tuple(exc.trailing_metadata() or ()))
-            return ("ok", reply, tuple(await call.initial_metadata()), tuple(await call.trailing_metadata()))
-
     cases: list[tuple[str, bytes, Any]] = [
         ("/test.Echo/Unary", b"hello", (("x-echo-a", "1"), ("x-echo-b-bin", b"\x00\xff"))),
         ("/test.Echo/Fail", "ABORTED:détails".encode(), ()),
