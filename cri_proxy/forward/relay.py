@@ -3,7 +3,7 @@
 Bytes are forwarded the moment they arrive, untouched, so everything HTTP/2 and gRPC carry
 (settings, flow control, deadlines, cancellation, metadata, trailers) stays the two ends'
 own. After forwarding, the relay walks the frame headers to know which streams are open
-(for a graceful stop) and hands frames to the tap when one is attached. The split-endpoint
+(for a graceful stop) and hands the same bytes to the tap when one is attached. The split-endpoint
 case, where the request decides the upstream, lives in forward.split.
 """
 
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 HIGH_WATER = 1 << 20  # pause the other side's reads when this much is waiting to be written
 HEADER_TYPES = frozenset({h2.HEADERS, h2.CONTINUATION})
-ALL_TYPES = frozenset(range(256))
 
 
 class _End(asyncio.Protocol):
@@ -84,9 +83,8 @@ class Connection:
         self._inject: list[bytes] = []  # frames of our own for the client, sent at a frame boundary
         self._in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
         self.tap: ConnectionTap | None = None
-        keep = ALL_TYPES if server.tap is not None else self.client_keep()
-        self.c2s = h2.FrameWalker(keep, raw=self.frame_wise())
-        self.s2c = h2.FrameWalker(ALL_TYPES if server.tap is not None else frozenset(), raw=self.frame_wise())
+        self.c2s = h2.FrameWalker(self.client_keep(), raw=self.frame_wise())
+        self.s2c = h2.FrameWalker(raw=self.frame_wise())
 
     # Hooks for forward.split -----------------------------------------------------------
     def client_keep(self) -> frozenset[int]:
@@ -180,16 +178,10 @@ class Connection:
         if not self._preface_sent:
             self._preface_sent = True
             data = data[len(h2.PREFACE):]
-        if self.c2s.fast:  # no tap: only the open calls are followed
-            self.c2s.track(data, self.open_streams, True)
-            return
-        frames = self.c2s.feed(data)
-        for frame in frames:
-            if frame.type == h2.HEADERS:
-                self.open_streams.add(frame.stream_id)
-            elif frame.type == h2.RST_STREAM:
-                self.open_streams.discard(frame.stream_id)
-        self.feed_tap(True, frames)
+        boundary = self.c2s.at_boundary
+        self.c2s.track(data, self.open_streams, True)
+        if self.tap is not None:
+            self.feed_tap(True, data, boundary)
 
     def send_upstream(self, data: bytes) -> None:
         if self.upstream is not None and self.upstream.transport is not None and data:
@@ -200,17 +192,18 @@ class Connection:
         if end is not self.upstream:
             return  # an upstream this connection left (forward.split)
         self.send_client(data)
-        if self.s2c.fast:
-            self.s2c.track(data, self.open_streams, False)
-            self._in_block = self.s2c.in_block
-            if self._inject:
-                self.flush_inject()
-            if self._draining:
-                self.close_if_drained()
-            return
-        self.after_upstream_frames(self.s2c.feed(data))
+        boundary = self.s2c.at_boundary
+        self.s2c.track(data, self.open_streams, False)
+        self._in_block = self.s2c.in_block
+        if self.tap is not None:
+            self.feed_tap(False, data, boundary)
+        if self._inject:
+            self.flush_inject()
+        if self._draining:
+            self.close_if_drained()
 
     def after_upstream_frames(self, frames: list[h2.Frame]) -> None:
+        """For the paths that walk whole frames (forward.split): the same bookkeeping as `track`."""
         for frame in frames:
             if frame.type in (h2.HEADERS, h2.DATA) and frame.flags & h2.FLAG_END_STREAM or frame.type == h2.RST_STREAM:
                 self.open_streams.discard(frame.stream_id)
@@ -218,7 +211,8 @@ class Connection:
                 self._in_block = not frame.flags & h2.FLAG_END_HEADERS
             elif frame.type == h2.CONTINUATION and frame.flags & h2.FLAG_END_HEADERS:
                 self._in_block = False
-        self.feed_tap(False, frames)
+        if self.tap is not None and frames:
+            self.feed_tap(False, b"".join(f.raw or b"" for f in frames), True)
         self.flush_inject()
         self.close_if_drained()
 
@@ -241,11 +235,11 @@ class Connection:
             self._inject.clear()
 
     # Tap ------------------------------------------------------------------------------------
-    def feed_tap(self, from_client: bool, frames: list[h2.Frame]) -> None:
-        if self.tap is None or not frames:
+    def feed_tap(self, from_client: bool, data: bytes, boundary: bool) -> None:
+        if self.tap is None or not data:
             return
         try:
-            (self.tap.client_frames if from_client else self.tap.server_frames)(frames)
+            (self.tap.client_bytes if from_client else self.tap.server_bytes)(data, boundary)
         except Exception:
             log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
             tap, self.tap = self.tap, None

@@ -25,7 +25,7 @@ import logging
 from hpack import Decoder, HPACKError
 
 from cri_proxy.forward import frames as h2
-from cri_proxy.forward.relay import ALL_TYPES, HEADER_TYPES, Connection
+from cri_proxy.forward.relay import HEADER_TYPES, Connection
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +111,14 @@ class SplitConnection(Connection):
                             self.id, exc)
                 self.close(abort=True)
                 return
-        self.feed_tap(True, frames)
+        if self.tap is not None and frames:
+            self.feed_tap(True, b"".join(frame.raw or b"" for frame in frames), True)
         if self.answers:  # the tap records the answers the proxy gave (they touch no HPACK table)
             answers, self.answers = b"".join(self.answers), []
-            self.feed_tap(False, h2.FrameWalker(ALL_TYPES).feed(answers))
+            self.feed_tap(False, answers, True)  # the tap has had whole upstream frames only
         if self.settled() and not self.block and self.c2s.at_boundary and self.upstream is not None:
             self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
-            self.c2s = h2.FrameWalker(ALL_TYPES if self.tap is not None else frozenset())
+            self.c2s = h2.FrameWalker()
 
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
@@ -226,7 +227,7 @@ class SplitConnection(Connection):
         if (self.settled() and self.c2s_plain and self.s2c.at_boundary and not self._in_block
                 and not (self.moved and (self.acks_to_drop or self.window_credit))):
             self.s2c_plain = True  # nothing of the upstream's left to hold back
-            self.s2c = h2.FrameWalker(ALL_TYPES if self.tap is not None else frozenset())
+            self.s2c = h2.FrameWalker()
 
     def server_frame(self, frame: h2.Frame) -> bytes:
         raw = frame.raw or b""

@@ -1,17 +1,18 @@
 """The seam between the relay and whatever watches its traffic (the recorder's tap).
 
-The relay calls a connection's tap after it has forwarded the bytes, with the frames those
-bytes completed, in order, per direction. A tap must be quick and must not raise: the relay
-catches what it raises anyway, logs it once and stops feeding that connection's tap, so a
-broken tap never breaks forwarding.
+The relay calls a connection's tap after it has forwarded the bytes, with those bytes, in
+order, per direction: the HTTP/2 frames the client sent (after the connection preface) and
+the frames the upstream sent, plus any answer the proxy gave in the upstream's place. The
+relay only tells whether a chunk begins at a frame boundary; splitting frames is the tap's
+business, so that the relay's own path stays a header walk. A tap must be quick and must
+not raise: the relay catches what it raises anyway, logs it once and stops feeding that
+connection's tap, so a broken tap never breaks forwarding.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
-
-from cri_proxy.forward.frames import Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +26,11 @@ class ConnectionInfo:
 
 
 class ConnectionTap(Protocol):
-    def client_frames(self, frames: list[Frame]) -> None:
-        """Frames the client sent (already forwarded upstream); payloads included."""
+    def client_bytes(self, data: bytes, boundary: bool) -> None:
+        """Bytes the client sent (already forwarded upstream); `boundary`: they begin a frame."""
 
-    def server_frames(self, frames: list[Frame]) -> None:
-        """Frames the upstream sent (already forwarded to the client); payloads included."""
+    def server_bytes(self, data: bytes, boundary: bool) -> None:
+        """Bytes the upstream sent (already forwarded to the client); `boundary` as above."""
 
     def upstream_changed(self, upstream: str) -> None:
         """The connection was routed to another upstream (see forward.split)."""

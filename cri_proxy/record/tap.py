@@ -1,14 +1,15 @@
 """The recorder's tap: rebuilds each gRPC call from the frames the relay has forwarded.
 
-The relay hands every frame of a connection, in order per direction, after forwarding it.
-Header blocks (HEADERS + CONTINUATION) are decoded with one HPACK decoder per direction,
+The relay hands the bytes of a connection, in order per direction, after forwarding them;
+the tap splits them into frames (a `FrameWalker` per direction). Header blocks (HEADERS + CONTINUATION) are decoded with one HPACK decoder per direction,
 whose state must follow every block in order; DATA is cut into gRPC messages; the end of a
 call (END_STREAM from the server, RST_STREAM from either side, the connection closing) hands
 a `RecordedCall` to the sink, exactly once.
 
 It never raises into the relay. What it cannot follow is recorded as such: a call whose
 frames it cannot read is UNPARSED, with a note. HPACK cannot resynchronise, so once a
-direction's block fails to decode, every later call on that connection is UNPARSED too.
+direction's block fails to decode (or bytes of it never reached the tap: `gap`), every later
+call on that connection is UNPARSED too.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cri_proxy.record.wire import MessageReader, apply_status, data_content, err
 log = logging.getLogger(__name__)
 
 MAX_HEADER_LIST = 16 << 20
+ALL_TYPES = frozenset(range(256))
 
 
 class HeaderDecoder(Protocol):
@@ -129,12 +131,33 @@ class ConnectionRecorder:
         self.calls: dict[int, _Call] = {}
         self.client = _Side("client", tap.decoder())
         self.server = _Side("server", tap.decoder())
+        self.walkers = {True: h2.FrameWalker(ALL_TYPES), False: h2.FrameWalker(ALL_TYPES)}
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
         self._now = 0.0
 
     # The ConnectionTap seam ------------------------------------------------------------
+    def client_bytes(self, data: bytes, boundary: bool = True) -> None:
+        self._guarded(self.client, self.server, self.walkers[True].feed(data))
+
+    def server_bytes(self, data: bytes, boundary: bool = True) -> None:
+        self._guarded(self.server, self.client, self.walkers[False].feed(data))
+
+    def gap(self, from_client: bool, now: float | None = None) -> None:
+        """Bytes of one direction never reached the tap; the next ones begin a frame.
+
+        The calls open now are recorded as unparsed, and so is every later one on this
+        connection: the lost bytes may have changed the HPACK state.
+        """
+        side = self.client if from_client else self.server
+        self.walkers[from_client] = h2.FrameWalker(ALL_TYPES)
+        self._now = self.tap.timer() if now is None else now
+        side.block = None
+        self._lose(side, "bytes of this connection never reached the recorder (it fell behind)")
+        for call in self.calls.values():
+            call.unparsed = True
+
     def client_frames(self, frames: list[h2.Frame]) -> None:
         self._guarded(self.client, self.server, frames)
 
@@ -160,6 +183,8 @@ class ConnectionRecorder:
 
     # Frames ----------------------------------------------------------------------------
     def _guarded(self, side: _Side, other: _Side, frames: list[h2.Frame]) -> None:
+        if not frames:
+            return
         self._now = self.tap.timer()
         for frame in frames:
             try:
