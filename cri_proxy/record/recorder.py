@@ -182,11 +182,25 @@ class Recorder:
         self._overflow_lost += 1
         return first
 
+    def lost_elsewhere(self, calls: int, episode: LossEpisode | None = None, starts: bool = False) -> None:
+        """Calls lost before they reached `submit` (the recorder process fell behind): counted
+        as lost; `starts` counts a new episode, `episode` is one that has ended."""
+        with self._lock:
+            self._totals.lost += calls
+            if starts:
+                self._totals.loss_episodes += 1
+            if episode is not None:
+                self._losses.append(episode)
+
     # -- control --------------------------------------------------------------------------
 
-    def start(self, strict: bool = True) -> None:
+    def start(self, strict: bool = True, thread: bool = True) -> None:
         """Opens the database and starts the writer thread. With `strict`, a database that
-        cannot be opened raises StorageError; otherwise it is logged and retried."""
+        cannot be opened raises StorageError; otherwise it is logged and retried.
+
+        With `thread=False` no thread is started: the owner calls `pump()` from its own loop
+        and `close()` writes what is left in the caller's thread. The recorder process does
+        that: its tap and its writer then never wait for each other's interpreter lock."""
         try:
             self._writer.open(self._totals)
         except (StorageError, sqlite3.Error, OSError) as exc:
@@ -202,8 +216,9 @@ class Recorder:
             self.path, opts.max_queue_calls, opts.max_queue_bytes >> 20, opts.batch_max_calls,
             opts.flush_interval_s, opts.max_payload_bytes >> 10,
         )  # fmt: skip
-        self._thread = threading.Thread(target=self._run, name="cri-proxy-recorder", daemon=True)
-        self._thread.start()
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="cri-proxy-recorder", daemon=True)
+            self._thread.start()
 
     def update_session(self, **changes: Any) -> None:
         """Sets session fields learnt later (runtime_api, image_api...); written with the next batch."""
@@ -225,6 +240,22 @@ class Recorder:
             self._thread.join(timeout + self.options.busy_timeout_s + 1.0)
             if self._thread.is_alive():
                 log.warning("the recording writer did not stop within %.1f s", timeout)
+        else:
+            while self.pump() is not None:
+                pass
+            self._finish()
+
+    def pump(self) -> float | None:
+        """Without a thread: write the batch that is due, if any. Returns how long the caller
+        may wait before calling again (0 when more is ready), None once stopped."""
+        with self._lock:
+            batch, wait = self._poll(time.monotonic())
+        if batch is None:
+            if wait is not None and self._stopping:
+                time.sleep(min(wait, 0.05))  # close(): a failing database is retried until the deadline
+            return wait
+        self._write_batch(batch)
+        return 0.0
 
     @property
     def session_id(self) -> int | None:
@@ -248,38 +279,47 @@ class Recorder:
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                if self._drained is not None:
-                    log.warning("recording queue drained: %d calls were lost while it was full", self._drained)
-                    self._drained = None
-                self._write(batch)
+                self._write_batch(batch)
         except BaseException:
             log.exception("the recording writer stopped unexpectedly: calls are no longer recorded")
             raise
         finally:
             self._finish()
 
+    def _write_batch(self, batch: list[Queued]) -> None:
+        if self._drained is not None:
+            log.warning("recording queue drained: %d calls were lost while it was full", self._drained)
+            self._drained = None
+        self._write(batch)
+
     def _next_batch(self) -> list[Queued] | None:
-        opts = self.options
         with self._lock:
             while True:
-                now = time.monotonic()
-                if self._stopping and (now >= self._deadline or not (self._queue or self._held)):
-                    return None
-                if self._fault_since is not None and now < self._retry_at:
-                    until = min(self._retry_at, self._deadline) if self._stopping else self._retry_at
-                    self._wake.wait(max(0.0, until - now))
-                    continue
-                due = now >= self._last_flush + opts.flush_interval_s
-                if (
-                    self._held
-                    or self._stopping
-                    or self._fault_since is not None
-                    or len(self._queue) >= opts.batch_max_calls
-                    or (due and (self._queue or self._session_changed))
-                ):
-                    return self._take()
-                wait = self._last_flush + opts.flush_interval_s - now if self._queue else opts.flush_interval_s
-                self._wake.wait(max(0.001, wait))
+                batch, wait = self._poll(time.monotonic())
+                if batch is not None or wait is None:
+                    return batch
+                self._wake.wait(wait)
+
+    def _poll(self, now: float) -> tuple[list[Queued] | None, float | None]:
+        """Under the lock: (the batch to write now, None), or (None, seconds to wait before
+        asking again), or (None, None) when the writer is done."""
+        opts = self.options
+        if self._stopping and (now >= self._deadline or not (self._queue or self._held)):
+            return None, None
+        if self._fault_since is not None and now < self._retry_at:
+            until = min(self._retry_at, self._deadline) if self._stopping else self._retry_at
+            return None, max(0.0, until - now)
+        due = now >= self._last_flush + opts.flush_interval_s
+        if (
+            self._held
+            or self._stopping
+            or self._fault_since is not None
+            or len(self._queue) >= opts.batch_max_calls
+            or (due and (self._queue or self._session_changed))
+        ):
+            return self._take(), None
+        wait = self._last_flush + opts.flush_interval_s - now if self._queue else opts.flush_interval_s
+        return None, max(0.001, wait)
 
     def _take(self) -> list[Queued]:
         """Under the lock: the held batch, or the next calls from the queue."""
