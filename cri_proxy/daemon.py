@@ -28,9 +28,8 @@ from cri_proxy.endpoints import as_endpoint
 from cri_proxy.errors import ConfigError, SocketInUseError
 from cri_proxy.forward.server import BridgeRoute, RelayServer
 from cri_proxy.forward.versions import UpstreamVersions
-from cri_proxy.record.recorder import Recorder
-from cri_proxy.record.setup import RecordConfig, config_json, start_recording
-from cri_proxy.record.tap import RecordingTap
+from cri_proxy.record.process import RecorderProcess
+from cri_proxy.record.setup import RecordConfig, config_json
 from cri_proxy.record.writer import SessionInfo
 from cri_proxy.translate.options import BridgeOptions, needs_bridge
 
@@ -118,13 +117,13 @@ async def serve(config: ProxyConfig) -> int:
         if path is not None:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
-    recorder, tap = _start_recording(config)
+    recorder = _start_recording(config)
     bridge = LazyBridge(config, recorder)
     try:
         versions = UpstreamVersions(config.runtime, config.image, config.translation.emulate_events,
                                     on_change=_session_updater(recorder))
         await versions.refresh()
-        server = await _listen(config, tap, bridge, versions)
+        server = await _listen(config, recorder, bridge, versions)
         try:
             if recorder is not None and config.record is not None and config.record.require:
                 server.admission = recording_admission(recorder)
@@ -135,7 +134,7 @@ async def serve(config: ProxyConfig) -> int:
     finally:
         await bridge.stop()
         if recorder is not None:
-            await asyncio.to_thread(recorder.close)
+            await recorder.aclose()
             stats = recorder.stats
             log.info("recording closed: %d calls recorded, %d lost, %d skipped by the keep policy",
                      stats.recorded, stats.lost, stats.skipped)
@@ -143,7 +142,7 @@ async def serve(config: ProxyConfig) -> int:
     return 0
 
 
-def _session_updater(recorder: Recorder | None) -> Callable[[dict[str, str | None]], None]:
+def _session_updater(recorder: RecorderProcess | None) -> Callable[[dict[str, str | None]], None]:
     def update(negotiated: dict[str, str | None]) -> None:
         if recorder is not None:
             recorder.update_session(runtime_api=negotiated.get("runtime_speaks"),
@@ -158,7 +157,7 @@ class LazyBridge:
     runtime speak the same CRI version never pays for translation.
     """
 
-    def __init__(self, config: ProxyConfig, recorder: Recorder | None) -> None:
+    def __init__(self, config: ProxyConfig, recorder: RecorderProcess | None) -> None:
         self.config = config
         self.recorder = recorder
         self.folder = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
@@ -184,17 +183,19 @@ class LazyBridge:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _start_recording(config: ProxyConfig) -> tuple[Recorder | None, RecordingTap | None]:
+def _start_recording(config: ProxyConfig) -> RecorderProcess | None:
     if config.record is None:
         log.info("recording is off (no --db)")
-        return None, None
+        return None
     session = SessionInfo(listen=as_endpoint(config.listen), runtime_endpoint=as_endpoint(config.runtime),
                           image_endpoint=as_endpoint(config.image) if config.image else None,
                           config=config_json(config))
-    return start_recording(config.record, session)
+    recorder = RecorderProcess(config.record, session)
+    recorder.start()
+    return recorder
 
 
-async def _listen(config: ProxyConfig, tap: RecordingTap | None, bridge: LazyBridge,
+async def _listen(config: ProxyConfig, tap: RecorderProcess | None, bridge: LazyBridge,
                   versions: UpstreamVersions) -> RelayServer:
     options = config.translation
     route = BridgeRoute(path=bridge.path, ready=bridge.ready,
@@ -214,7 +215,7 @@ async def _listen(config: ProxyConfig, tap: RecordingTap | None, bridge: LazyBri
     return server
 
 
-def recording_admission(recorder: Recorder) -> Callable[[], str | None]:
+def recording_admission(recorder: RecorderProcess) -> Callable[[], str | None]:
     """For --require-recording: refuse new connections while calls cannot be recorded."""
     last_lost = recorder.stats.lost
 

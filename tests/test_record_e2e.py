@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import signal
 import sqlite3
@@ -120,13 +121,75 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
             made += 20
         proxy.signal(signal.SIGKILL)
     assert await proxy.astop() == -signal.SIGKILL
+    # The recorder process outlives the proxy: it records everything the proxy handed it, ends
+    # the session row and exits.
+    deadline = time.monotonic() + 20
+    while not rows(path, "SELECT 1 FROM sessions WHERE ended_at IS NOT NULL") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     conn = db.open_readonly(path)
     try:
         assert db.integrity_check(conn) == ["ok"]
         recorded = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+        ended, lost = conn.execute("SELECT ended_at, calls_lost FROM sessions").fetchone()
     finally:
         conn.close()
-    assert made * 0.5 < recorded <= made  # at most the last batches went with the process
+    assert ended is not None and lost == 0
+    assert made - 20 <= recorded <= made  # at most the last chunks the proxy had not handed over yet
+
+
+def recorder_pid(proxy: ProxyProcess) -> int:
+    children = pathlib.Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children").read_text().split()
+    found = [int(pid) for pid in children
+             if b"cri_proxy.record.worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(found) == 1, children
+    return found[0]
+
+
+async def test_a_dead_recorder_process_never_fails_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    path = sock_dir / "calls.db"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            stub = v1_grpc.RuntimeServiceStub(channel)
+            await stub.Version(v1.VersionRequest())
+            os.kill(recorder_pid(proxy), signal.SIGKILL)
+            for _ in range(50):
+                await stub.ListContainers(v1.ListContainersRequest())
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:  # a new connection too
+            assert (await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())).runtime_name
+        assert await proxy.astop() == 0
+    assert "the recorder process stopped" in proxy.log()
+    assert "calls are no longer recorded; forwarding goes on" in proxy.log()
+
+
+async def test_require_recording_refuses_connections_once_the_recorder_is_gone(
+        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    path = sock_dir / "calls.db"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--require-recording") as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
+        os.kill(recorder_pid(proxy), signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "the recorder process stopped" in proxy.log()
+
+
+async def test_the_recorder_process_stops_with_the_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    """SIGINT and SIGTERM reach the whole process group (a terminal, systemd): the recorder
+    waits for the proxy to say stop, so the calls still queued are written, then exits."""
+    path = sock_dir / "calls.db"
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
+    worker = recorder_pid(proxy)
+    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+        stub = v1_grpc.RuntimeServiceStub(channel)
+        await asyncio.gather(*(stub.Version(v1.VersionRequest()) for _ in range(200)))
+    os.kill(worker, signal.SIGTERM)  # as systemd's stop would, before the proxy's own
+    assert await proxy.astop() == 0
+    assert not pathlib.Path(f"/proc/{worker}").exists() or \
+        "zombie" in pathlib.Path(f"/proc/{worker}/status").read_text()
+    assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(200, 0, 1)]
 
 
 @pytest.mark.parametrize("fault", ["deleted", "read-only", "locked"])

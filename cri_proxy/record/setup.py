@@ -76,15 +76,22 @@ class RecordConfig:
         return keep, redaction, options
 
 
-def start_recording(config: RecordConfig, session: SessionInfo) -> tuple[Recorder, RecordingTap]:
-    """Open the database and start the writer. Fails open unless --require-recording."""
+def make_recorder(config: RecordConfig, session: SessionInfo, thread: bool = True) -> Recorder:
+    """Open the database and start the writer (see Recorder.start for `thread`). Fails open
+    unless --require-recording."""
     keep, redaction, options = config.check()
     recorder = Recorder(config.db, session, options,
                         redact=functools.partial(redact_call, policy=redaction), keep=keep.keep)
-    recorder.start(strict=config.require)
+    recorder.start(strict=config.require, thread=thread)
     log.info("recording %s; %s; %s", keep.describe(), redaction.describe(),
              "calls are refused while recording fails (--require-recording)" if config.require
              else "recording fails open: a recording fault never fails a CRI call")
+    return recorder
+
+
+def start_recording(config: RecordConfig, session: SessionInfo) -> tuple[Recorder, RecordingTap]:
+    """A recorder and its tap in this process (the demo; `run` uses a recorder process)."""
+    recorder = make_recorder(config, session)
     return recorder, RecordingTap(recorder)
 
 

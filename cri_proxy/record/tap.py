@@ -79,6 +79,11 @@ class RecordingTap:
         self.timer = timer  # monotonic, for durations and offsets
         self.decoder = decoder
         decoder()  # builds the decoder's tables now, not inside the first call it records
+        # While `skimming`, calls that start are followed (HPACK, status, end) without their
+        # messages and handed to `on_skimmed` instead of the sink: for a recorder that has
+        # fallen behind and must catch up without losing its place in the byte stream.
+        self.skimming = False
+        self.on_skimmed: Callable[[RecordedCall], None] | None = None
 
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
@@ -110,10 +115,11 @@ class _Side:
 
 
 class _Call:
-    __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed")
+    __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
 
-    def __init__(self, rec: RecordedCall, t0: float) -> None:
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
         self.rec = rec
+        self.skimmed = skimmed
         self.t0 = t0
         self.request = MessageReader(Direction.REQUEST)
         self.response = MessageReader(Direction.RESPONSE)
@@ -246,7 +252,7 @@ class ConnectionRecorder:
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
-        content = data_content(frame)
+        content = data_content(frame) if not call.skimmed else b""
         if content is None:
             call.unparsed = True
             call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
@@ -299,7 +305,7 @@ class ConnectionRecorder:
         info = self.info
         rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
                            peer_pid=info.peer_pid, peer_uid=info.peer_uid)
-        call = self.calls[stream_id] = _Call(rec, self._now)
+        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
         if headers is None:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
@@ -349,6 +355,9 @@ class ConnectionRecorder:
             outcome = Outcome.UNPARSED
         rec.outcome = outcome
         try:
+            if call.skimmed and self.tap.on_skimmed is not None:
+                self.tap.on_skimmed(rec)
+                return
             self.tap.sink.submit(rec)
         except Exception:
             if not self._sink_warned:  # once per connection: a broken sink fails every call
