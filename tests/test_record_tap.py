@@ -666,3 +666,19 @@ if __name__ == "__main__":
         for name, decoder in (("hpack_fast", fast_decoder), ("hpack (reference)", ReferenceDecoder)):
             label = "new connection per call" if fresh else "one connection"
             print(f"{label:>24}, {name:>17}: {_bench(decoder, calls, fresh):6.1f} us per call")
+
+
+def test_hpack_fast_repeated_block_follows_the_table() -> None:
+    """A block decoded before is looked up only while the dynamic table is unchanged: the
+    same bytes (an index into the table) mean another field once the table has moved."""
+    decoder = hpack_fast.Decoder()
+    add_a, add_b, newest = b"\x40\x03x-a\x011", b"\x40\x03x-b\x012", b"\xbe"  # 0xbe: index 62
+    decoder.decode(add_a)
+    assert decoder.decode(newest) == [("x-a", "1")]
+    assert decoder.decode(newest) == [("x-a", "1")]  # looked up
+    decoder.decode(add_b)
+    assert decoder.decode(newest) == [("x-b", "2")]
+    assert decoder.decode(b"\xbf") == [("x-a", "1")]  # index 63: the older entry
+    decoder.decode(b"\x20")  # a table size update to 0 empties the table
+    with pytest.raises(hpack_fast.HPACKDecodingError):
+        decoder.decode(newest)

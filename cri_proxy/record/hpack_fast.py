@@ -113,7 +113,7 @@ class Decoder:
     """
 
     __slots__ = ("_dynamic", "_size", "_maxsize", "_text", "_static", "max_allowed_table_size",
-                 "max_header_list_size")
+                 "max_header_list_size", "_gen", "_seen", "_seen_gen")
 
     def __init__(self, max_header_list_size: int = 16 << 20, text: TextHook = plain_text) -> None:
         self._dynamic: deque[_Entry] = deque()  # newest first: index 62 is _dynamic[0]
@@ -123,6 +123,9 @@ class Decoder:
         self._static = _static_entries(text)
         self.max_allowed_table_size = DEFAULT_TABLE_SIZE
         self.max_header_list_size = max_header_list_size
+        self._gen = 0  # counts changes to the dynamic table
+        self._seen: dict[bytes, list[Field]] = {}  # blocks decoded without changing the table...
+        self._seen_gen = 0  # ...while the table was as it is at this count
         _load()
 
     @property
@@ -130,10 +133,27 @@ class Decoder:
         return self._maxsize
 
     def decode(self, data: bytes) -> list[Field]:
+        """The block's fields. The list may be shared with earlier results: do not modify it.
+
+        A server answers every call with the same header block and the same trailers once
+        their fields are in the table; such a block, decoded once without touching the table,
+        decodes the same while the table stays as it was, so it is looked up instead.
+        """
+        if self._seen_gen != self._gen:
+            self._seen.clear()
+            self._seen_gen = self._gen
+        else:
+            known = self._seen.get(data)
+            if known is not None:
+                return known
+        gen = self._gen
         try:
-            return self._decode(data)
+            headers = self._decode(data)
         except IndexError as exc:  # a read past the end of the block, or of the table
             raise HPACKDecodingError(f"truncated header block or bad index ({exc})") from None
+        if self._gen == gen and len(data) <= 1024 and len(self._seen) < 64:
+            self._seen[data] = headers
+        return headers
 
     def _decode(self, data: bytes) -> list[Field]:
         headers: list[Field] = []
@@ -162,6 +182,7 @@ class Decoder:
                 if size > self.max_allowed_table_size:
                     raise HPACKDecodingError(f"table size {size} above the allowed {self.max_allowed_table_size}")
                 self._maxsize = size
+                self._gen += 1
                 self._evict()
                 continue
             else:  # literal without indexing or never indexed (§6.2.2, §6.2.3)
@@ -192,6 +213,7 @@ class Decoder:
         return ((name, self._text(raw, name)), name_len, ENTRY_OVERHEAD + name_len + len(raw)), pos
 
     def _add(self, entry: _Entry) -> None:
+        self._gen += 1
         if entry[2] > self._maxsize:  # §4.4: an entry larger than the table empties it
             self._dynamic.clear()
             self._size = 0

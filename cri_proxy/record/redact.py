@@ -50,7 +50,7 @@ from google.protobuf.message import Message as ProtoMessage
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
 from cri_proxy.record.call import Direction, Message, RecordedCall
-from cri_proxy.record.decode import method_types
+from cri_proxy.record.decode import MethodTypes, method_types
 
 REDACTED = "[redacted]"
 NOTE_PREFIX = "redacted:"
@@ -145,7 +145,7 @@ def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) ->
     """The call with its secrets blanked: a new RecordedCall, or `call` itself when
     nothing needed redacting. The input call and its messages are not modified."""
     types = method_types(call.path)
-    if types is None:
+    if types is None or not _may_hold_secrets(types, policy):
         return call
     messages: list[Message] = []
     notes: list[str] = []
@@ -357,6 +357,13 @@ def _all_messages() -> Iterator[Descriptor]:
         if not desc.GetOptions().map_entry:
             yield desc
             pending.extend(desc.nested_types)
+
+
+@functools.lru_cache(maxsize=512)
+def _may_hold_secrets(types: MethodTypes, policy: RedactionPolicy) -> bool:
+    """Whether the request or response type of a method holds a field `policy` redacts."""
+    sensitive = _sensitive_types(policy)
+    return any(cls.DESCRIPTOR.full_name in sensitive for cls in (types.request, types.response))
 
 
 @functools.lru_cache(maxsize=16)

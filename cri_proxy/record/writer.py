@@ -310,14 +310,15 @@ class BatchWriter:
     def _write_call(
         self, conn: sqlite3.Connection, call: RecordedCall, pending: dict[str, _Cached]
     ) -> int:
-        before = _fingerprint(call)
         try:
-            call = self._redact(call)
+            redacted_call = self._redact(call)
         except Exception:
             log.exception("call %d/%d %s: redaction failed; the call is not recorded",
                           call.conn_id, call.stream_id, call.path)  # fmt: skip
             return 0
-        redacted = _fingerprint(call) != before
+        # A redaction function hands back the very call when it had nothing to blank.
+        redacted = redacted_call is not call and _fingerprint(redacted_call) != _fingerprint(call)
+        call = redacted_call
         first: dict[Direction, dict[str, Any] | None] = {}
         payload_ids = []
         for message in call.messages:
@@ -330,7 +331,7 @@ class BatchWriter:
         conn.executemany(
             "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "
             "compressed) VALUES (?, ?, ?, ?, ?, ?)",
-            [(call_id, m.direction.value, m.index, round(m.offset_s * 1000, 3), pid,
+            [(call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3), pid,
               int(m.compressed)) for m, pid in zip(call.messages, payload_ids)],
         )  # fmt: skip
         return 1
@@ -381,6 +382,9 @@ class BatchWriter:
         self._cache.move_to_end(sha)
         if len(self._cache) > _CACHE_ENTRIES:
             self._cache.popitem(last=False)
+
+
+_DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow in a loop
 
 
 def _fingerprint(call: RecordedCall) -> tuple[object, ...]:
