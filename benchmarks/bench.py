@@ -58,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--proxy-cmd", default=PROXY_CMD,
                         help="how to start the proxy; {python} {listen} {runtime} {tmp} are filled in "
                         "(default: %(default)s)")
+    parser.add_argument("--record", action="store_true",
+                        help="also measure the proxy recording every call (route 'recording', --db in the temp "
+                        "dir), with its bars and how many calls it recorded and lost")
     parser.add_argument("--extra-proxy", action="append", default=[], metavar="NAME=CMD",
                         help="also measure this proxy command (same fill-ins) as route NAME; repeatable")
     args = parser.parse_args(argv)
@@ -79,6 +82,8 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
         notes.append(f"proxy skipped: {why}")
     else:
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd))
+    if args.record and not why:
+        routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd + " --db {tmp}/calls.db", "recording"))
     for extra in args.extra_proxy:
         name, _, template = extra.partition("=")
         routes.append(start_proxy(children, tmp, direct.socket, template, name))
@@ -138,6 +143,21 @@ def meta(args: argparse.Namespace, sizes: dict[str, int], notes: list[str], elap
     }
 
 
+def recording_totals(db: Path) -> str:
+    """What the recording route wrote: every call it relayed (warm-ups too), recorded or lost."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            recorded, lost, episodes = conn.execute(
+                "SELECT sum(calls_recorded), sum(calls_lost), sum(loss_episodes) FROM sessions").fetchone()
+            rows = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    except sqlite3.Error as exc:
+        return f"recording: could not read {db}: {exc}"
+    return (f"recording: {recorded} calls recorded ({rows} rows), {lost} lost in {episodes} episode(s); "
+            f"database {db.stat().st_size / 1e6:.1f} MB")
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt  # unwinds through Children, which stops every process
 
@@ -157,6 +177,8 @@ def main(argv: list[str]) -> int:
             print(f"bench: {', '.join(r.name for r in routes)}; replies {sizes} bytes; "
                   f"{args.duration:g}s per row in {args.rounds} windows", flush=True)
             results = run_all(children, routes, own_pids, binaries["loadgen"], tmp, args)
+            if args.record:
+                notes.append(recording_totals(tmp / "calls.db"))
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130

@@ -50,6 +50,7 @@ class Sample:
     loadgen_cpu_s: float
     other_cpu_s: float  # used by processes that are not the benchmark's ...
     other_wall_s: float  # ... over this long (launch to exit of the load generators), as loadgen_cpu_s
+    drain_s: float = 0.0  # how long the route kept working after the window
 
 
 @dataclass
@@ -145,12 +146,25 @@ def run(children: Children, loadgen: Path, route: Route, work: Workload, request
     time.sleep(max(0.0, window[0] - time.time()))
     cpu_before = cpu_seconds(watched)
     time.sleep(max(0.0, window[1] - time.time()))
-    route_cpu = cpu_seconds(watched) - cpu_before
     counts, latencies = _collect(children, route, runs)
+    drain = settle(watched)
+    route_cpu = cpu_seconds(watched) - cpu_before  # with what it did after the window (a recorder catching up)
     loadgen_cpu = _children_s() - marks[1]
     ours = loadgen_cpu + time.process_time() + cpu_seconds(own) - marks[2]
     other = max(0.0, _busy_s() - marks[0] - ours)
-    return Sample(load.duration, counts, latencies, route_cpu, loadgen_cpu, other, time.monotonic() - marks[3])
+    return Sample(load.duration, counts, latencies, route_cpu, loadgen_cpu, other, time.monotonic() - marks[3], drain)
+
+
+def settle(procs: list[psutil.Process], idle_pct: float = 5.0, limit_s: float = 60.0, step_s: float = 0.1) -> float:
+    """Wait until `procs` use under `idle_pct` of a core (a recorder that trails the relay
+    finishing its work); returns how long that took after the window."""
+    start = time.monotonic()
+    while procs and time.monotonic() - start < limit_s:
+        before = cpu_seconds(procs)
+        time.sleep(step_s)
+        if 100 * (cpu_seconds(procs) - before) / step_s < idle_pct:
+            break
+    return time.monotonic() - start
 
 
 def _percentile(sorted_ns: list[int], q: float) -> float:

@@ -8,6 +8,7 @@ from measure import Result
 
 SMALL, BIG = "version", "stats_1mb"
 P50_BAR, RPS_BAR, RSS_BAR_MB = 1.5, 0.8, 60.0
+REC_P50_BAR, REC_RPS_BAR = 2.0, 0.5  # the proxy recording every call (--record)
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ def table(results: list[Result]) -> str:
 
 
 def _ratio_bar(results: list[Result], name: str, workload: str, callers: int,
-               index: int, limit: float, at_most: bool) -> Bar:
-    measured = {route: ratios(results, r)[index] for route in ("proxy", "nginx")
-                if (r := _find(results, route, workload, callers)) is not None}
-    value = measured.get("proxy")
+               index: int, limit: float, at_most: bool, route: str = "proxy") -> Bar:
+    measured = {name: ratios(results, r)[index] for name in (route, "nginx")
+                if (r := _find(results, name, workload, callers)) is not None}
+    value = measured.get(route)
     if value is None:
         return Bar(name, None, "not measured in this run")
-    detail = f"proxy {value:.2f}x" + (f" (nginx {measured['nginx']:.2f}x)" if measured.get("nginx") else "")
+    detail = f"{route} {value:.2f}x" + (f" (nginx {measured['nginx']:.2f}x)" if measured.get("nginx") else "")
     return Bar(name, value <= limit if at_most else value >= limit, detail)
 
 
@@ -68,6 +69,11 @@ def bars(results: list[Result], workloads: list[str]) -> list[Bar]:
     rss = max((r.rss_peak_mb for r in results if r.route == "proxy" and r.rss_peak_mb), default=None)
     found.append(Bar(f"proxy peak RSS < {RSS_BAR_MB:.0f} MB", None if rss is None else rss < RSS_BAR_MB,
                      "not measured in this run" if rss is None else f"{rss:.1f} MB"))
+    if any(r.route == "recording" for r in results):
+        found.append(_ratio_bar(results, f"recording: small call p50 at 1 caller <= {REC_P50_BAR}x direct",
+                                SMALL, 1, 0, REC_P50_BAR, True, "recording"))
+        found.append(_ratio_bar(results, f"recording: {SMALL} RPC/s at 32 callers >= {REC_RPS_BAR}x direct",
+                                SMALL, 32, 1, REC_RPS_BAR, False, "recording"))
     return found
 
 
