@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 STATS_INTERVAL_S = 0.1
 SKIM_AFTER_S = 2.0  # this far behind the relay (or a quarter of --queue-mb behind, at the rate bytes
 CAUGHT_UP_S = 0.1  # come in), calls are followed without being recorded, until it is this close again
+MIN_EPISODE_S = 1.0  # and at least this long: one loss episode per second of flood at most
 READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
 
 
@@ -107,7 +108,7 @@ class Worker:
                         self._rate_bytes, self._rate_since = 0, mono
                     lag = time.monotonic() - mono
                     if self.tap.skimming:
-                        if lag < CAUGHT_UP_S:
+                        if lag < CAUGHT_UP_S and time.time() - self._skim_since >= MIN_EPISODE_S:
                             self.skim(False, lag)
                     elif lag > SKIM_AFTER_S or lag * self._rate > self.behind_bytes:
                         self.skim(True, lag)
