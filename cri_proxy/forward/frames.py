@@ -77,11 +77,6 @@ class FrameWalker:
         self.at_boundary = True
         self.in_block = False  # set by track() on the server side
 
-    @property
-    def fast(self) -> bool:
-        """Keeps no payloads and no raw frames: `track` may be used instead of `feed`."""
-        return not self.keep and not self.raw
-
     def track(self, chunk: bytes, streams: set[int], from_client: bool) -> None:
         """The relay's hottest path: follow frame headers and keep `streams` (the open calls)
         and `in_block` (between a HEADERS frame and its last CONTINUATION) up to date.

@@ -15,7 +15,8 @@ from typing import Any, Final
 
 LENGTH: Final = struct.Struct("<I")
 CHUNK_HEAD: Final = struct.Struct("<IBIBdd")  # length, kind, conn_id, from_client, wall, monotonic
-CHUNK_FIXED: Final = CHUNK_HEAD.size - LENGTH.size  # body bytes before the data
+CHUNK_FIXED: Final = CHUNK_HEAD.size - LENGTH.size  # body bytes before the data, kind included
+HEAD: Final = LENGTH.size + 1  # a message's body starts this far from its first byte
 
 # proxy -> recorder
 INIT: Final = 0  # pickled (RecordConfig, SessionInfo, log level)
@@ -66,10 +67,6 @@ class Reader:
         finally:
             view.release()
             del buf[:pos]
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
 
 
 def value(view: memoryview, start: int, stop: int) -> Any:

@@ -126,12 +126,8 @@ class RecorderProcess:
         if self._out and not self._dead:
             log.warning("the recorder process did not take %d bytes within %.1f s: they are lost",
                         self._pending, timeout)
-        self._out.clear()
-        self._pending = 0
-        if self._loop is not None and self._sock is not None and not self._dead:
-            self._loop.remove_reader(self._sock.fileno())
-            if self._writing:
-                self._loop.remove_writer(self._sock.fileno())
+        if not self._dead:
+            self._detach()
         await asyncio.to_thread(self._stop_child, max(0.5, deadline - time.monotonic()) + 2.0)
 
     def _stop_child(self, timeout: float) -> None:
@@ -259,7 +255,7 @@ class RecorderProcess:
                 self._consume(sent)
                 if not self._writing and self._loop is not None:
                     self._writing = True
-                    self._loop.add_writer(sock.fileno(), self._on_writable)
+                    self._loop.add_writer(sock.fileno(), self._flush)
                 return
             del out[:len(batch)]
             self._pending -= size
@@ -277,9 +273,6 @@ class RecorderProcess:
         del out[:i]
         if sent:
             out[0] = out[0][sent:]
-
-    def _on_writable(self) -> None:
-        self._flush()
 
     def _on_readable(self) -> None:
         assert self._sock is not None
@@ -306,10 +299,15 @@ class RecorderProcess:
         code = self._proc.poll() if self._proc is not None else None
         log.error("the recorder process stopped (%s%s): calls are no longer recorded; forwarding goes on",
                   why, "" if code is None else f", exit status {code}")
+        self._detach()
+
+    def _detach(self) -> None:
+        """Off the event loop, and nothing more to send."""
         if self._loop is not None and self._sock is not None:
             self._loop.remove_reader(self._sock.fileno())
             if self._writing:
                 self._loop.remove_writer(self._sock.fileno())
+        self._writing = False
         self._out.clear()
         self._pending = 0
 

@@ -1,8 +1,9 @@
 """The recorder's tap: rebuilds each gRPC call from the frames the relay has forwarded.
 
 The relay hands the bytes of a connection, in order per direction, after forwarding them;
-the tap splits them into frames (a `FrameWalker` per direction). Header blocks (HEADERS + CONTINUATION) are decoded with one HPACK decoder per direction,
-whose state must follow every block in order; DATA is cut into gRPC messages; the end of a
+the tap splits them into frames (a `FrameWalker` per direction). Header blocks (HEADERS +
+CONTINUATION) are decoded with one HPACK decoder per direction, whose state must follow
+every block in order; DATA is cut into gRPC messages; the end of a
 call (END_STREAM from the server, RST_STREAM from either side, the connection closing) hands
 a `RecordedCall` to the sink, exactly once.
 

@@ -98,21 +98,12 @@ class Worker:
     def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
         try:
             if kind == channel.CHUNK:
-                conn_id, from_client, wall, mono = channel.CHUNK_HEAD.unpack_from(view, start - 5)[2:]
+                conn_id, from_client, wall, mono = channel.CHUNK_HEAD.unpack_from(view, start - channel.HEAD)[2:]
                 conn = self.conns.get(conn_id)
                 if conn is not None:
                     self.wall, self.mono = wall, mono
-                    self._rate_bytes += stop - start
-                    if mono - self._rate_since >= 0.5:
-                        self._rate = self._rate_bytes / (mono - self._rate_since)
-                        self._rate_bytes, self._rate_since = 0, mono
-                    lag = time.monotonic() - mono
-                    if self.tap.skimming:
-                        if lag < CAUGHT_UP_S and time.time() - self._skim_since >= MIN_EPISODE_S:
-                            self.skim(False, lag)
-                    elif lag > SKIM_AFTER_S or lag * self._rate > self.behind_bytes:
-                        self.skim(True, lag)
-                    data = bytes(view[start + channel.CHUNK_FIXED - 1:stop])
+                    self.watch_lag(mono, stop - start)
+                    data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
                     (conn.client_bytes if from_client else conn.server_bytes)(data)
                 return
             value: Any = channel.value(view, start, stop) if stop > start else None
@@ -144,6 +135,19 @@ class Worker:
             if not self._failed_logged:  # a bug here must not stop the recording of everything else
                 self._failed_logged = True
                 log.exception("the recorder process failed on a message of kind %d; it goes on", kind)
+
+    def watch_lag(self, mono: float, size: int) -> None:
+        """How far behind the relay this chunk finds the recorder: skim, or stop skimming."""
+        self._rate_bytes += size
+        if mono - self._rate_since >= 0.5:
+            self._rate = self._rate_bytes / (mono - self._rate_since)
+            self._rate_bytes, self._rate_since = 0, mono
+        lag = time.monotonic() - mono
+        if self.tap.skimming:
+            if lag < CAUGHT_UP_S and time.time() - self._skim_since >= MIN_EPISODE_S:
+                self.skim(False, lag)
+        elif lag > SKIM_AFTER_S or lag * self._rate > self.behind_bytes:
+            self.skim(True, lag)
 
     def skim(self, on: bool, lag: float) -> None:
         """Fallen behind (or caught up): calls that start now are not recorded (or are again).
