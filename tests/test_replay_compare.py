@@ -70,3 +70,28 @@ def test_pace_values() -> None:
     for bad in ("x0", "xx", "2", "slow"):
         with pytest.raises(ConfigError):
             parse_pace(bad)
+
+
+PATHS = ["containers[id=1].state", "containers[0].created_at", "status.pid", "stats[3].cpu.timestamp",
+         "url", "images[0].id", "images[id=sha256:ab].repo_tags[1]", "info.runtime.pids", "a.b.c", "",
+         "status.labels.io.kubernetes.pod.name", "items[12].memory.rss_bytes.value"]
+GLOBS = [(), ("containers.state",), ("containers[*].state",), ("images[0].id", "*repo_tags*"),
+         ("status.labels.*",), ("a?b.c",), ("[ab].b.c",), ("*",)]
+
+
+@pytest.mark.parametrize("extra", GLOBS)
+@pytest.mark.parametrize("defaults", [True, False])
+def test_ignored_agrees_with_matching_glob_by_glob(extra: tuple[str, ...], defaults: bool) -> None:
+    """The one compiled pattern (and its memo) answers as fnmatchcase does, one glob at a time,
+    against the path with and without its list positions."""
+    import fnmatch
+    import re
+
+    comparer = Comparer(extra, defaults=defaults)
+    for _ in range(2):  # the second pass answers from the memo
+        for path in PATHS:
+            bare = re.sub(r"\[(\d+|id=[^\]]*)\]", "", path)
+            expected = any(fnmatch.fnmatchcase(p, g) for g in comparer.ignore for p in (path, bare))
+            assert comparer.ignored(path) is expected, (path, comparer.ignore)
+    assert Comparer(("containers[*].state",), defaults=False).ignored("containers[7].state")
+    assert not Comparer(("containers[0].state",), defaults=False).ignored("containers[1].state")

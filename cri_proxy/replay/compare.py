@@ -31,6 +31,7 @@ DEFAULT_IGNORE: tuple[str, ...] = (
 
 _INDEX = re.compile(r"\[(\d+|id=[^\]]*)\]")
 _MAX_DIFFS = 50  # per call: enough to see what differs, bounded for huge lists
+_SEEN_LIMIT = 100_000  # paths whose ignore answer is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,22 @@ class Comparer:
 
     def __init__(self, ignore: tuple[str, ...] = (), *, defaults: bool = True) -> None:
         self.ignore = tuple(_literal_brackets(g) for g in (DEFAULT_IGNORE if defaults else ()) + tuple(ignore))
+        # One regex for every glob (what fnmatchcase does glob by glob), and each path's answer
+        # kept: a list of 100 containers asks about the same few dozen paths again and again.
+        pattern = "|".join(f"(?:{fnmatch.translate(glob)})" for glob in self.ignore)
+        self._match = re.compile(pattern).match if pattern else None
+        self._seen: dict[str, bool] = {}
 
     def ignored(self, path: str) -> bool:
+        known = self._seen.get(path)
+        if known is not None:
+            return known
         bare = _INDEX.sub("", path)
-        return any(fnmatch.fnmatchcase(p, glob) for glob in self.ignore for p in (path, bare))
+        answer = self._match is not None and bool(self._match(path) or self._match(bare))
+        if len(self._seen) >= _SEEN_LIMIT:
+            self._seen.clear()  # paths with ids grow without end over a long replay
+        self._seen[path] = answer
+        return answer
 
     def diff(self, recorded: Any, replayed: Any, path: str = "") -> list[Difference]:
         out: list[Difference] = []
