@@ -39,7 +39,7 @@ _SQLITE_ATTACH = 24
 _SQLITE_PRAGMA = 19
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
+def authorize_read(action: int, arg1: str | None, arg2: str | None, _db: str | None, _src: str | None) -> int:
     """Refuses ATTACH (and so VACUUM INTO), which would create other files, and turning
     query_only off. mode=ro already refuses every write to the recording itself."""
     if action == _SQLITE_ATTACH or (action == _SQLITE_PRAGMA and arg1 == "query_only" and arg2 is not None):
@@ -47,7 +47,7 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, _db: str | None,
     return sqlite3.SQLITE_OK
 
 
-def _uri(path: str, immutable: bool) -> str:
+def read_only_uri(path: str, immutable: bool) -> str:
     uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
     return uri + "&immutable=1" if immutable else uri
 
@@ -92,13 +92,13 @@ class Recording:
         self._immutable = not os.path.exists(self.path + "-wal")
         self._stamp = self._file_stamp()
         try:
-            conn = sqlite3.connect(_uri(self.path, self._immutable), uri=True,
+            conn = sqlite3.connect(read_only_uri(self.path, self._immutable), uri=True,
                                    timeout=BUSY_TIMEOUT_S, check_same_thread=False)  # fmt: skip
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         try:
             conn.execute("PRAGMA query_only = ON")
-            conn.set_authorizer(_authorize)
+            conn.set_authorizer(authorize_read)
             version = db.schema_version(conn)
             newest = len(sql.migrations())
             if version > newest:

@@ -65,37 +65,43 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -
     """Replays the selected calls; raises CriProxyError (bad database, session, target) before
     anything is sent."""
     target_path = unix_path(opts.target, "--target")
-    recording = source.open_recording(opts.db)
-    try:
-        calls = source.load_calls(recording.conn, opts.selection)
-    finally:
-        recording.close()
-    if not calls:
-        raise ConfigError(f"no recorded calls in {opts.db} match the selection")
-    skipped = sum(1 for c in calls if c.method in MUTATING) if not opts.allow_mutations else 0
-    if skipped:
-        echo(skip_line(skipped))
+    source_path = os.path.abspath(opts.db)
     db_out = os.path.abspath(opts.db_out or opts.db)
-    result = ReplayResult(os.path.abspath(opts.db), f"unix://{target_path}",
-                          sorted({c.session_id for c in calls}), None, db_out)  # fmt: skip
-    if not target_path.exists():
-        raise ConfigError(f"cannot reach the target runtime at {result.target}: no such socket")
-    async with grpc.aio.insecure_channel(result.target, options=CHANNEL_OPTIONS) as channel:
-        try:
-            await asyncio.wait_for(channel.channel_ready(), opts.connect_timeout_s)
-        except TimeoutError:
-            raise ConfigError(f"cannot reach the target runtime at {result.target} "
-                              f"(nothing answered within {opts.connect_timeout_s:g} s)") from None  # fmt: skip
-        recorder = Recorder(db_out, _session_info(opts, result))
-        recorder.start()  # a database we cannot write is StorageError: one line, exit 2
-        try:
-            result.replay_session = recorder.session_id
-            started = time.monotonic()
-            await _replay_all(channel, calls, opts, recorder, result)
-            result.elapsed_s = time.monotonic() - started
-        finally:
-            await asyncio.to_thread(recorder.close)
+    recording = source.open_recording(source_path)  # one clear line for a file that is not a recording
+    immutable = recording.immutable and not _same_file(source_path, db_out)  # the replay writes into it
+    recording.close()
+    async with await source.CallStream.open(source_path, opts.selection, immutable=immutable) as calls:
+        summary = await calls.summary()
+        if not summary.count or summary.first_started_unix is None:
+            raise ConfigError(f"no recorded calls in {opts.db} match the selection")
+        if summary.mutating and not opts.allow_mutations:
+            echo(skip_line(summary.mutating))
+        result = ReplayResult(source_path, f"unix://{target_path}", summary.sessions, None, db_out)
+        if not target_path.exists():
+            raise ConfigError(f"cannot reach the target runtime at {result.target}: no such socket")
+        async with grpc.aio.insecure_channel(result.target, options=CHANNEL_OPTIONS) as channel:
+            try:
+                await asyncio.wait_for(channel.channel_ready(), opts.connect_timeout_s)
+            except TimeoutError:
+                raise ConfigError(f"cannot reach the target runtime at {result.target} "
+                                  f"(nothing answered within {opts.connect_timeout_s:g} s)") from None  # fmt: skip
+            recorder = Recorder(db_out, _session_info(opts, result))
+            recorder.start()  # a database we cannot write is StorageError: one line, exit 2
+            try:
+                result.replay_session = recorder.session_id
+                started = time.monotonic()
+                await _replay_all(channel, calls, summary.first_started_unix, opts, recorder, result)
+                result.elapsed_s = time.monotonic() - started
+            finally:
+                await asyncio.to_thread(recorder.close)
     return result
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a == b
 
 
 def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
@@ -109,12 +115,14 @@ def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
     return SessionInfo(listen=None, runtime_endpoint=result.target, config=config)
 
 
-async def _replay_all(channel: grpc.aio.Channel, calls: list[source.SourceCall], opts: ReplayOptions,
-                      recorder: Recorder, result: ReplayResult) -> None:  # fmt: skip
+async def _replay_all(channel: grpc.aio.Channel, calls: source.CallStream, first_started_unix: float,
+                      opts: ReplayOptions, recorder: Recorder, result: ReplayResult) -> None:  # fmt: skip
     ids = IdMap()
     comparer = Comparer(opts.ignore)
-    pacer = Pacer(opts.speed, calls[0].started_unix)
-    for n, call in enumerate(calls):
+    pacer = Pacer(opts.speed, first_started_unix)
+    n = -1
+    async for call in calls:
+        n += 1
         reason = _skip_reason(call, opts)
         if reason:
             result.results.append(CallResult(call.id, call.path, Verdict.SKIPPED, reason,

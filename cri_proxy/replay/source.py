@@ -4,16 +4,27 @@ A replay and `serve` both need the raw request and response bytes of each call w
 status; the JSON views are decoded again where needed. Calls whose bytes were not stored
 (over the payload cap, or dropped by redaction) keep `complete=False` so callers can skip
 them with a reason instead of sending something other than what was recorded.
+
+`serve` answers from every selected call at once (`load_calls`). A replay goes through the
+calls once, in order, and a node's recording may hold millions of them: `CallStream` reads
+them in batches on aiosqlite's thread, the next batch while the current one is replayed,
+so a replay's memory stays that of a few batches and the event loop never waits on a read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
 
 from cri_proxy.errors import ConfigError, StorageError
-from cri_proxy.query.connect import Recording
+from cri_proxy.query.connect import BUSY_TIMEOUT_S, Recording, authorize_read, read_only_uri
+from cri_proxy.record.policy import MUTATING
 
 
 @dataclass(slots=True)
@@ -67,42 +78,196 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
 
 def load_calls(conn: sqlite3.Connection, selection: Selection) -> list[SourceCall]:
     """The selected calls with their messages, by `started_unix` (then id)."""
-    clauses, args = _conditions(conn, selection)
-    sql = f"SELECT {_COLUMNS} FROM calls"
-    if clauses:
-        sql += " WHERE " + " AND ".join(f"({c})" for c in clauses)
-    sql += " ORDER BY started_unix, id"
+    _check_session(conn.execute, selection)
+    sql, args = _select(selection)
     try:
         rows = conn.execute(sql, args).fetchall()
     except sqlite3.Error as exc:
-        raise ConfigError(f"--where {selection.where!r}: {exc}") from None
-    calls = [SourceCall(int(r[0]), int(r[1]), r[2], r[3], float(r[4]), r[5], r[6], r[7], r[8], r[9],
-                        bool(r[10]), r[11]) for r in rows]  # fmt: skip
+        raise _where_error(selection, exc) from None
+    calls = [_call(r) for r in rows]
     by_id = {c.id: c for c in calls}
     for chunk in _chunks(list(by_id), 500):
-        marks = ",".join("?" * len(chunk))
-        for call_id, direction, offset_ms, data, compressed, truncated in conn.execute(
-            "SELECT m.call_id, m.direction, m.offset_ms, p.data, m.compressed, p.truncated "
-            f"FROM messages m JOIN payloads p ON p.id = m.payload_id WHERE m.call_id IN ({marks}) "
-            "ORDER BY m.call_id, m.direction, m.idx", chunk):
-            call = by_id[call_id]
-            if data is None or compressed or truncated:
-                call.complete = False
-            body = bytes(data or b"")
-            if direction == "request":
-                call.requests.append(body)
-            else:
-                call.responses.append(body)
-                call.response_offsets_s.append(float(offset_ms) / 1000.0)
+        _attach(by_id, conn.execute(_MESSAGES.format(marks=",".join("?" * len(chunk))), chunk))
     return calls
 
 
-def _conditions(conn: sqlite3.Connection, selection: Selection) -> tuple[list[str], list[object]]:
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What a replay says before it starts: how many calls, how many change the node, from
+    which sessions, and when the first one started."""
+
+    count: int
+    mutating: int
+    sessions: list[int]
+    first_started_unix: float | None
+
+
+class CallStream:
+    """The selected calls of a recording, read batch by batch as they are consumed.
+
+    Use `async with await CallStream.open(...)`; `summary()` first, then iterate once.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, selection: Selection, batch_calls: int,
+                 batch_bytes: int) -> None:  # fmt: skip
+        self._conn = conn
+        self._selection = selection
+        self._batch_calls = batch_calls
+        self._batch_bytes = batch_bytes
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], selection: Selection, *, immutable: bool,
+                   batch_calls: int = 256, batch_bytes: int = 16 << 20) -> CallStream:  # fmt: skip
+        """Open `path` read-only. `immutable` only for a file nothing writes while it is read
+        (a stopped recording that the replay does not write into). StorageError or
+        ConfigError (a session that is not there) in one line."""
+        try:
+            conn = await aiosqlite.connect(read_only_uri(os.fspath(path), immutable), uri=True,
+                                           timeout=BUSY_TIMEOUT_S)  # fmt: skip
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {os.fspath(path)}: {exc}") from exc
+        try:
+            await conn.execute("PRAGMA query_only = ON")
+            await conn.set_authorizer(authorize_read)
+            stream = cls(conn, selection, batch_calls, batch_bytes)
+            await _check_session_async(conn, selection)
+        except BaseException:
+            await conn.close()
+            raise
+        return stream
+
+    async def __aenter__(self) -> CallStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def summary(self) -> Summary:
+        sql, args = _select(self._selection)
+        marks = ",".join("?" * len(MUTATING))
+        try:
+            async with self._conn.execute(
+                    f"SELECT count(*), coalesce(sum(method IN ({marks})), 0), min(started_unix) FROM ({sql})",
+                    [*sorted(MUTATING), *args]) as cur:  # fmt: skip
+                count, mutating, first = await cur.fetchone()  # type: ignore[misc]
+            async with self._conn.execute(f"SELECT DISTINCT session_id FROM ({sql}) ORDER BY 1", args) as cur:
+                sessions = [int(r[0]) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise _where_error(self._selection, exc) from None
+        return Summary(int(count), int(mutating), sessions, None if first is None else float(first))
+
+    async def __aiter__(self) -> AsyncIterator[SourceCall]:
+        batches: asyncio.Queue[list[SourceCall] | BaseException | None] = asyncio.Queue(maxsize=1)
+        reader = asyncio.create_task(self._read(batches))
+        try:
+            while True:
+                batch = await batches.get()
+                if batch is None:
+                    return
+                if isinstance(batch, BaseException):
+                    raise batch
+                for call in batch:
+                    yield call
+                batch.clear()  # let the calls go as soon as the replay is done with them
+        finally:
+            reader.cancel()
+            try:
+                await reader
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _read(self, out: asyncio.Queue[list[SourceCall] | BaseException | None]) -> None:
+        """Fill `out` with batches of at most `batch_calls` calls and about `batch_bytes` bytes."""
+        sql, args = _select(self._selection)
+        try:
+            try:
+                cur = await self._conn.execute(sql, args)
+            except sqlite3.Error as exc:
+                raise _where_error(self._selection, exc) from None
+            async with cur:
+                batch: list[SourceCall] = []
+                size = 0
+                while rows := await cur.fetchmany(self._batch_calls):
+                    for row in rows:
+                        batch.append(_call(row))
+                        size += int(row[-2] or 0) + int(row[-1] or 0)
+                        if len(batch) >= self._batch_calls or size >= self._batch_bytes:
+                            await out.put(await self._with_messages(batch))
+                            batch, size = [], 0
+                if batch:
+                    await out.put(await self._with_messages(batch))
+            await out.put(None)
+        except sqlite3.Error as exc:
+            await out.put(StorageError(f"reading the recorded calls failed: {exc}"))
+        except Exception as exc:  # handed to the consumer, which raises it
+            await out.put(exc)
+
+    async def _with_messages(self, batch: list[SourceCall]) -> list[SourceCall]:
+        by_id = {c.id: c for c in batch}
+        for chunk in _chunks(list(by_id), 500):
+            async with self._conn.execute(_MESSAGES.format(marks=",".join("?" * len(chunk))), chunk) as cur:
+                _attach(by_id, await cur.fetchall())
+        return batch
+
+
+_MESSAGES = ("SELECT m.call_id, m.direction, m.offset_ms, p.data, m.compressed, p.truncated "
+             "FROM messages m JOIN payloads p ON p.id = m.payload_id WHERE m.call_id IN ({marks}) "
+             "ORDER BY m.call_id, m.direction, m.idx")
+
+
+def _select(selection: Selection) -> tuple[str, list[object]]:
+    clauses, args = _conditions(selection)
+    sql = f"SELECT {_COLUMNS}, request_bytes, response_bytes FROM calls"
+    if clauses:
+        sql += " WHERE " + " AND ".join(f"({c})" for c in clauses)
+    return sql + " ORDER BY started_unix, id", args
+
+
+def _call(r: Any) -> SourceCall:
+    return SourceCall(int(r[0]), int(r[1]), r[2], r[3], float(r[4]), r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11])
+
+
+def _attach(by_id: dict[int, SourceCall], rows: Iterable[Any]) -> None:
+    for call_id, direction, offset_ms, data, compressed, truncated in rows:
+        call = by_id[call_id]
+        if data is None or compressed or truncated:
+            call.complete = False
+        body = bytes(data or b"")
+        if direction == "request":
+            call.requests.append(body)
+        else:
+            call.responses.append(body)
+            call.response_offsets_s.append(float(offset_ms) / 1000.0)
+
+
+def _where_error(selection: Selection, exc: sqlite3.Error) -> ConfigError:
+    return ConfigError(f"--where {selection.where!r}: {exc}")
+
+
+_NO_SESSION = "no session {} in the recording (see: cri-proxy stats)"
+
+
+def _check_session(execute: Any, selection: Selection) -> None:
+    if selection.session is not None and not execute("SELECT 1 FROM sessions WHERE id = ?",
+                                                     (selection.session,)).fetchone():  # fmt: skip
+        raise StorageError(_NO_SESSION.format(selection.session))
+
+
+async def _check_session_async(conn: aiosqlite.Connection, selection: Selection) -> None:
+    if selection.session is None:
+        return
+    async with conn.execute("SELECT 1 FROM sessions WHERE id = ?", (selection.session,)) as cur:
+        if await cur.fetchone() is None:
+            raise StorageError(_NO_SESSION.format(selection.session))
+
+
+def _conditions(selection: Selection) -> tuple[list[str], list[object]]:
     clauses: list[str] = []
     args: list[object] = []
     if selection.session is not None:
-        if not conn.execute("SELECT 1 FROM sessions WHERE id = ?", (selection.session,)).fetchone():
-            raise StorageError(f"no session {selection.session} in the recording (see: cri-proxy stats)")
         clauses.append("session_id = ?")
         args.append(selection.session)
     else:  # earlier replays recorded into the same file are not part of what was recorded
