@@ -120,7 +120,7 @@ async def _replay_all(channel: grpc.aio.Channel, calls: source.CallStream, first
     ids = IdMap()
     comparer = Comparer(opts.ignore)
     pacer = Pacer(opts.speed, first_started_unix)
-    n = -1
+    n = -1  # the call's position in the selection: its stream id in the replay's recording
     async for call in calls:
         n += 1
         reason = _skip_reason(call, opts)

@@ -78,7 +78,7 @@ def open_recording(path: str | os.PathLike[str]) -> Recording:
 
 def load_calls(conn: sqlite3.Connection, selection: Selection) -> list[SourceCall]:
     """The selected calls with their messages, by `started_unix` (then id)."""
-    _check_session(conn.execute, selection)
+    _check_session(conn, selection)
     sql, args = _select(selection)
     try:
         rows = conn.execute(sql, args).fetchall()
@@ -119,8 +119,8 @@ class CallStream:
     async def open(cls, path: str | os.PathLike[str], selection: Selection, *, immutable: bool,
                    batch_calls: int = 256, batch_bytes: int = 16 << 20) -> CallStream:  # fmt: skip
         """Open `path` read-only. `immutable` only for a file nothing writes while it is read
-        (a stopped recording that the replay does not write into). StorageError or
-        ConfigError (a session that is not there) in one line."""
+        (a stopped recording that the replay does not write into). StorageError, in one line,
+        for a file it cannot open or a session that is not there."""
         try:
             conn = await aiosqlite.connect(read_only_uri(os.fspath(path), immutable), uri=True,
                                            timeout=BUSY_TIMEOUT_S)  # fmt: skip
@@ -146,18 +146,17 @@ class CallStream:
         await self._conn.close()
 
     async def summary(self) -> Summary:
-        sql, args = _select(self._selection)
+        where, args = _where(self._selection)
         marks = ",".join("?" * len(MUTATING))
         try:
             async with self._conn.execute(
-                    f"SELECT count(*), coalesce(sum(method IN ({marks})), 0), min(started_unix) FROM ({sql})",
-                    [*sorted(MUTATING), *args]) as cur:  # fmt: skip
-                count, mutating, first = await cur.fetchone()  # type: ignore[misc]
-            async with self._conn.execute(f"SELECT DISTINCT session_id FROM ({sql}) ORDER BY 1", args) as cur:
-                sessions = [int(r[0]) for r in await cur.fetchall()]
+                    f"SELECT count(*), coalesce(sum(method IN ({marks})), 0), min(started_unix), "
+                    f"group_concat(DISTINCT session_id) FROM calls{where}", [*sorted(MUTATING), *args]) as cur:
+                count, mutating, first, sessions = await cur.fetchone()  # type: ignore[misc]
         except sqlite3.Error as exc:
             raise _where_error(self._selection, exc) from None
-        return Summary(int(count), int(mutating), sessions, None if first is None else float(first))
+        return Summary(int(count), int(mutating), sorted(int(s) for s in (sessions or "").split(",") if s),
+                       None if first is None else float(first))  # fmt: skip
 
     async def __aiter__(self) -> AsyncIterator[SourceCall]:
         batches: asyncio.Queue[list[SourceCall] | BaseException | None] = asyncio.Queue(maxsize=1)
@@ -218,12 +217,14 @@ _MESSAGES = ("SELECT m.call_id, m.direction, m.offset_ms, p.data, m.compressed, 
              "ORDER BY m.call_id, m.direction, m.idx")
 
 
-def _select(selection: Selection) -> tuple[str, list[object]]:
+def _where(selection: Selection) -> tuple[str, list[object]]:
     clauses, args = _conditions(selection)
-    sql = f"SELECT {_COLUMNS}, request_bytes, response_bytes FROM calls"
-    if clauses:
-        sql += " WHERE " + " AND ".join(f"({c})" for c in clauses)
-    return sql + " ORDER BY started_unix, id", args
+    return (" WHERE " + " AND ".join(f"({c})" for c in clauses) if clauses else ""), args
+
+
+def _select(selection: Selection) -> tuple[str, list[object]]:
+    where, args = _where(selection)
+    return f"SELECT {_COLUMNS}, request_bytes, response_bytes FROM calls{where} ORDER BY started_unix, id", args
 
 
 def _call(r: Any) -> SourceCall:
@@ -247,19 +248,19 @@ def _where_error(selection: Selection, exc: sqlite3.Error) -> ConfigError:
     return ConfigError(f"--where {selection.where!r}: {exc}")
 
 
+_SESSION_SQL = "SELECT 1 FROM sessions WHERE id = ?"
 _NO_SESSION = "no session {} in the recording (see: cri-proxy stats)"
 
 
-def _check_session(execute: Any, selection: Selection) -> None:
-    if selection.session is not None and not execute("SELECT 1 FROM sessions WHERE id = ?",
-                                                     (selection.session,)).fetchone():  # fmt: skip
+def _check_session(conn: sqlite3.Connection, selection: Selection) -> None:
+    if selection.session is not None and not conn.execute(_SESSION_SQL, (selection.session,)).fetchone():
         raise StorageError(_NO_SESSION.format(selection.session))
 
 
 async def _check_session_async(conn: aiosqlite.Connection, selection: Selection) -> None:
     if selection.session is None:
         return
-    async with conn.execute("SELECT 1 FROM sessions WHERE id = ?", (selection.session,)) as cur:
+    async with conn.execute(_SESSION_SQL, (selection.session,)) as cur:
         if await cur.fetchone() is None:
             raise StorageError(_NO_SESSION.format(selection.session))
 
