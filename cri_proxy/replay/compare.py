@@ -52,7 +52,7 @@ class Comparer:
     def __init__(self, ignore: tuple[str, ...] = (), *, defaults: bool = True) -> None:
         self.ignore = tuple(_literal_brackets(g) for g in (DEFAULT_IGNORE if defaults else ()) + tuple(ignore))
         # One regex for every glob (what fnmatchcase does glob by glob), and each path's answer
-        # kept: a list of 100 containers asks about the same few dozen paths again and again.
+        # kept: a node's calls list the same containers again and again, so its paths come back.
         pattern = "|".join(f"(?:{fnmatch.translate(glob)})" for glob in self.ignore)
         self._match = re.compile(pattern).match if pattern else None
         self._seen: dict[str, bool] = {}
