@@ -9,7 +9,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
@@ -123,13 +122,13 @@ def tail(
 ) -> None:
     """Follow calls as the proxy records them, one line each (times UTC; Ctrl-C to stop)."""
     fmt = _format(fmt, TAIL_FORMATS)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    stop = [False]  # set by SIGTERM: a plain flag, as a signal handler must not take a lock
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.__setitem__(0, True))
     with _errors():
         try:
             filters = Filters(method, errors, since_text(since) if since else None)
             with _recording(db) as recording:
-                follow(recording, sys.stdout, fmt, filters, last=last, stop=stop)
+                follow(recording, sys.stdout, fmt, filters, last=last, stopped=lambda: stop[0])
         except KeyboardInterrupt:  # Ctrl-C is how a tail ends: exit 0
             pass
 

@@ -9,8 +9,8 @@ shows up about 0.1-0.3 s after it ended. Lines are flushed as they are written.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -112,10 +112,14 @@ def first_rows(recording: Recording, filters: Filters, last: int | None) -> tupl
 
 
 def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, last: int | None = None,
-           interval_s: float = 0.2, stop: threading.Event | None = None) -> None:  # fmt: skip
-    """Writes the first rows, then every new matching call until `stop` is set. Raises
-    StorageError when the file is removed or replaced (Recording.refresh)."""
-    stop = stop or threading.Event()
+           interval_s: float = 0.2, stopped: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+    """Writes the first rows, then every new matching call until `stopped()` says so (or
+    Ctrl-C). Raises StorageError when the file is removed or replaced (Recording.refresh).
+
+    It sleeps with time.sleep and asks `stopped` after each sleep: a signal handler can then
+    stop it by setting a plain flag. (threading.Event is no use there: its set() from a
+    handler deadlocks when the signal lands while the main thread holds the Event's lock, and
+    an exception raised in its wait() can leave that lock released twice.)"""
     write = format_line if fmt == "line" else jsonl_line
     seen, rows = first_rows(recording, filters, last)
     where, params = Filters(filters.method_glob, filters.errors_only).where()
@@ -124,7 +128,8 @@ def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, las
         for row in rows:
             out.write(write(row))
         out.flush()
-        if stop.wait(interval_s):
+        time.sleep(interval_s)
+        if stopped():
             return
         recording.refresh()
         top = _max_id(recording)
