@@ -122,13 +122,18 @@ def tail(
 ) -> None:
     """Follow calls as the proxy records them, one line each (times UTC; Ctrl-C to stop)."""
     fmt = _format(fmt, TAIL_FORMATS)
-    stop = [False]  # set by SIGTERM: a plain flag, as a signal handler must not take a lock
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.__setitem__(0, True))
+    terminated = False
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        nonlocal terminated
+        terminated = True  # a plain flag: a signal handler must not take a lock
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     with _errors():
         try:
             filters = Filters(method, errors, since_text(since) if since else None)
             with _recording(db) as recording:
-                follow(recording, sys.stdout, fmt, filters, last=last, stopped=lambda: stop[0])
+                follow(recording, sys.stdout, fmt, filters, last=last, stopped=lambda: terminated)
         except KeyboardInterrupt:  # Ctrl-C is how a tail ends: exit 0
             pass
 
