@@ -1,5 +1,5 @@
 """`python -m cri_proxy` is the `cri-proxy` command."""
 
-from cri_proxy.cli import main
+from cri_proxy.cli.app import main
 
 main()

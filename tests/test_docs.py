@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cri_proxy.cli import app
+from cri_proxy.cli.app import app
 from tests.conftest import ROOT
 
 

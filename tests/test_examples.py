@@ -19,9 +19,9 @@ import pytest
 import typer
 import yaml
 
-from cri_proxy.cli import LOG_LEVELS, app
-from cri_proxy.endpoints import unix_path
-from cri_proxy.errors import CriProxyError
+from cri_proxy.cli.app import LOG_LEVELS, app
+from cri_proxy.model.endpoints import unix_path
+from cri_proxy.model.errors import CriProxyError
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "examples"

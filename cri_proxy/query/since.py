@@ -7,7 +7,7 @@ import re
 import time
 from datetime import datetime, timezone
 
-from cri_proxy.errors import ConfigError
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.store.db import utc_text
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

@@ -8,7 +8,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from cri_proxy.errors import ConfigError
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.store import sql
 from cri_proxy.store.sql import NamedQuery
 

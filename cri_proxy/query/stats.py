@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from cri_proxy.errors import StorageError
+from cri_proxy.model.errors import StorageError
 from cri_proxy.query.output import Section
 from cri_proxy.query.tail import FAILED, short_method
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from cri_proxy.query.connect import Recording
+from cri_proxy.store.readonly import Recording
 from cri_proxy.query.output import row_object
 
 TAIL_FORMATS = ("line", "jsonl")

@@ -25,8 +25,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cri_proxy.record.call import Outcome
-from cri_proxy.record.decode import decode_message, method_types
+from cri_proxy.model.call import Outcome
+from cri_proxy.messages.decode import decode_message, method_types
 from cri_proxy.replay.compare import Comparer
 from cri_proxy.replay.source import SourceCall
 

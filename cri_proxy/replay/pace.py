@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from cri_proxy.errors import ConfigError
+from cri_proxy.model.errors import ConfigError
 
 
 def parse_pace(value: str) -> float | None:

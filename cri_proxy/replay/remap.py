@@ -17,7 +17,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
-from cri_proxy.record.decode import method_types
+from cri_proxy.messages.decode import method_types
 
 # Where each creating method's response carries the new id.
 CREATED_ID_FIELD = {"RunPodSandbox": "pod_sandbox_id", "CreateContainer": "container_id"}

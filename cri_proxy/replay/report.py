@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from cri_proxy.errors import ConfigError
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.query import output
 from cri_proxy.replay.compare import short
 from cri_proxy.replay.results import VERDICTS, CallResult, ReplayResult, Verdict

@@ -1,6 +1,6 @@
 """The replay: re-issue recorded calls against a target runtime, in order, and compare.
 
-Read-only calls are replayed by default; the methods of `record.policy.MUTATING` only with
+Read-only calls are replayed by default; the methods of `recorder.keep.MUTATING` only with
 `allow_mutations`. Ids created by replayed RunPodSandbox/CreateContainer calls are remapped
 (`remap.IdMap`). The replay is itself recorded, through the normal `Recorder`, as a new
 session whose config says what it replayed:
@@ -23,13 +23,13 @@ from typing import Any
 
 import grpc
 
-from cri_proxy.endpoints import unix_path
-from cri_proxy.errors import ConfigError
-from cri_proxy.record.call import Direction, Message, Outcome, RecordedCall, api_version_of
-from cri_proxy.record.decode import decode_message, method_types
-from cri_proxy.record.policy import MUTATING
-from cri_proxy.record.recorder import Recorder
-from cri_proxy.record.writer import SessionInfo
+from cri_proxy.model.endpoints import unix_path
+from cri_proxy.model.errors import ConfigError
+from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall, api_version_of
+from cri_proxy.messages.decode import decode_message, method_types
+from cri_proxy.recorder.keep import MUTATING
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.recorder.writer import SessionInfo
 from cri_proxy.replay import issue, source
 from cri_proxy.replay.compare import Comparer, Difference
 from cri_proxy.replay.pace import Pacer

@@ -23,10 +23,10 @@ from typing import Any
 
 import grpc
 
-from cri_proxy.endpoints import unix_path
-from cri_proxy.errors import ConfigError, SocketInUseError
-from cri_proxy.record.call import Outcome, api_version_of
-from cri_proxy.record.decode import method_types
+from cri_proxy.model.endpoints import unix_path
+from cri_proxy.model.errors import ConfigError, SocketInUseError
+from cri_proxy.model.call import Outcome, api_version_of
+from cri_proxy.messages.decode import method_types
 from cri_proxy.replay import source
 from cri_proxy.replay.answers import Answers, Entry, NoAnswer, method_key
 

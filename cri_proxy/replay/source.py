@@ -22,9 +22,9 @@ from typing import Any
 
 import aiosqlite
 
-from cri_proxy.errors import ConfigError, StorageError
-from cri_proxy.query.connect import BUSY_TIMEOUT_S, Recording, authorize_read, read_only_uri
-from cri_proxy.record.policy import MUTATING
+from cri_proxy.model.errors import ConfigError, StorageError
+from cri_proxy.store.readonly import BUSY_TIMEOUT_S, Recording, authorize_read, read_only_uri
+from cri_proxy.recorder.keep import MUTATING
 
 
 @dataclass(slots=True)

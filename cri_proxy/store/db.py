@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
-from cri_proxy.errors import StorageError
+from cri_proxy.model.errors import StorageError
 from cri_proxy.store import sql
 
 PAGE_SIZE = 16384  # 2 KB rows fill 4 KiB pages badly; 16 KiB pages were smaller and faster

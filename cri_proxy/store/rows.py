@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import json
 
-from cri_proxy.record.call import Direction, Metadata, RecordedCall
+from cri_proxy.model.call import Direction, Metadata, RecordedCall
 from cri_proxy.store.db import utc_text
-from cri_proxy.record.ids import ID_KEYS, Ids
+from cri_proxy.recorder.ids import ID_KEYS, Ids
 
 STATUS_NAMES = (
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",

@@ -1,0 +1,297 @@
+"""The bridge: a grpc.aio server that serves CRI v1 and v1alpha2 whatever the runtime speaks.
+
+Every method of both versions (and any other path, passed through untouched) is served by a
+generic handler over raw bytes. Per call: find what the upstream speaks now, rewrite the
+method path, run the checks the request type needs (parsed at most once), answer what the
+runtime cannot (RuntimeConfig, emulated GetContainerEvents, UNIMPLEMENTED for the rest), or
+forward (see `forwarding`). Each call is recorded once grpc has finished it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import pathlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.model.call import Direction
+from cri_proxy.messages.decode import method_types
+from cri_proxy.model.sink import CallSink
+from cri_proxy.bridge import checks
+from cri_proxy.bridge import forwarding
+from cri_proxy.bridge import schema
+from cri_proxy.bridge.events import EventEmulator
+from cri_proxy.bridge.forwarding import Context
+from cri_proxy.bridge.negotiate import Negotiator, OnNegotiated, Upstream
+from cri_proxy.bridge.options import EVENTS_MISSING, BridgeOptions, service_key
+from cri_proxy.bridge.recording import CallLog
+
+log = logging.getLogger(__name__)
+
+EVENTS = "GetContainerEvents"
+CGROUP_DRIVERS = {"systemd": v1.SYSTEMD, "cgroupfs": v1.CGROUPFS}
+
+
+class Refused(Exception):
+    """The bridge answers the call itself with this status instead of forwarding it."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class Bridge:
+    def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
+                 *, sink: CallSink | None = None, options: BridgeOptions | None = None,
+                 on_negotiated: OnNegotiated | None = None) -> None:
+        self.listen = listen
+        self.options = options or BridgeOptions()
+        self.sink = sink
+        self.negotiator = Negotiator(runtime, image, self.options, on_negotiated)
+        self._serving = asyncio.Lock()
+        self.events = EventEmulator(self.negotiator.runtime, self.options.events_period)
+        self._server: grpc.aio.Server | None = None
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    @property
+    def negotiated(self) -> dict[str, str | None]:
+        """"runtime"/"image" -> "v1"/"v1alpha2"/None, "events" -> "native"/"missing"/None."""
+        return self.negotiator.negotiated
+
+    @property
+    def address(self) -> str:
+        return f"unix://{self.listen}"
+
+    async def start(self) -> None:
+        """Negotiate with the upstreams, then serve (see negotiate() and serve())."""
+        await self.negotiate()
+        await self.serve()
+
+    async def negotiate(self) -> None:
+        """Find what the upstreams speak, and keep watching (no server yet)."""
+        await self.negotiator.start()
+
+    async def ensure_serving(self) -> None:
+        """Start serving if not yet: the proxy starts the bridge when a connection first needs it."""
+        async with self._serving:
+            if self._server is None:
+                await self.serve()
+
+    async def serve(self) -> None:
+        limit = self.options.max_message_bytes
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
+                                          ("grpc.max_send_message_length", limit)])
+        server.add_generic_rpc_handlers([_Generic(self)])
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.listen)
+        server.add_insecure_port(self.address)
+        await server.start()
+        self._server = server
+        log.info("bridge serving CRI v1 and v1alpha2 on %s; upstreams %s", self.address,
+                 self.negotiated)
+
+    async def stop(self, grace: float | None = None) -> None:
+        await self.events.close()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self.negotiator.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.listen)
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def handler(self, path: str) -> grpc.RpcMethodHandler:
+        found = self._handlers.get(path)
+        if found is not None:
+            return found
+        parts = schema.split_path(path)
+        made: grpc.RpcMethodHandler
+        if parts is None or method_types(path) is None:
+            made = grpc.stream_stream_rpc_method_handler(_bind(self.passthrough, path))
+        elif schema.server_streaming(path):
+            made = grpc.unary_stream_rpc_method_handler(_bind(self.unary_stream, path))
+        else:
+            made = grpc.unary_unary_rpc_method_handler(_bind(self.unary_unary, path))
+        self._handlers[path] = made
+        return made
+
+    def _begin(self, path: str, context: Context) -> tuple[CallLog, Upstream, str, str, str]:
+        parts = schema.split_path(path)
+        if parts is None:
+            raise ValueError(path)
+        client_api, service, method = parts
+        up = self.negotiator.upstream(service_key(service))
+        call = CallLog(self.sink, path, client_api, up.target, context.invocation_metadata() or ())
+        call.attach(context)
+        return call, up, client_api, service, method
+
+    async def unary_unary(self, path: str, request: bytes, context: Context) -> bytes:
+        call, up, client_api, service, method = self._begin(path, context)
+        call.add(Direction.REQUEST, request)
+        api = await up.current() or client_api
+        try:
+            return await self._unary(call, up, api, path, request, context)
+        except Refused as exc:
+            call.status(exc.code, exc.details)
+            await context.abort(exc.code, exc.details)
+            raise  # abort raised already; this keeps type checkers informed
+
+    async def _unary(self, call: CallLog, up: Upstream, api: str, path: str, request: bytes,
+                     context: Context, retried: bool = False) -> bytes:
+        client_api, service, method = schema.split_path(path) or ("", "", "")
+        call.upstream_api = api
+        if api != client_api:
+            call.note(f"translated {client_api} -> {api}")
+        if not schema.has_method(api, service, method):
+            return self._answer(call, api, method)
+        if client_api == "v1" and api == "v1alpha2" and f"{service}/{method}" in schema.checked_requests():
+            self._check(call, path, request)
+        try:
+            return await forwarding.unary(up, schema.cri_path(api, service, method), request,
+                                          context, call)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                await forwarding.relay_error(exc, up, context, call)
+            if method == "RuntimeConfig" and self.options.cgroup_driver is not None:
+                return self._answer(call, api, method)  # a v1 runtime older than RuntimeConfig
+            # A method its version has was refused: the runtime may have been replaced by one
+            # speaking the other version before the watcher noticed. Ask again; retry once.
+            now = None if retried else await self._renegotiate(up)
+            if now is None or now == api:
+                await forwarding.relay_error(exc, up, context, call)
+            call.note(f"runtime now speaks {now}: retried")
+            return await self._unary(call, up, now, path, request, context, retried=True)
+
+    async def _renegotiate(self, up: Upstream) -> str | None:
+        if self.options.upstream_api != "auto":
+            return None
+        up.mark_unavailable()
+        return await up.negotiate()
+
+    def _answer(self, call: CallLog, api: str, method: str) -> bytes:
+        """The reply the proxy gives itself for a method the runtime's version lacks."""
+        if method == "RuntimeConfig" and self.options.cgroup_driver is not None:
+            reply = v1.RuntimeConfigResponse(linux=v1.LinuxRuntimeConfiguration(
+                cgroup_driver=CGROUP_DRIVERS[self.options.cgroup_driver])).SerializeToString()
+            call.note(f"answered by the proxy: cgroup driver {self.options.cgroup_driver}")
+            call.status(grpc.StatusCode.OK, None)
+            call.add(Direction.RESPONSE, reply)
+            return reply
+        details = f"{method} is not available: the runtime speaks CRI {api}, which lacks it"
+        if method == "RuntimeConfig":
+            details += " (set the proxy's cgroup driver to have the proxy answer it)"
+        call.note(f"answered by the proxy: UNIMPLEMENTED ({api} runtime)")
+        raise Refused(grpc.StatusCode.UNIMPLEMENTED, details)
+
+    def _check(self, call: CallLog, path: str, request: bytes) -> None:
+        """Refuse what a v1alpha2 runtime would reject opaquely; warn about what it would drop."""
+        types = method_types(path)
+        if types is None:
+            return
+        try:
+            found = checks.inspect(types.request.FromString(request))
+        except DecodeError as exc:  # not ours to judge: the runtime answers it as it would
+            call.note(f"request did not parse as v1, forwarded unchecked: {exc}")
+            return
+        if found.bad_utf8:
+            call.note(f"refused: env values not valid UTF-8: {', '.join(found.bad_utf8)}")
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
+                          "environment variable values must be valid UTF-8 for a CRI v1alpha2 "
+                          f"runtime: {', '.join(found.bad_utf8)}")
+        if not found.dropped:
+            return
+        fields = ", ".join(found.dropped)
+        if self.options.strict and found.security:
+            call.note(f"refused (strict): v1-only fields set: {', '.join(found.security)}")
+            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
+                          "the runtime speaks CRI v1alpha2 and would ignore these security-relevant "
+                          f"fields: {', '.join(found.security)}")
+        log.warning("call %d %s: the v1alpha2 runtime will ignore v1-only fields: %s",
+                    call.id, path, fields)
+        call.note(f"v1-only fields ignored by the v1alpha2 runtime: {fields}")
+
+    async def unary_stream(self, path: str, request: bytes, context: Context) -> AsyncIterator[bytes]:
+        call, up, client_api, service, method = self._begin(path, context)
+        call.add(Direction.REQUEST, request)
+        api = await up.current() or client_api
+        call.upstream_api = api
+        if method == EVENTS and client_api == "v1" and await self._emulating(up, api):
+            call.note(f"GetContainerEvents emulated by relisting every {self.options.events_period}s")
+            async for event in self._emulate(call, context):
+                yield event
+            return
+        if not schema.has_method(api, service, method):
+            call.note(f"answered by the proxy: UNIMPLEMENTED ({api} runtime)")
+            details = f"{method} is not available: the runtime speaks CRI {api}, which lacks it"
+            call.status(grpc.StatusCode.UNIMPLEMENTED, details)
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, details)
+        if api != client_api:
+            call.note(f"translated {client_api} -> {api}")
+        upstream = up.channel.unary_stream(schema.cri_path(api, service, method), None, None)(
+            request, timeout=context.time_remaining(),
+            metadata=forwarding.copyable(context.invocation_metadata()), wait_for_ready=False)
+        async for reply in forwarding.stream(up, upstream, context, call):
+            yield reply
+
+    async def _emulating(self, up: Upstream, api: str) -> bool:
+        if not self.options.emulate_events:
+            return False
+        if api == "v1" and up.events is None:
+            up.events = await up._probe_events(api)
+        return api != "v1" or up.events == EVENTS_MISSING
+
+    async def _emulate(self, call: CallLog, context: Context) -> AsyncIterator[bytes]:
+        queue = self.events.subscribe()
+        try:
+            await context.send_initial_metadata(())
+            while True:
+                data = await queue.get()
+                call.add(Direction.RESPONSE, data)
+                yield data
+        finally:
+            self.events.unsubscribe(queue)
+
+    async def passthrough(self, path: str, requests: AsyncIterator[bytes],
+                          context: Context) -> AsyncIterator[bytes]:
+        """Any other method (containerd's own API, health, newer CRI): forwarded unchanged."""
+        parts = schema.split_path(path)
+        up = self.negotiator.upstream(service_key(parts[1]) if parts else "runtime")
+        call = CallLog(self.sink, path, parts[0] if parts else None, up.target,
+                       context.invocation_metadata() or ())
+        call.upstream_api = call.client_api
+        call.attach(context)
+        call.note("passed through: not a method the bridge knows")
+
+        async def relayed() -> AsyncIterator[bytes]:
+            async for item in requests:
+                call.add(Direction.REQUEST, item)
+                yield item
+
+        upstream = up.channel.stream_stream(path, None, None)(
+            relayed(), timeout=context.time_remaining(),
+            metadata=forwarding.copyable(context.invocation_metadata()), wait_for_ready=False)
+        async for reply in forwarding.stream(up, upstream, context, call):
+            yield reply
+
+
+def _bind(fn: Callable[..., Any], path: str) -> Callable[..., Any]:
+    # a partial, not a closure: grpc.aio looks through partials to see a coroutine function
+    # or an async generator function, and serves each kind accordingly
+    return functools.partial(fn, path)
+
+
+class _Generic(grpc.GenericRpcHandler):
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        return self.bridge.handler(handler_call_details.method)

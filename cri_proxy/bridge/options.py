@@ -1,0 +1,74 @@
+"""The bridge's options, and the routing decision the front door makes with them.
+
+`needs_bridge` is pure: the relay calls it once per client connection, with the path of the
+connection's first call and the bridge's current `negotiated` table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cri_proxy.bridge import schema
+
+UpstreamApi = Literal["auto", "v1", "v1alpha2"]
+CgroupDriver = Literal["systemd", "cgroupfs"]
+
+# Values of negotiated["events"]: whether the runtime serves GetContainerEvents itself.
+EVENTS_NATIVE = "native"
+EVENTS_MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeOptions:
+    upstream_api: UpstreamApi = "auto"  # "auto": probe; otherwise trust the operator
+    # Answer RuntimeConfig for runtimes that lack it; None answers UNIMPLEMENTED (the kubelet
+    # then falls back to its own cgroupDriver setting, until about Kubernetes 1.38).
+    cgroup_driver: CgroupDriver | None = None
+    emulate_events: bool = False  # GetContainerEvents by relisting, for runtimes without it
+    events_period: float = 1.0  # seconds between relists when emulating events
+    strict: bool = False  # refuse security-relevant v1-only fields a v1alpha2 runtime drops
+    max_message_bytes: int = 32 * 1024 * 1024  # both ways; the kubelet uses 16 MiB
+    probe_timeout: float = 2.0  # seconds for each negotiation call
+
+    def __post_init__(self) -> None:
+        if self.upstream_api not in ("auto", "v1", "v1alpha2"):
+            raise ValueError(f"upstream_api must be auto, v1 or v1alpha2, not {self.upstream_api!r}")
+        if self.cgroup_driver not in (None, "systemd", "cgroupfs"):
+            raise ValueError(f"cgroup_driver must be systemd or cgroupfs, not {self.cgroup_driver!r}")
+        if self.events_period <= 0:
+            raise ValueError("events_period must be positive")
+
+
+def service_key(service: str) -> str:
+    """"image" for ImageService, "runtime" for everything else."""
+    return "image" if service == "ImageService" else "runtime"
+
+
+def needs_bridge(client_path: str, negotiated: dict[str, str | None], options: BridgeOptions) -> bool:
+    """Whether a client connection whose first call is `client_path` must go to the bridge.
+
+    True when the client's CRI version differs from what the upstream of that service speaks,
+    or when a RuntimeService connection may ask for something the proxy answers itself
+    (emulated GetContainerEvents). False for non-CRI paths (containerd's own API, health) and
+    while the upstream's version is unknown (the relay then behaves as a plain relay).
+    """
+    parts = schema.split_path(client_path)
+    if parts is None:
+        return False
+    client_api, service, _ = parts
+    key = service_key(service)
+    upstream = options.upstream_api if options.upstream_api != "auto" else negotiated.get(key)
+    if upstream is None:
+        return False
+    speaks = (negotiated.get(f"{key}_speaks") or upstream).split(",")
+    if options.upstream_api == "auto" and client_api in speaks and upstream != client_api:
+        return False  # the runtime serves the client's version too (containerd 1.6): relay it
+    if upstream != client_api:
+        return True
+    return (
+        key == "runtime"
+        and options.emulate_events
+        and client_api == "v1"
+        and negotiated.get("events") != EVENTS_NATIVE
+    )

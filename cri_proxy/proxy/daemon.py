@@ -1,0 +1,259 @@
+"""Running the proxy as a node daemon: the listen socket's life, signals, and a clean exit.
+
+A stale socket file (left by a crashed proxy) is replaced; a live one means another proxy
+is running and start-up is refused. The socket gets the configured mode and group before
+any client can reach it. SIGTERM or SIGINT stops accepting, lets open calls finish within
+the grace period and exits 0; a second signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+from dataclasses import dataclass, field
+
+from cri_proxy.model.endpoints import as_endpoint
+from cri_proxy.model.errors import ConfigError, SocketInUseError
+from cri_proxy.proxy.server import BridgeRoute, RelayServer
+from cri_proxy.proxy.prober import UpstreamVersions
+from cri_proxy.proxy.recorder_link import RecorderProcess
+from cri_proxy.recorder.setup import RecordConfig, config_json
+from cri_proxy.recorder.writer import SessionInfo
+from cri_proxy.bridge.options import BridgeOptions, needs_bridge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    listen: pathlib.Path
+    runtime: pathlib.Path
+    image: pathlib.Path | None = None
+    socket_mode: int = 0o660
+    socket_group: str | None = None
+    grace_period: float = 10.0
+    wait_for_upstream: float = 0.0
+    record: RecordConfig | None = None
+    translation: BridgeOptions = field(default_factory=BridgeOptions)
+
+
+def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
+    """None when something accepts connections on `path`, else why not (an errno text)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+    return None
+
+
+def prepare_listen_path(path: pathlib.Path) -> None:
+    """Make `path` free for a new socket, or explain why it cannot be."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder {parent} for the listen socket: {exc.strerror}") from exc
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the listen socket in {parent}: permission denied")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise ConfigError(f"listen path {path} exists and is not a socket; refusing to replace it")
+    if probe_socket(path) is None:
+        raise SocketInUseError(f"listen socket {path} is live: another cri-proxy (or another server) is "
+                               "serving it; stop that one first")
+    path.unlink()
+    log.info("replaced the stale socket file %s", path)
+
+
+def secure_socket(path: pathlib.Path, mode: int, group: str | None) -> None:
+    if group is not None:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise ConfigError(f"--socket-group {group!r}: no such group") from None
+        try:
+            os.chown(path, -1, gid)
+        except OSError as exc:
+            raise ConfigError(f"cannot give {path} to group {group}: {exc.strerror}") from exc
+    os.chmod(path, mode)
+
+
+def check_upstream(what: str, path: pathlib.Path, wait: float) -> None:
+    """Refuse a runtime socket that does not exist (after waiting up to `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    while not path.exists():
+        if time.monotonic() >= deadline:
+            hint = "" if wait else " (pass --wait-for-upstream SECONDS to wait for it)"
+            raise ConfigError(f"{what} {as_endpoint(path)}: no such socket; is the runtime running?{hint}")
+        time.sleep(0.1)
+    if not stat.S_ISSOCK(path.stat().st_mode):
+        raise ConfigError(f"{what} {as_endpoint(path)} is not a socket")
+    reason = probe_socket(path)
+    if reason is not None:
+        log.warning("%s %s does not answer yet (%s); clients will fail fast until it does",
+                    what, as_endpoint(path), reason)
+
+
+async def serve(config: ProxyConfig) -> int:
+    """Run the proxy until SIGTERM/SIGINT; return the exit status."""
+    for what, path in (("runtime endpoint", config.runtime), ("image endpoint", config.image)):
+        if path is not None:
+            check_upstream(what, path, config.wait_for_upstream)
+    prepare_listen_path(config.listen)
+    recorder = _start_recording(config)
+    bridge = LazyBridge(config, recorder)
+    try:
+        versions = UpstreamVersions(config.runtime, config.image, config.translation.emulate_events,
+                                    on_change=_session_updater(recorder))
+        await versions.refresh()
+        server = await _listen(config, recorder, bridge, versions)
+        try:
+            if recorder is not None and config.record is not None and config.record.require:
+                server.admission = recording_admission(recorder)
+            await _wait_for_signal(server, config.grace_period)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                config.listen.unlink()
+    finally:
+        await bridge.stop()
+        if recorder is not None:
+            await recorder.aclose()
+            stats = recorder.stats
+            log.info("recording closed: %d calls recorded, %d lost, %d skipped by the keep policy",
+                     stats.recorded, stats.lost, stats.skipped)
+    log.info("stopped")
+    return 0
+
+
+def _session_updater(recorder: RecorderProcess | None) -> Callable[[dict[str, str | None]], None]:
+    def update(negotiated: dict[str, str | None]) -> None:
+        if recorder is not None:
+            recorder.update_session(runtime_api=negotiated.get("runtime_speaks"),
+                                    image_api=negotiated.get("image_speaks"))
+    return update
+
+
+class LazyBridge:
+    """The translating bridge, started on a private socket when a connection first needs it.
+
+    Until then the proxy carries neither grpcio nor its threads: a node whose kubelet and
+    runtime speak the same CRI version never pays for translation.
+    """
+
+    def __init__(self, config: ProxyConfig, recorder: RecorderProcess | None) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.folder = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
+        self.path = self.folder / "bridge.sock"
+        self.bridge: Any = None
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        async with self._lock:
+            if self.bridge is not None:
+                return
+            from cri_proxy.bridge import Bridge
+
+            log.info("a client needs CRI translation: starting the bridge")
+            bridge = Bridge(self.path, self.config.runtime, self.config.image, sink=self.recorder,
+                            options=self.config.translation)
+            await bridge.start()
+            self.bridge = bridge
+
+    async def stop(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.stop(1.0)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _start_recording(config: ProxyConfig) -> RecorderProcess | None:
+    if config.record is None:
+        log.info("recording is off (no --db)")
+        return None
+    session = SessionInfo(listen=as_endpoint(config.listen), runtime_endpoint=as_endpoint(config.runtime),
+                          image_endpoint=as_endpoint(config.image) if config.image else None,
+                          config=config_json(config))
+    recorder = RecorderProcess(config.record, session)
+    recorder.start()
+    return recorder
+
+
+async def _listen(config: ProxyConfig, tap: RecorderProcess | None, bridge: LazyBridge,
+                  versions: UpstreamVersions) -> RelayServer:
+    options = config.translation
+    route = BridgeRoute(path=bridge.path, ready=bridge.ready,
+                        needs=lambda path: needs_bridge(path, versions.negotiated, options))
+    old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
+    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=versions)
+    try:
+        await server.start()
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {config.listen}: {exc.strerror}") from exc
+    finally:
+        os.umask(old_umask)
+    secure_socket(config.listen, config.socket_mode, config.socket_group)
+    log.info("listening on %s (mode %04o), forwarding to %s%s", as_endpoint(config.listen), config.socket_mode,
+             as_endpoint(config.runtime),
+             f", image calls to {as_endpoint(server.image_path)}" if server.image_path else "")
+    return server
+
+
+def recording_admission(recorder: RecorderProcess) -> Callable[[], str | None]:
+    """For --require-recording: refuse new connections while calls cannot be recorded."""
+    last_lost = recorder.stats.lost
+
+    def admit() -> str | None:
+        nonlocal last_lost
+        stats = recorder.stats
+        lost, last_lost = stats.lost - last_lost, stats.lost
+        if not stats.healthy or lost or stats.queued >= recorder.options.max_queue_calls:
+            return "recording is failing and --require-recording is set"
+        return None
+
+    return admit
+
+
+async def _wait_for_signal(server: RelayServer, grace: float) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    hurry = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            log.info("%s again: closing open connections now", signal.Signals(signum).name)
+            hurry.set()
+        else:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await stopping.wait()
+        stop = asyncio.ensure_future(server.stop(grace))
+        hurried = asyncio.ensure_future(hurry.wait())
+        await asyncio.wait({stop, hurried}, return_when=asyncio.FIRST_COMPLETED)
+        if not stop.done():
+            stop.cancel()
+            await server.stop(0)
+        hurried.cancel()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,135 @@
+"""The relay server: accepts client connections on the listen socket and relays each one.
+
+It owns the connections and their helper tasks, reports the upstream's reachability once
+per episode (a kubelet re-dials a dead runtime every few seconds; one line per attempt
+would bury the log), and stops gracefully: stop accepting, let open calls finish within a
+grace period, then close what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import pathlib
+from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from cri_proxy.proxy.connection import Connection
+from cri_proxy.proxy.tap import Tap
+from cri_proxy.proxy.prober import UpstreamVersions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BridgeRoute:
+    """Where the translating bridge listens, and which connections it takes.
+
+    `needs(path)`: whether a connection whose first call is `path` goes to the bridge.
+    `ready()`: start it if it is not serving yet (it is started on first need).
+    """
+
+    path: pathlib.Path
+    needs: Callable[[str], bool]
+    ready: Callable[[], Awaitable[None]]  # awaited before a connection is moved to the bridge
+
+
+class RelayServer:
+    """Relays every connection on `listen` to `runtime` (or, for image calls, `image`)."""
+
+    def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
+                 tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None,
+                 versions: UpstreamVersions | None = None) -> None:
+        self.listen = listen
+        self.runtime_path = runtime
+        self.image_path = image if image is not None and image != runtime else None
+        self.tap = tap
+        self.bridge = bridge
+        self.versions = versions  # what the upstreams speak; asked again after an outage
+        self.connect_timeout = connect_timeout
+        self.connections: set[Connection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+        self._down: dict[str, str] = {}
+        self._server: asyncio.AbstractServer | None = None
+        # Asked at each new connection: a reason to refuse it (e.g. recording is failing and
+        # is required), or None to serve it.
+        self.admission: Callable[[], str | None] | None = None
+        self._refusing: str | None = None
+
+    async def start(self) -> None:
+        """Listen on the (already prepared) socket path."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(self._accept, str(self.listen))
+
+    def _accept(self) -> Any:
+        conn = self._new_connection(next(self._ids))
+        self.connections.add(conn)
+        return conn.client
+
+    def _new_connection(self, conn_id: int) -> Connection:
+        if self.image_path is None and self.bridge is None:
+            return Connection(self, conn_id)
+        from cri_proxy.proxy.routing import SplitConnection
+
+        return SplitConnection(self, conn_id)
+
+    def refusal(self) -> str | None:
+        """Why a new connection must be refused now, if it must; logged once per episode."""
+        reason = self.admission() if self.admission is not None else None
+        if reason != self._refusing:
+            if reason is not None:
+                log.warning("refusing new connections: %s", reason)
+            else:
+                log.info("accepting new connections again")
+            self._refusing = reason
+        return reason
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's helper coroutine, keeping a reference until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+
+    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
+        if path not in self._down:
+            log.warning("upstream unix://%s unreachable (%s): closing client connections at once so they fail "
+                        "fast and re-dial, as they would against a dead runtime", path, reason)
+        else:
+            log.debug("conn %d: upstream unix://%s still unreachable (%s)", conn_id, path, reason)
+        self._down[path] = reason
+        if self.versions is not None:
+            self.versions.stale = True  # it may come back speaking another CRI version
+
+    def note_upstream_up(self, path: str) -> None:
+        if self._down.pop(path, None) is not None:
+            log.info("upstream unix://%s reachable again", path)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting; give open calls `grace` seconds to finish; close the rest."""
+        if self._server is not None:
+            self._server.close()
+        open_calls = sum(len(c.open_streams) for c in self.connections)
+        log.info("stopping: %d connection(s), %d call(s) open, grace period %.1fs",
+                 len(self.connections), open_calls, grace)
+        for conn in list(self.connections):
+            conn.drain()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            if conn.open_streams:
+                log.warning("conn %d: %d call(s) still open after the grace period; closing",
+                            conn.id, len(conn.open_streams))
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,389 @@
+"""Redaction: secrets are blanked in the raw message bytes before a call is stored.
+
+The writer thread calls `redact_call` before anything is written, so neither the stored
+bytes nor the JSON decoded from them hold a secret. A message that may carry one is parsed,
+its secret fields are replaced with `[redacted]` (keys, and every other field, are kept),
+and it is re-encoded; the call gets a note such as
+
+    redacted: request[0] auth.username, auth.password
+
+(every note starts with `NOTE_PREFIX`; `is_redacted` tells the writer to flag the call).
+Only non-empty values are replaced and named, so an absent secret stays absent. A message
+that may carry a secret but cannot be inspected (it does not parse, or it is compressed)
+has its bytes dropped (`b""`) and is noted as such: what cannot be checked is not stored.
+Non-CRI paths and messages whose type cannot reach a redacted field are left untouched,
+without being parsed. `request_bytes`/`response_bytes` keep the sizes seen on the wire.
+
+What `RedactionPolicy()` redacts by default, in both CRI versions:
+- registry credentials: `PullImageRequest.auth` username, password, auth, identity_token,
+  registry_token (server_address is kept);
+- container environment values: `ContainerConfig.envs[].value` wherever a ContainerConfig
+  travels (CreateContainerRequest);
+- the same two inside the JSON strings of verbose `info` maps (ContainerStatus,
+  PodSandboxStatus, ImageStatus, Status responses): containerd puts the container's CRI
+  config (`config.envs[].value`) and OCI spec (`runtimeSpec.process.env`, "KEY=VALUE" becomes
+  "KEY=[redacted]") there, and its own config, registry credentials included, in Status.
+  Values that are not JSON are kept as they are; any JSON object holding a non-empty
+  password/auth/identitytoken/registry_token (any spelling) loses those and its username.
+  An image's own config (`imageSpec.config.Env` in ImageStatus info) is kept: it is part of
+  the image, readable by anyone who can pull it.
+The v1 env value is `bytes`: it becomes b"[redacted]" (base64 in the decoded JSON). The
+Exec/Attach/PortForward response URLs carry single-use, short-lived tokens and are kept.
+Wider (off by default): ExecSync output, exec command arguments, annotation values, label
+values whose key matches a glob. Narrower: env values can be kept; registry credentials are
+kept only with the deliberately alarming `keep_registry_credentials_in_clear`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError
+from google.protobuf.message import Message as ProtoMessage
+
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
+from cri_proxy.model.call import Direction, Message, RecordedCall
+from cri_proxy.messages.decode import MethodTypes, method_types
+
+REDACTED = "[redacted]"
+NOTE_PREFIX = "redacted:"
+
+AUTH_FIELDS = ("username", "password", "auth", "identity_token", "registry_token")
+# Secret keys in JSON (containerd's registry config, docker-style auth): snake, lower, camel.
+_JSON_AUTH_KEYS = frozenset(
+    {"password", "auth", "identity_token", "identitytoken", "identityToken",
+     "registry_token", "registrytoken", "registryToken"}
+)  # fmt: skip
+
+WIDEN_OPTIONS = {"exec-output": "exec_output", "exec-cmd": "exec_cmd", "annotations": "annotations"}
+NARROW_OPTIONS = {"env": "env_values"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RedactionPolicy:
+    """What to redact. The defaults are the safe minimum; see the module docstring."""
+
+    env_values: bool = True
+    exec_output: bool = False  # ExecSyncResponse stdout and stderr
+    exec_cmd: bool = False  # ExecSync/Exec request cmd, all but cmd[0]
+    annotations: bool = False  # every annotation value (configs, statuses, info JSON)
+    label_globs: tuple[str, ...] = ()  # label values whose key matches (fnmatch)
+    keep_registry_credentials_in_clear: bool = False
+
+    @property
+    def registry_auth(self) -> bool:
+        return not self.keep_registry_credentials_in_clear
+
+    @property
+    def inspects_json(self) -> bool:
+        return self.env_values or self.registry_auth or self.annotations or bool(self.label_globs)
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        redact: Iterable[str] = (),
+        no_redact: Iterable[str] = (),
+        label_globs: Iterable[str] = (),
+        keep_registry_credentials_in_clear: bool = False,
+    ) -> RedactionPolicy:
+        """A policy from CLI-style names: `redact` widens (exec-output, exec-cmd,
+        annotations), `no_redact` narrows (env). Unknown names raise ValueError."""
+        switches: dict[str, bool] = {}
+        for name in redact:
+            switches[_option(name, WIDEN_OPTIONS, "redact")] = True
+        for name in no_redact:
+            if name in ("auth", "registry-auth", "registry-credentials"):
+                raise ValueError(
+                    "registry credentials are always redacted unless "
+                    "keep_registry_credentials_in_clear is set explicitly"
+                )
+            switches[_option(name, NARROW_OPTIONS, "no_redact")] = False
+        return cls(
+            **switches,
+            label_globs=tuple(label_globs),
+            keep_registry_credentials_in_clear=keep_registry_credentials_in_clear,
+        )
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        on = [name for name, attr in {**NARROW_OPTIONS, **WIDEN_OPTIONS}.items()
+              if getattr(self, attr)]  # fmt: skip
+        if self.registry_auth:
+            on.insert(0, "registry-auth")
+        if self.label_globs:
+            on.append("labels " + ",".join(self.label_globs))
+        text = "redacting: " + (", ".join(on) or "nothing")
+        if self.keep_registry_credentials_in_clear:
+            text += " (REGISTRY CREDENTIALS ARE RECORDED IN CLEAR)"
+        return text
+
+
+DEFAULT_POLICY = RedactionPolicy()
+
+
+def _option(name: str, known: dict[str, str], what: str) -> str:
+    attr = known.get(name)
+    if attr is None:
+        raise ValueError(f"unknown {what} option {name!r}; known: {', '.join(sorted(known))}")
+    return attr
+
+
+def is_redacted(call: RecordedCall) -> bool:
+    """Whether redaction changed (or dropped) any of the call's messages."""
+    return any(note.startswith(NOTE_PREFIX) for note in call.notes)
+
+
+def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) -> RecordedCall:
+    """The call with its secrets blanked: a new RecordedCall, or `call` itself when
+    nothing needed redacting. The input call and its messages are not modified."""
+    types = method_types(call.path)
+    if types is None or not _may_hold_secrets(types, policy):
+        return call
+    messages: list[Message] = []
+    notes: list[str] = []
+    for message in call.messages:
+        is_request = message.direction == Direction.REQUEST
+        cls = types.request if is_request else types.response
+        redacted, note = _redact_message(cls, message, policy)
+        messages.append(redacted)
+        if note is not None:
+            notes.append(note)
+    if not notes:
+        return call
+    return dataclasses.replace(call, messages=messages, notes=[*call.notes, *notes])
+
+
+def _redact_message(
+    cls: type[ProtoMessage], message: Message, policy: RedactionPolicy
+) -> tuple[Message, str | None]:
+    if cls.DESCRIPTOR.full_name not in _sensitive_types(policy):
+        return message, None
+    label = f"{Direction(message.direction).value}[{message.index}]"
+    if message.compressed:
+        return dataclasses.replace(message, data=b""), f"{NOTE_PREFIX} {label} compressed, dropped"
+    try:
+        parsed = cls.FromString(message.data)
+    except DecodeError:
+        return dataclasses.replace(message, data=b""), f"{NOTE_PREFIX} {label} unparseable, dropped"
+    found: list[str] = []
+    _walk(parsed, "", policy, found)
+    if not found:
+        return message, None
+    data = parsed.SerializeToString()
+    return dataclasses.replace(message, data=data), f"{NOTE_PREFIX} {label} " + ", ".join(
+        dict.fromkeys(found)
+    )
+
+
+# --- protobuf messages ------------------------------------------------------------------
+
+Handler = Callable[[ProtoMessage, FieldDescriptor, Any, str, RedactionPolicy, list[str]], None]
+
+
+def _walk(msg: ProtoMessage, prefix: str, policy: RedactionPolicy, found: list[str]) -> None:
+    desc = msg.DESCRIPTOR
+    if desc.name == "AuthConfig" and policy.registry_auth:
+        for name in AUTH_FIELDS:
+            if getattr(msg, name, ""):
+                setattr(msg, name, REDACTED)
+                found.append(prefix + name)
+        return
+    sensitive = _sensitive_types(policy)
+    for fd, value in msg.ListFields():
+        path = prefix + fd.name
+        handler = _field_handler(desc.name, fd, policy)
+        if handler is not None:
+            handler(msg, fd, value, path, policy, found)
+        elif fd.message_type is not None and fd.message_type.full_name in sensitive:
+            if fd.is_repeated:
+                for item in value:
+                    _walk(item, path + "[].", policy, found)
+            else:
+                _walk(value, path + ".", policy, found)
+
+
+def _field_handler(owner: str, fd: FieldDescriptor, policy: RedactionPolicy) -> Handler | None:
+    """The handler that redacts field `fd` of message type `owner` under `policy`, if any."""
+    name = fd.name
+    if _is_map(fd):
+        if name == "info" and policy.inspects_json:
+            return _redact_info
+        if name == "annotations" and policy.annotations:
+            return _redact_map_values
+        if name in ("labels", "label_selector") and policy.label_globs:
+            return _redact_labels
+        return None
+    if name == "envs" and policy.env_values and fd.message_type is not None:
+        return _redact_envs if fd.message_type.name == "KeyValue" else None
+    if owner == "ExecSyncResponse" and name in ("stdout", "stderr") and policy.exec_output:
+        return _redact_scalar
+    if owner in ("ExecSyncRequest", "ExecRequest") and name == "cmd" and policy.exec_cmd:
+        return _redact_cmd_args
+    return None
+
+
+def _redact_envs(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
+                 policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
+    for kv in value:
+        if kv.value:
+            kv.value = REDACTED.encode() if isinstance(kv.value, bytes) else REDACTED
+            found.append(path + "[].value")
+
+
+def _redact_scalar(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
+                   policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
+    setattr(msg, fd.name, REDACTED.encode() if isinstance(value, bytes) else REDACTED)
+    found.append(path)
+
+
+def _redact_cmd_args(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
+                     policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
+    if any(value[1:]):
+        value[1:] = [REDACTED if arg else arg for arg in value[1:]]
+        found.append(path + "[1:]")
+
+
+def _redact_map_values(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
+                       policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
+    if _redact_dict(value, lambda key: True):
+        found.append(path + "{}")
+
+
+def _redact_labels(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
+                   policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
+    if _redact_dict(value, functools.partial(_label_matches, policy.label_globs)):
+        found.append(path + "{}")
+
+
+def _redact_info(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
+                 policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
+    for key in list(value):
+        try:
+            doc = json.loads(value[key])
+        except ValueError:
+            continue  # not JSON: nothing we know how to look into
+        if not isinstance(doc, (dict, list)):
+            continue
+        before = len(found)
+        _walk_json(doc, f"{path}{{{key}}}.", policy, found)
+        if len(found) > before:
+            value[key] = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _redact_dict(mapping: Any, matches: Callable[[str], bool]) -> bool:
+    """Replace the non-empty string values whose key `matches`; whether any was replaced."""
+    changed = False
+    for key in list(mapping):
+        if isinstance(mapping[key], str) and mapping[key] and matches(key):
+            mapping[key] = REDACTED
+            changed = True
+    return changed
+
+
+def _label_matches(globs: tuple[str, ...], key: str) -> bool:
+    return any(fnmatch.fnmatchcase(key, glob) for glob in globs)
+
+
+def _is_map(fd: FieldDescriptor) -> bool:
+    return fd.message_type is not None and fd.message_type.GetOptions().map_entry
+
+
+# --- JSON inside verbose info maps ---------------------------------------------------------
+
+
+def _walk_json(node: Any, prefix: str, policy: RedactionPolicy, found: list[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _walk_json(item, prefix.rstrip(".") + "[].", policy, found)
+        return
+    if not isinstance(node, dict):
+        return
+    if policy.registry_auth and _looks_like_auth(node):
+        for key in (*_JSON_AUTH_KEYS, "username"):
+            if isinstance(node.get(key), str) and node[key]:
+                node[key] = REDACTED
+                found.append(prefix + key)
+    for key, value in node.items():
+        path = prefix + key
+        if key == "envs" and policy.env_values and isinstance(value, list):
+            for kv in value:
+                if isinstance(kv, dict) and kv.get("value"):
+                    kv["value"] = REDACTED
+                    found.append(path + "[].value")
+        elif key == "env" and policy.env_values and isinstance(value, list):
+            _redact_env_strings(value, path, found)
+        elif key == "annotations" and policy.annotations and isinstance(value, dict):
+            if _redact_dict(value, lambda k: True):
+                found.append(path + "{}")
+        elif key == "labels" and policy.label_globs and isinstance(value, dict):
+            if _redact_dict(value, functools.partial(_label_matches, policy.label_globs)):
+                found.append(path + "{}")
+        else:
+            _walk_json(value, path + ".", policy, found)
+
+
+def _looks_like_auth(node: dict[str, Any]) -> bool:
+    return any(isinstance(node.get(key), str) and node[key] for key in _JSON_AUTH_KEYS)
+
+
+def _redact_env_strings(env: list[Any], path: str, found: list[str]) -> None:
+    """OCI-style "KEY=VALUE" entries become "KEY=[redacted]"."""
+    for i, entry in enumerate(env):
+        if isinstance(entry, str):
+            key, sep, val = entry.partition("=")
+            if sep and val:
+                env[i] = f"{key}={REDACTED}"
+                found.append(path + "[]")
+
+
+# --- which message types can carry a redacted field ---------------------------------------
+
+
+def _all_messages() -> Iterator[Descriptor]:
+    pending = [
+        *v1_pb2.DESCRIPTOR.message_types_by_name.values(),
+        *v1alpha2_pb2.DESCRIPTOR.message_types_by_name.values(),
+    ]
+    while pending:
+        desc = pending.pop()
+        if not desc.GetOptions().map_entry:
+            yield desc
+            pending.extend(desc.nested_types)
+
+
+@functools.lru_cache(maxsize=512)
+def _may_hold_secrets(types: MethodTypes, policy: RedactionPolicy) -> bool:
+    """Whether the request or response type of a method holds a field `policy` redacts."""
+    sensitive = _sensitive_types(policy)
+    return any(cls.DESCRIPTOR.full_name in sensitive for cls in (types.request, types.response))
+
+
+@functools.lru_cache(maxsize=16)
+def _sensitive_types(policy: RedactionPolicy) -> frozenset[str]:
+    """Full names of the message types that hold, at any depth, a field `policy` redacts."""
+    descs = list(_all_messages())
+    found = {
+        d.full_name
+        for d in descs
+        if (d.name == "AuthConfig" and policy.registry_auth)
+        or any(_field_handler(d.name, fd, policy) is not None for fd in d.fields)
+    }
+    grew = True
+    while grew:  # fixed point: a type is sensitive if one of its message fields is
+        grew = False
+        for d in descs:
+            if d.full_name not in found and any(
+                fd.message_type is not None and fd.message_type.full_name in found
+                for fd in d.fields
+            ):
+                found.add(d.full_name)
+                grew = True
+    return frozenset(found)

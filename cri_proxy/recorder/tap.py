@@ -1,0 +1,388 @@
+"""The recorder's tap: rebuilds each gRPC call from the frames the relay has forwarded.
+
+The relay hands the bytes of a connection, in order per direction, after forwarding them;
+the tap splits them into frames (a `FrameWalker` per direction). Header blocks (HEADERS +
+CONTINUATION) are decoded with one HPACK decoder per direction, whose state must follow
+every block in order; DATA is cut into gRPC messages; the end of a
+call (END_STREAM from the server, RST_STREAM from either side, the connection closing) hands
+a `RecordedCall` to the sink, exactly once.
+
+It never raises into the relay. What it cannot follow is recorded as such: a call whose
+frames it cannot read is UNPARSED, with a note. HPACK cannot resynchronise, so once a
+direction's block fails to decode (or bytes of it never reached the tap: `gap`), every later
+call on that connection is UNPARSED too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.proxy.tap import ConnectionInfo
+from cri_proxy.h2 import hpack_decoder as hpack_fast
+from cri_proxy.model.call import Direction, Outcome, RecordedCall, api_version_of
+from cri_proxy.model.sink import CallSink
+from cri_proxy.recorder.wire import MessageReader, apply_status, data_content, error_name, header_text, split_headers
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_LIST = 16 << 20
+ALL_TYPES = frozenset(range(256))
+
+
+class HeaderDecoder(Protocol):
+    max_allowed_table_size: int
+
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
+
+
+def fast_decoder() -> HeaderDecoder:
+    return hpack_fast.Decoder(MAX_HEADER_LIST, header_text)
+
+
+class ReferenceDecoder:
+    """`hpack.Decoder` (the python-hyper reference), for comparison and benchmarks."""
+
+    def __init__(self) -> None:
+        from hpack import Decoder
+
+        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
+
+    @property
+    def max_allowed_table_size(self) -> int:
+        return int(self._decoder.max_allowed_table_size)
+
+    @max_allowed_table_size.setter
+    def max_allowed_table_size(self, value: int) -> None:
+        self._decoder.max_allowed_table_size = value
+
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        fields = []
+        for raw_name, raw_value in self._decoder.decode(data, raw=True):
+            name = header_text(bytes(raw_name), None)
+            fields.append((name, header_text(bytes(raw_value), name)))
+        return fields
+
+
+class RecordingTap:
+    """A `Tap` that records every call it sees into `sink`."""
+
+    def __init__(self, sink: CallSink, clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] = time.monotonic,
+                 decoder: Callable[[], HeaderDecoder] = fast_decoder) -> None:
+        self.sink = sink
+        self.clock = clock  # wall clock, for started_at
+        self.timer = timer  # monotonic, for durations and offsets
+        self.decoder = decoder
+        decoder()  # builds the decoder's tables now, not inside the first call it records
+        # While `skimming`, calls that start are followed (HPACK, status, end) without their
+        # messages and handed to `on_skimmed` instead of the sink: for a recorder that has
+        # fallen behind and must catch up without losing its place in the byte stream.
+        self.skimming = False
+        self.on_skimmed: Callable[[RecordedCall], None] | None = None
+
+    def open(self, info: ConnectionInfo) -> ConnectionRecorder:
+        return ConnectionRecorder(self, info)
+
+
+class _Side:
+    """One direction of a connection: its HPACK state and the header block being read."""
+
+    __slots__ = ("name", "decoder", "lost", "block", "block_stream", "block_end", "acked", "pending")
+
+    def __init__(self, name: str, decoder: HeaderDecoder) -> None:
+        self.name = name
+        self.decoder = decoder
+        self.lost: str | None = None  # why this direction's HPACK state is gone
+        self.block: list[h2.Frame] | None = None
+        self.block_stream = 0
+        self.block_end = False  # the block's HEADERS frame carried END_STREAM
+        self.acked = hpack_fast.DEFAULT_TABLE_SIZE  # table size the peer allows, acknowledged
+        self.pending: deque[int | None] = deque()  # the peer's unacknowledged SETTINGS
+
+    def allow(self) -> None:
+        """The encoder may use any size the peer allowed, acknowledged or still in flight.
+
+        The tap sees a SETTINGS frame before the encoder can act on it (the relay forwards
+        first), but blocks already in flight were encoded under the previous limit; allowing
+        the larger of the two keeps both kinds decodable.
+        """
+        self.decoder.max_allowed_table_size = max([self.acked, *(v for v in self.pending if v is not None)])
+
+
+class _Call:
+    __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
+
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
+        self.rec = rec
+        self.skimmed = skimmed
+        self.t0 = t0
+        self.request = MessageReader(Direction.REQUEST)
+        self.response = MessageReader(Direction.RESPONSE)
+        self.answered = False  # response headers seen
+        self.unparsed = False
+
+
+class ConnectionRecorder:
+    """The tap of one relayed connection (a `ConnectionTap`)."""
+
+    def __init__(self, tap: RecordingTap, info: ConnectionInfo) -> None:
+        self.tap = tap
+        self.info = info
+        self.upstream = info.upstream
+        self.calls: dict[int, _Call] = {}
+        self.client = _Side("client", tap.decoder())
+        self.server = _Side("server", tap.decoder())
+        self.walkers = {True: h2.FrameWalker(ALL_TYPES), False: h2.FrameWalker(ALL_TYPES)}
+        self._warned = False
+        self._sink_warned = False
+        self._bug_logged = False
+        self._now = 0.0
+
+    # The ConnectionTap seam ------------------------------------------------------------
+    def client_bytes(self, data: bytes, boundary: bool = True) -> None:
+        self._guarded(self.client, self.server, self.walkers[True].feed(data))
+
+    def server_bytes(self, data: bytes, boundary: bool = True) -> None:
+        self._guarded(self.server, self.client, self.walkers[False].feed(data))
+
+    def gap(self, from_client: bool, now: float | None = None) -> None:
+        """Bytes of one direction never reached the tap; the next ones begin a frame.
+
+        The calls open now are recorded as unparsed, and so is every later one on this
+        connection: the lost bytes may have changed the HPACK state.
+        """
+        side = self.client if from_client else self.server
+        self.walkers[from_client] = h2.FrameWalker(ALL_TYPES)
+        self._now = self.tap.timer() if now is None else now
+        side.block = None
+        self._lose(side, "bytes of this connection never reached the recorder (it fell behind)")
+        for call in self.calls.values():
+            call.unparsed = True
+
+    def client_frames(self, frames: list[h2.Frame]) -> None:
+        self._guarded(self.client, self.server, frames)
+
+    def server_frames(self, frames: list[h2.Frame]) -> None:
+        self._guarded(self.server, self.client, frames)
+
+    def upstream_changed(self, upstream: str) -> None:
+        # proxy.routing moves a connection while its first call is open: that call went there too.
+        self.upstream = upstream
+        for call in self.calls.values():
+            call.rec.upstream = upstream
+
+    def closed(self, reason: str | None) -> None:
+        try:
+            self._now = self.tap.timer()
+            why = "closed" if reason is None else f"lost: {reason}"
+            for stream_id in list(self.calls):
+                call = self.calls[stream_id]
+                self._end(stream_id, Outcome.CONNECTION_CLOSED,
+                          f"connection {why} {self._now - call.t0:.3f}s into the call")
+        except Exception:
+            log.exception("conn %d: the tap failed while closing", self.info.conn_id)
+
+    # Frames ----------------------------------------------------------------------------
+    def _guarded(self, side: _Side, other: _Side, frames: list[h2.Frame]) -> None:
+        if not frames:
+            return
+        self._now = self.tap.timer()
+        for frame in frames:
+            try:
+                self._frame(side, other, frame)
+            except Exception:
+                self._failed(side, frame)
+
+    def _failed(self, side: _Side, frame: h2.Frame) -> None:
+        """A bug (or a frame no relay makes): go on, with everything from here unparsed."""
+        if not self._bug_logged:
+            self._bug_logged = True
+            log.exception("conn %d: the tap failed on a %s frame (type %d, stream %d); this connection's calls "
+                          "are recorded as unparsed from now on", self.info.conn_id, side.name, frame.type,
+                          frame.stream_id)
+        for s in (self.client, self.server):
+            s.lost = s.lost or "the tap failed on a frame (see the log)"
+            s.block = None
+        for call in self.calls.values():
+            call.unparsed = True
+
+    def _frame(self, side: _Side, other: _Side, frame: h2.Frame) -> None:
+        kind = frame.type
+        if side.block is not None and kind != h2.CONTINUATION:
+            side.block = None
+            self._lose(side, f"a header block was interrupted by a frame of type {kind}")
+            if side is self.client:
+                self._request(side.block_stream, None)
+        if kind == h2.DATA:
+            self._data(side, frame)
+        elif kind == h2.HEADERS:
+            side.block, side.block_stream = [frame], frame.stream_id
+            side.block_end = bool(frame.flags & h2.FLAG_END_STREAM)
+            if frame.flags & h2.FLAG_END_HEADERS:
+                self._header_block(side)
+        elif kind == h2.CONTINUATION:
+            if side.block is None or frame.stream_id != side.block_stream:
+                self._lose(side, f"CONTINUATION on stream {frame.stream_id} outside a header block")
+            else:
+                side.block.append(frame)
+                if frame.flags & h2.FLAG_END_HEADERS:
+                    self._header_block(side)
+        elif kind == h2.RST_STREAM:
+            code = int.from_bytes((frame.payload or b"")[:4], "big")
+            self._end(frame.stream_id, Outcome.CANCELLED, f"{side.name} reset the stream: {error_name(code)}")
+        elif kind == h2.SETTINGS:
+            self._settings(side, other, frame)
+        elif kind == h2.GOAWAY:
+            payload = frame.payload or b""
+            last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            note = f"{side.name} sent GOAWAY: last stream {last}, {error_name(int.from_bytes(payload[4:8], 'big'))}"
+            if payload[8:]:
+                note += f", {payload[8:200]!r}"
+            for call in self.calls.values():
+                call.rec.notes.append(note)
+        elif kind == 0x5:  # PUSH_PROMISE: gRPC never pushes; its header block is not followed
+            self._lose(side, "PUSH_PROMISE (server push) is not followed")
+
+    def _data(self, side: _Side, frame: h2.Frame) -> None:
+        call = self.calls.get(frame.stream_id)
+        if call is None:
+            return
+        content = data_content(frame) if not call.skimmed else b""
+        if content is None:
+            call.unparsed = True
+            call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
+        elif content:
+            reader = call.request if side is self.client else call.response
+            reader.feed(content, call.rec, self._now - call.t0)
+        if side is self.server and frame.flags & h2.FLAG_END_STREAM:
+            self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
+
+    def _settings(self, side: _Side, other: _Side, frame: h2.Frame) -> None:
+        # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side
+        # acknowledges it in its own direction.
+        if frame.flags & h2.FLAG_ACK:
+            if side.pending:
+                value = side.pending.popleft()
+                if value is not None:
+                    side.acked = value
+                side.allow()
+            return
+        value = h2.settings_values(frame.payload or b"").get(h2.SETTINGS_HEADER_TABLE_SIZE)
+        other.pending.append(value)
+        other.allow()
+
+    # Header blocks -----------------------------------------------------------------------
+    def _header_block(self, side: _Side) -> None:
+        block, side.block = side.block or [], None
+        headers: list[tuple[str, str]] | None = None
+        if side.lost is None:
+            try:
+                first = block[0]
+                fragment = first.payload if len(block) == 1 and not first.flags & (h2.FLAG_PADDED | h2.FLAG_PRIORITY) \
+                    else b"".join(h2.header_block_fragment(f) for f in block)
+                if fragment is None:
+                    raise h2.FrameError("header block walked without its payload")
+                headers = side.decoder.decode(fragment)
+            except Exception as exc:  # hpack and hyperframe raise several types on bad input
+                self._lose(side, f"undecodable header block on stream {side.block_stream} "
+                                 f"({type(exc).__name__}: {exc})")
+        if side is self.client:
+            self._request(side.block_stream, headers)
+        else:
+            self._response(side.block_stream, headers, side.block_end)
+
+    def _request(self, stream_id: int, headers: list[tuple[str, str]] | None) -> None:
+        call = self.calls.get(stream_id)
+        if call is not None:  # request trailers: gRPC sends none; HPACK state is all that mattered
+            if headers is None:
+                call.unparsed = True
+            return
+        info = self.info
+        rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
+                           peer_pid=info.peer_pid, peer_uid=info.peer_uid)
+        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+        if headers is None:
+            call.unparsed = True
+            rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
+        else:
+            pseudo, rec.request_metadata = split_headers(headers)
+            rec.path = pseudo.get(":path", "")
+            rec.client_api = rec.upstream_api = api_version_of(rec.path)
+        if self.server.lost is not None:
+            call.unparsed = True
+            rec.notes.append(f"response headers unreadable: {self.server.lost}")
+
+    def _response(self, stream_id: int, headers: list[tuple[str, str]] | None, end: bool) -> None:
+        call = self.calls.get(stream_id)
+        if call is None:
+            return
+        rec = call.rec
+        if headers is not None:
+            pseudo, metadata = split_headers(headers)
+            if not call.answered and not end:
+                rec.response_metadata = metadata
+            else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
+                rec.trailers = metadata
+                apply_status(rec, metadata)
+            status = pseudo.get(":status")
+            if status is not None and status != "200":
+                rec.notes.append(f"HTTP status {status}")
+        call.answered = True
+        if end:
+            self._end(stream_id, Outcome.COMPLETED)
+
+    # Ends ------------------------------------------------------------------------------
+    def _end(self, stream_id: int, outcome: Outcome, note: str | None = None) -> None:
+        call = self.calls.pop(stream_id, None)
+        if call is None:
+            return
+        rec = call.rec
+        if outcome is not Outcome.CONNECTION_CLOSED:
+            rec.duration_s = self._now - call.t0
+        if note is not None:
+            rec.notes.append(note)
+        for reader in (call.request, call.response):
+            cut = reader.unfinished()
+            if cut is not None:
+                rec.notes.append(cut)
+        if call.unparsed:
+            rec.notes.append(f"ended as {outcome.value}")
+            outcome = Outcome.UNPARSED
+        rec.outcome = outcome
+        try:
+            if call.skimmed and self.tap.on_skimmed is not None:
+                self.tap.on_skimmed(rec)
+                return
+            self.tap.sink.submit(rec)
+        except Exception:
+            if not self._sink_warned:  # once per connection: a broken sink fails every call
+                self._sink_warned = True
+                log.exception("conn %d: call %d %s: the recorder's sink failed; the call is not recorded "
+                              "(later failures on this connection are logged at debug level)",
+                              rec.conn_id, stream_id, rec.path)
+            else:
+                log.debug("conn %d: call %d %s: the recorder's sink failed", rec.conn_id, stream_id, rec.path,
+                          exc_info=True)
+
+    def _lose(self, side: _Side, reason: str) -> None:
+        """This direction's HPACK state is gone: nothing later on it can be decoded."""
+        if side.lost is not None:
+            return
+        side.lost = reason
+        if not self._warned:
+            self._warned = True
+            log.warning("conn %d: the tap lost the %s's header state (%s); this connection's calls are "
+                        "recorded as unparsed from now on (forwarding is unaffected)",
+                        self.info.conn_id, side.name, reason)
+        call = self.calls.get(side.block_stream)
+        if call is not None:
+            call.rec.notes.append(f"{side.name}: {reason}")
+        if side is self.server:  # every open call still needs the server's trailers
+            for call in self.calls.values():
+                call.unparsed = True

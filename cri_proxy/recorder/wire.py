@@ -1,0 +1,138 @@
+"""gRPC on HTTP/2, as the tap reads it: length-prefixed messages and header lists.
+
+`MessageReader` cuts one direction of one call into gRPC messages (1-byte compressed flag,
+4-byte big-endian length, bytes) across DATA frames, however the frames split them.
+`split_headers` turns a decoded header list into pseudo-headers and metadata.
+"""
+
+from __future__ import annotations
+
+from base64 import b64encode
+from typing import Final
+from urllib.parse import unquote
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.model.call import Direction, Message, Metadata, RecordedCall
+
+ERROR_NAMES: Final = {
+    0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
+    0x4: "SETTINGS_TIMEOUT", 0x5: "STREAM_CLOSED", 0x6: "FRAME_SIZE_ERROR", 0x7: "REFUSED_STREAM",
+    0x8: "CANCEL", 0x9: "COMPRESSION_ERROR", 0xA: "CONNECT_ERROR", 0xB: "ENHANCE_YOUR_CALM",
+    0xC: "INADEQUATE_SECURITY", 0xD: "HTTP_1_1_REQUIRED",
+}
+
+
+def error_name(code: int) -> str:
+    return f"{ERROR_NAMES.get(code, 'unknown error')} ({code})"
+
+
+class MessageReader:
+    """The gRPC messages of one direction of one call."""
+
+    __slots__ = ("direction", "count", "_prefix", "_body", "_need", "_compressed")
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.count = 0
+        self._prefix = b""  # a prefix cut by a frame boundary
+        self._body: bytearray | None = None  # a message cut by a frame boundary
+        self._need = 0  # bytes still missing from _body
+        self._compressed = False
+
+    def feed(self, data: bytes, call: RecordedCall, offset: float) -> None:
+        """Read a DATA frame's content (padding already removed)."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._body is not None:
+                take = min(self._need, end - pos)
+                self._body += memoryview(data)[pos:pos + take]
+                pos += take
+                self._need -= take
+                if not self._need:
+                    body, self._body = bytes(self._body), None
+                    self._emit(call, body, self._compressed, offset)
+                continue
+            if self._prefix or end - pos < 5:
+                take = min(5 - len(self._prefix), end - pos)
+                self._prefix += data[pos:pos + take]
+                pos += take
+                if len(self._prefix) < 5:
+                    return
+                head, self._prefix = self._prefix, b""
+            else:
+                head = data[pos:pos + 5]
+                pos += 5
+            length = int.from_bytes(head[1:5], "big")
+            if length <= end - pos:
+                self._emit(call, data[pos:pos + length], head[0] != 0, offset)
+                pos += length
+            else:
+                self._body = bytearray(memoryview(data)[pos:end])
+                self._need = length - (end - pos)
+                self._compressed = head[0] != 0
+                pos = end
+
+    def _emit(self, call: RecordedCall, body: bytes, compressed: bool, offset: float) -> None:
+        call.add_message(Message(self.direction, self.count, offset, body, compressed))
+        self.count += 1
+
+    def unfinished(self) -> str | None:
+        """What is left of a message cut short, if any, for a note."""
+        if self._body is not None:
+            have = len(self._body)
+            return f"{self.direction.value} message cut short ({have} of {have + self._need} bytes)"
+        if self._prefix:
+            return f"{self.direction.value} message cut short (inside its 5-byte prefix)"
+        return None
+
+
+def data_content(frame: h2.Frame) -> bytes | None:
+    """A DATA frame's content without its padding; None when the padding is malformed."""
+    payload = frame.payload
+    if payload is None:
+        return None
+    if not frame.flags & h2.FLAG_PADDED:
+        return payload
+    if not payload or payload[0] >= len(payload):
+        return None
+    return payload[1:len(payload) - payload[0]]
+
+
+def header_text(raw: bytes, name: str | None) -> str:
+    """A header name (`name` None) or value as text: what metadata holds.
+
+    gRPC metadata is ASCII; anything else is kept readable. gRPC's C core sends `-bin`
+    values as raw bytes after a 0 byte when both ends advertise "true binary metadata"
+    (SETTINGS 0xFE03); those become base64, unpadded as gRPC writes it, so a value reads
+    the same whichever way it travelled.
+    """
+    if raw[:1] == b"\x00" and name is not None and name.endswith("-bin"):
+        return b64encode(raw[1:]).decode().rstrip("=")
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], Metadata]:
+    """Pseudo-headers by name, and the rest: metadata (`-bin` values as base64 text)."""
+    pseudo: dict[str, str] = {}
+    metadata: Metadata = []
+    for field in headers:
+        if field[0][:1] == ":":
+            pseudo[field[0]] = field[1]
+        else:
+            metadata.append(field)
+    return pseudo, metadata
+
+
+def apply_status(call: RecordedCall, trailers: Metadata) -> None:
+    """Take grpc-status and grpc-message (percent-decoded) from a trailer list."""
+    for name, value in trailers:
+        if name == "grpc-status":
+            try:
+                call.status_code = int(value)
+            except ValueError:
+                call.notes.append(f"unreadable grpc-status {value!r}")
+        elif name == "grpc-message":
+            call.status_message = unquote(value, errors="replace") if "%" in value else value

@@ -1,0 +1,254 @@
+"""The recorder process: rebuilds calls from the bytes the proxy relayed, and records them.
+
+`cri-proxy run --db` starts it (`python -m cri_proxy.recorder.worker FD`) with one end of a
+socketpair. The proxy's event loop then does no more for recording than copy each relayed
+chunk into that socket with a timestamp; the tap (frames, HPACK, gRPC messages), redaction,
+decoding and SQLite all happen here, on the machine's other core, so recording neither
+holds the proxy's interpreter nor delays a reply. Here the tap and the writer share one
+thread: two threads would spend their time waiting for each other's interpreter lock
+(sqlite3 releases it around every row, and the tap takes it back each time).
+
+Timings come from the proxy: every chunk carries the wall and monotonic time at which the
+relay forwarded it, so a call's start and duration are what they were on the wire however
+late this process reads them.
+
+The process ignores SIGINT and SIGTERM (a terminal's Ctrl-C and systemd's stop reach the
+whole group): it stops when the proxy says STOP, or when the proxy is gone (end of file on
+the socket, as after `kill -9`), and in both cases records everything it has received first.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import select
+import signal
+import socket
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from cri_proxy.model.errors import CriProxyError
+from cri_proxy.model import link as channel
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.recorder.setup import RecordConfig, make_recorder
+from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
+from cri_proxy.recorder.writer import LossEpisode, SessionInfo
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 0.1
+SKIM_AFTER_S = 2.0  # this far behind the relay (or a quarter of --queue-mb behind, at the rate bytes
+CAUGHT_UP_S = 0.1  # come in), calls are followed without being recorded, until it is this close again
+MIN_EPISODE_S = 1.0  # and at least this long: one loss episode per second of flood at most
+READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
+
+
+class Worker:
+    def __init__(self, sock: socket.socket, recorder: Recorder, behind_bytes: int = 16 << 20) -> None:
+        self.sock = sock
+        self.behind_bytes = behind_bytes
+        self._rate = 0.0  # bytes per second of the relay's time, measured over half seconds
+        self._rate_bytes = 0
+        self._rate_since = 0.0
+        self.recorder = recorder
+        self.wall = time.time()
+        self.mono = time.monotonic()
+        self.tap = RecordingTap(recorder, clock=lambda: self.wall, timer=lambda: self.mono)
+        self.tap.on_skimmed = self._skimmed
+        self._skim_since = 0.0
+        self._skim_lost = 0
+        self.conns: dict[int, ConnectionRecorder] = {}
+        self.reader = channel.Reader()
+        self.stopping = False
+        self._out = bytearray()
+        self._last_stats = 0.0
+        self._failed_logged = False
+
+    def run(self) -> None:
+        sock = self.sock
+        sock.setblocking(False)
+        wait: float | None = 0.0
+        while not self.stopping:
+            wanted_write = [sock] if self._out else []
+            timeout = STATS_INTERVAL_S if wait is None else min(wait, STATS_INTERVAL_S)
+            readable, writable, _ = select.select([sock], wanted_write, [], timeout)
+            if readable:
+                try:
+                    data = sock.recv(READ_SIZE)
+                except BlockingIOError:
+                    data = None
+                except OSError as exc:
+                    log.warning("the proxy's socket failed (%s): recording what was received and stopping", exc)
+                    break
+                if data == b"":
+                    log.info("the proxy is gone: recording what was received and stopping")
+                    break
+                if data:
+                    self.reader.feed(data, self.handle)
+            while (wait := self.recorder.pump()) == 0.0:  # the batches that are due, written here
+                pass
+            self.send_stats()
+            if writable or self._out:
+                self.flush()
+        self.finish()
+
+    # Messages ------------------------------------------------------------------------------
+    def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
+        try:
+            if kind == channel.CHUNK:
+                conn_id, from_client, wall, mono = channel.CHUNK_HEAD.unpack_from(view, start - channel.HEAD)[2:]
+                conn = self.conns.get(conn_id)
+                if conn is not None:
+                    self.wall, self.mono = wall, mono
+                    self.watch_lag(mono, stop - start)
+                    data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
+                    (conn.client_bytes if from_client else conn.server_bytes)(data)
+                return
+            value: Any = channel.value(view, start, stop) if stop > start else None
+            if kind == channel.OPEN:
+                conn_id, info = value
+                self.conns[conn_id] = self.tap.open(info)
+            elif kind == channel.CLOSED:
+                conn_id, self.mono, reason = value
+                conn = self.conns.pop(conn_id, None)
+                if conn is not None:
+                    conn.closed(reason)
+            elif kind == channel.UPSTREAM:
+                conn_id, upstream = value
+                if (conn := self.conns.get(conn_id)) is not None:
+                    conn.upstream_changed(upstream)
+            elif kind == channel.GAP:
+                conn_id, from_client, mono = value
+                if (conn := self.conns.get(conn_id)) is not None:
+                    conn.gap(from_client, mono)
+            elif kind == channel.CALL:
+                self.recorder.submit(value)
+            elif kind == channel.SESSION:
+                self.recorder.update_session(**value)
+            elif kind == channel.STOP:
+                self.stopping = True
+            else:
+                raise ValueError(f"unknown message kind {kind}")
+        except Exception:
+            if not self._failed_logged:  # a bug here must not stop the recording of everything else
+                self._failed_logged = True
+                log.exception("the recorder process failed on a message of kind %d; it goes on", kind)
+
+    def watch_lag(self, mono: float, size: int) -> None:
+        """How far behind the relay this chunk finds the recorder: skim, or stop skimming."""
+        self._rate_bytes += size
+        if mono - self._rate_since >= 0.5:
+            self._rate = self._rate_bytes / (mono - self._rate_since)
+            self._rate_bytes, self._rate_since = 0, mono
+        lag = time.monotonic() - mono
+        if self.tap.skimming:
+            if lag < CAUGHT_UP_S and time.time() - self._skim_since >= MIN_EPISODE_S:
+                self.skim(False, lag)
+        elif lag > SKIM_AFTER_S or lag * self._rate > self.behind_bytes:
+            self.skim(True, lag)
+
+    def skim(self, on: bool, lag: float) -> None:
+        """Fallen behind (or caught up): calls that start now are not recorded (or are again).
+
+        Following the calls (but not their messages, nor writing them) costs a fraction of
+        recording them, so the recorder catches up while its HPACK state stays in step; the
+        calls it skims are counted lost, in one loss episode.
+        """
+        self.tap.skimming = on
+        if on:
+            self._skim_since, self._skim_lost = time.time(), 0
+            self.recorder.lost_elsewhere(0, starts=True)
+            log.warning("the recorder is %.1f s behind the proxy: calls are counted lost, not recorded, "
+                        "until it catches up", lag)
+        else:
+            episode = LossEpisode(self._skim_since, time.time(), "recorder fell behind", self._skim_lost)
+            self.recorder.lost_elsewhere(0, episode)
+            log.warning("the recorder caught up after %.1f s; %d calls were lost meanwhile",
+                        time.time() - self._skim_since, self._skim_lost)
+
+    def _skimmed(self, call: object) -> None:
+        self._skim_lost += 1
+        self.recorder.lost_elsewhere(1)
+
+    # Back to the proxy ---------------------------------------------------------------------
+    def send_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._last_stats + STATS_INTERVAL_S:
+            return
+        self._last_stats = now
+        if len(self._out) < 1 << 16:  # the proxy is not reading: it will get the next one
+            self._out += channel.message(channel.STATS, asdict(self.recorder.stats))
+
+    def flush(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._out.clear()  # the proxy is gone; nobody to tell
+            return
+        del self._out[:sent]
+
+    def finish(self) -> None:
+        for conn in self.conns.values():
+            conn.closed("the proxy stopped")
+        self.conns.clear()
+        if self.tap.skimming:
+            self.skim(False, 0.0)
+        self.recorder.close()
+        self.send_stats(force=True)
+        self.sock.setblocking(True)
+        self.sock.settimeout(1.0)
+        try:
+            self.sock.sendall(self._out)
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _receive_init(sock: socket.socket) -> tuple[RecordConfig, SessionInfo, str]:
+    reader = channel.Reader()
+    got: list[Any] = []
+
+    def take(kind: int, view: memoryview, start: int, stop: int) -> None:
+        if kind != channel.INIT:
+            raise ValueError(f"expected INIT, got message kind {kind}")
+        got.append(channel.value(view, start, stop))
+
+    while not got:
+        data = sock.recv(1 << 16)
+        if not data:
+            raise EOFError("the proxy closed the socket before configuring the recorder")
+        reader.feed(data, take)
+    config, session, level = got[0]
+    return config, session, level
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if len(argv) != 1 or not argv[0].isdigit():
+        print("usage: python -m cri_proxy.recorder.worker FD (started by `cri-proxy run --db`)", file=sys.stderr)
+        return 2
+    sock = socket.socket(fileno=int(argv[0]))
+    config, session, level = _receive_init(sock)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s[recorder]: %(message)s")
+    try:
+        recorder = make_recorder(config, session, thread=False)
+    except CriProxyError as exc:
+        sock.sendall(channel.message(channel.ERROR, str(exc)))
+        return 1
+    sock.sendall(channel.message(channel.READY, recorder.session_id))
+    Worker(sock, recorder, behind_bytes=(config.queue_mb << 20) // 4).run()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (EOFError, pickle.UnpicklingError) as exc:
+        print(f"cri-proxy recorder: {exc}", file=sys.stderr)
+        sys.exit(2)

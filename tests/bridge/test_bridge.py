@@ -1,0 +1,398 @@
+"""The bridge in front of the stand-in runtime: translation both ways, kubelet negotiation,
+answers the proxy gives itself, checks, and recording. Real sockets, real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import re
+from collections.abc import AsyncIterator
+from types import ModuleType
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from cri_proxy.fakeruntime import FakeRuntimeServer, start_fake_runtime
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+from cri_proxy.model.sink import MemorySink
+from cri_proxy.bridge import Bridge, BridgeOptions
+
+pytestmark = pytest.mark.timeout(60)
+
+MIB = 1 << 20
+KUBELET_OPTIONS = [("grpc.max_receive_message_length", 16 * MIB),
+                   ("grpc.max_send_message_length", 16 * MIB)]
+PKGS: dict[str, ModuleType] = {"v1": v1, "v1alpha2": v1alpha2}
+
+
+@contextlib.asynccontextmanager
+async def bridged(sock_dir: pathlib.Path, api: str, **options: Any
+                  ) -> AsyncIterator[tuple[FakeRuntimeServer, Bridge, MemorySink, grpc.aio.Channel]]:
+    """A stand-in runtime speaking `api`, a bridge in front of it, and a kubelet-like channel."""
+    fake_opts = {k: options.pop(k) for k in ("container_events",) if k in options}
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api, **fake_opts)  # type: ignore[arg-type]
+    sink = MemorySink()
+    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", None, sink=sink,
+                    options=BridgeOptions(**options))
+    await bridge.start()
+    channel = grpc.aio.insecure_channel(bridge.address, options=KUBELET_OPTIONS)
+    try:
+        yield runtime, bridge, sink, channel
+    finally:
+        await channel.close(None)
+        await bridge.stop(None)
+        await runtime.stop(None)
+
+
+@contextlib.asynccontextmanager
+async def direct(sock_dir: pathlib.Path, api: str) -> AsyncIterator[grpc.aio.Channel]:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/direct.sock", api)  # type: ignore[arg-type]
+    channel = grpc.aio.insecure_channel(runtime.address, options=KUBELET_OPTIONS)
+    try:
+        yield channel
+    finally:
+        await channel.close(None)
+        await runtime.stop(None)
+
+
+async def recorded(sink: MemorySink, count: int) -> list[Any]:
+    """The sink's calls once it holds `count`: calls are recorded just after their reply."""
+    for _ in range(200):
+        if len(sink.calls) >= count:
+            break
+        await asyncio.sleep(0.01)
+    return sink.calls
+
+
+class Client:
+    """Calls CRI methods of one version by name, with that version's message classes."""
+
+    def __init__(self, channel: grpc.aio.Channel, api: str) -> None:
+        self.channel, self.api, self.pkg = channel, api, PKGS[api]
+
+    async def call(self, method: str, timeout: float | None = 10, **fields: Any) -> Any:
+        service = "ImageService" if method in IMAGE_METHODS else "RuntimeService"
+        desc = self.pkg.DESCRIPTOR.services_by_name[service].methods_by_name[method]
+        req_cls = getattr(self.pkg, desc.input_type.name)
+        resp_cls = getattr(self.pkg, desc.output_type.name)
+        stub = self.channel.unary_unary(f"/runtime.{self.api}.{service}/{method}",
+                                        request_serializer=req_cls.SerializeToString,
+                                        response_deserializer=resp_cls.FromString)
+        return await stub(json_format.ParseDict(fields, req_cls()), timeout=timeout)
+
+
+IMAGE_METHODS = {"ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"}
+
+
+async def lifecycle(client: Client) -> list[tuple[str, str, Any]]:
+    """The kubelet's calls for one pod with one container; (method, status, reply) each."""
+    out: list[tuple[str, str, Any]] = []
+
+    async def step(method: str, **fields: Any) -> Any:
+        try:
+            reply = await client.call(method, **fields)
+        except grpc.aio.AioRpcError as exc:
+            out.append((method, exc.code().name, exc.details()))
+            return None
+        out.append((method, "OK", reply))
+        return reply
+
+    pod_cfg = {"metadata": {"name": "web", "namespace": "default", "uid": "u1"}, "hostname": "web",
+               "log_directory": "/var/log/pods/web", "labels": {"app": "web"}}
+    await step("Version")
+    await step("Status")
+    await step("ImageFsInfo")
+    pulled = await step("PullImage", image={"image": "docker.io/library/nginx:1.25"})
+    await step("ImageStatus", image={"image": "docker.io/library/nginx:1.25"})
+    await step("ListImages")
+    pod = await step("RunPodSandbox", config=pod_cfg)
+    pod_id = pod.pod_sandbox_id
+    await step("PodSandboxStatus", pod_sandbox_id=pod_id)
+    await step("ListPodSandbox")
+    ctr = await step("CreateContainer", pod_sandbox_id=pod_id, sandbox_config=pod_cfg, config={
+        "metadata": {"name": "app"}, "image": {"image": "docker.io/library/nginx:1.25"},
+        "envs": [{"key": "GREETING", "value": "aGVsbG8=" if client.api == "v1" else "hello"}],
+        "log_path": "app/0.log"})
+    cid = ctr.container_id
+    await step("StartContainer", container_id=cid)
+    await step("ContainerStatus", container_id=cid)
+    await step("ListContainers", filter={"pod_sandbox_id": pod_id})
+    await step("ExecSync", container_id=cid, cmd=["sh", "-c", "echo $GREETING; hostname"], timeout=5)
+    await step("Exec", container_id=cid, cmd=["sh"], stdout=True)
+    await step("ContainerStats", container_id=cid)
+    await step("ListContainerStats")
+    await step("ListPodSandboxStats")
+    await step("UpdateContainerResources", container_id=cid, linux={"cpu_shares": 512})
+    await step("ReopenContainerLog", container_id=cid)
+    await step("StopContainer", container_id=cid, timeout=10)
+    await step("ContainerStatus", container_id=cid)
+    await step("RemoveContainer", container_id=cid)
+    await step("ContainerStatus", container_id=cid)
+    await step("StopPodSandbox", pod_sandbox_id=pod_id)
+    await step("RemovePodSandbox", pod_sandbox_id=pod_id)
+    await step("RemoveImage", image={"image": pulled.image_ref})
+    await step("UpdateRuntimeConfig", runtime_config={"network_config": {"pod_cidr": "10.0.0.0/24"}})
+    return out
+
+
+HEX_ID = re.compile(r"\b[0-9a-f]{32,64}\b")
+VOLATILE = {"created_at", "started_at", "finished_at", "timestamp", "url", "image_ref",
+            "runtime_api_version"}
+
+
+def normalize(steps: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """Replies as v1alpha2 sees them (v1-only fields dropped), ids and times made stable."""
+    ids: dict[str, str] = {}
+    numbers = False  # stats counters move with time: compare their shape only
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict) and numbers and set(value) <= {"value"}:
+            return "<n>"  # a UInt64Value counter, empty when it happened to be 0
+        if isinstance(value, dict):
+            return {k: ("<t>" if k in VOLATILE else scrub(v)) for k, v in sorted(value.items())}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, str) and numbers and value.isdigit():
+            return "<n>"
+        if isinstance(value, int) and numbers and not isinstance(value, bool):
+            return "<n>"
+        if isinstance(value, str):
+            return HEX_ID.sub(lambda m: ids.setdefault(m.group(0), f"<id{len(ids)}>"), value)
+        return value
+
+    out = []
+    for method, code, reply in steps:
+        numbers = "Stats" in method or method == "ImageFsInfo"
+        if code == "OK":
+            old = getattr(v1alpha2, type(reply).DESCRIPTOR.name).FromString(reply.SerializeToString())
+            old.DiscardUnknownFields()
+            reply = scrub(json_format.MessageToDict(old, preserving_proto_field_name=True))
+        else:
+            reply = scrub(reply)
+        out.append((method, code, reply))
+    return out
+
+
+@pytest.mark.parametrize("client_api,runtime_api", [("v1", "v1alpha2"), ("v1alpha2", "v1")])
+async def test_lifecycle_through_bridge_matches_direct(sock_dir: pathlib.Path, client_api: str,
+                                                       runtime_api: str) -> None:
+    async with direct(sock_dir, client_api) as channel:
+        expected = normalize(await lifecycle(Client(channel, client_api)))
+    async with bridged(sock_dir, runtime_api) as (_, bridge, sink, channel):
+        assert bridge.negotiated["runtime"] == runtime_api
+        got = normalize(await lifecycle(Client(channel, client_api)))
+    assert [s[:2] for s in got] == [s[:2] for s in expected]
+    for g, e in zip(got, expected, strict=True):
+        assert g == e, g[0]
+    # every call recorded, with both versions and the raw messages
+    assert len(sink.calls) == len(got)
+    for call in sink.calls:
+        assert (call.client_api, call.upstream_api) == (client_api, runtime_api)
+        assert f"translated {client_api} -> {runtime_api}" in call.notes
+        assert call.request_bytes >= 0 and call.duration_s is not None
+    assert any(c.status_code == grpc.StatusCode.NOT_FOUND.value[0] for c in sink.calls)
+
+
+# --- how kubelets negotiate, in front of each kind of runtime --------------------------------
+
+async def kubelet_1_23_negotiate(channel: grpc.aio.Channel) -> tuple[str, str]:
+    """Kubernetes 1.23-1.25: v1 Version (v1alpha2 on UNIMPLEMENTED); the image client alike."""
+    chosen = []
+    for method, service in (("Version", "RuntimeService"), ("ImageFsInfo", "ImageService")):
+        for api in ("v1", "v1alpha2"):
+            try:
+                await Client(channel, api).call(method)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED and api == "v1":
+                    continue
+                raise
+            chosen.append(api)
+            break
+    return chosen[0], chosen[1]
+
+
+@pytest.mark.parametrize("runtime_api", ["v1", "v1alpha2", "both"])
+async def test_old_kubelet_negotiation_through_bridge(sock_dir: pathlib.Path, runtime_api: str) -> None:
+    async with bridged(sock_dir, runtime_api) as (_, bridge, _sink, channel):
+        runtime_choice, image_choice = await kubelet_1_23_negotiate(channel)
+        assert (runtime_choice, image_choice) == ("v1", "v1")
+        client = Client(channel, runtime_choice)
+        pod = await client.call("RunPodSandbox", config={"metadata": {"name": "p", "namespace": "n", "uid": "u"}})
+        listed = await client.call("ListPodSandbox")
+        assert [p.id for p in listed.items] == [pod.pod_sandbox_id]
+        assert len((await client.call("ListImages")).images) >= 1
+        assert bridge.negotiated["runtime"] == ("v1" if runtime_api == "both" else runtime_api)
+
+
+@pytest.mark.parametrize("runtime_api", ["v1", "v1alpha2", "both"])
+async def test_new_kubelet_validation_through_bridge(sock_dir: pathlib.Path, runtime_api: str) -> None:
+    async with bridged(sock_dir, runtime_api) as (_, _bridge, _sink, channel):
+        client = Client(channel, "v1")
+        version = await client.call("Version")  # 1.26+: both must succeed or the kubelet exits
+        await client.call("ImageFsInfo")
+        assert version.runtime_name == "cri-proxy-fake"
+        status = await client.call("Status")
+        assert {c.type for c in status.status.conditions} >= {"RuntimeReady"}
+
+
+async def test_v1alpha2_client_direct_to_v1_runtime_fails_but_bridge_serves_it(sock_dir: pathlib.Path) -> None:
+    async with direct(sock_dir, "v1") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await Client(channel, "v1alpha2").call("Version")
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    async with bridged(sock_dir, "v1") as (_, _bridge, _sink, channel):
+        assert (await Client(channel, "v1alpha2").call("Version")).runtime_api_version == "v1"
+
+
+async def test_separate_image_endpoint(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", "v1")
+    images = await start_fake_runtime(f"unix://{sock_dir}/img.sock", "v1alpha2")
+    seen: list[tuple[str, str | None]] = []
+    sink = MemorySink()
+    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", sock_dir / "img.sock", sink=sink,
+                    options=BridgeOptions(), on_negotiated=lambda s, v: seen.append((s, v)))
+    await bridge.start()
+    try:
+        assert bridge.negotiated["runtime"] == "v1" and bridge.negotiated["image"] == "v1alpha2"
+        assert sorted(seen) == [("image", "v1alpha2"), ("runtime", "v1")]
+        async with grpc.aio.insecure_channel(bridge.address) as channel:
+            await Client(channel, "v1").call("PullImage", image={"image": "example.com/only/here:1"})
+            listed = await Client(channel, "v1").call("ListImages")
+            assert "example.com/only/here:1" in [t for i in listed.images for t in i.repo_tags]
+            assert not images.state.pods and not runtime.state.images.find("example.com/only/here:1")
+            await recorded(sink, 2)
+        assert sink.calls[-1].upstream.endswith("img.sock") and sink.calls[-1].upstream_api == "v1alpha2"
+    finally:
+        await bridge.stop(None)
+        await runtime.stop(None)
+        await images.stop(None)
+
+
+# --- what the proxy answers itself -----------------------------------------------------------
+
+STREAMS = [("RuntimeService", "StreamPodSandboxes"), ("RuntimeService", "StreamContainers"),
+           ("RuntimeService", "StreamContainerStats"), ("RuntimeService", "StreamPodSandboxStats"),
+           ("RuntimeService", "StreamPodSandboxMetrics"), ("ImageService", "StreamImages")]
+
+
+async def test_stream_rpcs_unimplemented_for_v1alpha2_runtime(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (_, _bridge, sink, channel):
+        for service, method in STREAMS:
+            call = channel.unary_stream(f"/runtime.v1.{service}/{method}")(b"")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call.read()
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "v1alpha2" in (err.value.details() or "")
+        await recorded(sink, len(STREAMS))
+        assert all(c.status_code == grpc.StatusCode.UNIMPLEMENTED.value[0] for c in sink.calls)
+
+
+async def test_stream_rpcs_stream_through_from_v1_runtime(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1", emulate_events=True, container_events=False) as (rt, _b, _s, channel):
+        rt.runtime.populate(250)  # more than one chunk of 100
+        call = channel.unary_stream("/runtime.v1.RuntimeService/StreamContainers",
+                                    request_serializer=v1.StreamContainersRequest.SerializeToString,
+                                    response_deserializer=v1.StreamContainersResponse.FromString)(
+            v1.StreamContainersRequest())
+        sizes = [len(m.containers) async for m in call]
+        assert sizes == [100, 100, 50]
+
+
+@pytest.mark.parametrize("driver,expected", [("systemd", v1.SYSTEMD), ("cgroupfs", v1.CGROUPFS)])
+async def test_runtime_config_answered_from_option(sock_dir: pathlib.Path, driver: str, expected: int) -> None:
+    async with bridged(sock_dir, "v1alpha2", cgroup_driver=driver) as (_, _bridge, sink, channel):
+        reply = await Client(channel, "v1").call("RuntimeConfig")
+        assert reply.linux.cgroup_driver == expected
+        assert any("cgroup driver" in n for n in (await recorded(sink, 1))[-1].notes)
+
+
+async def test_runtime_config_without_option_is_unimplemented(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (_, _bridge, _sink, channel):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await Client(channel, "v1").call("RuntimeConfig")
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "v1alpha2" in (err.value.details() or "")
+
+
+async def test_other_v1_only_rpcs_unimplemented_naming_the_version(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (_, _bridge, _sink, channel):
+        for method in ("CheckpointContainer", "ListMetricDescriptors", "UpdatePodSandboxResources"):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await Client(channel, "v1").call(method)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert err.value.details() == (
+                f"{method} is not available: the runtime speaks CRI v1alpha2, which lacks it")
+
+
+# --- nothing silent ---------------------------------------------------------------------------
+
+async def _pod(client: Client) -> tuple[str, dict[str, Any]]:
+    cfg = {"metadata": {"name": "p", "namespace": "n", "uid": "u"}}
+    return (await client.call("RunPodSandbox", config=cfg)).pod_sandbox_id, cfg
+
+
+async def test_env_value_not_utf8_refused_naming_the_variable(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (rt, _bridge, sink, channel):
+        client = Client(channel, "v1")
+        pod_id, cfg = await _pod(client)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await client.call("CreateContainer", pod_sandbox_id=pod_id, sandbox_config=cfg, config={
+                "metadata": {"name": "c"}, "image": {"image": "docker.io/library/busybox:latest"},
+                "envs": [{"key": "FINE", "value": "b2s="}, {"key": "BINARY", "value": "/w=="}]})
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "BINARY" in (err.value.details() or "") and "FINE" not in (err.value.details() or "")
+        assert not rt.state.containers
+        assert any(n.startswith("refused") for n in (await recorded(sink, 2))[-1].notes)
+
+
+async def test_v1_only_fields_forwarded_with_warning(sock_dir: pathlib.Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (rt, _bridge, sink, channel):
+        client = Client(channel, "v1")
+        pod_id, cfg = await _pod(client)
+        reply = await client.call("CreateContainer", pod_sandbox_id=pod_id, sandbox_config=cfg, config={
+            "metadata": {"name": "c"}, "image": {"image": "docker.io/library/busybox:latest"},
+            "mounts": [{"container_path": "/data", "host_path": "/srv", "recursive_read_only": True}],
+            "stop_signal": "SIGUSR1"})
+        assert reply.container_id in rt.state.containers
+        await recorded(sink, 2)
+    fields = "config.mounts[0].recursive_read_only, config.stop_signal"
+    assert any(fields in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert f"v1-only fields ignored by the v1alpha2 runtime: {fields}" in sink.calls[-1].notes
+
+
+async def test_strict_refuses_security_relevant_v1_only_fields(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2", strict=True) as (rt, _bridge, _sink, channel):
+        client = Client(channel, "v1")
+        pod_id, cfg = await _pod(client)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await client.call("CreateContainer", pod_sandbox_id=pod_id, sandbox_config=cfg, config={
+                "metadata": {"name": "c"}, "image": {"image": "docker.io/library/busybox:latest"},
+                "linux": {"security_context": {"supplemental_groups_policy": "Strict"}}})
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "config.linux.security_context.supplemental_groups_policy" in (err.value.details() or "")
+        assert not rt.state.containers
+        # a v1-only field that is not security-relevant still goes through under strict
+        await client.call("ImageStatus", image={"image": "docker.io/library/busybox:latest",
+                                                 "user_specified_image": "busybox"})
+
+
+async def test_upstream_api_override(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "both", upstream_api="v1alpha2") as (_, bridge, sink, channel):
+        assert bridge.negotiated["runtime"] == "v1alpha2"
+        version = await Client(channel, "v1").call("Version")
+        assert version.runtime_api_version == "v1alpha2"
+        calls = await recorded(sink, 1)
+        assert (calls[0].client_api, calls[0].upstream_api) == ("v1", "v1alpha2")
+
+
+async def test_unparsable_checked_request_is_forwarded_for_the_runtime_to_judge(sock_dir: pathlib.Path) -> None:
+    async with bridged(sock_dir, "v1alpha2") as (_, _bridge, sink, channel):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await channel.unary_unary("/runtime.v1.RuntimeService/CreateContainer")(b"\x0a\xff")
+        assert err.value.code() == grpc.StatusCode.INTERNAL  # the stand-in's answer, as grpc-go's
+        assert any("forwarded unchecked" in n for n in (await recorded(sink, 1))[0].notes)

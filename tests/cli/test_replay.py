@@ -1,0 +1,75 @@
+"""The replay and serve commands' bad input: one line on stderr and exit status 2; help lists every option."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.cli.replay import register
+from tests.replay.test_fixtures import Recorded, recording, recording_master, run_cli
+
+__all__ = ["recording", "recording_master"]  # fixtures used here
+pytestmark = pytest.mark.timeout(60)
+
+
+def app() -> typer.Typer:
+    main = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+    register(main)
+    return main
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cri-proxy: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["replay", "/nonexistent/x.db", "--target", "unix:///tmp/none.sock"], "no recording database"),
+    (["replay", "{db}", "--target", "unix:///tmp/none.sock", "--session", "99"], "no session 99"),
+    (["replay", "{db}", "--target", "unix://{dir}/none.sock"], "cannot reach the target"),
+    (["replay", "{db}", "--target", "tcp://1.2.3.4:5"], "only unix:// sockets"),
+    (["replay", "{db}", "--target", "unix:///tmp/none.sock", "--pace", "slow"], "--pace 'slow'"),
+    (["replay", "{db}", "--target", "unix:///tmp/none.sock", "--report", "r.txt"], ".json or .html"),
+    (["replay", "{db}", "--target", "unix:///tmp/none.sock", "--where", "nosuchcolumn = 1"], "--where"),
+    (["replay", "{db}", "--target", "unix:///tmp/none.sock", "--where", "method = 'Nope'"], "no recorded calls"),
+    (["serve", "/nonexistent/x.db", "--listen", "unix:///tmp/x.sock"], "no recording database"),
+    (["serve", "{db}", "--listen", "unix://{dir}/s.sock", "--api", "v2"], "--api 'v2'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], says: str, recording: Recorded,
+                                          sock_dir: pathlib.Path) -> None:  # fmt: skip
+    argv = [a.format(db=recording.db, dir=sock_dir) for a in args]
+    result = CliRunner().invoke(app(), argv)
+    assert result.exit_code == 2, result.output
+    assert says in one_error_line(result.stderr)
+
+
+async def test_exit_codes_through_the_command(sock_dir: pathlib.Path, recording: Recorded) -> None:
+    code, _, err = await run_cli("replay", str(sock_dir / "missing.db"), "--target", f"unix://{sock_dir}/t.sock")
+    assert code == 2 and "no recording database" in one_error_line(err)
+    code, _, err = await run_cli("replay", str(recording.db), "--target", f"unix://{sock_dir}/t.sock")
+    assert code == 2 and "cannot reach the target" in one_error_line(err)
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        code, out, err = await run_cli("replay", str(recording.db), "--target", target.address, "--allow-mutations",
+                                       "--report", str(sock_dir / "r.json"))
+    finally:
+        await target.stop(0)
+    assert code == 0, out + err
+    assert "23 matched, 0 differed, 0 failed, 0 skipped" in out and (sock_dir / "r.json").exists()
+    assert "2 calls were sent as recorded, with their secrets redacted" in out
+
+
+def test_help_lists_every_option() -> None:
+    for command, options in {
+        "replay": ["--target", "--session", "--since", "--until", "--where", "--allow-mutations", "--pace",
+                   "--report", "--ignore", "--db-out", "--max-stream-seconds"],
+        "serve": ["--listen", "--session", "--api"],
+    }.items():
+        text = CliRunner().invoke(app(), [command, "--help"]).output
+        for option in options:
+            assert option in text, (command, option)

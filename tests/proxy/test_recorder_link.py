@@ -1,0 +1,238 @@
+"""`cri-proxy run --db`: every call through the real proxy process lands in SQLite, once, intact."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
+from cri_proxy.messages.decode import METHODS
+from cri_proxy.store import db
+from tests.helpers.proxyproc import ProxyProcess
+
+pytestmark = pytest.mark.timeout(90)
+
+PASSWORD = b"hunter2-registry-SECRET"
+ENV_VALUE = b"env-value-SECRET-42"
+
+
+@pytest.fixture
+async def runtime(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
+    server = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    yield sock_dir / "rt.sock"
+    await server.stop(0)
+
+
+def rows(path: pathlib.Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    conn = db.open_readonly(path)
+    try:
+        return list(conn.execute(sql, args))
+    finally:
+        conn.close()
+
+
+async def every_rpc_with_an_empty_request(channel: grpc.aio.Channel) -> dict[str, str]:
+    """Calls each RPC of both versions once; returns path -> status name as the client saw it."""
+    seen = {}
+    for path, types in METHODS.items():
+        try:
+            if types.server_streaming:
+                stream = channel.unary_stream(path)(b"", timeout=0.5)
+                async for _ in stream:
+                    pass
+            else:
+                await channel.unary_unary(path)(b"", timeout=5)
+            seen[path] = "OK"
+        except grpc.aio.AioRpcError as exc:
+            seen[path] = exc.code().name
+    return seen
+
+
+async def lifecycle_with_secrets(channel: grpc.aio.Channel) -> None:
+    rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+    await img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/library/redis:7"),
+                                            auth=v1.AuthConfig(username="bob", password=PASSWORD.decode())))
+    config = v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name="web", namespace="shop", uid="u1"))
+    pod = await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))
+    created = await rt.CreateContainer(v1.CreateContainerRequest(
+        pod_sandbox_id=pod.pod_sandbox_id, sandbox_config=config,
+        config=v1.ContainerConfig(metadata=v1.ContainerMetadata(name="redis"),
+                                  image=v1.ImageSpec(image="docker.io/library/redis:7"),
+                                  envs=[v1.KeyValue(key="REDIS_PASSWORD", value=ENV_VALUE)])))
+    await rt.StartContainer(v1.StartContainerRequest(container_id=created.container_id))
+    await v1alpha2_grpc.RuntimeServiceStub(channel).Version(v1alpha2.VersionRequest())
+
+
+async def test_every_call_is_recorded_once_and_secrets_nowhere(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    path = sock_dir / "calls.db"
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
+    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+        seen = await every_rpc_with_an_empty_request(channel)
+        await lifecycle_with_secrets(channel)
+    assert await proxy.astop() == 0
+    calls = rows(path, "SELECT path, status_name, outcome, duration_ms, request_count, redacted, pod_name FROM calls "
+                       "ORDER BY id")
+    recorded = {c[0]: c for c in calls[:len(seen)]}
+    assert len(recorded) == len(seen) == 70  # every RPC of both versions, each exactly once
+    for rpc_path, status in seen.items():
+        if recorded[rpc_path][2] == "cancelled":  # a stream whose deadline one side enforced with a reset
+            assert status == "DEADLINE_EXCEEDED", rpc_path
+        else:
+            assert recorded[rpc_path][1] == status, rpc_path
+            assert recorded[rpc_path][2] == "completed" and recorded[rpc_path][3] is not None
+    tail = [(c[0].rsplit("/", 1)[1], c[1], c[5], c[6]) for c in calls[len(seen):]]
+    assert tail == [("PullImage", "OK", 1, None), ("RunPodSandbox", "OK", 0, "web"),
+                    ("CreateContainer", "OK", 1, "web"), ("StartContainer", "OK", 0, None), ("Version", "OK", 0, None)]
+    decoded = rows(path, "SELECT count(*), count(p.json) FROM messages m JOIN calls c ON c.id = m.call_id "
+                         "JOIN payloads p ON p.id = m.payload_id WHERE c.path LIKE '/runtime.%'")
+    assert decoded[0][0] > 70 and decoded[0][0] == decoded[0][1]  # every CRI message has its JSON view
+    session = rows(path, "SELECT runtime_api, image_api, calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions")
+    assert session == [("v1,v1alpha2", "v1,v1alpha2", len(calls), 0, 1)]  # it serves both, like containerd 1.6
+    for file in sock_dir.glob("calls.db*"):
+        data = file.read_bytes()
+        assert PASSWORD not in data and ENV_VALUE not in data, file
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+
+async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
+        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    path = sock_dir / "calls.db"
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--flush-interval", "0.05").astart()
+    made = 0
+    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+        stub = v1_grpc.RuntimeServiceStub(channel)
+        started = time.monotonic()
+        while time.monotonic() - started < 2.0:
+            await asyncio.gather(*(stub.ListContainers(v1.ListContainersRequest()) for _ in range(20)))
+            made += 20
+        proxy.signal(signal.SIGKILL)
+    assert await proxy.astop() == -signal.SIGKILL
+    # The recorder process outlives the proxy: it records everything the proxy handed it, ends
+    # the session row and exits.
+    deadline = time.monotonic() + 20
+    while not rows(path, "SELECT 1 FROM sessions WHERE ended_at IS NOT NULL") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    conn = db.open_readonly(path)
+    try:
+        assert db.integrity_check(conn) == ["ok"]
+        recorded = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+        ended, lost = conn.execute("SELECT ended_at, calls_lost FROM sessions").fetchone()
+    finally:
+        conn.close()
+    assert ended is not None and lost == 0
+    assert made - 20 <= recorded <= made  # at most the last chunks the proxy had not handed over yet
+
+
+def recorder_pid(proxy: ProxyProcess) -> int:
+    children = pathlib.Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children").read_text().split()
+    found = [int(pid) for pid in children
+             if b"cri_proxy.recorder.worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(found) == 1, children
+    return found[0]
+
+
+async def test_a_dead_recorder_process_never_fails_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    path = sock_dir / "calls.db"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            stub = v1_grpc.RuntimeServiceStub(channel)
+            await stub.Version(v1.VersionRequest())
+            os.kill(recorder_pid(proxy), signal.SIGKILL)
+            for _ in range(50):
+                await stub.ListContainers(v1.ListContainersRequest())
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:  # a new connection too
+            assert (await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())).runtime_name
+        assert await proxy.astop() == 0
+    assert "the recorder process stopped" in proxy.log()
+    assert "calls are no longer recorded; forwarding goes on" in proxy.log()
+
+
+async def test_require_recording_refuses_connections_once_the_recorder_is_gone(
+        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    path = sock_dir / "calls.db"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--require-recording") as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
+        os.kill(recorder_pid(proxy), signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "the recorder process stopped" in proxy.log()
+
+
+async def test_the_recorder_process_stops_with_the_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    """SIGINT and SIGTERM reach the whole process group (a terminal, systemd): the recorder
+    waits for the proxy to say stop, so the calls still queued are written, then exits."""
+    path = sock_dir / "calls.db"
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
+    worker = recorder_pid(proxy)
+    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+        stub = v1_grpc.RuntimeServiceStub(channel)
+        await asyncio.gather(*(stub.Version(v1.VersionRequest()) for _ in range(200)))
+    os.kill(worker, signal.SIGTERM)  # as systemd's stop would, before the proxy's own
+    assert await proxy.astop() == 0
+    assert not pathlib.Path(f"/proc/{worker}").exists() or \
+        "zombie" in pathlib.Path(f"/proc/{worker}/status").read_text()
+    assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(200, 0, 1)]
+
+
+@pytest.mark.parametrize("fault", ["deleted", "read-only", "locked"])
+async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path, fault: str) -> None:
+    path = sock_dir / "calls.db"
+    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
+    locker = None
+    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+        stub = v1_grpc.RuntimeServiceStub(channel)
+        await stub.Version(v1.VersionRequest())
+        if fault == "deleted":
+            for file in sock_dir.glob("calls.db*"):
+                file.unlink()
+        elif fault == "read-only":
+            path.chmod(0o400)
+        else:
+            locker = subprocess.Popen([sys.executable, "-c", (
+                "import sqlite3,sys,time\n"
+                f"c=sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+                "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(3)\n")],
+                stdout=subprocess.PIPE)
+            assert locker.stdout is not None and locker.stdout.readline() == b"locked\n"
+        for _ in range(30):
+            reply = await stub.ListPodSandbox(v1.ListPodSandboxRequest(), timeout=2)
+            assert reply is not None
+            await asyncio.sleep(0.05)
+    if locker is not None:
+        locker.wait()
+    assert await proxy.astop() == 0
+    assert "Traceback" not in proxy.log()
+    if path.exists():
+        conn = db.open_readonly(path)
+        try:
+            assert db.integrity_check(conn) == ["ok"]
+        finally:
+            conn.close()
+
+
+def test_require_recording_refuses_an_unusable_database(sock_dir: pathlib.Path) -> None:
+    (sock_dir / "rt.sock").touch()
+    result = subprocess.run(
+        [sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{sock_dir}/p.sock", "--runtime-endpoint",
+         f"unix://{sock_dir}/rt.sock", "--db", "/proc/nope/calls.db", "--require-recording"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "cri-proxy: error:" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,99 @@
+"""Image calls go to --image-endpoint when it differs: routing per connection, by its first call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from cri_proxy.proxy.server import RelayServer
+from tests.helpers.backend import channel, start_echo, unary
+
+pytestmark = pytest.mark.timeout(30)
+
+RUNTIME_CALL = "/runtime.v1.RuntimeService/Version"
+IMAGE_CALL = "/runtime.v1.ImageService/ListImages"
+OLD_IMAGE_CALL = "/runtime.v1alpha2.ImageService/ImageFsInfo"
+
+
+@pytest.fixture
+async def proxied(sock_dir: pathlib.Path) -> AsyncIterator[str]:
+    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
+    image, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock", sock_dir / "image.sock")
+    await relay.start()
+    yield f"unix://{sock_dir}/p.sock"
+    await relay.stop(0)
+    await runtime.stop(0)
+    await image.stop(0)
+
+
+@pytest.mark.parametrize("first", [RUNTIME_CALL, IMAGE_CALL, OLD_IMAGE_CALL])
+async def test_each_connection_goes_where_its_first_call_belongs(proxied: str, first: str) -> None:
+    expected = b"image" if "ImageService" in first else b"runtime"
+    async with channel(proxied) as ch:
+        for i in range(20):  # later calls of the same service ride the same connection
+            assert await unary(ch, first)(b"%d" % i) == expected + b":%d" % i
+        replies = await asyncio.gather(*(unary(ch, first)(b"c%d" % i) for i in range(20)))
+        assert replies == [expected + b":c%d" % i for i in range(20)]
+
+
+async def test_a_mixed_connection_gets_a_clear_error_and_keeps_working(
+        proxied: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    async with channel(proxied) as ch:
+        assert await unary(ch, RUNTIME_CALL)(b"1") == b"runtime:1"
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await unary(ch, IMAGE_CALL)(b"2")
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "cannot be routed on this connection" in (err.value.details() or "")
+            assert "image.sock" in (err.value.details() or "")
+            # the connection (and both HPACK tables) are intact: runtime calls still work
+            assert await unary(ch, RUNTIME_CALL)(b"3") == b"runtime:3"
+    assert "cannot be routed" in caplog.text
+
+
+async def test_image_calls_work_while_the_runtime_socket_is_down(sock_dir: pathlib.Path) -> None:
+    image, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock", sock_dir / "image.sock")
+    await relay.start()
+    try:
+        async with channel(f"unix://{sock_dir}/p.sock") as ch:
+            assert await unary(ch, IMAGE_CALL)(b"x") == b"image:x"
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await unary(ch, RUNTIME_CALL)(b"y")
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await relay.stop(0)
+        await image.stop(0)
+
+
+async def test_the_refused_call_is_recorded_as_the_client_saw_it(sock_dir: pathlib.Path) -> None:
+    from cri_proxy.model.sink import MemorySink
+    from cri_proxy.recorder.tap import RecordingTap
+
+    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
+    image, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+    sink = MemorySink()
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock", sock_dir / "image.sock",
+                        tap=RecordingTap(sink))
+    await relay.start()
+    try:
+        async with channel(f"unix://{sock_dir}/p.sock") as ch:
+            assert await unary(ch, IMAGE_CALL)(b"1") == b"image:1"
+            with pytest.raises(grpc.aio.AioRpcError):
+                await unary(ch, RUNTIME_CALL)(b"2")
+            assert await unary(ch, IMAGE_CALL)(b"3") == b"image:3"
+    finally:
+        await relay.stop(0)
+        await runtime.stop(0)
+        await image.stop(0)
+    refused = [c for c in sink.calls if c.path == RUNTIME_CALL]
+    assert len(refused) == 1 and refused[0].status_code == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    assert "cannot be routed on this connection" in (refused[0].status_message or "")
+    assert [c.status_code for c in sink.calls if c.path == IMAGE_CALL] == [0, 0]

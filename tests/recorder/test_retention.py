@@ -1,0 +1,64 @@
+"""Retention: the recorder prunes calls by age and by size while it runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from cri_proxy.recorder.recorder import Recorder, RecorderOptions
+from tests.recorder.test_writer import integrity, kubelet_second, make_unique, version_call, wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def rows(path: Path, sql: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute(sql).fetchone()[0])
+
+
+def test_calls_older_than_the_retention_are_pruned_with_their_bodies(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    recorder = Recorder(path, options=RecorderOptions(retain_s=3600, prune_interval_s=0.0))
+    recorder.start()
+    old = [version_call(i) for i in range(50)]
+    for call in old:
+        call.started_at = time.time() - 7200  # two hours ago
+        recorder.submit(call)
+    wait_for(lambda: recorder.stats.recorded == 50)
+    fresh = kubelet_second(0, pods=2)
+    for call in fresh:
+        recorder.submit(call)
+    wait_for(lambda: recorder.stats.recorded == 50 + len(fresh))
+    recorder.submit(version_call(999))  # one more batch, which prunes
+    wait_for(lambda: recorder.stats.recorded == 51 + len(fresh))
+    recorder.close()
+    assert rows(path, "SELECT count(*) FROM calls WHERE started_unix < strftime('%s','now') - 3600") == 0
+    assert rows(path, "SELECT count(*) FROM calls") == len(fresh) + 1
+    assert rows(path, "SELECT count(*) FROM payloads p WHERE NOT EXISTS "
+                      "(SELECT 1 FROM messages m WHERE m.payload_id = p.id)") == 0
+    assert integrity(path) == ["ok"]
+
+
+def test_the_data_is_kept_under_the_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    limit = 1 << 20
+    recorder = Recorder(path, options=RecorderOptions(retain_bytes=limit, prune_interval_s=0.0))
+    recorder.start()
+    total = 0
+    for second in range(40):  # unique bodies: several MB without pruning
+        for call in kubelet_second(second, pods=20):
+            recorder.submit(make_unique(call))
+            total += 1
+        wait_for(lambda: recorder.stats.recorded == total)
+    recorder.close()
+    with sqlite3.connect(path) as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute("PRAGMA freelist_count").fetchone()[0]
+        used = pages * conn.execute("PRAGMA page_size").fetchone()[0]
+        kept, newest = conn.execute("SELECT count(*), max(started_unix) FROM calls").fetchone()
+    assert used <= limit * 1.5  # within about a batch of the limit
+    assert 0 < kept < total  # the oldest went...
+    assert newest == max(c.started_at for c in kubelet_second(39, pods=20))  # ...the newest stayed
+    assert integrity(path) == ["ok"]

@@ -1,0 +1,215 @@
+"""Opening recording databases: migrations, refusal of newer ones, file mode, pages, WAL, read-only,
+the named queries, and a README that documents every column."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cri_proxy.model.errors import StorageError
+from cri_proxy.store import db, sql
+from tests.conftest import ROOT
+from tests.store.test_rows import T0, make_call, record
+
+pytestmark = pytest.mark.timeout(30)
+
+NEWEST = len(sql.migrations())
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """A umask of 0, so only our own os.open mode can keep the file private."""
+    old = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def tables_and_views(conn: sqlite3.Connection) -> dict[str, list[str]]:
+    names = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {name: [row[1] for row in conn.execute(f'PRAGMA table_info("{name}")')] for (name,) in names}
+
+
+def test_fresh_database(tmp_path: Path, open_umask: None) -> None:
+    path = tmp_path / "calls.db"
+    conn = db.open_database(path)
+    try:
+        assert db.schema_version(conn) == NEWEST
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1000
+        names = [r[1] for r in conn.execute("SELECT version, name FROM schema_migrations ORDER BY version")]
+        assert names == [m.name for m in sql.migrations()]
+        found = tables_and_views(conn)
+        for name in ("sessions", "calls", "payloads", "messages", "losses", *sql.view_names()):
+            assert name in found
+        conn.execute("INSERT INTO sessions (started_at, started_unix, cri_proxy_version, format_version) "
+                     "VALUES ('x', 0, '0', 1)")  # fmt: skip
+        assert db.integrity_check(conn) == ["ok"]
+        for suffix in ("", "-wal", "-shm"):  # the WAL files exist while a connection is open
+            mode = stat.S_IMODE(os.stat(f"{path}{suffix}").st_mode)
+            assert mode == 0o600, (suffix, oct(mode))
+    finally:
+        conn.close()
+
+
+def _version_1(path: Path) -> None:
+    """A database as cri-proxy with only migration 0001 wrote it, with one call."""
+    first = sql.migrations()[0]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA page_size = 16384")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at TEXT NOT NULL)")  # fmt: skip
+    conn.execute("BEGIN")
+    for statement in db.split_statements(first.sql):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'initial', '2026-01-01 00:00:00.000')")
+    conn.execute("INSERT INTO sessions (id, started_at, started_unix, cri_proxy_version, format_version) "
+                 "VALUES (1, '2026-01-01 00:00:00.000', 1767225600, '0.0.9', 1)")  # fmt: skip
+    conn.execute(
+        "INSERT INTO calls (session_id, conn_id, stream_id, started_at, started_unix, service, method, "
+        "path, outcome, request_bytes, response_bytes, request_count, response_count, format_version) "
+        "VALUES (1, 1, 1, '2026-01-01 00:00:01.000', 1767225601, 'runtime.v1.RuntimeService', "
+        "'Version', '/runtime.v1.RuntimeService/Version', 'completed', 0, 10, 1, 1, 1)"
+    )
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_upgrade_from_version_1_keeps_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _version_1(path)
+    conn = db.open_database(path)
+    try:
+        assert db.schema_version(conn) == NEWEST
+        assert conn.execute("SELECT method FROM calls").fetchall() == [("Version",)]
+        assert conn.execute("SELECT count(*) FROM losses").fetchone() == (0,)
+        applied = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        assert [v for v, _ in applied] == list(range(1, NEWEST + 1))
+        assert db.integrity_check(conn) == ["ok"]
+    finally:
+        conn.close()
+    # and a recorder writes into the upgraded file, next to the old session
+    record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
+    conn = db.open_readonly(path)
+    assert conn.execute("SELECT count(*), count(DISTINCT session_id) FROM calls").fetchone() == (2, 2)
+    conn.close()
+
+
+def test_migration_is_all_or_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _version_1(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE losses (x)")  # makes 0002 fail half-way
+    conn.close()
+    with pytest.raises(sqlite3.OperationalError, match="already exists"):
+        db.open_database(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (1,)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'losses_started_at'").fetchall() == []
+    conn.close()
+
+
+def test_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    db.open_database(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_migrations VALUES (?, 'from_the_future', 'x')", (NEWEST + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError, match=rf"newer cri-proxy \(schema version {NEWEST + 1}"):
+        db.open_database(path)
+    with pytest.raises(StorageError, match="newer cri-proxy"):
+        db.open_readonly(path)
+
+
+def test_not_a_database_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 1000)
+    with pytest.raises(db.DatabaseCorrupt, match="not a usable SQLite database"):
+        db.open_database(path)
+    with pytest.raises(StorageError, match="not a usable SQLite database"):
+        db.open_readonly(path)
+    with pytest.raises(StorageError, match="no recording database"):
+        db.open_readonly(tmp_path / "absent.db")
+
+
+def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
+    conn = db.open_readonly(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM calls").fetchone() == (1,)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("DELETE FROM calls")
+    finally:
+        conn.close()
+
+
+def test_views_are_recreated_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    db.open_database(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP VIEW errors")
+    conn.execute("CREATE VIEW stale AS SELECT 1")
+    conn.commit()
+    conn.close()
+    conn = db.open_database(path)
+    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    conn.close()
+    assert views == set(sql.view_names())
+
+
+def test_readme_documents_every_table_column_and_view(tmp_path: Path) -> None:
+    readme = (ROOT / "storage" / "README.md").read_text()
+    conn = db.open_database(tmp_path / "calls.db")
+    found = tables_and_views(conn)
+    conn.close()
+    missing = []
+    for name, columns in found.items():
+        if f"### `{name}`" not in readme:
+            missing.append(f"section for {name}")
+        section = readme.split(f"### `{name}`", 1)[-1].split("\n### ", 1)[0]
+        missing += [f"{name}.{col}" for col in columns if f"`{col}`" not in section]
+    assert not missing, f"undocumented in storage/README.md: {missing}"
+
+
+def test_named_queries_have_headers_and_run(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
+    queries = sql.queries()
+    assert {"pod-startup", "failed-last-hour", "largest-replies", "busiest-methods", "exec-probes"} <= set(queries)
+    readme = (ROOT / "storage" / "README.md").read_text()
+    conn = db.open_readonly(path)
+    try:
+        for name, query in queries.items():
+            assert query.description, name
+            used = {u for u in re.findall(r"(?<![:\w]):([a-z_]+)", _strip_comments(query.sql))}
+            assert used == set(query.params), (name, used, query.params)
+            assert f"`{name}`" in readme, name
+            values = {p: {"limit": 5, "minutes": 60}.get(p, "x") for p in query.params}
+            conn.execute(query.sql, values).fetchall()
+    finally:
+        conn.close()
+
+
+def _strip_comments(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+
+
+def test_storage_files_are_found_inside_the_package() -> None:
+    here = Path(db.__file__).resolve().parent
+    assert (here / "storage" / "migrations" / "0001_initial.sql").is_file()
+    assert sql.storage_dir().resolve() == (ROOT / "storage").resolve()
+    assert T0 > 0
