@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from cri_proxy.model.cri import api_version_of, parse_path
+from cri_proxy.model.status import failed
+
 FORMAT_VERSION = 1
 
 Metadata = list[tuple[str, str]]  # header name, value; binary (-bin) values are base64 text
@@ -70,11 +73,16 @@ class RecordedCall:
     @property
     def service(self) -> str:
         """"runtime.v1.RuntimeService" for "/runtime.v1.RuntimeService/Version"."""
-        return self.path.lstrip("/").rpartition("/")[0]
+        return parse_path(self.path).service
 
     @property
     def method(self) -> str:
-        return self.path.rpartition("/")[2]
+        return parse_path(self.path).method
+
+    @property
+    def failed(self) -> bool:
+        """The one failure rule (model.status.failed) applied to this call."""
+        return failed(self.outcome.value, self.status_code)
 
     def add_message(self, message: Message) -> None:
         self.messages.append(message)
@@ -84,9 +92,4 @@ class RecordedCall:
             self.response_bytes += len(message.data)
 
 
-def api_version_of(path: str) -> str | None:
-    """The CRI version a method path belongs to, or None for other services."""
-    for version in ("v1alpha2", "v1"):
-        if path.startswith(f"/runtime.{version}."):
-            return version
-    return None
+__all__ = ["FORMAT_VERSION", "Direction", "Message", "Metadata", "Outcome", "RecordedCall", "api_version_of"]
