@@ -25,7 +25,7 @@ from cri_proxy.store.readonly import Recording
 from cri_proxy.query.output import write_table
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.tap import RecordingTap
-from cri_proxy.recorder.writer import SessionInfo
+from cri_proxy.model.session import SessionInfo
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2

@@ -107,7 +107,7 @@ def run(
 ) -> None:
     """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db)."""
     from cri_proxy.proxy.daemon import ProxyConfig, serve
-    from cri_proxy.recorder.setup import RecordConfig
+    from cri_proxy.model.options import RecordConfig
 
     _setup_logging(log_level)
     record = None if db is None else RecordConfig(

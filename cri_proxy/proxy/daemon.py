@@ -29,8 +29,8 @@ from cri_proxy.model.errors import ConfigError, SocketInUseError
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
 from cri_proxy.proxy.prober import UpstreamVersions
 from cri_proxy.proxy.recorder_link import RecorderProcess
-from cri_proxy.recorder.setup import RecordConfig, config_json
-from cri_proxy.recorder.writer import SessionInfo
+from cri_proxy.model.options import RecordConfig, config_json
+from cri_proxy.model.session import SessionInfo
 from cri_proxy.bridge.options import BridgeOptions, needs_bridge
 
 log = logging.getLogger(__name__)

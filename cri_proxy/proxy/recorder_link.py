@@ -26,9 +26,10 @@ from cri_proxy.model.errors import StorageError
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.model import link as channel
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.recorder.recorder import RecorderOptions, RecorderStats
-from cri_proxy.recorder.setup import RecordConfig
-from cri_proxy.recorder.writer import SessionInfo
+from cri_proxy.model.options import RecorderOptions
+from cri_proxy.model.session import RecorderStats
+from cri_proxy.model.options import RecordConfig
+from cri_proxy.model.session import SessionInfo
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class RecorderProcess:
     """Records through a child process. start() before use, aclose() at the end."""
 
     def __init__(self, config: RecordConfig, session: SessionInfo) -> None:
-        _, _, self.options = config.check()  # a wrong flag fails here, before any process starts
+        self.options = config.check()  # a wrong flag fails here, before any process starts
         self.config = config
         self.session = session
         self.path = str(config.db)

@@ -11,18 +11,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from cri_proxy.model.errors import ConfigError
-from cri_proxy.model.call import Outcome, RecordedCall
-
-# Methods that change the node (or run something in it): never sampled away, and what
-# replay refuses without --allow-mutations.
-MUTATING = frozenset({
-    "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "CreateContainer", "StartContainer",
-    "StopContainer", "RemoveContainer", "UpdateContainerResources", "ReopenContainerLog", "ExecSync",
-    "Exec", "Attach", "PortForward", "UpdateRuntimeConfig", "CheckpointContainer",
-    "UpdatePodSandboxResources", "CheckpointPod", "RestorePod", "PullImage", "RemoveImage",
-})
-
+from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.cri import MUTATING, parse_path
+from cri_proxy.model.options import parse_sample
 
 def method_matches(path: str, pattern: str) -> bool:
     """Whether `pattern` (a glob) names this method path.
@@ -33,7 +24,7 @@ def method_matches(path: str, pattern: str) -> bool:
     """
     full = path
     short = path.lstrip("/")
-    name = path.rpartition("/")[2]
+    name = parse_path(path).method
     return any(fnmatch.fnmatchcase(candidate, pattern) for candidate in (full, short, name))
 
 
@@ -46,18 +37,7 @@ class KeepPolicy:
 
     @classmethod
     def from_options(cls, include: list[str], exclude: list[str], sample: list[str]) -> KeepPolicy:
-        rules = []
-        for item in sample:
-            pattern, sep, value = item.rpartition("=")
-            try:
-                fraction = float(value)
-            except ValueError:
-                fraction = -1.0
-            if not sep or not pattern or not 0.0 <= fraction <= 1.0:
-                raise ConfigError(f"--sample {item!r}: expected METHOD_GLOB=FRACTION with a fraction from 0 to 1, "
-                                  "e.g. 'List*=0.1'")
-            rules.append((pattern, fraction))
-        return cls(tuple(include), tuple(exclude), tuple(rules))
+        return cls(tuple(include), tuple(exclude), parse_sample(sample))
 
     def keep(self, call: RecordedCall) -> bool:
         path = call.path
@@ -74,7 +54,7 @@ class KeepPolicy:
 
     @staticmethod
     def is_error(call: RecordedCall) -> bool:
-        return call.outcome is not Outcome.COMPLETED or call.status_code not in (0, None)
+        return call.failed
 
     def _take(self, path: str, fraction: float) -> bool:
         """Keep the calls where floor(n * fraction) steps up: exactly `fraction` of them, evenly spread."""

@@ -28,50 +28,18 @@ from typing import Any
 
 from cri_proxy.model.errors import StorageError
 from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.options import RecorderOptions
+from cri_proxy.model.session import RecorderStats
 from cri_proxy.messages.decode import decode_message
 from cri_proxy.recorder.redact import redact_call
-from cri_proxy.recorder.writer import (
-    BatchWriter,
-    DecodeFn,
-    LossEpisode,
-    RedactFn,
-    SessionInfo,
-    Totals,
-)
+from cri_proxy.recorder.writer import BatchWriter, DecodeFn, RedactFn, Totals
+from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.store.db import DatabaseCorrupt, is_corruption
 
 log = logging.getLogger(__name__)
 
 CALL_OVERHEAD_BYTES = 512  # what a queued call costs beyond its message bytes, roughly
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the file is fine, someone holds the lock
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderOptions:
-    max_queue_calls: int = 10_000
-    max_queue_bytes: int = 64 << 20
-    batch_max_calls: int = 500
-    flush_interval_s: float = 0.1
-    max_payload_bytes: int = 1 << 20  # per message; beyond it only size and sha256 are kept
-    busy_timeout_s: float = 1.0
-    retry_interval_s: float = 1.0
-    max_attempts: int = 3  # writes of one batch before it is counted lost
-    max_database_bytes: int | None = None
-    close_timeout_s: float = 5.0
-    retain_s: float | None = None  # prune calls older than this, while running
-    retain_bytes: int | None = None  # prune the oldest calls while the data is larger than this
-    prune_interval_s: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class RecorderStats:
-    recorded: int
-    lost: int
-    skipped: int  # declined by the keep policy
-    loss_episodes: int
-    queued: int
-    queued_bytes: int
-    healthy: bool  # the last write (or open) succeeded
 
 
 Queued = tuple[RecordedCall, int]

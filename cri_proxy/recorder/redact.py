@@ -49,6 +49,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
+from cri_proxy.model.options import NARROW_OPTIONS, WIDEN_OPTIONS, redaction_switches
 from cri_proxy.model.call import Direction, Message, RecordedCall
 from cri_proxy.messages.decode import MethodTypes, method_types
 
@@ -62,8 +63,6 @@ _JSON_AUTH_KEYS = frozenset(
      "registry_token", "registrytoken", "registryToken"}
 )  # fmt: skip
 
-WIDEN_OPTIONS = {"exec-output": "exec_output", "exec-cmd": "exec_cmd", "annotations": "annotations"}
-NARROW_OPTIONS = {"env": "env_values"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,16 +95,7 @@ class RedactionPolicy:
     ) -> RedactionPolicy:
         """A policy from CLI-style names: `redact` widens (exec-output, exec-cmd,
         annotations), `no_redact` narrows (env). Unknown names raise ValueError."""
-        switches: dict[str, bool] = {}
-        for name in redact:
-            switches[_option(name, WIDEN_OPTIONS, "redact")] = True
-        for name in no_redact:
-            if name in ("auth", "registry-auth", "registry-credentials"):
-                raise ValueError(
-                    "registry credentials are always redacted unless "
-                    "keep_registry_credentials_in_clear is set explicitly"
-                )
-            switches[_option(name, NARROW_OPTIONS, "no_redact")] = False
+        switches = redaction_switches(tuple(redact), tuple(no_redact))
         return cls(
             **switches,
             label_globs=tuple(label_globs),
@@ -127,13 +117,6 @@ class RedactionPolicy:
 
 
 DEFAULT_POLICY = RedactionPolicy()
-
-
-def _option(name: str, known: dict[str, str], what: str) -> str:
-    attr = known.get(name)
-    if attr is None:
-        raise ValueError(f"unknown {what} option {name!r}; known: {', '.join(sorted(known))}")
-    return attr
 
 
 def is_redacted(call: RecordedCall) -> bool:

@@ -32,9 +32,10 @@ from typing import Any
 from cri_proxy.model.errors import CriProxyError
 from cri_proxy.model import link as channel
 from cri_proxy.recorder.recorder import Recorder
-from cri_proxy.recorder.setup import RecordConfig, make_recorder
+from cri_proxy.recorder.setup import make_recorder
+from cri_proxy.model.options import RecordConfig
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
-from cri_proxy.recorder.writer import LossEpisode, SessionInfo
+from cri_proxy.model.session import LossEpisode, SessionInfo
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from cri_proxy import __version__
 from cri_proxy.model.call import FORMAT_VERSION, Direction, Message, RecordedCall
 from cri_proxy.messages.decode import decode_message
 from cri_proxy.recorder.ids import call_ids
+from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder.redact import redact_call
 from cri_proxy.store import db
 from cri_proxy.store.rows import INSERT_CALL, call_row
@@ -45,29 +46,6 @@ def no_decode(path: str, direction: str, data: bytes) -> dict[str, Any] | None:
 
 def no_redact(call: RecordedCall) -> RecordedCall:
     return call
-
-
-@dataclass(slots=True)
-class SessionInfo:
-    """What a `sessions` row says about one proxy run (counters are kept by the recorder)."""
-
-    listen: str | None = None
-    runtime_endpoint: str | None = None
-    image_endpoint: str | None = None
-    runtime_api: str | None = None
-    image_api: str | None = None
-    config: dict[str, Any] = field(default_factory=dict)
-    started_unix: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True, slots=True)
-class LossEpisode:
-    """A stretch of time in which calls were lost, and why."""
-
-    started_unix: float
-    ended_unix: float | None
-    reason: str
-    calls_lost: int
 
 
 @dataclass(slots=True)

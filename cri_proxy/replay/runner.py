@@ -27,9 +27,9 @@ from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall, api_version_of
 from cri_proxy.messages.decode import decode_message, method_types
-from cri_proxy.recorder.keep import MUTATING
+from cri_proxy.model.cri import MUTATING
 from cri_proxy.recorder.recorder import Recorder
-from cri_proxy.recorder.writer import SessionInfo
+from cri_proxy.model.session import SessionInfo
 from cri_proxy.replay import issue, source
 from cri_proxy.replay.compare import Comparer, Difference
 from cri_proxy.replay.pace import Pacer

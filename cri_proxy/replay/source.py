@@ -24,7 +24,7 @@ import aiosqlite
 
 from cri_proxy.model.errors import ConfigError, StorageError
 from cri_proxy.store.readonly import BUSY_TIMEOUT_S, Recording, authorize_read, read_only_uri
-from cri_proxy.recorder.keep import MUTATING
+from cri_proxy.model.cri import MUTATING
 
 
 @dataclass(slots=True)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.recorder.recorder import Recorder, RecorderOptions
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.model.options import RecorderOptions
 from cri_proxy.store.db import utc_text
 from tests.cli.test_query import incident_calls, one_error_line, run_cli
 from tests.recorder.test_writer import wait_for

@@ -29,7 +29,8 @@ import pytest
 
 from cri_proxy.model.errors import StorageError
 from cri_proxy.model.call import Direction, Message, RecordedCall
-from cri_proxy.recorder.recorder import Recorder, RecorderOptions
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.model.options import RecorderOptions
 from cri_proxy.store import db
 from tests.conftest import ROOT
 from tests.store.test_rows import T0, make_call, record, rows
@@ -236,7 +237,7 @@ def test_secrets_are_redacted_before_hashing(tmp_path: Path) -> None:
 
 
 def test_session_row_start_update_and_end(tmp_path: Path) -> None:
-    from cri_proxy.recorder.writer import SessionInfo
+    from cri_proxy.model.session import SessionInfo
 
     path = tmp_path / "calls.db"
     session = SessionInfo(listen="/run/cri-proxy.sock", runtime_endpoint="unix:///run/containerd/containerd.sock",

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from cri_proxy.model.errors import ConfigError, StorageError
-from cri_proxy.recorder.keep import MUTATING
+from cri_proxy.model.cri import MUTATING
 from cri_proxy.replay import source
 from cri_proxy.replay.source import CallStream, Selection
 from tests.replay.test_fixtures import Recorded, recording, recording_master

@@ -12,7 +12,8 @@ from google.protobuf import json_format
 
 from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall, api_version_of
 from cri_proxy.messages.decode import method_types
-from cri_proxy.recorder.recorder import Recorder, RecorderOptions
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.model.options import RecorderOptions
 from cri_proxy.store.db import utc_text
 from cri_proxy.store.rows import status_name
 
