@@ -3,7 +3,7 @@
 Three checks:
 - `protos/generate.py` run now produces, byte for byte, what is committed in cri_proxy/pb/.
 - Our compiled `runtime.v1` / `runtime.v1alpha2` descriptors equal the upstream descriptor
-  sets in ../shared/cri-schema (cri-api v0.36.3 and the last v1alpha2) in every message,
+  sets in tests/data/cri-schema (copied from ../shared/cri-schema) (cri-api v0.36.3 and the last v1alpha2) in every message,
   field, enum, value, service and RPC, reported as one readable list of differences.
 - The machine-readable v1-vs-v1alpha2 diff agrees with what our two descriptors say.
 """
@@ -23,19 +23,16 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescript
 from google.protobuf.message import Message
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from tests.conftest import ROOT, SHARED
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
+from tests.conftest import ROOT
 
-SCHEMA = SHARED / "cri-schema"
+SCHEMA = ROOT / "tests" / "data" / "cri-schema"  # a copy of ../shared/cri-schema's data
 PB = ROOT / "cri_proxy" / "pb"
 V036 = "cri-v1-v0.36.3.pb"  # the release the project pins runtime.v1 to
 V1_MASTER = "cri-v1.pb"  # what v1-vs-v1alpha2.json was computed against
 V1ALPHA2 = "cri-v1alpha2.pb"
 
-needs_schema = pytest.mark.skipif(
-    not SCHEMA.is_dir(), reason=f"CRI descriptor data not found at {SCHEMA} (CI places it beside the repo)"
-)
 
 
 # --- staleness -------------------------------------------------------------------------
@@ -190,7 +187,6 @@ def gogo_file_options(fds: descriptor_pb2.FileDescriptorSet) -> frozenset[int]:
 # --- the schema test -------------------------------------------------------------------
 
 
-@needs_schema
 @pytest.mark.parametrize(("module", "reference"), [(v1_pb2, V036), (v1alpha2_pb2, V1ALPHA2)], ids=["v1", "v1alpha2"])
 def test_compiled_schema_matches_upstream(module: Any, reference: str) -> None:
     upstream_set = load_set(reference)
@@ -230,7 +226,6 @@ def rpc_counts(proto: descriptor_pb2.FileDescriptorProto) -> dict[str, int]:
     return {s.name: len(s.method) for s in proto.service}
 
 
-@needs_schema
 def test_rpc_counts() -> None:
     """README counts (37+6 / 24+5) are cri-api master's; v0.36.3 lacks master's added RPCs."""
     summary = load_diff()["summary"]
@@ -401,7 +396,6 @@ def _enum_problems(d: dict[str, Any], v1: Shape, v1a2: Shape, master: Shape, pin
     return problems
 
 
-@needs_schema
 def test_diff_file_agrees_with_our_descriptors() -> None:
     d = load_diff()
     v1, v1a2 = shape(compiled_file(v1_pb2.DESCRIPTOR)), shape(compiled_file(v1alpha2_pb2.DESCRIPTOR))

@@ -4,7 +4,7 @@ Nothing here is listed by hand except `SECURITY_FIELDS` (a judgement, not a fact
 schema): the methods each version has, the fields v1 added to messages both versions share,
 the fields whose type changed (`KeyValue.value`: bytes in v1, string in v1alpha2), and from
 those the request types worth parsing before they go to a v1alpha2 runtime. The tests check
-these sets against the published diff (/work/shared/cri-schema/v1-vs-v1alpha2.json).
+these sets against the published diff (../shared/cri-schema/v1-vs-v1alpha2.json).
 """
 
 from __future__ import annotations

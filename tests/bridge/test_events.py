@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
-from tests.bridge.test_bridge import Client, bridged, recorded
+from tests.helpers.bridge import Client, bridged, recorded
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
+from cri_proxy.bridge import Bridge, BridgeOptions
+from cri_proxy.model.sink import MemorySink
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
-from cri_proxy.model.sink import MemorySink
-from cri_proxy.bridge import Bridge, BridgeOptions
 from tests.helpers import backend
-from tests.bridge.test_bridge import recorded
+from tests.helpers.bridge import recorded
 
 pytestmark = pytest.mark.timeout(60)
 

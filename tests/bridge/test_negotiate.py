@@ -9,10 +9,10 @@ import pathlib
 import grpc
 import pytest
 
+from cri_proxy.bridge import Bridge, BridgeOptions
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.model.sink import MemorySink
-from cri_proxy.bridge import Bridge, BridgeOptions
-from tests.bridge.test_bridge import KUBELET_OPTIONS, Client
+from tests.helpers.bridge import KUBELET_OPTIONS, Client
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,25 +4,22 @@ the bridge derives from descriptors match the published diff data."""
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from cri_proxy.bridge import BridgeOptions, needs_bridge, schema
+from cri_proxy.bridge.checks import inspect
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
-from cri_proxy.bridge import BridgeOptions, needs_bridge
-from cri_proxy.bridge import schema
-from cri_proxy.bridge.checks import inspect
+from tests.conftest import ROOT
 
-DIFF = pathlib.Path(__file__).resolve().parents[3] / "shared" / "cri-schema" / "v1-vs-v1alpha2.json"
+DIFF = ROOT / "tests" / "data" / "cri-schema" / "v1-vs-v1alpha2.json"
 
 
 def _diff() -> dict:
-    if not DIFF.exists():
-        pytest.skip(f"the diff data is not at {DIFF}")
     return json.loads(DIFF.read_text())
 
 

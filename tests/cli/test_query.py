@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import io
 import json
 import os
@@ -20,60 +19,38 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.query import DB_ENV, DEFAULT_DB
-from cri_proxy.model.call import RecordedCall
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import sql
 from tests.conftest import ROOT
-from tests.recorder.test_writer import kubelet_second, wait_for
-from tests.store.test_rows import make_call, record, rows
-from tests.store.test_sql import lifecycle_calls
+from tests.helpers.calls import (
+    make_call,
+    record,
+    rows,
+    wait_for,
+)
+from tests.helpers.cli import (
+    cli_argv,
+    cli_env,
+    incident_calls,
+    one_error_line,
+    run_cli,
+    snapshot,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
 
-def cli_argv(*args: str) -> list[str]:
-    """The argv that runs `cri-proxy ARGS` (this checkout)."""
-    return [sys.executable, "-m", "cri_proxy", *args]
 
 
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != DB_ENV}
-    env.update(extra)
-    return env
 
 
-def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    return subprocess.run(
-        cli_argv(*args), input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True, text=True, cwd=ROOT, env=env or cli_env(), timeout=timeout,
-    )  # fmt: skip
 
 
-def incident_calls() -> list[RecordedCall]:
-    """A pod's lifecycle (with failures) among a few seconds of an idle kubelet's polling."""
-    calls = lifecycle_calls()
-    for second in range(3):
-        calls += kubelet_second(second, pods=3)
-    return calls
 
 
-def snapshot(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, int, str]]:
-    """Every file of the folder: size, mtime (ns) and SHA-256."""
-    return {
-        p.name: (p.stat().st_size, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
-        for p in sorted(folder.iterdir()) if p.name not in skip
-    }  # fmt: skip
 
 
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """Asserts the command failed with exit 2 and one `cri-proxy: error:` line; returns it."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cri-proxy: error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.cli.replay import register
-from tests.replay.test_fixtures import Recorded, recording, recording_master, run_cli
+from cri_proxy.fakeruntime import start_fake_runtime
+from tests.helpers.recordings import Recorded, recording, recording_master, run_cli
 
 __all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)

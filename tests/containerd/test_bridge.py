@@ -14,9 +14,12 @@ import pytest
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from tests.helpers import containerd_harness as harness
-from tests.helpers.containerd_fixtures import containerd  # noqa: F401  (fixtures are found by name)
+from tests.helpers.containerd_fixtures import (
+    container_config,
+    containerd,  # noqa: F401  (fixtures are found by name)
+    pod_config,
+)
 from tests.helpers.proxyproc import ProxyProcess
-from tests.containerd.test_proxy import container_config, pod_config
 
 pytestmark = [pytest.mark.containerd, pytest.mark.timeout(120)]
 

@@ -33,7 +33,9 @@ from tests.helpers.containerd_fixtures import (  # noqa: F401  (fixtures are fou
     Outcome,
     api,
     both,
+    container_config,
     containerd,
+    pod_config,
     proto_strings,
     proxy,
     same_shape,
@@ -47,41 +49,10 @@ pytestmark = [pytest.mark.containerd, pytest.mark.timeout(60)]
 # --- requests ---------------------------------------------------------------------------------
 
 
-def pod_config(pb: ModuleType, containerd: harness.Containerd, name: str, pair: str,
-               host_network: bool = True) -> Message:
-    """A pod in its own cgroup; host-network ones must not set a hostname (no UTS namespace)."""
-    uid = uuid.uuid4().hex
-    network = pb.NODE if host_network else pb.POD
-    security = pb.LinuxSandboxSecurityContext(namespace_options=namespaces(pb, network))
-    config: Message = pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="cri-proxy-test", attempt=0),
-        hostname="" if host_network else name,
-        labels={"app": "cri-proxy-test", "pair": pair, "side": name.rsplit("-", 1)[-1]},
-        annotations={"cri-proxy/test": name},
-        log_directory=str(containerd.dir / "logs" / uid),
-        linux=pb.LinuxPodSandboxConfig(cgroup_parent=f"{containerd.cgroup_parent}/pod{uid}",
-                                       security_context=security),
-    )
-    return config
 
 
-def namespaces(pb: ModuleType, network: int) -> Message:
-    options: Message = pb.NamespaceOption(network=network, pid=pb.CONTAINER, ipc=pb.POD)
-    return options
 
 
-def container_config(pb: ModuleType, host_network: bool = True) -> Message:
-    network = pb.NODE if host_network else pb.POD
-    security = pb.LinuxContainerSecurityContext(namespace_options=namespaces(pb, network))
-    config: Message = pb.ContainerConfig(
-        metadata=pb.ContainerMetadata(name="sleeper", attempt=0),
-        image=pb.ImageSpec(image=harness.BUSYBOX_REF),
-        command=["sleep", "3600"],
-        labels={"app": "cri-proxy-test"},
-        log_path="sleeper.log",
-        linux=pb.LinuxContainerConfig(security_context=security),
-    )
-    return config
 
 
 # --- tests ------------------------------------------------------------------------------------

@@ -31,9 +31,9 @@ import pytest
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from tests.helpers import containerd_harness as harness
-from tests.helpers.proxyproc import ProxyProcess
 from tests.helpers.containerd_fixtures import running_containerd
-from tests.replay.test_fixtures import cli_argv
+from tests.helpers.proxyproc import ProxyProcess
+from tests.helpers.recordings import cli_argv
 
 pytestmark = [pytest.mark.containerd, pytest.mark.timeout(180)]
 

@@ -11,7 +11,14 @@ import pytest
 from cri_proxy.fakeruntime import STATS_PADDING_ANNOTATION
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
-from tests.helpers.fakeruntime import MIB, container_config, create_container, pod_config, run_pod, serve
+from tests.helpers.fakeruntime import (
+    MIB,
+    container_config,
+    create_container,
+    pod_config,
+    run_pod,
+    serve,
+)
 
 pytestmark = pytest.mark.timeout(15)
 

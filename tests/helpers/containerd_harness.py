@@ -8,7 +8,7 @@ and, should anything outlive that (a crash), deletes runc's containers, kills th
 by their `-address` argument, never by name) and their sockets, removes the pods' cgroups and
 the bridge, unmounts what is still mounted under the folder and deletes it.
 
-Facts this relies on are in /work/shared/notes/kubelet-and-runtimes.md: no CAP_SYS_RESOURCE
+Facts this relies on are in ../shared/notes/kubelet-and-runtimes.md: no CAP_SYS_RESOURCE
 here (hence `restrict_oom_score_adj`), no registry (so local images, and pulls sent to a closed
 port). With Debian's containernetworking-plugins a private bridge (no gateway, no masquerade)
 gives pods their own network; without it only host-network pods run.

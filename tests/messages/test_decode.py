@@ -12,10 +12,10 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message as ProtoMessage
 
+from cri_proxy.messages.decode import METHODS, decode_message, is_error, method_types
+from cri_proxy.model.call import Direction
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
-from cri_proxy.model.call import Direction
-from cri_proxy.messages.decode import METHODS, decode_message, is_error, method_types
 from cri_proxy.recorder.ids import ID_KEYS, call_ids
 
 pytestmark = pytest.mark.timeout(20)

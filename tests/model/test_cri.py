@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from cri_proxy.model.cri import METHODS, api_version_of, is_mutating, method_info, parse_path
+from cri_proxy.model.cri import (
+    METHODS,
+    api_version_of,
+    is_mutating,
+    method_info,
+    parse_path,
+)
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from tests.conftest import ROOT

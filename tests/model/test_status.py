@@ -9,7 +9,13 @@ import sqlite3
 import grpc
 import pytest
 
-from cri_proxy.model.status import FAILED_SQL, StatusCode, failed, status_code, status_name
+from cri_proxy.model.status import (
+    FAILED_SQL,
+    StatusCode,
+    failed,
+    status_code,
+    status_name,
+)
 from tests.conftest import ROOT
 
 OUTCOMES = ("completed", "cancelled", "connection_closed", "unparsed")

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from tests.helpers.backend import OPTIONS, channel, start_echo, unary
 from tests.conftest import ROOT
+from tests.helpers.backend import OPTIONS, channel, start_echo, unary
 from tests.helpers.proxyproc import ProxyProcess, socket_answers
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import pathlib
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,11 +15,11 @@ import grpc
 import pytest
 
 from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.messages.decode import METHODS
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
-from cri_proxy.messages.decode import METHODS
 from cri_proxy.store import db
 from tests.helpers.proxyproc import ProxyProcess
 

@@ -24,10 +24,10 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
 from cri_proxy.fakeruntime import FakeRuntimeServer, start_fake_runtime
-from cri_proxy.proxy.server import RelayServer
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+from cri_proxy.proxy.server import RelayServer
 from tests.helpers.fakeruntime import (
     KUBELET_CHANNEL_OPTIONS,
     MIB,

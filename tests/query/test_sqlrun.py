@@ -17,9 +17,8 @@ import pytest
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from tests.helpers.cli import Tail, run_cli
 from tests.helpers.proxyproc import ProxyProcess
-from tests.cli.test_query import run_cli
-from tests.query.test_tail import Tail
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.model.options import RecorderOptions
+from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store.db import utc_text
-from tests.cli.test_query import incident_calls, one_error_line, run_cli
-from tests.recorder.test_writer import wait_for
-from tests.store.test_rows import make_call, record, rows
+from tests.helpers.calls import make_call, record, rows, wait_for
+from tests.helpers.cli import incident_calls, one_error_line, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,11 +5,8 @@ exit on SIGTERM and Ctrl-C, one line when the file goes away, a proxy starting a
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import sqlite3
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,59 +14,14 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.model.call import Outcome, RecordedCall
-from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.query.tail import format_line
-from tests.conftest import ROOT
-from tests.cli.test_query import cli_argv, cli_env, snapshot
-from tests.recorder.test_writer import wait_for
-from tests.store.test_rows import make_call, record
+from cri_proxy.recorder.recorder import Recorder
+from tests.helpers.calls import make_call, record, wait_for
+from tests.helpers.cli import Tail, snapshot
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Tail:
-    """`cri-proxy tail ARGS` running; its stdout lines arrive on a queue."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(cli_argv("tail", *args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env())  # fmt: skip
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def take(self, n: int, timeout: float = 10.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        got: list[str] = []
-        while len(got) < n:
-            try:
-                got.append(self.lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
-            except queue.Empty:
-                raise AssertionError(f"got {len(got)} of {n} lines: {got}; stderr: {self.stderr()}") from None
-        return got
-
-    def quiet(self, seconds: float = 0.6) -> bool:
-        """True when no line arrives for that long."""
-        try:
-            line = self.lines.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        raise AssertionError(f"unexpected line: {line}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=10)
-
-    def stderr(self) -> str:
-        if self.proc.poll() is None:
-            return "(running)"
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
 
 
 @pytest.fixture

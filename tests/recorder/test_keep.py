@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cri_proxy.model.errors import ConfigError
 from cri_proxy.model.call import Outcome, RecordedCall
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.recorder.keep import KeepPolicy, method_matches
 
 

@@ -8,13 +8,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 from google.protobuf.message import Message as ProtoMessage
 
+from cri_proxy.messages.decode import decode_message
+from cri_proxy.model.call import Direction, Message, RecordedCall
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
-from cri_proxy.model.call import Direction, Message, RecordedCall
-from cri_proxy.messages.decode import decode_message
 from cri_proxy.recorder.redact import (
     DEFAULT_POLICY,
     REDACTED,

@@ -8,10 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cri_proxy.recorder.recorder import Recorder
-
 from cri_proxy.model.options import RecorderOptions
-from tests.recorder.test_writer import integrity, kubelet_second, make_unique, version_call, wait_for
+from cri_proxy.recorder.recorder import Recorder
+from tests.helpers.calls import (
+    integrity,
+    kubelet_second,
+    make_unique,
+    version_call,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,14 +19,21 @@ import grpc
 import pytest
 from hpack import Decoder as ReferenceHpack
 from hpack import Encoder, HeaderTuple, NeverIndexedHeaderTuple
-from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+    SettingsFrame,
+)
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.server import RelayServer
-from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Outcome, RecordedCall
 from cri_proxy.model.sink import MemorySink
+from cri_proxy.proxy.server import RelayServer
+from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap, ReferenceDecoder
 from cri_proxy.recorder.wire import header_text
 from tests.helpers.backend import Seen, _same, channel, outcome, start_echo, unary

@@ -27,13 +27,22 @@ from typing import Any
 
 import pytest
 
+from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.errors import StorageError
-from cri_proxy.model.call import Direction, Message, RecordedCall
-from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.model.options import RecorderOptions
+from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import db
 from tests.conftest import ROOT
-from tests.store.test_rows import T0, make_call, record, rows
+from tests.helpers.calls import (
+    integrity,
+    kubelet_second,
+    make_call,
+    make_unique,
+    record,
+    rows,
+    version_call,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,96 +50,23 @@ pytestmark = pytest.mark.timeout(60)
 # -- a kubelet-like mix ---------------------------------------------------------------------
 
 
-def _pod(i: int) -> dict[str, Any]:
-    return {
-        "id": f"{i:02d}" + "a" * 62,
-        "metadata": {"name": f"web-{i}-7d9f8b6c5-x2k4p", "namespace": "shop", "uid": f"uid-{i:04d}", "attempt": 0},
-        "state": "SANDBOX_READY",
-        "created_at": "1700000000000000000",
-        "labels": {"app": "web", "io.kubernetes.pod.name": f"web-{i}", "io.kubernetes.pod.namespace": "shop",
-                   "pod-template-hash": "7d9f8b6c5"},
-        "annotations": {"kubernetes.io/config.seen": "2026-11-23T10:00:00Z", "kubernetes.io/config.source": "api"},
-    }  # fmt: skip
 
 
-def _container(i: int, j: int) -> dict[str, Any]:
-    return {
-        "id": f"{i:02d}{j}" + "c" * 61,
-        "pod_sandbox_id": f"{i:02d}" + "a" * 62,
-        "metadata": {"name": f"app-{j}", "attempt": 0},
-        "image": {"image": "sha256:" + "e" * 64},
-        "image_ref": "sha256:" + "e" * 64,
-        "state": "CONTAINER_RUNNING",
-        "created_at": "1700000000000000000",
-        "labels": {"io.kubernetes.container.name": f"app-{j}", "io.kubernetes.pod.name": f"web-{i}",
-                   "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.uid": f"uid-{i:04d}"},
-        "annotations": {"io.kubernetes.container.hash": "5d8b7d1a", "io.kubernetes.container.restartCount": "0"},
-    }  # fmt: skip
 
 
-def kubelet_second(second: int, pods: int = 20, per_pod: int = 2) -> list[RecordedCall]:
-    """What an idle kubelet asks in one second (PLEG relist, status, stats, images, probes)."""
-    t = T0 + second
-    containers = [_container(i, j) for i in range(pods) for j in range(per_pod)]
-    calls = [
-        make_call("ListPodSandbox", {}, {"items": [_pod(i) for i in range(pods)]}, started=t),
-        make_call("ListContainers", {"filter": {}}, {"containers": containers}, started=t + 0.001),
-    ]
-    if second % 5 == 0:
-        calls.append(make_call("Status", {}, {"status": {"conditions": [
-            {"type": "RuntimeReady", "status": True}, {"type": "NetworkReady", "status": True}]}}, started=t + 0.2))  # fmt: skip
-    if second % 10 == 0:
-        calls.append(make_call("Version", {"version": "0.1.0"}, {"version": "0.1.0", "runtime_name": "containerd",
-                     "runtime_version": "1.6.20", "runtime_api_version": "v1"}, started=t + 0.3))  # fmt: skip
-        calls.append(make_call("ImageFsInfo", {}, {"image_filesystems": [{"timestamp": str(second),
-                     "fs_id": {"mountpoint": "/var/lib/containerd"}, "used_bytes": {"value": "123456789"}}]}, started=t + 0.4))  # fmt: skip
-        stats = [{"attributes": {"id": c["id"], "metadata": c["metadata"], "labels": c["labels"]},
-                  "cpu": {"timestamp": str(second * 10**9), "usage_core_nano_seconds": {"value": str(second * 7919 + k)}},
-                  "memory": {"timestamp": str(second * 10**9), "working_set_bytes": {"value": str(10**7 + second + k)}}}
-                 for k, c in enumerate(containers)]  # fmt: skip
-        calls.append(make_call("ListContainerStats", {"filter": {}}, {"stats": stats}, started=t + 0.5))
-        for i in range(pods):  # an exec readiness probe per pod
-            calls.append(make_call("ExecSync", {"container_id": containers[i * per_pod]["id"], "cmd": ["cat", "/tmp/ready"],
-                                   "timeout": 1}, {"stdout": "b2sK"}, started=t + 0.6 + i / 1000))  # fmt: skip
-    if second % 30 == 0:
-        images = [{"id": f"sha256:{k:064d}", "repo_tags": [f"registry.example/app{k}:1.0"], "size": "12345678"}
-                  for k in range(15)]  # fmt: skip
-        calls.append(make_call("ListImages", {}, {"images": images}, started=t + 0.7))
-    return calls
 
 
-_unique = itertools.count()
 
 
-def make_unique(call: RecordedCall) -> RecordedCall:
-    """A redact step that defeats dedup: appends an unknown protobuf field (number 127) with a
-    counter to every message, so each stored body is distinct (for the no-dedup comparison)."""
-    for m in call.messages:
-        m.data = m.data + b"\xfa\x07\x08" + next(_unique).to_bytes(8, "big")
-    return call
 
 
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
-def version_call(i: int) -> RecordedCall:
-    return make_call("Version", {"version": f"v{i}"}, {"runtime_name": "containerd"}, started=T0 + i / 1000)
 
 
-def integrity(path: Path) -> list[str]:
-    conn = db.open_readonly(path)
-    try:
-        return db.integrity_check(conn)
-    finally:
-        conn.close()
 
 
 def timed_submits(recorder: Recorder, calls: list[RecordedCall]) -> float:

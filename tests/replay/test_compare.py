@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.replay.compare import Comparer
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.remap import IdMap
-from cri_proxy.model.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(10)
 OLD_POD, NEW_POD, OLD_CTR, NEW_CTR = "a" * 64, "b" * 64, "c" * 64, "d" * 64

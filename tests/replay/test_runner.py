@@ -14,7 +14,14 @@ from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.results import Verdict
 from cri_proxy.replay.runner import ReplayOptions, run_replay, skip_line
 from cri_proxy.replay.source import Selection
-from tests.replay.test_fixtures import MUTATIONS, PHASE_GAP_S, Recorded, recording, recording_master, run_cli
+from tests.helpers.recordings import (
+    MUTATIONS,
+    PHASE_GAP_S,
+    Recorded,
+    recording,
+    recording_master,
+    run_cli,
+)
 
 __all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)

@@ -18,7 +18,14 @@ from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.replay.serve import ServeOptions, start_serve
 from tests.helpers.proxyproc import socket_answers
-from tests.replay.test_fixtures import MISSING_ID, PHASE_GAP_S, Recorded, cli_argv, recording, recording_master
+from tests.helpers.recordings import (
+    MISSING_ID,
+    PHASE_GAP_S,
+    Recorded,
+    cli_argv,
+    recording,
+    recording_master,
+)
 
 __all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)

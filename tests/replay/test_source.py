@@ -7,11 +7,11 @@ import sqlite3
 
 import pytest
 
-from cri_proxy.model.errors import ConfigError, StorageError
 from cri_proxy.model.cri import MUTATING
+from cri_proxy.model.errors import ConfigError, StorageError
 from cri_proxy.replay import source
 from cri_proxy.replay.source import CallStream, Selection
-from tests.replay.test_fixtures import Recorded, recording, recording_master
+from tests.helpers.recordings import Recorded, recording, recording_master
 
 __all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)

@@ -15,7 +15,7 @@ import pytest
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store import db, sql
 from tests.conftest import ROOT
-from tests.store.test_rows import T0, make_call, record
+from tests.helpers.calls import T0, make_call, record
 
 pytestmark = pytest.mark.timeout(30)
 

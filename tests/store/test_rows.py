@@ -5,91 +5,23 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from google.protobuf import json_format
 
-from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall, api_version_of
-from cri_proxy.messages.decode import method_types
-from cri_proxy.recorder.recorder import Recorder
-from cri_proxy.model.options import RecorderOptions
 from cri_proxy.store.db import utc_text
 from cri_proxy.store.rows import status_name
+from tests.helpers.calls import T0, make_call, record, rows
 
 pytestmark = pytest.mark.timeout(30)
 
-T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
-IMAGE_METHODS = {"PullImage", "ImageStatus", "RemoveImage", "ListImages", "ImageFsInfo"}
 
 
-def encode(path: str, direction: str, fields: dict[str, Any]) -> bytes:
-    types = method_types(path)
-    if types is None:
-        raise KeyError(path)
-    cls = types.request if direction == "request" else types.response
-    return json_format.ParseDict(fields, cls()).SerializeToString()
 
 
-def make_call(
-    method: str,
-    request: dict[str, Any] | bytes | None = None,
-    response: dict[str, Any] | bytes | None = None,
-    *,
-    started: float = T0,
-    duration_ms: float | None = 1.0,
-    status: int | None = 0,
-    message: str | None = None,
-    outcome: Outcome = Outcome.COMPLETED,
-    version: str = "v1",
-    stream_id: int = 1,
-) -> RecordedCall:
-    """A finished CRI call with real protobuf messages (dicts are encoded via the protos)."""
-    service = "ImageService" if method in IMAGE_METHODS else "RuntimeService"
-    path = f"/runtime.{version}.{service}/{method}"
-    call = RecordedCall(
-        conn_id=1,
-        stream_id=stream_id,
-        started_at=started,
-        path=path,
-        duration_s=None if duration_ms is None else duration_ms / 1000,
-        upstream="unix:///run/containerd/containerd.sock",
-        peer_pid=4242,
-        peer_uid=0,
-        client_api=api_version_of(path),
-        upstream_api=api_version_of(path),
-        request_metadata=[("user-agent", "grpc-go/1.60.1"), ("content-type", "application/grpc")],
-        status_code=status,
-        status_message=message,
-        outcome=outcome,
-    )
-    for direction, body in ((Direction.REQUEST, request), (Direction.RESPONSE, response)):
-        if body is None:
-            continue
-        data = body if isinstance(body, bytes) else encode(path, direction.value, body)
-        offset = 0.0 if direction is Direction.REQUEST else (duration_ms or 0) / 1000
-        call.add_message(Message(direction, 0, offset, data))
-    if status is not None:
-        call.trailers = [("grpc-status", str(status))]
-    return call
 
 
-def record(path: Path, calls: list[RecordedCall], **options: Any) -> Recorder:
-    """Records the calls with a real Recorder and closes it (everything flushed)."""
-    recorder = Recorder(path, options=RecorderOptions(**options))
-    recorder.start()
-    for call in calls:
-        recorder.submit(call)
-    recorder.close()
-    return recorder
 
 
-def rows(path: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(query, params).fetchall()
-    finally:
-        conn.close()
 
 
 # -- tests ----------------------------------------------------------------------------------

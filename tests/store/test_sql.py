@@ -7,40 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from cri_proxy.model.call import Outcome, RecordedCall
+from cri_proxy.model.call import Outcome
 from cri_proxy.store import sql
-from tests.store.test_rows import T0, make_call, record, rows
+from tests.helpers.calls import T0, lifecycle_calls, make_call, record, rows
 
 pytestmark = pytest.mark.timeout(30)
 
-POD = {"metadata": {"name": "web", "namespace": "shop", "uid": "u1"}}
 
 
-def lifecycle_calls() -> list[RecordedCall]:
-    t = T0
-    return [
-        make_call("RunPodSandbox", {"config": POD}, None, started=t, duration_ms=30_000, status=2,
-                  message="failed to set up network"),  # fmt: skip
-        make_call("RunPodSandbox", {"config": POD}, {"pod_sandbox_id": "p1"}, started=t + 40,
-                  duration_ms=120.0),  # fmt: skip
-        make_call("PullImage", {"image": {"image": "nginx:1"}, "sandbox_config": POD},
-                  {"image_ref": "sha256:abc"}, started=t + 41, duration_ms=2500.0),  # fmt: skip
-        make_call("CreateContainer",
-                  {"pod_sandbox_id": "p1", "config": {"metadata": {"name": "app"}, "image": {"image": "sha256:abc"}},
-                   "sandbox_config": POD},
-                  {"container_id": "c1"}, started=t + 44, duration_ms=20.0),  # fmt: skip
-        make_call("StartContainer", {"container_id": "c1"}, {}, started=t + 44.5, duration_ms=80.0),
-        make_call("ContainerStatus", {"container_id": "c1"}, None, started=t + 45, status=5),
-        make_call("StopContainer", {"container_id": "c1", "timeout": 30}, None, started=t + 100,
-                  duration_ms=30_000, status=4),  # fmt: skip
-        make_call("StopContainer", {"container_id": "c1"}, {}, started=t + 131, duration_ms=5.0),
-        make_call("RemoveContainer", {"container_id": "c1"}, {}, started=t + 132),
-        make_call("StopPodSandbox", {"pod_sandbox_id": "p1"}, {}, started=t + 133),
-        make_call("RemovePodSandbox", {"pod_sandbox_id": "p1"}, None, started=t + 134, status=5),
-        make_call("GetContainerEvents", {}, None, started=t + 1, duration_ms=None,
-                  status=None, outcome=Outcome.CANCELLED),  # fmt: skip
-        make_call("ListContainers", {}, {}, started=t + 2, duration_ms=1500.0),
-    ]
 
 
 @pytest.fixture
