@@ -1,7 +1,7 @@
 """Decoding recorded CRI messages to JSON: the readable view of the raw bytes.
 
-The writer thread calls `decode_message` for each message of a recorded call; nothing here
-runs on the call path. The method table is built once, at import, from the descriptors of
+The recorder's decode peer (`JsonDecoder`, on the writer's thread) calls `decode_message`
+for the messages of a recorded call; nothing here runs on the call path. The method table is built once, at import, from the descriptors of
 both generated CRI packages (`runtime.v1` and `runtime.v1alpha2`), so every RPC the protos
 define is known and nothing is listed by hand.
 
@@ -24,6 +24,9 @@ Choices, so readers of the JSON know what they are looking at:
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +37,8 @@ from google.protobuf.message import Message as ProtoMessage
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
+
+log = logging.getLogger(__name__)
 
 ERROR_KEY = "_error"
 TYPE_KEY = "_type"
@@ -120,3 +125,47 @@ def error_marker(type_name: str, why: str) -> dict[str, Any]:
 def is_error(decoded: dict[str, Any] | None) -> bool:
     """Whether `decode_message` gave the undecodable marker."""
     return decoded is not None and ERROR_KEY in decoded
+
+
+DecodeFn = Callable[[str, str, bytes], "dict[str, Any] | None"]
+CACHE_ENTRIES = 2048
+CACHE_MESSAGE_BYTES = 4096  # results kept for the identical messages of later calls, if this small
+
+
+class JsonDecoder:
+    """The recorder's decode peer: `decode_message` with its options, a cache and a guard.
+
+    Messages larger than `max_bytes` (their bytes are not stored either) and compressed ones
+    get no JSON. The kubelet repeats identical requests and the runtime identical answers
+    (statuses, versions): small results are kept by the bytes' sha256, so those are decoded
+    once. A decoder that raises (a replaced `decode`) gives None, logged once.
+    """
+
+    def __init__(self, decode: DecodeFn = decode_message, max_bytes: int = 1 << 20) -> None:
+        self._decode = decode
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        self._failed = False
+
+    def decode(self, path: str, direction: str, data: bytes, sha: str,
+               compressed: bool = False) -> dict[str, Any] | None:
+        """The message's JSON; the result is shared with later callers: do not modify it."""
+        if compressed or len(data) > self.max_bytes:
+            return None
+        cache = self._cache
+        key = f"{path} {direction} {sha}"
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        try:
+            decoded = self._decode(path, direction, data)
+        except Exception:
+            if not self._failed:  # once per decoder: a broken decoder fails every call
+                log.exception("%s %s: decoding failed; storing the bytes without JSON", path, direction)
+                self._failed = True
+            return None
+        if len(data) <= CACHE_MESSAGE_BYTES:
+            cache[key] = decoded
+            if len(cache) > CACHE_ENTRIES:
+                cache.popitem(last=False)
+        return decoded

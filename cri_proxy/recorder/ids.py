@@ -18,7 +18,13 @@ decoded JSON may be None (no message) or the undecodable marker; both give nothi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cri_proxy.model.call import Direction
+from cri_proxy.model.cri import parse_path
+
+if TYPE_CHECKING:  # the stage's item; not imported at run time so store/rows.py stays light
+    from cri_proxy.recorder.pipeline import PreparedCall
 
 ID_KEYS = ("pod_sandbox_id", "container_id", "image", "pod_name", "pod_namespace")
 
@@ -30,8 +36,8 @@ def call_ids(
 ) -> Ids:
     """The `ID_KEYS` of a call, each a non-empty string or None."""
     ids: Ids = dict.fromkeys(ID_KEYS)
-    method = path.rpartition("/")[2]
-    if not path.startswith("/runtime.") or method.startswith(("List", "Stream")):
+    method = parse_path(path).method
+    if not concerns_ids(path):
         return ids
     req = request_json or {}
     resp = response_json or {}
@@ -50,6 +56,26 @@ def call_ids(
     elif method == "PodSandboxStatus":
         _pod_names(ids, resp, "status", "metadata")
     return ids
+
+
+def concerns_ids(path: str) -> bool:
+    """Whether a call on `path` can name ids at all (so its messages are worth decoding)."""
+    parts = parse_path(path)
+    return parts.is_cri and not parts.method.startswith(("List", "Stream"))
+
+
+class IdsStage:
+    """The pipeline's ids peer: the call's own first request and response, decoded."""
+
+    name = "ids"
+
+    def process(self, item: PreparedCall) -> PreparedCall:
+        path = item.call.path
+        if concerns_ids(path):
+            item.ids = call_ids(path, item.first(Direction.REQUEST), item.first(Direction.RESPONSE))
+        else:
+            item.ids = dict.fromkeys(ID_KEYS)
+        return item
 
 
 def _pod_names(ids: Ids, doc: dict[str, Any], *keys: str) -> None:

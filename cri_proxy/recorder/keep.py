@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.cri import MUTATING, parse_path
-from cri_proxy.model.options import parse_sample
+from cri_proxy.model.options import RecordConfig, parse_sample
+
+if TYPE_CHECKING:
+    from cri_proxy.recorder.pipeline import PreparedCall
 
 def method_matches(path: str, pattern: str) -> bool:
     """Whether `pattern` (a glob) names this method path.
@@ -34,10 +38,19 @@ class KeepPolicy:
     exclude: tuple[str, ...] = ()
     sample: tuple[tuple[str, float], ...] = ()  # (pattern, fraction kept), first match wins
     _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    name: ClassVar[str] = "keep"
 
     @classmethod
     def from_options(cls, include: list[str], exclude: list[str], sample: list[str]) -> KeepPolicy:
         return cls(tuple(include), tuple(exclude), parse_sample(sample))
+
+    @classmethod
+    def from_config(cls, config: RecordConfig) -> KeepPolicy:
+        return cls.from_options(list(config.include), list(config.exclude), list(config.sample))
+
+    def process(self, item: PreparedCall) -> PreparedCall | None:
+        """The pipeline's keep peer (admission: on the call path)."""
+        return item if self.keep(item.call) else None
 
     def keep(self, call: RecordedCall) -> bool:
         path = call.path

@@ -1,48 +1,42 @@
-"""The recorder: a bounded queue in front of the one writer thread.
+"""The recorder: the pipeline's admission on the call path, a bounded queue, the one writer.
 
-`submit` runs on the call path: it appends to an in-memory queue bounded by count and bytes,
-and when the queue is full it counts the call lost instead (logged once per episode; an
-episode ends when the queue drains). It never blocks and never raises.
+`submit` runs on the call path: the admission peers (keep) decide, then the call is appended
+to the queue (queue.py), bounded by count and bytes; when it is full the call is counted
+lost instead (logged once per episode; an episode ends when the queue drains). It never
+blocks and never raises.
 
 A dedicated thread owns the database (the standard sqlite3 module: aiosqlite would be a
 thread too, plus a hop through the event loop for every batch, and the proxy's loop is
-better left to the relay). Every `flush_interval_s`, or as soon as a batch is full, it takes
-up to `batch_max_calls` calls and writes them in one BEGIN IMMEDIATE transaction. When the
-database fails (locked, read-only, deleted, full, corrupt) the batch is kept and retried
-every `retry_interval_s` (reopening the file, re-creating it if it was removed, moving a
-corrupt one aside) and counted lost after `max_attempts`; meanwhile the queue fills and
-`submit` counts what does not fit. Each fault is logged once, when it starts and when it ends.
+better left to the relay), or the owner pumps it from its own loop (the recorder process).
+Every `flush_interval_s`, or as soon as a batch is full, it takes up to `batch_max_calls`
+calls, runs the preparation peers (redact, decode, ids) over them and writes them in one
+BEGIN IMMEDIATE transaction. When the database fails (locked, read-only, deleted, full,
+corrupt) the batch is kept and retried (faults.py); meanwhile the queue fills and `submit`
+counts what does not fit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from cri_proxy.model.errors import StorageError
+from cri_proxy.messages.decode import DecodeFn
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
-from cri_proxy.model.session import RecorderStats
-from cri_proxy.messages.decode import decode_message
-from cri_proxy.recorder.redact import redact_call
-from cri_proxy.recorder.writer import BatchWriter, DecodeFn, RedactFn, Totals
-from cri_proxy.model.session import LossEpisode, SessionInfo
-from cri_proxy.store.db import DatabaseCorrupt, is_corruption
+from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.recorder.faults import Faults
+from cri_proxy.recorder.pipeline import Pipeline, PreparedCall, default_pipeline
+from cri_proxy.recorder.queue import CallQueue
+from cri_proxy.recorder.redact import RedactFn
+from cri_proxy.recorder.database import Database
+from cri_proxy.recorder.writer import Totals
 
 log = logging.getLogger(__name__)
-
-CALL_OVERHEAD_BYTES = 512  # what a queued call costs beyond its message bytes, roughly
-_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED: the file is fine, someone holds the lock
-
-
-Queued = tuple[RecordedCall, int]
 
 
 class Recorder:
@@ -57,43 +51,23 @@ class Recorder:
         decode: DecodeFn | None = None,
         redact: RedactFn | None = None,
         keep: Callable[[RecordedCall], bool] | None = None,
+        pipeline: Pipeline | None = None,
     ) -> None:
-        """`keep` (e.g. recorder.keep's KeepPolicy.keep) decides on the call path which calls
-        are queued at all; the ones it declines are counted as skipped, not lost."""
+        """`pipeline` (recorder.setup builds it from the options) or the default one with
+        `decode`, `redact` and `keep` (e.g. recorder.keep's KeepPolicy.keep) in it; the
+        calls the keep peer declines are counted as skipped, not lost."""
         self.options = opts = options or RecorderOptions()
-        self._keep = keep
-        self._skipped = 0
         self.path = os.fspath(path)
-        self._writer = BatchWriter(
-            self.path,
-            session or SessionInfo(),
-            decode=decode or decode_message,
-            redact=redact or redact_call,
-            max_payload_bytes=opts.max_payload_bytes,
-            busy_timeout_s=opts.busy_timeout_s,
-            max_database_bytes=opts.max_database_bytes,
-        )
+        self.pipeline = pipeline or default_pipeline(opts, decode=decode, redact=redact, keep=keep)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._queue: deque[Queued] = deque()
-        self._queued_bytes = 0
-        self._held: list[Queued] = []  # a batch whose write failed, retried first
-        self._in_flight = 0  # calls of the batch being written
-        self._attempts = 0
+        self._queue = CallQueue(opts)
         self._totals = Totals()
-        self._overflow_lost: int | None = None  # calls lost in the current queue-full episode
-        self._overflow_since = 0.0
-        self._drained: int | None = None
-        self._fault_since: float | None = None  # monotonic start of the current database fault
-        self._fault_wall = 0.0
-        self._fault_reason = ""
+        self._skipped = 0
+        self._faults = Faults(self.path, opts)
+        self._db = Database(self.path, session or SessionInfo(), opts, self._faults)
         self._losses: list[LossEpisode] = []  # finished episodes not yet written
-        self._fault_lost = 0
-        self._fault_counted = False
-        self._corrupt = False
-        self._retry_at = 0.0
         self._last_flush = 0.0
-        self._last_prune = 0.0
         self._session_changed = False
         self._stopping = False
         self._deadline = 0.0
@@ -103,51 +77,34 @@ class Recorder:
 
     def submit(self, call: RecordedCall) -> None:
         try:
-            if self._keep is not None and not self._kept(call):
+            item = self.pipeline.admit(call)
+            if item is None:
                 with self._lock:
                     self._skipped += 1
                 return
-            size = CALL_OVERHEAD_BYTES + sum(len(m.data) for m in call.messages)
-            opts = self.options
             with self._lock:
-                full = (
-                    self._stopping
-                    or len(self._queue) >= opts.max_queue_calls
-                    or self._queued_bytes + size > opts.max_queue_bytes
-                )
+                full = self._stopping or self._queue.full_for(item.size)
                 if full:
                     first = self._lose_on_submit()
-                else:
-                    self._queue.append((call, size))
-                    self._queued_bytes += size
-                    if len(self._queue) >= opts.batch_max_calls:
-                        self._wake.notify()
+                elif self._queue.put(item):
+                    self._wake.notify()
             if full and first:  # logged outside the lock, once per episode
                 log.warning("recording queue full (%d calls, %d bytes): calls are counted lost until it drains",
-                            opts.max_queue_calls, opts.max_queue_bytes)  # fmt: skip
+                            self.options.max_queue_calls, self.options.max_queue_bytes)  # fmt: skip
         except Exception:  # the call path must never see the recorder fail
             try:
                 self._totals.lost += 1
             except Exception:
                 pass
 
-    def _kept(self, call: RecordedCall) -> bool:
-        try:
-            return self._keep is None or self._keep(call)
-        except Exception:  # a broken policy records too much rather than too little
-            return True
-
     def _lose_on_submit(self) -> bool:
         """Under the lock: counts a call lost; True when this starts a queue-full episode."""
         self._totals.lost += 1
         if self._stopping:
             return False
-        first = self._overflow_lost is None
-        if self._overflow_lost is None:
-            self._overflow_lost = 0
-            self._overflow_since = time.time()
+        first = self._queue.overflow()
+        if first:
             self._totals.loss_episodes += 1
-        self._overflow_lost += 1
         return first
 
     def lost_elsewhere(self, calls: int, episode: LossEpisode | None = None, starts: bool = False) -> None:
@@ -169,21 +126,11 @@ class Recorder:
         With `thread=False` no thread is started: the owner calls `pump()` from its own loop
         and `close()` writes what is left in the caller's thread. The recorder process does
         that: its tap and its writer then never wait for each other's interpreter lock."""
-        try:
-            self._writer.open(self._totals)
-        except (StorageError, sqlite3.Error, OSError) as exc:
-            if strict:
-                if isinstance(exc, StorageError):
-                    raise
-                raise StorageError(f"cannot open the recording database {self.path}: {exc}") from exc
-            self._corrupt = isinstance(exc, DatabaseCorrupt)
-            self._begin_fault(exc)
-        opts = self.options
-        log.info(
-            "recording to %s (queue %d calls / %d MiB, batches of %d every %.2f s, payloads capped at %d KiB)",
-            self.path, opts.max_queue_calls, opts.max_queue_bytes >> 20, opts.batch_max_calls,
-            opts.flush_interval_s, opts.max_payload_bytes >> 10,
-        )  # fmt: skip
+        exc = self._db.start(self._totals, strict)
+        if exc is not None:
+            with self._lock:
+                self._faults.begin(exc)
+            self._faults.log_start(exc)
         if thread:
             self._thread = threading.Thread(target=self._run, name="cri-proxy-recorder", daemon=True)
             self._thread.start()
@@ -191,7 +138,7 @@ class Recorder:
     def update_session(self, **changes: Any) -> None:
         """Sets session fields learnt later (runtime_api, image_api...); written with the next batch."""
         with self._lock:
-            self._writer.session = replace(self._writer.session, **changes)
+            self._db.writer.session = replace(self._db.writer.session, **changes)
             self._session_changed = True
 
     def close(self, timeout_s: float | None = None) -> None:
@@ -202,7 +149,7 @@ class Recorder:
                 return
             self._stopping = True
             self._deadline = time.monotonic() + timeout
-            self._retry_at = 0.0
+            self._faults.retry_at = 0.0
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout + self.options.busy_timeout_s + 1.0)
@@ -222,12 +169,12 @@ class Recorder:
             if wait is not None and self._stopping:
                 time.sleep(min(wait, 0.05))  # close(): a failing database is retried until the deadline
             return wait
-        self._write_batch(batch)
+        self._write(*batch)
         return 0.0
 
     @property
     def session_id(self) -> int | None:
-        return self._writer.session_id
+        return self._db.writer.session_id
 
     @property
     def stats(self) -> RecorderStats:
@@ -237,30 +184,24 @@ class Recorder:
                 lost=self._totals.lost,
                 skipped=self._skipped,
                 loss_episodes=self._totals.loss_episodes,
-                queued=len(self._queue) + len(self._held) + self._in_flight,
-                queued_bytes=self._queued_bytes + sum(size for _, size in self._held),
-                healthy=self._fault_since is None,
+                queued=self._queue.waiting(),
+                queued_bytes=self._queue.waiting_bytes(),
+                healthy=self._faults.healthy,
             )
 
-    # -- the writer thread ----------------------------------------------------------------
+    # -- the writer ----------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
             while (batch := self._next_batch()) is not None:
-                self._write_batch(batch)
+                self._write(*batch)
         except BaseException:
             log.exception("the recording writer stopped unexpectedly: calls are no longer recorded")
             raise
         finally:
             self._finish()
 
-    def _write_batch(self, batch: list[Queued]) -> None:
-        if self._drained is not None:
-            log.warning("recording queue drained: %d calls were lost while it was full", self._drained)
-            self._drained = None
-        self._write(batch)
-
-    def _next_batch(self) -> list[Queued] | None:
+    def _next_batch(self) -> tuple[list[PreparedCall], bool] | None:
         with self._lock:
             while True:
                 batch, wait = self._poll(time.monotonic())
@@ -268,64 +209,42 @@ class Recorder:
                     return batch
                 self._wake.wait(wait)
 
-    def _poll(self, now: float) -> tuple[list[Queued] | None, float | None]:
+    def _poll(self, now: float) -> tuple[tuple[list[PreparedCall], bool] | None, float | None]:
         """Under the lock: (the batch to write now, None), or (None, seconds to wait before
         asking again), or (None, None) when the writer is done."""
-        opts = self.options
-        if self._stopping and (now >= self._deadline or not (self._queue or self._held)):
+        opts, queue, faults = self.options, self._queue, self._faults
+        if self._stopping and (now >= self._deadline or not (queue.calls or queue.held)):
             return None, None
-        if self._fault_since is not None and now < self._retry_at:
-            until = min(self._retry_at, self._deadline) if self._stopping else self._retry_at
+        if not faults.healthy and now < faults.retry_at:
+            until = min(faults.retry_at, self._deadline) if self._stopping else faults.retry_at
             return None, max(0.0, until - now)
         due = now >= self._last_flush + opts.flush_interval_s
         if (
-            self._held
+            queue.held
             or self._stopping
-            or self._fault_since is not None
-            or len(self._queue) >= opts.batch_max_calls
-            or (due and (self._queue or self._session_changed))
+            or not faults.healthy
+            or len(queue.calls) >= opts.batch_max_calls
+            or (due and (queue.calls or self._session_changed))
         ):
-            return self._take(), None
-        wait = self._last_flush + opts.flush_interval_s - now if self._queue else opts.flush_interval_s
+            return queue.take(self._losses), None
+        wait = self._last_flush + opts.flush_interval_s - now if queue.calls else opts.flush_interval_s
         return None, max(0.001, wait)
 
-    def _take(self) -> list[Queued]:
-        """Under the lock: the held batch, or the next calls from the queue."""
-        if self._held:
-            batch, self._held = self._held, []
-            self._in_flight = len(batch)
-            return batch
-        batch = []
-        for _ in range(min(len(self._queue), self.options.batch_max_calls)):
-            item = self._queue.popleft()
-            self._queued_bytes -= item[1]
-            batch.append(item)
-        if not self._queue and self._overflow_lost is not None:
-            self._drained = self._overflow_lost  # logged by the writer thread, outside the lock
-            self._losses.append(
-                LossEpisode(self._overflow_since, time.time(), "queue full", self._overflow_lost)
-            )
-            self._overflow_lost = None
-        self._in_flight = len(batch)
-        return batch
-
-    def _write(self, batch: list[Queued]) -> None:
-        writer = self._writer
-        calls = [call for call, _ in batch]
-        changed = False
-        losses: list[LossEpisode] = []
+    def _write(self, batch: list[PreparedCall], prepared: bool) -> None:
+        if self._queue.drained is not None:
+            log.warning("recording queue drained: %d calls were lost while it was full", self._queue.drained)
+            self._queue.drained = None
+        if not prepared:
+            batch, dropped = self.pipeline.prepare_batch(batch)
+            if dropped:  # by a peer (a failed redaction): lost, not stored
+                with self._lock:
+                    self._totals.lost += dropped
+        with self._lock:
+            totals = replace(self._totals)
+            changed, self._session_changed = self._session_changed, False
+            losses, self._losses = self._losses, []
         try:
-            if writer.is_open and writer.file_replaced():
-                log.warning("the recording database %s was removed or replaced: re-creating it", self.path)
-                writer.close()
-            if not writer.is_open:
-                self._reopen()
-            with self._lock:
-                totals = replace(self._totals)
-                changed = self._session_changed
-                self._session_changed = False
-                losses, self._losses = self._losses, []
-            written = writer.write(calls, totals, changed, losses)
+            written = self._db.write(batch, totals, changed, losses)
         except Exception as exc:
             with self._lock:
                 self._session_changed = self._session_changed or changed
@@ -333,117 +252,51 @@ class Recorder:
             self._on_failure(batch, exc)
             return
         self._last_flush = time.monotonic()
-        self._maybe_prune()
+        self._db.maybe_prune()
         with self._lock:
-            self._in_flight = 0
+            self._queue.in_flight = 0
             self._totals.recorded += written
-            self._totals.lost += len(calls) - written
-            self._attempts = 0
-            fault_since, self._fault_since = self._fault_since, None
-            lost, self._fault_lost, self._fault_counted = self._fault_lost, 0, False
-            if lost:
-                self._losses.append(LossEpisode(self._fault_wall, time.time(), self._fault_reason, lost))
+            self._totals.lost += len(batch) - written
+            fault_since, lost, episode = self._faults.recovered()
+            if episode is not None:
+                self._losses.append(episode)
         if fault_since is not None:
             log.warning(
                 "recording to %s works again after %.1f s; %d calls were lost meanwhile",
                 self.path, time.monotonic() - fault_since, lost,
             )  # fmt: skip
 
-    def _maybe_prune(self) -> None:
-        opts = self.options
-        if (opts.retain_s is None and opts.retain_bytes is None) or \
-                time.monotonic() < self._last_prune + opts.prune_interval_s:
-            return
-        self._last_prune = time.monotonic()
-        cutoff = time.time() - opts.retain_s if opts.retain_s is not None else None
-        try:
-            pruned = self._writer.prune(cutoff, opts.retain_bytes)
-        except sqlite3.Error as exc:
-            log.warning("pruning the recording failed (%s); will try again", exc)
-            return
-        if pruned:
-            log.info("pruned %d old calls from the recording", pruned)
-
-    def _reopen(self) -> None:
-        if self._corrupt:
-            self._move_aside()
-        try:
-            self._writer.open(self._totals)
-        except DatabaseCorrupt:
-            self._corrupt = True
-            raise
-        self._corrupt = False
-
-    def _move_aside(self) -> None:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = f"{self.path}.corrupt-{stamp}"
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                os.replace(self.path + suffix, target + suffix)
-            except FileNotFoundError:
-                pass
-        log.error("the recording database %s is corrupt: moved it to %s and started a new one", self.path, target)
-
-    def _on_failure(self, batch: list[Queued], exc: Exception) -> None:
-        code = getattr(exc, "sqlite_errorcode", None)
-        busy = isinstance(code, int) and (code & 0xFF) in _BUSY_CODES
-        if is_corruption(exc):
-            self._corrupt = True
-        if not busy:
-            self._writer.close()  # reopen on the next attempt: the file may be back or replaced
+    def _on_failure(self, batch: list[PreparedCall], exc: Exception) -> None:
+        self._db.failed(exc)
         with self._lock:
-            self._in_flight = 0
-            self._attempts += 1
-            if self._attempts >= self.options.max_attempts or self._stopping:
+            self._queue.in_flight = 0
+            faults = self._faults
+            if faults.give_up(len(batch), self._stopping):
                 self._totals.lost += len(batch)
-                self._fault_lost += len(batch)
-                if not self._fault_counted:
+                if faults.new_episode():
                     self._totals.loss_episodes += 1
-                    self._fault_counted = True
-                self._attempts = 0
             else:
-                self._held = batch
-            self._retry_at = time.monotonic() + self.options.retry_interval_s
-            first = self._fault_since is None
+                self._queue.held = batch
+            first = faults.begin(exc)
         if first:
-            self._begin_fault(exc)
+            self._faults.log_start(exc)
         else:
             log.debug("recording to %s still failing: %s", self.path, exc)
-
-    def _begin_fault(self, exc: BaseException) -> None:
-        with self._lock:
-            self._fault_since = time.monotonic()
-            self._fault_wall = time.time()
-            self._fault_reason = f"database: {exc}"
-            self._retry_at = self._fault_since + self.options.retry_interval_s
-        log.error(
-            "recording to %s failed (%s): calls stay queued, retried every %.2g s and counted lost after %d attempts",
-            self.path, exc, self.options.retry_interval_s, self.options.max_attempts,
-        )  # fmt: skip
 
     def _finish(self) -> None:
         now = time.time()
         with self._lock:
-            left = len(self._queue) + len(self._held)
+            left = self._queue.clear()
             self._totals.lost += left
-            self._queue.clear()
-            self._held = []
-            self._queued_bytes = 0
             losses, self._losses = self._losses, []
-            if self._overflow_lost:
-                losses.append(LossEpisode(self._overflow_since, now, "queue full", self._overflow_lost))
-            if self._fault_since is not None and self._fault_lost:
-                losses.append(LossEpisode(self._fault_wall, now, self._fault_reason, self._fault_lost))
+            if (episode := self._queue.open_episode(now)) is not None:
+                losses.append(episode)
+            if (episode := self._faults.open_episode(now)) is not None:
+                losses.append(episode)
             if left:
                 self._totals.loss_episodes += 1
                 losses.append(LossEpisode(now, now, "still queued at stop", left))
             totals = replace(self._totals)
         if left:
             log.warning("recording stopped with %d calls still queued: counted lost", left)
-        try:
-            if self._writer.is_open:
-                self._writer.end_session(totals, losses)
-        except sqlite3.Error as exc:
-            log.warning("could not write the end of the recording session to %s: %s", self.path, exc)
-        finally:
-            self._writer.close()
+        self._db.end(totals, losses)

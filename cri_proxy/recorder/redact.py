@@ -37,11 +37,10 @@ kept only with the deliberately alarming `keep_registry_credentials_in_clear`.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import functools
 import json
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
@@ -52,16 +51,15 @@ from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
 from cri_proxy.model.options import NARROW_OPTIONS, WIDEN_OPTIONS, redaction_switches
 from cri_proxy.model.call import Direction, Message, RecordedCall
 from cri_proxy.messages.decode import MethodTypes, method_types
+from cri_proxy.recorder.redact_json import REDACTED, label_matches, redact_dict, walk_json
 
-REDACTED = "[redacted]"
+if TYPE_CHECKING:
+    from cri_proxy.recorder.pipeline import PreparedCall
+
 NOTE_PREFIX = "redacted:"
 
 AUTH_FIELDS = ("username", "password", "auth", "identity_token", "registry_token")
-# Secret keys in JSON (containerd's registry config, docker-style auth): snake, lower, camel.
-_JSON_AUTH_KEYS = frozenset(
-    {"password", "auth", "identity_token", "identitytoken", "identityToken",
-     "registry_token", "registrytoken", "registryToken"}
-)  # fmt: skip
+
 
 
 
@@ -122,6 +120,41 @@ DEFAULT_POLICY = RedactionPolicy()
 def is_redacted(call: RecordedCall) -> bool:
     """Whether redaction changed (or dropped) any of the call's messages."""
     return any(note.startswith(NOTE_PREFIX) for note in call.notes)
+
+
+RedactFn = Callable[[RecordedCall], RecordedCall]
+
+
+class RedactStage:
+    """The pipeline's redact peer: runs first on the writer's thread, so neither the stored
+    bytes nor the JSON decoded from them hold a secret. `redact` replaces the policy's
+    function (tests use it to change bytes)."""
+
+    name = "redact"
+
+    def __init__(self, policy: RedactionPolicy = DEFAULT_POLICY, redact: RedactFn | None = None) -> None:
+        self.policy = policy
+        self._redact = redact or functools.partial(redact_call, policy=policy)
+
+    def process(self, item: PreparedCall) -> PreparedCall:
+        call = item.call
+        redacted = self._redact(call)  # raising drops the call: nothing unredacted is stored
+        if redacted is not call:  # a redaction function hands back the very call when it blanked nothing
+            item.redacted = item.redacted or _fingerprint(redacted) != _fingerprint(call)
+            item.call = redacted
+            item.restart()
+        return item
+
+
+def _fingerprint(call: RecordedCall) -> tuple[object, ...]:
+    """What redaction may change: message bodies, metadata, trailers, status message."""
+    return (
+        [m.data for m in call.messages],
+        list(call.request_metadata),
+        list(call.response_metadata),
+        list(call.trailers),
+        call.status_message,
+    )
 
 
 def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) -> RecordedCall:
@@ -236,13 +269,13 @@ def _redact_cmd_args(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: s
 
 def _redact_map_values(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
                        policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    if _redact_dict(value, lambda key: True):
+    if redact_dict(value, lambda key: True):
         found.append(path + "{}")
 
 
 def _redact_labels(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
                    policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    if _redact_dict(value, functools.partial(_label_matches, policy.label_globs)):
+    if redact_dict(value, functools.partial(label_matches, policy.label_globs)):
         found.append(path + "{}")
 
 
@@ -256,75 +289,13 @@ def _redact_info(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
         if not isinstance(doc, (dict, list)):
             continue
         before = len(found)
-        _walk_json(doc, f"{path}{{{key}}}.", policy, found)
+        walk_json(doc, f"{path}{{{key}}}.", policy, found)
         if len(found) > before:
             value[key] = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
-def _redact_dict(mapping: Any, matches: Callable[[str], bool]) -> bool:
-    """Replace the non-empty string values whose key `matches`; whether any was replaced."""
-    changed = False
-    for key in list(mapping):
-        if isinstance(mapping[key], str) and mapping[key] and matches(key):
-            mapping[key] = REDACTED
-            changed = True
-    return changed
-
-
-def _label_matches(globs: tuple[str, ...], key: str) -> bool:
-    return any(fnmatch.fnmatchcase(key, glob) for glob in globs)
-
-
 def _is_map(fd: FieldDescriptor) -> bool:
     return fd.message_type is not None and fd.message_type.GetOptions().map_entry
-
-
-# --- JSON inside verbose info maps ---------------------------------------------------------
-
-
-def _walk_json(node: Any, prefix: str, policy: RedactionPolicy, found: list[str]) -> None:
-    if isinstance(node, list):
-        for item in node:
-            _walk_json(item, prefix.rstrip(".") + "[].", policy, found)
-        return
-    if not isinstance(node, dict):
-        return
-    if policy.registry_auth and _looks_like_auth(node):
-        for key in (*_JSON_AUTH_KEYS, "username"):
-            if isinstance(node.get(key), str) and node[key]:
-                node[key] = REDACTED
-                found.append(prefix + key)
-    for key, value in node.items():
-        path = prefix + key
-        if key == "envs" and policy.env_values and isinstance(value, list):
-            for kv in value:
-                if isinstance(kv, dict) and kv.get("value"):
-                    kv["value"] = REDACTED
-                    found.append(path + "[].value")
-        elif key == "env" and policy.env_values and isinstance(value, list):
-            _redact_env_strings(value, path, found)
-        elif key == "annotations" and policy.annotations and isinstance(value, dict):
-            if _redact_dict(value, lambda k: True):
-                found.append(path + "{}")
-        elif key == "labels" and policy.label_globs and isinstance(value, dict):
-            if _redact_dict(value, functools.partial(_label_matches, policy.label_globs)):
-                found.append(path + "{}")
-        else:
-            _walk_json(value, path + ".", policy, found)
-
-
-def _looks_like_auth(node: dict[str, Any]) -> bool:
-    return any(isinstance(node.get(key), str) and node[key] for key in _JSON_AUTH_KEYS)
-
-
-def _redact_env_strings(env: list[Any], path: str, found: list[str]) -> None:
-    """OCI-style "KEY=VALUE" entries become "KEY=[redacted]"."""
-    for i, entry in enumerate(env):
-        if isinstance(entry, str):
-            key, sep, val = entry.partition("=")
-            if sep and val:
-                env[i] = f"{key}={REDACTED}"
-                found.append(path + "[]")
 
 
 # --- which message types can carry a redacted field ---------------------------------------

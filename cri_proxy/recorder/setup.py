@@ -1,22 +1,24 @@
-"""Recording as `cri-proxy run` configures it: options in, a started Recorder and tap out."""
+"""Recording as `cri-proxy run` configures it: options in, the pipeline's peers built from
+them, a started Recorder and tap out."""
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import SessionInfo
 from cri_proxy.recorder.keep import KeepPolicy
+from cri_proxy.recorder.pipeline import build_pipeline
 from cri_proxy.recorder.recorder import Recorder
-from cri_proxy.recorder.redact import RedactionPolicy, redact_call
+from cri_proxy.recorder.redact import RedactionPolicy
 from cri_proxy.recorder.tap import RecordingTap
 
 log = logging.getLogger(__name__)
 
+
 def policies(config: RecordConfig) -> tuple[KeepPolicy, RedactionPolicy]:
     """The keep and redaction policies the (checked) options ask for."""
-    keep = KeepPolicy.from_options(list(config.include), list(config.exclude), list(config.sample))
+    keep = KeepPolicy.from_config(config)
     redaction = RedactionPolicy.from_options(
         redact=config.redact, no_redact=config.no_redact, label_globs=config.redact_labels,
         keep_registry_credentials_in_clear=config.keep_registry_credentials_in_clear)
@@ -28,8 +30,7 @@ def make_recorder(config: RecordConfig, session: SessionInfo, thread: bool = Tru
     unless --require-recording."""
     options = config.check()
     keep, redaction = policies(config)
-    recorder = Recorder(config.db, session, options,
-                        redact=functools.partial(redact_call, policy=redaction), keep=keep.keep)
+    recorder = Recorder(config.db, session, options, pipeline=build_pipeline(keep, redaction, options))
     recorder.start(strict=config.require, thread=thread)
     log.info("recording %s; %s; %s", keep.describe(), redaction.describe(),
              "calls are refused while recording fails (--require-recording)" if config.require

@@ -24,7 +24,8 @@ from typing import Protocol
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.model.call import Direction, Outcome, RecordedCall, api_version_of
+from cri_proxy.model.call import Direction, Outcome, RecordedCall
+from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.wire import MessageReader, apply_status, data_content, error_name, header_text, split_headers
 
@@ -313,7 +314,7 @@ class ConnectionRecorder:
         else:
             pseudo, rec.request_metadata = split_headers(headers)
             rec.path = pseudo.get(":path", "")
-            rec.client_api = rec.upstream_api = api_version_of(rec.path)
+            rec.client_api = rec.upstream_api = parse_path(rec.path).api
         if self.server.lost is not None:
             call.unparsed = True
             rec.notes.append(f"response headers unreadable: {self.server.lost}")
