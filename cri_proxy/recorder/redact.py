@@ -12,7 +12,8 @@ Only non-empty values are replaced and named, so an absent secret stays absent. 
 that may carry a secret but cannot be inspected (it does not parse, or it is compressed)
 has its bytes dropped (`b""`) and is noted as such: what cannot be checked is not stored.
 Non-CRI paths and messages whose type cannot reach a redacted field are left untouched,
-without being parsed. `request_bytes`/`response_bytes` keep the sizes seen on the wire.
+without being parsed. A call whose method is unknown (the tap could not read its request
+headers, as after a gap in the bytes it was given) keeps no message bytes at all. `request_bytes`/`response_bytes` keep the sizes seen on the wire.
 
 What `RedactionPolicy()` redacts by default, in both CRI versions:
 - registry credentials: `PullImageRequest.auth` username, password, auth, identity_token,
@@ -138,7 +139,7 @@ class RedactStage:
 
     def process(self, item: PreparedCall) -> PreparedCall:
         call = item.call
-        redacted = self._redact(call)  # raising drops the call: nothing unredacted is stored
+        redacted = self._redact(drop_unattributed(call))  # raising drops the call: nothing unredacted is stored
         if redacted is not call:  # a redaction function hands back the very call when it blanked nothing
             item.redacted = item.redacted or _fingerprint(redacted) != _fingerprint(call)
             item.call = redacted
@@ -157,9 +158,22 @@ def _fingerprint(call: RecordedCall) -> tuple[object, ...]:
     )
 
 
+def drop_unattributed(call: RecordedCall) -> RecordedCall:
+    """A call whose method is unknown (its request headers were unreadable: HPACK state lost
+    after a gap, or no `:path`) cannot be redacted by type, so none of its message bytes are
+    kept: any of them could carry a secret. Sizes stay; the note says why."""
+    if call.path or not any(m.data for m in call.messages):
+        return call
+    messages = [dataclasses.replace(m, data=b"") for m in call.messages]
+    note = f"{NOTE_PREFIX} method unknown, every message dropped ({len(messages)})"
+    return dataclasses.replace(call, messages=messages, notes=[*call.notes, note])
+
+
 def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) -> RecordedCall:
     """The call with its secrets blanked: a new RecordedCall, or `call` itself when
     nothing needed redacting. The input call and its messages are not modified."""
+    if not call.path:
+        return drop_unattributed(call)
     types = method_types(call.path)
     if types is None or not _may_hold_secrets(types, policy):
         return call

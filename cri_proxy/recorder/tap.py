@@ -155,8 +155,10 @@ class ConnectionRecorder:
     def gap(self, from_client: bool, now: float | None = None) -> None:
         """Bytes of one direction never reached the tap; the next ones begin a frame.
 
-        The calls open now are recorded as unparsed, and so is every later one on this
-        connection: the lost bytes may have changed the HPACK state.
+        The calls open now are recorded as unparsed, without the messages of this direction
+        from here on, and so is every later one on this connection: the lost bytes may have
+        changed the HPACK state (such calls have no path, so redaction keeps none of their
+        message bytes).
         """
         side = self.client if from_client else self.server
         self.walkers[from_client] = h2.FrameWalker(ALL_TYPES)
@@ -165,6 +167,7 @@ class ConnectionRecorder:
         self._lose(side, "bytes of this connection never reached the recorder (it fell behind)")
         for call in self.calls.values():
             call.unparsed = True
+            (call.request if from_client else call.response).stop("a gap in the bytes")
 
     def client_frames(self, frames: list[h2.Frame]) -> None:
         self._guarded(self.client, self.server, frames)

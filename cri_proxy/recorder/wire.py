@@ -29,7 +29,7 @@ def error_name(code: int) -> str:
 class MessageReader:
     """The gRPC messages of one direction of one call."""
 
-    __slots__ = ("direction", "count", "_prefix", "_body", "_need", "_compressed")
+    __slots__ = ("direction", "count", "_prefix", "_body", "_need", "_compressed", "stopped")
 
     def __init__(self, direction: Direction) -> None:
         self.direction = direction
@@ -38,9 +38,18 @@ class MessageReader:
         self._body: bytearray | None = None  # a message cut by a frame boundary
         self._need = 0  # bytes still missing from _body
         self._compressed = False
+        self.stopped: str | None = None  # why later bytes are not read
+
+    def stop(self, why: str) -> None:
+        """Bytes of this direction went missing: whatever comes next cannot be cut into
+        the right messages (and could splice a secret into a harmless-looking one)."""
+        self._body, self._prefix, self._need = None, b"", 0
+        self.stopped = why
 
     def feed(self, data: bytes, call: RecordedCall, offset: float) -> None:
         """Read a DATA frame's content (padding already removed)."""
+        if self.stopped is not None:
+            return
         pos, end = 0, len(data)
         while pos < end:
             if self._body is not None:
@@ -78,6 +87,8 @@ class MessageReader:
 
     def unfinished(self) -> str | None:
         """What is left of a message cut short, if any, for a note."""
+        if self.stopped is not None:
+            return f"{self.direction.value} messages after {self.stopped} are not recorded"
         if self._body is not None:
             have = len(self._body)
             return f"{self.direction.value} message cut short ({have} of {have + self._need} bytes)"

@@ -311,3 +311,19 @@ def test_from_options_and_describe() -> None:
     loud = RedactionPolicy(keep_registry_credentials_in_clear=True, env_values=False)
     assert loud.describe() == "redacting: nothing (REGISTRY CREDENTIALS ARE RECORDED IN CLEAR)"
     assert "labels *secret*" in policy.describe()
+
+
+def test_a_call_without_a_method_keeps_no_message_bytes() -> None:
+    """The tap lost its HPACK state (a gap): no path, so no message type to redact by."""
+    body = v1.PullImageRequest(auth=v1.AuthConfig(**AUTH)).SerializeToString()
+    call = RecordedCall(1, 5, 0.0, "", messages=[Message(Direction.REQUEST, 0, 0.0, body),
+                                                 Message(Direction.RESPONSE, 0, 0.1, b"\x0a\x03abc")],
+                        request_bytes=len(body), response_bytes=5, notes=["request headers unreadable"])
+    for policy in (DEFAULT_POLICY, RedactionPolicy(keep_registry_credentials_in_clear=True, env_values=False)):
+        out = redact_call(call, policy)
+        assert [m.data for m in out.messages] == [b"", b""] and is_redacted(out)
+        assert out.notes == ["request headers unreadable", "redacted: method unknown, every message dropped (2)"]
+        assert (out.request_bytes, out.response_bytes) == (len(body), 5)  # the sizes seen on the wire stay
+    assert call.messages[0].data == body  # the input is not modified
+    empty = RecordedCall(1, 7, 0.0, "")
+    assert redact_call(empty) is empty  # nothing to drop, nothing to note

@@ -37,6 +37,7 @@ from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap, ReferenceDecoder
 from cri_proxy.recorder.wire import header_text
 from tests.helpers.backend import Seen, _same, channel, outcome, start_echo, unary
+from tests.helpers.calls import rows
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -689,3 +690,72 @@ def test_hpack_fast_repeated_block_follows_the_table() -> None:
     decoder.decode(b"\x20")  # a table size update to 0 empties the table
     with pytest.raises(hpack_fast.HPACKDecodingError):
         decoder.decode(newest)
+
+
+# Gaps and floods ---------------------------------------------------------------------------
+def _pull_image(wire: Wire, stream_id: int, password: str) -> list[Any]:
+    from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+
+    request = v1.PullImageRequest(image=v1.ImageSpec(image="registry.example/app:1"),
+                                  auth=v1.AuthConfig(username="robot", password=password))
+    return [wire.request(stream_id, "/runtime.v1.ImageService/PullImage"),
+            DataFrame(stream_id, prefixed(request.SerializeToString()), flags=["END_STREAM"])]
+
+
+def test_after_a_gap_no_secret_reaches_the_database(tmp_path: pathlib.Path) -> None:
+    """The recorder fell behind and the proxy dropped bytes (GAP): the calls after it have no
+    path, so redaction by method cannot apply; none of their bodies may be stored."""
+    import socket
+
+    from cri_proxy.model import link
+    from cri_proxy.model.options import RecordConfig
+    from cri_proxy.model.session import SessionInfo
+    from cri_proxy.recorder.setup import make_recorder
+    from cri_proxy.recorder.worker import Worker
+
+    path = tmp_path / "calls.db"
+    recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
+    ours, theirs = socket.socketpair()
+    worker = Worker(ours, recorder)
+    wire = Wire()  # its encoders and frames; the bytes go through the worker's link messages
+    reader = link.Reader()
+
+    def send(kind: int, value: Any = None) -> None:
+        reader.feed(link.message(kind, value), worker.handle)
+
+    def chunk(from_client: bool, frames: list[Any]) -> None:
+        data = b"".join(bytes(f.serialize()) for f in frames)
+        reader.feed(link.chunk_head(7, from_client, time.time(), time.monotonic(), len(data)) + data, worker.handle)
+
+    secrets = ["hunter2-before-the-gap", "s3cr3t-open-at-the-gap", "pa55w0rd-after-the-gap"]
+    try:
+        send(link.OPEN, (7, ConnectionInfo(7, 100, 200, "unix:///up.sock")))
+        chunk(True, _pull_image(wire, 1, secrets[0]))  # a whole call, with its path: redacted by method
+        chunk(False, wire.answer(1))
+        chunk(True, [wire.request(3, "/runtime.v1.ImageService/PullImage")])  # open when the gap comes
+        send(link.GAP, (7, True, time.monotonic()))
+        chunk(True, [DataFrame(3, prefixed(b"\x12\x20" + secrets[1].encode()), flags=["END_STREAM"])])
+        chunk(False, wire.answer(3))
+        chunk(True, _pull_image(wire, 5, secrets[2]))  # its headers cannot be decoded any more
+        chunk(False, wire.answer(5))
+        send(link.CLOSED, (7, time.monotonic(), None))
+        while recorder.stats.recorded < 3:
+            assert recorder.pump() is not None
+        files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+        for blob in [f.read_bytes() for f in files if f.exists()]:
+            assert not any(s.encode() in blob for s in secrets)
+        recorder.close()
+    finally:
+        ours.close()
+        theirs.close()
+    stored = b"".join(f.read_bytes() for f in files if f.exists())
+    assert not any(s.encode() in stored for s in secrets) and b"robot" not in stored  # usernames are redacted too
+    got = rows(path, "SELECT stream_id, path, outcome, redacted, notes FROM calls ORDER BY stream_id")
+    assert [(r[0], r[1], r[2], r[3]) for r in got] == [
+        (1, "/runtime.v1.ImageService/PullImage", "completed", 1),
+        (3, "/runtime.v1.ImageService/PullImage", "unparsed", 0),
+        (5, "", "unparsed", 1)]
+    assert "request messages after a gap in the bytes are not recorded" in got[1][4]
+    assert "redacted: method unknown, every message dropped (1)" in got[2][4]
+    assert rows(path, "SELECT count(*) FROM messages WHERE call_id = (SELECT id FROM calls WHERE stream_id = 5) "
+                      "AND payload_id IN (SELECT id FROM payloads WHERE size = 0)") == [(1,)]
