@@ -24,10 +24,11 @@ from typing import Protocol
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.model.call import Direction, Outcome, RecordedCall
+from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
-from cri_proxy.recorder.wire import MessageReader, apply_status, data_content, error_name, header_text, split_headers
+from cri_proxy.recorder.wire import (MessageReader, apply_status, cap_metadata, data_content, error_name, header_text,
+                                     split_headers)
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,8 @@ class ConnectionRecorder:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
         else:
-            pseudo, rec.request_metadata = split_headers(headers)
+            pseudo, metadata = split_headers(headers)
+            rec.request_metadata = self._capped(rec, metadata, "request metadata")
             rec.path = pseudo.get(":path", "")
             rec.client_api = rec.upstream_api = parse_path(rec.path).api
         if self.server.lost is not None:
@@ -330,16 +332,23 @@ class ConnectionRecorder:
         if headers is not None:
             pseudo, metadata = split_headers(headers)
             if not call.answered and not end:
-                rec.response_metadata = metadata
+                rec.response_metadata = self._capped(rec, metadata, "response metadata")
             else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
-                rec.trailers = metadata
-                apply_status(rec, metadata)
+                apply_status(rec, metadata)  # from every field: grpc-status may come last
+                rec.trailers = self._capped(rec, metadata, "trailers")
             status = pseudo.get(":status")
             if status is not None and status != "200":
                 rec.notes.append(f"HTTP status {status}")
         call.answered = True
         if end:
             self._end(stream_id, Outcome.COMPLETED)
+
+    @staticmethod
+    def _capped(rec: RecordedCall, metadata: Metadata, what: str) -> Metadata:
+        kept, note = cap_metadata(metadata, what)
+        if note is not None:
+            rec.notes.append(note)
+        return kept
 
     # Ends ------------------------------------------------------------------------------
     def _end(self, stream_id: int, outcome: Outcome, note: str | None = None) -> None:

@@ -137,6 +137,30 @@ def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], Metad
     return pseudo, metadata
 
 
+# What one call stores of each header list (request metadata, response metadata, trailers).
+# gRPC's own limits are far lower (8-16 KiB by default in C core); a runtime taking up to 16 MiB
+# (grpc-go) would let a few kilobytes of HPACK references inflate to megabytes per call.
+MAX_METADATA_ENTRIES: Final = 256
+MAX_METADATA_BYTES: Final = 64 << 10  # name + value + 32 per field, as HPACK counts a header list
+
+
+def cap_metadata(metadata: Metadata, what: str) -> tuple[Metadata, str | None]:
+    """The fields kept (the first ones, within both limits) and a note when some were cut."""
+    if len(metadata) <= 8 and sum(len(n) + len(v) for n, v in metadata) <= 4096:
+        return metadata, None  # nearly every call: nothing to count
+    kept, size = 0, 0
+    for name, value in metadata:
+        field_size = len(name) + len(value) + 32
+        if kept == MAX_METADATA_ENTRIES or size + field_size > MAX_METADATA_BYTES:
+            break
+        kept, size = kept + 1, size + field_size
+    if kept == len(metadata):
+        return metadata, None
+    total = sum(len(n) + len(v) + 32 for n, v in metadata)
+    return metadata[:kept], (f"{what} cut to its first {kept} of {len(metadata)} fields "
+                             f"({size:,} of {total:,} bytes)")
+
+
 def apply_status(call: RecordedCall, trailers: Metadata) -> None:
     """Take grpc-status and grpc-message (percent-decoded) from a trailer list."""
     for name, value in trailers:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import pathlib
 import random
@@ -759,3 +760,38 @@ def test_after_a_gap_no_secret_reaches_the_database(tmp_path: pathlib.Path) -> N
     assert "redacted: method unknown, every message dropped (1)" in got[2][4]
     assert rows(path, "SELECT count(*) FROM messages WHERE call_id = (SELECT id FROM calls WHERE stream_id = 5) "
                       "AND payload_id IN (SELECT id FROM payloads WHERE size = 0)") == [(1,)]
+
+
+def test_a_header_bomb_is_stored_cut_to_size(tmp_path: pathlib.Path) -> None:
+    """One 4,000-byte table entry referenced 4,000 times: 4 KB on the wire, 16 MB decoded."""
+    from cri_proxy.recorder.recorder import Recorder
+    from cri_proxy.recorder.wire import MAX_METADATA_BYTES
+
+    path = tmp_path / "calls.db"
+    recorder = Recorder(path)
+    recorder.start()
+    wire = Wire(sink=recorder)
+    head = [(":method", "POST"), (":scheme", "http"), (":path", "/runtime.v1.RuntimeService/Version"),
+            (":authority", "localhost"), ("content-type", "application/grpc")]
+    block = wire.client_enc.encode([*head, ("x-bomb", "b" * 3990)])  # index 62 is now the bomb
+    bomb = HeadersFrame(1, data=block + b"\xbe" * 3999, flags=["END_HEADERS"])
+    assert len(bomb.data) < 9000
+    wire.client(bomb, DataFrame(1, prefixed(b""), flags=["END_STREAM"]))
+    tail = wire.server_enc.encode([(":status", "200"), ("x-t", "t" * 3990)]) + b"\xbe" * 3999 + \
+        wire.server_enc.encode([("grpc-status", "0")])
+    wire.server(HeadersFrame(1, data=tail, flags=["END_HEADERS", "END_STREAM"]))
+    wire.unary(3)
+    recorder.close()
+    got = rows(path, "SELECT stream_id, path, status_code, length(request_metadata), length(trailers), notes "
+                     "FROM calls ORDER BY stream_id")
+    assert [r[:3] for r in got] == [(1, "/runtime.v1.RuntimeService/Version", 0),
+                                    (3, "/runtime.v1.RuntimeService/Version", 0)]
+    assert MAX_METADATA_BYTES // 2 < got[0][3] < MAX_METADATA_BYTES * 1.1 and got[0][4] < MAX_METADATA_BYTES * 1.1
+    notes = json.loads(got[0][5])
+    field = len("x-bomb") + 3990 + 32  # as HPACK sizes a field
+    content_type = len("content-type") + len("application/grpc") + 32
+    kept = (MAX_METADATA_BYTES - content_type) // field
+    assert f"request metadata cut to its first {1 + kept} of 4001 fields " \
+           f"({content_type + kept * field:,} of {content_type + 4000 * field:,} bytes)" in notes
+    assert any(n.startswith("trailers cut to its first 16 of 4001 fields") for n in notes)
+    assert got[1][5] is None  # the next call on the connection is whole
