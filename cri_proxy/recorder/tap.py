@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
@@ -27,20 +25,13 @@ from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
+from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
 from cri_proxy.recorder.wire import (MessageReader, apply_status, cap_metadata, data_content, error_name, header_text,
                                      split_headers)
 
 log = logging.getLogger(__name__)
 
-MAX_HEADER_LIST = 16 << 20
 ALL_TYPES = frozenset(range(256))
-
-
-class HeaderDecoder(Protocol):
-    max_allowed_table_size: int
-
-    def decode(self, data: bytes) -> list[tuple[str, str]]:
-        """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
 
 
 def fast_decoder() -> HeaderDecoder:
@@ -92,31 +83,6 @@ class RecordingTap:
         return ConnectionRecorder(self, info)
 
 
-class _Side:
-    """One direction of a connection: its HPACK state and the header block being read."""
-
-    __slots__ = ("name", "decoder", "lost", "block", "block_stream", "block_end", "acked", "pending")
-
-    def __init__(self, name: str, decoder: HeaderDecoder) -> None:
-        self.name = name
-        self.decoder = decoder
-        self.lost: str | None = None  # why this direction's HPACK state is gone
-        self.block: list[h2.Frame] | None = None
-        self.block_stream = 0
-        self.block_end = False  # the block's HEADERS frame carried END_STREAM
-        self.acked = hpack_fast.DEFAULT_TABLE_SIZE  # table size the peer allows, acknowledged
-        self.pending: deque[int | None] = deque()  # the peer's unacknowledged SETTINGS
-
-    def allow(self) -> None:
-        """The encoder may use any size the peer allowed, acknowledged or still in flight.
-
-        The tap sees a SETTINGS frame before the encoder can act on it (the relay forwards
-        first), but blocks already in flight were encoded under the previous limit; allowing
-        the larger of the two keeps both kinds decodable.
-        """
-        self.decoder.max_allowed_table_size = max([self.acked, *(v for v in self.pending if v is not None)])
-
-
 class _Call:
     __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
 
@@ -138,8 +104,8 @@ class ConnectionRecorder:
         self.info = info
         self.upstream = info.upstream
         self.calls: dict[int, _Call] = {}
-        self.client = _Side("client", tap.decoder())
-        self.server = _Side("server", tap.decoder())
+        self.client = Side("client", tap.decoder())
+        self.server = Side("server", tap.decoder())
         self.walkers = {True: h2.FrameWalker(ALL_TYPES), False: h2.FrameWalker(ALL_TYPES)}
         self._warned = False
         self._sink_warned = False
@@ -164,7 +130,7 @@ class ConnectionRecorder:
         side = self.client if from_client else self.server
         self.walkers[from_client] = h2.FrameWalker(ALL_TYPES)
         self._now = self.tap.timer() if now is None else now
-        side.block = None
+        side.end_block()
         self._lose(side, "bytes of this connection never reached the recorder (it fell behind)")
         for call in self.calls.values():
             call.unparsed = True
@@ -194,7 +160,7 @@ class ConnectionRecorder:
             log.exception("conn %d: the tap failed while closing", self.info.conn_id)
 
     # Frames ----------------------------------------------------------------------------
-    def _guarded(self, side: _Side, other: _Side, frames: list[h2.Frame]) -> None:
+    def _guarded(self, side: Side, other: Side, frames: list[h2.Frame]) -> None:
         if not frames:
             return
         self._now = self.tap.timer()
@@ -204,7 +170,7 @@ class ConnectionRecorder:
             except Exception:
                 self._failed(side, frame)
 
-    def _failed(self, side: _Side, frame: h2.Frame) -> None:
+    def _failed(self, side: Side, frame: h2.Frame) -> None:
         """A bug (or a frame no relay makes): go on, with everything from here unparsed."""
         if not self._bug_logged:
             self._bug_logged = True
@@ -213,31 +179,27 @@ class ConnectionRecorder:
                           frame.stream_id)
         for s in (self.client, self.server):
             s.lost = s.lost or "the tap failed on a frame (see the log)"
-            s.block = None
+            s.end_block()
         for call in self.calls.values():
             call.unparsed = True
 
-    def _frame(self, side: _Side, other: _Side, frame: h2.Frame) -> None:
+    def _frame(self, side: Side, other: Side, frame: h2.Frame) -> None:
         kind = frame.type
-        if side.block is not None and kind != h2.CONTINUATION:
-            side.block = None
+        if side.in_block and kind != h2.CONTINUATION:
+            side.end_block()
             self._lose(side, f"a header block was interrupted by a frame of type {kind}")
             if side is self.client:
                 self._request(side.block_stream, None)
         if kind == h2.DATA:
             self._data(side, frame)
         elif kind == h2.HEADERS:
-            side.block, side.block_stream = [frame], frame.stream_id
-            side.block_end = bool(frame.flags & h2.FLAG_END_STREAM)
-            if frame.flags & h2.FLAG_END_HEADERS:
-                self._header_block(side)
+            if (block := side.headers(frame)) is not None:
+                self._header_block(side, block)
         elif kind == h2.CONTINUATION:
-            if side.block is None or frame.stream_id != side.block_stream:
+            if not side.in_block or frame.stream_id != side.block_stream:
                 self._lose(side, f"CONTINUATION on stream {frame.stream_id} outside a header block")
-            else:
-                side.block.append(frame)
-                if frame.flags & h2.FLAG_END_HEADERS:
-                    self._header_block(side)
+            elif (block := side.continuation(frame)) is not None:
+                self._header_block(side, block)
         elif kind == h2.RST_STREAM:
             code = int.from_bytes((frame.payload or b"")[:4], "big")
             self._end(frame.stream_id, Outcome.CANCELLED, f"{side.name} reset the stream: {error_name(code)}")
@@ -254,7 +216,7 @@ class ConnectionRecorder:
         elif kind == 0x5:  # PUSH_PROMISE: gRPC never pushes; its header block is not followed
             self._lose(side, "PUSH_PROMISE (server push) is not followed")
 
-    def _data(self, side: _Side, frame: h2.Frame) -> None:
+    def _data(self, side: Side, frame: h2.Frame) -> None:
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
@@ -268,32 +230,22 @@ class ConnectionRecorder:
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
-    def _settings(self, side: _Side, other: _Side, frame: h2.Frame) -> None:
+    def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side
         # acknowledges it in its own direction.
         if frame.flags & h2.FLAG_ACK:
-            if side.pending:
-                value = side.pending.popleft()
-                if value is not None:
-                    side.acked = value
-                side.allow()
+            side.acknowledged()
             return
-        value = h2.settings_values(frame.payload or b"").get(h2.SETTINGS_HEADER_TABLE_SIZE)
-        other.pending.append(value)
-        other.allow()
+        other.peer_allows(h2.settings_values(frame.payload or b"").get(h2.SETTINGS_HEADER_TABLE_SIZE))
 
     # Header blocks -----------------------------------------------------------------------
-    def _header_block(self, side: _Side) -> None:
-        block, side.block = side.block or [], None
+    def _header_block(self, side: Side, block: bytes) -> None:
         headers: list[tuple[str, str]] | None = None
-        if side.lost is None:
+        if side.block_error is not None:
+            self._lose(side, side.block_error)
+        elif side.lost is None:
             try:
-                first = block[0]
-                fragment = first.payload if len(block) == 1 and not first.flags & (h2.FLAG_PADDED | h2.FLAG_PRIORITY) \
-                    else b"".join(h2.header_block_fragment(f) for f in block)
-                if fragment is None:
-                    raise h2.FrameError("header block walked without its payload")
-                headers = side.decoder.decode(fragment)
+                headers = side.decoder.decode(block)
             except Exception as exc:  # hpack and hyperframe raise several types on bad input
                 self._lose(side, f"undecodable header block on stream {side.block_stream} "
                                  f"({type(exc).__name__}: {exc})")
@@ -383,7 +335,7 @@ class ConnectionRecorder:
                 log.debug("conn %d: call %d %s: the recorder's sink failed", rec.conn_id, stream_id, rec.path,
                           exc_info=True)
 
-    def _lose(self, side: _Side, reason: str) -> None:
+    def _lose(self, side: Side, reason: str) -> None:
         """This direction's HPACK state is gone: nothing later on it can be decoded."""
         if side.lost is not None:
             return

@@ -1,0 +1,130 @@
+"""One direction of a tapped connection: its HPACK state, the header block being read, and
+the table size the peer allows. Everything here is bounded, whatever the peer sends.
+
+- A header block (HEADERS + CONTINUATION) is gathered as bytes up to `MAX_HEADER_BLOCK`,
+  the largest header list a runtime takes (grpc-go: 16 MiB). Past it the bytes are dropped
+  as they come (a CONTINUATION flood): the block cannot be decoded, so the direction's HPACK
+  state is lost and the connection's calls are recorded as unparsed, as the runtime, which
+  refuses such a block, leaves them failed.
+- SETTINGS_HEADER_TABLE_SIZE: the decoder allows the largest size the peer allowed,
+  acknowledged or still in flight. Unacknowledged SETTINGS are kept as at most
+  `MAX_PENDING_GROUPS` runs (count, largest value, last value): a peer sending SETTINGS by
+  the hundred thousand costs constant memory and time per frame. Merging only ever allows
+  more, never less, than an exact account, so nothing decodable is refused.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Protocol
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.h2 import hpack_decoder as hpack_fast
+
+MAX_HEADER_LIST = 16 << 20
+MAX_HEADER_BLOCK = MAX_HEADER_LIST
+MAX_PENDING_GROUPS = 8
+
+
+class HeaderDecoder(Protocol):
+    max_allowed_table_size: int
+
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
+
+
+class Side:
+    __slots__ = ("name", "decoder", "lost", "in_block", "block", "block_error", "block_stream", "block_end",
+                 "acked", "pending")
+
+    def __init__(self, name: str, decoder: HeaderDecoder) -> None:
+        self.name = name
+        self.decoder = decoder
+        self.lost: str | None = None  # why this direction's HPACK state is gone
+        self.in_block = False  # a HEADERS frame without END_HEADERS came: CONTINUATION expected
+        self.block = bytearray()  # the open block's fragment so far
+        self.block_error: str | None = None  # why the open block cannot be decoded
+        self.block_stream = 0
+        self.block_end = False  # the block's HEADERS frame carried END_STREAM
+        self.acked = hpack_fast.DEFAULT_TABLE_SIZE  # table size the peer allows, acknowledged
+        self.pending: deque[list[int | None]] = deque()  # runs of unacknowledged SETTINGS: [count, max, last]
+
+    # Header blocks ---------------------------------------------------------------------
+    def headers(self, frame: h2.Frame) -> bytes | None:
+        """A HEADERS frame: its whole block (END_HEADERS), or None while CONTINUATION is due."""
+        self.block_stream = frame.stream_id
+        self.block_end = bool(frame.flags & h2.FLAG_END_STREAM)
+        self.block_error = None
+        try:
+            fragment = h2.header_block_fragment(frame)
+        except h2.FrameError as exc:
+            fragment = b""
+            self.block_error = f"undecodable header block on stream {frame.stream_id} (FrameError: {exc})"
+        if frame.flags & h2.FLAG_END_HEADERS:
+            return fragment
+        self.in_block = True
+        self.block = bytearray()
+        self._add(fragment)
+        return None
+
+    def continuation(self, frame: h2.Frame) -> bytes | None:
+        """A CONTINUATION of the open block: the whole block at END_HEADERS, else None."""
+        self._add(frame.payload or b"")
+        if not frame.flags & h2.FLAG_END_HEADERS:
+            return None
+        block = bytes(self.block)
+        self.end_block()
+        return block
+
+    def _add(self, fragment: bytes) -> None:
+        if self.block_error is not None:
+            return
+        if len(self.block) + len(fragment) > MAX_HEADER_BLOCK:
+            self.block = bytearray()  # freed now, not when the flood ends
+            self.block_error = f"header block on stream {self.block_stream} over {MAX_HEADER_BLOCK} bytes " \
+                               "(a CONTINUATION flood?); the rest of it is not kept"
+            return
+        self.block += fragment
+
+    def end_block(self) -> None:
+        self.in_block = False
+        self.block = bytearray()
+
+    # Table size ------------------------------------------------------------------------
+    def peer_allows(self, value: int | None) -> None:
+        """The peer sent SETTINGS (`value`: its HEADER_TABLE_SIZE, None when it has none)."""
+        pending = self.pending
+        if len(pending) < MAX_PENDING_GROUPS:
+            pending.append([1, value, value])
+        else:
+            run = pending[-1]
+            run[0] = (run[0] or 0) + 1
+            if value is not None:
+                run[1] = value if run[1] is None else max(run[1], value)
+                run[2] = value
+        self.allow()
+
+    def acknowledged(self) -> None:
+        """This side acknowledged the peer's oldest SETTINGS still in flight."""
+        if not self.pending:
+            return
+        run = self.pending[0]
+        run[0] = (run[0] or 1) - 1
+        if not run[0]:
+            self.pending.popleft()
+            if run[2] is not None:
+                self.acked = run[2]
+        self.allow()
+
+    def allow(self) -> None:
+        """The encoder may use any size the peer allowed, acknowledged or still in flight.
+
+        The tap sees a SETTINGS frame before the encoder can act on it (the relay forwards
+        first), but blocks already in flight were encoded under the previous limit; allowing
+        the larger of the two keeps both kinds decodable.
+        """
+        largest = self.acked
+        for run in self.pending:
+            if run[1] is not None and run[1] > largest:
+                largest = run[1]
+        self.decoder.max_allowed_table_size = largest
