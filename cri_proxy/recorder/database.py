@@ -2,12 +2,20 @@
 
 Before each batch: a file that was removed or replaced is re-created (writes to the old
 inode would go nowhere anyone looks); after a fault the connection is re-opened, and a
-corrupt file is first moved aside (faults.py). Retention runs between batches.
+corrupt file (SQLite says so, or PRAGMA quick_check at open finds damaged pages) is first
+moved aside (faults.py). Retention runs between batches.
+
+Disk space: the WAL is kept near writer.WAL_LIMIT_BYTES, and when the file system has less
+free space than `SHORT_OF_SPACE_BYTES` the WAL is checkpointed and truncated before each
+batch, and after a write that found the disk full. A full disk is then an ordinary database
+fault: the calls that cannot be written are counted lost in one episode, which ends (and
+is written down) with the first batch that fits once space returns.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 
@@ -20,6 +28,14 @@ from cri_proxy.recorder.writer import BatchWriter, Totals
 from cri_proxy.store.db import DatabaseCorrupt, is_corruption
 
 log = logging.getLogger(__name__)
+
+SHORT_OF_SPACE_BYTES = 16 << 20
+_SQLITE_FULL = 13
+
+
+def is_full(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) == _SQLITE_FULL
 
 
 class Database:
@@ -71,13 +87,36 @@ class Database:
             if self.faults.corrupt:
                 self.faults.move_aside()
             self.open(totals)
+        if self._short_of_space():
+            self._checkpoint()
         return writer.write(batch, totals, changed, losses)
+
+    def _short_of_space(self) -> bool:
+        if not self.writer.wal_bytes():
+            return False
+        try:
+            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < SHORT_OF_SPACE_BYTES
+
+    def _checkpoint(self) -> None:
+        """Frees the WAL's space, if the database has room for its pages."""
+        try:
+            left = self.writer.checkpoint()
+        except sqlite3.Error as exc:
+            log.debug("checkpointing %s to make room failed: %s", self.path, exc)
+            return
+        if left:
+            log.debug("checkpointing %s to make room left %d WAL pages (readers hold them)", self.path, left)
 
     def failed(self, exc: BaseException) -> None:
         """A write failed: re-open on the next attempt (the file may be back, or replaced),
         unless it was only locked."""
         if is_corruption(exc):
             self.faults.corrupt = True
+        if is_full(exc) and self.writer.is_open:
+            self._checkpoint()  # the WAL's pages may fit in the database's free pages
         if not is_busy(exc):
             self.writer.close()
 

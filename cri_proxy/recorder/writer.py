@@ -29,6 +29,10 @@ from cri_proxy.store.rows import INSERT_CALL, call_row
 log = logging.getLogger(__name__)
 
 _CACHE_ENTRIES = 4096
+# The WAL is checkpointed at about this size and truncated back to it afterwards (SQLite's
+# default, 1000 pages, is 16 MiB with our 16 KiB pages, and a WAL that grew stays that big):
+# on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
+WAL_LIMIT_BYTES = 4 << 20
 _DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow in a loop
 
 __all__ = ["BatchWriter", "Totals"]
@@ -69,6 +73,10 @@ class BatchWriter:
         self.close()
         conn = db.open_database(self.path, busy_timeout_s=self._busy_timeout, max_bytes=self._max_db_bytes)
         try:
+            self._check(conn)
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_LIMIT_BYTES // page_size)}")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
             st = os.stat(self.path)
             inode = (st.st_dev, st.st_ino)
             if not sessions.has_session(conn, self._session_id, self.session):
@@ -78,6 +86,30 @@ class BatchWriter:
             raise
         self._conn, self._inode = conn, inode
         self._cache.clear()
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """PRAGMA quick_check: a file with damaged pages is not written to (the recorder
+        moves it aside and starts a new one). It reads every page: a second or so a GB."""
+        try:
+            result = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            if not db.is_corruption(exc):
+                raise
+            result = str(exc)
+        if result != "ok":
+            raise db.DatabaseCorrupt(f"{self.path} failed its integrity check: {result}")
+
+    def checkpoint(self) -> int:
+        """Copies the WAL into the database and truncates it; returns the WAL pages left
+        (0: all of it went). Raises sqlite3.Error when even that does not fit."""
+        busy, log_pages, done = self._require().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return 0 if not busy else int(log_pages) - int(done)
+
+    def wal_bytes(self) -> int:
+        try:
+            return os.stat(self.path + "-wal").st_size
+        except OSError:
+            return 0
 
     def file_replaced(self) -> bool:
         """True when the open file was deleted or replaced (writes would go nowhere useful)."""
