@@ -8,6 +8,7 @@ protobuf: the relay process uses it to route.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,6 +53,7 @@ class CallPath:
         return f"/runtime.{api}.{self.short_service}/{self.method}"
 
 
+@functools.lru_cache(maxsize=1024)  # every stage asks, for every call, about a few dozen paths
 def parse_path(path: str) -> CallPath:
     """Take a method path apart; never raises (an odd path gives empty parts)."""
     service, _, method = path.lstrip("/").rpartition("/")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from cri_proxy.model.call import Direction
-from cri_proxy.model.cri import parse_path
+from cri_proxy.model.cri import CallPath, parse_path
 
 if TYPE_CHECKING:  # the stage's item; not imported at run time so store/rows.py stays light
     from cri_proxy.recorder.pipeline import PreparedCall
@@ -35,10 +35,14 @@ def call_ids(
     path: str, request_json: dict[str, Any] | None, response_json: dict[str, Any] | None
 ) -> Ids:
     """The `ID_KEYS` of a call, each a non-empty string or None."""
+    parts = parse_path(path)
+    if not _concerns(parts):
+        return dict.fromkeys(ID_KEYS)
+    return _ids(parts.method, request_json, response_json)
+
+
+def _ids(method: str, request_json: dict[str, Any] | None, response_json: dict[str, Any] | None) -> Ids:
     ids: Ids = dict.fromkeys(ID_KEYS)
-    method = parse_path(path).method
-    if not concerns_ids(path):
-        return ids
     req = request_json or {}
     resp = response_json or {}
     ids["pod_sandbox_id"] = _text(req, "pod_sandbox_id")
@@ -60,7 +64,10 @@ def call_ids(
 
 def concerns_ids(path: str) -> bool:
     """Whether a call on `path` can name ids at all (so its messages are worth decoding)."""
-    parts = parse_path(path)
+    return _concerns(parse_path(path))
+
+
+def _concerns(parts: CallPath) -> bool:
     return parts.is_cri and not parts.method.startswith(("List", "Stream"))
 
 
@@ -70,9 +77,9 @@ class IdsStage:
     name = "ids"
 
     def process(self, item: PreparedCall) -> PreparedCall:
-        path = item.call.path
-        if concerns_ids(path):
-            item.ids = call_ids(path, item.first(Direction.REQUEST), item.first(Direction.RESPONSE))
+        parts = parse_path(item.call.path)
+        if _concerns(parts):  # only then are the messages decoded (List* answers are the big ones)
+            item.ids = _ids(parts.method, item.first(Direction.REQUEST), item.first(Direction.RESPONSE))
         else:
             item.ids = dict.fromkeys(ID_KEYS)
         return item

@@ -48,6 +48,11 @@ class KeepPolicy:
     def from_config(cls, config: RecordConfig) -> KeepPolicy:
         return cls.from_options(list(config.include), list(config.exclude), list(config.sample))
 
+    @property
+    def selects(self) -> bool:
+        """Whether it declines any call at all."""
+        return bool(self.include or self.exclude or self.sample)
+
     def process(self, item: PreparedCall) -> PreparedCall | None:
         """The pipeline's keep peer (admission: on the call path)."""
         return item if self.keep(item.call) else None

@@ -22,15 +22,16 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from cri_proxy.messages.decode import DecodeFn, JsonDecoder, decode_message
 from cri_proxy.model.call import Direction, RecordedCall
 from cri_proxy.model.options import RecorderOptions
 
-if TYPE_CHECKING:  # the peers import this module for PreparedCall, for their types only
-    from cri_proxy.recorder.keep import KeepPolicy
-    from cri_proxy.recorder.redact import RedactFn, RedactionPolicy
+# The peers import this module for PreparedCall only when type checking, so no cycle.
+from cri_proxy.recorder.ids import IdsStage
+from cri_proxy.recorder.keep import KeepPolicy
+from cri_proxy.recorder.redact import RedactFn, RedactionPolicy, RedactStage
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class Pipeline:
         """The call to queue, or None when a stage declines it. A stage that fails keeps
         the call: recording too much beats losing a call to a bug."""
         item = PreparedCall.of(call)
+        if not self.admit_stages:
+            return item
         for stage in self.admit_stages:
             try:
                 result = stage.process(item)
@@ -179,9 +182,6 @@ def default_pipeline(
     keep: Callable[[RecordedCall], bool] | None = None,
 ) -> Pipeline:
     """keep -> redact -> decode -> ids, with the defaults for what is not given."""
-    from cri_proxy.recorder.ids import IdsStage  # the peers import this module for its types
-    from cri_proxy.recorder.redact import RedactStage
-
     return Pipeline([] if keep is None else [_KeepFn(keep)], [
         RedactStage(redact=redact),
         DecodeStage(JsonDecoder(decode or decode_message, options.max_payload_bytes)),
@@ -191,10 +191,7 @@ def default_pipeline(
 
 def build_pipeline(keep: KeepPolicy, redaction: RedactionPolicy, options: RecorderOptions) -> Pipeline:
     """What `cri-proxy run` records with: each peer built from its own (parsed) options."""
-    from cri_proxy.recorder.ids import IdsStage
-    from cri_proxy.recorder.redact import RedactStage
-
-    return Pipeline([keep], [
+    return Pipeline([keep] if keep.selects else [], [  # keeping every call needs no peer
         RedactStage(redaction),
         DecodeStage(JsonDecoder(max_bytes=options.max_payload_bytes)),
         IdsStage(),

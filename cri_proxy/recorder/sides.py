@@ -24,6 +24,7 @@ from cri_proxy.h2 import hpack_decoder as hpack_fast
 MAX_HEADER_LIST = 16 << 20
 MAX_HEADER_BLOCK = MAX_HEADER_LIST
 MAX_PENDING_GROUPS = 8
+_PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
 
 
 class HeaderDecoder(Protocol):
@@ -56,7 +57,8 @@ class Side:
         self.block_end = bool(frame.flags & h2.FLAG_END_STREAM)
         self.block_error = None
         try:
-            fragment = h2.header_block_fragment(frame)
+            fragment = frame.payload if frame.payload is not None and not frame.flags & _PADDED_OR_PRIORITY \
+                else h2.header_block_fragment(frame)
         except h2.FrameError as exc:
             fragment = b""
             self.block_error = f"undecodable header block on stream {frame.stream_id} (FrameError: {exc})"

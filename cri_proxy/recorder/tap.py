@@ -268,8 +268,8 @@ class ConnectionRecorder:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
         else:
-            pseudo, metadata = split_headers(headers)
-            rec.request_metadata = self._capped(rec, metadata, "request metadata")
+            pseudo, metadata, size = split_headers(headers)
+            rec.request_metadata = self._capped(rec, metadata, size, "request metadata")
             rec.path = pseudo.get(":path", "")
             rec.client_api = rec.upstream_api = parse_path(rec.path).api
         if self.server.lost is not None:
@@ -282,12 +282,12 @@ class ConnectionRecorder:
             return
         rec = call.rec
         if headers is not None:
-            pseudo, metadata = split_headers(headers)
+            pseudo, metadata, size = split_headers(headers)
             if not call.answered and not end:
-                rec.response_metadata = self._capped(rec, metadata, "response metadata")
+                rec.response_metadata = self._capped(rec, metadata, size, "response metadata")
             else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
                 apply_status(rec, metadata)  # from every field: grpc-status may come last
-                rec.trailers = self._capped(rec, metadata, "trailers")
+                rec.trailers = self._capped(rec, metadata, size, "trailers")
             status = pseudo.get(":status")
             if status is not None and status != "200":
                 rec.notes.append(f"HTTP status {status}")
@@ -296,8 +296,8 @@ class ConnectionRecorder:
             self._end(stream_id, Outcome.COMPLETED)
 
     @staticmethod
-    def _capped(rec: RecordedCall, metadata: Metadata, what: str) -> Metadata:
-        kept, note = cap_metadata(metadata, what)
+    def _capped(rec: RecordedCall, metadata: Metadata, size: int, what: str) -> Metadata:
+        kept, note = cap_metadata(metadata, what, size)
         if note is not None:
             rec.notes.append(note)
         return kept

@@ -125,16 +125,19 @@ def header_text(raw: bytes, name: str | None) -> str:
         return raw.decode("utf-8", "backslashreplace")
 
 
-def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], Metadata]:
-    """Pseudo-headers by name, and the rest: metadata (`-bin` values as base64 text)."""
+def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], Metadata, int]:
+    """Pseudo-headers by name, and the rest: metadata (`-bin` values as base64 text), and
+    the metadata's size (names and values)."""
     pseudo: dict[str, str] = {}
     metadata: Metadata = []
+    size = 0
     for field in headers:
         if field[0][:1] == ":":
             pseudo[field[0]] = field[1]
         else:
             metadata.append(field)
-    return pseudo, metadata
+            size += len(field[0]) + len(field[1])
+    return pseudo, metadata, size
 
 
 # What one call stores of each header list (request metadata, response metadata, trailers).
@@ -144,10 +147,11 @@ MAX_METADATA_ENTRIES: Final = 256
 MAX_METADATA_BYTES: Final = 64 << 10  # name + value + 32 per field, as HPACK counts a header list
 
 
-def cap_metadata(metadata: Metadata, what: str) -> tuple[Metadata, str | None]:
-    """The fields kept (the first ones, within both limits) and a note when some were cut."""
-    if len(metadata) <= 8 and sum(len(n) + len(v) for n, v in metadata) <= 4096:
-        return metadata, None  # nearly every call: nothing to count
+def cap_metadata(metadata: Metadata, what: str, size: int) -> tuple[Metadata, str | None]:
+    """The fields kept (the first ones, within both limits) and a note when some were cut.
+    `size` is the list's (split_headers'), without the 32 per field."""
+    if len(metadata) <= MAX_METADATA_ENTRIES and size + 32 * len(metadata) <= MAX_METADATA_BYTES:
+        return metadata, None  # nearly every call
     kept, size = 0, 0
     for name, value in metadata:
         field_size = len(name) + len(value) + 32
