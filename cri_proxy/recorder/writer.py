@@ -102,7 +102,13 @@ class BatchWriter:
     def checkpoint(self) -> int:
         """Copies the WAL into the database and truncates it; returns the WAL pages left
         (0: all of it went). Raises sqlite3.Error when even that does not fit."""
-        busy, log_pages, done = self._require().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        conn = self._require()
+        # Readers on an older snapshot (tail, query) would make it wait: give up at once instead.
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         return 0 if not busy else int(log_pages) - int(done)
 
     def wal_bytes(self) -> int:
