@@ -238,3 +238,35 @@ def test_ids_not_guessed_for_lists_and_others(m: ModuleType) -> None:
     assert call_ids("/runtime.v1.RuntimeService/StartContainer", marker, None) == _expect()
     assert call_ids("/containerd.services.tasks.v1.Tasks/Start", {"container_id": CTR}, None) == _expect()
     assert call_ids("/runtime.v1.RuntimeService/StartContainer", None, None) == _expect()
+
+
+# --- JsonDecoder (the recorder's decode peer) ----------------------------------------------
+
+
+def test_json_decoder_decodes_once_per_small_message_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    import hashlib
+
+    from cri_proxy.messages.decode import CACHE_MESSAGE_BYTES, JsonDecoder
+
+    seen: list[bytes] = []
+
+    def counting(path: str, direction: str, data: bytes) -> dict[str, Any] | None:
+        seen.append(data)
+        if data == b"boom":
+            raise RuntimeError("a broken decoder")
+        return decode_message(path, direction, data)
+
+    path = "/runtime.v1.RuntimeService/ContainerStatus"
+    small = v1.ContainerStatusRequest(container_id="c1").SerializeToString()
+    big = v1.ContainerStatusRequest(container_id="c" * (CACHE_MESSAGE_BYTES + 10)).SerializeToString()
+    decoder = JsonDecoder(counting, max_bytes=len(big))
+    for data in (small, small, big, big):
+        assert decoder.decode(path, "request", data, hashlib.sha256(data).hexdigest()) == \
+            decode_message(path, "request", data)
+    assert seen == [small, big, big]  # small results are kept, big ones decoded each time they are asked for
+    too_big = big + b"\x00"
+    assert decoder.decode(path, "request", too_big, hashlib.sha256(too_big).hexdigest()) is None
+    assert decoder.decode(path, "request", small, "other", compressed=True) is None
+    assert decoder.decode(path, "request", b"boom", "x") is None
+    assert decoder.decode(path, "request", b"boom", "y") is None
+    assert len([r for r in caplog.records if "decoding failed" in r.getMessage()]) == 1  # logged once
