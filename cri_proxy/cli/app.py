@@ -4,8 +4,11 @@ only place that configures logging, picks the event loop and maps errors to exit
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from cri_proxy import __version__
 from cri_proxy.cli import misc, query, replay, run
 from cri_proxy.cli.options import LOG_LEVELS
 
@@ -13,12 +16,26 @@ __all__ = ["LOG_LEVELS", "app", "main"]
 
 app = typer.Typer(
     name="cri-proxy",
-    help="A transparent proxy between the kubelet and a container runtime's CRI sockets.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click output: a wrong flag is a short usage line, not a panel
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cri-proxy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def cri_proxy(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """A transparent proxy between the kubelet and a container runtime's CRI sockets."""
 
 
 run.register(app)

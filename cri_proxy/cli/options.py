@@ -108,6 +108,10 @@ def format_option(help: str = "Output format: table, json, jsonl or csv.") -> An
     return choice_option("--format", OutputFormat, help)
 
 
+NoTruncOption = Annotated[bool, typer.Option(
+    "--no-trunc", "--wide", help="Print table cells and ids in full instead of cutting them short.")]
+
+
 def since_option(help: str = "Only calls since then: 5m, 2h, or a UTC time.") -> Any:
     return typer.Option("--since", help=help)
 

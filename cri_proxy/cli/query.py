@@ -6,6 +6,7 @@ exit status 2 (cli/runner.py)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -17,6 +18,7 @@ import typer
 
 from cri_proxy.cli.options import (
     DbOption,
+    NoTruncOption,
     OutputFormat,
     TailFormat,
     choice_option,
@@ -30,7 +32,7 @@ from cri_proxy.model.errors import ConfigError
 from cri_proxy.query import output, sqlrun
 from cri_proxy.query.since import since_text
 from cri_proxy.query.stats import compute
-from cri_proxy.query.tail import Filters, follow
+from cri_proxy.query.tail import ID_CHARS, Filters, follow
 from cri_proxy.store.readonly import Recording
 
 
@@ -58,8 +60,30 @@ def _read_sql(sql_arg: Optional[str], file: Optional[Path]) -> str:
     return sql_arg
 
 
-def _write(fmt: OutputFormat, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    output.write_rows(sys.stdout, fmt.value, columns, rows)
+def json_value(value: Any) -> Any:
+    """Text that holds a JSON object or array (metadata, trailers, notes, decoded messages,
+    json_extract() of a list) as that JSON value, so `--format json` nests it instead of
+    escaping it into a string (sqlite-utils' --json-cols, on by default here)."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if isinstance(parsed, (dict, list)) else value
+    return value
+
+
+def json_rows(fmt: OutputFormat, rows: Iterable[Sequence[Any]]) -> Iterable[Sequence[Any]]:
+    """The rows as `fmt` should carry them: JSON text nested in json and jsonl, left as text
+    in table and CSV."""
+    if fmt not in (OutputFormat.json, OutputFormat.jsonl):
+        return rows
+    return ([json_value(v) for v in row] for row in rows)
+
+
+def _write(fmt: OutputFormat, columns: Sequence[str], rows: Iterable[Sequence[Any]], no_trunc: bool) -> None:
+    max_cell = None if no_trunc else output.MAX_CELL
+    output.write_rows(sys.stdout, fmt.value, columns, json_rows(fmt, rows), max_cell=max_cell)
 
 
 def query(
@@ -67,7 +91,9 @@ def query(
     db: DbOption = None,
     file: Optional[Path] = typer.Option(None, "--file", metavar="FILE", help="Read the SQL from this file ('-': stdin)."),
     fmt: Annotated[OutputFormat, format_option(
-        "Output format: table, json, jsonl or csv. Table cells are cut short; the others are full.")] = OutputFormat.table,
+        "Output format: table, json, jsonl or csv. Table cells are cut short (see --no-trunc); the others are full; "
+        "JSON text is nested as JSON in json and jsonl.")] = OutputFormat.table,
+    no_trunc: NoTruncOption = False,
     schema: bool = typer.Option(False, "--schema", help="List the tables and views with their columns."),
     named: Optional[str] = typer.Option(None, "--named", help="Run a named investigation query (see --list-named)."),
     param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=VALUE", help="NAME=VALUE for a :NAME in the SQL (repeatable)."),
@@ -84,19 +110,19 @@ def query(
             if fmt is OutputFormat.table:
                 typer.echo(sqlrun.named_text(), nl=False)
             else:
-                _write(fmt, sqlrun.NAMED_COLUMNS, sqlrun.named_rows())
+                _write(fmt, sqlrun.NAMED_COLUMNS, sqlrun.named_rows(), no_trunc)
             return
         params = sqlrun.parse_params(param or [])
         statement = None if schema or named else _read_sql(sql, file)
         with _recording(db) as recording:
             if schema:
-                _write(fmt, sqlrun.SCHEMA_COLUMNS, sqlrun.schema_rows(recording.conn))
+                _write(fmt, sqlrun.SCHEMA_COLUMNS, sqlrun.schema_rows(recording.conn), no_trunc)
                 return
             if named is not None:
                 columns, rows = sqlrun.run_named(recording.conn, named, params)
             else:
                 columns, rows = sqlrun.run(recording.conn, statement or "", params)
-            _write(fmt, columns, rows)
+            _write(fmt, columns, rows, no_trunc)
 
     execute(main)
 
@@ -109,6 +135,7 @@ def tail(
     errors: bool = typer.Option(False, "--errors", help="Only failed calls (status not OK, or never completed)."),
     fmt: Annotated[TailFormat, choice_option(
         "--format", TailFormat, "line (one line per call) or jsonl.")] = TailFormat.line,
+    no_trunc: NoTruncOption = False,
     last: Optional[int] = typer.Option(None, "-n", min=0, help="First show the last N matching calls."),
 ) -> None:
     """Follow calls as the proxy records them, one line each (times UTC; Ctrl-C to stop)."""
@@ -122,7 +149,8 @@ def tail(
         try:
             filters = Filters(method, errors, since_text(since) if since else None)
             with _recording(db) as recording:
-                follow(recording, sys.stdout, fmt.value, filters, last=last, stopped=lambda: terminated)
+                follow(recording, sys.stdout, fmt.value, filters, last=last, stopped=lambda: terminated,
+                       id_chars=None if no_trunc else ID_CHARS)  # fmt: skip
         except KeyboardInterrupt:  # Ctrl-C is how a tail ends: exit 0
             pass
 
@@ -142,6 +170,7 @@ def stats(
     since: Annotated[Optional[str], since_option()] = None,
     session: Annotated[Optional[int], session_option("Only this proxy run (sessions.id).")] = None,
     fmt: Annotated[OutputFormat, format_option()] = OutputFormat.table,
+    no_trunc: NoTruncOption = False,
 ) -> None:
     """Per method: calls, errors, p50/p95/p99 latency, bytes; per proxy run: calls recorded and LOST."""
 
@@ -149,7 +178,7 @@ def stats(
         since_at = since_text(since) if since else None
         with _recording(db) as recording:
             result = compute(recording.conn, since_at=since_at, session=session)
-        output.write_sections(sys.stdout, fmt.value, result.sections())
+        output.write_sections(sys.stdout, fmt.value, result.sections(), max_cell=None if no_trunc else output.MAX_CELL)
         warning = result.loss_warning()
         if warning:
             sys.stdout.flush()

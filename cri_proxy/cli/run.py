@@ -30,9 +30,10 @@ RECORD_HELP = "Record every call to this SQLite file (created mode 0600). Withou
 def run(
     listen: str = typer.Option(..., help="Socket the kubelet connects to, e.g. unix:///run/cri-proxy/cri.sock."),
     runtime_endpoint: str = typer.Option(
-        ..., "--runtime-endpoint", help="The runtime's socket, e.g. unix:///run/containerd/containerd.sock."),
+        ..., "--runtime-endpoint", "--container-runtime-endpoint",
+        help="The runtime's socket, e.g. unix:///run/containerd/containerd.sock (the kubelet's flag name works too)."),
     image_endpoint: Optional[str] = typer.Option(
-        None, "--image-endpoint",
+        None, "--image-endpoint", "--image-service-endpoint",
         help="Socket for ImageService calls when it differs from --runtime-endpoint."),
     socket_mode: str = typer.Option("0660", help="Permission mode of the listen socket (octal)."),
     socket_group: Optional[str] = typer.Option(None, help="Group (name or gid) that owns the listen socket."),

@@ -60,19 +60,20 @@ def status_of(row: dict[str, Any]) -> str:
     return str(row["status_name"])
 
 
-def format_line(row: dict[str, Any]) -> str:
-    """`HH:MM:SS.mmm  duration  STATUS  method  ids  req=N resp=N  "error message"` (UTC)."""
+def format_line(row: dict[str, Any], id_chars: int | None = ID_CHARS) -> str:
+    """`HH:MM:SS.mmm  duration  STATUS  method  ids  req=N resp=N  "error message"` (UTC);
+    ids cut to `id_chars` (None: in full)."""
     started = str(row["started_at"])[11:]
     duration = "-" if row["duration_ms"] is None else f"{row['duration_ms']:.1f}ms"
     parts = [started, duration.rjust(9), status_of(row).ljust(17),
              short_method(row["service"], row["method"]).ljust(36)]  # fmt: skip
     name = f"{row['pod_namespace']}/{row['pod_name']}" if row["pod_name"] else None
     if row["pod_sandbox_id"]:
-        parts.append(f"pod={row['pod_sandbox_id'][:ID_CHARS]}" + (f"({name})" if name else ""))
+        parts.append(f"pod={row['pod_sandbox_id'][:id_chars]}" + (f"({name})" if name else ""))
     elif name:
         parts.append(f"pod={name}")
     if row["container_id"]:
-        parts.append(f"ctr={row['container_id'][:ID_CHARS]}")
+        parts.append(f"ctr={row['container_id'][:id_chars]}")
     if row["image"]:
         parts.append(f"image={row['image']}")
     parts.append(f"req={row['request_bytes']} resp={row['response_bytes']}")
@@ -112,7 +113,8 @@ def first_rows(recording: Recording, filters: Filters, last: int | None) -> tupl
 
 
 def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, last: int | None = None,
-           interval_s: float = 0.2, stopped: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+           interval_s: float = 0.2, stopped: Callable[[], bool] = lambda: False,
+           id_chars: int | None = ID_CHARS) -> None:  # fmt: skip
     """Writes the first rows, then every new matching call until `stopped()` says so (or
     Ctrl-C). Raises StorageError when the file is removed or replaced (Recording.refresh).
 
@@ -120,7 +122,9 @@ def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, las
     stop it by setting a plain flag. (threading.Event is no use there: its set() from a
     handler deadlocks when the signal lands while the main thread holds the Event's lock, and
     an exception raised in its wait() can leave that lock released twice.)"""
-    write = format_line if fmt == "line" else jsonl_line
+    def write(row: dict[str, Any]) -> str:
+        return format_line(row, id_chars) if fmt == "line" else jsonl_line(row)
+
     seen, rows = first_rows(recording, filters, last)
     where, params = Filters(filters.method_glob, filters.errors_only).where()
     query = f"{_SELECT} WHERE id > ? AND id <= ? AND {where} ORDER BY id"
