@@ -41,7 +41,7 @@ def cri_proxy(
 run.register(app)
 query.register(app)  # query, tail, stats
 replay.register(app)  # replay, serve
-misc.register(app)  # fake-runtime, demo, version
+misc.register(app)  # fake-runtime, demo, snapshot, version
 
 
 def main() -> None:

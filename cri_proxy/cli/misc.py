@@ -1,9 +1,10 @@
-"""The smaller commands: `fake-runtime` (the stand-in runtime), `demo` and `version`. `register(app)` adds them to the main typer app."""
+"""The smaller commands: `fake-runtime` (the stand-in runtime), `demo`, `snapshot` and
+`version`. `register(app)` adds them to the main typer app."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -15,9 +16,14 @@ from cri_proxy.cli.options import (
     LogLevelOption,
     choice_option,
     db_option,
+    session_option,
+    since_option,
+    time_range,
+    until_option,
 )
 from cri_proxy.cli.runner import execute
 from cri_proxy.model.endpoints import unix_path
+from cri_proxy.model.errors import ConfigError
 
 
 def fake_runtime(
@@ -59,6 +65,29 @@ def demo(
     execute(main, log_level)
 
 
+def snapshot(
+    src: Path = typer.Argument(..., metavar="SRC", help="The recording to copy (read only; the proxy may be writing it)."),
+    dest: Path = typer.Argument(..., metavar="DEST", help="Where to write the copy, a new SQLite file."),
+    since: Annotated[Optional[str], since_option()] = None,
+    until: Annotated[Optional[str], until_option()] = None,
+    session: Annotated[Optional[int], session_option()] = None,
+) -> None:
+    """Copy a recording, live or not, into a new consistent file (optionally only some calls)."""
+
+    def main() -> None:
+        since_at, until_at = time_range(since, until)
+        # The store writes the copy (cri_proxy.store.snapshot); imported only when asked for.
+        try:
+            from cri_proxy.store.snapshot import snapshot as copy_recording  # type: ignore[import-not-found,unused-ignore]
+        except ModuleNotFoundError as exc:
+            if exc.name != "cri_proxy.store.snapshot":
+                raise
+            raise ConfigError("snapshot is not available in this build of cri-proxy") from None
+        copy_recording(src, dest, since=since_at, until=until_at, session=session)
+
+    execute(main)
+
+
 def version() -> None:
     """Print the version."""
     typer.echo(f"cri-proxy {__version__}")
@@ -68,4 +97,5 @@ def register(app: typer.Typer) -> None:
     """Adds `fake-runtime`, `demo` and `version` to the `cri-proxy` app."""
     app.command("fake-runtime")(fake_runtime)
     app.command("demo")(demo)
+    app.command("snapshot")(snapshot)
     app.command("version")(version)

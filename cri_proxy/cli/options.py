@@ -19,6 +19,7 @@ import typer
 
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.query import DB_ENV, DEFAULT_DB
+from cri_proxy.query.since import since_unix
 
 
 class LogLevel(str, enum.Enum):
@@ -138,3 +139,14 @@ def db_or_argument(ctx: typer.Context, positional: Optional[Path], db: Optional[
     if db is not None and getattr(source, "name", "") == "COMMANDLINE" and Path(db) != Path(positional):
         raise ConfigError(f"the recording is given twice ({positional} and --db {db}): give it once")
     return positional
+
+
+def time_range(since: Optional[str], until: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    """`--since` and `--until` as unix seconds (None: open-ended); ConfigError naming the flag."""
+    until_at = None
+    if until is not None:
+        try:
+            until_at = since_unix(until)
+        except ConfigError:
+            raise ConfigError(f"--until {until!r}: give a duration ago (30s, 5m) or a UTC time") from None
+    return (since_unix(since) if since else None), until_at

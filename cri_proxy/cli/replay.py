@@ -23,11 +23,10 @@ from cri_proxy.cli.options import (
     db_or_argument,
     session_option,
     since_option,
+    time_range,
     until_option,
 )
 from cri_proxy.cli.runner import execute
-from cri_proxy.model.errors import ConfigError
-from cri_proxy.query.since import since_unix
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.report import check_report_path, write_report, write_terminal
 from cri_proxy.replay.source import Selection
@@ -35,19 +34,10 @@ from cri_proxy.replay.source import Selection
 DB_ARGUMENT_HELP = "The recording (read only); the same as --db, which also reads $CRI_PROXY_DB."
 
 
-def _until(until: Optional[str]) -> Optional[float]:
-    if until is None:
-        return None
-    try:
-        return since_unix(until)
-    except ConfigError:
-        raise ConfigError(f"--until {until!r}: give a duration ago (30s, 5m) or a UTC time") from None
-
-
 def selection(session: Optional[int], since: Optional[str], until: Optional[str], where: Optional[str]) -> Selection:
     """The calls `--session`, `--since`, `--until` and `--where` choose."""
-    until_at = _until(until)
-    return Selection(session, since_unix(since) if since else None, until_at, where)
+    since_at, until_at = time_range(since, until)
+    return Selection(session, since_at, until_at, where)
 
 
 def replay(
