@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from cri_proxy.node.paths import UNIT_DIRS, NodeRoot
 
 Sections = dict[str, dict[str, list[str]]]
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
 def parse_unit(text: str) -> Sections:
@@ -31,7 +31,7 @@ def parse_unit(text: str) -> Sections:
             continue
         line = pending + line
         if line.endswith("\\"):
-            pending = line[:-1] + " "
+            pending = line[:-1].rstrip() + " "
             continue
         pending = ""
         if line.startswith("[") and line.endswith("]"):
@@ -89,14 +89,15 @@ class Service:
 
 
 def expand_command(line: str, env: dict[str, str]) -> list[str]:
-    """systemd's ExecStart= expansion: `$VAR` becomes several words, `${VAR}` one word."""
+    """systemd's ExecStart= expansion: `$VAR` becomes several words, `${VAR}` one word, `$$` is `$`."""
     words: list[str] = []
     for word in shlex.split(line):
         whole = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", word)
         if whole:
             words.extend(env.get(whole.group(1), "").split())
         else:
-            words.append(_VAR.sub(lambda m: env.get(m.group(1) or m.group(2), ""), word))
+            words.append(_VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1) or m.group(2), ""),
+                                  word))
     return words
 
 

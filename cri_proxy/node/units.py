@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from cri_proxy.model.endpoints import unix_path
 from cri_proxy.node.paths import RUN_DIR, STATE_DIR
 
-_BARE = re.compile(r"[A-Za-z0-9_./:=@+,-]+")
+_BARE = re.compile(r"[A-Za-z0-9_./:=@+,%$-]+")
 # A user's home (a venv there) is hidden by ProtectHome=yes; read-only keeps it usable.
 _HOME_DIRS = ("/home/", "/root/", "/run/user/")
 
@@ -111,10 +111,11 @@ RuntimeDirectoryPreserve=yes
 {state}
 # Hardening that a unix-socket relay does not notice.
 # root, because the runtime's socket is root:root 0660; no capability but CAP_CHOWN (to hand
-# the listen socket to a --socket-group), and no way to gain more (NoNewPrivileges).
+# the listen socket to a --socket-group).
 User=root
 CapabilityBoundingSet=CAP_CHOWN
 AmbientCapabilities=
+# No way to gain more privileges (setuid programs, file capabilities) than it starts with.
 NoNewPrivileges=yes
 # Only unix sockets, reached through the file system: no network namespace needed either.
 RestrictAddressFamilies=AF_UNIX
