@@ -145,7 +145,7 @@ def make_plan(node: NodeRoot, opts: InstallOptions) -> Plan:
 def _bytes(node: NodeRoot, path: str) -> bytes | None:
     try:
         return node.at(path).read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
