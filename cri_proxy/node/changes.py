@@ -80,6 +80,9 @@ def apply(node: NodeRoot, plan: Plan) -> list[str]:
         raise ConfigError(f"cri-proxy is installed already ({MANIFEST_PATH}): run `cri-proxy uninstall` first")
     manifest: dict[str, Any] = {"format": MANIFEST_FORMAT, "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                 time.gmtime()), "method": plan.method, "listen": plan.listen, "files": [], "dirs": []}
+    for change in plan.changes:
+        if node.at(change.path).is_symlink():  # replacing it would turn a link into a file
+            raise ConfigError(f"{change.path} is a symlink: change the file it points to by hand, or use --via")
     done: list[str] = []
     try:
         _make_dirs(node, STATE_DIR, manifest["dirs"])

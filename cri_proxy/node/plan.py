@@ -116,6 +116,8 @@ def _choose(view: kl.KubeletView, via: str) -> str:
 def make_plan(node: NodeRoot, opts: InstallOptions) -> Plan:
     if opts.via not in VIA:
         raise ConfigError(f"--via {opts.via!r}: must be one of {', '.join(VIA)}")
+    if opts.db is not None and not opts.db.startswith("/"):
+        raise ConfigError(f"--db {opts.db!r}: give the node's absolute path, e.g. /var/lib/cri-proxy/calls.db")
     view = kl.inspect(node, opts.kubelet_config)
     current, where = view.endpoint()
     current_image, _ = view.endpoint(image=True)

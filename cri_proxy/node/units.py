@@ -65,16 +65,8 @@ def _exec_start(unit: ProxyUnit) -> str:
     return "ExecStart=" + " \\\n    ".join(lines)
 
 
-def proxy_unit(unit: ProxyUnit) -> str:
-    """The cri-proxy.service text."""
-    runtime = unit.runtime_unit
-    order = (f"After={runtime}\nWants={runtime}\n" if runtime else "")
-    protect_home = "read-only" if any(unit.program[0].startswith(h) for h in _HOME_DIRS) else "yes"
-    state = "StateDirectory=cri-proxy\nStateDirectoryMode=0700\n" if unit.db and unit.db.startswith(
-        STATE_DIR + "/") else ""
-    rw = " ".join(("" if f in (RUN_DIR, STATE_DIR) else "-") + f for f in unit.writable())
-    stop = max(20, int(unit.grace_period) + 10)
-    return f"""# Written by `cri-proxy install`; `cri-proxy uninstall` removes it. Edit with care:
+# The unit, with a comment above each choice; str.format() fills in the {fields}.
+_UNIT = """# Written by `cri-proxy install`; `cri-proxy uninstall` removes it. Edit with care:
 # uninstall refuses to remove a file that changed since install (unless --force).
 
 [Unit]
@@ -92,7 +84,7 @@ StartLimitIntervalSec=0
 # notify: the proxy tells systemd READY=1 once its socket listens, so the kubelet (ordered
 # after it) never starts before there is something to dial.
 Type=notify
-{_exec_start(unit)}
+{exec_start}
 # always: a proxy that exited for any reason leaves the kubelet without a runtime. 1 s is
 # shorter than the kubelet's own re-dial backoff (up to 3 s), so a crash costs one re-dial.
 Restart=always
@@ -148,6 +140,20 @@ SystemCallErrorNumber=EPERM
 # Not needed for the kubelet (its drop-in Wants= this unit); for `systemctl enable`.
 WantedBy=multi-user.target
 """
+
+
+def proxy_unit(unit: ProxyUnit) -> str:
+    """The cri-proxy.service text."""
+    runtime = unit.runtime_unit
+    in_state_dir = bool(unit.db and unit.db.startswith(STATE_DIR + "/"))
+    return _UNIT.format(
+        order=f"After={runtime}\nWants={runtime}\n" if runtime else "",
+        exec_start=_exec_start(unit),
+        state="StateDirectory=cri-proxy\nStateDirectoryMode=0700\n" if in_state_dir else "",
+        rw=" ".join(("" if f in (RUN_DIR, STATE_DIR) else "-") + f for f in unit.writable()),
+        protect_home="read-only" if any(unit.program[0].startswith(h) for h in _HOME_DIRS) else "yes",
+        stop=max(20, int(unit.grace_period) + 10),
+    )
 
 
 def kubelet_dropin(extra_args: str | None) -> str:

@@ -106,3 +106,14 @@ def test_describe_shows_new_files_whole_and_changes_as_diffs(tmp_path: Path) -> 
     assert f"----- begin {UNIT_PATH} (new: the proxy's service unit) -----" in lines
     assert "+containerRuntimeEndpoint: unix:///run/cri-proxy/containerd.sock   # kubeadm wrote this" in lines
     assert '-containerRuntimeEndpoint: "unix:///var/run/containerd/containerd.sock"   # kubeadm wrote this' in lines
+
+
+def test_a_symlinked_file_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    node = kubeadm_node(tmp_path, config=CONFIG_NO_ENDPOINT)
+    write(tmp_path, "/etc/kubelet.env", "KUBELET_EXTRA_ARGS=\n")
+    node.at("/etc/default").mkdir(parents=True)
+    os.symlink("../kubelet.env", node.at("/etc/default/kubelet"))
+    before = tree(tmp_path)
+    with pytest.raises(ConfigError, match="/etc/default/kubelet is a symlink"):
+        _install(node)
+    assert tree(tmp_path) == before

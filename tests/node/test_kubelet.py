@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cri_proxy.node import kubelet as kl
 from cri_proxy.node.paths import DEFAULT_KUBELET_CONFIG, KUBELET_DEFAULT_ENDPOINT, NodeRoot
+from tests.helpers.calls import wait_for
 from tests.helpers.node import CONFIG_NO_ENDPOINT, CONFIG_YAML, kubeadm_node, kubelet_process, write
 
 
@@ -79,8 +80,9 @@ def test_reads_a_real_process_from_the_real_proc() -> None:
     proc = subprocess.Popen(["kubelet", "-c", "sleep 60; :", "--config=/nonexistent/kubelet.yaml",
                              "--container-runtime-endpoint=unix:///run/test-cri-proxy.sock"], executable="/bin/sh")
     try:
+        # Until the child has exec'd, /proc shows the forked test process: wait for the exec.
+        wait_for(lambda: proc.pid in dict(kl.running_kubelets(NodeRoot(Path("/")))), timeout=10)
         found = dict(kl.running_kubelets(NodeRoot(Path("/"))))
-        assert proc.pid in found, f"pid {proc.pid} not among {sorted(found)}"
         flags = kl.parse_flags(found[proc.pid][1:])
         assert flags["--container-runtime-endpoint"] == "unix:///run/test-cri-proxy.sock"
         assert os.path.basename(found[proc.pid][0]) == "kubelet"

@@ -128,3 +128,8 @@ def test_a_kubelet_unit_that_ignores_extra_args_gets_a_warning(tmp_path: Path) -
     plan = _plan(NodeRoot(tmp_path))
     assert any("does not use $KUBELET_EXTRA_ARGS" in note for note in plan.notes)
     assert not any("WARNING" in n for n in _plan(kubeadm_node(tmp_path / "b")).notes)
+
+
+def test_a_relative_database_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--db 'calls.db': give the node's absolute path"):
+        _plan(kubeadm_node(tmp_path), db="calls.db")
