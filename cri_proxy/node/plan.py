@@ -22,7 +22,7 @@ from cri_proxy.model.errors import ConfigError
 from cri_proxy.node import kubelet as kl
 from cri_proxy.node.paths import (CRIO_SUFFIX, DEFAULT_KUBELET_CONFIG, DROPIN_PATH, RUN_DIR, UNIT_PATH,
                                   NodeRoot)
-from cri_proxy.node.systemd import load_service
+from cri_proxy.node.systemd import load_service, parse_unit
 from cri_proxy.node.units import ProxyUnit, kubelet_dropin, proxy_unit
 
 VIA = ("auto", "config", "flags")
@@ -182,10 +182,21 @@ def _via_flags(node: NodeRoot, view: kl.KubeletView, listen: str,
         return method, [FileChange(env_file, before, after, "the kubelet's environment file"),
                         FileChange(DROPIN_PATH, _bytes(node, DROPIN_PATH), kubelet_dropin(None).encode(),
                                    "the kubelet's drop-in (order after the proxy)")]
+    for later in _later_dropins_setting_extra_args(node, service.files):
+        notes.append(f"WARNING: {later} sets KUBELET_EXTRA_ARGS after {DROPIN_PATH} and overrides it: add "
+                     f"{flags} there, or use --via config")
     earlier = service.environment.get("KUBELET_EXTRA_ARGS", "").strip()
     method = f"the kubelet's flags: the drop-in {DROPIN_PATH} sets {flags} in KUBELET_EXTRA_ARGS"
     text = kubelet_dropin((earlier + " " + flags).strip())
     return method, [FileChange(DROPIN_PATH, _bytes(node, DROPIN_PATH), text.encode(), "the kubelet's drop-in")]
+
+
+def _later_dropins_setting_extra_args(node: NodeRoot, files: list[str]) -> list[str]:
+    """Drop-ins applied after ours (their names sort later) whose Environment= sets KUBELET_EXTRA_ARGS."""
+    ours = posixpath.basename(DROPIN_PATH)
+    later = [f for f in files if f.endswith(".conf") and posixpath.basename(f) > ours]
+    return [f for f in later if any("KUBELET_EXTRA_ARGS=" in v for v in
+                                    parse_unit(node.read_text(f) or "").get("Service", {}).get("Environment", []))]
 
 
 def _env_file_setting_extra_args(node: NodeRoot, env_files: list[str]) -> str | None:

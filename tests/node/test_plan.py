@@ -133,3 +133,14 @@ def test_a_kubelet_unit_that_ignores_extra_args_gets_a_warning(tmp_path: Path) -
 def test_a_relative_database_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--db 'calls.db': give the node's absolute path"):
         _plan(kubeadm_node(tmp_path), db="calls.db")
+
+
+def test_a_later_drop_in_that_sets_extra_args_gets_a_warning(tmp_path: Path) -> None:
+    node = kubeadm_node(tmp_path, config=CONFIG_NO_ENDPOINT)
+    write(tmp_path, "/etc/systemd/system/kubelet.service.d/20-extra.conf",
+          '[Service]\nEnvironment="KUBELET_EXTRA_ARGS=--v=4"\n')
+    plan = _plan(node)
+    assert any(n.startswith("WARNING: /etc/systemd/system/kubelet.service.d/20-extra.conf sets KUBELET_EXTRA_ARGS")
+               for n in plan.notes)
+    # ... and rightly so: with the drop-in written, the later file still wins.
+    assert _apply(node, plan).endpoint() == (kl.KUBELET_DEFAULT_ENDPOINT, "the kubelet's default")
