@@ -85,7 +85,7 @@ def install(
         check_run_args(plan.run_args)
         for note in plan.notes:
             typer.echo(note)
-        typer.echo(f"Pointing the kubelet at {plan.listen} through {plan.method}.")
+        typer.echo(f"Pointing the kubelet at {plan.listen} by {plan.method}.")
         if dry_run:
             typer.echo("Dry run: nothing is changed. These are the changes install would make:")
             for line in describe(plan):

@@ -56,7 +56,7 @@ class FileChange:
 @dataclass
 class Plan:
     changes: list[FileChange]
-    method: str  # how the kubelet is pointed at the proxy, one sentence
+    method: str  # how the kubelet is pointed at the proxy: "editing ...", "adding ...", "setting ..."
     run_args: list[str]
     listen: str
     notes: list[str] = field(default_factory=list)
@@ -159,8 +159,8 @@ def _via_config(node: NodeRoot, view: kl.KubeletView, listen: str) -> tuple[str,
     if view.config.get(kl.IMAGE_FIELD):
         fields[kl.IMAGE_FIELD] = listen
     after = kl.edit_config(before.decode(), fields, add=True).encode()
-    method = (f"the kubelet's config file {view.config_path} sets {', '.join(fields)}: editing "
-              f"{'those fields' if len(fields) > 1 else 'that field'} (a backup is kept)")
+    method = (f"editing {' and '.join(fields)} in its config file {view.config_path}, where the endpoint is set "
+              "now (a backup is kept)")
     return method, [FileChange(view.config_path, before, after, "the kubelet's config file"),
                     FileChange(DROPIN_PATH, _bytes(node, DROPIN_PATH), kubelet_dropin(None).encode(),
                                "the kubelet's drop-in (order after the proxy)")]
@@ -177,8 +177,8 @@ def _via_flags(node: NodeRoot, view: kl.KubeletView, listen: str,
     if env_file is not None:
         before = _bytes(node, env_file) or b""
         after = _set_env_line(before.decode(), "KUBELET_EXTRA_ARGS", flags).encode()
-        method = (f"{env_file} sets KUBELET_EXTRA_ARGS, which would override a drop-in's: adding the endpoint "
-                  "flags to it (a backup is kept)")
+        method = (f"adding its endpoint flags to KUBELET_EXTRA_ARGS in {env_file}, whose value would override a "
+                  "drop-in's (a backup is kept)")
         return method, [FileChange(env_file, before, after, "the kubelet's environment file"),
                         FileChange(DROPIN_PATH, _bytes(node, DROPIN_PATH), kubelet_dropin(None).encode(),
                                    "the kubelet's drop-in (order after the proxy)")]
@@ -186,7 +186,7 @@ def _via_flags(node: NodeRoot, view: kl.KubeletView, listen: str,
         notes.append(f"WARNING: {later} sets KUBELET_EXTRA_ARGS after {DROPIN_PATH} and overrides it: add "
                      f"{flags} there, or use --via config")
     earlier = service.environment.get("KUBELET_EXTRA_ARGS", "").strip()
-    method = f"the kubelet's flags: the drop-in {DROPIN_PATH} sets {flags} in KUBELET_EXTRA_ARGS"
+    method = f"setting its endpoint flags in KUBELET_EXTRA_ARGS with the drop-in {DROPIN_PATH}"
     text = kubelet_dropin((earlier + " " + flags).strip())
     return method, [FileChange(DROPIN_PATH, _bytes(node, DROPIN_PATH), text.encode(), "the kubelet's drop-in")]
 

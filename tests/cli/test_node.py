@@ -30,8 +30,8 @@ def test_dry_run_changes_nothing_and_its_unit_passes_systemd(tmp_path: Path) -> 
     result = run_cli("install", "--dry-run", "--root", str(root), "--proxy-arg=--retain=7d")
     assert result.returncode == 0, result.stderr
     assert tree(root) == before
-    assert "through the kubelet's config file /var/lib/kubelet/config.yaml sets containerRuntimeEndpoint" in \
-        result.stdout
+    assert ("Pointing the kubelet at unix:///run/cri-proxy/containerd.sock by editing containerRuntimeEndpoint "
+            "in its config file /var/lib/kubelet/config.yaml") in result.stdout
     assert result.stdout.rstrip().endswith(f"Then put it into effect: {RESTART}")
     unit = block(result.stdout, UNIT_PATH)
     assert f"ExecStart={program()[0]} run \\" in unit  # this installation's own cri-proxy, by absolute path

@@ -38,7 +38,7 @@ def _paths(plan: Plan) -> dict[str, bool]:
 def test_a_config_file_endpoint_is_edited_in_the_config_file(tmp_path: Path) -> None:
     node = kubeadm_node(tmp_path)
     plan = _plan(node)
-    assert "config file /var/lib/kubelet/config.yaml" in plan.method
+    assert plan.method.startswith("editing containerRuntimeEndpoint in its config file /var/lib/kubelet/config.yaml")
     assert _paths(plan) == {UNIT_PATH: True, "/var/lib/kubelet/config.yaml": False, DROPIN_PATH: True}
     assert plan.run_args[:4] == ["--listen", PROXY, "--runtime-endpoint", "unix:///var/run/containerd/containerd.sock"]
     dropin = next(c for c in plan.changes if c.path == DROPIN_PATH)
@@ -51,7 +51,7 @@ def test_a_config_file_endpoint_is_edited_in_the_config_file(tmp_path: Path) -> 
 def test_a_flag_endpoint_is_overridden_by_the_drop_in(tmp_path: Path) -> None:
     node = kubeadm_node(tmp_path, flags_env=OLD_KUBEADM_FLAGS)
     plan = _plan(node)
-    assert plan.method.startswith("the kubelet's flags: the drop-in")
+    assert plan.method == f"setting its endpoint flags in KUBELET_EXTRA_ARGS with the drop-in {DROPIN_PATH}"
     assert _paths(plan) == {UNIT_PATH: True, DROPIN_PATH: True}
     view = _apply(node, plan)
     assert view.endpoint() == (PROXY, "the kubelet's --container-runtime-endpoint flag")
@@ -62,7 +62,7 @@ def test_a_flag_endpoint_is_overridden_by_the_drop_in(tmp_path: Path) -> None:
 def test_an_env_file_that_sets_extra_args_is_edited_instead(tmp_path: Path) -> None:
     node = kubeadm_node(tmp_path, config=CONFIG_NO_ENDPOINT, default_env="# from the package\nKUBELET_EXTRA_ARGS=--v=2\n")
     plan = _plan(node)
-    assert plan.method.startswith("/etc/default/kubelet sets KUBELET_EXTRA_ARGS")
+    assert plan.method.startswith("adding its endpoint flags to KUBELET_EXTRA_ARGS in /etc/default/kubelet")
     env = next(c for c in plan.changes if c.path == "/etc/default/kubelet")
     assert env.after.decode() == ("# from the package\nKUBELET_EXTRA_ARGS=\"--v=2 --container-runtime-endpoint="
                                   f"{PROXY} --image-service-endpoint={PROXY}\"\n")
@@ -104,7 +104,7 @@ def test_explicit_choices_and_their_refusals(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must be one of"):
         _plan(node, via="sometimes")
     other = kubeadm_node(tmp_path / "b")
-    assert _plan(other, via="flags").method.startswith("the kubelet's flags")
+    assert _plan(other, via="flags").method.startswith("setting its endpoint flags")
     plan = _plan(other, runtime_endpoint="unix:///run/x/rt.sock", listen="unix:///run/cri-proxy/p.sock", db=None)
     assert plan.run_args[:4] == ["--listen", "unix:///run/cri-proxy/p.sock", "--runtime-endpoint",
                                  "unix:///run/x/rt.sock"] and "--db" not in plan.run_args
