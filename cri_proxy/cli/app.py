@@ -209,9 +209,11 @@ def main() -> None:
 def _register_subcommands() -> None:
     from cri_proxy.cli.query import register
     from cri_proxy.cli.replay import register as register_replay
+    from cri_proxy.cli.node import register as register_node
 
     register(app)  # query, tail, stats
     register_replay(app)  # replay, serve
+    register_node(app)  # install, uninstall, doctor
 
 
 _register_subcommands()
