@@ -83,15 +83,15 @@ class _OpenCalls(Collector):
         self.clock = clock
         self.lock = threading.Lock()
         self.calls: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, stream) -> path, started_at
-        self.seen: set[tuple[str, str]] = set()  # methods reported once stay reported (at 0)
+        self.seen: set[str] = set()  # paths ("" for any other) reported once stay reported, at 0
 
     def collect(self) -> Iterator[Metric]:
         with self.lock:
             open_calls = list(self.calls.values())
-            seen = set(self.seen)
+            seen = list(self.seen)
         in_flight = GaugeMetricFamily("cri_proxy_calls_in_flight", "Calls opened and not yet finished.",
                                       labels=["service", "method"])
-        counts = dict.fromkeys(seen, 0)
+        counts = dict.fromkeys(map(method_labels, seen), 0)
         oldest: float | None = None
         for path, started in open_calls:
             key = method_labels(path)
@@ -171,7 +171,7 @@ class CallMetrics:
         with entry.lock:
             if len(entry.calls) < MAX_OPEN:
                 entry.calls[(conn_id, stream_id)] = (path, started_at)
-                entry.seen.add(method_labels(path))
+                entry.seen.add(path if path in METHODS else "")  # labels are made at scrape time
 
     def observe(self, call: RecordedCall) -> None:
         """A finished call (any outcome): counted, timed, and no longer in flight."""
