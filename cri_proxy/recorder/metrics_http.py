@@ -25,6 +25,7 @@ from cri_proxy.model.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+DEFAULT_LISTEN = "127.0.0.1:9464"  # the port OpenTelemetry's Prometheus exporters use by convention
 Readiness = Callable[[], str | None]
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -18,6 +18,7 @@ from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.recorder.metrics import MAX_CLIENTS, CallMetrics
 from cri_proxy.recorder.metrics_http import MetricsServer, parse_listen
+from cri_proxy.recorder.spans import CallSpans, SpanOptions
 from tests.conftest import ROOT
 from tests.helpers.calls import make_call
 
@@ -245,6 +246,35 @@ def test_two_peers_do_not_share_series() -> None:
     labels = {"service": V1, "method": "Version", "code": "OK"}
     assert one.registry.get_sample_value("cri_proxy_calls_total", labels) == 1
     assert two.registry.get_sample_value("cri_proxy_calls_total", labels) is None
+
+
+def test_the_spans_peer_counts_are_exposed(metrics: CallMetrics, server: MetricsServer,
+                                           sock_dir: pathlib.Path) -> None:
+    spans = CallSpans(SpanOptions(endpoint=f"unix://{sock_dir}/nobody.sock", max_queue_size=4,
+                                  max_export_batch_size=4, export_timeout_s=0.2))
+    metrics.read_spans(spans.counts)
+    for i in range(10):
+        call = make_call("Version", stream_id=2 * i + 1)
+        call.request_metadata.append(("traceparent", f"00-{i + 1:032x}-{i + 1:016x}-01"))
+        spans.observe(call)
+    spans.close(timeout_s=2.0)
+    found = samples(get(server, "/metrics")[1])
+    assert value(found, "cri_proxy_spans_exported_total") == 0
+    assert value(found, "cri_proxy_spans_dropped_total") == 10
+
+
+def test_every_metric_is_documented(metrics: CallMetrics) -> None:
+    for call in known_sequence():
+        metrics.observe(call)
+    spans = CallSpans(SpanOptions(endpoint="unix:///nonexistent.sock"))
+    metrics.read_spans(spans.counts)
+    spans.close()
+    doc = (ROOT / "examples" / "metrics.md").read_text()
+    suffix = {"counter": "_total", "info": "_info"}  # as the exposition spells the family
+    names = {family.name + suffix.get(family.type, "") for family in metrics.registry.collect()}
+    assert "cri_proxy_calls_in_flight" in names and "cri_proxy_spans_dropped_total" in names
+    missing = sorted(name for name in names if f"`{name}`" not in doc and not name.startswith("process_"))
+    assert not missing, f"not in examples/metrics.md: {missing}"
 
 
 # --- examples/alerts.yaml ---------------------------------------------------------------

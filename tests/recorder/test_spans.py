@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import pathlib
 import time
+from typing import Any
 
 import pytest
+import yaml
 
 from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.recorder.spans import CallSpans, SpanOptions
+from cri_proxy.recorder.metrics_http import DEFAULT_LISTEN
+from tests.conftest import ROOT
 from tests.helpers.calls import make_call
 from tests.helpers.otlp import grpc_receiver, http_receiver
 
@@ -61,6 +65,9 @@ def test_one_child_span_per_traced_call(sock_dir: pathlib.Path) -> None:
         assert item.resource["service.name"] == "cri-proxy"
     assert got[(2).to_bytes(16, "big")].span.status.message == "NOT_FOUND: no such container"
     assert got[(4).to_bytes(16, "big")].span.status.message == "cancelled"
+    doc = (ROOT / "examples" / "metrics.md").read_text()
+    names = {key for item in got.values() for key in item.attributes}
+    assert not sorted(n for n in names if f"| `{n}` |" not in doc), "span attributes missing in metrics.md"
     noted_span = got[(3).to_bytes(16, "big")]
     assert noted_span.attributes["k8s.pod.name"] == "web" and noted_span.attributes["cri.redacted"] is True
     assert noted_span.attributes["cri.translated"] is True
@@ -121,3 +128,18 @@ def test_bad_options_are_refused() -> None:
                            (SpanOptions(max_queue_size=10, max_export_batch_size=20), "batch size")):
         with pytest.raises(ConfigError, match=match):
             options.check()
+
+
+def test_the_collector_example_is_whole_and_matches_the_defaults() -> None:
+    config: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "otel-collector.yaml").read_text())
+    pipelines = config["service"]["pipelines"]
+    assert set(pipelines) == {"traces", "metrics"}
+    for name, pipeline in pipelines.items():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline[kind]:
+                assert component in config[kind], f"pipeline {name}: {kind[:-1]} {component} is not defined"
+    # The spans peer's default (the OTLP exporter's) is gRPC to localhost:4317.
+    assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "127.0.0.1:4317"
+    [job] = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == [DEFAULT_LISTEN]
+    assert "batch" in pipelines["traces"]["processors"]
