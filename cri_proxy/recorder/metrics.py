@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.cri import METHODS, parse_path
-from cri_proxy.model.status import failed, status_name
+from cri_proxy.model.status import StatusCode, failed, status_name
 from cri_proxy.recorder.metrics_http import MetricsServer, Readiness, serve
 from cri_proxy.recorder.notes import NoteKind, note_kind
 
@@ -39,6 +39,7 @@ MAX_CLIENTS: Final = 20
 MAX_OPEN: Final = 100_000  # open calls remembered; past it `opened` is ignored (a leak guard)
 # Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
 # count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
+_CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
 _STREAMING: Final = frozenset(path for path, info in METHODS.items() if info.server_streaming)
 
 
@@ -58,10 +59,12 @@ def method_labels(path: str) -> tuple[str, str]:
 
 
 def code_label(call: RecordedCall) -> str:
-    """The status name, or how the call ended when no status arrived ("no_status" if it completed)."""
-    name = status_name(call.status_code)
-    if name is not None:
-        return name
+    """The status name, or how the call ended when no status arrived ("no_status" if it completed).
+
+    A code gRPC does not define is `CODE_OTHER`: the label set stays bounded whatever arrives.
+    """
+    if call.status_code is not None:
+        return _CODE_NAMES.get(call.status_code, "CODE_OTHER")
     return "no_status" if call.outcome.value == "completed" else call.outcome.value
 
 

@@ -119,12 +119,15 @@ def test_counters_equal_what_was_fed(metrics: CallMetrics, server: MetricsServer
     assert value(found, "process_resident_memory_bytes") > 0
 
 
-def test_a_path_no_cri_version_defines_is_counted_as_other(metrics: CallMetrics, server: MetricsServer) -> None:
+def test_odd_paths_and_codes_keep_the_labels_bounded(metrics: CallMetrics, server: MetricsServer) -> None:
     for i in range(50):
         metrics.observe(RecordedCall(1, 2 * i + 1, time.time(), f"/evil.Service{i}/M{i}", duration_s=0.001,
                                      status_code=12))
+    for code in range(100, 130):  # codes gRPC does not define share one label value
+        metrics.observe(make_call("Version", status=code))
     found = samples(get(server, "/metrics")[1])
     assert value(found, "cri_proxy_calls_total", service="other", method="other", code="UNIMPLEMENTED") == 50
+    assert value(found, "cri_proxy_calls_total", service=V1, method="Version", code="CODE_OTHER") == 30
     assert not [key for key in found if ("method", "M7") in key[1]]
 
 
