@@ -243,6 +243,16 @@ def test_listen_addresses() -> None:
             parse_listen(bad)
 
 
+@pytest.mark.skipif(not socket.has_ipv6, reason="this Python has no IPv6 support")
+def test_an_ipv6_listener() -> None:
+    server = CallMetrics(process=False).serve("[::1]:0")
+    try:
+        assert server.address.startswith("[::1]:")
+        assert get(server, "/healthz") == (200, "ok\n")
+    finally:
+        server.close()
+
+
 def test_two_peers_do_not_share_series() -> None:
     one, two = CallMetrics(process=False), CallMetrics(process=False)
     one.observe(make_call("Version"))
