@@ -34,7 +34,7 @@ def db_commands() -> list[str]:
 
 
 def test_db_is_on_every_command_that_reads_or_writes_a_recording() -> None:
-    assert db_commands() == ["demo", "query", "replay", "run", "serve", "stats", "tail"]
+    assert db_commands() == ["demo", "install", "query", "replay", "run", "serve", "stats", "tail"]
 
 
 @pytest.mark.parametrize("command", db_commands())
@@ -43,7 +43,8 @@ def test_db_honours_the_environment_everywhere(command: str, monkeypatch: pytest
     given = parse(command, ["--db", "/srv/given.db"], {DB_ENV: "/srv/from-env.db"}, monkeypatch)
     assert given["db"] == Path("/srv/given.db")  # the command line beats the environment
     unset = parse(command, [], {}, monkeypatch)["db"]
-    assert unset == (Path("cri-proxy-demo.db") if command == "demo" else None)
+    own_default = {"demo": Path("cri-proxy-demo.db"), "install": Path("/var/lib/cri-proxy/calls.db")}
+    assert unset == own_default.get(command)  # the others: None, which each command resolves
 
 
 def test_choices_are_enums_with_a_one_line_complaint() -> None:
