@@ -19,7 +19,7 @@ from cri_proxy.model.errors import ConfigError, CriProxyError
 from cri_proxy.query.since import since_unix
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.report import check_report_path, write_report, write_terminal
-from cri_proxy.replay.source import Selection
+from cri_proxy.store.selection import Selection
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -57,11 +57,11 @@ def replay(
     pace: str = typer.Option("fast", "--pace", help="fast (back to back), original (recorded gaps) or xN (N times faster)."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write every call's result and differences to FILE.html or FILE.json."),
     ignore: list[str] = typer.Option([], "--ignore", metavar="GLOB", help="Also ignore response fields whose path matches this glob, e.g. 'status.labels.*' (repeatable)."),
-    db_out: Optional[Path] = typer.Option(None, "--db-out", metavar="PATH", help="Record the replay here [default: DB itself]."),
+    db_out: Optional[Path] = typer.Option(None, "--db-out", metavar="PATH", help="Record the replay here (may be DB itself) [default: not recorded; DB is never changed]."),
     max_stream: float = typer.Option(5.0, "--max-stream-seconds", min=0.1, help="Read a server stream at most this long, then cancel it."),
     log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning or error."),
 ) -> None:
-    """Re-issue recorded calls against a runtime, compare the answers, and record the replay as a new session."""
+    """Re-issue recorded calls against a runtime and compare the answers (--db-out records the replay as a new session)."""
     from cri_proxy.replay.runner import ReplayOptions, run_replay
 
     _logging(log_level)

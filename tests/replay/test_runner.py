@@ -13,7 +13,7 @@ from cri_proxy.fakeruntime import PreloadedImage, start_fake_runtime
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.results import Verdict
 from cri_proxy.replay.runner import ReplayOptions, run_replay, skip_line
-from cri_proxy.replay.source import Selection
+from cri_proxy.store.selection import Selection
 from tests.helpers.recordings import (
     MUTATIONS,
     PHASE_GAP_S,
@@ -31,7 +31,8 @@ async def test_full_replay_against_a_fresh_runtime_matches(sock_dir: pathlib.Pat
     target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
     lines: list[str] = []
     try:
-        result = await run_replay(ReplayOptions(str(recording.db), target.address, allow_mutations=True), lines.append)
+        result = await run_replay(ReplayOptions(str(recording.db), target.address, allow_mutations=True,
+                                                db_out=str(recording.db)), lines.append)  # side by side, as asked
     finally:
         await target.stop(0)
     bad = [(r.call_id, r.method, r.reason, r.differences) for r in result.results if r.verdict is not Verdict.MATCHED]

@@ -14,6 +14,7 @@ import pytest
 
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store import db, sql
+from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
 from tests.helpers.calls import T0, make_call, record
 
@@ -102,7 +103,7 @@ def test_upgrade_from_version_1_keeps_the_data(tmp_path: Path) -> None:
         conn.close()
     # and a recorder writes into the upgraded file, next to the old session
     record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     assert conn.execute("SELECT count(*), count(DISTINCT session_id) FROM calls").fetchone() == (2, 2)
     conn.close()
 
@@ -131,7 +132,7 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=rf"newer cri-proxy \(schema version {NEWEST + 1}"):
         db.open_database(path)
     with pytest.raises(StorageError, match="newer cri-proxy"):
-        db.open_readonly(path)
+        open_readonly(path)
 
 
 def test_not_a_database_is_reported(tmp_path: Path) -> None:
@@ -140,15 +141,15 @@ def test_not_a_database_is_reported(tmp_path: Path) -> None:
     with pytest.raises(db.DatabaseCorrupt, match="not a usable SQLite database"):
         db.open_database(path)
     with pytest.raises(StorageError, match="not a usable SQLite database"):
-        db.open_readonly(path)
+        open_readonly(path)
     with pytest.raises(StorageError, match="no recording database"):
-        db.open_readonly(tmp_path / "absent.db")
+        open_readonly(tmp_path / "absent.db")
 
 
 def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         assert conn.execute("SELECT count(*) FROM calls").fetchone() == (1,)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -191,7 +192,7 @@ def test_named_queries_have_headers_and_run(tmp_path: Path) -> None:
     queries = sql.queries()
     assert {"pod-startup", "failed-last-hour", "largest-replies", "busiest-methods", "exec-probes"} <= set(queries)
     readme = (ROOT / "storage" / "README.md").read_text()
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         for name, query in queries.items():
             assert query.description, name
