@@ -116,11 +116,12 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
 
 
 def create_views(conn: sqlite3.Connection) -> None:
-    """Drops every view and creates storage/views.sql's, in one transaction."""
+    """Re-creates the project's own views (those storage/views.sql names), in one transaction.
+    A user's own views are left alone: they are the user's, and may use ours."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall():
-            conn.execute(f'DROP VIEW "{name}"')
+        for name in sql.view_names():
+            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
         for statement in split_statements(sql.views()):
             conn.execute(statement)
         conn.execute("COMMIT")

@@ -30,7 +30,7 @@ from cri_proxy.store.selection import Selection, check_session
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's variable limit
 
 
-def _select(selection: Selection) -> tuple[str, list[object]]:
+def select_sql(selection: Selection) -> tuple[str, list[object]]:
     where, args = selection.sql_where()
     return f"SELECT {SELECT_COLUMNS} FROM calls AS c{where} ORDER BY c.started_unix, c.id", args
 
@@ -48,7 +48,7 @@ def with_messages(conn: sqlite3.Connection, calls: list[StoredCall]) -> list[Sto
 def load_calls(conn: sqlite3.Connection, selection: Selection) -> list[StoredCall]:
     """The selected calls with their messages, by `started_unix` (then id)."""
     check_session(conn, selection.session)
-    query, args = _select(selection)
+    query, args = select_sql(selection)
     try:
         rows = conn.execute(query, args).fetchall()
     except sqlite3.Error as exc:
@@ -99,7 +99,7 @@ def summarize(conn: sqlite3.Connection, selection: Selection) -> Summary:
 def _batches(conn: sqlite3.Connection, selection: Selection, batch_calls: int,
              batch_bytes: int) -> Iterator[list[StoredCall]]:  # fmt: skip
     """The selected calls in batches of at most `batch_calls` calls and about `batch_bytes`."""
-    query, args = _select(selection)
+    query, args = select_sql(selection)
     try:
         cursor = conn.execute(query, args)
     except sqlite3.Error as exc:

@@ -158,18 +158,24 @@ def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_views_are_recreated_at_open(tmp_path: Path) -> None:
+def test_the_projects_views_are_recreated_at_open_and_a_users_view_survives(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     db.open_database(path).close()
     conn = sqlite3.connect(path)
     conn.execute("DROP VIEW errors")
-    conn.execute("CREATE VIEW stale AS SELECT 1")
+    conn.execute("DROP VIEW slow_calls")
+    conn.execute("CREATE VIEW slow_calls AS SELECT 1 AS stale")  # an old version's definition
+    conn.execute("CREATE VIEW my_errors AS SELECT call_id, method FROM errors WHERE method LIKE 'Exec%'")
     conn.commit()
     conn.close()
     conn = db.open_database(path)
-    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    views = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall())
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(slow_calls)")]
+    mine = conn.execute("SELECT * FROM my_errors").fetchall()
     conn.close()
-    assert views == set(sql.view_names())
+    assert set(views) == set(sql.view_names()) | {"my_errors"}
+    assert "method LIKE 'Exec%'" in views["my_errors"] and mine == []
+    assert columns[0] == "call_id"  # this version's slow_calls, not the stale one
 
 
 def test_readme_documents_every_table_column_and_view(tmp_path: Path) -> None:
@@ -209,8 +215,8 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
 
 
-def test_storage_files_are_found_inside_the_package() -> None:
+def test_a_checkout_reads_the_top_level_storage_folder() -> None:
     here = Path(db.__file__).resolve().parent
-    assert (here / "storage" / "migrations" / "0001_initial.sql").is_file()
+    assert not (here / "storage").is_symlink()  # no link from the package into storage/
     assert sql.storage_dir().resolve() == (ROOT / "storage").resolve()
     assert T0 > 0

@@ -81,3 +81,16 @@ async def test_the_file_can_be_written_while_it_is_streamed(recording: Recorded)
 def _columns_with_new_id(conn: sqlite3.Connection) -> str:
     names = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
     return ", ".join("id + 100000" if n == "id" else n for n in names)
+
+
+def test_calls_are_read_in_start_order_through_the_index_without_a_sort(recording: Recorded) -> None:
+    from cri_proxy.store.reader import select_sql
+
+    rec = Recording(recording.db)
+    try:
+        for selection in (Selection(), Selection(since=0.0, until=4e9, where="method <> 'Version'")):
+            query, args = select_sql(selection)
+            plan = " / ".join(row[3] for row in rec.conn.execute("EXPLAIN QUERY PLAN " + query, args))
+            assert "calls_started_unix" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        rec.close()
