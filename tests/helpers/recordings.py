@@ -124,3 +124,19 @@ async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+GOLDEN_DIR = ROOT / "tests" / "data" / "recordings"
+GOLDEN = sorted(GOLDEN_DIR.glob("schema-v*.db"))  # one recording per schema version, frozen
+
+
+def golden_sums() -> dict[str, str]:
+    """The frozen files' sha256 as SHA256SUMS records them."""
+    lines = (GOLDEN_DIR / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split() for line in lines)}
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
