@@ -61,6 +61,9 @@ async def _drive(channel: grpc.aio.Channel) -> None:
     await rt.StartContainer(v1.StartContainerRequest(container_id=ctr))
     await rt.ListContainers(v1.ListContainersRequest())
     await rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr))
+    # verbose: `info` holds a JSON document with the pid and ids, which differ on every run
+    await rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr, verbose=True))
+    await rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True))
     await rt.ListPodSandbox(v1.ListPodSandboxRequest(filter=v1.PodSandboxFilter(id=pod)))
     await rt.ExecSync(v1.ExecSyncRequest(container_id=ctr, cmd=["echo", "hi"], timeout=5))
     with pytest.raises(grpc.aio.AioRpcError):

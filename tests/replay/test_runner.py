@@ -137,3 +137,29 @@ async def test_the_replay_can_go_to_another_database(sock_dir: pathlib.Path, rec
     assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
     conn.close()
     assert sqlite3.connect(recording.db).execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+
+
+async def test_a_replay_leaves_its_source_byte_identical(sock_dir: pathlib.Path, recording: Recorded) -> None:
+    """Stopped (no -wal) and live (a writer holds committed rows in the -wal): the replay
+    reads, records nothing, and neither the file nor its -wal changes."""
+    from tests.helpers.recordings import file_sha256
+
+    wal = pathlib.Path(f"{recording.db}-wal")
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        before = file_sha256(recording.db)
+        result = await run_replay(ReplayOptions(str(recording.db), target.address))
+        assert result.db_out is None and result.replay_session is None and result.results
+        assert file_sha256(recording.db) == before and not wal.exists()
+        writer = sqlite3.connect(recording.db, isolation_level=None)  # the proxy, still recording
+        try:
+            writer.execute("UPDATE sessions SET calls_recorded = calls_recorded + 1")
+            live = (file_sha256(recording.db), file_sha256(wal))
+            sessions = writer.execute("SELECT count(*) FROM sessions").fetchone()
+            result = await run_replay(ReplayOptions(str(recording.db), target.address))
+            assert result.results and (file_sha256(recording.db), file_sha256(wal)) == live
+            assert writer.execute("SELECT count(*) FROM sessions").fetchone() == sessions
+        finally:
+            writer.close()
+    finally:
+        await target.stop(0)
