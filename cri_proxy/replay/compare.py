@@ -14,7 +14,8 @@ Verbose status calls carry a JSON document inside a string (`info.info`, as cont
 answers them). Two such strings are compared as the JSON they hold, at the same path
 (`info.info.config.metadata.name`), and inside them every pid, id and timestamp is left out,
 whatever its key's spelling (`pid`, `sandboxID`, `createdAt`, `started_at`...), and so is a
-value that is itself an id (64 hex digits), a time (RFC 3339) or a /proc/<pid> path.
+value that is itself an id (64 hex digits), a time (RFC 3339) or a /proc/<pid> path. A
+value the recording redacted (`[redacted]`, `KEY=[redacted]`) matches whatever is answered.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from cri_proxy.recorder.redact import REDACTED
 
 # What differs between any two runs of the same calls: times, counters, process ids, the
 # single-use streaming URLs, and the fields derived from them.
@@ -105,7 +108,7 @@ class Comparer:
             inner = _json_document(old), _json_document(new)
             if inner[0] is not None and inner[1] is not None:
                 self._diff(inner[0], inner[1], path, out, verbose=True)
-            elif not (verbose and _volatile_value(old) and _volatile_value(new)):
+            elif not (verbose and _volatile_value(old) and _volatile_value(new)) and not _redacted_match(old, new):
                 out.append(Difference(path, old, new))
         elif old != new:
             out.append(Difference(path, old, new))
@@ -146,6 +149,15 @@ def _volatile_key(path: str) -> bool:
 
 def _volatile_value(value: str) -> bool:
     return bool(_VOLATILE_VALUE.match(value))
+
+
+def _redacted_match(recorded: str, replayed: str) -> bool:
+    """The recording blanked this secret (`[redacted]`, or `KEY=[redacted]` in an OCI env
+    list): whatever the runtime answers now cannot be compared with it."""
+    if recorded == REDACTED:
+        return True
+    key, sep, value = recorded.partition("=")
+    return bool(sep) and value == REDACTED and replayed.startswith(key + "=")
 
 
 def _literal_brackets(glob: str) -> str:

@@ -114,3 +114,10 @@ def test_verbose_info_json_is_compared_without_its_pids_ids_and_times() -> None:
     # outside such a document an id is compared as ever, and a string that is not JSON too
     assert [d.path for d in Comparer().diff({"status": {"id": "c1"}}, {"status": {"id": "c2"}})] == ["status.id"]
     assert [d.path for d in Comparer().diff({"info": {"x": "{not json"}}, {"info": {"x": "{nor this"}})] == ["info.x"]
+
+
+def test_a_value_the_recording_redacted_matches_whatever_is_answered() -> None:
+    old = {"env": ["PATH=[redacted]", "HOME=/root"], "password": "[redacted]"}
+    new = {"env": ["PATH=/bin", "HOME=/home"], "password": "hunter2"}
+    assert [d.path for d in Comparer().diff(old, new)] == ["env[1]"]
+    assert [d.path for d in Comparer().diff({"env": ["PATH=[redacted]"]}, {"env": ["HOME=/bin"]})] == ["env[0]"]
