@@ -16,6 +16,8 @@ from cri_proxy.replay.runner import ReplayOptions, run_replay, skip_line
 from cri_proxy.store.selection import Selection
 from tests.helpers.recordings import (
     MUTATIONS,
+    drive_verbose,
+    record_through_proxy,
     PHASE_GAP_S,
     Recorded,
     recording,
@@ -163,3 +165,17 @@ async def test_a_replay_leaves_its_source_byte_identical(sock_dir: pathlib.Path,
             writer.close()
     finally:
         await target.stop(0)
+
+
+async def test_pids_and_ids_inside_verbose_info_do_not_count_as_differences(sock_dir: pathlib.Path) -> None:
+    folder = sock_dir / "rec"
+    folder.mkdir()
+    db = await record_through_proxy(folder, drive_verbose)
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        result = await run_replay(ReplayOptions(str(db), target.address, allow_mutations=True))
+    finally:
+        await target.stop(0)
+    verbose = [r for r in result.results if r.method in ("ContainerStatus", "PodSandboxStatus")]
+    assert len(verbose) == 2 and all(r.verdict is Verdict.MATCHED for r in verbose), verbose
+    assert result.exit_code == 0
