@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 
 from cri_proxy.messages.decode import decode_message, method_types
-from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall, api_version_of
+from cri_proxy.model.call import FORMAT_VERSION, Direction, Message, Outcome, RecordedCall, api_version_of
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import ConfigError
@@ -150,6 +150,8 @@ async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_starte
 
 
 def _skip_reason(call: StoredCall, opts: ReplayOptions) -> str:
+    if call.call.format_version > FORMAT_VERSION:
+        return f"recorded in call format {call.call.format_version} (this cri-proxy knows {FORMAT_VERSION})"
     if not call.is_cri or method_types(call.path) is None:
         return "not a CRI call"
     if call.method in MUTATING and not opts.allow_mutations:

@@ -17,9 +17,9 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.errors import StorageError
@@ -28,6 +28,7 @@ from cri_proxy.store.rows import SELECT_COLUMNS, SELECT_MESSAGES, StoredCall, at
 from cri_proxy.store.selection import Selection, check_session
 
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's variable limit
+T = TypeVar("T")
 
 
 def select_sql(selection: Selection) -> tuple[str, list[object]]:
@@ -128,6 +129,7 @@ class CallStream:
         self._selection = selection
         self._batch_calls = batch_calls
         self._batch_bytes = batch_bytes
+        self._reader: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], selection: Selection, *,
@@ -153,14 +155,23 @@ class CallStream:
         await self.close()
 
     async def close(self) -> None:
+        """Stops the read ahead (a consumer may leave the loop half-way), then closes."""
+        await self._stop_reader()
         self._recording.close()
+
+    async def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
     async def summary(self) -> Summary:
         return await asyncio.to_thread(summarize, self._recording.conn, self._selection)
 
     async def __aiter__(self) -> AsyncIterator[StoredCall]:
         batches: asyncio.Queue[list[StoredCall] | BaseException | None] = asyncio.Queue(maxsize=1)
-        reader = asyncio.create_task(self._read(batches))
+        self._reader = asyncio.create_task(self._read(batches))
         try:
             while True:
                 batch = await batches.get()
@@ -172,15 +183,13 @@ class CallStream:
                     yield call
                 batch.clear()  # let the calls go as soon as the replay is done with them
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await self._stop_reader()
 
     async def _read(self, out: asyncio.Queue[list[StoredCall] | BaseException | None]) -> None:
         """Fills `out` with batches, reading each on a worker thread."""
         batches = _batches(self._recording.conn, self._selection, self._batch_calls, self._batch_bytes)
         try:
-            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            while (batch := await _finish_on_cancel(asyncio.to_thread(next, batches, None))) is not None:
                 await out.put(batch)
             await out.put(None)
         except sqlite3.Error as exc:
@@ -189,10 +198,13 @@ class CallStream:
             await out.put(exc)
 
 
-def calls_in(conn: sqlite3.Connection, calls: Iterable[int]) -> list[StoredCall]:
-    """The calls with these ids, with messages, by id (for tests and tools)."""
-    ids = list(calls)
-    marks = ",".join("?" * len(ids))
-    found = [stored_call(r) for r in conn.execute(f"SELECT {SELECT_COLUMNS} FROM calls AS c "
-                                                  f"WHERE c.id IN ({marks}) ORDER BY c.id", ids)]  # fmt: skip
-    return with_messages(conn, found)
+async def _finish_on_cancel(read: Awaitable[T]) -> T:
+    """Awaits a read on a worker thread; when cancelled, lets the read finish first, so the
+    connection is never closed under a thread still using it."""
+    task = asyncio.ensure_future(read)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
+        raise

@@ -179,3 +179,20 @@ async def test_pids_and_ids_inside_verbose_info_do_not_count_as_differences(sock
     verbose = [r for r in result.results if r.method in ("ContainerStatus", "PodSandboxStatus")]
     assert len(verbose) == 2 and all(r.verdict is Verdict.MATCHED for r in verbose), verbose
     assert result.exit_code == 0
+
+
+async def test_a_call_of_a_newer_call_format_is_skipped_with_its_reason(sock_dir: pathlib.Path,
+                                                                        recording: Recorded) -> None:
+    conn = sqlite3.connect(recording.db)
+    with conn:
+        conn.execute("UPDATE calls SET format_version = 99 WHERE method = 'Version'")
+    conn.close()
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        result = await run_replay(ReplayOptions(str(recording.db), target.address,
+                                                selection=Selection(where="method IN ('Version', 'Status')")))
+    finally:
+        await target.stop(0)
+    verdicts = {(r.method, r.verdict, r.reason) for r in result.results}
+    assert verdicts == {("Version", Verdict.SKIPPED, "recorded in call format 99 (this cri-proxy knows 1)"),
+                        ("Status", Verdict.MATCHED, "")}

@@ -94,3 +94,15 @@ def test_calls_are_read_in_start_order_through_the_index_without_a_sort(recordin
             assert "calls_started_unix" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         rec.close()
+
+
+async def test_a_stream_left_half_way_closes_cleanly(recording: Recorded) -> None:
+    async with await CallStream.open(recording.db, Selection(), batch_calls=2) as stream:
+        got = []
+        async for call in stream:
+            got.append(call.id)
+            if len(got) == 3:
+                break
+    assert len(got) == 3
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, and no read was left running on it
+        stream.recording.conn.execute("SELECT 1")
