@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import sqlite3
 from collections.abc import Iterator
 
 import grpc
@@ -133,3 +134,20 @@ async def test_serve_answers_from_every_version(sock_dir: pathlib.Path, golden: 
         await served.stop(0)
     assert reply.runtime_name
     assert missing.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED)
+
+
+def test_a_file_whose_views_were_dropped_reads_with_this_versions_views(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "calls.db"
+    path.write_bytes(GOLDEN[-1].read_bytes())
+    conn = sqlite3.connect(path)
+    conn.execute("DROP VIEW errors")
+    conn.commit()
+    conn.close()
+    before = file_sha256(path)
+    rec = Recording(path)
+    try:
+        assert rec.conn.execute("SELECT count(*) FROM errors").fetchone()[0] >= 1
+        temp = rec.conn.execute("SELECT name FROM temp.sqlite_master WHERE type = 'view'").fetchall()
+    finally:
+        rec.close()
+    assert ("errors",) in temp and file_sha256(path) == before
