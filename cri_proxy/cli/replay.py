@@ -29,7 +29,7 @@ from cri_proxy.cli.options import (
 from cri_proxy.cli.runner import execute
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.report import check_report_path, write_report, write_terminal
-from cri_proxy.replay.source import Selection
+from cri_proxy.store.selection import Selection
 
 DB_ARGUMENT_HELP = "The recording (read only); the same as --db, which also reads $CRI_PROXY_DB."
 
@@ -53,11 +53,11 @@ def replay(
     pace: str = typer.Option("fast", "--pace", help="fast (back to back), original (recorded gaps) or xN (N times faster)."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write every call's result and differences to FILE.html or FILE.json."),
     ignore: list[str] = typer.Option([], "--ignore", metavar="GLOB", help="Also ignore response fields whose path matches this glob, e.g. 'status.labels.*' (repeatable)."),
-    db_out: Optional[Path] = typer.Option(None, "--db-out", metavar="PATH", help="Record the replay here [default: DB itself]."),
+    db_out: Optional[Path] = typer.Option(None, "--db-out", metavar="PATH", help="Record the replay here (may be DB itself) [default: not recorded; DB is never changed]."),
     max_stream: float = typer.Option(5.0, "--max-stream-seconds", min=0.1, help="Read a server stream at most this long, then cancel it."),
     log_level: LogLevelOption = LogLevel.warning,
 ) -> None:
-    """Re-issue recorded calls against a runtime, compare the answers, and record the replay as a new session."""
+    """Re-issue recorded calls against a runtime and compare the answers (--db-out records the replay as a new session)."""
 
     async def main() -> int:
         from cri_proxy.replay.runner import ReplayOptions, run_replay
