@@ -1,4 +1,5 @@
--- Named views over the recording. cri_proxy.store.db drops every view and runs this file
+-- Named views over the recording. cri_proxy.store.db drops the views named here (a user's own
+-- views are left alone) and runs this file
 -- each time a database is opened for writing, so views always match this version.
 -- A call "failed" when its gRPC status is not OK or it never completed (cancelled,
 -- connection closed, unparsed). Latency percentiles use the nearest-rank method: pXX is

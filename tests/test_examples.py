@@ -23,6 +23,7 @@ from cri_proxy.cli.app import LOG_LEVELS, app
 from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import CriProxyError
 from tests.conftest import ROOT
+from tests.helpers.unitfiles import host_path, is_under, read_unit, single, timespan_seconds, values
 
 EXAMPLES = ROOT / "examples"
 UNIT = EXAMPLES / "systemd" / "cri-proxy.service"
@@ -33,77 +34,7 @@ DAEMONSET = EXAMPLES / "daemonset" / "cri-proxy.yaml"
 # The kubelet flags the drop-in may set (the kubelet's own names; --image-endpoint is ours).
 KUBELET_ENDPOINT_FLAGS = ("--container-runtime-endpoint", "--image-service-endpoint")
 CRIO_SUFFIX = "run/crio/crio.sock"  # the kubelet's CrioSocketSuffix (pkg/kubelet/cadvisor)
-
-Unit = dict[str, dict[str, list[str]]]
-
-
-# --- readers ---------------------------------------------------------------------------
-
-def read_unit(text: str) -> Unit:
-    """systemd's unit syntax: [Section], Key=value (repeatable), `\\` continues, # ; comment."""
-    unit: Unit = {}
-    section: str | None = None
-    pending = ""
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith(("#", ";")):
-            continue  # systemd skips comment lines, also inside a continued line
-        line = pending + line
-        if line.endswith("\\"):
-            pending = line[:-1] + " "
-            continue
-        pending = ""
-        if not line:
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line[1:-1]
-            unit.setdefault(section, {})
-            continue
-        assert section is not None, f"line {lineno}: {raw!r} comes before any [Section]"
-        assert "=" in line, f"line {lineno}: {raw!r} is neither Key=value, a [Section] nor a comment"
-        key, value = line.split("=", 1)
-        unit[section].setdefault(key.strip(), []).append(value.strip())
-    assert not pending, "the file ends inside a continued (\\) line"
-    return unit
-
-
-def values(unit: Unit, section: str, key: str) -> list[str]:
-    """All space-separated words of every `key=` line; an empty assignment resets the list."""
-    words: list[str] = []
-    for value in unit.get(section, {}).get(key, []):
-        words = words + value.split() if value else []
-    return words
-
-
-def single(unit: Unit, section: str, key: str) -> str:
-    found = unit.get(section, {}).get(key, [])
-    assert found, f"[{section}] has no {key}="
-    return found[-1]
-
-
-def timespan_seconds(value: str) -> float:
-    """A systemd time span ("20", "20s", "1min 30s") in seconds."""
-    units = {"": 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 0.001, "msec": 0.001,
-             "m": 60.0, "min": 60.0, "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hr": 3600.0, "hour": 3600.0}
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", value)
-    assert parts and re.fullmatch(r"(\s*\d+(\.\d+)?\s*[a-z]*)+\s*", value), f"{value!r} is not a time span"
-    total = 0.0
-    for number, unit in parts:
-        assert unit in units, f"{value!r}: unknown time unit {unit!r}"
-        total += float(number) * units[unit]
-    return total
-
-
-def host_path(path: str) -> str:
-    """/var/run is a symlink to /run on every systemd host."""
-    path = posixpath.normpath(path)
-    return "/run" + path[len("/var/run"):] if path == "/var/run" or path.startswith("/var/run/") else path
-
-
-def is_under(path: str, folder: str) -> bool:
-    path, folder = host_path(path), host_path(folder)
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
+HOST_UNIT_RUN_DIR = "/run/cri-proxy"  # where `cri-proxy install`'s unit listens
 
 # --- the real CLI ------------------------------------------------------------------------
 
@@ -152,8 +83,8 @@ def check_proxy_unit(text: str, runtime_unit: str) -> dict[str, Any]:
     assert "kubelet.service" in values(unit, "Unit", "Before"), "not Before=kubelet.service"
     pulls = [u for key in ("Wants", "Requires", "BindsTo") for u in values(unit, "Unit", key)]
     assert runtime_unit in pulls, f"none of Wants=/Requires=/BindsTo= names {runtime_unit}"
-    assert unit.get("Service", {}).get("Type", ["simple"])[-1] in ("simple", "exec"), \
-        "the proxy does not notify systemd: Type= must be simple or exec"
+    assert unit.get("Service", {}).get("Type", ["simple"])[-1] in ("simple", "exec", "notify"), \
+        "Type= must be simple, exec or notify (the proxy neither forks nor exits once started)"
     starts = unit.get("Service", {}).get("ExecStart", [])
     assert len(starts) == 1, f"expected one ExecStart=, found {len(starts)}"
     argv = shlex.split(starts[0].lstrip("-@:+!"))
@@ -236,6 +167,8 @@ def check_daemonset(text: str) -> dict[str, Any]:
     user = container.get("securityContext", {}).get("runAsUser", pod.get("securityContext", {}).get("runAsUser"))
     assert user == 0, f"runAsUser is {user!r}: the proxy runs as root on the host's sockets"
 
+    assert not is_under(listen_path(params), HOST_UNIT_RUN_DIR), \
+        f"--listen {params['listen']} is in {HOST_UNIT_RUN_DIR}, the host unit's folder: the two would collide"
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     mounts = container.get("volumeMounts", [])
     for flag in ("listen", "runtime_endpoint", "image_endpoint"):
@@ -251,7 +184,25 @@ def check_daemonset(text: str) -> dict[str, Any]:
             f"hostPath {source['path']} is mounted at {mount['mountPath']}: the socket paths would differ on the host"
         if flag == "listen":
             assert not mount.get("readOnly", False), f"the listen socket's folder {folder} is mounted read-only"
+    _check_daemonset_recording(params, mounts, volumes)
     return params
+
+
+def _check_daemonset_recording(params: dict[str, Any], mounts: list[dict[str, Any]],
+                               volumes: dict[str, dict[str, Any]]) -> None:
+    """The DaemonSet records to a hostPath folder that outlives the pod, bounded in size or age."""
+    assert params["db"] is not None, "no --db: the DaemonSet example records its calls"
+    folder = posixpath.dirname(str(params["db"]))
+    covering = [m for m in mounts if is_under(folder, m["mountPath"])]
+    assert covering, f"no volumeMount holds the recording's folder {folder}: it would die with the pod"
+    mount = max(covering, key=lambda m: len(m["mountPath"]))
+    source = volumes.get(mount["name"], {}).get("hostPath")
+    assert source and host_path(source["path"]) == host_path(mount["mountPath"]), \
+        f"the recording's folder {folder} is not the same hostPath on the host"
+    assert not mount.get("readOnly", False), f"the recording's folder {folder} is mounted read-only"
+    assert not is_under(folder, "/var/lib/cri-proxy"), \
+        f"--db {params['db']} is in the host unit's /var/lib/cri-proxy: the two would write one file"
+    assert params["retain"] or params["max_db_mb"], "neither --retain nor --max-db-mb: the host's disk fills up"
 
 
 # --- the examples as they are -------------------------------------------------------------
@@ -286,7 +237,7 @@ def test_readme_names_every_example() -> None:
 def test_systemd_analyze_verify_accepts_the_units(tmp_path: pathlib.Path) -> None:
     """systemd itself knows every directive; ExecStart is pointed at an existing program."""
     for source in (UNIT, CRIO_UNIT):
-        text = source.read_text().replace("/usr/local/bin/cri-proxy", sys.executable)
+        text = source.read_text().replace("/opt/cri-proxy/bin/cri-proxy", sys.executable)
         (tmp_path / source.name).write_text(text)
     (tmp_path / "kubelet.service").write_text("[Service]\nExecStart=/bin/true $KUBELET_EXTRA_ARGS\n")
     (tmp_path / "kubelet.service.d").mkdir()
@@ -296,6 +247,22 @@ def test_systemd_analyze_verify_accepts_the_units(tmp_path: pathlib.Path) -> Non
                             timeout=60, env={"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "PATH": "/usr/bin:/bin"})
     ours = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert result.returncode == 0 and not ours, f"systemd-analyze verify: {result.stderr}"
+
+
+@pytest.mark.parametrize(("runtime", "runtime_unit"), [("unix:///run/containerd/containerd.sock", "containerd.service"),
+                                                     ("unix:///var/run/crio/crio.sock", "crio.service")])
+def test_the_unit_install_writes_passes_the_same_checks(runtime: str, runtime_unit: str,
+                                                        tmp_path: pathlib.Path) -> None:
+    """`cri-proxy install` generates its unit (cri_proxy/node/units.py): the examples' rules hold for it too."""
+    from cri_proxy.node.paths import DEFAULT_DB, UNIT_PATH, NodeRoot
+    from cri_proxy.node.plan import InstallOptions, make_plan
+
+    plan = make_plan(NodeRoot(tmp_path), InstallOptions(program=("/opt/cri-proxy/bin/cri-proxy",),
+                                                        runtime_endpoint=runtime, db=DEFAULT_DB))
+    text = next(c.after.decode() for c in plan.changes if c.path == UNIT_PATH)
+    params = check_crio_unit(text) if runtime_unit == "crio.service" else check_proxy_unit(text, runtime_unit)
+    assert params["runtime_endpoint"] == runtime and params["db"] is not None
+    assert read_unit(text)["Service"]["Type"] == ["notify"]
 
 
 # --- each check can fail -------------------------------------------------------------------
@@ -320,7 +287,7 @@ PERTURBATIONS = [
     (UNIT, "After=containerd.service", "After=network.target", "not After=containerd.service"),
     (UNIT, "Before=kubelet.service", "Before=", "not Before=kubelet.service"),
     (UNIT, "Wants=containerd.service", "Wants=", "Wants=/Requires=/BindsTo="),
-    (UNIT, "Type=simple", "Type=notify", "Type="),
+    (UNIT, "[Service]\nType=", "[Service]\nType=forking\n# was: ", "Type="),
     (UNIT, "RestrictAddressFamilies=AF_UNIX", "RestrictAddressFamilies=AF_UNIX AF_INET", "AF_UNIX only"),
     (UNIT, "ProtectSystem=strict", "ProtectSystem=full", "ProtectSystem="),
     (UNIT, "ReadWritePaths=/run/cri-proxy", "ReadWritePaths=/run/cri-proxy-other", "ReadWritePaths="),
@@ -347,11 +314,21 @@ PERTURBATIONS = [
     (DAEMONSET, "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds: 10", "does not exceed"),
     (DAEMONSET, "privileged: false", "privileged: true", "privileged"),
     (DAEMONSET, "runAsUser: 0", "runAsUser: 1000", "runAsUser"),
-    (DAEMONSET, "path: /run/cri-proxy\n", "path: /var/lib/cri-proxy\n", "the socket paths would differ"),
-    (DAEMONSET, "mountPath: /run/cri-proxy\n", "mountPath: /run/cri-proxy\n              readOnly: true\n",
-     "read-only"),
-    (DAEMONSET, "      app.kubernetes.io/name: cri-proxy\n  updateStrategy",
+    (DAEMONSET, "path: /run/cri-proxy-tools\n", "path: /var/lib/cri-proxy\n", "the socket paths would differ"),
+    (DAEMONSET, "mountPath: /run/cri-proxy-tools\n",
+     "mountPath: /run/cri-proxy-tools\n              readOnly: true\n", "read-only"),
+    (DAEMONSET, "      app.kubernetes.io/name: cri-proxy-tools\n  updateStrategy",
      "      app.kubernetes.io/name: other\n  updateStrategy", "does not match the pod labels"),
+    (DAEMONSET, "            - unix:///run/cri-proxy-tools/containerd.sock",
+     "            - unix:///run/cri-proxy/containerd.sock", "the host unit's folder"),
+    (DAEMONSET, "            - --db\n            - /var/lib/cri-proxy-tools/calls.db\n", "", "no --db"),
+    (DAEMONSET, "            - /var/lib/cri-proxy-tools/calls.db", "            - /var/lib/other/calls.db",
+     "no volumeMount holds the recording's folder"),
+    (DAEMONSET, "path: /var/lib/cri-proxy-tools\n", "path: /var/lib/elsewhere\n", "not the same hostPath"),
+    (DAEMONSET, "mountPath: /var/lib/cri-proxy-tools\n",
+     "mountPath: /var/lib/cri-proxy-tools\n              readOnly: true\n", "mounted read-only"),
+    (DAEMONSET, "            - --retain\n            - 7d\n            - --max-db-mb\n            - \"1024\"\n", "",
+     "the host's disk fills up"),
 ]
 
 

@@ -1,59 +1,44 @@
 """The read commands: `cri-proxy query`, `tail` and `stats`. `register(app)` adds them to the
 main typer app. They open the recording read-only and never create or change it; an error
 they can name (missing file, bad SQL, bad flag) is one line `cri-proxy: error: ...` and
-exit status 2."""
+exit status 2 (cli/runner.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
+import json
 import signal
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from cri_proxy.model.errors import ConfigError, CriProxyError
-from cri_proxy.query import DB_ENV, DEFAULT_DB, default_db
+from cri_proxy.cli.options import (
+    DbOption,
+    NoTruncOption,
+    OutputFormat,
+    TailFormat,
+    choice_option,
+    format_option,
+    read_db,
+    session_option,
+    since_option,
+)
+from cri_proxy.cli.runner import execute
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.query import output, sqlrun
-from cri_proxy.store.readonly import Recording
 from cri_proxy.query.since import since_text
 from cri_proxy.query.stats import compute
-from cri_proxy.query.tail import TAIL_FORMATS, Filters, follow
-
-DB_HELP = f"The recording database [default: ${DB_ENV}, else {DEFAULT_DB}]."
-FORMAT_HELP = "Output format: table, json, jsonl or csv."
+from cri_proxy.query.tail import ID_CHARS, Filters, follow
+from cri_proxy.store.readonly import Recording
 
 
 @contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """CriProxyError -> one line and exit 2; Ctrl-C -> 130; a closed stdout (`| head`) -> a
-    quiet exit 0."""
-    try:
-        yield
-    except CriProxyError as exc:
-        typer.echo(f"cri-proxy: error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:  # Ctrl-C during a long query: no traceback
-        raise typer.Exit(130) from None
-    except BrokenPipeError:
-        # Python would complain again flushing stdout at exit: point it at /dev/null.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
-
-
-def _format(value: str, allowed: tuple[str, ...] = output.FORMATS) -> str:
-    try:
-        return output.check_format(value, allowed)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--format") from None
-
-
-@contextlib.contextmanager
-def _recording(db: Optional[str]) -> Iterator[Recording]:
-    recording = Recording(db or default_db())
+def _recording(db: Optional[Path]) -> Iterator[Recording]:
+    recording = Recording(read_db(db))
     try:
         yield recording
     finally:
@@ -75,86 +60,131 @@ def _read_sql(sql_arg: Optional[str], file: Optional[Path]) -> str:
     return sql_arg
 
 
+def json_value(value: Any) -> Any:
+    """Text that holds a JSON object or array (metadata, trailers, notes, decoded messages,
+    json_extract() of a list) as that JSON value, so `--format json` nests it instead of
+    escaping it into a string (sqlite-utils' --json-cols, on by default here)."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return parsed if isinstance(parsed, (dict, list)) else value
+    return value
+
+
+def json_rows(fmt: OutputFormat, rows: Iterable[Sequence[Any]]) -> Iterable[Sequence[Any]]:
+    """The rows as `fmt` should carry them: JSON text nested in json and jsonl, left as text
+    in table and CSV."""
+    if fmt not in (OutputFormat.json, OutputFormat.jsonl):
+        return rows
+    return ([json_value(v) for v in row] for row in rows)
+
+
+def _write(fmt: OutputFormat, columns: Sequence[str], rows: Iterable[Sequence[Any]], no_trunc: bool) -> None:
+    max_cell = None if no_trunc else output.MAX_CELL
+    output.write_rows(sys.stdout, fmt.value, columns, json_rows(fmt, rows), max_cell=max_cell)
+
+
 def query(
     sql: Optional[str] = typer.Argument(None, metavar="SQL", help="One SQL statement; '-' reads it from stdin."),
-    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help=DB_HELP),
+    db: DbOption = None,
     file: Optional[Path] = typer.Option(None, "--file", metavar="FILE", help="Read the SQL from this file ('-': stdin)."),
-    fmt: str = typer.Option("table", "--format", help=FORMAT_HELP + " Table cells are cut short; the others are full."),
+    fmt: Annotated[OutputFormat, format_option(
+        "Output format: table, json, jsonl or csv. Table cells are cut short (see --no-trunc); the others are full; "
+        "JSON text is nested as JSON in json and jsonl.")] = OutputFormat.table,
+    no_trunc: NoTruncOption = False,
     schema: bool = typer.Option(False, "--schema", help="List the tables and views with their columns."),
     named: Optional[str] = typer.Option(None, "--named", help="Run a named investigation query (see --list-named)."),
     param: Optional[list[str]] = typer.Option(None, "--param", metavar="NAME=VALUE", help="NAME=VALUE for a :NAME in the SQL (repeatable)."),
     list_named: bool = typer.Option(False, "--list-named", help="List the named queries and their parameters."),
 ) -> None:
     """Run SQL against a recording, read-only (the database is never created or changed)."""
-    fmt = _format(fmt)
-    with _errors():
+
+    def main() -> None:
         chosen = [flag for flag, on in (("SQL", sql is not None or file is not None), ("--schema", schema),
                                         ("--named", named is not None), ("--list-named", list_named)) if on]  # fmt: skip
         if len(chosen) > 1:
             raise ConfigError(f"give only one of {', '.join(chosen)}")
         if list_named:
-            if fmt == "table":
+            if fmt is OutputFormat.table:
                 typer.echo(sqlrun.named_text(), nl=False)
             else:
-                output.write_rows(sys.stdout, fmt, sqlrun.NAMED_COLUMNS, sqlrun.named_rows())
+                _write(fmt, sqlrun.NAMED_COLUMNS, sqlrun.named_rows(), no_trunc)
             return
         params = sqlrun.parse_params(param or [])
         statement = None if schema or named else _read_sql(sql, file)
         with _recording(db) as recording:
             if schema:
-                output.write_rows(sys.stdout, fmt, sqlrun.SCHEMA_COLUMNS, sqlrun.schema_rows(recording.conn))
+                _write(fmt, sqlrun.SCHEMA_COLUMNS, sqlrun.schema_rows(recording.conn), no_trunc)
                 return
             if named is not None:
                 columns, rows = sqlrun.run_named(recording.conn, named, params)
             else:
                 columns, rows = sqlrun.run(recording.conn, statement or "", params)
-            output.write_rows(sys.stdout, fmt, columns, rows)
+            _write(fmt, columns, rows, no_trunc)
+
+    execute(main)
 
 
 def tail(
-    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help=DB_HELP),
-    since: Optional[str] = typer.Option(None, "--since", help="First show the calls since then: 5m, 2h, or a UTC time."),
+    db: DbOption = None,
+    since: Annotated[Optional[str], since_option("First show the calls since then: 5m, 2h, or a UTC time.")] = None,
     method: Optional[str] = typer.Option(
         None, "--method", help="Only methods matching this glob (ListContainers, '*Image*', 'v1.RuntimeService/*')."),
     errors: bool = typer.Option(False, "--errors", help="Only failed calls (status not OK, or never completed)."),
-    fmt: str = typer.Option("line", "--format", help="line (one line per call) or jsonl."),
+    fmt: Annotated[TailFormat, choice_option(
+        "--format", TailFormat, "line (one line per call) or jsonl.")] = TailFormat.line,
+    no_trunc: NoTruncOption = False,
     last: Optional[int] = typer.Option(None, "-n", min=0, help="First show the last N matching calls."),
 ) -> None:
     """Follow calls as the proxy records them, one line each (times UTC; Ctrl-C to stop)."""
-    fmt = _format(fmt, TAIL_FORMATS)
     terminated = False
 
     def on_sigterm(_signum: int, _frame: object) -> None:
         nonlocal terminated
         terminated = True  # a plain flag: a signal handler must not take a lock
 
-    signal.signal(signal.SIGTERM, on_sigterm)
-    with _errors():
+    def main() -> None:
         try:
             filters = Filters(method, errors, since_text(since) if since else None)
             with _recording(db) as recording:
-                follow(recording, sys.stdout, fmt, filters, last=last, stopped=lambda: terminated)
+                follow(recording, sys.stdout, fmt.value, filters, last=last, stopped=lambda: terminated,
+                       id_chars=None if no_trunc else ID_CHARS)  # fmt: skip
         except KeyboardInterrupt:  # Ctrl-C is how a tail ends: exit 0
             pass
 
+    # Signal handlers belong to the main thread; put the old one back (the command may run
+    # inside a longer-lived process, such as a test runner).
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
+    try:
+        execute(main)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
 
 def stats(
-    db: Optional[str] = typer.Option(None, "--db", metavar="PATH", help=DB_HELP),
-    since: Optional[str] = typer.Option(None, "--since", help="Only calls since then: 5m, 2h, or a UTC time."),
-    session: Optional[int] = typer.Option(None, "--session", help="Only this proxy run (sessions.id)."),
-    fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
+    db: DbOption = None,
+    since: Annotated[Optional[str], since_option()] = None,
+    session: Annotated[Optional[int], session_option("Only this proxy run (sessions.id).")] = None,
+    fmt: Annotated[OutputFormat, format_option()] = OutputFormat.table,
+    no_trunc: NoTruncOption = False,
 ) -> None:
     """Per method: calls, errors, p50/p95/p99 latency, bytes; per proxy run: calls recorded and LOST."""
-    fmt = _format(fmt)
-    with _errors():
+
+    def main() -> None:
         since_at = since_text(since) if since else None
         with _recording(db) as recording:
             result = compute(recording.conn, since_at=since_at, session=session)
-        output.write_sections(sys.stdout, fmt, result.sections())
+        output.write_sections(sys.stdout, fmt.value, result.sections(), max_cell=None if no_trunc else output.MAX_CELL)
         warning = result.loss_warning()
         if warning:
             sys.stdout.flush()
             typer.echo(f"cri-proxy: warning: {warning}", err=True)
+
+    execute(main)
 
 
 def register(app: typer.Typer) -> None:

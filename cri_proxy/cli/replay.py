@@ -1,5 +1,8 @@
 """`cri-proxy replay` and `cri-proxy serve`. `register(app)` adds them to the main typer app.
 
+Both take the recording as `DB` (as they always did) or as `--db` / `$CRI_PROXY_DB` (as
+every other command does): the two spellings mean the same.
+
 Exit status of replay: 0 when every replayed call matched, 1 when any differed or failed (so
 a replay can gate a runtime upgrade in CI), 2 for bad input: a missing or unreadable
 database, an unknown session, a bad flag, an unreachable target (one line on stderr).
@@ -7,98 +10,92 @@ database, an unknown session, a bad flag, an unreachable target (one line on std
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from cri_proxy.model.errors import ConfigError, CriProxyError
-from cri_proxy.query.since import since_unix
+from cri_proxy.cli.options import (
+    DbOption,
+    LogLevel,
+    LogLevelOption,
+    db_or_argument,
+    session_option,
+    since_option,
+    time_range,
+    until_option,
+)
+from cri_proxy.cli.runner import execute
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.report import check_report_path, write_report, write_terminal
-from cri_proxy.replay.source import Selection
+from cri_proxy.store.selection import Selection
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def _logging(level: str) -> None:
-    if level not in LOG_LEVELS:
-        raise typer.BadParameter(f"must be one of {', '.join(LOG_LEVELS)}", param_hint="--log-level")
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+DB_ARGUMENT_HELP = "The recording (read only); the same as --db, which also reads $CRI_PROXY_DB."
 
 
-def _fail(exc: CriProxyError) -> typer.Exit:
-    typer.echo(f"cri-proxy: error: {exc}", err=True)
-    return typer.Exit(2)
-
-
-def _selection(session: Optional[int], since: Optional[str], until: Optional[str], where: Optional[str]) -> Selection:
-    until_at = None
-    if until is not None:
-        try:
-            until_at = since_unix(until)
-        except ConfigError:
-            raise ConfigError(f"--until {until!r}: give a duration ago (30s, 5m) or a UTC time") from None
-    return Selection(session, since_unix(since) if since else None, until_at, where)
+def selection(session: Optional[int], since: Optional[str], until: Optional[str], where: Optional[str]) -> Selection:
+    """The calls `--session`, `--since`, `--until` and `--where` choose."""
+    since_at, until_at = time_range(since, until)
+    return Selection(session, since_at, until_at, where)
 
 
 def replay(
-    db: Path = typer.Argument(..., metavar="DB", help="The recording to replay (read only)."),
+    ctx: typer.Context,
+    db_argument: Optional[Path] = typer.Argument(None, metavar="[DB]", help=DB_ARGUMENT_HELP),
+    db: DbOption = None,
     target: str = typer.Option(..., "--target", help="The runtime to replay against, e.g. unix:///run/containerd/containerd.sock."),
-    session: Optional[int] = typer.Option(None, "--session", help="Only this recorded session (sessions.id)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only calls since then: 5m, 2h, or a UTC time."),
-    until: Optional[str] = typer.Option(None, "--until", help="Only calls until then: 5m (ago), or a UTC time."),
+    session: Annotated[Optional[int], session_option()] = None,
+    since: Annotated[Optional[str], since_option()] = None,
+    until: Annotated[Optional[str], until_option()] = None,
     where: Optional[str] = typer.Option(None, "--where", help="An extra SQL condition on the calls table, e.g. \"method LIKE 'List%'\"."),
     allow_mutations: bool = typer.Option(False, "--allow-mutations", help="Also replay calls that change the node (RunPodSandbox, PullImage...)."),
     pace: str = typer.Option("fast", "--pace", help="fast (back to back), original (recorded gaps) or xN (N times faster)."),
     report: Optional[Path] = typer.Option(None, "--report", metavar="FILE", help="Write every call's result and differences to FILE.html or FILE.json."),
     ignore: list[str] = typer.Option([], "--ignore", metavar="GLOB", help="Also ignore response fields whose path matches this glob, e.g. 'status.labels.*' (repeatable)."),
-    db_out: Optional[Path] = typer.Option(None, "--db-out", metavar="PATH", help="Record the replay here [default: DB itself]."),
+    db_out: Optional[Path] = typer.Option(None, "--db-out", metavar="PATH", help="Record the replay here (may be DB itself) [default: not recorded; DB is never changed]."),
     max_stream: float = typer.Option(5.0, "--max-stream-seconds", min=0.1, help="Read a server stream at most this long, then cancel it."),
-    log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning or error."),
+    log_level: LogLevelOption = LogLevel.warning,
 ) -> None:
-    """Re-issue recorded calls against a runtime, compare the answers, and record the replay as a new session."""
-    from cri_proxy.replay.runner import ReplayOptions, run_replay
+    """Re-issue recorded calls against a runtime and compare the answers (--db-out records the replay as a new session)."""
 
-    _logging(log_level)
-    try:
+    async def main() -> int:
+        from cri_proxy.replay.runner import ReplayOptions, run_replay
+
         if report is not None:
             check_report_path(report)
-        opts = ReplayOptions(db=str(db), target=target, selection=_selection(session, since, until, where),
-                             allow_mutations=allow_mutations, speed=parse_pace(pace), ignore=tuple(ignore),
-                             db_out=str(db_out) if db_out else None, max_stream_s=max_stream, pace_text=pace)  # fmt: skip
-        result = asyncio.run(run_replay(opts, typer.echo))
+        opts = ReplayOptions(db=str(db_or_argument(ctx, db_argument, db)), target=target,
+                             selection=selection(session, since, until, where), allow_mutations=allow_mutations,
+                             speed=parse_pace(pace), ignore=tuple(ignore), db_out=str(db_out) if db_out else None,
+                             max_stream_s=max_stream, pace_text=pace)  # fmt: skip
+        result = await run_replay(opts, typer.echo)
         write_terminal(sys.stdout, result)
         if report is not None:
             write_report(report, result)
             typer.echo(f"report written to {report}")
-    except CriProxyError as exc:
-        raise _fail(exc) from None
-    raise typer.Exit(result.exit_code)
+        return result.exit_code
+
+    execute(main, log_level)
 
 
 def serve(
-    db: Path = typer.Argument(..., metavar="DB", help="The recording to answer from (read only)."),
+    ctx: typer.Context,
+    db_argument: Optional[Path] = typer.Argument(None, metavar="[DB]", help=DB_ARGUMENT_HELP),
+    db: DbOption = None,
     listen: str = typer.Option(..., "--listen", help="Socket to serve on, e.g. unix:///tmp/recorded.sock."),
-    session: Optional[int] = typer.Option(None, "--session", help="Only this recorded session (sessions.id)."),
+    session: Annotated[Optional[int], session_option()] = None,
     api: str = typer.Option("both", "--api", help="CRI versions to serve: v1, v1alpha2 or both."),
-    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    log_level: LogLevelOption = LogLevel.info,
 ) -> None:
     """Answer CRI calls from a recording: a stand-in runtime that shows the recorded node."""
-    from cri_proxy.replay.serve import ServeOptions, run_serve
 
-    _logging(log_level)
-    try:
-        code = asyncio.run(run_serve(ServeOptions(str(db), listen, Selection(session=session), api), typer.echo))
-    except CriProxyError as exc:
-        raise _fail(exc) from None
-    except KeyboardInterrupt:
-        code = 130
-    raise typer.Exit(code)
+    async def main() -> int:
+        from cri_proxy.replay.serve import ServeOptions, run_serve
+
+        path = str(db_or_argument(ctx, db_argument, db))
+        return await run_serve(ServeOptions(path, listen, Selection(session=session), api), typer.echo)
+
+    execute(main, log_level)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
+from cri_proxy.store import DB_ENV
+
 DEFAULT_DB = "/var/lib/cri-proxy/calls.db"
-DB_ENV = "CRI_PROXY_DB"
+__all__ = ["DB_ENV", "DEFAULT_DB", "default_db"]
 
 
 def default_db() -> str:

@@ -98,11 +98,14 @@ SCHEMA_COLUMNS = ["object", "kind", "column", "type", "notnull", "pk"]
 
 
 def schema_rows(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, int, int]]:
-    """One row per column of every table and view (tables first, then views)."""
+    """One row per column of every table and view (tables first, then views), as the reader
+    sees them: an older recording's missing objects come from store/compat.py's TEMP schema."""
     try:
         objects = conn.execute(
-            "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') "
-            "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'view', rowid"
+            "SELECT name, type FROM (SELECT name, type, 0 AS temp, rowid AS n FROM main.sqlite_master "
+            "UNION ALL SELECT name, type, 1, rowid FROM temp.sqlite_master WHERE name NOT IN "
+            "(SELECT name FROM main.sqlite_master)) WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY type = 'view', temp, n"
         ).fetchall()
         found = []
         for name, kind in objects:

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cri_proxy.model.errors import StorageError
+from cri_proxy.model.status import FAILED_SQL as FAILED
 from cri_proxy.query.output import Section
-from cri_proxy.query.tail import FAILED, short_method
+from cri_proxy.query.tail import short_method
+from cri_proxy.store.selection import check_session
 
 METHOD_COLUMNS = ["method", "calls", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms", "max_ms",
                   "request_bytes", "response_bytes"]  # fmt: skip
@@ -84,7 +86,9 @@ class Stats:
 
 def compute(conn: sqlite3.Connection, *, since_at: str | None = None, session: int | None = None) -> Stats:
     """The three tables for the calls `since_at` (started_at text) and of `session`. Sessions
-    are those that were running since then; losses those that had not ended by then."""
+    are those that were running since then; losses those that had not ended by then.
+    StorageError for a `session` the recording does not have."""
+    check_session(conn, session)
     call_where, session_where, loss_where = ["1"], ["1"], ["1"]
     call_params: list[Any] = []
     session_params: list[Any] = []

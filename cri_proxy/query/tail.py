@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from cri_proxy.store.readonly import Recording
+from cri_proxy.model.status import FAILED_SQL
 from cri_proxy.query.output import row_object
+from cri_proxy.store import reader
+from cri_proxy.store.readonly import Recording
+from cri_proxy.store.rows import StoredCall
 
 TAIL_FORMATS = ("line", "jsonl")
 COLUMNS = [
@@ -23,8 +26,7 @@ COLUMNS = [
     "status_name", "status_message", "outcome", "request_bytes", "response_bytes",
     "pod_sandbox_id", "pod_name", "pod_namespace", "container_id", "image",
 ]  # fmt: skip
-_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM calls"
-FAILED = "(status_code IS NOT 0 OR outcome <> 'completed')"
+FAILED = FAILED_SQL
 ID_CHARS = 12  # as `crictl ps` and `docker ps` shorten ids
 
 
@@ -53,66 +55,70 @@ def short_method(service: str, method: str) -> str:
     return f"{service.removeprefix('runtime.')}/{method}"
 
 
-def status_of(row: dict[str, Any]) -> str:
+def status_of(call: StoredCall) -> str:
     """The status name, or how the call ended when it never got one (`cancelled`...)."""
-    if row["outcome"] != "completed" or row["status_name"] is None:
-        return str(row["outcome"])
-    return str(row["status_name"])
+    if call.outcome != "completed" or call.status_name is None:
+        return call.outcome
+    return call.status_name
 
 
-def format_line(row: dict[str, Any]) -> str:
-    """`HH:MM:SS.mmm  duration  STATUS  method  ids  req=N resp=N  "error message"` (UTC)."""
-    started = str(row["started_at"])[11:]
-    duration = "-" if row["duration_ms"] is None else f"{row['duration_ms']:.1f}ms"
-    parts = [started, duration.rjust(9), status_of(row).ljust(17),
-             short_method(row["service"], row["method"]).ljust(36)]  # fmt: skip
-    name = f"{row['pod_namespace']}/{row['pod_name']}" if row["pod_name"] else None
-    if row["pod_sandbox_id"]:
-        parts.append(f"pod={row['pod_sandbox_id'][:ID_CHARS]}" + (f"({name})" if name else ""))
+def format_line(stored: StoredCall, id_chars: int | None = ID_CHARS) -> str:
+    """`HH:MM:SS.mmm  duration  STATUS  method  ids  req=N resp=N  "error message"` (UTC);
+    ids cut to `id_chars` (None: in full)."""
+    call, ids = stored.call, stored.ids
+    started = stored.started_at[11:]
+    duration = "-" if stored.duration_ms is None else f"{stored.duration_ms:.1f}ms"
+    parts = [started, duration.rjust(9), status_of(stored).ljust(17),
+             short_method(stored.service, stored.method).ljust(36)]  # fmt: skip
+    name = f"{ids.get('pod_namespace')}/{ids.get('pod_name')}" if ids.get("pod_name") else None
+    pod_id, container_id, image = ids.get("pod_sandbox_id"), ids.get("container_id"), ids.get("image")
+    if pod_id:
+        parts.append(f"pod={pod_id[:id_chars]}" + (f"({name})" if name else ""))
     elif name:
         parts.append(f"pod={name}")
-    if row["container_id"]:
-        parts.append(f"ctr={row['container_id'][:ID_CHARS]}")
-    if row["image"]:
-        parts.append(f"image={row['image']}")
-    parts.append(f"req={row['request_bytes']} resp={row['response_bytes']}")
-    failed = row["status_code"] != 0 or row["outcome"] != "completed"
-    if failed and row["status_message"]:
-        parts.append(json.dumps(row["status_message"], ensure_ascii=False))
+    if container_id:
+        parts.append(f"ctr={container_id[:id_chars]}")
+    if image:
+        parts.append(f"image={image}")
+    parts.append(f"req={call.request_bytes} resp={call.response_bytes}")
+    if stored.failed and call.status_message:
+        parts.append(json.dumps(call.status_message, ensure_ascii=False))
     return " ".join(parts).rstrip() + "\n"
 
 
-def jsonl_line(row: dict[str, Any]) -> str:
-    return json.dumps(row_object(COLUMNS, [row[c] for c in COLUMNS]), ensure_ascii=False) + "\n"
+def row_values(stored: StoredCall) -> list[Any]:
+    """The call as the COLUMNS of `--format jsonl`."""
+    call = stored.call
+    fields: dict[str, Any] = {
+        "id": stored.id, "session_id": stored.session_id, "started_at": stored.started_at,
+        "duration_ms": stored.duration_ms, "service": stored.service, "method": stored.method,
+        "path": call.path, "status_code": call.status_code, "status_name": stored.status_name,
+        "status_message": call.status_message, "outcome": stored.outcome,
+        "request_bytes": call.request_bytes, "response_bytes": call.response_bytes, **stored.ids,
+    }  # fmt: skip
+    return [fields.get(c) for c in COLUMNS]
 
 
-def _read(recording: Recording, query: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
-    """The rows, a few hundred at a time (`--since 1d` may be a long backlog)."""
-    cursor = recording.conn.execute(query, params)
-    while batch := cursor.fetchmany(500):
-        for row in batch:
-            yield dict(zip(COLUMNS, row))
+def jsonl_line(stored: StoredCall) -> str:
+    return json.dumps(row_object(COLUMNS, row_values(stored)), ensure_ascii=False) + "\n"
 
 
-def _max_id(recording: Recording) -> int:
-    return int(recording.conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0])
-
-
-def first_rows(recording: Recording, filters: Filters, last: int | None) -> tuple[int, Iterable[dict[str, Any]]]:
+def first_rows(recording: Recording, filters: Filters, last: int | None) -> tuple[int, Iterable[StoredCall]]:
     """The id to follow from, and the calls to show before following: those since
     `filters.since_at` (when given), at most the `last` of them (when given)."""
-    top = _max_id(recording)
+    top = reader.max_call_id(recording.conn)
     if filters.since_at is None and last is None:
         return top, []
     where, params = filters.where()
     if last is None:
-        return top, _read(recording, f"{_SELECT} WHERE id <= ? AND {where} ORDER BY id", [top, *params])
-    query = f"{_SELECT} WHERE id <= ? AND {where} ORDER BY id DESC LIMIT {int(last)}"
-    return top, list(reversed(list(_read(recording, query, [top, *params]))))
+        return top, reader.read_calls(recording.conn, f"id <= ? AND {where}", [top, *params])
+    newest = reader.read_calls(recording.conn, f"id <= ? AND {where}", [top, *params], order="c.id DESC", limit=last)
+    return top, list(reversed(list(newest)))
 
 
 def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, last: int | None = None,
-           interval_s: float = 0.2, stopped: Callable[[], bool] = lambda: False) -> None:  # fmt: skip
+           interval_s: float = 0.2, stopped: Callable[[], bool] = lambda: False,
+           id_chars: int | None = ID_CHARS) -> None:  # fmt: skip
     """Writes the first rows, then every new matching call until `stopped()` says so (or
     Ctrl-C). Raises StorageError when the file is removed or replaced (Recording.refresh).
 
@@ -120,10 +126,11 @@ def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, las
     stop it by setting a plain flag. (threading.Event is no use there: its set() from a
     handler deadlocks when the signal lands while the main thread holds the Event's lock, and
     an exception raised in its wait() can leave that lock released twice.)"""
-    write = format_line if fmt == "line" else jsonl_line
+    def write(stored: StoredCall) -> str:
+        return format_line(stored, id_chars) if fmt == "line" else jsonl_line(stored)
+
     seen, rows = first_rows(recording, filters, last)
     where, params = Filters(filters.method_glob, filters.errors_only).where()
-    query = f"{_SELECT} WHERE id > ? AND id <= ? AND {where} ORDER BY id"
     while True:
         for row in rows:
             out.write(write(row))
@@ -132,8 +139,8 @@ def follow(recording: Recording, out: TextIO, fmt: str, filters: Filters, *, las
         if stopped():
             return
         recording.refresh()
-        top = _max_id(recording)
+        top = reader.max_call_id(recording.conn)
         if top < seen:  # every call was pruned and ids started again from 1
             seen = 0
-        rows = _read(recording, query, [seen, top, *params]) if top > seen else []
+        rows = reader.read_calls(recording.conn, f"id > ? AND id <= ? AND {where}", [seen, top, *params]) if top > seen else []
         seen = max(seen, top)

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cri_proxy.model.call import Outcome
+from cri_proxy.model.cri import parse_path
 from cri_proxy.messages.decode import decode_message, method_types
 from cri_proxy.replay.compare import Comparer
-from cri_proxy.replay.source import SourceCall
+from cri_proxy.store.rows import StoredCall
 
 _ID_KEYS = ("id", "image", "image_ref")
 # The serve clock starts when the first call arrives, a little after its client started: a
@@ -42,7 +43,7 @@ class NoAnswer(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    call: SourceCall
+    call: StoredCall
     offset_s: float  # from the recording's first call
     request: bytes
     canonical: str  # the decoded request, as sorted JSON
@@ -51,8 +52,8 @@ class Entry:
 
 def method_key(path: str) -> str:
     """'RuntimeService/ListContainers' for either version's path."""
-    service, _, method = path.lstrip("/").rpartition("/")
-    return f"{service.rpartition('.')[2]}/{method}"
+    parts = parse_path(path)
+    return f"{parts.short_service}/{parts.method}"
 
 
 def idents(doc: Any, out: set[str] | None = None) -> set[str]:
@@ -71,7 +72,7 @@ def idents(doc: Any, out: set[str] | None = None) -> set[str]:
 
 
 class Answers:
-    def __init__(self, calls: list[SourceCall]) -> None:
+    def __init__(self, calls: list[StoredCall]) -> None:
         self.comparer = Comparer()
         self.first_unix = calls[0].started_unix if calls else 0.0
         self.index: dict[str, list[Entry]] = {}
@@ -113,7 +114,7 @@ class Answers:
         return [e for score, e in scored if score == best]
 
 
-def _servable(call: SourceCall) -> bool:
+def _servable(call: StoredCall) -> bool:
     types = method_types(call.path)
     if types is None or not call.complete:
         return False

@@ -9,6 +9,13 @@ objects that carry an `id` (ListContainers, ListPodSandbox, ListImages...) are p
 with paths like `containers[id=3f2a...].state`, so a runtime that lists in another order
 still matches and a missing object is one difference; when the user ignores those ids
 (`--ignore 'images[*].id'`) they are compared by position instead.
+
+Verbose status calls carry a JSON document inside a string (`info.info`, as containerd
+answers them). Two such strings are compared as the JSON they hold, at the same path
+(`info.info.config.metadata.name`), and inside them every pid, id and timestamp is left out,
+whatever its key's spelling (`pid`, `sandboxID`, `createdAt`, `started_at`...), and so is a
+value that is itself an id (64 hex digits), a time (RFC 3339) or a /proc/<pid> path. A
+value the recording redacted (`[redacted]`, `KEY=[redacted]`) matches whatever is answered.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from cri_proxy.recorder.redact import REDACTED
 
 # What differs between any two runs of the same calls: times, counters, process ids, the
 # single-use streaming URLs, and the fields derived from them.
@@ -73,19 +82,20 @@ class Comparer:
         self._diff(recorded, replayed, path, out)
         return out[:_MAX_DIFFS]
 
-    def _diff(self, old: Any, new: Any, path: str, out: list[Difference]) -> None:
-        if len(out) >= _MAX_DIFFS or (path and self.ignored(path)):
+    def _diff(self, old: Any, new: Any, path: str, out: list[Difference], verbose: bool = False) -> None:
+        if len(out) >= _MAX_DIFFS or (path and self.ignored(path)) or (verbose and _volatile_key(path)):
             return
         if isinstance(old, dict) and isinstance(new, dict):
             for key in sorted(set(old) | set(new)):
                 sub = f"{path}.{key}" if path else key
                 if key not in old or key not in new:
-                    if not self.ignored(sub):
+                    if not self.ignored(sub) and not (verbose and _volatile_key(sub)):
                         out.append(Difference(sub, old.get(key), new.get(key)))
                     continue
-                self._diff(old[key], new[key], sub, out)
+                self._diff(old[key], new[key], sub, out, verbose)
         elif isinstance(old, list) and isinstance(new, list):
-            if _has_ids(old) and _has_ids(new) and not self.ignored(f"{path}[0].id"):
+            # Inside a verbose document ids are volatile: items are paired by position there.
+            if not verbose and _has_ids(old) and _has_ids(new) and not self.ignored(f"{path}[0].id"):
                 self._diff_by_id(old, new, path, out)
                 return
             for i in range(max(len(old), len(new))):
@@ -93,7 +103,13 @@ class Comparer:
                 if i >= len(old) or i >= len(new):
                     out.append(Difference(sub, old[i] if i < len(old) else None, new[i] if i < len(new) else None))
                     continue
-                self._diff(old[i], new[i], sub, out)
+                self._diff(old[i], new[i], sub, out, verbose)
+        elif isinstance(old, str) and isinstance(new, str) and old != new:
+            inner = _json_document(old), _json_document(new)
+            if inner[0] is not None and inner[1] is not None:
+                self._diff(inner[0], inner[1], path, out, verbose=True)
+            elif not (verbose and _volatile_value(old) and _volatile_value(new)) and not _redacted_match(old, new):
+                out.append(Difference(path, old, new))
         elif old != new:
             out.append(Difference(path, old, new))
 
@@ -106,6 +122,42 @@ class Comparer:
                 self._diff(olds[key], news[key], sub, out)
             elif len(out) < _MAX_DIFFS:
                 out.append(Difference(sub, olds.get(key), news.get(key)))
+
+
+_VOLATILE_VALUE = re.compile(
+    r"^(?:[0-9a-f]{64}|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)|/proc/\d+(?:/.*)?)$")
+
+
+def _json_document(text: str) -> Any:
+    """The object or list a string holds as JSON (verbose `info` values), else None."""
+    if not text.startswith(("{", "[")):
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, (dict, list)) else None
+
+
+def _volatile_key(path: str) -> bool:
+    """A pid, id or time inside a verbose JSON document, by the last key of its path."""
+    key = _INDEX.sub("", path).rpartition(".")[2]
+    low = key.lower()
+    return (low.endswith(("pid", "id", "_at", "time", "timestamp")) or key.endswith("At")
+            or low.startswith("timestamp"))  # fmt: skip
+
+
+def _volatile_value(value: str) -> bool:
+    return bool(_VOLATILE_VALUE.match(value))
+
+
+def _redacted_match(recorded: str, replayed: str) -> bool:
+    """The recording blanked this secret (`[redacted]`, or `KEY=[redacted]` in an OCI env
+    list): whatever the runtime answers now cannot be compared with it."""
+    if recorded == REDACTED:
+        return True
+    key, sep, value = recorded.partition("=")
+    return bool(sep) and value == REDACTED and replayed.startswith(key + "=")
 
 
 def _literal_brackets(glob: str) -> str:

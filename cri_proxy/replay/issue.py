@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 
 import grpc
 
-OK = grpc.StatusCode.OK.value[0]
-_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+from cri_proxy.model.status import StatusCode
 
-
-def status_name(code: int | None) -> str | None:
-    return None if code is None else _NAMES.get(code, str(code))
+OK = int(StatusCode.OK)
 
 
 @dataclass(slots=True)

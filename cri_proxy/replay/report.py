@@ -40,7 +40,13 @@ def write_terminal(out: TextIO, result: ReplayResult) -> None:
     s = result.summary()
     out.write(f"replayed {s['calls'] - s['skipped']} of {s['calls']} calls in {result.elapsed_s:.2f} s: "
               f"{s['matched']} matched, {s['differed']} differed, {s['failed']} failed, {s['skipped']} skipped; "
-              f"recorded as session {result.replay_session} in {result.db_out}\n")  # fmt: skip
+              f"{recorded_where(result)}\n")  # fmt: skip
+
+
+def recorded_where(result: ReplayResult) -> str:
+    if result.db_out is None:
+        return "not recorded (give --db-out to record the replay)"
+    return f"recorded as session {result.replay_session} in {result.db_out}"
 
 
 def write_report(path: Path, result: ReplayResult) -> None:
@@ -65,7 +71,7 @@ def html_page(result: ReplayResult) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cri-proxy replay</title>",
         f"<style>{_STYLE}</style></head><body><h1>cri-proxy replay</h1>",
         f"<p>Source: {e(result.source)} (sessions {e(', '.join(map(str, result.source_sessions)))})<br>",
-        f"Target: {e(result.target)}<br>Recorded as session {result.replay_session} in {e(result.db_out)}</p>",
+        f"Target: {e(result.target)}<br>Replay {e(recorded_where(result))}</p>",
         f"<p id='summary'>{s['calls']} calls: {s['matched']} matched, {s['differed']} differed, "
         f"{s['failed']} failed, {s['skipped']} skipped; {s['redacted_sent']} sent with redacted secrets.</p>",
         _table(METHOD_COLUMNS, [[str(v) for v in row] for row in result.per_method()]),

@@ -53,7 +53,7 @@ class ReplayResult:
     target: str
     source_sessions: list[int]
     replay_session: int | None
-    db_out: str
+    db_out: str | None  # where the replay was recorded (None: nowhere)
     results: list[CallResult] = field(default_factory=list)
     elapsed_s: float = 0.0
 

@@ -1,9 +1,10 @@
 """The replay: re-issue recorded calls against a target runtime, in order, and compare.
 
-Read-only calls are replayed by default; the methods of `recorder.keep.MUTATING` only with
+Read-only calls are replayed by default; the methods of `model.cri.MUTATING` only with
 `allow_mutations`. Ids created by replayed RunPodSandbox/CreateContainer calls are remapped
-(`remap.IdMap`). The replay is itself recorded, through the normal `Recorder`, as a new
-session whose config says what it replayed:
+(`remap.IdMap`). The source recording is only read: it never changes. With `db_out` the
+replay is itself recorded, through the normal `Recorder`, as a new session whose config says
+what it replayed (`db_out` may name the source itself, when the user wants the two side by side):
 
     {"replay_of": {"db": "/abs/source.db", "session": 3, "sessions": [3]}, "target": ..., ...}
 
@@ -23,34 +24,37 @@ from typing import Any
 
 import grpc
 
+from cri_proxy.messages.decode import decode_message, method_types
+from cri_proxy.model.call import FORMAT_VERSION, Direction, Message, Outcome, RecordedCall, api_version_of
+from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import ConfigError
-from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall, api_version_of
-from cri_proxy.messages.decode import decode_message, method_types
-from cri_proxy.model.cri import MUTATING
-from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.model.session import SessionInfo
-from cri_proxy.replay import issue, source
+from cri_proxy.model.status import STOPPED_BY_CLIENT, status_name
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.replay import issue
 from cri_proxy.replay.compare import Comparer, Difference
 from cri_proxy.replay.pace import Pacer
 from cri_proxy.replay.remap import IdMap
 from cri_proxy.replay.results import CallResult, ReplayResult, Verdict
+from cri_proxy.store.reader import CallStream
+from cri_proxy.store.rows import StoredCall
+from cri_proxy.store.selection import Selection
 
 log = logging.getLogger(__name__)
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 32 << 20), ("grpc.max_send_message_length", 32 << 20)]
-_STOPPED = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})  # how a stream cut by its client ends
 
 
 @dataclass
 class ReplayOptions:
     db: str
     target: str
-    selection: source.Selection = field(default_factory=source.Selection)
+    selection: Selection = field(default_factory=Selection)
     allow_mutations: bool = False
     speed: float | None = None  # None: fast
     ignore: tuple[str, ...] = ()
-    db_out: str | None = None  # None: the source database
+    db_out: str | None = None  # None: the replay is not recorded (the source never is written)
     connect_timeout_s: float = 5.0
     call_timeout_s: float = 30.0
     max_stream_s: float = 5.0
@@ -66,11 +70,8 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -
     anything is sent."""
     target_path = unix_path(opts.target, "--target")
     source_path = os.path.abspath(opts.db)
-    db_out = os.path.abspath(opts.db_out or opts.db)
-    recording = source.open_recording(source_path)  # one clear line for a file that is not a recording
-    immutable = recording.immutable and not _same_file(source_path, db_out)  # the replay writes into it
-    recording.close()
-    async with await source.CallStream.open(source_path, opts.selection, immutable=immutable) as calls:
+    db_out = os.path.abspath(opts.db_out) if opts.db_out else None
+    async with await CallStream.open(source_path, opts.selection) as calls:
         summary = await calls.summary()
         if not summary.count or summary.first_started_unix is None:
             raise ConfigError(f"no recorded calls in {opts.db} match the selection")
@@ -85,15 +86,21 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -
             except TimeoutError:
                 raise ConfigError(f"cannot reach the target runtime at {result.target} "
                                   f"(nothing answered within {opts.connect_timeout_s:g} s)") from None  # fmt: skip
-            recorder = Recorder(db_out, _session_info(opts, result))
-            recorder.start()  # a database we cannot write is StorageError: one line, exit 2
-            try:
+            recorder = None
+            if db_out is not None:
+                recorder = Recorder(db_out, _session_info(opts, result))
+                recorder.start()  # a database we cannot write is StorageError: one line, exit 2
                 result.replay_session = recorder.session_id
+                if _same_file(source_path, db_out):
+                    # It now has a -wal: read it as a live file, not an immutable one.
+                    await asyncio.to_thread(calls.recording.refresh)
+            try:
                 started = time.monotonic()
                 await _replay_all(channel, calls, summary.first_started_unix, opts, recorder, result)
                 result.elapsed_s = time.monotonic() - started
             finally:
-                await asyncio.to_thread(recorder.close)
+                if recorder is not None:
+                    await asyncio.to_thread(recorder.close)
     return result
 
 
@@ -115,8 +122,8 @@ def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
     return SessionInfo(listen=None, runtime_endpoint=result.target, config=config)
 
 
-async def _replay_all(channel: grpc.aio.Channel, calls: source.CallStream, first_started_unix: float,
-                      opts: ReplayOptions, recorder: Recorder, result: ReplayResult) -> None:  # fmt: skip
+async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_started_unix: float,
+                      opts: ReplayOptions, recorder: Recorder | None, result: ReplayResult) -> None:  # fmt: skip
     ids = IdMap()
     comparer = Comparer(opts.ignore)
     pacer = Pacer(opts.speed, first_started_unix)
@@ -134,14 +141,17 @@ async def _replay_all(channel: grpc.aio.Channel, calls: source.CallStream, first
         answer = await _send(channel, call, request, opts)
         if call.method in ("RunPodSandbox", "CreateContainer") and call.responses and answer.responses:
             ids.learn_from(call.path, call.responses[0], answer.responses[0])
-        recorder.submit(_as_recorded(n, call, request, answer, wall, result.target))
+        if recorder is not None:
+            recorder.submit(_as_recorded(n, call, request, answer, wall, result.target))
         verdict = _judge(call, answer, ids, comparer)
         if verdict.verdict is not Verdict.MATCHED:
             log.info("call %d %s: %s: %s", call.id, call.method, verdict.verdict.value, verdict.reason)
         result.results.append(verdict)
 
 
-def _skip_reason(call: source.SourceCall, opts: ReplayOptions) -> str:
+def _skip_reason(call: StoredCall, opts: ReplayOptions) -> str:
+    if call.call.format_version > FORMAT_VERSION:
+        return f"recorded in call format {call.call.format_version} (this cri-proxy knows {FORMAT_VERSION})"
     if not call.is_cri or method_types(call.path) is None:
         return "not a CRI call"
     if call.method in MUTATING and not opts.allow_mutations:
@@ -154,28 +164,28 @@ def _skip_reason(call: source.SourceCall, opts: ReplayOptions) -> str:
     return ""
 
 
-async def _send(channel: grpc.aio.Channel, call: source.SourceCall, request: bytes,
+async def _send(channel: grpc.aio.Channel, call: StoredCall, request: bytes,
                 opts: ReplayOptions) -> issue.Answer:  # fmt: skip
     types = method_types(call.path)
     if types is not None and types.server_streaming:
         recorded_s = (call.duration_ms or 0.0) / 1000.0
         window = min(opts.max_stream_s, max(recorded_s, 0.2))
-        if call.outcome == Outcome.COMPLETED.value and call.status_name not in _STOPPED:
+        if call.outcome == Outcome.COMPLETED.value and call.status_name not in STOPPED_BY_CLIENT:
             window = max(window, min(opts.max_stream_s, recorded_s * 2 + 1.0))  # let it finish itself
         return await issue.stream(channel, call.path, request, window)
     return await issue.unary(channel, call.path, request, opts.call_timeout_s)
 
 
-def _recorded_status(call: source.SourceCall) -> str:
+def _recorded_status(call: StoredCall) -> str:
     return call.status_name or call.outcome
 
 
-def _judge(call: source.SourceCall, answer: issue.Answer, ids: IdMap, comparer: Comparer) -> CallResult:
-    replayed = "(cut after window)" if answer.cut else issue.status_name(answer.code)
+def _judge(call: StoredCall, answer: issue.Answer, ids: IdMap, comparer: Comparer) -> CallResult:
+    replayed = "(cut after window)" if answer.cut else status_name(answer.code)
     res = CallResult(call.id, call.path, Verdict.MATCHED, recorded_status=_recorded_status(call),
                      replayed_status=replayed, replayed_message=answer.message or None, redacted=call.redacted,
                      duration_ms=round(answer.duration_s * 1000, 3))  # fmt: skip
-    recorded_stopped = call.outcome != Outcome.COMPLETED.value or call.status_name in _STOPPED
+    recorded_stopped = call.outcome != Outcome.COMPLETED.value or call.status_name in STOPPED_BY_CLIENT
     if answer.cut != recorded_stopped or (not answer.cut and answer.code != call.status_code):
         res.verdict = Verdict.FAILED
         res.reason = f"status {res.replayed_status}, recorded {res.recorded_status}"
@@ -199,7 +209,7 @@ def _judge(call: source.SourceCall, answer: issue.Answer, ids: IdMap, comparer: 
     return res
 
 
-def _as_recorded(n: int, call: source.SourceCall, request: bytes, answer: issue.Answer, wall: float,
+def _as_recorded(n: int, call: StoredCall, request: bytes, answer: issue.Answer, wall: float,
                  target: str) -> RecordedCall:  # fmt: skip
     api = api_version_of(call.path)
     rec = RecordedCall(conn_id=1, stream_id=2 * n + 1, started_at=wall, path=call.path,

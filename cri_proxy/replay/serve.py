@@ -27,13 +27,15 @@ from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import ConfigError, SocketInUseError
 from cri_proxy.model.call import Outcome, api_version_of
 from cri_proxy.messages.decode import method_types
-from cri_proxy.replay import source
+from cri_proxy.model.status import STOPPED_BY_CLIENT
 from cri_proxy.replay.answers import Answers, Entry, NoAnswer, method_key
+from cri_proxy.store.reader import load_calls
+from cri_proxy.store.readonly import Recording
+from cri_proxy.store.selection import Selection
 
 log = logging.getLogger(__name__)
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
-_STOPPED = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
 MAX_STREAM_GAP_S = 5.0  # a recorded stream's messages are spaced as recorded, up to this
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -43,7 +45,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class ServeOptions:
     db: str
     listen: str
-    selection: source.Selection = source.Selection()
+    selection: Selection = Selection()
     api: str = "both"
 
 
@@ -102,7 +104,7 @@ class RecordedRuntime(grpc.GenericRpcHandler):
             if delay > 0:
                 await asyncio.sleep(delay)
             yield data
-        if call.outcome != Outcome.COMPLETED.value or call.status_name in _STOPPED:
+        if call.outcome != Outcome.COMPLETED.value or call.status_name in STOPPED_BY_CLIENT:
             await asyncio.Event().wait()  # the recorded client ended it: stay open until this one does
         if call.status_code:
             await context.abort(_CODES.get(call.status_code, grpc.StatusCode.UNKNOWN), call.status_message or "")
@@ -151,9 +153,9 @@ class RecordedServer:
 async def start_serve(opts: ServeOptions) -> RecordedServer:
     versions = _versions(opts.api)
     path = str(unix_path(opts.listen, "--listen"))
-    recording = source.open_recording(opts.db)
+    recording = Recording(opts.db)
     try:
-        calls = source.load_calls(recording.conn, opts.selection)
+        calls = load_calls(recording.conn, opts.selection)
     finally:
         recording.close()
     if not calls:

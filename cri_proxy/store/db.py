@@ -1,4 +1,4 @@
-"""Opening recording databases: file mode, page size, WAL, migrations, views, read-only access.
+"""Opening recording databases for writing: file mode, page size, WAL, migrations, views.
 
 Migrations follow sqlite-utils: each numbered file of storage/migrations runs in its own
 `BEGIN IMMEDIATE` transaction together with its bookkeeping row in `schema_migrations`, so a
@@ -12,9 +12,7 @@ import functools
 import os
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store import sql
@@ -64,27 +62,6 @@ def open_database(
         conn.close()
         if is_corruption(exc):
             raise DatabaseCorrupt(f"{path} is not a usable SQLite database: {exc}") from exc
-        raise
-    return conn
-
-
-def open_readonly(path: str | os.PathLike[str], *, busy_timeout_s: float = 5.0) -> sqlite3.Connection:
-    """Opens a recording for queries only; the file must exist and is never written."""
-    path = os.fspath(path)
-    if not Path(path).is_file():
-        raise StorageError(f"no recording database at {path}")
-    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, check_same_thread=False)
-    try:
-        version = schema_version(conn)
-        newest = len(sql.migrations())
-        if version > newest:
-            raise StorageError(_newer_message(path, version, newest))
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise StorageError(f"{path} is not a usable SQLite database: {exc}") from exc
-    except BaseException:
-        conn.close()
         raise
     return conn
 
@@ -139,11 +116,12 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
 
 
 def create_views(conn: sqlite3.Connection) -> None:
-    """Drops every view and creates storage/views.sql's, in one transaction."""
+    """Re-creates the project's own views (those storage/views.sql names), in one transaction.
+    A user's own views are left alone: they are the user's, and may use ours."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'").fetchall():
-            conn.execute(f'DROP VIEW "{name}"')
+        for name in sql.view_names():
+            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
         for statement in split_statements(sql.views()):
             conn.execute(statement)
         conn.execute("COMMIT")

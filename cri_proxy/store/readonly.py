@@ -1,4 +1,8 @@
-"""Opening a recording for reading without ever changing it, while the proxy may be writing it.
+"""The one way to open a recording for reading: never changing it, while the proxy may be writing it.
+
+Every reader (query, tail, stats, replay, serve, snapshot's source check) opens through
+`Recording` (or `open_readonly` for a bare connection). Older schema versions are made to
+look like the newest one with TEMP objects (store/compat.py), which never touch the file.
 
 SQLite's `mode=ro` never writes the database file, but a WAL-mode database read that way
 still needs the `-wal` file and its `-shm` index next to it, and SQLite creates them when
@@ -19,8 +23,9 @@ a long query reads an immutable connection could checkpoint into the main file u
 (`sqlite3 -readonly` too): a proxy that stops while we are connected cannot checkpoint and
 remove its `-wal` and `-shm`, so they stay (intact, harmless) until the next writer opens it.
 
-Besides mode=ro, every connection has `query_only` on, and an authorizer refuses ATTACH (and
-so VACUUM INTO), which would create other files, and turning query_only off.
+Besides mode=ro, every connection has `query_only` on (after compat has defined its TEMP
+objects, kept in memory), and an authorizer refuses ATTACH (and so VACUUM INTO), which would
+create other files, and turning query_only off.
 """
 
 from __future__ import annotations
@@ -31,8 +36,7 @@ import stat
 import urllib.parse
 
 from cri_proxy.model.errors import StorageError
-from cri_proxy.query import DB_ENV
-from cri_proxy.store import db, sql
+from cri_proxy.store import DB_ENV, compat, db, sql
 
 BUSY_TIMEOUT_S = 5.0
 _SQLITE_ATTACH = 24
@@ -81,6 +85,7 @@ class Recording:
         self._identity = _identity(self.path)
         self._immutable = False
         self._stamp: tuple[int, int] | None = None
+        self.schema_version = 0
         self.conn = self._open()
 
     @property
@@ -97,8 +102,6 @@ class Recording:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         try:
-            conn.execute("PRAGMA query_only = ON")
-            conn.set_authorizer(authorize_read)
             version = db.schema_version(conn)
             newest = len(sql.migrations())
             if version > newest:
@@ -108,6 +111,11 @@ class Recording:
                 )
             if version == 0:
                 raise StorageError(f"{self.path} is not a cri-proxy recording (no schema_migrations table)")
+            conn.execute("PRAGMA temp_store = MEMORY")  # compat's TEMP objects: no temporary file
+            compat.adapt(conn, version)
+            conn.execute("PRAGMA query_only = ON")
+            conn.set_authorizer(authorize_read)
+            self.schema_version = version
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StorageError(f"{self.path} is not a usable SQLite database: {exc}") from exc
@@ -139,3 +147,8 @@ class Recording:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def open_readonly(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A bare read-only connection (Recording's discipline, without following the file)."""
+    return Recording(path).conn

@@ -1,27 +1,36 @@
-"""How a recorded call becomes a `calls` row (the columns of storage/migrations)."""
+"""Rows <-> recorded calls: how a `RecordedCall` becomes a `calls` row and its `messages`, and
+how a stored row reads back as one (`StoredCall`: the call plus what only the row knows).
+
+The mapping is lossless for what a row holds: metadata, trailers, notes, status, outcome,
+times, the format version and every message's bytes, offset and compressed flag. Durations
+and offsets are stored as milliseconds rounded to the microsecond, so they read back to that
+precision. A body over the payload cap is stored without its bytes: such a message reads
+back empty and its call has `complete=False` (as has a call with a compressed message,
+which a replay cannot send as recorded).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from cri_proxy.model.call import Direction, Metadata, RecordedCall
+from cri_proxy.model.call import Direction, Message, Metadata, Outcome, RecordedCall
+from cri_proxy.model.status import status_name
 from cri_proxy.store.db import utc_text
-from cri_proxy.recorder.ids import ID_KEYS, Ids
 
-STATUS_NAMES = (
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-    "UNAUTHENTICATED",
-)  # fmt: skip
+# The id columns of `calls` (what recorder.ids.call_ids finds; tests check the two agree).
+ID_COLUMNS = ("pod_sandbox_id", "container_id", "image", "pod_name", "pod_namespace")
+Ids = dict[str, "str | None"]
 
 CALL_COLUMNS = (
     "session_id", "conn_id", "stream_id", "started_at", "started_unix", "duration_ms",
     "service", "method", "path", "client_api", "upstream_api", "status_code", "status_name",
     "status_message", "outcome", "request_bytes", "response_bytes", "request_count",
     "response_count", "peer_pid", "peer_uid", "upstream", "request_metadata",
-    "response_metadata", "trailers", "redacted", "notes", "format_version", *ID_KEYS,
+    "response_metadata", "trailers", "redacted", "notes", "format_version", *ID_COLUMNS,
 )  # fmt: skip
 
 INSERT_CALL = (
@@ -29,11 +38,92 @@ INSERT_CALL = (
     f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
 )
 
+# What the read side selects: the row id first, then every column (`c.` so joins may use it).
+SELECT_COLUMNS = "c.id, " + ", ".join(f"c.{name}" for name in CALL_COLUMNS)
+_AT = {name: i + 1 for i, name in enumerate(CALL_COLUMNS)}
 
-def status_name(code: int | None) -> str | None:
-    if code is None:
-        return None
-    return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else f"CODE_{code}"
+# A call's messages with their bodies, in order; `{marks}` is the list of call ids.
+SELECT_MESSAGES = (
+    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated "
+    "FROM messages m JOIN payloads p ON p.id = m.payload_id WHERE m.call_id IN ({marks}) "
+    "ORDER BY m.call_id, m.direction, m.idx"
+)  # "request" sorts before "response"
+
+
+@dataclass(slots=True)
+class StoredCall:
+    """A recorded call read back from a recording, with what only its row knows."""
+
+    id: int  # calls.id
+    session_id: int
+    call: RecordedCall
+    ids: Ids = field(default_factory=dict)  # the ID_COLUMNS, each a string or None
+    redacted: bool = False  # secrets were blanked before it was stored
+    complete: bool = True  # every message's bytes were stored, uncompressed (what replay can send)
+
+    @property
+    def path(self) -> str:
+        return self.call.path
+
+    @property
+    def method(self) -> str:
+        return self.call.method
+
+    @property
+    def service(self) -> str:
+        return self.call.service
+
+    @property
+    def started_unix(self) -> float:
+        return self.call.started_at
+
+    @property
+    def started_at(self) -> str:
+        """UTC text as the `started_at` column holds it."""
+        return utc_text(self.call.started_at)
+
+    @property
+    def duration_ms(self) -> float | None:
+        return None if self.call.duration_s is None else round(self.call.duration_s * 1000, 3)
+
+    @property
+    def status_code(self) -> int | None:
+        return self.call.status_code
+
+    @property
+    def status_name(self) -> str | None:
+        return status_name(self.call.status_code)
+
+    @property
+    def status_message(self) -> str | None:
+        return self.call.status_message
+
+    @property
+    def outcome(self) -> str:
+        return self.call.outcome.value
+
+    @property
+    def failed(self) -> bool:
+        return self.call.failed
+
+    @property
+    def is_cri(self) -> bool:
+        return self.call.client_api is not None
+
+    def bodies(self, direction: Direction) -> list[bytes]:
+        return [m.data for m in self.call.messages if m.direction is direction]
+
+    @property
+    def requests(self) -> list[bytes]:
+        return self.bodies(Direction.REQUEST)
+
+    @property
+    def responses(self) -> list[bytes]:
+        return self.bodies(Direction.RESPONSE)
+
+    @property
+    def response_offsets_s(self) -> list[float]:
+        return [m.offset_s for m in self.call.messages if m.direction is Direction.RESPONSE]
 
 
 def _metadata_json(metadata: Metadata) -> str | None:
@@ -50,9 +140,8 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([list(pair) for pair in pairs])
 
 
-def call_row(
-    call: RecordedCall, session_id: int, ids: Ids, redacted: bool
-) -> tuple[object, ...]:
+def call_row(call: RecordedCall, session_id: int, ids: Ids, redacted: bool) -> tuple[object, ...]:
+    """The `calls` row of a call (CALL_COLUMNS order)."""
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
     return (
         session_id,
@@ -83,5 +172,52 @@ def call_row(
         int(redacted),
         json.dumps(call.notes) if call.notes else None,
         call.format_version,
-        *(ids.get(name) for name in ID_KEYS),
+        *(ids.get(name) for name in ID_COLUMNS),
     )
+
+
+def _metadata(text: str | None) -> Metadata:
+    return [(str(k), str(v)) for k, v in json.loads(text)] if text else []
+
+
+def _outcome(value: str) -> Outcome:
+    try:
+        return Outcome(value)
+    except ValueError:  # written by a newer cri-proxy: the tap could not say more either
+        return Outcome.UNPARSED
+
+
+def stored_call(row: Sequence[Any]) -> StoredCall:
+    """A row selected with SELECT_COLUMNS as a StoredCall (messages are attached later)."""
+    def col(name: str) -> Any:
+        return row[_AT[name]]
+
+    duration_ms = col("duration_ms")
+    call = RecordedCall(
+        conn_id=int(col("conn_id")), stream_id=int(col("stream_id")), started_at=float(col("started_unix")),
+        path=str(col("path")), duration_s=None if duration_ms is None else float(duration_ms) / 1000,
+        upstream=col("upstream") or "", peer_pid=col("peer_pid"), peer_uid=col("peer_uid"),
+        client_api=col("client_api"), upstream_api=col("upstream_api"),
+        request_metadata=_metadata(col("request_metadata")), response_metadata=_metadata(col("response_metadata")),
+        trailers=_metadata(col("trailers")), status_code=col("status_code"), status_message=col("status_message"),
+        outcome=_outcome(str(col("outcome"))), request_bytes=int(col("request_bytes")),
+        response_bytes=int(col("response_bytes")), notes=list(json.loads(col("notes"))) if col("notes") else [],
+        format_version=int(col("format_version")),
+    )  # fmt: skip
+    ids = {name: col(name) for name in ID_COLUMNS}
+    return StoredCall(int(row[0]), int(col("session_id")), call, ids, bool(col("redacted")))
+
+
+def message_bytes(row: Sequence[Any]) -> int:
+    """The size of a row's message bodies (to bound a batch of calls read together)."""
+    return int(row[_AT["request_bytes"]] or 0) + int(row[_AT["response_bytes"]] or 0)
+
+
+def attach_messages(by_id: dict[int, StoredCall], rows: Iterable[Sequence[Any]]) -> None:
+    """Adds the rows of SELECT_MESSAGES to their calls, in order."""
+    for call_id, direction, idx, offset_ms, data, compressed, truncated in rows:
+        stored = by_id[call_id]
+        if data is None or truncated or compressed:
+            stored.complete = False
+        stored.call.messages.append(Message(Direction(direction), int(idx), float(offset_ms) / 1000.0,
+                                            bytes(data or b""), bool(compressed)))  # fmt: skip

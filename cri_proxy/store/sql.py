@@ -1,8 +1,8 @@
 """Finds and loads the SQL files of the recording format (the repository's `storage/` folder).
 
-In a checkout, `cri_proxy/store/storage` is a symlink to the top-level `storage/` folder; an
-installed package carries the files themselves at that place. Either way the files are read
-from there, with the checkout's top-level folder as the fallback.
+The top-level `storage/` folder is their one home. A built wheel carries a copy at
+`cri_proxy/store/storage/` (setup.py's build hook makes it), which is looked at first; a
+checkout or an editable install reads the top-level folder itself.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def storage_dir() -> Path:
     for candidate in (_HERE / "storage", _HERE.parent.parent / "storage"):
         if (candidate / "migrations").is_dir():
             return candidate
-    raise FileNotFoundError(f"the storage SQL files are missing (looked in {_HERE / 'storage'})")
+    raise FileNotFoundError(f"the storage SQL files are missing (looked in {_HERE / 'storage'} "
+                            f"and {_HERE.parent.parent / 'storage'})")
 
 
 def migrations() -> list[Migration]:

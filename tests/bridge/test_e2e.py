@@ -15,6 +15,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
+from cri_proxy.store.readonly import open_readonly
 from tests.helpers.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -70,7 +71,7 @@ async def test_a_v1_kubelet_drives_a_v1alpha2_runtime(sock_dir: pathlib.Path, ol
                     pass
             assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert await proxy.astop() == 0, proxy.log()
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         apis = set(conn.execute("SELECT client_api, upstream_api FROM calls"))
         session = conn.execute("SELECT runtime_api, image_api FROM sessions").fetchone()

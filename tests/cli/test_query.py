@@ -86,7 +86,9 @@ def test_json_jsonl_and_csv_carry_full_values(recording: Path) -> None:
     jsonl = run_cli("query", "--db", str(recording), "--format", "jsonl", LONG_QUERY).stdout.splitlines()
     as_csv = list(csv.reader(io.StringIO(run_cli("query", "--db", str(recording), "--format", "csv", LONG_QUERY).stdout)))
     keys = ["id", "method", "duration_ms", "request_metadata"]
-    assert as_json == [dict(zip(keys, row)) for row in full]
+    # the metadata column is JSON text in SQLite: json and jsonl nest it as JSON (issue 13.6)
+    assert as_json == [dict(zip(keys, (*row[:3], json.loads(row[3])))) for row in full]
+    assert all(isinstance(obj["request_metadata"], list) for obj in as_json)
     assert [json.loads(line) for line in jsonl] == as_json
     assert as_csv[0] == keys
     assert as_csv[1:] == [[str(v) for v in row] for row in full]

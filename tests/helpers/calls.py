@@ -22,6 +22,7 @@ from cri_proxy.model.call import (
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import db
+from cri_proxy.store.readonly import open_readonly
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
 IMAGE_METHODS = {"PullImage", "ImageStatus", "RemoveImage", "ListImages", "ImageFsInfo"}
@@ -143,7 +144,7 @@ def version_call(i: int) -> RecordedCall:
 
 
 def integrity(path: Path) -> list[str]:
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         return db.integrity_check(conn)
     finally:

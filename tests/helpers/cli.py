@@ -1,7 +1,10 @@
-"""Running the real `cri-proxy` command line from tests, and reading what it prints."""
+"""Running the real `cri-proxy` command line from tests, and reading what it prints: in this
+process (`run_cli`, most tests) or as a process of its own (`run_cli_process`, `Tail`: the
+entry point, exit statuses, signals)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -10,8 +13,12 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from cri_proxy.cli.app import app
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.query import DB_ENV
 from tests.conftest import ROOT
@@ -22,7 +29,7 @@ from tests.helpers.calls import (
 
 
 def cli_argv(*args: str) -> list[str]:
-    """The argv that runs `cri-proxy ARGS` (this checkout)."""
+    """The argv that runs `cri-proxy ARGS` (this checkout) as a process of its own."""
     return [sys.executable, "-m", "cri_proxy", *args]
 
 
@@ -33,7 +40,27 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:  # fmt: skip
+            cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Runs `cri-proxy ARGS` in this process (typer's CliRunner: the same app, parsing and
+    runner as the real command, without a Python start-up per call) and returns what a
+    process would have: exit status, stdout, stderr. `env` is the whole environment the
+    command sees (default: this one without $CRI_PROXY_DB); stdin is `input`, else empty."""
+    wanted = cli_env() if env is None else env
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in wanted}
+    overrides.update(wanted)
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(app, list(args), input=input, env=overrides, prog_name="cri-proxy")
+    stderr = result.stderr
+    if result.exception is not None and result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        # A bug escaped the command: show its traceback as a process would have.
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return subprocess.CompletedProcess(["cri-proxy", *args], result.exit_code, result.stdout, stderr)
+
+
+def run_cli_process(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+                    timeout: float = 30) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Runs `python -m cri_proxy ARGS` as a real process: for the tests of the entry point,
+    exit statuses and signals themselves."""
     return subprocess.run(
         cli_argv(*args), input=input, stdin=None if input is not None else subprocess.DEVNULL,
         capture_output=True, text=True, cwd=ROOT, env=env or cli_env(), timeout=timeout,

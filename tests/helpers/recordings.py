@@ -11,7 +11,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -79,15 +79,36 @@ async def _drive(channel: grpc.aio.Channel) -> None:
     await v1alpha2_grpc.RuntimeServiceStub(channel).Version(v1alpha2.VersionRequest())
 
 
-async def _record(folder: pathlib.Path) -> None:
+async def drive_verbose(channel: grpc.aio.Channel) -> None:
+    """A pod and a container, and their verbose status: `info` holds a JSON document with
+    pids and ids, which differ on every run."""
+    rt = v1_grpc.RuntimeServiceStub(channel)
+    config = v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name="db", namespace="shop", uid="u2"))
+    pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
+    ctr = (await rt.CreateContainer(v1.CreateContainerRequest(
+        pod_sandbox_id=pod, sandbox_config=config,
+        config=v1.ContainerConfig(metadata=v1.ContainerMetadata(name="pg"), image=v1.ImageSpec(image=BUSYBOX))))
+           ).container_id
+    await rt.StartContainer(v1.StartContainerRequest(container_id=ctr))
+    await rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr, verbose=True))
+    await rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True))
+
+
+async def record_through_proxy(folder: pathlib.Path, drive: Callable[[grpc.aio.Channel], Awaitable[None]]) -> pathlib.Path:
+    """`drive` through a recording proxy in front of a fresh stand-in runtime; the database."""
     server = await start_fake_runtime(f"unix://{folder}/rt.sock", api="both")
     try:
         async with ProxyProcess(folder / "p.sock", folder / "rt.sock", "--db", str(folder / "rec.db")) as proxy:
             async with grpc.aio.insecure_channel(f"unix://{folder}/p.sock") as channel:
-                await _drive(channel)
+                await drive(channel)
             assert await proxy.astop() == 0
     finally:
         await server.stop(0)
+    return folder / "rec.db"
+
+
+async def _record(folder: pathlib.Path) -> None:
+    await record_through_proxy(folder, _drive)
 
 
 @pytest.fixture(scope="session")
@@ -124,3 +145,19 @@ async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+GOLDEN_DIR = ROOT / "tests" / "data" / "recordings"
+GOLDEN = sorted(GOLDEN_DIR.glob("schema-v*.db"))  # one recording per schema version, frozen
+
+
+def golden_sums() -> dict[str, str]:
+    """The frozen files' sha256 as SHA256SUMS records them."""
+    lines = (GOLDEN_DIR / "SHA256SUMS").read_text().splitlines()
+    return {name: digest for digest, name in (line.split() for line in lines)}
+
+
+def file_sha256(path: pathlib.Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

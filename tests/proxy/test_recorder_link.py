@@ -21,6 +21,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
+from cri_proxy.store.readonly import open_readonly
 from tests.helpers.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -37,7 +38,7 @@ async def runtime(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
 
 
 def rows(path: pathlib.Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         return list(conn.execute(sql, args))
     finally:
@@ -125,7 +126,7 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
     deadline = time.monotonic() + 20
     while not rows(path, "SELECT 1 FROM sessions WHERE ended_at IS NOT NULL") and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         assert db.integrity_check(conn) == ["ok"]
         recorded = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
@@ -220,7 +221,7 @@ async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runt
     assert await proxy.astop() == 0
     assert "Traceback" not in proxy.log()
     if path.exists():
-        conn = db.open_readonly(path)
+        conn = open_readonly(path)
         try:
             assert db.integrity_check(conn) == ["ok"]
         finally:

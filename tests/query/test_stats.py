@@ -128,6 +128,13 @@ def test_session_and_since_select_calls(tmp_path: Path) -> None:
     assert "--since 'soon'" in one_error_line(run_cli("stats", "--db", str(path), "--since", "soon"))
 
 
+def test_a_session_the_recording_lacks_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record(path, incident_calls())
+    assert "no session 99 in the recording" in one_error_line(run_cli("stats", "--db", str(path), "--session", "99"))
+    assert run_cli("stats", "--db", str(path), "--session", "1").returncode == 0
+
+
 def test_live_session_counts_losses_while_running(tmp_path: Path) -> None:
     """The proxy's counters are written with every batch: a running session's loss is visible."""
     path = tmp_path / "calls.db"

@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import time
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.query.tail import format_line
+from cri_proxy.store.rows import StoredCall
 from cri_proxy.recorder.recorder import Recorder
 from tests.helpers.calls import make_call, record, wait_for
 from tests.helpers.cli import Tail, snapshot
@@ -78,20 +80,27 @@ def test_follows_calls_written_while_it_runs(live: tuple[Path, Recorder], tails:
     assert tail.stderr() == ""
 
 
+def _stored(started_at: str, duration_ms: float | None, path: str, status_code: int | None,
+            status_message: str | None, outcome: str, request_bytes: int, **ids: str | None) -> StoredCall:
+    started = datetime.strptime(started_at, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+    call = RecordedCall(1, 1, started, path, duration_s=None if duration_ms is None else duration_ms / 1000,
+                        status_code=status_code, status_message=status_message, outcome=Outcome(outcome),
+                        request_bytes=request_bytes)  # fmt: skip
+    return StoredCall(1, 1, call, dict(ids))
+
+
 def test_line_shape() -> None:
-    row = {"id": 1, "session_id": 1, "started_at": "2026-11-23 23:25:01.123", "duration_ms": 12.345,
-           "service": "runtime.v1.RuntimeService", "method": "StartContainer", "path": "/runtime.v1.RuntimeService/StartContainer",
-           "status_code": 5, "status_name": "NOT_FOUND", "status_message": "gone", "outcome": "completed",
-           "request_bytes": 70, "response_bytes": 0, "pod_sandbox_id": "a" * 64, "pod_name": "web-0",
+    row = {"started_at": "2026-11-23 23:25:01.123", "duration_ms": 12.345,
+           "path": "/runtime.v1.RuntimeService/StartContainer", "status_code": 5, "status_message": "gone",
+           "outcome": "completed", "request_bytes": 70, "pod_sandbox_id": "a" * 64, "pod_name": "web-0",
            "pod_namespace": "shop", "container_id": "c" * 64, "image": None}  # fmt: skip
-    assert format_line(row) == (
+    assert format_line(_stored(**row)) == (  # type: ignore[arg-type]
         "23:25:01.123    12.3ms NOT_FOUND         v1.RuntimeService/StartContainer     "
         'pod=aaaaaaaaaaaa(shop/web-0) ctr=cccccccccccc req=70 resp=0 "gone"\n'
     )
-    cancelled = dict(row, status_code=None, status_name=None, outcome="cancelled", duration_ms=None,
-                     status_message=None, pod_sandbox_id=None, container_id=None,
-                     service="containerd.services.events.v1.Events", method="Subscribe")  # fmt: skip
-    assert format_line(cancelled) == (
+    cancelled = dict(row, status_code=None, outcome="cancelled", duration_ms=None, status_message=None,
+                     pod_sandbox_id=None, container_id=None, path="/containerd.services.events.v1.Events/Subscribe")
+    assert format_line(_stored(**cancelled)) == (  # type: ignore[arg-type]
         "23:25:01.123         - cancelled         containerd.services.events.v1.Events/Subscribe "
         "pod=shop/web-0 req=70 resp=0\n"
     )

@@ -18,11 +18,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def migration_0004() -> str:
-    """The migration's SQL. Until the store's 0003 is merged the file waits under a name the
-    migration runner does not pick up (numbers must have no gaps)."""
-    found = sorted((sql.storage_dir() / "migrations").glob("0004_*"))
-    assert len(found) == 1, found
-    return found[0].read_text()
+    [migration] = [m for m in sql.migrations() if m.version == 4]
+    assert migration.name == "call_ids"
+    return migration.sql
 
 
 def big_calls() -> list[RecordedCall]:

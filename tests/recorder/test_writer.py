@@ -32,6 +32,7 @@ from cri_proxy.model.errors import StorageError
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import db
+from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
 from tests.helpers.calls import (
     integrity,
@@ -91,7 +92,7 @@ def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     recorder = Recorder(path, options=RecorderOptions(flush_interval_s=0.3, batch_max_calls=1000))
     recorder.start()
-    reader = db.open_readonly(path)
+    reader = open_readonly(path)
     seen = set()
     try:
         for i in range(300):

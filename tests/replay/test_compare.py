@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cri_proxy.model.errors import ConfigError
@@ -95,3 +97,27 @@ def test_ignored_agrees_with_matching_glob_by_glob(extra: tuple[str, ...], defau
             assert comparer.ignored(path) is expected, (path, comparer.ignore)
     assert Comparer(("containers[*].state",), defaults=False).ignored("containers[7].state")
     assert not Comparer(("containers[0].state",), defaults=False).ignored("containers[1].state")
+
+
+def test_verbose_info_json_is_compared_without_its_pids_ids_and_times() -> None:
+    recorded = {"pid": 1234, "sandboxID": "a" * 64, "createdAt": "2026-11-23T10:00:00.123Z", "processStatus": "running",
+                "config": {"metadata": {"name": "redis"}, "started_at": 5},
+                "runtimeSpec": {"linux": {"namespaces": [{"type": "network", "path": "/proc/1234/ns/net"}]}}}
+    replayed = dict(recorded, pid=4321, sandboxID="b" * 64, createdAt="2026-12-01T13:00:00Z",
+                    config={"metadata": {"name": "redis"}, "started_at": 9},
+                    runtimeSpec={"linux": {"namespaces": [{"type": "network", "path": "/proc/4321/ns/net"}]}})
+    old = {"status": {"id": "c1"}, "info": {"info": json.dumps(recorded)}}
+    new = {"status": {"id": "c1"}, "info": {"info": json.dumps(replayed)}}
+    assert Comparer().diff(old, new) == []
+    changed = {"status": {"id": "c1"}, "info": {"info": json.dumps(dict(replayed, processStatus="exited"))}}
+    assert [d.path for d in Comparer().diff(old, changed)] == ["info.info.processStatus"]
+    # outside such a document an id is compared as ever, and a string that is not JSON too
+    assert [d.path for d in Comparer().diff({"status": {"id": "c1"}}, {"status": {"id": "c2"}})] == ["status.id"]
+    assert [d.path for d in Comparer().diff({"info": {"x": "{not json"}}, {"info": {"x": "{nor this"}})] == ["info.x"]
+
+
+def test_a_value_the_recording_redacted_matches_whatever_is_answered() -> None:
+    old = {"env": ["PATH=[redacted]", "HOME=/root"], "password": "[redacted]"}
+    new = {"env": ["PATH=/bin", "HOME=/home"], "password": "hunter2"}
+    assert [d.path for d in Comparer().diff(old, new)] == ["env[1]"]
+    assert [d.path for d in Comparer().diff({"env": ["PATH=[redacted]"]}, {"env": ["HOME=/bin"]})] == ["env[0]"]

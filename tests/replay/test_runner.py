@@ -13,9 +13,11 @@ from cri_proxy.fakeruntime import PreloadedImage, start_fake_runtime
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.results import Verdict
 from cri_proxy.replay.runner import ReplayOptions, run_replay, skip_line
-from cri_proxy.replay.source import Selection
+from cri_proxy.store.selection import Selection
 from tests.helpers.recordings import (
     MUTATIONS,
+    drive_verbose,
+    record_through_proxy,
     PHASE_GAP_S,
     Recorded,
     recording,
@@ -31,7 +33,8 @@ async def test_full_replay_against_a_fresh_runtime_matches(sock_dir: pathlib.Pat
     target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
     lines: list[str] = []
     try:
-        result = await run_replay(ReplayOptions(str(recording.db), target.address, allow_mutations=True), lines.append)
+        result = await run_replay(ReplayOptions(str(recording.db), target.address, allow_mutations=True,
+                                                db_out=str(recording.db)), lines.append)  # side by side, as asked
     finally:
         await target.stop(0)
     bad = [(r.call_id, r.method, r.reason, r.differences) for r in result.results if r.verdict is not Verdict.MATCHED]
@@ -136,3 +139,60 @@ async def test_the_replay_can_go_to_another_database(sock_dir: pathlib.Path, rec
     assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
     conn.close()
     assert sqlite3.connect(recording.db).execute("SELECT count(*) FROM sessions").fetchone()[0] == 1
+
+
+async def test_a_replay_leaves_its_source_byte_identical(sock_dir: pathlib.Path, recording: Recorded) -> None:
+    """Stopped (no -wal) and live (a writer holds committed rows in the -wal): the replay
+    reads, records nothing, and neither the file nor its -wal changes."""
+    from tests.helpers.recordings import file_sha256
+
+    wal = pathlib.Path(f"{recording.db}-wal")
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        before = file_sha256(recording.db)
+        result = await run_replay(ReplayOptions(str(recording.db), target.address))
+        assert result.db_out is None and result.replay_session is None and result.results
+        assert file_sha256(recording.db) == before and not wal.exists()
+        writer = sqlite3.connect(recording.db, isolation_level=None)  # the proxy, still recording
+        try:
+            writer.execute("UPDATE sessions SET calls_recorded = calls_recorded + 1")
+            live = (file_sha256(recording.db), file_sha256(wal))
+            sessions = writer.execute("SELECT count(*) FROM sessions").fetchone()
+            result = await run_replay(ReplayOptions(str(recording.db), target.address))
+            assert result.results and (file_sha256(recording.db), file_sha256(wal)) == live
+            assert writer.execute("SELECT count(*) FROM sessions").fetchone() == sessions
+        finally:
+            writer.close()
+    finally:
+        await target.stop(0)
+
+
+async def test_pids_and_ids_inside_verbose_info_do_not_count_as_differences(sock_dir: pathlib.Path) -> None:
+    folder = sock_dir / "rec"
+    folder.mkdir()
+    db = await record_through_proxy(folder, drive_verbose)
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        result = await run_replay(ReplayOptions(str(db), target.address, allow_mutations=True))
+    finally:
+        await target.stop(0)
+    verbose = [r for r in result.results if r.method in ("ContainerStatus", "PodSandboxStatus")]
+    assert len(verbose) == 2 and all(r.verdict is Verdict.MATCHED for r in verbose), verbose
+    assert result.exit_code == 0
+
+
+async def test_a_call_of_a_newer_call_format_is_skipped_with_its_reason(sock_dir: pathlib.Path,
+                                                                        recording: Recorded) -> None:
+    conn = sqlite3.connect(recording.db)
+    with conn:
+        conn.execute("UPDATE calls SET format_version = 99 WHERE method = 'Version'")
+    conn.close()
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        result = await run_replay(ReplayOptions(str(recording.db), target.address,
+                                                selection=Selection(where="method IN ('Version', 'Status')")))
+    finally:
+        await target.stop(0)
+    verdicts = {(r.method, r.verdict, r.reason) for r in result.results}
+    assert verdicts == {("Version", Verdict.SKIPPED, "recorded in call format 99 (this cri-proxy knows 1)"),
+                        ("Status", Verdict.MATCHED, "")}

@@ -14,6 +14,7 @@ import pytest
 
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store import db, sql
+from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
 from tests.helpers.calls import T0, make_call, record
 
@@ -102,7 +103,7 @@ def test_upgrade_from_version_1_keeps_the_data(tmp_path: Path) -> None:
         conn.close()
     # and a recorder writes into the upgraded file, next to the old session
     record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     assert conn.execute("SELECT count(*), count(DISTINCT session_id) FROM calls").fetchone() == (2, 2)
     conn.close()
 
@@ -131,7 +132,7 @@ def test_newer_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match=rf"newer cri-proxy \(schema version {NEWEST + 1}"):
         db.open_database(path)
     with pytest.raises(StorageError, match="newer cri-proxy"):
-        db.open_readonly(path)
+        open_readonly(path)
 
 
 def test_not_a_database_is_reported(tmp_path: Path) -> None:
@@ -140,15 +141,15 @@ def test_not_a_database_is_reported(tmp_path: Path) -> None:
     with pytest.raises(db.DatabaseCorrupt, match="not a usable SQLite database"):
         db.open_database(path)
     with pytest.raises(StorageError, match="not a usable SQLite database"):
-        db.open_readonly(path)
+        open_readonly(path)
     with pytest.raises(StorageError, match="no recording database"):
-        db.open_readonly(tmp_path / "absent.db")
+        open_readonly(tmp_path / "absent.db")
 
 
 def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         assert conn.execute("SELECT count(*) FROM calls").fetchone() == (1,)
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -157,18 +158,24 @@ def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
         conn.close()
 
 
-def test_views_are_recreated_at_open(tmp_path: Path) -> None:
+def test_the_projects_views_are_recreated_at_open_and_a_users_view_survives(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     db.open_database(path).close()
     conn = sqlite3.connect(path)
     conn.execute("DROP VIEW errors")
-    conn.execute("CREATE VIEW stale AS SELECT 1")
+    conn.execute("DROP VIEW slow_calls")
+    conn.execute("CREATE VIEW slow_calls AS SELECT 1 AS stale")  # an old version's definition
+    conn.execute("CREATE VIEW my_errors AS SELECT call_id, method FROM errors WHERE method LIKE 'Exec%'")
     conn.commit()
     conn.close()
     conn = db.open_database(path)
-    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+    views = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall())
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(slow_calls)")]
+    mine = conn.execute("SELECT * FROM my_errors").fetchall()
     conn.close()
-    assert views == set(sql.view_names())
+    assert set(views) == set(sql.view_names()) | {"my_errors"}
+    assert "method LIKE 'Exec%'" in views["my_errors"] and mine == []
+    assert columns[0] == "call_id"  # this version's slow_calls, not the stale one
 
 
 def test_readme_documents_every_table_column_and_view(tmp_path: Path) -> None:
@@ -191,7 +198,7 @@ def test_named_queries_have_headers_and_run(tmp_path: Path) -> None:
     queries = sql.queries()
     assert {"pod-startup", "failed-last-hour", "largest-replies", "busiest-methods", "exec-probes"} <= set(queries)
     readme = (ROOT / "storage" / "README.md").read_text()
-    conn = db.open_readonly(path)
+    conn = open_readonly(path)
     try:
         for name, query in queries.items():
             assert query.description, name
@@ -208,8 +215,8 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
 
 
-def test_storage_files_are_found_inside_the_package() -> None:
+def test_a_checkout_reads_the_top_level_storage_folder() -> None:
     here = Path(db.__file__).resolve().parent
-    assert (here / "storage" / "migrations" / "0001_initial.sql").is_file()
+    assert not (here / "storage").is_symlink()  # no link from the package into storage/
     assert sql.storage_dir().resolve() == (ROOT / "storage").resolve()
     assert T0 > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.store.db import utc_text
-from cri_proxy.store.rows import status_name
+from cri_proxy.model.status import status_name
 from tests.helpers.calls import T0, make_call, record, rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -86,3 +86,33 @@ def test_call_row_columns_and_ids(tmp_path: Path) -> None:
     (json_text,) = rows(db, "SELECT json FROM call_messages WHERE method = 'RunPodSandbox' "
                             "AND direction = 'response'")[0]  # fmt: skip
     assert json_text == '{"pod_sandbox_id":"p1"}'
+
+
+def test_a_stored_call_reads_back_as_the_recorded_call(tmp_path: Path) -> None:
+    from cri_proxy.model.call import Direction, Message, Outcome
+    from cri_proxy.recorder.ids import ID_KEYS
+    from cri_proxy.store.reader import load_calls
+    from cri_proxy.store.readonly import open_readonly
+    from cri_proxy.store.rows import ID_COLUMNS
+    from cri_proxy.store.selection import Selection
+
+    assert ID_COLUMNS == ID_KEYS  # the writer's ids are the reader's columns
+    call = make_call("ContainerStatus", {"container_id": "c1"}, None, started=T0 + 0.25, duration_ms=250.0,
+                     status=5, message="no such container")  # fmt: skip
+    call.notes = ["translated v1alpha2 -> v1"]
+    call.response_metadata = [("content-type", "application/grpc")]
+    events = make_call("GetContainerEvents", {}, None, started=T0 + 1, duration_ms=None, status=None,
+                       outcome=Outcome.CANCELLED)  # fmt: skip
+    events.add_message(Message(Direction.RESPONSE, 0, 0.5, b"\x08\x01"))
+    events.add_message(Message(Direction.RESPONSE, 1, 0.75, b"\x08\x02", compressed=True))
+    record(tmp_path / "calls.db", [call, events])
+    conn = open_readonly(tmp_path / "calls.db")
+    try:
+        first, second = load_calls(conn, Selection())
+    finally:
+        conn.close()
+    assert first.call == call and second.call == events
+    assert (first.id, first.session_id, first.redacted, first.complete) == (1, 1, False, True)
+    assert first.ids["container_id"] == "c1" and first.status_name == "NOT_FOUND" and first.failed
+    assert second.responses == [b"\x08\x01", b"\x08\x02"] and second.response_offsets_s == [0.5, 0.75]
+    assert not second.complete  # a compressed message cannot be replayed as recorded

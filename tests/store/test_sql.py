@@ -9,6 +9,7 @@ import pytest
 
 from cri_proxy.model.call import Outcome
 from cri_proxy.store import sql
+from tests.conftest import ROOT
 from tests.helpers.calls import T0, lifecycle_calls, make_call, record, rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -94,3 +95,37 @@ def test_pod_startup_query(db_path: Path) -> None:
     assert gaps["RunPodSandbox"] == 10_000.0  # second attempt: 10 s after the first ended
     assert gaps["CreateContainer"] == 500.0  # after the 2.5 s pull
     assert gaps["StartContainer"] == 480.0
+
+
+@pytest.mark.timeout(120)
+def test_a_built_wheel_carries_the_storage_files_and_finds_them(tmp_path: Path) -> None:
+    """`pip wheel .`, unpacked as an installer would, outside the checkout: the package finds
+    every migration, the views and the named queries inside itself."""
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    source = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
+    for name in ("cri_proxy", "storage"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("cri_proxy-*.whl")
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    wanted = sorted(str(p.relative_to(ROOT / "storage")) for p in (ROOT / "storage").rglob("*") if p.is_file())
+    inside = site / "cri_proxy" / "store" / "storage"
+    assert sorted(str(p.relative_to(inside)) for p in inside.rglob("*") if p.is_file()) == wanted
+    probe = ("from cri_proxy.store import sql; print(sql.storage_dir()); "
+             "print(len(sql.migrations()), len(sql.view_names()), len(sql.queries()))")  # fmt: skip
+    ran = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
+                         capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    where, counts = ran.stdout.splitlines()
+    assert Path(where) == inside
+    assert counts == f"{len(sql.migrations())} {len(sql.view_names())} {len(sql.queries())}"

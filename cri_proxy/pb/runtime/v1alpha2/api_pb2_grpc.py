@@ -5,7 +5,7 @@ import warnings
 
 from . import api_pb2 as runtime_dot_v1alpha2_dot_api__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.74.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in runtime/v1alpha2/api_pb2_grpc.py depends on'
+        + f' but the generated code in runtime/v1alpha2/api_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class RuntimeServiceStub:
+class RuntimeServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -156,7 +156,7 @@ class RuntimeServiceStub:
                 _registered_method=True)
 
 
-class RuntimeServiceServicer:
+class RuntimeServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Version(self, request, context):
@@ -434,7 +434,7 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class RuntimeService:
+class RuntimeService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -1086,7 +1086,7 @@ class RuntimeService:
             _registered_method=True)
 
 
-class ImageServiceStub:
+class ImageServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -1122,7 +1122,7 @@ class ImageServiceStub:
                 _registered_method=True)
 
 
-class ImageServiceServicer:
+class ImageServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def ListImages(self, request, context):
@@ -1191,7 +1191,7 @@ def add_ImageServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ImageService:
+class ImageService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

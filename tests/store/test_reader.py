@@ -9,24 +9,26 @@ import pytest
 
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.errors import ConfigError, StorageError
-from cri_proxy.replay import source
-from cri_proxy.replay.source import CallStream, Selection
+from cri_proxy.store.reader import CallStream, load_calls
+from cri_proxy.store.readonly import Recording
+from cri_proxy.store.rows import StoredCall
+from cri_proxy.store.selection import Selection
 from tests.helpers.recordings import Recorded, recording, recording_master
 
 __all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)
 
 
-def _loaded(db: pathlib.Path, selection: Selection) -> list[source.SourceCall]:
-    rec = source.open_recording(db)
+def _loaded(db: pathlib.Path, selection: Selection) -> list[StoredCall]:
+    rec = Recording(db)
     try:
-        return source.load_calls(rec.conn, selection)
+        return load_calls(rec.conn, selection)
     finally:
         rec.close()
 
 
-async def _streamed(db: pathlib.Path, selection: Selection, **batch: int) -> list[source.SourceCall]:
-    async with await CallStream.open(db, selection, immutable=False, **batch) as stream:
+async def _streamed(db: pathlib.Path, selection: Selection, **batch: int) -> list[StoredCall]:
+    async with await CallStream.open(db, selection, **batch) as stream:
         return [call async for call in stream]
 
 
@@ -42,7 +44,7 @@ async def test_the_stream_gives_every_call_in_order_with_its_messages(recording:
 async def test_the_summary_counts_what_the_stream_gives(recording: Recorded) -> None:
     selection = Selection(where="method <> 'Version'")
     expected = _loaded(recording.db, selection)
-    async with await CallStream.open(recording.db, selection, immutable=True) as stream:
+    async with await CallStream.open(recording.db, selection) as stream:
         summary = await stream.summary()
         calls = [call async for call in stream]
     assert calls == expected
@@ -52,20 +54,20 @@ async def test_the_summary_counts_what_the_stream_gives(recording: Recorded) -> 
 
 
 async def test_a_bad_selection_is_one_clear_error(recording: Recorded) -> None:
-    async with await CallStream.open(recording.db, Selection(where="no_such_column = 1"), immutable=False) as stream:
+    async with await CallStream.open(recording.db, Selection(where="no_such_column = 1")) as stream:
         with pytest.raises(ConfigError, match="--where 'no_such_column = 1': no such column"):
             await stream.summary()
         with pytest.raises(ConfigError, match="no such column"):
             [call async for call in stream]
     with pytest.raises(StorageError, match="no session 99 in the recording"):
-        await CallStream.open(recording.db, Selection(session=99), immutable=False)
+        await CallStream.open(recording.db, Selection(session=99))
 
 
 async def test_the_file_can_be_written_while_it_is_streamed(recording: Recorded) -> None:
     expected = _loaded(recording.db, Selection())
     writer = sqlite3.connect(recording.db, timeout=5)
     got = []
-    async with await CallStream.open(recording.db, Selection(), immutable=False, batch_calls=3) as stream:
+    async with await CallStream.open(recording.db, Selection(), batch_calls=3) as stream:
         async for call in stream:
             got.append(call)
             if len(got) == 4:  # a replay's own calls are written into the file it reads
@@ -79,3 +81,28 @@ async def test_the_file_can_be_written_while_it_is_streamed(recording: Recorded)
 def _columns_with_new_id(conn: sqlite3.Connection) -> str:
     names = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
     return ", ".join("id + 100000" if n == "id" else n for n in names)
+
+
+def test_calls_are_read_in_start_order_through_the_index_without_a_sort(recording: Recorded) -> None:
+    from cri_proxy.store.reader import select_sql
+
+    rec = Recording(recording.db)
+    try:
+        for selection in (Selection(), Selection(since=0.0, until=4e9, where="method <> 'Version'")):
+            query, args = select_sql(selection)
+            plan = " / ".join(row[3] for row in rec.conn.execute("EXPLAIN QUERY PLAN " + query, args))
+            assert "calls_started_unix" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        rec.close()
+
+
+async def test_a_stream_left_half_way_closes_cleanly(recording: Recorded) -> None:
+    async with await CallStream.open(recording.db, Selection(), batch_calls=2) as stream:
+        got = []
+        async for call in stream:
+            got.append(call.id)
+            if len(got) == 3:
+                break
+    assert len(got) == 3
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, and no read was left running on it
+        stream.recording.conn.execute("SELECT 1")

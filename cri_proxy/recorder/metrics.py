@@ -1,0 +1,265 @@
+"""The metrics peer: Prometheus counters, histograms and gauges fed with recorded calls.
+
+A peer of the writer in the recorder's pipeline: the tap tells it when a call opens
+(`opened`) and hands it every finished call (`observe`); the recorder and the relay's link
+tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
+lag, database size, client connections). Everything lives in this peer's own
+`CollectorRegistry`, never prometheus_client's global one, so two peers (or a test and the
+process) never share series. `metrics_http.serve` exposes the registry.
+
+What is computed at scrape time is computed from the open set, not pushed: calls in flight
+and the age of the oldest open call, so a call the runtime holds open shows within one
+scrape without anything having to tick. Label values are bounded: a method neither CRI
+version defines is counted as `other`, and client process names are capped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Final, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.cri import METHODS, parse_path
+from cri_proxy.model.status import StatusCode, failed, status_name
+from cri_proxy.recorder.metrics_http import MetricsServer, Readiness, serve
+from cri_proxy.recorder.notes import NoteKind, note_kind
+
+# 100 us (a cached Version answered on the node) up to the kubelet's 2-minute CRI deadline.
+DURATION_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                           0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+OTHER: Final = "other"
+MAX_CLIENTS: Final = 20
+MAX_OPEN: Final = 100_000  # open calls remembered; past it `opened` is ignored (a leak guard)
+# Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
+# count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
+_CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
+_STREAMING: Final = frozenset(path for path, info in METHODS.items() if info.server_streaming)
+
+
+class SpanCounts(Protocol):
+    """What the spans peer counts (spans.CallSpans.counts returns one)."""
+
+    exported: int
+    dropped: int
+
+
+def method_labels(path: str) -> tuple[str, str]:
+    """(service, method) for a CRI path; ("other", "other") for any path the table lacks."""
+    if path in METHODS:
+        parts = parse_path(path)
+        return parts.service, parts.method
+    return OTHER, OTHER
+
+
+def code_label(call: RecordedCall) -> str:
+    """The status name, or how the call ended when no status arrived ("no_status" if it completed).
+
+    A code gRPC does not define is `CODE_OTHER`: the label set stays bounded whatever arrives.
+    """
+    if call.status_code is not None:
+        return _CODE_NAMES.get(call.status_code, "CODE_OTHER")
+    return "no_status" if call.outcome.value == "completed" else call.outcome.value
+
+
+def client_name(pid: int | None) -> str:
+    """The client's process name from /proc (`unknown` when the pid is gone or was never known)."""
+    if pid is None:
+        return "unknown"
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+class _OpenCalls(Collector):
+    """Calls in flight per method and the oldest open unary call's age, read at scrape time."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.calls: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, stream) -> path, started_at
+        self.seen: set[str] = set()  # paths ("" for any other) reported once stay reported, at 0
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            open_calls = list(self.calls.values())
+            seen = list(self.seen)
+        in_flight = GaugeMetricFamily("cri_proxy_calls_in_flight", "Calls opened and not yet finished.",
+                                      labels=["service", "method"])
+        counts = dict.fromkeys(map(method_labels, seen), 0)
+        oldest: float | None = None
+        for path, started in open_calls:
+            key = method_labels(path)
+            counts[key] = counts.get(key, 0) + 1
+            if path not in _STREAMING and (oldest is None or started < oldest):
+                oldest = started
+        for (service, method), n in sorted(counts.items()):
+            in_flight.add_metric([service, method], n)
+        yield in_flight
+        age = 0.0 if oldest is None else max(0.0, self.clock() - oldest)
+        yield GaugeMetricFamily("cri_proxy_oldest_open_call_age_seconds",
+                                "Age of the oldest open call (server-streaming calls excepted); 0 when none.",
+                                value=age)
+
+
+class _SpanCounters(Collector):
+    """The spans peer's export counters, read when scraped."""
+
+    def __init__(self, read: Callable[[], SpanCounts]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self.read()
+        yield CounterMetricFamily("cri_proxy_spans_exported", "Spans the collector accepted.",
+                                  value=counts.exported)
+        yield CounterMetricFamily("cri_proxy_spans_dropped", "Spans lost: export queue full, export failed, "
+                                  "or unsent at shutdown.", value=counts.dropped)
+
+
+class CallMetrics:
+    """The metrics peer. `observe` and `opened` are cheap and never raise on a strange call."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, max_clients: int = MAX_CLIENTS,
+                 clock: Callable[[], float] = time.time, process: bool = True) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.max_clients = max_clients
+        reg = self.registry
+        per_call = ["service", "method"]
+        self.calls = Counter("cri_proxy_calls", "Finished calls, by method and status name (or how they ended "
+                             "without one).", [*per_call, "code"], registry=reg)
+        self.failures = Counter("cri_proxy_calls_failed", "Finished calls that failed: anything but a completed "
+                                "call with grpc-status 0.", per_call, registry=reg)
+        self.duration = Histogram("cri_proxy_call_duration_seconds", "Call duration as the relay saw it, from "
+                                  "request headers to the end of the call.", per_call, registry=reg,
+                                  buckets=DURATION_BUCKETS)
+        self.request_bytes = Counter("cri_proxy_request_bytes", "Request message bytes (gRPC prefix excluded).",
+                                     per_call, registry=reg)
+        self.response_bytes = Counter("cri_proxy_response_bytes", "Response message bytes (gRPC prefix "
+                                      "excluded).", per_call, registry=reg)
+        self.warnings = Counter("cri_proxy_translation_warnings", "Translation warnings noted on bridged calls.",
+                                per_call, registry=reg)
+        self.refusals = Counter("cri_proxy_translation_refusals", "Calls the bridge refused to translate.",
+                                per_call, registry=reg)
+        self.connections = Gauge("cri_proxy_connections_open", "Client connections open, by client process "
+                                 f"name (at most {max_clients} names, the rest as other).", ["client"], registry=reg)
+        self.upstream_up = Gauge("cri_proxy_upstream_up", "1 when the upstream answered its last probe, else 0.",
+                                 ["endpoint"], registry=reg)
+        self.upstream_api = Info("cri_proxy_upstream_api", "The CRI version the upstream speaks.",
+                                 ["endpoint"], registry=reg)
+        self.lost_calls = Counter("cri_proxy_recorder_calls_lost", "Calls the recorder could not record, by "
+                                  "reason.", ["reason"], registry=reg)
+        self.lag_seconds = Gauge("cri_proxy_recorder_lag_seconds", "How far the recorder is behind the relay.",
+                                 registry=reg)
+        self.database_bytes = Gauge("cri_proxy_database_bytes", "Size of the recording's SQLite files.",
+                                    registry=reg)
+        self.open = _OpenCalls(clock)
+        reg.register(self.open)
+        if process:
+            ProcessCollector(registry=reg)
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter, Counter, Counter]] = {}
+        self._clients: set[str] = set()
+
+    # Calls -------------------------------------------------------------------------------
+    def opened(self, conn_id: int, stream_id: int, path: str, started_at: float) -> None:
+        """A call's request headers were seen: it is in flight until `observe` gets it."""
+        entry = self.open
+        with entry.lock:
+            if len(entry.calls) < MAX_OPEN:
+                entry.calls[(conn_id, stream_id)] = (path, started_at)
+                entry.seen.add(path if path in METHODS else "")  # labels are made at scrape time
+
+    def observe(self, call: RecordedCall) -> None:
+        """A finished call (any outcome): counted, timed, and no longer in flight."""
+        with self.open.lock:
+            self.open.calls.pop((call.conn_id, call.stream_id), None)
+        code = code_label(call)
+        children = self._children.get((call.path, code))
+        if children is None:
+            children = self._children_for(call.path, code)
+        calls, duration, failures, req, resp = children
+        calls.inc()
+        if call.duration_s is not None:
+            duration.observe(call.duration_s)
+        if failed(call.outcome.value, call.status_code):
+            failures.inc()
+        if call.request_bytes:
+            req.inc(call.request_bytes)
+        if call.response_bytes:
+            resp.inc(call.response_bytes)
+        if call.notes:
+            self._notes(call)
+
+    def _children_for(self, path: str, code: str) -> tuple[Counter, Histogram, Counter, Counter, Counter]:
+        # labels() costs a lock and a dict lookup per metric: done once per (path, status) and
+        # cached. Paths the table lacks share the ("other", code) entry, so a client sending odd
+        # paths cannot grow the cache (they take this slower path each time instead).
+        service, method = method_labels(path)
+        key = (path, code) if service != OTHER else (OTHER, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.calls.labels(service, method, code), self.duration.labels(service, method),
+                        self.failures.labels(service, method), self.request_bytes.labels(service, method),
+                        self.response_bytes.labels(service, method))
+            self._children[key] = children
+        return children
+
+    def _notes(self, call: RecordedCall) -> None:
+        service, method = method_labels(call.path)
+        for note in call.notes:
+            kind = note_kind(note)
+            if kind is NoteKind.WARNING:
+                self.warnings.labels(service, method).inc()
+            elif kind is NoteKind.REFUSAL:
+                self.refusals.labels(service, method).inc()
+
+    # Facts that are not calls ------------------------------------------------------------
+    def connection_opened(self, client: str) -> None:
+        self.connections.labels(self._client_label(client)).inc()
+
+    def connection_closed(self, client: str, conn_id: int | None = None) -> None:
+        """A client connection ended; with `conn_id`, its calls still open are forgotten too."""
+        self.connections.labels(self._client_label(client)).dec()
+        if conn_id is not None:
+            with self.open.lock:
+                for key in [key for key in self.open.calls if key[0] == conn_id]:
+                    del self.open.calls[key]
+
+    def _client_label(self, client: str) -> str:
+        if client in self._clients:
+            return client
+        if len(self._clients) >= self.max_clients:
+            return OTHER
+        self._clients.add(client)
+        return client
+
+    def upstream_changed(self, endpoint: str, up: bool, api: str | None = None) -> None:
+        """The prober's latest word on an upstream: reachable or not, and the CRI version it speaks."""
+        self.upstream_up.labels(endpoint).set(1 if up else 0)
+        if api is not None:
+            self.upstream_api.labels(endpoint).info({"api": api})
+
+    def lost(self, reason: str, n: int = 1) -> None:
+        if n > 0:
+            self.lost_calls.labels(reason).inc(n)
+
+    def lag(self, seconds: float) -> None:
+        self.lag_seconds.set(max(0.0, seconds))
+
+    def db_size(self, n: int) -> None:
+        self.database_bytes.set(n)
+
+    def serve(self, listen: str, ready: Readiness | None = None) -> MetricsServer:
+        """Serve /metrics, /healthz, /readyz on `listen` (HOST:PORT or unix:///path) from a thread."""
+        return serve(listen, self.registry, ready)
+
+    def read_spans(self, counts: Callable[[], SpanCounts]) -> None:
+        """Expose the spans peer's exported and dropped counters (read at each scrape)."""
+        self.registry.register(_SpanCounters(counts))

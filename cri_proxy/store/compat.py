@@ -1,0 +1,95 @@
+"""Reading recordings written by older versions, without writing to them.
+
+A read command opens a recording read-only (it may belong to a running proxy, or be a copy
+on a laptop), so it cannot migrate it. Instead, like mitmproxy's io/compat.py, a chain of
+steps each takes a recording one schema version up, here by defining what the older schema
+lacks as TEMP objects: they live in the connection's own in-memory temp schema, shadow
+nothing that exists in the file and vanish with the connection. Unqualified names resolve
+to TEMP first, so every query, view and named query sees the newest schema.
+
+- version 1 -> 2: no `losses` table (no loss episodes were recorded then): an empty view
+  with its columns;
+- version 2 -> 3: only an index was added: nothing to do for reading;
+- version 3 -> 4: ids the writer had left NULL (calls whose JSON was over 4,096 characters)
+  were filled in from the stored JSON; read-only, an older file shows them as stored.
+
+Views last: when the file's own views are not this version's (an older file, or one whose
+views were dropped), this version's views are defined as TEMP views over the file's tables,
+so `errors`, `method_stats` and the rest answer as documented.
+
+Adapting each query per schema version was the other way; it would spread version checks
+over every reader and could not help a user's own SQL or the named queries.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+
+from cri_proxy.store import sql
+from cri_proxy.store.db import split_statements
+
+_LOSSES_V2 = (
+    "CREATE TEMP VIEW losses AS SELECT CAST(NULL AS INTEGER) AS id, CAST(NULL AS INTEGER) AS session_id, "
+    "CAST(NULL AS TEXT) AS started_at, CAST(NULL AS TEXT) AS ended_at, CAST(NULL AS TEXT) AS reason, "
+    "CAST(NULL AS INTEGER) AS calls_lost WHERE 0"
+)
+
+
+def _to_2(conn: sqlite3.Connection) -> None:
+    conn.execute(_LOSSES_V2)
+
+
+def _to_3(conn: sqlite3.Connection) -> None:
+    """0003 added an index on calls(started_unix, id): reading works without it, slower."""
+
+
+def _to_4(conn: sqlite3.Connection) -> None:
+    """0004 filled in NULL ids from the stored JSON: a reader cannot, and needs nothing new."""
+
+
+# STEPS[n] takes a recording of schema version n to n + 1, for reading.
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4}
+
+_VIEW_NAME = re.compile(r"^CREATE VIEW (\w+)", re.MULTILINE)
+
+
+def newest() -> int:
+    return len(sql.migrations())
+
+
+def adapt(conn: sqlite3.Connection, version: int) -> list[str]:
+    """Defines, as TEMP objects, what a version-`version` recording lacks for reading as the
+    newest schema. Returns what it did, one phrase per step (empty for a current file)."""
+    done = []
+    for step in range(version, newest()):
+        adapter = STEPS.get(step)  # none: that migration changed nothing a reader needs
+        if adapter is not None:
+            adapter(conn)
+            done.append(f"schema {step} -> {step + 1}")
+    if _views_differ(conn):
+        for name, statement in view_statements():
+            conn.execute(statement.replace(f"CREATE VIEW {name}", f"CREATE TEMP VIEW {name}", 1))
+        done.append("views of this version")
+    return done
+
+
+def view_statements() -> list[tuple[str, str]]:
+    """(name, CREATE VIEW statement) of storage/views.sql, comments stripped, in order."""
+    found = []
+    for statement in split_statements(sql.views()):
+        body = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--")).strip()
+        match = _VIEW_NAME.match(body)
+        if match:
+            found.append((match.group(1), body.rstrip(";").rstrip()))
+    return found
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _views_differ(conn: sqlite3.Connection) -> bool:
+    stored = dict(conn.execute("SELECT name, sql FROM main.sqlite_master WHERE type = 'view'").fetchall())
+    return any(_normal(stored.get(name) or "") != _normal(text) for name, text in view_statements())

@@ -1,0 +1,24 @@
+"""`cri-proxy snapshot`'s command line. The copy itself is cri_proxy.store.snapshot's (tested
+with it); here only what the CLI decides before handing over: its time flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.cli import one_error_line, run_cli
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.mark.parametrize("flag, says", [
+    ("--since", "--since 'soon': give a duration"),
+    ("--until", "--until 'soon': give a duration ago"),
+])  # fmt: skip
+def test_bad_times_are_one_line_and_nothing_is_written(tmp_path: Path, flag: str, says: str) -> None:
+    src = tmp_path / "calls.db"
+    src.write_bytes(b"")
+    line = one_error_line(run_cli("snapshot", str(src), str(tmp_path / "copy.db"), flag, "soon"))
+    assert says in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.db"]
