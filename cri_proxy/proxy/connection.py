@@ -27,6 +27,11 @@ from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
 log = logging.getLogger(__name__)
 
 HIGH_WATER = 1 << 20  # pause the other side's reads when this much is waiting to be written
+FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be read (see fail())
+
+
+def _drop(data: bytes) -> None:
+    pass
 
 
 class RelayHost(Protocol):
@@ -121,6 +126,8 @@ class Connection:
         self._preface_ok = False
         self.preface_sent = False
         self._closing = False
+        self._failed = False  # fail() ran: the client's bytes are dropped until the connection closes
+        self._linger: asyncio.TimerHandle | None = None
         self.open_streams: set[int] = set()
         self._draining = False
         self._drain_started = False
@@ -365,17 +372,37 @@ class Connection:
 
     def fail(self, error_code: int, reason: str) -> None:
         """The client broke HTTP/2 (or a bound the runtime would enforce): one line, then GOAWAY
-        with `error_code` and close, as the runtime answers a connection error (RFC 9113 §5.4.1)."""
+        with `error_code`, as the runtime answers a connection error (RFC 9113 §5.4.1).
+
+        Closing a unix socket with unread bytes resets the connection and the GOAWAY with it,
+        so, as golang.org/x/net/http2 does, the client's bytes are read and dropped for a
+        moment (FAIL_LINGER) after the GOAWAY and a FIN; the client's own close ends it sooner.
+        """
+        if self._closing or self._failed:
+            return
+        self._failed = True
         log.warning("conn %d: %s; closing the connection with GOAWAY %s", self.id, reason,
                     h2.ERROR_NAMES.get(error_code, hex(error_code)))
-        if self.client.transport is not None and not self._closing and self.injectable():
+        self._live, self.on_client = True, _drop
+        upstream, self.upstream, self._target = self.upstream, None, None
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.close()
+        transport = self.client.transport
+        if transport is None or transport.is_closing():
+            self.close(reason=reason)
+            return
+        if self.injectable():
             self.send_client(h2.goaway_frame(max(self.open_streams, default=0), error_code, reason.encode()[:256]))
-        self.close(reason=reason)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger = asyncio.get_running_loop().call_later(FAIL_LINGER, self.close, True, reason)
 
     def close(self, abort: bool = False, reason: str | None = None) -> None:
         if self._closing:
             return
         self._closing = True
+        if self._linger is not None:
+            self._linger.cancel()
         for end in (self.client, self.upstream):
             if end is not None and end.transport is not None:
                 end.transport.abort() if abort else end.transport.close()

@@ -100,7 +100,7 @@ class RawClient:
                 self.send(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
             elif isinstance(frame, GoAwayFrame):
                 reply.goaway = frame.error_code
-                if frame.error_code:
+                if frame.error_code or stream_id < 0:
                     return reply
             elif isinstance(frame, (HeadersFrame, ContinuationFrame)) and frame.stream_id == stream_id:
                 reply.headers += [(k.decode(), v.decode()) for k, v in self.decoder.decode(frame.data, raw=True)]
@@ -121,3 +121,21 @@ def split_call(path: str, sock_path: str, gap: float, timeout: float = 5.0, ack_
             pass  # sleep() cannot wait a tenth of a millisecond reliably
         client.send(tail)
         return client.read_reply()
+
+
+def raw_frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """Any frame, even one hyperframe refuses to build (a HEADERS frame on stream 0...)."""
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload
+
+
+def hello() -> bytes:
+    """What every client sends first: the preface and an empty SETTINGS frame."""
+    return PREFACE + SettingsFrame(0).serialize()
+
+
+def drain(client: RawClient) -> Reply:
+    """Read until the server sends a GOAWAY with an error or closes; the socket's errors count as closed."""
+    try:
+        return client.read_reply(stream_id=-1)
+    except OSError:
+        return Reply()
