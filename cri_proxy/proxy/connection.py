@@ -268,20 +268,6 @@ class Connection:
         if self._draining:
             self.close_if_drained()
 
-    def after_upstream_frames(self, frames: list[h2.Frame]) -> None:
-        """For the paths that walk whole frames (proxy.routing): the same bookkeeping as `track`."""
-        for frame in frames:
-            if frame.type in (h2.HEADERS, h2.DATA) and frame.flags & h2.FLAG_END_STREAM or frame.type == h2.RST_STREAM:
-                self.open_streams.discard(frame.stream_id)
-            if frame.type == h2.HEADERS:
-                self.server_in_block = not frame.flags & h2.FLAG_END_HEADERS
-            elif frame.type == h2.CONTINUATION and frame.flags & h2.FLAG_END_HEADERS:
-                self.server_in_block = False
-        if self.tap is not None and frames:
-            self.feed_tap(False, b"".join(f.raw or b"" for f in frames), True)
-        self.flush_inject()
-        self.close_if_drained()
-
     def send_client(self, data: bytes) -> None:
         if self.client.transport is not None and data:
             self.client.transport.write(data)
@@ -293,7 +279,8 @@ class Connection:
 
     @property
     def closing(self) -> bool:
-        return self._closing
+        """Closed, or failed and only waiting for its GOAWAY to be read."""
+        return self._closing or self._failed
 
     def can_inject(self) -> bool:
         """Whether the client's byte stream is between frames (and outside a header block)."""

@@ -325,12 +325,27 @@ class FirstCallRoute:
         frames = conn.s2c.feed(data)
         out = [raw for raw in map(self.server_frame, frames) if raw]
         conn.send_client(b"".join(out))
-        conn.after_upstream_frames(frames)
+        self._after_upstream_frames(frames)
         if (self.settled() and self.c2s_plain and conn.s2c.at_boundary and not conn.server_in_block
                 and not (self.moved and (self.acks_to_drop or self.window_credit))):
             conn.s2c = h2.FrameWalker()  # nothing of the upstream's left to hold back
             conn.on_upstream = conn.from_upstream
             conn.injectable = conn.can_inject
+
+    def _after_upstream_frames(self, frames: list[h2.Frame]) -> None:
+        """The bookkeeping Connection.from_upstream does with `track`, for whole frames."""
+        conn = self._conn()
+        for frame in frames:
+            if frame.type in (h2.HEADERS, h2.DATA) and frame.flags & h2.FLAG_END_STREAM or frame.type == h2.RST_STREAM:
+                conn.open_streams.discard(frame.stream_id)
+            if frame.type == h2.HEADERS:
+                conn.server_in_block = not frame.flags & h2.FLAG_END_HEADERS
+            elif frame.type == h2.CONTINUATION and frame.flags & h2.FLAG_END_HEADERS:
+                conn.server_in_block = False
+        if conn.tap is not None and frames:
+            conn.feed_tap(False, b"".join(f.raw or b"" for f in frames), True)
+        conn.flush_inject()
+        conn.close_if_drained()
 
     def server_frame(self, frame: h2.Frame) -> bytes:
         raw = frame.raw or b""
