@@ -12,28 +12,23 @@ import asyncio
 import itertools
 import logging
 import pathlib
-from dataclasses import dataclass
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
-from cri_proxy.proxy.connection import Connection
-from cri_proxy.proxy.tap import Tap
+from cri_proxy.proxy.connection import Connection, Route
 from cri_proxy.proxy.prober import UpstreamVersions
+from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, FirstCallRoute, Upstreams
+from cri_proxy.proxy.tap import Tap
+
+__all__ = ["BridgeRoute", "RelayServer"]  # BridgeRoute lives in proxy.routing; daemon imports it from here
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class BridgeRoute:
-    """Where the translating bridge listens, and which connections it takes.
-
-    `needs(path)`: whether a connection whose first call is `path` goes to the bridge.
-    `ready()`: start it if it is not serving yet (it is started on first need).
-    """
-
-    path: pathlib.Path
-    needs: Callable[[str], bool]
-    ready: Callable[[], Awaitable[None]]  # awaited before a connection is moved to the bridge
+# The listen queue. uvloop's default of 100 refuses (EAGAIN) a burst of connects larger
+# than that, and every kubelet client re-dials at once when a runtime comes back; the
+# kernel clamps it to net.core.somaxconn (4096 by default since Linux 5.4), and a queued
+# connection costs only a small socket until it is accepted.
+LISTEN_BACKLOG: Final = 4096
 
 
 class RelayServer:
@@ -62,7 +57,7 @@ class RelayServer:
     async def start(self) -> None:
         """Listen on the (already prepared) socket path."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(self._accept, str(self.listen))
+        self._server = await loop.create_unix_server(self._accept, str(self.listen), backlog=LISTEN_BACKLOG)
 
     def _accept(self) -> Any:
         conn = self._new_connection(next(self._ids))
@@ -70,11 +65,12 @@ class RelayServer:
         return conn.client
 
     def _new_connection(self, conn_id: int) -> Connection:
-        if self.image_path is None and self.bridge is None:
-            return Connection(self, conn_id)
-        from cri_proxy.proxy.routing import SplitConnection
+        return Connection(self, conn_id, self._route())
 
-        return SplitConnection(self, conn_id)
+    def _route(self) -> Route:
+        if self.image_path is None and self.bridge is None:
+            return DirectRoute(self.runtime_path)
+        return FirstCallRoute(Upstreams(self.runtime_path, self.image_path, self.bridge, self.versions))
 
     def refusal(self) -> str | None:
         """Why a new connection must be refused now, if it must; logged once per episode."""
