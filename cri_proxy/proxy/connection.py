@@ -277,6 +277,7 @@ class Connection:
             what = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
             log.info("conn %d: upstream unix://%s went away (%s) with %d call(s) open; closing the client connection",
                      self.id, self.upstream_path, what, calls)
+            self.server.note_upstream_closed(str(self.upstream_path))
         self.close(reason=None if exc is None else str(exc))
 
     def drain(self, settle: float = 0.2) -> None:

@@ -85,8 +85,6 @@ class SplitConnection(Connection):
         return self.service is not None and (self.server.image_path is None or self.service == "bridge")
 
     async def start_upstream(self) -> None:
-        if self.server.versions is not None:
-            await self.server.versions.refresh()  # routing must know what the runtime speaks now
         for service in ("runtime", "image") if self.server.image_path is not None else ("runtime",):
             self.current = service
             if await self.connect_upstream(self.path_of(service)):  # type: ignore[arg-type]

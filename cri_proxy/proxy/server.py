@@ -18,7 +18,7 @@ from typing import Any
 
 from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.tap import Tap
-from cri_proxy.proxy.prober import UpstreamVersions
+from cri_proxy.proxy.prober import VersionProber
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +41,13 @@ class RelayServer:
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
                  tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None,
-                 versions: UpstreamVersions | None = None) -> None:
+                 versions: VersionProber | None = None) -> None:
         self.listen = listen
         self.runtime_path = runtime
         self.image_path = image if image is not None and image != runtime else None
         self.tap = tap
         self.bridge = bridge
-        self.versions = versions  # what the upstreams speak; asked again after an outage
+        self.versions = versions  # what the upstreams speak; asked again when they may have changed
         self.connect_timeout = connect_timeout
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -104,7 +104,12 @@ class RelayServer:
             log.debug("conn %d: upstream unix://%s still unreachable (%s)", conn_id, path, reason)
         self._down[path] = reason
         if self.versions is not None:
-            self.versions.stale = True  # it may come back speaking another CRI version
+            self.versions.probe_soon()  # it may come back speaking another CRI version
+
+    def note_upstream_closed(self, path: str) -> None:
+        """An upstream closed a connection: the runtime may have been replaced, ask again."""
+        if self.versions is not None:
+            self.versions.probe_soon()
 
     def note_upstream_up(self, path: str) -> None:
         if self._down.pop(path, None) is not None:
