@@ -277,7 +277,6 @@ class Connection:
             what = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
             log.info("conn %d: upstream unix://%s went away (%s) with %d call(s) open; closing the client connection",
                      self.id, self.upstream_path, what, calls)
-            self.server.note_upstream_closed(str(self.upstream_path))
         self.close(reason=None if exc is None else str(exc))
 
     def drain(self, settle: float = 0.2) -> None:
@@ -305,6 +304,8 @@ class Connection:
         if self._closing:
             return
         self._closing = True
+        if self.upstream is not None:
+            self.server.note_upstream_closed(str(self.upstream_path))
         for end in (self.client, self.upstream):
             if end is not None and end.transport is not None:
                 end.transport.abort() if abort else end.transport.close()

@@ -4,6 +4,11 @@ A stale socket file (left by a crashed proxy) is replaced; a live one means anot
 is running and start-up is refused. The socket gets the configured mode and group before
 any client can reach it. SIGTERM or SIGINT stops accepting, lets open calls finish within
 the grace period and exits 0; a second signal skips the grace period.
+
+Under systemd (Type=notify) the proxy says READY=1 only once its listen socket accepts, with
+a STATUS= line saying what it forwards (and whether the runtime answers: an unreachable
+runtime does not hold readiness back, since the proxy then serves exactly as a dead runtime
+would), pings the watchdog while its event loop runs, and says STOPPING=1 at the first signal.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from cri_proxy.model.endpoints import as_endpoint
 from cri_proxy.model.errors import ConfigError, SocketInUseError
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
+from cri_proxy.proxy.notify import Notifier
 from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.recorder_link import RecorderProcess
 from cri_proxy.model.options import RecordConfig, config_json
@@ -119,7 +125,8 @@ async def serve(config: ProxyConfig) -> int:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
     recorder = _start_recording(config)
-    answers = _AnswerWatcher(recorder)
+    notifier = Notifier()
+    answers = _AnswerWatcher(recorder, notifier, config)
     prober = VersionProber(config.runtime, config.image, emulate_events=config.translation.emulate_events,
                            on_change=answers.changed, timeout=config.translation.probe_timeout)
     bridge = LazyBridge(config, recorder, prober)
@@ -130,8 +137,11 @@ async def serve(config: ProxyConfig) -> int:
         try:
             if recorder is not None and config.record is not None and config.record.require:
                 server.admission = recording_admission(recorder)
-            await _wait_for_signal(server, config.grace_period)
+            notifier.ready(status_line(config, prober))  # the socket listens: connections are accepted
+            notifier.start_watchdog()
+            await _wait_for_signal(server, config.grace_period, notifier)
         finally:
+            await notifier.stop_watchdog()
             with contextlib.suppress(FileNotFoundError):
                 config.listen.unlink()
     finally:
@@ -156,11 +166,15 @@ class _AnswerWatcher:
     by the new answer.
     """
 
-    def __init__(self, recorder: RecorderProcess | None) -> None:
+    def __init__(self, recorder: RecorderProcess | None, notifier: Notifier, config: ProxyConfig) -> None:
         self.recorder = recorder
+        self.notifier = notifier
+        self.config = config
         self.server: RelayServer | None = None
 
     def changed(self, apis: UpstreamApis) -> None:
+        if self.server is not None and self.server.versions is not None:
+            self.notifier.status(status_line(self.config, self.server.versions))
         if self.recorder is not None:
             self.recorder.update_session(runtime_api=apis.runtime_api, image_api=apis.image_api)
         if self.server is not None and self.server.connections:
@@ -168,6 +182,18 @@ class _AnswerWatcher:
                      "routed again", len(self.server.connections))
             for conn in list(self.server.connections):
                 conn.drain()
+
+
+def status_line(config: ProxyConfig, prober: VersionProber) -> str:
+    """What the service manager shows: where calls go, and what the runtime speaks."""
+    text = f"forwarding {as_endpoint(config.listen)} to {as_endpoint(config.runtime)}"
+    if config.image is not None and config.image != config.runtime:
+        text += f" (images to {as_endpoint(config.image)})"
+    if prober.apis.known:
+        text += f"; the runtime speaks {prober.apis.describe()}"
+    if prober.trouble is not None:
+        text += f"; runtime not answering: {prober.trouble}"
+    return text
 
 
 class LazyBridge:
@@ -251,7 +277,7 @@ def recording_admission(recorder: RecorderProcess) -> Callable[[], str | None]:
     return admit
 
 
-async def _wait_for_signal(server: RelayServer, grace: float) -> None:
+async def _wait_for_signal(server: RelayServer, grace: float, notifier: Notifier) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     hurry = asyncio.Event()
@@ -268,6 +294,7 @@ async def _wait_for_signal(server: RelayServer, grace: float) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await stopping.wait()
+        notifier.stopping(f"stopping: open calls get up to {grace:g}s to finish")
         stop = asyncio.ensure_future(server.stop(grace))
         hurried = asyncio.ensure_future(hurry.wait())
         await asyncio.wait({stop, hurried}, return_when=asyncio.FIRST_COMPLETED)

@@ -107,7 +107,9 @@ class RelayServer:
             self.versions.probe_soon()  # it may come back speaking another CRI version
 
     def note_upstream_closed(self, path: str) -> None:
-        """An upstream closed a connection: the runtime may have been replaced, ask again."""
+        """An upstream connection closed (either end first: a runtime that stops sends GOAWAY, and
+        the client may close before the runtime does). The runtime may have been replaced: ask
+        again, in the background; probes are coalesced, so a burst of closes costs one round."""
         if self.versions is not None:
             self.versions.probe_soon()
 

@@ -48,6 +48,14 @@ class ProxyProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    async def await_log(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the proxy's log says `text` (it is written as things happen)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cri-proxy never logged {text!r} within {timeout}s:\n{self.log()}")
+            await asyncio.sleep(0.02)
+
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signum)

@@ -19,20 +19,24 @@ class Seen:
     accepted: float  # time.monotonic() at accept
     stalled: bool
     received: bytearray = field(default_factory=bytearray)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class StallingFront:
     def __init__(self, path: pathlib.Path, backend: pathlib.Path | None = None, stall: float = 0) -> None:
         self.path, self.backend, self.stall = path, backend, stall
         self.connections: list[Seen] = []
-        self.arrived = asyncio.Event()  # set at each accept (cleared by whoever waits on it)
+        self._changed = asyncio.Event()  # a connection arrived or sent something
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> StallingFront:
         self._server = await asyncio.start_unix_server(self._accept, str(self.path))
         return self
+
+    async def any_change(self) -> None:
+        """Return once a connection arrived or sent bytes since the last call."""
+        await self._changed.wait()
+        self._changed.clear()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -49,7 +53,7 @@ class StallingFront:
             self.stall -= 1
         seen = Seen(time.monotonic(), stalled)
         self.connections.append(seen)
-        self.arrived.set()
+        self._changed.set()
         task = asyncio.get_running_loop().create_task(self._serve(seen, reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -59,7 +63,7 @@ class StallingFront:
             if seen.stalled:
                 while chunk := await reader.read(65536):  # read, never answer
                     seen.received += chunk
-                    seen.changed.set()
+                    self._changed.set()
                 return
             assert self.backend is not None
             back_reader, back_writer = await asyncio.open_unix_connection(str(self.backend))
