@@ -68,7 +68,7 @@ class StallingFront:
             assert self.backend is not None
             back_reader, back_writer = await asyncio.open_unix_connection(str(self.backend))
             try:
-                await asyncio.gather(_pipe(reader, back_writer, seen), _pipe(back_reader, writer, None))
+                await asyncio.gather(self._pipe(reader, back_writer, seen), self._pipe(back_reader, writer, None))
             finally:
                 back_writer.close()
         except OSError:
@@ -76,11 +76,11 @@ class StallingFront:
         finally:
             writer.close()
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen | None) -> None:
-    while chunk := await reader.read(65536):
-        if seen is not None:
-            seen.received += chunk
-        writer.write(chunk)
-        await writer.drain()
-    writer.close()
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen | None) -> None:
+        while chunk := await reader.read(65536):
+            if seen is not None:
+                seen.received += chunk
+                self._changed.set()
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()

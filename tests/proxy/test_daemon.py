@@ -359,3 +359,30 @@ async def test_an_unreachable_runtime_does_not_hold_readiness_back(sock_dir: pat
         proxy.__exit__(None, None, None)
         notify.sock.close()
         await hung.close()
+
+
+async def test_a_connection_routed_by_an_old_answer_is_drained_when_it_changes(sock_dir: pathlib.Path) -> None:
+    """The window issue 11.5 leaves: a connection whose first call came after the runtime changed
+    but before the probe answered is routed by the old answer; the new answer drains it."""
+    old = await start_fake_runtime(f"unix://{sock_dir}/old.sock", "v1")
+    new = await start_fake_runtime(f"unix://{sock_dir}/new.sock", "v1alpha2")
+    front = await StallingFront(sock_dir / "rt.sock", sock_dir / "old.sock").start()
+    try:
+        async with (ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock") as proxy,
+                    grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=KUBELET_OPTIONS) as routed):
+            client = Client(routed, "v1")
+            assert (await client.call("Version")).runtime_api_version == "v1"  # direct, to the old one
+            front.backend = sock_dir / "new.sock"  # new connections reach the new runtime, this one the old
+            # another connection comes and goes: its close asks the prober again
+            seen = len(front.connections)
+            _, writer = await asyncio.open_unix_connection(str(sock_dir / "p.sock"))
+            writer.write(PREFACE + SettingsFrame(0).serialize())
+            while not any(c.received for c in front.connections[seen:]):  # relayed upstream
+                await asyncio.wait_for(front.any_change(), 10)
+            writer.close()
+            await proxy.await_log("draining 1 open connection(s)")
+            assert (await client.call("Version")).runtime_api_version == "v1alpha2"  # re-dialled, bridged
+    finally:
+        await front.close()
+        await old.stop(0)
+        await new.stop(0)
