@@ -128,7 +128,8 @@ async def serve(config: ProxyConfig) -> int:
     notifier = Notifier()
     answers = _AnswerWatcher(recorder, notifier, config)
     prober = VersionProber(config.runtime, config.image, emulate_events=config.translation.emulate_events,
-                           on_change=answers.changed, timeout=config.translation.probe_timeout)
+                           on_change=answers.changed, on_trouble=answers.trouble,
+                           timeout=config.translation.probe_timeout)
     bridge = LazyBridge(config, recorder, prober)
     try:
         await prober.reprobe()  # one round at start (bounded); later ones run in the background
@@ -137,7 +138,7 @@ async def serve(config: ProxyConfig) -> int:
         try:
             if recorder is not None and config.record is not None and config.record.require:
                 server.admission = recording_admission(recorder)
-            notifier.ready(status_line(config, prober))  # the socket listens: connections are accepted
+            notifier.ready(status_line(config, prober.apis, prober.trouble))  # the socket listens: connections are accepted
             notifier.start_watchdog()
             await _wait_for_signal(server, config.grace_period, notifier)
         finally:
@@ -172,9 +173,13 @@ class _AnswerWatcher:
         self.config = config
         self.server: RelayServer | None = None
 
+    def trouble(self, reason: str | None) -> None:
+        if self.server is not None and self.server.versions is not None:  # STATUS= only once READY=1
+            self.notifier.status(status_line(self.config, self.server.versions.apis, reason))
+
     def changed(self, apis: UpstreamApis) -> None:
-        if self.server is not None and self.server.versions is not None:
-            self.notifier.status(status_line(self.config, self.server.versions))
+        if self.server is not None:
+            self.notifier.status(status_line(self.config, apis, None))  # an answer came: no trouble now
         if self.recorder is not None:
             self.recorder.update_session(runtime_api=apis.runtime_api, image_api=apis.image_api)
         if self.server is not None and self.server.connections:
@@ -184,15 +189,16 @@ class _AnswerWatcher:
                 conn.drain()
 
 
-def status_line(config: ProxyConfig, prober: VersionProber) -> str:
-    """What the service manager shows: where calls go, and what the runtime speaks."""
+def status_line(config: ProxyConfig, apis: UpstreamApis, trouble: str | None) -> str:
+    """What the service manager shows: where calls go, what the runtime speaks, and why it does
+    not answer (`trouble`, the prober's) when it does not."""
     text = f"forwarding {as_endpoint(config.listen)} to {as_endpoint(config.runtime)}"
     if config.image is not None and config.image != config.runtime:
         text += f" (images to {as_endpoint(config.image)})"
-    if prober.apis.known:
-        text += f"; the runtime speaks {prober.apis.describe()}"
-    if prober.trouble is not None:
-        text += f"; runtime not answering: {prober.trouble}"
+    if apis.known:
+        text += f"; the runtime speaks {apis.describe()}"
+    if trouble is not None:
+        text += f"; runtime not answering: {trouble}"
     return text
 
 

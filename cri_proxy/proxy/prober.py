@@ -22,6 +22,7 @@ import asyncio
 import logging
 import pathlib
 from collections.abc import Callable
+from typing import TypeVar
 
 from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, HeadersFrame, SettingsFrame
@@ -32,6 +33,7 @@ from cri_proxy.model.status import StatusCode, status_name
 from cri_proxy.model.upstream import EVENTS_MISSING, EVENTS_NATIVE, EVENTS_UNKNOWN, UNKNOWN, Events, UpstreamApis
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROBES = {"runtime": "RuntimeService/Version", "image": "ImageService/ImageFsInfo"}
 EVENTS_PROBE = "/runtime.v1.RuntimeService/GetContainerEvents"
@@ -81,11 +83,13 @@ class VersionProber:
     """What the runtime (and the image endpoint, when it has its own) speaks, kept current."""
 
     def __init__(self, runtime: pathlib.Path, image: pathlib.Path | None = None, *, emulate_events: bool = False,
-                 on_change: Callable[[UpstreamApis], None] | None = None, timeout: float = 2.0,
+                 on_change: Callable[[UpstreamApis], None] | None = None,
+                 on_trouble: Callable[[str | None], None] | None = None, timeout: float = 2.0,
                  backoff: float = 0.1, max_backoff: float = 5.0) -> None:
         self.paths = {"runtime": runtime, **({"image": image} if image is not None and image != runtime else {})}
         self.emulate_events = emulate_events
-        self.on_change = on_change
+        self.on_change = on_change  # a new answer
+        self.on_trouble = on_trouble  # probes stopped getting answers (a reason), or got one again (None)
         self.timeout = timeout
         self.backoff, self.max_backoff = backoff, max_backoff
         self.apis: UpstreamApis = UNKNOWN
@@ -146,19 +150,24 @@ class VersionProber:
             delay = min(delay * 2, self.max_backoff)
 
     def _answered(self, found: UpstreamApis) -> None:
+        before, self.apis = self.apis, found  # first: a callback may read it
         if self.trouble is not None:
             log.info("the version probe is answered again")
             self.trouble = None
-        if found == self.apis:
+            self._tell(self.on_trouble, None)
+        if found == before:
             return
-        before, self.apis = self.apis, found
         log.info("the runtime speaks %s%s", found.describe(),
                  f" (it spoke {before.describe()} before)" if before.known else "")
-        if self.on_change is not None:
+        self._tell(self.on_change, found)
+
+    @staticmethod
+    def _tell(callback: Callable[[T], None] | None, value: T) -> None:
+        if callback is not None:
             try:
-                self.on_change(found)
+                callback(value)
             except Exception:  # a reader's failure must not stop the prober
-                log.exception("the version prober's on_change callback failed")
+                log.exception("a version prober callback failed")
 
     async def _round(self) -> UpstreamApis | None:
         """One probe of every upstream; None when any of them gave no answer."""
@@ -191,7 +200,8 @@ class VersionProber:
                   f" to the CRI {version} version probe")
         if reason != self.trouble:
             log.warning("%s; keeping the last answer (%s) and asking again", reason, self.apis.describe())
-        self.trouble = reason
+            self.trouble = reason
+            self._tell(self.on_trouble, reason)
 
     async def _events(self, runtime: tuple[str, ...]) -> Events:
         if not self.emulate_events:

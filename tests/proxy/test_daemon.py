@@ -355,6 +355,12 @@ async def test_an_unreachable_runtime_does_not_hold_readiness_back(sock_dir: pat
         ready = await notify.next()
         assert ready.get("READY") == "1" and socket_answers(sock_dir / "p.sock")
         assert "runtime not answering: " in ready["STATUS"] and "gave no answer" in ready["STATUS"]
+        await hung.close()
+        runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", "v1")
+        try:
+            assert (await notify.next(30))["STATUS"].endswith("; the runtime speaks CRI v1")  # and no trouble
+        finally:
+            await runtime.stop(0)
     finally:
         proxy.__exit__(None, None, None)
         notify.sock.close()
