@@ -63,8 +63,12 @@ async def test_a_probe_that_gets_no_answer_decides_nothing(sock_dir: pathlib.Pat
     front = await StallingFront(sock_dir / "front.sock", sock_dir / "rt.sock", stall=1).start()
     changed = asyncio.Event()
     seen: list[UpstreamApis] = []
-    prober = VersionProber(sock_dir / "front.sock", timeout=0.3, backoff=0.05,
-                           on_change=lambda apis: (seen.append(apis), changed.set()))
+
+    def on_change(apis: UpstreamApis) -> None:
+        seen.append(apis)
+        changed.set()
+
+    prober = VersionProber(sock_dir / "front.sock", timeout=0.3, backoff=0.05, on_change=on_change)
     try:
         assert await prober.reprobe() is UNKNOWN  # the v1 probe timed out: not "v1alpha2 only"
         assert prober.trouble is not None and "no answer to the CRI v1 version probe" in prober.trouble
