@@ -55,6 +55,9 @@ class RelayHost(Protocol):
     def note_upstream_up(self, path: str) -> None:
         """`path` was reached."""
 
+    def note_upstream_closed(self, path: str) -> None:
+        """An upstream connection to `path` closed (the runtime behind it may have been replaced)."""
+
 
 class Route(Protocol):
     """How a connection chooses its upstream; one Route object per connection."""
@@ -390,6 +393,8 @@ class Connection:
         self._closing = True
         if self._linger is not None:
             self._linger.cancel()
+        if self.upstream is not None:
+            self.host.note_upstream_closed(str(self.upstream_path))
         for end in (self.client, self.upstream):
             if end is not None and end.transport is not None:
                 end.transport.abort() if abort else end.transport.close()

@@ -38,7 +38,7 @@ from cri_proxy.model.cri import parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, HeaderBlock
-from cri_proxy.proxy.prober import UpstreamVersions
+from cri_proxy.proxy.prober import VersionProber
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Upstreams:
     runtime: pathlib.Path
     image: pathlib.Path | None = None
     bridge: BridgeRoute | None = None
-    versions: UpstreamVersions | None = None
+    versions: VersionProber | None = None
 
     def path_of(self, service: str) -> pathlib.Path:
         if service == "bridge" and self.bridge is not None:
@@ -146,8 +146,6 @@ class FirstCallRoute:
         return self.service is not None and (self.up.image is None or self.service == "bridge")
 
     async def connect(self, conn: Connection) -> bool:
-        if self.up.versions is not None:
-            await self.up.versions.refresh()  # routing must know what the runtime speaks now
         for service in ("runtime", "image") if self.up.image is not None else ("runtime",):
             self.current = service
             if await conn.connect_upstream(self.up.path_of(service)):

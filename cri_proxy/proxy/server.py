@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from cri_proxy.proxy.connection import Connection, Route
-from cri_proxy.proxy.prober import UpstreamVersions
+from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, FirstCallRoute, Upstreams
 from cri_proxy.proxy.tap import Tap
 
@@ -36,13 +36,13 @@ class RelayServer:
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
                  tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None,
-                 versions: UpstreamVersions | None = None) -> None:
+                 versions: VersionProber | None = None) -> None:
         self.listen = listen
         self.runtime_path = runtime
         self.image_path = image if image is not None and image != runtime else None
         self.tap = tap
         self.bridge = bridge
-        self.versions = versions  # what the upstreams speak; asked again after an outage
+        self.versions = versions  # what the upstreams speak; asked again when they may have changed
         self.connect_timeout = connect_timeout
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,7 +100,14 @@ class RelayServer:
             log.debug("conn %d: upstream unix://%s still unreachable (%s)", conn_id, path, reason)
         self._down[path] = reason
         if self.versions is not None:
-            self.versions.stale = True  # it may come back speaking another CRI version
+            self.versions.probe_soon()  # it may come back speaking another CRI version
+
+    def note_upstream_closed(self, path: str) -> None:
+        """An upstream connection closed (either end first: a runtime that stops sends GOAWAY, and
+        the client may close before the runtime does). The runtime may have been replaced: ask
+        again, in the background; probes are coalesced, so a burst of closes costs one round."""
+        if self.versions is not None:
+            self.versions.probe_soon()
 
     def note_upstream_up(self, path: str) -> None:
         if self._down.pop(path, None) is not None:
