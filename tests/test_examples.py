@@ -83,8 +83,10 @@ def check_proxy_unit(text: str, runtime_unit: str) -> dict[str, Any]:
     assert "kubelet.service" in values(unit, "Unit", "Before"), "not Before=kubelet.service"
     pulls = [u for key in ("Wants", "Requires", "BindsTo") for u in values(unit, "Unit", key)]
     assert runtime_unit in pulls, f"none of Wants=/Requires=/BindsTo= names {runtime_unit}"
-    assert unit.get("Service", {}).get("Type", ["simple"])[-1] in ("simple", "exec", "notify"), \
-        "Type= must be simple, exec or notify (the proxy neither forks nor exits once started)"
+    assert unit.get("Service", {}).get("Type", ["simple"])[-1] == "notify", \
+        "the proxy notifies systemd once it listens (READY=1): Type= must be notify"
+    assert unit.get("Service", {}).get("NotifyAccess", ["main"])[-1] == "main", \
+        "only the proxy's main process notifies: NotifyAccess= must be main"
     starts = unit.get("Service", {}).get("ExecStart", [])
     assert len(starts) == 1, f"expected one ExecStart=, found {len(starts)}"
     argv = shlex.split(starts[0].lstrip("-@:+!"))
@@ -287,7 +289,8 @@ PERTURBATIONS = [
     (UNIT, "After=containerd.service", "After=network.target", "not After=containerd.service"),
     (UNIT, "Before=kubelet.service", "Before=", "not Before=kubelet.service"),
     (UNIT, "Wants=containerd.service", "Wants=", "Wants=/Requires=/BindsTo="),
-    (UNIT, "[Service]\nType=", "[Service]\nType=forking\n# was: ", "Type="),
+    (UNIT, "Type=notify", "Type=simple", "Type="),
+    (UNIT, "NotifyAccess=main", "NotifyAccess=all", "NotifyAccess="),
     (UNIT, "RestrictAddressFamilies=AF_UNIX", "RestrictAddressFamilies=AF_UNIX AF_INET", "AF_UNIX only"),
     (UNIT, "ProtectSystem=strict", "ProtectSystem=full", "ProtectSystem="),
     (UNIT, "ReadWritePaths=/run/cri-proxy", "ReadWritePaths=/run/cri-proxy-other", "ReadWritePaths="),

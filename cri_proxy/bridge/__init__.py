@@ -1,8 +1,9 @@
 """Translation between CRI versions: the bridge the front door routes to when the client's
 version differs from the runtime's, or when the proxy must answer a call itself.
 
-`Bridge` and `Negotiator` load grpcio; they are imported on first use so that a proxy that
-never needs the bridge never pays for it (memory and threads).
+`Bridge` loads grpcio; it is imported on first use so that a proxy that never needs the
+bridge never pays for it (memory and threads). The bridge probes nothing itself: it is given
+the proxy's version prober (cri_proxy.proxy.prober) and reads its answers.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -11,9 +12,8 @@ from cri_proxy.bridge.options import BridgeOptions, needs_bridge
 
 if TYPE_CHECKING:
     from cri_proxy.bridge.bridge import Bridge
-    from cri_proxy.bridge.negotiate import Negotiator
 
-__all__ = ["Bridge", "BridgeOptions", "Negotiator", "needs_bridge"]
+__all__ = ["Bridge", "BridgeOptions", "needs_bridge"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,8 +21,4 @@ def __getattr__(name: str) -> Any:
         from cri_proxy.bridge.bridge import Bridge
 
         return Bridge
-    if name == "Negotiator":
-        from cri_proxy.bridge.negotiate import Negotiator
-
-        return Negotiator
     raise AttributeError(name)

@@ -24,8 +24,11 @@ import grpc
 RUNNER = """
 import asyncio, sys, pathlib
 from cri_proxy.bridge import Bridge, BridgeOptions
+from cri_proxy.proxy.prober import VersionProber
 async def main():
-    b = Bridge(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), None, options=BridgeOptions())
+    prober = VersionProber(pathlib.Path(sys.argv[2]))
+    await prober.reprobe()
+    b = Bridge(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), None, apis=prober, options=BridgeOptions())
     await b.start()
     await asyncio.Event().wait()
 asyncio.run(main())

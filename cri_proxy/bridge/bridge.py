@@ -1,7 +1,8 @@
 """The bridge: a grpc.aio server that serves CRI v1 and v1alpha2 whatever the runtime speaks.
 
 Every method of both versions (and any other path, passed through untouched) is served by a
-generic handler over raw bytes. Per call: find what the upstream speaks now, rewrite the
+generic handler over raw bytes. Per call: read what the upstream speaks now (the prober it
+is given knows; the bridge never probes itself), rewrite the
 method path, run the checks the request type needs (parsed at most once), answer what the
 runtime cannot (RuntimeConfig, emulated GetContainerEvents, UNIMPLEMENTED for the rest), or
 forward (see `forwarding`). Each call is recorded once grpc has finished it.
@@ -30,8 +31,9 @@ from cri_proxy.bridge import forwarding
 from cri_proxy.bridge import schema
 from cri_proxy.bridge.events import EventEmulator
 from cri_proxy.bridge.forwarding import Context
-from cri_proxy.bridge.negotiate import Negotiator, OnNegotiated, Upstream
-from cri_proxy.bridge.options import EVENTS_MISSING, BridgeOptions, service_key
+from cri_proxy.bridge.channels import Upstream, Upstreams
+from cri_proxy.bridge.options import BridgeOptions
+from cri_proxy.model.upstream import EVENTS_MISSING, EVENTS_UNKNOWN, ApiSource, service_key
 from cri_proxy.bridge.recording import CallLog
 
 log = logging.getLogger(__name__)
@@ -49,35 +51,39 @@ class Refused(Exception):
 
 
 class Bridge:
+    """Serves both CRI versions on `listen`, forwarding to `runtime` (and `image`).
+
+    `apis` is the prober whose answers say what each upstream speaks; `sink` receives every
+    call the bridge serves, with what translation did.
+    """
+
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
-                 *, sink: CallSink | None = None, options: BridgeOptions | None = None,
-                 on_negotiated: OnNegotiated | None = None) -> None:
+                 *, apis: ApiSource, sink: CallSink | None = None, options: BridgeOptions | None = None) -> None:
         self.listen = listen
         self.options = options or BridgeOptions()
         self.sink = sink
-        self.negotiator = Negotiator(runtime, image, self.options, on_negotiated)
+        self.source = apis
+        self.upstreams = Upstreams(runtime, image, self.options, apis)
         self._serving = asyncio.Lock()
-        self.events = EventEmulator(self.negotiator.runtime, self.options.events_period)
+        self.events = EventEmulator(self.upstreams.runtime, lambda: self.api_for("runtime"),
+                                    self.options.events_period)
         self._server: grpc.aio.Server | None = None
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
-    @property
-    def negotiated(self) -> dict[str, str | None]:
-        """"runtime"/"image" -> "v1"/"v1alpha2"/None, "events" -> "native"/"missing"/None."""
-        return self.negotiator.negotiated
+    def api_for(self, key: str) -> str | None:
+        """The version the bridge speaks to the "runtime" or "image" upstream now (None: unknown)."""
+        if self.options.upstream_api != "auto":
+            return self.options.upstream_api  # the operator said so
+        return self.source.apis.preferred_for(key)
 
     @property
     def address(self) -> str:
         return f"unix://{self.listen}"
 
     async def start(self) -> None:
-        """Negotiate with the upstreams, then serve (see negotiate() and serve())."""
-        await self.negotiate()
+        """Watch the upstream channels, then serve."""
+        self.upstreams.start()
         await self.serve()
-
-    async def negotiate(self) -> None:
-        """Find what the upstreams speak, and keep watching (no server yet)."""
-        await self.negotiator.start()
 
     async def ensure_serving(self) -> None:
         """Start serving if not yet: the proxy starts the bridge when a connection first needs it."""
@@ -95,15 +101,15 @@ class Bridge:
         server.add_insecure_port(self.address)
         await server.start()
         self._server = server
-        log.info("bridge serving CRI v1 and v1alpha2 on %s; upstreams %s", self.address,
-                 self.negotiated)
+        log.info("bridge serving CRI v1 and v1alpha2 on %s; the runtime speaks %s", self.address,
+                 self.source.apis.describe())
 
     async def stop(self, grace: float | None = None) -> None:
         await self.events.close()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
-        await self.negotiator.close()
+        await self.upstreams.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.listen)
 
@@ -129,7 +135,7 @@ class Bridge:
         if parts is None:
             raise ValueError(path)
         client_api, service, method = parts
-        up = self.negotiator.upstream(service_key(service))
+        up = self.upstreams.upstream(service_key(service))
         call = CallLog(self.sink, path, client_api, up.target, context.invocation_metadata() or ())
         call.attach(context)
         return call, up, client_api, service, method
@@ -137,7 +143,7 @@ class Bridge:
     async def unary_unary(self, path: str, request: bytes, context: Context) -> bytes:
         call, up, client_api, service, method = self._begin(path, context)
         call.add(Direction.REQUEST, request)
-        api = await up.current() or client_api
+        api = self.api_for(up.name) or client_api
         try:
             return await self._unary(call, up, api, path, request, context)
         except Refused as exc:
@@ -165,17 +171,16 @@ class Bridge:
                 return self._answer(call, api, method)  # a v1 runtime older than RuntimeConfig
             # A method its version has was refused: the runtime may have been replaced by one
             # speaking the other version before the watcher noticed. Ask again; retry once.
-            now = None if retried else await self._renegotiate(up)
+            now = None if retried else await self._reprobe(up)
             if now is None or now == api:
                 await forwarding.relay_error(exc, up, context, call)
             call.note(f"runtime now speaks {now}: retried")
             return await self._unary(call, up, now, path, request, context, retried=True)
 
-    async def _renegotiate(self, up: Upstream) -> str | None:
+    async def _reprobe(self, up: Upstream) -> str | None:
         if self.options.upstream_api != "auto":
             return None
-        up.mark_unavailable()
-        return await up.negotiate()
+        return (await self.source.reprobe()).preferred_for(up.name)
 
     def _answer(self, call: CallLog, api: str, method: str) -> bytes:
         """The reply the proxy gives itself for a method the runtime's version lacks."""
@@ -222,7 +227,7 @@ class Bridge:
     async def unary_stream(self, path: str, request: bytes, context: Context) -> AsyncIterator[bytes]:
         call, up, client_api, service, method = self._begin(path, context)
         call.add(Direction.REQUEST, request)
-        api = await up.current() or client_api
+        api = self.api_for(up.name) or client_api
         call.upstream_api = api
         if method == EVENTS and client_api == "v1" and await self._emulating(up, api):
             call.note(f"GetContainerEvents emulated by relisting every {self.options.events_period}s")
@@ -245,9 +250,10 @@ class Bridge:
     async def _emulating(self, up: Upstream, api: str) -> bool:
         if not self.options.emulate_events:
             return False
-        if api == "v1" and up.events is None:
-            up.events = await up._probe_events(api)
-        return api != "v1" or up.events == EVENTS_MISSING
+        events = self.source.apis.events
+        if api == "v1" and events == EVENTS_UNKNOWN:
+            events = (await self.source.reprobe()).events
+        return api != "v1" or events == EVENTS_MISSING
 
     async def _emulate(self, call: CallLog, context: Context) -> AsyncIterator[bytes]:
         queue = self.events.subscribe()
@@ -264,7 +270,7 @@ class Bridge:
                           context: Context) -> AsyncIterator[bytes]:
         """Any other method (containerd's own API, health, newer CRI): forwarded unchanged."""
         parts = schema.split_path(path)
-        up = self.negotiator.upstream(service_key(parts[1]) if parts else "runtime")
+        up = self.upstreams.upstream(service_key(parts[1]) if parts else "runtime")
         call = CallLog(self.sink, path, parts[0] if parts else None, up.target,
                        context.invocation_metadata() or ())
         call.upstream_api = call.client_api

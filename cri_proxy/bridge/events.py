@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
-from cri_proxy.bridge.negotiate import Upstream
+from cri_proxy.bridge.channels import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ class Seen:
 
 
 class EventEmulator:
-    def __init__(self, upstream: Upstream, period: float) -> None:
+    def __init__(self, upstream: Upstream, api: Callable[[], str | None], period: float) -> None:
         self.upstream = upstream
+        self.api = api  # the version the bridge speaks to the runtime now
         self.period = period
         self._queues: set[asyncio.Queue[bytes]] = set()
         self._task: asyncio.Task[None] | None = None
@@ -74,7 +76,7 @@ class EventEmulator:
             await asyncio.sleep(self.period)
 
     async def _call(self, method: str, request: bytes) -> bytes:
-        api = await self.upstream.current() or "v1"
+        api = self.api() or "v1"
         call = self.upstream.channel.unary_unary(f"/runtime.{api}.RuntimeService/{method}", None, None)
         reply: bytes = await call(request, timeout=max(self.period * 5, 5.0))
         return reply

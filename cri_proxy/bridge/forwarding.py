@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import grpc
 
 from cri_proxy.model.call import Direction
-from cri_proxy.bridge.negotiate import Upstream
+from cri_proxy.bridge.channels import Upstream
 from cri_proxy.bridge.recording import CallLog, MetadataPairs
 
 Context = grpc.aio.ServicerContext[Any, Any]

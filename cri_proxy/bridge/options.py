@@ -1,7 +1,7 @@
 """The bridge's options, and the routing decision the front door makes with them.
 
 `needs_bridge` is pure: the relay calls it once per client connection, with the path of the
-connection's first call and the bridge's current `negotiated` table.
+connection's first call and the prober's current answer (`UpstreamApis`).
 """
 
 from __future__ import annotations
@@ -9,14 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cri_proxy.bridge import schema
+from cri_proxy.model.cri import IMAGE_SERVICE, RUNTIME_SERVICE, parse_path
+from cri_proxy.model.upstream import EVENTS_NATIVE, UpstreamApis, service_key
 
 UpstreamApi = Literal["auto", "v1", "v1alpha2"]
 CgroupDriver = Literal["systemd", "cgroupfs"]
-
-# Values of negotiated["events"]: whether the runtime serves GetContainerEvents itself.
-EVENTS_NATIVE = "native"
-EVENTS_MISSING = "missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +26,7 @@ class BridgeOptions:
     events_period: float = 1.0  # seconds between relists when emulating events
     strict: bool = False  # refuse security-relevant v1-only fields a v1alpha2 runtime drops
     max_message_bytes: int = 32 * 1024 * 1024  # both ways; the kubelet uses 16 MiB
-    probe_timeout: float = 2.0  # seconds for each negotiation call
+    probe_timeout: float = 2.0  # seconds for each version probe call (cri_proxy.proxy.prober)
 
     def __post_init__(self) -> None:
         if self.upstream_api not in ("auto", "v1", "v1alpha2"):
@@ -40,12 +37,7 @@ class BridgeOptions:
             raise ValueError("events_period must be positive")
 
 
-def service_key(service: str) -> str:
-    """"image" for ImageService, "runtime" for everything else."""
-    return "image" if service == "ImageService" else "runtime"
-
-
-def needs_bridge(client_path: str, negotiated: dict[str, str | None], options: BridgeOptions) -> bool:
+def needs_bridge(client_path: str, apis: UpstreamApis, options: BridgeOptions) -> bool:
     """Whether a client connection whose first call is `client_path` must go to the bridge.
 
     True when the client's CRI version differs from what the upstream of that service speaks,
@@ -53,15 +45,14 @@ def needs_bridge(client_path: str, negotiated: dict[str, str | None], options: B
     (emulated GetContainerEvents). False for non-CRI paths (containerd's own API, health) and
     while the upstream's version is unknown (the relay then behaves as a plain relay).
     """
-    parts = schema.split_path(client_path)
-    if parts is None:
+    call = parse_path(client_path)
+    if call.api is None or call.short_service not in (RUNTIME_SERVICE, IMAGE_SERVICE):
         return False
-    client_api, service, _ = parts
-    key = service_key(service)
-    upstream = options.upstream_api if options.upstream_api != "auto" else negotiated.get(key)
+    client_api, key = call.api, service_key(call.short_service)
+    upstream = options.upstream_api if options.upstream_api != "auto" else apis.preferred_for(key)
     if upstream is None:
         return False
-    speaks = (negotiated.get(f"{key}_speaks") or upstream).split(",")
+    speaks = apis.speaks(key) or (upstream,)
     if options.upstream_api == "auto" and client_api in speaks and upstream != client_api:
         return False  # the runtime serves the client's version too (containerd 1.6): relay it
     if upstream != client_api:
@@ -70,5 +61,5 @@ def needs_bridge(client_path: str, negotiated: dict[str, str | None], options: B
         key == "runtime"
         and options.emulate_events
         and client_api == "v1"
-        and negotiated.get("events") != EVENTS_NATIVE
+        and apis.events != EVENTS_NATIVE
     )

@@ -2,9 +2,9 @@
 
 The relay forwards bytes untouched; it only walks the 9-byte frame headers (RFC 9113 §4.1)
 to know where frames begin and end, which streams are open, and where a header block
-lies. `FrameWalker` does that walk incrementally over chunks as they arrive. Building and
-decoding frame bodies (padding, priority, the frames the proxy itself sends) is left to
-hyperframe, the python-hyper project's well-kept parser.
+lies. `FrameWalker` does that walk incrementally over chunks as they arrive. The one body
+it reads (a HEADERS frame's padding and priority) is read here; building the frames the
+proxy itself sends is left to hyperframe, the python-hyper project's well-kept parser.
 """
 
 from __future__ import annotations
@@ -33,7 +33,11 @@ FLAG_END_HEADERS: Final = 0x4
 FLAG_PADDED: Final = 0x8
 FLAG_PRIORITY: Final = 0x20
 
+ERR_PROTOCOL: Final = 0x1
 ERR_CANCEL: Final = 0x8
+ERR_COMPRESSION: Final = 0x9
+ERROR_NAMES: Final = {0x0: "NO_ERROR", ERR_PROTOCOL: "PROTOCOL_ERROR", ERR_CANCEL: "CANCEL",
+                      ERR_COMPRESSION: "COMPRESSION_ERROR", 0xB: "ENHANCE_YOUR_CALM"}
 SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
 
 
@@ -167,20 +171,29 @@ class FrameWalker:
 
 
 def header_block_fragment(frame: Frame) -> bytes:
-    """The HPACK bytes of a HEADERS or CONTINUATION frame, without padding and priority."""
-    if frame.payload is None:
+    """The HPACK bytes of a HEADERS or CONTINUATION frame, without padding and priority.
+
+    FrameError for a payload too short for the padding and priority its flags announce
+    (RFC 9113 §6.2: a connection error). Read here rather than by hyperframe, whose frame
+    classes refuse stream 0 with an error of their own before the body is even looked at.
+    """
+    payload = frame.payload
+    if payload is None:
         raise FrameError(f"frame on stream {frame.stream_id} was walked without its payload")
-    if frame.type == CONTINUATION or not frame.flags & (FLAG_PADDED | FLAG_PRIORITY):
-        return frame.payload
-    parsed = HeadersFrame(frame.stream_id)
-    for bit, name in ((FLAG_PADDED, "PADDED"), (FLAG_PRIORITY, "PRIORITY")):
-        if frame.flags & bit:
-            parsed.flags.add(name)
-    try:
-        parsed.parse_body(memoryview(frame.payload))
-    except Exception as exc:  # hyperframe raises several types for a malformed body
-        raise FrameError(f"malformed HEADERS frame on stream {frame.stream_id}: {exc}") from exc
-    return bytes(parsed.data)
+    flags = frame.flags
+    if frame.type == CONTINUATION or not flags & (FLAG_PADDED | FLAG_PRIORITY):
+        return payload
+    start, end = 0, len(payload)
+    if flags & FLAG_PADDED:
+        if not payload:
+            raise FrameError(f"malformed HEADERS frame on stream {frame.stream_id}: PADDED without a pad length")
+        start, end = 1, end - payload[0]
+    if flags & FLAG_PRIORITY:
+        start += 5
+    if start > end:
+        raise FrameError(f"malformed HEADERS frame on stream {frame.stream_id}: its padding and priority "
+                         f"take more than its {len(payload)}-byte payload")
+    return payload[start:end]
 
 
 def settings_values(payload: bytes) -> dict[int, int]:

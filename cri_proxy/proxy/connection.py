@@ -3,8 +3,12 @@
 Bytes are forwarded the moment they arrive, untouched, so everything HTTP/2 and gRPC carry
 (settings, flow control, deadlines, cancellation, metadata, trailers) stays the two ends'
 own. After forwarding, the relay walks the frame headers to know which streams are open
-(for a graceful stop) and hands the same bytes to the tap when one is attached. The split-endpoint
-case, where the request decides the upstream, lives in proxy.routing.
+(for a graceful stop) and hands the same bytes to the tap when one is attached.
+
+Which upstream a connection goes to is its `Route`'s business (proxy.routing has the two
+strategies: one socket, or decided by the first request); what a connection needs from
+the server that accepted it is the small `RelayHost` protocol below, so this module
+depends on neither.
 """
 
 from __future__ import annotations
@@ -14,21 +18,60 @@ import logging
 import pathlib
 import socket
 import struct
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap
-
-if TYPE_CHECKING:
-    from cri_proxy.proxy.server import RelayServer
+from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
 
 log = logging.getLogger(__name__)
 
 HIGH_WATER = 1 << 20  # pause the other side's reads when this much is waiting to be written
-HEADER_TYPES = frozenset({h2.HEADERS, h2.CONTINUATION})
+FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be read (see fail())
 
 
-class _End(asyncio.Protocol):
+def _drop(data: bytes) -> None:
+    pass
+
+
+class RelayHost(Protocol):
+    """What a connection needs from the server that accepted it (proxy.server.RelayServer)."""
+
+    tap: Tap | None
+    connect_timeout: float
+
+    def refusal(self) -> str | None:
+        """Why a new connection must be refused now, or None to serve it."""
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's helper coroutine, keeping a reference until it ends."""
+
+    def forget(self, conn: Connection) -> None:
+        """The connection is closed."""
+
+    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
+        """`path` could not be reached."""
+
+    def note_upstream_up(self, path: str) -> None:
+        """`path` was reached."""
+
+    def note_upstream_closed(self, path: str) -> None:
+        """An upstream connection to `path` closed (the runtime behind it may have been replaced)."""
+
+
+class Route(Protocol):
+    """How a connection chooses its upstream; one Route object per connection."""
+
+    start_path: pathlib.Path  # where the connection goes first (the tap's first view of it)
+
+    def attach(self, conn: Connection) -> None:
+        """Install the route's walkers and byte handlers on `conn` (at its creation)."""
+
+    async def connect(self, conn: Connection) -> bool:
+        """Connect the first upstream; False when none could be reached."""
+
+
+class End(asyncio.Protocol):
     """One socket of a relayed pair; it hands everything to its Connection."""
 
     def __init__(self, conn: Connection, is_client: bool) -> None:
@@ -48,7 +91,7 @@ class _End(asyncio.Protocol):
         if self.is_client:
             self.conn.from_client(data)
         else:
-            self.conn.from_upstream(self, data)
+            self.conn.on_upstream(self, data)
 
     def eof_received(self) -> bool:
         return self.conn.eof(self)
@@ -64,34 +107,42 @@ class _End(asyncio.Protocol):
 
 
 class Connection:
-    """A client connection relayed to one upstream socket."""
+    """A client connection relayed to an upstream socket its `route` chooses.
 
-    def __init__(self, server: RelayServer, conn_id: int) -> None:
-        self.server = server
+    The byte handlers `on_client`, `on_upstream` and `injectable` are the plain relay's own
+    methods unless the route installs others (and it puts the plain ones back once it has
+    nothing more to decide), so the plain path costs no test per chunk.
+    """
+
+    def __init__(self, host: RelayHost, conn_id: int, route: Route) -> None:
+        self.host = host
         self.id = conn_id
-        self.client = _End(self, True)
-        self.upstream: _End | None = None
-        self.upstream_path = server.runtime_path
-        self._backlog: list[bytes] = []  # client bytes that arrived before the upstream answered
-        self._first = b""  # bytes the next upstream must get before any client bytes
+        self.route = route
+        self.client = End(self, True)
+        self.upstream: End | None = None
+        self.upstream_path = route.start_path
+        self._backlog: list[bytes] = []  # client bytes read before the preface was whole and an upstream answered
+        self._live = False  # the client's bytes go to on_client as they arrive
+        self._held: list[bytes] = []  # bytes for the upstream being connected, in order
+        self._target: End | None = None  # the upstream socket being connected; any other is let go
+        self._target_path = route.start_path
         self._preface_ok = False
-        self._preface_sent = False
+        self.preface_sent = False
         self._closing = False
+        self._failed = False  # fail() ran: the client's bytes are dropped until the connection closes
+        self._linger: asyncio.TimerHandle | None = None
         self.open_streams: set[int] = set()
         self._draining = False
         self._drain_started = False
         self._inject: list[bytes] = []  # frames of our own for the client, sent at a frame boundary
-        self._in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
+        self.server_in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
         self.tap: ConnectionTap | None = None
-        self.c2s = h2.FrameWalker(self.client_keep(), raw=self.frame_wise())
-        self.s2c = h2.FrameWalker(raw=self.frame_wise())
-
-    # Hooks for proxy.routing -----------------------------------------------------------
-    def client_keep(self) -> frozenset[int]:
-        return frozenset()
-
-    def frame_wise(self) -> bool:
-        return False
+        self.c2s = h2.FrameWalker()
+        self.s2c = h2.FrameWalker()
+        self.on_client: Callable[[bytes], None] = self.forward_client
+        self.on_upstream: Callable[[End, bytes], None] = self.from_upstream
+        self.injectable: Callable[[], bool] = self.can_inject
+        route.attach(self)
 
     # Client side -------------------------------------------------------------------------
     def client_connected(self, transport: asyncio.Transport) -> None:
@@ -102,56 +153,71 @@ class Connection:
                 pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
             except OSError:
                 pass
-        if self.server.tap is not None:
+        if self.host.tap is not None:
             info = ConnectionInfo(self.id, pid, uid, f"unix://{self.upstream_path}")
-            self.tap = self.server.tap.open(info)
+            self.tap = self.host.tap.open(info)
         log.debug("conn %d: accepted (pid %s, uid %s)", self.id, pid, uid)
-        if self.server.refusal() is not None:
+        if self.host.refusal() is not None:
             self.close(abort=True)  # the client fails fast and re-dials, as against a dead runtime
             return
-        self.server.spawn(self.start_upstream())
+        self.host.spawn(self._start())
 
-    async def start_upstream(self) -> None:
-        if not await self.connect_upstream(self.upstream_path):
+    async def _start(self) -> None:
+        if not await self.route.connect(self):
             self.close(abort=True)
 
-    async def connect_upstream(self, path: pathlib.Path, first: bytes = b"") -> bool:
-        """Connect to `path`; once connected, send `first`, then the client bytes held meanwhile.
+    async def connect_upstream(self, path: pathlib.Path) -> bool:
+        """Connect to `path`; once connected it gets the bytes held for it, then the client's.
 
-        False when `path` cannot be reached: the caller then closes the client's connection
-        at once, so it fails fast with UNAVAILABLE and re-dials as against a dead runtime.
+        False when `path` cannot be reached while this connection still waits for it: the
+        caller then tries another socket or closes the client's connection at once, so it
+        fails fast with UNAVAILABLE and re-dials as against a dead runtime. True also when
+        the connection stopped waiting for this socket meanwhile (see `leave_upstream`).
         """
-        self._first = first
+        end = End(self, False)
+        self._target, self._target_path = end, path
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                loop.create_unix_connection(lambda: _End(self, False), str(path)), self.server.connect_timeout)
+            await asyncio.wait_for(loop.create_unix_connection(lambda: end, str(path)), self.host.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-            self.server.note_upstream_down(self.id, str(path), reason)
-            return False
-        self.server.note_upstream_up(str(path))
-        if self._closing:
-            return False
-        self.upstream_path = path
-        if self._backlog and self._preface_ok:
-            backlog, self._backlog = b"".join(self._backlog), []
-            self.forward_client(backlog)
-        return True
+            self.host.note_upstream_down(self.id, str(path), reason)
+            return self._target is not end and not self._closing
+        self.host.note_upstream_up(str(path))
+        return not self._closing
 
-    def upstream_connected(self, end: _End) -> None:
-        """The upstream socket is connected: it may speak before connect_upstream resumes."""
-        if self._closing:
+    def upstream_connected(self, end: End) -> None:
+        """An upstream socket is connected: it may speak before connect_upstream resumes.
+
+        Everything held for the upstream goes out here, in the same callback, so no client
+        byte can slip in between (nor park where nothing would send it).
+        """
+        if self._closing or end is not self._target:
             if end.transport is not None:
-                end.transport.close()
+                end.transport.close()  # a socket this connection left (proxy.routing) or no longer needs
             return
-        self.upstream = end
-        self.send_upstream(self._first)
-        self._first = b""
+        self.upstream, self._target = end, None
+        self.upstream_path = self._target_path
+        if self._held:
+            held, self._held = b"".join(self._held), []
+            self.send_upstream(held)
+        if not self._live and self._preface_ok:
+            self._go_live()
+
+    def leave_upstream(self, first: bytes) -> None:
+        """Let the current upstream (or the one being connected) go: from now on what is sent
+        upstream is held, after `first`, for the next connect_upstream (proxy.routing)."""
+        old, self.upstream, self._target = self.upstream, None, None
+        if old is not None and old.transport is not None:
+            old.transport.close()
+        self._held = [first] if first else []
 
     def from_client(self, data: bytes) -> None:
+        if self._live:
+            self.on_client(data)
+            return
+        self._backlog.append(data)
         if not self._preface_ok:
-            self._backlog.append(data)
             head = b"".join(self._backlog)
             if len(head) < len(h2.PREFACE) and h2.PREFACE.startswith(head):
                 return
@@ -162,21 +228,19 @@ class Connection:
                 return
             self._preface_ok = True
             self._backlog = [head]
-            data = b""
-            if self.upstream is None:
-                return
-        if self.upstream is None:
-            self._backlog.append(data)
-            return
-        if self._backlog:
-            data, self._backlog = b"".join(self._backlog) + data, []
-        self.forward_client(data)
+        if self.upstream is not None:
+            self._go_live()
+
+    def _go_live(self) -> None:
+        self._live = True
+        backlog, self._backlog = b"".join(self._backlog), []
+        self.on_client(backlog)
 
     def forward_client(self, data: bytes) -> None:
         """Send client bytes upstream, then learn from their frames."""
         self.send_upstream(data)
-        if not self._preface_sent:
-            self._preface_sent = True
+        if not self.preface_sent:
+            self.preface_sent = True
             data = data[len(h2.PREFACE):]
         boundary = self.c2s.at_boundary
         self.c2s.track(data, self.open_streams, True)
@@ -184,37 +248,28 @@ class Connection:
             self.feed_tap(True, data, boundary)
 
     def send_upstream(self, data: bytes) -> None:
-        if self.upstream is not None and self.upstream.transport is not None and data:
-            self.upstream.transport.write(data)
+        """Write to the upstream; while none is connected, hold the bytes for the next one."""
+        upstream = self.upstream
+        if upstream is not None and upstream.transport is not None:
+            if data:
+                upstream.transport.write(data)
+        elif data:
+            self._held.append(data)
 
     # Upstream side -----------------------------------------------------------------------
-    def from_upstream(self, end: _End, data: bytes) -> None:
+    def from_upstream(self, end: End, data: bytes) -> None:
         if end is not self.upstream:
             return  # an upstream this connection left (proxy.routing)
         self.send_client(data)
         boundary = self.s2c.at_boundary
         self.s2c.track(data, self.open_streams, False)
-        self._in_block = self.s2c.in_block
+        self.server_in_block = self.s2c.in_block
         if self.tap is not None:
             self.feed_tap(False, data, boundary)
         if self._inject:
             self.flush_inject()
         if self._draining:
             self.close_if_drained()
-
-    def after_upstream_frames(self, frames: list[h2.Frame]) -> None:
-        """For the paths that walk whole frames (proxy.routing): the same bookkeeping as `track`."""
-        for frame in frames:
-            if frame.type in (h2.HEADERS, h2.DATA) and frame.flags & h2.FLAG_END_STREAM or frame.type == h2.RST_STREAM:
-                self.open_streams.discard(frame.stream_id)
-            if frame.type == h2.HEADERS:
-                self._in_block = not frame.flags & h2.FLAG_END_HEADERS
-            elif frame.type == h2.CONTINUATION and frame.flags & h2.FLAG_END_HEADERS:
-                self._in_block = False
-        if self.tap is not None and frames:
-            self.feed_tap(False, b"".join(f.raw or b"" for f in frames), True)
-        self.flush_inject()
-        self.close_if_drained()
 
     def send_client(self, data: bytes) -> None:
         if self.client.transport is not None and data:
@@ -225,12 +280,17 @@ class Connection:
         self._inject.append(frame)
         self.flush_inject()
 
+    @property
+    def closing(self) -> bool:
+        """Closed, or failed and only waiting for its GOAWAY to be read."""
+        return self._closing or self._failed
+
     def can_inject(self) -> bool:
         """Whether the client's byte stream is between frames (and outside a header block)."""
-        return self.s2c.at_boundary and not self._in_block
+        return self.s2c.at_boundary and not self.server_in_block
 
     def flush_inject(self) -> None:
-        if self._inject and self.can_inject():
+        if self._inject and self.injectable():
             self.send_client(b"".join(self._inject))
             self._inject.clear()
 
@@ -249,7 +309,7 @@ class Connection:
                 log.exception("conn %d: the tap failed again while closing", self.id)
 
     # Both sides ---------------------------------------------------------------------------
-    def pause_peer_of(self, end: _End, pause: bool) -> None:
+    def pause_peer_of(self, end: End, pause: bool) -> None:
         peer = self.upstream if end is self.client else self.client
         if peer is None or peer.transport is None or peer.transport.is_closing():
             return
@@ -258,12 +318,12 @@ class Connection:
         else:
             peer.transport.resume_reading()
 
-    def eof(self, end: _End) -> bool:
+    def eof(self, end: End) -> bool:
         """An end finished sending. HTTP/2 has no use for a half-open connection: end both."""
         self.lost(end, None)
         return False
 
-    def lost(self, end: _End, exc: Exception | None) -> None:
+    def lost(self, end: End, exc: Exception | None) -> None:
         if self._closing or (end is not self.client and end is not self.upstream):
             return
         calls = len(self.open_streams)
@@ -300,10 +360,41 @@ class Connection:
             log.debug("conn %d: no call open; closing for shutdown", self.id)
             self.close()
 
+    def fail(self, error_code: int, reason: str) -> None:
+        """The client broke HTTP/2 (or a bound the runtime would enforce): one line, then GOAWAY
+        with `error_code`, as the runtime answers a connection error (RFC 9113 §5.4.1).
+
+        Closing a unix socket with unread bytes resets the connection and the GOAWAY with it,
+        so, as golang.org/x/net/http2 does, the client's bytes are read and dropped for a
+        moment (FAIL_LINGER) after the GOAWAY and a FIN; the client's own close ends it sooner.
+        """
+        if self._closing or self._failed:
+            return
+        self._failed = True
+        log.warning("conn %d: %s; closing the connection with GOAWAY %s", self.id, reason,
+                    h2.ERROR_NAMES.get(error_code, hex(error_code)))
+        self._live, self.on_client = True, _drop
+        upstream, self.upstream, self._target = self.upstream, None, None
+        if upstream is not None and upstream.transport is not None:
+            upstream.transport.close()
+        transport = self.client.transport
+        if transport is None or transport.is_closing():
+            self.close(reason=reason)
+            return
+        if self.injectable():
+            self.send_client(h2.goaway_frame(max(self.open_streams, default=0), error_code, reason.encode()[:256]))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger = asyncio.get_running_loop().call_later(FAIL_LINGER, self.close, True, reason)
+
     def close(self, abort: bool = False, reason: str | None = None) -> None:
         if self._closing:
             return
         self._closing = True
+        if self._linger is not None:
+            self._linger.cancel()
+        if self.upstream is not None:
+            self.host.note_upstream_closed(str(self.upstream_path))
         for end in (self.client, self.upstream):
             if end is not None and end.transport is not None:
                 end.transport.abort() if abort else end.transport.close()
@@ -312,4 +403,4 @@ class Connection:
                 self.tap.closed(reason)
             except Exception:
                 log.exception("conn %d: the tap failed while closing", self.id)
-        self.server.forget(self)
+        self.host.forget(self)

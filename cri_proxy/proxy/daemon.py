@@ -4,6 +4,11 @@ A stale socket file (left by a crashed proxy) is replaced; a live one means anot
 is running and start-up is refused. The socket gets the configured mode and group before
 any client can reach it. SIGTERM or SIGINT stops accepting, lets open calls finish within
 the grace period and exits 0; a second signal skips the grace period.
+
+Under systemd (Type=notify) the proxy says READY=1 only once its listen socket accepts, with
+a STATUS= line saying what it forwards (and whether the runtime answers: an unreachable
+runtime does not hold readiness back, since the proxy then serves exactly as a dead runtime
+would), pings the watchdog while its event loop runs, and says STOPPING=1 at the first signal.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ from dataclasses import dataclass, field
 from cri_proxy.model.endpoints import as_endpoint
 from cri_proxy.model.errors import ConfigError, SocketInUseError
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
-from cri_proxy.proxy.prober import UpstreamVersions
+from cri_proxy.proxy.notify import Notifier
+from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.recorder_link import RecorderProcess
 from cri_proxy.model.options import RecordConfig, config_json
 from cri_proxy.model.session import SessionInfo
+from cri_proxy.model.upstream import UpstreamApis
 from cri_proxy.bridge.options import BridgeOptions, needs_bridge
 
 log = logging.getLogger(__name__)
@@ -118,20 +125,28 @@ async def serve(config: ProxyConfig) -> int:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
     recorder = _start_recording(config)
-    bridge = LazyBridge(config, recorder)
+    notifier = Notifier()
+    answers = _AnswerWatcher(recorder, notifier, config)
+    prober = VersionProber(config.runtime, config.image, emulate_events=config.translation.emulate_events,
+                           on_change=answers.changed, on_trouble=answers.trouble,
+                           timeout=config.translation.probe_timeout)
+    bridge = LazyBridge(config, recorder, prober)
     try:
-        versions = UpstreamVersions(config.runtime, config.image, config.translation.emulate_events,
-                                    on_change=_session_updater(recorder))
-        await versions.refresh()
-        server = await _listen(config, recorder, bridge, versions)
+        await prober.reprobe()  # one round at start (bounded); later ones run in the background
+        server = await _listen(config, recorder, bridge, prober)
+        answers.server = server
         try:
             if recorder is not None and config.record is not None and config.record.require:
                 server.admission = recording_admission(recorder)
-            await _wait_for_signal(server, config.grace_period)
+            notifier.ready(status_line(config, prober.apis, prober.trouble))  # the socket listens: connections are accepted
+            notifier.start_watchdog()
+            await _wait_for_signal(server, config.grace_period, notifier)
         finally:
+            await notifier.stop_watchdog()
             with contextlib.suppress(FileNotFoundError):
                 config.listen.unlink()
     finally:
+        await prober.close()
         await bridge.stop()
         if recorder is not None:
             await recorder.aclose()
@@ -142,12 +157,49 @@ async def serve(config: ProxyConfig) -> int:
     return 0
 
 
-def _session_updater(recorder: RecorderProcess | None) -> Callable[[dict[str, str | None]], None]:
-    def update(negotiated: dict[str, str | None]) -> None:
-        if recorder is not None:
-            recorder.update_session(runtime_api=negotiated.get("runtime_speaks"),
-                                    image_api=negotiated.get("image_speaks"))
-    return update
+class _AnswerWatcher:
+    """What follows a new answer from the prober: the session row, and re-routing.
+
+    A connection is routed once, at its first call, by the answer of that moment. One routed
+    by an answer that is now out of date (its first call came between the runtime's return
+    and the probe's answer) would fail every call, so each open connection is drained: a
+    GOAWAY, then closed once its open calls are done, and the client re-dials to be routed
+    by the new answer.
+    """
+
+    def __init__(self, recorder: RecorderProcess | None, notifier: Notifier, config: ProxyConfig) -> None:
+        self.recorder = recorder
+        self.notifier = notifier
+        self.config = config
+        self.server: RelayServer | None = None
+
+    def trouble(self, reason: str | None) -> None:
+        if self.server is not None and self.server.versions is not None:  # STATUS= only once READY=1
+            self.notifier.status(status_line(self.config, self.server.versions.apis, reason))
+
+    def changed(self, apis: UpstreamApis) -> None:
+        if self.server is not None:
+            self.notifier.status(status_line(self.config, apis, None))  # an answer came: no trouble now
+        if self.recorder is not None:
+            self.recorder.update_session(runtime_api=apis.runtime_api, image_api=apis.image_api)
+        if self.server is not None and self.server.connections:
+            log.info("the runtime's CRI versions changed: draining %d open connection(s) so that they are "
+                     "routed again", len(self.server.connections))
+            for conn in list(self.server.connections):
+                conn.drain()
+
+
+def status_line(config: ProxyConfig, apis: UpstreamApis, trouble: str | None) -> str:
+    """What the service manager shows: where calls go, what the runtime speaks, and why it does
+    not answer (`trouble`, the prober's) when it does not."""
+    text = f"forwarding {as_endpoint(config.listen)} to {as_endpoint(config.runtime)}"
+    if config.image is not None and config.image != config.runtime:
+        text += f" (images to {as_endpoint(config.image)})"
+    if apis.known:
+        text += f"; the runtime speaks {apis.describe()}"
+    if trouble is not None:
+        text += f"; runtime not answering: {trouble}"
+    return text
 
 
 class LazyBridge:
@@ -157,9 +209,10 @@ class LazyBridge:
     runtime speak the same CRI version never pays for translation.
     """
 
-    def __init__(self, config: ProxyConfig, recorder: RecorderProcess | None) -> None:
+    def __init__(self, config: ProxyConfig, recorder: RecorderProcess | None, prober: VersionProber) -> None:
         self.config = config
         self.recorder = recorder
+        self.prober = prober
         self.folder = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
         self.path = self.folder / "bridge.sock"
         self.bridge: Any = None
@@ -172,8 +225,8 @@ class LazyBridge:
             from cri_proxy.bridge import Bridge
 
             log.info("a client needs CRI translation: starting the bridge")
-            bridge = Bridge(self.path, self.config.runtime, self.config.image, sink=self.recorder,
-                            options=self.config.translation)
+            bridge = Bridge(self.path, self.config.runtime, self.config.image, apis=self.prober,
+                            sink=self.recorder, options=self.config.translation)
             await bridge.start()
             self.bridge = bridge
 
@@ -196,12 +249,12 @@ def _start_recording(config: ProxyConfig) -> RecorderProcess | None:
 
 
 async def _listen(config: ProxyConfig, tap: RecorderProcess | None, bridge: LazyBridge,
-                  versions: UpstreamVersions) -> RelayServer:
+                  prober: VersionProber) -> RelayServer:
     options = config.translation
     route = BridgeRoute(path=bridge.path, ready=bridge.ready,
-                        needs=lambda path: needs_bridge(path, versions.negotiated, options))
+                        needs=lambda path: needs_bridge(path, prober.apis, options))
     old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
-    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=versions)
+    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=prober)
     try:
         await server.start()
     except OSError as exc:
@@ -230,7 +283,7 @@ def recording_admission(recorder: RecorderProcess) -> Callable[[], str | None]:
     return admit
 
 
-async def _wait_for_signal(server: RelayServer, grace: float) -> None:
+async def _wait_for_signal(server: RelayServer, grace: float, notifier: Notifier) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     hurry = asyncio.Event()
@@ -247,6 +300,7 @@ async def _wait_for_signal(server: RelayServer, grace: float) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         await stopping.wait()
+        notifier.stopping(f"stopping: open calls get up to {grace:g}s to finish")
         stop = asyncio.ensure_future(server.stop(grace))
         hurried = asyncio.ensure_future(hurry.wait())
         await asyncio.wait({stop, hurried}, return_when=asyncio.FIRST_COMPLETED)

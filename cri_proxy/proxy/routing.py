@@ -1,4 +1,5 @@
-"""Routing by a connection's first call: ImageService calls to their own socket, and
+"""Routing as a strategy of a connection: one socket (`DirectRoute`), or decided by the
+connection's first call (`FirstCallRoute`): ImageService calls to their own socket, and
 connections whose CRI version the runtime does not speak (or that need the proxy to answer
 some calls) to the translating bridge.
 
@@ -9,225 +10,340 @@ request belongs to the other service, the connection moves: the client's bytes s
 replayed to the other socket (minus the SETTINGS acknowledgements meant for the first
 server), that server's SETTINGS reach the client as an ordinary settings change, and its
 duplicate acknowledgement and its connection window credit already granted are held back.
+Everything the client sends after the decision is held by the connection, in order, and
+goes out when the new socket is connected, whichever connect completes first.
 
 With separate image and runtime sockets, a later call for the other service cannot be
 routed on this connection. It is answered by the proxy with UNIMPLEMENTED naming both
 endpoints, while its request headers still reach the upstream (then reset) so both HPACK
-tables stay in step; that case forwards whole frames and reads every request's headers for
-the connection's life. Otherwise, once the first call has chosen the socket and the
-connection has settled there, it goes back to relaying chunks as they arrive.
+tables stay in step; that case forwards whole frames and decodes every request's headers
+for the connection's life (a large block in a worker thread, so that other connections'
+bytes are not kept waiting). Otherwise only the first request's `:path` is read, and once
+the connection has settled on its socket it goes back to relaying chunks as they arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-
-from hpack import Decoder, HPACKError
+import pathlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.connection import HEADER_TYPES, Connection
+from cri_proxy.h2.hpack_decoder import Decoder, Field, HPACKDecodingError
+from cri_proxy.h2.request_path import first_request_path
+from cri_proxy.model.cri import parse_path
+from cri_proxy.model.status import StatusCode
+from cri_proxy.proxy.connection import Connection, End
+from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, HeaderBlock
+from cri_proxy.proxy.prober import VersionProber
 
 log = logging.getLogger(__name__)
 
-IMAGE_PREFIXES = ("/runtime.v1.ImageService/", "/runtime.v1alpha2.ImageService/")
-UNIMPLEMENTED = 12
-MAX_HEADER_LIST = 16 << 20
+HEADER_TYPES: Final = frozenset({h2.HEADERS, h2.CONTINUATION})
+# A block larger than this (encoded) is decoded in a worker thread. The decoder is pure
+# Python: the GIL's switch interval (5 ms) then lets the loop serve other connections
+# meanwhile; a CRI request's block is a few hundred bytes and is decoded inline.
+OFF_LOOP: Final = 16 << 10
+_Block = tuple[int, list[bytes], bytes]  # stream, raw frames, HPACK bytes
 
 
-def service_of(path: str) -> str:
-    return "image" if path.startswith(IMAGE_PREFIXES) else "runtime"
+@dataclass(frozen=True)
+class BridgeRoute:
+    """Where the translating bridge listens, and which connections it takes.
+
+    `needs(path)`: whether a connection whose first call is `path` goes to the bridge.
+    `ready()`: start it if it is not serving yet (it is started on first need).
+    """
+
+    path: pathlib.Path
+    needs: Callable[[str], bool]
+    ready: Callable[[], Awaitable[None]]  # awaited before a connection is moved to the bridge
 
 
-class SplitConnection(Connection):
-    """A connection whose upstream is decided by its first request's service."""
+@dataclass(frozen=True)
+class Upstreams:
+    """The sockets a first-call route chooses between, and what the runtime speaks."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.service: str | None = None  # the service this connection serves, once decided
-        self.current = "runtime"  # the service whose socket the connection is on now
-        self.hpack = Decoder(max_header_list_size=MAX_HEADER_LIST)
-        self.block: list[bytes] = []  # raw frames of the request header block being read
-        self.replay: list[bytes] | None = []  # client frames to resend if the connection moves
-        self.acks_to_drop = 0
-        self.window_credit = 0  # connection window the first server granted the client
-        self.moved = False
-        self.hijacked: set[int] = set()
-        self._backlog_frames: list[bytes] = []  # frames parsed while the connection moves
-        self.answers: list[bytes] = []  # the proxy's own answers, not yet shown to the tap
-        self.c2s_plain = False  # relaying chunks again (see settled())
-        self.s2c_plain = False
+    runtime: pathlib.Path
+    image: pathlib.Path | None = None
+    bridge: BridgeRoute | None = None
+    versions: VersionProber | None = None
 
-    def client_keep(self) -> frozenset[int]:
-        return HEADER_TYPES | {h2.SETTINGS}
+    def path_of(self, service: str) -> pathlib.Path:
+        if service == "bridge" and self.bridge is not None:
+            return self.bridge.path
+        return self.image if service == "image" and self.image is not None else self.runtime
 
-    def frame_wise(self) -> bool:
-        return True
-
-    def can_inject(self) -> bool:
-        if self.s2c_plain:
-            return super().can_inject()
-        return not self._in_block  # whole frames are forwarded: every gap is a frame boundary
-
-    def path_of(self, service: str) -> object:
-        if service == "bridge" and self.server.bridge is not None:
-            return self.server.bridge.path
-        return self.server.image_path if service == "image" else self.server.runtime_path
+    def service_of(self, path: str) -> str:
+        """The socket `path`'s service has: image or runtime."""
+        return "image" if self.image is not None and parse_path(path).is_image else "runtime"
 
     def destination(self, path: str) -> str:
         """Where a connection whose first call is `path` belongs: runtime, image or bridge."""
-        bridge = self.server.bridge
-        if bridge is not None and bridge.needs(path):
+        if self.bridge is not None and self.bridge.needs(path):
             return "bridge"
-        return service_of(path) if self.server.image_path is not None else "runtime"
+        return self.service_of(path)
+
+
+class DirectRoute:
+    """Every call to one socket: the plain relay, nothing to decide."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.start_path = path
+
+    def attach(self, conn: Connection) -> None:
+        pass
+
+    async def connect(self, conn: Connection) -> bool:
+        return await conn.connect_upstream(self.start_path)
+
+
+class FirstCallRoute:
+    """A connection's upstream, decided by its first request (see the module's docstring)."""
+
+    def __init__(self, upstreams: Upstreams) -> None:
+        self.up = upstreams
+        self.start_path = upstreams.runtime
+        self.conn: Connection | None = None
+        self.service: str | None = None  # the service this connection serves, once decided
+        self.current = "runtime"  # the service whose socket the connection is on now
+        # Every request's headers are decoded only where a later call may need refusing.
+        self.decoder = Decoder(MAX_HEADER_LIST) if upstreams.image is not None else None
+        self.table_size = self.decoder.max_allowed_table_size if self.decoder else 4096
+        self.block = HeaderBlock()
+        self.replay: list[bytes] | None = []  # client frames to resend if the connection moves
+        self.acks_to_drop = 0
+        self.first_settings = 0  # SETTINGS the client had from the first server
+        self.client_acks = 0  # SETTINGS acknowledgements the client sent
+        self.window_credit = 0  # connection window the first server granted the client
+        self.moved = False
+        self.hijacked: set[int] = set()
+        self.answers: list[bytes] = []  # the proxy's own answers, not yet shown to the tap
+        self._stalled: list[bytes] | None = None  # client chunks that wait for a block decoded aside
+        self.c2s_plain = False  # relaying chunks again (see settled())
+
+    def attach(self, conn: Connection) -> None:
+        self.conn = conn
+        conn.c2s = h2.FrameWalker(HEADER_TYPES | {h2.SETTINGS}, raw=True)
+        conn.s2c = h2.FrameWalker(raw=True)
+        conn.on_client = self.forward_client
+        conn.on_upstream = self.from_upstream
+        conn.injectable = self.can_inject
+
+    def _conn(self) -> Connection:
+        if self.conn is None:
+            raise RuntimeError("the route was not attached to a connection")
+        return self.conn
+
+    def can_inject(self) -> bool:
+        return not self._conn().server_in_block  # whole frames are forwarded: every gap is a frame boundary
 
     def settled(self) -> bool:
         """No more per-call routing: one socket takes every call of this connection."""
-        return self.service is not None and (self.server.image_path is None or self.service == "bridge")
+        return self.service is not None and (self.up.image is None or self.service == "bridge")
 
-    async def start_upstream(self) -> None:
-        if self.server.versions is not None:
-            await self.server.versions.refresh()  # routing must know what the runtime speaks now
-        for service in ("runtime", "image") if self.server.image_path is not None else ("runtime",):
+    async def connect(self, conn: Connection) -> bool:
+        for service in ("runtime", "image") if self.up.image is not None else ("runtime",):
             self.current = service
-            if await self.connect_upstream(self.path_of(service)):  # type: ignore[arg-type]
-                return
-        self.close(abort=True)
+            if await conn.connect_upstream(self.up.path_of(service)):
+                return True
+        return False
 
     # Client to upstream ------------------------------------------------------------------
     def forward_client(self, data: bytes) -> None:
-        if self.c2s_plain:
-            super().forward_client(data)
+        if self._stalled is not None:
+            self._stalled.append(data)  # a block is being decoded aside: what follows it waits, in order
             return
-        if not self._preface_sent:
-            self._preface_sent = True
+        conn = self._conn()
+        if not conn.preface_sent:
+            conn.preface_sent = True
             self.out(h2.PREFACE, replay=True)
             data = data[len(h2.PREFACE):]
-        frames = self.c2s.feed(data)
-        for frame in frames:
+        self._frames(conn.c2s.feed(data))
+
+    def _frames(self, frames: list[h2.Frame]) -> None:
+        conn = self._conn()
+        for i, frame in enumerate(frames):
             try:
-                self.client_frame(frame)
-            except (h2.FrameError, HPACKError) as exc:
-                log.warning("conn %d: cannot read the client's request headers (%s); closing the connection",
-                            self.id, exc)
-                self.close(abort=True)
+                aside = self.client_frame(frame)
+            except BadFrame as exc:
+                conn.fail(exc.error_code, f"the client broke HTTP/2 framing ({exc})")
                 return
-        if self.tap is not None and frames:
-            self.feed_tap(True, b"".join(frame.raw or b"" for frame in frames), True)
+            except HPACKDecodingError as exc:
+                conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
+                return
+            if aside is not None:
+                self._show_tap(frames[:i + 1])
+                if self._stalled is None:
+                    self._stalled = []
+                conn.host.spawn(self._decode_aside(aside, frames[i + 1:]))
+                return
+        self._show_tap(frames)
+        if self.settled() and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
+            self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
+            conn.c2s = h2.FrameWalker()
+            conn.on_client = conn.forward_client
+
+    def _show_tap(self, frames: list[h2.Frame]) -> None:
+        conn = self._conn()
+        if conn.tap is not None and frames:
+            conn.feed_tap(True, b"".join(frame.raw or b"" for frame in frames), True)
         if self.answers:  # the tap records the answers the proxy gave (they touch no HPACK table)
             answers, self.answers = b"".join(self.answers), []
-            self.feed_tap(False, answers, True)  # the tap has had whole upstream frames only
-        if self.settled() and not self.block and self.c2s.at_boundary and self.upstream is not None:
-            self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
-            self.c2s = h2.FrameWalker()
+            conn.feed_tap(False, answers, True)  # the tap has had whole upstream frames only
+
+    async def _decode_aside(self, block: _Block, rest: list[h2.Frame]) -> None:
+        conn = self._conn()
+        stream_id, raw, fragment = block
+        decoder = self.decoder
+        if decoder is None:
+            raise RuntimeError("a block is decoded aside only where every block is decoded")
+        try:
+            headers = await asyncio.to_thread(decoder.decode, fragment)
+        except HPACKDecodingError as exc:
+            conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
+            return
+        if conn.closing:
+            return
+        stalled, self._stalled = self._stalled or [], None
+        self.request(stream_id, _path(headers), raw)
+        self._frames(rest)
+        if self._stalled is not None:  # `rest` held another large block: the chunks wait on
+            self._stalled[:0] = stalled
+        elif stalled:
+            self.forward_client(b"".join(stalled))
 
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
             self.replay.append(raw)
-        if self.upstream is None:
-            self._backlog_frames.append(raw)
-        else:
-            self.send_upstream(raw)
+        self._conn().send_upstream(raw)  # held by the connection while it moves
 
-    def client_frame(self, frame: h2.Frame) -> None:
+    def client_frame(self, frame: h2.Frame) -> _Block | None:
+        """Route one client frame; a header block too large to decode here is returned."""
         raw = frame.raw or b""
         if frame.type in HEADER_TYPES:
-            self.block.append(raw)
-            if frame.flags & h2.FLAG_END_HEADERS:
-                fragment = b"".join(h2.header_block_fragment(h2.Frame(f[3], f[4], frame.stream_id, len(f) - 9, f[9:]))
-                                    for f in self.block)
-                headers = dict(self.hpack.decode(fragment, raw=True))
-                block, self.block = self.block, []
-                self.request(frame.stream_id, headers.get(b":path", b"").decode("latin-1"), block)
-            return
+            if not self.block.add(frame):
+                return None
+            stream_id, frames, fragment = self.block.take()
+            if self.settled():  # decided, and no later call is read (until the walk goes plain)
+                self.forward_request(stream_id, frames)
+            elif self.decoder is None:  # the first request decides, and no later one is read
+                self.request(stream_id, first_request_path(fragment, self.table_size) or "", frames)
+            elif len(fragment) > OFF_LOOP:
+                return stream_id, frames, fragment
+            else:
+                self.request(stream_id, _path(self.decoder.decode(fragment)), frames)
+            return None
+        self.block.check(frame)
         if frame.stream_id in self.hijacked:
             if frame.type == h2.DATA and frame.length:
-                self.inject_to_client(h2.window_update_frame(0, frame.length))  # the upstream never sees it
-            return
+                self._conn().inject_to_client(h2.window_update_frame(0, frame.length))  # the upstream never sees it
+            return None
         if frame.type == h2.SETTINGS:
             if frame.flags & h2.FLAG_ACK:
+                self.client_acks += 1
+                if self.moved and self.client_acks <= self.first_settings:
+                    return None  # acknowledges the first server's settings, read after the move
                 self.out(raw)  # acknowledges the current server's settings: never replayed
-                return
+                return None
             if self.replay is not None:
                 self.acks_to_drop += 1  # the next server acknowledges these again
         elif frame.type == h2.RST_STREAM:
-            self.open_streams.discard(frame.stream_id)
+            self._conn().open_streams.discard(frame.stream_id)
         self.out(raw, replay=True)
+        return None
 
     def request(self, stream_id: int, path: str, block: list[bytes]) -> None:
-        service = self.destination(path)
+        conn = self._conn()
+        service = self.up.destination(path)
         if self.service is None:
             self.service = service
             if service == "bridge":
-                self.tap = None  # the bridge records these calls, with what translation did
-            self.replay_and_move(service, block)
+                conn.tap = None  # the bridge records these calls, with what translation did
+            self.replay_and_move(service)
             self.replay = None
         if service == "bridge" and self.service != "bridge":
-            service = service_of(path) if self.server.image_path is not None else "runtime"
+            service = self.up.service_of(path)
             # A connection follows its first call: a later call in another CRI version goes
             # where the connection goes, and that runtime answers it as it can.
         if service == self.service or self.settled():
-            self.open_streams.add(stream_id)
-            for raw in block:
-                self.out(raw)
+            self.forward_request(stream_id, block)
             return
         self.hijacked.add(stream_id)
         block = [h2.set_flag(block[0], h2.FLAG_END_STREAM), *block[1:]]
         for raw in block + [h2.rst_stream_frame(stream_id)]:
             self.out(raw)
-        here, there = self.path_of(self.service), self.path_of(service)
+        here, there = self.up.path_of(self.service), self.up.path_of(service)
         message = (f"cri-proxy: {path} cannot be routed on this connection: it carries {self.service} calls to "
                    f"unix://{here}, and {service} calls go to unix://{there}; use a separate connection for each")
-        log.warning("conn %d: %s", self.id, message)
-        answer = h2.grpc_error_frame(stream_id, UNIMPLEMENTED, message)
-        self.inject_to_client(answer)
+        log.warning("conn %d: %s", conn.id, message)
+        answer = h2.grpc_error_frame(stream_id, StatusCode.UNIMPLEMENTED, message)
+        conn.inject_to_client(answer)
         self.answers.append(answer)  # shown to the tap after the request it answers
 
-    def replay_and_move(self, service: str, block: list[bytes]) -> None:
+    def forward_request(self, stream_id: int, block: list[bytes]) -> None:
+        self._conn().open_streams.add(stream_id)
+        for raw in block:
+            self.out(raw)
+
+    def replay_and_move(self, service: str) -> None:
         if service == self.current:
             return
+        conn = self._conn()
         log.debug("conn %d: first call is for the %s service: moving to unix://%s",
-                  self.id, service, self.path_of(service))
-        old = self.upstream
-        self.upstream = None
-        if old is not None and old.transport is not None:
-            old.transport.close()
+                  conn.id, service, self.up.path_of(service))
         self.current = service
         self.moved = True
-        first = b"".join(self.replay or [])
-        self.server.spawn(self._move(service, first))
+        conn.leave_upstream(b"".join(self.replay or []))  # the rest of the client's bytes queue behind
+        conn.host.spawn(self._move(service))
 
-    async def _move(self, service: str, replayed: bytes) -> None:
-        # Runs after the frame that moved the connection and the rest of its chunk were read.
-        first = replayed + b"".join(self._backlog_frames)
-        self._backlog_frames = []
-        if service == "bridge" and self.server.bridge is not None:
+    async def _move(self, service: str) -> None:
+        conn = self._conn()
+        if service == "bridge" and self.up.bridge is not None:
             try:
-                await self.server.bridge.ready()
+                await self.up.bridge.ready()
             except Exception:
-                log.exception("conn %d: the bridge could not start; closing the connection", self.id)
-                self.close(abort=True)
+                log.exception("conn %d: the bridge could not start; closing the connection", conn.id)
+                conn.close(abort=True)
                 return
-        if not await self.connect_upstream(self.path_of(service), first):  # type: ignore[arg-type]
-            self.close(abort=True)
+        if not await conn.connect_upstream(self.up.path_of(service)):
+            conn.close(abort=True)
             return
-        if self.tap is not None:
-            self.tap.upstream_changed(f"unix://{self.upstream_path}")
+        if conn.tap is not None:
+            conn.tap.upstream_changed(f"unix://{conn.upstream_path}")
 
     # Upstream to client ------------------------------------------------------------------
-    def from_upstream(self, end: object, data: bytes) -> None:
-        if self.s2c_plain:
-            super().from_upstream(end, data)  # type: ignore[arg-type]
+    def from_upstream(self, end: End, data: bytes) -> None:
+        conn = self._conn()
+        if end is not conn.upstream:
             return
-        if end is not self.upstream:
-            return
-        frames = self.s2c.feed(data)
+        frames = conn.s2c.feed(data)
         out = [raw for raw in map(self.server_frame, frames) if raw]
-        self.send_client(b"".join(out))
-        self.after_upstream_frames(frames)
-        if (self.settled() and self.c2s_plain and self.s2c.at_boundary and not self._in_block
+        conn.send_client(b"".join(out))
+        self._after_upstream_frames(frames)
+        if (self.settled() and self.c2s_plain and conn.s2c.at_boundary and not conn.server_in_block
                 and not (self.moved and (self.acks_to_drop or self.window_credit))):
-            self.s2c_plain = True  # nothing of the upstream's left to hold back
-            self.s2c = h2.FrameWalker()
+            conn.s2c = h2.FrameWalker()  # nothing of the upstream's left to hold back
+            conn.on_upstream = conn.from_upstream
+            conn.injectable = conn.can_inject
+
+    def _after_upstream_frames(self, frames: list[h2.Frame]) -> None:
+        """The bookkeeping Connection.from_upstream does with `track`, for whole frames."""
+        conn = self._conn()
+        for frame in frames:
+            if frame.type in (h2.HEADERS, h2.DATA) and frame.flags & h2.FLAG_END_STREAM or frame.type == h2.RST_STREAM:
+                conn.open_streams.discard(frame.stream_id)
+            if frame.type == h2.HEADERS:
+                conn.server_in_block = not frame.flags & h2.FLAG_END_HEADERS
+            elif frame.type == h2.CONTINUATION and frame.flags & h2.FLAG_END_HEADERS:
+                conn.server_in_block = False
+        if conn.tap is not None and frames:
+            conn.feed_tap(False, b"".join(f.raw or b"" for f in frames), True)
+        conn.flush_inject()
+        conn.close_if_drained()
 
     def server_frame(self, frame: h2.Frame) -> bytes:
         raw = frame.raw or b""
@@ -237,9 +353,13 @@ class SplitConnection(Connection):
                     self.acks_to_drop -= 1
                     return b""  # the client already had this acknowledgement from the first server
             else:
+                if not self.moved:
+                    self.first_settings += 1  # the client acknowledges these first, in order
                 table = h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)
                 if table is not None:
-                    self.hpack.max_allowed_table_size = table
+                    self.table_size = table
+                    if self.decoder is not None:
+                        self.decoder.max_allowed_table_size = table
         elif frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0:
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
             if self.service is None:
@@ -250,6 +370,10 @@ class SplitConnection(Connection):
                 return h2.window_update_frame(0, increment - held) if increment > held else b""
         elif frame.stream_id in self.hijacked and frame.type not in HEADER_TYPES:
             if frame.type == h2.DATA and frame.length:
-                self.send_upstream(h2.window_update_frame(0, frame.length))  # the client never sees it
+                self._conn().send_upstream(h2.window_update_frame(0, frame.length))  # the client never sees it
             return b""
         return raw
+
+
+def _path(headers: list[Field]) -> str:
+    return next((value for name, value in headers if name == ":path"), "")

@@ -12,28 +12,23 @@ import asyncio
 import itertools
 import logging
 import pathlib
-from dataclasses import dataclass
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
-from cri_proxy.proxy.connection import Connection
+from cri_proxy.proxy.connection import Connection, Route
+from cri_proxy.proxy.prober import VersionProber
+from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, FirstCallRoute, Upstreams
 from cri_proxy.proxy.tap import Tap
-from cri_proxy.proxy.prober import UpstreamVersions
+
+__all__ = ["BridgeRoute", "RelayServer"]  # BridgeRoute lives in proxy.routing; daemon imports it from here
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class BridgeRoute:
-    """Where the translating bridge listens, and which connections it takes.
-
-    `needs(path)`: whether a connection whose first call is `path` goes to the bridge.
-    `ready()`: start it if it is not serving yet (it is started on first need).
-    """
-
-    path: pathlib.Path
-    needs: Callable[[str], bool]
-    ready: Callable[[], Awaitable[None]]  # awaited before a connection is moved to the bridge
+# The listen queue. uvloop's default of 100 refuses (EAGAIN) a burst of connects larger
+# than that, and every kubelet client re-dials at once when a runtime comes back; the
+# kernel clamps it to net.core.somaxconn (4096 by default since Linux 5.4), and a queued
+# connection costs only a small socket until it is accepted.
+LISTEN_BACKLOG: Final = 4096
 
 
 class RelayServer:
@@ -41,13 +36,13 @@ class RelayServer:
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
                  tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None,
-                 versions: UpstreamVersions | None = None) -> None:
+                 versions: VersionProber | None = None) -> None:
         self.listen = listen
         self.runtime_path = runtime
         self.image_path = image if image is not None and image != runtime else None
         self.tap = tap
         self.bridge = bridge
-        self.versions = versions  # what the upstreams speak; asked again after an outage
+        self.versions = versions  # what the upstreams speak; asked again when they may have changed
         self.connect_timeout = connect_timeout
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,7 +57,7 @@ class RelayServer:
     async def start(self) -> None:
         """Listen on the (already prepared) socket path."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_unix_server(self._accept, str(self.listen))
+        self._server = await loop.create_unix_server(self._accept, str(self.listen), backlog=LISTEN_BACKLOG)
 
     def _accept(self) -> Any:
         conn = self._new_connection(next(self._ids))
@@ -70,11 +65,12 @@ class RelayServer:
         return conn.client
 
     def _new_connection(self, conn_id: int) -> Connection:
-        if self.image_path is None and self.bridge is None:
-            return Connection(self, conn_id)
-        from cri_proxy.proxy.routing import SplitConnection
+        return Connection(self, conn_id, self._route())
 
-        return SplitConnection(self, conn_id)
+    def _route(self) -> Route:
+        if self.image_path is None and self.bridge is None:
+            return DirectRoute(self.runtime_path)
+        return FirstCallRoute(Upstreams(self.runtime_path, self.image_path, self.bridge, self.versions))
 
     def refusal(self) -> str | None:
         """Why a new connection must be refused now, if it must; logged once per episode."""
@@ -104,7 +100,14 @@ class RelayServer:
             log.debug("conn %d: upstream unix://%s still unreachable (%s)", conn_id, path, reason)
         self._down[path] = reason
         if self.versions is not None:
-            self.versions.stale = True  # it may come back speaking another CRI version
+            self.versions.probe_soon()  # it may come back speaking another CRI version
+
+    def note_upstream_closed(self, path: str) -> None:
+        """An upstream connection closed (either end first: a runtime that stops sends GOAWAY, and
+        the client may close before the runtime does). The runtime may have been replaced: ask
+        again, in the background; probes are coalesced, so a burst of closes costs one round."""
+        if self.versions is not None:
+            self.versions.probe_soon()
 
     def note_upstream_up(self, path: str) -> None:
         if self._down.pop(path, None) is not None:

@@ -13,12 +13,12 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from cri_proxy.bridge import Bridge, BridgeOptions
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.model.sink import MemorySink
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
-from tests.helpers.bridge import KUBELET_OPTIONS, Client, bridged, recorded
+from cri_proxy.model.upstream import UpstreamApis
+from tests.helpers.bridge import KUBELET_OPTIONS, Client, bridged, probed_bridge, recorded
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,7 +138,7 @@ async def test_lifecycle_through_bridge_matches_direct(sock_dir: pathlib.Path, c
     async with direct(sock_dir, client_api) as channel:
         expected = normalize(await lifecycle(Client(channel, client_api)))
     async with bridged(sock_dir, runtime_api) as (_, bridge, sink, channel):
-        assert bridge.negotiated["runtime"] == runtime_api
+        assert bridge.api_for("runtime") == runtime_api
         got = normalize(await lifecycle(Client(channel, client_api)))
     assert [s[:2] for s in got] == [s[:2] for s in expected]
     for g, e in zip(got, expected, strict=True):
@@ -180,7 +180,7 @@ async def test_old_kubelet_negotiation_through_bridge(sock_dir: pathlib.Path, ru
         listed = await client.call("ListPodSandbox")
         assert [p.id for p in listed.items] == [pod.pod_sandbox_id]
         assert len((await client.call("ListImages")).images) >= 1
-        assert bridge.negotiated["runtime"] == ("v1" if runtime_api == "both" else runtime_api)
+        assert bridge.api_for("runtime") == ("v1" if runtime_api == "both" else runtime_api)
 
 
 @pytest.mark.parametrize("runtime_api", ["v1", "v1alpha2", "both"])
@@ -206,15 +206,14 @@ async def test_v1alpha2_client_direct_to_v1_runtime_fails_but_bridge_serves_it(s
 async def test_separate_image_endpoint(sock_dir: pathlib.Path) -> None:
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", "v1")
     images = await start_fake_runtime(f"unix://{sock_dir}/img.sock", "v1alpha2")
-    seen: list[tuple[str, str | None]] = []
+    seen: list[UpstreamApis] = []
     sink = MemorySink()
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", sock_dir / "img.sock", sink=sink,
-                    options=BridgeOptions(), on_negotiated=lambda s, v: seen.append((s, v)))
-    await bridge.start()
     try:
-        assert bridge.negotiated["runtime"] == "v1" and bridge.negotiated["image"] == "v1alpha2"
-        assert sorted(seen) == [("image", "v1alpha2"), ("runtime", "v1")]
-        async with grpc.aio.insecure_channel(bridge.address) as channel:
+        async with (probed_bridge(sock_dir, sock_dir / "rt.sock", sock_dir / "img.sock", sink=sink,
+                                  on_change=seen.append) as bridge,
+                    grpc.aio.insecure_channel(bridge.address) as channel):
+            assert bridge.api_for("runtime") == "v1" and bridge.api_for("image") == "v1alpha2"
+            assert seen == [UpstreamApis(runtime=("v1",), image=("v1alpha2",))]
             await Client(channel, "v1").call("PullImage", image={"image": "example.com/only/here:1"})
             listed = await Client(channel, "v1").call("ListImages")
             assert "example.com/only/here:1" in [t for i in listed.images for t in i.repo_tags]
@@ -222,7 +221,6 @@ async def test_separate_image_endpoint(sock_dir: pathlib.Path) -> None:
             await recorded(sink, 2)
         assert sink.calls[-1].upstream.endswith("img.sock") and sink.calls[-1].upstream_api == "v1alpha2"
     finally:
-        await bridge.stop(None)
         await runtime.stop(None)
         await images.stop(None)
 
@@ -338,7 +336,7 @@ async def test_strict_refuses_security_relevant_v1_only_fields(sock_dir: pathlib
 
 async def test_upstream_api_override(sock_dir: pathlib.Path) -> None:
     async with bridged(sock_dir, "both", upstream_api="v1alpha2") as (_, bridge, sink, channel):
-        assert bridge.negotiated["runtime"] == "v1alpha2"
+        assert bridge.api_for("runtime") == "v1alpha2"
         version = await Client(channel, "v1").call("Version")
         assert version.runtime_api_version == "v1alpha2"
         calls = await recorded(sink, 1)

@@ -67,7 +67,7 @@ def check(events: list[tuple[Any, float]], emulated: bool) -> None:
 async def test_events_emulated_for_runtime_without_them(sock_dir: pathlib.Path, runtime_api: str) -> None:
     async with bridged(sock_dir, runtime_api, container_events=False, emulate_events=True,
                        events_period=PERIOD) as (rt, bridge, sink, channel):
-        assert bridge.negotiated["events"] == "missing"
+        assert bridge.source.apis.events == "missing"
         streams = [open_events(channel), open_events(channel)]  # each open stream gets them all
         got = await drive(Client(channel, "v1"), streams)
         for events in got:
@@ -83,7 +83,7 @@ async def test_events_emulated_for_runtime_without_them(sock_dir: pathlib.Path, 
 async def test_native_events_are_forwarded_not_emulated(sock_dir: pathlib.Path) -> None:
     async with bridged(sock_dir, "v1", container_events=True, emulate_events=True,
                        events_period=PERIOD) as (rt, bridge, sink, channel):
-        assert bridge.negotiated["events"] == "native"
+        assert bridge.source.apis.events == "native"
         stream = open_events(channel)
         await asyncio.sleep(0.1)
         got = await drive(Client(channel, "v1"), [stream])

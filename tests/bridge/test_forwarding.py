@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 import pytest
 
-from cri_proxy.bridge import Bridge, BridgeOptions
+from cri_proxy.bridge import BridgeOptions
 from cri_proxy.model.sink import MemorySink
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from tests.helpers import backend
-from tests.helpers.bridge import recorded
+from tests.helpers.bridge import probed_bridge, recorded
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,15 +88,15 @@ async def old_runtime_bridge(sock_dir: pathlib.Path) -> AsyncIterator[tuple[OldS
     server.add_insecure_port(f"unix://{sock_dir}/old.sock")
     await server.start()
     sink = MemorySink()
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "old.sock", None, sink=sink, options=BridgeOptions())
-    await bridge.start()
-    channel = grpc.aio.insecure_channel(bridge.address)
     try:
-        assert bridge.negotiated["runtime"] == "v1alpha2"
-        yield seen, sink, channel
+        async with probed_bridge(sock_dir, sock_dir / "old.sock", sink=sink) as bridge:
+            channel = grpc.aio.insecure_channel(bridge.address)
+            try:
+                assert bridge.api_for("runtime") == "v1alpha2"
+                yield seen, sink, channel
+            finally:
+                await channel.close(None)
     finally:
-        await channel.close(None)
-        await bridge.stop(None)
         await server.stop(None)
 
 
@@ -165,14 +165,12 @@ async def test_deadline_and_cancellation_propagate(sock_dir: pathlib.Path) -> No
 async def echo_bridge(sock_dir: pathlib.Path) -> AsyncIterator[tuple[backend.Seen, MemorySink, grpc.aio.Channel]]:
     server, seen = await backend.start_echo(f"unix://{sock_dir}/echo.sock")
     sink = MemorySink()
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "echo.sock", None, sink=sink, options=BridgeOptions())
-    await bridge.start()
-    channel = backend.channel(bridge.address)
-    try:
-        yield seen, sink, channel
-    finally:
-        await channel.close(None)
-        await bridge.stop(None)
+    async with probed_bridge(sock_dir, sock_dir / "echo.sock", sink=sink) as bridge:
+        channel = backend.channel(bridge.address)
+        try:
+            yield seen, sink, channel
+        finally:
+            await channel.close(None)
         await server.stop(None)
 
 
@@ -239,11 +237,9 @@ async def test_runtime_config_for_v1_runtime_without_it(sock_dir: pathlib.Path, 
     server.add_generic_rpc_handlers((upstream,))
     server.add_insecure_port(f"unix://{sock_dir}/rt.sock")
     await server.start()
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", None,
-                    options=BridgeOptions(cgroup_driver=driver))  # type: ignore[arg-type]
-    await bridge.start()
     try:
-        async with grpc.aio.insecure_channel(bridge.address) as channel:
+        async with (probed_bridge(sock_dir, sock_dir / "rt.sock", cgroup_driver=driver) as bridge,
+                    grpc.aio.insecure_channel(bridge.address) as channel):
             call = channel.unary_unary("/runtime.v1.RuntimeService/RuntimeConfig",
                                        response_deserializer=v1.RuntimeConfigResponse.FromString)
             if driver is None:
@@ -254,5 +250,4 @@ async def test_runtime_config_for_v1_runtime_without_it(sock_dir: pathlib.Path, 
                 assert (await call(b"")).linux.cgroup_driver == v1.CGROUPFS
         assert "/runtime.v1.RuntimeService/RuntimeConfig" in upstream.paths  # asked first
     finally:
-        await bridge.stop(None)
         await server.stop(None)

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError, Message
 
 from cri_proxy.bridge import BridgeOptions, needs_bridge, schema
 from cri_proxy.bridge.checks import inspect
+from cri_proxy.model.upstream import UpstreamApis
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from tests.conftest import ROOT
@@ -173,27 +174,36 @@ def test_findings_name_the_field_paths() -> None:
     assert set(found.security) == {"config.mounts[1].recursive_read_only", "config.CDI_devices"}
 
 
-@pytest.mark.parametrize("path,negotiated,options,expected", [
-    ("/runtime.v1.RuntimeService/Version", {"runtime": "v1", "image": "v1"}, BridgeOptions(), False),
-    ("/runtime.v1.RuntimeService/Version", {"runtime": "v1alpha2", "image": "v1alpha2"}, BridgeOptions(), True),
-    ("/runtime.v1alpha2.RuntimeService/Version", {"runtime": "v1", "image": "v1"}, BridgeOptions(), True),
-    ("/runtime.v1.ImageService/ListImages", {"runtime": "v1alpha2", "image": "v1"}, BridgeOptions(), False),
-    ("/runtime.v1.RuntimeService/Version", {"runtime": None, "image": None}, BridgeOptions(), False),
-    ("/containerd.services.version.v1.Version/Version", {"runtime": "v1alpha2"}, BridgeOptions(), False),
-    ("/runtime.v1.RuntimeService/Status", {"runtime": "v1", "events": "missing"},
+def apis(runtime: str | None = None, image: str | None = None, events: str = "unknown",
+         runtime_speaks: str | None = None, image_speaks: str | None = None) -> UpstreamApis:
+    """The prober's answer, from the preferred versions (and every version served) of each."""
+    def speaks(preferred: str | None, every: str | None) -> tuple[str, ...]:
+        return tuple((every or preferred or "").split(",")) if (every or preferred) else ()
+    image_api = speaks(image, image_speaks) if image is not None or image_speaks else ()
+    return UpstreamApis(speaks(runtime, runtime_speaks), image_api, events)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path,found,options,expected", [
+    ("/runtime.v1.RuntimeService/Version", apis("v1", "v1"), BridgeOptions(), False),
+    ("/runtime.v1.RuntimeService/Version", apis("v1alpha2", "v1alpha2"), BridgeOptions(), True),
+    ("/runtime.v1alpha2.RuntimeService/Version", apis("v1", "v1"), BridgeOptions(), True),
+    ("/runtime.v1.ImageService/ListImages", apis("v1alpha2", "v1"), BridgeOptions(), False),
+    ("/runtime.v1.RuntimeService/Version", apis(None, None), BridgeOptions(), False),
+    ("/containerd.services.version.v1.Version/Version", apis("v1alpha2"), BridgeOptions(), False),
+    ("/runtime.v1.RuntimeService/Status", apis("v1", events="missing"),
      BridgeOptions(emulate_events=True), True),
-    ("/runtime.v1.RuntimeService/Status", {"runtime": "v1", "events": "native"},
+    ("/runtime.v1.RuntimeService/Status", apis("v1", events="native"),
      BridgeOptions(emulate_events=True), False),
-    ("/runtime.v1.ImageService/ImageFsInfo", {"runtime": "v1", "image": "v1", "events": "missing"},
+    ("/runtime.v1.ImageService/ImageFsInfo", apis("v1", "v1", events="missing"),
      BridgeOptions(emulate_events=True), False),
-    ("/runtime.v1.RuntimeService/Version", {"runtime": "v1"}, BridgeOptions(upstream_api="v1alpha2"), True),
+    ("/runtime.v1.RuntimeService/Version", apis("v1"), BridgeOptions(upstream_api="v1alpha2"), True),
     # a runtime serving both versions (containerd 1.6): its v1alpha2 clients stay on the relay
-    ("/runtime.v1alpha2.RuntimeService/Version", {"runtime": "v1", "runtime_speaks": "v1,v1alpha2"},
+    ("/runtime.v1alpha2.RuntimeService/Version", apis("v1", runtime_speaks="v1,v1alpha2"),
      BridgeOptions(), False),
-    ("/runtime.v1alpha2.ImageService/ListImages", {"runtime": "v1", "image": "v1", "image_speaks": "v1"},
+    ("/runtime.v1alpha2.ImageService/ListImages", apis("v1", "v1", image_speaks="v1"),
      BridgeOptions(), True),
-    ("/runtime.v1alpha2.RuntimeService/Version", {"runtime": "v1", "runtime_speaks": "v1,v1alpha2"},
+    ("/runtime.v1alpha2.RuntimeService/Version", apis("v1", runtime_speaks="v1,v1alpha2"),
      BridgeOptions(upstream_api="v1"), True),
 ])
-def test_needs_bridge(path: str, negotiated: dict, options: BridgeOptions, expected: bool) -> None:
-    assert needs_bridge(path, negotiated, options) is expected
+def test_needs_bridge(path: str, found: UpstreamApis, options: BridgeOptions, expected: bool) -> None:
+    assert needs_bridge(path, found, options) is expected

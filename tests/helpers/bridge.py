@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any
 
@@ -14,7 +14,9 @@ from google.protobuf import json_format
 
 from cri_proxy.bridge import Bridge, BridgeOptions
 from cri_proxy.fakeruntime import FakeRuntimeServer, start_fake_runtime
-from cri_proxy.model.sink import MemorySink
+from cri_proxy.model.sink import CallSink, MemorySink
+from cri_proxy.model.upstream import UpstreamApis
+from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 
@@ -27,21 +29,39 @@ KUBELET_OPTIONS = [("grpc.max_receive_message_length", 16 * MIB),
 
 
 @contextlib.asynccontextmanager
+async def probed_bridge(sock_dir: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None, *,
+                        sink: CallSink | None = None, on_change: Callable[[UpstreamApis], None] | None = None,
+                        **options: Any) -> AsyncIterator[Bridge]:
+    """A bridge on `sock_dir`/br.sock given a version prober of its upstreams, as the proxy gives it
+    one: probed once before it serves, then kept current in the background."""
+    opts = BridgeOptions(**options)
+    prober = VersionProber(runtime, image, emulate_events=opts.emulate_events, on_change=on_change,
+                           timeout=opts.probe_timeout, max_backoff=0.5)
+    await prober.reprobe()
+    bridge = Bridge(sock_dir / "br.sock", runtime, image, apis=prober, sink=sink, options=opts)
+    await bridge.start()
+    try:
+        yield bridge
+    finally:
+        await bridge.stop(None)
+        await prober.close()
+
+
+@contextlib.asynccontextmanager
 async def bridged(sock_dir: pathlib.Path, api: str, **options: Any
                   ) -> AsyncIterator[tuple[FakeRuntimeServer, Bridge, MemorySink, grpc.aio.Channel]]:
     """A stand-in runtime speaking `api`, a bridge in front of it, and a kubelet-like channel."""
     fake_opts = {k: options.pop(k) for k in ("container_events",) if k in options}
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api, **fake_opts)  # type: ignore[arg-type]
     sink = MemorySink()
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", None, sink=sink,
-                    options=BridgeOptions(**options))
-    await bridge.start()
-    channel = grpc.aio.insecure_channel(bridge.address, options=KUBELET_OPTIONS)
     try:
-        yield runtime, bridge, sink, channel
+        async with probed_bridge(sock_dir, sock_dir / "rt.sock", sink=sink, **options) as bridge:
+            channel = grpc.aio.insecure_channel(bridge.address, options=KUBELET_OPTIONS)
+            try:
+                yield runtime, bridge, sink, channel
+            finally:
+                await channel.close(None)
     finally:
-        await channel.close(None)
-        await bridge.stop(None)
         await runtime.stop(None)
 
 

@@ -25,8 +25,10 @@ def socket_answers(path: pathlib.Path) -> bool:
 class ProxyProcess:
     """`python -m cri_proxy run ...` with its stderr captured in a file."""
 
-    def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, *extra: str, log: pathlib.Path | None = None) -> None:
+    def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, *extra: str, log: pathlib.Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.listen = listen
+        self.env = env  # the whole environment of the process (None: this one's)
         self.log_path = log or listen.with_suffix(".log")
         self.argv = [sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{listen}",
                      "--runtime-endpoint", f"unix://{runtime}", *extra]
@@ -34,7 +36,7 @@ class ProxyProcess:
 
     def start(self, wait: bool = True, timeout: float = 15.0) -> ProxyProcess:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stderr=log, stdout=log, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.argv, stderr=log, stdout=log, stdin=subprocess.DEVNULL, env=self.env)
         if wait:
             deadline = time.monotonic() + timeout
             while not socket_answers(self.listen):
@@ -47,6 +49,14 @@ class ProxyProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def await_log(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the proxy's log says `text` (it is written as things happen)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cri-proxy never logged {text!r} within {timeout}s:\n{self.log()}")
+            await asyncio.sleep(0.02)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.proc is not None

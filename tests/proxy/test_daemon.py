@@ -15,10 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+from hyperframe.frame import PingFrame, SettingsFrame
 
+from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.h2.frames import PREFACE
 from tests.conftest import ROOT
+from tests.helpers.bridge import KUBELET_OPTIONS, Client
 from tests.helpers.backend import OPTIONS, channel, start_echo, unary
 from tests.helpers.proxyproc import ProxyProcess, socket_answers
+from tests.helpers.stall import StallingFront
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -233,9 +238,95 @@ async def test_upstream_dying_mid_stream(sock_dir: pathlib.Path, backend_process
         restarted = start_backend_process(sock_dir / "up.sock")
         try:
             async with channel(f"unix://{sock_dir}/p.sock") as ch:
-                assert await unary(ch, "/test.Echo/Unary")(b"again") == b"again"
+                # wait_for_ready: grpcio shares subchannels between channels, and the first one's
+                # re-dial while the backend was down left it in a backoff the new channel inherits
+                assert await unary(ch, "/test.Echo/Unary")(b"again", wait_for_ready=True, timeout=10) == b"again"
         finally:
             restarted.kill()
             restarted.wait()
     assert re.search(r"upstream unix://\S+ went away \(.+\) with 1 call\(s\) open; closing the client connection",
                      proxy.log())
+
+
+async def test_a_runtime_swapped_in_place_is_asked_again(sock_dir: pathlib.Path) -> None:
+    """Issue 11.5: a runtime replaced without an outage (the new one listens before the next dial)
+    was never asked again, and every v1 call failed UNIMPLEMENTED from then on."""
+    old = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", "v1")
+    new = None
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock") as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=KUBELET_OPTIONS) as ch:
+                client = Client(ch, "v1")
+                assert (await client.call("Version")).runtime_api_version == "v1"
+                # the new runtime is up before the old one stops, and takes over its socket path the
+                # moment the old one is gone (grpc removes a unix socket's file as it stops), before
+                # the client's next dial: the proxy sees connections close, never a failed connect
+                new = await start_fake_runtime(f"unix://{sock_dir}/new.sock", "v1alpha2")
+                await old.server.stop(0)
+                os.rename(sock_dir / "new.sock", sock_dir / "rt.sock")
+                await proxy.await_log("the runtime speaks CRI v1alpha2")
+                for _ in range(3):
+                    assert (await client.call("Version")).runtime_api_version == "v1alpha2"
+                cfg = {"metadata": {"name": "p", "namespace": "n", "uid": "u"}}
+                pod = await client.call("RunPodSandbox", config=cfg)
+                assert [p.id for p in (await client.call("ListPodSandbox")).items] == [pod.pod_sandbox_id]
+                assert list(new.state.pods) == [pod.pod_sandbox_id]
+    finally:
+        await old.stop(0)
+        if new is not None:
+            await new.stop(0)
+    log = proxy.log()
+    assert "unreachable" not in log  # no failed connect told the proxy
+    assert "starting the bridge" in log  # translated: v1 calls, a v1alpha2 runtime
+
+
+async def test_a_hung_runtime_does_not_hold_new_connections(sock_dir: pathlib.Path) -> None:
+    """Issue 11.7: each new connection first re-probed a hung runtime (2 x 2 s) under one lock, so
+    five simultaneous connections reached it one after another over 8-24 s."""
+    hung = await StallingFront(sock_dir / "rt.sock").start()
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock") as proxy:
+            assert "gave no answer" in proxy.log()  # at start: still listening, on the default route
+            marks = [b"client-%d" % n for n in range(5)]
+            started = time.monotonic()
+            clients = [await asyncio.open_unix_connection(str(sock_dir / "p.sock")) for _ in marks]
+            for (_, writer), mark in zip(clients, marks, strict=True):
+                writer.write(PREFACE + SettingsFrame(0).serialize() + PingFrame(0, opaque_data=mark).serialize())
+            arrived: dict[bytes, float] = {}
+            while len(arrived) < len(marks):
+                seen_now = [(c, m) for c in hung.connections for m in marks if m in c.received]
+                arrived.update((m, c.accepted) for c, m in seen_now if m not in arrived)
+                if len(arrived) < len(marks):
+                    await asyncio.wait_for(hung.any_change(), 10)
+            assert max(arrived.values()) - started < 0.5, arrived  # each connected upstream at once
+            for _, writer in clients:
+                writer.close()
+    finally:
+        await hung.close()
+
+
+async def test_a_connection_routed_by_an_old_answer_is_drained_when_it_changes(sock_dir: pathlib.Path) -> None:
+    """The window issue 11.5 leaves: a connection whose first call came after the runtime changed
+    but before the probe answered is routed by the old answer; the new answer drains it."""
+    old = await start_fake_runtime(f"unix://{sock_dir}/old.sock", "v1")
+    new = await start_fake_runtime(f"unix://{sock_dir}/new.sock", "v1alpha2")
+    front = await StallingFront(sock_dir / "rt.sock", sock_dir / "old.sock").start()
+    try:
+        async with (ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock") as proxy,
+                    grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=KUBELET_OPTIONS) as routed):
+            client = Client(routed, "v1")
+            assert (await client.call("Version")).runtime_api_version == "v1"  # direct, to the old one
+            front.backend = sock_dir / "new.sock"  # new connections reach the new runtime, this one the old
+            # another connection comes and goes: its close asks the prober again
+            seen = len(front.connections)
+            _, writer = await asyncio.open_unix_connection(str(sock_dir / "p.sock"))
+            writer.write(PREFACE + SettingsFrame(0).serialize())
+            while not any(c.received for c in front.connections[seen:]):  # relayed upstream
+                await asyncio.wait_for(front.any_change(), 10)
+            writer.close()
+            await proxy.await_log("draining 1 open connection(s)")
+            assert (await client.call("Version")).runtime_api_version == "v1alpha2"  # re-dialled, bridged
+    finally:
+        await front.close()
+        await old.stop(0)
+        await new.stop(0)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import pathlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -588,3 +589,26 @@ async def test_cli_sends_image_calls_to_the_image_endpoint(sock_dir: pathlib.Pat
         await runtime.stop(None)
         await images.stop(None)
     assert code == 0, proxy.log()
+
+
+@pytest.mark.timeout(30)
+async def test_a_burst_of_500_connects_is_all_accepted(sock_dir: pathlib.Path) -> None:
+    # Issue 11.9: with uvloop's default listen queue (100) the rest got EAGAIN. No upstream
+    # listens here: each accepted connection is closed by the proxy, which the client sees as EOF.
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "absent.sock")
+    await relay.start()
+    socks = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(500)]
+    try:
+        for sock in socks:
+            sock.setblocking(False)
+        # All at once: the loop accepts nothing until this line has run.
+        results = [sock.connect_ex(str(sock_dir / "p.sock")) for sock in socks]
+        assert results.count(0) == 500, f"refused: {sorted(set(results) - {0})}"
+        for sock in socks:
+            sock.setblocking(True)
+            sock.settimeout(10)
+        assert await asyncio.to_thread(lambda: [s.recv(1) for s in socks]) == [b""] * 500
+    finally:
+        for sock in socks:
+            sock.close()
+        await relay.stop(0)

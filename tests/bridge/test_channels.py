@@ -1,18 +1,20 @@
 """A runtime upgraded or downgraded behind the bridge is picked up without restarting anything:
-the same client channel keeps working after the client's own retry."""
+the bridge's channels tell the prober, and the same client channel keeps working after the
+client's own retry."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 
 import grpc
 import pytest
 
-from cri_proxy.bridge import Bridge, BridgeOptions
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.model.sink import MemorySink
-from tests.helpers.bridge import KUBELET_OPTIONS, Client
+from cri_proxy.model.upstream import UpstreamApis
+from tests.helpers.bridge import KUBELET_OPTIONS, Client, probed_bridge
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,12 +36,13 @@ async def test_runtime_restarted_speaking_another_version(sock_dir: pathlib.Path
                                                           second: str) -> None:
     address = f"unix://{sock_dir}/rt.sock"
     runtime = await start_fake_runtime(address, first)  # type: ignore[arg-type]
-    reported: list[tuple[str, str | None]] = []
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", None, sink=MemorySink(),
-                    options=BridgeOptions(), on_negotiated=lambda s, v: reported.append((s, v)))
-    await bridge.start()
-    channel = grpc.aio.insecure_channel(bridge.address, options=KUBELET_OPTIONS)
-    try:
+    reported: list[UpstreamApis] = []
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(lambda: runtime.stop(None))
+        bridge = await stack.enter_async_context(
+            probed_bridge(sock_dir, sock_dir / "rt.sock", sink=MemorySink(), on_change=reported.append))
+        channel = grpc.aio.insecure_channel(bridge.address, options=KUBELET_OPTIONS)
+        stack.push_async_callback(channel.close, None)
         client = Client(channel, "v1")
         assert (await client.call("Version")).runtime_api_version == first
         await runtime.stop(None)
@@ -50,36 +53,27 @@ async def test_runtime_restarted_speaking_another_version(sock_dir: pathlib.Path
         runtime = await start_fake_runtime(address, second)  # type: ignore[arg-type]
         version = await retry(client, "Version")
         assert version.runtime_api_version == second  # type: ignore[attr-defined]
-        assert bridge.negotiated["runtime"] == second
-        assert reported[0] == ("runtime", first) and reported[-1] == ("runtime", second)
+        assert bridge.api_for("runtime") == second
+        assert reported[0].runtime == (first,) and reported[-1].runtime == (second,)
         # the rest of the API works on the same channel, in the client's version
         cfg = {"metadata": {"name": "p", "namespace": "n", "uid": "u"}}
         pod = await client.call("RunPodSandbox", config=cfg)
         listed = await client.call("ListPodSandbox")
         assert [p.id for p in listed.items] == [pod.pod_sandbox_id]
         assert (await Client(channel, "v1alpha2").call("Version")).runtime_api_version == second
-    finally:
-        await channel.close(None)
-        await bridge.stop(None)
-        await runtime.stop(None)
 
 
 async def test_runtime_down_at_start_is_negotiated_when_it_comes(sock_dir: pathlib.Path) -> None:
-    bridge = Bridge(sock_dir / "br.sock", sock_dir / "rt.sock", None, options=BridgeOptions())
-    await bridge.start()
-    runtime = None
-    channel = grpc.aio.insecure_channel(bridge.address)
-    try:
-        assert bridge.negotiated["runtime"] is None
+    async with contextlib.AsyncExitStack() as stack:
+        bridge = await stack.enter_async_context(probed_bridge(sock_dir, sock_dir / "rt.sock"))
+        channel = grpc.aio.insecure_channel(bridge.address)
+        stack.push_async_callback(channel.close, None)
+        assert bridge.api_for("runtime") is None and not bridge.source.apis.known
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await Client(channel, "v1").call("Version", timeout=2)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", "v1alpha2")
+        stack.push_async_callback(runtime.stop, None)
         version = await retry(Client(channel, "v1"), "Version")
         assert version.runtime_api_version == "v1alpha2"  # type: ignore[attr-defined]
-        assert bridge.negotiated["runtime"] == "v1alpha2"
-    finally:
-        await channel.close(None)
-        await bridge.stop(None)
-        if runtime is not None:
-            await runtime.stop(None)
+        assert bridge.api_for("runtime") == "v1alpha2"

@@ -1,0 +1,141 @@
+"""A raw HTTP/2 gRPC client on a blocking unix socket, for tests that must choose how the
+bytes are written (which write carries which frame, and when) or send what no gRPC
+library would: floods, malformed frames, odd timing. Frames are built with hyperframe
+and hpack, the same well-kept parsers the proxy relies on.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+
+from hpack import Decoder, Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    PingFrame,
+    SettingsFrame,
+)
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def request_headers(path: str) -> list[tuple[str, str]]:
+    return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+            ("content-type", "application/grpc"), ("te", "trailers")]
+
+
+def grpc_message(payload: bytes) -> bytes:
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+def opening(path: str, stream_id: int = 1, encoder: Encoder | None = None) -> tuple[bytes, bytes]:
+    """The preface, SETTINGS and a request's HEADERS; and the DATA that ends the request."""
+    block = (encoder or Encoder()).encode(request_headers(path))
+    head = PREFACE + SettingsFrame(0).serialize() + HeadersFrame(stream_id, block, flags=["END_HEADERS"]).serialize()
+    return head, DataFrame(stream_id, grpc_message(b"hi"), flags=["END_STREAM"]).serialize()
+
+
+@dataclass
+class Reply:
+    """What the server sent on one stream, and how the connection ended."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    data: bytes = b""
+    ended: bool = False
+    goaway: int | None = None  # the error code of a GOAWAY, when one came
+
+    @property
+    def grpc_status(self) -> str | None:
+        return dict(self.headers).get("grpc-status")
+
+
+class RawClient:
+    """One connection; `read_reply` reads frames until the stream ends or the socket does."""
+
+    def __init__(self, path: str, timeout: float = 5.0, ack_settings: bool = True) -> None:
+        self.ack_settings = ack_settings
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.decoder = Decoder()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _frame(self) -> Frame | None:
+        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        frame, length = Frame.parse_frame_header(memoryview(self.buf[:9]))
+        frame.parse_body(memoryview(self.buf[9:9 + length]))
+        self.buf = self.buf[9 + length:]
+        return frame
+
+    def read_reply(self, stream_id: int = 1) -> Reply:
+        reply = Reply()
+        while not reply.ended:
+            frame = self._frame()
+            if frame is None:
+                return reply
+            if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags and self.ack_settings:
+                self.send(SettingsFrame(0, flags=["ACK"]).serialize())
+            elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
+                self.send(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
+            elif isinstance(frame, GoAwayFrame):
+                reply.goaway = frame.error_code
+                if frame.error_code or stream_id < 0:
+                    return reply
+            elif isinstance(frame, (HeadersFrame, ContinuationFrame)) and frame.stream_id == stream_id:
+                reply.headers += [(k.decode(), v.decode()) for k, v in self.decoder.decode(frame.data, raw=True)]
+                reply.ended = "END_STREAM" in frame.flags
+            elif isinstance(frame, DataFrame) and frame.stream_id == stream_id:
+                reply.data += frame.data
+                reply.ended = "END_STREAM" in frame.flags
+        return reply
+
+
+def split_call(path: str, sock_path: str, gap: float, timeout: float = 5.0, ack_settings: bool = True) -> Reply:
+    """One call on a new connection: HEADERS in one write, DATA `gap` seconds later in another."""
+    head, tail = opening(path)
+    with RawClient(sock_path, timeout, ack_settings) as client:
+        client.send(head)
+        deadline = time.perf_counter() + gap
+        while time.perf_counter() < deadline:
+            pass  # sleep() cannot wait a tenth of a millisecond reliably
+        client.send(tail)
+        return client.read_reply()
+
+
+def raw_frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """Any frame, even one hyperframe refuses to build (a HEADERS frame on stream 0...)."""
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload
+
+
+def hello() -> bytes:
+    """What every client sends first: the preface and an empty SETTINGS frame."""
+    return PREFACE + SettingsFrame(0).serialize()
+
+
+def drain(client: RawClient) -> Reply:
+    """Read until the server sends a GOAWAY with an error or closes; the socket's errors count as closed."""
+    try:
+        return client.read_reply(stream_id=-1)
+    except OSError:
+        return Reply()
