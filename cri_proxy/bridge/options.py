@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cri_proxy.bridge import schema
+from cri_proxy.model.cri import IMAGE_SERVICE, RUNTIME_SERVICE, parse_path
 
 UpstreamApi = Literal["auto", "v1", "v1alpha2"]
 CgroupDriver = Literal["systemd", "cgroupfs"]
@@ -53,10 +53,10 @@ def needs_bridge(client_path: str, negotiated: dict[str, str | None], options: B
     (emulated GetContainerEvents). False for non-CRI paths (containerd's own API, health) and
     while the upstream's version is unknown (the relay then behaves as a plain relay).
     """
-    parts = schema.split_path(client_path)
-    if parts is None:
+    parts = parse_path(client_path)  # model's parser: the relay process must not load protobuf
+    client_api, service = parts.api, parts.short_service
+    if client_api is None or service not in (RUNTIME_SERVICE, IMAGE_SERVICE) or not parts.method:
         return False
-    client_api, service, _ = parts
     key = service_key(service)
     upstream = options.upstream_api if options.upstream_api != "auto" else negotiated.get(key)
     if upstream is None:

@@ -11,17 +11,16 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from cri_proxy.model.errors import ConfigError, CriProxyError
 from cri_proxy.query import DB_ENV, DEFAULT_DB, default_db
-from cri_proxy.query import output, sqlrun
-from cri_proxy.store.readonly import Recording
-from cri_proxy.query.since import since_text
-from cri_proxy.query.stats import compute
-from cri_proxy.query.tail import TAIL_FORMATS, Filters, follow
+from cri_proxy.query import output
+
+if TYPE_CHECKING:  # the rest loads sqlite3: imported by the commands, not by `cri-proxy run`
+    from cri_proxy.store.readonly import Recording
 
 DB_HELP = f"The recording database [default: ${DB_ENV}, else {DEFAULT_DB}]."
 FORMAT_HELP = "Output format: table, json, jsonl or csv."
@@ -53,6 +52,8 @@ def _format(value: str, allowed: tuple[str, ...] = output.FORMATS) -> str:
 
 @contextlib.contextmanager
 def _recording(db: Optional[str]) -> Iterator[Recording]:
+    from cri_proxy.store.readonly import Recording
+
     recording = Recording(db or default_db())
     try:
         yield recording
@@ -86,6 +87,8 @@ def query(
     list_named: bool = typer.Option(False, "--list-named", help="List the named queries and their parameters."),
 ) -> None:
     """Run SQL against a recording, read-only (the database is never created or changed)."""
+    from cri_proxy.query import sqlrun
+
     fmt = _format(fmt)
     with _errors():
         chosen = [flag for flag, on in (("SQL", sql is not None or file is not None), ("--schema", schema),
@@ -121,6 +124,9 @@ def tail(
     last: Optional[int] = typer.Option(None, "-n", min=0, help="First show the last N matching calls."),
 ) -> None:
     """Follow calls as the proxy records them, one line each (times UTC; Ctrl-C to stop)."""
+    from cri_proxy.query.since import since_text
+    from cri_proxy.query.tail import TAIL_FORMATS, Filters, follow
+
     fmt = _format(fmt, TAIL_FORMATS)
     terminated = False
 
@@ -145,6 +151,9 @@ def stats(
     fmt: str = typer.Option("table", "--format", help=FORMAT_HELP),
 ) -> None:
     """Per method: calls, errors, p50/p95/p99 latency, bytes; per proxy run: calls recorded and LOST."""
+    from cri_proxy.query.since import since_text
+    from cri_proxy.query.stats import compute
+
     fmt = _format(fmt)
     with _errors():
         since_at = since_text(since) if since else None

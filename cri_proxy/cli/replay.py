@@ -11,15 +11,16 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from cri_proxy.model.errors import ConfigError, CriProxyError
-from cri_proxy.query.since import since_unix
 from cri_proxy.replay.pace import parse_pace
 from cri_proxy.replay.report import check_report_path, write_report, write_terminal
-from cri_proxy.replay.source import Selection
+
+if TYPE_CHECKING:  # loads sqlite3: imported by the commands, not by `cri-proxy run`
+    from cri_proxy.replay.source import Selection
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -37,6 +38,9 @@ def _fail(exc: CriProxyError) -> typer.Exit:
 
 
 def _selection(session: Optional[int], since: Optional[str], until: Optional[str], where: Optional[str]) -> Selection:
+    from cri_proxy.query.since import since_unix
+    from cri_proxy.replay.source import Selection
+
     until_at = None
     if until is not None:
         try:
@@ -90,6 +94,7 @@ def serve(
 ) -> None:
     """Answer CRI calls from a recording: a stand-in runtime that shows the recorded node."""
     from cri_proxy.replay.serve import ServeOptions, run_serve
+    from cri_proxy.replay.source import Selection
 
     _logging(log_level)
     try:

@@ -227,6 +227,29 @@ async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runt
             conn.close()
 
 
+HEAVY_EXTENSIONS = ("_sqlite3", "google/_upb", "google/protobuf/pyext/_message")
+
+
+def heavy_extensions(pid: int) -> set[str]:
+    maps = pathlib.Path(f"/proc/{pid}/maps").read_text()
+    return {name for name in HEAVY_EXTENSIONS if name in maps}
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["relay-only", "with-db"])
+async def test_the_relay_process_loads_neither_sqlite_nor_protobuf(
+        sock_dir: pathlib.Path, runtime: pathlib.Path, record: bool) -> None:
+    """Recording lives in the child: the relay process stays small, with or without --db."""
+    extra = ("--db", str(sock_dir / "calls.db")) if record else ()
+    async with ProxyProcess(sock_dir / "p.sock", runtime, *extra) as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
+        assert proxy.proc is not None
+        assert heavy_extensions(proxy.proc.pid) == set()
+        if record:  # the same check finds them where they belong
+            assert "_sqlite3" in heavy_extensions(recorder_pid(proxy))
+        assert await proxy.astop() == 0
+
+
 def test_require_recording_refuses_an_unusable_database(sock_dir: pathlib.Path) -> None:
     (sock_dir / "rt.sock").touch()
     result = subprocess.run(
