@@ -160,6 +160,20 @@ class Recorder:
             if episode is not None:
                 self._losses.append(episode)
 
+    def carry_on(self, session_id: int | None, stats: RecorderStats) -> None:
+        """Before start(): go on with the run's session row and counters where a recorder
+        process that died left them (proxy.recorder_link restarts one)."""
+        self._totals = Totals(stats.recorded, stats.lost, stats.loss_episodes)
+        self._skipped = stats.skipped
+        if session_id is not None:
+            self._writer.resume(session_id)
+
+    @property
+    def fault(self) -> str | None:
+        """Why the database does not work, while it does not."""
+        with self._lock:
+            return self._fault_reason if self._fault_since is not None else None
+
     # -- control --------------------------------------------------------------------------
 
     def start(self, strict: bool = True, thread: bool = True) -> None:
@@ -283,7 +297,7 @@ class Recorder:
             or self._stopping
             or self._fault_since is not None
             or len(self._queue) >= opts.batch_max_calls
-            or (due and (self._queue or self._session_changed))
+            or (due and (self._queue or self._session_changed or self._losses))
         ):
             return self._take(), None
         wait = self._last_flush + opts.flush_interval_s - now if self._queue else opts.flush_interval_s

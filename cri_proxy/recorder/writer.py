@@ -112,6 +112,10 @@ class BatchWriter:
         self._conn, self._inode = conn, inode
         self._cache.clear()
 
+    def resume(self, session_id: int) -> None:
+        """Before open(): carry on this run's row, started by a recorder process that died."""
+        self._session_id = session_id
+
     def file_replaced(self) -> bool:
         """True when the open file was deleted or replaced (writes would go nowhere useful)."""
         try:
@@ -251,7 +255,7 @@ class BatchWriter:
             return False
         row = conn.execute(
             "SELECT 1 FROM sessions WHERE id = ? AND started_unix = ? AND pid = ?",
-            (self._session_id, self.session.started_unix, os.getpid()),
+            (self._session_id, self.session.started_unix, self.session.pid),
         ).fetchone()
         return row is not None
 
@@ -263,7 +267,7 @@ class BatchWriter:
             "image_api, calls_recorded, calls_lost, loss_episodes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (db.utc_text(s.started_unix), s.started_unix, __version__, FORMAT_VERSION,
-             socket.gethostname(), os.getpid(), json.dumps(s.config, default=str), s.listen,
+             socket.gethostname(), s.pid, json.dumps(s.config, default=str), s.listen,
              s.runtime_endpoint, s.image_endpoint, s.runtime_api, s.image_api,
              totals.recorded, totals.lost, totals.loss_episodes),
         )  # fmt: skip

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
@@ -21,7 +23,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
-from tests.helpers.proxyproc import ProxyProcess
+from tests.helpers.proxyproc import ProxyProcess, recorder_pid
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -136,45 +138,6 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
     assert made - 20 <= recorded <= made  # at most the last chunks the proxy had not handed over yet
 
 
-def recorder_pid(proxy: ProxyProcess) -> int:
-    children = pathlib.Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children").read_text().split()
-    found = [int(pid) for pid in children
-             if b"cri_proxy.recorder.worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(found) == 1, children
-    return found[0]
-
-
-async def test_a_dead_recorder_process_never_fails_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    path = sock_dir / "calls.db"
-    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-            stub = v1_grpc.RuntimeServiceStub(channel)
-            await stub.Version(v1.VersionRequest())
-            os.kill(recorder_pid(proxy), signal.SIGKILL)
-            for _ in range(50):
-                await stub.ListContainers(v1.ListContainersRequest())
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:  # a new connection too
-            assert (await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())).runtime_name
-        assert await proxy.astop() == 0
-    assert "the recorder process stopped" in proxy.log()
-    assert "calls are no longer recorded; forwarding goes on" in proxy.log()
-
-
-async def test_require_recording_refuses_connections_once_the_recorder_is_gone(
-        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    path = sock_dir / "calls.db"
-    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--require-recording") as proxy:
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
-        os.kill(recorder_pid(proxy), signal.SIGKILL)
-        await asyncio.sleep(0.5)
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest(), timeout=5)
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "the recorder process stopped" in proxy.log()
-
-
 async def test_the_recorder_process_stops_with_the_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
     """SIGINT and SIGTERM reach the whole process group (a terminal, systemd): the recorder
     waits for the proxy to say stop, so the calls still queued are written, then exits."""
@@ -248,6 +211,82 @@ async def test_the_relay_process_loads_neither_sqlite_nor_protobuf(
         if record:  # the same check finds them where they belong
             assert "_sqlite3" in heavy_extensions(recorder_pid(proxy))
         assert await proxy.astop() == 0
+
+
+BAD_DATABASES = ["garbage", "text", "zeroed-header", "locked", "newer", "immutable", "directory", "missing-folder"]
+
+
+@contextlib.contextmanager
+def bad_database(folder: pathlib.Path, kind: str) -> Iterator[pathlib.Path]:
+    """A recording path that cannot be opened for writing, in one of the ways seen on nodes."""
+    path = folder / "calls.db"
+    holder = None
+    if kind == "garbage":
+        path.write_bytes(os.urandom(64 << 10))
+    elif kind == "text":
+        path.write_text("not a database\n" * 1000)
+    elif kind in ("zeroed-header", "locked", "newer", "immutable"):
+        db.open_database(path).close()
+        if kind == "zeroed-header":
+            with open(path, "r+b") as file:
+                file.write(bytes(100))
+        elif kind == "newer":
+            conn = sqlite3.connect(path)
+            conn.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', '2030-01-01')")
+            conn.commit()
+            conn.close()
+        elif kind == "locked":
+            holder = subprocess.Popen([sys.executable, "-c", (
+                "import sqlite3,sys\n"
+                f"c=sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+                "c.execute('PRAGMA journal_mode=DELETE'); c.execute('BEGIN EXCLUSIVE')\n"
+                "print('locked', flush=True); sys.stdin.read()\n")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i needs root and a filesystem that supports it (CI runs as root)")
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = folder / "no-such-folder" / "calls.db"
+    try:
+        yield path
+    finally:
+        if holder is not None:
+            holder.communicate(b"", timeout=10)
+        if kind == "immutable":
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("kind", BAD_DATABASES)
+async def test_a_bad_database_at_start_never_takes_the_cri_away(
+        sock_dir: pathlib.Path, runtime: pathlib.Path, kind: str) -> None:
+    with bad_database(sock_dir, kind) as path:
+        async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+                stub = v1_grpc.RuntimeServiceStub(channel)
+                for _ in range(5):
+                    assert (await stub.Version(v1.VersionRequest(), timeout=5)).runtime_name
+                    assert await stub.ListPodSandbox(v1.ListPodSandboxRequest(), timeout=5) is not None
+            assert await proxy.astop() == 0
+    log = proxy.log()
+    assert "Traceback" not in log and "Aborted" not in log
+    said = [line for line in log.splitlines() if f"recording to {path} failed (" in line]
+    assert len(said) == 1 and " ERROR " in said[0] and "retried every" in said[0], log
+    assert "listening on" in log
+
+
+@pytest.mark.parametrize("kind", BAD_DATABASES)
+async def test_require_recording_refuses_to_start_on_a_bad_database(
+        sock_dir: pathlib.Path, runtime: pathlib.Path, kind: str) -> None:
+    with bad_database(sock_dir, kind) as path:
+        result = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{sock_dir}/p.sock", "--runtime-endpoint",
+            f"unix://{runtime}", "--db", str(path), "--require-recording"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("cri-proxy: error:") and str(path) in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and not (sock_dir / "p.sock").exists()
 
 
 def test_require_recording_refuses_an_unusable_database(sock_dir: pathlib.Path) -> None:
