@@ -24,21 +24,18 @@ import asyncio
 import dataclasses
 import logging
 import socket
-import subprocess
-import sys
 import time
 
 from cri_proxy.model import link
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.model.errors import StorageError
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.proxy.recorder_child import Child
 from cri_proxy.proxy.recorder_loss import Outage, Unacked
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 60.0  # opening a large database runs its integrity check and migrations
 FIRST_RESTART_S = 0.5
 MAX_RESTART_S = 30.0
 STEADY_S = 10.0  # a child that lived this long died of something new: restart it promptly
@@ -58,7 +55,7 @@ class RecorderProcess:
         self.path = str(config.db)
         self.limit = config.queue_mb << 20
         self._sock: socket.socket | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._child: Child | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._out: list[bytes] = []
         self._pending = 0  # bytes in _out
@@ -88,67 +85,21 @@ class RecorderProcess:
         """Start the child and wait until it has tried the database. StorageError when it
         cannot be opened and --require-recording is set; otherwise the child says why, once,
         and keeps trying while the proxy relays (as for a database that breaks later)."""
-        parent = self._spawn(None)
-        parent.settimeout(START_TIMEOUT_S)
-        answer: list[link.Ready | str] = []
-
-        def take(kind: int, view: memoryview, start: int, stop: int) -> None:
-            if kind == link.READY:
-                answer.append(link.read_ready(view, start, stop))
-            elif kind == link.ERROR:
-                answer.append(link.read_error(view, start, stop))
-
-        try:
-            while not answer:
-                data = parent.recv(1 << 16)
-                if not data:
-                    code = self._proc.wait(5) if self._proc is not None else None
-                    raise StorageError(f"the recorder process exited (status {code}) before opening {self.path}; "
-                                       "see the lines above")
-                self._reader.feed(data, take)
-        except TimeoutError:
-            self._kill()
-            raise StorageError(f"the recorder process did not open {self.path} within {START_TIMEOUT_S:.0f} s") \
-                from None
-        except BaseException:
-            self._kill()
-            raise
-        if isinstance(answer[0], str):
-            if self._proc is not None:
-                self._proc.wait(5)
-            raise StorageError(answer[0])
-        ready = answer[0]
+        ready = self._spawn(None).wait_ready(self.path, self._reader)
         self._ready(ready)
         self._last = dataclasses.replace(_NOTHING, stats=dataclasses.replace(_NOTHING.stats, healthy=not ready.fault))
         self._reported = True
-        parent.setblocking(False)
 
-    def _spawn(self, resume: link.Resume | None) -> socket.socket:
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            argv = [sys.executable, "-m", "cri_proxy.recorder.worker", str(child.fileno())]
-            self._proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
-        except OSError:
-            parent.close()
-            raise
-        finally:
-            child.close()
-        self._sock = parent
-        self._born = time.monotonic()
+    def _spawn(self, resume: link.Resume | None) -> Child:
         level = logging.getLevelName(logging.getLogger("cri_proxy").getEffectiveLevel())
-        parent.sendall(link.pickled(link.INIT, link.Init(self.config, self.session, level, resume)))
-        return parent
+        child = self._child = Child(link.Init(self.config, self.session, level, resume))
+        self._sock = child.sock
+        self._born = time.monotonic()
+        return child
 
     def _ready(self, ready: link.Ready) -> None:
         # A fault is the recorder's to say (once, with why); here it only means "not healthy".
         self.session_id = ready.session_id if ready.session_id is not None else self.session_id
-
-    def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        if self._sock is not None:
-            self._sock.close()
 
     def _attach(self) -> asyncio.AbstractEventLoop:
         loop = self._loop = asyncio.get_running_loop()
@@ -175,28 +126,12 @@ class RecorderProcess:
         if not self._dead:
             self._detach()
             await asyncio.to_thread(self._stop_child, max(0.5, deadline - time.monotonic()) + 2.0)
-        else:
-            self._kill()  # its socket is closed; reap it (or end it, should it linger)
+        elif self._child is not None:
+            self._child.kill()  # its socket is closed; reap it (or end it, should it linger)
 
     def _stop_child(self, timeout: float) -> None:
-        sock, proc = self._sock, self._proc
-        if sock is None or proc is None:
-            return
-        try:
-            sock.setblocking(True)
-            sock.settimeout(timeout)
-            sock.sendall(link.message(link.STOP))
-            while data := sock.recv(1 << 16):
-                self._reader.feed(data, self._take)
-        except OSError as exc:
-            log.debug("recorder process socket: %s", exc)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the recorder process did not stop within %.1f s: killing it", timeout)
-            proc.kill()
-            proc.wait()
-        sock.close()
+        if self._child is not None:
+            self._child.stop(timeout, self._reader, self._take)
         self._dead = True
 
     @property
@@ -397,7 +332,7 @@ class RecorderProcess:
     def _died(self, why: str) -> None:
         if self._dead:
             return
-        code = self._proc.poll() if self._proc is not None else None
+        code = self._child.proc.poll() if self._child is not None else None
         self._detach()
         self._dead = True
         if self._sock is not None:
@@ -424,13 +359,13 @@ class RecorderProcess:
         outage = self._outage
         if self._closing or outage is None:
             return
-        if self._proc is not None:
-            self._proc.wait()  # it is gone already (its socket closed): reap it
+        if self._child is not None:
+            self._child.kill()  # it is gone already (its socket closed): reap it
         self._restarts += 1
         loss = LossEpisode(outage.since, time.time(), DIED, outage.calls)
         resume = link.Resume(self.session_id, self._last.stats, loss)
         try:
-            sock = self._spawn(resume)
+            sock = self._spawn(resume).sock
         except OSError as exc:
             log.error("could not start a new recorder process: %s", exc)
             self._died(str(exc))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import pathlib
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -23,6 +20,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
+from tests.helpers.baddb import BAD_DATABASES, bad_database
 from tests.helpers.proxyproc import ProxyProcess, recorder_pid
 
 pytestmark = pytest.mark.timeout(90)
@@ -138,22 +136,6 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
     assert made - 20 <= recorded <= made  # at most the last chunks the proxy had not handed over yet
 
 
-async def test_the_recorder_process_stops_with_the_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    """SIGINT and SIGTERM reach the whole process group (a terminal, systemd): the recorder
-    waits for the proxy to say stop, so the calls still queued are written, then exits."""
-    path = sock_dir / "calls.db"
-    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
-    worker = recorder_pid(proxy)
-    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-        stub = v1_grpc.RuntimeServiceStub(channel)
-        await asyncio.gather(*(stub.Version(v1.VersionRequest()) for _ in range(200)))
-    os.kill(worker, signal.SIGTERM)  # as systemd's stop would, before the proxy's own
-    assert await proxy.astop() == 0
-    assert not pathlib.Path(f"/proc/{worker}").exists() or \
-        "zombie" in pathlib.Path(f"/proc/{worker}/status").read_text()
-    assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(200, 0, 1)]
-
-
 @pytest.mark.parametrize("fault", ["deleted", "read-only", "locked"])
 async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path, fault: str) -> None:
     path = sock_dir / "calls.db"
@@ -213,51 +195,6 @@ async def test_the_relay_process_loads_neither_sqlite_nor_protobuf(
         assert await proxy.astop() == 0
 
 
-BAD_DATABASES = ["garbage", "text", "zeroed-header", "locked", "newer", "immutable", "directory", "missing-folder"]
-
-
-@contextlib.contextmanager
-def bad_database(folder: pathlib.Path, kind: str) -> Iterator[pathlib.Path]:
-    """A recording path that cannot be opened for writing, in one of the ways seen on nodes."""
-    path = folder / "calls.db"
-    holder = None
-    if kind == "garbage":
-        path.write_bytes(os.urandom(64 << 10))
-    elif kind == "text":
-        path.write_text("not a database\n" * 1000)
-    elif kind in ("zeroed-header", "locked", "newer", "immutable"):
-        db.open_database(path).close()
-        if kind == "zeroed-header":
-            with open(path, "r+b") as file:
-                file.write(bytes(100))
-        elif kind == "newer":
-            conn = sqlite3.connect(path)
-            conn.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', '2030-01-01')")
-            conn.commit()
-            conn.close()
-        elif kind == "locked":
-            holder = subprocess.Popen([sys.executable, "-c", (
-                "import sqlite3,sys\n"
-                f"c=sqlite3.connect({str(path)!r}, isolation_level=None)\n"
-                "c.execute('PRAGMA journal_mode=DELETE'); c.execute('BEGIN EXCLUSIVE')\n"
-                "print('locked', flush=True); sys.stdin.read()\n")],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
-        elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-            pytest.skip("chattr +i needs root and a filesystem that supports it (CI runs as root)")
-    elif kind == "directory":
-        path.mkdir()
-    else:
-        path = folder / "no-such-folder" / "calls.db"
-    try:
-        yield path
-    finally:
-        if holder is not None:
-            holder.communicate(b"", timeout=10)
-        if kind == "immutable":
-            subprocess.run(["chattr", "-i", str(path)], check=True)
-
-
 @pytest.mark.parametrize("kind", BAD_DATABASES)
 async def test_a_bad_database_at_start_never_takes_the_cri_away(
         sock_dir: pathlib.Path, runtime: pathlib.Path, kind: str) -> None:
@@ -274,26 +211,3 @@ async def test_a_bad_database_at_start_never_takes_the_cri_away(
     said = [line for line in log.splitlines() if f"recording to {path} failed (" in line]
     assert len(said) == 1 and " ERROR " in said[0] and "retried every" in said[0], log
     assert "listening on" in log
-
-
-@pytest.mark.parametrize("kind", BAD_DATABASES)
-async def test_require_recording_refuses_to_start_on_a_bad_database(
-        sock_dir: pathlib.Path, runtime: pathlib.Path, kind: str) -> None:
-    with bad_database(sock_dir, kind) as path:
-        result = await asyncio.to_thread(subprocess.run, [
-            sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{sock_dir}/p.sock", "--runtime-endpoint",
-            f"unix://{runtime}", "--db", str(path), "--require-recording"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and errors[0].startswith("cri-proxy: error:") and str(path) in errors[0], result.stderr
-    assert "Traceback" not in result.stderr and not (sock_dir / "p.sock").exists()
-
-
-def test_require_recording_refuses_an_unusable_database(sock_dir: pathlib.Path) -> None:
-    (sock_dir / "rt.sock").touch()
-    result = subprocess.run(
-        [sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{sock_dir}/p.sock", "--runtime-endpoint",
-         f"unix://{sock_dir}/rt.sock", "--db", "/proc/nope/calls.db", "--require-recording"],
-        capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "cri-proxy: error:" in result.stderr and "Traceback" not in result.stderr
