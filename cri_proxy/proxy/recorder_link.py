@@ -333,6 +333,7 @@ class RecorderProcess:
         if self._dead:
             return
         code = self._child.proc.poll() if self._child is not None else None
+        self._read_last_words()
         self._detach()
         self._dead = True
         if self._sock is not None:
@@ -351,6 +352,17 @@ class RecorderProcess:
                   self._delay)
         if self._loop is not None:
             self._restart = self._loop.call_later(self._delay, self._start_again)
+
+    def _read_last_words(self) -> None:
+        """The reports it sent before it died (sending to it may fail before they are read):
+        what it acknowledged there is not counted lost."""
+        if self._sock is None:
+            return
+        try:
+            while data := self._sock.recv(1 << 16):
+                self._reader.feed(data, self._take)
+        except OSError:
+            pass  # read to the end (BlockingIOError), or the socket is broken: nothing more to read
 
     def _start_again(self) -> None:
         """A new child, carrying on the session and counters; the live connections are handed
