@@ -1,17 +1,31 @@
 """The byte format between the proxy and its recorder process, over one unix socketpair.
 
 Every message is `<I length><B kind>` followed by `length - 1` bytes of body. The proxy's hot
-path writes only CHUNK messages: a fixed header (connection, direction, wall and monotonic
-time) and the bytes the relay forwarded, untouched. Everything else is rare and pickled
-(both ends are this package, parent and child).
+path writes CHUNK messages: a fixed header (connection, direction, wall and monotonic time)
+and the bytes the relay forwarded, untouched. The other frequent kinds have fixed struct
+layouts, built and read by the typed functions below (`open_message`/`read_open`, ...), so
+a malformed body is a ValueError naming the kind, not an arbitrary object. Only two kinds
+are pickled, both internal and both ends this package: INIT (once per recorder process:
+the options, the session, what a restarted recorder carries on from) and CALL (a bridged
+call, a whole RecordedCall, on the bridge's own slow path).
+
+STATS doubles as the acknowledgement: the recorder sends it every STATS_INTERVAL_S and at
+once after each batch it commits, with how many link bytes it has handled (`received`) and
+how many calls it has taken in and not settled yet (`pending`: open, or queued). If it
+dies, that is what the proxy counts lost, plus the calls in what it shipped since.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
+
+from cri_proxy.model.options import RecordConfig
+from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 
 LENGTH: Final = struct.Struct("<I")
 CHUNK_HEAD: Final = struct.Struct("<IBIBdd")  # length, kind, conn_id, from_client, wall, monotonic
@@ -19,28 +33,176 @@ CHUNK_FIXED: Final = CHUNK_HEAD.size - LENGTH.size  # body bytes before the data
 HEAD: Final = LENGTH.size + 1  # a message's body starts this far from its first byte
 
 # proxy -> recorder
-INIT: Final = 0  # pickled (RecordConfig, SessionInfo, log level)
+INIT: Final = 0  # pickled Init
 CHUNK: Final = 1
-OPEN: Final = 2  # pickled (conn_id, ConnectionInfo)
-CLOSED: Final = 3  # pickled (conn_id, monotonic, reason)
-UPSTREAM: Final = 4  # pickled (conn_id, upstream)
-GAP: Final = 5  # pickled (conn_id, from_client, monotonic)
+OPEN: Final = 2  # _OPEN + upstream (utf-8)
+CLOSED: Final = 3  # _CLOSED + reason (utf-8; absent when None)
+UPSTREAM: Final = 4  # _CONN + upstream (utf-8)
+GAP: Final = 5  # _GAP
 CALL: Final = 6  # pickled RecordedCall (the bridge's calls)
-SESSION: Final = 7  # pickled dict of SessionInfo changes
+SESSION: Final = 7  # JSON object of SessionInfo changes
 STOP: Final = 8  # empty: record what is queued, then exit
 # recorder -> proxy
-READY: Final = 20  # pickled session id
-ERROR: Final = 21  # pickled message: the recorder could not start
-STATS: Final = 22  # pickled dict of RecorderStats fields
+READY: Final = 20  # _READY + why recording does not work yet (utf-8; empty when it does)
+ERROR: Final = 21  # utf-8 message: the recorder could not start (--require-recording)
+STATS: Final = 22  # _STATS
+
+_CONN: Final = struct.Struct("<I")
+_OPEN: Final = struct.Struct("<Iqq")  # conn_id, peer_pid, peer_uid (-1: unknown)
+_CLOSED: Final = struct.Struct("<IdB")  # conn_id, monotonic, has a reason
+_GAP: Final = struct.Struct("<IBdB")  # conn_id, from_client, monotonic, why (GAP_BEHIND or GAP_RESTARTED)
+GAP_BEHIND: Final = 0  # the recorder fell behind: the proxy dropped bytes
+GAP_RESTARTED: Final = 1  # a new recorder joins a connection already under way
+_READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)
+_STATS: Final = struct.Struct("<6QBQQq")  # RecorderStats, received, pending, session id (-1: none)
+_NONE: Final = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What a recorder started after another one died carries on from."""
+
+    session_id: int | None  # the run's sessions row (None: the dead one never opened one)
+    stats: RecorderStats  # the run's counters as the dead recorder last reported them
+    loss: LossEpisode  # what went unrecorded between its last report and this start
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    config: RecordConfig
+    session: SessionInfo
+    log_level: str
+    resume: Resume | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What the recorder reports: its counters, and how far it has acknowledged the link."""
+
+    stats: RecorderStats
+    received: int  # link bytes it has handled (whole messages)
+    pending: int  # calls it has taken in and not yet settled (open on a connection, or queued)
+    session_id: int | None  # the run's sessions row, once the database has been opened
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    session_id: int | None  # None: the database could not be opened (yet)
+    fault: str  # why recording does not work yet; "" when it does
 
 
 def chunk_head(conn_id: int, from_client: bool, wall: float, mono: float, size: int) -> bytes:
     return CHUNK_HEAD.pack(CHUNK_FIXED + size, CHUNK, conn_id, from_client, wall, mono)
 
 
-def message(kind: int, value: Any = None) -> bytes:
-    body = b"" if value is None else pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+def message(kind: int, body: bytes = b"") -> bytes:
     return LENGTH.pack(1 + len(body)) + bytes((kind,)) + body
+
+
+def pickled(kind: int, value: Any) -> bytes:
+    """INIT and CALL only (see the module docstring)."""
+    return message(kind, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def unpickled(view: memoryview, start: int, stop: int) -> Any:
+    return pickle.loads(view[start:stop])
+
+
+def _text(view: memoryview, start: int, stop: int) -> str:
+    return bytes(view[start:stop]).decode("utf-8", "replace")
+
+
+def _fixed(layout: struct.Struct, kind: int, view: memoryview, start: int, stop: int) -> tuple[Any, ...]:
+    if stop - start < layout.size:
+        raise ValueError(f"link message of kind {kind}: {stop - start} bytes, expected at least {layout.size}")
+    return layout.unpack_from(view, start)
+
+
+def _opt(value: int | None) -> int:
+    return _NONE if value is None else value
+
+
+def _unopt(value: int) -> int | None:
+    return None if value == _NONE else value
+
+
+# -- proxy -> recorder --------------------------------------------------------------------
+def open_message(conn_id: int, peer_pid: int | None, peer_uid: int | None, upstream: str) -> bytes:
+    return message(OPEN, _OPEN.pack(conn_id, _opt(peer_pid), _opt(peer_uid)) + upstream.encode())
+
+
+def read_open(view: memoryview, start: int, stop: int) -> tuple[int, int | None, int | None, str]:
+    conn_id, pid, uid = _fixed(_OPEN, OPEN, view, start, stop)
+    return conn_id, _unopt(pid), _unopt(uid), _text(view, start + _OPEN.size, stop)
+
+
+def closed_message(conn_id: int, mono: float, reason: str | None) -> bytes:
+    tail = b"" if reason is None else reason.encode()
+    return message(CLOSED, _CLOSED.pack(conn_id, mono, reason is not None) + tail)
+
+
+def read_closed(view: memoryview, start: int, stop: int) -> tuple[int, float, str | None]:
+    conn_id, mono, has_reason = _fixed(_CLOSED, CLOSED, view, start, stop)
+    return conn_id, mono, _text(view, start + _CLOSED.size, stop) if has_reason else None
+
+
+def upstream_message(conn_id: int, upstream: str) -> bytes:
+    return message(UPSTREAM, _CONN.pack(conn_id) + upstream.encode())
+
+
+def read_upstream(view: memoryview, start: int, stop: int) -> tuple[int, str]:
+    (conn_id,) = _fixed(_CONN, UPSTREAM, view, start, stop)
+    return conn_id, _text(view, start + _CONN.size, stop)
+
+
+def gap_message(conn_id: int, from_client: bool, mono: float, why: int = GAP_BEHIND) -> bytes:
+    return message(GAP, _GAP.pack(conn_id, from_client, mono, why))
+
+
+def read_gap(view: memoryview, start: int, stop: int) -> tuple[int, bool, float, int]:
+    conn_id, from_client, mono, why = _fixed(_GAP, GAP, view, start, stop)
+    return conn_id, bool(from_client), mono, why
+
+
+def session_message(changes: dict[str, str | None]) -> bytes:
+    return message(SESSION, json.dumps(changes).encode())
+
+
+def read_session(view: memoryview, start: int, stop: int) -> dict[str, str | None]:
+    value = json.loads(bytes(view[start:stop]))
+    if not isinstance(value, dict):
+        raise ValueError(f"link message of kind {SESSION}: expected a JSON object")
+    return value
+
+
+# -- recorder -> proxy --------------------------------------------------------------------
+def ready_message(session_id: int | None, fault: str = "") -> bytes:
+    return message(READY, _READY.pack(_opt(session_id)) + fault.encode())
+
+
+def read_ready(view: memoryview, start: int, stop: int) -> Ready:
+    (session_id,) = _fixed(_READY, READY, view, start, stop)
+    return Ready(_unopt(session_id), _text(view, start + _READY.size, stop))
+
+
+def error_message(text: str) -> bytes:
+    return message(ERROR, text.encode())
+
+
+def read_error(view: memoryview, start: int, stop: int) -> str:
+    return _text(view, start, stop)
+
+
+def stats_message(s: RecorderStats, received: int, pending: int, session_id: int | None) -> bytes:
+    return message(STATS, _STATS.pack(s.recorded, s.lost, s.skipped, s.loss_episodes, s.queued, s.queued_bytes,
+                                      s.healthy, received, pending, _opt(session_id)))
+
+
+def read_stats(view: memoryview, start: int, stop: int) -> Stats:
+    recorded, lost, skipped, episodes, queued, queued_bytes, healthy, received, pending, session_id = \
+        _fixed(_STATS, STATS, view, start, stop)
+    return Stats(RecorderStats(recorded, lost, skipped, episodes, queued, queued_bytes, bool(healthy)),
+                 received, pending, _unopt(session_id))
 
 
 class Reader:
@@ -67,7 +229,3 @@ class Reader:
         finally:
             view.release()
             del buf[:pos]
-
-
-def value(view: memoryview, start: int, stop: int) -> Any:
-    return pickle.loads(view[start:stop])

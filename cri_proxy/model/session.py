@@ -6,6 +6,7 @@ link), the recorder process (which writes them) and the store (which maps them t
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ class SessionInfo:
     image_api: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     started_unix: float = field(default_factory=time.time)
+    pid: int = field(default_factory=os.getpid)  # the proxy's: made where the run starts, not in the recorder
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,41 +1,48 @@
 """The proxy's side of the recorder process (see recorder.worker): a Tap, a CallSink and the
-recorder's controls, all speaking to the child over one socketpair.
+recorder's controls, all speaking to the child over one socketpair (model.link).
 
-On the relay's path this costs one header and one list append per chunk; the bytes go out
-in one `sendmsg` per event-loop turn. The socket never blocks the loop: what the child has
-not taken yet waits here, up to `--queue-mb`. Beyond that (the child stalled, or fell far
-behind a flood) chunks are dropped rather than waited for. The child is told where bytes
-are missing (GAP), resuming at a frame boundary, and records the affected connection's
-calls as unparsed, since the lost bytes may have carried HPACK state; the episode is
-counted and logged. If the child dies, recording stops with an error in the log and
-forwarding goes on (with --require-recording, connections are refused from then on).
+On the relay's path this costs one header and one list append per chunk (two for the
+client's); the bytes go out in one `sendmsg` per event-loop turn. The socket never blocks
+the loop: what the child has not taken yet waits here, up to `--queue-mb`. Beyond that (the
+child stalled, or fell far behind a flood) chunks are dropped rather than waited for. The
+child is told where bytes are missing (GAP), resuming at a frame boundary, and records the
+affected connection's calls as unparsed, since the lost bytes may have carried HPACK state;
+the episode is counted and logged.
+
+If the child dies (killed, out of memory), forwarding goes on; the loss is counted (see
+recorder_loss) and a new child is started, after 0.5 s and then with a delay that doubles up
+to 30 s while children keep dying young. The new one carries on the same session row and
+counters, and writes the loss as a "recorder died" episode: one proxy run stays one session,
+whose totals say what it lost. The connections already open are handed to it as if bytes
+had gone missing (their later calls are recorded as unparsed: their HPACK state is gone).
+With --require-recording, no connection is admitted while no recorder is up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
-import subprocess
-import sys
 import time
-from dataclasses import fields
-from typing import Any
 
-from cri_proxy.model.errors import StorageError
-from cri_proxy.proxy.tap import ConnectionInfo
-from cri_proxy.model import link as channel
+from cri_proxy.model import link
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.model.options import RecorderOptions
-from cri_proxy.model.session import RecorderStats
 from cri_proxy.model.options import RecordConfig
-from cri_proxy.model.session import SessionInfo
+from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.proxy.recorder_child import Child
+from cri_proxy.proxy.recorder_loss import Outage, Unacked
+from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 60.0  # opening a large database runs its integrity check and migrations
+FIRST_RESTART_S = 0.5
+MAX_RESTART_S = 30.0
+STEADY_S = 10.0  # a child that lived this long died of something new: restart it promptly
+DIED = "recorder died"
 _IOV_MAX = 512
-_chunk_head = channel.chunk_head
+_chunk_head = link.chunk_head
+_NOTHING = link.Stats(RecorderStats(0, 0, 0, 0, 0, 0, True), 0, 0, None)
 
 
 class RecorderProcess:
@@ -48,77 +55,66 @@ class RecorderProcess:
         self.path = str(config.db)
         self.limit = config.queue_mb << 20
         self._sock: socket.socket | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._child: Child | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._out: list[bytes] = []
         self._pending = 0  # bytes in _out
         self._scheduled = False
         self._writing = False  # waiting for the socket to take more
         self._dead = False
+        self._closing = False
         self._gapped: set[tuple[int, bool]] = set()  # (conn, from_client) missing bytes since
+        self._joined: set[tuple[int, bool]] = set()  # of those, the ones open before a restart
         self._gap_since: float | None = None
         self._dropped = 0  # bytes dropped in the current episode
         self._gap_episodes = 0
-        self._stats: dict[str, Any] = {f.name: 0 for f in fields(RecorderStats)}
-        self._stats["healthy"] = True
-        self._reader = channel.Reader()
+        self._last = _NOTHING  # the child's last report
+        self._reported = False  # the current child has reported at least once
+        self._unacked = Unacked()
+        self._live: dict[int, ConnectionInfo] = {}
+        self._outage: Outage | None = None
+        self._restart: asyncio.TimerHandle | None = None
+        self._restarts = 0
+        self._delay = FIRST_RESTART_S
+        self._born = 0.0
+        self._reader = link.Reader()
         self.session_id: int | None = None
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the child and wait until its database is open. StorageError if it cannot be."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            argv = [sys.executable, "-m", "cri_proxy.recorder.worker", str(child.fileno())]
-            self._proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
-        finally:
-            child.close()
-        self._sock = parent
+        """Start the child and wait until it has tried the database. StorageError when it
+        cannot be opened and --require-recording is set; otherwise the child says why, once,
+        and keeps trying while the proxy relays (as for a database that breaks later)."""
+        ready = self._spawn(None).wait_ready(self.path, self._reader)
+        self._ready(ready)
+        self._last = dataclasses.replace(_NOTHING, stats=dataclasses.replace(_NOTHING.stats, healthy=not ready.fault))
+        self._reported = True
+
+    def _spawn(self, resume: link.Resume | None) -> Child:
         level = logging.getLevelName(logging.getLogger("cri_proxy").getEffectiveLevel())
-        parent.sendall(channel.message(channel.INIT, (self.config, self.session, level)))
-        parent.settimeout(START_TIMEOUT_S)
-        answer: list[tuple[int, Any]] = []
+        child = self._child = Child(link.Init(self.config, self.session, level, resume))
+        self._sock = child.sock
+        self._born = time.monotonic()
+        return child
 
-        def take(kind: int, view: memoryview, start: int, stop: int) -> None:
-            answer.append((kind, channel.value(view, start, stop)))
-
-        try:
-            while not answer:
-                data = parent.recv(1 << 16)
-                if not data:
-                    code = self._proc.wait(5)
-                    raise StorageError(f"the recorder process exited (status {code}) before opening {self.path}; "
-                                       "see the lines above")
-                self._reader.feed(data, take)
-        except TimeoutError:
-            self._kill()
-            raise StorageError(f"the recorder process did not open {self.path} within {START_TIMEOUT_S:.0f} s") \
-                from None
-        except BaseException:
-            self._kill()
-            raise
-        kind, value = answer[0]
-        if kind == channel.ERROR:
-            self._proc.wait(5)
-            raise StorageError(value)
-        self.session_id = value
-        parent.setblocking(False)
-
-    def _kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        if self._sock is not None:
-            self._sock.close()
+    def _ready(self, ready: link.Ready) -> None:
+        # A fault is the recorder's to say (once, with why); here it only means "not healthy".
+        self.session_id = ready.session_id if ready.session_id is not None else self.session_id
 
     def _attach(self) -> asyncio.AbstractEventLoop:
         loop = self._loop = asyncio.get_running_loop()
-        assert self._sock is not None
-        loop.add_reader(self._sock.fileno(), self._on_readable)
+        if self._sock is not None and not self._dead:
+            loop.add_reader(self._sock.fileno(), self._on_readable)
         return loop
 
     async def aclose(self, timeout_s: float | None = None) -> None:
         """Hand over what is waiting, tell the child to stop, and wait while it records the rest."""
+        self._closing = True
+        if self._restart is not None:
+            self._restart.cancel()
+        if self._outage is not None and self._dead:
+            log.warning("no recorder process is up: %d calls relayed since it died are not recorded",
+                        self._outage.calls)
         timeout = self.options.close_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         while self._out and not self._dead and time.monotonic() < deadline:
@@ -129,53 +125,59 @@ class RecorderProcess:
                         self._pending, timeout)
         if not self._dead:
             self._detach()
-        await asyncio.to_thread(self._stop_child, max(0.5, deadline - time.monotonic()) + 2.0)
+            await asyncio.to_thread(self._stop_child, max(0.5, deadline - time.monotonic()) + 2.0)
+        elif self._child is not None:
+            self._child.kill()  # its socket is closed; reap it (or end it, should it linger)
 
     def _stop_child(self, timeout: float) -> None:
-        sock, proc = self._sock, self._proc
-        if sock is None or proc is None:
-            return
-        try:
-            sock.setblocking(True)
-            sock.settimeout(timeout)
-            if not self._dead:
-                sock.sendall(channel.message(channel.STOP))
-            while data := sock.recv(1 << 16):
-                self._reader.feed(data, self._take)
-        except OSError as exc:
-            log.debug("recorder process socket: %s", exc)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the recorder process did not stop within %.1f s: killing it", timeout)
-            proc.kill()
-            proc.wait()
-        sock.close()
+        if self._child is not None:
+            self._child.stop(timeout, self._reader, self._take)
         self._dead = True
 
     @property
     def stats(self) -> RecorderStats:
-        s = dict(self._stats)
-        s["healthy"] = bool(s["healthy"]) and not self._dead and self._gap_since is None
-        s["loss_episodes"] += self._gap_episodes
-        s["queued_bytes"] += self._pending
-        return RecorderStats(**s)
+        s = self._last.stats
+        lost, episodes = s.lost, s.loss_episodes + self._gap_episodes
+        if self._outage is not None:  # not handed to a recorder yet
+            lost += self._outage.calls
+            episodes += 1
+        healthy = s.healthy and not self._dead and self._reported and self._gap_since is None
+        return dataclasses.replace(s, lost=lost, loss_episodes=episodes, healthy=healthy,
+                                   queued_bytes=s.queued_bytes + self._pending)
 
     # -- CallSink and recorder controls ------------------------------------------------------
     def submit(self, call: RecordedCall) -> None:
         """A call the bridge served; like every sink, never blocks and never raises."""
         try:
-            self._send(channel.message(channel.CALL, call))
+            if self._dead and self._outage is not None:
+                self._outage.calls += 1
+            self._send(link.pickled(link.CALL, call))
         except Exception:
             log.exception("could not hand a call to the recorder process")
 
-    def update_session(self, **changes: Any) -> None:
-        self._send(channel.message(channel.SESSION, changes))
+    def update_session(self, **changes: str | None) -> None:
+        # A restarted recorder starts from the session as it is now.
+        self.session = dataclasses.replace(self.session, **changes)  # type: ignore[arg-type]
+        self._send(link.session_message(changes))
 
     # -- Tap --------------------------------------------------------------------------------
     def open(self, info: ConnectionInfo) -> _Shipped:
-        self._send(channel.message(channel.OPEN, (info.conn_id, info)))
+        self._live[info.conn_id] = info
+        self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
         return _Shipped(self, info.conn_id)
+
+    def upstream_changed(self, conn_id: int, upstream: str) -> None:
+        info = self._live.get(conn_id)
+        if info is not None:
+            self._live[conn_id] = dataclasses.replace(info, upstream=upstream)
+        self._send(link.upstream_message(conn_id, upstream))
+
+    def closed(self, conn_id: int, reason: str | None) -> None:
+        self._live.pop(conn_id, None)
+        self.forget(conn_id)
+        if self._outage is not None:
+            self._outage.forget(conn_id)
+        self._send(link.closed_message(conn_id, time.monotonic(), reason))
 
     # -- the way out ------------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
@@ -183,10 +185,13 @@ class RecorderProcess:
             return
         self._out.append(data)
         self._pending += len(data)
+        self._unacked.shipped += len(data)
         self._wake()
 
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
         if self._dead:
+            if self._outage is not None:
+                self._outage.relayed(conn_id, data, boundary, from_client)
             return
         key = (conn_id, from_client)
         if self._pending > self.limit or (self._gapped and key in self._gapped):
@@ -195,7 +200,12 @@ class RecorderProcess:
                 return
         self._out.append(_chunk_head(conn_id, from_client, time.time(), time.monotonic(), len(data)))
         self._out.append(data)
-        self._pending += len(data) + channel.CHUNK_HEAD.size
+        size = len(data) + link.CHUNK_HEAD.size
+        self._pending += size
+        unacked = self._unacked
+        unacked.shipped += size
+        if from_client:
+            unacked.chunks.append((unacked.shipped, conn_id, boundary, data))
         if not self._scheduled:
             self._wake()
 
@@ -212,7 +222,9 @@ class RecorderProcess:
         if not boundary:
             return False  # the child can only pick up again where a frame begins
         self._gapped.discard(key)
-        self._out.append(channel.message(channel.GAP, (key[0], key[1], time.monotonic())))
+        why = link.GAP_RESTARTED if key in self._joined else link.GAP_BEHIND
+        self._joined.discard(key)
+        self._send(link.gap_message(key[0], key[1], time.monotonic(), why))
         self._episode_over()
         return True
 
@@ -224,6 +236,8 @@ class RecorderProcess:
             self._dropped = 0
 
     def forget(self, conn_id: int) -> None:
+        self._joined.discard((conn_id, True))
+        self._joined.discard((conn_id, False))
         if self._gapped:
             self._gapped.discard((conn_id, True))
             self._gapped.discard((conn_id, False))
@@ -275,8 +289,10 @@ class RecorderProcess:
         if sent:
             out[0] = out[0][sent:]
 
+    # -- the way back -----------------------------------------------------------------------
     def _on_readable(self) -> None:
-        assert self._sock is not None
+        if self._sock is None or self._dead:
+            return
         try:
             data = self._sock.recv(1 << 16)
         except BlockingIOError:
@@ -290,21 +306,98 @@ class RecorderProcess:
         self._reader.feed(data, self._take)
 
     def _take(self, kind: int, view: memoryview, start: int, stop: int) -> None:
-        if kind == channel.STATS:
-            self._stats = channel.value(view, start, stop)
+        try:
+            if kind == link.STATS:
+                self._stats(link.read_stats(view, start, stop))
+            elif kind == link.READY:
+                self._ready(link.read_ready(view, start, stop))
+            elif kind == link.ERROR:
+                log.error("the recorder process could not start: %s", link.read_error(view, start, stop))
+        except ValueError as exc:
+            log.error("the recorder process sent a malformed message: %s", exc)
 
+    def _stats(self, report: link.Stats) -> None:
+        self._last = report
+        self._unacked.acknowledged(report.received)
+        if report.session_id is not None:
+            self.session_id = report.session_id
+        if not self._reported:
+            self._reported = True
+            if self._outage is not None:  # the new recorder has counted the loss: it is its own now
+                log.warning("the recorder process is back (restart %d): %s", self._restarts,
+                            "recording again" if report.stats.healthy else "its database does not work yet")
+                self._outage = None
+
+    # -- death and restart ------------------------------------------------------------------
     def _died(self, why: str) -> None:
         if self._dead:
             return
-        self._dead = True
-        code = self._proc.poll() if self._proc is not None else None
-        log.error("the recorder process stopped (%s%s): calls are no longer recorded; forwarding goes on",
-                  why, "" if code is None else f", exit status {code}")
+        code = self._child.proc.poll() if self._child is not None else None
+        self._read_last_words()
         self._detach()
+        self._dead = True
+        if self._sock is not None:
+            self._sock.close()
+        if self._outage is None:  # else the last recorder died before it took the loss over
+            self._outage = Outage(self._last.pending, self._unacked.shipped - self._last.received)
+        self._outage.walk(self._unacked)
+        self._unacked = Unacked()
+        if self._closing:
+            return
+        lived = time.monotonic() - self._born
+        young = self._restarts > 0 and lived < STEADY_S
+        self._delay = min(self._delay * 2, MAX_RESTART_S) if young else FIRST_RESTART_S
+        log.error("the recorder process stopped (%s%s): %d calls not recorded so far; restarting it in %.1f s; "
+                  "forwarding goes on", why, "" if code is None else f", exit status {code}", self._outage.calls,
+                  self._delay)
+        if self._loop is not None:
+            self._restart = self._loop.call_later(self._delay, self._start_again)
+
+    def _read_last_words(self) -> None:
+        """The reports it sent before it died (sending to it may fail before they are read):
+        what it acknowledged there is not counted lost."""
+        if self._sock is None:
+            return
+        try:
+            while data := self._sock.recv(1 << 16):
+                self._reader.feed(data, self._take)
+        except OSError:
+            pass  # read to the end (BlockingIOError), or the socket is broken: nothing more to read
+
+    def _start_again(self) -> None:
+        """A new child, carrying on the session and counters; the live connections are handed
+        over as gapped, so it follows them from their next frame boundary."""
+        self._restart = None
+        outage = self._outage
+        if self._closing or outage is None:
+            return
+        if self._child is not None:
+            self._child.kill()  # it is gone already (its socket closed): reap it
+        self._restarts += 1
+        loss = LossEpisode(outage.since, time.time(), DIED, outage.calls)
+        resume = link.Resume(self.session_id, self._last.stats, loss)
+        try:
+            sock = self._spawn(resume).sock
+        except OSError as exc:
+            log.error("could not start a new recorder process: %s", exc)
+            self._died(str(exc))
+            return
+        log.info("started a new recorder process (restart %d); %d calls were not recorded meanwhile",
+                 self._restarts, outage.calls)
+        sock.setblocking(False)
+        self._reader = link.Reader()
+        self._dead = self._reported = False
+        self._gap_since, self._dropped = None, 0
+        self._gapped = set()
+        self._attach()
+        for info in self._live.values():
+            self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
+            self._gapped.update(((info.conn_id, True), (info.conn_id, False)))
+        self._joined = set(self._gapped)
 
     def _detach(self) -> None:
         """Off the event loop, and nothing more to send."""
-        if self._loop is not None and self._sock is not None:
+        if self._loop is not None and self._sock is not None and not self._dead:
             self._loop.remove_reader(self._sock.fileno())
             if self._writing:
                 self._loop.remove_writer(self._sock.fileno())
@@ -329,9 +422,7 @@ class _Shipped:
         self.proc.chunk(self.conn_id, False, data, boundary)
 
     def upstream_changed(self, upstream: str) -> None:
-        self.proc._send(channel.message(channel.UPSTREAM, (self.conn_id, upstream)))
+        self.proc.upstream_changed(self.conn_id, upstream)
 
     def closed(self, reason: str | None) -> None:
-        self.proc.forget(self.conn_id)
-        self.proc._send(channel.message(channel.CLOSED, (self.conn_id, time.monotonic(), reason)))
-
+        self.proc.closed(self.conn_id, reason)

@@ -117,6 +117,20 @@ class Recorder:
             if episode is not None:
                 self._losses.append(episode)
 
+    def carry_on(self, session_id: int | None, stats: RecorderStats) -> None:
+        """Before start(): go on with the run's session row and counters where a recorder
+        process that died left them (proxy.recorder_link restarts one)."""
+        self._totals = Totals(stats.recorded, stats.lost, stats.loss_episodes)
+        self._skipped = stats.skipped
+        if session_id is not None:
+            self._db.writer.resume(session_id)
+
+    @property
+    def fault(self) -> str | None:
+        """Why the database does not work, while it does not."""
+        with self._lock:
+            return None if self._faults.healthy else self._faults.reason
+
     # -- control --------------------------------------------------------------------------
 
     def start(self, strict: bool = True, thread: bool = True) -> None:
@@ -224,7 +238,7 @@ class Recorder:
             or self._stopping
             or not faults.healthy
             or len(queue.calls) >= opts.batch_max_calls
-            or (due and (queue.calls or self._session_changed))
+            or (due and (queue.calls or self._session_changed or self._losses))
         ):
             return queue.take(self._losses), None
         wait = self._last_flush + opts.flush_interval_s - now if queue.calls else opts.flush_interval_s

@@ -33,7 +33,7 @@ def has_session(conn: sqlite3.Connection, session_id: int | None, session: Sessi
         return False
     row = conn.execute(
         "SELECT 1 FROM sessions WHERE id = ? AND started_unix = ? AND pid = ?",
-        (session_id, session.started_unix, os.getpid()),
+        (session_id, session.started_unix, session.pid),
     ).fetchone()
     return row is not None
 
@@ -45,7 +45,7 @@ def insert_session(conn: sqlite3.Connection, s: SessionInfo, totals: Totals) -> 
         "image_api, calls_recorded, calls_lost, loss_episodes) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (db.utc_text(s.started_unix), s.started_unix, __version__, FORMAT_VERSION,
-         socket.gethostname(), os.getpid(), json.dumps(s.config, default=str), s.listen,
+         socket.gethostname(), s.pid, json.dumps(s.config, default=str), s.listen,
          s.runtime_endpoint, s.image_endpoint, s.runtime_api, s.image_api,
          totals.recorded, totals.lost, totals.loss_episodes),
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from cri_proxy.model.link import Resume
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import SessionInfo
 from cri_proxy.recorder.keep import KeepPolicy
@@ -25,12 +26,16 @@ def policies(config: RecordConfig) -> tuple[KeepPolicy, RedactionPolicy]:
     return keep, redaction
 
 
-def make_recorder(config: RecordConfig, session: SessionInfo, thread: bool = True) -> Recorder:
+def make_recorder(config: RecordConfig, session: SessionInfo, thread: bool = True,
+                  resume: Resume | None = None) -> Recorder:
     """Open the database and start the writer (see Recorder.start for `thread`). Fails open
-    unless --require-recording."""
+    unless --require-recording. `resume`: carry on after a recorder process that died."""
     options = config.check()
     keep, redaction = policies(config)
     recorder = Recorder(config.db, session, options, pipeline=build_pipeline(keep, redaction, options))
+    if resume is not None:
+        recorder.carry_on(resume.session_id, resume.stats)
+        recorder.lost_elsewhere(resume.loss.calls_lost, resume.loss, starts=True)
     recorder.start(strict=config.require, thread=thread)
     log.info("recording %s; %s; %s", keep.describe(), redaction.describe(),
              "calls are refused while recording fails (--require-recording)" if config.require

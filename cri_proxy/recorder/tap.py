@@ -119,7 +119,7 @@ class ConnectionRecorder:
     def server_bytes(self, data: bytes, boundary: bool = True) -> None:
         self._guarded(self.server, self.client, self.walkers[False].feed(data))
 
-    def gap(self, from_client: bool, now: float | None = None) -> None:
+    def gap(self, from_client: bool, now: float | None = None, why: str = "it fell behind") -> None:
         """Bytes of one direction never reached the tap; the next ones begin a frame.
 
         The calls open now are recorded as unparsed, without the messages of this direction
@@ -131,7 +131,7 @@ class ConnectionRecorder:
         self.walkers[from_client] = h2.FrameWalker(ALL_TYPES)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
-        self._lose(side, "bytes of this connection never reached the recorder (it fell behind)")
+        self._lose(side, f"bytes of this connection never reached the recorder ({why})")
         for call in self.calls.values():
             call.unparsed = True
             (call.request if from_client else call.response).stop("a gap in the bytes")

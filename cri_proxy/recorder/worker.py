@@ -26,16 +26,14 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import asdict
-from typing import Any
 
 from cri_proxy.model.errors import CriProxyError
 from cri_proxy.model import link as channel
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
-from cri_proxy.model.options import RecordConfig
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
-from cri_proxy.model.session import LossEpisode, SessionInfo
+from cri_proxy.model.session import LossEpisode
+from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +41,8 @@ STATS_INTERVAL_S = 0.1
 SKIM_AFTER_S = 2.0  # this far behind the relay (or a quarter of --queue-mb behind, at the rate bytes
 CAUGHT_UP_S = 0.1  # come in), calls are followed without being recorded, until it is this close again
 MIN_EPISODE_S = 1.0  # and at least this long: one loss episode per second of flood at most
+_GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
+            channel.GAP_RESTARTED: "it was restarted while the connection was open"}
 READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
 
 
@@ -66,6 +66,7 @@ class Worker:
         self._out = bytearray()
         self._last_stats = 0.0
         self._failed_logged = False
+        self.received = 0  # link bytes handled, acknowledged with every STATS
 
     def run(self) -> None:
         sock = self.sock
@@ -88,15 +89,17 @@ class Worker:
                     break
                 if data:
                     self.reader.feed(data, self.handle)
+            wrote = False
             while (wait := self.recorder.pump()) == 0.0:  # the batches that are due, written here
-                pass
-            self.send_stats()
+                wrote = True
+            self.send_stats(force=wrote)  # after a commit at once: it is the proxy's acknowledgement
             if writable or self._out:
                 self.flush()
         self.finish()
 
     # Messages ------------------------------------------------------------------------------
     def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
+        self.received += stop - start + channel.HEAD
         try:
             if kind == channel.CHUNK:
                 conn_id, from_client, wall, mono = channel.CHUNK_HEAD.unpack_from(view, start - channel.HEAD)[2:]
@@ -106,28 +109,25 @@ class Worker:
                     self.watch_lag(mono, stop - start)
                     data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
                     (conn.client_bytes if from_client else conn.server_bytes)(data)
-                return
-            value: Any = channel.value(view, start, stop) if stop > start else None
-            if kind == channel.OPEN:
-                conn_id, info = value
-                self.conns[conn_id] = self.tap.open(info)
+            elif kind == channel.OPEN:
+                conn_id, peer_pid, peer_uid, upstream = channel.read_open(view, start, stop)
+                self.conns[conn_id] = self.tap.open(ConnectionInfo(conn_id, peer_pid, peer_uid, upstream))
             elif kind == channel.CLOSED:
-                conn_id, self.mono, reason = value
-                conn = self.conns.pop(conn_id, None)
-                if conn is not None:
+                conn_id, self.mono, reason = channel.read_closed(view, start, stop)
+                if (conn := self.conns.pop(conn_id, None)) is not None:
                     conn.closed(reason)
             elif kind == channel.UPSTREAM:
-                conn_id, upstream = value
+                conn_id, upstream = channel.read_upstream(view, start, stop)
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.upstream_changed(upstream)
             elif kind == channel.GAP:
-                conn_id, from_client, mono = value
+                conn_id, from_client, mono, why = channel.read_gap(view, start, stop)
                 if (conn := self.conns.get(conn_id)) is not None:
-                    conn.gap(from_client, mono)
+                    conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
             elif kind == channel.CALL:
-                self.recorder.submit(value)
+                self.recorder.submit(channel.unpickled(view, start, stop))
             elif kind == channel.SESSION:
-                self.recorder.update_session(**value)
+                self.recorder.update_session(**channel.read_session(view, start, stop))
             elif kind == channel.STOP:
                 self.stopping = True
             else:
@@ -180,7 +180,9 @@ class Worker:
             return
         self._last_stats = now
         if len(self._out) < 1 << 16:  # the proxy is not reading: it will get the next one
-            self._out += channel.message(channel.STATS, asdict(self.recorder.stats))
+            stats = self.recorder.stats
+            pending = stats.queued + sum(len(conn.calls) for conn in self.conns.values())
+            self._out += channel.stats_message(stats, self.received, pending, self.recorder.session_id)
 
     def flush(self) -> None:
         try:
@@ -209,22 +211,26 @@ class Worker:
             pass
 
 
-def _receive_init(sock: socket.socket) -> tuple[RecordConfig, SessionInfo, str]:
-    reader = channel.Reader()
-    got: list[Any] = []
+def _receive_init(sock: socket.socket) -> channel.Init:
+    """The INIT message, read to its last byte and no further: what follows is the Worker's."""
+    (length,) = channel.LENGTH.unpack(_recv_exactly(sock, channel.LENGTH.size))
+    body = _recv_exactly(sock, length)
+    if body[0] != channel.INIT:
+        raise ValueError(f"expected INIT, got message kind {body[0]}")
+    init = pickle.loads(body[1:])
+    if not isinstance(init, channel.Init):
+        raise ValueError(f"expected the recorder's options, got {type(init).__name__}")
+    return init
 
-    def take(kind: int, view: memoryview, start: int, stop: int) -> None:
-        if kind != channel.INIT:
-            raise ValueError(f"expected INIT, got message kind {kind}")
-        got.append(channel.value(view, start, stop))
 
-    while not got:
-        data = sock.recv(1 << 16)
-        if not data:
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        got = sock.recv(size - len(data))
+        if not got:
             raise EOFError("the proxy closed the socket before configuring the recorder")
-        reader.feed(data, take)
-    config, session, level = got[0]
-    return config, session, level
+        data += got
+    return bytes(data)
 
 
 def main(argv: list[str]) -> int:
@@ -234,22 +240,22 @@ def main(argv: list[str]) -> int:
         print("usage: python -m cri_proxy.recorder.worker FD (started by `cri-proxy run --db`)", file=sys.stderr)
         return 2
     sock = socket.socket(fileno=int(argv[0]))
-    config, session, level = _receive_init(sock)
-    logging.basicConfig(level=level, stream=sys.stderr,
+    init = _receive_init(sock)
+    logging.basicConfig(level=init.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[recorder]: %(message)s")
     try:
-        recorder = make_recorder(config, session, thread=False)
+        recorder = make_recorder(init.config, init.session, thread=False, resume=init.resume)
     except CriProxyError as exc:
-        sock.sendall(channel.message(channel.ERROR, str(exc)))
+        sock.sendall(channel.error_message(str(exc)))
         return 1
-    sock.sendall(channel.message(channel.READY, recorder.session_id))
-    Worker(sock, recorder, behind_bytes=(config.queue_mb << 20) // 4).run()
+    sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
+    Worker(sock, recorder, behind_bytes=(init.config.queue_mb << 20) // 4).run()
     return 0
 
 
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except (EOFError, pickle.UnpicklingError) as exc:
+    except (EOFError, ValueError, pickle.UnpicklingError) as exc:
         print(f"cri-proxy recorder: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -117,6 +117,10 @@ class BatchWriter:
         except OSError:
             return 0
 
+    def resume(self, session_id: int) -> None:
+        """Before open(): carry on this run's row, started by a recorder process that died."""
+        self._session_id = session_id
+
     def file_replaced(self) -> bool:
         """True when the open file was deleted or replaced (writes would go nowhere useful)."""
         try:

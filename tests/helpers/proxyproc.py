@@ -99,3 +99,22 @@ class ProxyProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def recorder_pid(proxy: ProxyProcess) -> int:
+    """The pid of the proxy's recorder process (`cri-proxy run --db`)."""
+    assert proxy.proc is not None
+    children = pathlib.Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children").read_text().split()
+    found = [int(pid) for pid in children
+             if b"cri_proxy.recorder.worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(found) == 1, children
+    return found[0]
+
+
+async def wait_for_log(proxy: ProxyProcess, text: str, count: int = 1, timeout: float = 20.0) -> None:
+    """Until the proxy's log holds `text` (at least `count` times)."""
+    deadline = time.monotonic() + timeout
+    while proxy.log().count(text) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not in the proxy's log within {timeout}s:\n{proxy.log()}")
+        await asyncio.sleep(0.02)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
 import signal
 import subprocess
@@ -22,7 +21,8 @@ from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
 from cri_proxy.store.readonly import open_readonly
-from tests.helpers.proxyproc import ProxyProcess
+from tests.helpers.baddb import BAD_DATABASES, bad_database
+from tests.helpers.proxyproc import ProxyProcess, recorder_pid
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -137,61 +137,6 @@ async def test_sigkill_under_load_loses_little_and_the_database_opens_clean(
     assert made - 20 <= recorded <= made  # at most the last chunks the proxy had not handed over yet
 
 
-def recorder_pid(proxy: ProxyProcess) -> int:
-    children = pathlib.Path(f"/proc/{proxy.proc.pid}/task/{proxy.proc.pid}/children").read_text().split()
-    found = [int(pid) for pid in children
-             if b"cri_proxy.recorder.worker" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()]
-    assert len(found) == 1, children
-    return found[0]
-
-
-async def test_a_dead_recorder_process_never_fails_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    path = sock_dir / "calls.db"
-    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-            stub = v1_grpc.RuntimeServiceStub(channel)
-            await stub.Version(v1.VersionRequest())
-            os.kill(recorder_pid(proxy), signal.SIGKILL)
-            for _ in range(50):
-                await stub.ListContainers(v1.ListContainersRequest())
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:  # a new connection too
-            assert (await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())).runtime_name
-        assert await proxy.astop() == 0
-    assert "the recorder process stopped" in proxy.log()
-    assert "calls are no longer recorded; forwarding goes on" in proxy.log()
-
-
-async def test_require_recording_refuses_connections_once_the_recorder_is_gone(
-        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    path = sock_dir / "calls.db"
-    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--require-recording") as proxy:
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
-        os.kill(recorder_pid(proxy), signal.SIGKILL)
-        await asyncio.sleep(0.5)
-        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
-                await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest(), timeout=5)
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "the recorder process stopped" in proxy.log()
-
-
-async def test_the_recorder_process_stops_with_the_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    """SIGINT and SIGTERM reach the whole process group (a terminal, systemd): the recorder
-    waits for the proxy to say stop, so the calls still queued are written, then exits."""
-    path = sock_dir / "calls.db"
-    proxy = await ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)).astart()
-    worker = recorder_pid(proxy)
-    async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
-        stub = v1_grpc.RuntimeServiceStub(channel)
-        await asyncio.gather(*(stub.Version(v1.VersionRequest()) for _ in range(200)))
-    os.kill(worker, signal.SIGTERM)  # as systemd's stop would, before the proxy's own
-    assert await proxy.astop() == 0
-    assert not pathlib.Path(f"/proc/{worker}").exists() or \
-        "zombie" in pathlib.Path(f"/proc/{worker}/status").read_text()
-    assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(200, 0, 1)]
-
-
 @pytest.mark.parametrize("fault", ["deleted", "read-only", "locked"])
 async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runtime: pathlib.Path, fault: str) -> None:
     path = sock_dir / "calls.db"
@@ -228,11 +173,42 @@ async def test_database_faults_never_fail_cri_calls(sock_dir: pathlib.Path, runt
             conn.close()
 
 
-def test_require_recording_refuses_an_unusable_database(sock_dir: pathlib.Path) -> None:
-    (sock_dir / "rt.sock").touch()
-    result = subprocess.run(
-        [sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{sock_dir}/p.sock", "--runtime-endpoint",
-         f"unix://{sock_dir}/rt.sock", "--db", "/proc/nope/calls.db", "--require-recording"],
-        capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
-    assert "cri-proxy: error:" in result.stderr and "Traceback" not in result.stderr
+HEAVY_EXTENSIONS = ("_sqlite3", "google/_upb", "google/protobuf/pyext/_message")
+
+
+def heavy_extensions(pid: int) -> set[str]:
+    maps = pathlib.Path(f"/proc/{pid}/maps").read_text()
+    return {name for name in HEAVY_EXTENSIONS if name in maps}
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["relay-only", "with-db"])
+async def test_the_relay_process_loads_neither_sqlite_nor_protobuf(
+        sock_dir: pathlib.Path, runtime: pathlib.Path, record: bool) -> None:
+    """Recording lives in the child: the relay process stays small, with or without --db."""
+    extra = ("--db", str(sock_dir / "calls.db")) if record else ()
+    async with ProxyProcess(sock_dir / "p.sock", runtime, *extra) as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
+        assert proxy.proc is not None
+        assert heavy_extensions(proxy.proc.pid) == set()
+        if record:  # the same check finds them where they belong
+            assert "_sqlite3" in heavy_extensions(recorder_pid(proxy))
+        assert await proxy.astop() == 0
+
+
+@pytest.mark.parametrize("kind", BAD_DATABASES)
+async def test_a_bad_database_at_start_never_takes_the_cri_away(
+        sock_dir: pathlib.Path, runtime: pathlib.Path, kind: str) -> None:
+    with bad_database(sock_dir, kind) as path:
+        async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+                stub = v1_grpc.RuntimeServiceStub(channel)
+                for _ in range(5):
+                    assert (await stub.Version(v1.VersionRequest(), timeout=5)).runtime_name
+                    assert await stub.ListPodSandbox(v1.ListPodSandboxRequest(), timeout=5) is not None
+            assert await proxy.astop() == 0
+    log = proxy.log()
+    assert "Traceback" not in log and "Aborted" not in log
+    said = [line for line in log.splitlines() if f"recording to {path} failed (" in line]
+    assert len(said) == 1 and " ERROR " in said[0] and "retried every" in said[0], log
+    assert "listening on" in log
