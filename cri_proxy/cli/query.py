@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -29,15 +29,18 @@ from cri_proxy.cli.options import (
 )
 from cri_proxy.cli.runner import execute
 from cri_proxy.model.errors import ConfigError
-from cri_proxy.query import output, sqlrun
-from cri_proxy.query.since import since_text
-from cri_proxy.query.stats import compute
-from cri_proxy.query.tail import ID_CHARS, Filters, follow
-from cri_proxy.store.readonly import Recording
+
+if TYPE_CHECKING:
+    from cri_proxy.store.readonly import Recording
+
+# The read side (sqlite3, the store) is imported inside each command: `cri-proxy run`, the
+# relay process, loads this module too and must not load sqlite3 (see proxy/).
 
 
 @contextlib.contextmanager
 def _recording(db: Optional[Path]) -> Iterator[Recording]:
+    from cri_proxy.store.readonly import Recording
+
     recording = Recording(read_db(db))
     try:
         yield recording
@@ -82,6 +85,8 @@ def json_rows(fmt: OutputFormat, rows: Iterable[Sequence[Any]]) -> Iterable[Sequ
 
 
 def _write(fmt: OutputFormat, columns: Sequence[str], rows: Iterable[Sequence[Any]], no_trunc: bool) -> None:
+    from cri_proxy.query import output
+
     max_cell = None if no_trunc else output.MAX_CELL
     output.write_rows(sys.stdout, fmt.value, columns, json_rows(fmt, rows), max_cell=max_cell)
 
@@ -102,6 +107,8 @@ def query(
     """Run SQL against a recording, read-only (the database is never created or changed)."""
 
     def main() -> None:
+        from cri_proxy.query import sqlrun
+
         chosen = [flag for flag, on in (("SQL", sql is not None or file is not None), ("--schema", schema),
                                         ("--named", named is not None), ("--list-named", list_named)) if on]  # fmt: skip
         if len(chosen) > 1:
@@ -146,6 +153,9 @@ def tail(
         terminated = True  # a plain flag: a signal handler must not take a lock
 
     def main() -> None:
+        from cri_proxy.query.since import since_text
+        from cri_proxy.query.tail import ID_CHARS, Filters, follow
+
         try:
             filters = Filters(method, errors, since_text(since) if since else None)
             with _recording(db) as recording:
@@ -175,6 +185,10 @@ def stats(
     """Per method: calls, errors, p50/p95/p99 latency, bytes; per proxy run: calls recorded and LOST."""
 
     def main() -> None:
+        from cri_proxy.query import output
+        from cri_proxy.query.since import since_text
+        from cri_proxy.query.stats import compute
+
         since_at = since_text(since) if since else None
         with _recording(db) as recording:
             result = compute(recording.conn, since_at=since_at, session=session)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -27,15 +27,20 @@ from cri_proxy.cli.options import (
     until_option,
 )
 from cri_proxy.cli.runner import execute
-from cri_proxy.replay.pace import parse_pace
-from cri_proxy.replay.report import check_report_path, write_report, write_terminal
-from cri_proxy.store.selection import Selection
+
+if TYPE_CHECKING:
+    from cri_proxy.store.selection import Selection
+
+# replay loads protobuf and sqlite3: imported inside the commands, since `cri-proxy run` (the
+# relay process, which must load neither) loads this module too.
 
 DB_ARGUMENT_HELP = "The recording (read only); the same as --db, which also reads $CRI_PROXY_DB."
 
 
 def selection(session: Optional[int], since: Optional[str], until: Optional[str], where: Optional[str]) -> Selection:
     """The calls `--session`, `--since`, `--until` and `--where` choose."""
+    from cri_proxy.store.selection import Selection
+
     since_at, until_at = time_range(since, until)
     return Selection(session, since_at, until_at, where)
 
@@ -60,6 +65,8 @@ def replay(
     """Re-issue recorded calls against a runtime and compare the answers (--db-out records the replay as a new session)."""
 
     async def main() -> int:
+        from cri_proxy.replay.pace import parse_pace
+        from cri_proxy.replay.report import check_report_path, write_report, write_terminal
         from cri_proxy.replay.runner import ReplayOptions, run_replay
 
         if report is not None:
@@ -91,6 +98,7 @@ def serve(
 
     async def main() -> int:
         from cri_proxy.replay.serve import ServeOptions, run_serve
+        from cri_proxy.store.selection import Selection
 
         path = str(db_or_argument(ctx, db_argument, db))
         return await run_serve(ServeOptions(path, listen, Selection(session=session), api), typer.echo)

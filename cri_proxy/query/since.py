@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from cri_proxy.model.errors import ConfigError
-from cri_proxy.store.db import utc_text
+from cri_proxy.model.clock import utc_text
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

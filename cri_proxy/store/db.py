@@ -8,12 +8,12 @@ migration this version does not know was written by a newer cri-proxy and is ref
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 
+from cri_proxy.model.clock import utc_text
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store import sql
 
@@ -144,17 +144,6 @@ def split_statements(script: str) -> Iterator[str]:
         if sqlite3.complete_statement(buffer):
             yield buffer
             buffer = ""
-
-
-def utc_text(unix: float) -> str:
-    """'YYYY-MM-DD HH:MM:SS.mmm' in UTC: SQLite's datetime() shape plus milliseconds."""
-    seconds, ms = divmod(int(round(unix * 1000)), 1000)
-    return f"{_second_text(seconds)}.{ms:03d}"
-
-
-@functools.lru_cache(maxsize=64)  # calls of a batch share a few seconds; strftime is slow
-def _second_text(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def _db_name(conn: sqlite3.Connection) -> str:
