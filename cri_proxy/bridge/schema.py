@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
+from google.protobuf.descriptor import Descriptor, FileDescriptor
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2

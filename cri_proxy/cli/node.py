@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 
 from cri_proxy.cli.options import db_option
@@ -37,9 +38,9 @@ def program() -> tuple[str, ...]:
 def check_run_args(args: list[str]) -> None:
     """The generated `cri-proxy run` flags parse with the real command (a typo fails here, not
     at the node's next boot)."""
-    from cri_proxy.cli.app import app
-
-    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    # The app this command runs in (no import of cli.app: it imports this module).
+    root = click.get_current_context().find_root().command
+    command = root.commands["run"]
     try:
         command.make_context("run", list(args))
     except typer.TyperException as exc:  # click's usage errors (typer vendors click and derives them from this)

@@ -17,7 +17,6 @@ import pytest
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
-from cri_proxy.store import db
 from cri_proxy.store.readonly import open_readonly
 from tests.helpers.baddb import BAD_DATABASES, bad_database
 from tests.helpers.proxyproc import ProxyProcess, recorder_pid
