@@ -1,5 +1,7 @@
-"""The recorder and its writer against real SQLite files: batches, dedup, caps, redaction,
-queue overflow, database faults (locked, read-only, deleted, full, corrupt), kill -9, load.
+"""cri_proxy/recorder/writer.py: the writer against real SQLite files: batches, dedup, caps,
+redaction, file mode, kill -9, load. (The queue, the database faults, the session row and the
+recorder's admission have their twins: test_queue.py, test_faults.py, test_sessions.py,
+test_recorder.py.)
 
 Also a script: `python -m tests.recorder.test_writer sustain --rate 1000 --seconds 60` checks a
 rate is sustained with zero loss; `... max` measures the writer's ceiling; `... load PATH` is
@@ -11,9 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
-import logging
 import os
-import shutil
 import signal
 import sqlite3
 import stat
@@ -21,14 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.model.errors import StorageError
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import db
@@ -48,44 +47,7 @@ from tests.helpers.calls import (
 pytestmark = pytest.mark.timeout(60)
 
 
-# -- a kubelet-like mix ---------------------------------------------------------------------
-
-
-
-
-
-
-
-
-
-
-
-
-# -- helpers ----------------------------------------------------------------------------------
-
-
-
-
-
-
-
-
-def timed_submits(recorder: Recorder, calls: list[RecordedCall]) -> float:
-    """Submits the calls, returns the slowest submit in seconds (it must never block)."""
-    worst = 0.0
-    for call in calls:
-        start = time.perf_counter()
-        recorder.submit(call)
-        worst = max(worst, time.perf_counter() - start)
-    return worst
-
-
-@pytest.fixture
-def fast_retry() -> RecorderOptions:
-    return RecorderOptions(retry_interval_s=0.1, busy_timeout_s=0.1, max_attempts=1000, flush_interval_s=0.05)
-
-
-# -- batches, dedup, caps, redaction, sessions ------------------------------------------------
+# -- batches, dedup, caps, redaction, file mode -----------------------------------------------
 
 
 def test_a_batch_is_one_transaction(tmp_path: Path) -> None:
@@ -173,25 +135,6 @@ def test_secrets_are_redacted_before_hashing(tmp_path: Path) -> None:
     assert rows(path, "SELECT redacted, notes IS NOT NULL FROM calls") == [(1, 1)]
 
 
-def test_session_row_start_update_and_end(tmp_path: Path) -> None:
-    from cri_proxy.model.session import SessionInfo
-
-    path = tmp_path / "calls.db"
-    session = SessionInfo(listen="/run/cri-proxy.sock", runtime_endpoint="unix:///run/containerd/containerd.sock",
-                          config={"record": str(path)})  # fmt: skip
-    recorder = Recorder(path, session)
-    recorder.start()
-    recorder.update_session(runtime_api="v1", image_api="v1")
-    recorder.submit(version_call(1))
-    wait_for(lambda: rows(path, "SELECT runtime_api, calls_recorded FROM sessions") == [("v1", 1)])
-    assert rows(path, "SELECT ended_at FROM sessions") == [(None,)]
-    recorder.close()
-    got = rows(path, "SELECT listen, runtime_endpoint, runtime_api, image_api, calls_recorded, calls_lost, "
-                     "ended_at IS NOT NULL, config, cri_proxy_version FROM sessions")  # fmt: skip
-    assert got == [("/run/cri-proxy.sock", "unix:///run/containerd/containerd.sock", "v1", "v1", 1, 0, 1,
-                    f'{{"record": "{path}"}}', "0.1.0")]  # fmt: skip
-
-
 def test_file_mode_is_0600(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     old = os.umask(0)
@@ -205,304 +148,6 @@ def test_file_mode_is_0600(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}
-
-
-# -- the queue --------------------------------------------------------------------------------
-
-
-def test_queue_overflow_is_counted_once_per_episode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=RecorderOptions(max_queue_calls=10, flush_interval_s=0.05))
-    caplog.set_level(logging.WARNING, "cri_proxy.recorder.recorder")
-    for i in range(25):  # not started yet: nothing drains the queue
-        recorder.submit(version_call(i))
-    assert (recorder.stats.queued, recorder.stats.lost, recorder.stats.loss_episodes) == (10, 15, 1)
-    assert sum("queue full" in r.getMessage() for r in caplog.records) == 1
-    recorder.start()
-    wait_for(lambda: recorder.stats.queued == 0)
-    for i in range(25, 30):
-        recorder.submit(version_call(i))
-    wait_for(lambda: recorder.stats.recorded == 15)
-    recorder.close()
-    assert sum("drained" in r.getMessage() for r in caplog.records) == 1
-    assert rows(path, "SELECT calls_recorded, calls_lost, loss_episodes FROM sessions") == [(15, 15, 1)]
-    assert rows(path, "SELECT reason, calls_lost FROM losses") == [("queue full", 15)]
-
-
-def test_queue_is_bounded_by_bytes(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "calls.db", options=RecorderOptions(max_queue_bytes=100_000))
-    big = make_call("Version", {"version": "x" * 30_000}, {})
-    for _ in range(5):
-        recorder.submit(big)
-    assert (recorder.stats.queued, recorder.stats.lost) == (3, 2)
-    assert recorder.stats.queued_bytes <= 100_000
-
-
-def test_keep_policy_skips_calls_before_the_queue(tmp_path: Path) -> None:
-    from cri_proxy.recorder.keep import KeepPolicy
-
-    policy = KeepPolicy.from_options(include=[], exclude=["List*"], sample=[])
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, keep=policy.keep)
-    recorder.start()
-    recorder.submit(make_call("ListContainers", {}, {}))
-    recorder.submit(version_call(1))
-    recorder.close()
-    assert (recorder.stats.recorded, recorder.stats.skipped, recorder.stats.lost) == (1, 1, 0)
-    assert rows(path, "SELECT method FROM calls") == [("Version",)]
-
-
-def test_submit_never_raises(tmp_path: Path) -> None:
-    recorder = Recorder(tmp_path / "calls.db")
-    broken = version_call(1)
-    broken.messages = None  # type: ignore[assignment]
-    recorder.submit(broken)
-    assert recorder.stats.lost == 1
-
-
-# -- database faults --------------------------------------------------------------------------
-
-
-_HOLD_LOCK = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()
-conn.execute("ROLLBACK")
-"""
-
-
-def test_locked_database(tmp_path: Path, fast_retry: RecorderOptions) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=fast_retry)
-    recorder.start()
-    other = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert other.stdin is not None and other.stdout is not None
-    try:
-        assert other.stdout.readline() == "locked\n"  # another process holds the write lock
-        worst = timed_submits(recorder, [version_call(i) for i in range(200)])
-        wait_for(lambda: not recorder.stats.healthy)
-        time.sleep(0.5)
-        assert recorder.stats.recorded == 0 and recorder.stats.lost == 0
-    finally:
-        other.stdin.close()
-        other.wait(10)
-    wait_for(lambda: recorder.stats.recorded == 200)
-    assert recorder.stats.healthy
-    recorder.close()
-    assert worst < 0.05
-    assert integrity(path) == ["ok"]
-
-
-def test_locked_too_long_counts_the_batch_lost(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=RecorderOptions(retry_interval_s=0.05, busy_timeout_s=0.05, max_attempts=3))
-    recorder.start()
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    for i in range(10):
-        recorder.submit(version_call(i))
-    wait_for(lambda: recorder.stats.lost == 10)
-    other.execute("ROLLBACK")
-    other.close()
-    recorder.submit(version_call(11))
-    wait_for(lambda: recorder.stats.recorded == 1)
-    recorder.close()
-    assert rows(path, "SELECT calls_lost, loss_episodes FROM sessions") == [(10, 1)]
-    ((reason, lost),) = rows(path, "SELECT reason, calls_lost FROM losses")
-    assert lost == 10 and "locked" in reason
-    assert integrity(path) == ["ok"]
-
-
-def test_close_gives_up_on_a_locked_database_within_its_timeout(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=RecorderOptions(busy_timeout_s=0.1, retry_interval_s=0.1, max_attempts=1000))
-    recorder.start()
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        for i in range(20):
-            recorder.submit(version_call(i))
-        start = time.monotonic()
-        recorder.close(timeout_s=0.5)
-        took = time.monotonic() - start
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
-    assert took < 2.0
-    assert (recorder.stats.recorded, recorder.stats.lost, recorder.stats.queued) == (0, 20, 0)
-    recorder.submit(version_call(99))  # after close: counted, never raised
-    assert recorder.stats.lost == 21
-    assert integrity(path) == ["ok"]
-
-
-def test_close_writes_what_is_queued(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=RecorderOptions(flush_interval_s=60, batch_max_calls=100))
-    recorder.start()
-    for i in range(250):
-        recorder.submit(version_call(i))
-    recorder.close()
-    assert rows(path, "SELECT count(*) FROM calls") == [(250,)]
-    assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(250, 0, 1)]
-
-
-def _make_read_only(paths: list[Path]) -> Callable[[], None]:
-    """Read-only files even for root (chattr +i); returns the undo."""
-    root = os.geteuid() == 0
-    if root and shutil.which("chattr") is None:
-        pytest.skip("running as root without chattr: cannot make a file read-only")
-    for p in paths:
-        if not root:
-            p.chmod(0o400)
-        elif subprocess.run(["chattr", "+i", str(p)], capture_output=True).returncode != 0:
-            pytest.skip("chattr +i is not supported on this file system")
-
-    def undo() -> None:
-        for p in paths:
-            if root:
-                subprocess.run(["chattr", "-i", str(p)], check=True)
-            else:
-                p.chmod(0o600)
-
-    return undo
-
-
-def test_read_only_database_at_start(tmp_path: Path, fast_retry: RecorderOptions) -> None:
-    path = tmp_path / "calls.db"
-    db.open_database(path).close()
-    undo = _make_read_only([path])
-    try:
-        with pytest.raises(StorageError):
-            Recorder(path, options=fast_retry).start(strict=True)
-        recorder = Recorder(path, options=fast_retry)
-        recorder.start(strict=False)  # fail open: the proxy runs, recording is retried
-        worst = timed_submits(recorder, [version_call(i) for i in range(50)])
-        time.sleep(0.3)
-        assert not recorder.stats.healthy and recorder.stats.recorded == 0
-    finally:
-        undo()
-    wait_for(lambda: recorder.stats.recorded == 50)
-    recorder.close()
-    assert worst < 0.05
-    assert integrity(path) == ["ok"]
-
-
-def test_read_only_while_running(tmp_path: Path, fast_retry: RecorderOptions) -> None:
-    # The -shm file stays writable: SQLite maps it, and a write to a mapping of an immutable
-    # file is a SIGBUS that no program can catch.
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=fast_retry)
-    recorder.start()
-    recorder.submit(version_call(0))
-    wait_for(lambda: recorder.stats.recorded == 1)
-    undo = _make_read_only([path, Path(f"{path}-wal")])
-    try:
-        timed_submits(recorder, [version_call(i) for i in range(1, 51)])
-        wait_for(lambda: not recorder.stats.healthy)
-        assert recorder.stats.recorded == 1
-    finally:
-        undo()
-    wait_for(lambda: recorder.stats.recorded == 51)
-    recorder.close()
-    assert integrity(path) == ["ok"]
-
-
-def test_deleted_database_is_recreated(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=RecorderOptions(flush_interval_s=0.05))
-    recorder.start()
-    for i in range(10):
-        recorder.submit(version_call(i))
-    wait_for(lambda: recorder.stats.recorded == 10)
-    first_session = recorder.session_id
-    for suffix in ("", "-wal", "-shm"):
-        os.unlink(f"{path}{suffix}")
-    for i in range(10, 30):
-        recorder.submit(version_call(i))
-    wait_for(lambda: recorder.stats.recorded == 30)
-    recorder.close()
-    assert rows(path, "SELECT count(*) FROM calls") == [(20,)]
-    assert rows(path, "SELECT calls_recorded, ended_at IS NOT NULL FROM sessions") == [(30, 1)]
-    assert first_session is not None
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert integrity(path) == ["ok"]
-
-
-def test_deleted_directory_comes_back(tmp_path: Path, fast_retry: RecorderOptions) -> None:
-    folder = tmp_path / "rec"
-    folder.mkdir()
-    path = folder / "calls.db"
-    recorder = Recorder(path, options=fast_retry)
-    recorder.start()
-    shutil.rmtree(folder)
-    timed_submits(recorder, [version_call(i) for i in range(20)])
-    wait_for(lambda: not recorder.stats.healthy)
-    folder.mkdir()
-    wait_for(lambda: recorder.stats.recorded == 20)
-    recorder.close()
-    assert integrity(path) == ["ok"]
-
-
-def test_full_database(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "calls.db"
-    options = RecorderOptions(max_database_bytes=40 * 16384, retry_interval_s=0.05, max_attempts=2,
-                              flush_interval_s=0.02)  # fmt: skip
-    recorder = Recorder(path, options=options)
-    recorder.start()
-    caplog.set_level(logging.WARNING, "cri_proxy.recorder.recorder")
-    worst = 0.0
-    for i in range(300):  # about 3 MB of distinct bodies into a 640 KiB database
-        worst = max(worst, timed_submits(recorder, [make_call("Version", {"version": f"{i}" + "x" * 10_000}, {})]))
-        time.sleep(0.002)
-    wait_for(lambda: recorder.stats.queued == 0)
-    stats = recorder.stats
-    assert stats.lost > 0 and stats.recorded > 0 and stats.recorded + stats.lost == 300
-    # logged once per episode (a small batch may still fit in a freed page, ending one)
-    began = sum("disk is full" in r.getMessage() for r in caplog.records)
-    ended = sum("works again" in r.getMessage() for r in caplog.records)
-    assert began == ended + (0 if stats.healthy else 1) and began <= 5, (began, ended)
-    recorder.close()
-    assert worst < 0.05
-    assert integrity(path) == ["ok"]
-    assert path.stat().st_size <= 40 * 16384
-
-
-def test_corrupt_database_at_start(tmp_path: Path, fast_retry: RecorderOptions) -> None:
-    path = tmp_path / "calls.db"
-    path.write_bytes(os.urandom(100_000))
-    with pytest.raises(StorageError, match="not a usable SQLite database"):
-        Recorder(path, options=fast_retry).start(strict=True)
-    recorder = Recorder(path, options=fast_retry)
-    recorder.start(strict=False)
-    recorder.submit(version_call(1))
-    wait_for(lambda: recorder.stats.recorded == 1)
-    recorder.close()
-    aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
-    assert len(aside) == 1 and aside[0].stat().st_size == 100_000
-    assert integrity(path) == ["ok"]
-
-
-def test_database_replaced_by_a_corrupt_file(tmp_path: Path, fast_retry: RecorderOptions) -> None:
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path, options=fast_retry)
-    recorder.start()
-    recorder.submit(version_call(0))
-    wait_for(lambda: recorder.stats.recorded == 1)
-    junk = tmp_path / "junk"
-    junk.write_bytes(b"SQLite format 3\x00" + os.urandom(50_000))  # a valid magic, garbage after it
-    os.replace(junk, path)
-    for suffix in ("-wal", "-shm"):
-        os.unlink(f"{path}{suffix}")
-    for i in range(1, 21):
-        recorder.submit(version_call(i))
-    wait_for(lambda: recorder.stats.recorded == 21)
-    recorder.close()
-    assert len([p for p in tmp_path.iterdir() if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))]) == 1
-    assert rows(path, "SELECT count(*) FROM calls") == [(20,)]
-    assert integrity(path) == ["ok"]
 
 
 # -- kill -9 and load -------------------------------------------------------------------------
