@@ -37,6 +37,13 @@ def timed_submits(recorder: Recorder, calls: list[RecordedCall]) -> float:
     return worst
 
 
+def retried(caplog: pytest.LogCaptureFixture, times: int) -> Callable[[], bool]:
+    """True once the writer has retried a failed write `times` times (its debug lines): a
+    positive sign that time passed with the fault in place, instead of a sleep."""
+    caplog.set_level(logging.DEBUG, "cri_proxy.recorder.recorder")
+    return lambda: sum("still failing" in r.getMessage() for r in caplog.records) >= times
+
+
 @pytest.fixture
 def fast_retry() -> RecorderOptions:
     return RecorderOptions(retry_interval_s=0.1, busy_timeout_s=0.1, max_attempts=1000, flush_interval_s=0.05)
@@ -52,7 +59,7 @@ conn.execute("ROLLBACK")
 """
 
 
-def test_locked_database(tmp_path: Path, fast_retry: RecorderOptions) -> None:
+def test_locked_database(tmp_path: Path, fast_retry: RecorderOptions, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "calls.db"
     recorder = Recorder(path, options=fast_retry)
     recorder.start()
@@ -63,7 +70,7 @@ def test_locked_database(tmp_path: Path, fast_retry: RecorderOptions) -> None:
         assert other.stdout.readline() == "locked\n"  # another process holds the write lock
         worst = timed_submits(recorder, [version_call(i) for i in range(200)])
         wait_for(lambda: not recorder.stats.healthy)
-        time.sleep(0.5)
+        wait_for(retried(caplog, 3))  # three retries under the lock, each failed and held
         assert recorder.stats.recorded == 0 and recorder.stats.lost == 0
     finally:
         other.stdin.close()
@@ -138,7 +145,8 @@ def _make_read_only(paths: list[Path]) -> Callable[[], None]:
     return undo
 
 
-def test_read_only_database_at_start(tmp_path: Path, fast_retry: RecorderOptions) -> None:
+def test_read_only_database_at_start(tmp_path: Path, fast_retry: RecorderOptions,
+                                     caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "calls.db"
     db.open_database(path).close()
     undo = _make_read_only([path])
@@ -148,7 +156,7 @@ def test_read_only_database_at_start(tmp_path: Path, fast_retry: RecorderOptions
         recorder = Recorder(path, options=fast_retry)
         recorder.start(strict=False)  # fail open: the proxy runs, recording is retried
         worst = timed_submits(recorder, [version_call(i) for i in range(50)])
-        time.sleep(0.3)
+        wait_for(retried(caplog, 2))  # the writer tried again, and the file is still read-only
         assert not recorder.stats.healthy and recorder.stats.recorded == 0
     finally:
         undo()

@@ -41,6 +41,9 @@ pytestmark = pytest.mark.timeout(20)
 
 
 # Real traffic ---------------------------------------------------------------------------
+BARRIER = b"barrier: the next call recorded"
+
+
 @dataclass
 class Setup:
     direct: str
@@ -50,13 +53,23 @@ class Setup:
     seen: Seen
 
     async def calls(self, count: int, timeout: float = 5.0) -> list[RecordedCall]:
-        """The recorded calls, once `count` have arrived (a call ends on the server's last frame)."""
+        """The recorded calls, once `count` have arrived (a call ends on the server's last frame).
+
+        That nothing more comes is checked with a barrier, not a sleep: one more call, on a
+        connection of its own, must be the next one recorded (then it is taken off again)."""
+        await self._arrived(count, timeout)
+        assert await outcome(self.proxied, "/test.Echo/Unary", BARRIER) == \
+            await outcome(self.direct, "/test.Echo/Unary", BARRIER)
+        await self._arrived(count + 1, timeout)
+        assert len(self.sink.calls) == count + 1, [c.path for c in self.sink.calls]
+        assert messages(self.sink.calls[-1], Direction.REQUEST) == [BARRIER], [c.path for c in self.sink.calls]
+        self.sink.calls.pop()
+        return self.sink.calls
+
+    async def _arrived(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while len(self.sink.calls) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # nothing more should come
-        assert len(self.sink.calls) == count, [c.path for c in self.sink.calls]
-        return self.sink.calls
 
 
 @pytest.fixture
