@@ -31,6 +31,7 @@ from tests.helpers import containerd_harness as harness
 from tests.helpers.containerd_fixtures import (  # noqa: F401  (fixtures are found by name)
     Both,
     Outcome,
+    ProxyRun,
     api,
     both,
     container_config,
@@ -79,6 +80,7 @@ def test_runtime_and_image_reads_are_identical(both: Both, containerd: harness.C
     assert not absent.HasField("image")
     fs = both.read("ImageFsInfo", pb.ImageFsInfoRequest(), normalize=zero_volatile)
     assert fs.image_filesystems[0].fs_id.mountpoint.startswith(str(containerd.dir))
+    both.finish()
 
 
 def test_pull_and_remove_image(both: Both, containerd: harness.Containerd) -> None:
@@ -108,6 +110,7 @@ def test_pull_and_remove_image(both: Both, containerd: harness.Containerd) -> No
         assert both.outcome(channel, "RemoveImage", pb.RemoveImageRequest(image=spec)).code == grpc.StatusCode.OK
     still = both.read("ImageStatus", pb.ImageStatusRequest(image=pb.ImageSpec(image=harness.BUSYBOX_REF)))
     assert harness.BUSYBOX_REF in still.image.repo_tags
+    both.finish()
 
 
 UNKNOWN_ID = "0" * 64
@@ -139,6 +142,7 @@ def test_unknown_ids_fail_identically(both: Both) -> None:
         outcomes = [both.outcome(channel, name, request) for channel in (both.direct, both.via)]
         assert outcomes[0] == outcomes[1], name
         assert (outcomes[0].code, outcomes[0].raw) == (grpc.StatusCode.OK, b""), name
+    both.finish()
 
 
 @dataclass
@@ -318,6 +322,7 @@ def test_pod_and_container_lifecycle(both: Both, containerd: harness.Containerd)
     left = both.read("ListPodSandbox", both.api.pb.ListPodSandboxRequest(
         filter=both.api.pb.PodSandboxFilter(label_selector={"pair": pair})))
     assert list(left.items) == []
+    both.finish()
 
 
 def test_deadlines_and_cancellation_reach_containerd(both: Both, containerd: harness.Containerd) -> None:
@@ -349,6 +354,7 @@ def test_deadlines_and_cancellation_reach_containerd(both: Both, containerd: har
         assert wait_until_gone("1032", 10), "the exec outlived the caller's cancellation"
     finally:
         stop_and_remove(both, direct, via)
+    both.finish()
 
 
 def sleepers(seconds: str) -> list[int]:
@@ -412,12 +418,13 @@ def test_pod_with_its_own_network(both: Both, containerd: harness.Containerd) ->
         both.call(both.via, "StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
         both.call(both.via, "RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     both.fails_alike("PodSandboxStatus", pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id))
+    both.finish()
 
 
-def test_get_container_events_is_unimplemented_both_ways(containerd: harness.Containerd, proxy: pathlib.Path) -> None:
+def test_get_container_events_is_unimplemented_both_ways(containerd: harness.Containerd, proxy: ProxyRun) -> None:
     """containerd 1.6 has no GetContainerEvents (1.7 added it); the server stream must fail alike."""
     outcomes = []
-    for sock in (containerd.sock, proxy):
+    for sock in (containerd.sock, proxy.sock):
         with grpc.insecure_channel(f"unix://{sock}") as channel:
             stream = channel.unary_stream("/runtime.v1.RuntimeService/GetContainerEvents",
                                           request_serializer=serialize, response_deserializer=None)
@@ -426,12 +433,13 @@ def test_get_container_events_is_unimplemented_both_ways(containerd: harness.Con
             outcomes.append((caught.value.code(), caught.value.details()))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0] == grpc.StatusCode.UNIMPLEMENTED
+    proxy.finish()
 
 
-def test_containerd_api_through_the_proxy(containerd: harness.Containerd, proxy: pathlib.Path) -> None:
+def test_containerd_api_through_the_proxy(containerd: harness.Containerd, proxy: ProxyRun) -> None:
     """containerd's own services share the socket; the proxy must carry them too (ctr uses them)."""
     answers = []
-    for sock in (containerd.sock, proxy):
+    for sock in (containerd.sock, proxy.sock):
         with grpc.insecure_channel(f"unix://{sock}") as channel:
             version = channel.unary_unary("/containerd.services.version.v1.Version/Version", None, None)
             namespaces = channel.unary_unary("/containerd.services.namespaces.v1.Namespaces/List", None, None)
@@ -442,7 +450,8 @@ def test_containerd_api_through_the_proxy(containerd: harness.Containerd, proxy:
     assert proto_strings(version_raw)[0].startswith(b"1.6.")
     assert b"k8s.io" in namespaces_raw
 
-    server_version = containerd.ctr("version", address=proxy)
+    server_version = containerd.ctr("version", address=proxy.sock)
     assert re.search(r"Server:\s+Version:\s+1\.6\.", server_version), server_version
-    assert containerd.ctr("images", "ls", "-q", address=proxy) == containerd.ctr("images", "ls", "-q")
-    assert harness.BUSYBOX_REF in containerd.ctr("images", "ls", "-q", address=proxy)
+    assert containerd.ctr("images", "ls", "-q", address=proxy.sock) == containerd.ctr("images", "ls", "-q")
+    assert harness.BUSYBOX_REF in containerd.ctr("images", "ls", "-q", address=proxy.sock)
+    proxy.finish()

@@ -2,8 +2,9 @@
 
 - `containerd` (session): one private containerd (tests/containerd_harness.py), images imported;
   skipped without root or containerd, unless CRI_PROXY_REQUIRE_CONTAINERD=1 (CI) makes that fail.
-- `proxy`: a `cri-proxy run` subprocess in front of it, on a socket in `sock_dir`; stopped with
-  SIGTERM at teardown, and it must exit 0.
+- `proxy`: a `ProxyRun`, a `cri-proxy run` subprocess in front of it, on a socket in `sock_dir`;
+  a test ends with `proxy.finish()` / `both.finish()` (exit 0 on SIGTERM, the recording whole);
+  the teardown only stops it, and asserts nothing (a skipped test stays skipped).
 - `api`: runtime.v1 or runtime.v1alpha2; `both`: a `Both` for that version.
 
 `Both` makes one CRI call directly and through the proxy, back to back, with raw bytes on the
@@ -70,10 +71,43 @@ def containerd() -> Iterator[harness.Containerd]:
         yield ctd
 
 
+@dataclass
+class ProxyRun:
+    """A recording `cri-proxy run` subprocess in front of containerd, listening on `sock`."""
+
+    sock: pathlib.Path
+    proc: subprocess.Popen[bytes]
+    log_path: pathlib.Path
+    db: pathlib.Path
+
+    def stop(self) -> bool:
+        """SIGTERM, then kill after 10 s; False when it had to be killed. Never asserts: the
+        fixture's teardown calls it, also after a test that skipped or failed."""
+        if self.proc.poll() is not None:
+            return True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            return False
+        return True
+
+    def finish(self) -> None:
+        """The test's last step: the proxy exits 0 on SIGTERM and what it recorded is whole."""
+        if not self.stop():
+            pytest.fail(f"proxy ignored SIGTERM; log:\n{self.log_path.read_text(errors='replace')}")
+        assert self.proc.returncode == 0, \
+            f"proxy exited {self.proc.returncode}; log:\n{self.log_path.read_text(errors='replace')}"
+        check_recording(self.db)
+
+
 @pytest.fixture
-def proxy(containerd: harness.Containerd, sock_dir: pathlib.Path, cli_cmd: list[str]) -> Iterator[pathlib.Path]:
-    """A recording `cri-proxy run` subprocess in front of containerd; yields its socket, checks it
-    exits 0 and that what it recorded is whole (see check_recording)."""
+def proxy(containerd: harness.Containerd, sock_dir: pathlib.Path, cli_cmd: list[str]) -> Iterator[ProxyRun]:
+    """A recording `cri-proxy run` subprocess in front of containerd. A test ends with
+    `proxy.finish()` (or `both.finish()`), which checks the exit and the recording; the
+    teardown only stops the proxy, so a test that skips or fails is reported as just that."""
     sock = sock_dir / "proxy.sock"
     log_path = sock_dir / "proxy.log"
     db = sock_dir / "calls.db"
@@ -81,20 +115,12 @@ def proxy(containerd: harness.Containerd, sock_dir: pathlib.Path, cli_cmd: list[
             "--db", str(db)]
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    run = ProxyRun(sock, proc, log_path, db)
     try:
         harness.wait_for_socket(sock, 15, proc)
-        yield sock
+        yield run
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-                pytest.fail(f"proxy ignored SIGTERM; log:\n{log_path.read_text(errors='replace')}")
-    assert proc.returncode == 0, f"proxy exited {proc.returncode}; log:\n{log_path.read_text(errors='replace')}"
-    check_recording(db)
+        run.stop()
 
 
 def check_recording(db: pathlib.Path) -> None:
@@ -162,14 +188,20 @@ def serialize(msg: Message) -> bytes:
 class Both:
     """Channels to containerd directly and through the proxy; calls one CRI method both ways."""
 
-    def __init__(self, api: Api, direct: pathlib.Path, via: pathlib.Path) -> None:
+    def __init__(self, api: Api, direct: pathlib.Path, via: ProxyRun) -> None:
         self.api = api
+        self.proxy = via
         self.direct = grpc.insecure_channel(f"unix://{direct}", options=harness.CHANNEL_OPTIONS)
-        self.via = grpc.insecure_channel(f"unix://{via}", options=harness.CHANNEL_OPTIONS)
+        self.via = grpc.insecure_channel(f"unix://{via.sock}", options=harness.CHANNEL_OPTIONS)
 
     def close(self) -> None:
         self.direct.close()
         self.via.close()
+
+    def finish(self) -> None:
+        """The test's last step: close the channels, then `ProxyRun.finish` (exit 0, recording whole)."""
+        self.close()
+        self.proxy.finish()
 
     def _method(self, name: str) -> tuple[str, type[Message]]:
         for service in self.api.pb.DESCRIPTOR.services_by_name.values():
@@ -225,7 +257,7 @@ class Both:
 
 
 @pytest.fixture
-def both(api: Api, containerd: harness.Containerd, proxy: pathlib.Path) -> Iterator[Both]:
+def both(api: Api, containerd: harness.Containerd, proxy: ProxyRun) -> Iterator[Both]:
     pair = Both(api, containerd.sock, proxy)
     try:
         yield pair
