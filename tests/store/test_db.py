@@ -146,18 +146,6 @@ def test_not_a_database_is_reported(tmp_path: Path) -> None:
         open_readonly(tmp_path / "absent.db")
 
 
-def test_read_only_connection_cannot_write(tmp_path: Path) -> None:
-    path = tmp_path / "calls.db"
-    record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
-    conn = open_readonly(path)
-    try:
-        assert conn.execute("SELECT count(*) FROM calls").fetchone() == (1,)
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            conn.execute("DELETE FROM calls")
-    finally:
-        conn.close()
-
-
 def test_the_projects_views_are_recreated_at_open_and_a_users_view_survives(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     db.open_database(path).close()
