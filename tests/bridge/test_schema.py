@@ -10,9 +10,7 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from cri_proxy.bridge import BridgeOptions, needs_bridge, schema
-from cri_proxy.bridge.checks import inspect
-from cri_proxy.model.upstream import UpstreamApis
+from cri_proxy.bridge import schema
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from tests.conftest import ROOT
@@ -159,51 +157,3 @@ def test_checked_requests_are_those_the_diff_says_lose_fields() -> None:
         or impact["request_fields_with_type_change"]
     }
     assert schema.checked_requests() == expected
-
-
-def test_findings_name_the_field_paths() -> None:
-    req = v1.CreateContainerRequest(config=v1.ContainerConfig(
-        envs=[v1.KeyValue(key="OK", value=b"fine"), v1.KeyValue(key="BAD", value=b"\xff")],
-        mounts=[v1.Mount(container_path="/a"), v1.Mount(recursive_read_only=True)],
-        CDI_devices=[v1.CDIDevice(name="vendor.com/gpu=0")],
-        image=v1.ImageSpec(image="x", user_specified_image="x")))
-    found = inspect(req)
-    assert found.bad_utf8 == ["config.envs[1] ('BAD')"]
-    assert set(found.dropped) == {"config.mounts[1].recursive_read_only", "config.CDI_devices",
-                                  "config.image.user_specified_image"}
-    assert set(found.security) == {"config.mounts[1].recursive_read_only", "config.CDI_devices"}
-
-
-def apis(runtime: str | None = None, image: str | None = None, events: str = "unknown",
-         runtime_speaks: str | None = None, image_speaks: str | None = None) -> UpstreamApis:
-    """The prober's answer, from the preferred versions (and every version served) of each."""
-    def speaks(preferred: str | None, every: str | None) -> tuple[str, ...]:
-        return tuple((every or preferred or "").split(",")) if (every or preferred) else ()
-    image_api = speaks(image, image_speaks) if image is not None or image_speaks else ()
-    return UpstreamApis(speaks(runtime, runtime_speaks), image_api, events)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("path,found,options,expected", [
-    ("/runtime.v1.RuntimeService/Version", apis("v1", "v1"), BridgeOptions(), False),
-    ("/runtime.v1.RuntimeService/Version", apis("v1alpha2", "v1alpha2"), BridgeOptions(), True),
-    ("/runtime.v1alpha2.RuntimeService/Version", apis("v1", "v1"), BridgeOptions(), True),
-    ("/runtime.v1.ImageService/ListImages", apis("v1alpha2", "v1"), BridgeOptions(), False),
-    ("/runtime.v1.RuntimeService/Version", apis(None, None), BridgeOptions(), False),
-    ("/containerd.services.version.v1.Version/Version", apis("v1alpha2"), BridgeOptions(), False),
-    ("/runtime.v1.RuntimeService/Status", apis("v1", events="missing"),
-     BridgeOptions(emulate_events=True), True),
-    ("/runtime.v1.RuntimeService/Status", apis("v1", events="native"),
-     BridgeOptions(emulate_events=True), False),
-    ("/runtime.v1.ImageService/ImageFsInfo", apis("v1", "v1", events="missing"),
-     BridgeOptions(emulate_events=True), False),
-    ("/runtime.v1.RuntimeService/Version", apis("v1"), BridgeOptions(upstream_api="v1alpha2"), True),
-    # a runtime serving both versions (containerd 1.6): its v1alpha2 clients stay on the relay
-    ("/runtime.v1alpha2.RuntimeService/Version", apis("v1", runtime_speaks="v1,v1alpha2"),
-     BridgeOptions(), False),
-    ("/runtime.v1alpha2.ImageService/ListImages", apis("v1", "v1", image_speaks="v1"),
-     BridgeOptions(), True),
-    ("/runtime.v1alpha2.RuntimeService/Version", apis("v1", runtime_speaks="v1,v1alpha2"),
-     BridgeOptions(upstream_api="v1"), True),
-])
-def test_needs_bridge(path: str, found: UpstreamApis, options: BridgeOptions, expected: bool) -> None:
-    assert needs_bridge(path, found, options) is expected
