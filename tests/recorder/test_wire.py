@@ -1,0 +1,94 @@
+"""cri_proxy/recorder/wire.py: gRPC messages cut from DATA frames, header lists, trailers."""
+
+from __future__ import annotations
+
+import pytest
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.model.call import Direction, RecordedCall
+from cri_proxy.recorder.wire import (
+    MAX_METADATA_ENTRIES,
+    MessageReader,
+    apply_status,
+    cap_metadata,
+    data_content,
+    error_name,
+    header_text,
+    split_headers,
+)
+
+
+def prefixed(body: bytes, compressed: bool = False) -> bytes:
+    return bytes([int(compressed)]) + len(body).to_bytes(4, "big") + body
+
+
+def new_call() -> RecordedCall:
+    return RecordedCall(conn_id=1, stream_id=1, started_at=0.0, path="/runtime.v1.RuntimeService/Version")
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 6, 9, 12])
+def test_messages_are_cut_right_at_any_frame_boundary(cut: int) -> None:
+    data = prefixed(b"hello") + prefixed(b"", compressed=True) + prefixed(b"world!")
+    call, reader = new_call(), MessageReader(Direction.RESPONSE)
+    for part in (data[:cut], data[cut:]):
+        reader.feed(part, call, 0.5)
+    assert [(m.index, m.data, m.compressed) for m in call.messages] == [
+        (0, b"hello", False), (1, b"", True), (2, b"world!", False)]
+    assert call.response_bytes == 11 and reader.unfinished() is None
+
+
+def test_what_is_cut_short_is_said() -> None:
+    call, reader = new_call(), MessageReader(Direction.REQUEST)
+    reader.feed(prefixed(b"abcdef")[:8], call, 0.0)
+    assert reader.unfinished() == "request message cut short (3 of 6 bytes)"
+    inside = MessageReader(Direction.REQUEST)
+    inside.feed(b"\x00\x00", call, 0.0)
+    assert inside.unfinished() == "request message cut short (inside its 5-byte prefix)"
+
+
+def test_after_a_stop_nothing_more_is_read() -> None:
+    call, reader = new_call(), MessageReader(Direction.REQUEST)
+    reader.stop("a gap")
+    reader.feed(prefixed(b"secret"), call, 0.0)
+    assert call.messages == [] and reader.unfinished() == "request messages after a gap are not recorded"
+
+
+def data_frame(payload: bytes, flags: int = 0) -> h2.Frame:
+    return h2.Frame(h2.DATA, flags, 1, len(payload), payload)
+
+
+def test_data_content_strips_padding_and_refuses_bad_padding() -> None:
+    assert data_content(data_frame(b"\x02abc\x00\x00", h2.FLAG_PADDED)) == b"abc"
+    assert data_content(data_frame(b"\x05ab", h2.FLAG_PADDED)) is None
+    assert data_content(data_frame(b"plain")) == b"plain"
+
+
+def test_header_text() -> None:
+    assert header_text(b"x-trace-bin", None) == "x-trace-bin"
+    assert header_text(b"\x00\x01\xff", "x-trace-bin") == "Af8"  # true binary: base64, unpadded
+    assert header_text("café".encode(), "x-a") == "café"
+    assert header_text(b"\xff", "x-a") == "\\xff"
+
+
+def test_split_headers_and_apply_status() -> None:
+    pseudo, metadata, size = split_headers([(":status", "200"), ("grpc-status", "5"), ("grpc-message", "no%20pod")])
+    assert pseudo == {":status": "200"} and size == len("grpc-status5grpc-messageno%20pod")
+    call = new_call()
+    apply_status(call, metadata)
+    assert (call.status_code, call.status_message) == (5, "no pod")
+    apply_status(call, [("grpc-status", "five")])
+    assert call.notes == ["unreadable grpc-status 'five'"]
+
+
+def test_cap_metadata_keeps_the_first_fields_and_says_so() -> None:
+    few = [("x-a", "1")]
+    assert cap_metadata(few, "request metadata", 4) == (few, None)
+    many = [(f"x-{i}", "v") for i in range(MAX_METADATA_ENTRIES + 4)]
+    kept, note = cap_metadata(many, "request metadata", sum(len(n) + len(v) for n, v in many))
+    assert kept == many[:MAX_METADATA_ENTRIES]
+    assert note is not None and note.startswith(f"request metadata cut to its first {MAX_METADATA_ENTRIES} of "
+                                                f"{len(many)} fields")
+
+
+def test_error_name() -> None:
+    assert error_name(8) == "CANCEL (8)" and error_name(0x99) == "unknown error (153)"
