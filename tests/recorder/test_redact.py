@@ -297,22 +297,6 @@ def test_narrowing(m: ModuleType) -> None:
     assert redact_call(create_call, clear) is not create_call  # env still redacted
 
 
-def test_from_options_and_describe() -> None:
-    assert RedactionPolicy.from_options() == DEFAULT_POLICY
-    policy = RedactionPolicy.from_options(redact=["exec-output", "annotations"], no_redact=["env"],
-                                          label_globs=["*secret*"])  # fmt: skip
-    assert policy == RedactionPolicy(env_values=False, exec_output=True, annotations=True,
-                                     label_globs=("*secret*",))  # fmt: skip
-    with pytest.raises(ValueError, match="unknown redact option"):
-        RedactionPolicy.from_options(redact=["everything"])
-    with pytest.raises(ValueError, match="keep_registry_credentials_in_clear"):
-        RedactionPolicy.from_options(no_redact=["auth"])
-    assert DEFAULT_POLICY.describe() == "redacting: registry-auth, env"
-    loud = RedactionPolicy(keep_registry_credentials_in_clear=True, env_values=False)
-    assert loud.describe() == "redacting: nothing (REGISTRY CREDENTIALS ARE RECORDED IN CLEAR)"
-    assert "labels *secret*" in policy.describe()
-
-
 def test_a_call_without_a_method_keeps_no_message_bytes() -> None:
     """The tap lost its HPACK state (a gap): no path, so no message type to redact by."""
     body = v1.PullImageRequest(auth=v1.AuthConfig(**AUTH)).SerializeToString()
