@@ -1,4 +1,5 @@
-"""The fake runtime over real gRPC on a unix socket: lifecycle, errors, filters, images, modes."""
+"""The fake runtime over real gRPC on a unix socket: lifecycle, errors, modes (images, filters and
+Version/Status have their twins: test_service_image.py, test_convert.py, test_service_ops.py)."""
 
 from __future__ import annotations
 
@@ -162,69 +163,6 @@ async def test_unknown_ids_are_not_found(sock_dir: pathlib.Path, method: str, re
         assert '"abc123": not found' in (err.value.details() or "")
 
 
-async def test_list_filters(sock_dir: pathlib.Path) -> None:
-    async with serve(sock_dir) as (_, ch):
-        rt = v1_grpc.RuntimeServiceStub(ch)
-        pa = await run_pod(rt, pod_config("a", app="x"))
-        pb = await run_pod(rt, pod_config("b", app="y"))
-        await rt.StopPodSandbox(v1.StopPodSandboxRequest(pod_sandbox_id=pb))
-
-        async def pods(flt: v1.PodSandboxFilter) -> set[str]:
-            return {p.id for p in (await rt.ListPodSandbox(v1.ListPodSandboxRequest(filter=flt))).items}
-
-        assert await pods(v1.PodSandboxFilter()) == {pa, pb}
-        assert await pods(v1.PodSandboxFilter(id=pa)) == {pa}
-        assert await pods(v1.PodSandboxFilter(id=pb[:12])) == {pb}
-        assert await pods(v1.PodSandboxFilter(state=v1.PodSandboxStateValue(state=v1.SANDBOX_READY))) == {pa}
-        assert await pods(v1.PodSandboxFilter(state=v1.PodSandboxStateValue(state=v1.SANDBOX_NOTREADY))) == {pb}
-        assert await pods(v1.PodSandboxFilter(label_selector={"app": "y"})) == {pb}
-        assert await pods(v1.PodSandboxFilter(label_selector={"app": "z"})) == set()
-
-        c1 = (await rt.CreateContainer(v1.CreateContainerRequest(
-            pod_sandbox_id=pa, config=container_config("one", tier="front")))).container_id
-        c2 = (await rt.CreateContainer(v1.CreateContainerRequest(
-            pod_sandbox_id=pa, config=container_config("two", tier="back")))).container_id
-        await rt.StartContainer(v1.StartContainerRequest(container_id=c2))
-
-        async def ctrs(flt: v1.ContainerFilter) -> set[str]:
-            return {c.id for c in (await rt.ListContainers(v1.ListContainersRequest(filter=flt))).containers}
-
-        assert await ctrs(v1.ContainerFilter(pod_sandbox_id=pa)) == {c1, c2}
-        assert await ctrs(v1.ContainerFilter(pod_sandbox_id=pb)) == set()
-        assert await ctrs(v1.ContainerFilter(id=c1)) == {c1}
-        assert await ctrs(v1.ContainerFilter(state=v1.ContainerStateValue(state=v1.CONTAINER_CREATED))) == {c1}
-        assert await ctrs(v1.ContainerFilter(state=v1.ContainerStateValue(state=v1.CONTAINER_RUNNING))) == {c2}
-        assert await ctrs(v1.ContainerFilter(label_selector={"tier": "back"})) == {c2}
-        assert await ctrs(v1.ContainerFilter(pod_sandbox_id=pa, label_selector={"tier": "front"})) == {c1}
-
-
-async def test_images(sock_dir: pathlib.Path) -> None:
-    async with serve(sock_dir) as (_, ch):
-        img = v1_grpc.ImageServiceStub(ch)
-        listed = (await img.ListImages(v1.ListImagesRequest())).images
-        tags = {t for i in listed for t in i.repo_tags}
-        assert tags == {"registry.k8s.io/pause:3.9", "docker.io/library/busybox:latest"}
-        assert all(i.id.startswith("sha256:") and i.size > 0 for i in listed)
-
-        spec = v1.ImageSpec(image="nginx:1.25")
-        absent = await img.ImageStatus(v1.ImageStatusRequest(image=spec))
-        assert not absent.HasField("image")
-        ref = (await img.PullImage(v1.PullImageRequest(image=spec))).image_ref
-        present = await img.ImageStatus(v1.ImageStatusRequest(image=spec, verbose=True))
-        assert present.image.id == ref and present.image.repo_tags == ["docker.io/library/nginx:1.25"]
-        assert "info" in present.info
-        assert (await img.PullImage(v1.PullImageRequest(image=spec))).image_ref == ref
-        only = await img.ListImages(v1.ListImagesRequest(filter=v1.ImageFilter(image=spec)))
-        assert [i.id for i in only.images] == [ref]
-
-        fs = (await img.ImageFsInfo(v1.ImageFsInfoRequest())).image_filesystems[0]
-        total = sum(i.size for i in (await img.ListImages(v1.ListImagesRequest())).images)
-        assert fs.used_bytes.value == total
-        await img.RemoveImage(v1.RemoveImageRequest(image=v1.ImageSpec(image=ref)))
-        assert not (await img.ImageStatus(v1.ImageStatusRequest(image=spec))).HasField("image")
-        await img.RemoveImage(v1.RemoveImageRequest(image=spec))  # absent: still OK
-
-
 async def test_v1_only_rejects_v1alpha2(sock_dir: pathlib.Path) -> None:
     async with serve(sock_dir, "v1") as (_, ch):
         assert (await v1_grpc.RuntimeServiceStub(ch).Version(v1.VersionRequest())).runtime_api_version == "v1"
@@ -301,24 +239,6 @@ async def test_undecodable_requests_are_internal(sock_dir: pathlib.Path) -> None
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await garbage(b"\xff\xff\xff")
         assert err.value.code() == grpc.StatusCode.INTERNAL
-
-
-async def test_status_runtime_config_and_version(sock_dir: pathlib.Path) -> None:
-    async with serve(sock_dir, cgroup_driver="cgroupfs") as (_, ch):
-        rt = v1_grpc.RuntimeServiceStub(ch)
-        version = await rt.Version(v1.VersionRequest(version="0.1.0"))
-        assert (version.runtime_name, version.runtime_api_version) == ("cri-proxy-fake", "v1")
-        status = await rt.Status(v1.StatusRequest(verbose=True))
-        assert {(c.type, c.status) for c in status.status.conditions} == {("RuntimeReady", True), ("NetworkReady", True)}
-        assert "cgroupfs" in status.info["config"]
-        config = await rt.RuntimeConfig(v1.RuntimeConfigRequest())
-        assert config.linux.cgroup_driver == v1.CGROUPFS
-        await rt.UpdateRuntimeConfig(v1.UpdateRuntimeConfigRequest(
-            runtime_config=v1.RuntimeConfig(network_config=v1.NetworkConfig(pod_cidr="10.88.0.0/16"))))
-        assert "10.88.0.0/16" in (await rt.Status(v1.StatusRequest(verbose=True))).info["config"]
-    async with serve(sock_dir) as (_, ch):
-        config = await v1_grpc.RuntimeServiceStub(ch).RuntimeConfig(v1.RuntimeConfigRequest())
-        assert config.linux.cgroup_driver == v1.SYSTEMD
 
 
 async def test_stale_socket_is_replaced_and_bare_path_accepted(sock_dir: pathlib.Path) -> None:
