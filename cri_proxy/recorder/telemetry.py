@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 FELL_BEHIND = "fell_behind"  # skimmed: the recorder was too far behind the relay to record them
 NOT_WRITTEN = "not_written"  # counted lost by the recorder: its queue was full, or the writer failed
 DB_SIZE_EVERY_S = 1.0
+# The ids peer's keys as span attributes, after OpenTelemetry's Kubernetes and container
+# conventions (examples/metrics.md lists them); a sandbox id has no convention of its own.
+FACT_NAMES = {"pod_name": "k8s.pod.name", "pod_namespace": "k8s.namespace.name", "container_id": "container.id",
+              "image": "container.image.name", "pod_sandbox_id": "cri.pod_sandbox_id"}
 
 
 class Telemetry:
@@ -112,7 +116,7 @@ class Telemetry:
         item = PreparedCall.of(call)
         item.decoder = self._decoder
         ids = call_ids(call.path, item.first(Direction.REQUEST), item.first(Direction.RESPONSE))
-        return {f"cri.{key}": value for key, value in ids.items() if value}
+        return {FACT_NAMES[key]: value for key, value in ids.items() if value and key in FACT_NAMES}
 
     # -- facts that are not calls -----------------------------------------------------------
     def connection_opened(self, conn_id: int, peer_pid: int | None) -> None:

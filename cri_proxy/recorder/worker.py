@@ -1,7 +1,7 @@
 """The recorder process: rebuilds calls from the bytes the proxy relayed, and records them.
 
-`cri-proxy run --db` starts it (`python -m cri_proxy.recorder.worker FD`) with one end of a
-socketpair. The proxy's event loop then does no more for recording than copy each relayed
+`cri-proxy run --db` (or `--metrics-listen`, `--otlp-endpoint`) starts it (`python -m
+cri_proxy.recorder.worker FD`) with one end of a socketpair. The proxy's event loop then does no more for recording than copy each relayed
 chunk into that socket with a timestamp; the tap (frames, HPACK, gRPC messages), redaction,
 decoding and SQLite all happen here, on the machine's other core, so recording neither
 holds the proxy's interpreter nor delays a reply. Here the tap and the writer share one
@@ -11,6 +11,10 @@ thread: two threads would spend their time waiting for each other's interpreter 
 Timings come from the proxy: every chunk carries the wall and monotonic time at which the
 relay forwarded it, so a call's start and duration are what they were on the wire however
 late this process reads them.
+
+With `--metrics-listen` or `--otlp-endpoint` every call the tap finishes goes to the
+metrics and spans peers first (recorder/telemetry.py), then to the recorder; without `--db`
+the recorder is a NoWriter (recorder/nowriter.py): no database, no writer.
 
 The process ignores SIGINT and SIGTERM (a terminal's Ctrl-C and systemd's stop reach the
 whole group): it stops when the proxy says STOP, or when the proxy is gone (end of file on

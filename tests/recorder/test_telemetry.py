@@ -8,6 +8,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ import pytest
 from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from tests.conftest import ROOT
 from tests.helpers.otlp import grpc_receiver
 from tests.helpers.proxyproc import ProxyProcess
 from tests.helpers.scrape import get, samples, total
@@ -128,7 +130,9 @@ async def test_a_sampled_traceparent_gets_a_child_span(sock_dir: pathlib.Path, r
     assert span.parent_span_id.hex() == PARENT_ID
     attrs = spans[0].attributes
     assert attrs["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
-    assert attrs["cri.container_id"] == "ctr-1"  # the ids peer's facts
+    assert attrs["container.id"] == "ctr-1"  # the ids peer's facts
+    doc = (ROOT / "examples" / "metrics.md").read_text()
+    assert not sorted(n for n in attrs if f"| `{n}` |" not in doc), "span attributes missing in metrics.md"
     assert spans[0].resource["service.name"] == "cri-proxy"
 
 
@@ -161,3 +165,30 @@ async def test_readyz_follows_the_runtime(sock_dir: pathlib.Path) -> None:
             assert await proxy.astop() == 0
     finally:
         await server.stop(0)
+
+
+async def test_readyz_with_require_recording_follows_the_database(sock_dir: pathlib.Path,
+                                                                   runtime: pathlib.Path) -> None:
+    """--require-recording: not ready while the writer cannot write (here: another process holds the lock)."""
+    path, listen = sock_dir / "calls.db", f"unix://{sock_dir}/metrics.sock"
+    args = ("--db", str(path), "--require-recording", "--metrics-listen", listen)
+    async with ProxyProcess(sock_dir / "p.sock", runtime, *args) as proxy:
+        address = await metrics_address(proxy, listen)
+        assert await readyz_until(address, 200) == (200, "ready\n")
+        locker = subprocess.Popen([sys.executable, "-c", (
+            "import sqlite3,sys\n"
+            f"c=sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+            "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.readline()\n")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            assert locker.stdout is not None and locker.stdout.readline() == b"locked\n"
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+                await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())  # its batch cannot commit
+            status, reason = await readyz_until(address, 503)
+            assert status == 503 and reason.startswith("recording is failing and --require-recording is set"), reason
+        finally:
+            assert locker.stdin is not None
+            locker.stdin.close()
+            locker.wait()
+        assert await readyz_until(address, 200) == (200, "ready\n")  # the writer's retry gets through
+        assert await proxy.astop() == 0
