@@ -9,7 +9,7 @@ writer only turns it into rows. The peers, in order:
 - preparation, on the writer's thread, once per call even when its batch is retried:
   `redact` (recorder/redact.py) blanks secrets in the message bytes, `decode` (below, over
   messages/decode.py) gives each message its JSON, lazily, `ids` (recorder/ids.py) reads
-  the pod, container and image the call concerns. Later peers (metrics, spans) go here too.
+  the pod, container and image the call concerns, and an ExecSync's exit code. Later peers (metrics, spans) go here too.
 
 A peer is a `Stage`: `process(item)` returns the item (changed or not) to pass it on, or
 None to drop it; a peer that fails drops nothing but itself (see `Pipeline.prepare`). Each
@@ -47,6 +47,7 @@ class PreparedCall:
     size: int  # what it costs in the queue, in bytes
     redacted: bool = False  # redaction changed or dropped something
     ids: dict[str, str | None] = field(default_factory=dict)
+    exit_code: int | None = None  # ExecSync's exit code, set by the ids stage
     decoder: JsonDecoder | None = None  # set by the decode stage; None: no JSON is stored
     _shas: list[str | None] = field(default_factory=list)
     _json: dict[int, Json | None] = field(default_factory=dict)
