@@ -276,3 +276,14 @@ def test_migration_5_fills_exit_codes_of_an_older_recording(tmp_path: Path) -> N
     assert [cmd for code, cmd in execs if code == 3] == [["sh", "-c", "exit 3"]]
     assert {code for method, code, _ in got if method != "ExecSync"} == {None}
     assert failing == [(3, '["sh","-c","exit 3"]')]
+
+
+def test_failed_last_hour_names_the_failing_probes(probe_recording: Path) -> None:
+    conn = open_readonly(probe_recording)
+    try:
+        cursor = conn.execute(sql.queries()["failed-last-hour"].sql)
+        columns = [c[0] for c in cursor.description]
+        got = sorted((row[columns.index("kind")], row[columns.index("exit_code")]) for row in cursor.fetchall())
+    finally:
+        conn.close()
+    assert got == [("grpc_error", None), ("nonzero_exit", 3), ("nonzero_exit", 7)]
