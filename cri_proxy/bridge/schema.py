@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
+from google.protobuf.descriptor import Descriptor, FileDescriptor
 
+from cri_proxy.model.cri import parse_path
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
 
@@ -40,14 +41,10 @@ SECURITY_FIELDS = frozenset({
 
 def split_path(path: str) -> tuple[str, str, str] | None:
     """("v1", "RuntimeService", "Version") for "/runtime.v1.RuntimeService/Version", else None."""
-    service, _, method = path.lstrip("/").partition("/")
-    package, _, svc = service.rpartition(".")
-    if not package.startswith("runtime.") or not method:
+    call = parse_path(path)
+    if call.api not in VERSIONS or call.short_service not in ("RuntimeService", "ImageService") or not call.method:
         return None
-    version = package.removeprefix("runtime.")
-    if version not in VERSIONS or svc not in ("RuntimeService", "ImageService"):
-        return None
-    return version, svc, method
+    return call.api, call.short_service, call.method
 
 
 def cri_path(version: str, service: str, method: str) -> str:

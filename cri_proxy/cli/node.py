@@ -37,9 +37,12 @@ def program() -> tuple[str, ...]:
 def check_run_args(args: list[str]) -> None:
     """The generated `cri-proxy run` flags parse with the real command (a typo fails here, not
     at the node's next boot)."""
-    from cri_proxy.cli.app import app
+    from cri_proxy.cli import run
 
-    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    # A one-command app of the real `run` (not cli.app, which imports this module).
+    only_run = typer.Typer(add_completion=False)
+    run.register(only_run)
+    command = typer.main.get_command(only_run)
     try:
         command.make_context("run", list(args))
     except typer.TyperException as exc:  # click's usage errors (typer vendors click and derives them from this)

@@ -170,7 +170,7 @@ class Decoder:
                     entry = dynamic[index - 62]  # IndexError past the table's end
                     pos += 1
                 else:
-                    index, pos = _integer(data, pos, 0x7F)
+                    index, pos = read_integer(data, pos, 0x7F)
                     entry = self._get(index)
             elif first & 0x40:  # literal with incremental indexing (§6.2.1)
                 entry, pos = self._literal(data, pos, 0x3F)
@@ -178,7 +178,7 @@ class Decoder:
             elif first & 0x20:  # dynamic table size update (§6.3)
                 if headers:
                     raise HPACKDecodingError("table size update after a header field")
-                size, pos = _integer(data, pos, 0x1F)
+                size, pos = read_integer(data, pos, 0x1F)
                 if size > self.max_allowed_table_size:
                     raise HPACKDecodingError(f"table size {size} above the allowed {self.max_allowed_table_size}")
                 self._maxsize = size
@@ -203,7 +203,7 @@ class Decoder:
         return self._dynamic[index - 62]
 
     def _literal(self, data: bytes, pos: int, mask: int) -> tuple[_Entry, int]:
-        index, pos = _integer(data, pos, mask)
+        index, pos = read_integer(data, pos, mask)
         if index:
             (name, _), name_len, _ = self._get(index)
         else:
@@ -229,7 +229,7 @@ class Decoder:
             self._size -= dynamic.pop()[2]
 
 
-def _integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
+def read_integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
     """An integer with an N-bit prefix (§5.1) at `pos`; returns it and the position after."""
     value = data[pos] & mask
     pos += 1
@@ -254,7 +254,7 @@ def _string(data: bytes, pos: int) -> tuple[bytes, int]:
     if length < 0x7F:
         pos += 1
     else:
-        length, pos = _integer(data, pos, 0x7F)
+        length, pos = read_integer(data, pos, 0x7F)
     stop = pos + length
     if stop > len(data):
         raise HPACKDecodingError("truncated header block")

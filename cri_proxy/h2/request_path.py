@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from cri_proxy.h2.hpack_decoder import DEFAULT_TABLE_SIZE, ENTRY_OVERHEAD, STATIC, HPACKDecodingError, decode_huffman
+from cri_proxy.h2.hpack_decoder import (
+    DEFAULT_TABLE_SIZE,
+    ENTRY_OVERHEAD,
+    STATIC,
+    HPACKDecodingError,
+    decode_huffman,
+    read_integer as _integer,
+)
 
 MAX_FIELDS: Final = 8  # four request pseudo-headers (§8.3.1), and room for a few an odd client adds
 MAX_STRING: Final = 4096  # a CRI method path is under 100 bytes; a longer string is not worth decoding
@@ -90,24 +97,6 @@ def _evict(dynamic: list[_Entry], maxsize: int) -> None:
     size = sum(entry[2] for entry in dynamic)
     while dynamic and size > maxsize:
         size -= dynamic.pop()[2]
-
-
-def _integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:
-    """An integer with an N-bit prefix (§5.1); returns it and the position after it."""
-    value = data[pos] & mask
-    pos += 1
-    if value < mask:
-        return value, pos
-    shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value += (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 28:
-            raise HPACKDecodingError("integer too large")
 
 
 def _string(data: bytes, pos: int) -> tuple[bytes | None, int]:

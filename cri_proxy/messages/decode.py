@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format, message_factory
-from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
+from cri_proxy.model.cri import METHODS as CRI_METHODS
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
 
@@ -54,24 +54,19 @@ class MethodTypes:
     server_streaming: bool
 
 
-def _methods_of(file: FileDescriptor) -> dict[str, MethodTypes]:
-    table: dict[str, MethodTypes] = {}
-    for service in file.services_by_name.values():
-        for method in service.methods:
-            path = f"/{service.full_name}/{method.name}"
-            table[path] = MethodTypes(
-                path=path,
-                request=message_factory.GetMessageClass(method.input_type),
-                response=message_factory.GetMessageClass(method.output_type),
-                server_streaming=method.server_streaming,
-            )
-    return table
+def _message_class(type_name: str) -> type[ProtoMessage]:
+    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(type_name))
 
 
-# Every CRI method of both versions, by path; built once from the descriptors.
+# Both CRI versions' modules register their files in protobuf's default pool.
+_POOL = v1_pb2.DESCRIPTOR.pool
+_ = v1alpha2_pb2  # imported for that registration
+
+# The message classes of every method of model.cri's table (the one method table), by path.
 METHODS: dict[str, MethodTypes] = {
-    **_methods_of(v1_pb2.DESCRIPTOR),
-    **_methods_of(v1alpha2_pb2.DESCRIPTOR),
+    path: MethodTypes(path, _message_class(info.request_type), _message_class(info.response_type),
+                      info.server_streaming)
+    for path, info in CRI_METHODS.items()
 }
 
 

@@ -23,7 +23,7 @@ from cri_proxy.model.errors import StorageError
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder.faults import Faults, is_busy
-from cri_proxy.recorder.pipeline import PreparedCall
+from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.writer import BatchWriter, Totals
 from cri_proxy.store.db import DatabaseCorrupt, is_corruption
 

@@ -27,7 +27,7 @@ from cri_proxy.model.call import Direction
 from cri_proxy.model.cri import CallPath, parse_path
 
 if TYPE_CHECKING:  # the stage's item; not imported at run time so store/rows.py stays light
-    from cri_proxy.recorder.pipeline import PreparedCall
+    from cri_proxy.recorder.prepared import PreparedCall
 
 ID_KEYS = ("pod_sandbox_id", "container_id", "image", "pod_name", "pod_namespace")
 

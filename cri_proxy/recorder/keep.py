@@ -17,7 +17,7 @@ from cri_proxy.model.cri import MUTATING, parse_path
 from cri_proxy.model.options import RecordConfig, parse_sample
 
 if TYPE_CHECKING:
-    from cri_proxy.recorder.pipeline import PreparedCall
+    from cri_proxy.recorder.prepared import PreparedCall
 
 def method_matches(path: str, pattern: str) -> bool:
     """Whether `pattern` (a glob) names this method path.

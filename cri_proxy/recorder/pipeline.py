@@ -9,7 +9,8 @@ writer only turns it into rows. The peers, in order:
 - preparation, on the writer's thread, once per call even when its batch is retried:
   `redact` (recorder/redact.py) blanks secrets in the message bytes, `decode` (below, over
   messages/decode.py) gives each message its JSON, lazily, `ids` (recorder/ids.py) reads
-  the pod, container and image the call concerns, and an ExecSync's exit code. Later peers (metrics, spans) go here too.
+  the pod, container and image the call concerns, and an ExecSync's exit code. Later
+  peers (metrics, spans) go here too.
 
 A peer is a `Stage`: `process(item)` returns the item (changed or not) to pass it on, or
 None to drop it; a peer that fails drops nothing but itself (see `Pipeline.prepare`). Each
@@ -18,87 +19,21 @@ peer is built from the parsed options (recorder/setup.py).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from cri_proxy.messages.decode import DecodeFn, JsonDecoder, decode_message
-from cri_proxy.model.call import Direction, RecordedCall
+from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
 
 # The peers import this module for PreparedCall only when type checking, so no cycle.
 from cri_proxy.recorder.ids import IdsStage
+from cri_proxy.recorder.prepared import PreparedCall, Stage
 from cri_proxy.recorder.keep import KeepPolicy
-from cri_proxy.recorder.redact import RedactFn, RedactionPolicy, RedactStage
+from cri_proxy.recorder.redact import RedactFn, RedactStage
+from cri_proxy.recorder.redact_policy import RedactionPolicy
 
 log = logging.getLogger(__name__)
-
-CALL_OVERHEAD_BYTES = 512  # what a queued call costs beyond its message bytes, roughly
-Json = dict[str, Any]
-
-
-@dataclass(slots=True)
-class PreparedCall:
-    """A call on its way to the writer, with what the peers found out about it."""
-
-    call: RecordedCall
-    size: int  # what it costs in the queue, in bytes
-    redacted: bool = False  # redaction changed or dropped something
-    ids: dict[str, str | None] = field(default_factory=dict)
-    exit_code: int | None = None  # ExecSync's exit code, set by the ids stage
-    decoder: JsonDecoder | None = None  # set by the decode stage; None: no JSON is stored
-    _shas: list[str | None] = field(default_factory=list)
-    _json: dict[int, Json | None] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, call: RecordedCall) -> PreparedCall:
-        return cls(call, CALL_OVERHEAD_BYTES + sum(len(m.data) for m in call.messages))
-
-    def sha(self, index: int) -> str:
-        """The sha256 (hex) of message `index`'s bytes, computed once."""
-        shas = self._shas
-        if not shas:
-            shas.extend([None] * len(self.call.messages))
-        sha = shas[index]
-        if sha is None:
-            sha = shas[index] = hashlib.sha256(self.call.messages[index].data).hexdigest()
-        return sha
-
-    def decoded(self, index: int) -> Json | None:
-        """Message `index` as JSON (None: not decodable, or no decoder), decoded once."""
-        if self.decoder is None:
-            return None
-        if index not in self._json:
-            message = self.call.messages[index]
-            self._json[index] = self.decoder.decode(
-                self.call.path, message.direction.value, message.data, self.sha(index), message.compressed)
-        return self._json[index]
-
-    def first(self, direction: Direction) -> Json | None:
-        """The JSON of the call's first message going `direction`, if any."""
-        for i, message in enumerate(self.call.messages):
-            if message.direction is direction:
-                return self.decoded(i)
-        return None
-
-    def restart(self) -> None:
-        """The call's messages were replaced: forget hashes and JSON made from the old ones."""
-        self._shas.clear()
-        self._json.clear()
-
-
-class Stage(Protocol):
-    """A peer of the pipeline."""
-
-    @property
-    def name(self) -> str:
-        """For the log: "keep", "redact"..."""
-
-    def process(self, item: PreparedCall) -> PreparedCall | None:
-        """The item to pass on (the same or changed), or None to drop the call."""
-
 
 class DecodeStage:
     """Gives the call's messages their JSON view (decoded only when something asks)."""

@@ -13,7 +13,7 @@ from collections import deque
 
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.model.session import LossEpisode
-from cri_proxy.recorder.pipeline import PreparedCall
+from cri_proxy.recorder.prepared import PreparedCall
 
 
 class CallQueue:

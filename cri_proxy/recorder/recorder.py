@@ -30,7 +30,8 @@ from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.recorder.faults import Faults
-from cri_proxy.recorder.pipeline import Pipeline, PreparedCall, default_pipeline
+from cri_proxy.recorder.pipeline import Pipeline, default_pipeline
+from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.queue import CallQueue
 from cri_proxy.recorder.redact import RedactFn
 from cri_proxy.recorder.database import Database

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cri_proxy.recorder.redact import RedactionPolicy
+    from cri_proxy.recorder.redact_policy import RedactionPolicy
 
 REDACTED = "[redacted]"
 # Secret keys in JSON (containerd's registry config, docker-style auth): snake, lower, camel.

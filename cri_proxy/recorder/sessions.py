@@ -7,7 +7,6 @@ batch, in the batch's own transaction, so the counts on disk always match the ca
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 from dataclasses import asdict, dataclass

@@ -11,7 +11,7 @@ from cri_proxy.model.session import SessionInfo
 from cri_proxy.recorder.keep import KeepPolicy
 from cri_proxy.recorder.pipeline import build_pipeline
 from cri_proxy.recorder.recorder import Recorder
-from cri_proxy.recorder.redact import RedactionPolicy
+from cri_proxy.recorder.redact_policy import RedactionPolicy
 from cri_proxy.recorder.tap import RecordingTap
 
 log = logging.getLogger(__name__)

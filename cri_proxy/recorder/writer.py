@@ -21,7 +21,7 @@ from collections import OrderedDict
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder import retention, sessions
-from cri_proxy.recorder.pipeline import PreparedCall
+from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
 from cri_proxy.store.rows import INSERT_CALL, call_row

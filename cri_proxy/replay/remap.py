@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
 from cri_proxy.messages.decode import method_types
+from cri_proxy.model.cri import parse_path
 
 # Where each creating method's response carries the new id.
 CREATED_ID_FIELD = {"RunPodSandbox": "pod_sandbox_id", "CreateContainer": "container_id"}
@@ -37,7 +38,7 @@ class IdMap:
 
     def learn_from(self, path: str, recorded_response: bytes, target_response: bytes) -> None:
         """Learns the id a creating call returned, comparing the recorded and the new answer."""
-        method = path.rpartition("/")[2]
+        method = parse_path(path).method
         name = CREATED_ID_FIELD.get(method)
         types = method_types(path)
         if name is None or types is None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from cri_proxy.model.cri import parse_path
 from cri_proxy.replay.compare import Difference
 
 
@@ -35,7 +36,7 @@ class CallResult:
 
     @property
     def method(self) -> str:
-        return self.path.rpartition("/")[2]
+        return parse_path(self.path).method
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,6 @@ from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
-from cri_proxy.store import db
 from cri_proxy.store.readonly import open_readonly
 from tests.helpers.proxyproc import ProxyProcess
 

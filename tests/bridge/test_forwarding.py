@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import pytest
 
-from cri_proxy.bridge import BridgeOptions
 from cri_proxy.model.sink import MemorySink
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2

@@ -92,6 +92,17 @@ def rows(path: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def read_rows(path: Path, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Like rows(), through the project's read-only opener (for a recording a proxy is writing)."""
+    from cri_proxy.store.readonly import open_readonly
+
+    conn = open_readonly(path)
+    try:
+        return list(conn.execute(query, params))
+    finally:
+        conn.close()
+
+
 def kubelet_second(second: int, pods: int = 20, per_pod: int = 2) -> list[RecordedCall]:
     """What an idle kubelet asks in one second (PLEG relist, status, stats, images, probes)."""
     t = T0 + second

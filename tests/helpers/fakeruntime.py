@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import pytest
 
 from cri_proxy.fakeruntime import FakeRuntimeServer, start_fake_runtime
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
@@ -70,3 +71,11 @@ async def create_container(
 ) -> str:
     req = v1.CreateContainerRequest(pod_sandbox_id=pod_id, config=config or container_config())
     return (await rt.CreateContainer(req)).container_id
+
+
+@pytest.fixture
+async def runtime(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
+    """The stand-in runtime (both CRI versions) on `sock_dir/rt.sock`; its socket path."""
+    server = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    yield sock_dir / "rt.sock"
+    await server.stop(0)

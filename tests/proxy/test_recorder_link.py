@@ -8,12 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
-from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.messages.decode import METHODS
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
@@ -22,27 +20,14 @@ from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
 from cri_proxy.store.readonly import open_readonly
 from tests.helpers.baddb import BAD_DATABASES, bad_database
+from tests.helpers.calls import read_rows as rows
+from tests.helpers.fakeruntime import runtime  # noqa: F401  (a fixture, found by name)
 from tests.helpers.proxyproc import ProxyProcess, recorder_pid
 
 pytestmark = pytest.mark.timeout(90)
 
 PASSWORD = b"hunter2-registry-SECRET"
 ENV_VALUE = b"env-value-SECRET-42"
-
-
-@pytest.fixture
-async def runtime(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
-    server = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
-    yield sock_dir / "rt.sock"
-    await server.stop(0)
-
-
-def rows(path: pathlib.Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = open_readonly(path)
-    try:
-        return list(conn.execute(sql, args))
-    finally:
-        conn.close()
 
 
 async def every_rpc_with_an_empty_request(channel: grpc.aio.Channel) -> dict[str, str]:

@@ -9,16 +9,14 @@ import os
 import pathlib
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
-from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
-from cri_proxy.store import db
-from cri_proxy.store.readonly import open_readonly
+from tests.helpers.calls import read_rows as rows
+from tests.helpers.fakeruntime import runtime  # noqa: F401  (a fixture, found by name)
 from tests.helpers.proxyproc import ProxyProcess, recorder_pid, wait_for_log
 
 pytestmark = pytest.mark.timeout(90)
@@ -26,21 +24,6 @@ pytestmark = pytest.mark.timeout(90)
 STOPPED = "the recorder process stopped"
 BACK = "the recorder process is back"
 NEW_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # else grpc reuses the other channel's connection
-
-
-@pytest.fixture
-async def runtime(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
-    server = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
-    yield sock_dir / "rt.sock"
-    await server.stop(0)
-
-
-def rows(path: pathlib.Path, sql: str, *args: object) -> list[tuple[object, ...]]:
-    conn = open_readonly(path)
-    try:
-        return list(conn.execute(sql, args))
-    finally:
-        conn.close()
 
 
 async def wait_for_rows(path: pathlib.Path, sql: str, want: list[tuple[object, ...]], timeout: float = 20.0) -> None:

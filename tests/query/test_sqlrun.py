@@ -9,25 +9,17 @@ import json
 import pathlib
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 
-from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from tests.helpers.cli import Tail, run_cli
+from tests.helpers.fakeruntime import runtime  # noqa: F401  (a fixture, found by name)
 from tests.helpers.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-async def runtime(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
-    server = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
-    yield sock_dir / "rt.sock"
-    await server.stop(0)
 
 
 async def wait_recorded(path: pathlib.Path, n: int, timeout: float = 10.0) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
-from cri_proxy.recorder.pipeline import Pipeline, PreparedCall
+from cri_proxy.recorder.pipeline import Pipeline
+from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.redact import redact_call
 from tests.helpers.calls import POD, make_call, record, rows, version_call, wait_for

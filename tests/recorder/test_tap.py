@@ -721,8 +721,8 @@ def test_after_a_gap_no_secret_reaches_the_database(tmp_path: pathlib.Path) -> N
     wire = Wire()  # its encoders and frames; the bytes go through the worker's link messages
     reader = link.Reader()
 
-    def send(kind: int, value: Any = None) -> None:
-        reader.feed(link.message(kind, value), worker.handle)
+    def send(message: bytes) -> None:
+        reader.feed(message, worker.handle)
 
     def chunk(from_client: bool, frames: list[Any]) -> None:
         data = b"".join(bytes(f.serialize()) for f in frames)
@@ -730,16 +730,16 @@ def test_after_a_gap_no_secret_reaches_the_database(tmp_path: pathlib.Path) -> N
 
     secrets = ["hunter2-before-the-gap", "s3cr3t-open-at-the-gap", "pa55w0rd-after-the-gap"]
     try:
-        send(link.OPEN, (7, ConnectionInfo(7, 100, 200, "unix:///up.sock")))
+        send(link.open_message(7, 100, 200, "unix:///up.sock"))
         chunk(True, _pull_image(wire, 1, secrets[0]))  # a whole call, with its path: redacted by method
         chunk(False, wire.answer(1))
         chunk(True, [wire.request(3, "/runtime.v1.ImageService/PullImage")])  # open when the gap comes
-        send(link.GAP, (7, True, time.monotonic()))
+        send(link.gap_message(7, True, time.monotonic()))
         chunk(True, [DataFrame(3, prefixed(b"\x12\x20" + secrets[1].encode()), flags=["END_STREAM"])])
         chunk(False, wire.answer(3))
         chunk(True, _pull_image(wire, 5, secrets[2]))  # its headers cannot be decoded any more
         chunk(False, wire.answer(5))
-        send(link.CLOSED, (7, time.monotonic(), None))
+        send(link.closed_message(7, time.monotonic(), None))
         while recorder.stats.recorded < 3:
             assert recorder.pump() is not None
         files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
