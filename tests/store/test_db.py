@@ -287,3 +287,14 @@ def test_failed_last_hour_names_the_failing_probes(probe_recording: Path) -> Non
     finally:
         conn.close()
     assert got == [("grpc_error", None), ("nonzero_exit", 3), ("nonzero_exit", 7)]
+
+
+def test_exec_probes_counts_the_non_zero_exits(probe_recording: Path) -> None:
+    conn = open_readonly(probe_recording)
+    try:
+        cursor = conn.execute(sql.queries()["exec-probes"].sql, {"minutes": "60"})
+        columns = [c[0] for c in cursor.description]
+        got = {row[columns.index("cmd")]: row[columns.index("nonzero_exits")] for row in cursor.fetchall()}
+    finally:
+        conn.close()
+    assert got == {'["sh","-c","exit 0"]': 0, '["sh","-c","exit 3"]': 1, '["sh","-c","probe-check; exit 7"]': 1}
