@@ -46,7 +46,9 @@ class Driver:
         started = time.perf_counter()
         try:
             reply = await fn(request)
-            status = "OK"
+            # A probe that exits non-zero failed, though its call is OK: say so as `tail` does.
+            exit_code = getattr(reply, "exit_code", 0) if isinstance(request, v1.ExecSyncRequest) else 0
+            status = f"OK exit={exit_code}" if exit_code else "OK"
         except grpc.aio.AioRpcError as exc:
             reply, status = None, f"{exc.code().name}: {exc.details()}"
             self.errors += 1
@@ -98,7 +100,8 @@ async def kubelet_round(channel: grpc.aio.Channel, d: Driver, pods: int = 3, rel
 EXAMPLES = (
     ("what each method cost",
      "SELECT method, count(*) AS calls, round(avg(duration_ms), 2) AS avg_ms FROM calls GROUP BY method"),
-    ("what failed, and why", "SELECT started_at, method, status_name, status_message FROM errors"),
+    ("what went wrong: errors, failing probes, unfinished calls",
+     "SELECT started_at, kind, method, status_name, exit_code, status_message FROM problems"),
     ("every call about one pod, with the gaps between them", "--named pod-startup --param pod_name=web-0 "
      "--param pod_namespace=demo"),
 )
@@ -144,6 +147,7 @@ def show_summary(echo: Echo, db: pathlib.Path, session: int | None) -> None:
     recording = Recording(db)  # reads without leaving -wal/-shm files beside a stopped recording
     try:
         cursor = recording.conn.execute("SELECT method, count(*) AS calls, sum(status_code <> 0) AS errors, "
+                              "count(nullif(exit_code, 0)) AS nonzero_exits, "
                               "round(avg(duration_ms), 2) AS avg_ms, sum(response_bytes) AS reply_bytes "
                               "FROM calls WHERE session_id = ? GROUP BY method ORDER BY calls DESC", (session,))
         columns = [c[0] for c in cursor.description]

@@ -162,9 +162,51 @@ LEFT JOIN payloads AS p ON p.id = m.payload_id
 WHERE c.method = 'PullImage';
 
 -- Every message of every call with its body: raw bytes (`data`) and decoded `json`.
+-- `rowid` is for datasette: its HTML table links each BLOB to `<view>/<rowid>.blob`, and a
+-- view without a `rowid` column (messages is WITHOUT ROWID) failed the whole page with
+-- "No item with that key". The payload id makes that link answer with the message's bytes.
 CREATE VIEW call_messages AS
 SELECT m.call_id, c.method, m.direction, m.idx, m.offset_ms, m.compressed,
-       p.id AS payload_id, p.sha256, p.size, p.truncated, p.data, p.json
+       p.id AS payload_id, p.sha256, p.size, p.truncated, p.data, p.json, p.id AS rowid
 FROM messages AS m
 JOIN calls AS c ON c.id = m.call_id
 JOIN payloads AS p ON p.id = m.payload_id;
+
+-- ExecSync calls whose command exited non-zero: failing exec probes (and `kubectl exec`
+-- without a TTY). Their gRPC status is OK, so `errors` does not list them. The pod comes
+-- from the call itself or, as ExecSync names only the container, from its CreateContainer.
+-- `stderr_base64`: the first 200 characters of the answer's stderr as stored (protobuf's
+-- JSON gives bytes fields as base64).
+CREATE VIEW failed_probes AS
+SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms, c.container_id,
+       COALESCE(c.pod_sandbox_id, (SELECT MAX(cc.pod_sandbox_id) FROM calls AS cc
+                                   WHERE cc.container_id = c.container_id AND cc.method = 'CreateContainer'))
+           AS pod_sandbox_id,
+       COALESCE(c.pod_name, (SELECT MAX(cc.pod_name) FROM calls AS cc
+                             WHERE cc.container_id = c.container_id AND cc.method = 'CreateContainer'))
+           AS pod_name,
+       COALESCE(c.pod_namespace, (SELECT MAX(cc.pod_namespace) FROM calls AS cc
+                                  WHERE cc.container_id = c.container_id AND cc.method = 'CreateContainer'))
+           AS pod_namespace,
+       (SELECT json_extract(p.json, '$.cmd') FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
+        WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) AS cmd,
+       c.exit_code,
+       (SELECT substr(json_extract(p.json, '$.stderr'), 1, 200)
+        FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
+        WHERE m.call_id = c.id AND m.direction = 'response' AND m.idx = 0) AS stderr_base64
+FROM calls AS c
+WHERE c.method = 'ExecSync' AND c.exit_code IS NOT NULL AND c.exit_code <> 0;
+
+-- Everything that went wrong, one row per call, by `kind`: `unfinished` (cancelled,
+-- connection closed, unparsed: see `outcome`), `grpc_error` (completed with a status other
+-- than OK; with `unfinished`, the one failure rule of `errors`) and `nonzero_exit` (an
+-- ExecSync answered OK whose command exited non-zero, as in `failed_probes`).
+CREATE VIEW problems AS
+SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
+       CASE WHEN outcome <> 'completed' THEN 'unfinished'
+            WHEN (status_code IS NOT 0 OR outcome <> 'completed') THEN 'grpc_error'
+            ELSE 'nonzero_exit' END AS kind,
+       status_code, status_name, status_message, outcome, exit_code,
+       pod_sandbox_id, pod_name, pod_namespace, container_id, image
+FROM calls
+WHERE (status_code IS NOT 0 OR outcome <> 'completed') OR (exit_code IS NOT NULL AND exit_code <> 0);

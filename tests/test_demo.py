@@ -27,6 +27,7 @@ def test_demo_relays_records_and_suggests_queries(tmp_path: pathlib.Path) -> Non
     assert len(calls) == 39
     assert any("RunPodSandbox" in line and line.endswith("OK") for line in calls)
     assert any("ContainerStatus (unknown id)" in line and "NOT_FOUND" in line for line in calls)
+    assert [line.split()[-2:] for line in calls if "ExecSync (failing probe)" in line] == [["OK", "exit=3"]]
     assert "39 recorded to cri-proxy-demo.db (session 1), 0 lost." in result.stdout
     folder = lines[0].split("unix://", 1)[1].rsplit("/", 1)[0]
     assert not os.path.exists(folder)  # its sockets and folder are gone
@@ -34,6 +35,8 @@ def test_demo_relays_records_and_suggests_queries(tmp_path: pathlib.Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cri-proxy-demo.db"]  # no -wal/-shm left behind
     with sqlite3.connect(tmp_path / "cri-proxy-demo.db") as conn:
         assert conn.execute("SELECT count(*), sum(status_name = 'NOT_FOUND') FROM calls").fetchone() == (39, 1)
+        assert conn.execute("SELECT kind, exit_code FROM problems WHERE method = 'ExecSync'").fetchall() == [
+            ("nonzero_exit", 3)]
     # the queries it suggests run as printed
     suggested = [line.strip() for line in lines if line.strip().startswith("cri-proxy query")]
     assert len(suggested) == 3

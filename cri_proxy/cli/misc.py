@@ -76,14 +76,12 @@ def snapshot(
 
     def main() -> None:
         since_at, until_at = time_range(since, until)
-        # The store writes the copy (cri_proxy.store.snapshot); imported only when asked for.
-        try:
-            from cri_proxy.store.snapshot import snapshot as copy_recording  # type: ignore[import-not-found,unused-ignore]
-        except ModuleNotFoundError as exc:
-            if exc.name != "cri_proxy.store.snapshot":
-                raise
-            raise ConfigError("snapshot is not available in this build of cri-proxy") from None
-        copy_recording(src, dest, since=since_at, until=until_at, session=session)
+        from cri_proxy.store.snapshot import snapshot as copy_recording  # sqlite3: only when asked for
+
+        done = copy_recording(src, dest, since=since_at, until=until_at, session=session)
+        left_out = f", {done.calls_left_out} left out" if done.calls_left_out else ""
+        typer.echo(f"{done.dest}: {done.calls} calls of {done.sessions} session(s){left_out}, "
+                   f"schema version {done.schema_version}, {done.size_bytes} bytes")
 
     execute(main)
 

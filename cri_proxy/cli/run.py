@@ -73,6 +73,14 @@ def run(
     events_period: float = typer.Option(1.0, help="Seconds between relists when emulating events."),
     strict_translation: bool = typer.Option(
         False, help="Refuse (FAILED_PRECONDITION) security-relevant v1-only fields a v1alpha2 runtime would ignore."),
+    metrics_listen: Optional[str] = typer.Option(
+        None, metavar="HOST:PORT|unix:///PATH",
+        help="Serve Prometheus /metrics, /healthz and /readyz here, e.g. 127.0.0.1:9464 (works without --db)."),
+    otlp_endpoint: Optional[str] = typer.Option(
+        None, metavar="URL",
+        help="Send OpenTelemetry spans of traced calls here over OTLP, e.g. http://127.0.0.1:4317 (works without --db)."),
+    trace_sample_ratio: float = typer.Option(
+        0.0, help="With --otlp-endpoint: share (0 to 1) of calls without a sampled traceparent that get a root span."),
 ) -> None:
     """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db)."""
     if events_period <= 0:
@@ -81,11 +89,15 @@ def run(
 
     def main() -> Any:
         from cri_proxy.bridge import BridgeOptions
-        from cri_proxy.model.options import RecordConfig
+        from cri_proxy.model.options import RecordConfig, TelemetryConfig
         from cri_proxy.proxy.daemon import ProxyConfig, serve
 
-        record = None if db is None else RecordConfig(
-            db=db.absolute(), require=require_recording, flush_interval_s=flush_interval, queue_calls=queue_calls,
+        telemetry = TelemetryConfig(metrics_listen=metrics_listen, otlp_endpoint=otlp_endpoint,
+                                    trace_sample_ratio=trace_sample_ratio)
+        telemetry.check()
+        # Without --db but with metrics or spans, the recorder process runs with no writer.
+        record = None if db is None and not telemetry.enabled else RecordConfig(
+            db=db.absolute() if db is not None else None, telemetry=telemetry, require=require_recording, flush_interval_s=flush_interval, queue_calls=queue_calls,
             queue_mb=queue_mb, max_payload_kb=max_payload_kb, retain=retain, max_db_mb=max_db_mb,
             include=tuple(include), exclude=tuple(exclude), sample=tuple(sample), redact=tuple(redact),
             no_redact=tuple(no_redact), redact_labels=tuple(redact_label),

@@ -42,6 +42,7 @@ GAP: Final = 5  # _GAP
 CALL: Final = 6  # pickled RecordedCall (the bridge's calls)
 SESSION: Final = 7  # JSON object of SessionInfo changes
 STOP: Final = 8  # empty: record what is queued, then exit
+RELAY: Final = 9  # _RELAY + why the runtime does not answer (utf-8; empty when it does): for /readyz
 # recorder -> proxy
 READY: Final = 20  # _READY + why recording does not work yet (utf-8; empty when it does)
 ERROR: Final = 21  # utf-8 message: the recorder could not start (--require-recording)
@@ -53,6 +54,7 @@ _CLOSED: Final = struct.Struct("<IdB")  # conn_id, monotonic, has a reason
 _GAP: Final = struct.Struct("<IBdB")  # conn_id, from_client, monotonic, why (GAP_BEHIND or GAP_RESTARTED)
 GAP_BEHIND: Final = 0  # the recorder fell behind: the proxy dropped bytes
 GAP_RESTARTED: Final = 1  # a new recorder joins a connection already under way
+_RELAY: Final = struct.Struct("<B")  # the listen socket accepts
 _READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)
 _STATS: Final = struct.Struct("<6QBQQq")  # RecorderStats, received, pending, session id (-1: none)
 _NONE: Final = -1
@@ -83,6 +85,22 @@ class Stats:
     received: int  # link bytes it has handled (whole messages)
     pending: int  # calls it has taken in and not yet settled (open on a connection, or queued)
     session_id: int | None  # the run's sessions row, once the database has been opened
+
+
+@dataclass(frozen=True, slots=True)
+class RelayState:
+    """The relay's readiness, as /readyz reports it: listening, and the runtime answering."""
+
+    listening: bool = False
+    trouble: str | None = None  # why the runtime's last probe got no answer; None when it answered
+
+    def reason(self) -> str | None:
+        """None when ready, else why not."""
+        if not self.listening:
+            return "the proxy is not accepting connections yet"
+        if self.trouble is not None:
+            return f"the runtime does not answer: {self.trouble}"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +191,15 @@ def read_session(view: memoryview, start: int, stop: int) -> dict[str, str | Non
     if not isinstance(value, dict):
         raise ValueError(f"link message of kind {SESSION}: expected a JSON object")
     return value
+
+
+def relay_message(state: RelayState) -> bytes:
+    return message(RELAY, _RELAY.pack(state.listening) + (state.trouble or "").encode())
+
+
+def read_relay(view: memoryview, start: int, stop: int) -> RelayState:
+    (listening,) = _fixed(_RELAY, RELAY, view, start, stop)
+    return RelayState(bool(listening), _text(view, start + _RELAY.size, stop) or None)
 
 
 # -- recorder -> proxy --------------------------------------------------------------------

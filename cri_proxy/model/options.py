@@ -8,7 +8,7 @@ builds its policies (keep, redact) from the parsed values without parsing them a
 from __future__ import annotations
 
 import pathlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from cri_proxy.model.errors import ConfigError
@@ -89,11 +89,47 @@ class RecorderOptions:
     prune_interval_s: float = 10.0
 
 
+def parse_listen(listen: str, what: str = "--metrics-listen") -> tuple[str, int] | str:
+    """(host, port) for `HOST:PORT`, a path for `unix:///path`; ConfigError for anything else."""
+    if listen.startswith("unix://"):
+        path = listen[len("unix://"):]
+        if not path.startswith("/"):
+            raise ConfigError(f"{what} {listen!r}: a unix socket needs an absolute path (unix:///...)")
+        return path
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{what} {listen!r}: expected HOST:PORT (127.0.0.1:9464) or unix:///path")
+    return host or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """`cri-proxy run`'s metrics and tracing flags; the recorder process builds its peers from them."""
+
+    metrics_listen: str | None = None  # HOST:PORT or unix:///path: serve /metrics, /healthz, /readyz
+    otlp_endpoint: str | None = None  # where spans go (OTLP); None: no spans
+    trace_sample_ratio: float = 0.0  # root spans for calls that carry no traceparent
+
+    @property
+    def enabled(self) -> bool:
+        return self.metrics_listen is not None or self.otlp_endpoint is not None
+
+    def check(self) -> None:
+        if self.metrics_listen is not None:
+            parse_listen(self.metrics_listen)
+        if not 0.0 <= self.trace_sample_ratio <= 1.0:
+            raise ConfigError(f"--trace-sample-ratio {self.trace_sample_ratio:g}: must be from 0 to 1")
+        if self.otlp_endpoint is not None and not self.otlp_endpoint.startswith(("http://", "https://", "unix:")):
+            raise ConfigError(f"--otlp-endpoint {self.otlp_endpoint!r}: expected http://HOST:PORT, "
+                              "https://HOST:PORT or unix:///path")
+
+
 @dataclass(frozen=True)
 class RecordConfig:
     """`cri-proxy run`'s recording flags as given; `check()` parses and validates them."""
 
-    db: pathlib.Path
+    db: pathlib.Path | None  # None: no writer (the recorder process only feeds metrics and spans)
     require: bool = False
     flush_interval_s: float = 0.1
     queue_calls: int = 10_000
@@ -108,9 +144,11 @@ class RecordConfig:
     no_redact: tuple[str, ...] = ()
     redact_labels: tuple[str, ...] = ()
     keep_registry_credentials_in_clear: bool = False
+    telemetry: TelemetryConfig = field(default_factory=lambda: TelemetryConfig())
 
     def check(self) -> RecorderOptions:
         """Validate everything before anything starts; ConfigError names the flag."""
+        self.telemetry.check()
         parse_sample(self.sample)
         try:
             redaction_switches(self.redact, self.no_redact)

@@ -35,6 +35,7 @@ from cri_proxy.proxy.server import BridgeRoute, RelayServer
 from cri_proxy.proxy.notify import Notifier
 from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.recorder_link import RecorderProcess
+from cri_proxy.model.link import RelayState
 from cri_proxy.model.options import RecordConfig, config_json
 from cri_proxy.model.session import SessionInfo
 from cri_proxy.model.upstream import UpstreamApis
@@ -139,6 +140,7 @@ async def serve(config: ProxyConfig) -> int:
             if recorder is not None and config.record is not None and config.record.require:
                 server.admission = recording_admission(recorder)
             notifier.ready(status_line(config, prober.apis, prober.trouble))  # the socket listens: connections are accepted
+            answers.readiness(prober.trouble)
             notifier.start_watchdog()
             await _wait_for_signal(server, config.grace_period, notifier)
         finally:
@@ -151,8 +153,9 @@ async def serve(config: ProxyConfig) -> int:
         if recorder is not None:
             await recorder.aclose()
             stats = recorder.stats
-            log.info("recording closed: %d calls recorded, %d lost, %d skipped by the keep policy",
-                     stats.recorded, stats.lost, stats.skipped)
+            if config.record is not None and config.record.db is not None:
+                log.info("recording closed: %d calls recorded, %d lost, %d skipped by the keep policy",
+                         stats.recorded, stats.lost, stats.skipped)
     log.info("stopped")
     return 0
 
@@ -176,10 +179,17 @@ class _AnswerWatcher:
     def trouble(self, reason: str | None) -> None:
         if self.server is not None and self.server.versions is not None:  # STATUS= only once READY=1
             self.notifier.status(status_line(self.config, self.server.versions.apis, reason))
+        self.readiness(reason)
+
+    def readiness(self, trouble: str | None) -> None:
+        """Tell the recorder process (which serves /readyz) whether the proxy accepts and the runtime answers."""
+        if self.recorder is not None:
+            self.recorder.relay_changed(RelayState(self.server is not None, trouble))
 
     def changed(self, apis: UpstreamApis) -> None:
         if self.server is not None:
             self.notifier.status(status_line(self.config, apis, None))  # an answer came: no trouble now
+        self.readiness(None)
         if self.recorder is not None:
             self.recorder.update_session(runtime_api=apis.runtime_api, image_api=apis.image_api)
         if self.server is not None and self.server.connections:
@@ -240,6 +250,8 @@ def _start_recording(config: ProxyConfig) -> RecorderProcess | None:
     if config.record is None:
         log.info("recording is off (no --db)")
         return None
+    if config.record.db is None:
+        log.info("recording is off (no --db); the recorder process serves metrics and spans")
     session = SessionInfo(listen=as_endpoint(config.listen), runtime_endpoint=as_endpoint(config.runtime),
                           image_endpoint=as_endpoint(config.image) if config.image else None,
                           config=config_json(config))

@@ -52,7 +52,7 @@ class RecorderProcess:
         self.options = config.check()  # a wrong flag fails here, before any process starts
         self.config = config
         self.session = session
-        self.path = str(config.db)
+        self.path = str(config.db) if config.db is not None else "its metrics and spans (no --db)"
         self.limit = config.queue_mb << 20
         self._sock: socket.socket | None = None
         self._child: Child | None = None
@@ -78,6 +78,7 @@ class RecorderProcess:
         self._delay = FIRST_RESTART_S
         self._born = 0.0
         self._reader = link.Reader()
+        self._relay = link.RelayState()
         self.session_id: int | None = None
 
     # -- control --------------------------------------------------------------------------
@@ -159,6 +160,12 @@ class RecorderProcess:
         # A restarted recorder starts from the session as it is now.
         self.session = dataclasses.replace(self.session, **changes)  # type: ignore[arg-type]
         self._send(link.session_message(changes))
+
+    def relay_changed(self, state: link.RelayState) -> None:
+        """The relay's readiness (listening, the runtime answering), for the recorder's /readyz."""
+        if state != self._relay:
+            self._relay = state
+            self._send(link.relay_message(state))
 
     # -- Tap --------------------------------------------------------------------------------
     def open(self, info: ConnectionInfo) -> _Shipped:
@@ -394,6 +401,8 @@ class RecorderProcess:
             self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
             self._gapped.update(((info.conn_id, True), (info.conn_id, False)))
         self._joined = set(self._gapped)
+        if self._relay != link.RelayState():
+            self._send(link.relay_message(self._relay))
 
     def _detach(self) -> None:
         """Off the event loop, and nothing more to send."""

@@ -4,7 +4,9 @@ each proxy run recorded and LOST (sessions.calls_lost, the losses table).
 The per-method numbers are the `method_stats` view's (same failure rule, same nearest-rank
 percentiles: pXX is the smallest duration whose rank r satisfies r * 100 >= XX * n, among
 calls with a duration), computed here over the calls `--since` and `--session` select, and
-with the bytes each way, which the view leaves out.
+with the bytes each way, which the view leaves out. `nonzero_exits` counts the ExecSync
+calls whose command exited non-zero (`calls.exit_code`): failing probes, which are not
+call errors since their status is OK.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from cri_proxy.query.output import Section
 from cri_proxy.query.tail import short_method
 from cri_proxy.store.selection import check_session
 
-METHOD_COLUMNS = ["method", "calls", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-                  "request_bytes", "response_bytes"]  # fmt: skip
+METHOD_COLUMNS = ["method", "calls", "errors", "error_rate", "nonzero_exits", "p50_ms", "p95_ms", "p99_ms",
+                  "max_ms", "request_bytes", "response_bytes"]  # fmt: skip
 SESSION_COLUMNS = ["session", "started_at", "ended_at", "hostname", "pid", "calls_recorded",
                    "calls_lost", "loss_episodes", "calls_in_file"]  # fmt: skip
 LOSS_COLUMNS = ["loss", "session", "started_at", "ended_at", "reason", "calls_lost"]
@@ -32,7 +34,8 @@ def _pct(p: int) -> str:
 
 _METHODS = f"""
 WITH filtered AS (
-    SELECT service, method, duration_ms, request_bytes, response_bytes, {FAILED} AS failed
+    SELECT service, method, duration_ms, request_bytes, response_bytes, {FAILED} AS failed,
+           (exit_code IS NOT NULL AND exit_code <> 0) AS nonzero_exit
     FROM calls WHERE {{where}}
 ), ranked AS (
     SELECT *, ROW_NUMBER() OVER (PARTITION BY service, method
@@ -41,7 +44,7 @@ WITH filtered AS (
     FROM filtered
 )
 SELECT service, method, COUNT(*), SUM(failed), ROUND(1.0 * SUM(failed) / COUNT(*), 4),
-       {_pct(50)}, {_pct(95)}, {_pct(99)}, MAX(duration_ms),
+       SUM(nonzero_exit), {_pct(50)}, {_pct(95)}, {_pct(99)}, MAX(duration_ms),
        SUM(request_bytes), SUM(response_bytes)
 FROM ranked
 GROUP BY service, method

@@ -24,7 +24,7 @@ TAIL_FORMATS = ("line", "jsonl")
 COLUMNS = [
     "id", "session_id", "started_at", "duration_ms", "service", "method", "path", "status_code",
     "status_name", "status_message", "outcome", "request_bytes", "response_bytes",
-    "pod_sandbox_id", "pod_name", "pod_namespace", "container_id", "image",
+    "pod_sandbox_id", "pod_name", "pod_namespace", "container_id", "image", "exit_code",
 ]  # fmt: skip
 FAILED = FAILED_SQL
 ID_CHARS = 12  # as `crictl ps` and `docker ps` shorten ids
@@ -56,9 +56,12 @@ def short_method(service: str, method: str) -> str:
 
 
 def status_of(call: StoredCall) -> str:
-    """The status name, or how the call ended when it never got one (`cancelled`...)."""
+    """The status name, or how the call ended when it never got one (`cancelled`...); an
+    ExecSync whose command exited non-zero adds it (`OK exit=3`): a failing probe."""
     if call.outcome != "completed" or call.status_name is None:
         return call.outcome
+    if call.exited_nonzero:
+        return f"{call.status_name} exit={call.exit_code}"
     return call.status_name
 
 
@@ -95,6 +98,7 @@ def row_values(stored: StoredCall) -> list[Any]:
         "path": call.path, "status_code": call.status_code, "status_name": stored.status_name,
         "status_message": call.status_message, "outcome": stored.outcome,
         "request_bytes": call.request_bytes, "response_bytes": call.response_bytes, **stored.ids,
+        "exit_code": stored.exit_code,
     }  # fmt: skip
     return [fields.get(c) for c in COLUMNS]
 

@@ -14,6 +14,9 @@ indexed query rather than a JSON scan. Only what a call states outright is taken
 
 List* and Stream* calls concern many objects: their filters are not taken (all None). The
 decoded JSON may be None (no message) or the undecodable marker; both give nothing.
+
+The same peer reads ExecSync's `exit_code` (`exec_exit_code`): an exec probe that exits
+non-zero has failed although its call ended OK, and a column makes that visible to every view.
 """
 
 from __future__ import annotations
@@ -71,6 +74,17 @@ def _concerns(parts: CallPath) -> bool:
     return parts.is_cri and not parts.method.startswith(("List", "Stream"))
 
 
+def exec_exit_code(method: str, response_json: dict[str, Any] | None) -> int | None:
+    """ExecSync's exit code from its decoded response; None for other methods and for a call
+    without a decoded answer. Protobuf's JSON leaves out a field at its default, so an answer
+    without `exit_code` exited 0 (the same rule as storage/migrations/0005_exit_code.sql)."""
+    # "_error" is messages/decode.py's undecodable marker (not imported: it loads protobuf).
+    if method != "ExecSync" or response_json is None or "_error" in response_json:
+        return None
+    value = response_json.get("exit_code", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class IdsStage:
     """The pipeline's ids peer: the call's own first request and response, decoded."""
 
@@ -79,7 +93,9 @@ class IdsStage:
     def process(self, item: PreparedCall) -> PreparedCall:
         parts = parse_path(item.call.path)
         if _concerns(parts):  # only then are the messages decoded (List* answers are the big ones)
-            item.ids = _ids(parts.method, item.first(Direction.REQUEST), item.first(Direction.RESPONSE))
+            response = item.first(Direction.RESPONSE)
+            item.ids = _ids(parts.method, item.first(Direction.REQUEST), response)
+            item.exit_code = exec_exit_code(parts.method, response)
         else:
             item.ids = dict.fromkeys(ID_KEYS)
         return item

@@ -46,8 +46,11 @@ _STREAMING: Final = frozenset(path for path, info in METHODS.items() if info.ser
 class SpanCounts(Protocol):
     """What the spans peer counts (spans.CallSpans.counts returns one)."""
 
-    exported: int
-    dropped: int
+    @property
+    def exported(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
 
 
 def method_labels(path: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from cri_proxy.model.errors import ConfigError
+from cri_proxy.model import options
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,8 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def parse_listen(listen: str) -> tuple[str, int] | str:
-    """(host, port) for TCP, a path for `unix://`; ConfigError for anything else."""
-    if listen.startswith("unix://"):
-        path = listen[len("unix://"):]
-        if not path.startswith("/"):
-            raise ConfigError(f"metrics listen {listen!r}: a unix socket needs an absolute path (unix:///...)")
-        return path
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"metrics listen {listen!r}: expected HOST:PORT (127.0.0.1:9464) or unix:///path")
-    return host or "0.0.0.0", int(port)
+    """(host, port) for TCP, a path for `unix://`; ConfigError for anything else (model.options parses it)."""
+    return options.parse_listen(listen, "metrics listen")
 
 
 def make_app(registry: CollectorRegistry, ready: Readiness | None = None) -> WsgiApp:

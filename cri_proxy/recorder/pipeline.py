@@ -9,7 +9,8 @@ writer only turns it into rows. The peers, in order:
 - preparation, on the writer's thread, once per call even when its batch is retried:
   `redact` (recorder/redact.py) blanks secrets in the message bytes, `decode` (below, over
   messages/decode.py) gives each message its JSON, lazily, `ids` (recorder/ids.py) reads
-  the pod, container and image the call concerns. Later peers (metrics, spans) go here too.
+  the pod, container and image the call concerns, and an ExecSync's exit code. Later
+  peers (metrics, spans) go here too.
 
 A peer is a `Stage`: `process(item)` returns the item (changed or not) to pass it on, or
 None to drop it; a peer that fails drops nothing but itself (see `Pipeline.prepare`). Each

@@ -25,6 +25,7 @@ class PreparedCall:
     size: int  # what it costs in the queue, in bytes
     redacted: bool = False  # redaction changed or dropped something
     ids: dict[str, str | None] = field(default_factory=dict)
+    exit_code: int | None = None  # ExecSync's exit code, set by the ids stage
     decoder: JsonDecoder | None = None  # set by the decode stage; None: no JSON is stored
     _shas: list[str | None] = field(default_factory=list)
     _json: dict[int, Json | None] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.model.link import Resume
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import SessionInfo
@@ -31,6 +32,8 @@ def make_recorder(config: RecordConfig, session: SessionInfo, thread: bool = Tru
     """Open the database and start the writer (see Recorder.start for `thread`). Fails open
     unless --require-recording. `resume`: carry on after a recorder process that died."""
     options = config.check()
+    if config.db is None:
+        raise ConfigError("recording needs a database (--db)")
     keep, redaction = policies(config)
     recorder = Recorder(config.db, session, options, pipeline=build_pipeline(keep, redaction, options))
     if resume is not None:

@@ -78,6 +78,8 @@ class RecordingTap:
         # fallen behind and must catch up without losing its place in the byte stream.
         self.skimming = False
         self.on_skimmed: Callable[[RecordedCall], None] | None = None
+        # Told of each call as its request headers arrive (the metrics peer's calls in flight).
+        self.on_opened: Callable[[RecordedCall], None] | None = None
 
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
@@ -272,6 +274,11 @@ class ConnectionRecorder:
             rec.request_metadata = self._capped(rec, metadata, size, "request metadata")
             rec.path = pseudo.get(":path", "")
             rec.client_api = rec.upstream_api = parse_path(rec.path).api
+        if self.tap.on_opened is not None:
+            try:
+                self.tap.on_opened(rec)
+            except Exception:
+                log.debug("conn %d: call %d %s: on_opened failed", info.conn_id, stream_id, rec.path, exc_info=True)
         if self.server.lost is not None:
             call.unparsed = True
             rec.notes.append(f"response headers unreadable: {self.server.lost}")

@@ -1,7 +1,7 @@
 """The recorder process: rebuilds calls from the bytes the proxy relayed, and records them.
 
-`cri-proxy run --db` starts it (`python -m cri_proxy.recorder.worker FD`) with one end of a
-socketpair. The proxy's event loop then does no more for recording than copy each relayed
+`cri-proxy run --db` (or `--metrics-listen`, `--otlp-endpoint`) starts it (`python -m
+cri_proxy.recorder.worker FD`) with one end of a socketpair. The proxy's event loop then does no more for recording than copy each relayed
 chunk into that socket with a timestamp; the tap (frames, HPACK, gRPC messages), redaction,
 decoding and SQLite all happen here, on the machine's other core, so recording neither
 holds the proxy's interpreter nor delays a reply. Here the tap and the writer share one
@@ -11,6 +11,10 @@ thread: two threads would spend their time waiting for each other's interpreter 
 Timings come from the proxy: every chunk carries the wall and monotonic time at which the
 relay forwarded it, so a call's start and duration are what they were on the wire however
 late this process reads them.
+
+With `--metrics-listen` or `--otlp-endpoint` every call the tap finishes goes to the
+metrics and spans peers first (recorder/telemetry.py), then to the recorder; without `--db`
+the recorder is a NoWriter (recorder/nowriter.py): no database, no writer.
 
 The process ignores SIGINT and SIGTERM (a terminal's Ctrl-C and systemd's stop reach the
 whole group): it stops when the proxy says STOP, or when the proxy is gone (end of file on
@@ -29,11 +33,19 @@ import time
 
 from cri_proxy.model.errors import CriProxyError
 from cri_proxy.model import link as channel
+from typing import TYPE_CHECKING
+
+from cri_proxy.model.sink import CallSink
+from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
+from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
 from cri_proxy.proxy.tap import ConnectionInfo
+
+if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
+    from cri_proxy.recorder.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +59,10 @@ READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, recorder: Recorder, behind_bytes: int = 16 << 20) -> None:
+    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, behind_bytes: int = 16 << 20,
+                 telemetry: Telemetry | None = None) -> None:
         self.sock = sock
+        self.telemetry = telemetry
         self.behind_bytes = behind_bytes
         self._rate = 0.0  # bytes per second of the relay's time, measured over half seconds
         self._rate_bytes = 0
@@ -56,8 +70,16 @@ class Worker:
         self.recorder = recorder
         self.wall = time.time()
         self.mono = time.monotonic()
-        self.tap = RecordingTap(recorder, clock=lambda: self.wall, timer=lambda: self.mono)
+        sink: CallSink = recorder
+        if telemetry is not None:
+            from cri_proxy.recorder.telemetry import ObservingSink
+
+            sink = ObservingSink(telemetry, recorder)
+        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono)
         self.tap.on_skimmed = self._skimmed
+        if telemetry is not None:
+            self.tap.on_opened = telemetry.opened
+        self._lag = 0.0
         self._skim_since = 0.0
         self._skim_lost = 0
         self.conns: dict[int, ConnectionRecorder] = {}
@@ -112,10 +134,14 @@ class Worker:
             elif kind == channel.OPEN:
                 conn_id, peer_pid, peer_uid, upstream = channel.read_open(view, start, stop)
                 self.conns[conn_id] = self.tap.open(ConnectionInfo(conn_id, peer_pid, peer_uid, upstream))
+                if self.telemetry is not None:
+                    self.telemetry.connection_opened(conn_id, peer_pid)
             elif kind == channel.CLOSED:
                 conn_id, self.mono, reason = channel.read_closed(view, start, stop)
                 if (conn := self.conns.pop(conn_id, None)) is not None:
                     conn.closed(reason)
+                if self.telemetry is not None:
+                    self.telemetry.connection_closed(conn_id)
             elif kind == channel.UPSTREAM:
                 conn_id, upstream = channel.read_upstream(view, start, stop)
                 if (conn := self.conns.get(conn_id)) is not None:
@@ -127,7 +153,14 @@ class Worker:
             elif kind == channel.CALL:
                 self.recorder.submit(channel.unpickled(view, start, stop))
             elif kind == channel.SESSION:
-                self.recorder.update_session(**channel.read_session(view, start, stop))
+                changes = channel.read_session(view, start, stop)
+                self.recorder.update_session(**changes)
+                if self.telemetry is not None:
+                    self.telemetry.session_changed(changes)
+            elif kind == channel.RELAY:
+                state = channel.read_relay(view, start, stop)
+                if self.telemetry is not None:
+                    self.telemetry.relay_changed(state)
             elif kind == channel.STOP:
                 self.stopping = True
             else:
@@ -143,7 +176,7 @@ class Worker:
         if mono - self._rate_since >= 0.5:
             self._rate = self._rate_bytes / (mono - self._rate_since)
             self._rate_bytes, self._rate_since = 0, mono
-        lag = time.monotonic() - mono
+        lag = self._lag = time.monotonic() - mono
         if self.tap.skimming:
             if lag < CAUGHT_UP_S and time.time() - self._skim_since >= MIN_EPISODE_S:
                 self.skim(False, lag)
@@ -169,9 +202,11 @@ class Worker:
             log.warning("the recorder caught up after %.1f s; %d calls were lost meanwhile",
                         time.time() - self._skim_since, self._skim_lost)
 
-    def _skimmed(self, call: object) -> None:
+    def _skimmed(self, call: RecordedCall) -> None:
         self._skim_lost += 1
         self.recorder.lost_elsewhere(1)
+        if self.telemetry is not None:
+            self.telemetry.skimmed(call)
 
     # Back to the proxy ---------------------------------------------------------------------
     def send_stats(self, force: bool = False) -> None:
@@ -181,6 +216,8 @@ class Worker:
         self._last_stats = now
         if len(self._out) < 1 << 16:  # the proxy is not reading: it will get the next one
             stats = self.recorder.stats
+            if self.telemetry is not None:
+                self.telemetry.tick(stats, now, self._lag)
             pending = stats.queued + sum(len(conn.calls) for conn in self.conns.values())
             self._out += channel.stats_message(stats, self.received, pending, self.recorder.session_id)
 
@@ -201,6 +238,8 @@ class Worker:
         if self.tap.skimming:
             self.skim(False, 0.0)
         self.recorder.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
         self.send_stats(force=True)
         self.sock.setblocking(True)
         self.sock.settimeout(1.0)
@@ -237,20 +276,52 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if len(argv) != 1 or not argv[0].isdigit():
-        print("usage: python -m cri_proxy.recorder.worker FD (started by `cri-proxy run --db`)", file=sys.stderr)
+        print("usage: python -m cri_proxy.recorder.worker FD (started by `cri-proxy run`)", file=sys.stderr)
         return 2
     sock = socket.socket(fileno=int(argv[0]))
     init = _receive_init(sock)
     logging.basicConfig(level=init.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[recorder]: %(message)s")
+    config = init.config
+    telemetry: Telemetry | None = None
     try:
-        recorder = make_recorder(init.config, init.session, thread=False, resume=init.resume)
-    except CriProxyError as exc:
+        recorder = _make_recorder(init)
+        if config.telemetry.enabled:
+            telemetry = _make_telemetry(init, recorder)
+    except (CriProxyError, OSError) as exc:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, behind_bytes=(init.config.queue_mb << 20) // 4).run()
+    Worker(sock, recorder, behind_bytes=(config.queue_mb << 20) // 4, telemetry=telemetry).run()
     return 0
+
+
+def _make_recorder(init: channel.Init) -> Recorder | NoWriter:
+    if init.config.db is not None:
+        return make_recorder(init.config, init.session, thread=False, resume=init.resume)
+    init.config.check()
+    writer = NoWriter()
+    if init.resume is not None:
+        writer.carry_on(init.resume.stats)
+        writer.lost_elsewhere(init.resume.loss.calls_lost, starts=True)
+    log.info("no database (no --db): the recorder process only feeds the metrics and spans peers")
+    return writer
+
+
+def _make_telemetry(init: channel.Init, recorder: Recorder | NoWriter) -> Telemetry:
+    from cri_proxy.recorder.telemetry import Telemetry
+
+    config = init.config
+    telemetry = Telemetry(config.telemetry, init.session.runtime_endpoint or "", require=config.require,
+                          db_path=str(config.db) if config.db is not None else None,
+                          fault=lambda: recorder.fault)
+    try:
+        telemetry.start()
+    except OSError as exc:
+        telemetry.close()
+        raise OSError(f"--metrics-listen {config.telemetry.metrics_listen}: cannot serve there: "
+                      f"{exc.strerror or exc}") from exc
+    return telemetry
 
 
 if __name__ == "__main__":

@@ -190,7 +190,8 @@ class BatchWriter:
     def _write_call(self, conn: sqlite3.Connection, item: PreparedCall, pending: dict[str, int]) -> None:
         call = item.call
         payload_ids = [self._payload(conn, item, i, m, pending) for i, m in enumerate(call.messages)]
-        cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, item.ids, item.redacted))
+        cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, item.ids, item.redacted,
+                                                   item.exit_code))
         call_id = cursor.lastrowid
         conn.executemany(
             "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "

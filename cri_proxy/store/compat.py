@@ -11,7 +11,10 @@ to TEMP first, so every query, view and named query sees the newest schema.
   with its columns;
 - version 2 -> 3: only an index was added: nothing to do for reading;
 - version 3 -> 4: ids the writer had left NULL (calls whose JSON was over 4,096 characters)
-  were filled in from the stored JSON; read-only, an older file shows them as stored.
+  were filled in from the stored JSON; read-only, an older file shows them as stored;
+- version 4 -> 5: no `calls.exit_code`: a TEMP view `calls` over the file's `calls` adds
+  it, computed from the stored JSON by the migration's own expression (0005_exit_code.sql),
+  so the file reads as if migrated.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -49,8 +52,26 @@ def _to_4(conn: sqlite3.Connection) -> None:
     """0004 filled in NULL ids from the stored JSON: a reader cannot, and needs nothing new."""
 
 
+def _to_5(conn: sqlite3.Connection) -> None:
+    conn.execute(f"CREATE TEMP VIEW calls AS SELECT c.*, {exit_code_sql('c')} AS exit_code FROM main.calls AS c")
+
+
+_EXIT_CODE_UPDATE = re.compile(r"SET exit_code = (\(.*?\))\s+WHERE (.*?);", re.DOTALL)
+
+
+def exit_code_sql(alias: str) -> str:
+    """The expression 0005_exit_code.sql fills `calls.exit_code` with, over `alias` (a calls
+    row): read from the migration itself so the two cannot drift apart."""
+    migration = next(m for m in sql.migrations() if m.name == "exit_code")
+    match = _EXIT_CODE_UPDATE.search(migration.sql)
+    if match is None:
+        raise ValueError("0005_exit_code.sql no longer has its `SET exit_code = (...) WHERE ...;`")
+    value, where = match.group(1).replace("calls.id", f"{alias}.id"), match.group(2)
+    return f"(CASE WHEN {where} THEN {value} END)"
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
 
 _VIEW_NAME = re.compile(r"^CREATE VIEW (\w+)", re.MULTILINE)
 

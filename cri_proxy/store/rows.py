@@ -31,6 +31,7 @@ CALL_COLUMNS = (
     "status_message", "outcome", "request_bytes", "response_bytes", "request_count",
     "response_count", "peer_pid", "peer_uid", "upstream", "request_metadata",
     "response_metadata", "trailers", "redacted", "notes", "format_version", *ID_COLUMNS,
+    "exit_code",
 )  # fmt: skip
 
 INSERT_CALL = (
@@ -60,6 +61,7 @@ class StoredCall:
     ids: Ids = field(default_factory=dict)  # the ID_COLUMNS, each a string or None
     redacted: bool = False  # secrets were blanked before it was stored
     complete: bool = True  # every message's bytes were stored, uncompressed (what replay can send)
+    exit_code: int | None = None  # ExecSync's exit code (None: not ExecSync, or no decoded answer)
 
     @property
     def path(self) -> str:
@@ -107,6 +109,11 @@ class StoredCall:
         return self.call.failed
 
     @property
+    def exited_nonzero(self) -> bool:
+        """An ExecSync whose command exited non-zero: a failing probe, though the call was OK."""
+        return self.exit_code is not None and self.exit_code != 0
+
+    @property
     def is_cri(self) -> bool:
         return self.call.client_api is not None
 
@@ -140,7 +147,9 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([list(pair) for pair in pairs])
 
 
-def call_row(call: RecordedCall, session_id: int, ids: Ids, redacted: bool) -> tuple[object, ...]:
+def call_row(
+    call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None
+) -> tuple[object, ...]:
     """The `calls` row of a call (CALL_COLUMNS order)."""
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
     return (
@@ -173,6 +182,7 @@ def call_row(call: RecordedCall, session_id: int, ids: Ids, redacted: bool) -> t
         json.dumps(call.notes) if call.notes else None,
         call.format_version,
         *(ids.get(name) for name in ID_COLUMNS),
+        exit_code,
     )
 
 
@@ -205,7 +215,9 @@ def stored_call(row: Sequence[Any]) -> StoredCall:
         format_version=int(col("format_version")),
     )  # fmt: skip
     ids = {name: col(name) for name in ID_COLUMNS}
-    return StoredCall(int(row[0]), int(col("session_id")), call, ids, bool(col("redacted")))
+    exit_code = col("exit_code")
+    return StoredCall(int(row[0]), int(col("session_id")), call, ids, bool(col("redacted")),
+                      exit_code=None if exit_code is None else int(exit_code))
 
 
 def message_bytes(row: Sequence[Any]) -> int:

@@ -1,16 +1,14 @@
 -- name: exec-probes
 -- description: ExecSync calls (exec probes and `kubectl exec` without a TTY) over the last
 --   minutes, per container and command: how many, how many failed as calls or exited
---   non-zero, and how long they took. Commands and exit codes come from the decoded JSON.
+--   non-zero, and how long they took. Commands come from the decoded JSON, exit codes from
+--   calls.exit_code.
 -- param: minutes how far back to look
 WITH execs AS (
-    SELECT c.id, c.container_id, c.duration_ms, c.status_code, c.outcome,
+    SELECT c.id, c.container_id, c.duration_ms, c.status_code, c.outcome, c.exit_code,
            (SELECT json_extract(p.json, '$.cmd')
             FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
-            WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) AS cmd,
-           (SELECT COALESCE(json_extract(p.json, '$.exit_code'), json_extract(p.json, '$.exitCode'))
-            FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
-            WHERE m.call_id = c.id AND m.direction = 'response' AND m.idx = 0) AS exit_code
+            WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) AS cmd
     FROM calls AS c
     WHERE c.method = 'ExecSync' AND c.started_at > datetime('now', '-' || :minutes || ' minutes')
 )

@@ -131,7 +131,7 @@ def test_schema_lists_tables_and_views_with_columns(recording: Path) -> None:
     for view in sql.view_names():
         assert (view, "view") in objects
     calls = {r["column"]: r["type"] for r in got if r["object"] == "calls"}
-    assert calls["pod_name"] == "TEXT" and calls["duration_ms"] == "REAL" and len(calls) == 34
+    assert calls["pod_name"] == "TEXT" and calls["duration_ms"] == "REAL" and len(calls) == 35
     stats_cols = [r["column"] for r in got if r["object"] == "method_stats"]
     assert stats_cols[:3] == ["service", "method", "calls"] and "p99_ms" in stats_cols
     kinds = [r["kind"] for r in got]

@@ -166,11 +166,14 @@ def heavy_extensions(pid: int) -> set[str]:
     return {name for name in HEAVY_EXTENSIONS if name in maps}
 
 
-@pytest.mark.parametrize("record", [False, True], ids=["relay-only", "with-db"])
+@pytest.mark.parametrize("record", [False, True, None], ids=["relay-only", "with-db", "metrics-only"])
 async def test_the_relay_process_loads_neither_sqlite_nor_protobuf(
-        sock_dir: pathlib.Path, runtime: pathlib.Path, record: bool) -> None:
-    """Recording lives in the child: the relay process stays small, with or without --db."""
-    extra = ("--db", str(sock_dir / "calls.db")) if record else ()
+        sock_dir: pathlib.Path, runtime: pathlib.Path, record: bool | None) -> None:
+    """Recording lives in the child: the relay process stays small, with or without --db, and
+    with metrics but no --db (None: the recorder process runs without a writer)."""
+    extra: tuple[str, ...] = ("--db", str(sock_dir / "calls.db")) if record else ()
+    if record is None:
+        extra = ("--metrics-listen", f"unix://{sock_dir}/m.sock")
     async with ProxyProcess(sock_dir / "p.sock", runtime, *extra) as proxy:
         async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
             await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
@@ -178,6 +181,9 @@ async def test_the_relay_process_loads_neither_sqlite_nor_protobuf(
         assert heavy_extensions(proxy.proc.pid) == set()
         if record:  # the same check finds them where they belong
             assert "_sqlite3" in heavy_extensions(recorder_pid(proxy))
+        if record is None:  # the recorder process runs (recorder_pid finds exactly one) and serves
+            recorder_pid(proxy)
+            assert (sock_dir / "m.sock").exists() and not (sock_dir / "calls.db").exists()
         assert await proxy.astop() == 0
 
 

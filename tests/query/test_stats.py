@@ -20,6 +20,7 @@ from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store.db import utc_text
 from tests.helpers.calls import make_call, record, rows, wait_for
 from tests.helpers.cli import incident_calls, one_error_line, run_cli
+from tests.helpers.probes import EXITS, probe_recording  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -150,3 +151,11 @@ def test_live_session_counts_losses_while_running(tmp_path: Path) -> None:
         assert (session["calls_lost"], session["ended_at"]) == (3, None)
     finally:
         recorder.close()
+
+
+def test_nonzero_exits_are_counted_per_method(probe_recording: Path) -> None:
+    got = {r["method"]: r for r in stats_json(probe_recording)["methods"]}
+    execs = got["v1.RuntimeService/ExecSync"]
+    assert (execs["calls"], execs["errors"], execs["nonzero_exits"]) == (len(EXITS), 0, 2)
+    assert got["v1.RuntimeService/ContainerStatus"]["errors"] == 1
+    assert {r["nonzero_exits"] for m, r in got.items() if m != "v1.RuntimeService/ExecSync"} == {0}

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.model.call import Outcome, RecordedCall
-from cri_proxy.query.tail import format_line
+from cri_proxy.query.tail import Filters, first_rows, format_line, jsonl_line
 from cri_proxy.store.rows import StoredCall
 from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.store.readonly import Recording
 from tests.helpers.calls import make_call, record, wait_for
 from tests.helpers.cli import Tail, snapshot
+from tests.helpers.probes import EXITS, probe_recording  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -212,3 +214,17 @@ def test_ids_starting_again_after_every_call_was_pruned(tmp_path: Path, tails: l
     (line,) = tail.take(1)
     assert (json.loads(line)["id"], json.loads(line)["status_name"]) == (1, "NOT_FOUND")
     assert tail.stop() == 0
+
+
+def test_failing_exec_probes_show_their_exit_code(probe_recording: Path) -> None:
+    recording = Recording(probe_recording)
+    try:
+        _top, shown = first_rows(recording, Filters(method_glob="ExecSync"), last=10)
+        execs = list(shown)
+    finally:
+        recording.close()
+    assert [c.exit_code for c in execs] == list(EXITS)
+    lines = [format_line(c) for c in execs]
+    assert ["exit=" in line for line in lines] == [False, True, True]
+    assert " OK exit=3 " in lines[1] and " OK exit=7 " in lines[2] and " OK " in lines[0]
+    assert [json.loads(jsonl_line(c))["exit_code"] for c in execs] == list(EXITS)

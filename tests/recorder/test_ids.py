@@ -62,3 +62,37 @@ def test_the_migration_gives_what_call_ids_gives(tmp_path: Path) -> None:
     after = _ids(path)
     assert [row for row in after if row[0] != "StartContainer"] == [row for row in expected if row[0] != "StartContainer"]
     assert {row[4] for row in after if row[0] == "StartContainer"} == {"kept"}
+
+
+def exec_calls() -> list[RecordedCall]:
+    """ExecSync answered with exit codes 3, 0 (left out of the JSON) and 7 (v1alpha2), not
+    answered, answered with bytes that do not decode; and a call that is not ExecSync."""
+    return [
+        make_call("ExecSync", {"container_id": "c1", "cmd": ["sh", "-c", "exit 3"]}, {"exit_code": 3}),
+        make_call("ExecSync", {"container_id": "c1", "cmd": ["true"]}, {"stdout": "b2sK"}),
+        make_call("ExecSync", {"container_id": "c1", "cmd": ["false"]}, {"exit_code": 7}, version="v1alpha2"),
+        make_call("ExecSync", {"container_id": "c1", "cmd": ["sleep", "9"]}, None, status=4),
+        make_call("ExecSync", {"container_id": "c1"}, b"\xff\xff\xff"),
+        make_call("ContainerStatus", {"container_id": "c1"}, {}),
+    ]
+
+
+def test_migration_5_gives_what_exec_exit_code_gives(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record(path, exec_calls())
+    expected = rows(path, "SELECT method, exit_code FROM calls ORDER BY id")
+    assert expected == [("ExecSync", 3), ("ExecSync", 0), ("ExecSync", 7), ("ExecSync", None),
+                        ("ExecSync", None), ("ContainerStatus", None)]
+    [migration] = [m for m in sql.migrations() if m.version == 5]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for name in sql.view_names():  # the views read exit_code, so it cannot go while they stand
+            conn.execute(f"DROP VIEW {name}")
+        conn.execute("ALTER TABLE calls DROP COLUMN exit_code")  # as a version-4 file has it
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in db.split_statements(migration.sql):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    assert rows(path, "SELECT method, exit_code FROM calls ORDER BY id") == expected

@@ -151,3 +151,31 @@ def test_a_file_whose_views_were_dropped_reads_with_this_versions_views(tmp_path
     finally:
         rec.close()
     assert ("errors",) in temp and file_sha256(path) == before
+
+
+def _exit_codes(conn: sqlite3.Connection) -> list[tuple[int, str, int | None]]:
+    return conn.execute("SELECT id, method, exit_code FROM calls ORDER BY id").fetchall()
+
+
+def test_exit_codes_read_from_an_older_file_are_what_the_migration_stores(
+    golden: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    rec = Recording(golden)  # read-only: older files get calls.exit_code from compat's TEMP view
+    try:
+        read = _exit_codes(rec.conn)
+        failing = rec.conn.execute("SELECT exit_code FROM failed_probes").fetchall()
+        tail = [format_line(c) for c in first_rows(rec, Filters(method_glob="ExecSync"), last=10)[1]]
+    finally:
+        rec.close()
+    copy = tmp_path / golden.name
+    copy.write_bytes(golden.read_bytes())
+    conn = db.open_database(copy)
+    try:
+        assert _exit_codes(conn) == read
+    finally:
+        conn.close()
+    if _version(golden) == 1:  # make_v1.py stored no JSON: nothing says how its probes exited
+        assert failing == [] and {code for _id, method, code in read if method == "ExecSync"} == {None}
+    else:  # the demo's failing probe (`sh -c "exit 3"`) and its passing ones
+        assert failing == [(3,)] and sum(" OK exit=3 " in line for line in tail) == 1 and len(tail) >= 2
+    assert {code for _id, method, code in read if method != "ExecSync"} == {None}

@@ -3,8 +3,11 @@ the named queries, and a README that documents every column."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import shutil
 import sqlite3
 import stat
 from collections.abc import Iterator
@@ -12,11 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from cri_proxy.model.call import Outcome
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store import db, sql
 from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
 from tests.helpers.calls import T0, make_call, record
+from tests.helpers.probes import STDERR_7, probe_recording  # noqa: F401  (a fixture)
+from tests.helpers.recordings import GOLDEN_DIR
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -208,3 +214,75 @@ def test_a_checkout_reads_the_top_level_storage_folder() -> None:
     assert not (here / "storage").is_symlink()  # no link from the package into storage/
     assert sql.storage_dir().resolve() == (ROOT / "storage").resolve()
     assert T0 > 0
+
+
+def test_failed_probes_and_problems_show_the_failing_exec_probes(probe_recording: Path) -> None:
+    conn = open_readonly(probe_recording)
+    try:
+        probes = conn.execute("SELECT exit_code, cmd, stderr_base64, pod_name, pod_namespace, container_id "
+                              "FROM failed_probes ORDER BY call_id").fetchall()
+        problems = conn.execute("SELECT kind, method, exit_code, status_name FROM problems ORDER BY call_id").fetchall()
+        errors = conn.execute("SELECT method FROM errors").fetchall()
+    finally:
+        conn.close()
+    assert [(p[0], json.loads(p[1])) for p in probes] == [(3, ["sh", "-c", "exit 3"]),
+                                                          (7, ["sh", "-c", "probe-check; exit 7"])]
+    assert probes[0][2] is None and base64.b64decode(probes[1][2]) == STDERR_7
+    assert {(p[3], p[4]) for p in probes} == {("web", "shop")} and all(p[5] for p in probes)
+    assert problems == [("nonzero_exit", "ExecSync", 3, "OK"), ("nonzero_exit", "ExecSync", 7, "OK"),
+                        ("grpc_error", "ContainerStatus", None, "NOT_FOUND")]
+    assert errors == [("ContainerStatus",)]  # the probes' calls did not fail: errors keeps its rule
+
+
+def test_problems_lists_calls_that_never_finished(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record(path, [make_call("Version", {}, None, status=None, duration_ms=None, outcome=Outcome.CANCELLED),
+                  make_call("Version", {}, {"version": "0.1.0"})])
+    conn = open_readonly(path)
+    try:
+        got = conn.execute("SELECT kind, outcome, exit_code FROM problems").fetchall()
+    finally:
+        conn.close()
+    assert got == [("unfinished", "cancelled", None)]
+
+
+def test_migration_5_fills_exit_codes_of_an_older_recording(tmp_path: Path) -> None:
+    copy = tmp_path / "v4.db"
+    shutil.copy(GOLDEN_DIR / "schema-v4.db", copy)
+    conn = db.open_database(copy)
+    try:
+        assert db.schema_version(conn) == 5
+        got = conn.execute(
+            "SELECT c.method, c.exit_code, json_extract(p.json, '$.cmd') FROM calls AS c LEFT JOIN messages AS m "
+            "ON m.call_id = c.id AND m.direction = 'request' AND m.idx = 0 LEFT JOIN payloads AS p "
+            "ON p.id = m.payload_id ORDER BY c.id").fetchall()
+        failing = conn.execute("SELECT exit_code, cmd FROM failed_probes").fetchall()
+    finally:
+        conn.close()
+    execs = [(code, json.loads(cmd)) for method, code, cmd in got if method == "ExecSync"]
+    assert len(execs) == 4 and sorted(code for code, _ in execs) == [0, 0, 0, 3]
+    assert [cmd for code, cmd in execs if code == 3] == [["sh", "-c", "exit 3"]]
+    assert {code for method, code, _ in got if method != "ExecSync"} == {None}
+    assert failing == [(3, '["sh","-c","exit 3"]')]
+
+
+def test_failed_last_hour_names_the_failing_probes(probe_recording: Path) -> None:
+    conn = open_readonly(probe_recording)
+    try:
+        cursor = conn.execute(sql.queries()["failed-last-hour"].sql)
+        columns = [c[0] for c in cursor.description]
+        got = sorted((row[columns.index("kind")], row[columns.index("exit_code")]) for row in cursor.fetchall())
+    finally:
+        conn.close()
+    assert got == [("grpc_error", None), ("nonzero_exit", 3), ("nonzero_exit", 7)]
+
+
+def test_exec_probes_counts_the_non_zero_exits(probe_recording: Path) -> None:
+    conn = open_readonly(probe_recording)
+    try:
+        cursor = conn.execute(sql.queries()["exec-probes"].sql, {"minutes": "60"})
+        columns = [c[0] for c in cursor.description]
+        got = {row[columns.index("cmd")]: row[columns.index("nonzero_exits")] for row in cursor.fetchall()}
+    finally:
+        conn.close()
+    assert got == {'["sh","-c","exit 0"]': 0, '["sh","-c","exit 3"]': 1, '["sh","-c","probe-check; exit 7"]': 1}
