@@ -8,8 +8,9 @@ truth; decoded JSON is a view made from them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
+from typing import Any
 
 from cri_proxy.model.cri import api_version_of, parse_path
 from cri_proxy.model.status import failed
@@ -90,6 +91,42 @@ class RecordedCall:
             self.request_bytes += len(message.data)
         else:
             self.response_bytes += len(message.data)
+
+    def to_state(self) -> dict[str, Any]:
+        """The call as plain data (str, int, float, bytes, None, lists, dicts): lossless, so
+        that `from_state(call.to_state()) == call`, whatever carries it (a pipe, a file)."""
+        state: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "messages":
+                value = [{"direction": m.direction.value, "index": m.index, "offset_s": m.offset_s,
+                          "data": m.data, "compressed": m.compressed} for m in value]
+            elif f.name == "outcome":
+                value = value.value
+            elif f.name in ("request_metadata", "response_metadata", "trailers"):
+                value = [list(pair) for pair in value]
+            elif f.name == "notes":
+                value = list(value)
+            state[f.name] = value
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RecordedCall:
+        """The call `to_state` described. A state of an older format version (fewer keys)
+        takes the defaults; a key this version does not know is a ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(state) - known
+        if unknown:
+            raise ValueError(f"not a recorded call of format {FORMAT_VERSION}: unknown {', '.join(sorted(unknown))}")
+        values = dict(state)
+        values["messages"] = [Message(Direction(m["direction"]), m["index"], m["offset_s"], m["data"], m["compressed"])
+                              for m in state.get("messages", [])]
+        if "outcome" in state:
+            values["outcome"] = Outcome(state["outcome"])
+        for key in ("request_metadata", "response_metadata", "trailers"):
+            if key in state:
+                values[key] = [(name, value) for name, value in state[key]]
+        return cls(**values)
 
 
 __all__ = ["FORMAT_VERSION", "Direction", "Message", "Metadata", "Outcome", "RecordedCall", "api_version_of"]

@@ -38,3 +38,30 @@ def test_each_call_has_its_own_lists() -> None:
     first.notes.append("x")
     first.request_metadata.append(("a", "b"))
     assert second.notes == [] and second.request_metadata == []
+
+
+def test_state_round_trips_losslessly_through_json_and_pickle() -> None:
+    import json
+    import pickle
+
+    rec = call(duration_s=0.25, upstream="unix:///run/containerd/containerd.sock", peer_pid=42, peer_uid=0,
+               client_api="v1", upstream_api="v1alpha2", request_metadata=[("user-agent", "kubelet")],
+               response_metadata=[("content-type", "application/grpc")], trailers=[("grpc-status", "5")],
+               status_code=5, status_message="not found", outcome=Outcome.CANCELLED, notes=["translated"])
+    rec.add_message(Message(Direction.REQUEST, 0, 0.0, b"\x00\xff"))
+    rec.add_message(Message(Direction.RESPONSE, 0, 0.2, b"zz", compressed=True))
+    state = rec.to_state()
+    assert RecordedCall.from_state(state) == rec
+    assert RecordedCall.from_state(pickle.loads(pickle.dumps(state))) == rec
+    as_json = json.loads(json.dumps({**state, "messages": [{**m, "data": m["data"].hex()} for m in state["messages"]]}))
+    as_json["messages"] = [{**m, "data": bytes.fromhex(m["data"])} for m in as_json["messages"]]
+    assert RecordedCall.from_state(as_json) == rec  # only the bytes need an encoding of their own
+
+
+def test_state_of_an_older_format_takes_defaults_and_unknown_keys_are_refused() -> None:
+    old = {"conn_id": 1, "stream_id": 3, "started_at": 1.0, "path": "/runtime.v1.RuntimeService/Version"}
+    assert RecordedCall.from_state(old) == call("/runtime.v1.RuntimeService/Version")
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown colour"):
+        RecordedCall.from_state({**old, "colour": "blue"})
