@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import pathlib
 import shutil
 import socket
@@ -12,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.errors import ConfigError
@@ -20,7 +18,9 @@ from cri_proxy.recorder.metrics import MAX_CLIENTS, CallMetrics
 from cri_proxy.recorder.metrics_http import MetricsServer, parse_listen
 from cri_proxy.recorder.spans import CallSpans, SpanOptions
 from tests.conftest import ROOT
+from tests.helpers import scrape
 from tests.helpers.calls import make_call
+from tests.helpers.scrape import samples
 
 PROMTOOL = shutil.which("promtool")
 NO_PROMTOOL = "promtool is absent (Debian's `prometheus` package has it; .ci/run installs it)"
@@ -28,39 +28,9 @@ V1 = "runtime.v1.RuntimeService"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=10)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(self.unix_path)
-
-
 def get(server: MetricsServer, path: str) -> tuple[int, str]:
     """One real HTTP GET to the server, over TCP or its unix socket."""
-    if server.unix_path is not None:
-        conn: http.client.HTTPConnection = _UnixHTTPConnection(server.unix_path)
-    else:
-        host, _, port = server.address.rpartition(":")
-        conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
-def samples(text: str) -> Samples:
-    """Every sample of an exposition, by name and label set."""
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
+    return scrape.get(f"unix://{server.unix_path}" if server.unix_path is not None else server.address, path)
 
 
 def value(found: Samples, name: str, **labels: str) -> float:
