@@ -15,7 +15,7 @@ import pytest
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
-from tests.helpers.recordings import BUSYBOX, MISSING_ID, record_through_proxy
+from tests.helpers.recordings import MISSING_ID, record_through_proxy, start_container
 
 EXITS = (0, 3, 7)  # the probes' exit codes, in the order they ran
 STDERR_7 = b"sh: probe-check: not found\n"  # what the stand-in runtime's shell says for the 7
@@ -23,13 +23,7 @@ STDERR_7 = b"sh: probe-check: not found\n"  # what the stand-in runtime's shell 
 
 async def drive_probes(channel: grpc.aio.Channel) -> None:
     rt = v1_grpc.RuntimeServiceStub(channel)
-    config = v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name="web", namespace="shop", uid="u1"))
-    pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
-    ctr = (await rt.CreateContainer(v1.CreateContainerRequest(
-        pod_sandbox_id=pod, sandbox_config=config,
-        config=v1.ContainerConfig(metadata=v1.ContainerMetadata(name="app"), image=v1.ImageSpec(image=BUSYBOX))))
-           ).container_id
-    await rt.StartContainer(v1.StartContainerRequest(container_id=ctr))
+    _, ctr = await start_container(rt, "web", "u1", "app")
     scripts = {0: "exit 0", 3: "exit 3", 7: "probe-check; exit 7"}
     for code in EXITS:
         reply = await rt.ExecSync(v1.ExecSyncRequest(container_id=ctr, cmd=["sh", "-c", scripts[code]], timeout=5))

@@ -79,17 +79,23 @@ async def _drive(channel: grpc.aio.Channel) -> None:
     await v1alpha2_grpc.RuntimeServiceStub(channel).Version(v1alpha2.VersionRequest())
 
 
+async def start_container(rt: v1_grpc.RuntimeServiceStub, pod_name: str, uid: str, name: str) -> tuple[str, str]:
+    """A pod `shop/pod_name` with one started busybox container `name`: their ids."""
+    config = v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name=pod_name, namespace="shop", uid=uid))
+    pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
+    ctr = (await rt.CreateContainer(v1.CreateContainerRequest(
+        pod_sandbox_id=pod, sandbox_config=config,
+        config=v1.ContainerConfig(metadata=v1.ContainerMetadata(name=name), image=v1.ImageSpec(image=BUSYBOX))))
+           ).container_id
+    await rt.StartContainer(v1.StartContainerRequest(container_id=ctr))
+    return pod, ctr
+
+
 async def drive_verbose(channel: grpc.aio.Channel) -> None:
     """A pod and a container, and their verbose status: `info` holds a JSON document with
     pids and ids, which differ on every run."""
     rt = v1_grpc.RuntimeServiceStub(channel)
-    config = v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name="db", namespace="shop", uid="u2"))
-    pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
-    ctr = (await rt.CreateContainer(v1.CreateContainerRequest(
-        pod_sandbox_id=pod, sandbox_config=config,
-        config=v1.ContainerConfig(metadata=v1.ContainerMetadata(name="pg"), image=v1.ImageSpec(image=BUSYBOX))))
-           ).container_id
-    await rt.StartContainer(v1.StartContainerRequest(container_id=ctr))
+    pod, ctr = await start_container(rt, "db", "u2", "pg")
     await rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr, verbose=True))
     await rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True))
 
