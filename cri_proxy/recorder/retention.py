@@ -1,6 +1,10 @@
 """Retention: the oldest calls go (with their messages, and bodies no call uses any more)
 while the recording is older or larger than asked. Runs on the writer's connection, between
-batches; freed pages are reused, so the file stops growing."""
+batches; freed pages are reused, so the file stops growing.
+
+A body that is the keyframe of deltas (payloads.base_id) stays while any delta needs it,
+and goes with the last of them. Metadata sets are left: there are a handful per client,
+and finding the unused ones would scan every call row."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ def prune(conn: sqlite3.Connection, older_than_unix: float | None, max_bytes: in
     deleted = 0
     # Bodies shared with newer calls and half-empty pages are not freed, so by size at most
     # half of the calls go in one pass: the newest are never pruned for the oldest's sake.
-    budget = conn.execute("SELECT count(*) FROM calls").fetchone()[0] // 2
+    budget = conn.execute("SELECT count(*) FROM call_rows").fetchone()[0] // 2
     while True:
         args: tuple[float, ...]
         if older_than_unix is not None:
@@ -24,7 +28,7 @@ def prune(conn: sqlite3.Connection, older_than_unix: float | None, max_bytes: in
         else:
             break
         ids = [row[0] for row in conn.execute(
-            f"SELECT id FROM calls WHERE {where} ORDER BY id LIMIT ?", (*args, chunk))]
+            f"SELECT id FROM call_rows WHERE {where} ORDER BY id LIMIT ?", (*args, chunk))]
         if not ids:
             if older_than_unix is None:
                 break
@@ -47,15 +51,33 @@ def delete_calls(conn: sqlite3.Connection, ids: list[int]) -> None:
     try:
         payloads = [row[0] for row in conn.execute(
             f"SELECT DISTINCT payload_id FROM messages WHERE call_id IN ({marks})", ids)]
+        bases = payload_bases(conn, payloads)
         conn.execute(f"DELETE FROM messages WHERE call_id IN ({marks})", ids)
-        conn.execute(f"DELETE FROM calls WHERE id IN ({marks})", ids)
-        conn.executemany(
-            "DELETE FROM payloads WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE payload_id = ?)",
-            [(p, p) for p in payloads])
+        conn.execute(f"DELETE FROM call_rows WHERE id IN ({marks})", ids)
+        # Deltas first: a keyframe can only go once no delta points at it.
+        for chunk in (payloads, bases):
+            conn.executemany(UNUSED_PAYLOAD, [(p, p, p) for p in chunk])
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
+
+
+# A body no message carries and no delta needs (parameters: its id three times).
+UNUSED_PAYLOAD = (
+    "DELETE FROM payloads WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE payload_id = ?) "
+    "AND NOT EXISTS (SELECT 1 FROM payloads WHERE base_id = ?)"
+)
+
+
+def payload_bases(conn: sqlite3.Connection, payloads: list[int]) -> list[int]:
+    """The keyframes the given bodies are deltas of."""
+    found: set[int] = set()
+    for i in range(0, len(payloads), 500):
+        chunk = payloads[i:i + 500]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT base_id FROM payloads WHERE base_id IS NOT NULL AND id IN ({','.join('?' * len(chunk))})", chunk))
+    return sorted(found)
 
 
 def rollback(conn: sqlite3.Connection) -> None:

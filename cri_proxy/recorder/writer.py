@@ -5,8 +5,10 @@ is the only code that touches the recording's file. The pipeline's peers (pipeli
 already redacted each call, given its messages their JSON and read its ids; here each
 message's bytes are hashed, the payload row is reused when the same bytes were stored before
 (the kubelet repeats identical List* requests every second), else inserted with its JSON,
-capping large bodies (size and sha256 kept, data NULL, truncated=1). Faults raise out of
-`write` as they are; the recorder decides.
+capping large bodies (size and sha256 kept, data NULL, truncated=1), or stored as a delta
+against the last body of its method (packing.py). Metadata sets are stored once (packing.py)
+and the call's row points at them. Faults raise out of `write` as they are; the recorder
+decides.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from collections import OrderedDict
 
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.model.session import LossEpisode, SessionInfo
-from cri_proxy.recorder import retention, sessions
+from cri_proxy.recorder import packing, retention, sessions
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
-from cri_proxy.store.rows import INSERT_CALL, call_row
+from cri_proxy.store.rows import INSERT_CALL, row_values
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ WAL_LIMIT_BYTES = 4 << 20
 _DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow in a loop
 
 __all__ = ["BatchWriter", "Totals"]
+
+
+def _polled(method: str) -> bool:
+    """Replies the kubelet polls for the node's state (packing.JSON_OMIT_BYTES)."""
+    return method.startswith("List") or method.endswith("Stats")
 
 
 class BatchWriter:
@@ -59,6 +66,8 @@ class BatchWriter:
         self._inode: tuple[int, int] | None = None
         self._session_id: int | None = None
         self._cache: OrderedDict[str, int] = OrderedDict()  # sha256 -> payload id
+        self._sets = packing.MetadataSets()
+        self._keyframes = packing.Keyframes()
 
     @property
     def is_open(self) -> bool:
@@ -85,7 +94,13 @@ class BatchWriter:
             conn.close()
             raise
         self._conn, self._inode = conn, inode
+        self._forget()
+
+    def _forget(self) -> None:
+        """Drops what is known of the file's rows (a new file, pruned rows, a rollback)."""
         self._cache.clear()
+        self._sets.clear()
+        self._keyframes.clear()
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """PRAGMA quick_check: a file with damaged pages is not written to (the recorder
@@ -158,9 +173,12 @@ class BatchWriter:
             conn.execute("COMMIT")
         except BaseException:
             retention.rollback(conn)
+            self._forget()  # ids handed out in this transaction are gone
             raise
         for sha, payload_id in pending.items():
             self._remember(sha, payload_id)
+        self._sets.committed()
+        self._keyframes.committed()
         return len(items)
 
     def end_session(self, totals: Totals, losses: list[LossEpisode]) -> None:
@@ -180,7 +198,7 @@ class BatchWriter:
         try:
             return retention.prune(self._require(), older_than_unix, max_bytes, chunk)
         finally:
-            self._cache.clear()  # cached payload ids may be gone
+            self._forget()  # cached payload and set ids may be gone
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -190,8 +208,11 @@ class BatchWriter:
     def _write_call(self, conn: sqlite3.Connection, item: PreparedCall, pending: dict[str, int]) -> None:
         call = item.call
         payload_ids = [self._payload(conn, item, i, m, pending) for i, m in enumerate(call.messages)]
-        cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, item.ids, item.redacted,
-                                                   item.exit_code))
+        request_metadata, timeout = packing.split_timeout(call.request_metadata)
+        sets = (self._sets.id_of(conn, request_metadata), self._sets.id_of(conn, call.response_metadata),
+                self._sets.id_of(conn, call.trailers))
+        cursor = conn.execute(INSERT_CALL, row_values(call, self._session_id or 0, item.ids, item.redacted,
+                                                      item.exit_code, sets, timeout))
         call_id = cursor.lastrowid
         conn.executemany(
             "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "
@@ -213,15 +234,28 @@ class BatchWriter:
         # it was there after all (evicted from the cache, or stored by an earlier run).
         data = message.data
         truncated = len(data) > self._max_payload
-        decoded = None if truncated else item.decoded(index)
+        delta = None
+        if not truncated and not message.compressed and message.direction is Direction.RESPONSE \
+                and len(data) >= packing.DELTA_MIN_BYTES:
+            delta = self._keyframes.delta(item.call.path, data)
+        decoded = None
+        if not truncated and not (delta is not None and len(data) > packing.JSON_OMIT_BYTES
+                                  and _polled(item.call.method)):
+            decoded = item.decoded(index)
         text = None if decoded is None else json.dumps(decoded, separators=(",", ":"))
+        row: tuple[object, ...]
+        if delta is None:
+            row = (sha, len(data), None if truncated else data, text, int(truncated), None, None)
+        else:
+            row = (sha, len(data), None, text, 0, delta[1], delta[0])
         cursor = conn.execute(
-            "INSERT INTO payloads (sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (sha256) DO NOTHING",
-            (sha, len(data), None if truncated else data, text, int(truncated)),
-        )
+            "INSERT INTO payloads (sha256, size, data, json, truncated, delta, base_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING", row)
         if cursor.rowcount == 1:
             payload_id = int(cursor.lastrowid or 0)
+            if delta is None and not truncated and len(data) >= packing.DELTA_MIN_BYTES \
+                    and message.direction is Direction.RESPONSE and not message.compressed:
+                self._keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
         else:
             payload_id = int(conn.execute("SELECT id FROM payloads WHERE sha256 = ?", (sha,)).fetchone()[0])
         pending[sha] = payload_id

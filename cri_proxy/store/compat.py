@@ -14,7 +14,10 @@ to TEMP first, so every query, view and named query sees the newest schema.
   were filled in from the stored JSON; read-only, an older file shows them as stored;
 - version 4 -> 5: no `calls.exit_code`: a TEMP view `calls` over the file's `calls` adds
   it, computed from the stored JSON by the migration's own expression (0005_exit_code.sql),
-  so the file reads as if migrated.
+  so the file reads as if migrated;
+- version 5 -> 6: metadata moved to `metadata_sets` behind a `calls` view with the same
+  columns, which an older `calls` table already has; bodies may be deltas: a TEMP view
+  `payloads` adds the `delta` and `base_id` columns, NULL (every older body is as it is).
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -56,6 +59,11 @@ def _to_5(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TEMP VIEW calls AS SELECT c.*, {exit_code_sql('c')} AS exit_code FROM main.calls AS c")
 
 
+def _to_6(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TEMP VIEW payloads AS SELECT p.*, CAST(NULL AS BLOB) AS delta, "
+                 "CAST(NULL AS INTEGER) AS base_id FROM main.payloads AS p")
+
+
 _EXIT_CODE_UPDATE = re.compile(r"SET exit_code = (\(.*?\))\s+WHERE (.*?);", re.DOTALL)
 
 
@@ -71,7 +79,7 @@ def exit_code_sql(alias: str) -> str:
 
 
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
 
 _VIEW_NAME = re.compile(r"^CREATE VIEW (\w+)", re.MULTILINE)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from cri_proxy.model.call import Direction, Message, Metadata, Outcome, RecordedCall
 from cri_proxy.model.status import status_name
+from cri_proxy.store import bodies
 from cri_proxy.store.db import utc_text
 
 # The id columns of `calls` (what recorder.ids.call_ids finds; tests check the two agree).
@@ -34,20 +35,26 @@ CALL_COLUMNS = (
     "exit_code",
 )  # fmt: skip
 
+METADATA_COLUMNS = ("request_metadata", "response_metadata", "trailers")
+# What the writer inserts into `call_rows` (schema 6): every column of `calls` but the
+# metadata text, then the ids of the three metadata sets and the request's grpc-timeout.
+ROW_COLUMNS = (*(name for name in CALL_COLUMNS if name not in METADATA_COLUMNS),
+               "request_metadata_id", "response_metadata_id", "trailers_id", "grpc_timeout")
 INSERT_CALL = (
-    f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
+    f"INSERT INTO call_rows ({', '.join(ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
 
 # What the read side selects: the row id first, then every column (`c.` so joins may use it).
 SELECT_COLUMNS = "c.id, " + ", ".join(f"c.{name}" for name in CALL_COLUMNS)
 _AT = {name: i + 1 for i, name in enumerate(CALL_COLUMNS)}
 
-# A call's messages with their bodies, in order; `{marks}` is the list of call ids.
+# A call's messages with their bodies, in order; `{marks}` is the list of call ids. A body
+# stored as a delta (schema 6) comes with its keyframe's bytes, its one dictionary.
 SELECT_MESSAGES = (
-    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated "
-    "FROM messages m JOIN payloads p ON p.id = m.payload_id WHERE m.call_id IN ({marks}) "
-    "ORDER BY m.call_id, m.direction, m.idx"
+    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated, p.delta, b.data "
+    "FROM messages m JOIN payloads p ON p.id = m.payload_id LEFT JOIN payloads b ON b.id = p.base_id "
+    "WHERE m.call_id IN ({marks}) ORDER BY m.call_id, m.direction, m.idx"
 )  # "request" sorts before "response"
 
 
@@ -151,6 +158,13 @@ def call_row(
     call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None
 ) -> tuple[object, ...]:
     """The `calls` row of a call (CALL_COLUMNS order)."""
+    metadata = (_metadata_json(call.request_metadata), _metadata_json(call.response_metadata),
+                _metadata_json(call.trailers))
+    return _values(call, session_id, ids, redacted, exit_code, metadata)
+
+
+def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
+            metadata: tuple[object, ...]) -> tuple[object, ...]:
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
     return (
         session_id,
@@ -175,15 +189,26 @@ def call_row(
         call.peer_pid,
         call.peer_uid,
         call.upstream or None,
-        _metadata_json(call.request_metadata),
-        _metadata_json(call.response_metadata),
-        _metadata_json(call.trailers),
+        *metadata,
         int(redacted),
         json.dumps(call.notes) if call.notes else None,
         call.format_version,
         *(ids.get(name) for name in ID_COLUMNS),
         exit_code,
     )
+
+
+def metadata_text(metadata: Metadata) -> str | None:
+    """A metadata list as its column holds it: JSON pairs, NULL for none. The canonical text
+    a metadata set is stored (and hashed) as."""
+    return _metadata_json(metadata)
+
+
+def row_values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
+               sets: tuple[int | None, int | None, int | None], grpc_timeout: str | None) -> tuple[object, ...]:
+    """The `call_rows` row of a call (ROW_COLUMNS order): `sets` are the ids of its request
+    metadata, response metadata and trailers sets (store.metasets)."""
+    return (*_values(call, session_id, ids, redacted, exit_code, ()), *sets, grpc_timeout)
 
 
 def _metadata(text: str | None) -> Metadata:
@@ -227,8 +252,10 @@ def message_bytes(row: Sequence[Any]) -> int:
 
 def attach_messages(by_id: dict[int, StoredCall], rows: Iterable[Sequence[Any]]) -> None:
     """Adds the rows of SELECT_MESSAGES to their calls, in order."""
-    for call_id, direction, idx, offset_ms, data, compressed, truncated in rows:
+    for call_id, direction, idx, offset_ms, data, compressed, truncated, delta, base in rows:
         stored = by_id[call_id]
+        if data is None and delta is not None and base is not None:
+            data = bodies.undelta(bytes(delta), bytes(base))
         if data is None or truncated or compressed:
             stored.complete = False
         stored.call.messages.append(Message(Direction(direction), int(idx), float(offset_ms) / 1000.0,

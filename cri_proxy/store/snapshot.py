@@ -8,8 +8,9 @@ snapshot of every transaction committed when it began; the proxy keeps writing m
 The copy is built next to DEST (`DEST.part`, mode 0600 like the recording), then migrated
 to this version's schema (an older source gives a current copy; the source itself is only
 read), cut to the window asked for, vacuumed, and renamed into place: DEST never exists
-half-made. Cutting deletes what lies outside the window: calls (with their messages and
-the bodies no kept call uses), sessions that neither keep a call nor ran during the window,
+half-made. Cutting deletes what lies outside the window: calls (with their messages, the
+bodies no kept call uses, unless a kept delta needs one as its keyframe, and the metadata
+sets no kept call points at), sessions that neither keep a call nor ran during the window,
 and loss episodes outside it.
 """
 
@@ -116,9 +117,15 @@ def _cut(conn: sqlite3.Connection, since: float | None, until: float | None, ses
         ran_args.append(db.utc_text(since))
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute(f"DELETE FROM messages WHERE call_id IN (SELECT id FROM calls WHERE {outside})", args)
-        conn.execute(f"DELETE FROM calls WHERE {outside}", args)
-        conn.execute("DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM messages)")
+        conn.execute(f"DELETE FROM messages WHERE call_id IN (SELECT id FROM call_rows WHERE {outside})", args)
+        conn.execute(f"DELETE FROM call_rows WHERE {outside}", args)
+        conn.execute("DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM messages) AND id NOT IN "
+                     "(SELECT p.base_id FROM payloads AS p JOIN messages AS m ON m.payload_id = p.id "
+                     "WHERE p.base_id IS NOT NULL)")
+        conn.execute("DELETE FROM metadata_sets WHERE id NOT IN (SELECT request_metadata_id FROM call_rows "
+                     "WHERE request_metadata_id IS NOT NULL UNION SELECT response_metadata_id FROM call_rows "
+                     "WHERE response_metadata_id IS NOT NULL UNION SELECT trailers_id FROM call_rows "
+                     "WHERE trailers_id IS NOT NULL)")
         conn.execute(f"DELETE FROM sessions WHERE id NOT IN (SELECT session_id FROM calls) "
                      f"AND NOT ({' AND '.join(ran)})", ran_args)  # fmt: skip
         conn.execute("DELETE FROM losses WHERE session_id NOT IN (SELECT id FROM sessions)")

@@ -88,7 +88,12 @@ def test_migration_5_gives_what_exec_exit_code_gives(tmp_path: Path) -> None:
     try:
         for name in sql.view_names():  # the views read exit_code, so it cannot go while they stand
             conn.execute(f"DROP VIEW {name}")
-        conn.execute("ALTER TABLE calls DROP COLUMN exit_code")  # as a version-4 file has it
+        # As a version-4 file has it: a `calls` table (0006 made it a view) without exit_code.
+        for name in ("calls_insert", "calls_update", "calls_delete"):
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP VIEW calls")
+        conn.execute("ALTER TABLE call_rows RENAME TO calls")
+        conn.execute("ALTER TABLE calls DROP COLUMN exit_code")
         conn.execute("BEGIN IMMEDIATE")
         for statement in db.split_statements(migration.sql):
             conn.execute(statement)

@@ -1,0 +1,141 @@
+"""What the writer stores once or as a delta (schema 6): metadata sets and body keyframes.
+
+Metadata: a call's request metadata, response metadata and trailers are each stored once
+per distinct text in `metadata_sets` and the call's row points at them. grpc-go puts a
+`grpc-timeout` on every request whose value differs every time (the deadline left): the set
+is stored with that value blank and the row keeps the value (`call_rows.grpc_timeout`), so
+one set serves every call of a client; the `calls` view puts the value back.
+
+Bodies: the writer keeps, per method, the last response body it stored as it is (the
+keyframe). A new response of that method of at least DELTA_MIN_BYTES is compressed with the
+keyframe as the dictionary (store/bodies.py); when the delta is at most a quarter of the
+body, the delta is stored, otherwise the body is stored as it is and becomes the keyframe.
+Keyframes are staged during a batch and only trusted by later batches once the batch
+committed, so a delta never points at a row that a rolled-back (or crashed) batch lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import zstandard
+
+from cri_proxy.model.call import Metadata
+from cri_proxy.store import bodies
+from cri_proxy.store.rows import metadata_text
+
+DELTA_MIN_BYTES = 2048  # below it the zstd frame's overhead eats what a delta saves
+DELTA_MAX_RATIO = 4  # a delta is kept when at most 1/4 of the body: else the body "does not resemble"
+KEYFRAME_BYTES = 4 << 20  # keyframes (and their compressors' tables) kept in memory, all methods together
+# A delta of a List* or *Stats reply (node state the kubelet polls, whose counters change on
+# every call) over this size keeps no JSON: a 108 KB ListContainerStats reply decodes to
+# 222 KB of JSON, which would cost 25 times its delta. Its bytes still read back exactly.
+JSON_OMIT_BYTES = 8 << 10
+_CACHE_ENTRIES = 4096
+_TIMEOUT = re.compile(r"\d{1,8}[HMSmun]")  # gRPC's TimeoutValue TimeoutUnit: nothing to escape in JSON
+TIMEOUT_FIELD = "grpc-timeout"
+
+
+def split_timeout(metadata: Metadata) -> tuple[Metadata, str | None]:
+    """The metadata with its one grpc-timeout value blanked, and that value; unchanged and
+    None when there is no such field, more than one, or a value of another shape."""
+    found = None
+    for i, (name, value) in enumerate(metadata):
+        if name == TIMEOUT_FIELD:
+            if found is not None or not _TIMEOUT.fullmatch(value):
+                return metadata, None
+            found = i
+    if found is None:
+        return metadata, None
+    blanked = list(metadata)
+    blanked[found] = (TIMEOUT_FIELD, "")
+    return blanked, metadata[found][1]
+
+
+class MetadataSets:
+    """Ids of the sets stored in the open file (a bounded cache of what was committed)."""
+
+    def __init__(self) -> None:
+        self._ids: OrderedDict[str, int] = OrderedDict()
+        self._pending: dict[str, int] = {}
+
+    def id_of(self, conn: sqlite3.Connection, metadata: Metadata) -> int | None:
+        text = metadata_text(metadata)
+        if text is None:
+            return None
+        set_id = self._pending.get(text)
+        if set_id is None and (set_id := self._ids.get(text)) is not None:
+            self._ids.move_to_end(text)
+        if set_id is not None:
+            return set_id
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        cursor = conn.execute("INSERT INTO metadata_sets (sha256, pairs) VALUES (?, ?) "
+                              "ON CONFLICT (sha256) DO NOTHING", (sha, text))
+        if cursor.rowcount == 1:
+            set_id = int(cursor.lastrowid or 0)
+        else:
+            set_id = int(conn.execute("SELECT id FROM metadata_sets WHERE sha256 = ?", (sha,)).fetchone()[0])
+        self._pending[text] = set_id
+        return set_id
+
+    def committed(self) -> None:
+        for text, set_id in self._pending.items():
+            self._ids[text] = set_id
+            self._ids.move_to_end(text)
+        self._pending.clear()
+        while len(self._ids) > _CACHE_ENTRIES:
+            self._ids.popitem(last=False)
+
+    def clear(self) -> None:
+        """After a rollback (pending ids may not exist), a new file or pruning."""
+        self._ids.clear()
+        self._pending.clear()
+
+
+@dataclass(slots=True)
+class Keyframe:
+    payload_id: int
+    size: int
+    compressor: zstandard.ZstdCompressor
+
+
+class Keyframes:
+    """The last body stored as it is, per method (its path), for deltas against it."""
+
+    def __init__(self, max_bytes: int = KEYFRAME_BYTES) -> None:
+        self._max_bytes = max_bytes
+        self._frames: OrderedDict[str, Keyframe] = OrderedDict()
+        self._pending: dict[str, Keyframe] = {}
+
+    def delta(self, path: str, data: bytes) -> tuple[int, bytes] | None:
+        """(keyframe id, delta) when `data` resembles the method's keyframe, else None."""
+        frame = self._pending.get(path) or self._frames.get(path)
+        if frame is None:
+            return None
+        delta = frame.compressor.compress(data)
+        return (frame.payload_id, delta) if len(delta) * DELTA_MAX_RATIO <= len(data) else None
+
+    def stage(self, path: str, payload_id: int, data: bytes) -> None:
+        """`data` was just inserted as it is, as row `payload_id`: the method's next keyframe
+        (unless it alone is over the memory bound)."""
+        if len(data) > self._max_bytes:
+            self._pending.pop(path, None)
+            self._frames.pop(path, None)
+            return
+        self._pending[path] = Keyframe(payload_id, len(data), bodies.compressor(data))
+
+    def committed(self) -> None:
+        for path, frame in self._pending.items():
+            self._frames[path] = frame
+            self._frames.move_to_end(path)
+        self._pending.clear()
+        while self._frames and sum(f.size for f in self._frames.values()) > self._max_bytes:
+            self._frames.popitem(last=False)
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self._pending.clear()

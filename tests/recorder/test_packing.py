@@ -1,0 +1,232 @@
+"""cri_proxy/recorder/packing.py: grpc-timeout split off a set, sets stored once per text in a
+real SQLite file (and forgotten after a rollback), keyframes and the deltas against them."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cri_proxy.messages import decode
+from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.session import SessionInfo
+from cri_proxy.pb.runtime.v1 import api_pb2 as cri
+from cri_proxy.recorder import packing
+from cri_proxy.recorder.prepared import PreparedCall
+from cri_proxy.recorder.writer import BatchWriter, Totals
+from cri_proxy.store import bodies, db
+from cri_proxy.store.reader import load_calls
+from cri_proxy.store.readonly import open_readonly
+from cri_proxy.store.rows import metadata_text
+from cri_proxy.store.selection import Selection
+from tests.helpers.calls import T0, make_call, record, rows
+
+HEADERS = [("content-type", "application/grpc"), ("user-agent", "grpc-go/1.68.1")]
+
+
+def test_one_well_formed_timeout_is_split_off_and_nothing_else() -> None:
+    blank, value = packing.split_timeout([*HEADERS, ("grpc-timeout", "119998m"), ("te", "trailers")])
+    assert value == "119998m" and blank == [*HEADERS, ("grpc-timeout", ""), ("te", "trailers")]
+    assert packing.split_timeout(HEADERS) == (HEADERS, None)
+    for odd in ([("grpc-timeout", "1m"), ("grpc-timeout", "2m")],  # two: which one goes where?
+                [("grpc-timeout", "123456789m")],  # 9 digits: not gRPC's shape
+                [("grpc-timeout", '1"m')], [("grpc-timeout", "")]):
+        assert packing.split_timeout(odd) == (odd, None)
+
+
+def _conn(tmp_path: Path) -> sqlite3.Connection:
+    return db.open_database(tmp_path / "calls.db")
+
+
+def test_a_set_is_stored_once_per_text_and_forgotten_after_a_rollback(tmp_path: Path) -> None:
+    conn = _conn(tmp_path)
+    sets = packing.MetadataSets()
+    conn.execute("BEGIN IMMEDIATE")
+    first = sets.id_of(conn, HEADERS)
+    assert sets.id_of(conn, list(HEADERS)) == first and sets.id_of(conn, []) is None
+    other = sets.id_of(conn, HEADERS[:1])
+    conn.execute("COMMIT")
+    sets.committed()
+    assert first != other
+    assert conn.execute("SELECT id, pairs FROM metadata_sets ORDER BY id").fetchall() == [
+        (first, metadata_text(HEADERS)), (other, metadata_text(HEADERS[:1]))]
+    conn.execute("BEGIN IMMEDIATE")
+    lost = sets.id_of(conn, [("x", "1")])
+    conn.execute("ROLLBACK")
+    sets.clear()  # what the writer does after a rollback
+    conn.execute("BEGIN IMMEDIATE")
+    again = sets.id_of(conn, [("x", "1")])
+    assert sets.id_of(conn, HEADERS) == first  # found in the file, not only in the cache
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT pairs FROM metadata_sets WHERE id = ?", (again,)).fetchone() == ('[["x", "1"]]',)
+    assert lost == again  # the rolled-back id was handed out again: trusting it would have been wrong
+    conn.close()
+
+
+def _body(rng: random.Random, n: int = 4000) -> bytes:
+    return bytes(rng.randrange(256) for _ in range(n))
+
+
+def test_a_body_like_the_keyframe_is_a_delta_and_decodes_with_it() -> None:
+    rng = random.Random(3)
+    keyframe = _body(rng)
+    similar = bytearray(keyframe)
+    for i in range(0, len(similar), 97):
+        similar[i] ^= 0x5A
+    frames = packing.Keyframes()
+    path = "/runtime.v1.RuntimeService/ListContainerStats"
+    assert frames.delta(path, bytes(similar)) is None  # no keyframe yet
+    frames.stage(path, 7, keyframe)
+    base, delta = frames.delta(path, bytes(similar)) or (0, b"")
+    assert base == 7 and len(delta) * packing.DELTA_MAX_RATIO <= len(similar)
+    assert bodies.undelta(delta, keyframe) == bytes(similar)
+    assert frames.delta(path, _body(rng)) is None  # unlike it: stored as it is
+    assert frames.delta("/runtime.v1.RuntimeService/ListPodSandbox", bytes(similar)) is None  # per method
+
+
+def test_staged_keyframes_are_dropped_by_clear_and_kept_by_committed() -> None:
+    rng = random.Random(4)
+    body = _body(rng)
+    frames = packing.Keyframes()
+    frames.stage("/a", 1, body)
+    frames.clear()
+    assert frames.delta("/a", body) is None
+    frames.stage("/a", 2, body)
+    frames.committed()
+    assert (frames.delta("/a", body) or (0, b""))[0] == 2
+
+
+def test_keyframes_beyond_their_memory_bound_are_forgotten_oldest_first() -> None:
+    rng = random.Random(5)
+    frames = packing.Keyframes(max_bytes=10_000)
+    kept = {}
+    for k in range(4):
+        kept[k] = _body(rng)
+        frames.stage(f"/m{k}", k + 1, kept[k])
+        frames.committed()
+    assert frames.delta("/m0", kept[0]) is None and frames.delta("/m1", kept[1]) is None
+    assert frames.delta("/m3", kept[3]) is not None
+
+
+# -- through the writer, read back by the reader ---------------------------------------------
+
+STATS = "/runtime.v1.RuntimeService/ListContainerStats"
+
+
+def stats_reply(containers: int, second: int, rng: random.Random, node: str = "a") -> bytes:
+    """A ListContainerStats reply whose counters moved since the last one, as on a node
+    (another `node`: other container ids, a reply that does not resemble this one's)."""
+    reply = cri.ListContainerStatsResponse()
+    for k in range(containers):
+        reply.stats.append(cri.ContainerStats(
+            attributes=cri.ContainerAttributes(id=hashlib.sha256(f"{node}{k}".encode()).hexdigest(), metadata=cri.ContainerMetadata(name=f"app{k}"),
+                                               labels={"io.kubernetes.pod.name": f"web-{k}", "tier": "front"}),
+            cpu=cri.CpuUsage(timestamp=second * 10**9 + rng.randrange(10**7),
+                             usage_core_nano_seconds=cri.UInt64Value(value=10**11 + second * 10**9 + rng.randrange(10**8))),
+            memory=cri.MemoryUsage(timestamp=second * 10**9,
+                                   working_set_bytes=cri.UInt64Value(value=4096 * (30_000 + rng.randrange(64))))))
+    return reply.SerializeToString()
+
+
+def _stats_call(data: bytes, second: int, timeout: str = "119999m") -> RecordedCall:
+    call = make_call("ListContainerStats", {}, data, started=T0 + second)
+    call.request_metadata = [("content-type", "application/grpc"), ("grpc-timeout", timeout), ("te", "trailers")]
+    return call
+
+
+def test_replies_like_the_last_are_deltas_and_read_back_byte_for_byte(tmp_path: Path) -> None:
+    """Sizes around every threshold: the delta floor, the JSON cut, the decoder's cache, the
+    keyframe memory, the payload cap (above which only size and hash are kept)."""
+    rng = random.Random(7)
+    calls, sent = [], []
+    second = 0
+    for containers in (3, 60, 2000):
+        for _ in range(3):
+            data = stats_reply(containers, second, rng)
+            calls.append(_stats_call(data, second, f"{119_999 - second}m"))
+            sent.append(data)
+            second += 10
+    # Over the keyframes' memory: bytes that do not decode (decoding 4 MiB to JSON takes seconds).
+    noise = rng.randbytes(packing.KEYFRAME_BYTES + 1000)
+    for k in range(3):
+        sent.append(noise[:k * 1000] + b"x" + noise[k * 1000 + 1:])
+        calls.append(_stats_call(sent[-1], second + k))
+    assert len(sent[0]) < packing.DELTA_MIN_BYTES < len(sent[3]) and len(sent[-1]) > packing.KEYFRAME_BYTES
+    assert len(sent[3]) > decode.CACHE_MESSAGE_BYTES and len(sent[3]) > packing.JSON_OMIT_BYTES
+    path = tmp_path / "calls.db"
+    record(path, calls, max_payload_bytes=16 << 20)
+    conn = open_readonly(path)
+    try:
+        got = load_calls(conn, Selection())
+    finally:
+        conn.close()
+    assert [c.responses for c in got] == [[data] for data in sent]
+    assert all(c.complete for c in got)
+    stored = rows(path, "SELECT p.size, p.data IS NULL, p.delta IS NOT NULL, p.base_id, p.json IS NULL, b.data IS NOT NULL "
+                        "FROM messages m JOIN payloads p ON p.id = m.payload_id LEFT JOIN payloads b ON b.id = p.base_id "
+                        "WHERE m.direction = 'response' ORDER BY m.call_id")  # fmt: skip
+    assert [r[2] for r in stored[:6]] == [False, False, False, False, True, True]  # below the floor; a keyframe
+    assert all(r[1] and r[5] for r in stored if r[2])  # a delta: data NULL, its keyframe's bytes there
+    assert [r[4] for r in stored[3:6]] == [False, True, True]  # a polled reply's delta keeps no JSON
+    assert rows(path, "SELECT count(*) FROM payloads p JOIN payloads b ON b.id = p.base_id "
+                      "WHERE b.base_id IS NOT NULL OR b.data IS NULL") == [(0,)]  # one dictionary, always there
+    packed, size = rows(path, "SELECT sum(length(delta)), sum(size) FROM payloads WHERE delta IS NOT NULL")[0]
+    assert packed * packing.DELTA_MAX_RATIO <= size
+
+
+def test_the_same_replies_above_the_payload_cap_keep_only_size_and_hash(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    sent = [stats_reply(200, s, rng) for s in (0, 10)]
+    path = tmp_path / "calls.db"
+    record(path, [_stats_call(d, s) for s, d in enumerate(sent)], max_payload_bytes=4096)
+    assert rows(path, "SELECT size, data IS NULL, delta IS NULL, truncated FROM payloads WHERE size > 4096 ORDER BY id") == [
+        (len(sent[0]), 1, 1, 1), (len(sent[1]), 1, 1, 1)]
+
+
+def test_metadata_sets_are_stored_once_and_calls_give_the_text_as_sent(tmp_path: Path) -> None:
+    calls = [_stats_call(b"", s, f"{119_999 - s % 7}m") for s in range(50)]
+    calls[3].trailers = [("grpc-status", "5"), ("grpc-message", "no such container")]
+    calls[4].request_metadata = [("content-type", "application/grpc")]  # no timeout
+    calls[5].request_metadata = []  # none at all
+    path = tmp_path / "calls.db"
+    record(path, calls)
+    assert rows(path, "SELECT count(*) FROM metadata_sets") == [(4,)]  # 2 requests', 2 trailers' (no response metadata)
+    got = rows(path, "SELECT request_metadata, response_metadata, trailers FROM calls ORDER BY id")
+    assert got == [(metadata_text(c.request_metadata), metadata_text(c.response_metadata), metadata_text(c.trailers))
+                   for c in calls]
+    assert rows(path, "SELECT count(*) FROM call_rows WHERE request_metadata IS NOT NULL OR trailers IS NOT NULL") == [(0,)]
+
+
+def test_a_rolled_back_batch_leaves_no_delta_pointing_at_a_lost_keyframe(tmp_path: Path) -> None:
+    """A batch fails after it stored a new keyframe (a real SQLite error from a trigger): the
+    next batch's deltas must not point at the keyframe's rolled-back row (whose id SQLite hands
+    out again)."""
+    rng = random.Random(9)
+    path = tmp_path / "calls.db"
+    writer = BatchWriter(path, SessionInfo(started_unix=T0, pid=1))
+    writer.open(Totals())
+    first = stats_reply(60, 0, rng, node="a")
+    unlike, *later = (stats_reply(60, s, rng, node="b") for s in (10, 20, 30))
+    writer.write([PreparedCall.of(_stats_call(first, 0))], Totals())
+    other = sqlite3.connect(path)
+    other.execute("CREATE TRIGGER boom BEFORE INSERT ON call_rows WHEN NEW.method = 'Version' "
+                  "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    other.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        writer.write([PreparedCall.of(_stats_call(unlike, 1)), PreparedCall.of(make_call("Version", {}, {}))], Totals())
+    other.execute("DROP TRIGGER boom")
+    other.commit()
+    other.close()
+    writer.write([PreparedCall.of(_stats_call(d, 2 + i)) for i, d in enumerate(later)], Totals())
+    writer.close()
+    conn = open_readonly(path)
+    try:
+        got = load_calls(conn, Selection())
+    finally:
+        conn.close()
+    assert [c.responses for c in got] == [[first], [later[0]], [later[1]]]
+    # later[0] is unlike `first`: stored as it is, the keyframe of later[1]'s delta.
+    assert rows(path, "SELECT count(*) FROM payloads WHERE base_id IS NOT NULL") == [(1,)]
