@@ -136,6 +136,14 @@ class Keyframes:
         while self._frames and sum(f.size for f in self._frames.values()) > self._max_bytes:
             self._frames.popitem(last=False)
 
+    def ids(self) -> list[int]:
+        return [frame.payload_id for frame in self._frames.values()]
+
+    def keep(self, payload_ids: set[int]) -> None:
+        """After pruning: forgets the keyframes whose rows are gone."""
+        for path in [p for p, frame in self._frames.items() if frame.payload_id not in payload_ids]:
+            del self._frames[path]
+
     def clear(self) -> None:
         self._frames.clear()
         self._pending.clear()

@@ -80,6 +80,16 @@ def payload_bases(conn: sqlite3.Connection, payloads: list[int]) -> list[int]:
     return sorted(found)
 
 
+def existing_payloads(conn: sqlite3.Connection, payload_ids: list[int]) -> set[int]:
+    """Which of these payload rows are still there."""
+    found: set[int] = set()
+    for i in range(0, len(payload_ids), 500):
+        chunk = payload_ids[i:i + 500]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT id FROM payloads WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return found
+
+
 def rollback(conn: sqlite3.Connection) -> None:
     try:
         if conn.in_transaction:

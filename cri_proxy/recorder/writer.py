@@ -40,6 +40,12 @@ _DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow i
 __all__ = ["BatchWriter", "Totals"]
 
 
+def _packable(message: Message) -> bool:
+    """A body that may be stored as a delta, or become a keyframe (packing.py)."""
+    return message.direction is Direction.RESPONSE and not message.compressed \
+        and len(message.data) >= packing.DELTA_MIN_BYTES
+
+
 def _polled(method: str) -> bool:
     """Replies the kubelet polls for the node's state (packing.JSON_OMIT_BYTES)."""
     return method.startswith("List") or method.endswith("Stats")
@@ -195,10 +201,17 @@ class BatchWriter:
 
     def prune(self, older_than_unix: float | None, max_bytes: int | None, chunk: int = 200) -> int:
         """Retention (retention.prune) on this connection; returns how many calls went."""
+        conn = self._require()
         try:
-            return retention.prune(self._require(), older_than_unix, max_bytes, chunk)
+            return retention.prune(conn, older_than_unix, max_bytes, chunk)
         finally:
-            self._forget()  # cached payload and set ids may be gone
+            self._cache.clear()  # cached payload ids may be gone
+            # Keyframes too, but a new one costs a whole body: keep those still stored.
+            # (Retention leaves metadata sets alone.)
+            try:
+                self._keyframes.keep(retention.existing_payloads(conn, self._keyframes.ids()))
+            except sqlite3.Error:
+                self._keyframes.clear()
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -234,10 +247,8 @@ class BatchWriter:
         # it was there after all (evicted from the cache, or stored by an earlier run).
         data = message.data
         truncated = len(data) > self._max_payload
-        delta = None
-        if not truncated and not message.compressed and message.direction is Direction.RESPONSE \
-                and len(data) >= packing.DELTA_MIN_BYTES:
-            delta = self._keyframes.delta(item.call.path, data)
+        packable = not truncated and _packable(message)
+        delta = self._keyframes.delta(item.call.path, data) if packable else None
         decoded = None
         if not truncated and not (delta is not None and len(data) > packing.JSON_OMIT_BYTES
                                   and _polled(item.call.method)):
@@ -253,8 +264,7 @@ class BatchWriter:
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING", row)
         if cursor.rowcount == 1:
             payload_id = int(cursor.lastrowid or 0)
-            if delta is None and not truncated and len(data) >= packing.DELTA_MIN_BYTES \
-                    and message.direction is Direction.RESPONSE and not message.compressed:
+            if packable and delta is None:
                 self._keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
         else:
             payload_id = int(conn.execute("SELECT id FROM payloads WHERE sha256 = ?", (sha,)).fetchone()[0])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from typing import Any
 from google.protobuf import json_format
 
 from cri_proxy.messages.decode import method_types
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.model.call import (
     Direction,
     Message,
@@ -132,6 +135,21 @@ def kubelet_second(second: int, pods: int = 20, per_pod: int = 2) -> list[Record
                   for k in range(15)]  # fmt: skip
         calls.append(make_call("ListImages", {}, {"images": images}, started=t + 0.7))
     return calls
+
+
+def stats_reply(containers: int, second: int, rng: random.Random, node: str = "a") -> bytes:
+    """A ListContainerStats reply whose counters moved since the last one, as on a node
+    (another `node`: other container ids, a reply that does not resemble this one's)."""
+    reply = v1.ListContainerStatsResponse()
+    for k in range(containers):
+        reply.stats.append(v1.ContainerStats(
+            attributes=v1.ContainerAttributes(id=hashlib.sha256(f"{node}{k}".encode()).hexdigest(), metadata=v1.ContainerMetadata(name=f"app{k}"),
+                                               labels={"io.kubernetes.pod.name": f"web-{k}", "tier": "front"}),
+            cpu=v1.CpuUsage(timestamp=second * 10**9 + rng.randrange(10**7),
+                             usage_core_nano_seconds=v1.UInt64Value(value=10**11 + second * 10**9 + rng.randrange(10**8))),
+            memory=v1.MemoryUsage(timestamp=second * 10**9,
+                                   working_set_bytes=v1.UInt64Value(value=4096 * (30_000 + rng.randrange(64))))))
+    return reply.SerializeToString()
 
 
 def make_unique(call: RecordedCall) -> RecordedCall:

@@ -3,7 +3,6 @@ real SQLite file (and forgotten after a rollback), keyframes and the deltas agai
 
 from __future__ import annotations
 
-import hashlib
 import random
 import sqlite3
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 from cri_proxy.messages import decode
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import SessionInfo
-from cri_proxy.pb.runtime.v1 import api_pb2 as cri
 from cri_proxy.recorder import packing
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.writer import BatchWriter, Totals
@@ -22,7 +20,7 @@ from cri_proxy.store.reader import load_calls
 from cri_proxy.store.readonly import open_readonly
 from cri_proxy.store.rows import metadata_text
 from cri_proxy.store.selection import Selection
-from tests.helpers.calls import T0, make_call, record, rows
+from tests.helpers.calls import T0, make_call, record, rows, stats_reply
 
 HEADERS = [("content-type", "application/grpc"), ("user-agent", "grpc-go/1.68.1")]
 
@@ -114,21 +112,6 @@ def test_keyframes_beyond_their_memory_bound_are_forgotten_oldest_first() -> Non
 # -- through the writer, read back by the reader ---------------------------------------------
 
 STATS = "/runtime.v1.RuntimeService/ListContainerStats"
-
-
-def stats_reply(containers: int, second: int, rng: random.Random, node: str = "a") -> bytes:
-    """A ListContainerStats reply whose counters moved since the last one, as on a node
-    (another `node`: other container ids, a reply that does not resemble this one's)."""
-    reply = cri.ListContainerStatsResponse()
-    for k in range(containers):
-        reply.stats.append(cri.ContainerStats(
-            attributes=cri.ContainerAttributes(id=hashlib.sha256(f"{node}{k}".encode()).hexdigest(), metadata=cri.ContainerMetadata(name=f"app{k}"),
-                                               labels={"io.kubernetes.pod.name": f"web-{k}", "tier": "front"}),
-            cpu=cri.CpuUsage(timestamp=second * 10**9 + rng.randrange(10**7),
-                             usage_core_nano_seconds=cri.UInt64Value(value=10**11 + second * 10**9 + rng.randrange(10**8))),
-            memory=cri.MemoryUsage(timestamp=second * 10**9,
-                                   working_set_bytes=cri.UInt64Value(value=4096 * (30_000 + rng.randrange(64))))))
-    return reply.SerializeToString()
 
 
 def _stats_call(data: bytes, second: int, timeout: str = "119999m") -> RecordedCall:
@@ -230,3 +213,26 @@ def test_a_rolled_back_batch_leaves_no_delta_pointing_at_a_lost_keyframe(tmp_pat
     assert [c.responses for c in got] == [[first], [later[0]], [later[1]]]
     # later[0] is unlike `first`: stored as it is, the keyframe of later[1]'s delta.
     assert rows(path, "SELECT count(*) FROM payloads WHERE base_id IS NOT NULL") == [(1,)]
+
+
+def test_pruning_keeps_the_keyframes_whose_rows_it_kept(tmp_path: Path) -> None:
+    """Retention runs every few seconds: a stats reply after it is still a delta, also when the
+    keyframe's own call was pruned (its body stays while a delta needs it)."""
+    rng = random.Random(11)
+    sent = [stats_reply(60, s, rng) for s in range(3)]
+    path = tmp_path / "calls.db"
+    writer = BatchWriter(path, SessionInfo(started_unix=T0, pid=1))
+    writer.open(Totals())
+    writer.write([PreparedCall.of(make_call("Version", {}, {}, started=T0 - 1000)),
+                  PreparedCall.of(_stats_call(sent[0], 0))], Totals())
+    assert writer.prune(T0 - 500, None) == 1  # the Version call only
+    writer.write([PreparedCall.of(_stats_call(sent[1], 1))], Totals())
+    assert writer.prune(T0 + 0.5, None) == 1  # the keyframe's call
+    writer.write([PreparedCall.of(_stats_call(sent[2], 2))], Totals())
+    writer.close()
+    assert rows(path, "SELECT count(*) FROM payloads WHERE base_id IS NOT NULL") == [(2,)]
+    conn = open_readonly(path)
+    try:
+        assert [c.responses for c in load_calls(conn, Selection())] == [[sent[1]], [sent[2]]]
+    finally:
+        conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 from pathlib import Path
@@ -9,11 +10,20 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.model.options import RecorderOptions
+from cri_proxy.recorder import retention
 from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.store import db
+from cri_proxy.store.reader import load_calls
+from cri_proxy.store.readonly import open_readonly
+from cri_proxy.store.selection import Selection
 from tests.helpers.calls import (
+    T0,
     integrity,
     kubelet_second,
+    make_call,
     make_unique,
+    record,
+    stats_reply,
     version_call,
     wait_for,
 )
@@ -69,3 +79,27 @@ def test_the_data_is_kept_under_the_size_limit(tmp_path: Path) -> None:
     assert 0 < kept < total  # the oldest went...
     assert newest == max(c.started_at for c in kubelet_second(39, pods=20))  # ...the newest stayed
     assert integrity(path) == ["ok"]
+
+
+def test_a_keyframe_stays_while_a_delta_needs_it_and_goes_with_the_last(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    rng = random.Random(2)
+    sent = [stats_reply(60, s, rng) for s in range(6)]
+    record(path, [make_call("ListContainerStats", {}, data, started=T0 + s) for s, data in enumerate(sent)])
+    assert rows(path, "SELECT count(*) FROM payloads WHERE base_id IS NOT NULL") == 5  # one keyframe, five deltas
+    conn = db.open_database(path)
+    try:
+        assert retention.prune(conn, T0 + 2.5, None) == 3  # the keyframe's call among them
+    finally:
+        conn.close()
+    reader = open_readonly(path)
+    try:
+        assert [c.responses for c in load_calls(reader, Selection())] == [[data] for data in sent[3:]]
+    finally:
+        reader.close()
+    conn = db.open_database(path)
+    try:
+        retention.prune(conn, T0 + 100, None)
+    finally:
+        conn.close()
+    assert rows(path, "SELECT count(*) FROM payloads") == 0

@@ -266,6 +266,48 @@ def test_migration_5_fills_exit_codes_of_an_older_recording(tmp_path: Path) -> N
     assert failing == [(3, '["sh","-c","exit 3"]')]
 
 
+def test_migration_6_keeps_every_row_and_a_users_view_answers_the_same(tmp_path: Path) -> None:
+    copy = tmp_path / "v5.db"
+    shutil.copy(GOLDEN_DIR / "schema-v5.db", copy)
+    conn = sqlite3.connect(copy)
+    conn.execute("CREATE VIEW my_headers AS SELECT id, request_metadata, trailers FROM calls")
+    conn.commit()
+    before = conn.execute("SELECT * FROM calls ORDER BY id")
+    columns = [d[0] for d in before.description]
+    calls = before.fetchall()
+    mine = conn.execute("SELECT * FROM my_headers ORDER BY id").fetchall()
+    bodies = conn.execute("SELECT call_id, direction, idx, data, json FROM call_messages ORDER BY 1, 2, 3").fetchall()
+    conn.close()
+    new = make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"}, started=T0)
+    new.request_metadata = [("user-agent", "kubelet"), ("grpc-timeout", "119999m")]
+    record(copy, [new])  # opened for writing: migrated
+    conn = sqlite3.connect(copy)
+    try:
+        assert db.schema_version(conn) == len(sql.migrations())
+        after = conn.execute("SELECT * FROM calls ORDER BY id")
+        assert [d[0] for d in after.description] == columns
+        got = after.fetchall()
+        assert got[:len(calls)] == calls
+        assert conn.execute("SELECT * FROM my_headers ORDER BY id").fetchall() == [
+            *mine, (got[-1][0], '[["user-agent", "kubelet"], ["grpc-timeout", "119999m"]]', '[["grpc-status", "0"]]')]
+        assert conn.execute("SELECT call_id, direction, idx, data, json FROM call_messages "
+                            "WHERE call_id <= ? ORDER BY 1, 2, 3", (calls[-1][0],)).fetchall() == bodies
+    finally:
+        conn.close()
+
+
+def test_queries_of_the_calls_view_use_the_indexes_of_call_rows(tmp_path: Path) -> None:
+    conn = db.open_database(tmp_path / "calls.db")
+    try:
+        plans = {query: " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+                 for query in ("SELECT * FROM calls WHERE pod_namespace = 'a' AND pod_name = 'b'",
+                               "SELECT * FROM calls WHERE started_unix > 5 ORDER BY started_unix, id",
+                               "SELECT id, trailers FROM calls WHERE container_id = 'c'")}
+    finally:
+        conn.close()
+    assert [("USING INDEX" in plan, "TEMP B-TREE" in plan) for plan in plans.values()] == [(True, False)] * 3, plans
+
+
 def test_failed_last_hour_names_the_failing_probes(probe_recording: Path) -> None:
     conn = open_readonly(probe_recording)
     try:

@@ -4,6 +4,7 @@ valid recording of the current schema, the source left as it was."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import sqlite3
 import stat
@@ -15,9 +16,11 @@ import pytest
 from cri_proxy.model.errors import StorageError
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import db, sql
+from cri_proxy.store.reader import load_calls
 from cri_proxy.store.readonly import Recording
+from cri_proxy.store.selection import Selection
 from cri_proxy.store.snapshot import snapshot
-from tests.helpers.calls import T0, make_call, record, rows, version_call, wait_for
+from tests.helpers.calls import T0, make_call, record, rows, stats_reply, version_call, wait_for
 from tests.helpers.recordings import GOLDEN, file_sha256
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,6 +93,24 @@ def test_the_window_keeps_one_sessions_calls_between_two_times(tmp_path: Path) -
     _valid(dest)
     only_time = snapshot(src, tmp_path / "t.db", since=T0 + 5)
     assert only_time.calls == 16 and only_time.sessions == 3
+
+
+def test_a_window_of_deltas_keeps_their_keyframe_and_only_the_metadata_it_uses(tmp_path: Path) -> None:
+    src, dest = tmp_path / "calls.db", tmp_path / "cut.db"
+    rng = random.Random(5)
+    sent = [stats_reply(60, s, rng) for s in range(5)]
+    calls = [make_call("ListContainerStats", {}, data, started=T0 + s) for s, data in enumerate(sent)]
+    calls[0].request_metadata = [("user-agent", "cut-out-client")]
+    record(src, calls)
+    snapshot(src, dest, since=T0 + 2)
+    rec = Recording(dest)
+    try:
+        assert [c.responses for c in load_calls(rec.conn, Selection())] == [[d] for d in sent[2:]]
+    finally:
+        rec.close()
+    assert rows(dest, "SELECT count(*) FROM payloads WHERE base_id IS NULL AND size > 2048") == [(1,)]  # the keyframe
+    assert rows(dest, "SELECT count(*) FROM metadata_sets WHERE pairs LIKE '%cut-out-client%'") == [(0,)]
+    _valid(dest)
 
 
 @pytest.mark.parametrize("golden", GOLDEN, ids=lambda p: p.stem)
