@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
-import zstandard
 
+from cri_proxy.model.errors import StorageError
 from cri_proxy.store import bodies
 
 
@@ -18,5 +18,7 @@ def test_a_delta_gives_back_the_exact_bytes_and_only_with_its_keyframe() -> None
     delta = bodies.compressor(keyframe).compress(body)
     assert len(delta) < len(body) // 20
     assert bodies.undelta(delta, keyframe) == body
-    with pytest.raises(zstandard.ZstdError):
+    with pytest.raises(StorageError, match="does not decode with its keyframe"):
         bodies.undelta(delta, keyframe[:-1] + b"\x01")
+    with pytest.raises(StorageError):
+        bodies.undelta(delta[:-3], keyframe)
