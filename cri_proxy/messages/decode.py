@@ -149,7 +149,7 @@ _BYTES_PLAN: dict[str, tuple[tuple[FieldDescriptor, ...], tuple[FieldDescriptor,
 
 def _bytes_as_text(msg: ProtoMessage, doc: dict[str, Any]) -> None:
     """Rewrites `doc` (msg's JSON) in place: UTF-8 bytes as text, each marked in `_bytes`."""
-    own, inner = _bytes_fields(msg.DESCRIPTOR)
+    own, inner = _bytes_fields(msg.DESCRIPTOR)  # type: ignore[arg-type]  # upb's Descriptor is the same
     marks: dict[str, str] = {}
     for field in own:
         if field.name in doc:
@@ -161,7 +161,7 @@ def _bytes_as_text(msg: ProtoMessage, doc: dict[str, Any]) -> None:
     for field in inner:
         sub = doc.get(field.name)
         value = getattr(msg, field.name)
-        if field.message_type.GetOptions().map_entry:
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
             if isinstance(sub, dict):
                 for key, item in value.items():
                     if isinstance(item, ProtoMessage) and isinstance(sub.get(str(key)), dict):
