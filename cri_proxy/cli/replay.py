@@ -92,16 +92,17 @@ def serve(
     listen: str = typer.Option(..., "--listen", help="Socket to serve on, e.g. unix:///tmp/recorded.sock."),
     session: Annotated[Optional[int], session_option()] = None,
     api: str = typer.Option("both", "--api", help="CRI versions to serve: v1, v1alpha2 or both."),
+    at: Optional[str] = typer.Option(None, "--at", metavar="TIME|end", help="Start the recorded timeline here: a time (2026-12-01T03:12:00Z; UTC unless it says otherwise), start, end, +5m after the first call or -5m before the last [default: start]."),
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:
-    """Answer CRI calls from a recording: a stand-in runtime that shows the recorded node."""
+    """Answer CRI calls from a recording: a stand-in runtime that shows the recorded node (--at end: as it was last seen)."""
 
     async def main() -> int:
         from cri_proxy.replay.serve import ServeOptions, run_serve
         from cri_proxy.store.selection import Selection
 
         path = str(db_or_argument(ctx, db_argument, db))
-        return await run_serve(ServeOptions(path, listen, Selection(session=session), api), typer.echo)
+        return await run_serve(ServeOptions(path, listen, Selection(session=session), api, at), typer.echo)
 
     execute(main, log_level)
 
