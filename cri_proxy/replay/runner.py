@@ -10,6 +10,10 @@ what it replayed (`db_out` may name the source itself, when the user wants the t
 
 and each replayed call carries the note `replay of call <id>` (the source call's id), so the
 two can be joined with SQL (see cri_proxy/replay/README.md).
+
+`progress` hears of each call (replay/progress.py). `stop` ends a replay early and cleanly (the
+CLI sets it on Ctrl-C): the call or pacing wait in flight is cancelled and not counted, the
+replay's session is closed, and the result holds the calls done so far.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -35,6 +39,7 @@ from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.replay import issue
 from cri_proxy.replay.compare import Comparer, Difference
 from cri_proxy.replay.pace import Pacer
+from cri_proxy.replay.progress import Progress
 from cri_proxy.replay.remap import IdMap
 from cri_proxy.replay.results import CallResult, ReplayResult, Verdict
 from cri_proxy.store.reader import CallStream
@@ -42,6 +47,7 @@ from cri_proxy.store.rows import StoredCall
 from cri_proxy.store.selection import Selection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 32 << 20), ("grpc.max_send_message_length", 32 << 20)]
 
@@ -65,9 +71,12 @@ def skip_line(count: int) -> str:
     return f"{count} state-changing calls skipped: pass --allow-mutations to replay them"
 
 
-async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -> ReplayResult:
-    """Replays the selected calls; raises CriProxyError (bad database, session, target) before
-    anything is sent."""
+async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print, progress: Progress | None = None,
+                     stop: asyncio.Event | None = None) -> ReplayResult:  # fmt: skip
+    """Replays the selected calls (until `stop` is set); raises CriProxyError (bad database,
+    session, target) before anything is sent."""
+    progress = Progress() if progress is None else progress
+    stop = asyncio.Event() if stop is None else stop
     target_path = unix_path(opts.target, "--target")
     source_path = os.path.abspath(opts.db)
     db_out = os.path.abspath(opts.db_out) if opts.db_out else None
@@ -94,11 +103,15 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -
                 if _same_file(source_path, db_out):
                     # It now has a -wal: read it as a live file, not an immutable one.
                     await asyncio.to_thread(calls.recording.refresh)
+            started = time.monotonic()
+            progress.start(summary.count)
+            flow = _Flow(progress, stop)
             try:
-                started = time.monotonic()
-                await _replay_all(channel, calls, summary.first_started_unix, opts, recorder, result)
-                result.elapsed_s = time.monotonic() - started
+                await _replay_all(channel, calls, summary.first_started_unix, opts, recorder, result, flow)
             finally:
+                flow.close()
+                result.elapsed_s = time.monotonic() - started
+                progress.finish()
                 if recorder is not None:
                     await asyncio.to_thread(recorder.close)
     return result
@@ -122,23 +135,62 @@ def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
     return SessionInfo(listen=None, runtime_endpoint=result.target, config=config)
 
 
-async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_started_unix: float,
-                      opts: ReplayOptions, recorder: Recorder | None, result: ReplayResult) -> None:  # fmt: skip
+class _Flow:
+    """What the loop reports to and listens to."""
+
+    def __init__(self, progress: Progress, stop: asyncio.Event) -> None:
+        self.progress = progress
+        self.stop = stop
+        self._stopped: asyncio.Future[Any] | None = None  # stop.wait(), made once: calls are many
+
+    def add(self, result: ReplayResult, verdict: CallResult) -> None:
+        result.results.append(verdict)
+        self.progress.advance(verdict.verdict)
+
+    async def unless_stopped(self, work: Awaitable[T]) -> tuple[bool, T | None]:
+        """(True, what `work` gave), or (False, None) when `stop` was set first: then `work`
+        is cancelled, and waited for."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self.stop.wait())
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait((task, self._stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            return False, None
+        return True, task.result()
+
+    def close(self) -> None:
+        if self._stopped is not None:
+            self._stopped.cancel()
+
+
+async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_started_unix: float, opts: ReplayOptions,
+                      recorder: Recorder | None, result: ReplayResult, flow: _Flow) -> None:  # fmt: skip
     ids = IdMap()
     comparer = Comparer(opts.ignore)
     pacer = Pacer(opts.speed, first_started_unix)
     n = -1  # the call's position in the selection: its stream id in the replay's recording
     async for call in calls:
         n += 1
+        if flow.stop.is_set():
+            return
         reason = _skip_reason(call, opts)
         if reason:
-            result.results.append(CallResult(call.id, call.path, Verdict.SKIPPED, reason,
-                                             recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
+            flow.add(result, CallResult(call.id, call.path, Verdict.SKIPPED, reason,
+                                        recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
             continue
-        await pacer.wait_for(call.started_unix)
+        if opts.speed is not None and not (await flow.unless_stopped(pacer.wait_for(call.started_unix)))[0]:
+            return  # (fast: no wait to stop)
         request = ids.rewrite_request(call.path, call.requests[0] if call.requests else b"")
         wall = time.time()
-        answer = await _send(channel, call, request, opts)
+        sent, answer = await flow.unless_stopped(_send(channel, call, request, opts))
+        if not sent or answer is None:
+            log.info("call %d %s: stopped before its answer came; not counted", call.id, call.method)
+            return
         if call.method in ("RunPodSandbox", "CreateContainer") and call.responses and answer.responses:
             ids.learn_from(call.path, call.responses[0], answer.responses[0])
         if recorder is not None:
@@ -146,7 +198,7 @@ async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_starte
         verdict = _judge(call, answer, ids, comparer)
         if verdict.verdict is not Verdict.MATCHED:
             log.info("call %d %s: %s: %s", call.id, call.method, verdict.verdict.value, verdict.reason)
-        result.results.append(verdict)
+        flow.add(result, verdict)
 
 
 def _skip_reason(call: StoredCall, opts: ReplayOptions) -> str:
