@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -47,7 +47,6 @@ from cri_proxy.store.rows import StoredCall
 from cri_proxy.store.selection import Selection
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 32 << 20), ("grpc.max_send_message_length", 32 << 20)]
 
@@ -105,11 +104,10 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print, p
                     await asyncio.to_thread(calls.recording.refresh)
             started = time.monotonic()
             progress.start(summary.count)
-            flow = _Flow(progress, stop)
             try:
-                await _replay_all(channel, calls, summary.first_started_unix, opts, recorder, result, flow)
+                await _until_stopped(_replay_all(channel, calls, summary.first_started_unix, opts, recorder, result,
+                                                 progress), stop)  # fmt: skip
             finally:
-                flow.close()
                 result.elapsed_s = time.monotonic() - started
                 progress.finish()
                 if recorder is not None:
@@ -135,62 +133,40 @@ def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
     return SessionInfo(listen=None, runtime_endpoint=result.target, config=config)
 
 
-class _Flow:
-    """What the loop reports to and listens to."""
-
-    def __init__(self, progress: Progress, stop: asyncio.Event) -> None:
-        self.progress = progress
-        self.stop = stop
-        self._stopped: asyncio.Future[Any] | None = None  # stop.wait(), made once: calls are many
-
-    def add(self, result: ReplayResult, verdict: CallResult) -> None:
-        result.results.append(verdict)
-        self.progress.advance(verdict.verdict)
-
-    async def unless_stopped(self, work: Awaitable[T]) -> tuple[bool, T | None]:
-        """(True, what `work` gave), or (False, None) when `stop` was set first: then `work`
-        is cancelled, and waited for."""
-        if self._stopped is None:
-            self._stopped = asyncio.ensure_future(self.stop.wait())
-        task = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait((task, self._stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if task.cancelled():
-            return False, None
-        return True, task.result()
-
-    def close(self) -> None:
-        if self._stopped is not None:
-            self._stopped.cancel()
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """Runs `work` to its end, or until `stop` is set: then it is cancelled where it waits
+    (pacing, or a call in flight, which is then not counted) and waited for. One task for the
+    whole replay, so a call costs nothing more for being stoppable."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if not task.cancelled():
+        task.result()  # its error, if it raised one
 
 
 async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_started_unix: float, opts: ReplayOptions,
-                      recorder: Recorder | None, result: ReplayResult, flow: _Flow) -> None:  # fmt: skip
+                      recorder: Recorder | None, result: ReplayResult, progress: Progress) -> None:  # fmt: skip
     ids = IdMap()
     comparer = Comparer(opts.ignore)
     pacer = Pacer(opts.speed, first_started_unix)
     n = -1  # the call's position in the selection: its stream id in the replay's recording
     async for call in calls:
         n += 1
-        if flow.stop.is_set():
-            return
         reason = _skip_reason(call, opts)
         if reason:
-            flow.add(result, CallResult(call.id, call.path, Verdict.SKIPPED, reason,
-                                        recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
+            _add(result, progress, CallResult(call.id, call.path, Verdict.SKIPPED, reason,
+                                              recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
             continue
-        if opts.speed is not None and not (await flow.unless_stopped(pacer.wait_for(call.started_unix)))[0]:
-            return  # (fast: no wait to stop)
+        await pacer.wait_for(call.started_unix)
         request = ids.rewrite_request(call.path, call.requests[0] if call.requests else b"")
         wall = time.time()
-        sent, answer = await flow.unless_stopped(_send(channel, call, request, opts))
-        if not sent or answer is None:
-            log.info("call %d %s: stopped before its answer came; not counted", call.id, call.method)
-            return
+        answer = await _send(channel, call, request, opts)
         if call.method in ("RunPodSandbox", "CreateContainer") and call.responses and answer.responses:
             ids.learn_from(call.path, call.responses[0], answer.responses[0])
         if recorder is not None:
@@ -198,7 +174,12 @@ async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_starte
         verdict = _judge(call, answer, ids, comparer)
         if verdict.verdict is not Verdict.MATCHED:
             log.info("call %d %s: %s: %s", call.id, call.method, verdict.verdict.value, verdict.reason)
-        flow.add(result, verdict)
+        _add(result, progress, verdict)
+
+
+def _add(result: ReplayResult, progress: Progress, verdict: CallResult) -> None:
+    result.results.append(verdict)
+    progress.advance(verdict.verdict)
 
 
 def _skip_reason(call: StoredCall, opts: ReplayOptions) -> str:
