@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+import shutil
 import signal
 import sqlite3
 import time
@@ -23,6 +24,7 @@ from tests.helpers.calls import T0, make_call, record
 from tests.helpers.cli import run_cli
 from tests.helpers.proxyproc import socket_answers
 from tests.helpers.recordings import (
+    GOLDEN_DIR,
     MISSING_ID,
     PHASE_GAP_S,
     Recorded,
@@ -254,3 +256,31 @@ def test_the_serve_command_refuses_an_at_outside_the_recording_in_one_line(recor
     result = run_cli("serve", str(recording.db), "--listen", f"unix://{sock_dir}/s.sock", "--at", "2001-01-01T00:00:00Z")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "outside the recording" in result.stderr
+
+
+async def test_a_recording_made_before_the_bytes_markers_serves_the_same(sock_dir: pathlib.Path) -> None:
+    """The newest golden file holds base64 JSON without `_bytes`: serve reads the raw bytes, so
+    its ExecSync answers (and a container asked for by a short id) come back as recorded."""
+    db = sock_dir / "v5.db"
+    shutil.copy(GOLDEN_DIR / "schema-v5.db", db)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        request, response, ctr = conn.execute(
+            "SELECT q.data, a.data, c.container_id FROM calls AS c "
+            "JOIN messages AS mq ON mq.call_id = c.id AND mq.direction = 'request' JOIN payloads AS q ON q.id = mq.payload_id "
+            "JOIN messages AS ma ON ma.call_id = c.id AND ma.direction = 'response' JOIN payloads AS a ON a.id = ma.payload_id "
+            "WHERE c.method = 'ExecSync' AND c.exit_code = 0 ORDER BY c.id LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    served = await start_serve(ServeOptions(str(db), f"unix://{sock_dir}/s.sock", at="end"))
+    try:
+        async with grpc.aio.insecure_channel(served.address) as channel:
+            rpc = channel.unary_unary("/runtime.v1.RuntimeService/ExecSync", request_serializer=identity,
+                                      response_deserializer=identity)  # fmt: skip
+            answer = await rpc(request, timeout=5)
+            assert answer == response and v1.ExecSyncResponse.FromString(answer).stdout == b"ok\n"
+            rt = v1_grpc.RuntimeServiceStub(channel)
+            status = await rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr[:12]), timeout=5)
+            assert status.status.id == ctr
+    finally:
+        await served.stop(0)
