@@ -13,6 +13,9 @@ checks every table, view and column of a new recording gets a description):
 - a view that lists its columns inline ("Columns: `call_id`, ...") borrows each one's meaning
   from the tables it says they come from (`calls`, `messages`, `payloads`, `sessions`),
   with `call_id` being `calls.id`.
+
+The named queries (storage/queries/*.sql) come along as datasette's canned queries, each
+with its description and parameters, so `pod-startup` is a form in the browser too.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cri_proxy.store.sql import storage_dir
+from cri_proxy.store.sql import queries, storage_dir
 
 _HEADING = re.compile(r"^### `([a-z_]+)`\s*$")
 _CODE = re.compile(r"`([^`]*)`")
@@ -121,8 +124,10 @@ def metadata(database: str = "calls", readme: str | None = None) -> dict[str, An
         if columns:
             entry["columns"] = columns
         tables[name] = entry
+    canned = {name: {"sql": query.sql, "description": query.description, "params": list(query.params)}
+              for name, query in queries().items()}  # fmt: skip
     return {
         "title": "cri-proxy recording",
         "description_html": "CRI calls recorded by cri-proxy. The format: <code>storage/README.md</code>.",
-        "databases": {database: {"tables": tables}},
+        "databases": {database: {"tables": tables, "queries": canned}},
     }
