@@ -175,8 +175,9 @@ JOIN payloads AS p ON p.id = m.payload_id;
 -- ExecSync calls whose command exited non-zero: failing exec probes (and `kubectl exec`
 -- without a TTY). Their gRPC status is OK, so `errors` does not list them. The pod comes
 -- from the call itself or, as ExecSync names only the container, from its CreateContainer.
--- `stderr_base64`: the first 200 characters of the answer's stderr as stored (protobuf's
--- JSON gives bytes fields as base64).
+-- `stderr`: the first 200 characters of the answer's stderr when the stored JSON holds it as
+-- text (valid UTF-8, marked `"_bytes": {"stderr": "text"}`); `stderr_base64` the same when it
+-- is held as base64 (not UTF-8, or recorded before the markers, when every bytes field was).
 CREATE VIEW failed_probes AS
 SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms, c.container_id,
        COALESCE(c.pod_sandbox_id, (SELECT MAX(cc.pod_sandbox_id) FROM calls AS cc
@@ -191,7 +192,12 @@ SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms, c.container_i
        (SELECT json_extract(p.json, '$.cmd') FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
         WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) AS cmd,
        c.exit_code,
-       (SELECT substr(json_extract(p.json, '$.stderr'), 1, 200)
+       (SELECT CASE WHEN json_extract(p.json, '$._bytes.stderr') = 'text'
+                    THEN substr(json_extract(p.json, '$.stderr'), 1, 200) END
+        FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
+        WHERE m.call_id = c.id AND m.direction = 'response' AND m.idx = 0) AS stderr,
+       (SELECT CASE WHEN json_extract(p.json, '$._bytes.stderr') IS NOT 'text'
+                    THEN substr(json_extract(p.json, '$.stderr'), 1, 200) END
         FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
         WHERE m.call_id = c.id AND m.direction = 'response' AND m.idx = 0) AS stderr_base64
 FROM calls AS c

@@ -5,11 +5,16 @@ every other command does): the two spellings mean the same.
 
 Exit status of replay: 0 when every replayed call matched, 1 when any differed or failed (so
 a replay can gate a runtime upgrade in CI), 2 for bad input: a missing or unreadable
-database, an unknown session, a bad flag, an unreachable target (one line on stderr).
+database, an unknown session, a bad flag, an unreachable target (one line on stderr), 130
+after Ctrl-C. Replay shows its progress on stderr (a bar on a terminal, lines elsewhere); a
+first Ctrl-C ends it cleanly (its session closed, the summary of the calls done so far
+printed, the report written), a second one at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -26,7 +31,7 @@ from cri_proxy.cli.options import (
     time_range,
     until_option,
 )
-from cri_proxy.cli.runner import execute
+from cri_proxy.cli.runner import EXIT_INTERRUPTED, execute
 
 if TYPE_CHECKING:
     from cri_proxy.store.selection import Selection
@@ -66,6 +71,7 @@ def replay(
 
     async def main() -> int:
         from cri_proxy.replay.pace import parse_pace
+        from cri_proxy.replay.progress import for_stream
         from cri_proxy.replay.report import check_report_path, write_report, write_terminal
         from cri_proxy.replay.runner import ReplayOptions, run_replay
 
@@ -75,11 +81,26 @@ def replay(
                              selection=selection(session, since, until, where), allow_mutations=allow_mutations,
                              speed=parse_pace(pace), ignore=tuple(ignore), db_out=str(db_out) if db_out else None,
                              max_stream_s=max_stream, pace_text=pace)  # fmt: skip
-        result = await run_replay(opts, typer.echo)
+        stop, progress = asyncio.Event(), for_stream(sys.stderr)
+        loop = asyncio.get_running_loop()
+
+        def interrupted() -> None:
+            stop.set()
+            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C stops at once (exit 130)
+
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        try:
+            result = await run_replay(opts, typer.echo, progress, stop)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
         write_terminal(sys.stdout, result)
         if report is not None:
             write_report(report, result)
             typer.echo(f"report written to {report}")
+        if stop.is_set():
+            typer.echo(f"interrupted (Ctrl-C) after {progress.done} of {progress.total} calls; "
+                       "the summary above is of those", err=True)  # fmt: skip
+            return EXIT_INTERRUPTED
         return result.exit_code
 
     execute(main, log_level)
@@ -92,16 +113,17 @@ def serve(
     listen: str = typer.Option(..., "--listen", help="Socket to serve on, e.g. unix:///tmp/recorded.sock."),
     session: Annotated[Optional[int], session_option()] = None,
     api: str = typer.Option("both", "--api", help="CRI versions to serve: v1, v1alpha2 or both."),
+    at: Optional[str] = typer.Option(None, "--at", metavar="TIME|end", help="Start the recorded timeline here: a time (2026-12-01T03:12:00Z; UTC unless it says otherwise), start, end, +5m after the first call or -5m before the last [default: start]."),
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:
-    """Answer CRI calls from a recording: a stand-in runtime that shows the recorded node."""
+    """Answer CRI calls from a recording: a stand-in runtime that shows the recorded node (--at end: as it was last seen)."""
 
     async def main() -> int:
         from cri_proxy.replay.serve import ServeOptions, run_serve
         from cri_proxy.store.selection import Selection
 
         path = str(db_or_argument(ctx, db_argument, db))
-        return await run_serve(ServeOptions(path, listen, Selection(session=session), api), typer.echo)
+        return await run_serve(ServeOptions(path, listen, Selection(session=session), api, at), typer.echo)
 
     execute(main, log_level)
 

@@ -10,11 +10,16 @@ Choices, so readers of the JSON know what they are looking at:
 - The JSON is protobuf's canonical JSON mapping (`json_format.MessageToDict`) with the proto
   field names (`pod_sandbox_id`, not `podSandboxId`). Fields at their default value are left
   out, so an empty message decodes to `{}`; enums are names; 64-bit integers are strings.
-- `bytes` fields are base64, as the mapping says, even when the bytes are valid UTF-8 text
-  (v1's `KeyValue.value` env values, `ExecSyncResponse.stdout`). Rendering "text-looking"
-  bytes as text would make `"aGk="` ambiguous (text or base64?) and the JSON would no longer
-  parse back (`json_format.ParseDict`) into the message it came from. The raw bytes stay the
-  source of truth; the JSON is a faithful view of them.
+- `bytes` fields (v1's `KeyValue.value` env values, `ExecSyncResponse.stdout`/`stderr`) that
+  hold valid UTF-8 are written as that text, the others as base64 (protobuf's mapping), and
+  every JSON object holding a bytes field says which in a sibling `_bytes` object:
+  `{"stdout": "ok\\n", "stderr": "/wE=", "_bytes": {"stdout": "text", "stderr": "base64"}}`.
+  SQL can then read probe output and env values with `json_extract` (Debian's sqlite3 has no
+  base64 function), and the marker keeps the JSON unambiguous: `"aGk="` is text when
+  `_bytes` says so, base64 when it says so or when there is no `_bytes` at all (the JSON of
+  recordings made before the markers, see storage/README.md). `protobuf_json` turns either form
+  back into protobuf's own mapping, which parses (`json_format.ParseDict`) into the message.
+  The raw bytes stay the source of truth; the JSON is a faithful view of them.
 - A path that is not a CRI method of either version (containerd's own API, health checks,
   reflection, a CRI method newer than our protos) decodes to None: there is nothing to say.
 - Bytes that do not parse as the method's message type decode to a marker instead of
@@ -24,6 +29,7 @@ Choices, so readers of the JSON know what they are looking at:
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 
 ERROR_KEY = "_error"
 TYPE_KEY = "_type"
+BYTES_KEY = "_bytes"  # sibling of bytes fields: {"stdout": "text", "stderr": "base64"}
+TEXT = "text"
+BASE64 = "base64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +119,94 @@ def decode_message(path: str, direction: str, data: bytes) -> dict[str, Any] | N
         parsed = cls.FromString(data)
     except DecodeError as exc:
         return error_marker(cls.DESCRIPTOR.full_name, f"undecodable: {exc}")
-    return json_format.MessageToDict(parsed, preserving_proto_field_name=True)
+    doc = json_format.MessageToDict(parsed, preserving_proto_field_name=True)
+    _bytes_as_text(parsed, doc)
+    return doc
+
+
+def _bytes_fields(desc: Descriptor) -> tuple[tuple[FieldDescriptor, ...], tuple[FieldDescriptor, ...]]:
+    """A message type's singular bytes fields, and its message fields that can reach one."""
+    known = _BYTES_PLAN.get(desc.full_name)
+    if known is None:
+        _BYTES_PLAN[desc.full_name] = ((), ())  # a recursive type reaches itself: no bytes by that path
+        own = tuple(f for f in desc.fields if f.type == FieldDescriptor.TYPE_BYTES and not f.is_repeated)
+        inner = tuple(f for f in desc.fields if f.message_type is not None and _reaches_bytes(f.message_type))
+        known = _BYTES_PLAN[desc.full_name] = (own, inner)
+    return known
+
+
+def _reaches_bytes(desc: Descriptor) -> bool:
+    if desc.full_name.startswith("google.protobuf."):  # well-known types have their own JSON
+        return False
+    own, inner = _bytes_fields(desc)
+    return bool(own or inner)
+
+
+# Per message type; CRI has singular bytes fields only (KeyValue.value, ExecSyncResponse's
+# stdout/stderr): a repeated or map bytes field would stay base64 without a marker.
+_BYTES_PLAN: dict[str, tuple[tuple[FieldDescriptor, ...], tuple[FieldDescriptor, ...]]] = {}
+
+
+def _bytes_as_text(msg: ProtoMessage, doc: dict[str, Any]) -> None:
+    """Rewrites `doc` (msg's JSON) in place: UTF-8 bytes as text, each marked in `_bytes`."""
+    own, inner = _bytes_fields(msg.DESCRIPTOR)  # type: ignore[arg-type]  # upb's Descriptor is the same
+    marks: dict[str, str] = {}
+    for field in own:
+        if field.name in doc:
+            try:
+                doc[field.name] = getattr(msg, field.name).decode("utf-8")
+                marks[field.name] = TEXT
+            except UnicodeDecodeError:
+                marks[field.name] = BASE64
+    for field in inner:
+        sub = doc.get(field.name)
+        value = getattr(msg, field.name)
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            if isinstance(sub, dict):
+                for key, item in value.items():
+                    if isinstance(item, ProtoMessage) and isinstance(sub.get(str(key)), dict):
+                        _bytes_as_text(item, sub[str(key)])
+        elif field.is_repeated:
+            if isinstance(sub, list):
+                for item, item_doc in zip(value, sub):
+                    if isinstance(item_doc, dict):
+                        _bytes_as_text(item, item_doc)
+        elif isinstance(sub, dict):
+            _bytes_as_text(value, sub)
+    if marks:
+        doc[BYTES_KEY] = marks
+
+
+def protobuf_json(doc: Any) -> Any:
+    """A copy of decoded JSON in protobuf's own mapping: text bytes back to base64 and the
+    `_bytes` markers dropped, so `json_format.ParseDict` parses it. JSON without markers (as
+    recorded before them) is already in that mapping and comes back equal."""
+    if isinstance(doc, list):
+        return [protobuf_json(item) for item in doc]
+    if not isinstance(doc, dict):
+        return doc
+    marks = doc.get(BYTES_KEY)
+    marks = marks if isinstance(marks, dict) else {}
+    out = {}
+    for key, value in doc.items():
+        if key == BYTES_KEY:
+            continue
+        if marks.get(key) == TEXT and isinstance(value, str):
+            out[key] = base64.b64encode(value.encode("utf-8")).decode("ascii")
+        else:
+            out[key] = protobuf_json(value)
+    return out
+
+
+def bytes_value(obj: dict[str, Any], key: str) -> bytes | None:
+    """The bytes of field `key` of a decoded JSON object, in either form (None: absent)."""
+    value = obj.get(key)
+    if not isinstance(value, str):
+        return None
+    marks = obj.get(BYTES_KEY)
+    if isinstance(marks, dict) and marks.get(key) == TEXT:
+        return value.encode("utf-8")
+    return base64.b64decode(value)
 
 
 def error_marker(type_name: str, why: str) -> dict[str, Any]:

@@ -16,7 +16,11 @@ and a recorded answer's bytes parse in either version. For a request:
    earliest (with `TIMELINE_SLACK_S` of slack). So polling calls repeated more often than recorded see the node as it was at
    that point of the recording.
 Ids are served as recorded (no remapping): a client that runs the recorded sequence sends
-the recorded ids back.
+the recorded ids back. A shorter id is taken as a runtime takes it (containerd's id index):
+a `container_id` or `pod_sandbox_id` (or a List* filter's `id`) that is the prefix of exactly
+one container or pod id the recording names stands for that id; the prefix of several is
+containerd's error (`Ambiguous`: UNKNOWN, "Multiple IDs found with provided prefix"); the
+prefix of none is left as it is (NOT_FOUND, as for any id never recorded).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 
 from cri_proxy.model.call import Outcome
 from cri_proxy.model.cri import parse_path
-from cri_proxy.messages.decode import decode_message, method_types
+from google.protobuf import json_format
+
+from cri_proxy.messages.decode import decode_message, message_class, method_types, protobuf_json
 from cri_proxy.replay.compare import Comparer
 from cri_proxy.store.rows import StoredCall
 
@@ -39,6 +45,15 @@ TIMELINE_SLACK_S = 0.05
 
 class NoAnswer(Exception):
     """The method was recorded, but with no request close enough to this one."""
+
+
+class Ambiguous(Exception):
+    """An id prefix that names several recorded containers or pods; the message is the one
+    containerd gives (as gRPC UNKNOWN)."""
+
+    def __init__(self, kind: str, prefix: str) -> None:
+        super().__init__(f'an error occurred when try to find {kind} "{prefix}": '
+                         f"Multiple IDs found with provided prefix: {prefix}")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +92,12 @@ class Answers:
         self.first_unix = calls[0].started_unix if calls else 0.0
         self.index: dict[str, list[Entry]] = {}
         self.named: dict[str, set[str]] = {}
+        # The ids a short prefix may stand for: every container and pod the recording names.
+        self.known: dict[str, set[str]] = {"container": set(), "sandbox": set()}
         for call in calls:
+            for kind, column in (("container", "container_id"), ("sandbox", "pod_sandbox_id")):
+                if call.ids.get(column):
+                    self.known[kind].add(str(call.ids[column]))
             if not _servable(call):
                 continue
             request = call.requests[0] if call.requests else b""
@@ -94,6 +114,7 @@ class Answers:
         """The answer for `request` at `at_s` seconds into the recording, and how it was
         matched ("bytes", "json" or "closest"); NoAnswer when none fits."""
         entries = self.index[method_key(path)]
+        request = self.expand_prefixes(path, request)
         chosen = [e for e in entries if e.request == request]
         how = "bytes"
         if not chosen:
@@ -104,6 +125,32 @@ class Answers:
                 chosen, how = self._closest(path, doc, entries), "closest"
         earlier = [e for e in chosen if e.offset_s <= at_s + TIMELINE_SLACK_S]
         return (earlier[-1] if earlier else chosen[0]), how
+
+    def expand_prefixes(self, path: str, request: bytes) -> bytes:
+        """The request with each unique id prefix replaced by its id (the same bytes when
+        nothing was shortened); Ambiguous for a prefix of several ids."""
+        doc = decode_message(path, "request", request)
+        cls = message_class(path, "request")
+        if not doc or cls is None or "_error" in doc:
+            return request
+        filter_kind = "sandbox" if "PodSandbox" in path else "container"
+        fields = [(doc, "container_id", "container"), (doc, "pod_sandbox_id", "sandbox")]
+        if isinstance(doc.get("filter"), dict):
+            sub = doc["filter"]
+            fields += [(sub, "id", filter_kind), (sub, "pod_sandbox_id", "sandbox")]
+        changed = False
+        for holder, key, kind in fields:
+            value = holder.get(key)
+            if not isinstance(value, str) or not value or value in self.known[kind]:
+                continue
+            hits = [full for full in self.known[kind] if full.startswith(value)]
+            if len(hits) > 1 and holder is doc:
+                raise Ambiguous(kind, value)
+            if len(hits) == 1:
+                holder[key], changed = hits[0], True
+        if not changed:
+            return request
+        return bytes(json_format.ParseDict(protobuf_json(doc), cls()).SerializeToString())
 
     def _closest(self, path: str, doc: dict[str, Any], entries: list[Entry]) -> list[Entry]:
         unknown = idents(doc) - self.named[method_key(path)]

@@ -10,6 +10,10 @@ what it replayed (`db_out` may name the source itself, when the user wants the t
 
 and each replayed call carries the note `replay of call <id>` (the source call's id), so the
 two can be joined with SQL (see cri_proxy/replay/README.md).
+
+`progress` hears of each call (replay/progress.py). `stop` ends a replay early and cleanly (the
+CLI sets it on Ctrl-C): the call or pacing wait in flight is cancelled and not counted, the
+replay's session is closed, and the result holds the calls done so far.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +39,7 @@ from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.replay import issue
 from cri_proxy.replay.compare import Comparer, Difference
 from cri_proxy.replay.pace import Pacer
+from cri_proxy.replay.progress import Progress
 from cri_proxy.replay.remap import IdMap
 from cri_proxy.replay.results import CallResult, ReplayResult, Verdict
 from cri_proxy.store.reader import CallStream
@@ -65,9 +70,12 @@ def skip_line(count: int) -> str:
     return f"{count} state-changing calls skipped: pass --allow-mutations to replay them"
 
 
-async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -> ReplayResult:
-    """Replays the selected calls; raises CriProxyError (bad database, session, target) before
-    anything is sent."""
+async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print, progress: Progress | None = None,
+                     stop: asyncio.Event | None = None) -> ReplayResult:  # fmt: skip
+    """Replays the selected calls (until `stop` is set); raises CriProxyError (bad database,
+    session, target) before anything is sent."""
+    progress = Progress() if progress is None else progress
+    stop = asyncio.Event() if stop is None else stop
     target_path = unix_path(opts.target, "--target")
     source_path = os.path.abspath(opts.db)
     db_out = os.path.abspath(opts.db_out) if opts.db_out else None
@@ -94,11 +102,14 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print) -
                 if _same_file(source_path, db_out):
                     # It now has a -wal: read it as a live file, not an immutable one.
                     await asyncio.to_thread(calls.recording.refresh)
+            started = time.monotonic()
+            progress.start(summary.count)
             try:
-                started = time.monotonic()
-                await _replay_all(channel, calls, summary.first_started_unix, opts, recorder, result)
-                result.elapsed_s = time.monotonic() - started
+                await _until_stopped(_replay_all(channel, calls, summary.first_started_unix, opts, recorder, result,
+                                                 progress), stop)  # fmt: skip
             finally:
+                result.elapsed_s = time.monotonic() - started
+                progress.finish()
                 if recorder is not None:
                     await asyncio.to_thread(recorder.close)
     return result
@@ -122,8 +133,25 @@ def _session_info(opts: ReplayOptions, result: ReplayResult) -> SessionInfo:
     return SessionInfo(listen=None, runtime_endpoint=result.target, config=config)
 
 
-async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_started_unix: float,
-                      opts: ReplayOptions, recorder: Recorder | None, result: ReplayResult) -> None:  # fmt: skip
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """Runs `work` to its end, or until `stop` is set: then it is cancelled where it waits
+    (pacing, or a call in flight, which is then not counted) and waited for. One task for the
+    whole replay, so a call costs nothing more for being stoppable."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if not task.cancelled():
+        task.result()  # its error, if it raised one
+
+
+async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_started_unix: float, opts: ReplayOptions,
+                      recorder: Recorder | None, result: ReplayResult, progress: Progress) -> None:  # fmt: skip
     ids = IdMap()
     comparer = Comparer(opts.ignore)
     pacer = Pacer(opts.speed, first_started_unix)
@@ -132,8 +160,8 @@ async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_starte
         n += 1
         reason = _skip_reason(call, opts)
         if reason:
-            result.results.append(CallResult(call.id, call.path, Verdict.SKIPPED, reason,
-                                             recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
+            _add(result, progress, CallResult(call.id, call.path, Verdict.SKIPPED, reason,
+                                              recorded_status=_recorded_status(call), redacted=call.redacted))  # fmt: skip
             continue
         await pacer.wait_for(call.started_unix)
         request = ids.rewrite_request(call.path, call.requests[0] if call.requests else b"")
@@ -146,7 +174,12 @@ async def _replay_all(channel: grpc.aio.Channel, calls: CallStream, first_starte
         verdict = _judge(call, answer, ids, comparer)
         if verdict.verdict is not Verdict.MATCHED:
             log.info("call %d %s: %s: %s", call.id, call.method, verdict.verdict.value, verdict.reason)
-        result.results.append(verdict)
+        _add(result, progress, verdict)
+
+
+def _add(result: ReplayResult, progress: Progress, verdict: CallResult) -> None:
+    result.results.append(verdict)
+    progress.advance(verdict.verdict)
 
 
 def _skip_reason(call: StoredCall, opts: ReplayOptions) -> str:

@@ -3,7 +3,9 @@
 See `answers.py` for how a request finds its recorded answer. Recorded errors are answered
 verbatim (status code and message). A method the recording never saw is UNIMPLEMENTED, a
 recorded method with no close enough request NOT_FOUND; both are logged. The serve clock
-starts with the first call served.
+starts with the first call served, at the recording's first call or where `--at` puts it
+(`parse_at`: a time, `start`, `end`, `+5m` after the first call, `-5m` before the last), and
+runs on from there: `--at end` serves the node as the recording last saw it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import socket
 import stat
 import time
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +31,8 @@ from cri_proxy.model.errors import ConfigError, SocketInUseError
 from cri_proxy.model.call import Outcome, api_version_of
 from cri_proxy.messages.decode import method_types
 from cri_proxy.model.status import STOPPED_BY_CLIENT
-from cri_proxy.replay.answers import Answers, Entry, NoAnswer, method_key
+from cri_proxy.model.clock import utc_text
+from cri_proxy.replay.answers import Ambiguous, Answers, Entry, NoAnswer, method_key
 from cri_proxy.store.reader import load_calls
 from cri_proxy.store.readonly import Recording
 from cri_proxy.store.selection import Selection
@@ -47,21 +51,24 @@ class ServeOptions:
     listen: str
     selection: Selection = Selection()
     api: str = "both"
+    at: str | None = None  # where the served timeline starts (`parse_at`); None: the first call
 
 
 class RecordedRuntime(grpc.GenericRpcHandler):
     """The handlers: any CRI path of the served versions whose method was recorded."""
 
-    def __init__(self, answers: Answers, versions: tuple[str, ...]) -> None:
+    def __init__(self, answers: Answers, versions: tuple[str, ...], start_s: float = 0.0) -> None:
         self.answers = answers
         self.versions = versions
+        self.start_s = start_s  # the recording's moment (seconds after its first call) served first
         self.served = 0
         self._clock: float | None = None
 
     def elapsed(self) -> float:
+        """Where the served timeline is: seconds after the recording's first call."""
         if self._clock is None:
             self._clock = time.monotonic()
-        return time.monotonic() - self._clock
+        return self.start_s + time.monotonic() - self._clock
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         path = str(details.method)
@@ -83,6 +90,10 @@ class RecordedRuntime(grpc.GenericRpcHandler):
             log.warning("serve: call %d %s: %s, answering NOT_FOUND", n, method_key(path), exc)
             await context.abort(grpc.StatusCode.NOT_FOUND, f"cri-proxy serve: {exc}")
             raise  # abort raises; this keeps the type checker sure we never fall through
+        except Ambiguous as exc:
+            log.warning("serve: call %d %s: %s, answering UNKNOWN", n, method_key(path), exc)
+            await context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+            raise
         log_fn: Callable[..., None] = log.info if how == "closest" else log.debug
         log_fn("serve: call %d %s: answered with recorded call %d (matched by %s)", n, method_key(path),
                entry.call.id, how)  # fmt: skip
@@ -108,6 +119,45 @@ class RecordedRuntime(grpc.GenericRpcHandler):
             await asyncio.Event().wait()  # the recorded client ended it: stay open until this one does
         if call.status_code:
             await context.abort(_CODES.get(call.status_code, grpc.StatusCode.UNKNOWN), call.status_message or "")
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_at(value: str, first_unix: float, last_unix: float) -> float:
+    """`--at` as seconds after the recording's first call: `start`, `end`, `+DURATION` after
+    the first call, `-DURATION` before the last (`90s`, `5m`, `1.5h`), or a time (RFC 3339,
+    `2026-12-01T03:12:00Z`, or UTC text as in `started_at`). ConfigError outside the recording."""
+    text = value.strip().lower()
+    if text in ("start", "end"):
+        return 0.0 if text == "start" else last_unix - first_unix
+    if text[:1] in ("+", "-"):
+        number, unit = _split_duration(text[1:])
+        seconds = number * _DURATION_UNITS[unit] if unit in _DURATION_UNITS else -1.0
+        if seconds < 0:
+            raise ConfigError(f"--at {value!r}: give a duration such as +90s, +5m, -1h")
+        at = first_unix + seconds if text[0] == "+" else last_unix - seconds
+    else:
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+        except ValueError:
+            raise ConfigError(f"--at {value!r}: give a time (2026-12-01T03:12:00Z), start, end, "
+                              "+DURATION after the first call or -DURATION before the last") from None  # fmt: skip
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)  # as the recording's `_at` columns are
+        at = moment.timestamp()
+    if not first_unix <= at <= last_unix:
+        raise ConfigError(f"--at {value!r} is {utc_text(at)} UTC, outside the recording: its calls run from "
+                          f"{utc_text(first_unix)} to {utc_text(last_unix)} UTC")  # fmt: skip
+    return at - first_unix
+
+
+def _split_duration(text: str) -> tuple[float, str]:
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        return float(digits), (text[len(digits):] or "s")
+    except ValueError:
+        return -1.0, ""
 
 
 def _versions(api: str) -> tuple[str, ...]:
@@ -160,7 +210,8 @@ async def start_serve(opts: ServeOptions) -> RecordedServer:
         recording.close()
     if not calls:
         raise ConfigError(f"no recorded calls in {opts.db} match the selection")
-    handler = RecordedRuntime(Answers(calls), versions)
+    start_s = parse_at(opts.at, calls[0].started_unix, calls[-1].started_unix) if opts.at else 0.0
+    handler = RecordedRuntime(Answers(calls), versions, start_s)
     _claim_socket(path)
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 32 << 20),
                                       ("grpc.max_send_message_length", 32 << 20)])  # fmt: skip
@@ -171,15 +222,17 @@ async def start_serve(opts: ServeOptions) -> RecordedServer:
         raise ConfigError(f"--listen {path}: cannot listen there ({exc})") from None
     await server.start()
     methods = len(handler.answers.index)
-    log.info("serving %d recorded calls (%d methods) of %s as CRI %s on unix://%s",
-             len(calls), methods, opts.db, "+".join(versions), path)  # fmt: skip
+    log.info("serving %d recorded calls (%d methods) of %s as CRI %s on unix://%s, from %s UTC",
+             len(calls), methods, opts.db, "+".join(versions), path,
+             utc_text(calls[0].started_unix + start_s))  # fmt: skip
     return RecordedServer(server, handler, path)
 
 
 async def run_serve(opts: ServeOptions, echo: Callable[[str], None] = print) -> int:
     """Serves until SIGTERM or SIGINT."""
     served = await start_serve(opts)
-    echo(f"serving {opts.db} on {served.address} (CRI {opts.api}); Ctrl-C to stop")
+    first = served.handler.answers.first_unix + served.handler.start_s
+    echo(f"serving {opts.db} on {served.address} (CRI {opts.api}) from {utc_text(first)} UTC; Ctrl-C to stop")
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

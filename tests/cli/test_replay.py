@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
+import signal
+import sqlite3
 
 import pytest
 import typer
@@ -10,7 +13,8 @@ from typer.testing import CliRunner
 
 from cri_proxy.cli.replay import register
 from cri_proxy.fakeruntime import start_fake_runtime
-from tests.helpers.recordings import Recorded, recording, recording_master, run_cli
+from tests.helpers.calls import T0, make_call, record
+from tests.helpers.recordings import ROOT, Recorded, cli_argv, recording, recording_master, run_cli
 
 __all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)
@@ -68,8 +72,47 @@ def test_help_lists_every_option() -> None:
     for command, options in {
         "replay": ["--target", "--session", "--since", "--until", "--where", "--allow-mutations", "--pace",
                    "--report", "--ignore", "--db-out", "--max-stream-seconds"],
-        "serve": ["--listen", "--session", "--api"],
+        "serve": ["--listen", "--session", "--api", "--at"],
     }.items():
         text = CliRunner().invoke(app(), [command, "--help"]).output
         for option in options:
             assert option in text, (command, option)
+
+
+async def test_ctrl_c_ends_a_replay_cleanly_with_the_summary_so_far(sock_dir: pathlib.Path) -> None:
+    """A real SIGINT to a replay subprocess paced as recorded (calls a minute apart): it stops
+    waiting, closes its session in --db-out, prints the summary of the call done, exits 130."""
+    source, out_db = sock_dir / "calls.db", sock_dir / "out.db"
+    record(source, [make_call("ListContainers", {}, {}, started=T0 + 60 * i, stream_id=2 * i + 1)
+                    for i in range(3)])  # an empty node, as the stand-in runtime is
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    proc = await asyncio.create_subprocess_exec(
+        *cli_argv(), "replay", str(source), "--target", target.address, "--pace", "original", "--db-out", str(out_db),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)  # fmt: skip
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("replay: 1/3 calls"):  # the first call is done
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, lines  # the replay ended before its first progress line
+            lines.append(line)
+        assert lines[0] == "replay: 3 calls to go\n"
+        proc.send_signal(signal.SIGINT)  # the replay now waits a minute for the second call
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await target.stop(0)
+    assert proc.returncode == 130, err
+    text = out.decode()
+    assert "replayed 1 of 1 calls" in text and "1 matched, 0 differed" in text and "recorded as session 1" in text
+    assert "interrupted (Ctrl-C) after 1 of 3 calls" in err.decode() and "Traceback" not in err.decode()
+    conn = sqlite3.connect(f"file:{out_db}?mode=ro", uri=True)
+    try:
+        sessions = conn.execute("SELECT ended_at IS NOT NULL, calls_recorded FROM sessions").fetchall()
+        calls = conn.execute("SELECT method, notes FROM calls").fetchall()
+    finally:
+        conn.close()
+    assert sessions == [(1, 1)]  # the replay's session row is closed, with the one call
+    assert [m for m, _ in calls] == ["ListContainers"] and "replay of call 1" in calls[0][1]

@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message as ProtoMessage
 
-from cri_proxy.messages.decode import METHODS, decode_message, is_error, method_types
+from cri_proxy.messages.decode import METHODS, bytes_value, decode_message, is_error, method_types, protobuf_json
 from cri_proxy.model.call import Direction
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
@@ -92,7 +92,7 @@ def test_every_rpc_decodes(path: str, direction: str, desc: Any) -> None:
     assert decoded is not None and not is_error(decoded)
     assert (decoded == {}) == (not cls.DESCRIPTOR.fields)
     # faithful: the JSON parses back into the very message it came from
-    assert json_format.ParseDict(decoded, cls()) == full
+    assert json_format.ParseDict(protobuf_json(decoded), cls()) == full
     assert cls.DESCRIPTOR.full_name == desc.full_name
 
 
@@ -129,17 +129,46 @@ def test_undecodable_bytes_give_a_marker() -> None:
     assert not is_error(decode_message(path, "response", b""))
 
 
-def test_bytes_fields_are_base64_strings_are_text() -> None:
+def test_utf8_bytes_fields_are_text_and_say_so_strings_are_text() -> None:
     config = {"metadata": {"name": "c"}, "envs": [{"key": "K", "value": "v"}]}
     v1_req = v1.CreateContainerRequest(config=json_format.ParseDict(config | {"envs": []}, v1.ContainerConfig()))
     v1_req.config.envs.add(key="K", value=b"v")
+    v1_req.config.envs.add(key="RAW", value=b"\xff\xfe")
+    v1_req.config.envs.add(key="EMPTY")
     alpha = v1alpha2.CreateContainerRequest(config=json_format.ParseDict(config, v1alpha2.ContainerConfig()))
     got_v1 = decode_message("/runtime.v1.RuntimeService/CreateContainer", "request", v1_req.SerializeToString())
     got_alpha = decode_message(
         "/runtime.v1alpha2.RuntimeService/CreateContainer", "request", alpha.SerializeToString()
     )
-    assert got_v1 == {"config": {"metadata": {"name": "c"}, "envs": [{"key": "K", "value": base64.b64encode(b"v").decode()}]}}
-    assert got_alpha == {"config": config}
+    assert got_v1 == {"config": {"metadata": {"name": "c"}, "envs": [
+        {"key": "K", "value": "v", "_bytes": {"value": "text"}},
+        {"key": "RAW", "value": base64.b64encode(b"\xff\xfe").decode(), "_bytes": {"value": "base64"}},
+        {"key": "EMPTY"},
+    ]}}  # fmt: skip
+    assert got_alpha == {"config": config}  # v1alpha2's env value is a string: no marker
+    envs = got_v1["config"]["envs"]  # type: ignore[index]
+    assert [bytes_value(kv, "value") for kv in envs] == [b"v", b"\xff\xfe", None]
+
+
+@pytest.mark.parametrize("m", VERSIONS)
+def test_exec_output_as_text_or_base64(m: ModuleType) -> None:
+    path = f"/{m.DESCRIPTOR.package}.RuntimeService/ExecSync"
+    reply = m.ExecSyncResponse(stdout="héllo\n".encode(), stderr=b"\x00\xff", exit_code=3)
+    got = decode_message(path, "response", reply.SerializeToString())
+    assert got == {"stdout": "héllo\n", "stderr": "AP8=", "exit_code": 3,
+                   "_bytes": {"stdout": "text", "stderr": "base64"}}  # fmt: skip
+    assert json_format.ParseDict(protobuf_json(got), m.ExecSyncResponse()) == reply
+    assert decode_message(path, "response", m.ExecSyncResponse(exit_code=1).SerializeToString()) == {"exit_code": 1}
+
+
+def test_json_recorded_before_the_markers_reads_as_base64() -> None:
+    """Older recordings hold protobuf's mapping (every bytes field base64, no `_bytes`)."""
+    old = {"stdout": base64.b64encode(b"aGk=").decode(), "exit_code": 3}
+    assert bytes_value(old, "stdout") == b"aGk="
+    assert protobuf_json(old) == old
+    # the same text is read as text only where a marker says so
+    assert bytes_value({"stdout": "aGk=", "_bytes": {"stdout": "text"}}, "stdout") == b"aGk="
+    assert bytes_value({"stdout": "aGk=", "_bytes": {"stdout": "base64"}}, "stdout") == b"hi"
 
 
 def _containers_response(module: ModuleType, n: int) -> bytes:

@@ -115,6 +115,8 @@ def test_env_values_redacted_keys_kept(m: ModuleType) -> None:
     del got.config.envs[:]
     del request.config.envs[:]
     assert got == request
+    envs = decode_message(out.path, "request", out.messages[0].data)["config"]["envs"]  # type: ignore[index]
+    assert [kv.get("value") for kv in envs] == [REDACTED, REDACTED, None]  # text in both versions' JSON
 
 
 def _container_info() -> str:

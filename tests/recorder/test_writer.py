@@ -11,6 +11,7 @@ the writer process the kill -9 test runs.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import itertools
 import os
@@ -30,6 +31,7 @@ import pytest
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.recorder.redact_json import REDACTED
 from cri_proxy.store import db
 from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
@@ -133,6 +135,24 @@ def test_secrets_are_redacted_before_hashing(tmp_path: Path) -> None:
     assert sha == hashlib.sha256(data).hexdigest() != hashlib.sha256(original).hexdigest()
     assert b"hunter2" not in Path(path).read_bytes()
     assert rows(path, "SELECT redacted, notes IS NOT NULL FROM calls") == [(1, 1)]
+
+
+def test_env_values_are_redacted_in_every_form_and_read_as_text(tmp_path: Path) -> None:
+    """v1's env value is bytes: the stored JSON reads it as text (`_bytes` says so), and the
+    secret is in no form anywhere in the file: raw, base64 or text."""
+    path = tmp_path / "calls.db"
+    secret = "pa55-0f-the-db"
+    create = make_call("CreateContainer", {"pod_sandbox_id": "p" * 64, "config": {
+        "metadata": {"name": "app"}, "envs": [{"key": "DB_PASSWORD", "value": base64.b64encode(secret.encode()).decode()}]}},
+        {"container_id": "c" * 64})  # fmt: skip
+    record(path, [create])
+    (json_text,), = rows(path, "SELECT json FROM call_messages WHERE direction = 'request'")
+    (value, how), = rows(path, "SELECT json_extract(e.value, '$.value'), json_extract(e.value, '$._bytes.value') "
+                               "FROM payloads AS p, json_each(p.json, '$.config.envs') AS e")  # fmt: skip
+    assert (value, how) == (REDACTED, "text")
+    blob = Path(path).read_bytes()
+    for form in (secret.encode(), base64.b64encode(secret.encode())):
+        assert form not in blob and form.decode() not in json_text
 
 
 def test_file_mode_is_0600(tmp_path: Path) -> None:

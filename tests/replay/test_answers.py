@@ -9,7 +9,7 @@ import pytest
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
-from cri_proxy.replay.answers import Answers, NoAnswer, idents, method_key
+from cri_proxy.replay.answers import Ambiguous, Answers, NoAnswer, idents, method_key
 from cri_proxy.store.readonly import open_readonly
 from cri_proxy.store.reader import load_calls
 from cri_proxy.store.selection import Selection
@@ -71,3 +71,32 @@ def test_method_key_and_idents() -> None:
     assert method_key("/runtime.v1alpha2.ImageService/ListImages") == "ImageService/ListImages"
     assert idents({"filter": {"pod_sandbox_id": "p", "label_selector": {"app": "x"}},
                    "image": {"image": "busybox"}, "ids": [{"id": "c"}]}) == {"p", "busybox", "c"}
+
+
+def test_a_unique_id_prefix_stands_for_its_id_and_an_ambiguous_one_is_containerds_error(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    ab, ac = "ab" + "1" * 62, "ac" + "2" * 62
+    record(path, [status_call(ab, "CONTAINER_RUNNING", T0, 1), status_call(ac, "CONTAINER_EXITED", T0 + 1, 3),
+                  make_call("PodSandboxStatus", {"pod_sandbox_id": "p" * 64}, {"status": {"id": "p" * 64}},
+                            started=T0 + 2, stream_id=5),
+                  make_call("ListContainers", {"filter": {"pod_sandbox_id": "p" * 64}}, {}, started=T0 + 3, stream_id=7)])
+    conn = open_readonly(path)
+    try:
+        answers = Answers(load_calls(conn, Selection()))
+    finally:
+        conn.close()
+    status = "/runtime.v1.RuntimeService/ContainerStatus"
+    assert state(answers, status, request("ab1"), 9.0) == ("CONTAINER_RUNNING", "bytes")  # the recorded bytes again
+    assert state(answers, status, request("ac", verbose=True), 9.0) == ("CONTAINER_EXITED", "closest")
+    assert answers.expand_prefixes(status, request(ab)) == request(ab)  # a full id is left alone
+    with pytest.raises(Ambiguous) as raised:
+        answers.pick(status, request("a"), 0.0)
+    assert str(raised.value) == ('an error occurred when try to find container "a": '
+                                 "Multiple IDs found with provided prefix: a")  # fmt: skip
+    with pytest.raises(NoAnswer):  # the prefix of no recorded id: as any unknown id
+        answers.pick(status, request("ff"), 0.0)
+    pod_path = "/runtime.v1.RuntimeService/PodSandboxStatus"
+    entry, how = answers.pick(pod_path, v1.PodSandboxStatusRequest(pod_sandbox_id="ppp").SerializeToString(), 0.0)
+    assert (entry.call.method, how) == ("PodSandboxStatus", "bytes")
+    listed = v1.ListContainersRequest(filter=v1.ContainerFilter(pod_sandbox_id="pp")).SerializeToString()
+    assert answers.pick("/runtime.v1.RuntimeService/ListContainers", listed, 0.0)[1] == "bytes"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 import sqlite3
@@ -11,6 +12,7 @@ import pytest
 
 from cri_proxy.fakeruntime import PreloadedImage, start_fake_runtime
 from cri_proxy.replay.pace import parse_pace
+from cri_proxy.replay.progress import Progress
 from cri_proxy.replay.results import Verdict
 from cri_proxy.replay.runner import ReplayOptions, run_replay, skip_line
 from cri_proxy.store.selection import Selection
@@ -196,3 +198,57 @@ async def test_a_call_of_a_newer_call_format_is_skipped_with_its_reason(sock_dir
     verdicts = {(r.method, r.verdict, r.reason) for r in result.results}
     assert verdicts == {("Version", Verdict.SKIPPED, "recorded in call format 99 (this cri-proxy knows 1)"),
                         ("Status", Verdict.MATCHED, "")}
+
+
+class StopAfter(Progress):
+    """A progress sink that asks the replay to stop once `calls` calls are done (as Ctrl-C does)."""
+
+    def __init__(self, calls: int, stop: asyncio.Event) -> None:
+        super().__init__()
+        self.calls, self.stop = calls, stop
+
+    def advance(self, verdict: Verdict) -> None:
+        super().advance(verdict)
+        if self.done == self.calls:
+            self.stop.set()
+
+
+async def test_a_stopped_replay_keeps_the_calls_done_and_closes_its_session(sock_dir: pathlib.Path,
+                                                                            recording: Recorded) -> None:  # fmt: skip
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    stop = asyncio.Event()
+    progress = StopAfter(5, stop)
+    out_db = sock_dir / "out.db"
+    try:
+        result = await run_replay(ReplayOptions(str(recording.db), target.address, allow_mutations=True,
+                                                db_out=str(out_db)), lambda line: None, progress, stop)  # fmt: skip
+    finally:
+        await target.stop(0)
+    assert len(result.results) == 5 and (progress.done, progress.total) == (5, recording.calls)
+    conn = sqlite3.connect(f"file:{out_db}?mode=ro", uri=True)
+    try:
+        assert conn.execute("SELECT ended_at IS NOT NULL, calls_recorded FROM sessions").fetchall() == [(1, 5)]
+    finally:
+        conn.close()
+
+
+async def test_stopping_cancels_the_call_in_flight(sock_dir: pathlib.Path, recording: Recorded) -> None:
+    """A GetContainerEvents stream read for up to two minutes: stop while it is open ends the
+    replay at once (the test's timeout is one minute), and the cut call is not counted."""
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    stop = asyncio.Event()
+
+    async def stop_once_the_stream_is_open() -> None:
+        while target.state.event_listeners == 0:
+            await asyncio.sleep(0.01)
+        stop.set()
+
+    opts = ReplayOptions(str(recording.db), target.address, selection=Selection(where="method = 'GetContainerEvents'"),
+                         max_stream_s=120.0)  # fmt: skip
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(stop_once_the_stream_is_open())
+            result = await run_replay(opts, lambda line: None, Progress(), stop)
+    finally:
+        await target.stop(0)
+    assert result.results == [] and stop.is_set()

@@ -219,15 +219,16 @@ def test_a_checkout_reads_the_top_level_storage_folder() -> None:
 def test_failed_probes_and_problems_show_the_failing_exec_probes(probe_recording: Path) -> None:
     conn = open_readonly(probe_recording)
     try:
-        probes = conn.execute("SELECT exit_code, cmd, stderr_base64, pod_name, pod_namespace, container_id "
-                              "FROM failed_probes ORDER BY call_id").fetchall()
+        probes = conn.execute("SELECT exit_code, cmd, stderr, pod_name, pod_namespace, container_id, "
+                              "stderr_base64 FROM failed_probes ORDER BY call_id").fetchall()
         problems = conn.execute("SELECT kind, method, exit_code, status_name FROM problems ORDER BY call_id").fetchall()
         errors = conn.execute("SELECT method FROM errors").fetchall()
     finally:
         conn.close()
     assert [(p[0], json.loads(p[1])) for p in probes] == [(3, ["sh", "-c", "exit 3"]),
                                                           (7, ["sh", "-c", "probe-check; exit 7"])]
-    assert probes[0][2] is None and base64.b64decode(probes[1][2]) == STDERR_7
+    # stderr is valid UTF-8: the JSON holds it as text, so the view reads it without base64
+    assert probes[0][2] is None and probes[1][2] == STDERR_7.decode() and probes[1][6] is None
     assert {(p[3], p[4]) for p in probes} == {("web", "shop")} and all(p[5] for p in probes)
     assert problems == [("nonzero_exit", "ExecSync", 3, "OK"), ("nonzero_exit", "ExecSync", 7, "OK"),
                         ("grpc_error", "ContainerStatus", None, "NOT_FOUND")]
@@ -328,3 +329,19 @@ def test_exec_probes_counts_the_non_zero_exits(probe_recording: Path) -> None:
     finally:
         conn.close()
     assert got == {'["sh","-c","exit 0"]': 0, '["sh","-c","exit 3"]': 1, '["sh","-c","probe-check; exit 7"]': 1}
+
+
+def test_older_recordings_keep_base64_bytes_and_no_markers() -> None:
+    """JSON written before the `_bytes` markers holds every bytes field as base64: no marker
+    means base64, so a reader tells the two forms apart (storage/README.md, "The JSON")."""
+    conn = open_readonly(GOLDEN_DIR / "schema-v5.db")
+    try:
+        envs = conn.execute("SELECT json_extract(e.value, '$.value'), json_extract(e.value, '$._bytes') "
+                            "FROM payloads AS p, json_each(p.json, '$.config.envs') AS e").fetchall()
+        stdout = conn.execute("SELECT DISTINCT json_extract(p.json, '$.stdout'), json_extract(p.json, '$._bytes') "
+                              "FROM call_messages AS p WHERE method = 'ExecSync' AND direction = 'response' "
+                              "AND json_extract(p.json, '$.stdout') IS NOT NULL").fetchall()
+    finally:
+        conn.close()
+    assert envs and {(base64.b64decode(value), mark) for value, mark in envs} == {(b"[redacted]", None)}
+    assert [(base64.b64decode(text), mark) for text, mark in stdout] == [(b"ok\n", None)]
