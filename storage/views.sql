@@ -21,28 +21,48 @@ SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
 FROM calls
 WHERE duration_ms > 1000 AND method <> 'GetContainerEvents';
 
+-- From the per-minute rollups (call_minutes) rather than every call: counts, failures,
+-- mean and longest duration, and the minutes in which to look up the first and last call.
+-- The percentiles stay exact (nearest rank): ranked per method along the index
+-- calls(method, duration_ms), which reads no call's row, when the method's name is used by
+-- one service only (the usual case); else per service and method, reading the rows.
 CREATE VIEW method_stats AS
-WITH ranked AS (
-    SELECT service, method, started_at, duration_ms, status_code, outcome,
-           ROW_NUMBER() OVER w AS rank,
-           COUNT(duration_ms) OVER (PARTITION BY service, method) AS timed
-    FROM calls
-    WINDOW w AS (PARTITION BY service, method ORDER BY duration_ms IS NULL, duration_ms)
+WITH per AS (
+    SELECT service, method, SUM(calls) AS calls, SUM(errors) AS errors, SUM(timed) AS timed,
+           TOTAL(duration_ms_sum) AS total_ms, MAX(max_ms) AS max_ms,
+           MIN(minute) AS first_minute, MAX(minute) AS last_minute,
+           COUNT(*) OVER (PARTITION BY method) AS services
+    FROM call_minutes
+    GROUP BY service, method
+), ranks AS (
+    SELECT *, (timed * 50 + 99) / 100 AS r50, (timed * 95 + 99) / 100 AS r95, (timed * 99 + 99) / 100 AS r99
+    FROM per
+), pct AS (
+    SELECT ranks.*, CASE WHEN timed = 0 THEN NULL WHEN services = 1 THEN
+        (SELECT json_array(MIN(CASE WHEN rn = ranks.r50 THEN d END), MIN(CASE WHEN rn = ranks.r95 THEN d END),
+                           MIN(CASE WHEN rn = ranks.r99 THEN d END))
+         FROM (SELECT c.duration_ms AS d, ROW_NUMBER() OVER (ORDER BY c.duration_ms) AS rn FROM calls AS c
+               WHERE c.method = ranks.method AND c.duration_ms IS NOT NULL))
+    ELSE
+        (SELECT json_array(MIN(CASE WHEN rn = ranks.r50 THEN d END), MIN(CASE WHEN rn = ranks.r95 THEN d END),
+                           MIN(CASE WHEN rn = ranks.r99 THEN d END))
+         FROM (SELECT c.duration_ms AS d, ROW_NUMBER() OVER (ORDER BY c.duration_ms) AS rn FROM calls AS c
+               WHERE c.method = ranks.method AND c.service = ranks.service AND c.duration_ms IS NOT NULL))
+    END AS p
+    FROM ranks
 )
-SELECT service, method,
-       COUNT(*) AS calls,
-       SUM(status_code IS NOT 0 OR outcome <> 'completed') AS errors,
-       ROUND(1.0 * SUM(status_code IS NOT 0 OR outcome <> 'completed') / COUNT(*), 4)
-           AS error_rate,
-       ROUND(AVG(duration_ms), 3) AS avg_ms,
-       MIN(CASE WHEN rank <= timed AND rank * 100 >= timed * 50 THEN duration_ms END) AS p50_ms,
-       MIN(CASE WHEN rank <= timed AND rank * 100 >= timed * 95 THEN duration_ms END) AS p95_ms,
-       MIN(CASE WHEN rank <= timed AND rank * 100 >= timed * 99 THEN duration_ms END) AS p99_ms,
-       MAX(duration_ms) AS max_ms,
-       MIN(started_at) AS first_at,
-       MAX(started_at) AS last_at
-FROM ranked
-GROUP BY service, method;
+SELECT service, method, calls, errors,
+       ROUND(1.0 * errors / calls, 4) AS error_rate,
+       ROUND(total_ms / timed, 3) AS avg_ms,
+       json_extract(p, '$[0]') AS p50_ms, json_extract(p, '$[1]') AS p95_ms, json_extract(p, '$[2]') AS p99_ms,
+       max_ms,
+       (SELECT MIN(c.started_at) FROM calls AS c WHERE c.started_at >= first_minute
+        AND c.started_at < first_minute || ':~' AND c.service = pct.service AND c.method = pct.method)
+           AS first_at,
+       (SELECT MAX(c.started_at) FROM calls AS c WHERE c.started_at >= last_minute
+        AND c.started_at < last_minute || ':~' AND c.service = pct.service AND c.method = pct.method)
+           AS last_at
+FROM pct;
 
 -- One row per pod sandbox id. RunPodSandbox learns the id from its response, so a
 -- RunPodSandbox that failed has no id and shows up in `errors` instead.

@@ -14,7 +14,10 @@ to TEMP first, so every query, view and named query sees the newest schema.
   were filled in from the stored JSON; read-only, an older file shows them as stored;
 - version 4 -> 5: no `calls.exit_code`: a TEMP view `calls` over the file's `calls` adds
   it, computed from the stored JSON by the migration's own expression (0005_exit_code.sql),
-  so the file reads as if migrated.
+  so the file reads as if migrated;
+- version 5 -> 6: no `call_minutes` (the per-minute rollups): a TEMP view computes them from
+  the calls with the migration's own SELECT (0006_call_minutes.sql), so `method_stats`,
+  `stats` and `health` answer the same, at the speed of reading every call.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -70,8 +73,26 @@ def exit_code_sql(alias: str) -> str:
     return f"(CASE WHEN {where} THEN {value} END)"
 
 
+_MINUTES_SELECT = re.compile(r"^(SELECT substr\(started_at, 1, 16\) AS minute.*?)\n WHERE 1\n (GROUP BY .*?);", re.DOTALL | re.MULTILINE)
+
+
+def call_minutes_select(where: str) -> str:
+    """The SELECT 0006_call_minutes.sql fills `call_minutes` with, over the calls `where`
+    selects (SQL over a `calls` row): read from the migration itself, as exit_code_sql is."""
+    migration = next(m for m in sql.migrations() if m.name == "call_minutes")
+    match = _MINUTES_SELECT.search(migration.sql)
+    if match is None:
+        raise ValueError("0006_call_minutes.sql no longer has its `SELECT ... WHERE 1 GROUP BY ...;`")
+    return f"{match.group(1)}\n WHERE {where}\n {match.group(2)}"
+
+
+def _to_6(conn: sqlite3.Connection) -> None:
+    # `calls` unqualified: version 4 files read it through _to_5's TEMP view (with exit_code).
+    conn.execute(f"CREATE TEMP VIEW call_minutes AS {call_minutes_select('1')}")
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
 
 _VIEW_NAME = re.compile(r"^CREATE VIEW (\w+)", re.MULTILINE)
 
