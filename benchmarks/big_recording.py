@@ -95,7 +95,7 @@ class Node:
         """The calls of second `s` of the recording."""
         at = self.t + s
         slow = self.rng.random() < 0.0005  # a relist stuck behind a busy runtime now and then
-        yield self.call(at, "ListPodSandbox", duration=self.rng.uniform(2000, 9000) if slow else None)
+        yield self.call(at, "ListPodSandbox", duration=round(self.rng.uniform(2000, 9000), 3) if slow else None)
         yield self.call(at + 0.003, "ListContainers")
         for i, pod in enumerate(self.pods):
             if (s + i) % 10 == 0:
