@@ -79,7 +79,8 @@ class Node:
         ms = self.duration(method) if duration is None else duration
         names = {0: "OK", 2: "UNKNOWN", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND"}
         self.stream += 2
-        ids = (pod["pod"] if pod and not ctr else None, pod["ctr"] if pod and ctr else None, None,
+        names_pod = pod is not None and method != "PullImage" and (not ctr or method == "CreateContainer")
+        ids = (pod["pod"] if pod and names_pod else None, pod["ctr"] if pod and ctr else None, None,
                pod["name"] if pod and method in ("RunPodSandbox", "CreateContainer") else None,
                pod["namespace"] if pod and method in ("RunPodSandbox", "CreateContainer") else None)  # fmt: skip
         row = (1, 1, self.stream, utc_text(at), at, ms, service, method, f"/{service}/{method}", "v1", "v1",
@@ -94,6 +95,9 @@ class Node:
     def second(self, s: int) -> Iterator[tuple[Row, list[tuple[str, int]]]]:
         """The calls of second `s` of the recording."""
         at = self.t + s
+        if s == 0:  # the node's pods start as the recording does
+            for i, pod in enumerate(self.pods):
+                yield from self.start(pod, at + i * 0.02)
         slow = self.rng.random() < 0.0005  # a relist stuck behind a busy runtime now and then
         yield self.call(at, "ListPodSandbox", duration=round(self.rng.uniform(2000, 9000), 3) if slow else None)
         yield self.call(at + 0.003, "ListContainers")
@@ -126,10 +130,20 @@ class Node:
             yield self.call(at, method, pod=pod, ctr=ctr)
             at += 0.4
         new = self.pods[old] = self._pod(len(self.pods) + int(at))
+        yield from self.start(new, at)
+
+    def start(self, pod: dict[str, str], at: float) -> Iterator[tuple[Row, list[tuple[str, int]]]]:
+        """A pod's sandbox, image pull and container, one after the other as the kubelet does."""
+        sandbox = {"config": {"metadata": {"name": pod["name"], "namespace": pod["namespace"], "attempt": 0}}}
+        requests = {"RunPodSandbox": sandbox,
+                    "PullImage": {"image": {"image": "nginx:1"}, "sandbox_config": sandbox["config"]},
+                    "CreateContainer": {"config": {"metadata": {"name": "app", "attempt": 0}},
+                                        "sandbox_config": sandbox["config"]}}  # fmt: skip
         for method, ctr in (("RunPodSandbox", False), ("PullImage", False), ("CreateContainer", True),
                             ("StartContainer", True)):  # fmt: skip
-            yield self.call(at, method, pod=new, ctr=ctr)
-            at += MEDIAN_MS[method] / 1000 * 1.5
+            row, messages = self.call(at, method, pod=pod, ctr=ctr, request=requests.get(method))
+            yield row, messages
+            at += float(row[5]) / 1000 + 0.002
 
 
 def build(path: Path, calls: int, pods: int, seed: int) -> tuple[int, float]:
