@@ -90,11 +90,13 @@ def open_calls(conn: sqlite3.Connection, win: Window) -> list[Finding]:
         listen = _find(json.loads(config or "{}"), "metrics_listen")
     except ValueError:
         listen = None
-    command = "curl -s http://HOST:PORT/metrics | grep -E 'in_flight|oldest_open'"
+    grep = " | grep -E 'in_flight|oldest_open'"
     if not listen:
         return [Finding("info", "open_calls", f"session {session} is live, but serves no metrics (--metrics-listen):"
-                        " which calls are open right now is not known", command)]  # fmt: skip
-    evidence = command.replace("HOST:PORT", listen.removeprefix("unix://"))
+                        " which calls are open right now is not known", "curl -s http://HOST:PORT/metrics" + grep)]  # fmt: skip
+    unix = listen.startswith("unix://")
+    evidence = (f"curl -s --unix-socket {listen.removeprefix('unix://')} http://localhost/metrics" if unix
+                else f"curl -s http://{listen}/metrics") + grep  # fmt: skip
     try:
         in_flight, oldest = parse(scrape(listen))
     except (OSError, ValueError) as exc:

@@ -127,17 +127,18 @@ def resolve(conn: sqlite3.Connection, target: str) -> tuple[str | None, str | No
     if len(candidates) > 1:
         listed = "; ".join(f"{cid} ({kind})" for cid, kind in sorted(candidates.items()))
         raise ConfigError(f"{target!r} is ambiguous: {len(candidates)} candidates: {listed}")
-    (only, kind), = candidates.items()
-    if kind.startswith("container"):
+    (only, what), = candidates.items()
+    if what.startswith("container"):
         return None, None, [], lone
-    namespace, name = _names(conn, [only])
-    return namespace, name, [only], []
+    pod_namespace, pod_name = _names(conn, [only])
+    return pod_namespace, pod_name, [only], []
 
 
 def _calls(conn: sqlite3.Connection, namespace: str | None, name: str | None, sandboxes: list[str],
            containers: list[str]) -> list[tuple[Any, ...]]:  # fmt: skip
     """The pod's calls, in order."""
-    parts, args = [], []
+    parts: list[str] = []
+    args: list[str | None] = []
     if sandboxes:
         parts.append(f"SELECT {_COLUMNS} FROM calls AS c WHERE c.pod_sandbox_id IN ({','.join('?' * len(sandboxes))})")
         args += sandboxes
