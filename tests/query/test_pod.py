@@ -148,3 +148,14 @@ def test_a_containerd_lifecycle_lists_every_stage(containerd: harness.Containerd
     assert story["wall_ms"] >= sum(s["duration_ms"] for s in story["steps"])
     probes = [s for s in story["summaries"] if s["method"] == "ExecSync"]
     assert [(p["container"], p["exit_codes"], p["failures"]) for p in probes] == [("sleeper", {"0": 1, "3": 1}, 1)]
+
+
+def test_the_demo_recording(tmp_path: pathlib.Path) -> None:
+    """The newest golden recording is `cri-proxy demo --db`'s: its pod demo/web-0 from start to removal."""
+    from tests.helpers.recordings import GOLDEN
+
+    story = pod_json(GOLDEN[-1], "demo/web-0")
+    assert [s["method"] for s in story["steps"]] == LIFECYCLE
+    assert_adds_up(story)
+    (probes,) = [s for s in story["summaries"] if s["method"] == "ExecSync"]
+    assert probes["exit_codes"] == {"0": 1, "3": 1} and probes["failures"] == 1
