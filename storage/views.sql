@@ -21,50 +21,42 @@ SELECT id AS call_id, session_id, started_at, duration_ms, service, method,
 FROM calls
 WHERE duration_ms > 1000 AND method <> 'GetContainerEvents';
 
--- From the per-minute rollups (call_minutes) rather than every call: counts, failures,
--- mean and longest duration, and the minutes in which to look up the first and last call.
--- The percentiles stay exact (nearest rank): ranked per method along the index
--- calls(method, duration_ms), which reads no call's row, when the method's name is used by
--- one service only (the usual case); else per service and method, reading the rows. (`+c.method`:
--- the first and last call are looked up through the started_at index, one minute's calls.)
+-- From the rollups rather than every call: counts, failures, mean and longest duration from
+-- call_minutes; the percentiles, exact (nearest rank), by summing call_durations' counts in
+-- order of duration: pXX is the first duration whose running count reaches XX% of the
+-- timed calls. The first and last call are looked up in the first and last minute the
+-- method was seen (`+c.method`: through the started_at index, one minute's calls).
 CREATE VIEW method_stats AS
 WITH per AS (
     SELECT service, method, SUM(calls) AS calls, SUM(errors) AS errors, SUM(timed) AS timed,
            TOTAL(duration_ms_sum) AS total_ms, MAX(max_ms) AS max_ms,
-           MIN(minute) AS first_minute, MAX(minute) AS last_minute,
-           COUNT(*) OVER (PARTITION BY method) AS services
+           MIN(minute) AS first_minute, MAX(minute) AS last_minute
     FROM call_minutes
     GROUP BY service, method
-), ranks AS (
-    SELECT *, (timed * 50 + 99) / 100 AS r50, (timed * 95 + 99) / 100 AS r95, (timed * 99 + 99) / 100 AS r99
-    FROM per
-), pct AS MATERIALIZED (
-    SELECT ranks.*, CASE WHEN timed = 0 THEN NULL WHEN services = 1 THEN
-        (SELECT json_group_array(d) FROM (SELECT c.duration_ms AS d, ROW_NUMBER() OVER (ORDER BY c.duration_ms) AS rn
-                                          FROM calls AS c WHERE c.method = ranks.method AND c.duration_ms IS NOT NULL)
-         WHERE rn IN (ranks.r50, ranks.r95, ranks.r99))
-    ELSE
-        (SELECT json_group_array(d) FROM (SELECT c.duration_ms AS d, ROW_NUMBER() OVER (ORDER BY c.duration_ms) AS rn
-                                          FROM calls AS c WHERE c.method = ranks.method AND c.service = ranks.service
-                                          AND c.duration_ms IS NOT NULL)
-         WHERE rn IN (ranks.r50, ranks.r95, ranks.r99))
-    END AS p
-    FROM ranks
+), running AS MATERIALIZED (
+    SELECT service, method, duration_ms,
+           SUM(calls) OVER (PARTITION BY service, method ORDER BY duration_ms ROWS UNBOUNDED PRECEDING) AS upto
+    FROM call_durations
+), pct AS (
+    SELECT per.service, per.method,
+           MIN(CASE WHEN r.upto * 100 >= per.timed * 50 THEN r.duration_ms END) AS p50_ms,
+           MIN(CASE WHEN r.upto * 100 >= per.timed * 95 THEN r.duration_ms END) AS p95_ms,
+           MIN(CASE WHEN r.upto * 100 >= per.timed * 99 THEN r.duration_ms END) AS p99_ms
+    FROM per JOIN running AS r ON r.service = per.service AND r.method = per.method
+    GROUP BY per.service, per.method
 )
-SELECT service, method, calls, errors,
+SELECT per.service, per.method, calls, errors,
        ROUND(1.0 * errors / calls, 4) AS error_rate,
        ROUND(total_ms / timed, 3) AS avg_ms,
-       json_extract(p, '$[0]') AS p50_ms,
-       json_extract(p, '$[' || ((r95 > r50) + 0) || ']') AS p95_ms,
-       json_extract(p, '$[' || ((r95 > r50) + (r99 > r95)) || ']') AS p99_ms,
+       pct.p50_ms, pct.p95_ms, pct.p99_ms,
        max_ms,
        (SELECT MIN(c.started_at) FROM calls AS c WHERE c.started_at >= first_minute
-        AND c.started_at < first_minute || ':~' AND +c.service = pct.service AND +c.method = pct.method)
+        AND c.started_at < first_minute || ':~' AND +c.service = per.service AND +c.method = per.method)
            AS first_at,
        (SELECT MAX(c.started_at) FROM calls AS c WHERE c.started_at >= last_minute
-        AND c.started_at < last_minute || ':~' AND +c.service = pct.service AND +c.method = pct.method)
+        AND c.started_at < last_minute || ':~' AND +c.service = per.service AND +c.method = per.method)
            AS last_at
-FROM pct;
+FROM per LEFT JOIN pct ON pct.service = per.service AND pct.method = per.method;
 
 -- One row per pod sandbox id. RunPodSandbox learns the id from its response, so a
 -- RunPodSandbox that failed has no id and shows up in `errors` instead.

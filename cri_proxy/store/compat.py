@@ -15,8 +15,8 @@ to TEMP first, so every query, view and named query sees the newest schema.
 - version 4 -> 5: no `calls.exit_code`: a TEMP view `calls` over the file's `calls` adds
   it, computed from the stored JSON by the migration's own expression (0005_exit_code.sql),
   so the file reads as if migrated;
-- version 5 -> 6: no `call_minutes` (the per-minute rollups): a TEMP view computes them from
-  the calls with the migration's own SELECT (0006_call_minutes.sql), so `method_stats`,
+- version 5 -> 6: no `call_minutes` (the per-minute rollups) nor `call_durations`: TEMP views
+  compute them from the calls with the migration's own SELECTs (0006_call_minutes.sql), so `method_stats`,
   `stats` and `health` answer the same, at the speed of reading every call.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
@@ -86,9 +86,23 @@ def call_minutes_select(where: str) -> str:
     return f"{match.group(1)}\n WHERE {where}\n {match.group(2)}"
 
 
+_DURATIONS_SELECT = re.compile(r"^(SELECT service, method, duration_ms, COUNT\(\*\) AS calls\n  FROM calls)\n"
+                               r" WHERE duration_ms IS NOT NULL\n (GROUP BY .*?);", re.DOTALL | re.MULTILINE)
+
+
+def call_durations_select(where: str) -> str:
+    """The SELECT 0006_call_minutes.sql fills `call_durations` with, over the calls `where` selects."""
+    migration = next(m for m in sql.migrations() if m.name == "call_minutes")
+    match = _DURATIONS_SELECT.search(migration.sql)
+    if match is None:
+        raise ValueError("0006_call_minutes.sql no longer has its call_durations `SELECT ... GROUP BY ...;`")
+    return f"{match.group(1)}\n WHERE duration_ms IS NOT NULL AND ({where})\n {match.group(2)}"
+
+
 def _to_6(conn: sqlite3.Connection) -> None:
     # `calls` unqualified: version 4 files read it through _to_5's TEMP view (with exit_code).
     conn.execute(f"CREATE TEMP VIEW call_minutes AS {call_minutes_select('1')}")
+    conn.execute(f"CREATE TEMP VIEW call_durations AS {call_durations_select('1')}")
 
 
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.

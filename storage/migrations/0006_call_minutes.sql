@@ -1,4 +1,4 @@
--- 0006_call_minutes: per-minute rollups of the calls, so `stats`, `health` and the
+-- 0006_call_minutes: per-minute rollups of the calls (and counts per duration), so `stats`, `health` and the
 -- `method_stats` view answer from a few thousand rows instead of reading every call (a
 -- million calls took 4-5 s). One row per minute (the first 16 characters of `started_at`,
 -- 'YYYY-MM-DD HH:MM', so the minutes split exactly where `started_at >= ?` does), session,
@@ -8,8 +8,9 @@
 -- computes the same rows from its calls on the fly (cri_proxy/store/compat.py reads this
 -- file's SELECT, so the three cannot drift apart).
 --
--- Percentiles are not rolled up: they stay exact (nearest rank) through the index
--- calls(method, duration_ms), which 0001 made.
+-- `call_durations` counts the calls of each duration per service and method (durations are
+-- stored to the microsecond, so a method has a few thousand distinct ones, not one per
+-- call): `method_stats` finds its exact nearest-rank percentiles by summing along it.
 
 CREATE TABLE call_minutes (
     minute TEXT NOT NULL,
@@ -42,10 +43,28 @@ SELECT substr(started_at, 1, 16) AS minute, session_id, service, method,
  WHERE 1
  GROUP BY substr(started_at, 1, 16), session_id, service, method;
 
--- A deleted call leaves its minute's counts; when it was that minute's longest, the longest
+CREATE TABLE call_durations (
+    service TEXT NOT NULL,
+    method TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    calls INTEGER NOT NULL,
+    PRIMARY KEY (service, method, duration_ms)
+) WITHOUT ROWID;
+
+INSERT INTO call_durations (service, method, duration_ms, calls)
+SELECT service, method, duration_ms, COUNT(*) AS calls
+  FROM calls
+ WHERE duration_ms IS NOT NULL
+ GROUP BY service, method, duration_ms;
+
+-- A deleted call leaves its duration's count and its minute's counts; when it was that minute's longest, the longest
 -- of those left is looked up (one minute's calls, through the started_at index).
 CREATE TRIGGER call_minutes_forget AFTER DELETE ON calls
 BEGIN
+    UPDATE call_durations SET calls = calls - 1
+     WHERE service = OLD.service AND method = OLD.method AND duration_ms = OLD.duration_ms;
+    DELETE FROM call_durations
+     WHERE service = OLD.service AND method = OLD.method AND duration_ms = OLD.duration_ms AND calls <= 0;
     UPDATE call_minutes
        SET calls = calls - 1,
            errors = errors - (OLD.status_code IS NOT 0 OR OLD.outcome <> 'completed'),

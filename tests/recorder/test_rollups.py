@@ -21,10 +21,15 @@ from tests.helpers.recordings import GOLDEN_DIR
 
 pytestmark = pytest.mark.timeout(60)
 ROLLUP = "SELECT * FROM call_minutes ORDER BY minute, session_id, service, method"
+DURATIONS = "SELECT * FROM call_durations ORDER BY service, method, duration_ms"
 
 
 def afresh(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
     return conn.execute(f"SELECT * FROM ({compat.call_minutes_select('1')}) ORDER BY 1, 2, 3, 4").fetchall()
+
+
+def durations_afresh(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+    return conn.execute(f"SELECT * FROM ({compat.call_durations_select('1')}) ORDER BY 1, 2, 3").fetchall()
 
 
 def varied_calls(start: float, n: int = 300) -> list:  # type: ignore[type-arg]
@@ -58,6 +63,7 @@ def test_the_writer_keeps_them_batch_by_batch(tmp_path: Path) -> None:
     try:
         kept = conn.execute(ROLLUP).fetchall()
         assert kept == afresh(conn)
+        assert conn.execute(DURATIONS).fetchall() == durations_afresh(conn)
         assert sum(r[4] for r in kept) == len(calls) == conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
         assert conn.execute("SELECT SUM(nonzero_exits) FROM call_minutes").fetchone()[0] == \
             conn.execute("SELECT COUNT(*) FROM failed_probes").fetchone()[0] > 0  # fmt: skip
@@ -76,9 +82,11 @@ def test_deleted_calls_leave_them(tmp_path: Path) -> None:
         cut = conn.execute("SELECT started_unix FROM calls ORDER BY started_unix LIMIT 1 OFFSET 150").fetchone()[0]
         assert retention.prune(conn, cut + 0.5, None, chunk=40) > 0
         assert conn.execute(ROLLUP).fetchall() == afresh(conn)
+        assert conn.execute(DURATIONS).fetchall() == durations_afresh(conn)
         conn.execute("DELETE FROM messages")
         conn.execute("DELETE FROM calls")  # everything: no row stays behind
         assert conn.execute("SELECT COUNT(*) FROM call_minutes").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM call_durations").fetchone()[0] == 0
     finally:
         conn.close()
 
@@ -90,12 +98,14 @@ def test_migrating_an_older_recording_fills_them(tmp_path: Path) -> None:
     try:
         assert before.schema_version == 5
         computed = before.conn.execute(ROLLUP).fetchall()
+        durations = before.conn.execute(DURATIONS).fetchall()
         stats_before = before.conn.execute("SELECT * FROM method_stats ORDER BY service, method").fetchall()
     finally:
         before.close()
     conn = db.open_database(copy)
     try:
         assert conn.execute(ROLLUP).fetchall() == computed == afresh(conn)
+        assert conn.execute(DURATIONS).fetchall() == durations == durations_afresh(conn)
         assert sum(r[4] for r in computed) == conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] > 0
         assert conn.execute("SELECT * FROM method_stats ORDER BY service, method").fetchall() == stats_before
     finally:
