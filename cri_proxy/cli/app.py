@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cri_proxy import __version__
-from cri_proxy.cli import datasette, faults, misc, node, query, replay, run
+from cri_proxy.cli import answers, datasette, faults, misc, node, query, replay, run
 from cri_proxy.cli.options import LOG_LEVELS
 
 __all__ = ["LOG_LEVELS", "app", "main"]
@@ -45,6 +45,7 @@ node.register(app)  # install, uninstall, doctor
 misc.register(app)  # fake-runtime, demo, snapshot, version
 datasette.register(app)  # datasette-metadata
 faults.register(app)  # faults check
+answers.register(app)  # pod, health
 
 
 def main() -> None:

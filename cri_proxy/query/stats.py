@@ -7,6 +7,11 @@ calls with a duration), computed here over the calls `--since` and `--session` s
 with the bytes each way, which the view leaves out. `nonzero_exits` counts the ExecSync
 calls whose command exited non-zero (`calls.exit_code`): failing probes, which are not
 call errors since their status is OK.
+
+Without `--since` and `--session` the counts come from the per-minute rollups
+(`call_minutes`) and each percentile is one step r entries into the index
+calls(method, duration_ms) (query/ranks.py): a million calls answer in milliseconds instead
+of seconds. With them, the calls selected are read, as before.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 from cri_proxy.model.errors import StorageError
 from cri_proxy.model.status import FAILED_SQL as FAILED
 from cri_proxy.query.output import Section
+from cri_proxy.query.ranks import whole_recording_methods
 from cri_proxy.query.tail import short_method
 from cri_proxy.store.selection import check_session
 
@@ -53,7 +59,7 @@ ORDER BY COUNT(*) DESC, service, method
 
 _SESSIONS = """
 SELECT s.id, s.started_at, s.ended_at, s.hostname, s.pid, s.calls_recorded, s.calls_lost,
-       s.loss_episodes, (SELECT COUNT(*) FROM calls AS c WHERE c.session_id = s.id)
+       s.loss_episodes, (SELECT COALESCE(SUM(m.calls), 0) FROM call_minutes AS m WHERE m.session_id = s.id)
 FROM sessions AS s WHERE {where} ORDER BY s.id
 """
 
@@ -111,10 +117,9 @@ def compute(conn: sqlite3.Connection, *, since_at: str | None = None, session: i
         loss_where.append("session_id = ?")
         loss_params.append(session)
     try:
-        methods = [
-            (short_method(service, method), *rest)
-            for service, method, *rest in conn.execute(_METHODS.format(where=" AND ".join(call_where)), call_params)
-        ]
+        found = (whole_recording_methods(conn) if since_at is None and session is None
+                 else conn.execute(_METHODS.format(where=" AND ".join(call_where)), call_params))  # fmt: skip
+        methods = [(short_method(service, method), *rest) for service, method, *rest in found]
         sessions = conn.execute(_SESSIONS.format(where=" AND ".join(session_where)), session_params).fetchall()
         losses = conn.execute(_LOSSES.format(where=" AND ".join(loss_where)), loss_params).fetchall()
     except sqlite3.Error as exc:

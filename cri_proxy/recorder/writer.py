@@ -22,7 +22,7 @@ from collections import OrderedDict
 
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.model.session import LossEpisode, SessionInfo
-from cri_proxy.recorder import packing, retention, sessions
+from cri_proxy.recorder import packing, retention, rollups, sessions
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
@@ -172,8 +172,10 @@ class BatchWriter:
         pending: dict[str, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
+            before = rollups.last_call_id(conn)
             for item in items:
                 self._write_call(conn, item, pending)
+            rollups.add(conn, before)  # the per-minute rollups commit with the calls
             sessions.update_session(conn, self._session_id, self.session, totals, len(items), session_changed)
             sessions.insert_losses(conn, self._session_id, losses or [])
             conn.execute("COMMIT")

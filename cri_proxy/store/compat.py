@@ -18,6 +18,9 @@ to TEMP first, so every query, view and named query sees the newest schema.
 - version 5 -> 6: metadata moved to `metadata_sets` behind a `calls` view with the same
   columns, which an older `calls` table already has; bodies may be deltas: a TEMP view
   `payloads` adds the `delta` and `base_id` columns, NULL (every older body is as it is).
+- version 6 -> 7: no `call_minutes` (the per-minute rollups) nor `call_durations`: TEMP views
+  compute them from the calls with the migration's own SELECTs (0007_call_minutes.sql), so `method_stats`,
+  `stats` and `health` answer the same, at the speed of reading every call.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -78,8 +81,40 @@ def exit_code_sql(alias: str) -> str:
     return f"(CASE WHEN {where} THEN {value} END)"
 
 
+_MINUTES_SELECT = re.compile(r"^(SELECT substr\(started_at, 1, 16\) AS minute.*?)\n WHERE 1\n (GROUP BY .*?);", re.DOTALL | re.MULTILINE)
+
+
+def call_minutes_select(where: str) -> str:
+    """The SELECT 0007_call_minutes.sql fills `call_minutes` with, over the calls `where`
+    selects (SQL over a `calls` row): read from the migration itself, as exit_code_sql is."""
+    migration = next(m for m in sql.migrations() if m.name == "call_minutes")
+    match = _MINUTES_SELECT.search(migration.sql)
+    if match is None:
+        raise ValueError("0007_call_minutes.sql no longer has its `SELECT ... WHERE 1 GROUP BY ...;`")
+    return f"{match.group(1)}\n WHERE {where}\n {match.group(2)}"
+
+
+_DURATIONS_SELECT = re.compile(r"^(SELECT service, method, duration_ms, COUNT\(\*\) AS calls\n  FROM calls)\n"
+                               r" WHERE duration_ms IS NOT NULL\n (GROUP BY .*?);", re.DOTALL | re.MULTILINE)
+
+
+def call_durations_select(where: str) -> str:
+    """The SELECT 0007_call_minutes.sql fills `call_durations` with, over the calls `where` selects."""
+    migration = next(m for m in sql.migrations() if m.name == "call_minutes")
+    match = _DURATIONS_SELECT.search(migration.sql)
+    if match is None:
+        raise ValueError("0007_call_minutes.sql no longer has its call_durations `SELECT ... GROUP BY ...;`")
+    return f"{match.group(1)}\n WHERE duration_ms IS NOT NULL AND ({where})\n {match.group(2)}"
+
+
+def _to_7(conn: sqlite3.Connection) -> None:
+    # `calls` unqualified: version 4 files read it through _to_5's TEMP view (with exit_code).
+    conn.execute(f"CREATE TEMP VIEW call_minutes AS {call_minutes_select('1')}")
+    conn.execute(f"CREATE TEMP VIEW call_durations AS {call_durations_select('1')}")
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7}
 
 _VIEW_NAME = re.compile(r"^CREATE VIEW (\w+)", re.MULTILINE)
 

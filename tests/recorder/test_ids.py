@@ -91,6 +91,7 @@ def test_migration_5_gives_what_exec_exit_code_gives(tmp_path: Path) -> None:
         # As a version-4 file has it: a `calls` table (0006 made it a view) without exit_code.
         for name in ("calls_insert", "calls_update", "calls_delete"):
             conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP TRIGGER call_minutes_forget")  # 0007's trigger reads exit_code too
         conn.execute("DROP VIEW calls")
         conn.execute("ALTER TABLE call_rows RENAME TO calls")
         conn.execute("ALTER TABLE calls DROP COLUMN exit_code")
