@@ -124,6 +124,8 @@ class Connection:
         self._backlog: list[bytes] = []  # client bytes read before the preface was whole and an upstream answered
         self._live = False  # the client's bytes go to on_client as they arrive
         self._held: list[bytes] = []  # bytes for the upstream being connected, in order
+        self._waiting = 0  # bytes in _backlog and _held: past HIGH_WATER the client's reads pause
+        self._held_back = False  # the client's reads are paused for that
         self._target: End | None = None  # the upstream socket being connected; any other is let go
         self._target_path = route.start_path
         self._preface_ok = False
@@ -203,6 +205,7 @@ class Connection:
             self.send_upstream(held)
         if not self._live and self._preface_ok:
             self._go_live()
+        self._relieve(end)
 
     def leave_upstream(self, first: bytes) -> None:
         """Let the current upstream (or the one being connected) go: from now on what is sent
@@ -211,12 +214,33 @@ class Connection:
         if old is not None and old.transport is not None:
             old.transport.close()
         self._held = [first] if first else []
+        self._waiting = len(first)
+
+    def _wait(self, size: int) -> None:
+        """`size` more client bytes wait for an upstream. They are held as a write buffer is:
+        past HIGH_WATER the client's reads pause (a flood while no upstream reads costs no
+        more), and resume once the upstream has them (see `_relieve`)."""
+        self._waiting += size
+        if self._waiting > HIGH_WATER and not self._held_back and self.client.transport is not None:
+            self._held_back = True
+            self.client.transport.pause_reading()
+
+    def _relieve(self, end: End) -> None:
+        self._waiting = 0
+        if self._held_back and not self._closing:
+            self._held_back = False
+            transport, client = end.transport, self.client.transport
+            if transport is not None and transport.get_write_buffer_size() > HIGH_WATER:
+                return  # the upstream's own resume_writing resumes the client
+            if client is not None and not client.is_closing():
+                client.resume_reading()
 
     def from_client(self, data: bytes) -> None:
         if self._live:
             self.on_client(data)
             return
         self._backlog.append(data)
+        self._wait(len(data))
         if not self._preface_ok:
             head = b"".join(self._backlog)
             if len(head) < len(h2.PREFACE) and h2.PREFACE.startswith(head):
@@ -230,6 +254,7 @@ class Connection:
             self._backlog = [head]
         if self.upstream is not None:
             self._go_live()
+            self._relieve(self.upstream)
 
     def _go_live(self) -> None:
         self._live = True
@@ -255,6 +280,7 @@ class Connection:
                 upstream.transport.write(data)
         elif data:
             self._held.append(data)
+            self._wait(len(data))
 
     # Upstream side -----------------------------------------------------------------------
     def from_upstream(self, end: End, data: bytes) -> None:

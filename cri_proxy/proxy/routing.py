@@ -37,7 +37,7 @@ from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
-from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, HeaderBlock
+from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, Early, HeaderBlock
 from cri_proxy.proxy.prober import VersionProber
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class FirstCallRoute:
         self.table_size = self.decoder.max_allowed_table_size if self.decoder else 4096
         self.block = HeaderBlock()
         self.replay: list[bytes] | None = []  # client frames to resend if the connection moves
+        self.early = Early()  # bounds the frames held in `replay`
         self.acks_to_drop = 0
         self.first_settings = 0  # SETTINGS the client had from the first server
         self.client_acks = 0  # SETTINGS acknowledgements the client sent
@@ -170,7 +171,7 @@ class FirstCallRoute:
             try:
                 aside = self.client_frame(frame)
             except BadFrame as exc:
-                conn.fail(exc.error_code, f"the client broke HTTP/2 framing ({exc})")
+                conn.fail(exc.error_code, f"{exc.what} ({exc})")
                 return
             except HPACKDecodingError as exc:
                 conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
@@ -238,6 +239,8 @@ class FirstCallRoute:
                 self.request(stream_id, _path(self.decoder.decode(fragment)), frames)
             return None
         self.block.check(frame)
+        if self.replay is not None:
+            self.early.add(frame)  # held until the first request decides, so bounded
         if frame.stream_id in self.hijacked:
             if frame.type == h2.DATA and frame.length:
                 self._conn().inject_to_client(h2.window_update_frame(0, frame.length))  # the upstream never sees it
