@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.h2.hpack_decoder import Decoder, Field, HPACKDecodingError
+from cri_proxy.h2.hpack_decoder import DEFAULT_TABLE_SIZE, Decoder, Field, HPACKDecodingError
 from cri_proxy.h2.request_path import first_request_path
+from cri_proxy.h2.table_size import TableSizeLimit
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
@@ -112,7 +113,9 @@ class FirstCallRoute:
         self.current = "runtime"  # the service whose socket the connection is on now
         # Every request's headers are decoded only where a later call may need refusing.
         self.decoder = Decoder(MAX_HEADER_LIST) if upstreams.image is not None else None
-        self.table_size = self.decoder.max_allowed_table_size if self.decoder else 4096
+        self.limit = TableSizeLimit()  # the upstreams' SETTINGS_HEADER_TABLE_SIZE, as the client acknowledged it
+        self.table_size = self.limit.allowed
+        self.due: int | None = None  # the smallest limit below the initial one: the first block must shrink to it
         self.block = HeaderBlock()
         self.replay: list[bytes] | None = []  # client frames to resend if the connection moves
         self.early = Early()  # bounds the frames held in `replay`
@@ -232,7 +235,7 @@ class FirstCallRoute:
             if self.settled():  # decided, and no later call is read (until the walk goes plain)
                 self.forward_request(stream_id, frames)
             elif self.decoder is None:  # the first request decides, and no later one is read
-                self.request(stream_id, first_request_path(fragment, self.table_size) or "", frames)
+                self.request(stream_id, first_request_path(fragment, self.table_size, self.due) or "", frames)
             elif len(fragment) > OFF_LOOP:
                 return stream_id, frames, fragment
             else:
@@ -248,6 +251,7 @@ class FirstCallRoute:
         if frame.type == h2.SETTINGS:
             if frame.flags & h2.FLAG_ACK:
                 self.client_acks += 1
+                self.allow(self.limit.acknowledged())  # the client's encoder obeys from here on
                 if self.moved and self.client_acks <= self.first_settings:
                     return None  # acknowledges the first server's settings, read after the move
                 self.out(raw)  # acknowledges the current server's settings: never replayed
@@ -348,6 +352,14 @@ class FirstCallRoute:
         conn.flush_inject()
         conn.close_if_drained()
 
+    def allow(self, table_size: int) -> None:
+        """The client's HPACK encoder may now use up to `table_size` bytes (RFC 7541 §4.2)."""
+        self.table_size = table_size
+        if self.decoder is not None:
+            self.decoder.max_allowed_table_size = table_size  # it insists on the size update itself
+        elif table_size < DEFAULT_TABLE_SIZE:
+            self.due = table_size if self.due is None else min(self.due, table_size)
+
     def server_frame(self, frame: h2.Frame) -> bytes:
         raw = frame.raw or b""
         if frame.type == h2.SETTINGS:
@@ -358,11 +370,7 @@ class FirstCallRoute:
             else:
                 if not self.moved:
                     self.first_settings += 1  # the client acknowledges these first, in order
-                table = h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)
-                if table is not None:
-                    self.table_size = table
-                    if self.decoder is not None:
-                        self.decoder.max_allowed_table_size = table
+                self.allow(self.limit.sent(h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)))
         elif frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0:
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
             if self.service is None:

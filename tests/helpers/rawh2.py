@@ -172,3 +172,46 @@ def flood(sock_path: str, opening: bytes, frame: bytes, limit: int, batch: int =
         client.sock.shutdown(socket.SHUT_WR)
         watcher.join(30)
     return (code[0] if code else None), sent
+
+
+class RawUpstream:
+    """A raw HTTP/2 "server" on a unix socket: to each connection it sends `greeting`, then
+    it reads, noting the types of the frames it receives, until the other end closes."""
+
+    def __init__(self, path: str, greeting: bytes) -> None:
+        self.greeting = greeting
+        self.kinds: list[int] = []
+        self.got_headers = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            try:
+                conn.sendall(self.greeting)
+                while chunk := conn.recv(65536):
+                    buf += chunk
+                    if buf.startswith(PREFACE):
+                        buf = buf[len(PREFACE):]
+                    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                        self.kinds.append(buf[3])
+                        if buf[3] == 0x1:
+                            self.got_headers.set()
+                        buf = buf[9 + int.from_bytes(buf[:3], "big"):]
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
