@@ -7,8 +7,8 @@ own. After forwarding, the relay walks the frame headers to know which streams a
 
 Which upstream a connection goes to is its `Route`'s business (proxy.routing has the two
 strategies: one socket, or decided by the first request); what a connection needs from
-the server that accepted it is the small `RelayHost` protocol below, so this module
-depends on neither.
+the server that accepted it is the small `RelayHost` protocol (proxy.ends, with the two
+sockets' protocol objects), so this module depends on neither.
 """
 
 from __future__ import annotations
@@ -18,92 +18,22 @@ import logging
 import pathlib
 import socket
 import struct
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
+from cri_proxy.proxy.ends import HIGH_WATER, End, RelayHost, Route
+from cri_proxy.proxy.floodguard import ControlBudget
+from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap
+
+__all__ = ["HIGH_WATER", "Connection", "End", "RelayHost", "Route"]
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER = 1 << 20  # pause the other side's reads when this much is waiting to be written
 FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be read (see fail())
 
 
 def _drop(data: bytes) -> None:
     pass
-
-
-class RelayHost(Protocol):
-    """What a connection needs from the server that accepted it (proxy.server.RelayServer)."""
-
-    tap: Tap | None
-    connect_timeout: float
-
-    def refusal(self) -> str | None:
-        """Why a new connection must be refused now, or None to serve it."""
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a connection's helper coroutine, keeping a reference until it ends."""
-
-    def forget(self, conn: Connection) -> None:
-        """The connection is closed."""
-
-    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
-        """`path` could not be reached."""
-
-    def note_upstream_up(self, path: str) -> None:
-        """`path` was reached."""
-
-    def note_upstream_closed(self, path: str) -> None:
-        """An upstream connection to `path` closed (the runtime behind it may have been replaced)."""
-
-
-class Route(Protocol):
-    """How a connection chooses its upstream; one Route object per connection."""
-
-    start_path: pathlib.Path  # where the connection goes first (the tap's first view of it)
-
-    def attach(self, conn: Connection) -> None:
-        """Install the route's walkers and byte handlers on `conn` (at its creation)."""
-
-    async def connect(self, conn: Connection) -> bool:
-        """Connect the first upstream; False when none could be reached."""
-
-
-class End(asyncio.Protocol):
-    """One socket of a relayed pair; it hands everything to its Connection."""
-
-    def __init__(self, conn: Connection, is_client: bool) -> None:
-        self.conn = conn
-        self.is_client = is_client
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport  # uvloop's transports are not asyncio.Transport subclasses
-        transport.set_write_buffer_limits(high=HIGH_WATER)
-        if self.is_client:
-            self.conn.client_connected(transport)
-        else:
-            self.conn.upstream_connected(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.is_client:
-            self.conn.from_client(data)
-        else:
-            self.conn.on_upstream(self, data)
-
-    def eof_received(self) -> bool:
-        return self.conn.eof(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.lost(self, exc)
-
-    def pause_writing(self) -> None:
-        self.conn.pause_peer_of(self, True)
-
-    def resume_writing(self) -> None:
-        self.conn.pause_peer_of(self, False)
 
 
 class Connection:
@@ -141,6 +71,7 @@ class Connection:
         self.tap: ConnectionTap | None = None
         self.c2s = h2.FrameWalker()
         self.s2c = h2.FrameWalker()
+        self.control = ControlBudget(asyncio.get_running_loop().time())  # checked against c2s.control
         self.on_client: Callable[[bytes], None] = self.forward_client
         self.on_upstream: Callable[[End, bytes], None] = self.from_upstream
         self.injectable: Callable[[], bool] = self.can_inject
@@ -271,6 +202,14 @@ class Connection:
         self.c2s.track(data, self.open_streams, True)
         if self.tap is not None:
             self.feed_tap(True, data, boundary)
+        if self.c2s.control > self.control.allowed:
+            self.check_control()
+
+    def check_control(self) -> None:
+        """The client sent more SETTINGS and PING bytes than last allowed: a flood? (proxy.floodguard)"""
+        reason = self.control.breach(self.c2s, self.s2c, asyncio.get_running_loop().time())
+        if reason is not None:
+            self.fail(h2.ERR_ENHANCE_YOUR_CALM, reason)
 
     def send_upstream(self, data: bytes) -> None:
         """Write to the upstream; while none is connected, hold the bytes for the next one."""
@@ -303,6 +242,8 @@ class Connection:
 
     def inject_to_client(self, frame: bytes) -> None:
         """Queue a frame of the proxy's own for the client, to go out between upstream frames."""
+        if self._failed:
+            return  # its writing side is shut (see fail())
         self._inject.append(frame)
         self.flush_inject()
 
@@ -371,8 +312,8 @@ class Connection:
         The GOAWAY needs a moment to reach the client: a call it started meanwhile is still
         forwarded and waited for, so the connection is closed only after `settle` seconds.
         """
-        if self._drain_started or self._closing:
-            return
+        if self._drain_started or self.closing:
+            return  # a failed connection has said GOAWAY and shut its writing side already
         self._drain_started = True
         self.inject_to_client(h2.goaway_frame(0x7FFFFFFF))
         asyncio.get_running_loop().call_later(settle, self._settled)

@@ -167,6 +167,8 @@ class FirstCallRoute:
             self.out(h2.PREFACE, replay=True)
             data = data[len(h2.PREFACE):]
         self._frames(conn.c2s.feed(data))
+        if conn.c2s.control > conn.control.allowed:
+            conn.check_control()
 
     def _frames(self, frames: list[h2.Frame]) -> None:
         conn = self._conn()
@@ -188,7 +190,7 @@ class FirstCallRoute:
         self._show_tap(frames)
         if self.settled() and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
             self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
-            conn.c2s = h2.FrameWalker()
+            conn.c2s = conn.c2s.plain()
             conn.on_client = conn.forward_client
 
     def _show_tap(self, frames: list[h2.Frame]) -> None:
@@ -333,7 +335,7 @@ class FirstCallRoute:
         self._after_upstream_frames(frames)
         if (self.settled() and self.c2s_plain and conn.s2c.at_boundary and not conn.server_in_block
                 and not (self.moved and (self.acks_to_drop or self.window_credit))):
-            conn.s2c = h2.FrameWalker()  # nothing of the upstream's left to hold back
+            conn.s2c = conn.s2c.plain()  # nothing of the upstream's left to hold back
             conn.on_upstream = conn.from_upstream
             conn.injectable = conn.can_inject
 

@@ -113,16 +113,16 @@ async def test_many_concurrent_calls_on_many_connections(setup: Setup) -> None:
 
 
 def _push(sock_path: str, total: int) -> int:
-    """A call's opening, then PINGs until `total` bytes or the proxy stops reading (2 s): bytes sent."""
+    """A call's opening, then its body until `total` bytes or the proxy stops reading (2 s): bytes sent."""
     head, _ = opening("/runtime.v1.RuntimeService/Version")
-    pings = raw_frame(h2.PING, 0, 0, b"12345678") * 4096
+    body = raw_frame(h2.DATA, 0, 1, b"x" * 16384) * 4
     sent = 0
     with RawClient(sock_path, timeout=2) as client:
         client.send(head)
         try:
             while sent < total:
-                client.send(pings)
-                sent += len(pings)
+                client.send(body)
+                sent += len(body)
         except TimeoutError:
             pass
     return sent
