@@ -14,6 +14,7 @@ sockets' protocol objects), so this module depends on neither.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import pathlib
 import socket
@@ -114,6 +115,9 @@ class Connection:
             await asyncio.wait_for(loop.create_unix_connection(lambda: end, str(path)), self.host.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                self.host.note_out_of_fds(self.id, reason)  # the proxy's own trouble, not the upstream's
+                return False  # no other socket would fare better: the client fails fast and re-dials
             self.host.note_upstream_down(self.id, str(path), reason)
             return self._target is not end and not self._closing
         self.host.note_upstream_up(str(path))

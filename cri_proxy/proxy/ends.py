@@ -38,6 +38,9 @@ class RelayHost(Protocol):
     def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
         """`path` could not be reached."""
 
+    def note_out_of_fds(self, conn_id: int, reason: str) -> None:
+        """The proxy itself has no file descriptor left for an upstream socket (EMFILE, ENFILE)."""
+
     def note_upstream_up(self, path: str) -> None:
         """`path` was reached."""
 

@@ -238,3 +238,73 @@ async def test_every_call_made_during_a_flood_is_answered_and_recorded(
     assert outcomes.get("completed", 0) >= answered, (answered, outcomes)
     assert "unparsed" not in outcomes or scenario is continuation_first, outcomes  # that one is the flood's own
     assert peak < RSS_LIMIT, f"proxy and recorder RSS reached {peak >> 20} MiB"
+
+
+# File descriptors -------------------------------------------------------------------------
+def _hold(path: pathlib.Path, count: int) -> list[socket.socket]:
+    """`count` idle connections that said hello and wait, as a client between calls does."""
+    held = []
+    for _ in range(count):
+        sock = _connect(path, timeout=10)
+        sock.sendall(hello())
+        held.append(sock)
+    return held
+
+
+def _attempt(path: pathlib.Path) -> str:
+    """A new connection: "closed" at once (no fd for its upstream), or "served" (one came free)."""
+    with _connect(path, timeout=10) as sock:
+        try:
+            sock.sendall(hello())
+            return "served" if sock.recv(65536) else "closed"
+        except (ConnectionResetError, BrokenPipeError):
+            return "closed"  # a timeout is neither: the test fails
+
+
+async def test_out_of_file_descriptors_the_proxy_says_so_once_and_recovers(sock_dir: pathlib.Path) -> None:
+    # Issue 11: the fd limit. The listen socket stays, new connections fail fast (as against a
+    # dead runtime: the client re-dials), and the first one after fds free up is served.
+    runtime, _ = await start_echo(f"unix://{sock_dir}/rt.sock", "runtime")
+    proxy = await ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock", nofile=64).astart()
+    held: list[socket.socket] = []
+    try:
+        held = await asyncio.to_thread(_hold, proxy.listen, 40)  # two fds each in the proxy: more than it has
+        await proxy.await_log("out of file descriptors")
+        assert proxy.proc is not None
+        cpu = psutil.Process(proxy.proc.pid).cpu_times()
+        attempts = [await asyncio.to_thread(_attempt, proxy.listen) for _ in range(50)]
+        spent = psutil.Process(proxy.proc.pid).cpu_times()
+        assert "closed" in attempts  # each one answered at once, either way
+        assert spent.user + spent.system - cpu.user - cpu.system < 2.0  # no spinning on EMFILE
+        for sock in held:
+            sock.close()
+        async with channel(f"unix://{proxy.listen}") as ch:
+            assert await unary(ch, CALL)(b"back", timeout=5) == b"runtime:back"
+        await proxy.await_log("file descriptors are available again")
+        assert await proxy.astop() == 0
+    finally:
+        for sock in held:
+            sock.close()
+        proxy.__exit__(None, None, None)
+        await runtime.stop(0)
+    log = proxy.log()
+    assert log.count("out of file descriptors") == 1 and "unreachable" not in log, log
+    assert "Traceback" not in log
+
+
+async def test_two_thousand_idle_connections_leave_calls_within_their_deadline(sock_dir: pathlib.Path) -> None:
+    runtime, _ = await start_echo(f"unix://{sock_dir}/rt.sock", "runtime")
+    proxy = await ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock", nofile=4096 + 512).astart()
+    held: list[socket.socket] = []
+    try:
+        held = await asyncio.to_thread(_hold, proxy.listen, 2000)
+        async with channel(f"unix://{proxy.listen}") as ch:
+            for i in range(20):
+                assert await unary(ch, CALL)(b"%d" % i, timeout=5) == b"runtime:%d" % i
+        assert all(sock.recv(9, socket.MSG_PEEK) for sock in held)  # each one relayed: the runtime's SETTINGS
+        assert "out of file descriptors" not in proxy.log()
+    finally:
+        for sock in held:
+            sock.close()
+        proxy.__exit__(None, None, None)
+        await runtime.stop(0)
