@@ -308,3 +308,38 @@ async def test_two_thousand_idle_connections_leave_calls_within_their_deadline(s
             sock.close()
         proxy.__exit__(None, None, None)
         await runtime.stop(0)
+
+
+async def test_sigterm_during_a_settings_flood_lets_the_recorder_finish(sock_dir: pathlib.Path) -> None:
+    # Issue 11.3: at SIGTERM during a SETTINGS flood the proxy killed its recorder.
+    runtime, _ = await start_echo(f"unix://{sock_dir}/rt.sock", "runtime")
+    db = sock_dir / "rec.db"
+    proxy = await ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock", "--db", str(db)).astart()
+    stop = threading.Event()
+
+    def floods() -> None:  # a client that comes back to flood again, until the proxy is gone
+        while not stop.is_set():
+            try:
+                flood(str(proxy.listen), _settled(), _SETTINGS, 1_000_000)
+            except OSError:
+                return
+
+    hostile = asyncio.ensure_future(asyncio.to_thread(floods))
+    answered = 0
+    try:
+        async with channel(f"unix://{proxy.listen}") as ch:
+            while proxy.log().count("a flood of SETTINGS") < 2 or answered < 10:
+                assert await unary(ch, CALL)(b"%d" % answered, timeout=5) == b"runtime:%d" % answered
+                answered += 1
+            proxy.signal()  # while the client floods on
+            assert await proxy.astop(send=False) == 0
+    finally:
+        stop.set()
+        await hostile
+        proxy.__exit__(None, None, None)
+        await runtime.stop(0)
+    log = proxy.log()
+    assert "killing it" not in log and re.search(r"recording closed: \d+ calls recorded, 0 lost", log), log[-2000:]
+    with sqlite3.connect(db) as conn:
+        [(recorded,)] = conn.execute("SELECT count(*) FROM calls WHERE path = ? AND outcome = 'completed'", (CALL,))
+    assert recorded == answered
