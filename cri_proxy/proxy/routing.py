@@ -11,7 +11,10 @@ replayed to the other socket (minus the SETTINGS acknowledgements meant for the 
 server), that server's SETTINGS reach the client as an ordinary settings change, and its
 duplicate acknowledgement and its connection window credit already granted are held back.
 Everything the client sends after the decision is held by the connection, in order, and
-goes out when the new socket is connected, whichever connect completes first.
+goes out when the new socket is connected, whichever connect completes first. What is kept
+for the replay is bounded (proxy.headerblock.Early: a flood before the first request gets
+GOAWAY ENHANCE_YOUR_CALM), and so is what the connection holds for a socket being connected
+(the client's reads pause past HIGH_WATER, as for a full write buffer).
 
 With separate image and runtime sockets, a later call for the other service cannot be
 routed on this connection. It is answered by the proxy with UNIMPLEMENTED naming both
