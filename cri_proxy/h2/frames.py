@@ -36,8 +36,9 @@ FLAG_PRIORITY: Final = 0x20
 ERR_PROTOCOL: Final = 0x1
 ERR_CANCEL: Final = 0x8
 ERR_COMPRESSION: Final = 0x9
+ERR_ENHANCE_YOUR_CALM: Final = 0xB
 ERROR_NAMES: Final = {0x0: "NO_ERROR", ERR_PROTOCOL: "PROTOCOL_ERROR", ERR_CANCEL: "CANCEL",
-                      ERR_COMPRESSION: "COMPRESSION_ERROR", 0xB: "ENHANCE_YOUR_CALM"}
+                      ERR_COMPRESSION: "COMPRESSION_ERROR", ERR_ENHANCE_YOUR_CALM: "ENHANCE_YOUR_CALM"}
 SETTINGS_HEADER_TABLE_SIZE: Final = 0x1
 
 
@@ -68,9 +69,12 @@ class FrameWalker:
     walk, which only follows the open calls. Payloads are kept only for
     frame types in `keep` (the relay needs header blocks, not DATA); with `raw=True` every
     frame's complete bytes are kept too, for the paths that forward frame by frame.
+
+    Both walks count the bytes they saw (`walked`) and, of those, the bytes of SETTINGS and
+    PING frames (`control`): what a flood is made of (proxy.floodguard).
     """
 
-    __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary", "in_block")
+    __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary", "in_block", "walked", "control")
 
     def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False) -> None:
         # A walker is used with feed() or with track(), never both: for feed() the buffer holds a
@@ -82,6 +86,14 @@ class FrameWalker:
         self.raw = raw
         self.at_boundary = True
         self.in_block = False  # set by track() on the server side
+        self.walked = 0
+        self.control = 0
+
+    def plain(self) -> FrameWalker:
+        """A walker for track() that carries on this one's counts (the walk goes plain at a boundary)."""
+        walker = FrameWalker()
+        walker.walked, walker.control = self.walked, self.control
+        return walker
 
     def track(self, chunk: bytes, streams: set[int], from_client: bool) -> None:
         """The relay's hottest path: follow frame headers and keep `streams` (the open calls)
@@ -94,6 +106,7 @@ class FrameWalker:
         kinds first (about twice as cheap as building a Frame for each).
         """
         end = len(chunk)
+        self.walked += end
         pos = self._skip
         if pos:
             if pos > end:
@@ -116,6 +129,8 @@ class FrameWalker:
                 if from_client or not flags & FLAG_END_STREAM:
                     continue  # most frames: payload bytes that change nothing
             elif kind not in _WATCHED:
+                if kind == SETTINGS or kind == PING:
+                    self.control += 9 + (high << 16 | low)
                 continue
             if pos <= end:
                 self._apply(kind, flags, sid & 0x7FFFFFFF, streams, from_client)
@@ -142,6 +157,7 @@ class FrameWalker:
 
     def feed(self, chunk: bytes) -> list[Frame]:
         """Complete frames with their payloads (those of `keep` types) and raw bytes (`raw`)."""
+        self.walked += len(chunk)
         if self._buf:  # a frame carried over: wait until all of it is here, then read on
             buf = self._buf
             buf += chunk
@@ -160,6 +176,8 @@ class FrameWalker:
             if nxt > end:
                 break
             kind = chunk[pos + 3]
+            if kind == SETTINGS or kind == PING:
+                self.control += 9 + length
             frames.append(Frame(kind, chunk[pos + 4], int.from_bytes(chunk[pos + 5:pos + 9], "big") & 0x7FFFFFFF,
                                 length, chunk[pos + 9:nxt] if kind in keep else None,
                                 chunk[pos:nxt] if raw else None))

@@ -8,6 +8,12 @@ code table itself is the well-kept one), and turns each literal into text once, 
 read: indexed fields, most of a warm connection's, come back from the table as text.
 `hpack` stays the reference: the tests compare both decoders on randomized header lists
 from `hpack.Encoder`, with table evictions and size updates.
+
+The decoder insists on RFC 7541 §4.2 where `hpack` only checks the table's size at the end
+of a block: once `max_allowed_table_size` is lowered below the table's current size (the
+peer acknowledged a smaller SETTINGS_HEADER_TABLE_SIZE), the next block must begin with
+dynamic table size updates, one of them to at most the smallest limit set meanwhile; and
+no update may exceed the limit. Either breach is a COMPRESSION_ERROR for HTTP/2.
 """
 
 from __future__ import annotations
@@ -112,7 +118,7 @@ class Decoder:
     once, when it is read (indexed fields come back already converted from the table).
     """
 
-    __slots__ = ("_dynamic", "_size", "_maxsize", "_text", "_static", "max_allowed_table_size",
+    __slots__ = ("_dynamic", "_size", "_maxsize", "_text", "_static", "_allowed", "_due",
                  "max_header_list_size", "_gen", "_seen", "_seen_gen")
 
     def __init__(self, max_header_list_size: int = 16 << 20, text: TextHook = plain_text) -> None:
@@ -121,7 +127,8 @@ class Decoder:
         self._maxsize = DEFAULT_TABLE_SIZE
         self._text = text
         self._static = _static_entries(text)
-        self.max_allowed_table_size = DEFAULT_TABLE_SIZE
+        self._allowed = DEFAULT_TABLE_SIZE
+        self._due: int | None = None  # the size the next block must first shrink the table to (§4.2)
         self.max_header_list_size = max_header_list_size
         self._gen = 0  # counts changes to the dynamic table
         self._seen: dict[bytes, list[Field]] = {}  # blocks decoded without changing the table...
@@ -132,6 +139,18 @@ class Decoder:
     def header_table_size(self) -> int:
         return self._maxsize
 
+    @property
+    def max_allowed_table_size(self) -> int:
+        """The most the encoder may grow the table to: the peer's acknowledged SETTINGS_HEADER_TABLE_SIZE."""
+        return self._allowed
+
+    @max_allowed_table_size.setter
+    def max_allowed_table_size(self, value: int) -> None:
+        self._allowed = value
+        if value < self._maxsize:  # the encoder must shrink its table, first thing in its next block
+            self._due = value if self._due is None else min(self._due, value)
+
+
     def decode(self, data: bytes) -> list[Field]:
         """The block's fields. The list may be shared with earlier results: do not modify it.
 
@@ -139,6 +158,9 @@ class Decoder:
         their fields are in the table; such a block, decoded once without touching the table,
         decodes the same while the table stays as it was, so it is looked up instead.
         """
+        if self._due is not None:
+            shrinks_to(data, self._due)
+            self._due = None
         if self._seen_gen != self._gen:
             self._seen.clear()
             self._seen_gen = self._gen
@@ -179,8 +201,8 @@ class Decoder:
                 if headers:
                     raise HPACKDecodingError("table size update after a header field")
                 size, pos = read_integer(data, pos, 0x1F)
-                if size > self.max_allowed_table_size:
-                    raise HPACKDecodingError(f"table size {size} above the allowed {self.max_allowed_table_size}")
+                if size > self._allowed:
+                    raise HPACKDecodingError(f"table size update to {size} above the allowed {self._allowed}")
                 self._maxsize = size
                 self._gen += 1
                 self._evict()
@@ -227,6 +249,24 @@ class Decoder:
         dynamic = self._dynamic
         while self._size > self._maxsize:
             self._size -= dynamic.pop()[2]
+
+
+def shrinks_to(data: bytes, due: int) -> None:
+    """HPACKDecodingError unless the block opens with dynamic table size updates, one of them
+    to at most `due`: what RFC 7541 §4.2 asks of the first block after the limit fell to `due`."""
+    pos, smallest = 0, None
+    try:
+        while pos < len(data) and data[pos] & 0xE0 == 0x20:
+            size, pos = read_integer(data, pos, 0x1F)
+            smallest = size if smallest is None else min(smallest, size)
+    except IndexError:
+        raise HPACKDecodingError("truncated table size update") from None
+    if smallest is None:
+        raise HPACKDecodingError(f"the header block does not begin with a dynamic table size update, due since "
+                                 f"the table was limited to {due} bytes (RFC 7541 §4.2)")
+    if smallest > due:
+        raise HPACKDecodingError(f"the header block's table size updates (down to {smallest}) do not bring the "
+                                 f"table within the {due} bytes it was limited to (RFC 7541 §4.2)")
 
 
 def read_integer(data: bytes, pos: int, mask: int) -> tuple[int, int]:

@@ -8,6 +8,8 @@ field, or `MAX_FIELDS` fields, whichever comes first, and never decodes a string
 flood of one-byte references decodes to 33 times its size) costs the relay's only loop
 nothing. It reads the first block of a connection, whose dynamic table starts empty
 (RFC 7541 §2.3.2); a connection whose later blocks matter keeps a full decoder instead.
+When the upstream's SETTINGS lowered the table's limit below its initial 4,096 bytes before
+that block, the block must begin by shrinking the table (RFC 7541 §4.2), as for the decoder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cri_proxy.h2.hpack_decoder import (
     HPACKDecodingError,
     decode_huffman,
     read_integer as _integer,
+    shrinks_to,
 )
 
 MAX_FIELDS: Final = 8  # four request pseudo-headers (§8.3.1), and room for a few an odd client adds
@@ -30,13 +33,16 @@ _PATH: Final = b":path"
 _Entry = tuple[bytes, bytes, int]  # name, value, size (RFC 7541 §4.1)
 
 
-def first_request_path(block: bytes, table_size: int = DEFAULT_TABLE_SIZE) -> str | None:
+def first_request_path(block: bytes, table_size: int = DEFAULT_TABLE_SIZE, due: int | None = None) -> str | None:
     """The `:path` of the first request block of a connection, or None when it has none
     within its pseudo-headers (or within the bounds above).
 
     HPACKDecodingError when what it reads is not HPACK. `table_size` is the most the
-    encoder may grow its table to (the upstream's SETTINGS_HEADER_TABLE_SIZE).
+    encoder may grow its table to (the upstream's SETTINGS_HEADER_TABLE_SIZE); `due`, when
+    not None, the smallest limit acknowledged below 4,096 bytes before this block.
     """
+    if due is not None and due < DEFAULT_TABLE_SIZE:
+        shrinks_to(block, due)
     try:
         return _read(block, table_size)
     except IndexError:

@@ -7,103 +7,34 @@ own. After forwarding, the relay walks the frame headers to know which streams a
 
 Which upstream a connection goes to is its `Route`'s business (proxy.routing has the two
 strategies: one socket, or decided by the first request); what a connection needs from
-the server that accepted it is the small `RelayHost` protocol below, so this module
-depends on neither.
+the server that accepted it is the small `RelayHost` protocol (proxy.ends, with the two
+sockets' protocol objects), so this module depends on neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import pathlib
 import socket
 import struct
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
+from cri_proxy.proxy.ends import HIGH_WATER, End, RelayHost, Route
+from cri_proxy.proxy.floodguard import ControlBudget
+from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap
+
+__all__ = ["HIGH_WATER", "Connection", "End", "RelayHost", "Route"]
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER = 1 << 20  # pause the other side's reads when this much is waiting to be written
 FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be read (see fail())
 
 
 def _drop(data: bytes) -> None:
     pass
-
-
-class RelayHost(Protocol):
-    """What a connection needs from the server that accepted it (proxy.server.RelayServer)."""
-
-    tap: Tap | None
-    connect_timeout: float
-
-    def refusal(self) -> str | None:
-        """Why a new connection must be refused now, or None to serve it."""
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a connection's helper coroutine, keeping a reference until it ends."""
-
-    def forget(self, conn: Connection) -> None:
-        """The connection is closed."""
-
-    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
-        """`path` could not be reached."""
-
-    def note_upstream_up(self, path: str) -> None:
-        """`path` was reached."""
-
-    def note_upstream_closed(self, path: str) -> None:
-        """An upstream connection to `path` closed (the runtime behind it may have been replaced)."""
-
-
-class Route(Protocol):
-    """How a connection chooses its upstream; one Route object per connection."""
-
-    start_path: pathlib.Path  # where the connection goes first (the tap's first view of it)
-
-    def attach(self, conn: Connection) -> None:
-        """Install the route's walkers and byte handlers on `conn` (at its creation)."""
-
-    async def connect(self, conn: Connection) -> bool:
-        """Connect the first upstream; False when none could be reached."""
-
-
-class End(asyncio.Protocol):
-    """One socket of a relayed pair; it hands everything to its Connection."""
-
-    def __init__(self, conn: Connection, is_client: bool) -> None:
-        self.conn = conn
-        self.is_client = is_client
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport  # uvloop's transports are not asyncio.Transport subclasses
-        transport.set_write_buffer_limits(high=HIGH_WATER)
-        if self.is_client:
-            self.conn.client_connected(transport)
-        else:
-            self.conn.upstream_connected(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.is_client:
-            self.conn.from_client(data)
-        else:
-            self.conn.on_upstream(self, data)
-
-    def eof_received(self) -> bool:
-        return self.conn.eof(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.lost(self, exc)
-
-    def pause_writing(self) -> None:
-        self.conn.pause_peer_of(self, True)
-
-    def resume_writing(self) -> None:
-        self.conn.pause_peer_of(self, False)
 
 
 class Connection:
@@ -124,6 +55,8 @@ class Connection:
         self._backlog: list[bytes] = []  # client bytes read before the preface was whole and an upstream answered
         self._live = False  # the client's bytes go to on_client as they arrive
         self._held: list[bytes] = []  # bytes for the upstream being connected, in order
+        self._waiting = 0  # bytes in _backlog and _held: past HIGH_WATER the client's reads pause
+        self._held_back = False  # the client's reads are paused for that
         self._target: End | None = None  # the upstream socket being connected; any other is let go
         self._target_path = route.start_path
         self._preface_ok = False
@@ -139,6 +72,7 @@ class Connection:
         self.tap: ConnectionTap | None = None
         self.c2s = h2.FrameWalker()
         self.s2c = h2.FrameWalker()
+        self.control = ControlBudget(asyncio.get_running_loop().time())  # checked against c2s.control
         self.on_client: Callable[[bytes], None] = self.forward_client
         self.on_upstream: Callable[[End, bytes], None] = self.from_upstream
         self.injectable: Callable[[], bool] = self.can_inject
@@ -181,6 +115,9 @@ class Connection:
             await asyncio.wait_for(loop.create_unix_connection(lambda: end, str(path)), self.host.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                self.host.note_out_of_fds(self.id, reason)  # the proxy's own trouble, not the upstream's
+                return False  # no other socket would fare better: the client fails fast and re-dials
             self.host.note_upstream_down(self.id, str(path), reason)
             return self._target is not end and not self._closing
         self.host.note_upstream_up(str(path))
@@ -203,6 +140,7 @@ class Connection:
             self.send_upstream(held)
         if not self._live and self._preface_ok:
             self._go_live()
+        self._relieve(end)
 
     def leave_upstream(self, first: bytes) -> None:
         """Let the current upstream (or the one being connected) go: from now on what is sent
@@ -211,12 +149,33 @@ class Connection:
         if old is not None and old.transport is not None:
             old.transport.close()
         self._held = [first] if first else []
+        self._waiting = len(first)
+
+    def _wait(self, size: int) -> None:
+        """`size` more client bytes wait for an upstream. They are held as a write buffer is:
+        past HIGH_WATER the client's reads pause (a flood while no upstream reads costs no
+        more), and resume once the upstream has them (see `_relieve`)."""
+        self._waiting += size
+        if self._waiting > HIGH_WATER and not self._held_back and self.client.transport is not None:
+            self._held_back = True
+            self.client.transport.pause_reading()
+
+    def _relieve(self, end: End) -> None:
+        self._waiting = 0
+        if self._held_back and not self._closing:
+            self._held_back = False
+            transport, client = end.transport, self.client.transport
+            if transport is not None and transport.get_write_buffer_size() > HIGH_WATER:
+                return  # the upstream's own resume_writing resumes the client
+            if client is not None and not client.is_closing():
+                client.resume_reading()
 
     def from_client(self, data: bytes) -> None:
         if self._live:
             self.on_client(data)
             return
         self._backlog.append(data)
+        self._wait(len(data))
         if not self._preface_ok:
             head = b"".join(self._backlog)
             if len(head) < len(h2.PREFACE) and h2.PREFACE.startswith(head):
@@ -230,6 +189,7 @@ class Connection:
             self._backlog = [head]
         if self.upstream is not None:
             self._go_live()
+            self._relieve(self.upstream)
 
     def _go_live(self) -> None:
         self._live = True
@@ -246,6 +206,14 @@ class Connection:
         self.c2s.track(data, self.open_streams, True)
         if self.tap is not None:
             self.feed_tap(True, data, boundary)
+        if self.c2s.control > self.control.allowed:
+            self.check_control()
+
+    def check_control(self) -> None:
+        """The client sent more SETTINGS and PING bytes than last allowed: a flood? (proxy.floodguard)"""
+        reason = self.control.breach(self.c2s, self.s2c, asyncio.get_running_loop().time())
+        if reason is not None:
+            self.fail(h2.ERR_ENHANCE_YOUR_CALM, reason)
 
     def send_upstream(self, data: bytes) -> None:
         """Write to the upstream; while none is connected, hold the bytes for the next one."""
@@ -255,6 +223,7 @@ class Connection:
                 upstream.transport.write(data)
         elif data:
             self._held.append(data)
+            self._wait(len(data))
 
     # Upstream side -----------------------------------------------------------------------
     def from_upstream(self, end: End, data: bytes) -> None:
@@ -277,6 +246,8 @@ class Connection:
 
     def inject_to_client(self, frame: bytes) -> None:
         """Queue a frame of the proxy's own for the client, to go out between upstream frames."""
+        if self._failed:
+            return  # its writing side is shut (see fail())
         self._inject.append(frame)
         self.flush_inject()
 
@@ -345,8 +316,8 @@ class Connection:
         The GOAWAY needs a moment to reach the client: a call it started meanwhile is still
         forwarded and waited for, so the connection is closed only after `settle` seconds.
         """
-        if self._drain_started or self._closing:
-            return
+        if self._drain_started or self.closing:
+            return  # a failed connection has said GOAWAY and shut its writing side already
         self._drain_started = True
         self.inject_to_client(h2.goaway_frame(0x7FFFFFFF))
         asyncio.get_running_loop().call_later(settle, self._settled)

@@ -10,6 +10,13 @@ counts 32 bytes beyond its strings, more than any prefix takes, and Huffman is u
 where it is shorter), so `MAX_BLOCK`, 16 MiB encoded, refuses no block the runtime would
 take, and bounds what one connection can make the relay hold.
 
+Before its first request a connection's other frames are held too, to be replayed should
+the connection move (proxy.routing). A client needs a handful of them (its SETTINGS, a
+WINDOW_UPDATE, perhaps a PING and the acknowledgement of the server's SETTINGS); `Early`
+bounds them at `MAX_EARLY_FRAMES` frames and `MAX_EARLY_BYTES` bytes, and a client that
+sends more (a SETTINGS or PING flood) is answered as grpc-go answers a ping flood: GOAWAY
+ENHANCE_YOUR_CALM.
+
 Every breach of the framing rules routing depends on is a connection error (RFC 9113 §5.4.1),
 raised as `BadFrame` with the HTTP/2 error code the runtime would send.
 """
@@ -22,14 +29,42 @@ from cri_proxy.h2 import frames as h2
 
 MAX_BLOCK: Final = 16 << 20  # encoded bytes held for one header block (see above)
 MAX_HEADER_LIST: Final = 16 << 20  # decoded, grpc-go's default MaxHeaderListSize
+MAX_EARLY_FRAMES: Final = 256  # frames other than header blocks before the first request (see above)
+MAX_EARLY_BYTES: Final = 64 << 10  # and their bytes, frame headers included
 
 
 class BadFrame(Exception):
     """The client broke a rule of HTTP/2 framing or a bound: the connection must end."""
 
+    what = "the client broke HTTP/2 framing"  # the log line's opening words
+
     def __init__(self, error_code: int, reason: str) -> None:
         super().__init__(reason)
         self.error_code = error_code
+
+
+class TooEarly(BadFrame):
+    """More frames before the first request than `Early` holds."""
+
+    what = "the client sent too much before its first request"
+
+
+class Early:
+    """The count of what a connection sent before its first request, besides header blocks."""
+
+    __slots__ = ("frames", "size")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.size = 0
+
+    def add(self, frame: h2.Frame) -> None:
+        self.frames += 1
+        self.size += 9 + frame.length
+        if self.frames > MAX_EARLY_FRAMES or self.size > MAX_EARLY_BYTES:
+            raise TooEarly(h2.ERR_ENHANCE_YOUR_CALM,
+                           f"more than {MAX_EARLY_FRAMES} frames or {MAX_EARLY_BYTES} bytes of frames: the last "
+                           f"of type {frame.type} (a flood?)")
 
 
 class HeaderBlock:

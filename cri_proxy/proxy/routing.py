@@ -11,7 +11,10 @@ replayed to the other socket (minus the SETTINGS acknowledgements meant for the 
 server), that server's SETTINGS reach the client as an ordinary settings change, and its
 duplicate acknowledgement and its connection window credit already granted are held back.
 Everything the client sends after the decision is held by the connection, in order, and
-goes out when the new socket is connected, whichever connect completes first.
+goes out when the new socket is connected, whichever connect completes first. What is kept
+for the replay is bounded (proxy.headerblock.Early: a flood before the first request gets
+GOAWAY ENHANCE_YOUR_CALM), and so is what the connection holds for a socket being connected
+(the client's reads pause past HIGH_WATER, as for a full write buffer).
 
 With separate image and runtime sockets, a later call for the other service cannot be
 routed on this connection. It is answered by the proxy with UNIMPLEMENTED naming both
@@ -32,12 +35,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.h2.hpack_decoder import Decoder, Field, HPACKDecodingError
+from cri_proxy.h2.hpack_decoder import DEFAULT_TABLE_SIZE, Decoder, Field, HPACKDecodingError
 from cri_proxy.h2.request_path import first_request_path
+from cri_proxy.h2.table_size import TableSizeLimit
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
-from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, HeaderBlock
+from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, Early, HeaderBlock
 from cri_proxy.proxy.prober import VersionProber
 
 log = logging.getLogger(__name__)
@@ -112,9 +116,12 @@ class FirstCallRoute:
         self.current = "runtime"  # the service whose socket the connection is on now
         # Every request's headers are decoded only where a later call may need refusing.
         self.decoder = Decoder(MAX_HEADER_LIST) if upstreams.image is not None else None
-        self.table_size = self.decoder.max_allowed_table_size if self.decoder else 4096
+        self.limit = TableSizeLimit()  # the upstreams' SETTINGS_HEADER_TABLE_SIZE, as the client acknowledged it
+        self.table_size = self.limit.allowed
+        self.due: int | None = None  # the smallest limit below the initial one: the first block must shrink to it
         self.block = HeaderBlock()
         self.replay: list[bytes] | None = []  # client frames to resend if the connection moves
+        self.early = Early()  # bounds the frames held in `replay`
         self.acks_to_drop = 0
         self.first_settings = 0  # SETTINGS the client had from the first server
         self.client_acks = 0  # SETTINGS acknowledgements the client sent
@@ -163,6 +170,8 @@ class FirstCallRoute:
             self.out(h2.PREFACE, replay=True)
             data = data[len(h2.PREFACE):]
         self._frames(conn.c2s.feed(data))
+        if conn.c2s.control > conn.control.allowed:
+            conn.check_control()
 
     def _frames(self, frames: list[h2.Frame]) -> None:
         conn = self._conn()
@@ -170,7 +179,7 @@ class FirstCallRoute:
             try:
                 aside = self.client_frame(frame)
             except BadFrame as exc:
-                conn.fail(exc.error_code, f"the client broke HTTP/2 framing ({exc})")
+                conn.fail(exc.error_code, f"{exc.what} ({exc})")
                 return
             except HPACKDecodingError as exc:
                 conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
@@ -184,7 +193,7 @@ class FirstCallRoute:
         self._show_tap(frames)
         if self.settled() and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
             self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
-            conn.c2s = h2.FrameWalker()
+            conn.c2s = conn.c2s.plain()
             conn.on_client = conn.forward_client
 
     def _show_tap(self, frames: list[h2.Frame]) -> None:
@@ -231,13 +240,15 @@ class FirstCallRoute:
             if self.settled():  # decided, and no later call is read (until the walk goes plain)
                 self.forward_request(stream_id, frames)
             elif self.decoder is None:  # the first request decides, and no later one is read
-                self.request(stream_id, first_request_path(fragment, self.table_size) or "", frames)
+                self.request(stream_id, first_request_path(fragment, self.table_size, self.due) or "", frames)
             elif len(fragment) > OFF_LOOP:
                 return stream_id, frames, fragment
             else:
                 self.request(stream_id, _path(self.decoder.decode(fragment)), frames)
             return None
         self.block.check(frame)
+        if self.replay is not None:
+            self.early.add(frame)  # held until the first request decides, so bounded
         if frame.stream_id in self.hijacked:
             if frame.type == h2.DATA and frame.length:
                 self._conn().inject_to_client(h2.window_update_frame(0, frame.length))  # the upstream never sees it
@@ -245,6 +256,7 @@ class FirstCallRoute:
         if frame.type == h2.SETTINGS:
             if frame.flags & h2.FLAG_ACK:
                 self.client_acks += 1
+                self.allow(self.limit.acknowledged())  # the client's encoder obeys from here on
                 if self.moved and self.client_acks <= self.first_settings:
                     return None  # acknowledges the first server's settings, read after the move
                 self.out(raw)  # acknowledges the current server's settings: never replayed
@@ -326,7 +338,7 @@ class FirstCallRoute:
         self._after_upstream_frames(frames)
         if (self.settled() and self.c2s_plain and conn.s2c.at_boundary and not conn.server_in_block
                 and not (self.moved and (self.acks_to_drop or self.window_credit))):
-            conn.s2c = h2.FrameWalker()  # nothing of the upstream's left to hold back
+            conn.s2c = conn.s2c.plain()  # nothing of the upstream's left to hold back
             conn.on_upstream = conn.from_upstream
             conn.injectable = conn.can_inject
 
@@ -345,6 +357,14 @@ class FirstCallRoute:
         conn.flush_inject()
         conn.close_if_drained()
 
+    def allow(self, table_size: int) -> None:
+        """The client's HPACK encoder may now use up to `table_size` bytes (RFC 7541 §4.2)."""
+        self.table_size = table_size
+        if self.decoder is not None:
+            self.decoder.max_allowed_table_size = table_size  # it insists on the size update itself
+        elif table_size < DEFAULT_TABLE_SIZE:
+            self.due = table_size if self.due is None else min(self.due, table_size)
+
     def server_frame(self, frame: h2.Frame) -> bytes:
         raw = frame.raw or b""
         if frame.type == h2.SETTINGS:
@@ -355,11 +375,7 @@ class FirstCallRoute:
             else:
                 if not self.moved:
                     self.first_settings += 1  # the client acknowledges these first, in order
-                table = h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)
-                if table is not None:
-                    self.table_size = table
-                    if self.decoder is not None:
-                        self.decoder.max_allowed_table_size = table
+                self.allow(self.limit.sent(h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)))
         elif frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0:
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
             if self.service is None:

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import pathlib
+import resource
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # kernel clamps it to net.core.somaxconn (4096 by default since Linux 5.4), and a queued
 # connection costs only a small socket until it is accepted.
 LISTEN_BACKLOG: Final = 4096
+FDS_QUIET_S: Final = 60.0  # an episode of fd exhaustion ends after this long without one (see _fds_recovered)
 
 
 class RelayServer:
@@ -53,6 +55,9 @@ class RelayServer:
         # is required), or None to serve it.
         self.admission: Callable[[], str | None] | None = None
         self._refusing: str | None = None
+        self._out_of_fds = 0  # connections closed since the proxy ran out of file descriptors
+        self._fds_full_at = 0  # connections open when it did
+        self._fds_last = 0.0  # loop time of the last connection closed for want of one
 
     async def start(self) -> None:
         """Listen on the (already prepared) socket path."""
@@ -109,7 +114,32 @@ class RelayServer:
         if self.versions is not None:
             self.versions.probe_soon()
 
+    def note_out_of_fds(self, conn_id: int, reason: str) -> None:
+        """Out of file descriptors: each new connection is closed at once (its client re-dials, as
+        after any failed connect) until connections close; said once per episode."""
+        now = asyncio.get_running_loop().time()
+        if not self._out_of_fds:
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            log.warning("out of file descriptors (%s; RLIMIT_NOFILE %d, %d connections open): new connections "
+                        "are closed at once until some close; the listen socket stays open", reason, soft,
+                        len(self.connections))
+            self._fds_full_at = len(self.connections)
+        self._out_of_fds += 1
+        self._fds_last = now
+
+    def _fds_recovered(self) -> None:
+        """At the limit, a connection now and then finds a descriptor that one closing freed: the
+        episode ends only once a tenth of the connections have closed, or a minute went by."""
+        if (len(self.connections) * 10 > self._fds_full_at * 9
+                and asyncio.get_running_loop().time() - self._fds_last < FDS_QUIET_S):
+            return
+        log.warning("file descriptors are available again: serving new connections (%d were closed for want "
+                    "of them, besides those the event loop had to close as it accepted them)", self._out_of_fds)
+        self._out_of_fds = 0
+
     def note_upstream_up(self, path: str) -> None:
+        if self._out_of_fds:
+            self._fds_recovered()
         if self._down.pop(path, None) is not None:
             log.info("upstream unix://%s reachable again", path)
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from hpack import Decoder as ReferenceHpack
 from hpack import Encoder, HeaderTuple, NeverIndexedHeaderTuple
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.recorder.wire import header_text
@@ -89,3 +91,90 @@ def test_hpack_fast_repeated_block_follows_the_table() -> None:
     decoder.decode(b"\x20")  # a table size update to 0 empties the table
     with pytest.raises(hpack_fast.HPACKDecodingError):
         decoder.decode(newest)
+
+
+# RFC 7541 §4.2: a lowered limit must be followed by a size update ------------------------
+_field = st.tuples(st.sampled_from(NAMES) | st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=20)
+                   .map(lambda t: "x-" + t), st.binary(max_size=120), st.booleans())
+_limit = st.sampled_from([0, 32, 64, 200, 1024, 4096, 8192])
+# One round: maybe new limits (the decoder's, as acknowledged SETTINGS), the encoder's own size
+# within the smallest of them (None: it keeps its table), then a block.
+_round = st.tuples(st.lists(_limit, max_size=2), st.one_of(st.none(), _limit), st.lists(_field, max_size=8),
+                   st.booleans())
+
+
+def _latin1(raw: bytes, name: str | None) -> str:
+    return raw.decode("latin-1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(rounds=st.lists(_round, min_size=1, max_size=25))
+def test_hpack_fast_matches_the_reference_across_lowered_limits(
+        rounds: list[tuple[list[int], int | None, list[tuple[str, bytes, bool]], bool]]) -> None:
+    """Valid blocks only: after the limit falls below the table's size the encoder shrinks its
+    table (hpack's Encoder then opens its next block with the size updates); both decoders
+    must read the same fields and keep the same table size."""
+    encoder, reference, fast = Encoder(), ReferenceHpack(max_header_list_size=1 << 24), hpack_fast.Decoder(text=_latin1)
+    for limits, own, fields, huffman in rounds:
+        for limit in limits:
+            reference.max_allowed_table_size = fast.max_allowed_table_size = limit
+        if limits:
+            smallest = min(limits)
+            size = min(own if own is not None else encoder.header_table_size, limits[-1])
+            if encoder.header_table_size > smallest:
+                encoder.header_table_size = smallest  # signalled first: the smallest of the interval
+            if size != encoder.header_table_size:
+                encoder.header_table_size = size  # then the final size (RFC 7541 §4.2: at most two updates)
+        elif own is not None:
+            encoder.header_table_size = min(own, fast.max_allowed_table_size)
+        headers = [(NeverIndexedHeaderTuple if never else HeaderTuple)(name.encode(), value)
+                   for name, value, never in fields]
+        block = encoder.encode(headers, huffman=huffman)
+        expected = reference.decode(block, raw=True)
+        assert fast.decode(block) == [(_latin1(n, None), _latin1(v, None)) for n, v in expected]
+        assert fast.header_table_size == reference.header_table_size
+
+
+@settings(max_examples=100, deadline=None)
+@given(fields=st.lists(_field, min_size=1, max_size=6), limit=st.sampled_from([0, 64, 1024]),
+       huffman=st.booleans())
+def test_a_lowered_limit_without_a_size_update_is_refused(fields: list[tuple[str, bytes, bool]], limit: int,
+                                                         huffman: bool) -> None:
+    encoder, fast = Encoder(), hpack_fast.Decoder(text=_latin1)
+    fast.decode(encoder.encode([(n.encode(), v) for n, v, _ in fields], huffman=huffman))
+    fast.max_allowed_table_size = limit  # the encoder ignores the new limit:
+    with pytest.raises(hpack_fast.HPACKDecodingError, match="RFC 7541"):
+        fast.decode(encoder.encode([(":method", "GET")]))
+
+
+def test_size_updates_against_the_limit() -> None:
+    def decoder(limit: int) -> hpack_fast.Decoder:
+        fast = hpack_fast.Decoder()
+        fast.max_allowed_table_size = limit
+        return fast
+
+    get = b"\x82"  # :method GET
+    assert decoder(100).decode(b"\x3f\x45" + get) == [(":method", "GET")]  # an update to exactly 100
+    for block, why in ((get, "does not begin"), (b"\x3f\x46" + get, "do not bring"),  # 101 > 100
+                       (b"\x3f\xe1\x1f" + get, "do not bring")):  # 4096: allowed by neither
+        with pytest.raises(hpack_fast.HPACKDecodingError, match=why):
+            decoder(100).decode(block)
+        with pytest.raises(Exception):  # the reference refuses every one of them too
+            reference = ReferenceHpack()
+            reference.max_allowed_table_size = 100
+            reference.decode(block)
+    shrunk = decoder(100)
+    shrunk.decode(b"\x3f\x45")  # to 100: nothing is due any more, and no update may pass the limit
+    with pytest.raises(hpack_fast.HPACKDecodingError, match="above the allowed 100"):
+        shrunk.decode(b"\x3f\x46" + get)
+    raised = hpack_fast.Decoder()
+    raised.max_allowed_table_size = 8192  # a higher limit asks nothing of the encoder
+    assert raised.decode(get) == [(":method", "GET")]
+    lowered_then_raised = decoder(0)
+    lowered_then_raised.max_allowed_table_size = 4096
+    with pytest.raises(hpack_fast.HPACKDecodingError, match="within the 0 bytes"):
+        lowered_then_raised.decode(b"\x3f\xe1\x1f" + get)  # the final size alone: the smallest is due first
+    lowered_then_raised = decoder(0)
+    lowered_then_raised.max_allowed_table_size = 4096
+    assert lowered_then_raised.decode(b"\x20\x3f\xe1\x1f" + get) == [(":method", "GET")]  # 0, then 4096
+    assert decoder(0).decode(b"\x20") == [] and decoder(4096).decode(get) == [(":method", "GET")]

@@ -64,3 +64,17 @@ def test_any_block_is_read_in_bounded_time(block: bytes) -> None:
 def test_bad_hpack_is_an_error(block: bytes) -> None:
     with pytest.raises(HPACKDecodingError):
         first_request_path(block)
+
+
+def test_a_lowered_limit_must_be_followed_by_a_size_update() -> None:
+    # RFC 7541 §4.2: the upstream's SETTINGS took the table below its initial 4,096 bytes.
+    encoder = Encoder()
+    plain = encoder.encode([(":method", "POST"), (":path", "/a.B/C")])
+    with pytest.raises(HPACKDecodingError, match="RFC 7541"):
+        first_request_path(plain, table_size=0, due=0)
+    encoder = Encoder()
+    encoder.header_table_size = 0
+    assert first_request_path(encoder.encode([(":method", "POST"), (":path", "/a.B/C")]), 0, 0) == "/a.B/C"
+    assert first_request_path(plain, table_size=8192, due=None) == "/a.B/C"  # a raised limit asks nothing
+    with pytest.raises(HPACKDecodingError, match="above the allowed"):
+        first_request_path(b"\x3f\xe1\x1f" + plain, table_size=1024)  # an update past the limit

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -26,9 +27,10 @@ class ProxyProcess:
     """`python -m cri_proxy run ...` with its stderr captured in a file."""
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, *extra: str, log: pathlib.Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, nofile: int | None = None) -> None:
         self.listen = listen
         self.env = env  # the whole environment of the process (None: this one's)
+        self.nofile = nofile  # its RLIMIT_NOFILE (soft and hard), when given
         self.log_path = log or listen.with_suffix(".log")
         self.argv = [sys.executable, "-m", "cri_proxy", "run", "--listen", f"unix://{listen}",
                      "--runtime-endpoint", f"unix://{runtime}", *extra]
@@ -37,6 +39,11 @@ class ProxyProcess:
     def start(self, wait: bool = True, timeout: float = 15.0) -> ProxyProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stderr=log, stdout=log, stdin=subprocess.DEVNULL, env=self.env)
+        if self.nofile is not None:
+            # Set from here, not by a preexec_fn: forking a process that runs grpc threads and then
+            # running Python in the child can abort it in grpc's fork handlers. The interpreter
+            # is still starting up; the proxy opens its sockets long after.
+            resource.prlimit(self.proc.pid, resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         if wait:
             deadline = time.monotonic() + timeout
             while not socket_answers(self.listen):

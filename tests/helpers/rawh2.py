@@ -7,6 +7,7 @@ and hpack, the same well-kept parsers the proxy relies on.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -139,3 +140,78 @@ def drain(client: RawClient) -> Reply:
         return client.read_reply(stream_id=-1)
     except OSError:
         return Reply()
+
+
+def watch_goaway(client: RawClient) -> int | None:
+    """Read frames without answering any until a GOAWAY (its error code) or the end of the
+    connection (None); safe in a thread of its own while another one writes."""
+    try:
+        while (frame := client._frame()) is not None:
+            if isinstance(frame, GoAwayFrame):
+                return int(frame.error_code)
+    except OSError:
+        pass
+    return None
+
+
+def flood(sock_path: str, opening: bytes, frame: bytes, limit: int, batch: int = 100) -> tuple[int | None, int]:
+    """`opening`, then `frame` over and over (up to `limit` of them) until the server's GOAWAY:
+    its error code (None if it never came) and how many frames went out."""
+    with RawClient(sock_path, timeout=10) as client:
+        client.send(opening)
+        code: list[int | None] = []
+        watcher = threading.Thread(target=lambda: code.append(watch_goaway(client)))
+        watcher.start()
+        sent = 0
+        try:
+            while watcher.is_alive() and sent < limit:
+                client.send(frame * batch)
+                sent += batch
+        except OSError:
+            pass  # the server hung up
+        client.sock.shutdown(socket.SHUT_WR)
+        watcher.join(30)
+    return (code[0] if code else None), sent
+
+
+class RawUpstream:
+    """A raw HTTP/2 "server" on a unix socket: to each connection it sends `greeting`, then
+    it reads, noting the types of the frames it receives, until the other end closes."""
+
+    def __init__(self, path: str, greeting: bytes) -> None:
+        self.greeting = greeting
+        self.kinds: list[int] = []
+        self.got_headers = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            try:
+                conn.sendall(self.greeting)
+                while chunk := conn.recv(65536):
+                    buf += chunk
+                    if buf.startswith(PREFACE):
+                        buf = buf[len(PREFACE):]
+                    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                        self.kinds.append(buf[3])
+                        if buf[3] == 0x1:
+                            self.got_headers.set()
+                        buf = buf[9 + int.from_bytes(buf[:3], "big"):]
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.listener.close()

@@ -11,8 +11,11 @@ from typing import Any
 import grpc
 import pytest
 
-from cri_proxy.proxy.server import RelayServer
+from cri_proxy.h2 import frames as h2
+from cri_proxy.proxy.connection import HIGH_WATER
+from cri_proxy.proxy.server import BridgeRoute, RelayServer
 from tests.helpers.backend import Seen, _same, channel, outcome, start_echo, unary
+from tests.helpers.rawh2 import RawClient, opening, raw_frame
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -107,3 +110,36 @@ async def test_many_concurrent_calls_on_many_connections(setup: Setup) -> None:
     assert [sorted(r) for r in results] == [sorted(b"%d-%d" % (n, i) for i in range(50)) for n in range(8)]
     await asyncio.sleep(0.1)
     assert not setup.relay.connections  # every relayed pair closed with its client
+
+
+def _push(sock_path: str, total: int) -> int:
+    """A call's opening, then its body until `total` bytes or the proxy stops reading (2 s): bytes sent."""
+    head, _ = opening("/runtime.v1.RuntimeService/Version")
+    body = raw_frame(h2.DATA, 0, 1, b"x" * 16384) * 4
+    sent = 0
+    with RawClient(sock_path, timeout=2) as client:
+        client.send(head)
+        try:
+            while sent < total:
+                client.send(body)
+                sent += len(body)
+        except TimeoutError:
+            pass
+    return sent
+
+
+async def test_bytes_held_for_an_upstream_being_connected_are_bounded(sock_dir: pathlib.Path) -> None:
+    # Issue 11.3: what a client sends while its connection moves is held for the new socket;
+    # it was held whole. The bridge here never gets ready, so the connection never arrives.
+    backend, _ = await start_echo(f"unix://{sock_dir}/up.sock")
+    never = asyncio.Event()
+    bridge = BridgeRoute(sock_dir / "bridge.sock", needs=lambda path: True, ready=never.wait)
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "up.sock", bridge=bridge)
+    await relay.start()
+    try:
+        total = 64 * HIGH_WATER
+        sent = await asyncio.to_thread(_push, str(sock_dir / "p.sock"), total)
+        assert sent < 8 * HIGH_WATER, f"{sent >> 20} MiB taken"  # the bound and the socket buffers, not all
+    finally:
+        await relay.stop(0)
+        await backend.stop(0)

@@ -1,5 +1,6 @@
-"""Request header blocks routing holds: bounded as the runtime bounds them, and every breach
-of the framing they depend on ends the connection with one line and a GOAWAY."""
+"""Request header blocks routing holds, and the frames before them: bounded as the runtime
+bounds them, and every breach of the framing they depend on ends the connection with one
+line and a GOAWAY."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import psutil
 import pytest
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.headerblock import MAX_BLOCK
+from cri_proxy.proxy.headerblock import MAX_BLOCK, MAX_EARLY_FRAMES
 from cri_proxy.proxy.server import RelayServer
 from tests.helpers.backend import channel, start_echo, unary
-from tests.helpers.rawh2 import RawClient, drain, hello, raw_frame, request_headers
+from tests.helpers.rawh2 import RawClient, drain, flood, hello, opening, raw_frame, request_headers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -121,3 +122,41 @@ async def test_every_bad_frame_gives_one_line_and_a_goaway(split: pathlib.Path,
     assert not [r for r in caplog.records if r.exc_info], "no traceback"
     async with channel(f"unix://{split}") as ch:  # the relay serves on
         assert await unary(ch, RUNTIME_CALL)(b"ok", timeout=5) == b"runtime:ok"
+
+
+FLOODS = {"SETTINGS": raw_frame(h2.SETTINGS, 0, 0, b"\x00\x01\x00\x00\x10\x00"),
+          "SETTINGS ACK": raw_frame(h2.SETTINGS, h2.FLAG_ACK, 0, b""),
+          "PING": raw_frame(h2.PING, 0, 0, b"12345678"),
+          "WINDOW_UPDATE": raw_frame(h2.WINDOW_UPDATE, 0, 0, (1).to_bytes(4, "big"))}
+
+
+@pytest.mark.parametrize("kind", list(FLOODS))
+async def test_a_flood_before_the_first_request_is_told_to_calm_down(split: pathlib.Path, kind: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 11.3: every frame before the first request was kept for a replay (+84 to +218 MB).
+    caplog.set_level(logging.WARNING)
+    stop = threading.Event()
+    others = asyncio.ensure_future(_calls_meanwhile(f"unix://{split}", stop))
+    limit = 200 * MAX_EARLY_FRAMES
+    try:
+        results = await asyncio.gather(*(asyncio.to_thread(flood, str(split), hello(), FLOODS[kind], limit)
+                                         for _ in range(3)))
+    finally:
+        stop.set()
+    assert await others >= 5
+    for goaway, sent in results:
+        assert goaway == h2.ERR_ENHANCE_YOUR_CALM  # as grpc-go answers a ping flood ("too_many_pings")
+        assert sent < limit
+    lines = [r.getMessage() for r in caplog.records if "too much before its first request" in r.getMessage()]
+    assert len(lines) == 3, lines
+    assert all("GOAWAY ENHANCE_YOUR_CALM" in line for line in lines)
+
+
+async def test_what_a_client_sends_before_its_first_request_is_still_replayed(split: pathlib.Path) -> None:
+    # The bound leaves room for what clients send: a moved connection still gets all of it.
+    early = b"".join([FLOODS["PING"]] + [FLOODS["WINDOW_UPDATE"]] * 20 + [FLOODS["SETTINGS"]] * 20)
+    head, tail = opening(IMAGE_CALL)
+    with RawClient(str(split), timeout=10) as client:
+        client.send(head[:len(hello())] + early + head[len(hello()):] + tail)
+        reply = await asyncio.to_thread(client.read_reply)
+    assert reply.grpc_status == "0" and reply.data.endswith(b"image:hi")

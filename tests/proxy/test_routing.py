@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from hpack import Encoder
+from hyperframe.frame import SettingsFrame
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
 from tests.helpers.backend import channel, start_echo, unary
-from tests.helpers.rawh2 import RawClient, drain, grpc_message, hello, raw_frame, split_call
+from tests.helpers.rawh2 import (RawClient, RawUpstream, drain, grpc_message, hello, raw_frame, request_headers,
+                                split_call, watch_goaway)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -207,3 +210,49 @@ async def test_a_huge_header_block_does_not_stall_other_connections(sock_dir: pa
         await image_server.stop(0)
     assert sent >= 3
     assert failures == []
+
+
+def _block_after_a_lowered_limit(sock_path: str, upstream: RawUpstream, ack: bool, shrink: bool) -> str:
+    """The upstream limited the client's table to 0 bytes; the client sends its first request
+    (after acknowledging that, or before): "forwarded", or the GOAWAY the relay answered."""
+    encoder = Encoder()
+    if shrink:
+        encoder.header_table_size = 0
+    block = encoder.encode(request_headers(RUNTIME_CALL))
+    upstream.got_headers.clear()
+    with RawClient(sock_path, timeout=5) as client:
+        client.send(hello())
+        while (frame := client._frame()) is not None and not isinstance(frame, SettingsFrame):
+            pass  # the upstream's SETTINGS: the client has the new limit from here on
+        ack_frame = raw_frame(h2.SETTINGS, h2.FLAG_ACK, 0, b"") if ack else b""
+        client.send(ack_frame + raw_frame(h2.HEADERS, h2.FLAG_END_HEADERS, 1, block))
+        if ack and not shrink:  # refused: the relay's GOAWAY comes, and nothing went upstream
+            code = watch_goaway(client)
+            return "forwarded" if upstream.got_headers.is_set() else h2.ERROR_NAMES.get(code or 0, "no GOAWAY")
+        return "forwarded" if upstream.got_headers.wait(5) else "not forwarded"
+
+
+@pytest.mark.parametrize("image", [True, False], ids=["decoder", "first-call-only"])
+async def test_a_lowered_table_size_must_be_followed_by_a_size_update(sock_dir: pathlib.Path, image: bool) -> None:
+    # RFC 7541 §4.2: once the client acknowledged the smaller table, its next block must
+    # shrink the table first; a block that does not is a COMPRESSION_ERROR, as the runtime says.
+    settings = raw_frame(h2.SETTINGS, 0, 0, h2.SETTINGS_HEADER_TABLE_SIZE.to_bytes(2, "big") + (0).to_bytes(4, "big"))
+    upstream = RawUpstream(str(sock_dir / "runtime.sock"), settings)
+    image_server, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+
+    async def ready() -> None:
+        pass
+
+    bridge = BridgeRoute(sock_dir / "bridge.sock", needs=lambda path: False, ready=ready)
+    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock",
+                        sock_dir / "image.sock" if image else None, bridge=None if image else bridge)
+    await relay.start()
+    path = str(sock_dir / "p.sock")
+    try:
+        assert await asyncio.to_thread(_block_after_a_lowered_limit, path, upstream, True, False) == "COMPRESSION_ERROR"
+        for ack, shrink in ((True, True), (False, False)):  # shrunk; or encoded before the client knew
+            assert await asyncio.to_thread(_block_after_a_lowered_limit, path, upstream, ack, shrink) == "forwarded"
+    finally:
+        await relay.stop(0)
+        upstream.close()
+        await image_server.stop(0)

@@ -474,6 +474,21 @@ def test_a_table_larger_than_the_server_allowed_is_unparsed(wire: Wire) -> None:
     assert rec.outcome is Outcome.UNPARSED and rec.path == ""
 
 
+def test_a_lowered_table_size_must_be_followed_by_a_size_update(wire: Wire) -> None:
+    # RFC 7541 §4.2: the server limited the client's table to 0 and the client acknowledged it;
+    # a block that does not shrink the table first is not HPACK the runtime would take.
+    wire.client(wire.request(1))  # fills the client's table
+    wire.server(*wire.answer(1, trailers_only=True))
+    wire.server(SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 0}))
+    wire.client(wire.request(3))  # encoded before the client had the new limit: fine
+    wire.client(SettingsFrame(0, flags=["ACK"]))
+    wire.client(wire.request(5))  # the encoder was never told: no size update
+    for sid in (3, 5):
+        wire.server(*wire.answer(sid, trailers_only=True))
+    assert [r.outcome for r in wire.sink.calls] == [Outcome.COMPLETED, Outcome.COMPLETED, Outcome.UNPARSED]
+    assert wire.sink.calls[2].path == ""
+
+
 def test_garbage_request_headers_make_this_and_later_calls_unparsed(
         wire: Wire, caplog: pytest.LogCaptureFixture) -> None:
     wire.client(HeadersFrame(1, data=b"\xff\xff\xff\xff\xff\xff", flags=["END_HEADERS"]),
