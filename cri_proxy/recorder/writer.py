@@ -24,7 +24,7 @@ from cri_proxy.recorder import retention, sessions
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
-from cri_proxy.store.rows import INSERT_CALL, call_row
+from cri_proxy.store.rows import CALL_COLUMNS, call_row
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,12 @@ _CACHE_ENTRIES = 4096
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
 WAL_LIMIT_BYTES = 4 << 20
 _DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow in a loop
+# A batch goes in with one executemany per table: the writer is the only one adding calls, so
+# it numbers them itself (max(id) + 1 on, as SQLite would) and needs no lastrowid per row.
+_INSERT_CALLS = (f"INSERT INTO calls (id, {', '.join(CALL_COLUMNS)}) "
+                 f"VALUES (?, {', '.join('?' for _ in CALL_COLUMNS)})")
+_INSERT_MESSAGES = ("INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, compressed) "
+                    "VALUES (?, ?, ?, ?, ?, ?)")
 
 __all__ = ["BatchWriter", "Totals"]
 
@@ -151,8 +157,7 @@ class BatchWriter:
         pending: dict[str, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for item in items:
-                self._write_call(conn, item, pending)
+            self._write_calls(conn, items, pending)
             sessions.update_session(conn, self._session_id, self.session, totals, len(items), session_changed)
             sessions.insert_losses(conn, self._session_id, losses or [])
             conn.execute("COMMIT")
@@ -187,18 +192,19 @@ class BatchWriter:
             raise sqlite3.OperationalError("the recording database is not open")
         return self._conn
 
-    def _write_call(self, conn: sqlite3.Connection, item: PreparedCall, pending: dict[str, int]) -> None:
-        call = item.call
-        payload_ids = [self._payload(conn, item, i, m, pending) for i, m in enumerate(call.messages)]
-        cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, item.ids, item.redacted,
-                                                   item.exit_code))
-        call_id = cursor.lastrowid
-        conn.executemany(
-            "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "
-            "compressed) VALUES (?, ?, ?, ?, ?, ?)",
-            [(call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3), pid,
-              int(m.compressed)) for m, pid in zip(call.messages, payload_ids)],
-        )  # fmt: skip
+    def _write_calls(self, conn: sqlite3.Connection, items: list[PreparedCall], pending: dict[str, int]) -> None:
+        first_id = int(conn.execute("SELECT coalesce(max(id), 0) + 1 FROM calls").fetchone()[0])
+        session_id = self._session_id or 0
+        calls: list[tuple[object, ...]] = []
+        messages: list[tuple[object, ...]] = []
+        for call_id, item in enumerate(items, first_id):
+            call = item.call
+            calls.append((call_id, *call_row(call, session_id, item.ids, item.redacted, item.exit_code)))
+            for i, m in enumerate(call.messages):
+                messages.append((call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3),
+                                 self._payload(conn, item, i, m, pending), int(m.compressed)))
+        conn.executemany(_INSERT_CALLS, calls)
+        conn.executemany(_INSERT_MESSAGES, messages)
 
     def _payload(
         self, conn: sqlite3.Connection, item: PreparedCall, index: int, message: Message, pending: dict[str, int]
