@@ -8,7 +8,9 @@ status, end), so when that backlog grows too far the recorder skims: the calls t
 are followed without being recorded and counted lost, until it has caught up.
 
 The backlog is the lag (how long ago the relay forwarded the chunk being read now) times
-the rate at which the relay forwards bytes, measured over half seconds of the relay's time.
+the rate at which the relay forwards bytes, measured over tenths of a second of the relay's
+time (the window under way counts as soon as it is 20 ms old: a flood of 1 MB replies ships
+tens of MB in a tenth), a window begun after a pause starting afresh.
 Skimming starts when that reaches half the proxy's buffer, so the buffer never fills and no
 connection loses its HPACK state to a flood, or when the lag passes `MAX_LAG_S` (small calls
 take few bytes: a long backlog of them fits the buffer, but the recording would trail the
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 MAX_LAG_S = 5.0
 CAUGHT_UP_S = 0.1
 MERGE_S = 1.0
-RATE_WINDOW_S = 0.5
+RATE_WINDOW_S = 0.1
+_EARLY_S = 0.02  # a window this old already tells a rate
 
 
 @dataclass
@@ -56,15 +59,20 @@ class Behind:
         """A chunk the relay forwarded at `relayed_at` (monotonic), read `now`: True when
         skimming should start, False when it should stop, None when nothing changes."""
         self._rate_bytes += size
-        if relayed_at - self._rate_since >= RATE_WINDOW_S:
-            self.rate = self._rate_bytes / (relayed_at - self._rate_since)
+        elapsed = relayed_at - self._rate_since
+        rate = self.rate
+        if elapsed >= RATE_WINDOW_S:
+            # After a pause the window is mostly idle time: the next one tells the rate.
+            rate = self.rate = self._rate_bytes / elapsed if elapsed < 2 * RATE_WINDOW_S else 0.0
             self._rate_bytes, self._rate_since = 0, relayed_at
+        elif elapsed >= _EARLY_S:
+            rate = max(rate, self._rate_bytes / elapsed)
         lag = self.lag = now - relayed_at
         if self.skimming:
             if lag < CAUGHT_UP_S:
                 self.skimming = False
                 return False
-        elif lag > MAX_LAG_S or lag * self.rate > self.limit_bytes:
+        elif lag > MAX_LAG_S or lag * rate > self.limit_bytes:
             self.skimming = True
             return True
         return None
