@@ -8,6 +8,8 @@ stalled, or fell far behind a flood; it skims long before that, see recorder.beh
 are dropped rather than waited for: the child is told where bytes are missing (GAP), resuming
 at a frame boundary once the buffer is down to half, and records the affected connection's
 calls as unparsed, since the lost bytes may have carried HPACK state; the episode is logged.
+The calls that began in the dropped client bytes (request HEADERS frames, walked from the
+first frame boundary dropped) are counted and handed over with the GAP, as lost.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from cri_proxy.h2 import frames as h2
 from cri_proxy.model import link
 from cri_proxy.proxy.recorder_loss import Unacked
 
@@ -46,6 +49,8 @@ class Outbox:
         self.gap_since: float | None = None
         self.dropped = 0  # bytes dropped in the current episode
         self.gap_episodes = 0
+        self._walkers: dict[int, h2.FrameWalker] = {}  # per gapped connection: the client's dropped frames
+        self._gap_calls: dict[int, int] = {}  # the calls they began
 
     def send(self, data: bytes) -> None:
         self.out.append(data)
@@ -58,6 +63,8 @@ class Outbox:
         if self.pending > self.limit or (self.gapped and key in self.gapped):
             if not self._resume(key, boundary):
                 self.dropped += len(data)
+                if from_client:
+                    self._count(conn_id, data, boundary)
                 return
         self.out.append(_chunk_head(conn_id, from_client, time.time(), time.monotonic(), len(data)))
         self.out.append(data)
@@ -85,9 +92,24 @@ class Outbox:
         self.gapped.discard(key)
         why = link.GAP_RESTARTED if key in self.joined else link.GAP_BEHIND
         self.joined.discard(key)
-        self.send(link.gap_message(key[0], key[1], time.monotonic(), why))
+        calls = 0
+        if key[1]:
+            calls = self._gap_calls.pop(key[0], 0)
+            self._walkers.pop(key[0], None)
+        self.send(link.gap_message(key[0], key[1], time.monotonic(), why, calls))
         self._episode_over()
         return True
+
+    def _count(self, conn_id: int, data: bytes, boundary: bool) -> None:
+        """The calls that begin in dropped client bytes (from the first frame boundary on)."""
+        walker = self._walkers.get(conn_id)
+        if walker is None:
+            if not boundary:
+                return
+            walker = self._walkers[conn_id] = h2.FrameWalker()
+        begun = sum(1 for frame in walker.feed(data) if frame.type == h2.HEADERS)
+        if begun:
+            self._gap_calls[conn_id] = self._gap_calls.get(conn_id, 0) + begun
 
     def _episode_over(self) -> None:
         if not self.gapped and self.gap_since is not None:
@@ -97,6 +119,10 @@ class Outbox:
             self.dropped = 0
 
     def forget(self, conn_id: int) -> None:
+        """The connection closed: the calls its dropped bytes began are handed over now."""
+        self._walkers.pop(conn_id, None)
+        if calls := self._gap_calls.pop(conn_id, 0):
+            self.send(link.gap_message(conn_id, True, time.monotonic(), link.GAP_BEHIND, calls))
         self.joined.discard((conn_id, True))
         self.joined.discard((conn_id, False))
         if self.gapped:
@@ -166,3 +192,5 @@ class Outbox:
         self.gap_since, self.dropped = None, 0
         self.gapped = {(conn_id, from_client) for conn_id in live for from_client in (True, False)}
         self.joined = set(self.gapped)
+        self._walkers.clear()
+        self._gap_calls.clear()

@@ -143,7 +143,9 @@ class Worker:
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.upstream_changed(upstream)
             elif kind == channel.GAP:
-                conn_id, from_client, mono, why = channel.read_gap(view, start, stop)
+                conn_id, from_client, mono, why, calls = channel.read_gap(view, start, stop)
+                if calls:  # begun in bytes the proxy dropped: this process never saw them
+                    self.recorder.lost_elsewhere(calls)
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
             elif kind == channel.CALL:

@@ -47,3 +47,30 @@ def test_over_the_limit_chunks_wait_for_a_frame_boundary_and_a_gap_message() -> 
         ours.close()
         theirs.close()
         loop.close()
+
+
+def test_the_calls_begun_in_dropped_client_bytes_are_handed_over_with_the_gap() -> None:
+    loop = asyncio.new_event_loop()
+    box = Outbox(100, lambda: loop, lambda why: None)
+    ours, theirs = socket.socketpair()
+    headers = bytes((0, 0, 1, 1, 4, 0, 0, 0, 1)) + b"\x83"  # a 1-byte HEADERS frame
+    data = bytes((0, 0, 2, 0, 1, 0, 0, 0, 1)) + b"\x00\x00"
+    try:
+        box.chunk(1, True, b"x" * 200, True)  # over the limit now
+        box.chunk(1, True, headers + data + headers, True)  # dropped: two calls begin in it
+        box.chunk(1, True, headers, True)  # and a third
+        box.sock = ours
+        box.flush()
+        box.chunk(1, True, data, True)
+        box.chunk(3, True, b"y" * 200, True)  # over again
+        box.chunk(3, True, headers, True)
+        box.sock = None
+        box.forget(3)  # connection 3 closed before it could resume: its call is handed over now
+        box.sock = ours
+        box.flush()
+        gaps = [link.read_gap(memoryview(body), 0, len(body)) for kind, body in received(theirs) if kind == link.GAP]
+        assert [(conn, calls) for conn, _, _, _, calls in gaps] == [(1, 3), (3, 1)]
+    finally:
+        ours.close()
+        theirs.close()
+        loop.close()

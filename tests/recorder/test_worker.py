@@ -168,3 +168,12 @@ def test_skims_close_together_are_one_loss_episode(tmp_path: pathlib.Path) -> No
     assert rows(path, "SELECT reason, calls_lost FROM losses ORDER BY id") == \
         [("recorder fell behind", 5), ("recorder fell behind", 1)]
     assert rows(path, "SELECT calls_lost, loss_episodes FROM sessions") == [(6, 2)]
+
+
+def test_calls_begun_in_bytes_the_proxy_dropped_are_counted_lost(
+        linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
+    proxy, path, _ = linked
+    proxy.call(1)
+    proxy.stats_until(recorded=1, lost=0)
+    proxy.send(link.gap_message(1, True, time.monotonic(), link.GAP_BEHIND, 2))
+    proxy.stats_until(recorded=1, lost=2)
