@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_LAG_S = 5.0
+MAX_LAG_S = 10.0
 CAUGHT_UP_S = 0.1
 MERGE_S = 1.0
 RATE_WINDOW_S = 0.1
