@@ -103,6 +103,7 @@ def one_row(children: Children, loadgen: Path, backend: Path, name: str, templat
     drain = settle(tree)
     cpu = [cpu_seconds([p]) - b for p, b in zip(tree, before)]
     peak = peak_rss_mb(tree)
+    peaks = "+".join(f"{peak_rss_mb([p]):.0f}" for p in tree)
     psutil.Process(proxy.pid).send_signal(signal.SIGTERM)
     psutil.Process(proxy.pid).wait(60)
     if spy is not None:
@@ -114,7 +115,7 @@ def one_row(children: Children, loadgen: Path, backend: Path, name: str, templat
     rec_us = f"{per_call[1]:6.1f}" if len(per_call) > 1 else "     -"
     return (f"{name:>10} {args.current:>16} {calls:8d} {errors:4d} {recorded:8d} {lost:8d} "
             f"{100 * lost / max(1, recorded + lost):6.2f}% {episodes:3d}  {per_call[0]:6.1f} {rec_us}  "
-            f"{peak:6.1f}  {drain:5.1f}")
+            f"{peak:6.1f} ({peaks})  {drain:5.1f}")
 
 
 def summarize_profile(path: Path, top: int = 25) -> str:
@@ -155,7 +156,7 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nflood: {args.callers} callers, {args.seconds:g} s per row\n"
           f"{'route':>10} {'method':>16} {'calls':>8} {'err':>4} {'recorded':>8} {'lost':>8} {'lost%':>7} "
-          f"{'ep':>3}  {'proxy us':>6} {'rec us':>6}  {'RSS MB':>6}  {'drain':>5}")
+          f"{'ep':>3}  {'proxy us':>6} {'rec us':>6}  {'RSS MB (proxy+recorder)':>6}  {'drain s':>5}")
     print("\n".join(rows))
     if args.profile is not None:
         for path in sorted(args.profile.glob("*.txt")):

@@ -3,7 +3,7 @@ recorder's controls, all speaking to the child over one socketpair (model.link).
 
 The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
 and one `sendmsg` per event-loop turn; what the child has not taken yet waits there, up to
-`--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
+half of `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
 connection's calls are recorded as unparsed), the episode counted and logged.
 
 If the child dies (killed, out of memory), forwarding goes on; the loss is counted (see
@@ -29,7 +29,7 @@ from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.proxy.recorder_child import Child
 from cri_proxy.proxy.recorder_loss import Outage, Unacked
-from cri_proxy.proxy.recorder_out import Outbox
+from cri_proxy.proxy.recorder_out import Outbox, buffer_bytes
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class RecorderProcess:
         self.config = config
         self.session = session
         self.path = str(config.db) if config.db is not None else "its metrics and spans (no --db)"
-        self.limit = config.queue_mb << 20
+        self.limit = buffer_bytes(config.queue_mb)
         self._sock: socket.socket | None = None
         self._child: Child | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

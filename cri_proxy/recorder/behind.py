@@ -1,7 +1,7 @@
 """When the recorder process has fallen too far behind the relay to record every call.
 
 The relay ships every chunk the moment it has forwarded it; what this process has not read
-yet waits in the proxy's buffer (up to `--queue-mb`: beyond that the proxy drops bytes, and
+yet waits in the proxy's buffer (up to half of `--queue-mb`: beyond that it drops bytes, and
 the calls of the connections concerned are recorded as unparsed from then on) and in the
 socket between them. Recording a call costs several times what following it does (HPACK,
 status, end), so when that backlog grows too far the recorder skims: the calls that start

@@ -43,6 +43,7 @@ from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
+from cri_proxy.proxy.recorder_out import buffer_bytes
 from cri_proxy.proxy.tap import ConnectionInfo
 
 if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
@@ -59,7 +60,7 @@ READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
 class Worker:
     def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, buffer_bytes: int = 64 << 20,
                  telemetry: Telemetry | None = None) -> None:
-        """`buffer_bytes`: what the proxy holds for this process before it drops bytes (--queue-mb)."""
+        """`buffer_bytes`: what the proxy holds for this process before it drops bytes (half of --queue-mb)."""
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(buffer_bytes)
@@ -301,7 +302,7 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, buffer_bytes=config.queue_mb << 20, telemetry=telemetry).run()
+    Worker(sock, recorder, buffer_bytes=buffer_bytes(config.queue_mb), telemetry=telemetry).run()
     return 0
 
 
