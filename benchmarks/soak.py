@@ -42,14 +42,17 @@ def rss_mb(pid: int) -> list[float]:
 
 async def drive(socket: Path, method: str, request: bytes, rate: float, seconds: float, proxy_pid: int
                 ) -> tuple[int, int]:
-    made = failed = 0
+    made = failed = started = 0
     async with grpc.aio.insecure_channel(f"unix://{socket}") as channel:
         call = channel.unary_unary(f"/runtime.v1.RuntimeService/{method}")
         start = time.monotonic()
         next_report = start + 5
         pending: set[asyncio.Task[bytes]] = set()
         while (now := time.monotonic()) < start + seconds:
-            due = int((now - start) * rate) - made - failed
+            # Paced by the calls started, not those answered: a client that falls behind must
+            # not make up for it with ever larger bursts (it would flood, not soak).
+            due = int((now - start) * rate) - started
+            started += max(0, due)
             for _ in range(max(0, due)):
                 task = asyncio.ensure_future(call(request, timeout=60))
                 pending.add(task)
@@ -63,7 +66,7 @@ async def drive(socket: Path, method: str, request: bytes, rate: float, seconds:
                 pending -= done
             if now >= next_report:
                 next_report += 5
-                print(f"  {now - start:5.0f} s  {made:7d} calls  RSS MB (proxy, recorder): "
+                print(f"  {now - start:5.0f} s  {started:7d} calls started, {made:7d} answered  RSS MB (proxy, recorder): "
                       f"{', '.join(f'{m:.1f}' for m in rss_mb(proxy_pid))}", flush=True)
             await asyncio.sleep(0.002)
         for task in pending:

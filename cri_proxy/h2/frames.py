@@ -158,18 +158,27 @@ class FrameWalker:
     def feed(self, chunk: bytes) -> list[Frame]:
         """Complete frames with their payloads (those of `keep` types) and raw bytes (`raw`)."""
         self.walked += len(chunk)
-        if self._buf:  # a frame carried over: wait until all of it is here, then read on
+        frames: list[Frame] = []
+        pos = 0
+        if self._buf:  # a frame carried over: complete it with the bytes it lacks, then read on
             buf = self._buf
-            buf += chunk
-            if len(buf) < 9 or len(buf) < 9 + ((buf[0] << 16) | (buf[1] << 8) | buf[2]):
+            if len(buf) < 9:
+                pos = 9 - len(buf)
+                buf += chunk[:pos]
+            if len(buf) >= 9:
+                more = 9 + ((buf[0] << 16) | (buf[1] << 8) | buf[2]) - len(buf)
+                buf += chunk[pos:pos + more]
+                pos += more
+            if len(buf) < 9 or pos > len(chunk):
                 self.at_boundary = False
                 return []
-            chunk = bytes(buf)
             self._buf = bytearray()
-        frames: list[Frame] = []
+            self._cut(bytes(buf), 0, frames)  # only this one frame (a copy of its bytes, not of the chunk)
+        return self._cut(chunk, pos, frames)
+
+    def _cut(self, chunk: bytes, pos: int, frames: list[Frame]) -> list[Frame]:
         keep, raw = self.keep, self.raw
         end = len(chunk)
-        pos = 0
         while pos + 9 <= end:
             length = (chunk[pos] << 16) | (chunk[pos + 1] << 8) | chunk[pos + 2]
             nxt = pos + 9 + length

@@ -51,7 +51,8 @@ STATS: Final = 22  # _STATS
 _CONN: Final = struct.Struct("<I")
 _OPEN: Final = struct.Struct("<Iqq")  # conn_id, peer_pid, peer_uid (-1: unknown)
 _CLOSED: Final = struct.Struct("<IdB")  # conn_id, monotonic, has a reason
-_GAP: Final = struct.Struct("<IBdB")  # conn_id, from_client, monotonic, why (GAP_BEHIND or GAP_RESTARTED)
+# conn_id, from_client, monotonic, why (GAP_BEHIND or GAP_RESTARTED), calls begun in the dropped bytes
+_GAP: Final = struct.Struct("<IBdBI")
 GAP_BEHIND: Final = 0  # the recorder fell behind: the proxy dropped bytes
 GAP_RESTARTED: Final = 1  # a new recorder joins a connection already under way
 _RELAY: Final = struct.Struct("<B")  # the listen socket accepts
@@ -173,13 +174,13 @@ def read_upstream(view: memoryview, start: int, stop: int) -> tuple[int, str]:
     return conn_id, _text(view, start + _CONN.size, stop)
 
 
-def gap_message(conn_id: int, from_client: bool, mono: float, why: int = GAP_BEHIND) -> bytes:
-    return message(GAP, _GAP.pack(conn_id, from_client, mono, why))
+def gap_message(conn_id: int, from_client: bool, mono: float, why: int = GAP_BEHIND, calls: int = 0) -> bytes:
+    return message(GAP, _GAP.pack(conn_id, from_client, mono, why, calls))
 
 
-def read_gap(view: memoryview, start: int, stop: int) -> tuple[int, bool, float, int]:
-    conn_id, from_client, mono, why = _fixed(_GAP, GAP, view, start, stop)
-    return conn_id, bool(from_client), mono, why
+def read_gap(view: memoryview, start: int, stop: int) -> tuple[int, bool, float, int, int]:
+    conn_id, from_client, mono, why, calls = _fixed(_GAP, GAP, view, start, stop)
+    return conn_id, bool(from_client), mono, why, calls
 
 
 def session_message(changes: dict[str, str | None]) -> bytes:

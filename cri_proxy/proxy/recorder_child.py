@@ -23,11 +23,17 @@ START_TIMEOUT_S = 60.0  # opening a large database runs its integrity check and 
 Handler = Callable[[int, memoryview, int, int], None]
 
 
+SOCKET_BUFFER_BYTES = 4 << 20  # the kernel caps it at net.core.wmem_max
+
+
 class Child:
     """One recorder process and the proxy's end of its socket."""
 
     def __init__(self, init: link.Init) -> None:
         parent, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The default (about 200 KiB) holds a few 26 KB replies: the relay's loop would wake
+        # for the socket hundreds of times a second in a flood, the recorder wait between.
+        parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
         try:
             argv = [sys.executable, "-m", "cri_proxy.recorder.worker", str(theirs.fileno())]
             self.proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)

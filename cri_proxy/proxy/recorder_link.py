@@ -1,13 +1,10 @@
 """The proxy's side of the recorder process (see recorder.worker): a Tap, a CallSink and the
 recorder's controls, all speaking to the child over one socketpair (model.link).
 
-On the relay's path this costs one header and one list append per chunk (two for the
-client's); the bytes go out in one `sendmsg` per event-loop turn. The socket never blocks
-the loop: what the child has not taken yet waits here, up to `--queue-mb`. Beyond that (the
-child stalled, or fell far behind a flood) chunks are dropped rather than waited for. The
-child is told where bytes are missing (GAP), resuming at a frame boundary, and records the
-affected connection's calls as unparsed, since the lost bytes may have carried HPACK state;
-the episode is counted and logged.
+The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
+and one `sendmsg` per event-loop turn; what the child has not taken yet waits there, up to
+half of `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
+connection's calls are recorded as unparsed), the episode counted and logged.
 
 If the child dies (killed, out of memory), forwarding goes on; the loss is counted (see
 recorder_loss) and a new child is started, after 0.5 s and then with a delay that doubles up
@@ -32,6 +29,7 @@ from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.proxy.recorder_child import Child
 from cri_proxy.proxy.recorder_loss import Outage, Unacked
+from cri_proxy.proxy.recorder_out import Outbox, buffer_bytes
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
@@ -40,8 +38,6 @@ FIRST_RESTART_S = 0.5
 MAX_RESTART_S = 30.0
 STEADY_S = 10.0  # a child that lived this long died of something new: restart it promptly
 DIED = "recorder died"
-_IOV_MAX = 512
-_chunk_head = link.chunk_head
 _NOTHING = link.Stats(RecorderStats(0, 0, 0, 0, 0, 0, True), 0, 0, None)
 
 
@@ -53,24 +49,15 @@ class RecorderProcess:
         self.config = config
         self.session = session
         self.path = str(config.db) if config.db is not None else "its metrics and spans (no --db)"
-        self.limit = config.queue_mb << 20
+        self.limit = buffer_bytes(config.queue_mb)
         self._sock: socket.socket | None = None
         self._child: Child | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._out: list[bytes] = []
-        self._pending = 0  # bytes in _out
-        self._scheduled = False
-        self._writing = False  # waiting for the socket to take more
+        self._box = Outbox(self.limit, lambda: self._loop or self._attach(), self._died)
         self._dead = False
         self._closing = False
-        self._gapped: set[tuple[int, bool]] = set()  # (conn, from_client) missing bytes since
-        self._joined: set[tuple[int, bool]] = set()  # of those, the ones open before a restart
-        self._gap_since: float | None = None
-        self._dropped = 0  # bytes dropped in the current episode
-        self._gap_episodes = 0
         self._last = _NOTHING  # the child's last report
         self._reported = False  # the current child has reported at least once
-        self._unacked = Unacked()
         self._live: dict[int, ConnectionInfo] = {}
         self._outage: Outage | None = None
         self._restart: asyncio.TimerHandle | None = None
@@ -94,7 +81,7 @@ class RecorderProcess:
     def _spawn(self, resume: link.Resume | None) -> Child:
         level = logging.getLevelName(logging.getLogger("cri_proxy").getEffectiveLevel())
         child = self._child = Child(link.Init(self.config, self.session, level, resume))
-        self._sock = child.sock
+        self._sock = self._box.sock = child.sock
         self._born = time.monotonic()
         return child
 
@@ -118,12 +105,13 @@ class RecorderProcess:
                         self._outage.calls)
         timeout = self.options.close_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
-        while self._out and not self._dead and time.monotonic() < deadline:
-            self._flush()
+        box = self._box
+        while box.out and not self._dead and time.monotonic() < deadline:
+            box.flush()
             await asyncio.sleep(0.01)
-        if self._out and not self._dead:
+        if box.out and not self._dead:
             log.warning("the recorder process did not take %d bytes within %.1f s: they are lost",
-                        self._pending, timeout)
+                        box.pending, timeout)
         if not self._dead:
             self._detach()
             await asyncio.to_thread(self._stop_child, max(0.5, deadline - time.monotonic()) + 2.0)
@@ -138,13 +126,13 @@ class RecorderProcess:
     @property
     def stats(self) -> RecorderStats:
         s = self._last.stats
-        lost, episodes = s.lost, s.loss_episodes + self._gap_episodes
+        lost, episodes = s.lost, s.loss_episodes + self._box.gap_episodes
         if self._outage is not None:  # not handed to a recorder yet
             lost += self._outage.calls
             episodes += 1
-        healthy = s.healthy and not self._dead and self._reported and self._gap_since is None
+        healthy = s.healthy and not self._dead and self._reported and self._box.gap_since is None
         return dataclasses.replace(s, lost=lost, loss_episodes=episodes, healthy=healthy,
-                                   queued_bytes=s.queued_bytes + self._pending)
+                                   queued_bytes=s.queued_bytes + self._box.pending)
 
     # -- CallSink and recorder controls ------------------------------------------------------
     def submit(self, call: RecordedCall) -> None:
@@ -186,115 +174,20 @@ class RecorderProcess:
             self._outage.forget(conn_id)
         self._send(link.closed_message(conn_id, time.monotonic(), reason))
 
-    # -- the way out ------------------------------------------------------------------------
+    # -- the way out (recorder_out) ----------------------------------------------------------
     def _send(self, data: bytes) -> None:
-        if self._dead:
-            return
-        self._out.append(data)
-        self._pending += len(data)
-        self._unacked.shipped += len(data)
-        self._wake()
+        if not self._dead:
+            self._box.send(data)
 
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
         if self._dead:
             if self._outage is not None:
                 self._outage.relayed(conn_id, data, boundary, from_client)
             return
-        key = (conn_id, from_client)
-        if self._pending > self.limit or (self._gapped and key in self._gapped):
-            if not self._resume(key, boundary):
-                self._dropped += len(data)
-                return
-        self._out.append(_chunk_head(conn_id, from_client, time.time(), time.monotonic(), len(data)))
-        self._out.append(data)
-        size = len(data) + link.CHUNK_HEAD.size
-        self._pending += size
-        unacked = self._unacked
-        unacked.shipped += size
-        if from_client:
-            unacked.chunks.append((unacked.shipped, conn_id, boundary, data))
-        if not self._scheduled:
-            self._wake()
-
-    def _resume(self, key: tuple[int, bool], boundary: bool) -> bool:
-        """Over the limit, or resuming after it: whether this chunk may go (after a GAP)."""
-        if self._pending > self.limit or (self._gap_since is not None and self._pending > self.limit // 2):
-            if self._gap_since is None:
-                self._gap_since = time.time()
-                self._gap_episodes += 1
-                log.warning("the recorder process is %d MiB behind: relayed bytes are dropped until it catches up "
-                            "(the affected connections' calls are recorded as unparsed)", self._pending >> 20)
-            self._gapped.add(key)
-            return False
-        if not boundary:
-            return False  # the child can only pick up again where a frame begins
-        self._gapped.discard(key)
-        why = link.GAP_RESTARTED if key in self._joined else link.GAP_BEHIND
-        self._joined.discard(key)
-        self._send(link.gap_message(key[0], key[1], time.monotonic(), why))
-        self._episode_over()
-        return True
-
-    def _episode_over(self) -> None:
-        if not self._gapped and self._gap_since is not None:
-            log.warning("the recorder process caught up after %.1f s; %d MiB of relayed bytes were not recorded",
-                        time.time() - self._gap_since, self._dropped >> 20)
-            self._gap_since = None
-            self._dropped = 0
+        self._box.chunk(conn_id, from_client, data, boundary)
 
     def forget(self, conn_id: int) -> None:
-        self._joined.discard((conn_id, True))
-        self._joined.discard((conn_id, False))
-        if self._gapped:
-            self._gapped.discard((conn_id, True))
-            self._gapped.discard((conn_id, False))
-            self._episode_over()
-
-    def _wake(self) -> None:
-        if self._scheduled or self._writing:
-            return
-        loop = self._loop or self._attach()
-        self._scheduled = True
-        loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        sock = self._sock
-        if sock is None or self._dead:
-            return
-        out = self._out
-        while out:
-            batch = out[:_IOV_MAX]
-            try:
-                sent = sock.sendmsg(batch)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._died(f"sending to it failed: {exc}")
-                return
-            size = sum(map(len, batch))
-            if sent < size:
-                self._consume(sent)
-                if not self._writing and self._loop is not None:
-                    self._writing = True
-                    self._loop.add_writer(sock.fileno(), self._flush)
-                return
-            del out[:len(batch)]
-            self._pending -= size
-        if self._writing and self._loop is not None:
-            self._writing = False
-            self._loop.remove_writer(sock.fileno())
-
-    def _consume(self, sent: int) -> None:
-        out = self._out
-        self._pending -= sent
-        i = 0
-        while sent and sent >= len(out[i]):
-            sent -= len(out[i])
-            i += 1
-        del out[:i]
-        if sent:
-            out[0] = out[0][sent:]
+        self._box.forget(conn_id)
 
     # -- the way back -----------------------------------------------------------------------
     def _on_readable(self) -> None:
@@ -325,7 +218,7 @@ class RecorderProcess:
 
     def _stats(self, report: link.Stats) -> None:
         self._last = report
-        self._unacked.acknowledged(report.received)
+        self._box.unacked.acknowledged(report.received)
         if report.session_id is not None:
             self.session_id = report.session_id
         if not self._reported:
@@ -345,10 +238,11 @@ class RecorderProcess:
         self._dead = True
         if self._sock is not None:
             self._sock.close()
+        unacked = self._box.unacked
         if self._outage is None:  # else the last recorder died before it took the loss over
-            self._outage = Outage(self._last.pending, self._unacked.shipped - self._last.received)
-        self._outage.walk(self._unacked)
-        self._unacked = Unacked()
+            self._outage = Outage(self._last.pending, unacked.shipped - self._last.received)
+        self._outage.walk(unacked)
+        self._box.unacked = Unacked()
         if self._closing:
             return
         lived = time.monotonic() - self._born
@@ -394,13 +288,10 @@ class RecorderProcess:
         sock.setblocking(False)
         self._reader = link.Reader()
         self._dead = self._reported = False
-        self._gap_since, self._dropped = None, 0
-        self._gapped = set()
+        self._box.restart(sock, list(self._live))
         self._attach()
         for info in self._live.values():
             self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
-            self._gapped.update(((info.conn_id, True), (info.conn_id, False)))
-        self._joined = set(self._gapped)
         if self._relay != link.RelayState():
             self._send(link.relay_message(self._relay))
 
@@ -408,11 +299,10 @@ class RecorderProcess:
         """Off the event loop, and nothing more to send."""
         if self._loop is not None and self._sock is not None and not self._dead:
             self._loop.remove_reader(self._sock.fileno())
-            if self._writing:
-                self._loop.remove_writer(self._sock.fileno())
-        self._writing = False
-        self._out.clear()
-        self._pending = 0
+            self._box.detach(self._loop)
+        else:
+            self._box.detach(None)
+        self._box.sock = None
 
 
 class _Shipped:

@@ -21,6 +21,7 @@ non-zero has failed although its call ended OK, and a column makes that visible 
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from cri_proxy.model.call import Direction
@@ -85,16 +86,36 @@ def exec_exit_code(method: str, response_json: dict[str, Any] | None) -> int | N
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+# The methods whose response names an id (or, ExecSync, the exit code): only theirs are decoded.
+_RESPONSE_READ = frozenset({"RunPodSandbox", "CreateContainer", "PullImage", "PodSandboxStatus", "ExecSync"})
+# The request fields _ids reads from (at the top of the message).
+_REQUEST_FIELDS = ("pod_sandbox_id", "container_id", "image", "config", "sandbox_config")
+
+
+@functools.lru_cache(maxsize=512)
+def _request_read(path: str) -> bool:
+    """Whether a request on `path` has a field `_ids` reads (else decoding it gives nothing)."""
+    from cri_proxy.messages.decode import method_types  # protobuf: loaded in the recorder anyway
+
+    types = method_types(path)
+    if types is None:
+        return True
+    names = types.request.DESCRIPTOR.fields_by_name
+    return any(name in names for name in _REQUEST_FIELDS)
+
+
 class IdsStage:
-    """The pipeline's ids peer: the call's own first request and response, decoded."""
+    """The pipeline's ids peer: the call's own first request and response, decoded (only
+    those that can name an id: a Version call's messages are not decoded for it)."""
 
     name = "ids"
 
     def process(self, item: PreparedCall) -> PreparedCall:
-        parts = parse_path(item.call.path)
+        path = item.call.path
+        parts = parse_path(path)
         if _concerns(parts):  # only then are the messages decoded (List* answers are the big ones)
-            response = item.first(Direction.RESPONSE)
-            item.ids = _ids(parts.method, item.first(Direction.REQUEST), response)
+            response = item.first(Direction.RESPONSE) if parts.method in _RESPONSE_READ else None
+            item.ids = _ids(parts.method, item.first(Direction.REQUEST) if _request_read(path) else None, response)
             item.exit_code = exec_exit_code(parts.method, response)
         else:
             item.ids = dict.fromkeys(ID_KEYS)

@@ -27,6 +27,7 @@ from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
 
 # The peers import this module for PreparedCall only when type checking, so no cycle.
+from cri_proxy.recorder.bodies import BodyMemo
 from cri_proxy.recorder.ids import IdsStage
 from cri_proxy.recorder.prepared import PreparedCall, Stage
 from cri_proxy.recorder.keep import KeepPolicy
@@ -42,9 +43,11 @@ class DecodeStage:
 
     def __init__(self, decoder: JsonDecoder) -> None:
         self.decoder = decoder
+        self.shas: BodyMemo[str] = BodyMemo()  # the writer's and the decoder's key, hashed once per body
 
     def process(self, item: PreparedCall) -> PreparedCall:
         item.decoder = self.decoder
+        item.shas = self.shas
         return item
 
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from cri_proxy.messages.decode import JsonDecoder
 from cri_proxy.model.call import Direction, RecordedCall
+from cri_proxy.recorder.bodies import BodyMemo
 
 CALL_OVERHEAD_BYTES = 512  # what a queued call costs beyond its message bytes, roughly
 Json = dict[str, Any]
@@ -27,6 +28,7 @@ class PreparedCall:
     ids: dict[str, str | None] = field(default_factory=dict)
     exit_code: int | None = None  # ExecSync's exit code, set by the ids stage
     decoder: JsonDecoder | None = None  # set by the decode stage; None: no JSON is stored
+    shas: BodyMemo[str] | None = None  # the recent bodies' sha256 (the decode stage's), to hash each once
     _shas: list[str | None] = field(default_factory=list)
     _json: dict[int, Json | None] = field(default_factory=dict)
 
@@ -41,7 +43,19 @@ class PreparedCall:
             shas.extend([None] * len(self.call.messages))
         sha = shas[index]
         if sha is None:
-            sha = shas[index] = hashlib.sha256(self.call.messages[index].data).hexdigest()
+            message = self.call.messages[index]
+            memo = self.shas
+            if memo is None:
+                sha = hashlib.sha256(message.data).hexdigest()
+            else:
+                kind = (self.call.path, message.direction is Direction.REQUEST)
+                known = memo.find(kind, message.data)
+                if known is not None:
+                    message.data, sha = known  # equal bytes: the call keeps the one copy already held
+                else:
+                    sha = hashlib.sha256(message.data).hexdigest()
+                    memo.add(kind, message.data, sha)
+            shas[index] = sha
         return sha
 
     def decoded(self, index: int) -> Json | None:

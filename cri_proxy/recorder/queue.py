@@ -15,6 +15,10 @@ from cri_proxy.model.options import RecorderOptions
 from cri_proxy.model.session import LossEpisode
 from cri_proxy.recorder.prepared import PreparedCall
 
+# A batch is also due once this many bytes wait: 500 calls of 1 MB replies would otherwise
+# fill the whole queue (--queue-mb) before the writer is woken, and the next calls be lost.
+BATCH_BYTES = 4 << 20
+
 
 class CallQueue:
     def __init__(self, options: RecorderOptions) -> None:
@@ -35,7 +39,11 @@ class CallQueue:
         """Queues the item; True when a whole batch is now waiting (wake the writer)."""
         self.calls.append(item)
         self.bytes += item.size
-        return len(self.calls) >= self.options.batch_max_calls
+        return self.batch_ready()
+
+    def batch_ready(self) -> bool:
+        """Whether a whole batch waits, by count or by bytes."""
+        return len(self.calls) >= self.options.batch_max_calls or self.bytes >= BATCH_BYTES
 
     def overflow(self) -> bool:
         """Counts one call lost to a full queue; True when this starts an episode."""
@@ -60,10 +68,14 @@ class CallQueue:
             self.in_flight = len(batch)
             return batch, True
         batch = []
+        size = 0
         for _ in range(min(len(self.calls), self.options.batch_max_calls)):
             item = self.calls.popleft()
             self.bytes -= item.size
             batch.append(item)
+            size += item.size
+            if size >= BATCH_BYTES:
+                break
         if not self.calls and self.overflow_lost is not None:
             self.drained = self.overflow_lost
             losses.append(LossEpisode(self.overflow_since, time.time(), "queue full", self.overflow_lost))

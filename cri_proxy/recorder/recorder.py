@@ -8,8 +8,8 @@ blocks and never raises.
 A dedicated thread owns the database (the standard sqlite3 module: aiosqlite would be a
 thread too, plus a hop through the event loop for every batch, and the proxy's loop is
 better left to the relay), or the owner pumps it from its own loop (the recorder process).
-Every `flush_interval_s`, or as soon as a batch is full, it takes up to `batch_max_calls`
-calls, runs the preparation peers (redact, decode, ids) over them and writes them in one
+Every `flush_interval_s`, or as soon as a batch is full (`batch_max_calls`, or queue.BATCH_BYTES
+of messages), it takes a batch of calls, runs the preparation peers (redact, decode, ids) over them and writes them in one
 BEGIN IMMEDIATE transaction. When the database fails (locked, read-only, deleted, full,
 corrupt) the batch is kept and retried (faults.py); meanwhile the queue fills and `submit`
 counts what does not fit.
@@ -238,7 +238,7 @@ class Recorder:
             queue.held
             or self._stopping
             or not faults.healthy
-            or len(queue.calls) >= opts.batch_max_calls
+            or queue.batch_ready()
             or (due and (queue.calls or self._session_changed or self._losses))
         ):
             return queue.take(self._losses), None

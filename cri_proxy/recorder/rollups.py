@@ -44,7 +44,7 @@ def durations_upsert_sql() -> str:
 
 def last_call_id(conn: sqlite3.Connection) -> int:
     """The highest call id so far (0 when none): the calls a batch inserts come after it."""
-    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0])
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM call_rows").fetchone()[0])
 
 
 def add(conn: sqlite3.Connection, after_id: int) -> None:

@@ -20,10 +20,15 @@ from typing import Protocol
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2 import hpack_decoder as hpack_fast
+from cri_proxy.model.call import Metadata
+from cri_proxy.recorder.wire import split_headers
+
+Split = tuple[dict[str, str], Metadata, int]
 
 MAX_HEADER_LIST = 16 << 20
 MAX_HEADER_BLOCK = MAX_HEADER_LIST
 MAX_PENDING_GROUPS = 8
+MAX_SPLITS = 16
 _PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
 
 
@@ -36,7 +41,7 @@ class HeaderDecoder(Protocol):
 
 class Side:
     __slots__ = ("name", "decoder", "lost", "in_block", "block", "block_error", "block_stream", "block_end",
-                 "acked", "pending")
+                 "acked", "pending", "_splits")
 
     def __init__(self, name: str, decoder: HeaderDecoder) -> None:
         self.name = name
@@ -49,6 +54,20 @@ class Side:
         self.block_end = False  # the block's HEADERS frame carried END_STREAM
         self.acked = hpack_fast.DEFAULT_TABLE_SIZE  # table size the peer allows, acknowledged
         self.pending: deque[list[int | None]] = deque()  # runs of unacknowledged SETTINGS: [count, max, last]
+        self._splits: dict[int, tuple[list[tuple[str, str]], Split]] = {}
+
+    def split(self, headers: list[tuple[str, str]]) -> Split:
+        """`wire.split_headers` of a decoded block, worked out once per list: the decoder hands
+        back the very list it gave before for a block it has seen (a server's every response
+        and trailers), so such a list is split once. The results are shared: never modified."""
+        known = self._splits.get(id(headers))
+        if known is not None and known[0] is headers:
+            return known[1]
+        result = split_headers(headers)
+        if len(self._splits) >= MAX_SPLITS:
+            self._splits.clear()
+        self._splits[id(headers)] = (headers, result)  # the list kept alive: its id stays its own
+        return result
 
     # Header blocks ---------------------------------------------------------------------
     def headers(self, frame: h2.Frame) -> bytes | None:

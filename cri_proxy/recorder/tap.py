@@ -26,12 +26,13 @@ from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import (MessageReader, apply_status, cap_metadata, data_content, error_name, header_text,
-                                     split_headers)
+from cri_proxy.recorder.wire import MessageReader, apply_status, cap_metadata, data_content, error_name, header_text
 
 log = logging.getLogger(__name__)
 
-ALL_TYPES = frozenset(range(256))
+# The frame types whose payload the tap reads (PING, WINDOW_UPDATE, PRIORITY and unknown
+# types are walked over without copying theirs).
+READ_TYPES = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
 
 
 def fast_decoder() -> HeaderDecoder:
@@ -108,7 +109,7 @@ class ConnectionRecorder:
         self.calls: dict[int, _Call] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
-        self.walkers = {True: h2.FrameWalker(ALL_TYPES), False: h2.FrameWalker(ALL_TYPES)}
+        self.walkers = {True: h2.FrameWalker(READ_TYPES), False: h2.FrameWalker(READ_TYPES)}
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
@@ -130,7 +131,7 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
-        self.walkers[from_client] = h2.FrameWalker(ALL_TYPES)
+        self.walkers[from_client] = h2.FrameWalker(READ_TYPES)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
         self._lose(side, f"bytes of this connection never reached the recorder ({why})")
@@ -270,7 +271,7 @@ class ConnectionRecorder:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
         else:
-            pseudo, metadata, size = split_headers(headers)
+            pseudo, metadata, size = self.client.split(headers)
             rec.request_metadata = self._capped(rec, metadata, size, "request metadata")
             rec.path = pseudo.get(":path", "")
             rec.client_api = rec.upstream_api = parse_path(rec.path).api
@@ -289,7 +290,7 @@ class ConnectionRecorder:
             return
         rec = call.rec
         if headers is not None:
-            pseudo, metadata, size = split_headers(headers)
+            pseudo, metadata, size = self.server.split(headers)
             if not call.answered and not end:
                 rec.response_metadata = self._capped(rec, metadata, size, "response metadata")
             else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)

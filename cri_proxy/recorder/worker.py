@@ -36,12 +36,14 @@ from cri_proxy.model import link as channel
 from typing import TYPE_CHECKING
 
 from cri_proxy.model.sink import CallSink
+from cri_proxy.recorder.behind import MERGE_S, Behind, Episode
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
+from cri_proxy.proxy.recorder_out import buffer_bytes
 from cri_proxy.proxy.tap import ConnectionInfo
 
 if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
@@ -50,23 +52,18 @@ if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when as
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 0.1
-SKIM_AFTER_S = 2.0  # this far behind the relay (or a quarter of --queue-mb behind, at the rate bytes
-CAUGHT_UP_S = 0.1  # come in), calls are followed without being recorded, until it is this close again
-MIN_EPISODE_S = 1.0  # and at least this long: one loss episode per second of flood at most
 _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
             channel.GAP_RESTARTED: "it was restarted while the connection was open"}
 READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, behind_bytes: int = 16 << 20,
+    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, buffer_bytes: int = 64 << 20,
                  telemetry: Telemetry | None = None) -> None:
+        """`buffer_bytes`: what the proxy holds for this process before it drops bytes (half of --queue-mb)."""
         self.sock = sock
         self.telemetry = telemetry
-        self.behind_bytes = behind_bytes
-        self._rate = 0.0  # bytes per second of the relay's time, measured over half seconds
-        self._rate_bytes = 0
-        self._rate_since = 0.0
+        self.behind = Behind(buffer_bytes)
         self.recorder = recorder
         self.wall = time.time()
         self.mono = time.monotonic()
@@ -79,9 +76,7 @@ class Worker:
         self.tap.on_skimmed = self._skimmed
         if telemetry is not None:
             self.tap.on_opened = telemetry.opened
-        self._lag = 0.0
-        self._skim_since = 0.0
-        self._skim_lost = 0
+        self._episode: Episode | None = None  # the skimming episode, until it is written
         self.conns: dict[int, ConnectionRecorder] = {}
         self.reader = channel.Reader()
         self.stopping = False
@@ -111,6 +106,8 @@ class Worker:
                     break
                 if data:
                     self.reader.feed(data, self.handle)
+            if self._episode is not None and self._episode.ended is not None:
+                self.end_episode(time.time())
             wrote = False
             while (wait := self.recorder.pump()) == 0.0:  # the batches that are due, written here
                 wrote = True
@@ -147,7 +144,9 @@ class Worker:
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.upstream_changed(upstream)
             elif kind == channel.GAP:
-                conn_id, from_client, mono, why = channel.read_gap(view, start, stop)
+                conn_id, from_client, mono, why, calls = channel.read_gap(view, start, stop)
+                if calls:  # begun in bytes the proxy dropped: this process never saw them
+                    self.recorder.lost_elsewhere(calls)
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
             elif kind == channel.CALL:
@@ -172,38 +171,48 @@ class Worker:
 
     def watch_lag(self, mono: float, size: int) -> None:
         """How far behind the relay this chunk finds the recorder: skim, or stop skimming."""
-        self._rate_bytes += size
-        if mono - self._rate_since >= 0.5:
-            self._rate = self._rate_bytes / (mono - self._rate_since)
-            self._rate_bytes, self._rate_since = 0, mono
-        lag = self._lag = time.monotonic() - mono
-        if self.tap.skimming:
-            if lag < CAUGHT_UP_S and time.time() - self._skim_since >= MIN_EPISODE_S:
-                self.skim(False, lag)
-        elif lag > SKIM_AFTER_S or lag * self._rate > self.behind_bytes:
-            self.skim(True, lag)
+        change = self.behind.feed(time.monotonic(), mono, size)
+        if change is not None:
+            self.skim(change, self.behind.lag)
 
     def skim(self, on: bool, lag: float) -> None:
         """Fallen behind (or caught up): calls that start now are not recorded (or are again).
 
         Following the calls (but not their messages, nor writing them) costs a fraction of
         recording them, so the recorder catches up while its HPACK state stays in step; the
-        calls it skims are counted lost, in one loss episode.
+        calls it skims are counted lost, in one loss episode (see recorder.behind).
         """
         self.tap.skimming = on
+        now = time.time()
+        episode = self._episode
         if on:
-            self._skim_since, self._skim_lost = time.time(), 0
+            if episode is not None and episode.ended is not None and now - episode.ended < MERGE_S:
+                episode.ended = None  # the same flood, going on
+                return
+            self.end_episode(now)
+            self._episode = Episode(now)
             self.recorder.lost_elsewhere(0, starts=True)
-            log.warning("the recorder is %.1f s behind the proxy: calls are counted lost, not recorded, "
-                        "until it catches up", lag)
-        else:
-            episode = LossEpisode(self._skim_since, time.time(), "recorder fell behind", self._skim_lost)
-            self.recorder.lost_elsewhere(0, episode)
-            log.warning("the recorder caught up after %.1f s; %d calls were lost meanwhile",
-                        time.time() - self._skim_since, self._skim_lost)
+            log.warning("the recorder is %.1f s behind the proxy (about %d MiB): calls are counted lost, not "
+                        "recorded, until it catches up", lag, int(self.behind.backlog()) >> 20)
+        elif episode is not None:
+            episode.ended = now
+
+    def end_episode(self, now: float, force: bool = False) -> None:
+        """Writes the skimming episode once it has ended for MERGE_S (or at once, `force`)."""
+        episode = self._episode
+        if episode is None or (episode.ended is None and not force):
+            return
+        ended = episode.ended if episode.ended is not None else now
+        if not force and now - ended < MERGE_S:
+            return
+        self._episode = None
+        self.recorder.lost_elsewhere(0, LossEpisode(episode.since, ended, "recorder fell behind", episode.lost))
+        log.warning("the recorder caught up after %.1f s; %d calls were lost meanwhile", ended - episode.since,
+                    episode.lost)
 
     def _skimmed(self, call: RecordedCall) -> None:
-        self._skim_lost += 1
+        if self._episode is not None:
+            self._episode.lost += 1
         self.recorder.lost_elsewhere(1)
         if self.telemetry is not None:
             self.telemetry.skimmed(call)
@@ -217,7 +226,7 @@ class Worker:
         if len(self._out) < 1 << 16:  # the proxy is not reading: it will get the next one
             stats = self.recorder.stats
             if self.telemetry is not None:
-                self.telemetry.tick(stats, now, self._lag)
+                self.telemetry.tick(stats, now, self.behind.lag)
             pending = stats.queued + sum(len(conn.calls) for conn in self.conns.values())
             self._out += channel.stats_message(stats, self.received, pending, self.recorder.session_id)
 
@@ -237,6 +246,7 @@ class Worker:
         self.conns.clear()
         if self.tap.skimming:
             self.skim(False, 0.0)
+        self.end_episode(time.time(), force=True)
         self.recorder.close()
         if self.telemetry is not None:
             self.telemetry.close()
@@ -292,7 +302,7 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, behind_bytes=(config.queue_mb << 20) // 4, telemetry=telemetry).run()
+    Worker(sock, recorder, buffer_bytes=buffer_bytes(config.queue_mb), telemetry=telemetry).run()
     return 0
 
 

@@ -36,6 +36,10 @@ _CACHE_ENTRIES = 4096
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
 WAL_LIMIT_BYTES = 4 << 20
 _DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow in a loop
+# A batch goes in with one executemany per table: the writer is the only one adding calls, so
+# it numbers them itself (max(id) + 1 on, as SQLite would) and needs no lastrowid per row.
+_INSERT_MESSAGES = ("INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, compressed) "
+                    "VALUES (?, ?, ?, ?, ?, ?)")
 
 __all__ = ["BatchWriter", "Totals"]
 
@@ -173,8 +177,7 @@ class BatchWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = rollups.last_call_id(conn)
-            for item in items:
-                self._write_call(conn, item, pending)
+            self._write_calls(conn, items, pending, before + 1)
             rollups.add(conn, before)  # the per-minute rollups commit with the calls
             sessions.update_session(conn, self._session_id, self.session, totals, len(items), session_changed)
             sessions.insert_losses(conn, self._session_id, losses or [])
@@ -220,21 +223,25 @@ class BatchWriter:
             raise sqlite3.OperationalError("the recording database is not open")
         return self._conn
 
-    def _write_call(self, conn: sqlite3.Connection, item: PreparedCall, pending: dict[str, int]) -> None:
-        call = item.call
-        payload_ids = [self._payload(conn, item, i, m, pending) for i, m in enumerate(call.messages)]
-        request_metadata, timeout = packing.split_timeout(call.request_metadata)
-        sets = (self._sets.id_of(conn, request_metadata), self._sets.id_of(conn, call.response_metadata),
-                self._sets.id_of(conn, call.trailers))
-        cursor = conn.execute(INSERT_CALL, row_values(call, self._session_id or 0, item.ids, item.redacted,
-                                                      item.exit_code, sets, timeout))
-        call_id = cursor.lastrowid
-        conn.executemany(
-            "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "
-            "compressed) VALUES (?, ?, ?, ?, ?, ?)",
-            [(call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3), pid,
-              int(m.compressed)) for m, pid in zip(call.messages, payload_ids)],
-        )  # fmt: skip
+    def _write_calls(self, conn: sqlite3.Connection, items: list[PreparedCall], pending: dict[str, int],
+                     first_id: int) -> None:
+        """The batch's calls and messages, one executemany each; the calls numbered from
+        `first_id` (max(id) + 1: what SQLite would give them) so messages can name them."""
+        session_id = self._session_id or 0
+        calls: list[tuple[object, ...]] = []
+        messages: list[tuple[object, ...]] = []
+        for call_id, item in enumerate(items, first_id):
+            call = item.call
+            request_metadata, timeout = packing.split_timeout(call.request_metadata)
+            sets = (self._sets.id_of(conn, request_metadata), self._sets.id_of(conn, call.response_metadata),
+                    self._sets.id_of(conn, call.trailers))
+            calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
+                                               timeout)))
+            for i, m in enumerate(call.messages):
+                messages.append((call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3),
+                                 self._payload(conn, item, i, m, pending), int(m.compressed)))
+        conn.executemany(INSERT_CALL, calls)
+        conn.executemany(_INSERT_MESSAGES, messages)
 
     def _payload(
         self, conn: sqlite3.Connection, item: PreparedCall, index: int, message: Message, pending: dict[str, int]

@@ -40,9 +40,11 @@ METADATA_COLUMNS = ("request_metadata", "response_metadata", "trailers")
 # metadata text, then the ids of the three metadata sets and the request's grpc-timeout.
 ROW_COLUMNS = (*(name for name in CALL_COLUMNS if name not in METADATA_COLUMNS),
                "request_metadata_id", "response_metadata_id", "trailers_id", "grpc_timeout")
+# The writer numbers each batch's calls itself (so their messages can name them in one
+# executemany): the id first, then the row.
 INSERT_CALL = (
-    f"INSERT INTO call_rows ({', '.join(ROW_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
+    f"INSERT INTO call_rows (id, {', '.join(ROW_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' for _ in ROW_COLUMNS)})"
 )
 
 # What the read side selects: the row id first, then every column (`c.` so joins may use it).

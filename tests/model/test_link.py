@@ -54,8 +54,9 @@ def test_closed_round_trips(reason: str | None) -> None:
 
 def test_upstream_and_gap_round_trip() -> None:
     assert one(link.upstream_message(9, "unix:///run/image.sock")) == (9, "unix:///run/image.sock")
-    assert one(link.gap_message(4, True, 99.25)) == (4, True, 99.25, link.GAP_BEHIND)
-    assert one(link.gap_message(4, False, 1.0, link.GAP_RESTARTED)) == (4, False, 1.0, link.GAP_RESTARTED)
+    assert one(link.gap_message(4, True, 99.25)) == (4, True, 99.25, link.GAP_BEHIND, 0)
+    assert one(link.gap_message(4, False, 1.0, link.GAP_RESTARTED)) == (4, False, 1.0, link.GAP_RESTARTED, 0)
+    assert one(link.gap_message(4, True, 1.0, link.GAP_BEHIND, 7)) == (4, True, 1.0, link.GAP_BEHIND, 7)
 
 
 def test_session_changes_round_trip() -> None:

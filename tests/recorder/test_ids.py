@@ -7,9 +7,14 @@ import base64
 import sqlite3
 from pathlib import Path
 
+from typing import Any
+
 import pytest
 
+from cri_proxy.messages.decode import decode_message
 from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.options import RecorderOptions
+from cri_proxy.recorder.pipeline import default_pipeline
 from cri_proxy.recorder.ids import ID_KEYS
 from cri_proxy.store import db, sql
 from tests.helpers.calls import POD, lifecycle_calls, make_call, record, rows
@@ -102,3 +107,21 @@ def test_migration_5_gives_what_exec_exit_code_gives(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert rows(path, "SELECT method, exit_code FROM calls ORDER BY id") == expected
+
+
+def test_only_messages_that_can_name_an_id_are_decoded_for_it() -> None:
+    """A Version call's messages hold no id: the ids peer does not decode them (the writer
+    still does, once per distinct body, for the stored JSON); a ContainerStatus request does."""
+    asked: list[tuple[str, str]] = []
+
+    def decode(path: str, direction: str, data: bytes) -> dict[str, Any] | None:
+        asked.append((path.rsplit("/", 1)[1], direction))
+        return decode_message(path, direction, data)
+
+    pipeline = default_pipeline(RecorderOptions(), decode=decode)
+    version, status = (pipeline.admit(make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})),
+                       pipeline.admit(make_call("ContainerStatus", {"container_id": "c1"}, {})))
+    assert version is not None and status is not None
+    ready, dropped = pipeline.prepare_batch([version, status])
+    assert dropped == 0 and asked == [("ContainerStatus", "request")]
+    assert ready[1].ids["container_id"] == "c1" and ready[0].ids == dict.fromkeys(ID_KEYS)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.model.options import RecorderOptions
+from cri_proxy.recorder.prepared import PreparedCall
+from cri_proxy.recorder.queue import BATCH_BYTES, CallQueue
 from cri_proxy.recorder.recorder import Recorder
 from tests.helpers.calls import make_call, rows, version_call, wait_for
 
@@ -41,3 +43,14 @@ def test_queue_is_bounded_by_bytes(tmp_path: Path) -> None:
         recorder.submit(big)
     assert (recorder.stats.queued, recorder.stats.lost) == (3, 2)
     assert recorder.stats.queued_bytes <= 100_000
+
+
+def test_a_batch_is_due_by_bytes_too() -> None:
+    """Large replies: a batch is due (and taken) at BATCH_BYTES, long before the queue's byte
+    bound, so the writer is woken before calls are lost to a full queue."""
+    queue = CallQueue(RecorderOptions(batch_max_calls=500, max_queue_bytes=64 << 20))
+    big = PreparedCall(make_call("Version"), 1 << 20)
+    woken = [queue.put(big) for _ in range(6)]
+    assert woken == [False, False, False, True, True, True]
+    batch, prepared = queue.take([])
+    assert len(batch) == BATCH_BYTES >> 20 and not prepared and queue.bytes == 2 << 20

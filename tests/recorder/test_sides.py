@@ -14,8 +14,8 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model.call import Outcome
 from cri_proxy.model.sink import MemorySink
 from cri_proxy.proxy.tap import ConnectionInfo
-from cri_proxy.recorder.sides import MAX_HEADER_BLOCK, MAX_PENDING_GROUPS
-from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
+from cri_proxy.recorder.sides import MAX_HEADER_BLOCK, MAX_PENDING_GROUPS, MAX_SPLITS, Side
+from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap, fast_decoder
 
 pytestmark = pytest.mark.timeout(60)
 VERSION = "/runtime.v1.RuntimeService/Version"
@@ -139,3 +139,27 @@ def test_settings_acknowledged_one_by_one_are_followed_exactly() -> None:
         tap.client_bytes(frame(h2.SETTINGS, h2.FLAG_ACK, 0))
         allowed.append((side.acked, side.decoder.max_allowed_table_size))
     assert allowed == [(8192, 8192), (2048, 2048), (2048, 2048), (1024, 1024)]
+
+
+def test_a_repeated_header_list_is_split_once_and_an_equal_new_one_again() -> None:
+    side = Side("server", fast_decoder())
+    fields = [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "0")]
+    first = side.split(fields)
+    assert first == ({":status": "200"}, fields[1:], len("content-type") + 16 + len("grpc-status") + 1)
+    assert side.split(fields) is first  # the decoder's very list again: worked out once
+    other = list(fields)
+    assert side.split(other) == first and side.split(other) is not first
+    for i in range(2 * MAX_SPLITS):  # a stream of distinct lists keeps the memo bounded
+        side.split([("x-n", str(i))])
+    assert side.split([("grpc-status", "13")]) == ({}, [("grpc-status", "13")], 13)
+
+
+def test_calls_answered_alike_share_their_metadata_and_keep_their_own_status() -> None:
+    tap, sink = connection()
+    client, server = Encoder(), Encoder()
+    for stream_id in (1, 3, 5):
+        tap.client_bytes(frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, stream_id,
+                               request_block(client)))
+        answer(tap, server, stream_id)
+    assert [(c.stream_id, c.status_code, c.trailers) for c in sink.calls] == \
+        [(s, 0, [("grpc-status", "0")]) for s in (1, 3, 5)]

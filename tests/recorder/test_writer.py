@@ -308,3 +308,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_batches_number_their_calls_on_from_the_file_and_link_each_message_to_its_own(tmp_path: Path) -> None:
+    """The writer inserts a batch with one executemany per table and numbers the calls itself:
+    on from what the file holds (an earlier run's calls too), each message on its own call."""
+    path = tmp_path / "calls.db"
+    record(path, [version_call(i) for i in range(3)])
+    record(path, [version_call(i) for i in range(3, 703)], batch_max_calls=250)
+    assert rows(path, "SELECT count(*), min(id), max(id), count(DISTINCT session_id) FROM calls") == [(703, 1, 703, 2)]
+    stray = rows(path, "SELECT count(*) FROM calls c JOIN messages m ON m.call_id = c.id "
+                       "JOIN payloads p ON p.id = m.payload_id "
+                       "WHERE m.direction = 'request' AND p.json IS NOT json_object('version', 'v' || (c.id - 1))")
+    assert stray == [(0,)]
+    assert rows(path, "SELECT count(*) FROM messages") == [(2 * 703,)]

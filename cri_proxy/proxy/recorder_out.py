@@ -1,0 +1,203 @@
+"""The way out to the recorder process (see recorder_link): relayed chunks, buffered and sent.
+
+On the relay's path a chunk costs one header and one list append (two for the client's:
+its reference is kept until acknowledged, see recorder_loss); the bytes go out in one
+`sendmsg` per event-loop turn, and the socket never blocks the loop. What the child has not
+taken yet waits here, bounded in bytes: up to half of `--queue-mb`. Beyond it (the child
+stalled, or fell far behind a flood; it skims long before that, see recorder.behind) chunks
+are dropped rather than waited for: the child is told where bytes are missing (GAP), resuming
+at a frame boundary once the buffer is down to half, and records the affected connection's
+calls as unparsed, since the lost bytes may have carried HPACK state; the episode is logged.
+The calls that began in the dropped client bytes (request HEADERS frames, walked from the
+first frame boundary dropped) are counted and handed over with the GAP, as lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.model import link
+from cri_proxy.proxy.recorder_loss import Unacked
+
+log = logging.getLogger(__name__)
+
+_IOV_MAX = 512
+_chunk_head = link.chunk_head
+
+
+def buffer_bytes(queue_mb: int) -> int:
+    """What the proxy holds for its recorder process: half of --queue-mb (the recorder's own
+    queue, for its writer, is the other bound), so that recording large replies in a flood
+    costs the relay process tens of megabytes, not a hundred."""
+    return (queue_mb << 20) // 2
+
+
+class Outbox:
+    """The bytes on their way to one recorder process, bounded by `limit` bytes."""
+
+    def __init__(self, limit: int, loop: Callable[[], asyncio.AbstractEventLoop],
+                 died: Callable[[str], None]) -> None:
+        self.limit = limit
+        self.sock: socket.socket | None = None
+        self._loop = loop  # the relay's loop, once it runs
+        self._died = died  # sending failed: the child is gone
+        self.out: list[bytes] = []
+        self.pending = 0  # bytes in out
+        self.unacked = Unacked()
+        self._scheduled = False
+        self._writing = False  # waiting for the socket to take more
+        self.gapped: set[tuple[int, bool]] = set()  # (conn, from_client) missing bytes since
+        self.joined: set[tuple[int, bool]] = set()  # of those, the ones open before a restart
+        self.gap_since: float | None = None
+        self.dropped = 0  # bytes dropped in the current episode
+        self.gap_episodes = 0
+        self._walkers: dict[int, h2.FrameWalker] = {}  # per gapped connection: the client's dropped frames
+        self._gap_calls: dict[int, int] = {}  # the calls they began
+
+    def send(self, data: bytes) -> None:
+        self.out.append(data)
+        self.pending += len(data)
+        self.unacked.shipped += len(data)
+        self.wake()
+
+    def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
+        key = (conn_id, from_client)
+        if self.pending > self.limit or (self.gapped and key in self.gapped):
+            if not self._resume(key, boundary):
+                self.dropped += len(data)
+                if from_client:
+                    self._count(conn_id, data, boundary)
+                return
+        self.out.append(_chunk_head(conn_id, from_client, time.time(), time.monotonic(), len(data)))
+        self.out.append(data)
+        size = len(data) + link.CHUNK_HEAD.size
+        self.pending += size
+        unacked = self.unacked
+        unacked.shipped += size
+        if from_client:
+            unacked.chunks.append((unacked.shipped, conn_id, boundary, data))
+        if not self._scheduled:
+            self.wake()
+
+    def _resume(self, key: tuple[int, bool], boundary: bool) -> bool:
+        """Over the limit, or resuming after it: whether this chunk may go (after a GAP)."""
+        if self.pending > self.limit or (self.gap_since is not None and self.pending > self.limit // 2):
+            if self.gap_since is None:
+                self.gap_since = time.time()
+                self.gap_episodes += 1
+                log.warning("the recorder process is %d MiB behind: relayed bytes are dropped until it catches up "
+                            "(the affected connections' calls are recorded as unparsed)", self.pending >> 20)
+            self.gapped.add(key)
+            return False
+        if not boundary:
+            return False  # the child can only pick up again where a frame begins
+        self.gapped.discard(key)
+        why = link.GAP_RESTARTED if key in self.joined else link.GAP_BEHIND
+        self.joined.discard(key)
+        calls = 0
+        if key[1]:
+            calls = self._gap_calls.pop(key[0], 0)
+            self._walkers.pop(key[0], None)
+        self.send(link.gap_message(key[0], key[1], time.monotonic(), why, calls))
+        self._episode_over()
+        return True
+
+    def _count(self, conn_id: int, data: bytes, boundary: bool) -> None:
+        """The calls that begin in dropped client bytes (from the first frame boundary on)."""
+        walker = self._walkers.get(conn_id)
+        if walker is None:
+            if not boundary:
+                return
+            walker = self._walkers[conn_id] = h2.FrameWalker()
+        begun = sum(1 for frame in walker.feed(data) if frame.type == h2.HEADERS)
+        if begun:
+            self._gap_calls[conn_id] = self._gap_calls.get(conn_id, 0) + begun
+
+    def _episode_over(self) -> None:
+        if not self.gapped and self.gap_since is not None:
+            log.warning("the recorder process caught up after %.1f s; %d MiB of relayed bytes were not recorded",
+                        time.time() - self.gap_since, self.dropped >> 20)
+            self.gap_since = None
+            self.dropped = 0
+
+    def forget(self, conn_id: int) -> None:
+        """The connection closed: the calls its dropped bytes began are handed over now."""
+        self._walkers.pop(conn_id, None)
+        if calls := self._gap_calls.pop(conn_id, 0):
+            self.send(link.gap_message(conn_id, True, time.monotonic(), link.GAP_BEHIND, calls))
+        self.joined.discard((conn_id, True))
+        self.joined.discard((conn_id, False))
+        if self.gapped:
+            self.gapped.discard((conn_id, True))
+            self.gapped.discard((conn_id, False))
+            self._episode_over()
+
+    def wake(self) -> None:
+        if self._scheduled or self._writing:
+            return
+        self._scheduled = True
+        self._loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        sock = self.sock
+        if sock is None:
+            return
+        out = self.out
+        while out:
+            batch = out[:_IOV_MAX]
+            try:
+                sent = sock.sendmsg(batch)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._died(f"sending to it failed: {exc}")
+                return
+            size = sum(map(len, batch))
+            if sent < size:
+                self._consume(sent)
+                if not self._writing:
+                    self._writing = True
+                    self._loop().add_writer(sock.fileno(), self.flush)
+                return
+            del out[:len(batch)]
+            self.pending -= size
+        if self._writing:
+            self._writing = False
+            self._loop().remove_writer(sock.fileno())
+
+    def _consume(self, sent: int) -> None:
+        out = self.out
+        self.pending -= sent
+        i = 0
+        while sent and sent >= len(out[i]):
+            sent -= len(out[i])
+            i += 1
+        del out[:i]
+        if sent:
+            out[0] = out[0][sent:]
+
+    def detach(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Off the event loop, and nothing more to send (the child is gone, or stopping)."""
+        if loop is not None and self.sock is not None and self._writing:
+            loop.remove_writer(self.sock.fileno())
+        self._writing = False
+        self._scheduled = False
+        self.out.clear()
+        self.pending = 0
+
+    def restart(self, sock: socket.socket, live: list[int]) -> None:
+        """A new child on `sock`: the live connections are gapped, to be followed from their
+        next frame boundary on (their HPACK state died with the old one)."""
+        self.sock = sock
+        self.unacked = Unacked()
+        self.gap_since, self.dropped = None, 0
+        self.gapped = {(conn_id, from_client) for conn_id in live for from_client in (True, False)}
+        self.joined = set(self.gapped)
+        self._walkers.clear()
+        self._gap_calls.clear()
