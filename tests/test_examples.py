@@ -6,6 +6,7 @@ perturbation tests at the end feed it a broken copy of an example to show each c
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import posixpath
 import re
@@ -23,6 +24,7 @@ from cri_proxy.cli.app import LOG_LEVELS, app
 from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import CriProxyError
 from tests.conftest import ROOT
+from tests.helpers.fakeruntime import runtime  # noqa: F401  (the fixture)
 from tests.helpers.unitfiles import host_path, is_under, read_unit, single, timespan_seconds, values
 
 EXAMPLES = ROOT / "examples"
@@ -30,6 +32,7 @@ UNIT = EXAMPLES / "systemd" / "cri-proxy.service"
 CRIO_UNIT = EXAMPLES / "systemd" / "cri-proxy-crio.service"
 DROPIN = EXAMPLES / "systemd" / "kubelet.service.d" / "10-cri-proxy.conf"
 DAEMONSET = EXAMPLES / "daemonset" / "cri-proxy.yaml"
+CONFIG = EXAMPLES / "config.toml"
 
 # The kubelet flags the drop-in may set (the kubelet's own names; --image-endpoint is ours).
 KUBELET_ENDPOINT_FLAGS = ("--container-runtime-endpoint", "--image-service-endpoint")
@@ -265,6 +268,38 @@ def test_the_unit_install_writes_passes_the_same_checks(runtime: str, runtime_un
     params = check_crio_unit(text) if runtime_unit == "crio.service" else check_proxy_unit(text, runtime_unit)
     assert params["runtime_endpoint"] == runtime and params["db"] is not None
     assert read_unit(text)["Service"]["Type"] == ["notify"]
+
+
+def test_config_file_sets_every_kind_of_flag_and_parses() -> None:
+    from cri_proxy.cli.config import load
+
+    values = load(CONFIG, run_command())
+    assert values["runtime_endpoint"] == "unix:///run/containerd/containerd.sock" and values["retain"] == "7d"
+    assert isinstance(values["exclude"], list) and values["require_recording"] is False
+    assert values["metrics_listen"] == "127.0.0.1:9464"
+
+
+async def test_the_proxy_runs_and_records_with_the_config_file(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    """The shipped file, with only the node paths moved into the test's folder by flags (which beat the file)."""
+    import grpc
+
+    from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+    from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+    from tests.helpers.calls import rows
+    from tests.helpers.proxyproc import ProxyProcess
+    from tests.helpers.scrape import get
+
+    db, metrics = sock_dir / "calls.db", f"unix://{sock_dir}/m.sock"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--config", str(CONFIG), "--db", str(db),
+                            "--metrics-listen", metrics, "--otlp-endpoint", f"http://unix:{sock_dir}/none") as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
+        status, _ = await asyncio.to_thread(get, metrics, "/healthz")
+        assert status == 200
+        assert await proxy.astop() == 0
+    assert rows(db, "SELECT method FROM calls") == [("Version",)], proxy.log()
+    (config,) = rows(db, "SELECT config FROM sessions")[0]
+    assert '"7d"' in config and "ListContainerStats=0.1" in config  # the file's retain and sample took effect
 
 
 # --- each check can fail -------------------------------------------------------------------
