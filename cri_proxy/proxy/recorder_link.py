@@ -170,7 +170,8 @@ class RecorderProcess:
     # -- Tap --------------------------------------------------------------------------------
     def open(self, info: ConnectionInfo) -> _Shipped:
         self._live[info.conn_id] = info
-        self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
+        self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream, info.peer_gid,
+                                     info.peer_name, info.peer_exe))
         return _Shipped(self, info.conn_id)
 
     def upstream_changed(self, conn_id: int, upstream: str) -> None:
@@ -398,7 +399,8 @@ class RecorderProcess:
         self._gapped = set()
         self._attach()
         for info in self._live.values():
-            self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
+            self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream, info.peer_gid,
+                                     info.peer_name, info.peer_exe))
             self._gapped.update(((info.conn_id, True), (info.conn_id, False)))
         self._joined = set(self._gapped)
         if self._relay != link.RelayState():

@@ -230,6 +230,10 @@ def _attributes(call: RecordedCall, service: str, method: str, facts: Facts | No
         attrs["cri.translated"] = call.client_api != call.upstream_api
     if call.peer_pid is not None:
         attrs["cri.client.pid"] = call.peer_pid
+    if call.peer_uid is not None:
+        attrs["cri.client.uid"] = call.peer_uid
+    if call.peer_name:
+        attrs["cri.client.name"] = call.peer_name
     attrs["cri.request_bytes"] = call.request_bytes
     attrs["cri.response_bytes"] = call.response_bytes
     if facts:

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder import retention, sessions
+from cri_proxy.recorder.clients import ClientIds
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
@@ -59,6 +60,7 @@ class BatchWriter:
         self._inode: tuple[int, int] | None = None
         self._session_id: int | None = None
         self._cache: OrderedDict[str, int] = OrderedDict()  # sha256 -> payload id
+        self._clients = ClientIds()
 
     @property
     def is_open(self) -> bool:
@@ -86,6 +88,7 @@ class BatchWriter:
             raise
         self._conn, self._inode = conn, inode
         self._cache.clear()
+        self._clients.clear()
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """PRAGMA quick_check: a file with damaged pages is not written to (the recorder
@@ -158,7 +161,9 @@ class BatchWriter:
             conn.execute("COMMIT")
         except BaseException:
             retention.rollback(conn)
+            self._clients.rolled_back()
             raise
+        self._clients.committed()
         for sha, payload_id in pending.items():
             self._remember(sha, payload_id)
         return len(items)
@@ -191,7 +196,7 @@ class BatchWriter:
         call = item.call
         payload_ids = [self._payload(conn, item, i, m, pending) for i, m in enumerate(call.messages)]
         cursor = conn.execute(INSERT_CALL, call_row(call, self._session_id or 0, item.ids, item.redacted,
-                                                   item.exit_code))
+                                                   item.exit_code, self._clients.id_for(conn, call)))
         call_id = cursor.lastrowid
         conn.executemany(
             "INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, "

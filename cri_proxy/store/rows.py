@@ -31,7 +31,7 @@ CALL_COLUMNS = (
     "status_message", "outcome", "request_bytes", "response_bytes", "request_count",
     "response_count", "peer_pid", "peer_uid", "upstream", "request_metadata",
     "response_metadata", "trailers", "redacted", "notes", "format_version", *ID_COLUMNS,
-    "exit_code",
+    "exit_code", "client_id",
 )  # fmt: skip
 
 INSERT_CALL = (
@@ -39,9 +39,15 @@ INSERT_CALL = (
     f"VALUES ({', '.join('?' for _ in CALL_COLUMNS)})"
 )
 
-# What the read side selects: the row id first, then every column (`c.` so joins may use it).
-SELECT_COLUMNS = "c.id, " + ", ".join(f"c.{name}" for name in CALL_COLUMNS)
-_AT = {name: i + 1 for i, name in enumerate(CALL_COLUMNS)}
+# What a call's client row adds (0006_clients): the rest of the peer, beside peer_pid/peer_uid.
+CLIENT_COLUMNS = ("gid", "name", "exe")
+
+# What the read side selects: the row id first, then every column (`c.` so joins may use it),
+# then the client's (a primary-key lookup each, NULL without a client).
+SELECT_COLUMNS = "c.id, " + ", ".join(
+    [f"c.{name}" for name in CALL_COLUMNS]
+    + [f"(SELECT {name} FROM clients WHERE id = c.client_id)" for name in CLIENT_COLUMNS])
+_AT = {name: i + 1 for i, name in enumerate((*CALL_COLUMNS, *(f"client_{n}" for n in CLIENT_COLUMNS)))}
 
 # A call's messages with their bodies, in order; `{marks}` is the list of call ids.
 SELECT_MESSAGES = (
@@ -148,7 +154,8 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
 
 
 def call_row(
-    call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None
+    call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None,
+    client_id: int | None = None,
 ) -> tuple[object, ...]:
     """The `calls` row of a call (CALL_COLUMNS order)."""
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
@@ -183,6 +190,7 @@ def call_row(
         call.format_version,
         *(ids.get(name) for name in ID_COLUMNS),
         exit_code,
+        client_id,
     )
 
 
@@ -212,7 +220,8 @@ def stored_call(row: Sequence[Any]) -> StoredCall:
         trailers=_metadata(col("trailers")), status_code=col("status_code"), status_message=col("status_message"),
         outcome=_outcome(str(col("outcome"))), request_bytes=int(col("request_bytes")),
         response_bytes=int(col("response_bytes")), notes=list(json.loads(col("notes"))) if col("notes") else [],
-        format_version=int(col("format_version")),
+        format_version=int(col("format_version")), peer_gid=col("client_gid"), peer_name=col("client_name"),
+        peer_exe=col("client_exe"),
     )  # fmt: skip
     ids = {name: col(name) for name in ID_COLUMNS}
     exit_code = col("exit_code")

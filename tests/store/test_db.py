@@ -251,7 +251,7 @@ def test_migration_5_fills_exit_codes_of_an_older_recording(tmp_path: Path) -> N
     shutil.copy(GOLDEN_DIR / "schema-v4.db", copy)
     conn = db.open_database(copy)
     try:
-        assert db.schema_version(conn) == 5
+        assert db.schema_version(conn) >= 5  # and on to the newest
         got = conn.execute(
             "SELECT c.method, c.exit_code, json_extract(p.json, '$.cmd') FROM calls AS c LEFT JOIN messages AS m "
             "ON m.call_id = c.id AND m.direction = 'request' AND m.idx = 0 LEFT JOIN payloads AS p "
