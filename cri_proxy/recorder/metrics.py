@@ -52,6 +52,9 @@ class SpanCounts(Protocol):
     @property
     def dropped(self) -> int: ...
 
+    @property
+    def failed_batches(self) -> int: ...
+
 
 def method_labels(path: str) -> tuple[str, str]:
     """(service, method) for a CRI path; ("other", "other") for any path the table lacks."""
@@ -128,6 +131,9 @@ class _SpanCounters(Collector):
                                   value=counts.exported)
         yield CounterMetricFamily("cri_proxy_spans_dropped", "Spans lost: export queue full, export failed, "
                                   "or unsent at shutdown.", value=counts.dropped)
+        yield CounterMetricFamily("cri_proxy_span_export_failures", "Span batches the collector did not take "
+                                  "(down, refused, timed out); logged once per 5 minutes.",
+                                  value=counts.failed_batches)
 
 
 class CallMetrics:
