@@ -190,7 +190,27 @@ def check_daemonset(text: str) -> dict[str, Any]:
         if flag == "listen":
             assert not mount.get("readOnly", False), f"the listen socket's folder {folder} is mounted read-only"
     _check_daemonset_recording(params, mounts, volumes)
+    _check_daemonset_metrics(params, container, template.get("metadata", {}).get("annotations", {}))
     return params
+
+
+def _check_daemonset_metrics(params: dict[str, Any], container: dict[str, Any], annotations: dict[str, str]) -> None:
+    """/metrics, /healthz and /readyz on a named container port of the pod's IP, scraped and probed there."""
+    listen = params["metrics_listen"]
+    assert listen is not None, "no --metrics-listen: the DaemonSet example serves metrics"
+    host, _, port_text = listen.rpartition(":")
+    assert host in ("0.0.0.0", "[::]", ""), \
+        f"--metrics-listen {listen}: loopback or a fixed address is unreachable from Prometheus and the kubelet's probes"
+    port = int(port_text)
+    ports = {p.get("name"): p for p in container.get("ports", [])}
+    assert "metrics" in ports and ports["metrics"]["containerPort"] == port, \
+        f"no container port named metrics with containerPort {port} (--metrics-listen {listen})"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        assert get.get("path") == path and get.get("port") in ("metrics", port), \
+            f"{probe} is not an httpGet of {path} on the metrics port"
+    assert annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(port), \
+        f"the pod's prometheus.io/scrape and prometheus.io/port annotations do not name port {port}"
 
 
 def _check_daemonset_recording(params: dict[str, Any], mounts: list[dict[str, Any]],
@@ -229,6 +249,22 @@ def test_kubelet_dropin_names_the_proxy_socket() -> None:
 
 def test_daemonset() -> None:
     check_daemonset(DAEMONSET.read_text())
+
+
+def test_the_daemonsets_probe_paths_are_what_the_metrics_server_answers() -> None:
+    """The paths the manifest probes and scrapes, asked of the real metrics server."""
+    from cri_proxy.recorder.metrics import CallMetrics
+    from tests.helpers.scrape import get
+
+    pod = yaml.safe_load(DAEMONSET.read_text())["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    paths = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")]
+    server = CallMetrics(process=False).serve("127.0.0.1:0")
+    try:
+        answers = [get(server.address, path)[0] for path in [*paths, pod["metadata"]["annotations"]["prometheus.io/path"]]]
+    finally:
+        server.close()
+    assert answers == [200, 200, 200]
 
 
 def test_readme_names_every_example() -> None:
@@ -367,6 +403,12 @@ PERTURBATIONS = [
      "mountPath: /var/lib/cri-proxy-tools\n              readOnly: true\n", "mounted read-only"),
     (DAEMONSET, "            - --retain\n            - 7d\n            - --max-db-mb\n            - \"1024\"\n", "",
      "the host's disk fills up"),
+    (DAEMONSET, "            - --metrics-listen\n            - 0.0.0.0:9464\n", "", "no --metrics-listen"),
+    (DAEMONSET, "            - 0.0.0.0:9464\n", "            - 127.0.0.1:9464\n", "unreachable from Prometheus"),
+    (DAEMONSET, "containerPort: 9464", "containerPort: 9465", "no container port named metrics"),
+    (DAEMONSET, "path: /healthz", "path: /metrics", "livenessProbe is not an httpGet of /healthz"),
+    (DAEMONSET, "path: /readyz", "path: /healthz", "readinessProbe is not an httpGet of /readyz"),
+    (DAEMONSET, 'prometheus.io/port: "9464"', 'prometheus.io/port: "9090"', "prometheus.io/port annotations"),
 ]
 
 
