@@ -17,7 +17,6 @@ of the first batch stops the export (exit 2); spans lost on the way are counted 
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from cri_proxy.cli.runner import execute
 from cri_proxy.model.errors import ConfigError
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from cri_proxy.recorder.spans import CallSpans, SpanOptions
     from cri_proxy.store.selection import Selection
 
