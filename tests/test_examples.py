@@ -6,6 +6,7 @@ perturbation tests at the end feed it a broken copy of an example to show each c
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import posixpath
 import re
@@ -23,6 +24,7 @@ from cri_proxy.cli.app import LOG_LEVELS, app
 from cri_proxy.model.endpoints import unix_path
 from cri_proxy.model.errors import CriProxyError
 from tests.conftest import ROOT
+from tests.helpers.fakeruntime import runtime  # noqa: F401  (the fixture)
 from tests.helpers.unitfiles import host_path, is_under, read_unit, single, timespan_seconds, values
 
 EXAMPLES = ROOT / "examples"
@@ -30,6 +32,7 @@ UNIT = EXAMPLES / "systemd" / "cri-proxy.service"
 CRIO_UNIT = EXAMPLES / "systemd" / "cri-proxy-crio.service"
 DROPIN = EXAMPLES / "systemd" / "kubelet.service.d" / "10-cri-proxy.conf"
 DAEMONSET = EXAMPLES / "daemonset" / "cri-proxy.yaml"
+CONFIG = EXAMPLES / "config.toml"
 
 # The kubelet flags the drop-in may set (the kubelet's own names; --image-endpoint is ours).
 KUBELET_ENDPOINT_FLAGS = ("--container-runtime-endpoint", "--image-service-endpoint")
@@ -187,7 +190,27 @@ def check_daemonset(text: str) -> dict[str, Any]:
         if flag == "listen":
             assert not mount.get("readOnly", False), f"the listen socket's folder {folder} is mounted read-only"
     _check_daemonset_recording(params, mounts, volumes)
+    _check_daemonset_metrics(params, container, template.get("metadata", {}).get("annotations", {}))
     return params
+
+
+def _check_daemonset_metrics(params: dict[str, Any], container: dict[str, Any], annotations: dict[str, str]) -> None:
+    """/metrics, /healthz and /readyz on a named container port of the pod's IP, scraped and probed there."""
+    listen = params["metrics_listen"]
+    assert listen is not None, "no --metrics-listen: the DaemonSet example serves metrics"
+    host, _, port_text = listen.rpartition(":")
+    assert host in ("0.0.0.0", "[::]", ""), \
+        f"--metrics-listen {listen}: loopback or a fixed address is unreachable from Prometheus and the kubelet's probes"
+    port = int(port_text)
+    ports = {p.get("name"): p for p in container.get("ports", [])}
+    assert "metrics" in ports and ports["metrics"]["containerPort"] == port, \
+        f"no container port named metrics with containerPort {port} (--metrics-listen {listen})"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container.get(probe, {}).get("httpGet", {})
+        assert get.get("path") == path and get.get("port") in ("metrics", port), \
+            f"{probe} is not an httpGet of {path} on the metrics port"
+    assert annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/port") == str(port), \
+        f"the pod's prometheus.io/scrape and prometheus.io/port annotations do not name port {port}"
 
 
 def _check_daemonset_recording(params: dict[str, Any], mounts: list[dict[str, Any]],
@@ -228,6 +251,22 @@ def test_daemonset() -> None:
     check_daemonset(DAEMONSET.read_text())
 
 
+def test_the_daemonsets_probe_paths_are_what_the_metrics_server_answers() -> None:
+    """The paths the manifest probes and scrapes, asked of the real metrics server."""
+    from cri_proxy.recorder.metrics import CallMetrics
+    from tests.helpers.scrape import get
+
+    pod = yaml.safe_load(DAEMONSET.read_text())["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    paths = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")]
+    server = CallMetrics(process=False).serve("127.0.0.1:0")
+    try:
+        answers = [get(server.address, path)[0] for path in [*paths, pod["metadata"]["annotations"]["prometheus.io/path"]]]
+    finally:
+        server.close()
+    assert answers == [200, 200, 200]
+
+
 def test_readme_names_every_example() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     files = [p for p in EXAMPLES.rglob("*") if p.is_file() and p.name != "README.md"]
@@ -265,6 +304,38 @@ def test_the_unit_install_writes_passes_the_same_checks(runtime: str, runtime_un
     params = check_crio_unit(text) if runtime_unit == "crio.service" else check_proxy_unit(text, runtime_unit)
     assert params["runtime_endpoint"] == runtime and params["db"] is not None
     assert read_unit(text)["Service"]["Type"] == ["notify"]
+
+
+def test_config_file_sets_every_kind_of_flag_and_parses() -> None:
+    from cri_proxy.cli.config import load
+
+    values = load(CONFIG, run_command())
+    assert values["runtime_endpoint"] == "unix:///run/containerd/containerd.sock" and values["retain"] == "7d"
+    assert isinstance(values["exclude"], list) and values["require_recording"] is False
+    assert values["metrics_listen"] == "127.0.0.1:9464"
+
+
+async def test_the_proxy_runs_and_records_with_the_config_file(sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    """The shipped file, with only the node paths moved into the test's folder by flags (which beat the file)."""
+    import grpc
+
+    from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+    from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+    from tests.helpers.calls import rows
+    from tests.helpers.proxyproc import ProxyProcess
+    from tests.helpers.scrape import get
+
+    db, metrics = sock_dir / "calls.db", f"unix://{sock_dir}/m.sock"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--config", str(CONFIG), "--db", str(db),
+                            "--metrics-listen", metrics, "--otlp-endpoint", f"http://unix:{sock_dir}/none") as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            await v1_grpc.RuntimeServiceStub(channel).Version(v1.VersionRequest())
+        status, _ = await asyncio.to_thread(get, metrics, "/healthz")
+        assert status == 200
+        assert await proxy.astop() == 0
+    assert rows(db, "SELECT method FROM calls") == [("Version",)], proxy.log()
+    (config,) = rows(db, "SELECT config FROM sessions")[0]
+    assert '"7d"' in config and "ListContainerStats=0.1" in config  # the file's retain and sample took effect
 
 
 # --- each check can fail -------------------------------------------------------------------
@@ -332,6 +403,12 @@ PERTURBATIONS = [
      "mountPath: /var/lib/cri-proxy-tools\n              readOnly: true\n", "mounted read-only"),
     (DAEMONSET, "            - --retain\n            - 7d\n            - --max-db-mb\n            - \"1024\"\n", "",
      "the host's disk fills up"),
+    (DAEMONSET, "            - --metrics-listen\n            - 0.0.0.0:9464\n", "", "no --metrics-listen"),
+    (DAEMONSET, "            - 0.0.0.0:9464\n", "            - 127.0.0.1:9464\n", "unreachable from Prometheus"),
+    (DAEMONSET, "containerPort: 9464", "containerPort: 9465", "no container port named metrics"),
+    (DAEMONSET, "path: /healthz", "path: /metrics", "livenessProbe is not an httpGet of /healthz"),
+    (DAEMONSET, "path: /readyz", "path: /healthz", "readinessProbe is not an httpGet of /readyz"),
+    (DAEMONSET, 'prometheus.io/port: "9464"', 'prometheus.io/port: "9090"', "prometheus.io/port annotations"),
 ]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cri_proxy import __version__
-from cri_proxy.cli import answers, datasette, faults, misc, node, query, replay, run
+from cri_proxy.cli import answers, datasette, export, faults, misc, node, query, replay, run
 from cri_proxy.cli.options import LOG_LEVELS
 
 __all__ = ["LOG_LEVELS", "app", "main"]
@@ -42,6 +42,7 @@ run.register(app)
 query.register(app)  # query, tail, stats
 replay.register(app)  # replay, serve
 node.register(app)  # install, uninstall, doctor
+export.register(app)
 misc.register(app)  # fake-runtime, demo, snapshot, version
 datasette.register(app)  # datasette-metadata
 faults.register(app)  # faults check

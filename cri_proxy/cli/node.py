@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -43,14 +43,38 @@ def check_run_args(args: list[str]) -> None:
     only_run = typer.Typer(add_completion=False)
     run.register(only_run)
     command = typer.main.get_command(only_run)
+    args = list(args)
+    if "--config" in args:  # install read and checked it already, under --root (not this machine's path)
+        at = args.index("--config")
+        del args[at:at + 2]
     try:
-        command.make_context("run", list(args))
+        command.make_context("run", args)
     except typer.TyperException as exc:  # click's usage errors (typer vendors click and derives them from this)
         why = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         raise ConfigError(f"the proxy's flags do not parse: {why}") from None
 
 
+# The `run` flags install writes into the unit itself; taken from --config when not given.
+_FROM_CONFIG = ("runtime_endpoint", "image_endpoint", "listen", "db", "socket_mode", "socket_group", "grace_period")
+
+
+def _from_config(ctx: typer.Context, node: paths.NodeRoot, config: str) -> dict[str, Any]:
+    """What the --config file sets of the flags install writes, for those not given to install
+    (the file is `run`'s: read and checked the way `run --config` reads it)."""
+    from cri_proxy.cli import run
+    from cri_proxy.cli.config import load
+
+    only_run = typer.Typer(add_completion=False)
+    run.register(only_run)
+    if not config.startswith("/"):
+        raise ConfigError(f"--config {config}: give the file's absolute path on the node")
+    values = load(node.at(config), typer.main.get_command(only_run))
+    return {name: values[name] for name in _FROM_CONFIG
+            if name in values and getattr(ctx.get_parameter_source(name), "name", "") != "COMMANDLINE"}
+
+
 def install(
+    ctx: typer.Context,
     runtime_endpoint: Optional[str] = typer.Option(
         None, help="The runtime's socket [default: the one the kubelet dials now]."),
     image_endpoint: Optional[str] = typer.Option(None, help="Socket for ImageService calls, when it differs."),
@@ -68,6 +92,10 @@ def install(
                                          "KubeletConfiguration file) or flags (KUBELET_EXTRA_ARGS)."),
     kubelet_config: str = typer.Option(paths.DEFAULT_KUBELET_CONFIG,
                                        help="The kubelet's config file when its --config flag is not found."),
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="FILE", help="The unit runs `cri-proxy run --config FILE` (a node path); its "
+        "listen, runtime-endpoint, image-endpoint, db, socket-mode, socket-group and grace-period are install's "
+        "defaults too."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print every change and make none."),
     root: Path = typer.Option(Path("/"), help=ROOT_HELP),
 ) -> None:
@@ -78,10 +106,16 @@ def install(
         from cri_proxy.node.plan import InstallOptions, make_plan
 
         node = paths.NodeRoot(root.absolute())
-        opts = InstallOptions(program=program(), runtime_endpoint=runtime_endpoint, image_endpoint=image_endpoint,
-                              listen=listen, db=None if no_db else str(db), socket_mode=socket_mode,
-                              socket_group=socket_group, grace_period=grace_period, extra_args=tuple(proxy_arg),
-                              via=via, kubelet_config=kubelet_config)  # fmt: skip
+        given = _from_config(ctx, node, config) if config is not None else {}
+        flags: dict[str, Any] = {"runtime_endpoint": runtime_endpoint, "image_endpoint": image_endpoint, "listen": listen,
+                 "db": None if no_db else str(db), "socket_mode": socket_mode, "socket_group": socket_group,
+                 "grace_period": grace_period}
+        if no_db:
+            given.pop("db", None)
+        chosen: dict[str, Any] = {**flags, **{k: (str(v) if k == "db" else v) for k, v in given.items()}}
+        extra = ("--config", config, *proxy_arg) if config is not None else tuple(proxy_arg)
+        opts = InstallOptions(program=program(), **chosen, extra_args=extra, via=via,
+                              kubelet_config=kubelet_config)
         plan = make_plan(node, opts)
         check_run_args(plan.run_args)
         for note in plan.notes:

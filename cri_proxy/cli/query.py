@@ -181,6 +181,8 @@ def stats(
     session: Annotated[Optional[int], session_option("Only this proxy run (sessions.id).")] = None,
     fmt: Annotated[OutputFormat, format_option()] = OutputFormat.table,
     no_trunc: NoTruncOption = False,
+    clients: bool = typer.Option(False, "--clients", help="Also a table of calls by the client process that made "
+                                 "them (name, uid, executable): who changed what."),
 ) -> None:
     """Per method: calls, errors, p50/p95/p99 latency, bytes; per proxy run: calls recorded and LOST."""
 
@@ -192,7 +194,12 @@ def stats(
         since_at = since_text(since) if since else None
         with _recording(db) as recording:
             result = compute(recording.conn, since_at=since_at, session=session)
-        output.write_sections(sys.stdout, fmt.value, result.sections(), max_cell=None if no_trunc else output.MAX_CELL)
+            sections = result.sections()
+            if clients:
+                from cri_proxy.query import clients as by_client
+
+                sections.insert(1, by_client.compute(recording.conn, since_at=since_at, session=session))
+        output.write_sections(sys.stdout, fmt.value, sections, max_cell=None if no_trunc else output.MAX_CELL)
         warning = result.loss_warning()
         if warning:
             sys.stdout.flush()

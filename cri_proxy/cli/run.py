@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from cri_proxy.cli.config import CONTEXT, config_option
 from cri_proxy.cli.options import CgroupDriver, LogLevel, LogLevelOption, UpstreamApi, choice_option, db_option
 from cri_proxy.cli.runner import execute
 from cri_proxy.model.endpoints import unix_path
@@ -28,6 +29,7 @@ RECORD_HELP = "Record every call to this SQLite file (created mode 0600). Withou
 
 
 def run(
+    config: Optional[Path] = config_option(),
     listen: str = typer.Option(..., help="Socket the kubelet connects to, e.g. unix:///run/cri-proxy/cri.sock."),
     runtime_endpoint: str = typer.Option(
         ..., "--runtime-endpoint", "--container-runtime-endpoint",
@@ -82,7 +84,12 @@ def run(
     trace_sample_ratio: float = typer.Option(
         0.0, help="With --otlp-endpoint: share (0 to 1) of calls without a sampled traceparent that get a root span."),
 ) -> None:
-    """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db)."""
+    """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db).
+
+    Every flag can also be given as a CRI_PROXY_* variable (CRI_PROXY_RUNTIME_ENDPOINT, values of a
+    repeatable flag separated by spaces) or as a key of the --config file; a flag wins over the
+    variable, the variable over the file.
+    """
     if events_period <= 0:
         raise typer.BadParameter("must be more than 0", param_hint="--events-period")
     mode = _mode(socket_mode)
@@ -124,4 +131,4 @@ def run(
 
 def register(app: typer.Typer) -> None:
     """Adds `run` to the `cri-proxy` app."""
-    app.command("run")(run)
+    app.command("run", context_settings=CONTEXT)(run)

@@ -70,6 +70,11 @@ class RecordedCall:
     response_bytes: int = 0
     notes: list[str] = field(default_factory=list)  # translation and tap notes, one line each
     format_version: int = FORMAT_VERSION
+    # Who else was on the connection (the relay reads them at accept: SO_PEERCRED, /proc);
+    # None when unknown. Last, so that positional construction stays as it was.
+    peer_gid: int | None = None
+    peer_name: str | None = None  # /proc/PID/comm: "kubelet", "crictl"
+    peer_exe: str | None = None  # /proc/PID/exe; None when it could not be read (another user's process)
 
     @property
     def service(self) -> str:

@@ -35,7 +35,7 @@ HEAD: Final = LENGTH.size + 1  # a message's body starts this far from its first
 # proxy -> recorder
 INIT: Final = 0  # pickled Init
 CHUNK: Final = 1
-OPEN: Final = 2  # _OPEN + upstream (utf-8)
+OPEN: Final = 2  # _OPEN + upstream (utf-8) [+ NUL + _PEER + process name + executable (utf-8)]
 CLOSED: Final = 3  # _CLOSED + reason (utf-8; absent when None)
 UPSTREAM: Final = 4  # _CONN + upstream (utf-8)
 GAP: Final = 5  # _GAP
@@ -50,6 +50,9 @@ STATS: Final = 22  # _STATS
 
 _CONN: Final = struct.Struct("<I")
 _OPEN: Final = struct.Struct("<Iqq")  # conn_id, peer_pid, peer_uid (-1: unknown)
+# The rest of who the peer is, after the upstream and a NUL (a unix socket path cannot hold
+# one): an OPEN without it, as before, reads with those facts unknown.
+_PEER: Final = struct.Struct("<qH")  # peer_gid (-1: unknown), length of the process name (0: unknown)
 _CLOSED: Final = struct.Struct("<IdB")  # conn_id, monotonic, has a reason
 # conn_id, from_client, monotonic, why (GAP_BEHIND or GAP_RESTARTED), calls begun in the dropped bytes
 _GAP: Final = struct.Struct("<IBdBI")
@@ -59,6 +62,19 @@ _RELAY: Final = struct.Struct("<B")  # the listen socket accepts
 _READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)
 _STATS: Final = struct.Struct("<6QBQQq")  # RecorderStats, received, pending, session id (-1: none)
 _NONE: Final = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An OPEN message: a relayed connection and who is on its client end."""
+
+    conn_id: int
+    peer_pid: int | None
+    peer_uid: int | None
+    upstream: str
+    peer_gid: int | None = None
+    peer_name: str | None = None
+    peer_exe: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +162,34 @@ def _unopt(value: int) -> int | None:
 
 
 # -- proxy -> recorder --------------------------------------------------------------------
-def open_message(conn_id: int, peer_pid: int | None, peer_uid: int | None, upstream: str) -> bytes:
-    return message(OPEN, _OPEN.pack(conn_id, _opt(peer_pid), _opt(peer_uid)) + upstream.encode())
+def open_message(conn_id: int, peer_pid: int | None, peer_uid: int | None, upstream: str,
+                 peer_gid: int | None = None, peer_name: str | None = None, peer_exe: str | None = None) -> bytes:
+    body = _OPEN.pack(conn_id, _opt(peer_pid), _opt(peer_uid)) + upstream.encode()
+    if peer_gid is not None or peer_name or peer_exe:
+        name = (peer_name or "").encode()[:0xFFFF]
+        body += b"\0" + _PEER.pack(_opt(peer_gid), len(name)) + name + (peer_exe or "").encode()
+    return message(OPEN, body)
+
+
+def read_opened(view: memoryview, start: int, stop: int) -> Opened:
+    conn_id, pid, uid = _fixed(_OPEN, OPEN, view, start, stop)
+    rest = bytes(view[start + _OPEN.size:stop])
+    upstream, nul, peer = rest.partition(b"\0")
+    if not nul:
+        return Opened(conn_id, _unopt(pid), _unopt(uid), upstream.decode("utf-8", "replace"))
+    if len(peer) < _PEER.size:
+        raise ValueError(f"link message of kind {OPEN}: {len(peer)} bytes of peer, expected at least {_PEER.size}")
+    gid, name_size = _PEER.unpack_from(peer)
+    name = peer[_PEER.size:_PEER.size + name_size].decode("utf-8", "replace")
+    exe = peer[_PEER.size + name_size:].decode("utf-8", "replace")
+    return Opened(conn_id, _unopt(pid), _unopt(uid), upstream.decode("utf-8", "replace"), _unopt(gid),
+                  name or None, exe or None)
 
 
 def read_open(view: memoryview, start: int, stop: int) -> tuple[int, int | None, int | None, str]:
-    conn_id, pid, uid = _fixed(_OPEN, OPEN, view, start, stop)
-    return conn_id, _unopt(pid), _unopt(uid), _text(view, start + _OPEN.size, stop)
+    """The connection, its peer's pid and uid, and its upstream (read_opened: everything)."""
+    opened = read_opened(view, start, stop)
+    return opened.conn_id, opened.peer_pid, opened.peer_uid, opened.upstream
 
 
 def closed_message(conn_id: int, mono: float, reason: str | None) -> bytes:

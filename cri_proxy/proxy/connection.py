@@ -17,13 +17,12 @@ import asyncio
 import errno
 import logging
 import pathlib
-import socket
-import struct
 from collections.abc import Callable
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.ends import HIGH_WATER, End, RelayHost, Route
 from cri_proxy.proxy.floodguard import ControlBudget
+from cri_proxy.proxy.peer import peer_of
 from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap
 
 __all__ = ["HIGH_WATER", "Connection", "End", "RelayHost", "Route"]
@@ -80,15 +79,10 @@ class Connection:
 
     # Client side -------------------------------------------------------------------------
     def client_connected(self, transport: asyncio.Transport) -> None:
-        pid = uid = None
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-            except OSError:
-                pass
+        peer = peer_of(transport.get_extra_info("socket"), with_process=self.host.tap is not None)
+        pid, uid = peer.pid, peer.uid
         if self.host.tap is not None:
-            info = ConnectionInfo(self.id, pid, uid, f"unix://{self.upstream_path}")
+            info = ConnectionInfo(self.id, pid, uid, f"unix://{self.upstream_path}", peer.gid, peer.name, peer.exe)
             self.tap = self.host.tap.open(info)
         log.debug("conn %d: accepted (pid %s, uid %s)", self.id, pid, uid)
         if self.host.refusal() is not None:

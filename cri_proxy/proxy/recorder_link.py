@@ -158,7 +158,8 @@ class RecorderProcess:
     # -- Tap --------------------------------------------------------------------------------
     def open(self, info: ConnectionInfo) -> _Shipped:
         self._live[info.conn_id] = info
-        self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
+        self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream, info.peer_gid,
+                                     info.peer_name, info.peer_exe))
         return _Shipped(self, info.conn_id)
 
     def upstream_changed(self, conn_id: int, upstream: str) -> None:
@@ -291,7 +292,8 @@ class RecorderProcess:
         self._box.restart(sock, list(self._live))
         self._attach()
         for info in self._live.values():
-            self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream))
+            self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream, info.peer_gid,
+                                         info.peer_name, info.peer_exe))
         if self._relay != link.RelayState():
             self._send(link.relay_message(self._relay))
 

@@ -23,6 +23,9 @@ class ConnectionInfo:
     peer_pid: int | None
     peer_uid: int | None
     upstream: str
+    peer_gid: int | None = None
+    peer_name: str | None = None  # the process name (/proc/PID/comm)
+    peer_exe: str | None = None  # its executable (/proc/PID/exe), when it could be read
 
 
 class ConnectionTap(Protocol):

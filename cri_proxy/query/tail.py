@@ -25,6 +25,7 @@ COLUMNS = [
     "id", "session_id", "started_at", "duration_ms", "service", "method", "path", "status_code",
     "status_name", "status_message", "outcome", "request_bytes", "response_bytes",
     "pod_sandbox_id", "pod_name", "pod_namespace", "container_id", "image", "exit_code",
+    "client", "client_pid", "client_uid", "client_exe",
 ]  # fmt: skip
 FAILED = FAILED_SQL
 ID_CHARS = 12  # as `crictl ps` and `docker ps` shorten ids
@@ -65,9 +66,18 @@ def status_of(call: StoredCall) -> str:
     return call.status_name
 
 
+def client_of(stored: StoredCall) -> str | None:
+    """Who made the call: `crictl:4242` (process name and pid), `pid:4242` when only the pid
+    is known (older recordings), None when nothing is (a call the bridge served)."""
+    call = stored.call
+    if call.peer_pid is None:
+        return call.peer_name
+    return f"{call.peer_name or 'pid'}:{call.peer_pid}"
+
+
 def format_line(stored: StoredCall, id_chars: int | None = ID_CHARS) -> str:
-    """`HH:MM:SS.mmm  duration  STATUS  method  ids  req=N resp=N  "error message"` (UTC);
-    ids cut to `id_chars` (None: in full)."""
+    """`HH:MM:SS.mmm  duration  STATUS  method  ids  by=client  req=N resp=N  "error message"`
+    (UTC); ids cut to `id_chars` (None: in full)."""
     call, ids = stored.call, stored.ids
     started = stored.started_at[11:]
     duration = "-" if stored.duration_ms is None else f"{stored.duration_ms:.1f}ms"
@@ -83,6 +93,8 @@ def format_line(stored: StoredCall, id_chars: int | None = ID_CHARS) -> str:
         parts.append(f"ctr={container_id[:id_chars]}")
     if image:
         parts.append(f"image={image}")
+    if (client := client_of(stored)) is not None:
+        parts.append(f"by={client}")
     parts.append(f"req={call.request_bytes} resp={call.response_bytes}")
     if stored.failed and call.status_message:
         parts.append(json.dumps(call.status_message, ensure_ascii=False))
@@ -98,7 +110,8 @@ def row_values(stored: StoredCall) -> list[Any]:
         "path": call.path, "status_code": call.status_code, "status_name": stored.status_name,
         "status_message": call.status_message, "outcome": stored.outcome,
         "request_bytes": call.request_bytes, "response_bytes": call.response_bytes, **stored.ids,
-        "exit_code": stored.exit_code,
+        "exit_code": stored.exit_code, "client": call.peer_name, "client_pid": call.peer_pid,
+        "client_uid": call.peer_uid, "client_exe": call.peer_exe,
     }  # fmt: skip
     return [fields.get(c) for c in COLUMNS]
 

@@ -52,6 +52,9 @@ class SpanCounts(Protocol):
     @property
     def dropped(self) -> int: ...
 
+    @property
+    def failed_batches(self) -> int: ...
+
 
 def method_labels(path: str) -> tuple[str, str]:
     """(service, method) for a CRI path; ("other", "other") for any path the table lacks."""
@@ -71,8 +74,11 @@ def code_label(call: RecordedCall) -> str:
     return "no_status" if call.outcome.value == "completed" else call.outcome.value
 
 
-def client_name(pid: int | None) -> str:
-    """The client's process name from /proc (`unknown` when the pid is gone or was never known)."""
+def client_name(pid: int | None, name: str | None = None) -> str:
+    """The client's process name: as the relay read it at accept, else from /proc (`unknown`
+    when the pid is gone or was never known)."""
+    if name:
+        return name
     if pid is None:
         return "unknown"
     try:
@@ -125,6 +131,9 @@ class _SpanCounters(Collector):
                                   value=counts.exported)
         yield CounterMetricFamily("cri_proxy_spans_dropped", "Spans lost: export queue full, export failed, "
                                   "or unsent at shutdown.", value=counts.dropped)
+        yield CounterMetricFamily("cri_proxy_span_export_failures", "Span batches the collector did not take "
+                                  "(down, refused, timed out); logged once per 5 minutes.",
+                                  value=counts.failed_batches)
 
 
 class CallMetrics:
@@ -153,6 +162,8 @@ class CallMetrics:
                                 per_call, registry=reg)
         self.connections = Gauge("cri_proxy_connections_open", "Client connections open, by client process "
                                  f"name (at most {max_clients} names, the rest as other).", ["client"], registry=reg)
+        self.client_calls = Counter("cri_proxy_client_calls", "Finished calls by client process name (at most "
+                                    f"{max_clients} names, the rest as other).", ["client"], registry=reg)
         self.upstream_up = Gauge("cri_proxy_upstream_up", "1 when the upstream answered its last probe, else 0.",
                                  ["endpoint"], registry=reg)
         self.upstream_api = Info("cri_proxy_upstream_api", "The CRI version the upstream speaks.",
@@ -169,6 +180,7 @@ class CallMetrics:
             ProcessCollector(registry=reg)
         self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter, Counter, Counter]] = {}
         self._clients: set[str] = set()
+        self._client_children: dict[str, Counter] = {}
 
     # Calls -------------------------------------------------------------------------------
     def opened(self, conn_id: int, stream_id: int, path: str, started_at: float) -> None:
@@ -199,6 +211,17 @@ class CallMetrics:
             resp.inc(call.response_bytes)
         if call.notes:
             self._notes(call)
+        client = self._client_children.get(call.peer_name or "unknown")
+        if client is None:
+            client = self._client_child(call.peer_name or "unknown")
+        client.inc()
+
+    def _client_child(self, name: str) -> Counter:
+        label = self._client_label(name)
+        child = self.client_calls.labels(label)
+        if label == name:  # names past the cap share `other` and are not cached one by one
+            self._client_children[name] = child
+        return child
 
     def _children_for(self, path: str, code: str) -> tuple[Counter, Histogram, Counter, Counter, Counter]:
         # labels() costs a lock and a dict lookup per metric: done once per (path, status) and

@@ -35,9 +35,11 @@ from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.model.status import failed, status_name
+from cri_proxy.recorder import span_failures
 from cri_proxy.recorder.notes import note_kind
 
 log = logging.getLogger(__name__)
+_export_log = logging.getLogger(__name__ + ".export")  # rate-limited (span_failures)
 
 PROTOCOLS: Final = ("grpc", "http/protobuf")
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
@@ -58,6 +60,8 @@ class SpanOptions:
     schedule_delay_s: float = 1.0
     export_timeout_s: float | None = None  # one export, retries included
     service_name: str = "cri-proxy"
+    host_name: str | None = None  # the resource's host.name (None: this host; `export` gives the recording's)
+    failure_log_interval_s: float = span_failures.INTERVAL_S  # export failures: one log line per interval
 
     def check(self) -> None:
         if not 0.0 <= self.trace_sample_ratio <= 1.0:
@@ -93,6 +97,7 @@ class SpanCounts:
     exported: int  # accepted by the collector
     dropped: int  # queue full, export failed, or unsent at shutdown
     queue_full: int
+    failed_batches: int = 0  # exports that failed (collector down, refused, timed out)
 
 
 class _Counting(SpanExporter):
@@ -104,12 +109,13 @@ class _Counting(SpanExporter):
         self.outstanding = 0  # made, not yet through an export
         self.exported = 0
         self.failed = 0
+        self.failed_batches = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self.inner.export(spans)
         except Exception:  # the SDK would log it and lose the batch: count it lost instead
-            log.warning("spans: exporting %d spans failed", len(spans), exc_info=True)
+            _export_log.warning("spans: exporting %d spans failed", len(spans), exc_info=True)
             result = SpanExportResult.FAILURE
         with self.lock:
             self.outstanding -= len(spans)
@@ -117,6 +123,7 @@ class _Counting(SpanExporter):
                 self.exported += len(spans)
             else:
                 self.failed += len(spans)
+                self.failed_batches += 1
         return result
 
     def shutdown(self) -> None:
@@ -139,7 +146,7 @@ class CallSpans:
             max_export_batch_size=options.max_export_batch_size,
             schedule_delay_millis=options.schedule_delay_s * 1000)
         # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over these defaults, as the SDK has it.
-        defaults = {"service.name": options.service_name, "host.name": socket.gethostname()}
+        defaults = {"service.name": options.service_name, "host.name": options.host_name or socket.gethostname()}
         env_name = os.environ.get("OTEL_SERVICE_NAME")
         if env_name:
             defaults["service.name"] = env_name
@@ -149,6 +156,7 @@ class CallSpans:
         self._tracer = self._provider.get_tracer("cri_proxy.recorder.spans")
         self._queue_full = 0
         self._closed = False
+        self._failures = span_failures.attach(options.failure_log_interval_s)
 
     def observe(self, call: RecordedCall, facts: Facts | None = None) -> None:
         """A finished call; `facts` are CRI attributes found by the decoder (pod, container, image)."""
@@ -192,7 +200,8 @@ class CallSpans:
         with ex.lock:
             unsent = ex.outstanding if self._closed else 0
             made = ex.exported + ex.failed + ex.outstanding
-            return SpanCounts(made, ex.exported, self._queue_full + ex.failed + unsent, self._queue_full)
+            return SpanCounts(made, ex.exported, self._queue_full + ex.failed + unsent, self._queue_full,
+                              ex.failed_batches)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Export everything queued (blocks: not for the recorder's loop)."""
@@ -210,6 +219,7 @@ class CallSpans:
             self._exporter.shutdown()
             done.join(timeout_s)
         self._closed = True
+        span_failures.detach(self._failures)
         counts = self.counts()
         if counts.dropped:
             log.warning("spans: %d of %d spans were not exported (%d with the queue full)",
@@ -230,6 +240,10 @@ def _attributes(call: RecordedCall, service: str, method: str, facts: Facts | No
         attrs["cri.translated"] = call.client_api != call.upstream_api
     if call.peer_pid is not None:
         attrs["cri.client.pid"] = call.peer_pid
+    if call.peer_uid is not None:
+        attrs["cri.client.uid"] = call.peer_uid
+    if call.peer_name:
+        attrs["cri.client.name"] = call.peer_name
     attrs["cri.request_bytes"] = call.request_bytes
     attrs["cri.response_bytes"] = call.response_bytes
     if facts:

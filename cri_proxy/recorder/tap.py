@@ -265,7 +265,8 @@ class ConnectionRecorder:
             return
         info = self.info
         rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
-                           peer_pid=info.peer_pid, peer_uid=info.peer_uid)
+                           peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
+                           peer_name=info.peer_name, peer_exe=info.peer_exe)
         call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
         if headers is None:
             call.unparsed = True

@@ -119,9 +119,9 @@ class Telemetry:
         return {FACT_NAMES[key]: value for key, value in ids.items() if value and key in FACT_NAMES}
 
     # -- facts that are not calls -----------------------------------------------------------
-    def connection_opened(self, conn_id: int, peer_pid: int | None) -> None:
+    def connection_opened(self, conn_id: int, peer_pid: int | None, peer_name: str | None = None) -> None:
         if self.metrics is not None:
-            name = self._clients[conn_id] = client_name(peer_pid)
+            name = self._clients[conn_id] = client_name(peer_pid, peer_name)
             self.metrics.connection_opened(name)
 
     def connection_closed(self, conn_id: int) -> None:

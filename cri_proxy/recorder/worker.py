@@ -129,10 +129,11 @@ class Worker:
                     data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
                     (conn.client_bytes if from_client else conn.server_bytes)(data)
             elif kind == channel.OPEN:
-                conn_id, peer_pid, peer_uid, upstream = channel.read_open(view, start, stop)
-                self.conns[conn_id] = self.tap.open(ConnectionInfo(conn_id, peer_pid, peer_uid, upstream))
+                o = channel.read_opened(view, start, stop)
+                self.conns[o.conn_id] = self.tap.open(ConnectionInfo(o.conn_id, o.peer_pid, o.peer_uid, o.upstream,
+                                                                     o.peer_gid, o.peer_name, o.peer_exe))
                 if self.telemetry is not None:
-                    self.telemetry.connection_opened(conn_id, peer_pid)
+                    self.telemetry.connection_opened(o.conn_id, o.peer_pid, o.peer_name)
             elif kind == channel.CLOSED:
                 conn_id, self.mono, reason = channel.read_closed(view, start, stop)
                 if (conn := self.conns.pop(conn_id, None)) is not None:

@@ -23,6 +23,7 @@ from collections import OrderedDict
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder import packing, retention, rollups, sessions
+from cri_proxy.recorder.clients import ClientIds
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
@@ -78,6 +79,7 @@ class BatchWriter:
         self._cache: OrderedDict[str, int] = OrderedDict()  # sha256 -> payload id
         self._sets = packing.MetadataSets()
         self._keyframes = packing.Keyframes()
+        self._clients = ClientIds()
 
     @property
     def is_open(self) -> bool:
@@ -111,6 +113,7 @@ class BatchWriter:
         self._cache.clear()
         self._sets.clear()
         self._keyframes.clear()
+        self._clients.clear()
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """PRAGMA quick_check: a file with damaged pages is not written to (the recorder
@@ -184,8 +187,10 @@ class BatchWriter:
             conn.execute("COMMIT")
         except BaseException:
             retention.rollback(conn)
+            self._clients.rolled_back()
             self._forget()  # ids handed out in this transaction are gone
             raise
+        self._clients.committed()
         for sha, payload_id in pending.items():
             self._remember(sha, payload_id)
         self._sets.committed()
@@ -235,8 +240,9 @@ class BatchWriter:
             request_metadata, timeout = packing.split_timeout(call.request_metadata)
             sets = (self._sets.id_of(conn, request_metadata), self._sets.id_of(conn, call.response_metadata),
                     self._sets.id_of(conn, call.trailers))
+            client_id = self._clients.id_for(conn, call)
             calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
-                                               timeout)))
+                                               timeout, client_id)))
             for i, m in enumerate(call.messages):
                 messages.append((call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3),
                                  self._payload(conn, item, i, m, pending), int(m.compressed)))

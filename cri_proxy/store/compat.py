@@ -21,6 +21,9 @@ to TEMP first, so every query, view and named query sees the newest schema.
 - version 6 -> 7: no `call_minutes` (the per-minute rollups) nor `call_durations`: TEMP views
   compute them from the calls with the migration's own SELECTs (0007_call_minutes.sql), so `method_stats`,
   `stats` and `health` answer the same, at the speed of reading every call.
+- version 7 -> 8: no `clients` table and no `calls.client_id`: an empty `clients` view, and
+  `calls` (the file's, or the TEMP view of the step before) with `client_id` NULL, which is
+  what the migration leaves on the calls it finds.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -113,8 +116,29 @@ def _to_7(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TEMP VIEW call_durations AS {call_durations_select('1')}")
 
 
+_CLIENTS_V7 = (
+    "CREATE TEMP VIEW clients AS SELECT CAST(NULL AS INTEGER) AS id, CAST(NULL AS INTEGER) AS pid, "
+    "CAST(NULL AS INTEGER) AS uid, CAST(NULL AS INTEGER) AS gid, CAST(NULL AS TEXT) AS name, "
+    "CAST(NULL AS TEXT) AS exe WHERE 0"
+)
+_OUR_CALLS_VIEW = "CREATE VIEW calls AS "  # how SQLite keeps the text of the TEMP view _to_5 made
+
+
+def _to_8(conn: sqlite3.Connection) -> None:
+    conn.execute(_CLIENTS_V7)
+    row = conn.execute("SELECT sql FROM temp.sqlite_master WHERE type = 'view' AND name = 'calls'").fetchone()
+    source = "main.calls"
+    if row is not None and str(row[0]).startswith(_OUR_CALLS_VIEW):
+        source = f"({str(row[0])[len(_OUR_CALLS_VIEW):]})"  # a view over a view of the same name would loop
+        conn.execute("DROP VIEW temp.calls")
+    conn.execute(f"CREATE TEMP VIEW calls AS SELECT c.*, CAST(NULL AS INTEGER) AS client_id FROM {source} AS c")
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7}
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8,
+}
+
 
 _VIEW_NAME = re.compile(r"^CREATE VIEW (\w+)", re.MULTILINE)
 

@@ -32,7 +32,7 @@ CALL_COLUMNS = (
     "status_message", "outcome", "request_bytes", "response_bytes", "request_count",
     "response_count", "peer_pid", "peer_uid", "upstream", "request_metadata",
     "response_metadata", "trailers", "redacted", "notes", "format_version", *ID_COLUMNS,
-    "exit_code",
+    "exit_code", "client_id",
 )  # fmt: skip
 
 METADATA_COLUMNS = ("request_metadata", "response_metadata", "trailers")
@@ -47,9 +47,15 @@ INSERT_CALL = (
     f"VALUES (?, {', '.join('?' for _ in ROW_COLUMNS)})"
 )
 
-# What the read side selects: the row id first, then every column (`c.` so joins may use it).
-SELECT_COLUMNS = "c.id, " + ", ".join(f"c.{name}" for name in CALL_COLUMNS)
-_AT = {name: i + 1 for i, name in enumerate(CALL_COLUMNS)}
+# What a call's client row adds (0008_clients): the rest of the peer, beside peer_pid/peer_uid.
+CLIENT_COLUMNS = ("gid", "name", "exe")
+
+# What the read side selects: the row id first, then every column (`c.` so joins may use it),
+# then the client's (a primary-key lookup each, NULL without a client).
+SELECT_COLUMNS = "c.id, " + ", ".join(
+    [f"c.{name}" for name in CALL_COLUMNS]
+    + [f"(SELECT {name} FROM clients WHERE id = c.client_id)" for name in CLIENT_COLUMNS])
+_AT = {name: i + 1 for i, name in enumerate((*CALL_COLUMNS, *(f"client_{n}" for n in CLIENT_COLUMNS)))}
 
 # A call's messages with their bodies, in order; `{marks}` is the list of call ids. A body
 # stored as a delta (schema 6) comes with its keyframe's bytes, its one dictionary.
@@ -157,16 +163,17 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
 
 
 def call_row(
-    call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None
+    call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None,
+    client_id: int | None = None,
 ) -> tuple[object, ...]:
     """The `calls` row of a call (CALL_COLUMNS order)."""
     metadata = (_metadata_json(call.request_metadata), _metadata_json(call.response_metadata),
                 _metadata_json(call.trailers))
-    return _values(call, session_id, ids, redacted, exit_code, metadata)
+    return _values(call, session_id, ids, redacted, exit_code, metadata, client_id)
 
 
 def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
-            metadata: tuple[object, ...]) -> tuple[object, ...]:
+            metadata: tuple[object, ...], client_id: int | None) -> tuple[object, ...]:
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
     return (
         session_id,
@@ -197,6 +204,7 @@ def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_
         call.format_version,
         *(ids.get(name) for name in ID_COLUMNS),
         exit_code,
+        client_id,
     )
 
 
@@ -207,10 +215,11 @@ def metadata_text(metadata: Metadata) -> str | None:
 
 
 def row_values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
-               sets: tuple[int | None, int | None, int | None], grpc_timeout: str | None) -> tuple[object, ...]:
+               sets: tuple[int | None, int | None, int | None], grpc_timeout: str | None,
+               client_id: int | None = None) -> tuple[object, ...]:
     """The `call_rows` row of a call (ROW_COLUMNS order): `sets` are the ids of its request
     metadata, response metadata and trailers sets (store.metasets)."""
-    return (*_values(call, session_id, ids, redacted, exit_code, ()), *sets, grpc_timeout)
+    return (*_values(call, session_id, ids, redacted, exit_code, (), client_id), *sets, grpc_timeout)
 
 
 def _metadata(text: str | None) -> Metadata:
@@ -239,7 +248,8 @@ def stored_call(row: Sequence[Any]) -> StoredCall:
         trailers=_metadata(col("trailers")), status_code=col("status_code"), status_message=col("status_message"),
         outcome=_outcome(str(col("outcome"))), request_bytes=int(col("request_bytes")),
         response_bytes=int(col("response_bytes")), notes=list(json.loads(col("notes"))) if col("notes") else [],
-        format_version=int(col("format_version")),
+        format_version=int(col("format_version")), peer_gid=col("client_gid"), peer_name=col("client_name"),
+        peer_exe=col("client_exe"),
     )  # fmt: skip
     ids = {name: col(name) for name in ID_COLUMNS}
     exit_code = col("exit_code")

@@ -108,3 +108,22 @@ def test_doctor_tells_a_wired_node_from_a_miswired_one(sock_dir: Path) -> None:
 def test_program_is_this_installation() -> None:
     argv = program()
     assert argv[0].startswith(str(Path(sys.executable).parent))
+
+
+def test_install_takes_the_config_file_and_its_unit_runs_with_it(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    kubeadm_node(root)
+    write(root, "/etc/cri-proxy/config.toml", 'runtime-endpoint = "unix:///run/containerd/containerd.sock"\n'
+          'listen = "unix:///run/cri-proxy/cri.sock"\nretain = "7d"\ngrace-period = 15\n')
+    result = run_cli("install", "--dry-run", "--root", str(root), "--config", "/etc/cri-proxy/config.toml")
+    assert result.returncode == 0, result.stderr
+    unit = block(result.stdout, UNIT_PATH)
+    assert "    --config /etc/cri-proxy/config.toml" in unit  # the node's path, not the scratch root's
+    assert "    --listen unix:///run/cri-proxy/cri.sock \\" in unit and "    --grace-period 15 \\" in unit
+    assert "Pointing the kubelet at unix:///run/cri-proxy/cri.sock" in result.stdout
+    given = run_cli("install", "--dry-run", "--root", str(root), "--config", "/etc/cri-proxy/config.toml",
+                    "--grace-period", "12")
+    assert "    --grace-period 12 \\" in block(given.stdout, UNIT_PATH)  # install's own flag beats the file
+    write(root, "/etc/cri-proxy/config.toml", "retian = '7d'\n")
+    bad = run_cli("install", "--dry-run", "--root", str(root), "--config", "/etc/cri-proxy/config.toml")
+    assert "unknown key 'retian'" in one_error_line(bad)

@@ -126,14 +126,14 @@ def test_unknown_format_is_a_usage_error(recording: Path) -> None:
 def test_schema_lists_tables_and_views_with_columns(recording: Path) -> None:
     got = json.loads(run_cli("query", "--db", str(recording), "--schema", "--format", "json").stdout)
     objects = {(r["object"], r["kind"]) for r in got}
-    for table in ("sessions", "call_rows", "payloads", "messages", "losses", "schema_migrations",
+    for table in ("sessions", "call_rows", "payloads", "messages", "losses", "clients", "schema_migrations",
                   "metadata_sets"):
         assert (table, "table") in objects
     assert ("calls", "view") in objects  # over call_rows since schema 6, with the columns it had
     for view in sql.view_names():
         assert (view, "view") in objects
     calls = {r["column"]: r["type"] for r in got if r["object"] == "calls"}
-    assert calls["pod_name"] == "TEXT" and calls["duration_ms"] == "REAL" and len(calls) == 35
+    assert calls["pod_name"] == "TEXT" and calls["duration_ms"] == "REAL" and len(calls) == 36  # 0006 added client_id
     stats_cols = [r["column"] for r in got if r["object"] == "method_stats"]
     assert stats_cols[:3] == ["service", "method", "calls"] and "p99_ms" in stats_cols
     kinds = [r["kind"] for r in got]

@@ -47,6 +47,25 @@ def test_open_round_trips(pid: int | None, uid: int | None) -> None:
     assert one(link.open_message(7, pid, uid, upstream)) == (7, pid, uid, upstream)
 
 
+@pytest.mark.parametrize("gid, name, exe", [(0, "kubelet", "/usr/bin/kubelet"), (5, "crictl", None),
+                                            (None, None, "/opt/é/agent"), (None, None, None)])
+def test_open_carries_the_rest_of_the_peer(gid: int | None, name: str | None, exe: str | None) -> None:
+    upstream = "unix:///run/containerd/containerd.sock"
+    data = link.open_message(7, 1234, 0, upstream, gid, name, exe)
+    [(_, body, _)] = read_all(data)
+    opened = link.read_opened(memoryview(body), 0, len(body))
+    assert opened == link.Opened(7, 1234, 0, upstream, gid, name, exe)
+    assert one(data) == (7, 1234, 0, upstream)  # read_open: what it always said
+
+
+def test_an_open_without_the_peer_facts_reads_as_unknown() -> None:
+    body = link._OPEN.pack(3, 99, 1000) + b"unix:///up.sock"  # the layout before the facts were added
+    assert link.read_opened(memoryview(body), 0, len(body)) == link.Opened(3, 99, 1000, "unix:///up.sock")
+    cut = link._OPEN.pack(3, 99, 1000) + b"unix:///up.sock\0\1"
+    with pytest.raises(ValueError, match="kind 2"):
+        link.read_opened(memoryview(cut), 0, len(cut))
+
+
 @pytest.mark.parametrize("reason", [None, "", "upstream reset the connection: ECONNRESET é"])
 def test_closed_round_trips(reason: str | None) -> None:
     assert one(link.closed_message(3, 12.5, reason)) == (3, 12.5, reason)

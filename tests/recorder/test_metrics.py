@@ -314,3 +314,18 @@ def test_each_alert_fires_when_it_should(tmp_path: pathlib.Path) -> None:
     done = subprocess.run([str(PROMTOOL), "test", "rules", str(spec)], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_calls_are_counted_by_client_within_the_same_bounded_names(metrics: CallMetrics, server: MetricsServer) -> None:
+    import dataclasses
+
+    for i in range(MAX_CLIENTS):
+        metrics.connection_opened(f"client{i}")  # the cap is shared with the connections gauge
+    calls = [dataclasses.replace(make_call("Version", {}, {}), peer_name=name)
+             for name in ("client0", "client0", "newcomer", None)]
+    for call in calls:
+        metrics.observe(call)
+    found = samples(get(server, "/metrics")[1])
+    assert value(found, "cri_proxy_client_calls_total", client="client0") == 2
+    assert value(found, "cri_proxy_client_calls_total", client="other") == 2  # "newcomer" and the nameless call
+    assert ("cri_proxy_client_calls_total", frozenset({("client", "newcomer")})) not in found

@@ -286,9 +286,10 @@ def test_migration_6_keeps_every_row_and_a_users_view_answers_the_same(tmp_path:
     try:
         assert db.schema_version(conn) == len(sql.migrations())
         after = conn.execute("SELECT * FROM calls ORDER BY id")
-        assert [d[0] for d in after.description] == columns
+        assert [d[0] for d in after.description] == [*columns, "client_id"]  # 0008 adds who made it
         got = after.fetchall()
-        assert got[:len(calls)] == calls
+        assert [row[:-1] for row in got[:len(calls)]] == calls
+        assert {row[-1] for row in got[:len(calls)]} == {None}  # not known for calls made before
         assert conn.execute("SELECT * FROM my_headers ORDER BY id").fetchall() == [
             *mine, (got[-1][0], '[["user-agent", "kubelet"], ["grpc-timeout", "119999m"]]', '[["grpc-status", "0"]]')]
         assert conn.execute("SELECT call_id, direction, idx, data, json FROM call_messages "
