@@ -1,6 +1,8 @@
 """One waterfall per pod: its calls in start order with their durations, from the sandbox's
 RunPodSandbox to its RemovePodSandbox, the calls about its containers included (a container's
-calls name only the container: CreateContainer ties it to its pod).
+calls name only the container: CreateContainer ties it to its pod) and its image pulls (a
+PullImage's request names the pod (`images_pulled`): it goes to the latest sandbox of that
+name).
 
 The calls a kubelet repeats for as long as a pod lives (status polls, stats, exec probes)
 are summarised, one row per method and container (how many, from when to when, the slowest);
@@ -35,7 +37,8 @@ class Poll:
 
 @dataclass(slots=True)
 class Pod:
-    key: str  # sandbox id, or "container:<id>" when the container's pod is unknown
+    key: str  # sandbox id; "container:<id>" when the container's pod is unknown, "pod:<ns>/<name>"
+    # for calls that name a pod that has no sandbox (yet): a RunPodSandbox that failed
     name: str | None = None
     namespace: str | None = None
     first: float = 0.0
@@ -75,13 +78,21 @@ def _container_names(conn: sqlite3.Connection) -> dict[str, str]:
         "WHERE c.method = 'CreateContainer' AND c.container_id IS NOT NULL") if name}  # fmt: skip
 
 
+def _pulls(conn: sqlite3.Connection) -> dict[int, tuple[str | None, str | None]]:
+    """PullImage call id -> the pod it was for (its request's sandbox_config, `images_pulled`)."""
+    return {call_id: (ns, name) for call_id, ns, name in conn.execute(
+        "SELECT call_id, pod_namespace, pod_name FROM images_pulled WHERE pod_name IS NOT NULL")}  # fmt: skip
+
+
 def read_pods(conn: sqlite3.Connection, selection: Selection,
               kinds: dict[int, str]) -> tuple[list[Pod], int]:  # fmt: skip
     """The pods of the selection, first seen first, and how many there were in all.
     `kinds` names the calls that went wrong (from the problems view)."""
     owner = _container_pods(conn)
     names = _container_names(conn)
-    about_pods = "c.pod_sandbox_id IS NOT NULL OR c.container_id IS NOT NULL"
+    pulls = _pulls(conn)
+    about_pods = ("c.pod_sandbox_id IS NOT NULL OR c.container_id IS NOT NULL OR c.pod_name IS NOT NULL "
+                  "OR c.method = 'PullImage'")  # fmt: skip
     narrowed = dataclasses.replace(selection, where=f"({selection.where}) AND ({about_pods})"
                                    if selection.where else about_pods)  # fmt: skip
     where, args = narrowed.sql_where()
@@ -90,9 +101,19 @@ def read_pods(conn: sqlite3.Connection, selection: Selection,
         f"c.pod_namespace, COALESCE(c.status_name, c.outcome) FROM calls AS c{where} ORDER BY c.started_unix, c.id",
         args)  # fmt: skip
     pods: dict[str, Pod] = {}
+    by_name: dict[tuple[str, str], str] = {}  # the latest sandbox of each pod name
     while rows := cursor.fetchmany(2048):
         for call_id, started, ms, method, sandbox, container, name, ns, status in rows:
-            key = sandbox or owner.get(container) or f"container:{container}"
+            if method == "PullImage" and not name:
+                ns, name = pulls.get(call_id, (None, None))
+                if not name:
+                    continue  # a pull for no pod (crictl pull): no pod's story
+            if sandbox and name:
+                by_name[(ns, name)] = sandbox
+            if sandbox or container:
+                key = sandbox or owner.get(container) or f"container:{container}"
+            else:  # PullImage, a RunPodSandbox that failed: the pod by its name
+                key = by_name.get((ns, name)) or f"pod:{ns}/{name}"
             pod = pods.get(key)
             if pod is None:
                 pod = pods[key] = Pod(key, first=started)

@@ -211,3 +211,11 @@ def _unfilter(kind: int, row: bytearray, prev: bytearray, bpp: int) -> bytearray
             pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
             row[i] = (row[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
     return row
+
+
+def page_data(page: Path) -> dict[str, Any]:
+    """The JSON block a report page embeds (what its script draws)."""
+    text = page.read_text(encoding="utf-8")
+    start = text.index("<script type='application/json' id='report-data'>")
+    start = text.index(">", start) + 1
+    return dict(json.loads(text[start:text.index("</script>", start)]))
