@@ -184,7 +184,10 @@ function chart(series, opts) {
     for (let i = 0; i < n; i++) {
       const v = s.values[i];
       if (v == null) { pen = false; continue; }
-      d += (pen ? "L" : "M") + ((x(i) + x(i + 1)) / 2).toFixed(1) + "," + y(v).toFixed(1); pen = true;
+      const cx = ((x(i) + x(i + 1)) / 2).toFixed(1), cy = y(v).toFixed(1);
+      d += (pen ? "L" : "M") + cx + "," + cy; pen = true;
+      if ((i === 0 || s.values[i - 1] == null) && (i === n - 1 || s.values[i + 1] == null))
+        svg.append(sv("circle", {cx: cx, cy: cy, r: 2.5, fill: color}));  // a lone point: no line to draw
     }
     if (d) svg.append(sv("path", {d: d, fill: "none", stroke: color, "stroke-width": s.width || 1.5, "stroke-dasharray": s.dash || ""}));
   });

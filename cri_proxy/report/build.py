@@ -86,16 +86,16 @@ def gather(recording: Recording, selection: Selection, *, source: str, budget: B
     data["relists"] = [r.as_dict() for r in relists]
     logger.debug("series of %d calls in %.2f s", count, time.monotonic() - started)
     problems = read_problems(conn, selection, axis)
-    data["problems"] = problems.as_dict()
     data["losses"] = read_losses(conn, selection, axis)
-    data["slowest"] = read_slowest(conn, selection)
     all_pods, pod_count = pod_pages.read_pods(conn, selection, problems.kinds)
     waterfalls = pod_pages.chosen(all_pods)
     index = sorted(all_pods, key=lambda p: (p.problems == 0, -p.first))[:pod_pages.MAX_INDEX]
     data["pods"] = {"count": pod_count, "index": [p.summary() for p in sorted(index, key=lambda p: p.first)],
                     "waterfalls": [p.waterfall() for p in waterfalls]}  # fmt: skip
     pod_of = {container: pod.label() for pod in all_pods for container in pod.containers}
+    data["problems"] = problems.as_dict(pod_of)
     data["probes"] = failed_probes(conn, problems, pod_of)
+    data["slowest"] = [row[:5] + [row[5] or pod_of.get(row[6])] + row[6:] for row in read_slowest(conn, selection)]
     data["calls"], data["texts"] = read_details(conn, _detail_ids(data, waterfalls), budget)
     logger.debug("report data of %d calls in %.2f s", count, time.monotonic() - started)
     return data

@@ -37,11 +37,13 @@ class ErrorGroup:
     last: float = 0.0
     examples: list[int] = field(default_factory=list)  # call ids: the first few and the last
     pods: set[str] = field(default_factory=set)
+    containers: set[str] = field(default_factory=set)  # of calls that name no pod (ExecSync...)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, pod_of: dict[str, str]) -> dict[str, Any]:
+        pods = self.pods | {pod_of[c] for c in self.containers if c in pod_of}
         return {"method": self.method, "kind": self.kind, "status": self.status, "message": self.message,
                 "count": self.count, "first": self.first, "last": self.last, "examples": self.examples,
-                "pods": len(self.pods)}  # fmt: skip
+                "pods": len(pods)}  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -52,8 +54,9 @@ class Problems:
     kinds: dict[int, str]  # call id -> kind, for the pods' waterfalls
     probes: list[dict[str, Any]]  # non-zero exits by container, most first
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"per_bucket": self.per_bucket, "groups": [g.as_dict() for g in self.groups],
+    def as_dict(self, pod_of: dict[str, str]) -> dict[str, Any]:
+        """`pod_of` names each container's pod (from the pods' pass)."""
+        return {"per_bucket": self.per_bucket, "groups": [g.as_dict(pod_of) for g in self.groups],
                 "group_count": self.group_count, "total": len(self.kinds)}  # fmt: skip
 
 
@@ -90,6 +93,8 @@ def read_problems(conn: sqlite3.Connection, selection: Selection, axis: TimeAxis
             pod = _pod(ns, name)
             if pod is not None and len(group.pods) < 1000:
                 group.pods.add(pod)
+            elif pod is None and container is not None and len(group.containers) < 1000:
+                group.containers.add(container)
             if kind == "nonzero_exit":
                 _probe(probes, call_id, started, container, exit_code, pod)
     ranked = sorted(groups.values(), key=lambda g: (-g.count, g.first))

@@ -16,7 +16,7 @@ function nodeReport() {
   const rate = top.map(m => ({name: m.method, values: m.counts.map(c => c / A.width)}));
   if (rest.length) rate.push({name: "other (" + rest.length + " methods)", color: "#aaa",
     values: rest.reduce((acc, m) => acc.map((v, i) => v + m.counts[i] / A.width), new Array(A.count).fill(0))});
-  section("rates", "Calls per second", chart(rate, {legend: true}),
+  section("rates", "Calls per second", chart(rate, {legend: true, bars: true}),
     table([col("method", r => r.method), col("calls", r => r.calls, num, true), col("p50", r => r.total_p50, ms, true),
            col("p99", r => r.total_p99, ms, true), col("max", r => r.max_ms, ms, true)], D.methods));
   const lat = section("latency", "Latency per method (p50, p99)");

@@ -92,11 +92,12 @@ class _Pipe:
         return dict(json.loads(message))
 
 
-# Run in the page after it loaded: what the script drew (for the tests to check).
+# Run in the page after it loaded: what the script drew (for the tests to check), and how
+# long after the navigation began (for the benchmark's figures; no test asserts a time).
 PROBE = """JSON.stringify({sections: [...document.querySelectorAll('main section')].map(s => s.id),
   svgs: document.querySelectorAll('svg').length, rects: document.querySelectorAll('svg rect').length,
   paths: document.querySelectorAll('svg path').length, rows: document.querySelectorAll('tbody tr').length,
-  text: document.body.innerText.slice(0, 20000)})"""
+  text: document.body.innerText.slice(0, 20000), drawn_ms: Math.round(performance.now())})"""
 
 
 def load(page: Path, *, click: str | None = None) -> Loaded:

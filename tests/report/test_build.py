@@ -52,6 +52,11 @@ def test_the_data_of_a_lifecycle(tmp_path: Path) -> None:
     assert data["slowest"][0][3] in ("RunPodSandbox", "StopContainer")
     assert {w["key"] for w in data["pods"]["waterfalls"]} == {"p1", "pod:shop/web"}
     assert data["relists"][0]["method"] == "ListContainers"
+    # Calls that name only their container are put with its pod, in the errors and the slowest.
+    not_found = next(g for g in data["problems"]["groups"] if g["method"] == "ContainerStatus")
+    assert not_found["pods"] == 1
+    stop = next(row for row in data["slowest"] if row[3] == "StopContainer")
+    assert (stop[5], stop[6]) == ("shop/web", "c1")
     json.dumps(data, allow_nan=False)  # what the page embeds
 
 
