@@ -19,7 +19,8 @@ pytestmark = pytest.mark.timeout(30)
 
 COMMANDS: dict[str, Any] = typer.main.get_command(app).commands  # type: ignore[attr-defined]
 REQUIRED = {"run": ["--listen", "unix:///tmp/l.sock", "--runtime-endpoint", "unix:///tmp/r.sock"],
-            "replay": ["--target", "unix:///tmp/t.sock"], "serve": ["--listen", "unix:///tmp/s.sock"]}  # fmt: skip
+            "replay": ["--target", "unix:///tmp/t.sock"], "serve": ["--listen", "unix:///tmp/s.sock"],
+            "report": ["-o", "/tmp/r.html"]}  # fmt: skip
 
 
 def parse(command: str, args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def db_commands() -> list[str]:
 
 
 def test_db_is_on_every_command_that_reads_or_writes_a_recording() -> None:
-    assert db_commands() == ["demo", "install", "query", "replay", "run", "serve", "stats", "tail"]
+    assert db_commands() == ["demo", "install", "query", "replay", "report", "run", "serve", "stats", "tail"]
 
 
 @pytest.mark.parametrize("command", db_commands())

@@ -56,3 +56,11 @@ def test_a_missing_recording(tmp_path: Path) -> None:
     result = run_cli("report", str(tmp_path / "none.db"), "-o", str(tmp_path / "r.html"))
     assert result.returncode == 2 and "no recording database at" in one_error_line(result)
     assert not (tmp_path / "none.db").exists()
+
+
+def test_the_recording_given_twice_is_refused(recording: Path, tmp_path: Path) -> None:
+    result = run_cli("report", str(recording), "--db", str(tmp_path / "other.db"), "-o", str(tmp_path / "r.html"))
+    assert one_error_line(result) == (f"cri-proxy: error: the recording is given twice ({recording} and "
+                                      f"--db {tmp_path / 'other.db'}): give it once")  # fmt: skip
+    same = run_cli("report", str(recording), "--db", str(recording), "-o", str(tmp_path / "r.html"))
+    assert same.returncode == 0, same.stderr
