@@ -130,31 +130,30 @@ def readable_bytes(b64: str | None) -> str | None:
 
 
 def failed_probes(conn: sqlite3.Connection, problems: Problems, pod_of: dict[str, str]) -> list[dict[str, Any]]:
-    """The failing exec probes (what the `failed_probes` view lists) grouped by container,
-    most failures first, each with its command and its latest stderr (from `call_messages`).
+    """The failing exec probes grouped by container, most failures first, each with its
+    command, its pod and its latest stderr as the `failed_probes` view gives them.
 
-    Grouped from the problems already read rather than through the view: the view looks up
-    each failing call's pod in the container's CreateContainer, a scan of the container's
-    calls per row, which on a long recording (a probe every 10 s for days) takes a minute."""
+    The groups come from the problems already read; the view is asked only about each
+    group's latest failure: it looks up a call's pod in its container's CreateContainer, a
+    scan of the container's calls per row, which over every failure of a long recording (a
+    probe every 10 s for days) takes a minute, and for one call a few milliseconds."""
     out = []
     for g in problems.probes[:TOP_GROUPS]:
         last = g["examples"][-1]
-        bodies = dict(conn.execute(
-            "SELECT direction, json FROM call_messages WHERE call_id = ? AND idx = 0", (last,)).fetchall())
-        request, response = _json(bodies.get("request")), _json(bodies.get("response"))
-        stderr = response.get("stderr") if isinstance(response, dict) else None
-        out.append({**g, "cmd": request.get("cmd") if isinstance(request, dict) else None,
-                    "pod": g["pod"] or pod_of.get(g["container_id"]),
-                    "last_stderr": readable_bytes(stderr[:400] if isinstance(stderr, str) else None),
-                    "last_call": last})  # fmt: skip
+        row = conn.execute("SELECT cmd, stderr_base64, pod_namespace, pod_name FROM failed_probes WHERE call_id = ?",
+                           (last,)).fetchone()  # fmt: skip
+        cmd, stderr, ns, name = row if row is not None else (None, None, None, None)
+        out.append({**g, "cmd": _json(cmd) if isinstance(cmd, str) else cmd,
+                    "pod": g["pod"] or _pod(ns, name) or pod_of.get(g["container_id"]),
+                    "last_stderr": readable_bytes(stderr), "last_call": last})  # fmt: skip
     return out
 
 
-def _json(text: str | None) -> Any:
+def _json(text: str) -> Any:
     try:
-        return json.loads(text) if text else None
+        return json.loads(text)
     except ValueError:
-        return None
+        return text
 
 
 def _unix(text: str | None) -> float | None:

@@ -27,10 +27,10 @@ def _recording(tmp_path: Path) -> Path:
                   message=f"container \"{'b' * 64}\" not found", stream_id=5),
         make_call("GetContainerEvents", {}, None, started=T0 + 3, duration_ms=None, status=None,
                   outcome=Outcome.CANCELLED, stream_id=7),
+        make_call("ExecSync", {"container_id": CID, "cmd": ["cat", "/ready"]}, {"exit_code": 1}, started=T0 + 4,
+                  stream_id=9),
         make_call("ExecSync", {"container_id": CID, "cmd": ["cat", "/ready"]},
-                  {"exit_code": 3, "stderr": base64.b64encode(b"no such file").decode()}, started=T0 + 4, stream_id=9),
-        make_call("ExecSync", {"container_id": CID, "cmd": ["cat", "/ready"]}, {"exit_code": 1}, started=T0 + 50,
-                  stream_id=11),
+                  {"exit_code": 3, "stderr": base64.b64encode(b"no such file").decode()}, started=T0 + 50, stream_id=11),
         make_call("ExecSync", {"container_id": CID, "cmd": ["cat", "/ready"]}, {}, started=T0 + 60, stream_id=13),
     ]  # fmt: skip
     record(tmp_path / "r.db", calls)
@@ -60,14 +60,14 @@ def test_failing_probes_by_container_with_command_and_readable_stderr(tmp_path: 
     recording = Recording(_recording(tmp_path))
     try:
         found = read_problems(recording.conn, Selection(), axis_for(T0, T0 + 60))
-        (probe,) = failed_probes(recording.conn, found, {CID: "shop/web"})
-        assert probe["container_id"] == CID and probe["pod"] == "shop/web"
-        assert probe["count"] == 2 and probe["exit_codes"] == [3, 1]
+        (probe,) = failed_probes(recording.conn, found, {})
+        assert probe["container_id"] == CID and probe["pod"] == "shop/web"  # the view's, from CreateContainer
+        assert probe["count"] == 2 and probe["exit_codes"] == [1, 3]
         assert probe["cmd"] == ["cat", "/ready"]
         assert probe["first"] == T0 + 4 and probe["last"] == T0 + 50
         listed = {row[0] for row in recording.conn.execute("SELECT call_id FROM failed_probes")}
         assert set(probe["examples"]) == listed  # the same calls as the failed_probes view
-        assert probe["last_stderr"] is None  # the latest failure wrote no stderr
+        assert probe["last_stderr"] == "no such file"  # the latest failure's, as text
     finally:
         recording.close()
 
