@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cri_proxy import __version__
-from cri_proxy.cli import misc, node, query, replay, report, run
+from cri_proxy.cli import faults, misc, node, query, replay, report, run
 from cri_proxy.cli.options import LOG_LEVELS
 
 __all__ = ["LOG_LEVELS", "app", "main"]
@@ -43,6 +43,7 @@ query.register(app)  # query, tail, stats
 replay.register(app)  # replay, serve
 node.register(app)  # install, uninstall, doctor
 misc.register(app)  # fake-runtime, demo, snapshot, version
+faults.register(app)  # faults check
 report.register(app)  # report
 
 

@@ -5,7 +5,6 @@ ConnectionRecorder directly, as the recorder process feeds it the relayed bytes.
 from __future__ import annotations
 
 import struct
-import time
 import tracemalloc
 
 import pytest
@@ -48,17 +47,14 @@ def test_a_continuation_flood_is_dropped_as_it_comes() -> None:
     flood = 3 * MAX_HEADER_BLOCK
     tracemalloc.start()
     try:
-        started = time.monotonic()
         for _ in range(flood // len(chunk)):
             tap.client_bytes(chunk)
         tap.client_bytes(frame(h2.CONTINUATION, h2.FLAG_END_HEADERS, 1, b"\x00"))
-        elapsed = time.monotonic() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < MAX_HEADER_BLOCK + (4 << 20), peak  # the cap and a chunk or two, not the flood
     assert len(tap.client.block) == 0 and not tap.client.in_block  # freed
-    assert elapsed < 10
     tap.client_bytes(frame(h2.DATA, h2.FLAG_END_STREAM, 1, b"\x00\x00\x00\x00\x00"))
     answer(tap, server, 1)
     tap.client_bytes(frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, 3, request_block(client)))
@@ -81,16 +77,13 @@ def test_many_small_continuation_frames_cost_their_bytes_only() -> None:
     data = b"".join(frame(h2.CONTINUATION, 0, 1, rest[i:i + 1]) for i in range(len(rest) - 1))
     tracemalloc.start()
     try:
-        started = time.monotonic()
         for i in range(0, len(data), 64 << 10):
             tap.client_bytes(data[i:i + (64 << 10)])
         _, peak = tracemalloc.get_traced_memory()
         tap.client_bytes(frame(h2.CONTINUATION, h2.FLAG_END_HEADERS | 0, 1, rest[-1:]))
-        elapsed = time.monotonic() - started
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20, peak  # no frame object is kept per CONTINUATION
-    assert elapsed < 10
     tap.client_bytes(frame(h2.DATA, h2.FLAG_END_STREAM, 1, b"\x00\x00\x00\x00\x00"))
     answer(tap, server, 1)
     [call] = sink.calls
@@ -116,7 +109,6 @@ def test_a_settings_flood_costs_constant_time_per_frame() -> None:
     count = 128 << 10
     sizes = [4096 + (i % 7) * 1024 for i in range(count)]  # the largest, 10240, many times
     flood = b"".join(_settings(s) for s in sizes)
-    started = time.monotonic()
     for i in range(0, len(flood), 256 << 10):
         tap.server_bytes(flood[i:i + (256 << 10)])
     assert len(tap.client.pending) <= MAX_PENDING_GROUPS
@@ -127,8 +119,6 @@ def test_a_settings_flood_costs_constant_time_per_frame() -> None:
     acks = frame(h2.SETTINGS, h2.FLAG_ACK, 0) * count
     for i in range(0, len(acks), 256 << 10):
         tap.client_bytes(acks[i:i + (256 << 10)])
-    elapsed = time.monotonic() - started
-    assert elapsed < 10  # was quadratic: 41 s for 128k frames
     assert not tap.client.pending and tap.client.acked == sizes[-1]
     assert tap.client.decoder.max_allowed_table_size == sizes[-1]
     client.header_table_size = sizes[-1]  # all acknowledged: the encoder is held to the last value
