@@ -20,10 +20,12 @@ import argparse
 import hashlib
 import json
 import random
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -33,6 +35,7 @@ from cri_proxy.store.rows import INSERT_CALL  # noqa: E402
 
 START = 1796000000.0  # 2026-11-30
 SERVICE = "runtime.v1.RuntimeService"
+Call = tuple[Any, ...]
 STATUS = {0: "OK", 1: "CANCELLED", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND"}
 
 
@@ -45,7 +48,7 @@ class Node:
         self.pods: list[dict[str, str]] = []
         self.serial = 0
 
-    def pod(self, t: float) -> Iterator[tuple]:
+    def pod(self, t: float) -> Iterator[Call]:
         self.serial += 1
         n = self.serial
         sb, ct = hashlib.sha256(f"sb{n}".encode()).hexdigest(), hashlib.sha256(f"ct{n}".encode()).hexdigest()
@@ -62,7 +65,7 @@ class Node:
             {"container_id": ct}, {}
         self.pods.append({"sb": sb, "ct": ct, "name": name, "ns": ns})
 
-    def stop(self, t: float, p: dict[str, str]) -> Iterator[tuple]:
+    def stop(self, t: float, p: dict[str, str]) -> Iterator[Call]:
         yield t, "StopContainer", 100 + self.rand.random() * 9000, 0, None, None, None, p["ct"], None, None, \
             {"container_id": p["ct"], "timeout": "30"}, {}
         yield t + 10, "StopPodSandbox", 50 + self.rand.random() * 200, 0, None, None, p["sb"], None, None, None, \
@@ -72,7 +75,7 @@ class Node:
         yield t + 12, "RemovePodSandbox", 10 + self.rand.random() * 30, 0, None, None, p["sb"], None, None, None, \
             {"pod_sandbox_id": p["sb"]}, {}
 
-    def second(self, t: float, stalled: bool) -> Iterator[tuple]:
+    def second(self, t: float, stalled: bool) -> Iterator[Call]:
         r = self.rand
         if not stalled:
             yield t, "ListPodSandbox", 0.5 + r.expovariate(1.5), 0, None, None, None, None, None, None, {}, {"items": []}
@@ -97,7 +100,7 @@ class Node:
                 None if cancelled else ({"exit_code": code, "stderr": "Y2F0OiAvdG1wL2hlYWx0aHk6IE5vIHN1Y2ggZmlsZQo="} if code else {})
 
 
-def calls(count: int, seed: int) -> Iterator[tuple]:
+def calls(count: int, seed: int) -> Iterator[Call]:
     node = Node(seed)
     made, t = 0, START
     for _ in range(20):
@@ -128,7 +131,9 @@ def write(path: Path, count: int, seed: int = 7) -> int:
         conn.execute("INSERT INTO losses (session_id, started_at, ended_at, reason, calls_lost) VALUES (1, ?, ?, ?, ?)",
                      (utc_text(at), utc_text(at + 90), "queue full", lost))
     payloads: dict[str, int] = {}
-    rows, messages, n = [], [], 0
+    rows: list[Call] = []
+    messages: list[Call] = []
+    n = 0
     for call_id, (t, method, ms, code, outcome, exit_code, sb, ct, name, ns, req, resp) in enumerate(calls(count, seed), 1):
         rows.append((call_id, 1, 1, call_id, utc_text(t), t, round(ms, 3), SERVICE, method, f"/{SERVICE}/{method}", "v1", "v1",
                      None if outcome else code, None if outcome else STATUS[code], "not found" if code == 5 else None,
@@ -153,7 +158,7 @@ def write(path: Path, count: int, seed: int = 7) -> int:
     return n
 
 
-def _flush(conn, rows: list[tuple], messages: list[tuple]) -> None:  # type: ignore[no-untyped-def]
+def _flush(conn: sqlite3.Connection, rows: list[Call], messages: list[tuple[Any, ...]]) -> None:
     conn.executemany(INSERT_CALL.replace("INSERT INTO calls (", "INSERT INTO calls (id, ").replace("VALUES (", "VALUES (?, "), rows)
     conn.executemany("INSERT INTO messages (call_id, direction, idx, offset_ms, payload_id) VALUES (?, ?, ?, ?, ?)", messages)
     rows.clear()
