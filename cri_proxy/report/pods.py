@@ -66,9 +66,10 @@ class Pod:
 
 def _container_pods(conn: sqlite3.Connection) -> dict[str, str]:
     """Container id -> its pod's sandbox id, over the whole recording (a window may start
-    after the CreateContainer)."""
-    return dict(conn.execute("SELECT container_id, MAX(pod_sandbox_id) FROM calls WHERE container_id IS NOT NULL "
-                             "AND pod_sandbox_id IS NOT NULL GROUP BY container_id"))  # fmt: skip
+    after the CreateContainer): CreateContainer is the call that names both."""
+    return dict(conn.execute("SELECT container_id, MAX(pod_sandbox_id) FROM calls WHERE method = 'CreateContainer' "
+                             "AND container_id IS NOT NULL AND pod_sandbox_id IS NOT NULL "
+                             "GROUP BY container_id"))  # fmt: skip
 
 
 def _container_names(conn: sqlite3.Connection) -> dict[str, str]:
