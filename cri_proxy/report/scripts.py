@@ -124,7 +124,7 @@ function replayReport() {
   const rows = D.differing;
   section("differences", "Calls that differed or failed (" + num(D.differing_count) + ")",
     rows.length ? table([col("call", r => r[0], null, true), col("method", r => r[1]), col("result", r => r[2]), col("why", r => r[3]),
-      col("recorded", r => r[4]), col("replayed", r => r[5]), col("differences", r => r[6].length, (v, r) => diffs(r[6]), true)],
+      col("recorded", r => r[4]), col("replayed", r => r[5]), col("differences", r => r[6].length, (v, r) => diffs(r[6]))],
       rows, {rowClass: r => r[2]}) : note("Every replayed call matched the recording."),
     D.differing_count > rows.length ? note(D.differing_count - rows.length + " more are summarised below (fields that differ) and listed in the JSON report (--report FILE.json)") : null);
   if (D.fields.length) section("fields", "Fields that differ", table([col("method", r => r[0]), col("field", r => r[1]),
