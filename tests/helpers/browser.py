@@ -9,9 +9,11 @@ Tests skip when chromium is absent, unless CRI_PROXY_REQUIRE_CHROMIUM=1 (CI sets
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import shutil
 import struct
 import subprocess
@@ -109,7 +111,8 @@ def load(page: Path, *, click: str | None = None) -> Loaded:
     from_r, from_w = os.pipe()
     proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                             pass_fds=(3, 4), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=lambda: _move_fds(to_r, from_w))  # fmt: skip
+                            stderr=subprocess.DEVNULL, preexec_fn=lambda: _move_fds(to_r, from_w),
+                            start_new_session=True)  # fmt: skip
     os.close(to_r)
     os.close(from_w)
     pipe = _Pipe(proc, to_w, from_r)
@@ -119,7 +122,8 @@ def load(page: Path, *, click: str | None = None) -> Loaded:
         return _drive(pipe, page, click)
     finally:
         killer.cancel()
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its renderer and GPU children too: its own session
         proc.wait()
         shutil.rmtree(profile, ignore_errors=True)
 
