@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cri_proxy import __version__
-from cri_proxy.cli import answers, datasette, export, faults, misc, node, query, replay, run
+from cri_proxy.cli import answers, datasette, export, faults, misc, node, query, replay, report, run
 from cri_proxy.cli.options import LOG_LEVELS
 
 __all__ = ["LOG_LEVELS", "app", "main"]
@@ -47,6 +47,7 @@ misc.register(app)  # fake-runtime, demo, snapshot, version
 datasette.register(app)  # datasette-metadata
 faults.register(app)  # faults check
 answers.register(app)  # pod, health
+report.register(app)  # report
 
 
 def main() -> None:

@@ -1,20 +1,27 @@
-"""A replay's findings: the terminal summary, and the report file (JSON, or one self-contained
-HTML page with each call's differences)."""
+"""A replay's findings: the terminal summary, and the report file (JSON with every call, or one
+self-contained HTML page: the differences first, the rest summarised)."""
 
 from __future__ import annotations
 
-import html
 import json
+import re
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.query import output
+from cri_proxy.report import page
 from cri_proxy.replay.compare import short
 from cri_proxy.replay.results import VERDICTS, CallResult, ReplayResult, Verdict
 
 METHOD_COLUMNS = ("method", "calls", *(v.value for v in VERDICTS))
 _SHOWN_DIFFS = 3  # per call in the terminal; the report file has them all
+# The HTML page lists this many differing calls in full (the JSON report has every one) and
+# groups the rest by field, so a replay of a million calls still gives a page of a few MB.
+_LISTED = 2000
+_DIFFS_LISTED = 20
+_FIELDS_LISTED = 500
+_POSITIONS = re.compile(r"\[(\d+|id=[^\]]*)\]")
 
 
 def check_report_path(path: Path) -> str:
@@ -58,46 +65,60 @@ def write_report(path: Path, result: ReplayResult) -> None:
         raise ConfigError(f"cannot write --report {path}: {exc.strerror}") from None
 
 
-_STYLE = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;vertical-align:top}
-.matched{color:#080}.differed{color:#b60}.failed{color:#c00}.skipped{color:#888}
-pre{margin:0;white-space:pre-wrap}"""
-
-
 def html_page(result: ReplayResult) -> str:
-    e = html.escape
-    s = result.summary()
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>cri-proxy replay</title>",
-        f"<style>{_STYLE}</style></head><body><h1>cri-proxy replay</h1>",
-        f"<p>Source: {e(result.source)} (sessions {e(', '.join(map(str, result.source_sessions)))})<br>",
-        f"Target: {e(result.target)}<br>Replay {e(recorded_where(result))}</p>",
-        f"<p id='summary'>{s['calls']} calls: {s['matched']} matched, {s['differed']} differed, "
-        f"{s['failed']} failed, {s['skipped']} skipped; {s['redacted_sent']} sent with redacted secrets.</p>",
-        _table(METHOD_COLUMNS, [[str(v) for v in row] for row in result.per_method()]),
-        "<h2>Calls</h2>",
-        _table(("call", "method", "result", "recorded", "replayed", "why", "differences"),
-               [_call_cells(r) for r in result.results], raw_last=True, classes=[r.verdict.value for r in result.results]),
-        "</body></html>\n",
-    ]  # fmt: skip
-    return "".join(parts)
+    """The replay as one self-contained page (the node report's shell and script): the calls
+    that differed or failed first, sortable and filterable, then the fields that differ, the
+    verdicts per method, and the matched and skipped calls summarised per method."""
+    return page.html_page("cri-proxy replay", page_data(result))
 
 
-def _call_cells(r: CallResult) -> list[str]:
-    diffs = "".join(
-        f"<pre>{html.escape(d.path or '(message)')}: recorded {html.escape(short(d.recorded, 400))}"
-        f"\n  replayed {html.escape(short(d.replayed, 400))}</pre>" for d in r.differences)  # fmt: skip
-    recorded = r.recorded_status or ""
-    replayed = (r.replayed_status or "") + (f": {r.replayed_message}" if r.replayed_message else "")
-    return [str(r.call_id), r.method, r.verdict.value, recorded, replayed, r.reason, diffs]
+def page_data(result: ReplayResult) -> dict[str, Any]:
+    differing = [r for r in result.results if r.verdict in (Verdict.DIFFERED, Verdict.FAILED)]
+    return {
+        "kind": "replay", "source": result.source, "sessions": result.source_sessions, "target": result.target,
+        "recorded_where": recorded_where(result), "elapsed_s": round(result.elapsed_s, 3),
+        "summary": result.summary(), "methods": [list(row) for row in result.per_method()],
+        "differing": [_differing(r) for r in differing[:_LISTED]], "differing_count": len(differing),
+        "fields": _fields(differing), "matched": _matched(result.results), "skipped": _skipped(result.results),
+    }  # fmt: skip
 
 
-def _table(columns: tuple[str, ...], rows: list[list[str]], *, raw_last: bool = False,
-           classes: list[str] | None = None) -> str:  # fmt: skip
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
-    for i, row in enumerate(rows):
-        cells = [html.escape(c) for c in row[:-1]] + [row[-1] if raw_last else html.escape(row[-1])]
-        cls = f" class='{classes[i]}'" if classes else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+def _differing(r: CallResult) -> list[Any]:
+    replayed = (r.replayed_status or "") + (f": {short(r.replayed_message, 300)}" if r.replayed_message else "")
+    diffs = [[d.path, short(d.recorded, 300), short(d.replayed, 300)] for d in r.differences[:_DIFFS_LISTED]]
+    return [r.call_id, r.method, r.verdict.value, r.reason, r.recorded_status or "", replayed, diffs]
+
+
+def _fields(differing: list[CallResult]) -> list[list[Any]]:
+    """(method, field with list positions as [*], calls, first example ids), most calls first."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for r in differing:
+        for path in {_POSITIONS.sub("[*]", d.path) or "(message)" for d in r.differences}:
+            entry = found.setdefault((r.method, path), [r.method, path, 0, []])
+            entry[2] += 1
+            if len(entry[3]) < 5:
+                entry[3].append(r.call_id)
+    return sorted(found.values(), key=lambda e: (-e[2], e[0], e[1]))[:_FIELDS_LISTED]
+
+
+def _matched(results: list[CallResult]) -> list[list[Any]]:
+    """(method, calls, p50 ms, max ms) of the matched calls, by method."""
+    durations: dict[str, list[float]] = {}
+    for r in results:
+        if r.verdict is Verdict.MATCHED:
+            durations.setdefault(r.method, []).append(r.duration_ms if r.duration_ms is not None else -1.0)
+    rows = []
+    for method, values in sorted(durations.items()):
+        timed = sorted(v for v in values if v >= 0)
+        p50 = timed[max(0, -(-len(timed) // 2) - 1)] if timed else None
+        rows.append([method, len(values), p50, timed[-1] if timed else None])
+    return rows
+
+
+def _skipped(results: list[CallResult]) -> list[list[Any]]:
+    """(method, why, calls, first call id) of the skipped calls."""
+    found: dict[tuple[str, str], list[Any]] = {}
+    for r in results:
+        if r.verdict is Verdict.SKIPPED:
+            found.setdefault((r.method, r.reason), [r.method, r.reason, 0, r.call_id])[2] += 1
+    return sorted(found.values(), key=lambda e: (-e[2], e[0]))

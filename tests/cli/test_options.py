@@ -21,7 +21,8 @@ COMMANDS: dict[str, Any] = typer.main.get_command(app).commands  # type: ignore[
 REQUIRED = {"run": ["--listen", "unix:///tmp/l.sock", "--runtime-endpoint", "unix:///tmp/r.sock"],
             "replay": ["--target", "unix:///tmp/t.sock"], "serve": ["--listen", "unix:///tmp/s.sock"],
             "pod": ["shop/web"],
-            "export": ["--otlp-endpoint", "http://127.0.0.1:4317"]}  # fmt: skip
+            "export": ["--otlp-endpoint", "http://127.0.0.1:4317"],
+            "report": ["-o", "/tmp/r.html"]}  # fmt: skip
 
 
 def parse(command: str, args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -36,8 +37,8 @@ def db_commands() -> list[str]:
 
 
 def test_db_is_on_every_command_that_reads_or_writes_a_recording() -> None:
-    assert db_commands() == ["demo", "export", "health", "install", "pod", "query", "replay", "run", "serve", "stats",
-                             "tail"]
+    assert db_commands() == ["demo", "export", "health", "install", "pod", "query", "replay", "report", "run", "serve",
+                             "stats", "tail"]
 
 
 @pytest.mark.parametrize("command", db_commands())

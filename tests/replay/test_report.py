@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.replay.compare import Difference
 from cri_proxy.replay.report import check_report_path, write_report, write_terminal
 from cri_proxy.replay.results import CallResult, ReplayResult, Verdict
+from cri_proxy.replay.runner import ReplayOptions, run_replay
+from tests.helpers.browser import chromium, load, page_data, pixels
+from tests.helpers.recordings import Recorded, recording, recording_master
+
+__all__ = ["recording", "recording_master"]  # fixtures used here
 
 
 def replay(db_out: str | None = None) -> ReplayResult:
@@ -52,6 +58,48 @@ def test_report_files(tmp_path: Path) -> None:
     assert data["replay"] == {"db": "out.db", "session": 2}
     write_report(tmp_path / "r.html", replay())
     page = (tmp_path / "r.html").read_text()
-    assert "&lt;b&gt;EXITED&lt;/b&gt;" in page and "<b>EXITED</b>" not in page  # escaped
+    assert "\\u003cb>EXITED\\u003c/b>" in page and "<b>EXITED</b>" not in page  # escaped: data, not markup
     with pytest.raises(ConfigError, match="cannot write --report"):
         write_report(tmp_path / "absent" / "r.json", replay())
+
+
+def _many(differing: int, matched: int) -> ReplayResult:
+    found = replay()
+    found.results = [CallResult(i, "/runtime.v1.RuntimeService/ContainerStatus", Verdict.DIFFERED, reason="1 field differs",
+                                differences=[Difference(f"containers[id={i:064x}].state", "RUNNING", "EXITED")])
+                     for i in range(differing)]  # fmt: skip
+    found.results += [CallResult(differing + i, "/runtime.v1.RuntimeService/ListContainers", Verdict.MATCHED,
+                                 duration_ms=float(i % 7)) for i in range(matched)]  # fmt: skip
+    found.results.append(CallResult(10**6, "/runtime.v1.RuntimeService/RemoveContainer", Verdict.SKIPPED,
+                                    reason="state-changing"))  # fmt: skip
+    return found
+
+
+def test_the_page_lists_differences_first_and_summarises_the_rest(tmp_path: Path) -> None:
+    write_report(tmp_path / "r.html", _many(differing=2500, matched=24_000))
+    data = page_data(tmp_path / "r.html")
+    assert data["kind"] == "replay"
+    assert data["differing_count"] == 2500 and len(data["differing"]) == 2000  # the rest: by field, and in the JSON
+    assert data["differing"][0][:3] == [0, "ContainerStatus", "differed"]
+    assert data["fields"] == [["ContainerStatus", "containers[*].state", 2500, [0, 1, 2, 3, 4]]]
+    assert data["matched"] == [["ListContainers", 24_000, 3.0, 6.0]]  # method, calls, p50, max (ms)
+    assert data["skipped"] == [["RemoveContainer", "state-changing", 1, 10**6]]
+    assert (tmp_path / "r.html").stat().st_size < 1_000_000  # 24k matched calls cost one row
+
+
+async def test_a_real_replay_report_in_a_browser(sock_dir: Path, recording: Recorded, tmp_path: Path) -> None:
+    chromium()
+    target = await start_fake_runtime(f"unix://{sock_dir}/t.sock")
+    try:
+        result = await run_replay(ReplayOptions(str(recording.db), target.address), lambda line: None)
+    finally:
+        await target.stop(0)
+    write_report(tmp_path / "replay.html", result)
+    loaded = load(tmp_path / "replay.html")
+    assert loaded.errors == []
+    assert loaded.requests == [(tmp_path / "replay.html").resolve().as_uri()]
+    sections = loaded.drawn["sections"]
+    assert sections[0] == "differences" and {"methods", "matched", "skipped"} <= set(sections)
+    summary = result.summary()
+    assert f"{summary['matched']} matched" in loaded.drawn["text"]
+    assert len(pixels(loaded.screenshot)[2]) > 5
