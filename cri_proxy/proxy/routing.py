@@ -39,6 +39,7 @@ from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, HeaderBlock
 from cri_proxy.proxy.prober import VersionProber
+from cri_proxy.proxy import translate
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class Upstreams:
     image: pathlib.Path | None = None
     bridge: BridgeRoute | None = None
     versions: VersionProber | None = None
+    translation: translate.TranslationPolicy | None = None  # CRI translation in the relay (proxy.translate)
 
     def path_of(self, service: str) -> pathlib.Path:
         if service == "bridge" and self.bridge is not None:
@@ -124,6 +126,7 @@ class FirstCallRoute:
         self.answers: list[bytes] = []  # the proxy's own answers, not yet shown to the tap
         self._stalled: list[bytes] | None = None  # client chunks that wait for a block decoded aside
         self.c2s_plain = False  # relaying chunks again (see settled())
+        self.translator: translate.Translator | None = None  # every request block re-encoded
 
     def attach(self, conn: Connection) -> None:
         self.conn = conn
@@ -182,7 +185,7 @@ class FirstCallRoute:
                 conn.host.spawn(self._decode_aside(aside, frames[i + 1:]))
                 return
         self._show_tap(frames)
-        if self.settled() and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
+        if self.settled() and self.translator is None and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
             self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
             conn.c2s = h2.FrameWalker()
             conn.on_client = conn.forward_client
@@ -191,6 +194,8 @@ class FirstCallRoute:
         conn = self._conn()
         if conn.tap is not None and frames:
             conn.feed_tap(True, b"".join(frame.raw or b"" for frame in frames), True)
+        if self.translator is not None:
+            self.translator.show_tap()
         if self.answers:  # the tap records the answers the proxy gave (they touch no HPACK table)
             answers, self.answers = b"".join(self.answers), []
             conn.feed_tap(False, answers, True)  # the tap has had whole upstream frames only
@@ -228,6 +233,11 @@ class FirstCallRoute:
             if not self.block.add(frame):
                 return None
             stream_id, frames, fragment = self.block.take()
+            if self.translator is None and self.service is None and self.up.translation is not None:
+                self.translator = translate.start(self, self.up.translation, fragment)
+            if self.translator is not None:
+                self.translator.block(stream_id, frames, fragment)
+                return None
             if self.settled():  # decided, and no later call is read (until the walk goes plain)
                 self.forward_request(stream_id, frames)
             elif self.decoder is None:  # the first request decides, and no later one is read
@@ -241,6 +251,8 @@ class FirstCallRoute:
         if frame.stream_id in self.hijacked:
             if frame.type == h2.DATA and frame.length:
                 self._conn().inject_to_client(h2.window_update_frame(0, frame.length))  # the upstream never sees it
+            return None
+        if self.translator is not None and self.translator.client_frame(frame):
             return None
         if frame.type == h2.SETTINGS:
             if frame.flags & h2.FLAG_ACK:
@@ -360,6 +372,8 @@ class FirstCallRoute:
                     self.table_size = table
                     if self.decoder is not None:
                         self.decoder.max_allowed_table_size = table
+                    if self.translator is not None:
+                        self.translator.table_size_allowed(table)
         elif frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0:
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
             if self.service is None:
