@@ -70,7 +70,7 @@ class RelayServer:
         return Connection(self, conn_id, self._route())
 
     def _route(self) -> Route:
-        if self.image_path is None and self.bridge is None:
+        if self.image_path is None and self.bridge is None and self.translation is None:
             return DirectRoute(self.runtime_path)
         return FirstCallRoute(Upstreams(self.runtime_path, self.image_path, self.bridge, self.versions,
                                         self.translation))
