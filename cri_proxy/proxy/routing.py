@@ -127,6 +127,7 @@ class FirstCallRoute:
         self._stalled: list[bytes] | None = None  # client chunks that wait for a block decoded aside
         self.c2s_plain = False  # relaying chunks again (see settled())
         self.translator: translate.Translator | None = None  # every request block re-encoded
+        self._batch: list[bytes] | None = None  # upstream-bound frames of one chunk, written at once
 
     def attach(self, conn: Connection) -> None:
         self.conn = conn
@@ -168,6 +169,15 @@ class FirstCallRoute:
         self._frames(conn.c2s.feed(data))
 
     def _frames(self, frames: list[h2.Frame]) -> None:
+        self._batch = []  # one write for the chunk's frames, not one a frame (a syscall each)
+        try:
+            self._route_frames(frames)
+        finally:
+            batch, self._batch = self._batch, None
+            if batch:
+                self._conn().send_upstream(b"".join(batch))
+
+    def _route_frames(self, frames: list[h2.Frame]) -> None:
         conn = self._conn()
         for i, frame in enumerate(frames):
             try:
@@ -224,6 +234,9 @@ class FirstCallRoute:
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
             self.replay.append(raw)
+        if self._batch is not None:
+            self._batch.append(raw)
+            return
         self._conn().send_upstream(raw)  # held by the connection while it moves
 
     def client_frame(self, frame: h2.Frame) -> _Block | None:
@@ -309,6 +322,9 @@ class FirstCallRoute:
                   conn.id, service, self.up.path_of(service))
         self.current = service
         self.moved = True
+        if self._batch:  # what the first socket was sent before the move: it is in the replay too
+            conn.send_upstream(b"".join(self._batch))
+            self._batch.clear()
         conn.leave_upstream(b"".join(self.replay or []))  # the rest of the client's bytes queue behind
         conn.host.spawn(self._move(service))
 
@@ -336,11 +352,14 @@ class FirstCallRoute:
         out = [raw for raw in map(self.server_frame, frames) if raw]
         conn.send_client(b"".join(out))
         self._after_upstream_frames(frames)
-        if (self.settled() and self.c2s_plain and conn.s2c.at_boundary and not conn.server_in_block
-                and not (self.moved and (self.acks_to_drop or self.window_credit))):
+        if (self.settled() and (self.c2s_plain or self.translator is not None) and conn.s2c.at_boundary
+                and not conn.server_in_block and not (self.moved and (self.acks_to_drop or self.window_credit))):
             conn.s2c = h2.FrameWalker()  # nothing of the upstream's left to hold back
-            conn.on_upstream = conn.from_upstream
-            conn.injectable = conn.can_inject
+            if self.translator is not None:  # chunks again, minus what translation leaves out
+                conn.on_upstream, conn.injectable = self.translator.responses()
+            else:
+                conn.on_upstream = conn.from_upstream
+                conn.injectable = conn.can_inject
 
     def _after_upstream_frames(self, frames: list[h2.Frame]) -> None:
         """The bookkeeping Connection.from_upstream does with `track`, for whole frames."""

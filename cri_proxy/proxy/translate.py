@@ -42,8 +42,10 @@ from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
+from cri_proxy.proxy.responses import ResponseRelay
 
 if TYPE_CHECKING:
+    from cri_proxy.proxy.connection import End
     from cri_proxy.proxy.routing import FirstCallRoute
 
 log = logging.getLogger(__name__)
@@ -262,6 +264,12 @@ class Translator:
                 tap.call_noted(stream_id, None, texts)
 
     # Upstream to client ------------------------------------------------------------------
+    def responses(self) -> tuple[Callable[[End, bytes], None], Callable[[], bool]]:
+        """The byte handler and injection test for the runtime's side, once the route has
+        nothing more of its own to hold back there (cri_proxy.proxy.responses)."""
+        relay = ResponseRelay(self.conn, self.route.hijacked, self.table_size_allowed)
+        return relay.from_upstream, relay.can_inject
+
     def table_size_allowed(self, size: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE: it bounds the client's encoder and ours."""
         self.decoder.max_allowed_table_size = size
