@@ -64,6 +64,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--extra-proxy", action="append", default=[], metavar="NAME=CMD",
                         help="also measure this proxy command (same fill-ins, and {old_runtime}: the v1alpha2-only "
                         "backend) as route NAME; repeatable")
+    parser.add_argument("--workloads", nargs="+", choices=[w.name for w in WORKLOADS],
+                        help="measure only these workloads (default: all)")
     parser.add_argument("--no-translated", action="store_true",
                         help="leave out route 'translated' (the proxy in front of a v1alpha2-only backend)")
     args = parser.parse_args(argv)
@@ -108,7 +110,7 @@ def run_all(children: Children, routes: list[Route], own_pids: list[int], loadge
     """Every workload x callers; the routes take turns in short windows so they share the noise."""
     own = [p for pid in own_pids for p in process_tree(pid)]
     results = []
-    for work in WORKLOADS:
+    for work in [w for w in WORKLOADS if not args.workloads or w.name in args.workloads]:
         request = tmp / "requests" / f"{work.method}.bin"
         # v1alpha2 has no GetContainerEvents: a translated route answers it UNIMPLEMENTED
         serving = [r for r in routes if not (work.stream and r.translated)]

@@ -127,7 +127,7 @@ class FirstCallRoute:
         self._stalled: list[bytes] | None = None  # client chunks that wait for a block decoded aside
         self.c2s_plain = False  # relaying chunks again (see settled())
         self.translator: translate.Translator | None = None  # every request block re-encoded
-        self._batch: list[bytes] | None = None  # upstream-bound frames of one chunk, written at once
+        self.batch: list[bytes] | None = None  # upstream-bound frames of one chunk, written at once
 
     def attach(self, conn: Connection) -> None:
         self.conn = conn
@@ -147,7 +147,8 @@ class FirstCallRoute:
 
     def settled(self) -> bool:
         """No more per-call routing: one socket takes every call of this connection."""
-        return self.service is not None and (self.up.image is None or self.service == "bridge")
+        return self.service is not None and (self.up.image is None or self.service == "bridge"
+                                             or self.translator is not None)  # it refuses the other service
 
     async def connect(self, conn: Connection) -> bool:
         for service in ("runtime", "image") if self.up.image is not None else ("runtime",):
@@ -169,11 +170,11 @@ class FirstCallRoute:
         self._frames(conn.c2s.feed(data))
 
     def _frames(self, frames: list[h2.Frame]) -> None:
-        self._batch = []  # one write for the chunk's frames, not one a frame (a syscall each)
+        self.batch = []  # one write for the chunk's frames, not one a frame (a syscall each)
         try:
             self._route_frames(frames)
         finally:
-            batch, self._batch = self._batch, None
+            batch, self.batch = self.batch, None
             if batch:
                 self._conn().send_upstream(b"".join(batch))
 
@@ -195,10 +196,15 @@ class FirstCallRoute:
                 conn.host.spawn(self._decode_aside(aside, frames[i + 1:]))
                 return
         self._show_tap(frames)
-        if self.settled() and self.translator is None and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
+        if not self.settled() or self.block or not conn.c2s.at_boundary or conn.upstream is None:
+            return
+        if self.translator is None:
             self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
             conn.c2s = h2.FrameWalker()
             conn.on_client = conn.forward_client
+        elif not (self.moved and self.client_acks < self.first_settings):
+            conn.c2s = h2.FrameWalker()  # runs of chunks, header blocks rewritten (proxy.requests)
+            conn.on_client = self.translator.requests()
 
     def _show_tap(self, frames: list[h2.Frame]) -> None:
         conn = self._conn()
@@ -234,8 +240,8 @@ class FirstCallRoute:
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
             self.replay.append(raw)
-        if self._batch is not None:
-            self._batch.append(raw)
+        if self.batch is not None:
+            self.batch.append(raw)
             return
         self._conn().send_upstream(raw)  # held by the connection while it moves
 
@@ -249,7 +255,7 @@ class FirstCallRoute:
             if self.translator is None and self.service is None and self.up.translation is not None:
                 self.translator = translate.start(self, self.up.translation, fragment)
             if self.translator is not None:
-                self.translator.block(stream_id, frames, fragment)
+                self.translator.block(stream_id, bool(frames[0][4] & h2.FLAG_END_STREAM), fragment)
                 return None
             if self.settled():  # decided, and no later call is read (until the walk goes plain)
                 self.forward_request(stream_id, frames)
@@ -322,9 +328,9 @@ class FirstCallRoute:
                   conn.id, service, self.up.path_of(service))
         self.current = service
         self.moved = True
-        if self._batch:  # what the first socket was sent before the move: it is in the replay too
-            conn.send_upstream(b"".join(self._batch))
-            self._batch.clear()
+        if self.batch:  # what the first socket was sent before the move: it is in the replay too
+            conn.send_upstream(b"".join(self.batch))
+            self.batch.clear()
         conn.leave_upstream(b"".join(self.replay or []))  # the rest of the client's bytes queue behind
         conn.host.spawn(self._move(service))
 

@@ -42,6 +42,7 @@ from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
+from cri_proxy.proxy.requests import RequestRelay
 from cri_proxy.proxy.responses import ResponseRelay
 
 if TYPE_CHECKING:
@@ -116,10 +117,9 @@ class Translator:
             self.conn.tap.call_noted(0, upstream_api, [f"translated {client_api} -> {upstream_api}"])
 
     # Client to upstream ------------------------------------------------------------------
-    def block(self, stream_id: int, frames: list[bytes], fragment: bytes) -> None:
+    def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
         """A whole request header block: decoded, then re-encoded, answered or dropped."""
-        headers = self.decoder.decode(fragment)  # HPACKDecodingError: the route fails the connection
-        end_stream = bool(frames[0][4] & h2.FLAG_END_STREAM)
+        headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
         if stream_id <= self.last_stream:  # trailers of a call already under way
             if stream_id not in self.route.hijacked:
                 self._forward(stream_id, headers, end_stream)
@@ -262,6 +262,11 @@ class Translator:
         if tap is not None:
             for stream_id, texts in notes:
                 tap.call_noted(stream_id, None, texts)
+
+    def requests(self) -> Callable[[bytes], None]:
+        """The client's byte handler once the route has nothing more to decide there
+        (cri_proxy.proxy.requests)."""
+        return RequestRelay(self.route, self).from_client
 
     # Upstream to client ------------------------------------------------------------------
     def responses(self) -> tuple[Callable[[End, bytes], None], Callable[[], bool]]:

@@ -235,3 +235,51 @@ async def test_checked_requests_are_refused_or_noted_as_the_bridge_does(sock_dir
     assert "refused: env values not valid UTF-8: config.envs[0] ('K')" in notes[0]
     assert "refused (strict): v1-only fields set: config.mounts[0].recursive_read_only" in notes[1]
     assert "v1-only fields ignored by the v1alpha2 runtime: config.image.user_specified_image" in notes[2]
+
+
+def dribbled(sock: str, size: int) -> list[Reply]:
+    """A first call, then many written at once and cut into writes of `size` bytes: blocks and
+    frames split anywhere."""
+    encoder, wire = Encoder(), b""
+    first = encoder.encode(request_headers(VERSION) + [("x-call", "first")])
+    for i in range(1, 31):
+        sid, path = 2 * i + 1, VERSION if i % 5 else "/runtime.v1.RuntimeService/StreamContainers"
+        block = encoder.encode(request_headers(path) + [("x-call", f"c{i}" * (i % 7 + 1))])
+        half = len(block) // 2
+        wire += (HeadersFrame(sid, block[:half]).serialize()
+                 + ContinuationFrame(sid, block[half:], flags=["END_HEADERS"]).serialize()
+                 + DataFrame(sid, grpc_message(b"m%d" % i)).serialize()
+                 + DataFrame(sid, b"", flags=["END_STREAM"]).serialize())
+    with RawClient(sock) as client:
+        client.send(hello() + HeadersFrame(1, first, flags=["END_HEADERS", "END_STREAM"]).serialize())
+        replies = [client.read_reply(1)]  # the connection has settled: what follows is relayed in runs
+        for i in range(0, len(wire), size):
+            client.send(wire[i:i + size])
+        return replies + read_all(client, [2 * i + 1 for i in range(1, 31)])
+
+
+def read_all(client: RawClient, streams: list[int]) -> list[Reply]:
+    """The replies of calls answered in any order (each header block decoded as it comes)."""
+    replies = {sid: Reply() for sid in streams}
+    while not all(r.ended for r in replies.values()):
+        frame = client._frame()
+        assert frame is not None, "the proxy closed the connection"
+        if isinstance(frame, (HeadersFrame, ContinuationFrame)):
+            fields = [(k.decode(), v.decode()) for k, v in client.decoder.decode(frame.data, raw=True)]
+            if frame.stream_id in replies:
+                replies[frame.stream_id].headers += fields
+                replies[frame.stream_id].ended = "END_STREAM" in frame.flags
+        elif isinstance(frame, DataFrame) and frame.stream_id in replies:
+            replies[frame.stream_id].data += frame.data
+    return [replies[sid] for sid in streams]
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 4096])
+async def test_requests_cut_anywhere_arrive_whole_and_answered_streams_stay_away(
+        relayed: tuple[str, H2Upstream], size: int) -> None:
+    sock, upstream = relayed
+    replies = await asyncio.to_thread(dribbled, sock, size)
+    assert [r.grpc_status for r in replies] == ["12" if i % 5 == 0 and i else "0" for i in range(31)]
+    served = upstream.requests[1:]
+    assert [dict(r.headers)["x-call"] for r in served] == [f"c{i}" * (i % 7 + 1) for i in range(1, 31) if i % 5]
+    assert [r.body for r in served] == [grpc_message(b"m%d" % i) for i in range(1, 31) if i % 5]
