@@ -132,6 +132,12 @@ class Decoder:
     def header_table_size(self) -> int:
         return self._maxsize
 
+    @property
+    def generation(self) -> int:
+        """Counts changes to the dynamic table: the same before and after a block that left it
+        as it was (proxy.translate reuses what it made of such a block)."""
+        return self._gen
+
     def decode(self, data: bytes) -> list[Field]:
         """The block's fields. The list may be shared with earlier results: do not modify it.
 

@@ -98,6 +98,12 @@ class Encoder:
     def table_size(self) -> int:
         return self._size
 
+    @property
+    def generation(self) -> tuple[int, int, int]:
+        """Changes whenever the next block could encode differently (entries added, a new size,
+        a size change to announce): while it is the same, so is the encoding of a list."""
+        return self._inserted, self._max, len(self._pending)
+
     def set_max_size(self, allowed: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE: use min(it, 4096); announce a change."""
         target = min(allowed, DEFAULT_TABLE_SIZE)

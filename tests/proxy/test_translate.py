@@ -283,3 +283,16 @@ async def test_requests_cut_anywhere_arrive_whole_and_answered_streams_stay_away
     served = upstream.requests[1:]
     assert [dict(r.headers)["x-call"] for r in served] == [f"c{i}" * (i % 7 + 1) for i in range(1, 31) if i % 5]
     assert [r.body for r in served] == [grpc_message(b"m%d" % i) for i in range(1, 31) if i % 5]
+
+
+async def test_repeated_blocks_stay_right_when_either_table_moves(relayed: tuple[str, H2Upstream]) -> None:
+    # A warm client repeats a call's block byte for byte; the relay reuses what it made of it only
+    # while neither table has changed (here a new field in between changes both).
+    sock, upstream = relayed
+    same = (VERSION, [("x-same", "constant")])
+    blocks = [same] * 20 + [(VERSION, [("x-new", "value")])] + [same] * 20 + [(VERSION, [("x-same", "other")])] * 3
+    replies = await asyncio.to_thread(calls, sock, blocks)
+    assert [r.grpc_status for r in replies] == ["0"] * len(blocks)
+    expected = [[(n, "/runtime.v1alpha2.RuntimeService/Version" if n == ":path" else v)
+                 for n, v in request_headers(path) + extra] for path, extra in blocks]
+    assert [r.headers for r in upstream.requests] == expected
