@@ -1,8 +1,11 @@
 // backend.cc: the raw-bytes gRPC runtime the cri-proxy benchmark calls.
 //
-// usage: backend <socket path> <reply dir> <events per streaming call>
+// usage: backend <socket path> <reply dir> <events per streaming call> [v1alpha2]
 // Each file <reply dir>/<Method>.bin is the serialized reply of
-// /runtime.v1.RuntimeService/<Method>. GetContainerEvents sends its reply
+// /runtime.v1.RuntimeService/<Method> (and of the same method under
+// runtime.v1alpha2, whose shared messages are wire-identical); with "v1alpha2"
+// only under runtime.v1alpha2, as a legacy runtime: a v1 client then needs the
+// proxy's translation. GetContainerEvents sends its reply
 // that many times per call; every other method sends it once. The request
 // is read and ignored, so no generated code is needed.
 #include <grpcpp/generic/async_generic_service.h>
@@ -63,12 +66,10 @@ class Reactor : public grpc::ServerGenericBidiReactor {
 
 class Service : public grpc::CallbackGenericService {
  public:
-  Service(const std::string& dir, int events) : events_(events) {
+  Service(const std::string& dir, int events, bool old_only) : events_(events) {
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
       grpc::ByteBuffer reply = ReadBuffer(entry.path());
-      replies_[kService + entry.path().stem().string()] = reply;
-      // The same bytes under runtime.v1alpha2 (shared messages are wire-identical), so the
-      // proxy's translating bridge can be measured with --upstream-api v1alpha2.
+      if (!old_only) replies_[kService + entry.path().stem().string()] = reply;
       replies_[kOldService + entry.path().stem().string()] = reply;
     }
   }
@@ -87,11 +88,11 @@ class Service : public grpc::CallbackGenericService {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::cerr << "usage: backend <socket path> <reply dir> <events per call>\n";
+  if (argc != 4 && !(argc == 5 && std::string(argv[4]) == "v1alpha2")) {
+    std::cerr << "usage: backend <socket path> <reply dir> <events per call> [v1alpha2]\n";
     return 2;
   }
-  Service service(argv[2], std::stoi(argv[3]));
+  Service service(argv[2], std::stoi(argv[3]), argc == 5);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(std::string("unix:") + argv[1],
                            grpc::InsecureServerCredentials());

@@ -62,7 +62,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="also measure the proxy recording every call (route 'recording', --db in the temp "
                         "dir), with its bars and how many calls it recorded and lost")
     parser.add_argument("--extra-proxy", action="append", default=[], metavar="NAME=CMD",
-                        help="also measure this proxy command (same fill-ins) as route NAME; repeatable")
+                        help="also measure this proxy command (same fill-ins, and {old_runtime}: the v1alpha2-only "
+                        "backend) as route NAME; repeatable")
+    parser.add_argument("--workloads", nargs="+", choices=[w.name for w in WORKLOADS],
+                        help="measure only these workloads (default: all)")
+    parser.add_argument("--no-translated", action="store_true",
+                        help="leave out route 'translated' (the proxy in front of a v1alpha2-only backend)")
     args = parser.parse_args(argv)
     args.duration = args.duration or (0.8 if args.quick else 3.0)
     args.rounds = args.rounds or (2 if args.quick else 3)
@@ -76,6 +81,7 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
                  notes: list[str]) -> tuple[list[Route], list[int]]:
     """The routes to measure, and the pids of every long-lived process behind them."""
     direct, backend_pid = start_backend(children, backend, tmp, tmp / "replies", EVENTS_PER_CALL)
+    old, old_pid = start_backend(children, backend, tmp, tmp / "replies", EVENTS_PER_CALL, "v1alpha2")
     routes = [direct]
     why = proxy_available(args.proxy_cmd)
     if why:
@@ -84,16 +90,19 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd))
     if args.record and not why:
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd + " --db {tmp}/calls.db", "recording"))
+    if not args.no_translated and not why:
+        template = args.proxy_cmd.replace("{runtime}", "{old_runtime}")
+        routes.append(start_proxy(children, tmp, direct.socket, template, "translated", old.socket))
     for extra in args.extra_proxy:
         name, _, template = extra.partition("=")
-        routes.append(start_proxy(children, tmp, direct.socket, template, name))
+        routes.append(start_proxy(children, tmp, direct.socket, template, name, old.socket))
     nginx = None if args.no_nginx else nginx_binary()
     if nginx:
         routes.append(start_nginx(children, nginx, tmp, direct.socket))
     else:
         why = "--no-nginx" if args.no_nginx else "not installed (apt-get install -y nginx)"
         notes.append(f"nginx skipped: {why}")
-    return routes, [backend_pid] + [r.pid for r in routes if r.pid]
+    return routes, [backend_pid, old_pid] + [r.pid for r in routes if r.pid]
 
 
 def run_all(children: Children, routes: list[Route], own_pids: list[int], loadgen: Path, tmp: Path,
@@ -101,17 +110,19 @@ def run_all(children: Children, routes: list[Route], own_pids: list[int], loadge
     """Every workload x callers; the routes take turns in short windows so they share the noise."""
     own = [p for pid in own_pids for p in process_tree(pid)]
     results = []
-    for work in WORKLOADS:
+    for work in [w for w in WORKLOADS if not args.workloads or w.name in args.workloads]:
         request = tmp / "requests" / f"{work.method}.bin"
+        # v1alpha2 has no GetContainerEvents: a translated route answers it UNIMPLEMENTED
+        serving = [r for r in routes if not (work.stream and r.translated)]
         for callers in args.callers:
             load = Load(callers, args.warmup, args.duration / args.rounds, args.clients)
-            samples: dict[str, list[Sample]] = {r.name: [] for r in routes}
+            samples: dict[str, list[Sample]] = {r.name: [] for r in serving}
             for turn in range(args.rounds):
-                for route in routes[turn % len(routes):] + routes[:turn % len(routes)]:
+                for route in serving[turn % len(serving):] + serving[:turn % len(serving)]:
                     wait_for_quiet(args.max_noise, args.quiet_wait)
                     samples[route.name].append(run(children, loadgen, route, work, request, load, tmp, own))
                     children.check_alive()
-            for route in routes:
+            for route in serving:
                 results.append(summarize(route, work, callers, samples[route.name]))
                 print(progress_line(results[-1]), flush=True)
     return results

@@ -60,12 +60,15 @@ class Route:
     name: str
     socket: Path
     pid: int | None  # None: nothing between client and backend
+    translated: bool = False  # in front of the v1alpha2-only backend: a v1 client's calls are translated
 
 
-def start_backend(children: Children, binary: Path, tmp: Path, replies: Path, events: int) -> tuple[Route, int]:
-    """The direct route, and the backend's pid."""
-    sock, log = tmp / "backend.sock", tmp / "backend.log"
-    proc = children.start([str(binary), str(sock), str(replies), str(events)], log)
+def start_backend(children: Children, binary: Path, tmp: Path, replies: Path, events: int,
+                  api: str = "") -> tuple[Route, int]:
+    """The direct route (of the v1 and v1alpha2 backend, or of the v1alpha2-only one), and the backend's pid."""
+    name = "backend-v1alpha2" if api else "backend"
+    sock, log = tmp / f"{name}.sock", tmp / f"{name}.log"
+    proc = children.start([str(binary), str(sock), str(replies), str(events)] + ([api] if api else []), log)
     wait_for_socket(sock, proc, log)
     return Route("direct", sock, None), proc.pid
 
@@ -80,13 +83,16 @@ def proxy_available(template: str) -> str | None:
     return None
 
 
-def start_proxy(children: Children, tmp: Path, runtime: Path, template: str, name: str = "proxy") -> Route:
-    """Start a proxy from its command template ({python} {listen} {runtime} {tmp} filled in)."""
+def start_proxy(children: Children, tmp: Path, runtime: Path, template: str, name: str = "proxy",
+                old_runtime: Path | None = None) -> Route:
+    """Start a proxy from its command template ({python} {listen} {runtime} {tmp} filled in, and
+    {old_runtime}, the v1alpha2-only backend: a route using it is a translated one)."""
     sock, log = tmp / f"{name}.sock", tmp / f"{name}.log"
-    argv = template.format(python=sys.executable, listen=sock, runtime=runtime, tmp=tmp).split()
+    argv = template.format(python=sys.executable, listen=sock, runtime=runtime, tmp=tmp,
+                           old_runtime=old_runtime or runtime).split()
     proc = children.start(argv, log)
     wait_for_socket(sock, proc, log, timeout=30)
-    return Route(name, sock, proc.pid)
+    return Route(name, sock, proc.pid, translated="{old_runtime}" in template)
 
 
 def nginx_binary() -> str | None:

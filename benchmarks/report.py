@@ -9,6 +9,7 @@ from measure import Result
 SMALL, BIG = "version", "stats_1mb"
 P50_BAR, RPS_BAR, RSS_BAR_MB = 1.5, 0.8, 60.0
 REC_P50_BAR, REC_RPS_BAR = 2.0, 0.5  # the proxy recording every call (--record)
+TR_P50_BAR, TR_RPS_BAR = 1.5, 0.7  # a v1 client in front of a v1alpha2-only backend (route translated)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ def bars(results: list[Result], workloads: list[str]) -> list[Bar]:
                                 SMALL, 1, 0, REC_P50_BAR, True, "recording"))
         found.append(_ratio_bar(results, f"recording: {SMALL} RPC/s at 32 callers >= {REC_RPS_BAR}x direct",
                                 SMALL, 32, 1, REC_RPS_BAR, False, "recording"))
+    if any(r.route == "translated" for r in results):
+        found.append(_ratio_bar(results, f"translated: small call p50 at 1 caller <= {TR_P50_BAR}x direct",
+                                SMALL, 1, 0, TR_P50_BAR, True, "translated"))
+        found.append(_ratio_bar(results, f"translated: {SMALL} RPC/s at 32 callers >= {TR_RPS_BAR}x direct",
+                                SMALL, 32, 1, TR_RPS_BAR, False, "translated"))
     return found
 
 

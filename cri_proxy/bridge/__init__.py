@@ -1,5 +1,9 @@
-"""Translation between CRI versions: the bridge the front door routes to when the client's
-version differs from the runtime's, or when the proxy must answer a call itself.
+"""The grpc.aio bridge: for connections where the proxy must run calls of its own.
+
+CRI v1 <-> v1alpha2 translation is done in the relay (cri_proxy.proxy.translate); a
+connection comes here only when it may ask for GetContainerEvents emulated by relisting
+(`options.relay_translation` decides), and the bridge then serves (and translates) all of
+its calls. Its options and the routing decision (`options`) are read by the relay too.
 
 `Bridge` loads grpcio; it is imported on first use so that a proxy that never needs the
 bridge never pays for it (memory and threads). The bridge probes nothing itself: it is given

@@ -1,7 +1,8 @@
 """The bridge's options, and the routing decision the front door makes with them.
 
-`needs_bridge` is pure: the relay calls it once per client connection, with the path of the
-connection's first call and the prober's current answer (`UpstreamApis`).
+`needs_bridge` and `relay_translation` are pure: the relay calls them once per client
+connection, with the path of the connection's first call and the prober's current answer
+(`UpstreamApis`).
 """
 
 from __future__ import annotations
@@ -63,3 +64,20 @@ def needs_bridge(client_path: str, apis: UpstreamApis, options: BridgeOptions) -
         and client_api == "v1"
         and apis.events != EVENTS_NATIVE
     )
+
+
+def relay_translation(client_path: str, apis: UpstreamApis, options: BridgeOptions) -> str | None:
+    """The CRI version the relay itself translates a connection whose first call is
+    `client_path` into (cri_proxy.proxy.translate), or None when it does not: same version,
+    or the connection needs the bridge, which is only for what needs the proxy to run calls
+    of its own (GetContainerEvents emulated by relisting)."""
+    if not needs_bridge(client_path, apis, options):
+        return None
+    call = parse_path(client_path)
+    client_api, key = call.api, service_key(call.short_service)
+    upstream = options.upstream_api if options.upstream_api != "auto" else apis.preferred_for(key)
+    if upstream is None or upstream == client_api:
+        return None
+    if options.emulate_events and client_api == "v1" and apis.events != EVENTS_NATIVE:
+        return None  # any RuntimeService or ImageService connection may ask for events: the bridge
+    return upstream

@@ -150,6 +150,11 @@ class Decoder:
         if value < self._maxsize:  # the encoder must shrink its table, first thing in its next block
             self._due = value if self._due is None else min(self._due, value)
 
+    @property
+    def generation(self) -> int:
+        """Counts changes to the dynamic table: the same before and after a block that left it
+        as it was (proxy.translate reuses what it made of such a block)."""
+        return self._gen
 
     def decode(self, data: bytes) -> list[Field]:
         """The block's fields. The list may be shared with earlier results: do not modify it.

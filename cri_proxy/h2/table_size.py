@@ -55,6 +55,15 @@ class TableSizeLimit:
                     self.acked = run[2]
         return self._allow()
 
+    @property
+    def latest(self) -> int:
+        """The limit the peer sent last, acknowledged or not: what a new encoder towards that
+        peer keeps to from the start (using less than allowed is always valid)."""
+        for run in reversed(self.pending):
+            if run[2] is not None:
+                return run[2]
+        return self.acked
+
     def _allow(self) -> int:
         largest = self.acked
         for run in self.pending:

@@ -43,6 +43,7 @@ CALL: Final = 6  # pickled RecordedCall (the bridge's calls)
 SESSION: Final = 7  # JSON object of SessionInfo changes
 STOP: Final = 8  # empty: record what is queued, then exit
 RELAY: Final = 9  # _RELAY + why the runtime does not answer (utf-8; empty when it does): for /readyz
+NOTE: Final = 10  # _NOTE + JSON [upstream_api, [notes]]: what the relay's translation did to a call
 # recorder -> proxy
 READY: Final = 20  # _READY + why recording does not work yet (utf-8; empty when it does)
 ERROR: Final = 21  # utf-8 message: the recorder could not start (--require-recording)
@@ -59,6 +60,7 @@ _GAP: Final = struct.Struct("<IBdBI")
 GAP_BEHIND: Final = 0  # the recorder fell behind: the proxy dropped bytes
 GAP_RESTARTED: Final = 1  # a new recorder joins a connection already under way
 _RELAY: Final = struct.Struct("<B")  # the listen socket accepts
+_NOTE: Final = struct.Struct("<II")  # conn_id, stream_id (0: every later call of the connection)
 _READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)
 _STATS: Final = struct.Struct("<6QBQQq")  # RecorderStats, received, pending, session id (-1: none)
 _NONE: Final = -1
@@ -238,6 +240,18 @@ def relay_message(state: RelayState) -> bytes:
 def read_relay(view: memoryview, start: int, stop: int) -> RelayState:
     (listening,) = _fixed(_RELAY, RELAY, view, start, stop)
     return RelayState(bool(listening), _text(view, start + _RELAY.size, stop) or None)
+
+
+def note_message(conn_id: int, stream_id: int, upstream_api: str | None, notes: list[str]) -> bytes:
+    return message(NOTE, _NOTE.pack(conn_id, stream_id) + json.dumps([upstream_api, notes]).encode())
+
+
+def read_note(view: memoryview, start: int, stop: int) -> tuple[int, int, str | None, list[str]]:
+    conn_id, stream_id = _fixed(_NOTE, NOTE, view, start, stop)
+    value = json.loads(bytes(view[start + _NOTE.size:stop]))
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], list)):
+        raise ValueError(f"link message of kind {NOTE}: expected [upstream_api, notes]")
+    return conn_id, stream_id, value[0], [str(note) for note in value[1]]
 
 
 # -- recorder -> proxy --------------------------------------------------------------------

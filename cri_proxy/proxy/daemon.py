@@ -39,7 +39,8 @@ from cri_proxy.model.link import RelayState
 from cri_proxy.model.options import RecordConfig, config_json
 from cri_proxy.model.session import SessionInfo
 from cri_proxy.model.upstream import UpstreamApis
-from cri_proxy.bridge.options import BridgeOptions, needs_bridge
+from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translation
+from cri_proxy.proxy.translate import TranslationPolicy
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,10 @@ async def _listen(config: ProxyConfig, tap: RecorderProcess | None, bridge: Lazy
     route = BridgeRoute(path=bridge.path, ready=bridge.ready,
                         needs=lambda path: needs_bridge(path, prober.apis, options))
     old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
-    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=prober)
+    translation = TranslationPolicy(upstream_api=lambda path: relay_translation(path, prober.apis, options),
+                                    cgroup_driver=options.cgroup_driver, strict=options.strict)
+    server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=prober,
+                         translation=translation)
     try:
         await server.start()
     except OSError as exc:

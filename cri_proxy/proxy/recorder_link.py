@@ -168,6 +168,9 @@ class RecorderProcess:
             self._live[conn_id] = dataclasses.replace(info, upstream=upstream)
         self._send(link.upstream_message(conn_id, upstream))
 
+    def call_noted(self, conn_id: int, stream_id: int, upstream_api: str | None, notes: list[str]) -> None:
+        self._send(link.note_message(conn_id, stream_id, upstream_api, notes))
+
     def closed(self, conn_id: int, reason: str | None) -> None:
         self._live.pop(conn_id, None)
         self.forget(conn_id)
@@ -324,6 +327,9 @@ class _Shipped:
 
     def upstream_changed(self, upstream: str) -> None:
         self.proc.upstream_changed(self.conn_id, upstream)
+
+    def call_noted(self, stream_id: int, upstream_api: str | None, notes: list[str]) -> None:
+        self.proc.call_noted(self.conn_id, stream_id, upstream_api, notes)
 
     def closed(self, reason: str | None) -> None:
         self.proc.closed(self.conn_id, reason)

@@ -43,6 +43,7 @@ from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, Early, HeaderBlock
 from cri_proxy.proxy.prober import VersionProber
+from cri_proxy.proxy import translate
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class Upstreams:
     image: pathlib.Path | None = None
     bridge: BridgeRoute | None = None
     versions: VersionProber | None = None
+    translation: translate.TranslationPolicy | None = None  # CRI translation in the relay (proxy.translate)
 
     def path_of(self, service: str) -> pathlib.Path:
         if service == "bridge" and self.bridge is not None:
@@ -131,6 +133,8 @@ class FirstCallRoute:
         self.answers: list[bytes] = []  # the proxy's own answers, not yet shown to the tap
         self._stalled: list[bytes] | None = None  # client chunks that wait for a block decoded aside
         self.c2s_plain = False  # relaying chunks again (see settled())
+        self.translator: translate.Translator | None = None  # every request block re-encoded
+        self.batch: list[bytes] | None = None  # upstream-bound frames of one chunk, written at once
 
     def attach(self, conn: Connection) -> None:
         self.conn = conn
@@ -150,7 +154,8 @@ class FirstCallRoute:
 
     def settled(self) -> bool:
         """No more per-call routing: one socket takes every call of this connection."""
-        return self.service is not None and (self.up.image is None or self.service == "bridge")
+        return self.service is not None and (self.up.image is None or self.service == "bridge"
+                                             or self.translator is not None)  # it refuses the other service
 
     async def connect(self, conn: Connection) -> bool:
         for service in ("runtime", "image") if self.up.image is not None else ("runtime",):
@@ -174,6 +179,15 @@ class FirstCallRoute:
             conn.check_control()
 
     def _frames(self, frames: list[h2.Frame]) -> None:
+        self.batch = []  # one write for the chunk's frames, not one a frame (a syscall each)
+        try:
+            self._route_frames(frames)
+        finally:
+            batch, self.batch = self.batch, None
+            if batch:
+                self._conn().send_upstream(b"".join(batch))
+
+    def _route_frames(self, frames: list[h2.Frame]) -> None:
         conn = self._conn()
         for i, frame in enumerate(frames):
             try:
@@ -191,15 +205,22 @@ class FirstCallRoute:
                 conn.host.spawn(self._decode_aside(aside, frames[i + 1:]))
                 return
         self._show_tap(frames)
-        if self.settled() and not self.block and conn.c2s.at_boundary and conn.upstream is not None:
+        if not self.settled() or self.block or not conn.c2s.at_boundary or conn.upstream is None:
+            return
+        if self.translator is None:
             self.c2s_plain = True  # back to relaying chunks; the walker only learns from frame headers
             conn.c2s = conn.c2s.plain()
             conn.on_client = conn.forward_client
+        elif not (self.moved and self.client_acks < self.first_settings):
+            conn.c2s = h2.FrameWalker()  # runs of chunks, header blocks rewritten (proxy.requests)
+            conn.on_client = self.translator.requests()
 
     def _show_tap(self, frames: list[h2.Frame]) -> None:
         conn = self._conn()
         if conn.tap is not None and frames:
             conn.feed_tap(True, b"".join(frame.raw or b"" for frame in frames), True)
+        if self.translator is not None:
+            self.translator.show_tap()
         if self.answers:  # the tap records the answers the proxy gave (they touch no HPACK table)
             answers, self.answers = b"".join(self.answers), []
             conn.feed_tap(False, answers, True)  # the tap has had whole upstream frames only
@@ -228,6 +249,9 @@ class FirstCallRoute:
     def out(self, raw: bytes, replay: bool = False) -> None:
         if replay and self.replay is not None:
             self.replay.append(raw)
+        if self.batch is not None:
+            self.batch.append(raw)
+            return
         self._conn().send_upstream(raw)  # held by the connection while it moves
 
     def client_frame(self, frame: h2.Frame) -> _Block | None:
@@ -237,6 +261,11 @@ class FirstCallRoute:
             if not self.block.add(frame):
                 return None
             stream_id, frames, fragment = self.block.take()
+            if self.translator is None and self.service is None and self.up.translation is not None:
+                self.translator = translate.start(self, self.up.translation, fragment)
+            if self.translator is not None:
+                self.translator.block(stream_id, bool(frames[0][4] & h2.FLAG_END_STREAM), fragment)
+                return None
             if self.settled():  # decided, and no later call is read (until the walk goes plain)
                 self.forward_request(stream_id, frames)
             elif self.decoder is None:  # the first request decides, and no later one is read
@@ -252,6 +281,8 @@ class FirstCallRoute:
         if frame.stream_id in self.hijacked:
             if frame.type == h2.DATA and frame.length:
                 self._conn().inject_to_client(h2.window_update_frame(0, frame.length))  # the upstream never sees it
+            return None
+        if self.translator is not None and self.translator.client_frame(frame):
             return None
         if frame.type == h2.SETTINGS:
             if frame.flags & h2.FLAG_ACK:
@@ -309,6 +340,9 @@ class FirstCallRoute:
                   conn.id, service, self.up.path_of(service))
         self.current = service
         self.moved = True
+        if self.batch:  # what the first socket was sent before the move: it is in the replay too
+            conn.send_upstream(b"".join(self.batch))
+            self.batch.clear()
         conn.leave_upstream(b"".join(self.replay or []))  # the rest of the client's bytes queue behind
         conn.host.spawn(self._move(service))
 
@@ -336,11 +370,14 @@ class FirstCallRoute:
         out = [raw for raw in map(self.server_frame, frames) if raw]
         conn.send_client(b"".join(out))
         self._after_upstream_frames(frames)
-        if (self.settled() and self.c2s_plain and conn.s2c.at_boundary and not conn.server_in_block
-                and not (self.moved and (self.acks_to_drop or self.window_credit))):
+        if (self.settled() and (self.c2s_plain or self.translator is not None) and conn.s2c.at_boundary
+                and not conn.server_in_block and not (self.moved and (self.acks_to_drop or self.window_credit))):
             conn.s2c = conn.s2c.plain()  # nothing of the upstream's left to hold back
-            conn.on_upstream = conn.from_upstream
-            conn.injectable = conn.can_inject
+            if self.translator is not None:  # chunks again, minus what translation leaves out
+                conn.on_upstream, conn.injectable = self.translator.responses()
+            else:
+                conn.on_upstream = conn.from_upstream
+                conn.injectable = conn.can_inject
 
     def _after_upstream_frames(self, frames: list[h2.Frame]) -> None:
         """The bookkeeping Connection.from_upstream does with `track`, for whole frames."""
@@ -360,6 +397,8 @@ class FirstCallRoute:
     def allow(self, table_size: int) -> None:
         """The client's HPACK encoder may now use up to `table_size` bytes (RFC 7541 §4.2)."""
         self.table_size = table_size
+        if self.translator is not None:
+            self.translator.client_table_allowed(table_size)  # its decoder insists on the size update
         if self.decoder is not None:
             self.decoder.max_allowed_table_size = table_size  # it insists on the size update itself
         elif table_size < DEFAULT_TABLE_SIZE:
@@ -375,7 +414,10 @@ class FirstCallRoute:
             else:
                 if not self.moved:
                     self.first_settings += 1  # the client acknowledges these first, in order
-                self.allow(self.limit.sent(h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)))
+                table = h2.settings_values(raw[9:]).get(h2.SETTINGS_HEADER_TABLE_SIZE)
+                if table is not None and self.translator is not None:
+                    self.translator.runtime_table(table)
+                self.allow(self.limit.sent(table))
         elif frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0:
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
             if self.service is None:

@@ -20,6 +20,7 @@ from cri_proxy.proxy.connection import Connection, Route
 from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, FirstCallRoute, Upstreams
 from cri_proxy.proxy.tap import Tap
+from cri_proxy.proxy.translate import TranslationPolicy
 
 __all__ = ["BridgeRoute", "RelayServer"]  # BridgeRoute lives in proxy.routing; daemon imports it from here
 
@@ -38,13 +39,14 @@ class RelayServer:
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
                  tap: Tap | None = None, connect_timeout: float = 5.0, bridge: BridgeRoute | None = None,
-                 versions: VersionProber | None = None) -> None:
+                 versions: VersionProber | None = None, translation: TranslationPolicy | None = None) -> None:
         self.listen = listen
         self.runtime_path = runtime
         self.image_path = image if image is not None and image != runtime else None
         self.tap = tap
         self.bridge = bridge
         self.versions = versions  # what the upstreams speak; asked again when they may have changed
+        self.translation = translation  # which connections the relay translates itself
         self.connect_timeout = connect_timeout
         self.connections: set[Connection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -73,9 +75,10 @@ class RelayServer:
         return Connection(self, conn_id, self._route())
 
     def _route(self) -> Route:
-        if self.image_path is None and self.bridge is None:
+        if self.image_path is None and self.bridge is None and self.translation is None:
             return DirectRoute(self.runtime_path)
-        return FirstCallRoute(Upstreams(self.runtime_path, self.image_path, self.bridge, self.versions))
+        return FirstCallRoute(Upstreams(self.runtime_path, self.image_path, self.bridge, self.versions,
+                                        self.translation))
 
     def refusal(self) -> str | None:
         """Why a new connection must be refused now, if it must; logged once per episode."""

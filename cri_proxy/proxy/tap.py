@@ -38,6 +38,11 @@ class ConnectionTap(Protocol):
     def upstream_changed(self, upstream: str) -> None:
         """The connection was routed to another upstream (see proxy.routing)."""
 
+    def call_noted(self, stream_id: int, upstream_api: str | None, notes: list[str]) -> None:
+        """What the relay did to a call (proxy.translate), told after the tap saw its request:
+        the version it went out in, when not the client's, and notes. Stream 0: every call of
+        this connection from now on."""
+
     def closed(self, reason: str | None) -> None:
         """The connection ended; `reason` is None for an orderly close."""
 

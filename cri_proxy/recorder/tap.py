@@ -114,6 +114,7 @@ class ConnectionRecorder:
         self._sink_warned = False
         self._bug_logged = False
         self._now = 0.0
+        self._translated: tuple[str | None, list[str]] | None = None  # call_noted(0, ...): every later call
 
     # The ConnectionTap seam ------------------------------------------------------------
     def client_bytes(self, data: bytes, boundary: bool = True) -> None:
@@ -150,6 +151,17 @@ class ConnectionRecorder:
         self.upstream = upstream
         for call in self.calls.values():
             call.rec.upstream = upstream
+
+    def call_noted(self, stream_id: int, upstream_api: str | None, notes: list[str]) -> None:
+        """What the relay's translation did (proxy.translate); stream 0: every later call."""
+        if stream_id == 0:
+            self._translated = (upstream_api, notes)
+            return
+        call = self.calls.get(stream_id)
+        if call is not None:
+            if upstream_api is not None:
+                call.rec.upstream_api = upstream_api
+            call.rec.notes.extend(notes)
 
     def closed(self, reason: str | None) -> None:
         try:
@@ -276,6 +288,9 @@ class ConnectionRecorder:
             rec.request_metadata = self._capped(rec, metadata, size, "request metadata")
             rec.path = pseudo.get(":path", "")
             rec.client_api = rec.upstream_api = parse_path(rec.path).api
+            if self._translated is not None and rec.client_api not in (None, self._translated[0]):
+                rec.upstream_api, notes = self._translated
+                rec.notes.extend(notes)
         if self.tap.on_opened is not None:
             try:
                 self.tap.on_opened(rec)

@@ -144,6 +144,10 @@ class Worker:
                 conn_id, upstream = channel.read_upstream(view, start, stop)
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.upstream_changed(upstream)
+            elif kind == channel.NOTE:
+                conn_id, stream_id, upstream_api, notes = channel.read_note(view, start, stop)
+                if (conn := self.conns.get(conn_id)) is not None:
+                    conn.call_noted(stream_id, upstream_api, notes)
             elif kind == channel.GAP:
                 conn_id, from_client, mono, why, calls = channel.read_gap(view, start, stop)
                 if calls:  # begun in bytes the proxy dropped: this process never saw them

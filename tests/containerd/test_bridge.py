@@ -1,5 +1,7 @@
 """Translation against a real containerd 1.6: a v1 client driving its v1alpha2 service through the
-proxy (`--upstream-api v1alpha2`), and GetContainerEvents emulated (containerd 1.6 lacks it)."""
+proxy (`--upstream-api v1alpha2`: the relay rewrites the paths), with the same outcomes as
+calling its v1 service directly, and GetContainerEvents emulated (containerd 1.6 lacks it:
+the bridge)."""
 
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ async def test_a_v1_client_drives_containerds_v1alpha2_service(
             assert not (await rt.ListPodSandbox(v1.ListPodSandboxRequest(
                 filter=v1.PodSandboxFilter(id=pod)))).items
         assert await proxy.astop() == 0, proxy.log()
+        assert "translating CRI v1 -> v1alpha2 in the relay" in proxy.log()  # not through the bridge
     with sqlite3.connect(db) as conn:
         apis = set(conn.execute("SELECT client_api, upstream_api FROM calls"))
         failed = conn.execute("SELECT count(*) FROM calls WHERE status_code <> 0").fetchone()[0]
@@ -99,3 +102,39 @@ async def test_emulated_events_in_front_of_containerd_1_6(
     assert [(e.container_id, e.container_event_type) for e in seen] == [
         (container, v1.CONTAINER_CREATED_EVENT), (container, v1.CONTAINER_STARTED_EVENT),
         (container, v1.CONTAINER_STOPPED_EVENT), (container, v1.CONTAINER_DELETED_EVENT)]
+
+
+async def outcomes(channel: grpc.aio.Channel, ctd: harness.Containerd, name: str) -> list[str]:
+    """What a kubelet sees of a pod's life, the ids left out (they differ from run to run)."""
+    rt = v1_grpc.RuntimeServiceStub(channel)
+    seen = [(await rt.Version(v1.VersionRequest())).runtime_name]
+    pod, container = await start_and_clean(rt, ctd, name)
+    try:
+        for step in (rt.StartContainer(v1.StartContainerRequest(container_id=container)),
+                     rt.StartContainer(v1.StartContainerRequest(container_id="no-such-container"))):
+            try:
+                await step
+                seen.append("OK")
+            except grpc.aio.AioRpcError as exc:
+                seen.append(exc.code().name)
+        state = await rt.ContainerStatus(v1.ContainerStatusRequest(container_id=container))
+        seen.append(v1.ContainerState.Name(state.status.state))
+        probe = await rt.ExecSync(v1.ExecSyncRequest(container_id=container, cmd=["sh", "-c", "echo hi; exit 3"],
+                                                     timeout=10))
+        seen.append(f"{probe.exit_code}:{probe.stdout!r}")
+        listed = await rt.ListContainers(v1.ListContainersRequest(filter=v1.ContainerFilter(pod_sandbox_id=pod)))
+        seen.append(str(len(listed.containers)))
+    finally:
+        await remove(rt, pod, container)
+    seen.append(str(len((await rt.ListPodSandbox(v1.ListPodSandboxRequest(filter=v1.PodSandboxFilter(id=pod)))).items)))
+    return seen
+
+
+async def test_the_translated_lifecycle_ends_as_the_direct_one(
+        containerd: harness.Containerd, sock_dir: pathlib.Path) -> None:  # noqa: F811
+    async with grpc.aio.insecure_channel(f"unix://{containerd.sock}", options=CHANNEL) as channel:
+        direct = await outcomes(channel, containerd, "direct")
+    async with ProxyProcess(sock_dir / "p.sock", containerd.sock, "--upstream-api", "v1alpha2"):
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+            translated = await outcomes(channel, containerd, "via-relay")
+    assert translated == direct and direct[1:3] == ["OK", "NOT_FOUND"]

@@ -25,3 +25,17 @@ def test_a_flood_of_settings_costs_constant_memory_and_allows_no_less() -> None:
     for _ in range(100_000):
         limit.acknowledged()
     assert not limit.pending and limit.allowed == 99_999 % 5000
+
+
+def test_latest_is_the_last_limit_sent_acknowledged_or_not() -> None:
+    limit = TableSizeLimit()
+    assert limit.latest == 4096
+    limit.sent(1024)
+    limit.sent(None)
+    assert limit.latest == 1024 and limit.allowed == 4096  # the client may still use 4096
+    limit.sent(0)
+    assert limit.latest == 0
+    limit.acknowledged()
+    limit.acknowledged()
+    limit.acknowledged()
+    assert limit.latest == 0 and limit.allowed == 0

@@ -277,7 +277,7 @@ async def test_a_runtime_swapped_in_place_is_asked_again(sock_dir: pathlib.Path)
             await new.stop(0)
     log = proxy.log()
     assert "unreachable" not in log  # no failed connect told the proxy
-    assert "starting the bridge" in log  # translated: v1 calls, a v1alpha2 runtime
+    assert "translating CRI v1 -> v1alpha2 in the relay" in log  # translated: v1 calls, a v1alpha2 runtime
 
 
 async def test_a_hung_runtime_does_not_hold_new_connections(sock_dir: pathlib.Path) -> None:

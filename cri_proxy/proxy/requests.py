@@ -1,0 +1,175 @@
+"""The client's bytes on a translating connection, once routing has nothing left to decide.
+
+Like the runtime's side (cri_proxy.proxy.responses), the client's bytes go on in runs, as
+they came, walking only the 9-byte frame headers; nothing is built for a DATA, PING or
+WINDOW_UPDATE frame that passes. What is taken out of the run:
+- each header block (HEADERS and its CONTINUATIONs, across chunks), which the translator
+  decodes and writes again (or answers, or drops) in its place;
+- DATA of a request being checked, and the connection's WINDOW_UPDATE while the proxy owes
+  the runtime's credit back: handed whole to the translator;
+- any frame of a stream the proxy answered itself: dropped, its DATA's connection window
+  given back to the client.
+Everything bound for the runtime from one chunk leaves in one write (the route's `batch`),
+in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
+follows the client's encoder. The framing rules routing enforces (cri_proxy.proxy.headerblock)
+hold here too: a breach ends the connection with GOAWAY.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Final
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.hpack_decoder import HPACKDecodingError
+from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
+
+if TYPE_CHECKING:
+    from cri_proxy.proxy.routing import FirstCallRoute
+    from cri_proxy.proxy.translate import Translator
+
+_HEADER: Final = struct.Struct(">BHBBI").unpack_from
+PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
+
+
+class RequestRelay:
+    """The client-to-runtime side of one translating connection (see the module's docstring)."""
+
+    __slots__ = ("route", "conn", "translator", "skip", "head", "mode", "frame", "block", "block_stream",
+                 "block_end", "at_boundary")
+
+    def __init__(self, route: FirstCallRoute, translator: Translator) -> None:
+        self.route = route
+        self.conn = route._conn()
+        self.translator = translator
+        self.skip = 0  # payload bytes of the current frame still to come
+        self.head = b""  # a frame header split across chunks
+        self.mode = PASS
+        self.frame: bytearray | None = None  # the current frame, when it is taken whole
+        self.block = bytearray()  # the header block being read
+        self.block_stream = 0  # its stream, 0 when none is open
+        self.block_end = False  # its HEADERS frame ended the stream
+        self.at_boundary = True
+
+    def from_client(self, data: bytes) -> None:
+        conn, route = self.conn, self.route
+        boundary = self.at_boundary
+        batch: list[bytes] = []
+        route.batch = batch
+        try:
+            self._feed(data, batch)
+        except BadFrame as exc:
+            conn.fail(exc.error_code, f"the client broke HTTP/2 framing ({exc})")
+            return
+        except HPACKDecodingError as exc:
+            conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
+            return
+        finally:
+            route.batch = None
+        if batch:
+            conn.send_upstream(b"".join(batch))
+        if conn.tap is not None:
+            conn.feed_tap(True, data, boundary)
+            self.translator.show_tap()
+            if route.answers:
+                answers, route.answers = b"".join(route.answers), []
+                conn.feed_tap(False, answers, True)
+
+    def _feed(self, data: bytes, out: list[bytes]) -> None:
+        if self.head:
+            data, self.head = self.head + data, b""
+        end = len(data)
+        keep = 0  # where the run of bytes that pass as they are begins
+        pos = self.skip
+        if pos:
+            stop = min(pos, end)
+            self.skip = pos - stop
+            if self.mode != PASS:
+                self._take(data[:stop])
+                keep = stop
+            if self.skip:
+                if self.mode == PASS:
+                    out.append(data)
+                self.at_boundary = False
+                return
+            self._complete()
+        while pos + 9 <= end:
+            high, low, kind, flags, sid = _HEADER(data, pos)
+            length = high << 16 | low
+            sid &= 0x7FFFFFFF
+            start, nxt = pos, pos + 9 + length
+            self.mode = self._decide(kind, flags, sid, length)
+            if self.mode != PASS:
+                if keep < start:
+                    out.append(data[keep:start])
+                keep = min(nxt, end)
+                if self.mode == TAKE:
+                    self.frame = bytearray(data[start:keep])
+            pos = nxt
+            if pos <= end:
+                self._complete()
+        if pos > end:
+            self.skip = pos - end
+            stop = end
+        else:
+            stop = pos
+            if pos < end:
+                self.head = data[pos:]
+        if keep < stop:
+            out.append(data[keep:stop])
+        self.at_boundary = not self.skip
+
+    def _decide(self, kind: int, flags: int, sid: int, length: int) -> int:
+        """What becomes of a frame, from its header (the framing checks of proxy.headerblock)."""
+        if kind == h2.HEADERS or kind == h2.CONTINUATION:
+            if sid == 0:
+                raise BadFrame(h2.ERR_PROTOCOL, "header frame on stream 0")
+            if kind == h2.HEADERS:
+                if self.block_stream:
+                    raise BadFrame(h2.ERR_PROTOCOL, f"HEADERS on stream {sid} inside the header block of "
+                                                    f"stream {self.block_stream}")
+                self.block_stream, self.block_end = sid, bool(flags & h2.FLAG_END_STREAM)
+            elif sid != self.block_stream:
+                raise BadFrame(h2.ERR_PROTOCOL, f"CONTINUATION on stream {sid} without a header block open "
+                                                "on that stream")
+            if len(self.block) + length > MAX_BLOCK:
+                raise BadFrame(h2.ERR_PROTOCOL, f"request header block on stream {sid} larger than "
+                                                f"{MAX_BLOCK} bytes")
+            return TAKE
+        if self.block_stream:
+            raise BadFrame(h2.ERR_PROTOCOL, f"frame of type {kind} on stream {sid} inside the header block "
+                                            f"of stream {self.block_stream}")
+        if sid and sid in self.route.hijacked:
+            if kind == h2.DATA and length:
+                self.conn.inject_to_client(h2.window_update_frame(0, length))  # the runtime never sees it
+            return DROP
+        translator = self.translator
+        if kind == h2.DATA and sid in translator.checking or kind == h2.WINDOW_UPDATE and not sid and translator.owed:
+            return TAKE
+        if kind == h2.RST_STREAM:
+            translator.checking.pop(sid, None)
+            self.conn.open_streams.discard(sid)
+        return PASS
+
+    def _take(self, payload: bytes) -> None:
+        if self.mode == TAKE and self.frame is not None:
+            self.frame += payload
+
+    def _complete(self) -> None:
+        """The current frame is whole: a taken one goes to the translator."""
+        mode, raw, self.mode, self.frame = self.mode, self.frame, PASS, None
+        if mode != TAKE or raw is None:
+            return
+        kind, flags, sid = raw[3], raw[4], int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
+        frame = h2.Frame(kind, flags, sid, len(raw) - 9, bytes(raw[9:]), bytes(raw))
+        if kind == h2.HEADERS or kind == h2.CONTINUATION:
+            try:
+                self.block += h2.header_block_fragment(frame)
+            except h2.FrameError as exc:
+                raise BadFrame(h2.ERR_PROTOCOL, str(exc)) from None
+            if flags & h2.FLAG_END_HEADERS:
+                block, stream_id, end_stream = bytes(self.block), self.block_stream, self.block_end
+                self.block, self.block_stream = bytearray(), 0
+                self.translator.block(stream_id, end_stream, block)
+        elif not self.translator.client_frame(frame):
+            self.route.out(frame.raw or b"")

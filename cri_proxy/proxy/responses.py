@@ -1,0 +1,136 @@
+"""The runtime's bytes on a translating connection: relayed as chunks, with three exceptions.
+
+Responses need no translation, so they go to the client as they arrive, the chunk itself
+whenever it can be, walking only the 9-byte frame headers as the plain relay does
+(h2.FrameWalker.track). A frame is looked into, or left out, only when:
+- it is SETTINGS: SETTINGS_HEADER_TABLE_SIZE bounds the proxy's own encoder towards the
+  runtime (and the client's, which the proxy decodes), so its payload is read on the way;
+- it belongs to a stream the proxy answered itself after the runtime had seen the request
+  (a refused checked request, reset towards the runtime): the client has its answer, so
+  anything else of the runtime's on that stream is dropped (DATA with its connection window
+  given back to the runtime), except header blocks, which the client's HPACK decoder must
+  see to stay in step.
+A frame header split across chunks is held back (at most 8 bytes) until it is whole, so
+every chunk the client gets ends either inside a frame's payload or at a frame boundary,
+where the proxy may put in frames of its own.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from cri_proxy.h2 import frames as h2
+
+if TYPE_CHECKING:
+    from cri_proxy.proxy.connection import Connection, End
+
+_HEADER: Final = struct.Struct(">BHBBI").unpack_from
+_BLOCK: Final = frozenset({h2.HEADERS, h2.CONTINUATION})
+
+
+class ResponseRelay:
+    """The upstream-to-client side of one translating connection (see the module's docstring)."""
+
+    __slots__ = ("conn", "hijacked", "on_table_size", "skip", "head", "drop", "gather", "pending", "in_block")
+
+    def __init__(self, conn: Connection, hijacked: set[int], on_table_size: Callable[[int], None]) -> None:
+        self.conn = conn
+        self.hijacked = hijacked  # streams whose runtime frames are left out
+        self.on_table_size = on_table_size
+        self.skip = 0  # payload bytes of the current frame still to come
+        self.head = b""  # a frame header split across chunks, not forwarded yet
+        self.drop = False  # the current frame is left out
+        self.gather: bytearray | None = None  # the current SETTINGS frame's payload so far
+        self.pending: tuple[int, int, int] | None = None  # the current frame's (type, flags, stream)
+        self.in_block = False  # between a HEADERS frame and its last CONTINUATION
+
+    def can_inject(self) -> bool:
+        """Whether what the client has had so far ends at a frame boundary outside a header block."""
+        return not self.skip and not self.in_block
+
+    def from_upstream(self, end: End, data: bytes) -> None:
+        conn = self.conn
+        if end is not conn.upstream:
+            return
+        boundary = not self.skip
+        out = self.feed(data)
+        conn.send_client(out)
+        conn.server_in_block = self.in_block
+        if conn.tap is not None and out:
+            conn.feed_tap(False, out, boundary)
+        conn.flush_inject()
+        conn.close_if_drained()
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes of `data` the client gets (see the module's docstring)."""
+        if self.head:
+            data, self.head = self.head + data, b""
+        end = len(data)
+        parts: list[bytes] | None = None  # None: all of data[:pos] goes (the common case)
+        keep = 0  # where the bytes still to go begin, once something was left out
+        pos = self.skip
+        if pos:
+            if pos > end:
+                self.skip = pos - end
+                if self.gather is not None:
+                    self.gather += data
+                return b"" if self.drop else data
+            self.skip = 0
+            if self.gather is not None:
+                self.gather += data[:pos]
+            if self.drop:
+                parts, keep = [], pos
+            self._done()
+        while pos + 9 <= end:
+            high, low, kind, flags, sid = _HEADER(data, pos)
+            length = high << 16 | low
+            sid &= 0x7FFFFFFF
+            start, nxt = pos, pos + 9 + length
+            self.pending = (kind, flags, sid)
+            self.drop = bool(sid) and sid in self.hijacked and kind not in _BLOCK
+            if self.drop:
+                if parts is None:
+                    parts = []
+                parts.append(data[keep:start])
+                keep = min(nxt, end)
+                if kind == h2.DATA and length:
+                    self.conn.send_upstream(h2.window_update_frame(0, length))  # the client never sees it
+            if kind == h2.SETTINGS and not flags & h2.FLAG_ACK:
+                self.gather = bytearray(data[start + 9:min(nxt, end)])
+            pos = nxt
+            if pos <= end:
+                self._done()
+        if pos > end:
+            self.skip = pos - end
+            stop = end
+        else:
+            stop = pos
+            if pos < end:
+                self.head = data[pos:]  # a header cut short: it goes once it is whole
+        if parts is None:
+            return data if stop == end else data[:stop]
+        if keep < stop:
+            parts.append(data[keep:stop])
+        return b"".join(parts)
+
+    def _done(self) -> None:
+        """The current frame is complete: what it changes (as h2.FrameWalker.track keeps it)."""
+        if self.pending is None:
+            return
+        kind, flags, sid = self.pending
+        self.pending, self.drop = None, False
+        if kind == h2.SETTINGS and self.gather is not None:
+            table = h2.settings_values(bytes(self.gather)).get(h2.SETTINGS_HEADER_TABLE_SIZE)
+            self.gather = None
+            if table is not None:
+                self.on_table_size(table)
+        elif kind == h2.RST_STREAM:
+            self.conn.open_streams.discard(sid)
+        elif kind == h2.HEADERS or kind == h2.CONTINUATION:
+            self.in_block = not flags & h2.FLAG_END_HEADERS
+            if kind == h2.HEADERS and flags & h2.FLAG_END_STREAM:
+                self.conn.open_streams.discard(sid)
+        elif kind == h2.DATA and flags & h2.FLAG_END_STREAM:
+            self.conn.open_streams.discard(sid)

@@ -1,0 +1,319 @@
+"""CRI v1 <-> v1alpha2 translation in the relay, by rewriting request headers.
+
+For every RPC both versions share, the messages are the same bytes in either version, so
+translating a call is giving it a new `:path`. A translating connection stays a relay:
+the upstream's frames reach the client untouched; of the client's frames, DATA and the rest
+pass as they are, and each request header block is decoded with the client's HPACK context
+and encoded again with the proxy's own encoder (cri_proxy.h2.hpack_encoder) towards the
+runtime, the path rewritten. Once one block is rewritten the two ends' tables differ, so
+every later block of the connection is re-encoded too.
+
+Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answers): a
+method the runtime's version lacks (UNIMPLEMENTED, as the bridge says it; RuntimeConfig
+from --cgroup-driver), and a call for the other service on a connection that has its own
+socket for each. A v1 request that can carry a v1-only or retyped field (the few types of
+cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck): its
+DATA is forwarded as it comes except the frame that completes the message, held until the
+check has read it. Flow control stays right without the relay granting any credit of its
+own: the runtime has seen every byte but the held frame (a few KiB at most), which goes on
+at once or, for a refused request, is replaced by RST_STREAM towards the runtime and the
+proxy's answer to the client, with the connection window of the dropped bytes given back.
+What the proxy answered is counted against the client's next connection WINDOW_UPDATE, so
+the runtime is never credited for bytes it did not send.
+
+What only the bridge can do stays there: a connection that may ask for GetContainerEvents
+emulation needs the proxy to run calls of its own (relists), and is routed to the bridge
+(cri_proxy.bridge.options.relay_translation decides). The translation notes of each call
+(the versions, what the proxy answered or saw) reach the tap as the bridge records them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.hpack_decoder import Decoder, Field
+from cri_proxy.h2.hpack_encoder import Encoder, latin1
+from cri_proxy.h2.request_path import first_request_path
+from cri_proxy.model.cri import CallPath, method_info, parse_path
+from cri_proxy.model.status import StatusCode
+from cri_proxy.proxy import answers, bodycheck
+from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
+from cri_proxy.proxy.requests import RequestRelay
+from cri_proxy.proxy.responses import ResponseRelay
+
+if TYPE_CHECKING:
+    from cri_proxy.proxy.connection import End
+    from cri_proxy.proxy.routing import FirstCallRoute
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME: Final = 16384  # SETTINGS_MAX_FRAME_SIZE's floor: every peer takes frames this large
+MAX_CHECKED: Final = 64 << 20  # a request message larger than this is forwarded unchecked
+
+
+@dataclass(frozen=True)
+class TranslationPolicy:
+    """What the relay translates and how it answers: the bridge's options, read by the relay.
+
+    `upstream_api(path)`: the CRI version the relay translates a connection whose first call
+    is `path` into, or None when the connection is not translated here (same version, or it
+    needs the bridge).
+    """
+
+    upstream_api: Callable[[str], str | None]
+    cgroup_driver: str | None = None
+    strict: bool = False
+    announced: set[tuple[str, str]] = field(default_factory=set)  # said once in the log, per direction
+
+
+class _Check:
+    """A checked request's first message, gathered as its DATA goes by."""
+
+    __slots__ = ("path", "buffer")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.buffer = bytearray()
+
+
+def start(route: FirstCallRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:
+    """A translator for the connection whose first request block is `fragment`, or None."""
+    path = first_request_path(fragment, route.table_size) or ""
+    api = policy.upstream_api(path)
+    client_api = parse_path(path).api
+    if api is None or client_api is None or api == client_api:
+        return None
+    route.service = route.up.service_of(path)
+    route.replay_and_move(route.service)
+    route.replay = None
+    return Translator(route, policy, client_api, api)
+
+
+class Translator:
+    """One connection's translation (see the module's docstring); driven by its route."""
+
+    def __init__(self, route: FirstCallRoute, policy: TranslationPolicy, client_api: str, upstream_api: str) -> None:
+        self.route = route
+        self.conn = route._conn()
+        self.policy = policy
+        self.client_api, self.upstream_api = client_api, upstream_api
+        self.decoder = Decoder(MAX_HEADER_LIST, latin1)
+        self.decoder.max_allowed_table_size = route.table_size
+        self.encoder = Encoder()
+        self.encoder.set_max_size(min(route.table_size, route.limit.latest))  # a lower one may be in flight
+        self.last_stream = 0
+        # A warm client sends the same block for the same call, and when neither table moves
+        # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
+        self.reused: dict[bytes, bytes] = {}
+        self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
+        self.checking: dict[int, _Check] = {}
+        self.owed = 0  # DATA bytes the proxy sent the client, to keep from the runtime's credit
+        self.notes: list[tuple[int, list[str]]] = []  # for the tap, once it has seen the request
+        if (client_api, upstream_api) not in policy.announced:
+            policy.announced.add((client_api, upstream_api))
+            log.info("a client needs CRI translation: translating CRI %s -> %s in the relay", client_api, upstream_api)
+        log.debug("conn %d: translating CRI %s -> %s in the relay", self.conn.id, client_api, upstream_api)
+        if self.conn.tap is not None:
+            self.conn.tap.call_noted(0, upstream_api, [f"translated {client_api} -> {upstream_api}"])
+
+    # Client to upstream ------------------------------------------------------------------
+    def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
+        """A whole request header block: decoded, then re-encoded, answered or dropped."""
+        state = (self.decoder.generation, self.encoder.generation)
+        if stream_id > self.last_stream and state == self.reused_at:
+            encoded = self.reused.get(fragment)
+            if encoded is not None:
+                self.last_stream = stream_id
+                self._send(stream_id, encoded, end_stream)
+                return
+        headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
+        if stream_id <= self.last_stream:  # trailers of a call already under way
+            if stream_id not in self.route.hijacked:
+                self._forward(stream_id, headers, end_stream)
+            return
+        self.last_stream = stream_id
+        path = next((value for name, value in headers if name == ":path"), "")
+        call = parse_path(path)
+        if call.api != self.client_api:
+            self._forward(stream_id, headers, end_stream)  # not CRI, or already the runtime's version
+            return
+        service = self.route.up.service_of(path)
+        if service != self.route.service:
+            self._misrouted(stream_id, path, service)
+            return
+        target = call.in_api(self.upstream_api)
+        if method_info(target) is None:
+            self._lacking(stream_id, call)
+            return
+        checked = self.upstream_api == "v1alpha2" and bodycheck.checked(path)
+        if checked and not end_stream:
+            self.checking[stream_id] = _Check(path)
+        block = self.encoder.encode([(name, target if name == ":path" else value) for name, value in headers])
+        if not checked and (self.decoder.generation, self.encoder.generation) == state:
+            if self.reused_at != state:
+                self.reused.clear()
+                self.reused_at = state
+            if len(self.reused) < 64:
+                self.reused[fragment] = block
+        self._send(stream_id, block, end_stream)
+
+    def _forward(self, stream_id: int, headers: list[Field], end_stream: bool) -> None:
+        self._send(stream_id, self.encoder.encode(headers), end_stream)
+
+    def _send(self, stream_id: int, block: bytes, end_stream: bool) -> None:
+        flags = h2.FLAG_END_STREAM if end_stream else 0
+        if len(block) <= MAX_FRAME:
+            frames = [_frame(h2.HEADERS, flags | h2.FLAG_END_HEADERS, stream_id, block)]
+        else:
+            pieces = [block[i:i + MAX_FRAME] for i in range(0, len(block), MAX_FRAME)]
+            frames = [_frame(h2.HEADERS, flags, stream_id, pieces[0])]
+            frames += [_frame(h2.CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
+            frames.append(_frame(h2.CONTINUATION, h2.FLAG_END_HEADERS, stream_id, pieces[-1]))
+        self.route.forward_request(stream_id, frames)
+
+    def client_frame(self, frame: h2.Frame) -> bool:
+        """A client frame other than a header block; True when the translator took it."""
+        if frame.type == h2.DATA and frame.stream_id in self.checking:
+            return self._checked_data(frame)
+        if frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0 and self.owed:
+            raw = frame.raw or b""
+            increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
+            kept = min(increment, self.owed)
+            self.owed -= kept
+            if increment > kept:
+                self.route.out(h2.window_update_frame(0, increment - kept))
+            return True
+        if frame.type == h2.RST_STREAM:
+            self.checking.pop(frame.stream_id, None)
+        return False
+
+    def _checked_data(self, frame: h2.Frame) -> bool:
+        check = self.checking[frame.stream_id]
+        raw = frame.raw or b""
+        check.buffer += _data_content(frame.flags, raw)
+        buffer = check.buffer
+        size = int.from_bytes(buffer[1:5], "big") if len(buffer) >= 5 else -1
+        end_stream = bool(frame.flags & h2.FLAG_END_STREAM)
+        if (size < 0 or len(buffer) < 5 + size) and not end_stream and size <= MAX_CHECKED:
+            return False  # the message goes on in a later frame: this one may go now
+        del self.checking[frame.stream_id]
+        notes, refusal = self._judge(check.path, buffer, size)
+        if refusal is None:
+            self.route.out(raw)
+            if notes:
+                self.notes.append((frame.stream_id, notes))
+            return True
+        code, details = refusal
+        stream_id = frame.stream_id
+        self.route.out(h2.rst_stream_frame(stream_id))  # the runtime has the headers and all but this frame
+        self.conn.open_streams.discard(stream_id)
+        self.route.hijacked.add(stream_id)  # what either side sends on it from now on is dropped
+        if frame.length:
+            self.conn.inject_to_client(h2.window_update_frame(0, frame.length))
+        self._answer(stream_id, answers.error(stream_id, code, details), notes)
+        return True
+
+    def _judge(self, path: str, buffer: bytearray, size: int) -> tuple[list[str], tuple[int, str] | None]:
+        """The notes for a checked request, and (code, details) when it is refused: the bridge's."""
+        if size < 0 or len(buffer) < 5 + size or size > MAX_CHECKED:
+            return ["request did not parse as v1, forwarded unchecked: its message is incomplete or too large"], None
+        if buffer[0]:
+            return ["request compressed, forwarded unchecked"], None
+        try:
+            found = bodycheck.inspect(path, bytes(buffer[5:5 + size]))
+        except bodycheck.WireError as exc:
+            return [f"request did not parse as v1, forwarded unchecked: {exc}"], None
+        if found.bad_utf8:
+            names = ", ".join(found.bad_utf8)
+            return [f"refused: env values not valid UTF-8: {names}"], (
+                StatusCode.INVALID_ARGUMENT,
+                f"environment variable values must be valid UTF-8 for a CRI v1alpha2 runtime: {names}")
+        if not found.dropped:
+            return [], None
+        if self.policy.strict and found.security:
+            names = ", ".join(found.security)
+            return [f"refused (strict): v1-only fields set: {names}"], (
+                StatusCode.FAILED_PRECONDITION,
+                f"the runtime speaks CRI v1alpha2 and would ignore these security-relevant fields: {names}")
+        fields = ", ".join(found.dropped)
+        log.warning("conn %d: %s: the v1alpha2 runtime will ignore v1-only fields: %s", self.conn.id, path, fields)
+        return [f"v1-only fields ignored by the v1alpha2 runtime: {fields}"], None
+
+    # Answers -----------------------------------------------------------------------------
+    def _lacking(self, stream_id: int, call: CallPath) -> None:
+        """A method the runtime's version lacks: answered as the bridge answers it."""
+        api, method = self.upstream_api, call.method
+        if method == "RuntimeConfig" and self.policy.cgroup_driver in answers.RUNTIME_CONFIG:
+            driver = self.policy.cgroup_driver
+            self._answer(stream_id, answers.reply(stream_id, answers.RUNTIME_CONFIG[driver]),
+                         [f"answered by the proxy: cgroup driver {driver}"])
+            return
+        details = f"{method} is not available: the runtime speaks CRI {api}, which lacks it"
+        if method == "RuntimeConfig":
+            details += " (set the proxy's cgroup driver to have the proxy answer it)"
+        self._answer(stream_id, answers.error(stream_id, StatusCode.UNIMPLEMENTED, details),
+                     [f"answered by the proxy: UNIMPLEMENTED ({api} runtime)"])
+
+    def _misrouted(self, stream_id: int, path: str, service: str) -> None:
+        up, here = self.route.up, self.route.service or "runtime"
+        message = (f"cri-proxy: {path} cannot be routed on this connection: it carries {here} calls to "
+                   f"unix://{up.path_of(here)}, and {service} calls go to unix://{up.path_of(service)}; "
+                   "use a separate connection for each")
+        log.warning("conn %d: %s", self.conn.id, message)
+        self._answer(stream_id, answers.error(stream_id, StatusCode.UNIMPLEMENTED, message), [])
+
+    def _answer(self, stream_id: int, answer: bytes, notes: list[str]) -> None:
+        """Write the proxy's answer on the client's stream; the request never reaches the runtime."""
+        self.route.hijacked.add(stream_id)
+        self.owed += answers.data_length(answer)
+        self.conn.inject_to_client(answer)
+        if notes:
+            self.notes.append((stream_id, notes))
+        self.route.answers.append(answer)  # shown to the tap after the request and its notes
+
+    def show_tap(self) -> None:
+        """The tap has seen the client's frames so far: tell it what translation did to them."""
+        notes, self.notes = self.notes, []
+        tap = self.conn.tap
+        if tap is not None:
+            for stream_id, texts in notes:
+                tap.call_noted(stream_id, None, texts)
+
+    def requests(self) -> Callable[[bytes], None]:
+        """The client's byte handler once the route has nothing more to decide there
+        (cri_proxy.proxy.requests)."""
+        return RequestRelay(self.route, self).from_client
+
+    # Upstream to client ------------------------------------------------------------------
+    def responses(self) -> tuple[Callable[[End, bytes], None], Callable[[], bool]]:
+        """The byte handler and injection test for the runtime's side, once the route has
+        nothing more of its own to hold back there (cri_proxy.proxy.responses)."""
+        # Once relaying chunks no client ACK is followed: only our encoder shrinks with the runtime (the
+        # decoder stays lenient rather than refuse a block the client sent before it saw the SETTINGS).
+        relay = ResponseRelay(self.conn, self.route.hijacked, self.runtime_table)
+        return relay.from_upstream, relay.can_inject
+
+    def client_table_allowed(self, size: int) -> None:
+        """The client acknowledged the runtime's table size: its encoder obeys from its next block."""
+        self.decoder.max_allowed_table_size = size
+
+    def runtime_table(self, size: int) -> None:
+        """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks
+        at once (an encoder may always use less than allowed)."""
+        self.encoder.set_max_size(size)
+
+
+def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload
+
+
+def _data_content(flags: int, raw: bytes) -> bytes:
+    """A DATA frame's payload without its padding (RFC 9113 §6.1)."""
+    if not flags & h2.FLAG_PADDED:
+        return raw[9:]
+    pad = raw[9] if len(raw) > 9 else 0
+    return raw[10:max(10, len(raw) - pad)]
