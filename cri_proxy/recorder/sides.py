@@ -7,19 +7,17 @@ the table size the peer allows. Everything here is bounded, whatever the peer se
   state is lost and the connection's calls are recorded as unparsed, as the runtime, which
   refuses such a block, leaves them failed.
 - SETTINGS_HEADER_TABLE_SIZE: the decoder allows the largest size the peer allowed,
-  acknowledged or still in flight. Unacknowledged SETTINGS are kept as at most
-  `MAX_PENDING_GROUPS` runs (count, largest value, last value): a peer sending SETTINGS by
-  the hundred thousand costs constant memory and time per frame. Merging only ever allows
-  more, never less, than an exact account, so nothing decodable is refused.
+  acknowledged or still in flight, followed by the relay's own `h2.table_size.TableSizeLimit`
+  (bounded runs: a peer sending SETTINGS by the hundred thousand costs constant memory and
+  time per frame).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Protocol
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.h2 import hpack_decoder as hpack_fast
+from cri_proxy.h2.table_size import TableSizeLimit
 from cri_proxy.model.call import Metadata
 from cri_proxy.recorder.wire import split_headers
 
@@ -27,7 +25,6 @@ Split = tuple[dict[str, str], Metadata, int]
 
 MAX_HEADER_LIST = 16 << 20
 MAX_HEADER_BLOCK = MAX_HEADER_LIST
-MAX_PENDING_GROUPS = 8
 MAX_SPLITS = 16
 _PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
 
@@ -41,7 +38,7 @@ class HeaderDecoder(Protocol):
 
 class Side:
     __slots__ = ("name", "decoder", "lost", "in_block", "block", "block_error", "block_stream", "block_end",
-                 "acked", "pending", "_splits")
+                 "limit", "_splits")
 
     def __init__(self, name: str, decoder: HeaderDecoder) -> None:
         self.name = name
@@ -52,8 +49,7 @@ class Side:
         self.block_error: str | None = None  # why the open block cannot be decoded
         self.block_stream = 0
         self.block_end = False  # the block's HEADERS frame carried END_STREAM
-        self.acked = hpack_fast.DEFAULT_TABLE_SIZE  # table size the peer allows, acknowledged
-        self.pending: deque[list[int | None]] = deque()  # runs of unacknowledged SETTINGS: [count, max, last]
+        self.limit = TableSizeLimit()  # the table size the peer allows, acknowledged or in flight
         self._splits: dict[int, tuple[list[tuple[str, str]], Split]] = {}
 
     def split(self, headers: list[tuple[str, str]]) -> Split:
@@ -113,39 +109,14 @@ class Side:
 
     # Table size ------------------------------------------------------------------------
     def peer_allows(self, value: int | None) -> None:
-        """The peer sent SETTINGS (`value`: its HEADER_TABLE_SIZE, None when it has none)."""
-        pending = self.pending
-        if len(pending) < MAX_PENDING_GROUPS:
-            pending.append([1, value, value])
-        else:
-            run = pending[-1]
-            run[0] = (run[0] or 0) + 1
-            if value is not None:
-                run[1] = value if run[1] is None else max(run[1], value)
-                run[2] = value
-        self.allow()
+        """The peer sent SETTINGS (`value`: its HEADER_TABLE_SIZE, None when it has none).
+
+        The tap sees a SETTINGS frame before the encoder can act on it (the relay forwards
+        first), but blocks already in flight were encoded under the previous limit: the
+        decoder allows the larger of the two until the acknowledgement (h2.table_size).
+        """
+        self.decoder.max_allowed_table_size = self.limit.sent(value)
 
     def acknowledged(self) -> None:
         """This side acknowledged the peer's oldest SETTINGS still in flight."""
-        if not self.pending:
-            return
-        run = self.pending[0]
-        run[0] = (run[0] or 1) - 1
-        if not run[0]:
-            self.pending.popleft()
-            if run[2] is not None:
-                self.acked = run[2]
-        self.allow()
-
-    def allow(self) -> None:
-        """The encoder may use any size the peer allowed, acknowledged or still in flight.
-
-        The tap sees a SETTINGS frame before the encoder can act on it (the relay forwards
-        first), but blocks already in flight were encoded under the previous limit; allowing
-        the larger of the two keeps both kinds decodable.
-        """
-        largest = self.acked
-        for run in self.pending:
-            if run[1] is not None and run[1] > largest:
-                largest = run[1]
-        self.decoder.max_allowed_table_size = largest
+        self.decoder.max_allowed_table_size = self.limit.acknowledged()

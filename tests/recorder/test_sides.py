@@ -14,7 +14,8 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model.call import Outcome
 from cri_proxy.model.sink import MemorySink
 from cri_proxy.proxy.tap import ConnectionInfo
-from cri_proxy.recorder.sides import MAX_HEADER_BLOCK, MAX_PENDING_GROUPS, MAX_SPLITS, Side
+from cri_proxy.h2.table_size import MAX_PENDING_RUNS
+from cri_proxy.recorder.sides import MAX_HEADER_BLOCK, MAX_SPLITS, Side
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap, fast_decoder
 
 pytestmark = pytest.mark.timeout(60)
@@ -111,7 +112,7 @@ def test_a_settings_flood_costs_constant_time_per_frame() -> None:
     flood = b"".join(_settings(s) for s in sizes)
     for i in range(0, len(flood), 256 << 10):
         tap.server_bytes(flood[i:i + (256 << 10)])
-    assert len(tap.client.pending) <= MAX_PENDING_GROUPS
+    assert len(tap.client.limit.pending) <= MAX_PENDING_RUNS
     assert tap.client.decoder.max_allowed_table_size == 10240  # anything in flight may be used
     client.header_table_size = 10240
     tap.client_bytes(frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, 1, request_block(client)))
@@ -119,7 +120,7 @@ def test_a_settings_flood_costs_constant_time_per_frame() -> None:
     acks = frame(h2.SETTINGS, h2.FLAG_ACK, 0) * count
     for i in range(0, len(acks), 256 << 10):
         tap.client_bytes(acks[i:i + (256 << 10)])
-    assert not tap.client.pending and tap.client.acked == sizes[-1]
+    assert not tap.client.limit.pending and tap.client.limit.acked == sizes[-1]
     assert tap.client.decoder.max_allowed_table_size == sizes[-1]
     client.header_table_size = sizes[-1]  # all acknowledged: the encoder is held to the last value
     tap.client_bytes(frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, 3, request_block(client)))
@@ -137,7 +138,7 @@ def test_settings_acknowledged_one_by_one_are_followed_exactly() -> None:
     allowed = []
     for _ in range(4):
         tap.client_bytes(frame(h2.SETTINGS, h2.FLAG_ACK, 0))
-        allowed.append((side.acked, side.decoder.max_allowed_table_size))
+        allowed.append((side.limit.acked, side.decoder.max_allowed_table_size))
     assert allowed == [(8192, 8192), (2048, 2048), (2048, 2048), (1024, 1024)]
 
 
