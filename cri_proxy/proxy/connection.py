@@ -17,13 +17,14 @@ import asyncio
 import errno
 import logging
 import pathlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.proxy.ends import HIGH_WATER, End, RelayHost, Route
+from cri_proxy.proxy.ends import HIGH_WATER, End
 from cri_proxy.proxy.floodguard import ControlBudget
 from cri_proxy.proxy.peer import peer_of
-from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap
+from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
 
 __all__ = ["HIGH_WATER", "Connection", "End", "RelayHost", "Route"]
 
@@ -34,6 +35,46 @@ FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be
 
 def _drop(data: bytes) -> None:
     pass
+
+
+class RelayHost(Protocol):
+    """What a connection needs from the server that accepted it (proxy.server.RelayServer)."""
+
+    tap: Tap | None
+    connect_timeout: float
+
+    def refusal(self) -> str | None:
+        """Why a new connection must be refused now, or None to serve it."""
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a connection's helper coroutine, keeping a reference until it ends."""
+
+    def forget(self, conn: Connection) -> None:
+        """The connection is closed."""
+
+    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
+        """`path` could not be reached."""
+
+    def note_out_of_fds(self, conn_id: int, reason: str) -> None:
+        """The proxy itself has no file descriptor left for an upstream socket (EMFILE, ENFILE)."""
+
+    def note_upstream_up(self, path: str) -> None:
+        """`path` was reached."""
+
+    def note_upstream_closed(self, path: str) -> None:
+        """An upstream connection to `path` closed (the runtime behind it may have been replaced)."""
+
+
+class Route(Protocol):
+    """How a connection chooses its upstream; one Route object per connection."""
+
+    start_path: pathlib.Path  # where the connection goes first (the tap's first view of it)
+
+    def attach(self, conn: Connection) -> None:
+        """Install the route's walkers and byte handlers on `conn` (at its creation)."""
+
+    async def connect(self, conn: Connection) -> bool:
+        """Connect the first upstream; False when none could be reached."""
 
 
 class Connection:

@@ -1,69 +1,39 @@
-"""The two sockets of a relayed pair (`End`), and what a connection needs from the server that
-accepted it (`RelayHost`) and from the strategy that chooses its upstream (`Route`).
-
-proxy.connection relays between the two ends; proxy.server is a RelayHost, proxy.routing
-holds the Routes.
+"""The two sockets of a relayed pair (`End`), and what an End hands their events to (`Relay`:
+proxy.connection.Connection relays between the two ends). Apart from connection.py so that
+the routes and the translator can name an End without importing the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import pathlib
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Protocol
-
-from cri_proxy.proxy.tap import Tap
-
-if TYPE_CHECKING:
-    from cri_proxy.proxy.connection import Connection
+from collections.abc import Callable
+from typing import Any, Protocol
 
 HIGH_WATER = 1 << 20  # pause the other side's reads when this much is waiting to be written
 
 
-class RelayHost(Protocol):
-    """What a connection needs from the server that accepted it (proxy.server.RelayServer)."""
+class Relay(Protocol):
+    """What an End hands its socket's events to (proxy.connection.Connection)."""
 
-    tap: Tap | None
-    connect_timeout: float
+    on_upstream: Callable[[End, bytes], None]
 
-    def refusal(self) -> str | None:
-        """Why a new connection must be refused now, or None to serve it."""
+    def client_connected(self, transport: asyncio.Transport) -> None: ...
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run a connection's helper coroutine, keeping a reference until it ends."""
+    def upstream_connected(self, end: End) -> None: ...
 
-    def forget(self, conn: Connection) -> None:
-        """The connection is closed."""
+    def from_client(self, data: bytes) -> None: ...
 
-    def note_upstream_down(self, conn_id: int, path: str, reason: str) -> None:
-        """`path` could not be reached."""
+    def eof(self, end: End) -> bool: ...
 
-    def note_out_of_fds(self, conn_id: int, reason: str) -> None:
-        """The proxy itself has no file descriptor left for an upstream socket (EMFILE, ENFILE)."""
+    def lost(self, end: End, exc: Exception | None) -> None: ...
 
-    def note_upstream_up(self, path: str) -> None:
-        """`path` was reached."""
-
-    def note_upstream_closed(self, path: str) -> None:
-        """An upstream connection to `path` closed (the runtime behind it may have been replaced)."""
-
-
-class Route(Protocol):
-    """How a connection chooses its upstream; one Route object per connection."""
-
-    start_path: pathlib.Path  # where the connection goes first (the tap's first view of it)
-
-    def attach(self, conn: Connection) -> None:
-        """Install the route's walkers and byte handlers on `conn` (at its creation)."""
-
-    async def connect(self, conn: Connection) -> bool:
-        """Connect the first upstream; False when none could be reached."""
+    def pause_peer_of(self, end: End, pause: bool) -> None: ...
 
 
 class End(asyncio.Protocol):
     """One socket of a relayed pair; it hands everything to its Connection."""
 
-    def __init__(self, conn: Connection, is_client: bool) -> None:
+    def __init__(self, conn: Relay, is_client: bool) -> None:
         self.conn = conn
         self.is_client = is_client
         self.transport: asyncio.Transport | None = None

@@ -18,15 +18,13 @@ hold here too: a breach ends the connection with GOAWAY.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
 from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
+from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
-if TYPE_CHECKING:
-    from cri_proxy.proxy.routing import FirstCallRoute
-    from cri_proxy.proxy.translate import Translator
 
 _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
@@ -38,7 +36,7 @@ class RequestRelay:
     __slots__ = ("route", "conn", "translator", "skip", "head", "mode", "frame", "block", "block_stream",
                  "block_end", "at_boundary")
 
-    def __init__(self, route: FirstCallRoute, translator: Translator) -> None:
+    def __init__(self, route: TranslatedRoute, translator: RequestTranslator) -> None:
         self.route = route
         self.conn = route._conn()
         self.translator = translator

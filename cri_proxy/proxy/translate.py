@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.hpack_decoder import Decoder, Field
@@ -43,11 +43,10 @@ from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
 from cri_proxy.proxy.requests import RequestRelay
+from cri_proxy.proxy.ends import End
 from cri_proxy.proxy.responses import ResponseRelay
+from cri_proxy.proxy.seams import TranslatedRoute
 
-if TYPE_CHECKING:
-    from cri_proxy.proxy.connection import End
-    from cri_proxy.proxy.routing import FirstCallRoute
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class _Check:
         self.buffer = bytearray()
 
 
-def start(route: FirstCallRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:
+def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:
     """A translator for the connection whose first request block is `fragment`, or None."""
     path = first_request_path(fragment, route.table_size) or ""
     api = policy.upstream_api(path)
@@ -96,7 +95,7 @@ def start(route: FirstCallRoute, policy: TranslationPolicy, fragment: bytes) -> 
 class Translator:
     """One connection's translation (see the module's docstring); driven by its route."""
 
-    def __init__(self, route: FirstCallRoute, policy: TranslationPolicy, client_api: str, upstream_api: str) -> None:
+    def __init__(self, route: TranslatedRoute, policy: TranslationPolicy, client_api: str, upstream_api: str) -> None:
         self.route = route
         self.conn = route._conn()
         self.policy = policy

@@ -16,7 +16,7 @@ import statistics
 from collections.abc import Callable
 
 from cri_proxy.model.cri import METHODS, parse_path
-from cri_proxy.query.health import Finding, Window
+from cri_proxy.query.findings import Finding, Window
 from cri_proxy.query.waterfall import human_ms
 
 PLEG_LIMIT_MS = 180_000  # relistThreshold

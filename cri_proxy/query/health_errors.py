@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 from cri_proxy.model.status import FAILED_SQL
-from cri_proxy.query.health import Finding, Window
+from cri_proxy.query.findings import Finding, Window
 from cri_proxy.query.health_checks import NOT_STREAMING_SQL, BURST_WARN
 from cri_proxy.query.waterfall import human_ms
 

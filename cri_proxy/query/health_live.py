@@ -18,7 +18,7 @@ import sqlite3
 from typing import Any
 
 from cri_proxy.model.options import parse_listen
-from cri_proxy.query.health import Finding, Window
+from cri_proxy.query.findings import Finding, Window
 from cri_proxy.query.health_checks import DEADLINE_MS, SLOW_WARN_MS, STREAMING
 from cri_proxy.query.waterfall import human_ms
 
