@@ -67,6 +67,9 @@ def test_a_collector_down_for_many_batches_is_one_line_and_counted(sock_dir: pat
             spans.close(timeout_s=1.0)
     assert total(found, "cri_proxy_span_export_failures_total") >= 3
     exporter_lines = [r for r in caplog.records if r.name in EXPORTER_LOGGERS and r.levelno >= logging.WARNING]
-    assert len(exporter_lines) == 1, [r.getMessage() for r in exporter_lines]
+    # At most the first failure's line: whether the SDK logs one at all for this batch size
+    # depends on its exporter's state left by earlier exporters in the process (seen: none,
+    # after another test's exporter to a dead collector); the filter's own rule is tested above.
+    assert len(exporter_lines) <= 1, [r.getMessage() for r in exporter_lines]
     held = [r.getMessage() for r in caplog.records if "held back since the last one logged" in r.getMessage()]
     assert len(held) <= 1  # the rest, if the exporter logged more, in one line at close
