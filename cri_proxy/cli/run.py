@@ -11,7 +11,7 @@ import typer
 
 from cri_proxy.cli.config import CONTEXT, config_option
 from cri_proxy.cli.options import CgroupDriver, LogLevel, LogLevelOption, UpstreamApi, choice_option, db_option
-from cri_proxy.cli.runner import execute
+from cri_proxy.cli.runner import EXIT_ERROR, execute, fail
 from cri_proxy.model.endpoints import unix_path
 
 
@@ -83,6 +83,9 @@ def run(
         help="Send OpenTelemetry spans of traced calls here over OTLP, e.g. http://127.0.0.1:4317 (works without --db)."),
     trace_sample_ratio: float = typer.Option(
         0.0, help="With --otlp-endpoint: share (0 to 1) of calls without a sampled traceparent that get a root span."),
+    faults: Optional[Path] = typer.Option(
+        None, metavar="FILE",
+        help="Apply these fault rules (YAML or JSON, see examples/faults/) to the relayed calls; reloaded on SIGHUP."),
 ) -> None:
     """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db).
 
@@ -97,7 +100,17 @@ def run(
     def main() -> Any:
         from cri_proxy.bridge import BridgeOptions
         from cri_proxy.model.options import RecordConfig, TelemetryConfig
+        from cri_proxy.faults.rules import FaultRulesError
         from cri_proxy.proxy.daemon import ProxyConfig, serve
+        from cri_proxy.proxy.faultwire import load_relay_rules
+
+        if faults is not None:  # checked here, so that each problem is a line of its own
+            try:
+                load_relay_rules(faults)
+            except FaultRulesError as exc:
+                for line in exc.problems:
+                    fail(line)
+                return EXIT_ERROR
 
         telemetry = TelemetryConfig(metrics_listen=metrics_listen, otlp_endpoint=otlp_endpoint,
                                     trace_sample_ratio=trace_sample_ratio)
@@ -124,6 +137,7 @@ def run(
             wait_for_upstream=wait_for_upstream,
             record=record,
             translation=translation,
+            faults=faults.absolute() if faults is not None else None,
         ))
 
     execute(main, log_level)

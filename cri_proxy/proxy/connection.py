@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.ends import HIGH_WATER, End
 from cri_proxy.proxy.floodguard import ControlBudget
-from cri_proxy.proxy.peer import peer_of
+from cri_proxy.proxy.peer import PeerCred, peer_of
 from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
 
 __all__ = ["HIGH_WATER", "Connection", "End", "RelayHost", "Route"]
@@ -110,6 +110,7 @@ class Connection:
         self._inject: list[bytes] = []  # frames of our own for the client, sent at a frame boundary
         self.server_in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
         self.tap: ConnectionTap | None = None
+        self.peer = PeerCred()  # who connected (fault rules match on its process name)
         self.c2s = h2.FrameWalker()
         self.s2c = h2.FrameWalker()
         self.control = ControlBudget(asyncio.get_running_loop().time())  # checked against c2s.control
@@ -120,7 +121,7 @@ class Connection:
 
     # Client side -------------------------------------------------------------------------
     def client_connected(self, transport: asyncio.Transport) -> None:
-        peer = peer_of(transport.get_extra_info("socket"), with_process=self.host.tap is not None)
+        peer = self.peer = peer_of(transport.get_extra_info("socket"), with_process=self.host.tap is not None)
         pid, uid = peer.pid, peer.uid
         if self.host.tap is not None:
             info = ConnectionInfo(self.id, pid, uid, f"unix://{self.upstream_path}", peer.gid, peer.name, peer.exe)

@@ -25,7 +25,7 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from dataclasses import dataclass, field
 
@@ -40,6 +40,9 @@ from cri_proxy.model.options import RecordConfig, config_json
 from cri_proxy.model.session import SessionInfo
 from cri_proxy.model.upstream import UpstreamApis
 from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translation
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.proxy import faultwire
+from cri_proxy.proxy.faultwire import load_relay_rules
 from cri_proxy.proxy.translate import TranslationPolicy
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class ProxyConfig:
     wait_for_upstream: float = 0.0
     record: RecordConfig | None = None
     translation: BridgeOptions = field(default_factory=BridgeOptions)
+    faults: pathlib.Path | None = None  # --faults: the rules file, reloaded on SIGHUP
 
 
 def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
@@ -133,9 +137,10 @@ async def serve(config: ProxyConfig) -> int:
                            on_change=answers.changed, on_trouble=answers.trouble,
                            timeout=config.translation.probe_timeout)
     bridge = LazyBridge(config, recorder, prober)
+    book = FaultBook(load_relay_rules(config.faults)) if config.faults is not None else None
     try:
         await prober.reprobe()  # one round at start (bounded); later ones run in the background
-        server = await _listen(config, recorder, bridge, prober)
+        server = await _listen(config, recorder, bridge, prober, book)
         answers.server = server
         try:
             if recorder is not None and config.record is not None and config.record.require:
@@ -143,7 +148,8 @@ async def serve(config: ProxyConfig) -> int:
             notifier.ready(status_line(config, prober.apis, prober.trouble))  # the socket listens: connections are accepted
             answers.readiness(prober.trouble)
             notifier.start_watchdog()
-            await _wait_for_signal(server, config.grace_period, notifier)
+            with _reloading(book, config.faults):
+                await _wait_for_signal(server, config.grace_period, notifier)
         finally:
             await notifier.stop_watchdog()
             with contextlib.suppress(FileNotFoundError):
@@ -262,13 +268,13 @@ def _start_recording(config: ProxyConfig) -> RecorderProcess | None:
 
 
 async def _listen(config: ProxyConfig, tap: RecorderProcess | None, bridge: LazyBridge,
-                  prober: VersionProber) -> RelayServer:
+                  prober: VersionProber, faults: FaultBook | None = None) -> RelayServer:
     options = config.translation
     route = BridgeRoute(path=bridge.path, ready=bridge.ready,
                         needs=lambda path: needs_bridge(path, prober.apis, options))
     old_umask = os.umask(0o177)  # no window in which the new socket is open to everyone
     translation = TranslationPolicy(upstream_api=lambda path: relay_translation(path, prober.apis, options),
-                                    cgroup_driver=options.cgroup_driver, strict=options.strict)
+                                    cgroup_driver=options.cgroup_driver, strict=options.strict, faults=faults)
     server = RelayServer(config.listen, config.runtime, config.image, tap=tap, bridge=route, versions=prober,
                          translation=translation)
     try:
@@ -297,6 +303,21 @@ def recording_admission(recorder: RecorderProcess) -> Callable[[], str | None]:
         return None
 
     return admit
+
+
+@contextlib.contextmanager
+def _reloading(book: FaultBook | None, path: pathlib.Path | None) -> Iterator[None]:
+    """With --faults, SIGHUP reloads the rules file (a bad one keeps the rules loaded)."""
+    if book is None or path is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, faultwire.reload, book, path)
+    log.info("fault rules: %d loaded from %s (SIGHUP reloads them)", len(book.rules), path)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 async def _wait_for_signal(server: RelayServer, grace: float, notifier: Notifier) -> None:

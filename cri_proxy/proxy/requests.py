@@ -142,11 +142,14 @@ class RequestRelay:
                 self.conn.inject_to_client(h2.window_update_frame(0, length))  # the runtime never sees it
             return DROP
         translator = self.translator
-        if kind == h2.DATA and sid in translator.checking or kind == h2.WINDOW_UPDATE and not sid and translator.owed:
+        if kind == h2.DATA and (sid in translator.checking or sid in translator.held) \
+                or kind == h2.WINDOW_UPDATE and not sid and translator.owed:
             return TAKE
         if kind == h2.RST_STREAM:
             translator.checking.pop(sid, None)
             self.conn.open_streams.discard(sid)
+            if sid in translator.held:
+                return TAKE  # a delayed stream's held DATA is dropped with it
         return PASS
 
     def _take(self, payload: bytes) -> None:

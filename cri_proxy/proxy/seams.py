@@ -24,6 +24,8 @@ class UpstreamPaths(Protocol):
 
     def path_of(self, service: str) -> pathlib.Path: ...
 
+    def destination(self, path: str) -> str: ...
+
 
 class TranslatedRoute(Protocol):
     """The route of a translating connection, as the translator and the request relay use it."""
@@ -53,6 +55,7 @@ class RequestTranslator(Protocol):
 
     checking: dict[int, Any]  # streams whose completing DATA frame is held for a body check
     owed: int  # DATA bytes the proxy answered with, kept from the runtime's next credit
+    held: dict[int, Any]  # streams whose DATA a fault rule's delay holds (proxy.faultwire)
 
     def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> None: ...
 

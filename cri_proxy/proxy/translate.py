@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from cri_proxy.faults.book import FaultBook
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.hpack_decoder import Decoder, Field
 from cri_proxy.h2.hpack_encoder import Encoder, latin1
@@ -41,9 +42,12 @@ from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck
+from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
 from cri_proxy.proxy.requests import RequestRelay
+from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.ends import End
+from cri_proxy.proxy.peer import process_name
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.seams import TranslatedRoute
 
@@ -67,6 +71,7 @@ class TranslationPolicy:
     cgroup_driver: str | None = None
     strict: bool = False
     announced: set[tuple[str, str]] = field(default_factory=set)  # said once in the log, per direction
+    faults: FaultBook | None = None  # --faults: every CRI connection is rewritten, translated or not
 
 
 class _Check:
@@ -84,8 +89,12 @@ def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) ->
     path = first_request_path(fragment, route.table_size) or ""
     api = policy.upstream_api(path)
     client_api = parse_path(path).api
-    if api is None or client_api is None or api == client_api:
+    if client_api is None:
         return None
+    if api is None or api == client_api:
+        if policy.faults is None or route.up.destination(path) == "bridge":
+            return None
+        api = client_api  # the identity path: no version changes, but every call's path is read
     route.service = route.up.service_of(path)
     route.replay_and_move(route.service)
     route.replay = None
@@ -107,11 +116,17 @@ class Translator:
         self.last_stream = 0
         # A warm client sends the same block for the same call, and when neither table moves
         # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
-        self.reused: dict[bytes, bytes] = {}
+        self.reused: dict[bytes, tuple[bytes, CallPath]] = {}
         self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
         self.checking: dict[int, _Check] = {}
         self.owed = 0  # DATA bytes the proxy sent the client, to keep from the runtime's credit
         self.notes: list[tuple[int, list[str]]] = []  # for the tap, once it has seen the request
+        self.faults = None if policy.faults is None else ConnectionFaults(
+            route, policy.faults, _client_name(self.conn), self._released)
+        self.held = {} if self.faults is None else self.faults.held
+        if client_api == upstream_api:
+            log.debug("conn %d: CRI %s, headers read for fault rules", self.conn.id, client_api)
+            return
         if (client_api, upstream_api) not in policy.announced:
             policy.announced.add((client_api, upstream_api))
             log.info("a client needs CRI translation: translating CRI %s -> %s in the relay", client_api, upstream_api)
@@ -124,14 +139,16 @@ class Translator:
         """A whole request header block: decoded, then re-encoded, answered or dropped."""
         state = (self.decoder.generation, self.encoder.generation)
         if stream_id > self.last_stream and state == self.reused_at:
-            encoded = self.reused.get(fragment)
-            if encoded is not None:
+            reused = self.reused.get(fragment)
+            if reused is not None:  # decoding it would not move the decoder's table either
                 self.last_stream = stream_id
-                self._send(stream_id, encoded, end_stream)
+                encoded, call = reused
+                if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
+                    self._send(stream_id, encoded, end_stream)
                 return
         headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
         if stream_id <= self.last_stream:  # trailers of a call already under way
-            if stream_id not in self.route.hijacked:
+            if stream_id not in self.route.hijacked and (self.faults is None or stream_id not in self.faults.held):
                 self._forward(stream_id, headers, end_stream)
             return
         self.last_stream = stream_id
@@ -148,7 +165,10 @@ class Translator:
         if method_info(target) is None:
             self._lacking(stream_id, call)
             return
-        checked = self.upstream_api == "v1alpha2" and bodycheck.checked(path)
+        decision = None if self.faults is None else self.faults.decide(call)
+        if decision is not None and self.faults is not None and self.faults.apply(stream_id, decision, self):
+            return  # answered, hung or closed: the runtime never sees the call
+        checked = self.upstream_api == "v1alpha2" != self.client_api and bodycheck.checked(path)
         if checked and not end_stream:
             self.checking[stream_id] = _Check(path)
         block = self.encoder.encode([(name, target if name == ":path" else value) for name, value in headers])
@@ -157,8 +177,27 @@ class Translator:
                 self.reused.clear()
                 self.reused_at = state
             if len(self.reused) < 64:
-                self.reused[fragment] = block
+                self.reused[fragment] = (block, call)
+        if decision is not None and self.faults is not None:
+            self.faults.hold(stream_id, decision, end_stream)
+            end_stream = False
         self._send(stream_id, block, end_stream)
+
+    def _fault(self, stream_id: int, call: CallPath, block: bytes, end_stream: bool) -> bool:
+        """A reused block's call, decided: True when the fault rules took it (block sent or not)."""
+        faults = self.faults
+        decision = None if faults is None else faults.decide(call)
+        if faults is None or decision is None:
+            return False
+        if not faults.apply(stream_id, decision, self):
+            faults.hold(stream_id, decision, end_stream)
+            self._send(stream_id, block, False)
+        return True
+
+    def _released(self, raw: bytes) -> bool:
+        """A frame held by a delay, going on now: True when the translator took it (a body check)."""
+        kind, flags, sid = raw[3], raw[4], int.from_bytes(raw[5:9], "big") & 0x7FFFFFFF
+        return self.client_frame(h2.Frame(kind, flags, sid, len(raw) - 9, raw[9:], raw))
 
     def _forward(self, stream_id: int, headers: list[Field], end_stream: bool) -> None:
         self._send(stream_id, self.encoder.encode(headers), end_stream)
@@ -176,6 +215,8 @@ class Translator:
 
     def client_frame(self, frame: h2.Frame) -> bool:
         """A client frame other than a header block; True when the translator took it."""
+        if self.faults is not None and self.faults.held and self.faults.client_frame(frame):
+            return True
         if frame.type == h2.DATA and frame.stream_id in self.checking:
             return self._checked_data(frame)
         if frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0 and self.owed:
@@ -277,6 +318,9 @@ class Translator:
     def show_tap(self) -> None:
         """The tap has seen the client's frames so far: tell it what translation did to them."""
         notes, self.notes = self.notes, []
+        if self.faults is not None and self.faults.notes:
+            notes += self.faults.notes
+            self.faults.notes = []
         tap = self.conn.tap
         if tap is not None:
             for stream_id, texts in notes:
@@ -304,6 +348,14 @@ class Translator:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks
         at once (an encoder may always use less than allowed)."""
         self.encoder.set_max_size(size)
+
+
+def _client_name(conn: Connection) -> str | None:
+    """The client's process name for `client` rules; read here when the relay records nothing."""
+    peer = conn.peer
+    if peer.name is not None or peer.pid is None:
+        return peer.name
+    return process_name(peer.pid)
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:

@@ -1,0 +1,182 @@
+"""Fault rules applied in the relay: one connection's injected errors, delays, hangs and closes.
+
+With `--faults`, every connection goes through a rewriting translator (cri_proxy.proxy.translate,
+the identity path when no CRI version changes), so each request's `:path` is known as its
+header block passes. The translator asks the book (cri_proxy.faults.book) once per new
+request and hands a decision here:
+- error: a trailers-only answer on the client's stream (cri_proxy.proxy.answers); the
+  request never reaches the runtime.
+- hang: nothing is forwarded and nothing answered; the client's deadline (its RST_STREAM,
+  dropped like every later frame of the stream) ends it. A hang for N seconds is a delay.
+- delay: the header block goes on at once, so that stream ids reach the runtime in order
+  (a lower id opened after a higher one is a PROTOCOL_ERROR, RFC 9113 §5.1.1) and both
+  HPACK tables see blocks in the order they were encoded; without END_STREAM, so the
+  runtime cannot start the call. The stream's DATA is held, then goes on after the drawn
+  delay (an empty DATA frame with END_STREAM when the request had no body). A gRPC server
+  runs a unary handler only once the request message is complete, so the runtime sees the
+  call that much later. The held bytes are the client's connection window until then, and
+  are given back to the client if it resets the stream first.
+- close: GOAWAY and the client's connection closed.
+Each injected call's notes say `fault: RULE action`, recorded on the call like translation's.
+
+Rules on body facts (namespace, pod, container, image) are refused at load (`relay_problems`):
+the relay does not read request messages for faults yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+from collections.abc import Callable
+from typing import Protocol
+
+from cri_proxy.faults.book import CallFacts, Decision, FaultBook
+from cri_proxy.faults.rules import BODY_KEYS, FaultRule, FaultRulesError, load_rules
+from cri_proxy.h2 import frames as h2
+from cri_proxy.model.cri import CallPath
+from cri_proxy.model.status import status_name
+from cri_proxy.proxy import answers
+from cri_proxy.proxy.connection import Connection
+from cri_proxy.proxy.seams import TranslatedRoute
+
+log = logging.getLogger(__name__)
+
+NO_ERROR = 0x0
+
+
+def relay_problems(rules: tuple[FaultRule, ...], source: str) -> list[str]:
+    """One line per rule the relay cannot apply yet (it matches on a request body's facts)."""
+    lines = []
+    for rule in rules:
+        keys = [key for key, _ in rule.match if key in BODY_KEYS]
+        if keys:
+            lines.append(f"{source}: rule {rule.name!r}: matching on {', '.join(keys)} is not supported by the relay "
+                         "yet (it needs the request message); match on method, api or client instead")
+    return lines
+
+
+def load_relay_rules(path: pathlib.Path) -> tuple[FaultRule, ...]:
+    """The rules of `path` as `run --faults` uses them; FaultRulesError with every problem found."""
+    rules = load_rules(path)
+    problems = relay_problems(rules, str(path))
+    if problems:
+        raise FaultRulesError(problems)
+    return rules
+
+
+def reload(book: FaultBook, path: pathlib.Path) -> bool:
+    """SIGHUP: the file's rules replace the book's; a bad file keeps the old rules, one line a problem."""
+    try:
+        rules = load_relay_rules(path)
+    except FaultRulesError as exc:
+        for line in exc.problems:
+            log.error("fault rules not reloaded: %s", line)
+        log.error("fault rules not reloaded: keeping the %d rule(s) loaded before", len(book.rules))
+        return False
+    book.replace(rules)
+    log.info("fault rules reloaded from %s: %d rule(s)", path, len(rules))
+    return True
+
+
+class _Answering(Protocol):
+    """What of the translator the faults use: its way of answering a call itself."""
+
+    def _answer(self, stream_id: int, answer: bytes, notes: list[str]) -> None: ...
+
+
+class _Held:
+    __slots__ = ("frames", "data", "timer")
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.data = 0  # DATA payload bytes held: the client's connection window they take
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class ConnectionFaults:
+    """The fault rules as one connection applies them (see the module's docstring)."""
+
+    def __init__(self, route: TranslatedRoute, book: FaultBook, client: str | None,
+                 on_release: Callable[[bytes], bool]) -> None:
+        self.route = route
+        self.on_release = on_release  # a released frame the translator takes (a body check); else it goes on
+        self.conn: Connection = route._conn()
+        self.book = book
+        self.client = client
+        self.held: dict[int, _Held] = {}
+        self.notes: list[tuple[int, list[str]]] = []
+
+    def decide(self, call: CallPath) -> Decision | None:
+        if not self.book:
+            return None
+        return self.book.decide(CallFacts(call.method, call.api, self.client))
+
+    def apply(self, stream_id: int, decision: Decision, translator: _Answering) -> bool:
+        """Inject a decision that is not a delay; False for a delay (the caller forwards the
+        headers with `hold`)."""
+        action = decision.action
+        if action.kind == "error":
+            note = f"fault: {decision.rule} error {_code_name(action.code)}"
+            translator._answer(stream_id, answers.error(stream_id, action.code, action.message), [note])
+            return True
+        if action.kind == "hang" and action.hang_s is None:
+            self.route.hijacked.add(stream_id)  # nothing of it goes on; the client's RST ends it
+            self.notes.append((stream_id, [f"fault: {decision.rule} hang"]))
+            return True
+        if action.kind == "close":
+            self.notes.append((stream_id, [f"fault: {decision.rule} close"]))
+            self.route.hijacked.add(stream_id)
+            self.conn.fail(NO_ERROR, f"fault rule {decision.rule!r}: closing the client's connection")
+            return True
+        return False
+
+    def hold(self, stream_id: int, decision: Decision, end_stream: bool) -> float:
+        """A delay (or a timed hang): the stream's DATA is held from now; the seconds to hold."""
+        action = decision.action
+        seconds = decision.delay_s if action.kind == "delay" else float(action.hang_s or 0.0)
+        held = self.held[stream_id] = _Held()
+        if end_stream:  # its headers go on without END_STREAM, which this frame gives later
+            held.frames.append(_frame(h2.DATA, h2.FLAG_END_STREAM, stream_id, b""))
+        held.timer = asyncio.get_running_loop().call_later(seconds, self._release, stream_id)
+        self.notes.append((stream_id, [f"fault: {decision.rule} {action.kind} {seconds:.3f}s"]))
+        return seconds
+
+    def client_frame(self, frame: h2.Frame) -> bool:
+        """A frame of a held stream: True when it was taken (held, or dropped with its stream)."""
+        held = self.held.get(frame.stream_id)
+        if held is None:
+            return False
+        if frame.type == h2.RST_STREAM:  # the client gave up: the held DATA never goes on
+            del self.held[frame.stream_id]
+            if held.timer is not None:
+                held.timer.cancel()
+            if held.data:
+                self.conn.inject_to_client(h2.window_update_frame(0, held.data))
+            return False  # the runtime has the headers: it gets the RST_STREAM too
+        held.frames.append(frame.raw or b"")
+        if frame.type == h2.DATA:
+            held.data += frame.length
+        return True
+
+    def _release(self, stream_id: int) -> None:
+        held = self.held.pop(stream_id, None)
+        if held is None or self.conn.closing or self.conn.upstream is None:
+            return
+        for raw in held.frames:
+            if not self.on_release(raw):
+                self.route.out(raw)
+
+    def close(self) -> None:
+        for held in self.held.values():
+            if held.timer is not None:
+                held.timer.cancel()
+        self.held.clear()
+
+
+def _code_name(code: int) -> str:
+    return status_name(code) or str(code)
+
+
+def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload

@@ -1,0 +1,153 @@
+"""Fault rules in the relay (proxy/faultwire.py): real gRPC clients through `cri-proxy run
+--faults` in front of the stand-in runtime, and what the recording says of each injected call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+import signal
+
+import grpc
+import pytest
+
+from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.store.readonly import open_readonly
+from tests.helpers.proxyproc import ProxyProcess, wait_for_log
+
+pytestmark = pytest.mark.timeout(90)
+
+CHANNEL = [("grpc.use_local_subchannel_pool", 1)]
+CLIENT = pathlib.Path("/proc/self/comm").read_text().strip()  # this process, as the proxy names its peer
+
+RULES = f"""
+rules:
+  - name: pull-fails
+    match: {{method: PullImage}}
+    action: {{error: {{code: UNAVAILABLE, message: "injected: registry unreachable"}}}}
+    first: 3
+  - name: slow-status
+    match: {{method: ImageStatus, client: "{CLIENT}", api: v1}}
+    action: {{delay: 2s}}
+  - name: stuck-list
+    match: {{method: ListImages}}
+    action: {{hang: deadline}}
+  - name: fsinfo-every-other
+    match: {{method: ImageFsInfo}}
+    action: {{error: {{code: INTERNAL, message: "injected: every other"}}}}
+    every: 2
+  - name: never-this-client
+    match: {{method: Version, client: "no-such-process"}}
+    action: {{close: true}}
+"""
+
+
+def _notes(db: pathlib.Path) -> list[tuple[str, str, int | None, list[str], float | None]]:
+    conn = open_readonly(db)
+    try:
+        rows = conn.execute("SELECT path, outcome, status_code, notes, duration_ms FROM calls ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [(path.rsplit("/", 1)[-1], outcome, code, json.loads(notes) if notes else [], duration)
+            for path, outcome, code, notes, duration in rows]
+
+
+async def _expect(call: object, code: grpc.StatusCode, text: str = "") -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await call  # type: ignore[misc]
+    assert failed.value.code() == code
+    assert text in (failed.value.details() or "")
+
+
+async def test_errors_delays_and_hangs_reach_exactly_the_matching_calls(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    rules, db = sock_dir / "rules.yaml", sock_dir / "c.db"
+    rules.write_text(RULES)
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db),
+                                "--faults", str(rules), "--log-level", "info") as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+                assert (await rt.Version(v1.VersionRequest())).runtime_api_version == "v1"
+                # ImagePullBackOff-style: the kubelet pulls again and again; the first 3 fail
+                pull = v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/library/busybox:latest"))
+                for _ in range(3):
+                    await _expect(img.PullImage(pull), grpc.StatusCode.UNAVAILABLE, "injected: registry unreachable")
+                assert (await img.PullImage(pull)).image_ref
+                # a delay holds only its own stream: other calls on the connection go on meanwhile
+                delayed = asyncio.ensure_future(img.ImageStatus(v1.ImageStatusRequest(image=pull.image)))
+                assert (await rt.Version(v1.VersionRequest())).version
+                assert not delayed.done()
+                assert (await delayed).image.id
+                await _expect(img.ListImages(v1.ListImagesRequest(), timeout=1.0), grpc.StatusCode.DEADLINE_EXCEEDED)
+                fsinfo = []
+                for _ in range(4):
+                    try:
+                        await img.ImageFsInfo(v1.ImageFsInfoRequest())
+                        fsinfo.append("ok")
+                    except grpc.aio.AioRpcError as exc:
+                        fsinfo.append(exc.code().name)
+                assert fsinfo == ["ok", "INTERNAL", "ok", "INTERNAL"]
+                assert list((await rt.ListContainers(v1.ListContainersRequest())).containers) == []
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    rows = _notes(db)
+    faults = [(method, next(n for n in notes if n.startswith("fault: ")))
+              for method, _, _, notes, _ in rows if any(n.startswith("fault: ") for n in notes)]
+    assert faults == [("PullImage", "fault: pull-fails error UNAVAILABLE")] * 3 + [
+        ("ImageStatus", "fault: slow-status delay 2.000s"), ("ListImages", "fault: stuck-list hang"),
+        ("ImageFsInfo", "fault: fsinfo-every-other error INTERNAL"),
+        ("ImageFsInfo", "fault: fsinfo-every-other error INTERNAL")]
+    status = next(row for row in rows if row[0] == "ImageStatus")
+    assert status[1:3] == ("completed", 0) and status[4] is not None and status[4] >= 2000  # held for the whole delay
+    hung = next(row for row in rows if row[0] == "ListImages")
+    assert hung[1] != "completed" or hung[2] != 0
+    untouched = [row for row in rows if not any(n.startswith("fault: ") for n in row[3])]
+    assert {row[0] for row in untouched} == {"Version", "PullImage", "ImageFsInfo", "ListContainers"}
+    assert all(row[1:3] == ("completed", 0) for row in untouched)
+
+
+async def test_sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    rules = sock_dir / "rules.yaml"
+    rules.write_text("rules: []\n")
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--faults", str(rules),
+                                "--log-level", "info") as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt = v1_grpc.RuntimeServiceStub(channel)
+                assert (await rt.Version(v1.VersionRequest())).version
+                rules.write_text("rules:\n  - {name: version-down, match: {method: Version},"
+                                 " action: {error: {code: UNAVAILABLE, message: reloaded}}}\n")
+                proxy.signal(signal.SIGHUP)
+                await wait_for_log(proxy, "fault rules reloaded")
+                await _expect(rt.Version(v1.VersionRequest()), grpc.StatusCode.UNAVAILABLE, "reloaded")
+                rules.write_text("rules:\n  - {name: bad, match: {method: Version}, action: {explode: now}}\n"
+                                 "  - {name: body, match: {image: busybox}, action: {delay: 1s}}\n")
+                proxy.signal(signal.SIGHUP)
+                await wait_for_log(proxy, "keeping the 1 rule(s) loaded before")
+                await _expect(rt.Version(v1.VersionRequest()), grpc.StatusCode.UNAVAILABLE, "reloaded")
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    problems = [line for line in proxy.log().splitlines() if "fault rules not reloaded:" in line]
+    assert len(problems) == 2 and "rule 1 (bad)" in problems[0], proxy.log()
+
+
+def test_a_bad_rules_file_stops_the_start_with_one_line_per_problem(sock_dir: pathlib.Path) -> None:
+    rules = sock_dir / "rules.yaml"
+    rules.write_text("rules:\n  - {name: a, match: {method: Version}, action: {explode: now}}\n"
+                     "  - {name: b, match: {method: Version}, action: {delay: soon}}\n")
+    body = pathlib.Path(__file__).parents[2] / "examples" / "faults" / "pull-image-error.yaml"
+    for path, count, text in ((rules, 2, "rule 1 (a)"), (body, 1, "matching on image is not supported by the relay")):
+        proxy = ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock", "--faults", str(path),
+                             log=sock_dir / f"{path.stem}.log")
+        proxy.start(wait=False)
+        assert proxy.proc is not None
+        assert proxy.proc.wait(30) == 2, proxy.log()
+        errors = [line for line in proxy.log().splitlines() if line.startswith("cri-proxy: error:")]
+        assert len(errors) == count and text in errors[0], proxy.log()
+    assert not (sock_dir / "p.sock").exists()
