@@ -66,6 +66,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "backend) as route NAME; repeatable")
     parser.add_argument("--workloads", nargs="+", choices=[w.name for w in WORKLOADS],
                         help="measure only these workloads (default: all)")
+    parser.add_argument("--no-faults", action="store_true",
+                        help="leave out route 'faults' (the proxy with a rules file whose rules match no "
+                        "benchmark call)")
     parser.add_argument("--no-translated", action="store_true",
                         help="leave out route 'translated' (the proxy in front of a v1alpha2-only backend)")
     args = parser.parse_args(argv)
@@ -75,6 +78,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (0.3 if args.quick else 1.0)
     args.callers = args.callers or ([1, 32] if args.quick else [1, 4, 32])
     return args
+
+
+# Rules that every benchmark call is tried against and none matches: the cost of --faults.
+NO_MATCH_RULES = """rules:
+  - {name: no-pulls, match: {method: PullImage}, action: {error: {code: UNAVAILABLE, message: bench}}}
+  - {name: no-such-client, match: {client: no-such-process}, action: {delay: 1s}}
+  - {name: no-v1alpha2, match: {api: v1alpha2, method: "List*"}, action: {hang: deadline}}
+"""
 
 
 def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Namespace,
@@ -90,6 +101,10 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd))
     if args.record and not why:
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd + " --db {tmp}/calls.db", "recording"))
+    if not args.no_faults and not why:
+        rules = tmp / "faults.yaml"
+        rules.write_text(NO_MATCH_RULES)
+        routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd + f" --faults {rules}", "faults"))
     if not args.no_translated and not why:
         template = args.proxy_cmd.replace("{runtime}", "{old_runtime}")
         routes.append(start_proxy(children, tmp, direct.socket, template, "translated", old.socket))

@@ -127,6 +127,9 @@ class ConnectionFaults:
         if action.kind == "close":
             self.notes.append((stream_id, [f"fault: {decision.rule} close"]))
             self.route.hijacked.add(stream_id)
+            # GOAWAY's last stream then names this one: the client fails the call (UNAVAILABLE)
+            # instead of retrying it on a new connection as a call the server never saw.
+            self.conn.open_streams.add(stream_id)
             self.conn.fail(NO_ERROR, f"fault rule {decision.rule!r}: closing the client's connection")
             return True
         return False

@@ -151,3 +151,24 @@ def test_a_bad_rules_file_stops_the_start_with_one_line_per_problem(sock_dir: pa
         errors = [line for line in proxy.log().splitlines() if line.startswith("cri-proxy: error:")]
         assert len(errors) == count and text in errors[0], proxy.log()
     assert not (sock_dir / "p.sock").exists()
+
+
+async def test_a_close_rule_ends_the_clients_connection_and_is_recorded(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    rules, db = sock_dir / "rules.yaml", sock_dir / "c.db"
+    rules.write_text("rules:\n  - {name: drop-conn, match: {method: ListImages}, action: {close: true}, first: 1}\n")
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db),
+                                "--faults", str(rules)) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                img = v1_grpc.ImageServiceStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as closed:
+                    await img.ListImages(v1.ListImagesRequest(), timeout=10)
+                assert closed.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert list((await img.ListImages(v1.ListImagesRequest())).images)  # the next call, a new connection
+            assert await proxy.astop() == 0, proxy.log()
+            assert "fault rule 'drop-conn': closing the client's connection" in proxy.log()
+    finally:
+        await runtime.stop(0)
+    notes = [n for row in _notes(db) for n in row[3] if n.startswith("fault: ")]
+    assert notes == ["fault: drop-conn close"]
