@@ -65,6 +65,7 @@ class FaultBook:
         self._clock = clock
         self._rng = rng or random.Random()
         self._entries: list[_Entry] = []
+        self.generation = 0  # moves at every replace(): what a caller cached of could_match() is stale
         self.loaded_unix = clock()
         self.replace(rules)
 
@@ -72,6 +73,7 @@ class FaultBook:
         """New rules; an unchanged rule (same name and definition) keeps its counters and clock."""
         old = {(e.rule.name, e.rule.definition): e for e in self._entries}
         self._entries = [old.get((r.name, r.definition)) or _Entry(r) for r in rules]
+        self.generation += 1
         if not old:
             self.loaded_unix = self._clock()
 
@@ -89,6 +91,11 @@ class FaultBook:
         """True when a rule matches on every fact known so far but needs body facts still unknown."""
         return any(e.rule.needs_body and _matches(e.rule, facts, allow_unknown=True)
                    and any(facts.get(key) is None for key, _ in e.rule.match) for e in self._entries)
+
+    def could_match(self, facts: CallFacts) -> bool:
+        """True when some rule matches `facts`, whatever its window and counts: a call for which
+        this is False is never changed (and need not be decided) until the rules are replaced."""
+        return any(_matches(e.rule, facts) for e in self._entries)
 
     def decide(self, facts: CallFacts) -> Decision | None:
         """The first due rule matching `facts`, counted; None lets the call through untouched."""

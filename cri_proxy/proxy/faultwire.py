@@ -106,11 +106,21 @@ class ConnectionFaults:
         self.client = client
         self.held: dict[int, _Held] = {}
         self.notes: list[tuple[int, list[str]]] = []
+        # Whether any rule can match a (method, api) on this connection (its client is fixed):
+        # a call no rule matches then costs one dict look-up, not a walk of the rules.
+        self.possible: dict[tuple[str, str | None], bool] = {}
+        self.generation = book.generation
 
     def decide(self, call: CallPath) -> Decision | None:
-        if not self.book:
-            return None
-        return self.book.decide(CallFacts(call.method, call.api, self.client))
+        book = self.book
+        if self.generation != book.generation:
+            self.possible.clear()
+            self.generation = book.generation
+        key = (call.method, call.api)
+        possible = self.possible.get(key)
+        if possible is None:
+            possible = self.possible[key] = book.could_match(CallFacts(call.method, call.api, self.client))
+        return book.decide(CallFacts(call.method, call.api, self.client)) if possible else None
 
     def apply(self, stream_id: int, decision: Decision, translator: _Answering) -> bool:
         """Inject a decision that is not a delay; False for a delay (the caller forwards the

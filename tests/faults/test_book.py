@@ -89,3 +89,14 @@ def test_reload_keeps_counters_of_unchanged_rules_only() -> None:
     assert names(b, PULL, 3) == ["first1", "first1", None]  # changed: counts again
     b.replace(())
     assert not b and b.decide(PULL) is None
+
+
+def test_could_match_ignores_windows_and_counts_and_replace_moves_the_generation() -> None:
+    clock = Clock()
+    b = book({"name": "later", "match": {"method": "PullImage"}, "action": {"error": "UNAVAILABLE"},
+              "window": {"after": "1h"}}, clock=clock)
+    assert b.could_match(PULL) and b.decide(PULL) is None  # not due yet, but a rule can match it
+    assert not b.could_match(CallFacts(method="Version"))
+    before = b.generation
+    b.replace(parse_rules({"rules": [{"name": "v", "match": {"method": "Version"}, "action": "close"}]}, "t"))
+    assert b.generation != before and b.could_match(CallFacts(method="Version")) and not b.could_match(PULL)
