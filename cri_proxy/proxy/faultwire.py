@@ -180,12 +180,6 @@ class ConnectionFaults:
             if not self.on_release(raw):
                 self.route.out(raw)
 
-    def close(self) -> None:
-        for held in self.held.values():
-            if held.timer is not None:
-                held.timer.cancel()
-        self.held.clear()
-
 
 def _code_name(code: int) -> str:
     return status_name(code) or str(code)

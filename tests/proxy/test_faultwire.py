@@ -38,6 +38,9 @@ rules:
     match: {{method: ImageFsInfo}}
     action: {{error: {{code: INTERNAL, message: "injected: every other"}}}}
     every: 2
+  - name: slow-sandboxes
+    match: {{method: ListPodSandbox}}
+    action: {{hang: 1s}}
   - name: never-this-client
     match: {{method: Version, client: "no-such-process"}}
     action: {{close: true}}
@@ -91,6 +94,7 @@ async def test_errors_delays_and_hangs_reach_exactly_the_matching_calls(sock_dir
                         fsinfo.append(exc.code().name)
                 assert fsinfo == ["ok", "INTERNAL", "ok", "INTERNAL"]
                 assert list((await rt.ListContainers(v1.ListContainersRequest())).containers) == []
+                assert list((await rt.ListPodSandbox(v1.ListPodSandboxRequest())).items) == []  # after the hang
             assert await proxy.astop() == 0, proxy.log()
     finally:
         await runtime.stop(0)
@@ -100,7 +104,10 @@ async def test_errors_delays_and_hangs_reach_exactly_the_matching_calls(sock_dir
     assert faults == [("PullImage", "fault: pull-fails error UNAVAILABLE")] * 3 + [
         ("ImageStatus", "fault: slow-status delay 2.000s"), ("ListImages", "fault: stuck-list hang"),
         ("ImageFsInfo", "fault: fsinfo-every-other error INTERNAL"),
-        ("ImageFsInfo", "fault: fsinfo-every-other error INTERNAL")]
+        ("ImageFsInfo", "fault: fsinfo-every-other error INTERNAL"),
+        ("ListPodSandbox", "fault: slow-sandboxes hang 1.000s")]
+    sandboxes = next(row for row in rows if row[0] == "ListPodSandbox")
+    assert sandboxes[1:3] == ("completed", 0) and sandboxes[4] is not None and sandboxes[4] >= 1000
     status = next(row for row in rows if row[0] == "ImageStatus")
     assert status[1:3] == ("completed", 0) and status[4] is not None and status[4] >= 2000  # held for the whole delay
     hung = next(row for row in rows if row[0] == "ListImages")
