@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+from cri_proxy.faults.rules import load_rules
+from cri_proxy.proxy.faultwire import relay_problems
 from tests.conftest import ROOT
 from tests.helpers.cli import run_cli
 
@@ -34,7 +36,8 @@ def test_check_reports_every_problem_and_exits_2(tmp_path: pathlib.Path) -> None
     assert result.stdout == ""
 
 
-def test_the_shipped_examples_check() -> None:
+def test_the_shipped_examples_check_and_the_relay_takes_them() -> None:
     for path in sorted((ROOT / "examples" / "faults").glob("*.yaml")):
         result = run_cli("faults", "check", str(path))
         assert result.returncode == 0 and result.stdout.endswith("rule(s), ok\n"), (path, result.stderr)
+        assert relay_problems(load_rules(path), str(path)) == []  # `run --faults` would start with it
