@@ -65,9 +65,19 @@ class RawClient:
         self.sock.connect(path)
         self.buf = b""
         self.decoder = Decoder()
+        # The peer's SETTINGS_HEADER_TABLE_SIZE, as acknowledged: a compliant client's encoder
+        # keeps to it from its next block on (RFC 7541 4.2), see `encode`.
+        self.table_size: int | None = None
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def encode(self, encoder: Encoder, headers: list[tuple[str, str]]) -> bytes:
+        """A header block from `encoder` (this connection's), shrunk first to the table size
+        the peer set and this client acknowledged: the size update a compliant encoder sends."""
+        if self.table_size is not None and self.table_size < encoder.header_table_size:
+            encoder.header_table_size = self.table_size
+        return bytes(encoder.encode(headers))
 
     def close(self) -> None:
         self.sock.close()
@@ -96,6 +106,7 @@ class RawClient:
             if frame is None:
                 return reply
             if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags and self.ack_settings:
+                self.table_size = frame.settings.get(SettingsFrame.HEADER_TABLE_SIZE, self.table_size)
                 self.send(SettingsFrame(0, flags=["ACK"]).serialize())
             elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
                 self.send(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())

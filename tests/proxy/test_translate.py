@@ -62,7 +62,7 @@ def calls(sock: str, blocks: list[tuple[str, list[tuple[str, str]]]]) -> list[Re
         client.send(hello())
         for i, (path, extra) in enumerate(blocks):
             sid = 2 * i + 1
-            block = encoder.encode(request_headers(path) + extra)
+            block = client.encode(encoder, request_headers(path) + extra)  # as a client keeping to §4.2
             client.send(HeadersFrame(sid, block, flags=["END_HEADERS"]).serialize()
                         + DataFrame(sid, grpc_message(b"m%d" % i), flags=["END_STREAM"]).serialize())
             replies.append(client.read_reply(sid))
