@@ -12,6 +12,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
+# The session-wide fixtures (recordings, containerd), one instance for the whole run.
+pytest_plugins = ["tests.helpers.session_fixtures"]
+
 
 @pytest.fixture
 def sock_dir() -> Iterator[pathlib.Path]:

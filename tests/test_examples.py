@@ -259,7 +259,7 @@ def test_the_daemonsets_probe_paths_are_what_the_metrics_server_answers() -> Non
     pod = yaml.safe_load(DAEMONSET.read_text())["spec"]["template"]
     container = pod["spec"]["containers"][0]
     paths = [container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")]
-    server = CallMetrics(process=False).serve("127.0.0.1:0")
+    server = CallMetrics(process=False).serve("127.0.0.1:0", poll_interval_s=0.01)  # close() at once
     try:
         answers = [get(server.address, path)[0] for path in [*paths, pod["metadata"]["annotations"]["prometheus.io/path"]]]
     finally:

@@ -282,9 +282,10 @@ class CallMetrics:
     def db_size(self, n: int) -> None:
         self.database_bytes.set(n)
 
-    def serve(self, listen: str, ready: Readiness | None = None) -> MetricsServer:
-        """Serve /metrics, /healthz, /readyz on `listen` (HOST:PORT or unix:///path) from a thread."""
-        return serve(listen, self.registry, ready)
+    def serve(self, listen: str, ready: Readiness | None = None, poll_interval_s: float = 0.5) -> MetricsServer:
+        """Serve /metrics, /healthz, /readyz on `listen` (HOST:PORT or unix:///path) from a thread;
+        `poll_interval_s` bounds how long close() waits (see MetricsServer)."""
+        return serve(listen, self.registry, ready, poll_interval_s)
 
     def read_spans(self, counts: Callable[[], SpanCounts]) -> None:
         """Expose the spans peer's exported and dropped counters (read at each scrape)."""

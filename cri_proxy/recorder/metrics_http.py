@@ -114,7 +114,9 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class MetricsServer:
     """A running endpoint; `close()` stops it and removes its unix socket."""
 
-    def __init__(self, listen: str, app: WsgiApp) -> None:
+    def __init__(self, listen: str, app: WsgiApp, poll_interval_s: float = 0.5) -> None:
+        # poll_interval_s: how often the serving thread looks for close(), so how long close()
+        # may wait (socketserver's own default); tests that open and close many set it small.
         target = parse_listen(listen)
         self.unix_path = target if isinstance(target, str) else None
         server: _UnixServer | _TcpServer
@@ -129,7 +131,8 @@ class MetricsServer:
             self.address = f"[{host!s}]:{port}" if ":" in str(host) else f"{host!s}:{port}"
         server.set_app(app)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+        self._thread = threading.Thread(target=server.serve_forever, args=(poll_interval_s,), name="metrics-http",
+                                        daemon=True)
         self._thread.start()
         log.info("metrics: serving /metrics, /healthz and /readyz on %s", self.address)
 
@@ -141,6 +144,7 @@ class MetricsServer:
             os.unlink(self.unix_path)
 
 
-def serve(listen: str, registry: CollectorRegistry, ready: Readiness | None = None) -> MetricsServer:
+def serve(listen: str, registry: CollectorRegistry, ready: Readiness | None = None,
+          poll_interval_s: float = 0.5) -> MetricsServer:
     """Start serving `registry` on `listen` in a thread; returns at once."""
-    return MetricsServer(listen, make_app(registry, ready))
+    return MetricsServer(listen, make_app(registry, ready), poll_interval_s)

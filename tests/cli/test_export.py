@@ -13,7 +13,7 @@ import pytest
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.recorder.spans import CallSpans, SpanOptions
 from tests.helpers.calls import make_call, read_rows, record
-from tests.helpers.cli import one_error_line, run_cli
+from tests.helpers.cli import cli_env, one_error_line, run_cli
 from tests.helpers.otlp import Received, grpc_receiver, http_receiver
 from tests.helpers.recordings import GOLDEN_DIR
 
@@ -106,7 +106,10 @@ def test_a_golden_recording_exports_whole() -> None:
 def test_a_collector_that_is_not_there_is_one_error_line(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     calls_of_two_runs(path, time.time())
-    result = run_cli("export", str(path), "--otlp-endpoint", f"unix://{tmp_path}/nobody.sock", "--log-level", "error")
+    # The exporter's own timeout (the OTel variable export reads; its default is 10 s of
+    # retries) set short: nobody will ever answer on this socket, waiting longer shows nothing.
+    result = run_cli("export", str(path), "--otlp-endpoint", f"unix://{tmp_path}/nobody.sock", "--log-level", "error",
+                     env=cli_env(OTEL_EXPORTER_OTLP_TIMEOUT="1"))
     line = [ln for ln in result.stderr.splitlines() if ln.startswith("cri-proxy: error:")]
     assert result.returncode == 2 and line == [
         f"cri-proxy: error: the collector at unix://{tmp_path}/nobody.sock took none of the first 5 spans "

@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 from cri_proxy.cli.replay import register
 from cri_proxy.fakeruntime import start_fake_runtime
 from tests.helpers.calls import T0, make_call, record
-from tests.helpers.recordings import ROOT, Recorded, cli_argv, recording, recording_master, run_cli
+from tests.helpers.recordings import ROOT, Recorded, cli_argv, run_cli
 
-__all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -18,7 +18,6 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from tests.helpers import containerd_harness as harness
 from tests.helpers.containerd_fixtures import (
     container_config,
-    containerd,  # noqa: F401  (fixtures are found by name)
     pod_config,
 )
 from tests.helpers.proxyproc import ProxyProcess

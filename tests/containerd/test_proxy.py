@@ -35,7 +35,6 @@ from tests.helpers.containerd_fixtures import (  # noqa: F401  (fixtures are fou
     api,
     both,
     container_config,
-    containerd,
     pod_config,
     proto_strings,
     proxy,

@@ -13,7 +13,6 @@ import pytest
 from tests.helpers.calls import record
 from tests.helpers.cli import run_cli
 from tests.helpers.health import assert_evidence_runs, health, relists
-from tests.helpers.probes import probe_recording  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,11 +21,10 @@ from tests.helpers.cli import one_error_line, run_cli
 from tests.helpers.containerd_fixtures import (  # noqa: F401  (fixtures are found by name)
     ProxyRun,
     container_config,
-    containerd,
     pod_config,
     proxy,
 )
-from tests.helpers.recordings import Recorded, recording_master  # noqa: F401  (a fixture)
+from tests.helpers.recordings import Recorded
 
 pytestmark = pytest.mark.timeout(60)
 LIFECYCLE = ["RunPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer",

@@ -20,7 +20,7 @@ from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store.db import utc_text
 from tests.helpers.calls import make_call, record, rows, wait_for
 from tests.helpers.cli import incident_calls, one_error_line, run_cli
-from tests.helpers.probes import EXITS, probe_recording  # noqa: F401  (a fixture)
+from tests.helpers.probes import EXITS
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,7 +21,7 @@ from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store.readonly import Recording
 from tests.helpers.calls import make_call, record, wait_for
 from tests.helpers.cli import Tail, snapshot
-from tests.helpers.probes import EXITS, probe_recording  # noqa: F401  (a fixture)
+from tests.helpers.probes import EXITS
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -37,6 +37,9 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return found[(name, frozenset(labels.items()))]
 
 
+CLOSE_POLL_S = 0.01  # the serving thread looks for close() this often (by default 0.5 s, waited per server)
+
+
 @pytest.fixture
 def metrics() -> CallMetrics:
     return CallMetrics()
@@ -44,7 +47,7 @@ def metrics() -> CallMetrics:
 
 @pytest.fixture
 def server(metrics: CallMetrics) -> MetricsServer:
-    srv = metrics.serve("127.0.0.1:0")
+    srv = metrics.serve("127.0.0.1:0", poll_interval_s=CLOSE_POLL_S)
     yield srv  # type: ignore[misc]
     srv.close()
 
@@ -176,7 +179,8 @@ def test_promtool_accepts_the_exposition(metrics: CallMetrics, server: MetricsSe
 def test_the_unix_socket_listener_and_the_probes(sock_dir: pathlib.Path) -> None:
     metrics = CallMetrics()
     reasons: list[str | None] = ["the database is not open yet"]
-    server = metrics.serve(f"unix://{sock_dir}/metrics.sock", ready=lambda: reasons[-1])
+    server = metrics.serve(f"unix://{sock_dir}/metrics.sock", ready=lambda: reasons[-1],
+                           poll_interval_s=CLOSE_POLL_S)
     try:
         metrics.observe(make_call("Version"))
         status, body = get(server, "/metrics")
@@ -196,7 +200,7 @@ def test_a_readiness_check_that_raises_means_not_ready() -> None:
     def broken() -> str | None:
         raise RuntimeError("boom")
 
-    srv = CallMetrics().serve("127.0.0.1:0", ready=broken)
+    srv = CallMetrics().serve("127.0.0.1:0", ready=broken, poll_interval_s=CLOSE_POLL_S)
     try:
         assert get(srv, "/readyz") == (503, "readiness check failed: boom\n")
     finally:
@@ -215,7 +219,7 @@ def test_listen_addresses() -> None:
 
 @pytest.mark.skipif(not socket.has_ipv6, reason="this Python has no IPv6 support")
 def test_an_ipv6_listener() -> None:
-    server = CallMetrics(process=False).serve("[::1]:0")
+    server = CallMetrics(process=False).serve("[::1]:0", poll_interval_s=CLOSE_POLL_S)
     try:
         assert server.address.startswith("[::1]:")
         assert get(server, "/healthz") == (200, "ok\n")

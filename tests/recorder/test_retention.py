@@ -62,7 +62,9 @@ def test_calls_older_than_the_retention_are_pruned_with_their_bodies(tmp_path: P
 def test_the_data_is_kept_under_the_size_limit(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     limit = 1 << 20
-    recorder = Recorder(path, options=RecorderOptions(retain_bytes=limit, prune_interval_s=0.0))
+    # Each second of calls is waited for before the next: a short flush interval keeps that
+    # wait short (the batches stay one second of calls or less, pruned after each).
+    recorder = Recorder(path, options=RecorderOptions(retain_bytes=limit, prune_interval_s=0.0, flush_interval_s=0.01))
     recorder.start()
     total = 0
     for second in range(40):  # unique bodies: several MB without pruning

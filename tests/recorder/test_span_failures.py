@@ -56,7 +56,7 @@ def test_a_collector_down_for_many_batches_is_one_line_and_counted(sock_dir: pat
     with caplog.at_level(logging.INFO):
         spans = CallSpans(options)
         metrics.read_spans(spans.counts)
-        server = metrics.serve(f"unix://{sock_dir}/m.sock")
+        server = metrics.serve(f"unix://{sock_dir}/m.sock", poll_interval_s=0.01)  # close() at once
         try:
             for i in range(40):
                 spans.observe(make_call("Version", stream_id=2 * i + 1))

@@ -15,9 +15,7 @@ from cri_proxy.replay.report import check_report_path, write_report, write_termi
 from cri_proxy.replay.results import CallResult, ReplayResult, Verdict
 from cri_proxy.replay.runner import ReplayOptions, run_replay
 from tests.helpers.browser import chromium, load, page_data, pixels
-from tests.helpers.recordings import Recorded, recording, recording_master
-
-__all__ = ["recording", "recording_master"]  # fixtures used here
+from tests.helpers.recordings import Recorded
 
 
 def replay(db_out: str | None = None) -> ReplayResult:

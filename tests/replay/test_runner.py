@@ -22,12 +22,9 @@ from tests.helpers.recordings import (
     record_through_proxy,
     PHASE_GAP_S,
     Recorded,
-    recording,
-    recording_master,
     run_cli,
 )
 
-__all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)
 
 

@@ -29,11 +29,8 @@ from tests.helpers.recordings import (
     PHASE_GAP_S,
     Recorded,
     cli_argv,
-    recording,
-    recording_master,
 )
 
-__all__ = ["recording", "recording_master"]  # fixtures used here
 pytestmark = pytest.mark.timeout(60)
 
 Row = tuple[int, str, float, bytes, bytes | None, int, str | None]

@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -85,15 +86,19 @@ def serve(db: pathlib.Path, sock: pathlib.Path, *args: str) -> Iterator[None]:
         proc.stderr.close()
 
 
-@pytest.fixture
-def served(sock_dir: pathlib.Path) -> Iterator[tuple[pathlib.Path, pathlib.Path]]:
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[pathlib.Path, pathlib.Path]]:
     """datasette serving a copy of the newest golden recording (`cri-proxy demo --db`):
-    (the database copy, the socket)."""
-    db = sock_dir / "calls.db"
-    shutil.copy(GOLDEN[-1], db)
-    sock = sock_dir / "ds.sock"
-    with serve(db, sock):
-        yield db, sock
+    (the database copy, the socket). One server for the module: its tests only GET pages."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="crip-", dir="/tmp"))  # short: a unix socket path
+    try:
+        db = folder / "calls.db"
+        shutil.copy(GOLDEN[-1], db)
+        sock = folder / "ds.sock"
+        with serve(db, sock):
+            yield db, sock
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def names_and_columns(db: pathlib.Path) -> dict[str, list[str]]:

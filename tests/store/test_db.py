@@ -21,7 +21,7 @@ from cri_proxy.store import db, sql
 from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
 from tests.helpers.calls import T0, make_call, record
-from tests.helpers.probes import STDERR_7, probe_recording  # noqa: F401  (a fixture)
+from tests.helpers.probes import STDERR_7
 from tests.helpers.recordings import GOLDEN_DIR
 
 pytestmark = pytest.mark.timeout(30)

@@ -13,9 +13,7 @@ from cri_proxy.store.reader import CallStream, load_calls
 from cri_proxy.store.readonly import Recording
 from cri_proxy.store.rows import StoredCall
 from cri_proxy.store.selection import Selection
-from tests.helpers.recordings import Recorded, recording, recording_master
-
-__all__ = ["recording", "recording_master"]  # fixtures used here
+from tests.helpers.recordings import Recorded
 pytestmark = pytest.mark.timeout(60)
 
 
