@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.floodguard import FORGIVEN_PER_S, FREE_BYTES, RATIO, ControlBudget
-from cri_proxy.proxy.server import RelayServer
-from tests.helpers.backend import start_echo
 from tests.helpers.rawh2 import flood, opening, raw_frame
 
 pytestmark = pytest.mark.timeout(60)
@@ -47,19 +44,6 @@ def test_a_walk_gone_plain_keeps_its_counts() -> None:
     plain = walker.plain()
     plain.track(PING, set(), True)
     assert (plain.control, plain.walked) == (3 * len(SETTINGS) + len(PING), 3 * len(SETTINGS) + 12 + len(PING))
-
-
-@pytest.fixture(params=["one-socket", "image-apart"])
-async def relay_path(request: pytest.FixtureRequest, sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
-    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
-    image, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
-    apart = sock_dir / "image.sock" if request.param == "image-apart" else None
-    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock", apart)
-    await relay.start()
-    yield sock_dir / "p.sock"
-    await relay.stop(0)
-    await runtime.stop(0)
-    await image.stop(0)
 
 
 async def test_a_settings_flood_on_a_connection_in_use_is_told_to_calm_down(

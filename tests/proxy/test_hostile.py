@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import psutil
 import pytest
@@ -23,7 +23,6 @@ from hpack import Encoder
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.headerblock import MAX_BLOCK
-from cri_proxy.proxy.server import RelayServer
 from tests.helpers.backend import channel, start_echo, unary
 from tests.helpers.proxyproc import ProxyProcess, recorder_pid
 from tests.helpers.rawh2 import RawClient, drain, flood, grpc_message, hello, opening, raw_frame, request_headers
@@ -31,19 +30,6 @@ from tests.helpers.rawh2 import RawClient, drain, flood, grpc_message, hello, op
 pytestmark = pytest.mark.timeout(60)
 
 CALL = "/runtime.v1.RuntimeService/Version"
-
-
-@pytest.fixture(params=["one-socket", "image-apart"])
-async def relay_path(request: pytest.FixtureRequest, sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
-    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
-    image, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
-    apart = sock_dir / "image.sock" if request.param == "image-apart" else None
-    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock", apart)
-    await relay.start()
-    yield sock_dir / "p.sock"
-    await relay.stop(0)
-    await runtime.stop(0)
-    await image.stop(0)
 
 
 def _connect(path: pathlib.Path, timeout: float = 2.0) -> socket.socket:
