@@ -229,6 +229,18 @@ def settings_values(payload: bytes) -> dict[int, int]:
             for i in range(0, len(payload) - 5, 6)}
 
 
+def frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
+    """A frame's bytes: the 9-byte header (RFC 9113 §4.1) and `payload`."""
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload
+
+
+def grpc_message_text(message: str) -> str:
+    """grpc-message as gRPC writes it: percent-encoded outside printable ASCII."""
+    from urllib.parse import quote
+
+    return quote(message, safe=" !#$&'()*+,/:;=?@[]~")
+
+
 def grpc_error_frame(stream_id: int, code: int, message: str) -> bytes:
     """A trailers-only gRPC response ending `stream_id` with status `code`.
 
@@ -236,10 +248,8 @@ def grpc_error_frame(stream_id: int, code: int, message: str) -> bytes:
     receiver's HPACK dynamic table is untouched and stays in step with the real server's
     encoder, which never sees this frame.
     """
-    from urllib.parse import quote
-
     headers = [(":status", "200"), ("content-type", "application/grpc"),
-               ("grpc-status", str(code)), ("grpc-message", quote(message, safe=" !#$&'()*+,/:;=?@[]~"))]
+               ("grpc-status", str(code)), ("grpc-message", grpc_message_text(message))]
     block = Encoder().encode([NeverIndexedHeaderTuple(k, v) for k, v in headers], huffman=False)
     frame = HeadersFrame(stream_id, data=block, flags=["END_HEADERS", "END_STREAM"])
     return bytes(frame.serialize())

@@ -13,7 +13,6 @@ same answers whichever path served it.
 from __future__ import annotations
 
 from typing import Final
-from urllib.parse import quote
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.hpack_encoder import literal
@@ -24,27 +23,20 @@ _HEAD: Final = literal(":status", "200") + literal("content-type", "application/
 RUNTIME_CONFIG: Final = {"systemd": b"\x0a\x00", "cgroupfs": b"\x0a\x02\x08\x01"}
 
 
-def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload
-
-
-def grpc_message_text(message: str) -> str:
-    """grpc-message as gRPC writes it: percent-encoded outside printable ASCII."""
-    return quote(message, safe=" !#$&'()*+,/:;=?@[]~")
 
 
 def error(stream_id: int, code: int, message: str) -> bytes:
     """A trailers-only response ending `stream_id` with `code` and `message`."""
-    block = _HEAD + literal("grpc-status", str(code)) + literal("grpc-message", grpc_message_text(message))
-    return _frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, stream_id, block)
+    block = _HEAD + literal("grpc-status", str(code)) + literal("grpc-message", h2.grpc_message_text(message))
+    return h2.frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, stream_id, block)
 
 
 def reply(stream_id: int, message: bytes) -> bytes:
     """A successful unary response carrying one uncompressed message."""
     body = b"\x00" + len(message).to_bytes(4, "big") + message
-    return (_frame(h2.HEADERS, h2.FLAG_END_HEADERS, stream_id, _HEAD)
-            + _frame(h2.DATA, 0, stream_id, body)
-            + _frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, stream_id, literal("grpc-status", "0")))
+    return (h2.frame(h2.HEADERS, h2.FLAG_END_HEADERS, stream_id, _HEAD)
+            + h2.frame(h2.DATA, 0, stream_id, body)
+            + h2.frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, stream_id, literal("grpc-status", "0")))
 
 
 def data_length(answer: bytes) -> int:

@@ -150,7 +150,7 @@ class ConnectionFaults:
         seconds = decision.delay_s if action.kind == "delay" else float(action.hang_s or 0.0)
         held = self.held[stream_id] = _Held()
         if end_stream:  # its headers go on without END_STREAM, which this frame gives later
-            held.frames.append(_frame(h2.DATA, h2.FLAG_END_STREAM, stream_id, b""))
+            held.frames.append(h2.frame(h2.DATA, h2.FLAG_END_STREAM, stream_id, b""))
         held.timer = asyncio.get_running_loop().call_later(seconds, self._release, stream_id)
         self.notes.append((stream_id, [f"fault: {decision.rule} {action.kind} {seconds:.3f}s"]))
         return seconds
@@ -184,6 +184,3 @@ class ConnectionFaults:
 def _code_name(code: int) -> str:
     return status_name(code) or str(code)
 
-
-def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload

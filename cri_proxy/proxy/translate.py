@@ -205,12 +205,12 @@ class Translator:
     def _send(self, stream_id: int, block: bytes, end_stream: bool) -> None:
         flags = h2.FLAG_END_STREAM if end_stream else 0
         if len(block) <= MAX_FRAME:
-            frames = [_frame(h2.HEADERS, flags | h2.FLAG_END_HEADERS, stream_id, block)]
+            frames = [h2.frame(h2.HEADERS, flags | h2.FLAG_END_HEADERS, stream_id, block)]
         else:
             pieces = [block[i:i + MAX_FRAME] for i in range(0, len(block), MAX_FRAME)]
-            frames = [_frame(h2.HEADERS, flags, stream_id, pieces[0])]
-            frames += [_frame(h2.CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
-            frames.append(_frame(h2.CONTINUATION, h2.FLAG_END_HEADERS, stream_id, pieces[-1]))
+            frames = [h2.frame(h2.HEADERS, flags, stream_id, pieces[0])]
+            frames += [h2.frame(h2.CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
+            frames.append(h2.frame(h2.CONTINUATION, h2.FLAG_END_HEADERS, stream_id, pieces[-1]))
         self.route.forward_request(stream_id, frames)
 
     def client_frame(self, frame: h2.Frame) -> bool:
@@ -357,9 +357,6 @@ def _client_name(conn: Connection) -> str | None:
         return peer.name
     return process_name(peer.pid)
 
-
-def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream_id.to_bytes(4, "big") + payload
 
 
 def _data_content(flags: int, raw: bytes) -> bytes:
