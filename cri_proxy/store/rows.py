@@ -162,18 +162,9 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([list(pair) for pair in pairs])
 
 
-def call_row(
-    call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None = None,
-    client_id: int | None = None,
-) -> tuple[object, ...]:
-    """The `calls` row of a call (CALL_COLUMNS order)."""
-    metadata = (_metadata_json(call.request_metadata), _metadata_json(call.response_metadata),
-                _metadata_json(call.trailers))
-    return _values(call, session_id, ids, redacted, exit_code, metadata, client_id)
-
-
 def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
-            metadata: tuple[object, ...], client_id: int | None) -> tuple[object, ...]:
+            client_id: int | None) -> tuple[object, ...]:
+    """The columns of `call_rows` that `calls` shows as they are (ROW_COLUMNS order, up to the sets)."""
     requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
     return (
         session_id,
@@ -198,7 +189,6 @@ def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_
         call.peer_pid,
         call.peer_uid,
         call.upstream or None,
-        *metadata,
         int(redacted),
         json.dumps(call.notes) if call.notes else None,
         call.format_version,
@@ -219,7 +209,7 @@ def row_values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, ex
                client_id: int | None = None) -> tuple[object, ...]:
     """The `call_rows` row of a call (ROW_COLUMNS order): `sets` are the ids of its request
     metadata, response metadata and trailers sets (store.metasets)."""
-    return (*_values(call, session_id, ids, redacted, exit_code, (), client_id), *sets, grpc_timeout)
+    return (*_values(call, session_id, ids, redacted, exit_code, client_id), *sets, grpc_timeout)
 
 
 def _metadata(text: str | None) -> Metadata:
