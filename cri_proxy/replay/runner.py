@@ -101,7 +101,7 @@ async def run_replay(opts: ReplayOptions, echo: Callable[[str], None] = print, p
                 result.replay_session = recorder.session_id
                 if _same_file(source_path, db_out):
                     # It now has a -wal: read it as a live file, not an immutable one.
-                    await asyncio.to_thread(calls.recording.refresh)
+                    await calls.reopen()
             started = time.monotonic()
             progress.start(summary.count)
             try:

@@ -2,13 +2,13 @@
 
 `serve` answers from every selected call at once (`load_calls`); `tail` reads call rows by id
 without their messages (`read_calls`). A replay goes through the calls once, in order, and a
-node's recording may hold millions of them: `CallStream` reads them in batches off the event
-loop, the next batch while the current one is replayed, so a replay's memory stays that of a
-few batches and the loop never waits on a read.
+node's recording may hold millions of them: `CallStream` reads them in batches with aiosqlite
+(the connection lives on aiosqlite's own thread), the next batch while the current one is
+replayed, so a replay's memory stays that of a few batches and the loop never waits on a read.
 
-Every connection comes from the one read-only opener (store/readonly.py), so the async side
-reads through it too, on a worker thread (what aiosqlite does, with the same connection, the
-same compatibility layer and authorizer, and no second driver).
+The connection aiosqlite runs is the one read-only opener's (store/readonly.py: `Recording` is
+its connector), so the async side has the same compatibility layer, authorizer and error
+lines as every other reader, and the SQL and row decoding here are shared by both sides.
 """
 
 from __future__ import annotations
@@ -17,18 +17,19 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+
+import aiosqlite
 
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.errors import StorageError
 from cri_proxy.store.readonly import Recording
 from cri_proxy.store.rows import SELECT_COLUMNS, SELECT_MESSAGES, StoredCall, attach_messages, message_bytes, stored_call
-from cri_proxy.store.selection import Selection, check_session
+from cri_proxy.store.selection import NO_SESSION, SESSION_EXISTS, Selection, check_session
 
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's variable limit
-T = TypeVar("T")
 
 
 def select_sql(selection: Selection) -> tuple[str, list[object]]:
@@ -39,11 +40,15 @@ def select_sql(selection: Selection) -> tuple[str, list[object]]:
 def with_messages(conn: sqlite3.Connection, calls: list[StoredCall]) -> list[StoredCall]:
     """The calls, each with its messages attached (in place)."""
     by_id = {c.id: c for c in calls}
-    ids = list(by_id)
+    for query, chunk in _message_queries(list(by_id)):
+        attach_messages(by_id, conn.execute(query, chunk))
+    return calls
+
+
+def _message_queries(ids: list[int]) -> Iterator[tuple[str, list[int]]]:
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i:i + _CHUNK]
-        attach_messages(by_id, conn.execute(SELECT_MESSAGES.format(marks=",".join("?" * len(chunk))), chunk))
-    return calls
+        yield SELECT_MESSAGES.format(marks=",".join("?" * len(chunk))), chunk
 
 
 def load_calls(conn: sqlite3.Connection, selection: Selection) -> list[StoredCall]:
@@ -85,37 +90,39 @@ class Summary:
 
 
 def summarize(conn: sqlite3.Connection, selection: Selection) -> Summary:
-    where, args = selection.sql_where()
-    marks = ",".join("?" * len(MUTATING))
+    query, args = _summary_sql(selection)
     try:
-        count, mutating, first, sessions = conn.execute(
-            f"SELECT count(*), coalesce(sum(c.method IN ({marks})), 0), min(c.started_unix), "
-            f"group_concat(DISTINCT c.session_id) FROM calls AS c{where}", [*sorted(MUTATING), *args]).fetchone()
+        return _summary(conn.execute(query, args).fetchone())
     except sqlite3.Error as exc:
         raise selection.error(exc) from None
+
+
+def _summary_sql(selection: Selection) -> tuple[str, list[object]]:
+    where, args = selection.sql_where()
+    marks = ",".join("?" * len(MUTATING))
+    return (f"SELECT count(*), coalesce(sum(c.method IN ({marks})), 0), min(c.started_unix), "
+            f"group_concat(DISTINCT c.session_id) FROM calls AS c{where}", [*sorted(MUTATING), *args])  # fmt: skip
+
+
+def _summary(row: Sequence[Any]) -> Summary:
+    count, mutating, first, sessions = row
     return Summary(int(count), int(mutating), sorted(int(s) for s in (sessions or "").split(",") if s),
                    None if first is None else float(first))  # fmt: skip
 
 
-def _batches(conn: sqlite3.Connection, selection: Selection, batch_calls: int,
-             batch_bytes: int) -> Iterator[list[StoredCall]]:  # fmt: skip
-    """The selected calls in batches of at most `batch_calls` calls and about `batch_bytes`."""
-    query, args = select_sql(selection)
-    try:
-        cursor = conn.execute(query, args)
-    except sqlite3.Error as exc:
-        raise selection.error(exc) from None
-    batch: list[StoredCall] = []
-    size = 0
-    while rows := cursor.fetchmany(batch_calls):
-        for row in rows:
-            batch.append(stored_call(row))
-            size += message_bytes(row)
-            if len(batch) >= batch_calls or size >= batch_bytes:
-                yield with_messages(conn, batch)
-                batch, size = [], 0
-    if batch:
-        yield with_messages(conn, batch)
+async def _connect(path: str | os.PathLike[str], iter_chunk_size: int) -> tuple[Recording, aiosqlite.Connection]:
+    """aiosqlite running the read-only opener's connection. The file is opened first (its
+    StorageError, in one line, for a file it cannot open), so aiosqlite's connect cannot fail
+    and leave its thread to finish after the loop has gone."""
+    recording = await asyncio.to_thread(Recording, path)  # check_same_thread off: aiosqlite's thread uses it
+    db = aiosqlite.Connection(lambda: recording.conn, iter_chunk_size)
+    await db
+    return recording, db
+
+
+async def _close_quietly(db: aiosqlite.Connection) -> None:
+    with contextlib.suppress(Exception):
+        await db.close()
 
 
 class CallStream:
@@ -124,8 +131,11 @@ class CallStream:
     Use `async with await CallStream.open(...)`; `summary()` first, then iterate once.
     """
 
-    def __init__(self, recording: Recording, selection: Selection, batch_calls: int, batch_bytes: int) -> None:
+    def __init__(self, path: str, recording: Recording, db: aiosqlite.Connection, selection: Selection,
+                 batch_calls: int, batch_bytes: int) -> None:  # fmt: skip
+        self._path = path
         self._recording = recording
+        self._db = db
         self._selection = selection
         self._batch_calls = batch_calls
         self._batch_bytes = batch_bytes
@@ -136,17 +146,29 @@ class CallStream:
                    batch_calls: int = 256, batch_bytes: int = 16 << 20) -> CallStream:  # fmt: skip
         """Open `path` read-only. StorageError, in one line, for a file it cannot open or a
         session that is not there."""
-        recording = await asyncio.to_thread(Recording, path)
+        recording, db = await _connect(path, batch_calls)
+        stream = cls(os.fspath(path), recording, db, selection, batch_calls, batch_bytes)
         try:
-            await asyncio.to_thread(check_session, recording.conn, selection.session)
+            await stream._check_session()
         except BaseException:
-            recording.close()
+            await stream.close()
             raise
-        return cls(recording, selection, batch_calls, batch_bytes)
+        return stream
+
+    async def _check_session(self) -> None:
+        session = self._selection.session
+        if session is not None and not await self._db.execute_fetchall(SESSION_EXISTS, (session,)):
+            raise StorageError(NO_SESSION.format(session))
 
     @property
     def recording(self) -> Recording:
         return self._recording
+
+    async def reopen(self) -> None:
+        """Before the first batch: reads the file afresh (the proxy started writing it since
+        it was opened, so it now has a -wal to share)."""
+        await _close_quietly(self._db)
+        self._recording, self._db = await _connect(self._path, self._batch_calls)
 
     async def __aenter__(self) -> CallStream:
         return self
@@ -157,6 +179,7 @@ class CallStream:
     async def close(self) -> None:
         """Stops the read ahead (a consumer may leave the loop half-way), then closes."""
         await self._stop_reader()
+        await _close_quietly(self._db)
         self._recording.close()
 
     async def _stop_reader(self) -> None:
@@ -167,7 +190,14 @@ class CallStream:
                 await reader
 
     async def summary(self) -> Summary:
-        return await asyncio.to_thread(summarize, self._recording.conn, self._selection)
+        query, args = _summary_sql(self._selection)
+        try:
+            async with self._db.execute(query, args) as cursor:
+                row = await cursor.fetchone()
+        except sqlite3.Error as exc:
+            raise self._selection.error(exc) from None
+        assert row is not None  # an aggregate always has its row
+        return _summary(row)
 
     async def __aiter__(self) -> AsyncIterator[StoredCall]:
         batches: asyncio.Queue[list[StoredCall] | BaseException | None] = asyncio.Queue(maxsize=1)
@@ -186,10 +216,9 @@ class CallStream:
             await self._stop_reader()
 
     async def _read(self, out: asyncio.Queue[list[StoredCall] | BaseException | None]) -> None:
-        """Fills `out` with batches, reading each on a worker thread."""
-        batches = _batches(self._recording.conn, self._selection, self._batch_calls, self._batch_bytes)
+        """Fills `out` with batches of at most `batch_calls` calls and about `batch_bytes`."""
         try:
-            while (batch := await _finish_on_cancel(asyncio.to_thread(next, batches, None))) is not None:
+            async for batch in self._batches():
                 await out.put(batch)
             await out.put(None)
         except sqlite3.Error as exc:
@@ -197,14 +226,27 @@ class CallStream:
         except Exception as exc:  # handed to the consumer, which raises it
             await out.put(exc)
 
+    async def _batches(self) -> AsyncIterator[list[StoredCall]]:
+        query, args = select_sql(self._selection)
+        try:
+            cursor = await self._db.execute(query, args)
+        except sqlite3.Error as exc:
+            raise self._selection.error(exc) from None
+        async with cursor:
+            batch: list[StoredCall] = []
+            size = 0
+            while rows := await cursor.fetchmany(self._batch_calls):
+                for row in rows:
+                    batch.append(stored_call(row))
+                    size += message_bytes(row)
+                    if len(batch) >= self._batch_calls or size >= self._batch_bytes:
+                        yield await self._with_messages(batch)
+                        batch, size = [], 0
+            if batch:
+                yield await self._with_messages(batch)
 
-async def _finish_on_cancel(read: Awaitable[T]) -> T:
-    """Awaits a read on a worker thread; when cancelled, lets the read finish first, so the
-    connection is never closed under a thread still using it."""
-    task = asyncio.ensure_future(read)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
-        raise
+    async def _with_messages(self, calls: list[StoredCall]) -> list[StoredCall]:
+        by_id = {c.id: c for c in calls}
+        for query, chunk in _message_queries(list(by_id)):
+            attach_messages(by_id, await self._db.execute_fetchall(query, chunk))
+        return calls

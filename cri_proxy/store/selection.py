@@ -10,7 +10,7 @@ from cri_proxy.model.errors import ConfigError, StorageError
 # Sessions that `cri-proxy replay --db-out` recorded: not part of what the node did.
 REPLAY_SESSIONS = ("SELECT id FROM sessions WHERE json_valid(config) "
                    "AND json_extract(config, '$.replay_of') IS NOT NULL")  # fmt: skip
-_NO_SESSION = "no session {} in the recording (see: cri-proxy stats)"
+NO_SESSION = "no session {} in the recording (see: cri-proxy stats)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +49,14 @@ class Selection:
         return ConfigError(f"--where {self.where!r}: {exc}")
 
 
+SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
+
+
 def session_exists(conn: sqlite3.Connection, session: int) -> bool:
-    return conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session,)).fetchone() is not None
+    return conn.execute(SESSION_EXISTS, (session,)).fetchone() is not None
 
 
 def check_session(conn: sqlite3.Connection, session: int | None) -> None:
     """StorageError (one line) when `session` is given and the recording has no such session."""
     if session is not None and not session_exists(conn, session):
-        raise StorageError(_NO_SESSION.format(session))
+        raise StorageError(NO_SESSION.format(session))
