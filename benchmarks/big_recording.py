@@ -1,5 +1,6 @@
 """Makes a big recording (a million calls by default) shaped like a busy node's, fast, for
-timing the read side: `stats`, `health`, `method_stats`, `pod`, the report.
+timing the read side: `stats`, `health`, `method_stats`, `pod`, the report (read_times.py and
+report_scale.py use it).
 
     .venv/bin/python benchmarks/big_recording.py /tmp/big.db            # 1,000,000 calls, ~1 min
     .venv/bin/python benchmarks/big_recording.py /tmp/big.db --calls 200000 --pods 20
@@ -10,7 +11,9 @@ the writer's rollups (recorder.rollups.add) filled in the same way the writer fi
 The traffic is a kubelet's: every second a PLEG relist (ListPodSandbox then ListContainers)
 and, per pod every 10 s, PodSandboxStatus, ContainerStatus and an exec probe (ExecSync;
 a few exit non-zero), image and stats calls every 10-60 s, a few slow relists and gRPC
-errors, and pods created, started, stopped and removed along the way. Durations are
+errors, one 4-minute stall with no relist at all (PLEG would report the runtime unhealthy),
+a few probes cancelled, two episodes of calls the recorder lost, and pods created, started,
+stopped and removed along the way. Durations are
 log-normal around each method's usual latency. Seeded: the same arguments give the same file.
 """
 
@@ -47,9 +50,10 @@ Row = tuple[object, ...]
 class Node:
     """The calls of a node whose kubelet runs `pods` pods of one container each."""
 
-    def __init__(self, start: float, pods: int, seed: int) -> None:
+    def __init__(self, start: float, pods: int, seed: int, stall: range) -> None:
         self.rng = random.Random(seed)
         self.t = start
+        self.stall = stall  # the seconds in which the runtime answers no relist
         self.pods = [self._pod(i) for i in range(pods)]
         self.payload_ids: dict[str, int] = {}
         self.payloads: list[Row] = []
@@ -77,16 +81,16 @@ class Node:
              request: dict[str, object] | None = None) -> tuple[Row, list[tuple[str, int]]]:  # fmt: skip
         service = IMAGE if method in ("ListImages", "ImageFsInfo", "PullImage") else RUNTIME
         ms = self.duration(method) if duration is None else duration
-        names = {0: "OK", 2: "UNKNOWN", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND"}
+        names = {0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND"}
         self.stream += 2
         names_pod = pod is not None and method != "PullImage" and (not ctr or method == "CreateContainer")
         ids = (pod["pod"] if pod and names_pod else None, pod["ctr"] if pod and ctr else None, None,
                pod["name"] if pod and method in ("RunPodSandbox", "CreateContainer") else None,
                pod["namespace"] if pod and method in ("RunPodSandbox", "CreateContainer") else None)  # fmt: skip
         row = (1, 1, self.stream, utc_text(at), at, ms, service, method, f"/{service}/{method}", "v1", "v1",
-               status, names[status], None if status == 0 else "injected", "completed", 40, 200 if status == 0 else 0,
+               status, names[status], None if status == 0 else "injected", "cancelled" if status == 1 else "completed", 40, 200 if status == 0 else 0,
                1, 1 if status == 0 else 0, 4242, 0, "unix:///run/containerd/containerd.sock", METADATA, "[]",
-               json.dumps([["grpc-status", str(status)]]), 0, None, 1, *ids, exit_code)  # fmt: skip
+               json.dumps([["grpc-status", str(status)]]), 0, None, 1, *ids, exit_code, None)  # fmt: skip
         messages = [("request", self.payload(request or {"method": method}))]
         if status == 0:
             messages.append(("response", self.payload({"exit_code": exit_code} if exit_code else {"ok": method})))
@@ -99,15 +103,18 @@ class Node:
             for i, pod in enumerate(self.pods):
                 yield from self.start(pod, at + i * 0.02)
         slow = self.rng.random() < 0.0005  # a relist stuck behind a busy runtime now and then
-        yield self.call(at, "ListPodSandbox", duration=round(self.rng.uniform(2000, 9000), 3) if slow else None)
-        yield self.call(at + 0.003, "ListContainers")
+        if s not in self.stall:
+            yield self.call(at, "ListPodSandbox", duration=round(self.rng.uniform(2000, 9000), 3) if slow else None)
+            yield self.call(at + 0.003, "ListContainers")
         for i, pod in enumerate(self.pods):
             if (s + i) % 10 == 0:
                 at_pod = at + 0.01 + i * 0.001
                 yield self.call(at_pod, "PodSandboxStatus", pod=pod)
                 yield self.call(at_pod + 0.0005, "ContainerStatus", pod=pod, ctr=True)
                 code = 1 if i == 3 and s % 600 < 120 else 0  # pod 3's probe fails two minutes in ten
-                yield self.call(at_pod + 0.0008, "ExecSync", pod=pod, ctr=True, exit_code=code,
+                cancelled = self.rng.random() < 0.0005
+                yield self.call(at_pod + 0.0008, "ExecSync", pod=pod, ctr=True, exit_code=None if cancelled else code,
+                                status=1 if cancelled else 0,
                                 request={"container_id": pod["ctr"], "cmd": ["/bin/check"], "timeout": 1})
         if s % 10 == 5:
             yield self.call(at + 0.5, "ListContainerStats")
@@ -153,7 +160,9 @@ def build(path: Path, calls: int, pods: int, seed: int) -> tuple[int, float]:
     conn = db.open_database(path)
     end = time.time()
     per_second = 2 + pods * 3 / 10 + 0.35
-    node = Node(end - calls / per_second, pods, seed)
+    span = int(calls / per_second)
+    stall_at = 12 * 3600 if span > 13 * 3600 else span * 2 // 5
+    node = Node(end - calls / per_second, pods, seed, range(stall_at, stall_at + 240))
     conn.execute("INSERT INTO sessions (id, started_at, started_unix, cri_proxy_version, format_version, hostname, "
                  "pid, listen, runtime_endpoint, runtime_api, image_api) VALUES "
                  "(1, ?, ?, 'bench', 1, 'node-1', 1, 'unix:///run/cri-proxy.sock', "
@@ -170,11 +179,17 @@ def build(path: Path, calls: int, pods: int, seed: int) -> tuple[int, float]:
             if written >= calls:
                 break
         conn.executemany(insert, rows)
-        conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)", messages)
+        conn.executemany("INSERT INTO messages (call_id, direction, idx, offset_ms, payload_id, compressed) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", messages)
         s += 1
-    conn.executemany("INSERT INTO payloads VALUES (?, ?, ?, ?, ?, ?)", node.payloads)
+    conn.executemany("INSERT INTO payloads (id, sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?, ?)",
+                     node.payloads)
+    losses = [(span * 5 // 6, 1000), (span * 11 // 12, 234)]  # two episodes, as a flood makes them
+    conn.executemany("INSERT INTO losses (session_id, started_at, ended_at, reason, calls_lost) VALUES (1, ?, ?, ?, ?)",
+                     [(utc_text(node.t + at), utc_text(node.t + at + 90), "queue full", lost) for at, lost in losses])
     rollups.add(conn, 0)
-    conn.execute("UPDATE sessions SET calls_recorded = ?, ended_at = ? WHERE id = 1", (written, utc_text(node.t + s)))
+    conn.execute("UPDATE sessions SET calls_recorded = ?, calls_lost = ?, loss_episodes = ?, ended_at = ? WHERE id = 1",
+                 (written, sum(lost for _, lost in losses), len(losses), utc_text(node.t + s)))
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

@@ -1,4 +1,4 @@
-"""How `cri-proxy report` scales: writes a synthetic recording of N calls (busy_node_recording.py)
+"""How `cri-proxy report` scales: writes a synthetic recording of N calls (big_recording.py)
 unless it exists, times the report of it as a process of its own, and says the page's size
 and, when Debian's chromium is installed, how long headless Chromium takes to load and draw
 it (and whether it logged any error or asked for anything outside the file).
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import busy_node_recording  # noqa: E402
+import big_recording  # noqa: E402
 
 TIME_BAR_S, SIZE_BAR_MB = 60.0, 10.0
 
@@ -32,7 +32,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.db.exists():
         started = time.monotonic()
-        made = busy_node_recording.write(args.db, args.calls)
+        made, _ = big_recording.build(args.db, args.calls, pods=20, seed=7)
         print(f"wrote {made} calls to {args.db} in {time.monotonic() - started:.1f} s")
     out = Path(tempfile.mkdtemp(prefix="cri-proxy-report-")) / "report.html"
     started = time.monotonic()
