@@ -154,8 +154,14 @@ class Translator:
         self.last_stream = stream_id
         path = next((value for name, value in headers if name == ":path"), "")
         call = parse_path(path)
-        if call.api != self.client_api:
-            self._forward(stream_id, headers, end_stream)  # not CRI, or already the runtime's version
+        if call.api != self.client_api:  # not CRI, or a CRI call in the connection's other version
+            decision = None if self.faults is None or call.api is None else self.faults.decide(call)
+            if decision is not None and self.faults is not None:
+                if self.faults.apply(stream_id, decision, self):
+                    return
+                self.faults.hold(stream_id, decision, end_stream)
+                end_stream = False
+            self._forward(stream_id, headers, end_stream)  # as it came: untranslated
             return
         service = self.route.up.service_of(path)
         if service != self.route.service:
