@@ -113,7 +113,9 @@ class ControlServer:
             request = json.loads(line)
         except ValueError as exc:
             return self._refused([f"not a JSON object on one line: {exc}"])
-        op = request.get("op") if isinstance(request, dict) else None
+        if not isinstance(request, dict):
+            return self._refused(['expected a JSON object such as {"op": "list"}'])
+        op = request.get("op")
         if op == "list":
             return self._answer(f"{len(self.book.rules)} rule(s)")
         if op == "add":
