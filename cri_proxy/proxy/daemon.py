@@ -74,23 +74,23 @@ def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
     return None
 
 
-def prepare_listen_path(path: pathlib.Path) -> None:
+def prepare_listen_path(path: pathlib.Path, what: str = "listen socket") -> None:
     """Make `path` free for a new socket, or explain why it cannot be."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the folder {parent} for the listen socket: {exc.strerror}") from exc
+        raise ConfigError(f"cannot create the folder {parent} for the {what}: {exc.strerror}") from exc
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot create the listen socket in {parent}: permission denied")
+        raise ConfigError(f"cannot create the {what} in {parent}: permission denied")
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise ConfigError(f"listen path {path} exists and is not a socket; refusing to replace it")
+        raise ConfigError(f"{what} path {path} exists and is not a socket; refusing to replace it")
     if probe_socket(path) is None:
-        raise SocketInUseError(f"listen socket {path} is live: another cri-proxy (or another server) is "
+        raise SocketInUseError(f"{what} {path} is live: another cri-proxy (or another server) is "
                                "serving it; stop that one first")
     path.unlink()
     log.info("replaced the stale socket file %s", path)
@@ -132,7 +132,7 @@ async def serve(config: ProxyConfig) -> int:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
     if config.control is not None:
-        prepare_listen_path(config.control)  # a stale one replaced, a live one refused, as for --listen
+        prepare_listen_path(config.control, "control socket")  # a stale one replaced, a live one refused
     recorder = _start_recording(config)
     notifier = Notifier()
     answers = _AnswerWatcher(recorder, notifier, config)

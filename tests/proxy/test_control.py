@@ -149,7 +149,8 @@ async def test_a_bad_add_is_refused_whole_one_line_per_problem(sock_dir: pathlib
         await runtime.stop(0)
 
 
-async def test_sighup_reloads_the_file_over_runtime_changes(sock_dir: pathlib.Path) -> None:
+async def test_sighup_reloads_the_file_over_runtime_changes_and_a_live_socket_is_kept(
+        sock_dir: pathlib.Path) -> None:
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
     loaded = sock_dir / "rules.yaml"
     loaded.write_text(f"rules:\n  - {DOWN}\n")
@@ -162,6 +163,12 @@ async def test_sighup_reloads_the_file_over_runtime_changes(sock_dir: pathlib.Pa
             proxy.signal(signal.SIGHUP)
             await wait_for_log(proxy, "fault rules reloaded")
             assert listed(control) == [("version-down", 0, 0)]
+            second = ProxyProcess(sock_dir / "p2.sock", pathlib.Path(runtime.path), "--control", control,
+                                  log=sock_dir / "second.log")
+            second.start(wait=False)
+            assert second.proc is not None and await asyncio.to_thread(second.proc.wait, 30) == 2
+            assert f"cri-proxy: error: control socket {sock_dir}/c.sock is live: another cri-proxy" in second.log()
+            assert listed(control) == [("version-down", 0, 0)]  # the first one still serves it
             assert await proxy.astop() == 0, proxy.log()
     finally:
         await runtime.stop(0)
