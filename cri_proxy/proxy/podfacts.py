@@ -1,0 +1,116 @@
+"""Pod facts for fault rules: read from request messages, and learned about ids from answers.
+
+A fault rule may match on a pod's namespace and name, a container's name and an image. Some
+requests carry those (RunPodSandbox, CreateContainer, PullImage); most name only an id
+(StopPodSandbox's pod_sandbox_id, StartContainer's container_id). The relay reads the facts
+from the protobuf wire format, where cri_proxy.proxy.podfields (generated from the schema)
+says they sit, and keeps an id -> facts table (`FactTable`) fed by what passes:
+RunPodSandbox and CreateContainer answers (the new id, with the request's facts), and the
+kubelet's relists (ListPodSandbox, ListContainers: id, metadata and image of everything that
+runs), which also teach a restarted proxy what it missed. A Remove* answer forgets its id.
+The table is bounded: past its size the id learned longest ago goes first, and the next
+relist brings it back if it still runs.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cri_proxy.proxy.bodycheck import WireError, fields
+from cri_proxy.proxy.podfields import REPLIES, REQUESTS, Tree
+
+Facts = dict[str, str]  # fact name ("pod", "namespace", "container", "image", "sandbox_id", "container_id") -> value
+
+MAX_SANDBOXES: Final = 4096  # a node runs at most a few hundred pods
+MAX_CONTAINERS: Final = 16384
+FORGETS: Final = {"RemovePodSandbox": "sandbox_id", "RemoveContainer": "container_id"}
+_MAX_DEPTH: Final = 8
+
+
+def carries_facts(method: str) -> bool:
+    """Whether a request of `method` names a pod, container or image (or an id of one)."""
+    return method in REQUESTS
+
+
+def learns(method: str) -> bool:
+    """Whether the answer to `method` teaches the table something (a new id, a relist, a removal)."""
+    return method in REPLIES or method in FORGETS
+
+
+def read(tree: Tree, message: bytes | memoryview, out: Facts, depth: int = 0) -> Facts:
+    """The facts `tree` says `message` holds, into `out` (a later field wins, as in protobuf)."""
+    if depth > _MAX_DEPTH:
+        raise WireError("message nested too deeply")
+    for number, wire, value in fields(memoryview(message)):
+        entry = tree.get(number)
+        if entry is None or wire != 2 or not isinstance(value, memoryview):
+            continue
+        if isinstance(entry, str):
+            out[entry] = bytes(value).decode("utf-8", "replace")
+        else:
+            read(entry, value, out, depth + 1)
+    return out
+
+
+def request_facts(method: str, message: bytes) -> Facts:
+    """The facts a request message of `method` carries itself; WireError when it is not protobuf."""
+    tree = REQUESTS.get(method)
+    return read(tree, message, {}) if tree is not None else {}
+
+
+def reply_records(method: str, message: bytes) -> list[Facts]:
+    """The records an answer of `method` holds: one, or one per item of a relist."""
+    items, tree = REPLIES[method]
+    if not items:
+        return [read(tree, message, {})]
+    return [read(tree, value, {}) for number, wire, value in fields(memoryview(message))
+            if number == items and wire == 2 and isinstance(value, memoryview)]
+
+
+class FactTable:
+    """What the relay knows of sandbox and container ids (see the module's docstring); one per proxy."""
+
+    def __init__(self, max_sandboxes: int = MAX_SANDBOXES, max_containers: int = MAX_CONTAINERS) -> None:
+        self.sandboxes: dict[str, Facts] = {}  # id -> pod, namespace
+        self.containers: dict[str, Facts] = {}  # id -> container, image, sandbox_id (and pod, namespace if told)
+        self.limits = (max_sandboxes, max_containers)
+
+    def learn(self, record: Facts) -> None:
+        """A record from an answer (with its request's facts): what it says of its ids."""
+        sandbox, container = record.get("sandbox_id"), record.get("container_id")
+        if sandbox and ("pod" in record or "namespace" in record):
+            _put(self.sandboxes, sandbox, {k: record[k] for k in ("pod", "namespace") if k in record},
+                 self.limits[0])
+        if container:
+            kept = {k: v for k, v in record.items() if k != "container_id"}
+            _put(self.containers, container, kept, self.limits[1])
+
+    def forget(self, kind: str, ident: str) -> None:
+        """A removed sandbox (and its containers) or container."""
+        if kind == "sandbox_id":
+            self.sandboxes.pop(ident, None)
+            for gone in [c for c, facts in self.containers.items() if facts.get("sandbox_id") == ident]:
+                del self.containers[gone]
+        else:
+            self.containers.pop(ident, None)
+
+    def resolve(self, found: Facts) -> Facts:
+        """`found` with what the table knows of its ids added; what the request says itself wins."""
+        container = self.containers.get(found.get("container_id", ""))
+        if container is not None:
+            for key, value in container.items():
+                found.setdefault(key, value)
+        sandbox = self.sandboxes.get(found.get("sandbox_id", ""))
+        if sandbox is not None:
+            for key, value in sandbox.items():
+                found.setdefault(key, value)
+        return found
+
+
+def _put(table: dict[str, Facts], key: str, facts: Facts, limit: int) -> None:
+    old = table.pop(key, None)  # re-inserted last: the most recently learned goes last
+    if old is not None:
+        facts = {**old, **facts}
+    table[key] = facts
+    while len(table) > limit:
+        del table[next(iter(table))]

@@ -1,0 +1,123 @@
+"""Fault rules on pod facts (proxy/bodyfaults.py): real gRPC clients through `cri-proxy run
+--faults` in front of the stand-in runtime; a rule on one namespace reaches that pod's calls
+and no other, the id-only ones too, learned from answers and, after a restart, from relists."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pathlib
+
+import grpc
+import pytest
+
+from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.store.readonly import open_readonly
+from tests.helpers.proxyproc import ProxyProcess
+
+pytestmark = pytest.mark.timeout(90)
+
+CHANNEL = [("grpc.use_local_subchannel_pool", 1)]
+BUSYBOX, NGINX = "docker.io/library/busybox:latest", "docker.io/library/nginx:latest"
+RULES = """
+rules:
+  - name: broken-ns
+    match: {namespace: broken, method: [PodSandboxStatus, StartContainer, ContainerStatus, StopContainer]}
+    action: {error: {code: UNAVAILABLE, message: "injected: namespace broken"}}
+  - name: slow-create
+    match: {method: CreateContainer, namespace: slow, container: app}
+    action: {delay: 1s}
+  - name: no-busybox
+    match: {method: PullImage, image: "*busybox*"}
+    action: {error: {code: NOT_FOUND, message: "injected: no busybox"}}
+  - name: stuck-nginx-status
+    match: {method: ImageStatus, image: "*nginx*"}
+    action: {hang: deadline}
+"""
+
+
+def _fault_notes(db: pathlib.Path) -> list[tuple[str, str]]:
+    conn = open_readonly(db)
+    try:
+        rows = conn.execute("SELECT path, notes FROM calls ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return [(path.rsplit("/", 1)[-1], note) for path, notes in rows for note in json.loads(notes or "[]")
+            if note.startswith("fault: ")]
+
+
+async def _code(call: object) -> str:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+    return "OK"
+
+
+def _pod(namespace: str) -> v1.PodSandboxConfig:
+    return v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name=f"web-{namespace}", namespace=namespace, uid=namespace))
+
+
+async def _start_pod(rt: v1_grpc.RuntimeServiceStub, namespace: str, name: str = "app") -> tuple[str, str, float]:
+    """A pod with one container; the seconds CreateContainer took."""
+    config = _pod(namespace)
+    sandbox = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
+    started = asyncio.get_running_loop().time()
+    created = await rt.CreateContainer(v1.CreateContainerRequest(
+        pod_sandbox_id=sandbox, sandbox_config=config,
+        config=v1.ContainerConfig(metadata=v1.ContainerMetadata(name=name), image=v1.ImageSpec(image=NGINX))))
+    return sandbox, created.container_id, asyncio.get_running_loop().time() - started
+
+
+async def test_a_namespace_rule_reaches_that_pods_calls_only_and_survives_a_restart(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    rules, first_db, second_db = sock_dir / "rules.yaml", sock_dir / "a.db", sock_dir / "b.db"
+    rules.write_text(RULES)
+    args = ("--faults", str(rules))
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(first_db), *args) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+                # the image is in the request: one image's pulls fail, another's go through
+                assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "NOT_FOUND"
+                assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))) == "OK"
+                assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=NGINX)),
+                                                   timeout=1.0)) == "DEADLINE_EXCEEDED"
+                assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "OK"
+                broken_pod, broken_ctr, _ = await _start_pod(rt, "broken")
+                fine_pod, fine_ctr, quick = await _start_pod(rt, "fine")
+                slow_pod, slow_ctr, slow = await _start_pod(rt, "slow")
+                assert slow >= 1.0 > quick
+                # id-only calls: the ids came from the RunPodSandbox and CreateContainer answers
+                seen = [await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod)))
+                        for pod in (broken_pod, fine_pod, slow_pod)]
+                seen += [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
+                         for ctr in (broken_ctr, fine_ctr, slow_ctr)]
+                assert seen == ["UNAVAILABLE", "OK", "OK", "UNAVAILABLE", "OK", "OK"]
+            assert await proxy.astop() == 0, proxy.log()
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(second_db), *args) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt = v1_grpc.RuntimeServiceStub(channel)
+                # a new proxy knows no ids until the kubelet relists
+                assert await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=broken_ctr))) == "OK"
+                assert len((await rt.ListPodSandbox(v1.ListPodSandboxRequest())).items) == 3
+                assert len((await rt.ListContainers(v1.ListContainersRequest())).containers) == 3
+                seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
+                        for ctr in (broken_ctr, fine_ctr)]
+                seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
+                # a removed pod is forgotten: the runtime answers for it again
+                await rt.RemovePodSandbox(v1.RemovePodSandboxRequest(pod_sandbox_id=broken_pod))
+                seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
+                seen.append(await _code(rt.StopContainer(v1.StopContainerRequest(container_id=broken_ctr))))
+                assert seen == ["UNAVAILABLE", "OK", "UNAVAILABLE", "NOT_FOUND", "NOT_FOUND"]
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    assert _fault_notes(first_db) == [
+        ("PullImage", "fault: no-busybox error NOT_FOUND"), ("ImageStatus", "fault: stuck-nginx-status hang"),
+        ("CreateContainer", "fault: slow-create delay 1.000s"),
+        ("PodSandboxStatus", "fault: broken-ns error UNAVAILABLE"), ("StartContainer", "fault: broken-ns error UNAVAILABLE")]
+    assert _fault_notes(second_db) == [("ContainerStatus", "fault: broken-ns error UNAVAILABLE"),
+                                       ("PodSandboxStatus", "fault: broken-ns error UNAVAILABLE")]
