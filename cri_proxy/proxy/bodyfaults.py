@@ -91,7 +91,7 @@ class BodyFaults:
         sid = frame.stream_id
         if decision is None or action is not None and (action.kind == "delay" or action.hang_s is not None):
             if learns(call.method):
-                self._watch(sid, call.method, facts)
+                self.watch(sid, call.method, facts)
             if decision is None:
                 return False
             faults.hold(sid, decision, False)
@@ -108,7 +108,7 @@ class BodyFaults:
         faults.apply(sid, decision, translator)
         return True
 
-    def _watch(self, stream_id: int, method: str, facts: Facts) -> None:
+    def watch(self, stream_id: int, method: str, facts: Facts) -> None:
         if len(self.replies) >= MAX_WATCHED:
             del self.replies[next(iter(self.replies))]
         self.replies[stream_id] = _Reading(method, facts)

@@ -12,8 +12,13 @@ import grpc
 import pytest
 
 from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import parse_rules
+from cri_proxy.model.cri import parse_path
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.proxy.bodyfaults import BodyFaults
+from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.store.readonly import open_readonly
 from tests.helpers.proxyproc import ProxyProcess
 
@@ -121,3 +126,83 @@ async def test_a_namespace_rule_reaches_that_pods_calls_only_and_survives_a_rest
         ("PodSandboxStatus", "fault: broken-ns error UNAVAILABLE"), ("StartContainer", "fault: broken-ns error UNAVAILABLE")]
     assert _fault_notes(second_db) == [("ContainerStatus", "fault: broken-ns error UNAVAILABLE"),
                                        ("PodSandboxStatus", "fault: broken-ns error UNAVAILABLE")]
+
+
+TRANSLATED_RULES = """
+rules:
+  - name: create-victim
+    match: {method: CreateContainer, namespace: broken, container: victim}
+    action: {error: {code: FAILED_PRECONDITION, message: "injected: no victim"}}
+  - name: create-slow
+    match: {method: CreateContainer}
+    action: {delay: 1s}
+    first: 1
+  - name: status-broken
+    match: {method: ContainerStatus, namespace: broken}
+    action: {error: {code: UNAVAILABLE, message: "injected: namespace broken"}}
+"""
+
+
+def _big(name: str) -> v1.ContainerConfig:
+    """A config of several DATA frames (its envs), whose relisted Container is large too (annotations)."""
+    return v1.ContainerConfig(metadata=v1.ContainerMetadata(name=name), image=v1.ImageSpec(image=NGINX),
+                              envs=[v1.KeyValue(key=f"E{i}", value=b"v" * 1000) for i in range(40)],
+                              annotations={"big": "a" * 1500})
+
+
+async def test_rules_decide_in_file_order_on_a_translated_connection_with_large_messages(
+        sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="v1alpha2")
+    rules, first_db, second_db = sock_dir / "rules.yaml", sock_dir / "a.db", sock_dir / "b.db"
+    rules.write_text(TRANSLATED_RULES)
+    args = ("--faults", str(rules))
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(first_db), *args) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+                await img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))
+                config = _pod("broken")
+                pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
+                create = [v1.CreateContainerRequest(pod_sandbox_id=pod, sandbox_config=config, config=_big(name))
+                          for name in ["victim"] + [f"c{i}" for i in range(12)]]
+                assert create[0].ByteSize() > 2 * 16384
+                # the first rule wins, though the second (on the method only) matches too
+                assert await _code(rt.CreateContainer(create[0])) == "FAILED_PRECONDITION"
+                started = asyncio.get_running_loop().time()
+                ids = [(await rt.CreateContainer(request)).container_id for request in create[1:]]
+                assert asyncio.get_running_loop().time() - started >= 1.0  # c0's held frames went on after 1 s
+            assert await proxy.astop() == 0, proxy.log()
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(second_db), *args) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt = v1_grpc.RuntimeServiceStub(channel)
+                await rt.ListPodSandbox(v1.ListPodSandboxRequest())
+                relist = await rt.ListContainers(v1.ListContainersRequest())
+                assert sorted(c.metadata.name for c in relist.containers) == sorted(f"c{i}" for i in range(12))
+                assert relist.ByteSize() > 16384  # the answer read across DATA frames
+                seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
+                        for ctr in (ids[0], ids[-1])]
+                assert seen == ["UNAVAILABLE", "UNAVAILABLE"]
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    assert _fault_notes(first_db) == [("CreateContainer", "fault: create-victim error FAILED_PRECONDITION"),
+                                      ("CreateContainer", "fault: create-slow delay 1.000s")]
+    assert _fault_notes(second_db) == [("ContainerStatus", "fault: status-broken error UNAVAILABLE")] * 2
+
+
+def _wanted(faults: BodyFaults, *methods: str) -> list[str]:
+    return [m for m in methods if faults.wants(parse_path(f"/runtime.v1.RuntimeService/{m}"))]
+
+
+def test_only_a_loaded_pod_rule_makes_requests_read_and_only_those_it_can_turn_on() -> None:
+    book = FaultBook(parse_rules({"rules": [{"name": "v", "match": {"method": "Version"}, "action": "close"}]}, "t"))
+    faults = BodyFaults(book, FactTable(), "kubelet")
+    methods = ("Version", "StopContainer", "ListContainers", "RunPodSandbox", "Status", "ExecSync")
+    assert _wanted(faults, *methods) == []  # no pod rule: nothing is read
+    book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "method": ["Stop*", "Status"]},
+                                         "action": "close"}]}, "t"))
+    # StopContainer may turn on its pod; the relists and RunPodSandbox teach the table; Status names no pod
+    assert _wanted(faults, *methods) == ["StopContainer", "ListContainers", "RunPodSandbox"]
+    book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "client": "crictl"},
+                                         "action": "close"}]}, "t"))
+    assert _wanted(faults, *methods) == ["ListContainers", "RunPodSandbox"]  # not this client's: only learning
