@@ -20,6 +20,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.store.readonly import open_readonly
+from tests.conftest import ROOT
 from tests.helpers.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -206,3 +207,29 @@ def test_only_a_loaded_pod_rule_makes_requests_read_and_only_those_it_can_turn_o
     book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "client": "crictl"},
                                          "action": "close"}]}, "t"))
     assert _wanted(faults, *methods) == ["ListContainers", "RunPodSandbox"]  # not this client's: only learning
+
+
+async def test_the_one_namespace_example_faults_that_namespace_and_that_image_only(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    db = sock_dir / "c.db"
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db), "--faults",
+                                str(ROOT / "examples" / "faults" / "one-namespace.yaml")) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+                broken = v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/example/broken:1"),
+                                             sandbox_config=_pod("team-a"))
+                pulls = [await _code(img.PullImage(broken)) for _ in range(2)]  # the kubelet's back-off retries
+                pulls.append(await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))))
+                assert pulls == ["NOT_FOUND", "NOT_FOUND", "OK"]
+                team_a, team_b = await _start_pod(rt, "team-a"), await _start_pod(rt, "team-b")
+                assert team_a[2] >= 2.0 > team_b[2]
+                starts = [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
+                          for ctr in (team_b[1], team_a[1], team_a[1])]
+                assert starts == ["OK", "UNKNOWN", "OK"]  # the first of team-a's only
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    assert _fault_notes(db) == [("PullImage", "fault: broken-image error NOT_FOUND")] * 2 + [
+        ("CreateContainer", "fault: team-a-slow-create delay 2.000s"),
+        ("StartContainer", "fault: team-a-first-start-fails error UNKNOWN")]
