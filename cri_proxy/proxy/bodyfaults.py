@@ -145,10 +145,10 @@ class BodyFaults:
             if ident:
                 self.table.forget(kind, ident)
             return
-        records = reply_records(reading.method, message)
         if REPLIES[reading.method][0]:  # a relist: each item stands alone
-            for record in records:
-                self.table.learn(record)
+            if self.table.new_relist(reading.method, message):
+                for record in reply_records(reading.method, message):
+                    self.table.learn(record)
         else:  # a new id: the request said the rest
-            for record in records:
+            for record in reply_records(reading.method, message):
                 self.table.learn({**reading.facts, **record})

@@ -9,7 +9,8 @@ RunPodSandbox and CreateContainer answers (the new id, with the request's facts)
 kubelet's relists (ListPodSandbox, ListContainers: id, metadata and image of everything that
 runs), which also teach a restarted proxy what it missed. A Remove* answer forgets its id.
 The table is bounded: past its size the id learned longest ago goes first, and the next
-relist brings it back if it still runs.
+relist brings it back if it still runs. A relist the same as the last one read, with nothing
+forgotten since, is not parsed again.
 """
 
 from __future__ import annotations
@@ -74,19 +75,30 @@ class FactTable:
         self.sandboxes: dict[str, Facts] = {}  # id -> pod, namespace
         self.containers: dict[str, Facts] = {}  # id -> container, image, sandbox_id (and pod, namespace if told)
         self.limits = (max_sandboxes, max_containers)
+        self.forgotten = 0  # ids forgotten or dropped so far: a relist read before may teach them again
+        self.relists: dict[str, tuple[bytes, int]] = {}  # method -> its last relist read, and `forgotten` then
+
+    def new_relist(self, method: str, message: bytes) -> bool:
+        """False when `message` is the relist of `method` read last, with nothing forgotten since:
+        it has nothing to teach (the kubelet relists every second, mostly the same answer)."""
+        if self.relists.get(method) == (message, self.forgotten):
+            return False
+        self.relists[method] = (message, self.forgotten)
+        return True
 
     def learn(self, record: Facts) -> None:
         """A record from an answer (with its request's facts): what it says of its ids."""
         sandbox, container = record.get("sandbox_id"), record.get("container_id")
         if sandbox and ("pod" in record or "namespace" in record):
-            _put(self.sandboxes, sandbox, {k: record[k] for k in ("pod", "namespace") if k in record},
-                 self.limits[0])
+            self.forgotten += _put(self.sandboxes, sandbox, {k: record[k] for k in ("pod", "namespace") if k in record},
+                                   self.limits[0])
         if container:
             kept = {k: v for k, v in record.items() if k != "container_id"}
-            _put(self.containers, container, kept, self.limits[1])
+            self.forgotten += _put(self.containers, container, kept, self.limits[1])
 
     def forget(self, kind: str, ident: str) -> None:
         """A removed sandbox (and its containers) or container."""
+        self.forgotten += 1
         if kind == "sandbox_id":
             self.sandboxes.pop(ident, None)
             for gone in [c for c, facts in self.containers.items() if facts.get("sandbox_id") == ident]:
@@ -107,10 +119,14 @@ class FactTable:
         return found
 
 
-def _put(table: dict[str, Facts], key: str, facts: Facts, limit: int) -> None:
+def _put(table: dict[str, Facts], key: str, facts: Facts, limit: int) -> int:
+    """Learn `facts` of `key`; how many ids were dropped to stay within `limit`."""
     old = table.pop(key, None)  # re-inserted last: the most recently learned goes last
     if old is not None:
         facts = {**old, **facts}
     table[key] = facts
+    dropped = 0
     while len(table) > limit:
         del table[next(iter(table))]
+        dropped += 1
+    return dropped

@@ -93,3 +93,16 @@ def test_the_table_is_bounded_and_drops_the_id_learned_longest_ago() -> None:
     for i in range(3):
         table.learn({"container_id": f"c{i}", "container": "app"})
     assert list(table.containers) == ["c1", "c2"]
+
+
+def test_a_relist_read_again_is_new_only_once_something_was_forgotten() -> None:
+    table = FactTable(max_sandboxes=1)
+    relist = v1.ListPodSandboxResponse(items=[v1.PodSandbox(id="p1")]).SerializeToString()
+    assert table.new_relist("ListPodSandbox", relist)
+    assert not table.new_relist("ListPodSandbox", relist)
+    assert table.new_relist("ListContainers", relist)  # each method has its own
+    table.learn({"sandbox_id": "p1", "namespace": "x"})
+    table.learn({"sandbox_id": "p2", "namespace": "x"})  # drops p1: the same relist teaches it again
+    assert table.new_relist("ListPodSandbox", relist)
+    table.forget("sandbox_id", "p2")
+    assert table.new_relist("ListPodSandbox", relist) and not table.new_relist("ListPodSandbox", relist)
