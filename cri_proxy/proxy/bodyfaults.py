@@ -113,26 +113,30 @@ class BodyFaults:
             del self.replies[next(iter(self.replies))]
         self.replies[stream_id] = _Reading(method, facts)
 
-    def reply(self, stream_id: int, flags: int, payload: bytes) -> None:
+    def reply(self, stream_id: int, flags: int, payload: bytes | bytearray) -> None:
         """A whole DATA frame of an answer being read (padding included, as on the wire)."""
         reading = self.replies.get(stream_id)
         if reading is None:
             return
+        view = memoryview(payload)
         if flags & h2.FLAG_PADDED:
-            payload = payload[1:len(payload) - payload[0]] if payload else b""
-        buffer = reading.buffer
-        buffer += payload
-        if len(buffer) < 5:
+            view = view[1:len(view) - payload[0]] if payload else view
+        data: memoryview | bytearray = view  # one frame with the whole message is not copied to gather it
+        if reading.buffer:
+            reading.buffer += view
+            data = reading.buffer
+        size = int.from_bytes(data[1:5], "big") if len(data) >= 5 else -1
+        if size < 0 or len(data) < 5 + size and not data[0] and size <= MAX_READ:
+            if data is view:
+                reading.buffer += view  # the message goes on in the next frames
             return
-        size = int.from_bytes(buffer[1:5], "big")
-        if buffer[0] or size > MAX_READ:  # compressed, or too large: nothing learned
-            del self.replies[stream_id]
-        elif len(buffer) >= 5 + size:
-            del self.replies[stream_id]
-            try:
-                self._learn(reading, bytes(buffer[5:5 + size]))
-            except WireError:
-                pass  # the runtime's answer is not protobuf: the client will say so, the table learns nothing
+        del self.replies[stream_id]
+        if data[0] or size > MAX_READ:
+            return  # compressed, or too large: nothing learned
+        try:
+            self._learn(reading, bytes(memoryview(data)[5:5 + size]))
+        except WireError:
+            pass  # the runtime's answer is not protobuf: the client will say so, the table learns nothing
 
     def ended(self, stream_id: int) -> None:
         """The answer's stream ended (trailers, END_STREAM, RST_STREAM) before a message was read."""

@@ -135,7 +135,7 @@ class ResponseRelay:
             if table is not None:
                 self.on_table_size(table)
         elif kind == h2.DATA and self.gather is not None and self.replies is not None:
-            payload, self.gather = bytes(self.gather), None
+            payload, self.gather = self.gather, None
             self.replies.reply(sid, flags, payload)
             if flags & h2.FLAG_END_STREAM:
                 self.conn.open_streams.discard(sid)
