@@ -28,11 +28,22 @@ from cri_proxy.model.cri import CallPath
 from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.faultwire import ConnectionFaults
-from cri_proxy.proxy.podfacts import FORGETS, REPLIES, FactTable, Facts, carries_facts, learns, reply_records, request_facts
+from cri_proxy.proxy.podfacts import (
+    FORGETS,
+    REPLIES,
+    FactTable,
+    Facts,
+    carries_facts,
+    learns,
+    learns_with_request,
+    reply_records,
+    request_facts,
+)
 from cri_proxy.proxy.seams import TranslatedRoute
 
 MAX_READ: Final = 64 << 20  # an answer larger than this teaches nothing (the next relist will)
 MAX_WATCHED: Final = 1024  # answers being read on one connection; the oldest is given up past it
+_PASS, _WATCH, _READ = 0, 1, 2  # what becomes of a call of a method: nothing read, its answer, its request
 
 
 class _Translator(Protocol):
@@ -58,11 +69,12 @@ class BodyFaults:
         self.book, self.table, self.client = book, table, client
         self.generation = -1
         self.active = False  # a loaded rule needs body facts
-        self.wanted: dict[tuple[str, str | None], bool] = {}
+        self.wanted: dict[tuple[str, str | None], int] = {}
         self.replies: dict[int, _Reading] = {}  # streams whose answer is read (the response relay asks)
 
-    def wants(self, call: CallPath) -> bool:
-        """Whether this request's message is read before its fault decision (one look-up when not)."""
+    def wants(self, stream_id: int, call: CallPath) -> bool:
+        """Whether this request's message is read before its fault decision (one look-up when not).
+        A relist's answer is read whatever its request says: its stream is watched from here."""
         if self.generation != self.book.generation:
             self.generation = self.book.generation
             self.active = any(rule.needs_body for rule in self.book.rules)
@@ -70,11 +82,15 @@ class BodyFaults:
         if not self.active:
             return False
         key = (call.method, call.api)
-        wanted = self.wanted.get(key)
-        if wanted is None:
-            wanted = self.wanted[key] = learns(call.method) or carries_facts(call.method) and self.book.undecided(
-                CallFacts(call.method, call.api, self.client))
-        return wanted
+        plan = self.wanted.get(key)
+        if plan is None:
+            method = call.method
+            read = learns_with_request(method) or carries_facts(method) and self.book.undecided(
+                CallFacts(method, call.api, self.client))
+            plan = self.wanted[key] = _READ if read else _WATCH if learns(method) else _PASS
+        if plan == _WATCH:
+            self.watch(stream_id, call.method, {})  # an answer the proxy gives itself leaves it to MAX_WATCHED
+        return plan == _READ
 
     def settle(self, faults: ConnectionFaults, translator: _Translator, frame: h2.Frame, call: CallPath,
                message: bytes | None) -> bool:
@@ -91,7 +107,7 @@ class BodyFaults:
         sid = frame.stream_id
         if decision is None or action is not None and (action.kind == "delay" or action.hang_s is not None):
             if learns(call.method):
-                self.watch(sid, call.method, facts)
+                self.watch(sid, call.method, facts)  # again for a relist: now with its request's facts
             if decision is None:
                 return False
             faults.hold(sid, decision, False)

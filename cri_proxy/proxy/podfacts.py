@@ -39,6 +39,12 @@ def learns(method: str) -> bool:
     return method in REPLIES or method in FORGETS
 
 
+def learns_with_request(method: str) -> bool:
+    """Whether what the answer to `method` teaches needs its request too (RunPodSandbox's pod,
+    RemoveContainer's id), unlike a relist, whose answer says it all."""
+    return method in FORGETS or method in REPLIES and not REPLIES[method][0]
+
+
 def read(tree: Tree, data: bytes, out: Facts, pos: int = 0, end: int = -1, depth: int = 0) -> Facts:
     """The facts `tree` says `data[pos:end]` holds, into `out` (a later field wins, as in protobuf)."""
     if depth > _MAX_DEPTH:

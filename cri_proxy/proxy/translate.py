@@ -147,7 +147,7 @@ class Translator:
         state = (self.decoder.generation, self.encoder.generation)
         if stream_id > self.last_stream and state == self.reused_at:
             reused = self.reused.get(fragment)
-            if reused is not None and not (self.bodies is not None and self.bodies.wants(reused[1])):
+            if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
                 # decoding it would not move the decoder's table either
                 self.last_stream = stream_id
                 encoded, call = reused
@@ -174,7 +174,7 @@ class Translator:
             self._lacking(stream_id, call)
             return
         # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults)
-        reading = self.bodies is not None and not end_stream and self.bodies.wants(call)
+        reading = self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call)
         decision = None if self.faults is None or reading else self.faults.decide(call)
         if decision is not None and self.faults is not None and self.faults.apply(stream_id, decision, self):
             return  # answered, hung or closed: the runtime never sees the call

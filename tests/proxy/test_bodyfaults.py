@@ -191,22 +191,29 @@ async def test_rules_decide_in_file_order_on_a_translated_connection_with_large_
     assert _fault_notes(second_db) == [("ContainerStatus", "fault: status-broken error UNAVAILABLE")] * 2
 
 
-def _wanted(faults: BodyFaults, *methods: str) -> list[str]:
-    return [m for m in methods if faults.wants(parse_path(f"/runtime.v1.RuntimeService/{m}"))]
+def _wanted(faults: BodyFaults, *methods: str) -> tuple[list[str], list[str]]:
+    """The methods whose requests are read, and those whose answers are."""
+    faults.replies.clear()
+    read = [m for i, m in enumerate(methods) if faults.wants(i, parse_path(f"/runtime.v1.RuntimeService/{m}"))]
+    return read, [methods[i] for i in faults.replies]
 
 
 def test_only_a_loaded_pod_rule_makes_requests_read_and_only_those_it_can_turn_on() -> None:
     book = FaultBook(parse_rules({"rules": [{"name": "v", "match": {"method": "Version"}, "action": "close"}]}, "t"))
     faults = BodyFaults(book, FactTable(), "kubelet")
     methods = ("Version", "StopContainer", "ListContainers", "RunPodSandbox", "Status", "ExecSync")
-    assert _wanted(faults, *methods) == []  # no pod rule: nothing is read
-    book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "method": ["Stop*", "Status"]},
+    assert _wanted(faults, *methods) == ([], [])  # no pod rule: nothing is read
+    book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "method": ["Stop*", "List*"]},
                                          "action": "close"}]}, "t"))
-    # StopContainer may turn on its pod; the relists and RunPodSandbox teach the table; Status names no pod
-    assert _wanted(faults, *methods) == ["StopContainer", "ListContainers", "RunPodSandbox"]
+    # StopContainer and ListContainers (its filter) may turn on a pod, RunPodSandbox's request teaches the
+    # table with its answer, and a relist's answer says it all; Status names no pod
+    assert _wanted(faults, *methods) == (["StopContainer", "ListContainers", "RunPodSandbox"], [])
+    book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "method": "Stop*"},
+                                         "action": "close"}]}, "t"))
+    assert _wanted(faults, *methods) == (["StopContainer", "RunPodSandbox"], ["ListContainers"])
     book.replace(parse_rules({"rules": [{"name": "ns", "match": {"namespace": "x", "client": "crictl"},
                                          "action": "close"}]}, "t"))
-    assert _wanted(faults, *methods) == ["ListContainers", "RunPodSandbox"]  # not this client's: only learning
+    assert _wanted(faults, *methods) == (["RunPodSandbox"], ["ListContainers"])  # not this client's: learning only
 
 
 async def test_the_one_namespace_example_faults_that_namespace_and_that_image_only(sock_dir: pathlib.Path) -> None:
