@@ -5,8 +5,10 @@ and no other, the id-only ones too, learned from answers and, after a restart, f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import pathlib
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -62,6 +64,16 @@ async def _code(call: object) -> str:
     return "OK"
 
 
+@contextlib.asynccontextmanager
+async def _through_proxy(sock_dir: pathlib.Path, runtime: pathlib.Path, db: pathlib.Path,
+                         rules: pathlib.Path) -> AsyncIterator[tuple[v1_grpc.RuntimeServiceStub, v1_grpc.ImageServiceStub]]:
+    """A `cri-proxy run --faults RULES --db DB` in front of `runtime`, and a client's stubs through it."""
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(db), "--faults", str(rules)) as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+            yield v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
+        assert await proxy.astop() == 0, proxy.log()
+
+
 def _pod(namespace: str) -> v1.PodSandboxConfig:
     return v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name=f"web-{namespace}", namespace=namespace, uid=namespace))
 
@@ -81,44 +93,37 @@ async def test_a_namespace_rule_reaches_that_pods_calls_only_and_survives_a_rest
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
     rules, first_db, second_db = sock_dir / "rules.yaml", sock_dir / "a.db", sock_dir / "b.db"
     rules.write_text(RULES)
-    args = ("--faults", str(rules))
     try:
-        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(first_db), *args) as proxy:
-            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
-                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
-                # the image is in the request: one image's pulls fail, another's go through
-                assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "NOT_FOUND"
-                assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))) == "OK"
-                assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=NGINX)),
-                                                   timeout=1.0)) == "DEADLINE_EXCEEDED"
-                assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "OK"
-                broken_pod, broken_ctr, _ = await _start_pod(rt, "broken")
-                fine_pod, fine_ctr, quick = await _start_pod(rt, "fine")
-                slow_pod, slow_ctr, slow = await _start_pod(rt, "slow")
-                assert slow >= 1.0 > quick
-                # id-only calls: the ids came from the RunPodSandbox and CreateContainer answers
-                seen = [await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod)))
-                        for pod in (broken_pod, fine_pod, slow_pod)]
-                seen += [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
-                         for ctr in (broken_ctr, fine_ctr, slow_ctr)]
-                assert seen == ["UNAVAILABLE", "OK", "OK", "UNAVAILABLE", "OK", "OK"]
-            assert await proxy.astop() == 0, proxy.log()
-        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(second_db), *args) as proxy:
-            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
-                rt = v1_grpc.RuntimeServiceStub(channel)
-                # a new proxy knows no ids until the kubelet relists
-                assert await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=broken_ctr))) == "OK"
-                assert len((await rt.ListPodSandbox(v1.ListPodSandboxRequest())).items) == 3
-                assert len((await rt.ListContainers(v1.ListContainersRequest())).containers) == 3
-                seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
-                        for ctr in (broken_ctr, fine_ctr)]
-                seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
-                # a removed pod is forgotten: the runtime answers for it again
-                await rt.RemovePodSandbox(v1.RemovePodSandboxRequest(pod_sandbox_id=broken_pod))
-                seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
-                seen.append(await _code(rt.StopContainer(v1.StopContainerRequest(container_id=broken_ctr))))
-                assert seen == ["UNAVAILABLE", "OK", "UNAVAILABLE", "NOT_FOUND", "NOT_FOUND"]
-            assert await proxy.astop() == 0, proxy.log()
+        async with _through_proxy(sock_dir, pathlib.Path(runtime.path), first_db, rules) as (rt, img):
+            # the image is in the request: one image's pulls fail, another's go through
+            assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "NOT_FOUND"
+            assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))) == "OK"
+            assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=NGINX)),
+                                               timeout=1.0)) == "DEADLINE_EXCEEDED"
+            assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "OK"
+            broken_pod, broken_ctr, _ = await _start_pod(rt, "broken")
+            fine_pod, fine_ctr, quick = await _start_pod(rt, "fine")
+            slow_pod, slow_ctr, slow = await _start_pod(rt, "slow")
+            assert slow >= 1.0 > quick
+            # id-only calls: the ids came from the RunPodSandbox and CreateContainer answers
+            seen = [await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod)))
+                    for pod in (broken_pod, fine_pod, slow_pod)]
+            seen += [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
+                     for ctr in (broken_ctr, fine_ctr, slow_ctr)]
+            assert seen == ["UNAVAILABLE", "OK", "OK", "UNAVAILABLE", "OK", "OK"]
+        async with _through_proxy(sock_dir, pathlib.Path(runtime.path), second_db, rules) as (rt, _):
+            # a new proxy knows no ids until the kubelet relists
+            assert await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=broken_ctr))) == "OK"
+            assert len((await rt.ListPodSandbox(v1.ListPodSandboxRequest())).items) == 3
+            assert len((await rt.ListContainers(v1.ListContainersRequest())).containers) == 3
+            seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
+                    for ctr in (broken_ctr, fine_ctr)]
+            seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
+            # a removed pod is forgotten: the runtime answers for it again
+            await rt.RemovePodSandbox(v1.RemovePodSandboxRequest(pod_sandbox_id=broken_pod))
+            seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
+            seen.append(await _code(rt.StopContainer(v1.StopContainerRequest(container_id=broken_ctr))))
+            assert seen == ["UNAVAILABLE", "OK", "UNAVAILABLE", "NOT_FOUND", "NOT_FOUND"]
     finally:
         await runtime.stop(0)
     assert _fault_notes(first_db) == [
@@ -156,34 +161,27 @@ async def test_rules_decide_in_file_order_on_a_translated_connection_with_large_
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="v1alpha2")
     rules, first_db, second_db = sock_dir / "rules.yaml", sock_dir / "a.db", sock_dir / "b.db"
     rules.write_text(TRANSLATED_RULES)
-    args = ("--faults", str(rules))
     try:
-        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(first_db), *args) as proxy:
-            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
-                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
-                await img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))
-                config = _pod("broken")
-                pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
-                create = [v1.CreateContainerRequest(pod_sandbox_id=pod, sandbox_config=config, config=_big(name))
-                          for name in ["victim"] + [f"c{i}" for i in range(12)]]
-                assert create[0].ByteSize() > 2 * 16384
-                # the first rule wins, though the second (on the method only) matches too
-                assert await _code(rt.CreateContainer(create[0])) == "FAILED_PRECONDITION"
-                started = asyncio.get_running_loop().time()
-                ids = [(await rt.CreateContainer(request)).container_id for request in create[1:]]
-                assert asyncio.get_running_loop().time() - started >= 1.0  # c0's held frames went on after 1 s
-            assert await proxy.astop() == 0, proxy.log()
-        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(second_db), *args) as proxy:
-            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
-                rt = v1_grpc.RuntimeServiceStub(channel)
-                await rt.ListPodSandbox(v1.ListPodSandboxRequest())
-                relist = await rt.ListContainers(v1.ListContainersRequest())
-                assert sorted(c.metadata.name for c in relist.containers) == sorted(f"c{i}" for i in range(12))
-                assert relist.ByteSize() > 16384  # the answer read across DATA frames
-                seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
-                        for ctr in (ids[0], ids[-1])]
-                assert seen == ["UNAVAILABLE", "UNAVAILABLE"]
-            assert await proxy.astop() == 0, proxy.log()
+        async with _through_proxy(sock_dir, pathlib.Path(runtime.path), first_db, rules) as (rt, img):
+            await img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))
+            config = _pod("broken")
+            pod = (await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))).pod_sandbox_id
+            create = [v1.CreateContainerRequest(pod_sandbox_id=pod, sandbox_config=config, config=_big(name))
+                      for name in ["victim"] + [f"c{i}" for i in range(12)]]
+            assert create[0].ByteSize() > 2 * 16384
+            # the first rule wins, though the second (on the method only) matches too
+            assert await _code(rt.CreateContainer(create[0])) == "FAILED_PRECONDITION"
+            started = asyncio.get_running_loop().time()
+            ids = [(await rt.CreateContainer(request)).container_id for request in create[1:]]
+            assert asyncio.get_running_loop().time() - started >= 1.0  # c0's held frames went on after 1 s
+        async with _through_proxy(sock_dir, pathlib.Path(runtime.path), second_db, rules) as (rt, _):
+            await rt.ListPodSandbox(v1.ListPodSandboxRequest())
+            relist = await rt.ListContainers(v1.ListContainersRequest())
+            assert sorted(c.metadata.name for c in relist.containers) == sorted(f"c{i}" for i in range(12))
+            assert relist.ByteSize() > 16384  # the answer read across DATA frames
+            seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
+                    for ctr in (ids[0], ids[-1])]
+            assert seen == ["UNAVAILABLE", "UNAVAILABLE"]
     finally:
         await runtime.stop(0)
     assert _fault_notes(first_db) == [("CreateContainer", "fault: create-victim error FAILED_PRECONDITION"),
@@ -220,21 +218,18 @@ async def test_the_one_namespace_example_faults_that_namespace_and_that_image_on
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
     db = sock_dir / "c.db"
     try:
-        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db), "--faults",
-                                str(ROOT / "examples" / "faults" / "one-namespace.yaml")) as proxy:
-            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
-                rt, img = v1_grpc.RuntimeServiceStub(channel), v1_grpc.ImageServiceStub(channel)
-                broken = v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/example/broken:1"),
-                                             sandbox_config=_pod("team-a"))
-                pulls = [await _code(img.PullImage(broken)) for _ in range(2)]  # the kubelet's back-off retries
-                pulls.append(await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))))
-                assert pulls == ["NOT_FOUND", "NOT_FOUND", "OK"]
-                team_a, team_b = await _start_pod(rt, "team-a"), await _start_pod(rt, "team-b")
-                assert team_a[2] >= 2.0 > team_b[2]
-                starts = [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
-                          for ctr in (team_b[1], team_a[1], team_a[1])]
-                assert starts == ["OK", "UNKNOWN", "OK"]  # the first of team-a's only
-            assert await proxy.astop() == 0, proxy.log()
+        rules = ROOT / "examples" / "faults" / "one-namespace.yaml"
+        async with _through_proxy(sock_dir, pathlib.Path(runtime.path), db, rules) as (rt, img):
+            broken = v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/example/broken:1"),
+                                         sandbox_config=_pod("team-a"))
+            pulls = [await _code(img.PullImage(broken)) for _ in range(2)]  # the kubelet's back-off retries
+            pulls.append(await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))))
+            assert pulls == ["NOT_FOUND", "NOT_FOUND", "OK"]
+            team_a, team_b = await _start_pod(rt, "team-a"), await _start_pod(rt, "team-b")
+            assert team_a[2] >= 2.0 > team_b[2]
+            starts = [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
+                      for ctr in (team_b[1], team_a[1], team_a[1])]
+            assert starts == ["OK", "UNKNOWN", "OK"]  # the first of team-a's only
     finally:
         await runtime.stop(0)
     assert _fault_notes(db) == [("PullImage", "fault: broken-image error NOT_FOUND")] * 2 + [
