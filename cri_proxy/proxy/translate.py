@@ -130,7 +130,8 @@ class Translator:
         self.faults = None if policy.faults is None else ConnectionFaults(
             route, policy.faults, _client_name(self.conn), self._released)
         self.held = {} if self.faults is None else self.faults.held
-        self.bodies = None if self.faults is None else BodyFaults(self.faults.book, policy.pod_facts, self.faults.client)
+        self.bodies = None if self.faults is None else BodyFaults(
+            self.faults.book, policy.pod_facts, self.faults.client)  # rules on pods: which messages are read
         if client_api == upstream_api:
             log.debug("conn %d: CRI %s, headers read for fault rules", self.conn.id, client_api)
             return
