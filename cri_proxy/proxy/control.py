@@ -45,7 +45,6 @@ from cri_proxy.faults.describe import describe, describe_action, describe_when
 from cri_proxy.faults.rules import FaultRule, FaultRulesError, parse_rules
 from cri_proxy.model.endpoints import as_endpoint
 from cri_proxy.model.errors import ConfigError
-from cri_proxy.proxy.faultwire import relay_problems
 from cri_proxy.proxy.peer import credentials, process_name
 
 log = logging.getLogger(__name__)
@@ -182,7 +181,6 @@ def checked_rules(data: Any, source: str, loaded: tuple[FaultRule, ...]) -> tupl
         rules = parse_rules(data, source)
     except FaultRulesError as exc:
         raise FaultRulesError(exc.problems + problems) from None
-    problems = relay_problems(rules, source) + problems
     if not rules and not problems:
         problems.append(f"{source}: no rules to add")
     if problems:

@@ -19,8 +19,9 @@ request and hands a decision here:
 - close: GOAWAY and the client's connection closed.
 Each injected call's notes say `fault: RULE action`, recorded on the call like translation's.
 
-Rules on body facts (namespace, pod, container, image) are refused at load (`relay_problems`):
-the relay does not read request messages for faults yet.
+Rules on pod facts (namespace, pod, container, image) are decided once the request message
+is read, with what the relay learned of ids (cri_proxy.proxy.bodyfaults); they use the same
+actions from here.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
-from cri_proxy.faults.rules import BODY_KEYS, FaultRule, FaultRulesError, load_rules
+from cri_proxy.faults.rules import FaultRule, FaultRulesError, load_rules
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import CallPath
 from cri_proxy.model.status import status_name
@@ -45,24 +46,9 @@ log = logging.getLogger(__name__)
 NO_ERROR = 0x0
 
 
-def relay_problems(rules: tuple[FaultRule, ...], source: str) -> list[str]:
-    """One line per rule the relay cannot apply yet (it matches on a request body's facts)."""
-    lines = []
-    for rule in rules:
-        keys = [key for key, _ in rule.match if key in BODY_KEYS]
-        if keys:
-            lines.append(f"{source}: rule {rule.name!r}: matching on {', '.join(keys)} is not supported by the relay "
-                         "yet (it needs the request message); match on method, api or client instead")
-    return lines
-
-
 def load_relay_rules(path: pathlib.Path) -> tuple[FaultRule, ...]:
     """The rules of `path` as `run --faults` uses them; FaultRulesError with every problem found."""
-    rules = load_rules(path)
-    problems = relay_problems(rules, str(path))
-    if problems:
-        raise FaultRulesError(problems)
-    return rules
+    return load_rules(path)
 
 
 def reload(book: FaultBook, path: pathlib.Path) -> bool:

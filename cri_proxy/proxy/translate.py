@@ -42,12 +42,14 @@ from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck
+from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
 from cri_proxy.proxy.requests import RequestRelay
 from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.ends import End
 from cri_proxy.proxy.peer import process_name
+from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.seams import TranslatedRoute
 
@@ -72,16 +74,20 @@ class TranslationPolicy:
     strict: bool = False
     announced: set[tuple[str, str]] = field(default_factory=set)  # said once in the log, per direction
     faults: FaultBook | None = None  # --faults: every CRI connection is rewritten, translated or not
+    pod_facts: FactTable = field(default_factory=FactTable)  # what fault rules on pods know of ids
 
 
 class _Check:
-    """A checked request's first message, gathered as its DATA goes by."""
+    """A checked request's first message, gathered as its DATA goes by: for the v1-only check
+    (`judge`), for a fault decision on its pod facts (`call`), or both."""
 
-    __slots__ = ("path", "buffer")
+    __slots__ = ("path", "buffer", "judge", "call")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, judge: bool = True, call: CallPath | None = None) -> None:
         self.path = path
         self.buffer = bytearray()
+        self.judge = judge
+        self.call = call
 
 
 def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:
@@ -124,6 +130,8 @@ class Translator:
         self.faults = None if policy.faults is None else ConnectionFaults(
             route, policy.faults, _client_name(self.conn), self._released)
         self.held = {} if self.faults is None else self.faults.held
+        self.bodies = None if self.faults is None else BodyFaults(
+            self.faults.book, policy.pod_facts, self.faults.client)  # rules on pods: which messages are read
         if client_api == upstream_api:
             log.debug("conn %d: CRI %s, headers read for fault rules", self.conn.id, client_api)
             return
@@ -140,7 +148,8 @@ class Translator:
         state = (self.decoder.generation, self.encoder.generation)
         if stream_id > self.last_stream and state == self.reused_at:
             reused = self.reused.get(fragment)
-            if reused is not None:  # decoding it would not move the decoder's table either
+            if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
+                # decoding it would not move the decoder's table either
                 self.last_stream = stream_id
                 encoded, call = reused
                 if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
@@ -171,14 +180,16 @@ class Translator:
         if method_info(target) is None:
             self._lacking(stream_id, call)
             return
-        decision = None if self.faults is None else self.faults.decide(call)
+        # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults)
+        reading = self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call)
+        decision = None if self.faults is None or reading else self.faults.decide(call)
         if decision is not None and self.faults is not None and self.faults.apply(stream_id, decision, self):
             return  # answered, hung or closed: the runtime never sees the call
         checked = self.upstream_api == "v1alpha2" != self.client_api and bodycheck.checked(path)
-        if checked and not end_stream:
-            self.checking[stream_id] = _Check(path)
+        if (checked or reading) and not end_stream:
+            self.checking[stream_id] = _Check(path, checked, call if reading else None)
         block = self.encoder.encode([(name, target if name == ":path" else value) for name, value in headers])
-        if not checked and (self.decoder.generation, self.encoder.generation) == state:
+        if not checked and not reading and (self.decoder.generation, self.encoder.generation) == state:
             if self.reused_at != state:
                 self.reused.clear()
                 self.reused_at = state
@@ -247,9 +258,10 @@ class Translator:
         if (size < 0 or len(buffer) < 5 + size) and not end_stream and size <= MAX_CHECKED:
             return False  # the message goes on in a later frame: this one may go now
         del self.checking[frame.stream_id]
-        notes, refusal = self._judge(check.path, buffer, size)
+        notes, refusal = self._judge(check.path, buffer, size) if check.judge else ([], None)
         if refusal is None:
-            self.route.out(raw)
+            if check.call is None or not self._settle(frame, check.call, buffer, size):
+                self.route.out(raw)
             if notes:
                 self.notes.append((frame.stream_id, notes))
             return True
@@ -262,6 +274,13 @@ class Translator:
             self.conn.inject_to_client(h2.window_update_frame(0, frame.length))
         self._answer(stream_id, answers.error(stream_id, code, details), notes)
         return True
+
+    def _settle(self, frame: h2.Frame, call: CallPath, buffer: bytearray, size: int) -> bool:
+        """A fault decision on the request's pod facts (cri_proxy.proxy.bodyfaults): True when it took the frame."""
+        if self.bodies is None or self.faults is None:
+            return False
+        whole = 0 <= size <= MAX_CHECKED and len(buffer) >= 5 + size and not buffer[0]
+        return self.bodies.settle(self.faults, self, frame, call, bytes(buffer[5:5 + size]) if whole else None)
 
     def _judge(self, path: str, buffer: bytearray, size: int) -> tuple[list[str], tuple[int, str] | None]:
         """The notes for a checked request, and (code, details) when it is refused: the bridge's."""
@@ -343,7 +362,7 @@ class Translator:
         nothing more of its own to hold back there (cri_proxy.proxy.responses)."""
         # Once relaying chunks no client ACK is followed: only our encoder shrinks with the runtime (the
         # decoder stays lenient rather than refuse a block the client sent before it saw the SETTINGS).
-        relay = ResponseRelay(self.conn, self.route.hijacked, self.runtime_table)
+        relay = ResponseRelay(self.conn, self.route.hijacked, self.runtime_table, self.bodies)
         return relay.from_upstream, relay.can_inject
 
     def client_table_allowed(self, size: int) -> None:
