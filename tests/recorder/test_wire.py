@@ -37,6 +37,19 @@ def test_messages_are_cut_right_at_any_frame_boundary(cut: int) -> None:
     assert call.response_bytes == 11 and reader.unfinished() is None
 
 
+def test_a_large_message_over_many_frames_is_one_body_and_the_next_one_follows() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB, cut into 16 KiB frames as a runtime sends it
+    data = prefixed(body) + prefixed(b"next")
+    call, reader = new_call(), MessageReader(Direction.RESPONSE)
+    frames = [data[i:i + 16384] for i in range(0, len(data), 16384)]
+    for n, frame in enumerate(frames[:-1]):
+        reader.feed(frame, call, 0.25)
+        assert reader.unfinished() == f"response message cut short ({16384 * (n + 1) - 5} of {len(body)} bytes)"
+    reader.feed(frames[-1], call, 0.5)
+    assert [(m.index, m.data, m.offset_s) for m in call.messages] == [(0, body, 0.5), (1, b"next", 0.5)]
+    assert type(call.messages[0].data) is bytes and reader.unfinished() is None
+
+
 def test_what_is_cut_short_is_said() -> None:
     call, reader = new_call(), MessageReader(Direction.REQUEST)
     reader.feed(prefixed(b"abcdef")[:8], call, 0.0)
