@@ -25,14 +25,17 @@ from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
+from cri_proxy.recorder.bodies import BodyMemo
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import MessageReader, apply_status, cap_metadata, data_content, error_name, header_text
+from cri_proxy.recorder.wire import (MessageReader, apply_status, cap_metadata, data_content, error_name, header_text,
+                                     share_bodies)
 
 log = logging.getLogger(__name__)
 
 # The frame types whose payload the tap reads (PING, WINDOW_UPDATE, PRIORITY and unknown
 # types are walked over without copying theirs).
 READ_TYPES = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
+SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
 
 
 def fast_decoder() -> HeaderDecoder:
@@ -81,6 +84,10 @@ class RecordingTap:
         self.on_skimmed: Callable[[RecordedCall], None] | None = None
         # Told of each call as its request headers arrive (the metrics peer's calls in flight).
         self.on_opened: Callable[[RecordedCall], None] | None = None
+
+        # The last large body of each kind: calls waiting for the writer share one copy of a
+        # repeated reply (wire.share_bodies).
+        self.bodies: BodyMemo[None] = BodyMemo(max_bytes=SHARE_MAX_BYTES, per_kind=1)
 
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
@@ -241,7 +248,11 @@ class ConnectionRecorder:
             call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
         elif content:
             reader = call.request if side is self.client else call.response
-            reader.feed(content, call.rec, self._now - call.t0)
+            rec = call.rec
+            before = len(rec.messages)
+            reader.feed(content, rec, self._now - call.t0)
+            if len(rec.messages) > before:
+                share_bodies(self.tap.bodies, rec, before)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 

@@ -2,6 +2,7 @@
 
 `MessageReader` cuts one direction of one call into gRPC messages (1-byte compressed flag,
 4-byte big-endian length, bytes) across DATA frames, however the frames split them.
+`share_bodies` lets calls hold one copy of a large body repeated from call to call.
 `split_headers` turns a decoded header list into pseudo-headers and metadata.
 """
 
@@ -13,6 +14,7 @@ from urllib.parse import unquote
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.call import Direction, Message, Metadata, RecordedCall
+from cri_proxy.recorder.bodies import BodyMemo
 
 ERROR_NAMES: Final = {
     0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
@@ -101,6 +103,29 @@ class MessageReader:
         if self._prefix:
             return f"{self.direction.value} message cut short (inside its 5-byte prefix)"
         return None
+
+
+SHARE_MIN_BYTES = 4096  # smaller bodies cost little memory each: not worth a comparison
+
+
+def share_bodies(memo: BodyMemo[None], call: RecordedCall, start: int) -> None:
+    """The call's messages from `start` on, each large one replaced by the equal body `memo`
+    saw last for its kind (method, direction), if any; the others become the last of theirs.
+
+    So the calls queued for the writer hold one copy of a reply repeated call after call (a
+    1 MB stats reply: one, not one per call of a batch), and the writer's own memo
+    (recorder.bodies, on the pipeline's side) knows each of them by identity, without
+    comparing their bytes again.
+    """
+    for message in call.messages[start:]:
+        data = message.data
+        if len(data) >= SHARE_MIN_BYTES:
+            kind = (call.path, message.direction is Direction.REQUEST)
+            known = memo.find(kind, data)
+            if known is not None:
+                message.data = known[0]
+            else:
+                memo.add(kind, data, None)
 
 
 def data_content(frame: h2.Frame) -> bytes | None:

@@ -6,14 +6,17 @@ import pytest
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.call import Direction, RecordedCall
+from cri_proxy.recorder.bodies import BodyMemo
 from cri_proxy.recorder.wire import (
     MAX_METADATA_ENTRIES,
+    SHARE_MIN_BYTES,
     MessageReader,
     apply_status,
     cap_metadata,
     data_content,
     error_name,
     header_text,
+    share_bodies,
     split_headers,
 )
 
@@ -48,6 +51,20 @@ def test_a_large_message_over_many_frames_is_one_body_and_the_next_one_follows()
     reader.feed(frames[-1], call, 0.5)
     assert [(m.index, m.data, m.offset_s) for m in call.messages] == [(0, body, 0.5), (1, b"next", 0.5)]
     assert type(call.messages[0].data) is bytes and reader.unfinished() is None
+
+
+def test_share_bodies_gives_a_repeated_large_body_the_copy_seen_last() -> None:
+    memo: BodyMemo[None] = BodyMemo(per_kind=1)
+    large = b"x" * SHARE_MIN_BYTES
+    calls = []
+    for body in (large, bytes(large), b"y" * SHARE_MIN_BYTES, bytes(large), b"small", b"small"):
+        call = new_call()
+        reader = MessageReader(Direction.RESPONSE)
+        reader.feed(prefixed(body), call, 0.0)
+        share_bodies(memo, call, 0)
+        calls.append(call.messages[0].data)
+    assert calls[1] is calls[0] and calls[3] is not calls[0] and calls[3] == calls[0]
+    assert calls[4] == calls[5] == b"small" and memo.hits == 1 and memo.misses == 3
 
 
 def test_what_is_cut_short_is_said() -> None:
