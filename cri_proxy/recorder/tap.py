@@ -25,10 +25,9 @@ from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
-from cri_proxy.recorder.bodies import BodyMemo
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import (MessageReader, apply_status, cap_metadata, data_content, error_name, header_text,
-                                     share_bodies)
+from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
+                                     header_text, share_bodies)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,7 @@ class RecordingTap:
 
         # The last large body of each kind: calls waiting for the writer share one copy of a
         # repeated reply (wire.share_bodies).
-        self.bodies: BodyMemo[None] = BodyMemo(max_bytes=SHARE_MAX_BYTES, per_kind=1)
+        self.bodies = LastBodies(SHARE_MAX_BYTES)
 
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
@@ -96,12 +95,12 @@ class RecordingTap:
 class _Call:
     __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
 
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False, bodies: LastBodies | None = None) -> None:
         self.rec = rec
         self.skimmed = skimmed
         self.t0 = t0
-        self.request = MessageReader(Direction.REQUEST)
-        self.response = MessageReader(Direction.RESPONSE)
+        self.request = MessageReader(Direction.REQUEST, bodies)
+        self.response = MessageReader(Direction.RESPONSE, bodies)
         self.answered = False  # response headers seen
         self.unparsed = False
 
@@ -116,7 +115,7 @@ class ConnectionRecorder:
         self.calls: dict[int, _Call] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
-        self.walkers = {True: h2.FrameWalker(READ_TYPES), False: h2.FrameWalker(READ_TYPES)}
+        self.walkers = {True: h2.FrameWalker(READ_TYPES, pieces=True), False: h2.FrameWalker(READ_TYPES, pieces=True)}
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
@@ -139,7 +138,7 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
-        self.walkers[from_client] = h2.FrameWalker(READ_TYPES)
+        self.walkers[from_client] = h2.FrameWalker(READ_TYPES, pieces=True)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
         self._lose(side, f"bytes of this connection never reached the recorder ({why})")
@@ -290,7 +289,7 @@ class ConnectionRecorder:
         rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
                            peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
                            peer_name=info.peer_name, peer_exe=info.peer_exe)
-        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming, self.tap.bodies)
         if headers is None:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
