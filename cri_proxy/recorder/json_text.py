@@ -7,7 +7,8 @@ recorder process's peak RSS on its own (measured: +21 MB of VmHWM for that one b
 large CRI replies are a message whose only set fields are lists of messages (`containers`,
 `items`, `stats`, `images`...), so their text is the list's elements' texts joined: each
 element is turned into a dict and dumped on its own, and only the texts (2 MB for that
-reply) are held, then joined once.
+reply) are held, then joined once, after the parsed message is let go (+4.8-5.0 MB of VmHWM
+measured for the same body).
 
 The text is exactly what the plain way writes: the same keys in the same order (protobuf's
 JSON visits the set fields in field-number order), the same `_bytes` markers (per element),
@@ -18,7 +19,8 @@ stock one, or bytes that do not parse go the plain way (`PreparedCall.decoded`).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -67,7 +69,13 @@ def stream(path: str, direction: str, data: bytes) -> str | None:
     fields = msg.ListFields()
     if not all(_streamable(field) for field, _ in fields):
         return None
-    pieces = ["{"]  # joined once at the end: no intermediate copy of the whole text
+    pieces = _pieces(fields)
+    del msg, fields  # the parsed message (protobuf's own memory) goes before the text is joined
+    return "".join(pieces)  # joined once: no intermediate copy of the whole text
+
+
+def _pieces(fields: Sequence[tuple[FieldDescriptor, Any]]) -> list[str]:
+    pieces = ["{"]
     for n, (field, values) in enumerate(fields):
         pieces.append(f"{',' if n else ''}{json.dumps(field.name)}:[")
         for i, value in enumerate(values):
@@ -76,7 +84,7 @@ def stream(path: str, direction: str, data: bytes) -> str | None:
             pieces.append(_element(value))
         pieces.append("]")
     pieces.append("}")
-    return "".join(pieces)
+    return pieces
 
 
 def _streamable(field: FieldDescriptor) -> bool:
