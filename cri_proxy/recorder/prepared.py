@@ -68,6 +68,10 @@ class PreparedCall:
                 self.call.path, message.direction.value, message.data, self.sha(index), message.compressed)
         return self._json[index]
 
+    def decoded_already(self, index: int) -> bool:
+        """Whether message `index`'s JSON was asked for already (then it is held anyway)."""
+        return index in self._json
+
     def first(self, direction: Direction) -> Json | None:
         """The JSON of the call's first message going `direction`, if any."""
         for i, message in enumerate(self.call.messages):

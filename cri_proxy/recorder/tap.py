@@ -26,13 +26,15 @@ from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import MessageReader, apply_status, cap_metadata, data_content, error_name, header_text
+from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
+                                     header_text, share_bodies)
 
 log = logging.getLogger(__name__)
 
 # The frame types whose payload the tap reads (PING, WINDOW_UPDATE, PRIORITY and unknown
 # types are walked over without copying theirs).
 READ_TYPES = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
+SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
 
 
 def fast_decoder() -> HeaderDecoder:
@@ -82,6 +84,10 @@ class RecordingTap:
         # Told of each call as its request headers arrive (the metrics peer's calls in flight).
         self.on_opened: Callable[[RecordedCall], None] | None = None
 
+        # The last large body of each kind: calls waiting for the writer share one copy of a
+        # repeated reply (wire.share_bodies).
+        self.bodies = LastBodies(SHARE_MAX_BYTES)
+
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
 
@@ -89,12 +95,12 @@ class RecordingTap:
 class _Call:
     __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
 
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False, bodies: LastBodies | None = None) -> None:
         self.rec = rec
         self.skimmed = skimmed
         self.t0 = t0
-        self.request = MessageReader(Direction.REQUEST)
-        self.response = MessageReader(Direction.RESPONSE)
+        self.request = MessageReader(Direction.REQUEST, bodies)
+        self.response = MessageReader(Direction.RESPONSE, bodies)
         self.answered = False  # response headers seen
         self.unparsed = False
 
@@ -109,7 +115,7 @@ class ConnectionRecorder:
         self.calls: dict[int, _Call] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
-        self.walkers = {True: h2.FrameWalker(READ_TYPES), False: h2.FrameWalker(READ_TYPES)}
+        self.walkers = {True: h2.FrameWalker(READ_TYPES, pieces=True), False: h2.FrameWalker(READ_TYPES, pieces=True)}
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
@@ -132,7 +138,7 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
-        self.walkers[from_client] = h2.FrameWalker(READ_TYPES)
+        self.walkers[from_client] = h2.FrameWalker(READ_TYPES, pieces=True)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
         self._lose(side, f"bytes of this connection never reached the recorder ({why})")
@@ -241,7 +247,11 @@ class ConnectionRecorder:
             call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
         elif content:
             reader = call.request if side is self.client else call.response
-            reader.feed(content, call.rec, self._now - call.t0)
+            rec = call.rec
+            before = len(rec.messages)
+            reader.feed(content, rec, self._now - call.t0)
+            if len(rec.messages) > before:
+                share_bodies(self.tap.bodies, rec, before)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
@@ -279,7 +289,7 @@ class ConnectionRecorder:
         rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
                            peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
                            peer_name=info.peer_name, peer_exe=info.peer_exe)
-        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming, self.tap.bodies)
         if headers is None:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")

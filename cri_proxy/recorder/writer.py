@@ -13,7 +13,6 @@ decides.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -22,7 +21,7 @@ from collections import OrderedDict
 
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.model.session import LossEpisode, SessionInfo
-from cri_proxy.recorder import packing, retention, rollups, sessions
+from cri_proxy.recorder import json_text, packing, retention, rollups, sessions
 from cri_proxy.recorder.clients import ClientIds
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
@@ -264,11 +263,10 @@ class BatchWriter:
         truncated = len(data) > self._max_payload
         packable = not truncated and _packable(message)
         delta = self._keyframes.delta(item.call.path, data) if packable else None
-        decoded = None
+        text = None
         if not truncated and not (delta is not None and len(data) > packing.JSON_OMIT_BYTES
                                   and _polled(item.call.method)):
-            decoded = item.decoded(index)
-        text = None if decoded is None else json.dumps(decoded, separators=(",", ":"))
+            text = json_text.payload_json(item, index)  # a large list reply: element by element
         row: tuple[object, ...]
         if delta is None:
             row = (sha, len(data), None if truncated else data, text, int(truncated), None, None)
