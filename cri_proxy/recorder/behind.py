@@ -10,8 +10,8 @@ as long as it fits.
 Recording a call costs several times what following it does (HPACK, status, end), so when
 the backlog passes `SKIM_AT` of the budget the recorder skims: the calls that start are
 followed without being recorded and counted lost. It records again as soon as the backlog
-is down to `RESUME_AT` of the budget: an episode costs the calls in about a quarter of the
-budget, not the whole backlog. It also skims when the chunk it reads was relayed more than
+is down to `RESUME_AT` of the budget: what a flood costs is about the calls that did not
+fit, not the whole backlog (nor a second of calls) per episode. It also skims when the chunk it reads was relayed more than
 `MAX_LAG_S` ago (small calls take few bytes: a long backlog of them fits the budget, but the
 recording would trail the node by more than anyone waiting for it would accept), until it
 is within `RESUME_LAG_S`. A skim that starts again within `MERGE_S` of the last one's end
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 MAX_LAG_S = 30.0
 RESUME_LAG_S = 20.0
 SKIM_AT = 0.75
-RESUME_AT = 0.5
+RESUME_AT = 0.7
 MERGE_S = 1.0
 
 

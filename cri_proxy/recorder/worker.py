@@ -44,7 +44,6 @@ from cri_proxy.recorder.spool import READ_SIZE, Spool
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
-from cri_proxy.proxy.recorder_out import buffer_bytes
 from cri_proxy.proxy.tap import ConnectionInfo
 
 if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
@@ -61,10 +60,10 @@ _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 32 << 20,
+    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
                  telemetry: Telemetry | None = None) -> None:
         """`budget_bytes`: what this process holds, read and not handled yet or queued for the
-        writer, before it skims (half of --queue-mb, as the proxy holds at most the other half)."""
+        writer (--queue-mb); it skims before it gets there (recorder.behind)."""
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(budget_bytes)
@@ -333,7 +332,7 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, budget_bytes=buffer_bytes(config.queue_mb), telemetry=telemetry).run()
+    Worker(sock, recorder, budget_bytes=config.queue_mb << 20, telemetry=telemetry).run()
     return 0
 
 

@@ -19,13 +19,13 @@ def test_it_skims_once_the_backlog_passes_its_share_of_the_budget() -> None:
     assert behind.skimming and behind.backlog > 48 * MiB
 
 
-def test_it_records_again_once_the_backlog_is_down_to_half_not_to_nothing() -> None:
+def test_it_records_again_once_the_backlog_is_back_under_its_mark_not_at_nothing() -> None:
     behind = Behind(64 * MiB)
     behind.feed(1.0, 0.5, 60 * MiB)
     assert behind.feed(1.1, 0.6, int(64 * MiB * RESUME_AT) + 1) is None  # still skimming
-    assert behind.feed(1.2, 0.7, int(64 * MiB * RESUME_AT)) is False  # half a second behind, 32 MiB waiting
+    assert behind.feed(1.2, 0.7, int(64 * MiB * RESUME_AT)) is False  # half a second behind, 44.8 MiB waiting
     assert not behind.skimming
-    assert behind.feed(1.3, 0.8, 40 * MiB) is None  # between the two marks: recording goes on
+    assert behind.feed(1.3, 0.8, 46 * MiB) is None  # between the two marks: recording goes on
 
 
 def test_small_calls_skim_on_lag_alone() -> None:
