@@ -69,6 +69,8 @@ class Worker:
         self.behind = Behind(budget_bytes)
         self.spool = Spool()
         self.gone = False  # the proxy closed the socket without a STOP (it was killed)
+        self.stamped = False  # the blocks just handled held relayed bytes (self.mono is theirs)
+        self.deepest = (0, 0.0)  # the largest backlog (bytes) and how far behind it was (s)
         self.recorder = recorder
         self.wall = time.time()
         self.mono = time.monotonic()
@@ -126,10 +128,13 @@ class Worker:
         """Handles spooled blocks, about `quota` bytes of them, then checks how far behind it is."""
         spool = self.spool
         done = 0
+        self.stamped = False
         while spool and done < quota and not self.stopping:
             done += spool.handle_next(self.handle)
-        if done:
+        if self.stamped:
             self.watch_lag(self.mono)
+        elif done and self.behind.skimming and not spool:
+            self.watch_lag(time.monotonic())  # nothing relayed waits: caught up
 
     def queued_bytes(self) -> int:
         """Bytes waiting for the writer (its share of the budget)."""
@@ -144,6 +149,7 @@ class Worker:
                 conn = self.conns.get(conn_id)
                 if conn is not None:
                     self.wall, self.mono = wall, mono
+                    self.stamped = True
                     data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
                     (conn.client_bytes if from_client else conn.server_bytes)(data)
             elif kind == channel.OPEN:
@@ -196,6 +202,7 @@ class Worker:
         """How far behind the relay the recorder is (the chunk relayed at `mono` just handled,
         and the backlog): skim, or stop skimming."""
         change = self.behind.feed(time.monotonic(), mono, self.spool.bytes + self.queued_bytes())
+        self.deepest = max(self.deepest, (self.behind.backlog, self.behind.lag))
         if change is not None:
             self.skim(change, self.behind.lag)
 
@@ -271,6 +278,8 @@ class Worker:
                 pass
         if self.gone:
             self.recorder.lost_elsewhere(0, LossEpisode(time.time(), time.time(), PROXY_GONE, 0), starts=True)
+        log.info("the recorder handled %d MiB from the proxy; its largest backlog was %.1f MiB, %.1f s behind",
+                 self.received >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
         for conn in self.conns.values():
             conn.closed("the proxy stopped")
         self.conns.clear()

@@ -21,7 +21,7 @@ from cri_proxy.model import link
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.recorder.setup import make_recorder
-from cri_proxy.recorder.behind import MERGE_S
+from cri_proxy.recorder.behind import MAX_LAG_S, MERGE_S
 from cri_proxy.recorder.worker import Worker
 from tests.helpers.calls import make_call, rows
 
@@ -43,8 +43,9 @@ class Proxy:
         self.sock.sendall(data)
         self.sent += len(data)
 
-    def chunk(self, from_client: bool, data: bytes) -> None:
-        self.send(link.chunk_head(1, from_client, time.time(), time.monotonic(), len(data)) + data)  # stamped as the relay does
+    def chunk(self, from_client: bool, data: bytes, ago: float = 0.0) -> None:
+        """Stamped as the relay does (`ago`: as if relayed that many seconds ago)."""
+        self.send(link.chunk_head(1, from_client, time.time() - ago, time.monotonic() - ago, len(data)) + data)
 
     def call(self, stream_id: int, answer: bool = True) -> None:
         headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
@@ -119,6 +120,21 @@ def test_an_open_call_is_pending_until_it_ends(linked: tuple[Proxy, pathlib.Path
     proxy.stats_until(recorded=2, pending=0)
     proxy.send(link.closed_message(1, time.monotonic(), None))
     proxy.stats_until(recorded=2, pending=0)
+
+
+def test_a_quiet_link_is_not_taken_for_a_recorder_behind(linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
+    proxy, path, _ = linked
+    settings = bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))
+    proxy.chunk(True, settings, ago=MAX_LAG_S - 0.5)  # relayed late, read in time
+    stamped = time.monotonic() - (MAX_LAG_S - 0.5)
+    proxy.stats_until(recorded=0)
+    while time.monotonic() < stamped + MAX_LAG_S + 0.1:  # that chunk is now older than the lag rule allows
+        time.sleep(0.05)
+    proxy.send(link.session_message({"runtime_api": "v1"}))  # no relayed bytes: says nothing of any lag
+    proxy.stats_until(recorded=0)
+    proxy.call(1)
+    assert proxy.stats_until(recorded=1).stats.lost == 0
+    assert rows(path, "SELECT count(*) FROM losses") == [(0,)]
 
 
 def test_a_restarted_recorder_carries_on_the_session_and_writes_the_loss(tmp_path: pathlib.Path) -> None:
