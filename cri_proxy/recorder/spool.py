@@ -23,7 +23,7 @@ from cri_proxy.model.link import LENGTH
 
 Handler = Callable[[int, memoryview, int, int], None]
 
-READ_SIZE = 256 << 10  # a block: at most about 1,000 small calls between two batches
+READ_SIZE = 64 << 10  # a block: a few hundred small calls, then the socket is read again
 
 
 class Spool:
