@@ -4,8 +4,9 @@ The relay ships every chunk the moment it has forwarded it; this process reads i
 into its spool (recorder.spool) and records it when it gets to it, at the relay's timestamps.
 Its backlog is then known, not guessed: the bytes in the spool plus the calls waiting for the
 writer (recorder.queue), both counted in bytes, large bodies fully. That backlog is bounded
-by `--queue-mb` (the budget): a flood that the recorder cannot follow live is recorded late,
-as long as it fits.
+by half of `--queue-mb` (the budget; the proxy may hold the other half while this process
+does not read): a flood that the recorder cannot follow live is recorded late, as long as it
+fits.
 
 Recording a call costs several times what following it does (HPACK, status, end), so when
 the backlog passes `SKIM_AT` of the budget the recorder skims: the calls that start are
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_LAG_S = 30.0
-RESUME_LAG_S = 20.0
+MAX_LAG_S = 60.0
+RESUME_LAG_S = 45.0
 SKIM_AT = 0.75
 RESUME_AT = 0.7
 MERGE_S = 1.0
