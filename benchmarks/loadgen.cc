@@ -156,6 +156,7 @@ class PacedCall {
     int64_t errors = 0;
     int64_t outstanding = 0;
     std::condition_variable idle;
+    std::string first_error;
   };
   PacedCall(grpc::GenericStub* stub, const Config* config, Totals* totals) : totals_(totals) {
     ctx_.set_deadline(Clock::now() + std::chrono::seconds(60));
@@ -172,8 +173,8 @@ class PacedCall {
     std::lock_guard<std::mutex> lock(totals->mu);
     if (status.ok()) {
       totals->latencies.push_back(ns);
-    } else {
-      ++totals->errors;
+    } else if (totals->errors++ == 0) {
+      totals->first_error = std::to_string(status.error_code()) + " " + status.error_message();
     }
     if (--totals->outstanding == 0) totals->idle.notify_all();
   }
@@ -239,6 +240,7 @@ int main(int argc, char** argv) {
     Paced(&stub, config, &totals);
     std::ofstream out(argv[7]);
     for (int64_t ns : totals.latencies) out << ns << '\n';
+    if (totals.errors) std::cerr << "first error: " << totals.first_error << std::endl;
     std::cout << totals.latencies.size() << ' ' << totals.errors << ' ' << totals.latencies.size()
               << std::endl;
     return 0;

@@ -65,7 +65,9 @@ def drive(children: Children, loadgen: Path, socket: Path, method: str, request:
     made = failed = 0
     for proc, log in runs:
         proc.wait(timeout=120)
-        counts = log.read_text().splitlines()[-1].split()
+        lines = log.read_text().splitlines()
+        print("\n".join(f"  loadgen: {line}" for line in lines if line.startswith("first error")), flush=True)
+        counts = lines[-1].split()
         made, failed = made + int(counts[0]), failed + int(counts[1])
     return made, failed
 
