@@ -20,7 +20,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
-from cri_proxy.model.link import LENGTH
+from cri_proxy.model.link import LENGTH, messages
 
 Handler = Callable[[int, memoryview, int, int], None]
 
@@ -70,12 +70,8 @@ class Spool:
                 return size
         view = memoryview(data)
         try:
-            while pos + 5 <= size:
-                (length,) = LENGTH.unpack_from(data, pos)
-                stop = pos + 4 + length
-                if stop > size:
-                    break
-                handle(data[pos + 4], view, pos + 5, stop)
+            for kind, start, stop in messages(data, pos):
+                handle(kind, view, start, stop)
                 pos = stop
         finally:
             view.release()
