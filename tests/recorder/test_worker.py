@@ -20,9 +20,10 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model import link
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.behind import MAX_LAG_S, MERGE_S
-from cri_proxy.recorder.worker import Worker
+from cri_proxy.recorder.worker import PROXY_GONE, Worker
 from tests.helpers.calls import make_call, rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -193,3 +194,21 @@ def test_calls_begun_in_bytes_the_proxy_dropped_are_counted_lost(
     proxy.stats_until(recorded=1, lost=0)
     proxy.send(link.gap_message(1, True, time.monotonic(), link.GAP_BEHIND, 2))
     proxy.stats_until(recorded=1, lost=2)
+
+
+def test_the_backlog_is_recorded_when_the_proxy_is_killed_and_the_session_says_so(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "calls.db"
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)  # as the proxy's
+    recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
+    proxy = Proxy(ours)
+    proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
+    for stream_id in range(1, 200, 2):  # all of it sent before the recorder reads a byte
+        proxy.call(stream_id)
+    ours.close()  # as a proxy killed with -9: no STOP
+    Worker(theirs, recorder).run()
+    theirs.close()
+    assert rows(path, "SELECT count(*) FROM calls") == [(100,)]
+    assert rows(path, "SELECT calls_recorded, calls_lost, loss_episodes, ended_at IS NOT NULL FROM sessions") == \
+        [(100, 0, 1, 1)]
+    assert rows(path, "SELECT reason, calls_lost FROM losses") == [(PROXY_GONE, 0)]
