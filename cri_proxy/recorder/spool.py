@@ -8,7 +8,7 @@ handled block by block, at the relay's timestamps, however late. The proxy keeps
 this process has not read yet, and should the proxy be killed, what waits here is still
 recorded (the recorder records everything it has received before it stops).
 
-`limit` bounds it in bytes (large bodies count fully; with the writer's queue, half of
+`limit` bounds it in bytes (large bodies count fully; with the writer's queue,
 --queue-mb): at the limit the recorder stops
 reading, and the proxy holds the rest (see proxy.recorder_out) until it drops bytes. The
 recorder skims long before that (recorder.behind).

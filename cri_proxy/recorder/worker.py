@@ -60,10 +60,10 @@ _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 32 << 20,
+    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
                  telemetry: Telemetry | None = None) -> None:
         """`budget_bytes`: what this process holds, read and not handled yet or queued for the
-        writer (half of --queue-mb); it skims before it gets there (recorder.behind)."""
+        writer (--queue-mb); it skims before it gets there (recorder.behind)."""
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(budget_bytes)
@@ -341,7 +341,7 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, budget_bytes=(config.queue_mb << 20) // 2, telemetry=telemetry).run()
+    Worker(sock, recorder, budget_bytes=config.queue_mb << 20, telemetry=telemetry).run()
     return 0
 
 
