@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -294,17 +294,24 @@ class Reader:
     def feed(self, data: bytes, handle: Callable[[int, memoryview, int, int], None]) -> None:
         buf = self._buf
         buf += data
-        end = len(buf)
         pos = 0
         view = memoryview(buf)
         try:
-            while pos + 5 <= end:
-                (length,) = LENGTH.unpack_from(buf, pos)
-                stop = pos + 4 + length
-                if stop > end:
-                    break
-                handle(buf[pos + 4], view, pos + 5, stop)
+            for kind, start, stop in messages(buf):
+                handle(kind, view, start, stop)
                 pos = stop
         finally:
             view.release()
             del buf[:pos]
+
+
+def messages(buf: bytes | bytearray, pos: int = 0) -> Iterator[tuple[int, int, int]]:
+    """The whole messages in `buf` from `pos` on, in order: (kind, start, stop) of each body."""
+    end = len(buf)
+    while pos + 5 <= end:
+        (length,) = LENGTH.unpack_from(buf, pos)
+        stop = pos + 4 + length
+        if stop > end:
+            return
+        yield buf[pos + 4], pos + 5, stop
+        pos = stop

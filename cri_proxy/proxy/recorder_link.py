@@ -2,8 +2,9 @@
 recorder's controls, all speaking to the child over one socketpair (model.link).
 
 The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
-and one `sendmsg` per event-loop turn; what the child has not taken yet waits there, up to
-half of `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
+and one `sendmsg` per event-loop turn; the child reads it all at once into its own backlog
+(recorder.spool). What it has not taken yet waits in the outbox, up to half of
+`--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
 connection's calls are recorded as unparsed), the episode counted and logged.
 
 If the child dies (killed, out of memory), forwarding goes on; the loss is counted (see

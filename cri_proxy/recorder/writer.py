@@ -100,7 +100,10 @@ class BatchWriter:
             st = os.stat(self.path)
             inode = (st.st_dev, st.st_ino)
             if not sessions.has_session(conn, self._session_id, self.session):
+                unclean = sessions.unclean_previous(conn)
+                totals.loss_episodes += unclean is not None
                 self._session_id = sessions.insert_session(conn, self.session, totals)
+                sessions.insert_losses(conn, self._session_id, [unclean] if unclean else [])
         except BaseException:
             conn.close()
             raise
