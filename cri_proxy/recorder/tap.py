@@ -24,6 +24,7 @@ from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
+from cri_proxy.model.link import read_lean_data
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
 from cri_proxy.recorder.wire import MessageReader, apply_status, cap_metadata, data_content, error_name, header_text
@@ -68,8 +69,11 @@ class RecordingTap:
 
     def __init__(self, sink: CallSink, clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.monotonic,
-                 decoder: Callable[[], HeaderDecoder] = fast_decoder) -> None:
+                 decoder: Callable[[], HeaderDecoder] = fast_decoder, lean: bool = False) -> None:
         self.sink = sink
+        # The bytes come in the relay's lean form (proxy.lean): each DATA frame's payload is a
+        # summary of its messages (link.lean_data), counted into the call's byte totals.
+        self.lean = lean
         self.clock = clock  # wall clock, for started_at
         self.timer = timer  # monotonic, for durations and offsets
         self.decoder = decoder
@@ -235,7 +239,10 @@ class ConnectionRecorder:
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
-        content = data_content(frame) if not call.skimmed else b""
+        if self.tap.lean:
+            content = self._summary(side, call, frame)
+        else:
+            content = data_content(frame) if not call.skimmed else b""
         if content is None:
             call.unparsed = True
             call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
@@ -244,6 +251,24 @@ class ConnectionRecorder:
             reader.feed(content, call.rec, self._now - call.t0)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
+
+    def _summary(self, side: Side, call: _Call, frame: h2.Frame) -> bytes | None:
+        """A lean DATA frame: its messages counted as the full bytes would count them (None: its
+        padding was malformed)."""
+        if call.skimmed:
+            return b""
+        bad, messages, size = read_lean_data(frame.payload or b"")
+        if bad:
+            return None
+        reader = call.request if side is self.client else call.response
+        if reader.stopped is not None or not messages:
+            return b""
+        reader.count += messages
+        if reader.direction is Direction.REQUEST:
+            call.rec.request_bytes += size
+        else:
+            call.rec.response_bytes += size
+        return b""
 
     def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side

@@ -59,8 +59,9 @@ READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
 
 class Worker:
     def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, buffer_bytes: int = 64 << 20,
-                 telemetry: Telemetry | None = None) -> None:
-        """`buffer_bytes`: what the proxy holds for this process before it drops bytes (half of --queue-mb)."""
+                 telemetry: Telemetry | None = None, lean: bool = False) -> None:
+        """`buffer_bytes`: what the proxy holds for this process before it drops bytes (half of --queue-mb);
+        `lean`: the proxy ships DATA frames as summaries (no --db, no spans: proxy.lean)."""
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(buffer_bytes)
@@ -72,7 +73,7 @@ class Worker:
             from cri_proxy.recorder.telemetry import ObservingSink
 
             sink = ObservingSink(telemetry, recorder)
-        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono)
+        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
         self.tap.on_skimmed = self._skimmed
         if telemetry is not None:
             self.tap.on_opened = telemetry.opened
@@ -307,7 +308,8 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, buffer_bytes=buffer_bytes(config.queue_mb), telemetry=telemetry).run()
+    Worker(sock, recorder, buffer_bytes=buffer_bytes(config.queue_mb), telemetry=telemetry,
+           lean=not config.needs_bodies).run()
     return 0
 
 

@@ -1,0 +1,182 @@
+"""The relayed bytes without message bodies: what the recorder process gets when nothing
+there needs them (`--metrics-listen` without `--db` or `--otlp-endpoint`; see
+`RecordConfig.needs_bodies`).
+
+Metrics count calls, statuses, durations and message bytes; they never look inside a
+message. So instead of copying every reply to the recorder process (a 1 MB stats reply is
+1 MB more through the link and through the recorder's tap), the relay ships each
+direction's frames as they are except DATA, whose payload it replaces by a summary
+(`link.LEAN_DATA`): how many gRPC messages the frame completes and their bytes (the
+5-byte prefixes excluded, as the recorder counts them), or that its padding is malformed.
+Header blocks, SETTINGS, RST_STREAM, GOAWAY... pass whole, so the recorder's HPACK state,
+calls and statuses are exactly what the full bytes would give.
+
+To count messages the walker follows each stream's gRPC framing across DATA frames (a
+prefix or a message cut by a frame boundary), keeping state only for a stream whose frame
+ended inside a message. A summary goes out when its DATA frame's last byte has been
+relayed, which is when the recorder would have completed the same messages.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.model import link
+
+_HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
+_DATA, _HEADERS, _RST = h2.DATA, h2.HEADERS, h2.RST_STREAM
+_PADDED, _END = h2.FLAG_PADDED, h2.FLAG_END_STREAM
+_summary = link.lean_data
+
+
+class _Data:
+    """A DATA frame whose payload is still arriving."""
+
+    __slots__ = ("stream_id", "flags", "left", "pad", "content", "bad", "messages", "size")
+
+    def __init__(self, stream_id: int, flags: int, length: int) -> None:
+        self.stream_id = stream_id
+        self.flags = flags
+        self.left = length  # payload bytes still to come
+        self.pad = -1 if flags & _PADDED else 0  # -1: the pad length byte is still to come
+        self.content = length if not flags & _PADDED else 0  # content bytes still to come
+        self.bad = bool(flags & _PADDED) and length == 0  # PADDED without a pad length
+        self.messages = 0
+        self.size = 0
+
+
+class LeanWalker:
+    """One direction of one connection: `feed(chunk)` returns what the recorder gets of it."""
+
+    __slots__ = ("streams", "other", "_head", "_verbatim", "_data", "at_boundary")
+
+    def __init__(self) -> None:
+        # Per stream whose last DATA frame ended inside a gRPC message: the message's body
+        # bytes still due, its length, and the prefix bytes read so far (when cut inside it).
+        self.streams: dict[int, tuple[int, int, bytes]] = {}
+        self.other: LeanWalker | None = None  # the other direction (RST_STREAM ends both)
+        self._head = b""  # the start of a frame header cut by the chunk's end
+        self._verbatim = 0  # bytes of a frame passed as they are, still to come
+        self._data: _Data | None = None
+        self.at_boundary = True  # the next output begins a frame
+
+    def feed(self, chunk: bytes) -> bytes:
+        """This chunk's frames with DATA payloads summarised (b"" when nothing is due yet)."""
+        self.at_boundary = not self._verbatim
+        if self._head:
+            chunk = self._head + chunk  # rare: a frame header cut by a read
+            self._head = b""
+        end = len(chunk)
+        pos = 0
+        out: list[bytes] = []
+        mark = 0  # where the bytes passed as they are begin
+        if self._verbatim:
+            pos = min(self._verbatim, end)
+            self._verbatim -= pos
+        elif self._data is not None:
+            pos = self._payload(chunk, 0, end, out)
+            mark = pos
+        streams = self.streams
+        while pos < end:
+            if end - pos < 9:
+                if mark < pos:
+                    out.append(chunk[mark:pos])
+                self._head = chunk[pos:]
+                return b"".join(out)
+            high, low, kind, flags, sid = _HEADER(chunk, pos)
+            length = high << 16 | low
+            if kind != _DATA:
+                if kind == _RST or (streams and kind == _HEADERS and flags & _END):
+                    self._ended(sid & 0x7FFFFFFF, kind == _RST)
+                nxt = pos + 9 + length
+                if nxt > end:
+                    self._verbatim = nxt - end
+                    pos = end
+                    break
+                pos = nxt
+                continue
+            if mark < pos:
+                out.append(chunk[mark:pos])
+            sid &= 0x7FFFFFFF
+            nxt = pos + 9 + length
+            # The common frame: whole in this chunk, unpadded, one whole message, nothing pending.
+            if nxt <= end and not flags & _PADDED and length >= 5 and not (streams and sid in streams) \
+                    and (size := int.from_bytes(chunk[pos + 10:pos + 14], "big")) + 5 == length:
+                out.append(_summary(flags & _END, sid, False, 1, size))
+                pos = mark = nxt
+                continue
+            self._data = _Data(sid, flags, length)
+            pos = mark = self._payload(chunk, pos + 9, end, out)
+        if mark < pos:
+            out.append(chunk[mark:pos])
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+    def _payload(self, chunk: bytes, pos: int, end: int, out: list[bytes]) -> int:
+        """Walk the open DATA frame's payload in chunk[pos:end]; the summary once it is whole."""
+        d = self._data
+        assert d is not None
+        take = min(d.left, end - pos)
+        stop = pos + take
+        d.left -= take
+        if d.pad < 0 and pos < stop:
+            d.pad = chunk[pos]
+            pos += 1
+            if d.pad >= d.left + 1 + (stop - pos):  # payload[0] >= len(payload): malformed
+                d.bad = True
+            else:
+                d.content = d.left + (stop - pos) - d.pad
+        content = min(d.content, stop - pos)
+        if content and not d.bad:
+            self._messages(d, chunk, pos, pos + content)
+        d.content -= content
+        if not d.left:
+            self._data = None
+            if d.flags & _END:
+                self.streams.pop(d.stream_id, None)
+            out.append(_summary(d.flags & _END, d.stream_id, d.bad, d.messages, d.size))
+        return stop
+
+    def _messages(self, d: _Data, chunk: bytes, pos: int, stop: int) -> None:
+        """Count the gRPC messages completed in chunk[pos:stop], content of stream d.stream_id."""
+        need, size, prefix = self.streams.pop(d.stream_id, (0, 0, b""))
+        while pos < stop:
+            if need:
+                took = min(need, stop - pos)
+                need -= took
+                pos += took
+                if not need:
+                    d.messages += 1
+                    d.size += size
+                continue
+            if prefix or stop - pos < 5:
+                took = min(5 - len(prefix), stop - pos)
+                prefix += chunk[pos:pos + took]
+                pos += took
+                if len(prefix) < 5:
+                    break
+                head, prefix = prefix, b""
+            else:
+                head = chunk[pos:pos + 5]
+                pos += 5
+            size = int.from_bytes(head[1:5], "big")
+            need = size
+            if not size:
+                d.messages += 1  # an empty message is complete with its prefix
+        if need or prefix:
+            self.streams[d.stream_id] = (need, size, prefix)
+
+    def _ended(self, stream_id: int, reset: bool) -> None:
+        """This direction of the stream is over (a reset: both directions)."""
+        self.streams.pop(stream_id, None)
+        if reset and self.other is not None:
+            self.other.streams.pop(stream_id, None)
+
+
+def lean_pair() -> tuple[LeanWalker, LeanWalker]:
+    """The client's and the server's walkers of one connection."""
+    client, server = LeanWalker(), LeanWalker()
+    client.other, server.other = server, client
+    return client, server
