@@ -71,7 +71,7 @@ _NONE: Final = -1
 # bodies (RecordConfig.needs_bodies false): every DATA frame's payload is replaced by this
 # summary, in a frame of its own (header: length, type DATA, END_STREAM kept, stream).
 LEAN_SUMMARY: Final = struct.Struct(">BIQ")  # malformed padding, gRPC messages completed, their bytes
-_LEAN_DATA: Final = struct.Struct(">BHBBIBIQ")
+LEAN_DATA_FRAME: Final = struct.Struct(">BHBBIBIQ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ def chunk_head(conn_id: int, from_client: bool, wall: float, mono: float, size: 
 def lean_data(flags: int, stream_id: int, bad: bool, messages: int, size: int) -> bytes:
     """A DATA frame in the lean form: `messages` gRPC messages of `size` bytes (prefixes
     excluded) completed in it, or `bad`: its padding is malformed."""
-    return _LEAN_DATA.pack(0, LEAN_SUMMARY.size, 0, flags, stream_id, bad, messages, size)
+    return LEAN_DATA_FRAME.pack(0, LEAN_SUMMARY.size, 0, flags, stream_id, bad, messages, size)
 
 
 def read_lean_data(payload: bytes) -> tuple[bool, int, int]:

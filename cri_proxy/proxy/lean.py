@@ -28,6 +28,8 @@ _HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits)
 _DATA, _HEADERS, _RST = h2.DATA, h2.HEADERS, h2.RST_STREAM
 _PADDED, _END = h2.FLAG_PADDED, h2.FLAG_END_STREAM
 _summary = link.lean_data
+_pack = link.LEAN_DATA_FRAME.pack  # lean_data without the call, for the common frame
+_SUMMARY_SIZE = link.LEAN_SUMMARY.size
 
 
 class _Data:
@@ -63,20 +65,21 @@ class LeanWalker:
 
     def feed(self, chunk: bytes) -> bytes:
         """This chunk's frames with DATA payloads summarised (b"" when nothing is due yet)."""
-        self.at_boundary = not self._verbatim
-        if self._head:
-            chunk = self._head + chunk  # rare: a frame header cut by a read
-            self._head = b""
-        end = len(chunk)
-        pos = 0
         out: list[bytes] = []
-        mark = 0  # where the bytes passed as they are begin
-        if self._verbatim:
-            pos = min(self._verbatim, end)
-            self._verbatim -= pos
-        elif self._data is not None:
-            pos = self._payload(chunk, 0, end, out)
-            mark = pos
+        pos = mark = 0  # mark: where the bytes passed as they are begin
+        if self._verbatim or self._head or self._data is not None:  # a frame cut by the last read
+            self.at_boundary = not self._verbatim
+            if self._head:
+                chunk = self._head + chunk  # rare: a frame header cut by a read
+                self._head = b""
+            if self._verbatim:
+                pos = min(self._verbatim, len(chunk))
+                self._verbatim -= pos
+            elif self._data is not None:
+                pos = mark = self._payload(chunk, 0, len(chunk), out)
+        else:
+            self.at_boundary = True
+        end = len(chunk)
         streams = self.streams
         while pos < end:
             if end - pos < 9:
@@ -100,12 +103,12 @@ class LeanWalker:
                 out.append(chunk[mark:pos])
             sid &= 0x7FFFFFFF
             nxt = pos + 9 + length
-            # The common frame: whole in this chunk, unpadded, one whole message, nothing pending.
-            if nxt <= end and not flags & _PADDED and length >= 5 and not (streams and sid in streams) \
-                    and (size := int.from_bytes(chunk[pos + 10:pos + 14], "big")) + 5 == length:
-                out.append(_summary(flags & _END, sid, False, 1, size))
-                pos = mark = nxt
-                continue
+            if nxt <= end and not flags & _PADDED:
+                done = self._whole(chunk, pos, sid, flags, length)
+                if done is not None:
+                    out.append(done)
+                    pos = mark = nxt
+                    continue
             self._data = _Data(sid, flags, length)
             pos = mark = self._payload(chunk, pos + 9, end, out)
         if mark < pos:
@@ -113,6 +116,36 @@ class LeanWalker:
         if len(out) == 1:
             return out[0]
         return b"".join(out)
+
+    def _whole(self, chunk: bytes, pos: int, sid: int, flags: int, length: int) -> bytes | None:
+        """The summary of an unpadded DATA frame whole in `chunk` at `pos`, in the common shapes:
+        one whole message, the start of a longer one, the middle or the end of one. None for
+        any other (several messages, a prefix cut by a frame): the general walk reads those."""
+        streams = self.streams
+        state = streams.get(sid) if streams else None
+        end = flags & _END
+        if state is None:
+            if length < 5:
+                return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0) if not length else None
+            size = int.from_bytes(chunk[pos + 10:pos + 14], "big")
+            if size + 5 == length:
+                return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 1, size)
+            if size + 5 < length:
+                return None
+            if not end:
+                streams[sid] = (size + 5 - length, size, b"")
+            return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0)
+        need, size, prefix = state
+        if prefix or need < length:
+            return None
+        if need == length:
+            del streams[sid]
+            return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 1, size)
+        if end:
+            del streams[sid]
+        else:
+            streams[sid] = (need - length, size, b"")
+        return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0)
 
     def _payload(self, chunk: bytes, pos: int, end: int, out: list[bytes]) -> int:
         """Walk the open DATA frame's payload in chunk[pos:end]; the summary once it is whole."""
