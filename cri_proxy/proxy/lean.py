@@ -4,17 +4,21 @@ there needs them (`--metrics-listen` without `--db` or `--otlp-endpoint`; see
 
 Metrics count calls, statuses, durations and message bytes; they never look inside a
 message. So instead of copying every reply to the recorder process (a 1 MB stats reply is
-1 MB more through the link and through the recorder's tap), the relay ships each
-direction's frames as they are except DATA, whose payload it replaces by a summary
-(`link.LEAN_DATA`): how many gRPC messages the frame completes and their bytes (the
+1 MB more through the link and through the recorder's tap), the relay ships the server's
+frames as they are except DATA, whose payload it replaces by a summary
+(`link.lean_data`): how many gRPC messages the frame completes and their bytes (the
 5-byte prefixes excluded, as the recorder counts them), or that its padding is malformed.
+The client's bytes go whole: CRI requests are small (the large bodies are replies: stats,
+lists, exec output), and walking them would cost the relay more than copying them.
 Header blocks, SETTINGS, RST_STREAM, GOAWAY... pass whole, so the recorder's HPACK state,
 calls and statuses are exactly what the full bytes would give.
 
 To count messages the walker follows each stream's gRPC framing across DATA frames (a
 prefix or a message cut by a frame boundary), keeping state only for a stream whose frame
-ended inside a message. A summary goes out when its DATA frame's last byte has been
-relayed, which is when the recorder would have completed the same messages.
+ended inside a message (at most MAX_CUT of them: a client's reset, which this walker does
+not see, leaves the stream's state behind). A summary goes out when its DATA frame's last byte has been
+relayed, which is when the recorder would have completed the same messages; a frame that
+completes none (the middle of a large reply) and ends nothing is left out altogether.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model import link
 
 _HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
-_DATA, _HEADERS, _RST = h2.DATA, h2.HEADERS, h2.RST_STREAM
-_PADDED, _END = h2.FLAG_PADDED, h2.FLAG_END_STREAM
+_DATA, _HEADERS, _RST, _CONTINUATION = h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.CONTINUATION
+_PADDED, _END, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
 _summary = link.lean_data
+MAX_CUT = 1024  # streams whose state is kept (far more than a connection has open at once)
 _pack = link.LEAN_DATA_FRAME.pack  # lean_data without the call, for the common frame
 _SUMMARY_SIZE = link.LEAN_SUMMARY.size
 
@@ -51,17 +56,17 @@ class _Data:
 class LeanWalker:
     """One direction of one connection: `feed(chunk)` returns what the recorder gets of it."""
 
-    __slots__ = ("streams", "other", "_head", "_verbatim", "_data", "at_boundary")
+    __slots__ = ("streams", "_head", "_verbatim", "_data", "at_boundary", "in_block")
 
     def __init__(self) -> None:
         # Per stream whose last DATA frame ended inside a gRPC message: the message's body
         # bytes still due, its length, and the prefix bytes read so far (when cut inside it).
         self.streams: dict[int, tuple[int, int, bytes]] = {}
-        self.other: LeanWalker | None = None  # the other direction (RST_STREAM ends both)
         self._head = b""  # the start of a frame header cut by the chunk's end
         self._verbatim = 0  # bytes of a frame passed as they are, still to come
         self._data: _Data | None = None
         self.at_boundary = True  # the next output begins a frame
+        self.in_block = False  # between a HEADERS frame and its END_HEADERS
 
     def feed(self, chunk: bytes) -> bytes:
         """This chunk's frames with DATA payloads summarised (b"" when nothing is due yet)."""
@@ -90,8 +95,10 @@ class LeanWalker:
             high, low, kind, flags, sid = _HEADER(chunk, pos)
             length = high << 16 | low
             if kind != _DATA:
+                if kind == _HEADERS or kind == _CONTINUATION:
+                    self.in_block = not flags & _END_HEADERS
                 if kind == _RST or (streams and kind == _HEADERS and flags & _END):
-                    self._ended(sid & 0x7FFFFFFF, kind == _RST)
+                    self._ended(sid & 0x7FFFFFFF)
                 nxt = pos + 9 + length
                 if nxt > end:
                     self._verbatim = nxt - end
@@ -104,9 +111,16 @@ class LeanWalker:
             sid &= 0x7FFFFFFF
             nxt = pos + 9 + length
             if nxt <= end and not flags & _PADDED:
+                # The commonest frame, inline: one whole message, nothing pending on its stream.
+                if length >= 5 and not (streams and sid in streams) \
+                        and (size := int.from_bytes(chunk[pos + 10:pos + 14], "big")) + 5 == length:
+                    out.append(_pack(0, _SUMMARY_SIZE, _DATA, flags & _END, sid, False, 1, size))
+                    pos = mark = nxt
+                    continue
                 done = self._whole(chunk, pos, sid, flags, length)
                 if done is not None:
-                    out.append(done)
+                    if done:
+                        out.append(done)
                     pos = mark = nxt
                     continue
             self._data = _Data(sid, flags, length)
@@ -126,15 +140,15 @@ class LeanWalker:
         end = flags & _END
         if state is None:
             if length < 5:
-                return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0) if not length else None
+                return self._nothing(end, sid) if not length else None
             size = int.from_bytes(chunk[pos + 10:pos + 14], "big")
             if size + 5 == length:
                 return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 1, size)
             if size + 5 < length:
                 return None
             if not end:
-                streams[sid] = (size + 5 - length, size, b"")
-            return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0)
+                self._cut(sid, size + 5 - length, size, b"")
+            return self._nothing(end, sid)
         need, size, prefix = state
         if prefix or need < length:
             return None
@@ -145,7 +159,12 @@ class LeanWalker:
             del streams[sid]
         else:
             streams[sid] = (need - length, size, b"")
-        return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0)
+        return self._nothing(end, sid)
+
+    def _nothing(self, end: int, sid: int) -> bytes:
+        """The summary of a frame that completes no message: none at all, unless it ends the
+        stream or interrupts a header block (the recorder must see both)."""
+        return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0) if end or self.in_block else b""
 
     def _payload(self, chunk: bytes, pos: int, end: int, out: list[bytes]) -> int:
         """Walk the open DATA frame's payload in chunk[pos:end]; the summary once it is whole."""
@@ -169,7 +188,8 @@ class LeanWalker:
             self._data = None
             if d.flags & _END:
                 self.streams.pop(d.stream_id, None)
-            out.append(_summary(d.flags & _END, d.stream_id, d.bad, d.messages, d.size))
+            if d.messages or d.bad or d.flags & _END or self.in_block:
+                out.append(_summary(d.flags & _END, d.stream_id, d.bad, d.messages, d.size))
         return stop
 
     def _messages(self, d: _Data, chunk: bytes, pos: int, stop: int) -> None:
@@ -199,17 +219,14 @@ class LeanWalker:
             if not size:
                 d.messages += 1  # an empty message is complete with its prefix
         if need or prefix:
-            self.streams[d.stream_id] = (need, size, prefix)
+            self._cut(d.stream_id, need, size, prefix)
 
-    def _ended(self, stream_id: int, reset: bool) -> None:
-        """This direction of the stream is over (a reset: both directions)."""
+    def _cut(self, stream_id: int, need: int, size: int, prefix: bytes) -> None:
+        """Stream `stream_id`'s last frame ended inside a message."""
+        streams = self.streams
+        if len(streams) >= MAX_CUT and stream_id not in streams:
+            del streams[next(iter(streams))]  # the oldest: a stream its client reset long ago
+        streams[stream_id] = (need, size, prefix)
+
+    def _ended(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
-        if reset and self.other is not None:
-            self.other.streams.pop(stream_id, None)
-
-
-def lean_pair() -> tuple[LeanWalker, LeanWalker]:
-    """The client's and the server's walkers of one connection."""
-    client, server = LeanWalker(), LeanWalker()
-    client.other, server.other = server, client
-    return client, server

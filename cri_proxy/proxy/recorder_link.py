@@ -27,7 +27,7 @@ from cri_proxy.model import link
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
-from cri_proxy.proxy.lean import lean_pair
+from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.recorder_child import Child
 from cri_proxy.proxy.recorder_loss import Outage, Unacked
 from cri_proxy.proxy.recorder_out import Outbox, buffer_bytes
@@ -338,19 +338,14 @@ class _Shipped:
 
 
 class _Lean(_Shipped):
-    """One connection's tap when the recorder needs no message bodies: its bytes go with
-    each DATA frame reduced to a summary of its messages (proxy.lean)."""
+    """One connection's tap when the recorder needs no message bodies: the server's bytes go
+    with each DATA frame reduced to a summary of its messages (proxy.lean)."""
 
-    __slots__ = ("client", "server")
+    __slots__ = ("server",)
 
     def __init__(self, proc: RecorderProcess, conn_id: int) -> None:
         super().__init__(proc, conn_id)
-        self.client, self.server = lean_pair()
-
-    def client_bytes(self, data: bytes, boundary: bool) -> None:
-        walker = self.client
-        if out := walker.feed(data):
-            self.proc.chunk(self.conn_id, True, out, walker.at_boundary)
+        self.server = LeanWalker()
 
     def server_bytes(self, data: bytes, boundary: bool) -> None:
         walker = self.server

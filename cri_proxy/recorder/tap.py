@@ -71,8 +71,8 @@ class RecordingTap:
                  timer: Callable[[], float] = time.monotonic,
                  decoder: Callable[[], HeaderDecoder] = fast_decoder, lean: bool = False) -> None:
         self.sink = sink
-        # The bytes come in the relay's lean form (proxy.lean): each DATA frame's payload is a
-        # summary of its messages (link.lean_data), counted into the call's byte totals.
+        # The server's bytes come in the relay's lean form (proxy.lean): each DATA frame's payload
+        # is a summary of its messages (link.lean_data), counted into the call's byte totals.
         self.lean = lean
         self.clock = clock  # wall clock, for started_at
         self.timer = timer  # monotonic, for durations and offsets
@@ -239,8 +239,8 @@ class ConnectionRecorder:
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
-        if self.tap.lean:
-            content = self._summary(side, call, frame)
+        if self.tap.lean and side is self.server:
+            content = self._summary(call, frame)
         else:
             content = data_content(frame) if not call.skimmed else b""
         if content is None:
@@ -252,21 +252,17 @@ class ConnectionRecorder:
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
-    def _summary(self, side: Side, call: _Call, frame: h2.Frame) -> bytes | None:
-        """A lean DATA frame: its messages counted as the full bytes would count them (None: its
-        padding was malformed)."""
+    def _summary(self, call: _Call, frame: h2.Frame) -> bytes | None:
+        """A lean DATA frame of the server's: its messages counted as the full bytes would
+        count them (None: its padding was malformed)."""
         if call.skimmed:
             return b""
         bad, messages, size = read_lean_data(frame.payload or b"")
         if bad:
             return None
-        reader = call.request if side is self.client else call.response
-        if reader.stopped is not None or not messages:
-            return b""
-        reader.count += messages
-        if reader.direction is Direction.REQUEST:
-            call.rec.request_bytes += size
-        else:
+        reader = call.response
+        if reader.stopped is None and messages:
+            reader.count += messages
             call.rec.response_bytes += size
         return b""
 

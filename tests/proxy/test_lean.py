@@ -1,6 +1,7 @@
 """The lean form (cri_proxy/proxy/lean.py): the same byte streams, fed to the recorder's tap
-whole and through the relay's lean walkers, give the same calls and the same metrics, however
-the reads cut them; and the lean form is a small fraction of the bytes when replies are large."""
+whole and with the server's through the relay's lean walker, give the same calls and the same
+metrics, however the reads cut them; and the lean form is a small fraction of the bytes when
+replies are large."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 
 import pytest
 from hpack import Encoder
-from hyperframe.frame import DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 from prometheus_client import generate_latest
 
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.link import lean_data, read_lean_data
 from cri_proxy.model.sink import MemorySink
-from cri_proxy.proxy.lean import LeanWalker, lean_pair
+from cri_proxy.proxy.lean import MAX_CUT, LeanWalker
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.metrics import CallMetrics
 from cri_proxy.recorder.tap import RecordingTap
@@ -104,21 +105,23 @@ def chunks(frames: list[bytes], rng: random.Random) -> list[bytes]:
 
 
 def replay(s: Streams, lean: bool, rng: random.Random) -> tuple[list[RecordedCall], int]:
-    """The calls the tap makes of both streams, and the bytes it was fed; the time is the
+    """The calls the tap makes of both streams, and the server bytes it was fed; the time is the
     number of the read, so durations say in which read a call's frames completed."""
     sink = MemorySink()
     now = [0.0]
     conn = RecordingTap(sink, clock=lambda: 0.0, timer=lambda: now[0], lean=lean).open(
         ConnectionInfo(1, 10, 0, "unix:///rt.sock"))
-    client, server = lean_pair()
+    walker = LeanWalker()
     fed = 0
-    for (feed, walker), stream in (((conn.client_bytes, client), s.client), ((conn.server_bytes, server), s.server)):
-        for chunk in chunks(stream, rng):
-            now[0] += 1
-            out = walker.feed(chunk) if lean else chunk
-            fed += len(out)
-            if out:
-                feed(out, walker.at_boundary)
+    for chunk in chunks(s.client, rng):
+        now[0] += 1
+        conn.client_bytes(chunk, True)
+    for chunk in chunks(s.server, rng):
+        now[0] += 1
+        out = walker.feed(chunk) if lean else chunk
+        fed += len(out)
+        if out:
+            conn.server_bytes(out, walker.at_boundary)
     conn.closed(None)
     return sink.calls, fed
 
@@ -146,8 +149,33 @@ def test_the_lean_form_gives_the_same_calls_and_metrics(seed: int) -> None:
     assert [seen(c) for c in lean] == [seen(c) for c in full]
     assert metrics(lean) == metrics(full)
     assert any(c.response_bytes >= 300_000 for c in full) and [c.outcome.value for c in full].count("cancelled") == 1
-    assert lean_bytes < full_bytes / 50  # 420 KB of messages: a few hundred bytes of summaries
-    assert all(c.messages == [] for c in lean)  # nothing held: counted as they went by
+    assert lean_bytes < full_bytes / 50  # 420 KB of replies: a few hundred bytes of summaries
+    assert all(m.direction.value == "request" for c in lean for m in c.messages)  # replies counted, not held
+
+
+def test_the_middle_of_a_reply_costs_nothing_but_a_frame_inside_a_header_block_is_kept() -> None:
+    """A frame that completes no message and ends nothing is left out, except inside a header
+    block, where the recorder must see it to know the block was interrupted (and its HPACK lost)."""
+    s = Streams()
+    s.call(prefixed(b"a"), prefixed(b"m" * 90_000), response_cuts=12)
+    for sid in (3, 5):
+        s.c(HeadersFrame(sid, data=s.client_enc.encode([(":method", "POST"),
+                                                        (":path", "/runtime.v1.RuntimeService/Version")]),
+                         flags=["END_HEADERS"]), DataFrame(sid, prefixed(b"v"), flags=["END_STREAM"]))
+    block = s.server_enc.encode([(":status", "200"), ("content-type", "application/grpc")])
+    s.s(HeadersFrame(3, data=s.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"]),
+        DataFrame(3, prefixed(b"q" * 40)[:20]),
+        HeadersFrame(5, data=block[:3]),
+        DataFrame(3, prefixed(b"q" * 40)[20:30]),  # completes nothing, but interrupts the block
+        ContinuationFrame(5, data=block[3:], flags=["END_HEADERS"]))
+    full, full_bytes = replay(s, False, random.Random(1))
+    lean, lean_bytes = replay(s, True, random.Random(1))
+    assert [seen(c) for c in lean] == [seen(c) for c in full]
+    assert [c.outcome.value for c in full] == ["completed", "unparsed", "unparsed"]
+    walker = LeanWalker()
+    frames = [bytes(f.serialize()) for f in (DataFrame(1, prefixed(b"z" * 50)[:20]), DataFrame(1, b"z" * 10),
+                                             HeadersFrame(3, data=b"\x82"), DataFrame(1, b"z" * 10))]
+    assert [walker.feed(f) for f in frames] == [b"", b"", frames[2], lean_data(0, 1, False, 0, 0)]
 
 
 def test_a_walker_passes_everything_but_data_as_it_is() -> None:
@@ -165,12 +193,16 @@ def test_a_walker_passes_everything_but_data_as_it_is() -> None:
     assert walker.feed(ping[10:]) == ping[10:] and not walker.at_boundary
 
 
-def test_a_reset_forgets_the_other_directions_cut_message() -> None:
-    client, server = lean_pair()
-    assert server.feed(bytes(DataFrame(3, prefixed(b"x" * 100)[:50]).serialize())) == lean_data(0, 3, False, 0, 0)
-    assert 3 in server.streams
-    client.feed(bytes(RstStreamFrame(3, error_code=8).serialize()))
-    assert server.streams == {}
+def test_streams_left_inside_a_message_are_bounded() -> None:
+    """A reply cut off by the client's reset (which the server's walker never sees) leaves its
+    stream's state; the oldest goes once MAX_CUT are kept, and a reset or an end drops one."""
+    server = LeanWalker()
+    for sid in range(1, 2 * MAX_CUT + 200, 2):
+        assert server.feed(bytes(DataFrame(sid, prefixed(b"x" * 100)[:50]).serialize())) == b""  # completes nothing
+    assert len(server.streams) == MAX_CUT and min(server.streams) == 201
+    server.feed(bytes(RstStreamFrame(201, error_code=8).serialize()))
+    server.feed(bytes(DataFrame(203, b"x" * 55, flags=["END_STREAM"]).serialize()))
+    assert len(server.streams) == MAX_CUT - 2 and min(server.streams) == 205
 
 
 def test_malformed_padding_is_said_so() -> None:
