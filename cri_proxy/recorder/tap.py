@@ -24,6 +24,7 @@ from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
+from cri_proxy.model.link import read_lean_data
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
 from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
@@ -70,8 +71,11 @@ class RecordingTap:
 
     def __init__(self, sink: CallSink, clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.monotonic,
-                 decoder: Callable[[], HeaderDecoder] = fast_decoder) -> None:
+                 decoder: Callable[[], HeaderDecoder] = fast_decoder, lean: bool = False) -> None:
         self.sink = sink
+        # The server's bytes come in the relay's lean form (proxy.lean): each DATA frame's payload
+        # is a summary of its messages (link.lean_data), counted into the call's byte totals.
+        self.lean = lean
         self.clock = clock  # wall clock, for started_at
         self.timer = timer  # monotonic, for durations and offsets
         self.decoder = decoder
@@ -241,7 +245,11 @@ class ConnectionRecorder:
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
-        content = data_content(frame) if not call.skimmed else b""
+        content: bytes | memoryview | None
+        if self.tap.lean and side is self.server:
+            content = self._summary(call, frame)
+        else:
+            content = data_content(frame) if not call.skimmed else b""
         if content is None:
             call.unparsed = True
             call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
@@ -254,6 +262,20 @@ class ConnectionRecorder:
                 share_bodies(self.tap.bodies, rec, before)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
+
+    def _summary(self, call: _Call, frame: h2.Frame) -> bytes | None:
+        """A lean DATA frame of the server's: its messages counted as the full bytes would
+        count them (None: its padding was malformed)."""
+        if call.skimmed:
+            return b""
+        bad, messages, size = read_lean_data(frame.payload or b"")
+        if bad:
+            return None
+        reader = call.response
+        if reader.stopped is None and messages:
+            reader.count += messages
+            call.rec.response_bytes += size
+        return b""
 
     def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side

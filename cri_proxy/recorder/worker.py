@@ -61,9 +61,10 @@ _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
 
 class Worker:
     def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, lean: bool = False) -> None:
         """`budget_bytes`: what this process holds, read and not handled yet or queued for the
-        writer (--queue-mb); it skims before it gets there (recorder.behind)."""
+        writer (--queue-mb); it skims before it gets there (recorder.behind). `lean`: the proxy
+        ships DATA frames as summaries (no --db, no spans: proxy.lean)."""
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(budget_bytes)
@@ -79,7 +80,7 @@ class Worker:
             from cri_proxy.recorder.telemetry import ObservingSink
 
             sink = ObservingSink(telemetry, recorder)
-        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono)
+        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
         self.tap.on_skimmed = self._skimmed
         if telemetry is not None:
             self.tap.on_opened = telemetry.opened
@@ -341,7 +342,8 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, budget_bytes=config.queue_mb << 20, telemetry=telemetry).run()
+    Worker(sock, recorder, budget_bytes=config.queue_mb << 20, telemetry=telemetry,
+           lean=not config.needs_bodies).run()
     return 0
 
 
