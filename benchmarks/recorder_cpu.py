@@ -139,6 +139,7 @@ def replay(args: argparse.Namespace) -> int:
     from cri_proxy.model.options import RecordConfig
     from cri_proxy.model.session import SessionInfo
     from cri_proxy.recorder.setup import make_recorder
+    from cri_proxy.recorder import worker as worker_module
     from cri_proxy.recorder.worker import Worker
 
     events: list[Event] = pickle.loads(args.capture.read_bytes())
@@ -155,6 +156,9 @@ def replay(args: argparse.Namespace) -> int:
             import cProfile
 
             profile = cProfile.Profile()
+        tune = getattr(worker_module, "tune_gc", None)  # as the recorder process does, where it does
+        if tune is not None:
+            tune()
         cpu, wall = time.thread_time(), time.perf_counter()
         feeder.start()
         if profile is not None:

@@ -6,10 +6,12 @@ SQLite file; the test plays the proxy on the other end with real HTTP/2 frames.
 
 from __future__ import annotations
 
+import gc
 import pathlib
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +24,7 @@ from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.behind import MERGE_S
-from cri_proxy.recorder.worker import Worker
+from cri_proxy.recorder.worker import GC_THRESHOLD, Worker, tune_gc
 from tests.helpers.calls import make_call, rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -177,3 +179,26 @@ def test_calls_begun_in_bytes_the_proxy_dropped_are_counted_lost(
     proxy.stats_until(recorded=1, lost=0)
     proxy.send(link.gap_message(1, True, time.monotonic(), link.GAP_BEHIND, 2))
     proxy.stats_until(recorded=1, lost=2)
+
+
+def test_the_recorder_process_collects_its_youngest_objects_less_often() -> None:
+    """tune_gc (the process's, before its loop): what was loaded at start is set aside and
+    the youngest generation waits for GC_THRESHOLD allocations; cycles are still collected."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:]) and gc.get_freeze_count() > 0
+        ring: list[object] = []
+        ring.append(ring)
+        alive = weakref.ref(Cycle(ring))
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+class Cycle:
+    def __init__(self, ring: list[object]) -> None:
+        self.me = self
+        self.ring = ring
