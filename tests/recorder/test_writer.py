@@ -145,6 +145,22 @@ def test_calls_sharing_a_metadata_list_share_its_set(tmp_path: Path) -> None:
     assert rows(path, "SELECT DISTINCT response_metadata FROM calls") == [(json.dumps([list(p) for p in shared]),)]
 
 
+def test_small_bodies_known_by_their_bytes_are_stored_once_across_batches_and_runs(tmp_path: Path) -> None:
+    """A small body is found by its bytes before it is hashed: across batches, and after the
+    file is opened again (the row found by its sha256); a body differing by a byte is new."""
+    path = tmp_path / "c.db"
+    for _ in range(2):  # two runs on one file, each with two batches
+        record(path, [version_call(i) for i in range(6)], batch_max_calls=3)
+    other = make_call("Version", {"version": "0.1.1"}, {"runtime_name": "containerd"})
+    record(path, [other])
+    bodies = {m.data for i in range(6) for m in version_call(i).messages} | {m.data for m in other.messages}
+    assert rows(path, "SELECT count(*), count(DISTINCT sha256) FROM payloads") == [(len(bodies), len(bodies))]
+    assert rows(path, "SELECT count(*) FROM messages") == [(2 * 12 + 2,)]
+    stored = {bytes(r[0]) for r in rows(path, "SELECT p.data FROM messages m JOIN payloads p ON p.id = m.payload_id")}
+    assert stored == bodies
+    assert integrity(path) == ["ok"]
+
+
 def test_large_payloads_are_capped(tmp_path: Path) -> None:
     path = tmp_path / "calls.db"
     big = make_call("ListImages", {}, {"images": [{"id": f"sha256:{k:064d}", "size": "1"} for k in range(200)]})
