@@ -267,7 +267,8 @@ class BatchWriter:
             calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
                                                timeout, client_id)))
             for i, m in enumerate(call.messages):
-                messages.append((call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3),
+                offset = m.offset_s * 1000  # round() to 3 places formats the float: not for a request's 0
+                messages.append((call_id, _DIRECTION[m.direction], m.index, round(offset, 3) if offset else offset,
                                  self._payload(conn, item, i, m, pending), int(m.compressed)))
         conn.executemany(INSERT_CALL, calls)
         conn.executemany(_INSERT_MESSAGES, messages)
