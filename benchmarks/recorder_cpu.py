@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import pickle
 import socket
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     rep.add_argument("capture", type=Path)
     rep.add_argument("--repeat", type=int, default=3, help="times the capture is played (default 3)")
     rep.add_argument("--profile", action="store_true", help="cProfile the worker, print the top functions")
+    rep.add_argument("--callgrind", action="store_true", help="under valgrind --tool=callgrind --instr-atstart=no: "
+                     "count the instructions of the worker's run only (callgrind_control -i on/off around it)")
     return parser.parse_args(argv)
 
 
@@ -161,10 +165,12 @@ def replay(args: argparse.Namespace) -> int:
             tune()
         cpu, wall = time.thread_time(), time.perf_counter()
         feeder.start()
+        _instrument(args.callgrind, "on")
         if profile is not None:
             profile.runcall(worker.run)
         else:
             worker.run()
+        _instrument(args.callgrind, "off")
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
         feeder.join()
         with sqlite3.connect(db) as conn:
@@ -176,6 +182,11 @@ def replay(args: argparse.Namespace) -> int:
 
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
     return 0
+
+
+def _instrument(on: bool, state: str) -> None:
+    if on:
+        subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], capture_output=True, check=False)
 
 
 def main(argv: list[str]) -> int:
