@@ -6,10 +6,12 @@ SQLite file; the test plays the proxy on the other end with real HTTP/2 frames.
 
 from __future__ import annotations
 
+import gc
 import pathlib
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +25,7 @@ from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.behind import MAX_LAG_S, MERGE_S
-from cri_proxy.recorder.worker import PROXY_GONE, Worker
+from cri_proxy.recorder.worker import GC_THRESHOLD, PROXY_GONE, Worker, tune_gc
 from tests.helpers.calls import make_call, rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -212,3 +214,26 @@ def test_the_backlog_is_recorded_when_the_proxy_is_killed_and_the_session_says_s
     assert rows(path, "SELECT calls_recorded, calls_lost, loss_episodes, ended_at IS NOT NULL FROM sessions") == \
         [(100, 0, 1, 1)]
     assert rows(path, "SELECT reason, calls_lost FROM losses") == [(PROXY_GONE, 0)]
+
+
+def test_the_recorder_process_collects_its_youngest_objects_less_often() -> None:
+    """tune_gc (the process's, before its loop): what was loaded at start is set aside and
+    the youngest generation waits for GC_THRESHOLD allocations; cycles are still collected."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:]) and gc.get_freeze_count() > 0
+        ring: list[object] = []
+        ring.append(ring)
+        alive = weakref.ref(Cycle(ring))
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+class Cycle:
+    def __init__(self, ring: list[object]) -> None:
+        self.me = self
+        self.ring = ring
