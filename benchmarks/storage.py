@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -213,6 +214,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds of kubelet traffic")
     parser.add_argument("--pods", type=int, default=80)
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--keep", help="copy the recording to this file, to look into it")
     args = parser.parse_args()
     calls = list(day_of_calls(args.seconds, args.pods))
     message_bytes = sum(len(m.data) for c in calls for m in c.messages)
@@ -232,6 +234,8 @@ def main() -> int:
         conn.close()
         size = path.stat().st_size
         parts = breakdown(path)
+        if args.keep:
+            shutil.copyfile(path, args.keep)
     per_day = size * 86400 / args.seconds
     figures = {"calls": len(calls), "recorded": recorded, "lost": stats.lost, "calls_per_day": len(calls) * 86400 / args.seconds,
                "message_bytes_per_call": message_bytes / len(calls), "file_bytes": size,

@@ -28,6 +28,8 @@ from cri_proxy.model.call import Metadata
 from cri_proxy.store import bodies
 from cri_proxy.store.rows import metadata_text
 
+Route = tuple[str, str, "str | None", "str | None", "str | None"]  # rows.ROUTE_COLUMNS
+
 DELTA_MIN_BYTES = 2048  # below it the zstd frame's overhead eats what a delta saves
 DELTA_MAX_RATIO = 4  # a delta is kept when at most 1/4 of the body: else the body "does not resemble"
 KEYFRAME_BYTES = 4 << 20  # keyframes (and their compressors' tables) kept in memory, all methods together
@@ -92,6 +94,44 @@ class MetadataSets:
 
     def clear(self) -> None:
         """After a rollback (pending ids may not exist), a new file or pruning."""
+        self._ids.clear()
+        self._pending.clear()
+
+
+_INSERT_ROUTE = ("INSERT INTO routes (service, path, client_api, upstream_api, upstream) VALUES (?, ?, ?, ?, ?) "
+                 "ON CONFLICT DO NOTHING")
+_FIND_ROUTE = ("SELECT id FROM routes WHERE service = ? AND path = ? AND ifnull(client_api, '') = ifnull(?, '') "
+               "AND ifnull(upstream_api, '') = ifnull(?, '') AND ifnull(upstream, '') = ifnull(?, '')")
+
+
+class Routes:
+    """Ids of the `routes` rows (schema 9) in the open file: a call's service, path, API
+    versions and upstream, the same on every call of a method, stored once."""
+
+    def __init__(self) -> None:
+        self._ids: dict[Route, int] = {}
+        self._pending: dict[Route, int] = {}
+
+    def id_of(self, conn: sqlite3.Connection, route: Route) -> int:
+        found = self._ids.get(route) or self._pending.get(route)
+        if found is not None:
+            return found
+        cursor = conn.execute(_INSERT_ROUTE, route)
+        if cursor.rowcount == 1 and cursor.lastrowid is not None:
+            found = int(cursor.lastrowid)
+        else:  # stored by an earlier run (or evicted from the cache)
+            found = int(conn.execute(_FIND_ROUTE, route).fetchone()[0])
+        self._pending[route] = found
+        return found
+
+    def committed(self) -> None:
+        self._ids.update(self._pending)
+        self._pending.clear()
+        while len(self._ids) > _CACHE_ENTRIES:
+            del self._ids[next(iter(self._ids))]
+
+    def clear(self) -> None:
+        """After a rollback (pending ids may not exist) or on another file."""
         self._ids.clear()
         self._pending.clear()
 

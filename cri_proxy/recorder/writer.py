@@ -28,7 +28,7 @@ from cri_proxy.recorder.clients import ClientIds
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
-from cri_proxy.store.rows import INSERT_CALL, row_values
+from cri_proxy.store.rows import INSERT_CALL, route, row_values
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class BatchWriter:
         self._cache: OrderedDict[str, int] = OrderedDict()  # sha256 -> payload id
         self._small: dict[bytes, int] = {}  # a small body's bytes -> its payload id (oldest first)
         self._sets = packing.MetadataSets()
+        self._routes = packing.Routes()
         self._keyframes = packing.Keyframes()
         self._clients = ClientIds()
 
@@ -133,6 +134,7 @@ class BatchWriter:
         self._cache.clear()
         self._small.clear()
         self._sets.clear()
+        self._routes.clear()
         self._keyframes.clear()
         self._clients.clear()
 
@@ -217,6 +219,7 @@ class BatchWriter:
             self._remember(sha, payload_id)
         self._remember_small(small)
         self._sets.committed()
+        self._routes.committed()
         self._keyframes.committed()
         return len(items)
 
@@ -266,8 +269,9 @@ class BatchWriter:
             sets = (self._sets.id_of(conn, request_metadata), self._set_id(conn, call.response_metadata, seen),
                     self._set_id(conn, call.trailers, seen))
             client_id = self._clients.id_for(conn, call)
+            route_id = self._routes.id_of(conn, route(call))
             calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
-                                               timeout, client_id)))
+                                               timeout, client_id, route_id)))
             for i, m in enumerate(call.messages):
                 offset = m.offset_s * 1000  # round() to 3 places formats the float: not for a request's 0
                 messages.append((call_id, _DIRECTION[m.direction], m.index, round(offset, 3) if offset else offset,

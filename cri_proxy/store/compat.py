@@ -24,6 +24,8 @@ to TEMP first, so every query, view and named query sees the newest schema.
 - version 7 -> 8: no `clients` table and no `calls.client_id`: an empty `clients` view, and
   `calls` (the file's, or the TEMP view of the step before) with `client_id` NULL, which is
   what the migration leaves on the calls it finds.
+- version 8 -> 9: routes stored once behind the same `calls` columns, which an older file's
+  `calls` already has, and field-aware deltas, which an older file has none of: nothing to do.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -134,9 +136,13 @@ def _to_8(conn: sqlite3.Connection) -> None:
     conn.execute(f"CREATE TEMP VIEW calls AS SELECT c.*, CAST(NULL AS INTEGER) AS client_id FROM {source} AS c")
 
 
+def _to_9(conn: sqlite3.Connection) -> None:
+    """0009 moved the route's text to `routes` behind the same `calls` columns: nothing to do."""
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
 STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8,
+    1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9,
 }
 
 

@@ -36,10 +36,13 @@ CALL_COLUMNS = (
 )  # fmt: skip
 
 METADATA_COLUMNS = ("request_metadata", "response_metadata", "trailers")
+# A call's route (schema 9): what every call of a method repeats, stored once in `routes`.
+ROUTE_COLUMNS = ("service", "path", "client_api", "upstream_api", "upstream")
 # What the writer inserts into `call_rows` (schema 6): every column of `calls` but the
-# metadata text, then the ids of the three metadata sets and the request's grpc-timeout.
+# metadata text, then the ids of the three metadata sets, the request's grpc-timeout and
+# (schema 9) the route's id. A row with a route leaves its ROUTE_COLUMNS empty.
 ROW_COLUMNS = (*(name for name in CALL_COLUMNS if name not in METADATA_COLUMNS),
-               "request_metadata_id", "response_metadata_id", "trailers_id", "grpc_timeout")
+               "request_metadata_id", "response_metadata_id", "trailers_id", "grpc_timeout", "route_id")
 # The writer numbers each batch's calls itself (so their messages can name them in one
 # executemany): the id first, then the row.
 INSERT_CALL = (
@@ -162,6 +165,11 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([list(pair) for pair in pairs])
 
 
+def route(call: RecordedCall) -> tuple[str, str, str | None, str | None, str | None]:
+    """The call's ROUTE_COLUMNS, as `calls` shows them."""
+    return call.service, call.path, call.client_api, call.upstream_api, call.upstream or None
+
+
 def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
             client_id: int | None) -> tuple[object, ...]:
     """The columns of `call_rows` that `calls` shows as they are (ROW_COLUMNS order, up to the sets)."""
@@ -204,12 +212,23 @@ def metadata_text(metadata: Metadata) -> str | None:
     return _metadata_json(metadata)
 
 
+# Where a row with a route holds its ROUTE_COLUMNS, and what it holds there ('' in the NOT
+# NULL columns, NULL in the others: the `calls` view reads the route's instead).
+_ROUTE_AT = tuple(ROW_COLUMNS.index(name) for name in ROUTE_COLUMNS)
+_ROUTE_BLANKS = ("", "", None, None, None)
+
+
 def row_values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
                sets: tuple[int | None, int | None, int | None], grpc_timeout: str | None,
-               client_id: int | None = None) -> tuple[object, ...]:
+               client_id: int | None = None, route_id: int | None = None) -> tuple[object, ...]:
     """The `call_rows` row of a call (ROW_COLUMNS order): `sets` are the ids of its request
-    metadata, response metadata and trailers sets (store.metasets)."""
-    return (*_values(call, session_id, ids, redacted, exit_code, client_id), *sets, grpc_timeout)
+    metadata, response metadata and trailers sets (store.metasets), `route_id` its `routes`
+    row (None: the row keeps the route's text itself)."""
+    values = [*_values(call, session_id, ids, redacted, exit_code, client_id), *sets, grpc_timeout, route_id]
+    if route_id is not None:
+        for at, blank in zip(_ROUTE_AT, _ROUTE_BLANKS):
+            values[at] = blank
+    return tuple(values)
 
 
 def _metadata(text: str | None) -> Metadata:
