@@ -9,6 +9,7 @@ it, so the cache never names a row that is not there.
 from __future__ import annotations
 
 import sqlite3
+from typing import Generic, TypeVar
 
 from cri_proxy.model.call import RecordedCall
 
@@ -28,25 +29,27 @@ def identity(call: RecordedCall) -> Identity | None:
     return None if all(v is None for v in key) else key
 
 
-class ClientIds:
-    """`id_for` inside the writer's transaction; `committed` or `rolled_back` after it."""
+K = TypeVar("K", bound=tuple)  # a row's identity: its columns
 
-    def __init__(self) -> None:
-        self._ids: dict[Identity, int] = {}
-        self._pending: dict[Identity, int] = {}
 
-    def id_for(self, conn: sqlite3.Connection, call: RecordedCall) -> int | None:
-        key = identity(call)
-        if key is None:
-            return None
+class RowIds(Generic[K]):
+    """Ids of rows stored once per distinct identity (clients, routes), cached per open
+    database: `id_of` inside the writer's transaction; `committed` or `rolled_back` after it."""
+
+    def __init__(self, insert_sql: str, find_sql: str) -> None:
+        self._insert, self._find = insert_sql, find_sql
+        self._ids: dict[K, int] = {}
+        self._pending: dict[K, int] = {}
+
+    def id_of(self, conn: sqlite3.Connection, key: K) -> int:
         found = self._ids.get(key) or self._pending.get(key)
         if found is not None:
             return found
-        cursor = conn.execute(_INSERT, key)
+        cursor = conn.execute(self._insert, key)
         if cursor.rowcount == 1 and cursor.lastrowid is not None:
             found = int(cursor.lastrowid)
         else:  # stored by an earlier run (or evicted from the cache)
-            found = int(conn.execute(_FIND, key).fetchone()[0])
+            found = int(conn.execute(self._find, key).fetchone()[0])
         self._pending[key] = found
         return found
 
@@ -63,3 +66,14 @@ class ClientIds:
         """Another file (or the same one re-opened): no id is known there yet."""
         self._ids.clear()
         self._pending.clear()
+
+
+class ClientIds(RowIds[Identity]):
+    """The `clients` rows: `id_for` a call's client."""
+
+    def __init__(self) -> None:
+        super().__init__(_INSERT, _FIND)
+
+    def id_for(self, conn: sqlite3.Connection, call: RecordedCall) -> int | None:
+        key = identity(call)
+        return None if key is None else self.id_of(conn, key)

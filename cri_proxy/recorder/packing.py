@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import zstandard
 
 from cri_proxy.model.call import Metadata
+from cri_proxy.recorder.clients import RowIds
 from cri_proxy.store import bodies
 from cri_proxy.store.rows import metadata_text
 
@@ -104,36 +105,12 @@ _FIND_ROUTE = ("SELECT id FROM routes WHERE service = ? AND path = ? AND ifnull(
                "AND ifnull(upstream_api, '') = ifnull(?, '') AND ifnull(upstream, '') = ifnull(?, '')")
 
 
-class Routes:
+class Routes(RowIds[Route]):
     """Ids of the `routes` rows (schema 9) in the open file: a call's service, path, API
     versions and upstream, the same on every call of a method, stored once."""
 
     def __init__(self) -> None:
-        self._ids: dict[Route, int] = {}
-        self._pending: dict[Route, int] = {}
-
-    def id_of(self, conn: sqlite3.Connection, route: Route) -> int:
-        found = self._ids.get(route) or self._pending.get(route)
-        if found is not None:
-            return found
-        cursor = conn.execute(_INSERT_ROUTE, route)
-        if cursor.rowcount == 1 and cursor.lastrowid is not None:
-            found = int(cursor.lastrowid)
-        else:  # stored by an earlier run (or evicted from the cache)
-            found = int(conn.execute(_FIND_ROUTE, route).fetchone()[0])
-        self._pending[route] = found
-        return found
-
-    def committed(self) -> None:
-        self._ids.update(self._pending)
-        self._pending.clear()
-        while len(self._ids) > _CACHE_ENTRIES:
-            del self._ids[next(iter(self._ids))]
-
-    def clear(self) -> None:
-        """After a rollback (pending ids may not exist) or on another file."""
-        self._ids.clear()
-        self._pending.clear()
+        super().__init__(_INSERT_ROUTE, _FIND_ROUTE)
 
 
 @dataclass(slots=True)
