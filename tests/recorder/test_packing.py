@@ -245,3 +245,31 @@ def test_pruning_keeps_the_keyframes_whose_rows_it_kept(tmp_path: Path) -> None:
         assert [c.responses for c in load_calls(conn, Selection())] == [[sent[1]], [sent[2]]]
     finally:
         conn.close()
+
+
+def test_routes_are_stored_once_and_calls_shows_them_edited_and_deleted_as_before(tmp_path: Path) -> None:
+    calls = [make_call("Version", {}, {}, started=T0 + k) for k in range(6)]
+    calls[1].upstream = "unix:///run/other.sock"
+    calls[2] = make_call("Version", {}, {}, started=T0 + 2, version="v1alpha2")
+    path = tmp_path / "calls.db"
+    record(path, calls)
+    columns = "service, path, client_api, upstream_api, upstream"
+    assert rows(path, f"SELECT {columns} FROM calls ORDER BY id") == [
+        (c.service, c.path, c.client_api, c.upstream_api, c.upstream or None) for c in calls]
+    assert rows(path, "SELECT count(*) FROM routes") == [(3,)]
+    assert rows(path, "SELECT count(*) FROM call_rows WHERE route_id IS NULL OR service <> '' OR path <> '' "
+                      "OR upstream IS NOT NULL") == [(0,)]  # the text is the route's alone
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE calls SET upstream = 'unix:///edited.sock' WHERE id = 1")  # through the view
+    conn.execute("UPDATE calls SET status_code = 5 WHERE id = 2")  # the route left as it was
+    conn.execute("DELETE FROM calls WHERE id = 4")
+    conn.commit()
+    conn.close()
+    got = rows(path, "SELECT c.id, c.service, c.path, c.client_api, c.upstream_api, c.upstream, r.route_id IS NULL "
+                     "FROM calls AS c JOIN call_rows AS r ON r.id = c.id ORDER BY c.id")
+    assert [row[5] for row in got] == ["unix:///edited.sock", "unix:///run/other.sock", *[calls[k].upstream for k in (2, 4, 5)]]
+    assert [row[6] for row in got] == [1, 0, 0, 0, 0]  # an edited route is kept in the row itself
+    assert got[0][1:5] == (calls[0].service, calls[0].path, calls[0].client_api, calls[0].upstream_api)
+    # The rollups' delete trigger finds the service through the route: the minute's count went down.
+    assert rows(path, "SELECT service, sum(calls) FROM call_minutes GROUP BY service ORDER BY service") == sorted(
+        {(c.service, sum(1 for k, o in enumerate(calls) if o.service == c.service and k != 3)) for c in calls})
