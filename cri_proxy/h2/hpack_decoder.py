@@ -48,23 +48,30 @@ _ACCEPTING: list[bool] = []
 
 def _build_byte_table() -> tuple[list[_Transition], list[bool]]:
     singles = [bytes([i]) for i in range(256)]
-    table: list[_Transition] = []
     accepting: dict[int, bool] = {0: True}
-    for state in range(257):
-        for byte in range(256):
-            out, s = b"", state
-            for nibble in (byte >> 4, byte & 0x0F):
-                if s == 256:
-                    break
-                s, flags, symbol = HUFFMAN_TABLE[s * 16 + nibble]
-                if flags & HUFFMAN_FAIL:
-                    s = 256
-                    break
-                if flags & HUFFMAN_EMIT_SYMBOL:
-                    out += singles[symbol]
-                if accepting.setdefault(s, bool(flags & HUFFMAN_COMPLETE)) != bool(flags & HUFFMAN_COMPLETE):
-                    raise RuntimeError(f"Huffman state {s} is both accepting and not")
-            table.append((s << 8, out if s != 256 else b""))
+    dead: _Transition = (256, b"")
+    steps: list[list[_Transition]] = []  # state -> its 16 (next state, bytes emitted) of one nibble
+    for state in range(256):
+        row = []
+        for nibble in range(16):
+            nxt, flags, symbol = HUFFMAN_TABLE[state * 16 + nibble]
+            if flags & HUFFMAN_FAIL:
+                row.append(dead)
+                continue
+            complete = bool(flags & HUFFMAN_COMPLETE)
+            if accepting.setdefault(nxt, complete) != complete:
+                raise RuntimeError(f"Huffman state {nxt} is both accepting and not")
+            row.append((nxt, singles[symbol] if flags & HUFFMAN_EMIT_SYMBOL else b""))
+        steps.append(row)
+    steps.append([dead] * 16)
+    dead_row: list[_Transition] = [(_DEAD, b"")] * 16
+    table: list[_Transition] = []
+    for state in range(257):  # a byte is two nibbles: each row of 16 is one first nibble's
+        for first, out in steps[state]:
+            if first == 256:
+                table += dead_row
+            else:
+                table += [(s << 8, out + more if s != 256 else b"") for s, more in steps[first]]
     return table, [accepting.get(s, False) for s in range(257)]
 
 
@@ -81,10 +88,15 @@ def decode_huffman(data: bytes) -> bytes:
 
 def _load() -> list[_Transition]:
     if not _BYTE_TABLE:
-        table, accepting = _build_byte_table()  # about 0.1 s, once, at the first Decoder
+        table, accepting = _build_byte_table()  # 50-100 ms, once, at the first Decoder (or warm())
         _ACCEPTING.extend(accepting)
         _BYTE_TABLE.extend(table)
     return _BYTE_TABLE
+
+
+def warm() -> None:
+    """Build the Huffman table now, at a process's start, rather than in its first call's time."""
+    _load()
 
 
 def plain_text(raw: bytes, name: str | None) -> str:
