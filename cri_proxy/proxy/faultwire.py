@@ -1,8 +1,9 @@
 """Fault rules applied in the relay: one connection's injected errors, delays, hangs and closes.
 
-With `--faults`, every connection goes through a rewriting translator (cri_proxy.proxy.translate,
-the identity path when no CRI version changes), so each request's `:path` is known as its
-header block passes. The translator asks the book (cri_proxy.faults.book) once per new
+With `--faults`, a connection whose calls some rule could take goes through the translator
+(cri_proxy.proxy.translate; the identity path when no CRI version changes, which passes the
+client's header blocks on as they are until a rule takes a call), so each request's `:path`
+is known as its header block passes. The translator asks the book (cri_proxy.faults.book) once per new
 request and hands a decision here:
 - error: a trailers-only answer on the client's stream (cri_proxy.proxy.answers); the
   request never reaches the runtime.
@@ -18,6 +19,8 @@ request and hands a decision here:
   are given back to the client if it resets the stream first.
 - close: GOAWAY and the client's connection closed.
 Each injected call's notes say `fault: RULE action`, recorded on the call like translation's.
+A connection whose calls no rule could take (its client and CRI version match no rule,
+whatever the method: `could_take`) is not read at all: it is a plain relay (`Unread`).
 
 Rules on body facts (namespace, pod, container, image) are refused at load (`relay_problems`):
 the relay does not read request messages for faults yet.
@@ -28,21 +31,65 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
-from cri_proxy.faults.rules import BODY_KEYS, FaultRule, FaultRulesError, load_rules
+from cri_proxy.faults.rules import BODY_KEYS, FaultRule, FaultRulesError, load_rules, matches_glob
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import CallPath
 from cri_proxy.model.status import status_name
 from cri_proxy.proxy import answers
 from cri_proxy.proxy.connection import Connection
+from cri_proxy.proxy.peer import process_name
 from cri_proxy.proxy.seams import TranslatedRoute
 
 log = logging.getLogger(__name__)
 
 NO_ERROR = 0x0
+
+
+def client_name(conn: Connection) -> str | None:
+    """The client's process name for `client` rules; read here when the relay records nothing."""
+    peer = conn.peer
+    if peer.name is not None or peer.pid is None:
+        return peer.name
+    return process_name(peer.pid)
+
+
+def could_take(book: FaultBook, client: str | None, api: str) -> bool:
+    """Whether some rule could take a call of a connection of `client` in CRI `api`, whatever
+    its method (or body facts): False lets the connection be relayed without reading a header."""
+    known = {"client": client, "api": api}
+    return any(all(matches_glob(known[key], globs) for key, globs in rule.match if key in known)
+               for rule in book.rules)
+
+
+class Unread:
+    """The connections relayed without reading their headers, since no rule could take their
+    calls (`could_take`). When the rules change so that one could, it is sent GOAWAY: its client
+    opens its next calls on a new connection, whose headers are read from its first block on
+    (an HPACK context cannot be picked up halfway through a connection)."""
+
+    def __init__(self, book: FaultBook) -> None:
+        self.book = book
+        self.conns: weakref.WeakKeyDictionary[Connection, tuple[str | None, str]] = weakref.WeakKeyDictionary()
+        book.watch(self._rules_changed)
+
+    def add(self, conn: Connection, client: str | None, api: str) -> None:
+        log.debug("conn %d: no fault rule can take a call of %s in CRI %s: relayed unread", conn.id, client, api)
+        self.conns[conn] = (client, api)
+
+    def _rules_changed(self) -> None:
+        for conn, (client, api) in list(self.conns.items()):
+            if conn.closing:
+                del self.conns[conn]
+            elif could_take(self.book, client, api):
+                del self.conns[conn]
+                log.info("conn %d: the new fault rules may take calls of %s: GOAWAY, for its client to "
+                         "reconnect and have its calls read", conn.id, client)
+                conn.drain()
 
 
 def relay_problems(rules: tuple[FaultRule, ...], source: str) -> list[str]:
