@@ -163,6 +163,12 @@ class Decoder:
             self._due = value if self._due is None else min(self._due, value)
 
     @property
+    def must_resize(self) -> bool:
+        """Whether the next block must open with a table size update (§4.2): until then, what a
+        caller made of an earlier block does not stand for the same bytes decoded now."""
+        return self._due is not None
+
+    @property
     def generation(self) -> int:
         """Counts changes to the dynamic table: the same before and after a block that left it
         as it was (proxy.translate reuses what it made of such a block)."""

@@ -132,6 +132,8 @@ class Translator:
         # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
         self.reused: dict[bytes, tuple[bytes, CallPath]] = {}
         self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
+        self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
+        self.known_at = -1
         self.checking: dict[int, bodycheck.Pending] = {}
         self.owed = 0  # DATA bytes the proxy sent the client, to keep from the runtime's credit
         self.notes: list[tuple[int, list[str]]] = []  # for the tap, once it has seen the request
@@ -155,7 +157,7 @@ class Translator:
         if not self.rewriting:
             return self._read(stream_id, end_stream, fragment)
         state = (self.decoder.generation, self.encoder.generation)
-        if stream_id > self.last_stream and state == self.reused_at:
+        if stream_id > self.last_stream and state == self.reused_at and not self.decoder.must_resize:
             reused = self.reused.get(fragment)
             if reused is not None:  # decoding it would not move the decoder's table either
                 self.last_stream = stream_id
@@ -204,22 +206,29 @@ class Translator:
     def _read(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool:
         """A block on a connection whose requests still reach the runtime as the client sent
         them: decoded only for the fault rules, and passed on unless a rule takes its call."""
-        headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
-        faults = self.faults
+        decoder, faults = self.decoder, self.faults
+        call = self.known.get(fragment) if decoder.generation == self.known_at and not decoder.must_resize else None
+        if call is None:
+            generation = decoder.generation
+            call = parse_path(_path(decoder.decode(fragment)))  # HPACKDecodingError: the caller fails the connection
+            if decoder.generation == generation and stream_id > self.last_stream:
+                if self.known_at != generation:  # what was made of blocks before holds no longer
+                    self.known.clear()
+                    self.known_at = generation
+                if len(self.known) < 64:
+                    self.known[fragment] = call
         if stream_id <= self.last_stream:  # trailers of a call already under way
             if stream_id in self.route.hijacked or faults is not None and stream_id in faults.held:
                 self._diverge()  # the runtime never sees this block
                 return False
             return True
         self.last_stream = stream_id
-        path = _path(headers)
-        call = parse_path(path)
         if call.api != self.client_api:
             return self._pass(stream_id)  # not CRI, or another CRI version: the runtime answers it
-        service = self.route.up.service_of(path)
+        service = self.route.up.service_of(call.path)
         if service != self.route.service:
             self._diverge()
-            self._misrouted(stream_id, path, service)
+            self._misrouted(stream_id, call.path, service)
             return False
         decision = None if faults is None else faults.decide(call)
         if decision is None or faults is None:
