@@ -334,6 +334,29 @@ async def test_requests_cut_anywhere_arrive_whole_and_answered_streams_stay_away
     assert [r.body for r in served] == [grpc_message(b"m%d" % i) for i in range(1, 31) if i % 5]
 
 
+@pytest.mark.parametrize("size", [1, 7, 4096])
+async def test_blocks_cut_anywhere_pass_as_sent_then_re_encoded_after_an_answer(sock_dir: pathlib.Path,
+                                                                                  size: int) -> None:
+    # No translation, a rule answering StreamContainers: blocks split across frames and chunks go
+    # on as sent until the first answer, re-encoded after it, each call served as it was asked.
+    upstream = await H2Upstream(sock_dir / "up.sock", api="v1").start()
+    rules = parse_rules([{"name": "no-streams", "match": {"method": "StreamContainers"},
+                          "action": {"error": {"code": "UNAVAILABLE", "message": "injected"}}}], "test")
+    relay = RelayServer(sock_dir / "p.sock", upstream.path,
+                        translation=TranslationPolicy(lambda path: None, faults=FaultBook(rules)))
+    await relay.start()
+    try:
+        replies = await asyncio.to_thread(dribbled, str(sock_dir / "p.sock"), size)
+    finally:
+        await relay.stop(0)
+        await upstream.stop()
+    assert [r.grpc_status for r in replies] == ["14" if i % 5 == 0 and i else "0" for i in range(31)]
+    served = upstream.requests[1:]
+    assert [dict(r.headers)["x-call"] for r in served] == [f"c{i}" * (i % 7 + 1) for i in range(1, 31) if i % 5]
+    assert [r.body for r in served] == [grpc_message(b"m%d" % i) for i in range(1, 31) if i % 5]
+    assert all(dict(r.headers)[":path"] == VERSION for r in upstream.requests)
+
+
 async def test_repeated_blocks_stay_right_when_either_table_moves(relayed: tuple[str, H2Upstream]) -> None:
     # A warm client repeats a call's block byte for byte; the relay reuses what it made of it only
     # while neither table has changed (here a new field in between changes both).
