@@ -55,9 +55,9 @@ def serve(stats_path: str, argv: list[str]) -> None:
             total[1] += clock() - start
         return run
 
-    ends.End.data_received = timed("read", ends.End.data_received)  # type: ignore[method-assign]
-    connection.Connection.send_upstream = timed("to_upstream", connection.Connection.send_upstream)  # type: ignore[method-assign]
-    connection.Connection.send_client = timed("to_client", connection.Connection.send_client)  # type: ignore[method-assign]
+    ends.End.data_received = timed("read", ends.End.data_received)
+    connection.Connection.send_upstream = timed("to_upstream", connection.Connection.send_upstream)
+    connection.Connection.send_client = timed("to_client", connection.Connection.send_client)
     signal.signal(signal.SIGUSR1, lambda *_: Path(stats_path).write_text(json.dumps(sums)))
     sys.argv = ["cri-proxy", *argv]
     main()
@@ -93,7 +93,7 @@ def measure(args: argparse.Namespace) -> None:
     with Children() as children:
         direct, _ = start_backend(children, binaries["backend"], tmp, tmp / "replies", 10)
         old, _ = start_backend(children, binaries["backend"], tmp, tmp / "replies", 10, "v1alpha2")
-        routes = []
+        routes: list[tuple[str, Path, Any]] = []
         for spec in args.routes:
             name, _, rest = spec.partition("=")
             checkout, _, mode = rest.rpartition(":")
