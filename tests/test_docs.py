@@ -25,9 +25,10 @@ def reference() -> str:
 
 
 def sections() -> dict[str, str]:
-    """The reference's text per command: from a paragraph opening with `cri-proxy NAME` to the next."""
+    """The reference's text per command: from a paragraph opening with `cri-proxy NAME` (or, for a
+    group's subcommand, `cri-proxy GROUP NAME`) to the next."""
     found: dict[str, str] = {}
-    parts = re.split(r"^`cri-proxy(?: ([a-z-]+))?`", reference(), flags=re.MULTILINE)
+    parts = re.split(r"^`cri-proxy(?: ([a-z-]+(?: [a-z-]+)?))?`", reference(), flags=re.MULTILINE)
     for name, text in zip(parts[1::2], parts[2::2]):
         found[name or TOP] = text
     return found
@@ -52,11 +53,16 @@ def documented_options(text: str) -> set[str]:
 
 
 def all_commands() -> list[str]:
-    return [TOP, *COMMANDS]
+    """Every command, and every subcommand of a group (`faults check`) by its two names."""
+    subcommands = [f"{name} {sub}" for name, group in COMMANDS.items() for sub in getattr(group, "commands", {})]
+    return [TOP, *COMMANDS, *subcommands]
 
 
 def command(name: str) -> Any:
-    return GROUP if name == TOP else COMMANDS[name]
+    if name == TOP:
+        return GROUP
+    group, _, sub = name.partition(" ")
+    return COMMANDS[group].commands[sub] if sub else COMMANDS[group]
 
 
 @pytest.mark.parametrize("name", all_commands())
@@ -76,9 +82,9 @@ def test_every_option_is_documented_and_every_documented_option_exists(name: str
     assert not documented - have, f"cri-proxy {name}: README.md documents options it lacks: {sorted(documented - have)}"
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize("name", all_commands()[1:])
 def test_every_command_has_help(name: str) -> None:
-    assert COMMANDS[name].help, f"cri-proxy {name} has no help text"
+    assert command(name).help, f"cri-proxy {name} has no help text"
 
 
 def test_the_reference_parser_sees_the_tables() -> None:
@@ -86,6 +92,7 @@ def test_the_reference_parser_sees_the_tables() -> None:
     run = documented_options(sections()["run"])
     assert {"--listen", "--db", "--strict-translation", "--no-strict-translation"} <= run
     assert documented_options("`--listen` in prose\n| option | default |\n") == set()
+    assert {"faults", "faults check", "faults add"} <= set(sections())  # a group and its subcommands
 
 
 def test_readme_opens_with_the_two_commands() -> None:

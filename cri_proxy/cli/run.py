@@ -86,6 +86,10 @@ def run(
     faults: Optional[Path] = typer.Option(
         None, metavar="FILE",
         help="Apply these fault rules (YAML or JSON, see examples/faults/) to the relayed calls; reloaded on SIGHUP."),
+    control: Optional[str] = typer.Option(
+        None, metavar="unix:///PATH",
+        help="Serve a control socket (mode 0600) here: `cri-proxy faults list|add|remove|clear` change the "
+             "fault rules while the proxy runs (with or without --faults)."),
 ) -> None:
     """Relay every call between the listen socket and the runtime, byte for byte (and record them with --db).
 
@@ -127,8 +131,12 @@ def run(
         translation = BridgeOptions(
             upstream_api=upstream_api.value, cgroup_driver=None if cgroup_driver is None else cgroup_driver.value,
             emulate_events=emulate_events, events_period=events_period, strict=strict_translation)  # fmt: skip
+        listen_path = unix_path(listen, "--listen")
+        control_path = unix_path(control, "--control") if control else None
+        if control_path is not None and control_path == listen_path:
+            return fail("--control must be a socket of its own, not the --listen socket")
         return serve(ProxyConfig(
-            listen=unix_path(listen, "--listen"),
+            listen=listen_path,
             runtime=unix_path(runtime_endpoint, "--runtime-endpoint"),
             image=unix_path(image_endpoint, "--image-endpoint") if image_endpoint else None,
             socket_mode=mode,
@@ -138,6 +146,7 @@ def run(
             record=record,
             translation=translation,
             faults=faults.absolute() if faults is not None else None,
+            control=control_path,
         ))
 
     execute(main, log_level)

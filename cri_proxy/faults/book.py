@@ -5,7 +5,8 @@ tried in file order and the first that matches and is due wins, as in a firewall
 reads the file top to bottom to know what happens. Each rule counts the calls it matched
 (for `first`/`every`) and the calls it changed; the counts survive a reload for rules whose
 definition did not change, so a SIGHUP that adds a rule does not restart another's
-"first 3 calls".
+"first 3 calls". A window's `after`/`for` counts from when its rule was loaded: at start, or
+by the reload or control-socket change (cri_proxy.proxy.control) that brought it in.
 
 `undecided(facts)` tells the relay whether a rule needing body facts (pod, container,
 image) could still match, so only those calls pay for a look at their request message.
@@ -54,6 +55,7 @@ class RuleCounts:
 @dataclass(slots=True)
 class _Entry:
     rule: FaultRule
+    since: float  # when the rule was loaded: its window's `after`/`for` count from here
     counts: RuleCounts = field(default_factory=RuleCounts)
 
 
@@ -73,10 +75,11 @@ class FaultBook:
     def replace(self, rules: Iterable[FaultRule]) -> None:
         """New rules; an unchanged rule (same name and definition) keeps its counters and clock."""
         old = {(e.rule.name, e.rule.definition): e for e in self._entries}
-        self._entries = [old.get((r.name, r.definition)) or _Entry(r) for r in rules]
+        now = self._clock()
+        self._entries = [old.get((r.name, r.definition)) or _Entry(r, now) for r in rules]
         self.generation += 1
         if not old:
-            self.loaded_unix = self._clock()
+            self.loaded_unix = now
         for watcher in self._watchers:
             watcher()
 
@@ -109,7 +112,7 @@ class FaultBook:
         now = self._clock()
         for entry in self._entries:
             rule = entry.rule
-            if not rule.window.contains(now, self.loaded_unix) or not _matches(rule, facts):
+            if not rule.window.contains(now, entry.since) or not _matches(rule, facts):
                 continue
             entry.counts.matched += 1
             if not _due(rule, entry.counts.matched) or self._rng.random() >= rule.probability:

@@ -82,20 +82,24 @@ def matches_glob(value: str | None, globs: tuple[str, ...]) -> bool:
 
 
 def load_rules(path: pathlib.Path) -> tuple[FaultRule, ...]:
-    """The rules of a YAML (or JSON) file; FaultRulesError with every problem found."""
-    import yaml  # a JSON file is YAML too
-
+    """The rules of a YAML (or JSON: JSON is YAML too) file; FaultRulesError with every problem found."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FaultRulesError([f"{path}: cannot read: {exc}"]) from None
+    return parse_rules(read_yaml(text, str(path)), str(path))
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """The data of a rules text (YAML or JSON); FaultRulesError naming the line of a syntax error."""
+    import yaml
+
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark is not None else ""
-        raise FaultRulesError([f"{path}:{where} not YAML: {getattr(exc, 'problem', exc)}"]) from None
-    return parse_rules(data, str(path))
+        raise FaultRulesError([f"{source}:{where} not YAML: {getattr(exc, 'problem', exc)}"]) from None
 
 
 def parse_rules(data: Any, source: str) -> tuple[FaultRule, ...]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from cri_proxy.model.cri import CallPath
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.v1only import FIELDS, REQUESTS
 
@@ -37,13 +38,16 @@ class Findings:
 
 
 class Pending:
-    """A checked request's first message, gathered as its DATA goes by (proxy.translate)."""
+    """A checked request's first message, gathered as its DATA goes by (proxy.translate): for
+    the v1-only check (`judge`), for a fault decision on its pod facts (`call`), or both."""
 
-    __slots__ = ("path", "buffer")
+    __slots__ = ("path", "buffer", "judge", "call")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, judge: bool = True, call: CallPath | None = None) -> None:
         self.path = path
         self.buffer = bytearray()
+        self.judge = judge
+        self.call = call
 
 
 def data_content(flags: int, raw: bytes) -> bytes:

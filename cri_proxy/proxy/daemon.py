@@ -41,7 +41,7 @@ from cri_proxy.model.session import SessionInfo
 from cri_proxy.model.upstream import UpstreamApis
 from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translation
 from cri_proxy.faults.book import FaultBook
-from cri_proxy.proxy import faultwire
+from cri_proxy.proxy import control, faultwire
 from cri_proxy.proxy.faultwire import load_relay_rules
 from cri_proxy.proxy.translate import TranslationPolicy
 
@@ -60,6 +60,7 @@ class ProxyConfig:
     record: RecordConfig | None = None
     translation: BridgeOptions = field(default_factory=BridgeOptions)
     faults: pathlib.Path | None = None  # --faults: the rules file, reloaded on SIGHUP
+    control: pathlib.Path | None = None  # --control: the socket that changes the rules at run time
 
 
 def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
@@ -73,23 +74,23 @@ def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
     return None
 
 
-def prepare_listen_path(path: pathlib.Path) -> None:
+def prepare_listen_path(path: pathlib.Path, what: str = "listen socket") -> None:
     """Make `path` free for a new socket, or explain why it cannot be."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the folder {parent} for the listen socket: {exc.strerror}") from exc
+        raise ConfigError(f"cannot create the folder {parent} for the {what}: {exc.strerror}") from exc
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot create the listen socket in {parent}: permission denied")
+        raise ConfigError(f"cannot create the {what} in {parent}: permission denied")
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(mode):
-        raise ConfigError(f"listen path {path} exists and is not a socket; refusing to replace it")
+        raise ConfigError(f"{what} path {path} exists and is not a socket; refusing to replace it")
     if probe_socket(path) is None:
-        raise SocketInUseError(f"listen socket {path} is live: another cri-proxy (or another server) is "
+        raise SocketInUseError(f"{what} {path} is live: another cri-proxy (or another server) is "
                                "serving it; stop that one first")
     path.unlink()
     log.info("replaced the stale socket file %s", path)
@@ -130,6 +131,8 @@ async def serve(config: ProxyConfig) -> int:
         if path is not None:
             check_upstream(what, path, config.wait_for_upstream)
     prepare_listen_path(config.listen)
+    if config.control is not None:
+        prepare_listen_path(config.control, "control socket")  # a stale one replaced, a live one refused
     recorder = _start_recording(config)
     notifier = Notifier()
     answers = _AnswerWatcher(recorder, notifier, config)
@@ -138,18 +141,21 @@ async def serve(config: ProxyConfig) -> int:
                            timeout=config.translation.probe_timeout)
     bridge = LazyBridge(config, recorder, prober)
     book = FaultBook(load_relay_rules(config.faults)) if config.faults is not None else None
+    if book is None and config.control is not None:
+        book = FaultBook()  # --control alone: no rules until some are added
     try:
         await prober.reprobe()  # one round at start (bounded); later ones run in the background
         server = await _listen(config, recorder, bridge, prober, book)
         answers.server = server
         try:
-            if recorder is not None and config.record is not None and config.record.require:
-                server.admission = recording_admission(recorder)
-            notifier.ready(status_line(config, prober.apis, prober.trouble))  # the socket listens: connections are accepted
-            answers.readiness(prober.trouble)
-            notifier.start_watchdog()
-            with _reloading(book, config.faults):
-                await _wait_for_signal(server, config.grace_period, notifier)
+            async with control.serving(book, config.control):  # before READY=1: `faults add` may follow at once
+                if recorder is not None and config.record is not None and config.record.require:
+                    server.admission = recording_admission(recorder)
+                notifier.ready(status_line(config, prober.apis, prober.trouble))  # the socket listens: connections are accepted
+                answers.readiness(prober.trouble)
+                notifier.start_watchdog()
+                with _reloading(book, config.faults):
+                    await _wait_for_signal(server, config.grace_period, notifier)
         finally:
             await notifier.stop_watchdog()
             with contextlib.suppress(FileNotFoundError):

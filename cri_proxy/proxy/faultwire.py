@@ -19,11 +19,12 @@ request and hands a decision here:
   are given back to the client if it resets the stream first.
 - close: GOAWAY and the client's connection closed.
 Each injected call's notes say `fault: RULE action`, recorded on the call like translation's.
-A connection whose calls no rule could take (its client and CRI version match no rule,
-whatever the method: `could_take`) is not read at all: it is a plain relay (`Unread`).
+A connection whose calls no rule could take (its client matches no rule, and no rule on pod
+facts is loaded: `could_take`) is not read at all: it is a plain relay (`Unread`).
 
-Rules on body facts (namespace, pod, container, image) are refused at load (`relay_problems`):
-the relay does not read request messages for faults yet.
+Rules on pod facts (namespace, pod, container, image) are decided once the request message
+is read, with what the relay learned of ids (cri_proxy.proxy.bodyfaults); they use the same
+actions from here.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
-from cri_proxy.faults.rules import BODY_KEYS, FaultRule, FaultRulesError, load_rules, matches_glob
+from cri_proxy.faults.rules import FaultRule, FaultRulesError, load_rules, matches_glob
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import CallPath
 from cri_proxy.model.status import status_name
@@ -58,11 +59,12 @@ def client_name(conn: Connection) -> str | None:
     return process_name(peer.pid)
 
 
-def could_take(book: FaultBook, client: str | None, api: str) -> bool:
-    """Whether some rule could take a call of a connection of `client` in CRI `api`, whatever
-    its method (or body facts): False lets the connection be relayed without reading a header."""
-    known = {"client": client, "api": api}
-    return any(all(matches_glob(known[key], globs) for key, globs in rule.match if key in known)
+def could_take(book: FaultBook, client: str | None) -> bool:
+    """Whether some rule could take a call of a connection of `client`, whatever its method and
+    CRI version (a connection carries calls of either): False lets the connection be relayed
+    without reading a header. Always True while a rule on pod facts is loaded: any connection's
+    answers may teach what such a rule needs (cri_proxy.proxy.podfacts)."""
+    return any(rule.needs_body or all(matches_glob(client, globs) for key, globs in rule.match if key == "client")
                for rule in book.rules)
 
 
@@ -74,42 +76,27 @@ class Unread:
 
     def __init__(self, book: FaultBook) -> None:
         self.book = book
-        self.conns: weakref.WeakKeyDictionary[Connection, tuple[str | None, str]] = weakref.WeakKeyDictionary()
+        self.conns: weakref.WeakKeyDictionary[Connection, str | None] = weakref.WeakKeyDictionary()
         book.watch(self._rules_changed)
 
-    def add(self, conn: Connection, client: str | None, api: str) -> None:
-        log.debug("conn %d: no fault rule can take a call of %s in CRI %s: relayed unread", conn.id, client, api)
-        self.conns[conn] = (client, api)
+    def add(self, conn: Connection, client: str | None) -> None:
+        log.debug("conn %d: no fault rule can take a call of %s: relayed unread", conn.id, client)
+        self.conns[conn] = client
 
     def _rules_changed(self) -> None:
-        for conn, (client, api) in list(self.conns.items()):
+        for conn, client in list(self.conns.items()):
             if conn.closing:
                 del self.conns[conn]
-            elif could_take(self.book, client, api):
+            elif could_take(self.book, client):
                 del self.conns[conn]
                 log.info("conn %d: the new fault rules may take calls of %s: GOAWAY, for its client to "
                          "reconnect and have its calls read", conn.id, client)
                 conn.drain()
 
 
-def relay_problems(rules: tuple[FaultRule, ...], source: str) -> list[str]:
-    """One line per rule the relay cannot apply yet (it matches on a request body's facts)."""
-    lines = []
-    for rule in rules:
-        keys = [key for key, _ in rule.match if key in BODY_KEYS]
-        if keys:
-            lines.append(f"{source}: rule {rule.name!r}: matching on {', '.join(keys)} is not supported by the relay "
-                         "yet (it needs the request message); match on method, api or client instead")
-    return lines
-
-
 def load_relay_rules(path: pathlib.Path) -> tuple[FaultRule, ...]:
     """The rules of `path` as `run --faults` uses them; FaultRulesError with every problem found."""
-    rules = load_rules(path)
-    problems = relay_problems(rules, str(path))
-    if problems:
-        raise FaultRulesError(problems)
-    return rules
+    return load_rules(path)
 
 
 def reload(book: FaultBook, path: pathlib.Path) -> bool:

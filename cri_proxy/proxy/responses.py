@@ -10,6 +10,8 @@ whenever it can be, walking only the 9-byte frame headers as the plain relay doe
   anything else of the runtime's on that stream is dropped (DATA with its connection window
   given back to the runtime), except header blocks, which the client's HPACK decoder must
   see to stay in step.
+While a fault rule on pod facts is loaded, the DATA of the few answers that teach the relay
+about ids (cri_proxy.proxy.bodyfaults) is copied on the way, and goes on untouched.
 A frame header split across chunks is held back (at most 8 bytes) until it is whole, so
 every chunk the client gets ends either inside a frame's payload or at a frame boundary,
 where the proxy may put in frames of its own.
@@ -18,12 +20,13 @@ where the proxy may put in frames of its own.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
 from cri_proxy.h2 import frames as h2
 
 if TYPE_CHECKING:
+    from cri_proxy.proxy.bodyfaults import BodyFaults
     from cri_proxy.proxy.connection import Connection, End
 
 _HEADER: Final = struct.Struct(">BHBBI").unpack_from
@@ -33,10 +36,14 @@ _BLOCK: Final = frozenset({h2.HEADERS, h2.CONTINUATION})
 class ResponseRelay:
     """The upstream-to-client side of one translating connection (see the module's docstring)."""
 
-    __slots__ = ("conn", "hijacked", "on_table_size", "skip", "head", "drop", "gather", "pending", "in_block")
+    __slots__ = ("conn", "hijacked", "on_table_size", "skip", "head", "drop", "gather", "pending", "in_block",
+                 "replies", "watched")
 
-    def __init__(self, conn: Connection, hijacked: set[int], on_table_size: Callable[[int], None]) -> None:
+    def __init__(self, conn: Connection, hijacked: set[int], on_table_size: Callable[[int], None],
+                 replies: BodyFaults | None = None) -> None:
         self.conn = conn
+        self.replies = replies
+        self.watched: Collection[int] = () if replies is None else replies.replies  # streams whose DATA is read
         self.hijacked = hijacked  # streams whose runtime frames are left out
         self.on_table_size = on_table_size
         self.skip = 0  # payload bytes of the current frame still to come
@@ -70,6 +77,7 @@ class ResponseRelay:
         end = len(data)
         parts: list[bytes] | None = None  # None: all of data[:pos] goes (the common case)
         keep = 0  # where the bytes still to go begin, once something was left out
+        watched = self.watched
         pos = self.skip
         if pos:
             if pos > end:
@@ -89,7 +97,7 @@ class ResponseRelay:
             length = high << 16 | low
             sid &= 0x7FFFFFFF
             start, nxt = pos, pos + 9 + length
-            if nxt <= end and kind != h2.SETTINGS and not (sid and sid in hijacked):
+            if nxt <= end and kind != h2.SETTINGS and not (sid and sid in hijacked) and not watched:
                 pos = nxt  # a whole frame that goes on, most of them: what it changes (as _done), at once
                 if kind == h2.DATA:
                     if flags & h2.FLAG_END_STREAM:
@@ -110,7 +118,7 @@ class ResponseRelay:
                 keep = min(nxt, end)
                 if kind == h2.DATA and length:
                     self.conn.send_upstream(h2.window_update_frame(0, length))  # the client never sees it
-            if kind == h2.SETTINGS and not flags & h2.FLAG_ACK:
+            if kind == h2.SETTINGS and not flags & h2.FLAG_ACK or kind == h2.DATA and watched and sid in watched:
                 self.gather = bytearray(data[start + 9:min(nxt, end)])
             pos = nxt
             if pos <= end:
@@ -139,11 +147,20 @@ class ResponseRelay:
             self.gather = None
             if table is not None:
                 self.on_table_size(table)
+        elif kind == h2.DATA and self.gather is not None and self.replies is not None:
+            payload, self.gather = self.gather, None
+            self.replies.reply(sid, flags, payload)
+            if flags & h2.FLAG_END_STREAM:
+                self.conn.open_streams.discard(sid)
         elif kind == h2.RST_STREAM:
             self.conn.open_streams.discard(sid)
+            if self.watched and self.replies is not None:
+                self.replies.ended(sid)
         elif kind == h2.HEADERS or kind == h2.CONTINUATION:
             self.in_block = not flags & h2.FLAG_END_HEADERS
             if kind == h2.HEADERS and flags & h2.FLAG_END_STREAM:
                 self.conn.open_streams.discard(sid)
+                if self.watched and self.replies is not None:
+                    self.replies.ended(sid)  # trailers: no message came
         elif kind == h2.DATA and flags & h2.FLAG_END_STREAM:
             self.conn.open_streams.discard(sid)

@@ -431,6 +431,8 @@ class FirstCallRoute:
             if frame.type == h2.DATA and frame.length:
                 self._conn().send_upstream(h2.window_update_frame(0, frame.length))  # the client never sees it
             return b""
+        elif frame.type == h2.DATA and self.translator is not None and self.translator.bodies is not None:
+            self.translator.bodies.reply(frame.stream_id, frame.flags, raw[9:])  # an answer read for pod facts
         return raw
 
 

@@ -52,10 +52,12 @@ from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck, faultwire
+from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
 from cri_proxy.proxy.requests import RequestRelay
 from cri_proxy.proxy.ends import End
+from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.seams import TranslatedRoute
 
@@ -80,6 +82,7 @@ class TranslationPolicy:
     strict: bool = False
     announced: set[tuple[str, str]] = field(default_factory=set)  # said once in the log, per direction
     faults: FaultBook | None = None  # --faults: a CRI connection some rule could take is read, translated or not
+    pod_facts: FactTable = field(default_factory=FactTable)  # what fault rules on pods know of ids
     unread: faultwire.Unread | None = field(init=False, default=None)  # connections no rule can take
 
     def __post_init__(self) -> None:
@@ -100,9 +103,9 @@ def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) ->
     if api is None or api == client_api:
         if policy.faults is None or route.up.destination(path) == "bridge":
             return None
-        if not faultwire.could_take(policy.faults, client, client_api):
+        if not faultwire.could_take(policy.faults, client):
             if policy.unread is not None:
-                policy.unread.add(conn, client, client_api)
+                policy.unread.add(conn, client)
             return None  # a plain relay, until the rules change (faultwire.Unread)
         api = client_api  # the identity path: no version changes, but every call's path is read
     route.service = route.up.service_of(path)
@@ -140,6 +143,8 @@ class Translator:
         self.faults = None if policy.faults is None else ConnectionFaults(
             route, policy.faults, client, self._released)
         self.held = {} if self.faults is None else self.faults.held
+        self.bodies = None if self.faults is None else BodyFaults(
+            self.faults.book, policy.pod_facts, self.faults.client)  # rules on pods: which messages are read
         if client_api == upstream_api:
             log.debug("conn %d: CRI %s, headers read for fault rules", self.conn.id, client_api)
             return
@@ -159,7 +164,8 @@ class Translator:
         state = (self.decoder.generation, self.encoder.generation)
         if stream_id > self.last_stream and state == self.reused_at and not self.decoder.must_resize:
             reused = self.reused.get(fragment)
-            if reused is not None:  # decoding it would not move the decoder's table either
+            if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
+                # decoding it would not move the decoder's table either
                 self.last_stream = stream_id
                 encoded, call = reused
                 if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
@@ -173,8 +179,14 @@ class Translator:
         self.last_stream = stream_id
         path = _path(headers)
         call = parse_path(path)
-        if call.api != self.client_api:
-            self._forward(stream_id, headers, end_stream)  # not CRI, or already the runtime's version
+        if call.api != self.client_api:  # not CRI, or a CRI call in the connection's other version
+            decision = None if self.faults is None or call.api is None else self.faults.decide(call)
+            if decision is not None and self.faults is not None:
+                if self.faults.apply(stream_id, decision, self):
+                    return False
+                self.faults.hold(stream_id, decision, end_stream)
+                end_stream = False
+            self._forward(stream_id, headers, end_stream)  # as it came: untranslated
             return False
         service = self.route.up.service_of(path)
         if service != self.route.service:
@@ -184,14 +196,16 @@ class Translator:
         if self.upstream_api != self.client_api and method_info(target) is None:
             self._lacking(stream_id, call)
             return False
-        decision = None if self.faults is None else self.faults.decide(call)
+        # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults)
+        reading = self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call)
+        decision = None if self.faults is None or reading else self.faults.decide(call)
         if decision is not None and self.faults is not None and self.faults.apply(stream_id, decision, self):
             return False  # answered, hung or closed: the runtime never sees the call
         checked = self.upstream_api == "v1alpha2" != self.client_api and bodycheck.checked(path)
-        if checked and not end_stream:
-            self.checking[stream_id] = bodycheck.Pending(path)
+        if (checked or reading) and not end_stream:
+            self.checking[stream_id] = bodycheck.Pending(path, checked, call if reading else None)
         block = self.encoder.encode([(name, target if name == ":path" else value) for name, value in headers])
-        if not checked and (self.decoder.generation, self.encoder.generation) == state:
+        if not checked and not reading and (self.decoder.generation, self.encoder.generation) == state:
             if self.reused_at != state:
                 self.reused.clear()
                 self.reused_at = state
@@ -223,14 +237,20 @@ class Translator:
                 return False
             return True
         self.last_stream = stream_id
-        if call.api != self.client_api:
-            return self._pass(stream_id)  # not CRI, or another CRI version: the runtime answers it
-        service = self.route.up.service_of(call.path)
-        if service != self.route.service:
-            self._diverge()
-            self._misrouted(stream_id, call.path, service)
-            return False
-        decision = None if faults is None else faults.decide(call)
+        if call.api is None:
+            return self._pass(stream_id)  # not CRI
+        if call.api == self.client_api:
+            service = self.route.up.service_of(call.path)
+            if service != self.route.service:
+                self._diverge()
+                self._misrouted(stream_id, call.path, service)
+                return False
+            if self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call):
+                # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults);
+                # a refusal then resets the stream the runtime has the headers of, as sent
+                self.checking[stream_id] = bodycheck.Pending(call.path, False, call)
+                return self._pass(stream_id)
+        decision = None if faults is None else faults.decide(call)  # the other CRI version's calls too
         if decision is None or faults is None:
             return self._pass(stream_id)
         if faults.apply(stream_id, decision, self):
@@ -320,11 +340,12 @@ class Translator:
         if (size < 0 or len(buffer) < 5 + size) and not end_stream and size <= bodycheck.MAX_CHECKED:
             return False  # the message goes on in a later frame: this one may go now
         del self.checking[frame.stream_id]
-        notes, refusal = bodycheck.judge(check.path, buffer, size, self.policy.strict)
+        notes, refusal = bodycheck.judge(check.path, buffer, size, self.policy.strict) if check.judge else ([], None)
         if refusal is None and notes and notes[0].startswith(bodycheck.IGNORED):
             log.warning("conn %d: %s: %s", self.conn.id, check.path, notes[0])
         if refusal is None:
-            self.route.out(raw)
+            if check.call is None or not self._settle(frame, check.call, buffer, size):
+                self.route.out(raw)
             if notes:
                 self.notes.append((frame.stream_id, notes))
             return True
@@ -337,6 +358,13 @@ class Translator:
             self.conn.inject_to_client(h2.window_update_frame(0, frame.length))
         self._answer(stream_id, answers.error(stream_id, code, details), notes)
         return True
+
+    def _settle(self, frame: h2.Frame, call: CallPath, buffer: bytearray, size: int) -> bool:
+        """A fault decision on the request's pod facts (cri_proxy.proxy.bodyfaults): True when it took the frame."""
+        if self.bodies is None or self.faults is None:
+            return False
+        whole = 0 <= size <= bodycheck.MAX_CHECKED and len(buffer) >= 5 + size and not buffer[0]
+        return self.bodies.settle(self.faults, self, frame, call, bytes(buffer[5:5 + size]) if whole else None)
 
     # Answers -----------------------------------------------------------------------------
     def _lacking(self, stream_id: int, call: CallPath) -> None:
@@ -383,7 +411,7 @@ class Translator:
         nothing more of its own to hold back there (cri_proxy.proxy.responses)."""
         # Once relaying chunks no client ACK is followed: only our encoder shrinks with the runtime (the
         # decoder stays lenient rather than refuse a block the client sent before it saw the SETTINGS).
-        relay = ResponseRelay(self.conn, self.route.hijacked, self.runtime_table)
+        relay = ResponseRelay(self.conn, self.route.hijacked, self.runtime_table, self.bodies)
         return relay.from_upstream, relay.can_inject
 
     def client_table_allowed(self, size: int) -> None:

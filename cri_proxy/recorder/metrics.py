@@ -10,11 +10,13 @@ process) never share series. `metrics_http.serve` exposes the registry.
 What is computed at scrape time is computed from the open set, not pushed: calls in flight
 and the age of the oldest open call, so a call the runtime holds open shows within one
 scrape without anything having to tick. Label values are bounded: a method neither CRI
-version defines is counted as `other`, and client process names are capped.
+version defines is counted as `other`, and client process names and fault rule names are
+capped.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +38,10 @@ DURATION_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 
                            0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OTHER: Final = "other"
 MAX_CLIENTS: Final = 20
+MAX_RULES: Final = 50  # fault rule names kept as labels; rules come and go through the control socket
+# A fault rule's note on the call it changed (cri_proxy.proxy.faultwire): `fault: RULE ACTION [DETAIL]`.
+# The action is matched from the right, so a rule's name may hold spaces.
+_FAULT_NOTE: Final = re.compile(r"fault: (?P<rule>.+) (?P<action>error|delay|hang|close)(?: \S+)?")
 MAX_OPEN: Final = 100_000  # open calls remembered; past it `opened` is ignored (a leak guard)
 # Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
 # count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
@@ -160,6 +166,8 @@ class CallMetrics:
                                 per_call, registry=reg)
         self.refusals = Counter("cri_proxy_translation_refusals", "Calls the bridge refused to translate.",
                                 per_call, registry=reg)
+        self.faults = Counter("cri_proxy_faults_injected", "Calls a fault rule changed, by rule (at most "
+                              f"{MAX_RULES} names, the rest as other) and action.", ["rule", "action"], registry=reg)
         self.connections = Gauge("cri_proxy_connections_open", "Client connections open, by client process "
                                  f"name (at most {max_clients} names, the rest as other).", ["client"], registry=reg)
         self.client_calls = Counter("cri_proxy_client_calls", "Finished calls by client process name (at most "
@@ -181,6 +189,7 @@ class CallMetrics:
         self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter, Counter, Counter]] = {}
         self._clients: set[str] = set()
         self._client_children: dict[str, Counter] = {}
+        self._rules: set[str] = set()
 
     # Calls -------------------------------------------------------------------------------
     def opened(self, conn_id: int, stream_id: int, path: str, started_at: float) -> None:
@@ -245,6 +254,20 @@ class CallMetrics:
                 self.warnings.labels(service, method).inc()
             elif kind is NoteKind.REFUSAL:
                 self.refusals.labels(service, method).inc()
+            elif note.startswith("fault: "):
+                self._fault(note)
+
+    def _fault(self, note: str) -> None:
+        found = _FAULT_NOTE.fullmatch(note)
+        if found is None:
+            return
+        rule = found["rule"]
+        if rule not in self._rules:
+            if len(self._rules) >= MAX_RULES:
+                rule = OTHER
+            else:
+                self._rules.add(rule)
+        self.faults.labels(rule, found["action"]).inc()
 
     # Facts that are not calls ------------------------------------------------------------
     def connection_opened(self, client: str) -> None:

@@ -20,8 +20,11 @@ def run_args(tmp_path: Path, *extra: str) -> list[str]:
     (("--db", "calls.db", "--retain", "forever"), "--retain 'forever': expected a duration"),
     (("--db", "calls.db", "--redact", "everything"), "--redact/--no-redact: unknown redact option 'everything'"),
     (("--image-endpoint", "tcp://127.0.0.1:1"), "--image-endpoint 'tcp://127.0.0.1:1': only unix:// sockets"),
+    (("--control", "relative.sock"), "--control 'relative.sock': expected unix:///absolute/path.sock"),
+    (("--control", "unix://{tmp}/l.sock"), "--control must be a socket of its own, not the --listen socket"),
 ])
 def test_bad_flags_are_one_line_and_nothing_starts(tmp_path: Path, extra: tuple[str, ...], says: str) -> None:
+    extra = tuple(arg.replace("{tmp}", str(tmp_path)) for arg in extra)
     line = one_error_line(run_cli(*run_args(tmp_path, *extra), cwd=tmp_path))
     assert says in line
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no socket, no database

@@ -100,3 +100,14 @@ def test_could_match_ignores_windows_and_counts_and_replace_moves_the_generation
     before = b.generation
     b.replace(parse_rules({"rules": [{"name": "v", "match": {"method": "Version"}, "action": "close"}]}, "t"))
     assert b.generation != before and b.could_match(CallFacts(method="Version")) and not b.could_match(PULL)
+
+
+def test_a_rule_added_later_counts_its_window_from_its_adding() -> None:
+    clock = Clock()
+    window = {"after": "0s", "for": "2s"}
+    b = book({"name": "early", "match": {"method": "Version"}, "action": "close", "window": window}, clock=clock)
+    clock.now += 10  # early's two seconds are long over
+    b.replace(b.rules + parse_rules({"rules": [{"name": "late", "action": "close", "window": window}]}, "t"))
+    assert names(b, CallFacts(method="Version"), 1) == ["late"]
+    clock.now += 2
+    assert b.decide(CallFacts(method="Version")) is None

@@ -368,3 +368,56 @@ async def test_repeated_blocks_stay_right_when_either_table_moves(relayed: tuple
     expected = [[(n, "/runtime.v1alpha2.RuntimeService/Version" if n == ":path" else v)
                  for n, v in request_headers(path) + extra] for path, extra in blocks]
     assert [r.headers for r in upstream.requests] == expected
+
+
+OTHER_VERSION_RULES = """
+rules:
+  - {name: other-down, match: {method: Version, api: OTHER}, action: {error: {code: UNAVAILABLE, message: other down}}}
+  - {name: other-slow, match: {method: ImageFsInfo, api: OTHER}, action: {delay: 1s}}
+"""
+
+
+@pytest.mark.parametrize(("runtime_api", "first", "other"),
+                         [("both", "v1", "v1alpha2"), ("v1alpha2", "v1", "v1alpha2"), ("v1", "v1alpha2", "v1")])
+async def test_fault_rules_see_calls_in_the_connections_other_version(
+        sock_dir: pathlib.Path, runtime_api: str, first: str, other: str) -> None:
+    # A connection is read (and maybe translated) by its first call's version; a call in the
+    # other version on it goes on untranslated, and the fault rules are asked about it too.
+    from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+    from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
+
+    pb = {"v1": (v1, v1_grpc), "v1alpha2": (v1alpha2, v1alpha2_grpc)}
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api=runtime_api)
+    rules, db = sock_dir / "rules.yaml", sock_dir / "c.db"
+    rules.write_text(OTHER_VERSION_RULES.replace("OTHER", other))
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--faults", str(rules),
+                                "--db", str(db)) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                (mine, mine_grpc), (theirs, theirs_grpc) = pb[first], pb[other]
+                rt, other_rt = mine_grpc.RuntimeServiceStub(channel), theirs_grpc.RuntimeServiceStub(channel)
+                other_img = theirs_grpc.ImageServiceStub(channel)
+                assert (await rt.Version(mine.VersionRequest())).version  # the connection's version: no rule
+                with pytest.raises(grpc.aio.AioRpcError) as down:
+                    await other_rt.Version(theirs.VersionRequest())
+                assert (down.value.code(), down.value.details()) == (grpc.StatusCode.UNAVAILABLE, "other down")
+                slow = asyncio.ensure_future(other_img.ImageFsInfo(theirs.ImageFsInfoRequest(), timeout=20))
+                assert (await rt.Version(mine.VersionRequest())).version  # meanwhile
+                assert not slow.done()
+                await slow  # answered by the runtime itself, in the version it was asked in
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    conn = open_readonly(db)
+    try:
+        rows = conn.execute("SELECT path, notes, duration_ms FROM calls ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    noted = [(path, [n for n in json.loads(notes or "[]") if n.startswith("fault: ")], ms) for path, notes, ms in rows]
+    assert [(path, faults) for path, faults, _ in noted if faults] == [
+        (f"/runtime.{other}.RuntimeService/Version", ["fault: other-down error UNAVAILABLE"]),
+        (f"/runtime.{other}.ImageService/ImageFsInfo", ["fault: other-slow delay 1.000s"])]
+    # Held for the delay. The recording times a call from when the relay handed its bytes to the
+    # recorder, just after it armed the delay's timer: on a loaded machine that can be a few ms
+    # later (995 ms was seen), hence the margin.
+    assert next(ms for path, faults, ms in noted if faults and "ImageFsInfo" in path) >= 900

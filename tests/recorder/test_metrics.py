@@ -14,7 +14,7 @@ import yaml
 
 from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.errors import ConfigError
-from cri_proxy.recorder.metrics import MAX_CLIENTS, CallMetrics
+from cri_proxy.recorder.metrics import MAX_CLIENTS, MAX_RULES, CallMetrics
 from cri_proxy.recorder.metrics_http import MetricsServer, parse_listen
 from cri_proxy.recorder.spans import CallSpans, SpanOptions
 from tests.conftest import ROOT
@@ -116,6 +116,39 @@ def test_translation_notes_are_counted(metrics: CallMetrics, server: MetricsServ
     assert value(found, "cri_proxy_translation_refusals_total", service=V1, method="CreateContainer") == 1
 
 
+def fault_calls() -> list[RecordedCall]:
+    """The notes the relay writes on the calls its fault rules changed (and one it did not)."""
+    notes = [["fault: pull-fails error UNAVAILABLE"], ["fault: pull-fails error UNAVAILABLE"],
+             ["fault: slow status delay 2.000s"], ["fault: stuck hang"], ["fault: stuck hang 1.000s"],
+             ["translated v1 -> v1alpha2", "fault: drop close"], ["fault: nonsense"], []]
+    calls = []
+    for i, texts in enumerate(notes):
+        call = make_call("PullImage", stream_id=2 * i + 1)
+        call.notes = texts
+        calls.append(call)
+    return calls
+
+
+def test_injected_faults_are_counted_by_rule_and_action(metrics: CallMetrics, server: MetricsServer) -> None:
+    for call in fault_calls():
+        metrics.observe(call)
+    found = samples(get(server, "/metrics")[1])
+    injected = {(dict(labels)["rule"], dict(labels)["action"]): v for (name, labels), v in found.items()
+                if name == "cri_proxy_faults_injected_total"}
+    assert injected == {("pull-fails", "error"): 2, ("slow status", "delay"): 1, ("stuck", "hang"): 2,
+                        ("drop", "close"): 1}
+
+
+def test_fault_rule_names_are_capped(metrics: CallMetrics, server: MetricsServer) -> None:
+    for i in range(MAX_RULES + 7):
+        call = make_call("Version", stream_id=2 * i + 1)
+        call.notes = [f"fault: rule-{i} close"]
+        metrics.observe(call)
+    found = samples(get(server, "/metrics")[1])
+    rules = {dict(labels)["rule"]: v for (name, labels), v in found.items() if name == "cri_proxy_faults_injected_total"}
+    assert len(rules) == MAX_RULES + 1 and rules["other"] == 7 and rules["rule-0"] == 1
+
+
 def test_an_open_call_shows_in_the_next_scrape(metrics: CallMetrics, server: MetricsServer) -> None:
     path = f"/{V1}/StopContainer"
     found = samples(get(server, "/metrics")[1])
@@ -170,7 +203,10 @@ def test_promtool_accepts_the_exposition(metrics: CallMetrics, server: MetricsSe
     metrics.upstream_changed("unix:///run/containerd/containerd.sock", True, "v1")
     metrics.lost("queue_full", 1)
     metrics.connection_opened("kubelet")
+    for call in fault_calls():
+        metrics.observe(call)
     body = get(server, "/metrics")[1]
+    assert "cri_proxy_faults_injected_total{" in body
     done = subprocess.run([str(PROMTOOL), "check", "metrics"], input=body, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
