@@ -49,6 +49,10 @@ from cri_proxy.proxy.seams import TranslatedRoute
 log = logging.getLogger(__name__)
 
 NO_ERROR = 0x0
+# libuv times a timer from the loop's cached clock, in whole milliseconds: a call held for a
+# drawn delay is held this much longer, so that it is never released short of it (the
+# recording times it from a moment after the timer is armed, and would say a few ms less).
+TIMER_SLACK = 0.005
 
 
 def client_name(conn: Connection) -> str | None:
@@ -185,7 +189,7 @@ class ConnectionFaults:
         held = self.held[stream_id] = _Held()
         if end_stream:  # its headers go on without END_STREAM, which this frame gives later
             held.frames.append(h2.frame(h2.DATA, h2.FLAG_END_STREAM, stream_id, b""))
-        held.timer = asyncio.get_running_loop().call_later(seconds, self._release, stream_id)
+        held.timer = asyncio.get_running_loop().call_later(seconds + TIMER_SLACK, self._release, stream_id)
         self.notes.append((stream_id, [f"fault: {decision.rule} {action.kind} {seconds:.3f}s"]))
         return seconds
 

@@ -20,8 +20,8 @@ Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answ
 method the runtime's version lacks (UNIMPLEMENTED, as the bridge says it; RuntimeConfig
 from --cgroup-driver), and a call for the other service on a connection that has its own
 socket for each. A v1 request that can carry a v1-only or retyped field (the few types of
-cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck): its
-DATA is forwarded as it comes except the frame that completes the message, held until the
+cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck,
+cri_proxy.proxy.heldbody): its DATA is forwarded as it comes except the frame that completes the message, held until the
 check has read it. Flow control stays right without the relay granting any credit of its
 own: the runtime has seen every byte but the held frame (a few KiB at most), which goes on
 at once or, for a refused request, is replaced by RST_STREAM towards the runtime and the
@@ -51,7 +51,7 @@ from cri_proxy.h2.hpack_encoder import Encoder, latin1
 from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
-from cri_proxy.proxy import answers, bodycheck, faultwire
+from cri_proxy.proxy import answers, bodycheck, faultwire, heldbody
 from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
@@ -317,7 +317,7 @@ class Translator:
         if self.faults is not None and self.faults.held and self.faults.client_frame(frame):
             return True
         if frame.type == h2.DATA and frame.stream_id in self.checking:
-            return self._checked_data(frame)
+            return heldbody.data(self, frame, self.policy.strict)
         if frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0 and self.owed:
             raw = frame.raw or b""
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
@@ -329,42 +329,6 @@ class Translator:
         if frame.type == h2.RST_STREAM:
             self.checking.pop(frame.stream_id, None)
         return False
-
-    def _checked_data(self, frame: h2.Frame) -> bool:
-        check = self.checking[frame.stream_id]
-        raw = frame.raw or b""
-        check.buffer += bodycheck.data_content(frame.flags, raw)
-        buffer = check.buffer
-        size = int.from_bytes(buffer[1:5], "big") if len(buffer) >= 5 else -1
-        end_stream = bool(frame.flags & h2.FLAG_END_STREAM)
-        if (size < 0 or len(buffer) < 5 + size) and not end_stream and size <= bodycheck.MAX_CHECKED:
-            return False  # the message goes on in a later frame: this one may go now
-        del self.checking[frame.stream_id]
-        notes, refusal = bodycheck.judge(check.path, buffer, size, self.policy.strict) if check.judge else ([], None)
-        if refusal is None and notes and notes[0].startswith(bodycheck.IGNORED):
-            log.warning("conn %d: %s: %s", self.conn.id, check.path, notes[0])
-        if refusal is None:
-            if check.call is None or not self._settle(frame, check.call, buffer, size):
-                self.route.out(raw)
-            if notes:
-                self.notes.append((frame.stream_id, notes))
-            return True
-        code, details = refusal
-        stream_id = frame.stream_id
-        self.route.out(h2.rst_stream_frame(stream_id))  # the runtime has the headers and all but this frame
-        self.conn.open_streams.discard(stream_id)
-        self.route.hijacked.add(stream_id)  # what either side sends on it from now on is dropped
-        if frame.length:
-            self.conn.inject_to_client(h2.window_update_frame(0, frame.length))
-        self._answer(stream_id, answers.error(stream_id, code, details), notes)
-        return True
-
-    def _settle(self, frame: h2.Frame, call: CallPath, buffer: bytearray, size: int) -> bool:
-        """A fault decision on the request's pod facts (cri_proxy.proxy.bodyfaults): True when it took the frame."""
-        if self.bodies is None or self.faults is None:
-            return False
-        whole = 0 <= size <= bodycheck.MAX_CHECKED and len(buffer) >= 5 + size and not buffer[0]
-        return self.bodies.settle(self.faults, self, frame, call, bytes(buffer[5:5 + size]) if whole else None)
 
     # Answers -----------------------------------------------------------------------------
     def _lacking(self, stream_id: int, call: CallPath) -> None:
