@@ -61,6 +61,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--record", action="store_true",
                         help="also measure the proxy recording every call (route 'recording', --db in the temp "
                         "dir), with its bars and how many calls it recorded and lost")
+    parser.add_argument("--metrics", action="store_true",
+                        help="also measure the proxy serving metrics without a database (route 'metrics': "
+                        "--metrics-listen, no --db), whose recorder gets DATA frames as summaries")
     parser.add_argument("--extra-proxy", action="append", default=[], metavar="NAME=CMD",
                         help="also measure this proxy command (same fill-ins, and {old_runtime}: the v1alpha2-only "
                         "backend) as route NAME; repeatable")
@@ -101,6 +104,9 @@ def start_routes(children: Children, tmp: Path, backend: Path, args: argparse.Na
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd))
     if args.record and not why:
         routes.append(start_proxy(children, tmp, direct.socket, args.proxy_cmd + " --db {tmp}/calls.db", "recording"))
+    if args.metrics and not why:
+        metrics = args.proxy_cmd + " --metrics-listen unix://{tmp}/m.sock"
+        routes.append(start_proxy(children, tmp, direct.socket, metrics, "metrics"))
     if not args.no_faults and not why:
         rules = tmp / "faults.yaml"
         rules.write_text(NO_MATCH_RULES)

@@ -1,12 +1,16 @@
 // loadgen.cc: closed-loop gRPC load generator for the cri-proxy benchmark.
 //
 // usage: loadgen <target> <method> <request file> <callers> <start> <end>
-//                <latency out file> [stream]
+//                <latency out file> [stream] [rate=N]
 // Each caller issues one call after another on a shared channel (one HTTP/2
 // connection) from now until <end>; calls started in [<start>, <end>) (Unix
 // epoch seconds) count. Prints "calls errors messages"; writes each counted
 // call's latency in nanoseconds, one a line. With "stream" each call is read
 // as a server stream until its status. Raw bytes: no generated code.
+// With rate=N the load is open-loop instead: from <start> to <end> one call
+// is started every 1/N s (paced by the calls started, not those answered, so
+// a slow answer never turns into a burst), however many are still under way;
+// <callers> is then ignored. Unary calls only.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
@@ -29,6 +33,7 @@ struct Config {
   grpc::ByteBuffer request;
   Clock::time_point start, end;
   bool stream = false;
+  double rate = 0;  // calls per second, open loop; 0: closed-loop callers
 };
 
 Clock::time_point FromEpoch(const char* seconds) {
@@ -142,6 +147,68 @@ void Caller::Done(const grpc::Status& status, int received) {
   }
 }
 
+// One call of the open-loop pacer: deletes itself when it completes.
+class PacedCall {
+ public:
+  struct Totals {
+    std::mutex mu;
+    std::vector<int64_t> latencies;
+    int64_t errors = 0;
+    int64_t outstanding = 0;
+    std::condition_variable idle;
+    std::string first_error;
+  };
+  PacedCall(grpc::GenericStub* stub, const Config* config, Totals* totals) : totals_(totals) {
+    ctx_.set_deadline(Clock::now() + std::chrono::seconds(60));
+    began_ = Clock::now();
+    stub->UnaryCall(&ctx_, config->method, grpc::StubOptions(), &config->request, &response_,
+                    [this](grpc::Status status) { Done(status); });
+  }
+
+ private:
+  void Done(const grpc::Status& status) {
+    int64_t ns = std::chrono::nanoseconds(Clock::now() - began_).count();
+    Totals* totals = totals_;
+    delete this;
+    std::lock_guard<std::mutex> lock(totals->mu);
+    if (status.ok()) {
+      totals->latencies.push_back(ns);
+    } else if (totals->errors++ == 0) {
+      totals->first_error = std::to_string(status.error_code()) + " " + status.error_message();
+    }
+    if (--totals->outstanding == 0) totals->idle.notify_all();
+  }
+
+  Totals* totals_;
+  grpc::ClientContext ctx_;
+  grpc::ByteBuffer response_;
+  Clock::time_point began_;
+};
+
+// Starts calls at config.rate per second from start to end, then waits for the last answer.
+void Paced(grpc::GenericStub* stub, const Config& config, PacedCall::Totals* totals) {
+  std::this_thread::sleep_until(config.start);
+  const auto start = config.start;
+  int64_t started = 0;
+  for (auto now = start; now < config.end; now = Clock::now()) {
+    double seconds = std::chrono::duration<double>(now - start).count();
+    int64_t due = static_cast<int64_t>(seconds * config.rate) + 1 - started;
+    if (due > 0) {
+      {
+        std::lock_guard<std::mutex> lock(totals->mu);
+        totals->outstanding += due;
+      }
+      for (int64_t i = 0; i < due; ++i) new PacedCall(stub, &config, totals);
+      started += due;
+    }
+    auto next = start + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(started / config.rate));
+    std::this_thread::sleep_until(std::min(next, config.end));
+  }
+  std::unique_lock<std::mutex> lock(totals->mu);
+  totals->idle.wait(lock, [totals] { return totals->outstanding == 0; });
+}
+
 std::shared_ptr<grpc::Channel> Connect(const std::string& target) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessage);
@@ -157,13 +224,27 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& target) {
 int main(int argc, char** argv) {
   if (argc < 8) {
     std::cerr << "usage: loadgen <target> <method> <request file> <callers>"
-                 " <start> <end> <latency out file> [stream]\n";
+                 " <start> <end> <latency out file> [stream] [rate=N]\n";
     return 2;
   }
-  Config config{argv[2], ReadBuffer(argv[3]), FromEpoch(argv[5]), FromEpoch(argv[6]),
-                argc > 8 && std::string(argv[8]) == "stream"};
+  Config config{argv[2], ReadBuffer(argv[3]), FromEpoch(argv[5]), FromEpoch(argv[6])};
+  for (int i = 8; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "stream") config.stream = true;
+    if (arg.rfind("rate=", 0) == 0) config.rate = std::stod(arg.substr(5));
+  }
   int count = std::stoi(argv[4]);
   grpc::GenericStub stub(Connect(argv[1]));
+  if (config.rate > 0) {
+    PacedCall::Totals totals;
+    Paced(&stub, config, &totals);
+    std::ofstream out(argv[7]);
+    for (int64_t ns : totals.latencies) out << ns << '\n';
+    if (totals.errors) std::cerr << "first error: " << totals.first_error << std::endl;
+    std::cout << totals.latencies.size() << ' ' << totals.errors << ' ' << totals.latencies.size()
+              << std::endl;
+    return 0;
+  }
   Latch latch(count);
   std::vector<std::unique_ptr<Caller>> callers;
   for (int i = 0; i < count; ++i) {

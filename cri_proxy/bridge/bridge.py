@@ -34,7 +34,7 @@ from cri_proxy.bridge.forwarding import Context
 from cri_proxy.bridge.channels import Upstream, Upstreams
 from cri_proxy.bridge.options import BridgeOptions
 from cri_proxy.model.upstream import EVENTS_MISSING, EVENTS_UNKNOWN, ApiSource, service_key
-from cri_proxy.bridge.recording import CallLog
+from cri_proxy.bridge.recording import Caller, CallLog
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ class Bridge:
     """
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
-                 *, apis: ApiSource, sink: CallSink | None = None, options: BridgeOptions | None = None) -> None:
+                 *, apis: ApiSource, sink: CallSink | None = None, options: BridgeOptions | None = None,
+                 callers: Callable[[str], Caller | None] | None = None) -> None:
         self.listen = listen
+        self.callers = callers  # grpc's peer string -> the relay's client behind it
         self.options = options or BridgeOptions()
         self.sink = sink
         self.source = apis
@@ -137,8 +139,18 @@ class Bridge:
         client_api, service, method = parts
         up = self.upstreams.upstream(service_key(service))
         call = CallLog(self.sink, path, client_api, up.target, context.invocation_metadata() or ())
+        call.caller = self._caller(context)
         call.attach(context)
         return call, up, client_api, service, method
+
+    def _caller(self, context: Context) -> Caller | None:
+        if self.callers is None or self.sink is None:
+            return None
+        try:
+            return self.callers(context.peer())
+        except Exception:  # who called is worth a column, never a failed call
+            log.debug("could not tell who made a bridged call", exc_info=True)
+            return None
 
     async def unary_unary(self, path: str, request: bytes, context: Context) -> bytes:
         call, up, client_api, service, method = self._begin(path, context)
@@ -274,6 +286,7 @@ class Bridge:
         call = CallLog(self.sink, path, parts[0] if parts else None, up.target,
                        context.invocation_metadata() or ())
         call.upstream_api = call.client_api
+        call.caller = self._caller(context)
         call.attach(context)
         call.note("passed through: not a method the bridge knows")
 

@@ -11,7 +11,7 @@ import base64
 import itertools
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -24,6 +24,25 @@ _call_ids = itertools.count(1)
 
 # grpc.aio.Metadata or a sequence of (key, str | bytes) pairs; grpc-stubs types them apart.
 MetadataPairs = Any
+
+
+class Caller(Protocol):
+    """Who made a bridged call: the relay's client (proxy.peer.PeerCred), as the recording has it."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def uid(self) -> int | None: ...
+
+    @property
+    def gid(self) -> int | None: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def exe(self) -> str | None: ...
 
 
 def as_text(metadata: MetadataPairs | None) -> Metadata:
@@ -55,6 +74,7 @@ class CallLog:
         self.code: grpc.StatusCode | None = None
         self.details: str | None = None
         self.notes: list[str] = []
+        self.caller: Caller | None = None  # the relay's client on whose connection the call came
         self._messages: list[tuple[Direction, float, bytes]] = []
 
     def add(self, direction: Direction, data: bytes) -> None:
@@ -94,6 +114,9 @@ class CallLog:
             outcome=Outcome.CANCELLED if cancelled and self.code is None else Outcome.COMPLETED,
             notes=list(self.notes),
         )
+        if (who := self.caller) is not None:
+            call.peer_pid, call.peer_uid, call.peer_gid, call.peer_name, call.peer_exe = \
+                who.pid, who.uid, who.gid, who.name, who.exe
         counts = {Direction.REQUEST: 0, Direction.RESPONSE: 0}
         for direction, offset, data in self._messages:
             call.add_message(Message(direction, counts[direction], offset, data))

@@ -60,6 +60,9 @@ class Frame:
     length: int
     payload: bytes | None
     raw: bytes | None = None  # header + payload, only when the walker keeps raw frames
+    # Part of a DATA frame cut by a chunk's end, handed out as it came (walkers with `pieces`);
+    # payload is then None, and END_STREAM is on the frame's last piece only.
+    piece: memoryview | None = None
 
 
 class FrameWalker:
@@ -70,20 +73,31 @@ class FrameWalker:
     frame types in `keep` (the relay needs header blocks, not DATA); with `raw=True` every
     frame's complete bytes are kept too, for the paths that forward frame by frame.
 
+    With `pieces=True` (and DATA kept, not raw) a DATA frame cut by a chunk's end is not
+    carried until it is whole: each chunk's part of it comes out at once as a `Frame.piece`,
+    a view of the chunk (the recorder's tap reads gRPC messages across pieces as across
+    frames, and a 1 MB frame is then never gathered in one buffer). Padded frames, whose
+    padding is only known at their end, are carried whole as before.
+
     Both walks count the bytes they saw (`walked`) and, of those, the bytes of SETTINGS and
     PING frames (`control`): what a flood is made of (proxy.floodguard).
     """
 
-    __slots__ = ("_buf", "_skip", "_pending", "keep", "raw", "at_boundary", "in_block", "walked", "control")
+    __slots__ = ("_buf", "_skip", "_pending", "_parts", "_have", "keep", "raw", "pieces", "at_boundary", "in_block",
+                 "walked", "control")
 
-    def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False) -> None:
-        # A walker is used with feed() or with track(), never both: for feed() the buffer holds a
-        # frame carried over to the next chunk, for track() a frame header split across chunks.
+    def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False, pieces: bool = False) -> None:
+        # A walker is used with feed() or with track(), never both: for feed() the buffer holds the
+        # header of a frame carried over to the next chunk (its payload so far: _parts, _have bytes),
+        # for track() a frame header split across chunks.
         self._buf = bytearray()
+        self._parts: list[bytes | memoryview] = []
+        self._have = 0
         self._skip = 0  # track(): payload bytes still to skip at the next chunk
         self._pending: Frame | None = None
         self.keep = keep
         self.raw = raw
+        self.pieces = pieces and DATA in keep and not raw
         self.at_boundary = True
         self.in_block = False  # set by track() on the server side
         self.walked = 0
@@ -161,20 +175,49 @@ class FrameWalker:
         frames: list[Frame] = []
         pos = 0
         if self._buf:  # a frame carried over: complete it with the bytes it lacks, then read on
-            buf = self._buf
-            if len(buf) < 9:
-                pos = 9 - len(buf)
-                buf += chunk[:pos]
-            if len(buf) >= 9:
-                more = 9 + ((buf[0] << 16) | (buf[1] << 8) | buf[2]) - len(buf)
-                buf += chunk[pos:pos + more]
-                pos += more
-            if len(buf) < 9 or pos > len(chunk):
+            pos = self._complete(chunk, frames)
+            if pos < 0:
                 self.at_boundary = False
-                return []
-            self._buf = bytearray()
-            self._cut(bytes(buf), 0, frames)  # only this one frame (a copy of its bytes, not of the chunk)
+                return frames  # nothing, or a piece of a streamed DATA frame
         return self._cut(chunk, pos, frames)
+
+    def _complete(self, chunk: bytes, frames: list[Frame]) -> int:
+        """The carried frame, completed from `chunk`: where the chunk's next frame begins, or
+        -1 when the chunk ended first. The payload is joined once from the pieces the chunks
+        held (a 1 MB DATA frame spans several chunks: one copy of it, not one per chunk)."""
+        buf = self._buf
+        pos = 0
+        if len(buf) < 9:
+            pos = 9 - len(buf)
+            buf += chunk[:pos]
+            if len(buf) < 9:
+                return -1
+        length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
+        kind = buf[3]
+        wanted = self.raw or kind in self.keep
+        need = length - self._have
+        if self._streamed(kind, buf[4]):
+            return self._next_piece(chunk, pos, need, buf, frames)
+        if need > len(chunk) - pos:
+            self._have += len(chunk) - pos
+            if wanted:
+                self._parts.append(_piece(chunk, pos, len(chunk)))
+            return -1
+        payload = None
+        if wanted:
+            parts = self._parts
+            parts.append(_piece(chunk, pos, pos + need))
+            first = parts[0]
+            payload = first if len(parts) == 1 and isinstance(first, bytes) else b"".join(parts)
+        pos += need
+        header = bytes(buf)
+        self._buf, self._parts, self._have = bytearray(), [], 0
+        if kind == SETTINGS or kind == PING:
+            self.control += 9 + length
+        frames.append(Frame(kind, header[4], int.from_bytes(header[5:9], "big") & 0x7FFFFFFF, length,
+                            payload if kind in self.keep else None,
+                            header + payload if self.raw and payload is not None else None))
+        return pos
 
     def _cut(self, chunk: bytes, pos: int, frames: list[Frame]) -> list[Frame]:
         keep, raw = self.keep, self.raw
@@ -191,10 +234,44 @@ class FrameWalker:
                                 length, chunk[pos + 9:nxt] if kind in keep else None,
                                 chunk[pos:nxt] if raw else None))
             pos = nxt
-        if pos < end:
-            self._buf = bytearray(chunk[pos:])
+        if pos < end:  # a frame the chunk cuts: its header, and what it has of the payload if kept
+            head = min(9, end - pos)
+            self._buf = bytearray(chunk[pos:pos + head])
+            self._have = end - pos - head
+            if self._have and self._streamed(chunk[pos + 3], chunk[pos + 4]):
+                self._have = 0
+                self._next_piece(chunk, pos + 9, chunk[pos] << 16 | chunk[pos + 1] << 8 | chunk[pos + 2], self._buf,
+                                 frames)
+            elif self._have and (raw or chunk[pos + 3] in keep):
+                self._parts = [_piece(chunk, pos + 9, end)]
         self.at_boundary = pos == end
         return frames
+
+    def _streamed(self, kind: int, flags: int) -> bool:
+        return self.pieces and kind == DATA and not flags & FLAG_PADDED
+
+    def _next_piece(self, chunk: bytes, pos: int, need: int, header: bytearray, frames: list[Frame]) -> int:
+        """A streamed DATA frame's part in `chunk` from `pos` (`need` bytes still due): where
+        the chunk's next frame begins, or -1 when the frame goes on in the next chunk."""
+        stop = min(len(chunk), pos + need)
+        flags, length = header[4], (header[0] << 16) | (header[1] << 8) | header[2]
+        last = stop == pos + need
+        frames.append(Frame(DATA, flags if last else flags & ~FLAG_END_STREAM,
+                            int.from_bytes(header[5:9], "big") & 0x7FFFFFFF, length, None,
+                            piece=memoryview(chunk)[pos:stop] if type(chunk) is bytes else memoryview(chunk[pos:stop])))
+        if not last:
+            self._have += stop - pos
+            return -1
+        self._buf, self._have = bytearray(), 0
+        return stop
+
+
+def _piece(chunk: bytes, start: int, stop: int) -> bytes | memoryview:
+    """Part of a frame cut across chunks, kept until the frame is whole: a view of the chunk
+    (no copy) when the chunk is immutable bytes, else a copy."""
+    if type(chunk) is bytes:
+        return memoryview(chunk)[start:stop]
+    return bytes(chunk[start:stop])
 
 
 def header_block_fragment(frame: Frame) -> bytes:

@@ -4,7 +4,9 @@ Every message is `<I length><B kind>` followed by `length - 1` bytes of body. Th
 path writes CHUNK messages: a fixed header (connection, direction, wall and monotonic time)
 and the bytes the relay forwarded, untouched. The other frequent kinds have fixed struct
 layouts, built and read by the typed functions below (`open_message`/`read_open`, ...), so
-a malformed body is a ValueError naming the kind, not an arbitrary object. Only two kinds
+a malformed body is a ValueError naming the kind, not an arbitrary object. When the recorder
+needs no message bodies (metrics only), the CHUNK bytes are in the lean form (`lean_data`):
+frames as relayed, but each DATA frame's payload replaced by a summary of its messages. Only two kinds
 are pickled, both internal and both ends this package: INIT (once per recorder process:
 the options, the session, what a restarted recorder carries on from) and CALL (a bridged
 call, a whole RecordedCall, on the bridge's own slow path).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,6 +66,12 @@ _NOTE: Final = struct.Struct("<II")  # conn_id, stream_id (0: every later call o
 _READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)
 _STATS: Final = struct.Struct("<6QBQQq")  # RecorderStats, received, pending, session id (-1: none)
 _NONE: Final = -1
+
+# The lean form of CHUNK bytes (proxy/lean.py), used on a link whose recorder needs no message
+# bodies (RecordConfig.needs_bodies false): every DATA frame's payload is replaced by this
+# summary, in a frame of its own (header: length, type DATA, END_STREAM kept, stream).
+LEAN_SUMMARY: Final = struct.Struct(">BIQ")  # malformed padding, gRPC messages completed, their bytes
+LEAN_DATA_FRAME: Final = struct.Struct(">BHBBIBIQ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,20 @@ class Ready:
 
 def chunk_head(conn_id: int, from_client: bool, wall: float, mono: float, size: int) -> bytes:
     return CHUNK_HEAD.pack(CHUNK_FIXED + size, CHUNK, conn_id, from_client, wall, mono)
+
+
+def lean_data(flags: int, stream_id: int, bad: bool, messages: int, size: int) -> bytes:
+    """A DATA frame in the lean form: `messages` gRPC messages of `size` bytes (prefixes
+    excluded) completed in it, or `bad`: its padding is malformed."""
+    return LEAN_DATA_FRAME.pack(0, LEAN_SUMMARY.size, 0, flags, stream_id, bad, messages, size)
+
+
+def read_lean_data(payload: bytes) -> tuple[bool, int, int]:
+    """(malformed padding, messages, bytes) of a lean DATA frame's payload."""
+    if len(payload) != LEAN_SUMMARY.size:
+        raise ValueError(f"lean DATA frame of {len(payload)} bytes, expected {LEAN_SUMMARY.size}")
+    bad, messages, size = LEAN_SUMMARY.unpack(payload)
+    return bool(bad), messages, size
 
 
 def message(kind: int, body: bytes = b"") -> bytes:
@@ -294,17 +316,24 @@ class Reader:
     def feed(self, data: bytes, handle: Callable[[int, memoryview, int, int], None]) -> None:
         buf = self._buf
         buf += data
-        end = len(buf)
         pos = 0
         view = memoryview(buf)
         try:
-            while pos + 5 <= end:
-                (length,) = LENGTH.unpack_from(buf, pos)
-                stop = pos + 4 + length
-                if stop > end:
-                    break
-                handle(buf[pos + 4], view, pos + 5, stop)
+            for kind, start, stop in messages(buf):
+                handle(kind, view, start, stop)
                 pos = stop
         finally:
             view.release()
             del buf[:pos]
+
+
+def messages(buf: bytes | bytearray, pos: int = 0) -> Iterator[tuple[int, int, int]]:
+    """The whole messages in `buf` from `pos` on, in order: (kind, start, stop) of each body."""
+    end = len(buf)
+    while pos + 5 <= end:
+        (length,) = LENGTH.unpack_from(buf, pos)
+        stop = pos + 4 + length
+        if stop > end:
+            return
+        yield buf[pos + 4], pos + 5, stop
+        pos = stop

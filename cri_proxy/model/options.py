@@ -146,6 +146,13 @@ class RecordConfig:
     keep_registry_credentials_in_clear: bool = False
     telemetry: TelemetryConfig = field(default_factory=lambda: TelemetryConfig())
 
+    @property
+    def needs_bodies(self) -> bool:
+        """Whether the recorder process needs the messages' bytes: the writer (--db) and the
+        spans peer (--otlp-endpoint) read them; the metrics peer counts only their sizes, so
+        for it alone the relay ships the lean form (proxy/lean.py, link.lean_data)."""
+        return self.db is not None or self.telemetry.otlp_endpoint is not None
+
     def check(self) -> RecorderOptions:
         """Validate everything before anything starts; ConfigError names the flag."""
         self.telemetry.check()

@@ -17,6 +17,7 @@ import asyncio
 import errno
 import logging
 import pathlib
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -35,6 +36,18 @@ FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be
 
 def _drop(data: bytes) -> None:
     pass
+
+
+async def _connect_from(loop: asyncio.AbstractEventLoop, end: End, path: pathlib.Path, bind: str) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.bind(bind)
+        await loop.sock_connect(sock, str(path))
+    except BaseException:
+        sock.close()
+        raise
+    await loop.create_unix_connection(lambda: end, sock=sock)
 
 
 class RelayHost(Protocol):
@@ -136,8 +149,9 @@ class Connection:
         if not await self.route.connect(self):
             self.close(abort=True)
 
-    async def connect_upstream(self, path: pathlib.Path) -> bool:
-        """Connect to `path`; once connected it gets the bytes held for it, then the client's.
+    async def connect_upstream(self, path: pathlib.Path, bind: str | None = None) -> bool:
+        """Connect to `path` (from the unix address `bind`, if given: peer.bridge_address); once
+        connected it gets the bytes held for it, then the client's.
 
         False when `path` cannot be reached while this connection still waits for it: the
         caller then tries another socket or closes the client's connection at once, so it
@@ -148,7 +162,9 @@ class Connection:
         self._target, self._target_path = end, path
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(loop.create_unix_connection(lambda: end, str(path)), self.host.connect_timeout)
+            connecting = loop.create_unix_connection(lambda: end, str(path)) if bind is None \
+                else _connect_from(loop, end, path, bind)
+            await asyncio.wait_for(connecting, self.host.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):

@@ -33,6 +33,7 @@ from cri_proxy.model.endpoints import as_endpoint
 from cri_proxy.model.errors import ConfigError, SocketInUseError
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
 from cri_proxy.proxy.notify import Notifier
+from cri_proxy.proxy.peer import PeerCred, bridged_connection
 from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.recorder_link import RecorderProcess
 from cri_proxy.model.link import RelayState
@@ -146,7 +147,7 @@ async def serve(config: ProxyConfig) -> int:
     try:
         await prober.reprobe()  # one round at start (bounded); later ones run in the background
         server = await _listen(config, recorder, bridge, prober, book)
-        answers.server = server
+        answers.server = bridge.server = server
         try:
             async with control.serving(book, config.control):  # before READY=1: `faults add` may follow at once
                 if recorder is not None and config.record is not None and config.record.require:
@@ -239,6 +240,7 @@ class LazyBridge:
         self.folder = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
         self.path = self.folder / "bridge.sock"
         self.bridge: Any = None
+        self.server: RelayServer | None = None  # whose connections' clients the bridge's calls are
         self._lock = asyncio.Lock()
 
     async def ready(self) -> None:
@@ -249,9 +251,16 @@ class LazyBridge:
 
             log.info("a client needs CRI translation: starting the bridge")
             bridge = Bridge(self.path, self.config.runtime, self.config.image, apis=self.prober,
-                            sink=self.recorder, options=self.config.translation)
+                            sink=self.recorder, options=self.config.translation, callers=self.caller)
             await bridge.start()
             self.bridge = bridge
+
+    def caller(self, peer: str) -> PeerCred | None:
+        """The client of the relayed connection a bridged call came through (peer.bridge_address)."""
+        conn_id = bridged_connection(peer)
+        if conn_id is None or self.server is None:
+            return None
+        return next((conn.peer for conn in self.server.connections if conn.id == conn_id), None)
 
     async def stop(self) -> None:
         if self.bridge is not None:

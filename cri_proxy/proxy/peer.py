@@ -55,6 +55,27 @@ def executable(pid: int) -> str | None:
         return None
 
 
+# The relay's socket to the bridge (same process) binds to an abstract unix address naming the
+# client connection it carries; grpc reports it as the bridged call's peer, so the bridge
+# records each call with the connection's real client (the kubelet), not the proxy itself.
+_BRIDGED: Final = "cri-proxy-bridge."
+
+
+def bridge_address(conn_id: int) -> str:
+    """The abstract address (Linux) the socket carrying connection `conn_id` to the bridge binds to."""
+    return f"\0{_BRIDGED}{os.getpid()}.{conn_id}"
+
+
+def bridged_connection(peer: str) -> int | None:
+    """The connection a bridged call came through, from grpc's peer string
+    (`unix-abstract:cri-proxy-bridge.PID.CONN`); None for any other peer."""
+    kind, _, name = peer.partition(":")
+    pid, _, conn = name.removeprefix(_BRIDGED).partition(".")
+    if kind != "unix-abstract" or not name.startswith(_BRIDGED) or pid != str(os.getpid()) or not conn.isdigit():
+        return None
+    return int(conn)
+
+
 def peer_of(sock: socket.socket | None, with_process: bool = True) -> PeerCred:
     """Everything that can be known of the peer; `with_process` False skips /proc (two
     system calls and a file read less, for a relay that records nothing)."""

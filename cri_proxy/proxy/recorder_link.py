@@ -2,8 +2,9 @@
 recorder's controls, all speaking to the child over one socketpair (model.link).
 
 The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
-and one `sendmsg` per event-loop turn; what the child has not taken yet waits there, up to
-half of `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
+and one `sendmsg` per event-loop turn; the child reads it all at once into its own backlog
+(recorder.spool). What it has not taken yet waits in the outbox, up to half of
+`--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
 connection's calls are recorded as unparsed), the episode counted and logged.
 
 If the child dies (killed, out of memory), forwarding goes on; the loss is counted (see
@@ -27,6 +28,7 @@ from cri_proxy.model import link
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.recorder_child import Child
 from cri_proxy.proxy.recorder_loss import Outage, Unacked
 from cri_proxy.proxy.recorder_out import Outbox, buffer_bytes
@@ -50,6 +52,7 @@ class RecorderProcess:
         self.session = session
         self.path = str(config.db) if config.db is not None else "its metrics and spans (no --db)"
         self.limit = buffer_bytes(config.queue_mb)
+        self.lean = not config.needs_bodies  # metrics only: DATA frames go as summaries (proxy.lean)
         self._sock: socket.socket | None = None
         self._child: Child | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +163,7 @@ class RecorderProcess:
         self._live[info.conn_id] = info
         self._send(link.open_message(info.conn_id, info.peer_pid, info.peer_uid, info.upstream, info.peer_gid,
                                      info.peer_name, info.peer_exe))
-        return _Shipped(self, info.conn_id)
+        return _Lean(self, info.conn_id) if self.lean else _Shipped(self, info.conn_id)
 
     def upstream_changed(self, conn_id: int, upstream: str) -> None:
         info = self._live.get(conn_id)
@@ -333,3 +336,19 @@ class _Shipped:
 
     def closed(self, reason: str | None) -> None:
         self.proc.closed(self.conn_id, reason)
+
+
+class _Lean(_Shipped):
+    """One connection's tap when the recorder needs no message bodies: the server's bytes go
+    with each DATA frame reduced to a summary of its messages (proxy.lean)."""
+
+    __slots__ = ("server",)
+
+    def __init__(self, proc: RecorderProcess, conn_id: int) -> None:
+        super().__init__(proc, conn_id)
+        self.server = LeanWalker()
+
+    def server_bytes(self, data: bytes, boundary: bool) -> None:
+        walker = self.server
+        if out := walker.feed(data):
+            self.proc.chunk(self.conn_id, False, out, walker.at_boundary)

@@ -3,8 +3,10 @@
 On the relay's path a chunk costs one header and one list append (two for the client's:
 its reference is kept until acknowledged, see recorder_loss); the bytes go out in one
 `sendmsg` per event-loop turn, and the socket never blocks the loop. What the child has not
-taken yet waits here, bounded in bytes: up to half of `--queue-mb`. Beyond it (the child
-stalled, or fell far behind a flood; it skims long before that, see recorder.behind) chunks
+taken yet waits here, bounded in bytes: up to half of `--queue-mb`. The child reads
+everything at once into its own backlog (recorder.spool, bounded by --queue-mb), so bytes
+wait here only while it does not read: stalled, busy with a slow block, or at its budget. Beyond the limit (it skims
+long before that, see recorder.behind) chunks
 are dropped rather than waited for: the child is told where bytes are missing (GAP), resuming
 at a frame boundary once the buffer is down to half, and records the affected connection's
 calls as unparsed, since the lost bytes may have carried HPACK state; the episode is logged.
@@ -31,9 +33,10 @@ _chunk_head = link.chunk_head
 
 
 def buffer_bytes(queue_mb: int) -> int:
-    """What the proxy holds for its recorder process: half of --queue-mb (the recorder's own
-    queue, for its writer, is the other bound), so that recording large replies in a flood
-    costs the relay process tens of megabytes, not a hundred."""
+    """What the proxy holds for its recorder process: half of --queue-mb. The recorder holds
+    the backlog itself (its budget is --queue-mb), so this is only for a recorder that does
+    not read for a while, and recording large replies in a flood costs the relay process
+    little memory, most of the time none."""
     return (queue_mb << 20) // 2
 
 

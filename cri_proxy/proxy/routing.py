@@ -42,6 +42,7 @@ from cri_proxy.model.cri import parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.connection import Connection, End
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST, BadFrame, Early, HeaderBlock
+from cri_proxy.proxy.peer import bridge_address
 from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy import translate
 
@@ -356,7 +357,8 @@ class FirstCallRoute:
                 log.exception("conn %d: the bridge could not start; closing the connection", conn.id)
                 conn.close(abort=True)
                 return
-        if not await conn.connect_upstream(self.up.path_of(service)):
+        bind = bridge_address(conn.id) if service == "bridge" else None  # the bridge records who the client is
+        if not await conn.connect_upstream(self.up.path_of(service), bind):
             conn.close(abort=True)
             return
         if conn.tap is not None:

@@ -1,34 +1,34 @@
 """When the recorder process has fallen too far behind the relay to record every call.
 
-The relay ships every chunk the moment it has forwarded it; what this process has not read
-yet waits in the proxy's buffer (up to half of `--queue-mb`: beyond that it drops bytes, and
-the calls of the connections concerned are recorded as unparsed from then on) and in the
-socket between them. Recording a call costs several times what following it does (HPACK,
-status, end), so when that backlog grows too far the recorder skims: the calls that start
-are followed without being recorded and counted lost, until it has caught up.
+The relay ships every chunk the moment it has forwarded it; this process reads it at once
+into its spool (recorder.spool) and records it when it gets to it, at the relay's timestamps.
+Its backlog is then known, not guessed: the bytes in the spool plus the calls waiting for the
+writer (recorder.queue), both counted in bytes, large bodies fully. That backlog is bounded
+by `--queue-mb` (the budget; the proxy holds up to half as much again while this process
+does not read): a flood that the recorder cannot follow live is recorded late, as long as it
+fits.
 
-The backlog is the lag (how long ago the relay forwarded the chunk being read now) times
-the rate at which the relay forwards bytes, measured over tenths of a second of the relay's
-time (the window under way counts as soon as it is 20 ms old: a flood of 1 MB replies ships
-tens of MB in a tenth), a window begun after a pause starting afresh.
-Skimming starts when that reaches half the proxy's buffer, so the buffer never fills and no
-connection loses its HPACK state to a flood, or when the lag passes `MAX_LAG_S` (small calls
-take few bytes: a long backlog of them fits the buffer, but the recording would trail the
-node by more than anyone waiting for it would accept). It stops as soon as the lag is under
-`CAUGHT_UP_S`. A skim that starts again within `MERGE_S` of the last one's end belongs to
-the same loss episode, so a flood that comes and goes counts one episode per second or so,
-without costing a second of calls each time.
+Recording a call costs several times what following it does (HPACK, status, end), so when
+the backlog passes `SKIM_AT` of the budget the recorder skims: the calls that start are
+followed without being recorded and counted lost. It records again as soon as the backlog
+is down to `RESUME_AT` of the budget: what a flood costs is about the calls that did not
+fit, not the whole backlog (nor a second of calls) per episode. It also skims when the chunk it reads was relayed more than
+`MAX_LAG_S` ago (small calls take few bytes: a long backlog of them fits the budget, but the
+recording would trail the node by more than anyone waiting for it would accept), until it
+is within `RESUME_LAG_S`. A skim that starts again within `MERGE_S` of the last one's end
+belongs to the same loss episode, so a flood that comes and goes counts one episode per
+second or so, without costing a second of calls each time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-MAX_LAG_S = 10.0
-CAUGHT_UP_S = 0.1
+MAX_LAG_S = 60.0
+RESUME_LAG_S = 45.0
+SKIM_AT = 0.75
+RESUME_AT = 0.7
 MERGE_S = 1.0
-RATE_WINDOW_S = 0.1
-_EARLY_S = 0.02  # a window this old already tells a rate
 
 
 @dataclass
@@ -41,38 +41,25 @@ class Episode:
 
 
 class Behind:
-    """The skim decision, fed with every chunk the recorder reads."""
+    """The skim decision, fed with the backlog as the recorder works through it."""
 
-    def __init__(self, buffer_bytes: int) -> None:
-        self.limit_bytes = buffer_bytes // 2
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
         self.skimming = False
         self.lag = 0.0
-        self.rate = 0.0  # bytes per second of the relay's time
-        self._rate_bytes = 0
-        self._rate_since = 0.0
+        self.backlog = 0  # bytes read from the proxy or queued for the writer, not written yet
 
-    def backlog(self) -> float:
-        """Bytes the relay forwarded that have not been read here yet (an estimate)."""
-        return self.lag * self.rate
-
-    def feed(self, now: float, relayed_at: float, size: int) -> bool | None:
-        """A chunk the relay forwarded at `relayed_at` (monotonic), read `now`: True when
-        skimming should start, False when it should stop, None when nothing changes."""
-        self._rate_bytes += size
-        elapsed = relayed_at - self._rate_since
-        rate = self.rate
-        if elapsed >= RATE_WINDOW_S:
-            # After a pause the window is mostly idle time: the next one tells the rate.
-            rate = self.rate = self._rate_bytes / elapsed if elapsed < 2 * RATE_WINDOW_S else 0.0
-            self._rate_bytes, self._rate_since = 0, relayed_at
-        elif elapsed >= _EARLY_S:
-            rate = max(rate, self._rate_bytes / elapsed)
+    def feed(self, now: float, relayed_at: float, backlog: int) -> bool | None:
+        """The chunk being handled was relayed at `relayed_at` (monotonic) and is handled `now`,
+        with `backlog` bytes waiting: True when skimming should start, False when it should
+        stop, None when nothing changes."""
         lag = self.lag = now - relayed_at
+        self.backlog = backlog
         if self.skimming:
-            if lag < CAUGHT_UP_S:
+            if backlog <= self.budget * RESUME_AT and lag < RESUME_LAG_S:
                 self.skimming = False
                 return False
-        elif lag > MAX_LAG_S or lag * rate > self.limit_bytes:
+        elif backlog > self.budget * SKIM_AT or lag > MAX_LAG_S:
             self.skimming = True
             return True
         return None

@@ -110,16 +110,40 @@ class IdsStage:
 
     name = "ids"
 
+    def __init__(self) -> None:
+        self._plans: dict[str, tuple[str, bool, bool] | None] = {}  # path -> what to read, None: nothing
+
     def process(self, item: PreparedCall) -> PreparedCall:
         path = item.call.path
-        parts = parse_path(path)
-        if _concerns(parts):  # only then are the messages decoded (List* answers are the big ones)
-            response = item.first(Direction.RESPONSE) if parts.method in _RESPONSE_READ else None
-            item.ids = _ids(parts.method, item.first(Direction.REQUEST) if _request_read(path) else None, response)
-            item.exit_code = exec_exit_code(parts.method, response)
-        else:
-            item.ids = dict.fromkeys(ID_KEYS)
+        try:
+            plan = self._plans[path]
+        except KeyError:
+            if len(self._plans) >= MAX_PATHS:  # paths are the clients' to choose: bounded
+                self._plans.clear()
+            plan = self._plans[path] = _plan(path)
+        if plan is None:
+            item.ids = NO_IDS
+            return item
+        method, request, response = plan  # only then are the messages decoded (List* answers are the big ones)
+        response_json = item.first(Direction.RESPONSE) if response else None
+        item.ids = _ids(method, item.first(Direction.REQUEST) if request else None, response_json)
+        item.exit_code = exec_exit_code(method, response_json)
         return item
+
+
+MAX_PATHS = 1024
+# The ids of a call that names none. Shared by such calls: never modified.
+NO_IDS: Ids = dict.fromkeys(ID_KEYS)
+
+
+def _plan(path: str) -> tuple[str, bool, bool] | None:
+    """(method, whether its request is read, whether its response is) for a path whose calls
+    can name an id, else None (so its calls are given NO_IDS without a look)."""
+    parts = parse_path(path)
+    if not _concerns(parts):
+        return None
+    request, response = _request_read(path), parts.method in _RESPONSE_READ
+    return (parts.method, request, response) if request or response else None
 
 
 def _pod_names(ids: Ids, doc: dict[str, Any], *keys: str) -> None:

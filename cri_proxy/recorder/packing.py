@@ -100,7 +100,18 @@ class MetadataSets:
 class Keyframe:
     payload_id: int
     size: int
-    compressor: zstandard.ZstdCompressor
+    data: bytes | None  # the body, until its compressor is built
+    _compressor: zstandard.ZstdCompressor | None = None
+
+    def compressor(self) -> zstandard.ZstdCompressor:
+        """Built for the first body that may be a delta of this one, not when the keyframe is
+        stored: a method whose replies repeat exactly never needs it, and for a 1 MB body
+        the dictionary's copy and tables cost about 3 MB. Until then the keyframe holds
+        the body itself (the very bytes the memo of recent bodies holds too, if it does)."""
+        if self._compressor is None:
+            assert self.data is not None
+            self._compressor, self.data = bodies.compressor(self.data), None
+        return self._compressor
 
 
 class Keyframes:
@@ -116,7 +127,7 @@ class Keyframes:
         frame = self._pending.get(path) or self._frames.get(path)
         if frame is None:
             return None
-        delta = frame.compressor.compress(data)
+        delta = frame.compressor().compress(data)
         return (frame.payload_id, delta) if len(delta) * DELTA_MAX_RATIO <= len(data) else None
 
     def stage(self, path: str, payload_id: int, data: bytes) -> None:
@@ -126,7 +137,7 @@ class Keyframes:
             self._pending.pop(path, None)
             self._frames.pop(path, None)
             return
-        self._pending[path] = Keyframe(payload_id, len(data), bodies.compressor(data))
+        self._pending[path] = Keyframe(payload_id, len(data), data)
 
     def committed(self) -> None:
         for path, frame in self._pending.items():

@@ -29,18 +29,21 @@ class PreparedCall:
     exit_code: int | None = None  # ExecSync's exit code, set by the ids stage
     decoder: JsonDecoder | None = None  # set by the decode stage; None: no JSON is stored
     shas: BodyMemo[str] | None = None  # the recent bodies' sha256 (the decode stage's), to hash each once
-    _shas: list[str | None] = field(default_factory=list)
-    _json: dict[int, Json | None] = field(default_factory=dict)
+    _shas: list[str | None] | None = None  # made when first asked for (most calls: by the writer)
+    _json: dict[int, Json | None] | None = None
 
     @classmethod
     def of(cls, call: RecordedCall) -> PreparedCall:
-        return cls(call, CALL_OVERHEAD_BYTES + sum(len(m.data) for m in call.messages))
+        size = CALL_OVERHEAD_BYTES
+        for message in call.messages:
+            size += len(message.data)
+        return cls(call, size)
 
     def sha(self, index: int) -> str:
         """The sha256 (hex) of message `index`'s bytes, computed once."""
         shas = self._shas
-        if not shas:
-            shas.extend([None] * len(self.call.messages))
+        if shas is None:
+            shas = self._shas = [None] * len(self.call.messages)
         sha = shas[index]
         if sha is None:
             message = self.call.messages[index]
@@ -62,11 +65,18 @@ class PreparedCall:
         """Message `index` as JSON (None: not decodable, or no decoder), decoded once."""
         if self.decoder is None:
             return None
-        if index not in self._json:
+        known = self._json
+        if known is None:
+            known = self._json = {}
+        if index not in known:
             message = self.call.messages[index]
-            self._json[index] = self.decoder.decode(
+            known[index] = self.decoder.decode(
                 self.call.path, message.direction.value, message.data, self.sha(index), message.compressed)
-        return self._json[index]
+        return known[index]
+
+    def decoded_already(self, index: int) -> bool:
+        """Whether message `index`'s JSON was asked for already (then it is held anyway)."""
+        return self._json is not None and index in self._json
 
     def first(self, direction: Direction) -> Json | None:
         """The JSON of the call's first message going `direction`, if any."""
@@ -77,8 +87,8 @@ class PreparedCall:
 
     def restart(self) -> None:
         """The call's messages were replaced: forget hashes and JSON made from the old ones."""
-        self._shas.clear()
-        self._json.clear()
+        self._shas = None
+        self._json = None
 
 
 class Stage(Protocol):

@@ -87,7 +87,7 @@ class Recorder:
                 full = self._stopping or self._queue.full_for(item.size)
                 if full:
                     first = self._lose_on_submit()
-                elif self._queue.put(item):
+                elif self._queue.put(item) and self._thread is not None:  # else the owner pumps
                     self._wake.notify()
             if full and first:  # logged outside the lock, once per episode
                 log.warning("recording queue full (%d calls, %d bytes): calls are counted lost until it drains",

@@ -49,6 +49,7 @@ from google.protobuf.message import Message as ProtoMessage
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
+from cri_proxy.recorder.bodies import BodyMemo, Kind
 from cri_proxy.recorder.redact_policy import DEFAULT_POLICY, RedactionPolicy
 from cri_proxy.model.call import Direction, Message, RecordedCall
 from cri_proxy.messages.decode import MethodTypes, method_types
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 NOTE_PREFIX = "redacted:"
 
+MAX_PATHS = 1024  # paths whose redaction needs are remembered
 AUTH_FIELDS = ("username", "password", "auth", "identity_token", "registry_token")
 
 
@@ -73,16 +75,33 @@ RedactFn = Callable[[RecordedCall], RecordedCall]
 class RedactStage:
     """The pipeline's redact peer: runs first on the writer's thread, so neither the stored
     bytes nor the JSON decoded from them hold a secret. `redact` replaces the policy's
-    function (tests use it to change bytes)."""
+    function (tests use it to change bytes).
+
+    With the policy's own function, a call on a path whose messages cannot hold a redacted
+    field (Version, List*...) is passed on as it is, known per path after its first call; and a
+    body equal to one redacted before (the same reply to every ContainerStatus of a container)
+    gets what its redaction gave then (recorder/bodies.py), instead of being parsed again."""
 
     name = "redact"
 
     def __init__(self, policy: RedactionPolicy = DEFAULT_POLICY, redact: RedactFn | None = None) -> None:
         self.policy = policy
-        self._redact = redact or functools.partial(redact_call, policy=policy)
+        self.memo: BodyMemo[Redacted] = BodyMemo()
+        self._redact = redact or functools.partial(redact_call, policy=policy, memo=self.memo)
+        self._clean: dict[str, bool] | None = {} if redact is None else None  # path -> nothing to redact
 
     def process(self, item: PreparedCall) -> PreparedCall:
         call = item.call
+        clean = self._clean
+        if clean is not None and call.path:
+            known = clean.get(call.path)
+            if known is None:
+                if len(clean) >= MAX_PATHS:  # paths are the clients' to choose: bounded
+                    clean.clear()
+                types = method_types(call.path)
+                known = clean[call.path] = types is None or not _may_hold_secrets(types, self.policy)
+            if known:  # what redact_call would hand back: the very call
+                return item
         redacted = self._redact(drop_unattributed(call))  # raising drops the call: nothing unredacted is stored
         if redacted is not call:  # a redaction function hands back the very call when it blanked nothing
             item.redacted = item.redacted or _fingerprint(redacted) != _fingerprint(call)
@@ -113,9 +132,11 @@ def drop_unattributed(call: RecordedCall) -> RecordedCall:
     return dataclasses.replace(call, messages=messages, notes=[*call.notes, note])
 
 
-def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) -> RecordedCall:
+def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY,
+                memo: BodyMemo[Redacted] | None = None) -> RecordedCall:
     """The call with its secrets blanked: a new RecordedCall, or `call` itself when
-    nothing needed redacting. The input call and its messages are not modified."""
+    nothing needed redacting. The input call and its messages are not modified. `memo`
+    (one per policy) keeps what recent bodies' redaction gave, by their bytes."""
     if not call.path:
         return drop_unattributed(call)
     types = method_types(call.path)
@@ -126,7 +147,7 @@ def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) ->
     for message in call.messages:
         is_request = message.direction == Direction.REQUEST
         cls = types.request if is_request else types.response
-        redacted, note = _redact_message(cls, message, policy)
+        redacted, note = _redact_message(cls, message, policy, memo, (call.path, is_request))
         messages.append(redacted)
         if note is not None:
             notes.append(note)
@@ -135,26 +156,41 @@ def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY) ->
     return dataclasses.replace(call, messages=messages, notes=[*call.notes, *notes])
 
 
-def _redact_message(
-    cls: type[ProtoMessage], message: Message, policy: RedactionPolicy
-) -> tuple[Message, str | None]:
+# What redacting one body gave: its new bytes (None: unchanged) and what the note says of it
+# ("auth.username, auth.password", "unparseable, dropped"; None: nothing was redacted).
+Redacted = tuple["bytes | None", "str | None"]
+
+
+def _redact_message(cls: type[ProtoMessage], message: Message, policy: RedactionPolicy,
+                    memo: BodyMemo[Redacted] | None = None, kind: Kind = ("", False)) -> tuple[Message, str | None]:
     if cls.DESCRIPTOR.full_name not in _sensitive_types(policy):
         return message, None
     label = f"{Direction(message.direction).value}[{message.index}]"
     if message.compressed:
         return dataclasses.replace(message, data=b""), f"{NOTE_PREFIX} {label} compressed, dropped"
+    known = None if memo is None else memo.find(kind, message.data)
+    if known is not None:
+        data, what = known[1]
+    else:
+        data, what = _redact_body(cls, message.data, policy)
+        if memo is not None:
+            memo.add(kind, message.data, (data, what))
+    if what is None:
+        return message, None
+    return dataclasses.replace(message, data=message.data if data is None else data), f"{NOTE_PREFIX} {label} {what}"
+
+
+def _redact_body(cls: type[ProtoMessage], data: bytes, policy: RedactionPolicy) -> Redacted:
+    """The body of a message of type `cls` with its secrets blanked (see `Redacted`)."""
     try:
-        parsed = cls.FromString(message.data)
+        parsed = cls.FromString(data)
     except DecodeError:
-        return dataclasses.replace(message, data=b""), f"{NOTE_PREFIX} {label} unparseable, dropped"
+        return b"", "unparseable, dropped"
     found: list[str] = []
     _walk(parsed, "", policy, found)
     if not found:
-        return message, None
-    data = parsed.SerializeToString()
-    return dataclasses.replace(message, data=data), f"{NOTE_PREFIX} {label} " + ", ".join(
-        dict.fromkeys(found)
-    )
+        return None, None
+    return parsed.SerializeToString(), ", ".join(dict.fromkeys(found))
 
 
 # --- protobuf messages ------------------------------------------------------------------

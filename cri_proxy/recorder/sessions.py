@@ -2,13 +2,17 @@
 
 The session row is written when the file is opened (or re-created), its counters with every
 batch, in the batch's own transaction, so the counts on disk always match the calls there.
+A run that never ended its row (killed with its recorder) is noted by the next one as a loss
+episode of its own: how many calls went missing cannot be known, but that some may have can.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
+import time
 from dataclasses import asdict, dataclass
 
 from cri_proxy import __version__
@@ -84,3 +88,30 @@ def insert_losses(conn: sqlite3.Connection, session_id: int | None, losses: list
           None if e.ended_unix is None else db.utc_text(e.ended_unix), e.reason, e.calls_lost)
          for e in losses],
     )  # fmt: skip
+
+
+UNCLEAN = "the previous run (session {id}) ended unclean: the calls it had not written are missing, uncounted"
+
+
+def unclean_previous(conn: sqlite3.Connection) -> LossEpisode | None:
+    """The latest session in the file, if it never ended (its proxy and recorder were killed,
+    or the machine stopped) and is not a proxy still running on this host: what the new
+    session records as a loss, from that run's start to now, its count unknown."""
+    row = conn.execute("SELECT id, started_unix, hostname, pid FROM sessions WHERE ended_at IS NULL "
+                       "AND id = (SELECT max(id) FROM sessions)").fetchone()
+    if row is None:
+        return None
+    session_id, started_unix, host, pid = row
+    if host == socket.gethostname() and isinstance(pid, int) and _alive(pid):
+        return None  # another proxy recording here (or, after a reboot, a process that took its pid)
+    return LossEpisode(float(started_unix or 0.0), time.time(), UNCLEAN.format(id=session_id), 0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's
+    return True

@@ -24,15 +24,18 @@ from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
+from cri_proxy.model.link import read_lean_data
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import MessageReader, apply_status, cap_metadata, data_content, error_name, header_text
+from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
+                                     header_text, share_bodies)
 
 log = logging.getLogger(__name__)
 
 # The frame types whose payload the tap reads (PING, WINDOW_UPDATE, PRIORITY and unknown
 # types are walked over without copying theirs).
 READ_TYPES = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
+SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
 
 
 def fast_decoder() -> HeaderDecoder:
@@ -68,8 +71,11 @@ class RecordingTap:
 
     def __init__(self, sink: CallSink, clock: Callable[[], float] = time.time,
                  timer: Callable[[], float] = time.monotonic,
-                 decoder: Callable[[], HeaderDecoder] = fast_decoder) -> None:
+                 decoder: Callable[[], HeaderDecoder] = fast_decoder, lean: bool = False) -> None:
         self.sink = sink
+        # The server's bytes come in the relay's lean form (proxy.lean): each DATA frame's payload
+        # is a summary of its messages (link.lean_data), counted into the call's byte totals.
+        self.lean = lean
         self.clock = clock  # wall clock, for started_at
         self.timer = timer  # monotonic, for durations and offsets
         self.decoder = decoder
@@ -82,6 +88,10 @@ class RecordingTap:
         # Told of each call as its request headers arrive (the metrics peer's calls in flight).
         self.on_opened: Callable[[RecordedCall], None] | None = None
 
+        # The last large body of each kind: calls waiting for the writer share one copy of a
+        # repeated reply (wire.share_bodies).
+        self.bodies = LastBodies(SHARE_MAX_BYTES)
+
     def open(self, info: ConnectionInfo) -> ConnectionRecorder:
         return ConnectionRecorder(self, info)
 
@@ -89,12 +99,12 @@ class RecordingTap:
 class _Call:
     __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
 
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False, bodies: LastBodies | None = None) -> None:
         self.rec = rec
         self.skimmed = skimmed
         self.t0 = t0
-        self.request = MessageReader(Direction.REQUEST)
-        self.response = MessageReader(Direction.RESPONSE)
+        self.request = MessageReader(Direction.REQUEST, bodies)
+        self.response = MessageReader(Direction.RESPONSE, bodies)
         self.answered = False  # response headers seen
         self.unparsed = False
 
@@ -109,7 +119,7 @@ class ConnectionRecorder:
         self.calls: dict[int, _Call] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
-        self.walkers = {True: h2.FrameWalker(READ_TYPES), False: h2.FrameWalker(READ_TYPES)}
+        self.walkers = {True: h2.FrameWalker(READ_TYPES, pieces=True), False: h2.FrameWalker(READ_TYPES, pieces=True)}
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
@@ -132,7 +142,7 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
-        self.walkers[from_client] = h2.FrameWalker(READ_TYPES)
+        self.walkers[from_client] = h2.FrameWalker(READ_TYPES, pieces=True)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
         self._lose(side, f"bytes of this connection never reached the recorder ({why})")
@@ -235,15 +245,37 @@ class ConnectionRecorder:
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
-        content = data_content(frame) if not call.skimmed else b""
+        content: bytes | memoryview | None
+        if self.tap.lean and side is self.server:
+            content = self._summary(call, frame)
+        else:
+            content = data_content(frame) if not call.skimmed else b""
         if content is None:
             call.unparsed = True
             call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
         elif content:
             reader = call.request if side is self.client else call.response
-            reader.feed(content, call.rec, self._now - call.t0)
+            rec = call.rec
+            before = len(rec.messages)
+            reader.feed(content, rec, self._now - call.t0)
+            if len(rec.messages) > before:
+                share_bodies(self.tap.bodies, rec, before)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
+
+    def _summary(self, call: _Call, frame: h2.Frame) -> bytes | None:
+        """A lean DATA frame of the server's: its messages counted as the full bytes would
+        count them (None: its padding was malformed)."""
+        if call.skimmed:
+            return b""
+        bad, messages, size = read_lean_data(frame.payload or b"")
+        if bad:
+            return None
+        reader = call.response
+        if reader.stopped is None and messages:
+            reader.count += messages
+            call.rec.response_bytes += size
+        return b""
 
     def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side
@@ -279,7 +311,7 @@ class ConnectionRecorder:
         rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
                            peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
                            peer_name=info.peer_name, peer_exe=info.peer_exe)
-        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming, self.tap.bodies)
         if headers is None:
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")

@@ -23,6 +23,7 @@ the socket, as after `kill -9`), and in both cases records everything it has rec
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
 import select
@@ -40,10 +41,10 @@ from cri_proxy.recorder.behind import MERGE_S, Behind, Episode
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
+from cri_proxy.recorder.spool import READ_SIZE, Spool
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
-from cri_proxy.proxy.recorder_out import buffer_bytes
 from cri_proxy.proxy.tap import ConnectionInfo
 
 if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
@@ -52,18 +53,27 @@ if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when as
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 0.1
+# The proxy closed the socket without a STOP (killed, or it crashed): what it held for this
+# process and had not sent yet is lost, and nobody counted it.
+PROXY_GONE = "proxy died: the calls it had not passed on to the recorder are missing, uncounted"
 _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
             channel.GAP_RESTARTED: "it was restarted while the connection was open"}
-READ_SIZE = 256 << 10  # at most about 1,000 small calls between two batches
+GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation (CPython: 700)
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, buffer_bytes: int = 64 << 20,
-                 telemetry: Telemetry | None = None) -> None:
-        """`buffer_bytes`: what the proxy holds for this process before it drops bytes (half of --queue-mb)."""
+    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
+                 telemetry: Telemetry | None = None, lean: bool = False) -> None:
+        """`budget_bytes`: what this process holds, read and not handled yet or queued for the
+        writer (--queue-mb); it skims before it gets there (recorder.behind). `lean`: the proxy
+        ships DATA frames as summaries (no --db, no spans: proxy.lean)."""
         self.sock = sock
         self.telemetry = telemetry
-        self.behind = Behind(buffer_bytes)
+        self.behind = Behind(budget_bytes)
+        self.spool = Spool()
+        self.gone = False  # the proxy closed the socket without a STOP (it was killed)
+        self.stamped = False  # the blocks just handled held relayed bytes (self.mono is theirs)
+        self.deepest = (0, 0.0)  # the largest backlog (bytes) and how far behind it was (s)
         self.recorder = recorder
         self.wall = time.time()
         self.mono = time.monotonic()
@@ -72,13 +82,12 @@ class Worker:
             from cri_proxy.recorder.telemetry import ObservingSink
 
             sink = ObservingSink(telemetry, recorder)
-        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono)
+        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
         self.tap.on_skimmed = self._skimmed
         if telemetry is not None:
             self.tap.on_opened = telemetry.opened
         self._episode: Episode | None = None  # the skimming episode, until it is written
         self.conns: dict[int, ConnectionRecorder] = {}
-        self.reader = channel.Reader()
         self.stopping = False
         self._out = bytearray()
         self._last_stats = 0.0
@@ -91,21 +100,11 @@ class Worker:
         wait: float | None = 0.0
         while not self.stopping:
             wanted_write = [sock] if self._out else []
-            timeout = STATS_INTERVAL_S if wait is None else min(wait, STATS_INTERVAL_S)
+            timeout = 0.0 if self.spool else STATS_INTERVAL_S if wait is None else min(wait, STATS_INTERVAL_S)
             readable, writable, _ = select.select([sock], wanted_write, [], timeout)
-            if readable:
-                try:
-                    data = sock.recv(READ_SIZE)
-                except BlockingIOError:
-                    data = None
-                except OSError as exc:
-                    log.warning("the proxy's socket failed (%s): recording what was received and stopping", exc)
-                    break
-                if data == b"":
-                    log.info("the proxy is gone: recording what was received and stopping")
-                    break
-                if data:
-                    self.reader.feed(data, self.handle)
+            if readable and not self.read():
+                break
+            self.work()
             if self._episode is not None and self._episode.ended is not None:
                 self.end_episode(time.time())
             wrote = False
@@ -116,6 +115,34 @@ class Worker:
                 self.flush()
         self.finish()
 
+    def read(self) -> bool:
+        """Takes in what the proxy has sent, up to the budget; False once it is gone."""
+        try:
+            if self.spool.read(self.sock, self.behind.budget - self.queued_bytes()):
+                return True
+            log.info("the proxy is gone: recording what was received and stopping")
+            self.gone = True
+        except OSError as exc:
+            log.warning("the proxy's socket failed (%s): recording what was received and stopping", exc)
+            self.gone = True
+        return False
+
+    def work(self, quota: int = READ_SIZE) -> None:
+        """Handles spooled blocks, about `quota` bytes of them, then checks how far behind it is."""
+        spool = self.spool
+        done = 0
+        self.stamped = False
+        while spool and done < quota and not self.stopping:
+            done += spool.handle_next(self.handle)
+        if self.stamped:
+            self.watch_lag(self.mono)
+        elif done and self.behind.skimming and not spool:
+            self.watch_lag(time.monotonic())  # nothing relayed waits: caught up
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting for the writer (its share of the budget)."""
+        return self.recorder.stats.queued_bytes
+
     # Messages ------------------------------------------------------------------------------
     def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
         self.received += stop - start + channel.HEAD
@@ -125,7 +152,7 @@ class Worker:
                 conn = self.conns.get(conn_id)
                 if conn is not None:
                     self.wall, self.mono = wall, mono
-                    self.watch_lag(mono, stop - start)
+                    self.stamped = True
                     data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
                     (conn.client_bytes if from_client else conn.server_bytes)(data)
             elif kind == channel.OPEN:
@@ -174,9 +201,11 @@ class Worker:
                 self._failed_logged = True
                 log.exception("the recorder process failed on a message of kind %d; it goes on", kind)
 
-    def watch_lag(self, mono: float, size: int) -> None:
-        """How far behind the relay this chunk finds the recorder: skim, or stop skimming."""
-        change = self.behind.feed(time.monotonic(), mono, size)
+    def watch_lag(self, mono: float) -> None:
+        """How far behind the relay the recorder is (the chunk relayed at `mono` just handled,
+        and the backlog): skim, or stop skimming."""
+        change = self.behind.feed(time.monotonic(), mono, self.spool.bytes + self.queued_bytes())
+        self.deepest = max(self.deepest, (self.behind.backlog, self.behind.lag))
         if change is not None:
             self.skim(change, self.behind.lag)
 
@@ -198,7 +227,7 @@ class Worker:
             self._episode = Episode(now)
             self.recorder.lost_elsewhere(0, starts=True)
             log.warning("the recorder is %.1f s behind the proxy (about %d MiB): calls are counted lost, not "
-                        "recorded, until it catches up", lag, int(self.behind.backlog()) >> 20)
+                        "recorded, until it catches up", lag, self.behind.backlog >> 20)
         elif episode is not None:
             episode.ended = now
 
@@ -246,6 +275,14 @@ class Worker:
         del self._out[:sent]
 
     def finish(self) -> None:
+        while self.spool and not self.stopping:  # the proxy is gone: what it sent is still recorded
+            self.work()
+            while self.recorder.pump() == 0.0:
+                pass
+        if self.gone:
+            self.recorder.lost_elsewhere(0, LossEpisode(time.time(), time.time(), PROXY_GONE, 0), starts=True)
+        log.info("the recorder handled %d MiB from the proxy; its largest backlog was %.1f MiB, %.1f s behind",
+                 self.received >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
         for conn in self.conns.values():
             conn.closed("the proxy stopped")
         self.conns.clear()
@@ -307,8 +344,20 @@ def main(argv: list[str]) -> int:
         sock.sendall(channel.error_message(str(exc)))
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
-    Worker(sock, recorder, buffer_bytes=buffer_bytes(config.queue_mb), telemetry=telemetry).run()
+    tune_gc()
+    Worker(sock, recorder, budget_bytes=config.queue_mb << 20, telemetry=telemetry,
+           lean=not config.needs_bodies).run()
     return 0
+
+
+def tune_gc() -> None:
+    """Every call leaves a few dozen container objects (frames, messages, rows), so the
+    collector's youngest generation would be walked every few dozen calls, and each full
+    collection would walk the modules loaded at start too: those are set aside (gc.freeze)
+    and the youngest generation collected every GC_THRESHOLD allocations. Cycles are still
+    collected; there are few (a call is freed by reference counting once written)."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _make_recorder(init: channel.Init) -> Recorder | NoWriter:

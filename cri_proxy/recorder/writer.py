@@ -13,16 +13,17 @@ decides.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import cast
 
-from cri_proxy.model.call import Direction, Message
+from cri_proxy.model.call import Direction, Message, Metadata
 from cri_proxy.model.session import LossEpisode, SessionInfo
-from cri_proxy.recorder import packing, retention, rollups, sessions
+from cri_proxy.recorder import json_text, packing, retention, rollups, sessions
 from cri_proxy.recorder.clients import ClientIds
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
@@ -32,6 +33,10 @@ from cri_proxy.store.rows import INSERT_CALL, row_values
 log = logging.getLogger(__name__)
 
 _CACHE_ENTRIES = 4096
+# Bodies up to this size are looked up by their bytes first (a dict hashes 32 bytes faster
+# than sha256 and its hex digest are made): the kubelet's repeated requests and most replies.
+SMALL_BODY_BYTES = 1024
+_SMALL_ENTRIES = 4096  # at most 4 MiB of small bodies (shared with the calls that carried them)
 # The WAL is checkpointed at about this size and truncated back to it afterwards (SQLite's
 # default, 1000 pages, is 16 MiB with our 16 KiB pages, and a WAL that grew stays that big):
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
@@ -43,6 +48,17 @@ _INSERT_MESSAGES = ("INSERT OR REPLACE INTO messages (call_id, direction, idx, o
                     "VALUES (?, ?, ?, ?, ?, ?)")
 
 __all__ = ["BatchWriter", "Totals"]
+
+# A batch's payload ids not committed yet: by sha256, and by the bytes of the small bodies.
+Pending = tuple[dict[str, int], dict[bytes, int]]
+
+# The sqlite3 module "adapts" every parameter that is not exactly an int, float, str or
+# bytearray: for None and bytes that is a registry miss, then two attribute lookups that each
+# fail by formatting an AttributeError (about 3,000 instructions; a small call's row binds
+# eight Nones: a sixth of the instructions of its inserts). Adapters registered for the two
+# types are found at once and hand the very value back (C callables), bound as before.
+sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))  # {}.get(None) is None
+sqlite3.register_adapter(bytes, cast("Callable[[bytes], bytes]", bytes))  # bytes(b) is b
 
 
 def _packable(message: Message) -> bool:
@@ -77,6 +93,7 @@ class BatchWriter:
         self._inode: tuple[int, int] | None = None
         self._session_id: int | None = None
         self._cache: OrderedDict[str, int] = OrderedDict()  # sha256 -> payload id
+        self._small: dict[bytes, int] = {}  # a small body's bytes -> its payload id (oldest first)
         self._sets = packing.MetadataSets()
         self._keyframes = packing.Keyframes()
         self._clients = ClientIds()
@@ -101,7 +118,10 @@ class BatchWriter:
             st = os.stat(self.path)
             inode = (st.st_dev, st.st_ino)
             if not sessions.has_session(conn, self._session_id, self.session):
+                unclean = sessions.unclean_previous(conn)
+                totals.loss_episodes += unclean is not None
                 self._session_id = sessions.insert_session(conn, self.session, totals)
+                sessions.insert_losses(conn, self._session_id, [unclean] if unclean else [])
         except BaseException:
             conn.close()
             raise
@@ -111,6 +131,7 @@ class BatchWriter:
     def _forget(self) -> None:
         """Drops what is known of the file's rows (a new file, pruned rows, a rollback)."""
         self._cache.clear()
+        self._small.clear()
         self._sets.clear()
         self._keyframes.clear()
         self._clients.clear()
@@ -177,10 +198,11 @@ class BatchWriter:
         Raises sqlite3.Error on database faults."""
         conn = self._require()
         pending: dict[str, int] = {}
+        small: dict[bytes, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             before = rollups.last_call_id(conn)
-            self._write_calls(conn, items, pending, before + 1)
+            self._write_calls(conn, items, (pending, small), before + 1)
             rollups.add(conn, before)  # the per-minute rollups commit with the calls
             sessions.update_session(conn, self._session_id, self.session, totals, len(items), session_changed)
             sessions.insert_losses(conn, self._session_id, losses or [])
@@ -193,6 +215,7 @@ class BatchWriter:
         self._clients.committed()
         for sha, payload_id in pending.items():
             self._remember(sha, payload_id)
+        self._remember_small(small)
         self._sets.committed()
         self._keyframes.committed()
         return len(items)
@@ -216,6 +239,7 @@ class BatchWriter:
             return retention.prune(conn, older_than_unix, max_bytes, chunk)
         finally:
             self._cache.clear()  # cached payload ids may be gone
+            self._small.clear()
             # Keyframes too, but a new one costs a whole body: keep those still stored.
             # (Retention leaves metadata sets alone.)
             try:
@@ -228,28 +252,54 @@ class BatchWriter:
             raise sqlite3.OperationalError("the recording database is not open")
         return self._conn
 
-    def _write_calls(self, conn: sqlite3.Connection, items: list[PreparedCall], pending: dict[str, int],
+    def _write_calls(self, conn: sqlite3.Connection, items: list[PreparedCall], pending: Pending,
                      first_id: int) -> None:
         """The batch's calls and messages, one executemany each; the calls numbered from
         `first_id` (max(id) + 1: what SQLite would give them) so messages can name them."""
         session_id = self._session_id or 0
         calls: list[tuple[object, ...]] = []
         messages: list[tuple[object, ...]] = []
+        seen: dict[int, tuple[Metadata, int | None]] = {}
         for call_id, item in enumerate(items, first_id):
             call = item.call
             request_metadata, timeout = packing.split_timeout(call.request_metadata)
-            sets = (self._sets.id_of(conn, request_metadata), self._sets.id_of(conn, call.response_metadata),
-                    self._sets.id_of(conn, call.trailers))
+            sets = (self._sets.id_of(conn, request_metadata), self._set_id(conn, call.response_metadata, seen),
+                    self._set_id(conn, call.trailers, seen))
             client_id = self._clients.id_for(conn, call)
             calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
                                                timeout, client_id)))
             for i, m in enumerate(call.messages):
-                messages.append((call_id, _DIRECTION[m.direction], m.index, round(m.offset_s * 1000, 3),
+                offset = m.offset_s * 1000  # round() to 3 places formats the float: not for a request's 0
+                messages.append((call_id, _DIRECTION[m.direction], m.index, round(offset, 3) if offset else offset,
                                  self._payload(conn, item, i, m, pending), int(m.compressed)))
         conn.executemany(INSERT_CALL, calls)
         conn.executemany(_INSERT_MESSAGES, messages)
 
-    def _payload(
+    def _set_id(self, conn: sqlite3.Connection, metadata: Metadata, seen: dict[int, tuple[Metadata, int | None]]
+                ) -> int | None:
+        """The metadata set's id; `seen` (the batch's) by the list itself: the tap hands the very
+        same list to every call a server answers with the same headers (or trailers)."""
+        known = seen.get(id(metadata))
+        if known is not None and known[0] is metadata:
+            return known[1]
+        set_id = self._sets.id_of(conn, metadata)
+        seen[id(metadata)] = (metadata, set_id)  # the list held: its id stays its own for the batch
+        return set_id
+
+    def _payload(self, conn: sqlite3.Connection, item: PreparedCall, index: int, message: Message,
+                 pending: Pending) -> int:
+        """The id of the message's payload row, inserted if it is new. A small body is known
+        by its bytes (this batch's, then the committed ones) before it is hashed at all."""
+        data = message.data
+        if len(data) > SMALL_BODY_BYTES:
+            return self._payload_by_sha(conn, item, index, message, pending[0])
+        small = pending[1]
+        payload_id = small.get(data) or self._small.get(data)  # ids start at 1
+        if payload_id is None:
+            payload_id = small[data] = self._payload_by_sha(conn, item, index, message, pending[0])
+        return payload_id
+
+    def _payload_by_sha(
         self, conn: sqlite3.Connection, item: PreparedCall, index: int, message: Message, pending: dict[str, int]
     ) -> int:
         sha = item.sha(index)
@@ -264,11 +314,10 @@ class BatchWriter:
         truncated = len(data) > self._max_payload
         packable = not truncated and _packable(message)
         delta = self._keyframes.delta(item.call.path, data) if packable else None
-        decoded = None
+        text = None
         if not truncated and not (delta is not None and len(data) > packing.JSON_OMIT_BYTES
                                   and _polled(item.call.method)):
-            decoded = item.decoded(index)
-        text = None if decoded is None else json.dumps(decoded, separators=(",", ":"))
+            text = json_text.payload_json(item, index)  # a large list reply: element by element
         row: tuple[object, ...]
         if delta is None:
             row = (sha, len(data), None if truncated else data, text, int(truncated), None, None)
@@ -285,6 +334,12 @@ class BatchWriter:
             payload_id = int(conn.execute("SELECT id FROM payloads WHERE sha256 = ?", (sha,)).fetchone()[0])
         pending[sha] = payload_id
         return payload_id
+
+    def _remember_small(self, committed: dict[bytes, int]) -> None:
+        known = self._small
+        known.update(committed)
+        while len(known) > _SMALL_ENTRIES:
+            del known[next(iter(known))]
 
     def _remember(self, sha: str, payload_id: int) -> None:
         self._cache[sha] = payload_id

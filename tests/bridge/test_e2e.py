@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 from collections.abc import AsyncIterator
 
@@ -141,3 +142,25 @@ async def test_a_runtime_swapped_behind_the_proxy_is_picked_up(
                 assert listed is not None
             finally:
                 await new.stop(0)
+
+
+async def test_bridged_calls_are_recorded_with_the_client_that_made_them(
+        sock_dir: pathlib.Path, old_runtime: FakeRuntimeServer) -> None:
+    """The bridge's only peer is the relay; the relay's socket to it names the connection, so
+    its calls carry the real client, in the clients table as in the metrics' client label."""
+    path = sock_dir / "calls.db"
+    async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(old_runtime.path), "--emulate-events",
+                            "--db", str(path)) as proxy:
+        async with kubelet_channel(f"unix://{sock_dir}/p.sock") as channel:
+            rt = v1_grpc.RuntimeServiceStub(channel)
+            await rt.Version(v1.VersionRequest())
+            await rt.ListContainers(v1.ListContainersRequest())
+        assert await proxy.astop() == 0
+    me = pathlib.Path("/proc/self/comm").read_text().strip()
+    with open_readonly(path) as conn:
+        got = conn.execute("SELECT c.path, c.notes, k.pid, k.uid, k.name FROM calls c "
+                           "JOIN clients k ON k.id = c.client_id ORDER BY c.id").fetchall()
+    assert [(row[0], row[2:]) for row in got] == [
+        ("/runtime.v1.RuntimeService/Version", (os.getpid(), os.getuid(), me)),
+        ("/runtime.v1.RuntimeService/ListContainers", (os.getpid(), os.getuid(), me))]
+    assert all("translated" in (row[1] or "") for row in got)  # served by the bridge

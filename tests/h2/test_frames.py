@@ -51,6 +51,45 @@ def test_the_splitter_gives_the_same_frames_on_any_chunking(seed: int) -> None:
     assert b"".join(f.raw or b"" for f in pieces) == data and walker.at_boundary
 
 
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_a_large_frame_cut_across_chunks_comes_whole(kind: type) -> None:
+    body = bytes(range(256)) * 4096  # a 1 MiB DATA frame, as a peer allowing large frames gets it
+    data = frame(h2.DATA, h2.FLAG_END_STREAM, 3, body) + frame(h2.PING, 0, 0, b"12345678")
+    cuts = [0, 4, 9, 10, 1 << 18, 1 << 19, len(data) - 12, len(data) - 3, len(data)]  # inside headers too
+    for keep, raw in ((frozenset({h2.DATA}), False), (frozenset(), True), (frozenset(), False)):
+        walker = h2.FrameWalker(keep, raw=raw)
+        got = [f for a, b in zip(cuts, cuts[1:]) for f in walker.feed(kind(data[a:b]))]
+        assert [(f.type, f.flags, f.stream_id, f.length) for f in got] == [
+            (h2.DATA, h2.FLAG_END_STREAM, 3, len(body)), (h2.PING, 0, 0, 8)]
+        assert got[0].payload == (body if keep else None) and got[0].raw == (data[:-17] if raw else None)
+        assert all(type(f.payload) is bytes for f in got if f.payload is not None)
+        assert walker.at_boundary and walker.control == 17
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_data_pieces_put_together_are_the_frames_on_any_chunking(seed: int) -> None:
+    rng = random.Random(3000 + seed)
+    data = random_stream(rng, 60)
+    keep = frozenset({h2.HEADERS, h2.DATA, h2.SETTINGS})
+    whole = [(f.type, f.flags, f.stream_id, f.payload) for f in h2.FrameWalker(keep).feed(data)]
+    walker = h2.FrameWalker(keep, pieces=True)
+    got: list[tuple[int, int, int, bytes | None]] = []
+    open_piece: list[h2.Frame] = []
+    for chunk in chunks(data, rng):
+        for f in walker.feed(chunk):
+            if f.piece is None:
+                assert not open_piece  # a frame never starts inside another
+                got.append((f.type, f.flags, f.stream_id, f.payload))
+                continue
+            assert f.type == h2.DATA and f.payload is None and not f.flags & h2.FLAG_PADDED
+            open_piece.append(f)
+            if sum(len(p.piece or b"") for p in open_piece) == f.length:  # the frame's last piece
+                assert all(not p.flags & h2.FLAG_END_STREAM for p in open_piece[:-1])
+                got.append((h2.DATA, f.flags, f.stream_id, b"".join(p.piece or b"" for p in open_piece)))
+                open_piece = []
+    assert got == whole and walker.at_boundary and not open_piece
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_tracking_open_calls_agrees_with_the_frames(seed: int) -> None:
     rng = random.Random(2000 + seed)

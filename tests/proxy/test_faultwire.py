@@ -124,7 +124,10 @@ async def test_errors_delays_and_hangs_reach_exactly_the_matching_calls(sock_dir
 async def test_sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones(sock_dir: pathlib.Path) -> None:
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
     rules = sock_dir / "rules.yaml"
-    rules.write_text("rules: []\n")
+    # A rule that could take this client's calls: its connection is read from the first call (with
+    # none, it would be relayed unread, and a call made before the client reads the reload's GOAWAY
+    # would go on unread: test_a_connection_no_rule_can_take_is_relayed_unread_until_the_rules_change)
+    rules.write_text(f"rules:\n  - {{name: later, match: {{method: RemoveImage, client: {CLIENT}}}, action: close}}\n")
     try:
         async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--faults", str(rules),
                                 "--log-level", "info") as proxy:

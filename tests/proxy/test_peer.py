@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from cri_proxy.proxy.peer import PeerCred, credentials, peer_of
+from cri_proxy.proxy.peer import PeerCred, bridge_address, bridged_connection, credentials, peer_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,3 +62,20 @@ def test_a_client_gone_before_it_is_looked_at_keeps_its_credentials(sock_dir: pa
 def test_a_socket_without_credentials_is_all_unknown() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
         assert peer_of(tcp) == PeerCred()
+
+
+def test_the_bridge_reads_the_connection_back_from_its_peer(sock_dir: pathlib.Path) -> None:
+    """The relay's socket to the bridge binds to bridge_address; the bridge sees it as its peer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        server.bind(str(sock_dir / "bridge.sock"))
+        server.listen()
+        client.bind(bridge_address(42))
+        client.connect(str(sock_dir / "bridge.sock"))
+        accepted, address = server.accept()
+        accepted.close()
+    assert address == bridge_address(42).encode()  # an abstract name comes back as bytes
+    assert bridged_connection("unix-abstract:" + address[1:].decode()) == 42
+    assert bridged_connection("unix-abstract:" + bridge_address(42).replace(str(os.getpid()), "1", 1)[1:]) is None
+    for other in ("unix:", "unix:/run/x.sock", "ipv4:127.0.0.1:5000", "unix-abstract:cri-proxy-bridge.x", ""):
+        assert bridged_connection(other) is None

@@ -19,10 +19,12 @@ from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2_grpc as v1alpha2_grpc
 from cri_proxy.store import db
 from cri_proxy.store.readonly import open_readonly
+from tests.helpers.backend import channel, start_echo, unary
 from tests.helpers.baddb import BAD_DATABASES, bad_database
 from tests.helpers.calls import read_rows as rows
 from tests.helpers.fakeruntime import runtime  # noqa: F401  (a fixture, found by name)
 from tests.helpers.proxyproc import ProxyProcess, recorder_pid
+from tests.helpers.scrape import get, samples, total
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -203,3 +205,41 @@ async def test_a_bad_database_at_start_never_takes_the_cri_away(
     said = [line for line in log.splitlines() if f"recording to {path} failed (" in line]
     assert len(said) == 1 and " ERROR " in said[0] and "retried every" in said[0], log
     assert "listening on" in log
+
+
+async def scraped_bytes(address: str, calls: int, timeout: float = 20.0) -> tuple[float, float]:
+    """Request and response bytes from /metrics, once it has counted `calls` finished calls."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = samples((await asyncio.to_thread(get, address, "/metrics"))[1])
+        except OSError:  # not serving yet
+            found = {}
+        if total(found, "cri_proxy_calls_total") >= calls or time.monotonic() > deadline:
+            return total(found, "cri_proxy_request_bytes_total"), total(found, "cri_proxy_response_bytes_total")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["metrics-only", "with-db"])
+async def test_message_bytes_are_counted_alike_with_or_without_the_bodies(sock_dir: pathlib.Path,
+                                                                         record: bool) -> None:
+    """Metrics only, the relay ships DATA frames as summaries (proxy.lean); with --db, whole.
+    Both count exactly the message bytes the client and the server exchanged. (A queue large
+    enough that the recorder never skims: a skimmed call's messages are not counted.)"""
+    backend, _ = await start_echo(f"unix://{sock_dir}/up.sock")
+    listen = f"unix://{sock_dir}/m.sock"
+    extra = ["--metrics-listen", listen, "--queue-mb", "1024"] + (["--db", str(sock_dir / "calls.db")] if record else [])
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", sock_dir / "up.sock", *extra) as proxy:
+            async with channel(f"unix://{sock_dir}/p.sock") as ch:
+                big = await unary(ch, "/test.Echo/Big")(b"3000000")
+                stream = [m async for m in ch.unary_stream("/test.Echo/ServerStream")(b"40")]
+                asked = [b"a" * 70_000, b"", b"b" * 5]
+                joined = await ch.stream_unary("/test.Echo/ClientStream")(iter(asked))
+            sent = len(b"3000000") + len(b"40") + sum(map(len, asked))
+            got = len(big) + sum(map(len, stream)) + len(joined)
+            assert len(big) == 3_000_000 and len(stream) == 40
+            assert await scraped_bytes(listen, 3) == (sent, got), proxy.log()
+            assert await proxy.astop() == 0
+    finally:
+        await backend.stop(None)

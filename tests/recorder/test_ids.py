@@ -15,7 +15,9 @@ from cri_proxy.messages.decode import decode_message
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.recorder.pipeline import default_pipeline
-from cri_proxy.recorder.ids import ID_KEYS
+from cri_proxy.messages.decode import JsonDecoder
+from cri_proxy.recorder.ids import ID_KEYS, MAX_PATHS, NO_IDS, IdsStage
+from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.store import db, sql
 from tests.helpers.calls import POD, lifecycle_calls, make_call, record, rows
 
@@ -125,3 +127,23 @@ def test_only_messages_that_can_name_an_id_are_decoded_for_it() -> None:
     ready, dropped = pipeline.prepare_batch([version, status])
     assert dropped == 0 and asked == [("ContainerStatus", "request")]
     assert ready[1].ids["container_id"] == "c1" and ready[0].ids == dict.fromkeys(ID_KEYS)
+
+
+def test_what_a_path_can_name_is_worked_out_once_per_path_and_boundedly() -> None:
+    """The stage keeps, per path, which messages it reads (at most MAX_PATHS paths: clients
+    choose them); a path that names nothing gets the shared all-None ids, and after the
+    plans were forgotten a ContainerStatus still gives its container."""
+    stage = IdsStage()
+    for i in range(MAX_PATHS + 3):
+        item = PreparedCall.of(make_call(f"M{i}", b"", b""))  # a CRI path no proto defines: nothing read
+        assert stage.process(item).ids == dict.fromkeys(ID_KEYS)
+    version = stage.process(PreparedCall.of(make_call("Version", {"version": "0.1.0"}, {})))
+    assert version.ids is NO_IDS and version.exit_code is None
+    status = PreparedCall.of(make_call("ContainerStatus", {"container_id": "c1"}, {}))
+    status.decoder = JsonDecoder()
+    assert stage.process(status).ids["container_id"] == "c1"
+    exec_sync = PreparedCall.of(make_call("ExecSync", {"container_id": "c2"}, {"exit_code": 3}))
+    exec_sync.decoder = JsonDecoder()
+    done = stage.process(exec_sync)
+    assert done.ids["container_id"] == "c2" and done.exit_code == 3
+    assert NO_IDS == dict.fromkeys(ID_KEYS)  # never written to

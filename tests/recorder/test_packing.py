@@ -85,6 +85,15 @@ def test_a_body_like_the_keyframe_is_a_delta_and_decodes_with_it() -> None:
     assert frames.delta("/runtime.v1.RuntimeService/ListPodSandbox", bytes(similar)) is None  # per method
 
 
+def test_a_keyframe_builds_its_compressor_only_for_a_body_that_may_be_its_delta() -> None:
+    body = _body(random.Random(5))
+    frame = packing.Keyframe(1, len(body), body)
+    assert frame.data is body  # no dictionary tables yet: repeated replies never need them
+    compressor = frame.compressor()
+    assert frame.data is None and frame.compressor() is compressor  # built once, the body let go
+    assert bodies.undelta(compressor.compress(body), body) == body
+
+
 def test_staged_keyframes_are_dropped_by_clear_and_kept_by_committed() -> None:
     rng = random.Random(4)
     body = _body(rng)

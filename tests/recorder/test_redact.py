@@ -14,10 +14,13 @@ from cri_proxy.messages.decode import decode_message
 from cri_proxy.model.call import Direction, Message, RecordedCall
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.redact import (
     DEFAULT_POLICY,
+    MAX_PATHS,
     REDACTED,
     RedactionPolicy,
+    RedactStage,
     is_redacted,
     redact_call,
 )
@@ -313,3 +316,46 @@ def test_a_call_without_a_method_keeps_no_message_bytes() -> None:
     assert call.messages[0].data == body  # the input is not modified
     empty = RecordedCall(1, 7, 0.0, "")
     assert redact_call(empty) is empty  # nothing to drop, nothing to note
+
+
+def _create_with_secrets(m: ModuleType) -> ProtoMessage:
+    request = m.CreateContainerRequest(pod_sandbox_id="p" * 64)
+    for key, value in ENV_SECRETS.items():
+        request.config.envs.add(key=key, value=value.encode() if m is v1 else value)
+    return request
+
+
+@pytest.mark.parametrize("m", VERSIONS)
+def test_a_repeated_body_is_redacted_once_and_as_before(m: ModuleType) -> None:
+    """The stage's memo: a body equal to one it redacted gets that redaction, not a second
+    parse; the stored bytes and the note are what redacting it afresh gives, for each call."""
+    stage = RedactStage()
+    path = _path(m, "CreateContainer")
+    body = _create_with_secrets(m).SerializeToString()
+    items = [PreparedCall.of(_call(path, bytes(body))) for _ in range(3)]
+    fresh = redact_call(_call(path, bytes(body)))
+    for item in items:
+        out = stage.process(item).call
+        _assert_secret_free(out, list(ENV_SECRETS.values()))
+        assert out.notes == fresh.notes == ["redacted: request[0] config.envs[].value"]
+        assert out.messages[0].data == fresh.messages[0].data and item.redacted
+    assert (stage.memo.misses, stage.memo.hits) == (1, 2)
+    unparseable = stage.process(PreparedCall.of(_call(path, b"\xff\xff"))).call
+    again = stage.process(PreparedCall.of(_call(path, b"\xff\xff"))).call
+    assert again.messages[0].data == unparseable.messages[0].data == b""
+    assert again.notes == unparseable.notes == ["redacted: request[0] unparseable, dropped"]
+
+
+def test_paths_without_secrets_pass_untouched_and_are_remembered_boundedly() -> None:
+    """A Version call (no field to redact) comes back as the very call; the stage remembers
+    that per path, at most MAX_PATHS paths (a client picks its paths), and still redacts the
+    calls of a path that needs it after forgetting."""
+    stage = RedactStage()
+    version = PreparedCall.of(_call(_path(v1, "Version"), v1.VersionRequest(version="v1")))
+    call = version.call
+    assert stage.process(version).call is call and not version.redacted
+    for i in range(MAX_PATHS + 5):
+        item = PreparedCall.of(_call(f"/other.Service/M{i}", b"anything"))
+        assert stage.process(item).call.messages[0].data == b"anything"
+    secret = stage.process(PreparedCall.of(_call(_path(v1, "CreateContainer"), _create_with_secrets(v1)))).call
+    _assert_secret_free(secret, list(ENV_SECRETS.values()))

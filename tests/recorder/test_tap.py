@@ -155,6 +155,20 @@ async def test_15_mib_reply_is_reassembled(setup: Setup) -> None:
     assert len(body) == size and body == reply and rec.response_bytes == size
 
 
+async def test_calls_repeating_a_large_body_share_one_copy_of_it(setup: Setup) -> None:
+    large, other = b"L" * 300_000, b"O" * 300_000
+    async with channel(setup.proxied) as ch:
+        for body in (large, large, other, b"tiny", b"tiny", large):
+            assert await unary(ch, "/test.Echo/Unary")(body) == body
+    recs = await setup.calls(6)
+    requests = [messages(rec, Direction.REQUEST)[0] for rec in recs]
+    replies = [messages(rec, Direction.RESPONSE)[0] for rec in recs]
+    assert requests == replies == [large, large, other, b"tiny", b"tiny", large]
+    assert requests[0] is requests[1] and replies[0] is replies[1]  # one copy for the two calls
+    assert requests[0] is not replies[0]  # each kind (method, direction) on its own
+    assert requests[5] is not requests[0]  # the other body came between: this one is the last seen
+
+
 async def test_streams_keep_every_message_in_order(setup: Setup) -> None:
     async with channel(setup.proxied) as ch:
         streamed = [m async for m in ch.unary_stream(

@@ -6,10 +6,12 @@ SQLite file; the test plays the proxy on the other end with real HTTP/2 frames.
 
 from __future__ import annotations
 
+import gc
 import pathlib
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -20,9 +22,10 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model import link
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.setup import make_recorder
-from cri_proxy.recorder.behind import MERGE_S
-from cri_proxy.recorder.worker import Worker
+from cri_proxy.recorder.behind import MAX_LAG_S, MERGE_S
+from cri_proxy.recorder.worker import GC_THRESHOLD, PROXY_GONE, Worker, tune_gc
 from tests.helpers.calls import make_call, rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -43,8 +46,9 @@ class Proxy:
         self.sock.sendall(data)
         self.sent += len(data)
 
-    def chunk(self, from_client: bool, data: bytes) -> None:
-        self.send(link.chunk_head(1, from_client, time.time(), time.monotonic(), len(data)) + data)  # stamped as the relay does
+    def chunk(self, from_client: bool, data: bytes, ago: float = 0.0) -> None:
+        """Stamped as the relay does (`ago`: as if relayed that many seconds ago)."""
+        self.send(link.chunk_head(1, from_client, time.time() - ago, time.monotonic() - ago, len(data)) + data)
 
     def call(self, stream_id: int, answer: bool = True) -> None:
         headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
@@ -121,6 +125,21 @@ def test_an_open_call_is_pending_until_it_ends(linked: tuple[Proxy, pathlib.Path
     proxy.stats_until(recorded=2, pending=0)
 
 
+def test_a_quiet_link_is_not_taken_for_a_recorder_behind(linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
+    proxy, path, _ = linked
+    settings = bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))
+    proxy.chunk(True, settings, ago=MAX_LAG_S - 0.5)  # relayed late, read in time
+    stamped = time.monotonic() - (MAX_LAG_S - 0.5)
+    proxy.stats_until(recorded=0)
+    while time.monotonic() < stamped + MAX_LAG_S + 0.1:  # that chunk is now older than the lag rule allows
+        time.sleep(0.05)
+    proxy.send(link.session_message({"runtime_api": "v1"}))  # no relayed bytes: says nothing of any lag
+    proxy.stats_until(recorded=0)
+    proxy.call(1)
+    assert proxy.stats_until(recorded=1).stats.lost == 0
+    assert rows(path, "SELECT count(*) FROM losses") == [(0,)]
+
+
 def test_a_restarted_recorder_carries_on_the_session_and_writes_the_loss(tmp_path: pathlib.Path) -> None:
     session = SessionInfo(listen="unix:///run/p.sock")
     for proxy, _, _ in _linked(tmp_path, session, None):  # the first recorder: 2 calls, then it "dies"
@@ -177,3 +196,44 @@ def test_calls_begun_in_bytes_the_proxy_dropped_are_counted_lost(
     proxy.stats_until(recorded=1, lost=0)
     proxy.send(link.gap_message(1, True, time.monotonic(), link.GAP_BEHIND, 2))
     proxy.stats_until(recorded=1, lost=2)
+
+
+def test_the_backlog_is_recorded_when_the_proxy_is_killed_and_the_session_says_so(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "calls.db"
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)  # as the proxy's
+    recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
+    proxy = Proxy(ours)
+    proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
+    for stream_id in range(1, 200, 2):  # all of it sent before the recorder reads a byte
+        proxy.call(stream_id)
+    ours.close()  # as a proxy killed with -9: no STOP
+    Worker(theirs, recorder).run()
+    theirs.close()
+    assert rows(path, "SELECT count(*) FROM calls") == [(100,)]
+    assert rows(path, "SELECT calls_recorded, calls_lost, loss_episodes, ended_at IS NOT NULL FROM sessions") == \
+        [(100, 0, 1, 1)]
+    assert rows(path, "SELECT reason, calls_lost FROM losses") == [(PROXY_GONE, 0)]
+
+
+def test_the_recorder_process_collects_its_youngest_objects_less_often() -> None:
+    """tune_gc (the process's, before its loop): what was loaded at start is set aside and
+    the youngest generation waits for GC_THRESHOLD allocations; cycles are still collected."""
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_THRESHOLD, *before[1:]) and gc.get_freeze_count() > 0
+        ring: list[object] = []
+        ring.append(ring)
+        alive = weakref.ref(Cycle(ring))
+        gc.collect()
+        assert alive() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+class Cycle:
+    def __init__(self, ring: list[object]) -> None:
+        self.me = self
+        self.ring = ring

@@ -14,6 +14,7 @@ import argparse
 import base64
 import hashlib
 import itertools
+import json
 import os
 import signal
 import sqlite3
@@ -110,6 +111,54 @@ def test_identical_payloads_are_stored_once_and_bytes_per_call(tmp_path: Path) -
           f"{stored / n:.0f}; file bytes/call: dedup {sizes['dedup'] / n:.0f}, no dedup {sizes['no dedup'] / n:.0f}")
     assert sizes["dedup"] * 3 < sizes["no dedup"]
     assert integrity(dedup) == ["ok"]
+
+
+def test_nulls_and_blobs_bind_as_they_always_did(tmp_path: Path) -> None:
+    """The writer's adapters for None and bytes (found at once, instead of failed lookups)
+    store what the sqlite3 module stores without them: NULL, and the bytes as a BLOB."""
+    call = make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})
+    path = tmp_path / "c.db"
+    record(path, [call])
+    assert rows(path, "SELECT typeof(status_message), typeof(pod_name), typeof(exit_code), typeof(notes) "
+                      "FROM calls") == [("null", "null", "null", "null")]
+    assert rows(path, "SELECT typeof(data), data FROM payloads ORDER BY id") == [
+        ("blob", m.data) for m in call.messages]
+    conn = sqlite3.connect(":memory:")  # and for any other connection of the process
+    assert conn.execute("SELECT typeof(?), typeof(?), ?", (None, b"\x00\x01", b"\x00\x01")).fetchone() == (
+        "null", "blob", b"\x00\x01")
+
+
+def test_calls_sharing_a_metadata_list_share_its_set(tmp_path: Path) -> None:
+    """The tap hands one list to every call a server answers with the same headers; the
+    writer looks its set up once per batch by the list, and an equal list of another call
+    still finds the same set."""
+    shared = [("content-type", "application/grpc"), ("x-served-by", "runtime-7")]
+    calls = [make_call("Version", {"version": "0.1.0"}, {}, stream_id=2 * i + 1) for i in range(4)]
+    for call in calls[:3]:
+        call.response_metadata = shared
+    calls[3].response_metadata = list(shared)
+    calls[1].trailers = shared  # the same list as trailers too
+    path = tmp_path / "c.db"
+    record(path, calls)
+    ids = rows(path, "SELECT response_metadata_id, trailers_id FROM call_rows ORDER BY id")
+    assert len({r[0] for r in ids}) == 1 and ids[1][1] == ids[0][0]
+    assert rows(path, "SELECT DISTINCT response_metadata FROM calls") == [(json.dumps([list(p) for p in shared]),)]
+
+
+def test_small_bodies_known_by_their_bytes_are_stored_once_across_batches_and_runs(tmp_path: Path) -> None:
+    """A small body is found by its bytes before it is hashed: across batches, and after the
+    file is opened again (the row found by its sha256); a body differing by a byte is new."""
+    path = tmp_path / "c.db"
+    for _ in range(2):  # two runs on one file, each with two batches
+        record(path, [version_call(i) for i in range(6)], batch_max_calls=3)
+    other = make_call("Version", {"version": "0.1.1"}, {"runtime_name": "containerd"})
+    record(path, [other])
+    bodies = {m.data for i in range(6) for m in version_call(i).messages} | {m.data for m in other.messages}
+    assert rows(path, "SELECT count(*), count(DISTINCT sha256) FROM payloads") == [(len(bodies), len(bodies))]
+    assert rows(path, "SELECT count(*) FROM messages") == [(2 * 12 + 2,)]
+    stored = {bytes(r[0]) for r in rows(path, "SELECT p.data FROM messages m JOIN payloads p ON p.id = m.payload_id")}
+    assert stored == bodies
+    assert integrity(path) == ["ok"]
 
 
 def test_large_payloads_are_capped(tmp_path: Path) -> None:

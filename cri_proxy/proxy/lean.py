@@ -1,0 +1,232 @@
+"""The relayed bytes without message bodies: what the recorder process gets when nothing
+there needs them (`--metrics-listen` without `--db` or `--otlp-endpoint`; see
+`RecordConfig.needs_bodies`).
+
+Metrics count calls, statuses, durations and message bytes; they never look inside a
+message. So instead of copying every reply to the recorder process (a 1 MB stats reply is
+1 MB more through the link and through the recorder's tap), the relay ships the server's
+frames as they are except DATA, whose payload it replaces by a summary
+(`link.lean_data`): how many gRPC messages the frame completes and their bytes (the
+5-byte prefixes excluded, as the recorder counts them), or that its padding is malformed.
+The client's bytes go whole: CRI requests are small (the large bodies are replies: stats,
+lists, exec output), and walking them would cost the relay more than copying them.
+Header blocks, SETTINGS, RST_STREAM, GOAWAY... pass whole, so the recorder's HPACK state,
+calls and statuses are exactly what the full bytes would give.
+
+To count messages the walker follows each stream's gRPC framing across DATA frames (a
+prefix or a message cut by a frame boundary), keeping state only for a stream whose frame
+ended inside a message (at most MAX_CUT of them: a client's reset, which this walker does
+not see, leaves the stream's state behind). A summary goes out when its DATA frame's last byte has been
+relayed, which is when the recorder would have completed the same messages; a frame that
+completes none (the middle of a large reply) and ends nothing is left out altogether.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from cri_proxy.h2 import frames as h2
+from cri_proxy.model import link
+
+_HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
+_DATA, _HEADERS, _RST, _CONTINUATION = h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.CONTINUATION
+_PADDED, _END, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
+_summary = link.lean_data
+MAX_CUT = 1024  # streams whose state is kept (far more than a connection has open at once)
+_pack = link.LEAN_DATA_FRAME.pack  # lean_data without the call, for the common frame
+_SUMMARY_SIZE = link.LEAN_SUMMARY.size
+
+
+class _Data:
+    """A DATA frame whose payload is still arriving."""
+
+    __slots__ = ("stream_id", "flags", "left", "pad", "content", "bad", "messages", "size")
+
+    def __init__(self, stream_id: int, flags: int, length: int) -> None:
+        self.stream_id = stream_id
+        self.flags = flags
+        self.left = length  # payload bytes still to come
+        self.pad = -1 if flags & _PADDED else 0  # -1: the pad length byte is still to come
+        self.content = length if not flags & _PADDED else 0  # content bytes still to come
+        self.bad = bool(flags & _PADDED) and length == 0  # PADDED without a pad length
+        self.messages = 0
+        self.size = 0
+
+
+class LeanWalker:
+    """One direction of one connection: `feed(chunk)` returns what the recorder gets of it."""
+
+    __slots__ = ("streams", "_head", "_verbatim", "_data", "at_boundary", "in_block")
+
+    def __init__(self) -> None:
+        # Per stream whose last DATA frame ended inside a gRPC message: the message's body
+        # bytes still due, its length, and the prefix bytes read so far (when cut inside it).
+        self.streams: dict[int, tuple[int, int, bytes]] = {}
+        self._head = b""  # the start of a frame header cut by the chunk's end
+        self._verbatim = 0  # bytes of a frame passed as they are, still to come
+        self._data: _Data | None = None
+        self.at_boundary = True  # the next output begins a frame
+        self.in_block = False  # between a HEADERS frame and its END_HEADERS
+
+    def feed(self, chunk: bytes) -> bytes:
+        """This chunk's frames with DATA payloads summarised (b"" when nothing is due yet)."""
+        out: list[bytes] = []
+        pos = mark = 0  # mark: where the bytes passed as they are begin
+        if self._verbatim or self._head or self._data is not None:  # a frame cut by the last read
+            self.at_boundary = not self._verbatim
+            if self._head:
+                chunk = self._head + chunk  # rare: a frame header cut by a read
+                self._head = b""
+            if self._verbatim:
+                pos = min(self._verbatim, len(chunk))
+                self._verbatim -= pos
+            elif self._data is not None:
+                pos = mark = self._payload(chunk, 0, len(chunk), out)
+        else:
+            self.at_boundary = True
+        end = len(chunk)
+        streams = self.streams
+        while pos < end:
+            if end - pos < 9:
+                if mark < pos:
+                    out.append(chunk[mark:pos])
+                self._head = chunk[pos:]
+                return b"".join(out)
+            high, low, kind, flags, sid = _HEADER(chunk, pos)
+            length = high << 16 | low
+            if kind != _DATA:
+                if kind == _HEADERS or kind == _CONTINUATION:
+                    self.in_block = not flags & _END_HEADERS
+                if kind == _RST or (streams and kind == _HEADERS and flags & _END):
+                    self._ended(sid & 0x7FFFFFFF)
+                nxt = pos + 9 + length
+                if nxt > end:
+                    self._verbatim = nxt - end
+                    pos = end
+                    break
+                pos = nxt
+                continue
+            if mark < pos:
+                out.append(chunk[mark:pos])
+            sid &= 0x7FFFFFFF
+            nxt = pos + 9 + length
+            if nxt <= end and not flags & _PADDED:
+                # The commonest frame, inline: one whole message, nothing pending on its stream.
+                if length >= 5 and not (streams and sid in streams) \
+                        and (size := int.from_bytes(chunk[pos + 10:pos + 14], "big")) + 5 == length:
+                    out.append(_pack(0, _SUMMARY_SIZE, _DATA, flags & _END, sid, False, 1, size))
+                    pos = mark = nxt
+                    continue
+                done = self._whole(chunk, pos, sid, flags, length)
+                if done is not None:
+                    if done:
+                        out.append(done)
+                    pos = mark = nxt
+                    continue
+            self._data = _Data(sid, flags, length)
+            pos = mark = self._payload(chunk, pos + 9, end, out)
+        if mark < pos:
+            out.append(chunk[mark:pos])
+        if len(out) == 1:
+            return out[0]
+        return b"".join(out)
+
+    def _whole(self, chunk: bytes, pos: int, sid: int, flags: int, length: int) -> bytes | None:
+        """The summary of an unpadded DATA frame whole in `chunk` at `pos`, in the common shapes:
+        one whole message, the start of a longer one, the middle or the end of one. None for
+        any other (several messages, a prefix cut by a frame): the general walk reads those."""
+        streams = self.streams
+        state = streams.get(sid) if streams else None
+        end = flags & _END
+        if state is None:
+            if length < 5:
+                return self._nothing(end, sid) if not length else None
+            size = int.from_bytes(chunk[pos + 10:pos + 14], "big")
+            if size + 5 == length:
+                return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 1, size)
+            if size + 5 < length:
+                return None
+            if not end:
+                self._cut(sid, size + 5 - length, size, b"")
+            return self._nothing(end, sid)
+        need, size, prefix = state
+        if prefix or need < length:
+            return None
+        if need == length:
+            del streams[sid]
+            return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 1, size)
+        if end:
+            del streams[sid]
+        else:
+            streams[sid] = (need - length, size, b"")
+        return self._nothing(end, sid)
+
+    def _nothing(self, end: int, sid: int) -> bytes:
+        """The summary of a frame that completes no message: none at all, unless it ends the
+        stream or interrupts a header block (the recorder must see both)."""
+        return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0) if end or self.in_block else b""
+
+    def _payload(self, chunk: bytes, pos: int, end: int, out: list[bytes]) -> int:
+        """Walk the open DATA frame's payload in chunk[pos:end]; the summary once it is whole."""
+        d = self._data
+        assert d is not None
+        take = min(d.left, end - pos)
+        stop = pos + take
+        d.left -= take
+        if d.pad < 0 and pos < stop:
+            d.pad = chunk[pos]
+            pos += 1
+            if d.pad >= d.left + 1 + (stop - pos):  # payload[0] >= len(payload): malformed
+                d.bad = True
+            else:
+                d.content = d.left + (stop - pos) - d.pad
+        content = min(d.content, stop - pos)
+        if content and not d.bad:
+            self._messages(d, chunk, pos, pos + content)
+        d.content -= content
+        if not d.left:
+            self._data = None
+            if d.flags & _END:
+                self.streams.pop(d.stream_id, None)
+            if d.messages or d.bad or d.flags & _END or self.in_block:
+                out.append(_summary(d.flags & _END, d.stream_id, d.bad, d.messages, d.size))
+        return stop
+
+    def _messages(self, d: _Data, chunk: bytes, pos: int, stop: int) -> None:
+        """Count the gRPC messages completed in chunk[pos:stop], content of stream d.stream_id."""
+        need, size, prefix = self.streams.pop(d.stream_id, (0, 0, b""))
+        while pos < stop:
+            if need:
+                took = min(need, stop - pos)
+                need -= took
+                pos += took
+                if not need:
+                    d.messages += 1
+                    d.size += size
+                continue
+            if prefix or stop - pos < 5:
+                took = min(5 - len(prefix), stop - pos)
+                prefix += chunk[pos:pos + took]
+                pos += took
+                if len(prefix) < 5:
+                    break
+                head, prefix = prefix, b""
+            else:
+                head = chunk[pos:pos + 5]
+                pos += 5
+            size = int.from_bytes(head[1:5], "big")
+            need = size
+            if not size:
+                d.messages += 1  # an empty message is complete with its prefix
+        if need or prefix:
+            self._cut(d.stream_id, need, size, prefix)
+
+    def _cut(self, stream_id: int, need: int, size: int, prefix: bytes) -> None:
+        """Stream `stream_id`'s last frame ended inside a message."""
+        streams = self.streams
+        if len(streams) >= MAX_CUT and stream_id not in streams:
+            del streams[next(iter(streams))]  # the oldest: a stream its client reset long ago
+        streams[stream_id] = (need, size, prefix)
+
+    def _ended(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)

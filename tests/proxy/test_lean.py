@@ -1,0 +1,213 @@
+"""The lean form (cri_proxy/proxy/lean.py): the same byte streams, fed to the recorder's tap
+whole and with the server's through the relay's lean walker, give the same calls and the same
+metrics, however the reads cut them; and the lean form is a small fraction of the bytes when
+replies are large."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hpack import Encoder
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+from prometheus_client import generate_latest
+
+from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.link import lean_data, read_lean_data
+from cri_proxy.model.sink import MemorySink
+from cri_proxy.proxy.lean import MAX_CUT, LeanWalker
+from cri_proxy.proxy.tap import ConnectionInfo
+from cri_proxy.recorder.metrics import CallMetrics
+from cri_proxy.recorder.tap import RecordingTap
+
+METHODS = ("Version", "ListContainers", "ListContainerStats", "ContainerStatus", "ListPodSandbox")
+CUT_NOTE = "message cut short"  # the only note the lean form cannot make: it never holds the bytes
+
+
+def prefixed(data: bytes, compressed: bool = False) -> bytes:
+    return bytes([compressed]) + len(data).to_bytes(4, "big") + data
+
+
+class Streams:
+    """A connection's two byte streams, made with hyperframe and hpack, call by call."""
+
+    def __init__(self) -> None:
+        self.client: list[bytes] = []
+        self.server: list[bytes] = []
+        self.client_enc, self.server_enc = Encoder(), Encoder()
+        self.next_id = 1
+
+    def c(self, *frames: Any) -> None:
+        self.client.extend(bytes(f.serialize()) for f in frames)
+
+    def s(self, *frames: Any) -> None:
+        self.server.extend(bytes(f.serialize()) for f in frames)
+
+    def call(self, request: bytes, response: bytes, *, request_cuts: int = 1, response_cuts: int = 1,
+             status: int = 0, pad: int = 0, reset: bool = False) -> None:
+        """One call whose message bytes go in `*_cuts` DATA frames cut anywhere (prefixes too)."""
+        sid, self.next_id = self.next_id, self.next_id + 2
+        path = f"/runtime.v1.RuntimeService/{METHODS[sid % len(METHODS)]}"
+        self.c(HeadersFrame(sid, data=self.client_enc.encode([(":method", "POST"), (":path", path),
+                                                                ("content-type", "application/grpc")]),
+                            flags=["END_HEADERS"]))
+        self.c(*self.data(sid, request, request_cuts, pad, end=True))
+        head = HeadersFrame(sid, data=self.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"])
+        self.s(head, *self.data(sid, response, response_cuts, pad, end=False))
+        if reset:
+            self.s(RstStreamFrame(sid, error_code=8))
+            return
+        self.s(HeadersFrame(sid, data=self.server_enc.encode([("grpc-status", str(status))]),
+                            flags=["END_HEADERS", "END_STREAM"]))
+
+    @staticmethod
+    def data(sid: int, stream: bytes, cuts: int, pad: int, end: bool) -> Iterator[DataFrame]:
+        rng = random.Random(sid)
+        points = sorted({0, len(stream), *(rng.randrange(len(stream) + 1) for _ in range(cuts - 1))})
+        for i, (a, b) in enumerate(zip(points, points[1:])):
+            last = i == len(points) - 2
+            flags = (["END_STREAM"] if end and last else []) + (["PADDED"] if pad else [])
+            yield DataFrame(sid, stream[a:b], flags=flags, pad_length=pad)
+
+
+def kubelet_like() -> Streams:
+    """Unary calls small and large, streams of messages cut at odd places, padding, empty
+    messages, an error, a reset mid-reply, and control frames between them."""
+    rng = random.Random(7)
+    s = Streams()
+    s.c(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 20}))
+    s.s(SettingsFrame(0), SettingsFrame(0, flags=["ACK"]))
+    s.call(prefixed(b"v"), prefixed(b"containerd 1.7"))
+    s.call(prefixed(b""), prefixed(rng.randbytes(300_000)), response_cuts=20)
+    s.call(prefixed(b"ab") + prefixed(b"") + prefixed(b"cde"), b"".join(prefixed(rng.randbytes(n))
+                                                                      for n in (0, 1, 40_000, 3, 17_000)),
+           request_cuts=9, response_cuts=13)
+    s.s(PingFrame(0, opaque_data=b"12345678"), WindowUpdateFrame(0, window_increment=1000))
+    s.call(prefixed(b"x" * 70), prefixed(rng.randbytes(20_000)), response_cuts=4, pad=9)
+    s.call(prefixed(b"nope"), b"", status=5)
+    s.call(prefixed(b"r"), prefixed(rng.randbytes(50_000))[:31_000], response_cuts=3, reset=True)
+    s.call(prefixed(b"z"), prefixed(b"q" * 16_000), response_cuts=1)
+    s.c(DataFrame(99, b"\x00\x00", flags=["PADDED"], pad_length=0))  # not a call: ignored either way
+    return s
+
+
+def chunks(frames: list[bytes], rng: random.Random) -> list[bytes]:
+    """The bytes as reads would cut them: anywhere, frame headers included."""
+    stream = b"".join(frames)
+    out, pos = [], 0
+    while pos < len(stream):
+        size = rng.choice((1, 3, 9, 10, 100, 4096, 65536))
+        out.append(stream[pos:pos + size])
+        pos += size
+    return out
+
+
+def replay(s: Streams, lean: bool, rng: random.Random) -> tuple[list[RecordedCall], int]:
+    """The calls the tap makes of both streams, and the server bytes it was fed; the time is the
+    number of the read, so durations say in which read a call's frames completed."""
+    sink = MemorySink()
+    now = [0.0]
+    conn = RecordingTap(sink, clock=lambda: 0.0, timer=lambda: now[0], lean=lean).open(
+        ConnectionInfo(1, 10, 0, "unix:///rt.sock"))
+    walker = LeanWalker()
+    fed = 0
+    for chunk in chunks(s.client, rng):
+        now[0] += 1
+        conn.client_bytes(chunk, True)
+    for chunk in chunks(s.server, rng):
+        now[0] += 1
+        out = walker.feed(chunk) if lean else chunk
+        fed += len(out)
+        if out:
+            conn.server_bytes(out, walker.at_boundary)
+    conn.closed(None)
+    return sink.calls, fed
+
+
+def seen(call: RecordedCall) -> tuple[Any, ...]:
+    notes = [n for n in call.notes if CUT_NOTE not in n]
+    return (call.stream_id, call.path, call.outcome, call.status_code, call.request_bytes, call.response_bytes,
+            call.duration_s, notes)
+
+
+def metrics(calls: list[RecordedCall]) -> list[str]:
+    """The exposition, but for the series' creation times."""
+    peer = CallMetrics(process=False, clock=lambda: 0.0)
+    for call in calls:
+        peer.observe(call)
+    return [line for line in generate_latest(peer.registry).decode().splitlines() if "_created" not in line]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_lean_form_gives_the_same_calls_and_metrics(seed: int) -> None:
+    s = kubelet_like()
+    full, full_bytes = replay(s, False, random.Random(seed))
+    lean, lean_bytes = replay(s, True, random.Random(seed))
+    assert len(full) == 7
+    assert [seen(c) for c in lean] == [seen(c) for c in full]
+    assert metrics(lean) == metrics(full)
+    assert any(c.response_bytes >= 300_000 for c in full) and [c.outcome.value for c in full].count("cancelled") == 1
+    assert lean_bytes < full_bytes / 50  # 420 KB of replies: a few hundred bytes of summaries
+    assert all(m.direction.value == "request" for c in lean for m in c.messages)  # replies counted, not held
+
+
+def test_the_middle_of_a_reply_costs_nothing_but_a_frame_inside_a_header_block_is_kept() -> None:
+    """A frame that completes no message and ends nothing is left out, except inside a header
+    block, where the recorder must see it to know the block was interrupted (and its HPACK lost)."""
+    s = Streams()
+    s.call(prefixed(b"a"), prefixed(b"m" * 90_000), response_cuts=12)
+    for sid in (3, 5):
+        s.c(HeadersFrame(sid, data=s.client_enc.encode([(":method", "POST"),
+                                                        (":path", "/runtime.v1.RuntimeService/Version")]),
+                         flags=["END_HEADERS"]), DataFrame(sid, prefixed(b"v"), flags=["END_STREAM"]))
+    block = s.server_enc.encode([(":status", "200"), ("content-type", "application/grpc")])
+    s.s(HeadersFrame(3, data=s.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"]),
+        DataFrame(3, prefixed(b"q" * 40)[:20]),
+        HeadersFrame(5, data=block[:3]),
+        DataFrame(3, prefixed(b"q" * 40)[20:30]),  # completes nothing, but interrupts the block
+        ContinuationFrame(5, data=block[3:], flags=["END_HEADERS"]))
+    full, full_bytes = replay(s, False, random.Random(1))
+    lean, lean_bytes = replay(s, True, random.Random(1))
+    assert [seen(c) for c in lean] == [seen(c) for c in full]
+    assert [c.outcome.value for c in full] == ["completed", "unparsed", "unparsed"]
+    walker = LeanWalker()
+    frames = [bytes(f.serialize()) for f in (DataFrame(1, prefixed(b"z" * 50)[:20]), DataFrame(1, b"z" * 10),
+                                             HeadersFrame(3, data=b"\x82"), DataFrame(1, b"z" * 10))]
+    assert [walker.feed(f) for f in frames] == [b"", b"", frames[2], lean_data(0, 1, False, 0, 0)]
+
+
+def test_a_walker_passes_everything_but_data_as_it_is() -> None:
+    enc = Encoder()
+    headers = bytes(HeadersFrame(1, data=enc.encode([(":path", "/a")]), flags=["END_HEADERS"]).serialize())
+    ping = bytes(PingFrame(0, opaque_data=b"abcdefgh").serialize())
+    walker = LeanWalker()
+    assert walker.feed(headers + ping) == headers + ping
+    out = walker.feed(bytes(DataFrame(1, prefixed(b"hello"), flags=["END_STREAM"]).serialize()))
+    assert out == lean_data(1, 1, False, 1, 5)
+    assert read_lean_data(out[9:]) == (False, 1, 5)
+    # A frame header cut by a read waits for the rest; a frame's payload goes as it comes.
+    assert walker.feed(ping[:5]) == b"" and walker.at_boundary
+    assert walker.feed(ping[5:10]) == ping[:10] and walker.at_boundary
+    assert walker.feed(ping[10:]) == ping[10:] and not walker.at_boundary
+
+
+def test_streams_left_inside_a_message_are_bounded() -> None:
+    """A reply cut off by the client's reset (which the server's walker never sees) leaves its
+    stream's state; the oldest goes once MAX_CUT are kept, and a reset or an end drops one."""
+    server = LeanWalker()
+    for sid in range(1, 2 * MAX_CUT + 200, 2):
+        assert server.feed(bytes(DataFrame(sid, prefixed(b"x" * 100)[:50]).serialize())) == b""  # completes nothing
+    assert len(server.streams) == MAX_CUT and min(server.streams) == 201
+    server.feed(bytes(RstStreamFrame(201, error_code=8).serialize()))
+    server.feed(bytes(DataFrame(203, b"x" * 55, flags=["END_STREAM"]).serialize()))
+    assert len(server.streams) == MAX_CUT - 2 and min(server.streams) == 205
+
+
+def test_malformed_padding_is_said_so() -> None:
+    walker = LeanWalker()
+    bad = bytes([0, 0, 3, 0, 0x8, 0, 0, 0, 1, 200, 1, 2])  # DATA, PADDED, pad length 200 of a 3-byte payload
+    assert read_lean_data(walker.feed(bad)[9:]) == (True, 0, 0)
+    with pytest.raises(ValueError, match="lean DATA frame of 2 bytes"):
+        read_lean_data(b"\x00\x01")
