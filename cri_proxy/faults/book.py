@@ -67,6 +67,7 @@ class FaultBook:
         self._clock = clock
         self._rng = rng or random.Random()
         self._entries: list[_Entry] = []
+        self._watchers: list[Callable[[], None]] = []
         self.generation = 0  # moves at every replace(): what a caller cached of could_match() is stale
         self.loaded_unix = clock()
         self.replace(rules)
@@ -79,6 +80,12 @@ class FaultBook:
         self.generation += 1
         if not old:
             self.loaded_unix = now
+        for watcher in self._watchers:
+            watcher()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every replace() (SIGHUP, the control socket)."""
+        self._watchers.append(callback)
 
     @property
     def rules(self) -> tuple[FaultRule, ...]:

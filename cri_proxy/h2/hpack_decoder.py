@@ -48,28 +48,36 @@ _ACCEPTING: list[bool] = []
 
 def _build_byte_table() -> tuple[list[_Transition], list[bool]]:
     singles = [bytes([i]) for i in range(256)]
-    table: list[_Transition] = []
     accepting: dict[int, bool] = {0: True}
+    dead: _Transition = (256, b"")
+    steps: list[list[_Transition]] = []  # state -> its 16 (next state, bytes emitted) of one nibble
+    for state in range(256):
+        row = []
+        for nibble in range(16):
+            nxt, flags, symbol = HUFFMAN_TABLE[state * 16 + nibble]
+            if flags & HUFFMAN_FAIL:
+                row.append(dead)
+                continue
+            complete = bool(flags & HUFFMAN_COMPLETE)
+            if accepting.setdefault(nxt, complete) != complete:
+                raise RuntimeError(f"Huffman state {nxt} is both accepting and not")
+            row.append((nxt, singles[symbol] if flags & HUFFMAN_EMIT_SYMBOL else b""))
+        steps.append(row)
+    steps.append([dead] * 16)
     # 65,792 transitions: one int per state and one bytes object per distinct output, shared
     # (measured: 7.9 MB of RSS built naively, 5.2 MB so; every process decoding HPACK holds it).
     shifted = [state << 8 for state in range(257)]
-    outputs: dict[bytes, bytes] = {}
-    for state in range(257):
-        for byte in range(256):
-            out, s = b"", state
-            for nibble in (byte >> 4, byte & 0x0F):
-                if s == 256:
-                    break
-                s, flags, symbol = HUFFMAN_TABLE[s * 16 + nibble]
-                if flags & HUFFMAN_FAIL:
-                    s = 256
-                    break
-                if flags & HUFFMAN_EMIT_SYMBOL:
-                    out += singles[symbol]
-                if accepting.setdefault(s, bool(flags & HUFFMAN_COMPLETE)) != bool(flags & HUFFMAN_COMPLETE):
-                    raise RuntimeError(f"Huffman state {s} is both accepting and not")
-            out = outputs.setdefault(out, out) if s != 256 else b""
-            table.append((shifted[s], out))
+    outputs: dict[bytes, bytes] = {b"": b""}
+    dead_row: list[_Transition] = [(_DEAD, b"")] * 16
+    table: list[_Transition] = []
+    for state in range(257):  # a byte is two nibbles: each row of 16 is one first nibble's
+        for first, out in steps[state]:
+            if first == 256:
+                table += dead_row
+                continue
+            for s, more in steps[first]:
+                joined = out + more if s != 256 else b""
+                table.append((shifted[s], outputs.setdefault(joined, joined)))
     return table, [accepting.get(s, False) for s in range(257)]
 
 
@@ -86,10 +94,15 @@ def decode_huffman(data: bytes) -> bytes:
 
 def _load() -> list[_Transition]:
     if not _BYTE_TABLE:
-        table, accepting = _build_byte_table()  # about 0.1 s, once, at the first Decoder
+        table, accepting = _build_byte_table()  # 50-100 ms, once, at the first Decoder (or warm())
         _ACCEPTING.extend(accepting)
         _BYTE_TABLE.extend(table)
     return _BYTE_TABLE
+
+
+def warm() -> None:
+    """Build the Huffman table now, at a process's start, rather than in its first call's time."""
+    _load()
 
 
 def plain_text(raw: bytes, name: str | None) -> str:
@@ -154,6 +167,12 @@ class Decoder:
         self._allowed = value
         if value < self._maxsize:  # the encoder must shrink its table, first thing in its next block
             self._due = value if self._due is None else min(self._due, value)
+
+    @property
+    def must_resize(self) -> bool:
+        """Whether the next block must open with a table size update (§4.2): until then, what a
+        caller made of an earlier block does not stand for the same bytes decoded now."""
+        return self._due is not None
 
     @property
     def generation(self) -> int:

@@ -111,6 +111,15 @@ class Encoder:
             return
         self._pending.append(target)  # announced as the smallest, then the final one (§4.2)
 
+    def empty_peer(self) -> None:
+        """Make the next block begin by emptying the decoder's table (a size update to 0, then
+        back to the current size), for a decoder whose table this encoder never filled: one that
+        followed another encoder until now. This encoder's own table must be empty too."""
+        if self._inserted:
+            raise RuntimeError("empty_peer() is for an encoder that has not encoded yet")
+        target = self._pending[-1] if self._pending else self._max
+        self._pending += [0, target]
+
     def encode(self, headers: list[Field]) -> bytes:
         out: list[bytes] = []
         if self._pending:

@@ -16,6 +16,7 @@ from typing import Final
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.hpack_encoder import literal
+from cri_proxy.model.status import StatusCode
 
 _HEAD: Final = literal(":status", "200") + literal("content-type", "application/grpc")
 # RuntimeConfigResponse{linux: LinuxRuntimeConfiguration{cgroup_driver}}, in wire format:
@@ -37,6 +38,17 @@ def reply(stream_id: int, message: bytes) -> bytes:
     return (h2.frame(h2.HEADERS, h2.FLAG_END_HEADERS, stream_id, _HEAD)
             + h2.frame(h2.DATA, 0, stream_id, body)
             + h2.frame(h2.HEADERS, h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM, stream_id, literal("grpc-status", "0")))
+
+
+def lacking(stream_id: int, method: str, api: str, cgroup_driver: str | None) -> tuple[bytes, list[str]]:
+    """The answer to a method the runtime's CRI `api` lacks, and the call's notes: RuntimeConfig
+    from the cgroup driver when one is set, UNIMPLEMENTED otherwise (as the bridge answers)."""
+    if method == "RuntimeConfig" and cgroup_driver in RUNTIME_CONFIG:
+        return reply(stream_id, RUNTIME_CONFIG[cgroup_driver]), [f"answered by the proxy: cgroup driver {cgroup_driver}"]
+    details = f"{method} is not available: the runtime speaks CRI {api}, which lacks it"
+    if method == "RuntimeConfig":
+        details += " (set the proxy's cgroup driver to have the proxy answer it)"
+    return error(stream_id, StatusCode.UNIMPLEMENTED, details), [f"answered by the proxy: UNIMPLEMENTED ({api} runtime)"]
 
 
 def data_length(answer: bytes) -> int:

@@ -13,10 +13,15 @@ unchecked, as the bridge does, since judging it is the runtime's business.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
+from cri_proxy.model.cri import CallPath
+from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.v1only import FIELDS, REQUESTS
 
 _MAX_DEPTH = 64  # deeper than any CRI message; bounds the reader's recursion
+MAX_CHECKED: Final = 64 << 20  # a request message larger than this is forwarded unchecked
+IGNORED: Final = "v1-only fields ignored by the v1alpha2 runtime"  # how the note of such a request opens
 
 
 class WireError(Exception):
@@ -32,9 +37,56 @@ class Findings:
     bad_utf8: list[str] = field(default_factory=list)
 
 
+class Pending:
+    """A checked request's first message, gathered as its DATA goes by (proxy.translate): for
+    the v1-only check (`judge`), for a fault decision on its pod facts (`call`), or both."""
+
+    __slots__ = ("path", "buffer", "judge", "call")
+
+    def __init__(self, path: str, judge: bool = True, call: CallPath | None = None) -> None:
+        self.path = path
+        self.buffer = bytearray()
+        self.judge = judge
+        self.call = call
+
+
+def data_content(flags: int, raw: bytes) -> bytes:
+    """A DATA frame's payload (`raw` is the whole frame) without its padding (RFC 9113 §6.1)."""
+    if not flags & 0x8:  # PADDED
+        return raw[9:]
+    pad = raw[9] if len(raw) > 9 else 0
+    return raw[10:max(10, len(raw) - pad)]
+
+
 def checked(path: str) -> bool:
     """Whether a v1 request of `path` is read before it goes to a v1alpha2 runtime."""
     return path in REQUESTS
+
+
+def judge(path: str, buffer: bytes | bytearray, size: int, strict: bool) -> tuple[list[str], tuple[int, str] | None]:
+    """The notes for a checked request whose first message (5-byte gRPC prefix, then `size`
+    bytes) is `buffer`, and (code, details) when it is refused: the bridge's."""
+    if size < 0 or len(buffer) < 5 + size or size > MAX_CHECKED:
+        return ["request did not parse as v1, forwarded unchecked: its message is incomplete or too large"], None
+    if buffer[0]:
+        return ["request compressed, forwarded unchecked"], None
+    try:
+        found = inspect(path, bytes(buffer[5:5 + size]))
+    except WireError as exc:
+        return [f"request did not parse as v1, forwarded unchecked: {exc}"], None
+    if found.bad_utf8:
+        names = ", ".join(found.bad_utf8)
+        return [f"refused: env values not valid UTF-8: {names}"], (
+            StatusCode.INVALID_ARGUMENT,
+            f"environment variable values must be valid UTF-8 for a CRI v1alpha2 runtime: {names}")
+    if not found.dropped:
+        return [], None
+    if strict and found.security:
+        names = ", ".join(found.security)
+        return [f"refused (strict): v1-only fields set: {names}"], (
+            StatusCode.FAILED_PRECONDITION,
+            f"the runtime speaks CRI v1alpha2 and would ignore these security-relevant fields: {names}")
+    return [f"{IGNORED}: {', '.join(found.dropped)}"], None
 
 
 def inspect(path: str, message: bytes) -> Findings:

@@ -1,8 +1,9 @@
 """Fault rules applied in the relay: one connection's injected errors, delays, hangs and closes.
 
-With `--faults`, every connection goes through a rewriting translator (cri_proxy.proxy.translate,
-the identity path when no CRI version changes), so each request's `:path` is known as its
-header block passes. The translator asks the book (cri_proxy.faults.book) once per new
+With `--faults`, a connection whose calls some rule could take goes through the translator
+(cri_proxy.proxy.translate; the identity path when no CRI version changes, which passes the
+client's header blocks on as they are until a rule takes a call), so each request's `:path`
+is known as its header block passes. The translator asks the book (cri_proxy.faults.book) once per new
 request and hands a decision here:
 - error: a trailers-only answer on the client's stream (cri_proxy.proxy.answers); the
   request never reaches the runtime.
@@ -18,6 +19,8 @@ request and hands a decision here:
   are given back to the client if it resets the stream first.
 - close: GOAWAY and the client's connection closed.
 Each injected call's notes say `fault: RULE action`, recorded on the call like translation's.
+A connection whose calls no rule could take (its client matches no rule, and no rule on pod
+facts is loaded: `could_take`) is not read at all: it is a plain relay (`Unread`).
 
 Rules on pod facts (namespace, pod, container, image) are decided once the request message
 is read, with what the relay learned of ids (cri_proxy.proxy.bodyfaults); they use the same
@@ -29,21 +32,70 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
-from cri_proxy.faults.rules import FaultRule, FaultRulesError, load_rules
+from cri_proxy.faults.rules import FaultRule, FaultRulesError, load_rules, matches_glob
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import CallPath
 from cri_proxy.model.status import status_name
 from cri_proxy.proxy import answers
 from cri_proxy.proxy.connection import Connection
+from cri_proxy.proxy.peer import process_name
 from cri_proxy.proxy.seams import TranslatedRoute
 
 log = logging.getLogger(__name__)
 
 NO_ERROR = 0x0
+# libuv times a timer from the loop's cached clock, in whole milliseconds: a call held for a
+# drawn delay is held this much longer, so that it is never released short of it (the
+# recording times it from a moment after the timer is armed, and would say a few ms less).
+TIMER_SLACK = 0.005
+
+
+def client_name(conn: Connection) -> str | None:
+    """The client's process name for `client` rules; read here when the relay records nothing."""
+    peer = conn.peer
+    if peer.name is not None or peer.pid is None:
+        return peer.name
+    return process_name(peer.pid)
+
+
+def could_take(book: FaultBook, client: str | None) -> bool:
+    """Whether some rule could take a call of a connection of `client`, whatever its method and
+    CRI version (a connection carries calls of either): False lets the connection be relayed
+    without reading a header. Always True while a rule on pod facts is loaded: any connection's
+    answers may teach what such a rule needs (cri_proxy.proxy.podfacts)."""
+    return any(rule.needs_body or all(matches_glob(client, globs) for key, globs in rule.match if key == "client")
+               for rule in book.rules)
+
+
+class Unread:
+    """The connections relayed without reading their headers, since no rule could take their
+    calls (`could_take`). When the rules change so that one could, it is sent GOAWAY: its client
+    opens its next calls on a new connection, whose headers are read from its first block on
+    (an HPACK context cannot be picked up halfway through a connection)."""
+
+    def __init__(self, book: FaultBook) -> None:
+        self.book = book
+        self.conns: weakref.WeakKeyDictionary[Connection, str | None] = weakref.WeakKeyDictionary()
+        book.watch(self._rules_changed)
+
+    def add(self, conn: Connection, client: str | None) -> None:
+        log.debug("conn %d: no fault rule can take a call of %s: relayed unread", conn.id, client)
+        self.conns[conn] = client
+
+    def _rules_changed(self) -> None:
+        for conn, client in list(self.conns.items()):
+            if conn.closing:
+                del self.conns[conn]
+            elif could_take(self.book, client):
+                del self.conns[conn]
+                log.info("conn %d: the new fault rules may take calls of %s: GOAWAY, for its client to "
+                         "reconnect and have its calls read", conn.id, client)
+                conn.drain()
 
 
 def load_relay_rules(path: pathlib.Path) -> tuple[FaultRule, ...]:
@@ -137,7 +189,7 @@ class ConnectionFaults:
         held = self.held[stream_id] = _Held()
         if end_stream:  # its headers go on without END_STREAM, which this frame gives later
             held.frames.append(h2.frame(h2.DATA, h2.FLAG_END_STREAM, stream_id, b""))
-        held.timer = asyncio.get_running_loop().call_later(seconds, self._release, stream_id)
+        held.timer = asyncio.get_running_loop().call_later(seconds + TIMER_SLACK, self._release, stream_id)
         self.notes.append((stream_id, [f"fault: {decision.rule} {action.kind} {seconds:.3f}s"]))
         return seconds
 

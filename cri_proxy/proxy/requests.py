@@ -3,8 +3,10 @@
 Like the runtime's side (cri_proxy.proxy.responses), the client's bytes go on in runs, as
 they came, walking only the 9-byte frame headers; nothing is built for a DATA, PING or
 WINDOW_UPDATE frame that passes. What is taken out of the run:
-- each header block (HEADERS and its CONTINUATIONs, across chunks), which the translator
-  decodes and writes again (or answers, or drops) in its place;
+- each header block the translator does not let through as it is: it decodes every block
+  and writes it again (or answers, or drops it) in its place. A block in one HEADERS frame
+  wholly inside the chunk (nearly every request's) is read where it lies, and stays in the
+  run when the translator lets it through; one across frames or chunks is gathered first;
 - DATA of a request being checked, and the connection's WINDOW_UPDATE while the proxy owes
   the runtime's credit back: handed whole to the translator;
 - any frame of a stream the proxy answered itself: dropped, its DATA's connection window
@@ -28,6 +30,8 @@ from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
 _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
+# HEADERS flags that, but for END_HEADERS, keep a frame's payload from being its block as it is.
+_WHOLE_MASK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY
 
 
 class RequestRelay:
@@ -91,11 +95,35 @@ class RequestRelay:
                 self.at_boundary = False
                 return
             self._complete()
+        translator = self.translator
+        hijacked, checking, held = self.route.hijacked, translator.checking, translator.held
         while pos + 9 <= end:
             high, low, kind, flags, sid = _HEADER(data, pos)
             length = high << 16 | low
             sid &= 0x7FFFFFFF
             start, nxt = pos, pos + 9 + length
+            # The frames that pass, tested first as _decide would decide them: most frames are these.
+            if kind == h2.DATA:
+                if sid not in hijacked and sid not in checking and sid not in held and not self.block_stream:
+                    pos = nxt
+                    continue
+            elif kind == h2.WINDOW_UPDATE:
+                if (sid not in hijacked if sid else not translator.owed) and not self.block_stream:
+                    pos = nxt
+                    continue
+            elif kind == h2.HEADERS and flags & _WHOLE_MASK == h2.FLAG_END_HEADERS and nxt <= end and sid \
+                    and not self.block_stream:
+                # A whole block in one frame of this chunk, the common case: read in place.
+                if length > MAX_BLOCK:
+                    raise BadFrame(h2.ERR_PROTOCOL, f"request header block on stream {sid} larger than "
+                                                    f"{MAX_BLOCK} bytes")
+                mark = len(out)
+                if not translator.block(sid, bool(flags & h2.FLAG_END_STREAM), data[start + 9:nxt]):
+                    if keep < start:  # the run before it goes ahead of what replaces it
+                        out.insert(mark, data[keep:start])
+                    keep = nxt
+                pos = nxt
+                continue
             self.mode = self._decide(kind, flags, sid, length)
             if self.mode != PASS:
                 if keep < start:
@@ -171,6 +199,7 @@ class RequestRelay:
             if flags & h2.FLAG_END_HEADERS:
                 block, stream_id, end_stream = bytes(self.block), self.block_stream, self.block_end
                 self.block, self.block_stream = bytearray(), 0
-                self.translator.block(stream_id, end_stream, block)
+                if self.translator.block(stream_id, end_stream, block):
+                    self.translator.send_as_sent(stream_id, end_stream, block)
         elif not self.translator.client_frame(frame):
             self.route.out(frame.raw or b"")

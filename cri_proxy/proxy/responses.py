@@ -91,11 +91,24 @@ class ResponseRelay:
             if self.drop:
                 parts, keep = [], pos
             self._done()
+        hijacked, streams = self.hijacked, self.conn.open_streams
         while pos + 9 <= end:
             high, low, kind, flags, sid = _HEADER(data, pos)
             length = high << 16 | low
             sid &= 0x7FFFFFFF
             start, nxt = pos, pos + 9 + length
+            if nxt <= end and kind != h2.SETTINGS and not (sid and sid in hijacked) and not watched:
+                pos = nxt  # a whole frame that goes on, most of them: what it changes (as _done), at once
+                if kind == h2.DATA:
+                    if flags & h2.FLAG_END_STREAM:
+                        streams.discard(sid)
+                elif kind == h2.HEADERS or kind == h2.CONTINUATION:
+                    self.in_block = not flags & h2.FLAG_END_HEADERS
+                    if kind == h2.HEADERS and flags & h2.FLAG_END_STREAM:
+                        streams.discard(sid)
+                elif kind == h2.RST_STREAM:
+                    streams.discard(sid)
+                continue
             self.pending = (kind, flags, sid)
             self.drop = bool(sid) and sid in self.hijacked and kind not in _BLOCK
             if self.drop:

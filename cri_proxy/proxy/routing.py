@@ -265,7 +265,8 @@ class FirstCallRoute:
             if self.translator is None and self.service is None and self.up.translation is not None:
                 self.translator = translate.start(self, self.up.translation, fragment)
             if self.translator is not None:
-                self.translator.block(stream_id, bool(frames[0][4] & h2.FLAG_END_STREAM), fragment)
+                if self.translator.block(stream_id, bool(frames[0][4] & h2.FLAG_END_STREAM), fragment):
+                    self.forward_request(stream_id, frames)  # as the client sent it
                 return None
             if self.settled():  # decided, and no later call is read (until the walk goes plain)
                 self.forward_request(stream_id, frames)

@@ -8,12 +8,20 @@ and encoded again with the proxy's own encoder (cri_proxy.h2.hpack_encoder) towa
 runtime, the path rewritten. Once one block is rewritten the two ends' tables differ, so
 every later block of the connection is re-encoded too.
 
+With --faults, a connection that needs no translation goes through here too (the identity
+path), and its blocks go on as the client sent them: each is decoded with the client's
+context only to learn the call for the rules, and the runtime's table keeps following the
+client's. The first block the runtime will not see as the client sent it (an answer, a hang,
+a close or a dropped trailer; a delay holds only DATA, so it does not count) switches the
+connection to re-encoding: the encoder's first block empties the runtime's table (a size
+update to 0, then back), and the two tables are in step again from there.
+
 Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answers): a
 method the runtime's version lacks (UNIMPLEMENTED, as the bridge says it; RuntimeConfig
 from --cgroup-driver), and a call for the other service on a connection that has its own
 socket for each. A v1 request that can carry a v1-only or retyped field (the few types of
-cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck): its
-DATA is forwarded as it comes except the frame that completes the message, held until the
+cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck,
+cri_proxy.proxy.heldbody): its DATA is forwarded as it comes except the frame that completes the message, held until the
 check has read it. Flow control stays right without the relay granting any credit of its
 own: the runtime has seen every byte but the held frame (a few KiB at most), which goes on
 at once or, for a refused request, is replaced by RST_STREAM towards the runtime and the
@@ -30,25 +38,25 @@ emulation needs the proxy to run calls of its own (relists), and is routed to th
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
 from cri_proxy.faults.book import FaultBook
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2 import hpack_decoder
 from cri_proxy.h2.hpack_decoder import Decoder, Field
 from cri_proxy.h2.hpack_encoder import Encoder, latin1
 from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
-from cri_proxy.proxy import answers, bodycheck
+from cri_proxy.proxy import answers, bodycheck, faultwire, heldbody
 from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
 from cri_proxy.proxy.requests import RequestRelay
-from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.ends import End
-from cri_proxy.proxy.peer import process_name
 from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.seams import TranslatedRoute
@@ -57,7 +65,7 @@ from cri_proxy.proxy.seams import TranslatedRoute
 log = logging.getLogger(__name__)
 
 MAX_FRAME: Final = 16384  # SETTINGS_MAX_FRAME_SIZE's floor: every peer takes frames this large
-MAX_CHECKED: Final = 64 << 20  # a request message larger than this is forwarded unchecked
+_FRAME_HEAD: Final = struct.Struct(">BHBBI").pack  # a frame's 9-byte header (RFC 9113 §4.1)
 
 
 @dataclass(frozen=True)
@@ -73,21 +81,14 @@ class TranslationPolicy:
     cgroup_driver: str | None = None
     strict: bool = False
     announced: set[tuple[str, str]] = field(default_factory=set)  # said once in the log, per direction
-    faults: FaultBook | None = None  # --faults: every CRI connection is rewritten, translated or not
+    faults: FaultBook | None = None  # --faults: a CRI connection some rule could take is read, translated or not
     pod_facts: FactTable = field(default_factory=FactTable)  # what fault rules on pods know of ids
+    unread: faultwire.Unread | None = field(init=False, default=None)  # connections no rule can take
 
-
-class _Check:
-    """A checked request's first message, gathered as its DATA goes by: for the v1-only check
-    (`judge`), for a fault decision on its pod facts (`call`), or both."""
-
-    __slots__ = ("path", "buffer", "judge", "call")
-
-    def __init__(self, path: str, judge: bool = True, call: CallPath | None = None) -> None:
-        self.path = path
-        self.buffer = bytearray()
-        self.judge = judge
-        self.call = call
+    def __post_init__(self) -> None:
+        hpack_decoder.warm()  # made once at start: the first translated call does not wait for it
+        if self.faults is not None:
+            object.__setattr__(self, "unread", faultwire.Unread(self.faults))
 
 
 def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:
@@ -97,20 +98,27 @@ def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) ->
     client_api = parse_path(path).api
     if client_api is None:
         return None
+    conn = route._conn()
+    client = None if policy.faults is None else faultwire.client_name(conn)  # `client` rules match on it
     if api is None or api == client_api:
         if policy.faults is None or route.up.destination(path) == "bridge":
             return None
+        if not faultwire.could_take(policy.faults, client):
+            if policy.unread is not None:
+                policy.unread.add(conn, client)
+            return None  # a plain relay, until the rules change (faultwire.Unread)
         api = client_api  # the identity path: no version changes, but every call's path is read
     route.service = route.up.service_of(path)
     route.replay_and_move(route.service)
     route.replay = None
-    return Translator(route, policy, client_api, api)
+    return Translator(route, policy, client_api, api, client)
 
 
 class Translator:
     """One connection's translation (see the module's docstring); driven by its route."""
 
-    def __init__(self, route: TranslatedRoute, policy: TranslationPolicy, client_api: str, upstream_api: str) -> None:
+    def __init__(self, route: TranslatedRoute, policy: TranslationPolicy, client_api: str, upstream_api: str,
+                 client: str | None) -> None:
         self.route = route
         self.conn = route._conn()
         self.policy = policy
@@ -120,15 +128,20 @@ class Translator:
         self.encoder = Encoder()
         self.encoder.set_max_size(min(route.table_size, route.limit.latest))  # a lower one may be in flight
         self.last_stream = 0
+        # Until the proxy takes a request out of the stream, a connection that is not translated
+        # passes the client's header blocks on as they are, read only for the fault rules.
+        self.rewriting = client_api != upstream_api
         # A warm client sends the same block for the same call, and when neither table moves
         # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
         self.reused: dict[bytes, tuple[bytes, CallPath]] = {}
         self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
-        self.checking: dict[int, _Check] = {}
+        self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
+        self.known_at = -1
+        self.checking: dict[int, bodycheck.Pending] = {}
         self.owed = 0  # DATA bytes the proxy sent the client, to keep from the runtime's credit
         self.notes: list[tuple[int, list[str]]] = []  # for the tap, once it has seen the request
         self.faults = None if policy.faults is None else ConnectionFaults(
-            route, policy.faults, _client_name(self.conn), self._released)
+            route, policy.faults, client, self._released)
         self.held = {} if self.faults is None else self.faults.held
         self.bodies = None if self.faults is None else BodyFaults(
             self.faults.book, policy.pod_facts, self.faults.client)  # rules on pods: which messages are read
@@ -143,10 +156,13 @@ class Translator:
             self.conn.tap.call_noted(0, upstream_api, [f"translated {client_api} -> {upstream_api}"])
 
     # Client to upstream ------------------------------------------------------------------
-    def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
-        """A whole request header block: decoded, then re-encoded, answered or dropped."""
+    def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool:
+        """A whole request header block: True when it may go on as the client sent it (the caller
+        forwards the client's frames); False when what replaces it, if anything, was sent here."""
+        if not self.rewriting:
+            return self._read(stream_id, end_stream, fragment)
         state = (self.decoder.generation, self.encoder.generation)
-        if stream_id > self.last_stream and state == self.reused_at:
+        if stream_id > self.last_stream and state == self.reused_at and not self.decoder.must_resize:
             reused = self.reused.get(fragment)
             if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
                 # decoding it would not move the decoder's table either
@@ -154,40 +170,40 @@ class Translator:
                 encoded, call = reused
                 if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
                     self._send(stream_id, encoded, end_stream)
-                return
+                return False
         headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
         if stream_id <= self.last_stream:  # trailers of a call already under way
             if stream_id not in self.route.hijacked and (self.faults is None or stream_id not in self.faults.held):
                 self._forward(stream_id, headers, end_stream)
-            return
+            return False
         self.last_stream = stream_id
-        path = next((value for name, value in headers if name == ":path"), "")
+        path = _path(headers)
         call = parse_path(path)
         if call.api != self.client_api:  # not CRI, or a CRI call in the connection's other version
             decision = None if self.faults is None or call.api is None else self.faults.decide(call)
             if decision is not None and self.faults is not None:
                 if self.faults.apply(stream_id, decision, self):
-                    return
+                    return False
                 self.faults.hold(stream_id, decision, end_stream)
                 end_stream = False
             self._forward(stream_id, headers, end_stream)  # as it came: untranslated
-            return
+            return False
         service = self.route.up.service_of(path)
         if service != self.route.service:
             self._misrouted(stream_id, path, service)
-            return
+            return False
         target = call.in_api(self.upstream_api)
-        if method_info(target) is None:
+        if self.upstream_api != self.client_api and method_info(target) is None:
             self._lacking(stream_id, call)
-            return
+            return False
         # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults)
         reading = self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call)
         decision = None if self.faults is None or reading else self.faults.decide(call)
         if decision is not None and self.faults is not None and self.faults.apply(stream_id, decision, self):
-            return  # answered, hung or closed: the runtime never sees the call
+            return False  # answered, hung or closed: the runtime never sees the call
         checked = self.upstream_api == "v1alpha2" != self.client_api and bodycheck.checked(path)
         if (checked or reading) and not end_stream:
-            self.checking[stream_id] = _Check(path, checked, call if reading else None)
+            self.checking[stream_id] = bodycheck.Pending(path, checked, call if reading else None)
         block = self.encoder.encode([(name, target if name == ":path" else value) for name, value in headers])
         if not checked and not reading and (self.decoder.generation, self.encoder.generation) == state:
             if self.reused_at != state:
@@ -199,6 +215,69 @@ class Translator:
             self.faults.hold(stream_id, decision, end_stream)
             end_stream = False
         self._send(stream_id, block, end_stream)
+        return False
+
+    def _read(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool:
+        """A block on a connection whose requests still reach the runtime as the client sent
+        them: decoded only for the fault rules, and passed on unless a rule takes its call."""
+        decoder, faults = self.decoder, self.faults
+        call = self.known.get(fragment) if decoder.generation == self.known_at and not decoder.must_resize else None
+        if call is None:
+            generation = decoder.generation
+            call = parse_path(_path(decoder.decode(fragment)))  # HPACKDecodingError: the caller fails the connection
+            if decoder.generation == generation and stream_id > self.last_stream:
+                if self.known_at != generation:  # what was made of blocks before holds no longer
+                    self.known.clear()
+                    self.known_at = generation
+                if len(self.known) < 64:
+                    self.known[fragment] = call
+        if stream_id <= self.last_stream:  # trailers of a call already under way
+            if stream_id in self.route.hijacked or faults is not None and stream_id in faults.held:
+                self._diverge()  # the runtime never sees this block
+                return False
+            return True
+        self.last_stream = stream_id
+        if call.api is None:
+            return self._pass(stream_id)  # not CRI
+        if call.api == self.client_api:
+            service = self.route.up.service_of(call.path)
+            if service != self.route.service:
+                self._diverge()
+                self._misrouted(stream_id, call.path, service)
+                return False
+            if self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call):
+                # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults);
+                # a refusal then resets the stream the runtime has the headers of, as sent
+                self.checking[stream_id] = bodycheck.Pending(call.path, False, call)
+                return self._pass(stream_id)
+        decision = None if faults is None else faults.decide(call)  # the other CRI version's calls too
+        if decision is None or faults is None:
+            return self._pass(stream_id)
+        if faults.apply(stream_id, decision, self):
+            self._diverge()  # answered, hung or closed: the runtime never sees the block
+            return False
+        faults.hold(stream_id, decision, end_stream)
+        self._send(stream_id, fragment, False)  # the same block, its END_STREAM given with the held DATA
+        return False
+
+    def _pass(self, stream_id: int) -> bool:
+        self.conn.open_streams.add(stream_id)
+        return True
+
+    def _diverge(self) -> None:
+        """The runtime's HPACK table stops following the client's: from the next block on, every
+        block is re-encoded. The proxy's encoder starts empty, so its first block empties the
+        runtime's table too (a size update to 0, then back: RFC 7541 §4.2, §6.3)."""
+        if self.rewriting:
+            return
+        self.rewriting = True
+        log.debug("conn %d: a request was taken out of the stream: its request headers are re-encoded "
+                  "from here on", self.conn.id)
+        self.encoder.empty_peer()
+
+    def send_as_sent(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
+        """Send on a block that `block` let through, when the client's frames of it were not kept."""
+        self._send(stream_id, fragment, end_stream)
 
     def _fault(self, stream_id: int, call: CallPath, block: bytes, end_stream: bool) -> bool:
         """A reused block's call, decided: True when the fault rules took it (block sent or not)."""
@@ -221,13 +300,16 @@ class Translator:
 
     def _send(self, stream_id: int, block: bytes, end_stream: bool) -> None:
         flags = h2.FLAG_END_STREAM if end_stream else 0
-        if len(block) <= MAX_FRAME:
-            frames = [h2.frame(h2.HEADERS, flags | h2.FLAG_END_HEADERS, stream_id, block)]
-        else:
-            pieces = [block[i:i + MAX_FRAME] for i in range(0, len(block), MAX_FRAME)]
-            frames = [h2.frame(h2.HEADERS, flags, stream_id, pieces[0])]
-            frames += [h2.frame(h2.CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
-            frames.append(h2.frame(h2.CONTINUATION, h2.FLAG_END_HEADERS, stream_id, pieces[-1]))
+        size = len(block)
+        if size <= MAX_FRAME:  # every request's, nearly: one frame, its header packed at once
+            self.conn.open_streams.add(stream_id)
+            self.route.out(_FRAME_HEAD(size >> 16, size & 0xFFFF, h2.HEADERS, flags | h2.FLAG_END_HEADERS,
+                                       stream_id) + block)
+            return
+        pieces = [block[i:i + MAX_FRAME] for i in range(0, len(block), MAX_FRAME)]
+        frames = [h2.frame(h2.HEADERS, flags, stream_id, pieces[0])]
+        frames += [h2.frame(h2.CONTINUATION, 0, stream_id, piece) for piece in pieces[1:-1]]
+        frames.append(h2.frame(h2.CONTINUATION, h2.FLAG_END_HEADERS, stream_id, pieces[-1]))
         self.route.forward_request(stream_id, frames)
 
     def client_frame(self, frame: h2.Frame) -> bool:
@@ -235,7 +317,7 @@ class Translator:
         if self.faults is not None and self.faults.held and self.faults.client_frame(frame):
             return True
         if frame.type == h2.DATA and frame.stream_id in self.checking:
-            return self._checked_data(frame)
+            return heldbody.data(self, frame, self.policy.strict)
         if frame.type == h2.WINDOW_UPDATE and frame.stream_id == 0 and self.owed:
             raw = frame.raw or b""
             increment = int.from_bytes(raw[9:13], "big") & 0x7FFFFFFF
@@ -248,80 +330,11 @@ class Translator:
             self.checking.pop(frame.stream_id, None)
         return False
 
-    def _checked_data(self, frame: h2.Frame) -> bool:
-        check = self.checking[frame.stream_id]
-        raw = frame.raw or b""
-        check.buffer += _data_content(frame.flags, raw)
-        buffer = check.buffer
-        size = int.from_bytes(buffer[1:5], "big") if len(buffer) >= 5 else -1
-        end_stream = bool(frame.flags & h2.FLAG_END_STREAM)
-        if (size < 0 or len(buffer) < 5 + size) and not end_stream and size <= MAX_CHECKED:
-            return False  # the message goes on in a later frame: this one may go now
-        del self.checking[frame.stream_id]
-        notes, refusal = self._judge(check.path, buffer, size) if check.judge else ([], None)
-        if refusal is None:
-            if check.call is None or not self._settle(frame, check.call, buffer, size):
-                self.route.out(raw)
-            if notes:
-                self.notes.append((frame.stream_id, notes))
-            return True
-        code, details = refusal
-        stream_id = frame.stream_id
-        self.route.out(h2.rst_stream_frame(stream_id))  # the runtime has the headers and all but this frame
-        self.conn.open_streams.discard(stream_id)
-        self.route.hijacked.add(stream_id)  # what either side sends on it from now on is dropped
-        if frame.length:
-            self.conn.inject_to_client(h2.window_update_frame(0, frame.length))
-        self._answer(stream_id, answers.error(stream_id, code, details), notes)
-        return True
-
-    def _settle(self, frame: h2.Frame, call: CallPath, buffer: bytearray, size: int) -> bool:
-        """A fault decision on the request's pod facts (cri_proxy.proxy.bodyfaults): True when it took the frame."""
-        if self.bodies is None or self.faults is None:
-            return False
-        whole = 0 <= size <= MAX_CHECKED and len(buffer) >= 5 + size and not buffer[0]
-        return self.bodies.settle(self.faults, self, frame, call, bytes(buffer[5:5 + size]) if whole else None)
-
-    def _judge(self, path: str, buffer: bytearray, size: int) -> tuple[list[str], tuple[int, str] | None]:
-        """The notes for a checked request, and (code, details) when it is refused: the bridge's."""
-        if size < 0 or len(buffer) < 5 + size or size > MAX_CHECKED:
-            return ["request did not parse as v1, forwarded unchecked: its message is incomplete or too large"], None
-        if buffer[0]:
-            return ["request compressed, forwarded unchecked"], None
-        try:
-            found = bodycheck.inspect(path, bytes(buffer[5:5 + size]))
-        except bodycheck.WireError as exc:
-            return [f"request did not parse as v1, forwarded unchecked: {exc}"], None
-        if found.bad_utf8:
-            names = ", ".join(found.bad_utf8)
-            return [f"refused: env values not valid UTF-8: {names}"], (
-                StatusCode.INVALID_ARGUMENT,
-                f"environment variable values must be valid UTF-8 for a CRI v1alpha2 runtime: {names}")
-        if not found.dropped:
-            return [], None
-        if self.policy.strict and found.security:
-            names = ", ".join(found.security)
-            return [f"refused (strict): v1-only fields set: {names}"], (
-                StatusCode.FAILED_PRECONDITION,
-                f"the runtime speaks CRI v1alpha2 and would ignore these security-relevant fields: {names}")
-        fields = ", ".join(found.dropped)
-        log.warning("conn %d: %s: the v1alpha2 runtime will ignore v1-only fields: %s", self.conn.id, path, fields)
-        return [f"v1-only fields ignored by the v1alpha2 runtime: {fields}"], None
-
     # Answers -----------------------------------------------------------------------------
     def _lacking(self, stream_id: int, call: CallPath) -> None:
         """A method the runtime's version lacks: answered as the bridge answers it."""
-        api, method = self.upstream_api, call.method
-        if method == "RuntimeConfig" and self.policy.cgroup_driver in answers.RUNTIME_CONFIG:
-            driver = self.policy.cgroup_driver
-            self._answer(stream_id, answers.reply(stream_id, answers.RUNTIME_CONFIG[driver]),
-                         [f"answered by the proxy: cgroup driver {driver}"])
-            return
-        details = f"{method} is not available: the runtime speaks CRI {api}, which lacks it"
-        if method == "RuntimeConfig":
-            details += " (set the proxy's cgroup driver to have the proxy answer it)"
-        self._answer(stream_id, answers.error(stream_id, StatusCode.UNIMPLEMENTED, details),
-                     [f"answered by the proxy: UNIMPLEMENTED ({api} runtime)"])
+        answer, notes = answers.lacking(stream_id, call.method, self.upstream_api, self.policy.cgroup_driver)
+        self._answer(stream_id, answer, notes)
 
     def _misrouted(self, stream_id: int, path: str, service: str) -> None:
         up, here = self.route.up, self.route.service or "runtime"
@@ -375,18 +388,8 @@ class Translator:
         self.encoder.set_max_size(size)
 
 
-def _client_name(conn: Connection) -> str | None:
-    """The client's process name for `client` rules; read here when the relay records nothing."""
-    peer = conn.peer
-    if peer.name is not None or peer.pid is None:
-        return peer.name
-    return process_name(peer.pid)
-
-
-
-def _data_content(flags: int, raw: bytes) -> bytes:
-    """A DATA frame's payload without its padding (RFC 9113 §6.1)."""
-    if not flags & h2.FLAG_PADDED:
-        return raw[9:]
-    pad = raw[9] if len(raw) > 9 else 0
-    return raw[10:max(10, len(raw) - pad)]
+def _path(headers: list[Field]) -> str:
+    for name, value in headers:
+        if name == ":path":
+            return value
+    return ""

@@ -147,6 +147,18 @@ def test_a_lowered_limit_without_a_size_update_is_refused(fields: list[tuple[str
         fast.decode(encoder.encode([(":method", "GET")]))
 
 
+def test_must_resize_says_a_repeated_block_would_be_refused_now() -> None:
+    fast, get = hpack_fast.Decoder(), b"\x82"  # :method GET
+    fast.decode(get)
+    assert not fast.must_resize
+    fast.max_allowed_table_size = 100  # the same block, as it was, is not valid HPACK any more
+    assert fast.must_resize
+    with pytest.raises(hpack_fast.HPACKDecodingError, match="RFC 7541"):
+        fast.decode(get)
+    fast.decode(b"\x3f\x45" + get)  # the update it was due
+    assert not fast.must_resize
+
+
 def test_size_updates_against_the_limit() -> None:
     def decoder(limit: int) -> hpack_fast.Decoder:
         fast = hpack_fast.Decoder()

@@ -66,6 +66,26 @@ def test_a_lowered_table_is_announced_once_at_the_next_block() -> None:
     assert decoder.header_table._current_size == encoder.table_size <= 200
 
 
+def test_empty_peer_takes_over_a_table_another_encoder_filled() -> None:
+    # The relay passed a client's blocks on until now: the runtime's decoder holds the client's
+    # entries, which this encoder never saw. Its first block empties that table, then indexes anew.
+    client, decoder = Encoder(), Decoder()
+    for i in range(5):
+        decoded(decoder, client.encode(BASE + [("x-call", f"c{i}")]))
+    assert decoder.header_table._current_size > 0
+    encoder = Encoder()
+    encoder.set_max_size(1000)
+    encoder.empty_peer()
+    block = encoder.encode(BASE + [("x-call", "c4")])
+    assert block.startswith(integer(0, 5, 0x20) + integer(1000, 5, 0x20))
+    decoder.max_allowed_table_size = 4096
+    assert decoded(decoder, block) == BASE + [("x-call", "c4")]
+    assert decoded(decoder, encoder.encode(BASE + [("x-call", "c4")])) == BASE + [("x-call", "c4")]
+    assert decoder.header_table._current_size == encoder.table_size <= 1000
+    with pytest.raises(RuntimeError):
+        encoder.empty_peer()  # only before it has a table of its own
+
+
 def test_literals_for_answers_touch_no_table_and_the_fast_decoder_reads_latin1() -> None:
     decoder = Decoder()
     block = literal("grpc-status", "12") + literal(":status", "200") + literal("x-text", "caf\xe9")

@@ -12,8 +12,12 @@ import grpc
 import pytest
 
 from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import parse_rules
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.proxy.server import RelayServer
+from cri_proxy.proxy.translate import TranslationPolicy
 from cri_proxy.store.readonly import open_readonly
 from tests.helpers.proxyproc import ProxyProcess, wait_for_log
 
@@ -120,7 +124,10 @@ async def test_errors_delays_and_hangs_reach_exactly_the_matching_calls(sock_dir
 async def test_sighup_reloads_the_rules_and_a_bad_file_keeps_the_old_ones(sock_dir: pathlib.Path) -> None:
     runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
     rules = sock_dir / "rules.yaml"
-    rules.write_text("rules: []\n")
+    # A rule that could take this client's calls: its connection is read from the first call (with
+    # none, it would be relayed unread, and a call made before the client reads the reload's GOAWAY
+    # would go on unread: test_a_connection_no_rule_can_take_is_relayed_unread_until_the_rules_change)
+    rules.write_text(f"rules:\n  - {{name: later, match: {{method: RemoveImage, client: {CLIENT}}}, action: close}}\n")
     try:
         async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--faults", str(rules),
                                 "--log-level", "info") as proxy:
@@ -176,3 +183,33 @@ async def test_a_close_rule_ends_the_clients_connection_and_is_recorded(sock_dir
         await runtime.stop(0)
     notes = [n for row in _notes(db) for n in row[3] if n.startswith("fault: ")]
     assert notes == ["fault: drop-conn close"]
+
+
+async def test_a_connection_no_rule_can_take_is_relayed_unread_until_the_rules_change(sock_dir: pathlib.Path) -> None:
+    # Its client matches no rule: its headers are not read at all. Once a rule could take its
+    # calls, it is sent GOAWAY; the client's next call comes on a new connection, read from the start.
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="v1")
+    book = FaultBook(parse_rules([{"name": "others", "match": {"client": "no-such-process"},
+                                   "action": {"delay": "1s"}}], "test"))
+    policy = TranslationPolicy(lambda path: None, faults=book)
+    relay = RelayServer(sock_dir / "p.sock", pathlib.Path(runtime.path), translation=policy)
+    await relay.start()
+    try:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+            rt = v1_grpc.RuntimeServiceStub(channel)
+            assert (await rt.Version(v1.VersionRequest())).version
+            (first,) = relay.connections
+            assert policy.unread is not None and first in policy.unread.conns
+            book.replace(parse_rules([{"name": "others", "match": {"client": "no-such-process"},
+                                       "action": {"delay": "1s"}},
+                                      {"name": "version-down", "match": {"method": "Version", "client": CLIENT},
+                                       "action": {"error": {"code": "UNAVAILABLE", "message": "now read"}}}], "test"))
+            async with asyncio.timeout(10):
+                while first in relay.connections:  # GOAWAY, then closed once it has no call open
+                    await asyncio.sleep(0.01)
+            await _expect(rt.Version(v1.VersionRequest()), grpc.StatusCode.UNAVAILABLE, "now read")
+            (second,) = relay.connections
+            assert second not in policy.unread.conns
+    finally:
+        await relay.stop(0)
+        await runtime.stop(0)

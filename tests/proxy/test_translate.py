@@ -18,6 +18,8 @@ from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
 
 from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import parse_rules
 from cri_proxy.model.cri import parse_path
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
@@ -157,6 +159,53 @@ async def test_the_proxys_own_answers_leave_the_clients_table_alone(relayed: tup
     assert [dict(r.headers)[":path"] for r in upstream.requests] == ["/runtime.v1alpha2.RuntimeService/Version"] * 3
 
 
+PULL = "/runtime.v1.ImageService/PullImage"
+
+
+def around_an_answer(sock: str) -> tuple[list[Reply], list[bytes]]:
+    """Calls whose fields enter the client's table, one the proxy answers, then calls that
+    refer to those entries, and new ones; the blocks as the client sent them."""
+    encoder, replies, sent = Encoder(), [], []
+    extras = [[("x-call", f"c{i}"), ("x-same", "constant")] for i in range(3)]
+    extras += [[("x-call", "pull")]]
+    extras += [[("x-call", f"c{i % 3}"), ("x-same", "constant"), ("x-new", f"n{i}")] for i in range(4)]
+    with RawClient(sock) as client:
+        client.send(hello())
+        for i, extra in enumerate(extras):
+            sid = 2 * i + 1
+            block = client.encode(encoder, request_headers(PULL if i == 3 else VERSION) + extra)
+            sent.append(block)
+            client.send(HeadersFrame(sid, block, flags=["END_HEADERS"]).serialize()
+                        + DataFrame(sid, grpc_message(b"m%d" % i), flags=["END_STREAM"]).serialize())
+            replies.append(client.read_reply(sid))
+    return replies, sent
+
+
+async def test_blocks_go_on_as_sent_until_the_proxy_takes_a_call_then_re_encoded(sock_dir: pathlib.Path) -> None:
+    # No translation, fault rules only: the runtime's table follows the client's until a call is
+    # answered by the proxy (its block never reaches the runtime); from there every block is
+    # re-encoded, the first emptying the runtime's table.
+    upstream = await H2Upstream(sock_dir / "up.sock", api="v1").start()
+    rules = parse_rules({"rules": [{"name": "no-pulls", "match": {"method": "PullImage"},
+                                    "action": {"error": {"code": "UNAVAILABLE", "message": "injected"}}}]}, "test")
+    relay = RelayServer(sock_dir / "p.sock", upstream.path,
+                        translation=TranslationPolicy(lambda path: None, faults=FaultBook(rules)))
+    await relay.start()
+    try:
+        replies, sent = await asyncio.to_thread(around_an_answer, str(sock_dir / "p.sock"))
+    finally:
+        await relay.stop(0)
+        await upstream.stop()
+    assert [r.grpc_status for r in replies] == ["0", "0", "0", "14", "0", "0", "0", "0"]
+    assert [r.block for r in upstream.requests[:3]] == sent[:3]  # byte for byte, as the client sent them
+    assert upstream.requests[3].block[:2] == b"\x20\x3f"  # the runtime's table emptied, then back to 4096
+    assert [r.block for r in upstream.requests[3:]] != sent[4:]
+    served = [dict(r.headers) for r in upstream.requests]
+    assert [h["x-call"] for h in served] == ["c0", "c1", "c2", "c0", "c1", "c2", "c0"]
+    assert [h.get("x-new") for h in served[3:]] == ["n0", "n1", "n2", "n3"]
+    assert all(h[":path"] == VERSION and h["x-same"] == "constant" for h in served)
+
+
 # Real clients, through `cri-proxy run` ----------------------------------------------------
 async def _direct_and_translated(sock_dir: pathlib.Path, client_api: str, runtime_api: str) -> tuple[list[str], ...]:
     direct_rt = await start_fake_runtime(f"unix://{sock_dir}/d.sock", api=client_api)
@@ -191,50 +240,6 @@ async def test_a_lifecycle_through_translation_ends_as_it_does_direct(
     assert len(rows) >= 20
     assert {(c, u) for c, u, _ in rows} == {(client_api, runtime_api)}
     assert all(f"translated {client_api} -> {runtime_api}" in json.loads(n) for _, _, n in rows)
-
-
-async def test_checked_requests_are_refused_or_noted_as_the_bridge_does(sock_dir: pathlib.Path) -> None:
-    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="v1alpha2")
-    db = sock_dir / "c.db"
-    try:
-        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db),
-                                "--strict-translation") as proxy:
-            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
-                rt = v1_grpc.RuntimeServiceStub(channel)
-                config = v1.PodSandboxConfig(metadata=v1.PodSandboxMetadata(name="p", namespace="n", uid="u"))
-                pod = await rt.RunPodSandbox(v1.RunPodSandboxRequest(config=config))
-
-                def create(**fields: object) -> v1.CreateContainerRequest:
-                    return v1.CreateContainerRequest(pod_sandbox_id=pod.pod_sandbox_id, sandbox_config=config,
-                                                     config=v1.ContainerConfig(
-                                                         metadata=v1.ContainerMetadata(name="c"),
-                                                         image=v1.ImageSpec(image="busybox"), **fields))
-                with pytest.raises(grpc.aio.AioRpcError) as bad:
-                    await rt.CreateContainer(create(envs=[v1.KeyValue(key="K", value=b"\xff\xfe")]))
-                assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert "must be valid UTF-8" in (bad.value.details() or "")
-                with pytest.raises(grpc.aio.AioRpcError) as strict:
-                    await rt.CreateContainer(create(mounts=[v1.Mount(container_path="/a", recursive_read_only=True)]))
-                assert strict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-                # a v1-only field that weakens nothing goes through, noted; the connection goes on
-                big = create(envs=[v1.KeyValue(key=f"E{i}", value=b"x" * 100) for i in range(400)])
-                big.config.image.user_specified_image = "busybox"
-                assert (await rt.CreateContainer(big)).container_id
-                assert len(list((await rt.ListContainers(v1.ListContainersRequest())).containers)) == 1
-            assert await proxy.astop() == 0, proxy.log()
-        conn = open_readonly(db)
-        try:
-            notes = [json.loads(n) for (n,) in conn.execute(
-                "SELECT notes FROM calls WHERE path LIKE '%CreateContainer' ORDER BY stream_id")]
-            everything = conn.execute("SELECT path, outcome, status_code, notes, request_bytes FROM calls").fetchall()
-        finally:
-            conn.close()
-    finally:
-        await runtime.stop(0)
-    assert len(notes) == 3, everything
-    assert "refused: env values not valid UTF-8: config.envs[0] ('K')" in notes[0]
-    assert "refused (strict): v1-only fields set: config.mounts[0].recursive_read_only" in notes[1]
-    assert "v1-only fields ignored by the v1alpha2 runtime: config.image.user_specified_image" in notes[2]
 
 
 def dribbled(sock: str, size: int) -> list[Reply]:
@@ -283,6 +288,29 @@ async def test_requests_cut_anywhere_arrive_whole_and_answered_streams_stay_away
     served = upstream.requests[1:]
     assert [dict(r.headers)["x-call"] for r in served] == [f"c{i}" * (i % 7 + 1) for i in range(1, 31) if i % 5]
     assert [r.body for r in served] == [grpc_message(b"m%d" % i) for i in range(1, 31) if i % 5]
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+async def test_blocks_cut_anywhere_pass_as_sent_then_re_encoded_after_an_answer(sock_dir: pathlib.Path,
+                                                                                  size: int) -> None:
+    # No translation, a rule answering StreamContainers: blocks split across frames and chunks go
+    # on as sent until the first answer, re-encoded after it, each call served as it was asked.
+    upstream = await H2Upstream(sock_dir / "up.sock", api="v1").start()
+    rules = parse_rules([{"name": "no-streams", "match": {"method": "StreamContainers"},
+                          "action": {"error": {"code": "UNAVAILABLE", "message": "injected"}}}], "test")
+    relay = RelayServer(sock_dir / "p.sock", upstream.path,
+                        translation=TranslationPolicy(lambda path: None, faults=FaultBook(rules)))
+    await relay.start()
+    try:
+        replies = await asyncio.to_thread(dribbled, str(sock_dir / "p.sock"), size)
+    finally:
+        await relay.stop(0)
+        await upstream.stop()
+    assert [r.grpc_status for r in replies] == ["14" if i % 5 == 0 and i else "0" for i in range(31)]
+    served = upstream.requests[1:]
+    assert [dict(r.headers)["x-call"] for r in served] == [f"c{i}" * (i % 7 + 1) for i in range(1, 31) if i % 5]
+    assert [r.body for r in served] == [grpc_message(b"m%d" % i) for i in range(1, 31) if i % 5]
+    assert all(dict(r.headers)[":path"] == VERSION for r in upstream.requests)
 
 
 async def test_repeated_blocks_stay_right_when_either_table_moves(relayed: tuple[str, H2Upstream]) -> None:
