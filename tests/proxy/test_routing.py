@@ -184,12 +184,9 @@ async def _steady_calls(address: str, seconds: float) -> list[str]:
     return failures
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("image", [True, False], ids=["image-split", "first-call-only"])
-async def test_a_huge_header_block_does_not_stall_other_connections(sock_dir: pathlib.Path, image: bool) -> None:
-    # Issue 11.4: decoding such a block on the loop took ~1 s, and every connection waited.
-    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
-    image_server, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+async def _relay_split_or_first_call(sock_dir: pathlib.Path, image: bool) -> RelayServer:
+    """A started relay that routes by service to two sockets (`image`), or one whose first call
+    decides the route (a bridge that no call needs stands behind it)."""
 
     async def ready() -> None:
         pass
@@ -198,6 +195,16 @@ async def test_a_huge_header_block_does_not_stall_other_connections(sock_dir: pa
     relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock",
                         sock_dir / "image.sock" if image else None, bridge=None if image else bridge)
     await relay.start()
+    return relay
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("image", [True, False], ids=["image-split", "first-call-only"])
+async def test_a_huge_header_block_does_not_stall_other_connections(sock_dir: pathlib.Path, image: bool) -> None:
+    # Issue 11.4: decoding such a block on the loop took ~1 s, and every connection waited.
+    runtime, _ = await start_echo(f"unix://{sock_dir}/runtime.sock", "runtime")
+    image_server, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
+    relay = await _relay_split_or_first_call(sock_dir, image)
     stop = threading.Event()
     heavy = asyncio.ensure_future(asyncio.to_thread(_heavy_blocks, str(sock_dir / "p.sock"), stop))
     try:
@@ -239,14 +246,7 @@ async def test_a_lowered_table_size_must_be_followed_by_a_size_update(sock_dir: 
     settings = raw_frame(h2.SETTINGS, 0, 0, h2.SETTINGS_HEADER_TABLE_SIZE.to_bytes(2, "big") + (0).to_bytes(4, "big"))
     upstream = RawUpstream(str(sock_dir / "runtime.sock"), settings)
     image_server, _ = await start_echo(f"unix://{sock_dir}/image.sock", "image")
-
-    async def ready() -> None:
-        pass
-
-    bridge = BridgeRoute(sock_dir / "bridge.sock", needs=lambda path: False, ready=ready)
-    relay = RelayServer(sock_dir / "p.sock", sock_dir / "runtime.sock",
-                        sock_dir / "image.sock" if image else None, bridge=None if image else bridge)
-    await relay.start()
+    relay = await _relay_split_or_first_call(sock_dir, image)
     path = str(sock_dir / "p.sock")
     try:
         assert await asyncio.to_thread(_block_after_a_lowered_limit, path, upstream, True, False) == "COMPRESSION_ERROR"
