@@ -104,13 +104,12 @@ def run(
     def main() -> Any:
         from cri_proxy.bridge import BridgeOptions
         from cri_proxy.model.options import RecordConfig, TelemetryConfig
-        from cri_proxy.faults.rules import FaultRulesError
+        from cri_proxy.faults.rules import FaultRulesError, load_rules
         from cri_proxy.proxy.daemon import ProxyConfig, serve
-        from cri_proxy.proxy.faultwire import load_relay_rules
 
         if faults is not None:  # checked here, so that each problem is a line of its own
             try:
-                load_relay_rules(faults)
+                load_rules(faults)
             except FaultRulesError as exc:
                 for line in exc.problems:
                     fail(line)

@@ -42,8 +42,8 @@ from cri_proxy.model.session import SessionInfo
 from cri_proxy.model.upstream import UpstreamApis
 from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translation
 from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import load_rules
 from cri_proxy.proxy import control, faultwire
-from cri_proxy.proxy.faultwire import load_relay_rules
 from cri_proxy.proxy.translate import TranslationPolicy
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ async def serve(config: ProxyConfig) -> int:
                            on_change=answers.changed, on_trouble=answers.trouble,
                            timeout=config.translation.probe_timeout)
     bridge = LazyBridge(config, recorder, prober)
-    book = FaultBook(load_relay_rules(config.faults)) if config.faults is not None else None
+    book = FaultBook(load_rules(config.faults)) if config.faults is not None else None
     if book is None and config.control is not None:
         book = FaultBook()  # --control alone: no rules until some are added
     try:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
-from cri_proxy.faults.rules import FaultRule, FaultRulesError, load_rules, matches_glob
+from cri_proxy.faults.rules import FaultRulesError, load_rules, matches_glob
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import CallPath
 from cri_proxy.model.status import status_name
@@ -98,15 +98,10 @@ class Unread:
                 conn.drain()
 
 
-def load_relay_rules(path: pathlib.Path) -> tuple[FaultRule, ...]:
-    """The rules of `path` as `run --faults` uses them; FaultRulesError with every problem found."""
-    return load_rules(path)
-
-
 def reload(book: FaultBook, path: pathlib.Path) -> bool:
     """SIGHUP: the file's rules replace the book's; a bad file keeps the old rules, one line a problem."""
     try:
-        rules = load_relay_rules(path)
+        rules = load_rules(path)
     except FaultRulesError as exc:
         for line in exc.problems:
             log.error("fault rules not reloaded: %s", line)

@@ -8,7 +8,7 @@ import pathlib
 import socket
 
 from cri_proxy.faults.rules import load_rules
-from cri_proxy.proxy.faultwire import load_relay_rules
+from cri_proxy.faults.book import FaultBook
 from tests.conftest import ROOT
 from tests.helpers.cli import cli_env, run_cli
 
@@ -43,7 +43,7 @@ def test_the_shipped_examples_check_and_the_relay_takes_them() -> None:
     for path in sorted((ROOT / "examples" / "faults").glob("*.yaml")):
         result = run_cli("faults", "check", str(path))
         assert result.returncode == 0 and result.stdout.endswith("rule(s), ok\n"), (path, result.stderr)
-        assert load_relay_rules(path) == load_rules(path)  # `run --faults` starts with it
+        assert FaultBook(load_rules(path)).rules == load_rules(path)  # `run --faults` starts with it
 
 
 def test_the_control_commands_say_in_one_line_why_they_cannot_reach_the_proxy(sock_dir: pathlib.Path) -> None:
