@@ -119,8 +119,14 @@ def decode_message(path: str, direction: str, data: bytes) -> dict[str, Any] | N
         parsed = cls.FromString(data)
     except DecodeError as exc:
         return error_marker(cls.DESCRIPTOR.full_name, f"undecodable: {exc}")
-    doc = json_format.MessageToDict(parsed, preserving_proto_field_name=True)
-    _bytes_as_text(parsed, doc)
+    return message_json(parsed)
+
+
+def message_json(msg: ProtoMessage) -> dict[str, Any]:
+    """A parsed message as the recording's JSON: proto field names, UTF-8 bytes as text (each
+    marked in `_bytes`)."""
+    doc = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    _bytes_as_text(msg, doc)
     return doc
 
 

@@ -22,7 +22,6 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
@@ -94,7 +93,4 @@ def _streamable(field: FieldDescriptor) -> bool:
 
 
 def _element(value: ProtoMessage) -> str:
-    doc = json_format.MessageToDict(value, preserving_proto_field_name=True)
-    # decode.py's own pass (kept private there): the `_bytes` markers, per element
-    messages._bytes_as_text(value, doc)
-    return dumps(doc)
+    return dumps(messages.message_json(value))
