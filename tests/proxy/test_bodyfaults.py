@@ -23,6 +23,7 @@ from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
+from tests.helpers.kubeletlike import KubeletLike
 from tests.helpers.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -235,3 +236,50 @@ async def test_the_one_namespace_example_faults_that_namespace_and_that_image_on
     assert _fault_notes(db) == [("PullImage", "fault: broken-image error NOT_FOUND")] * 2 + [
         ("CreateContainer", "fault: team-a-slow-create delay 2.000s"),
         ("StartContainer", "fault: team-a-first-start-fails error UNKNOWN")]
+
+
+STATUS_RULES = """
+rules:
+  - name: broken-pod
+    match: {method: [PodSandboxStatus, StopPodSandbox], namespace: broken}
+    action: {error: {code: UNAVAILABLE, message: "injected: namespace broken"}}
+  - name: victim
+    match: {method: [ContainerStatus, StopContainer], container: victim, image: "*nginx*"}
+    action: {error: {code: FAILED_PRECONDITION, message: "injected: victim"}}
+"""
+
+
+async def test_a_proxy_started_under_running_pods_learns_them_from_the_kubelets_status_calls(
+        sock_dir: pathlib.Path) -> None:
+    # The pods were made before the proxy (or a restarted one): no RunPodSandbox or CreateContainer
+    # answer, and here no relist either; a kubelet asks the status of every pod it finds
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    rules, db = sock_dir / "rules.yaml", sock_dir / "c.db"
+    rules.write_text(STATUS_RULES)
+    try:
+        async with grpc.aio.insecure_channel(runtime.address, options=CHANNEL) as direct:
+            await v1_grpc.ImageServiceStub(direct).PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))
+            broken, victim, _ = await _start_pod(v1_grpc.RuntimeServiceStub(direct), "broken", "victim")
+            fine, app, _ = await _start_pod(v1_grpc.RuntimeServiceStub(direct), "fine")
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db),
+                                "--faults", str(rules)) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                kubelet = KubeletLike(channel)
+                # unknown ids match no pod rule: the first sync goes through, and its answers teach them
+                assert await kubelet.sync_pod(broken, [victim]) == ["OK", "OK"]
+                assert await kubelet.sync_pod(fine, [app]) == ["OK", "OK"]
+                assert await kubelet.sync_pod(broken, [victim]) == ["UNAVAILABLE", "FAILED_PRECONDITION"]
+                assert await kubelet.sync_pod(fine, [app]) == ["OK", "OK"]
+                rt = kubelet.rt
+                stops = [await _code(rt.StopContainer(v1.StopContainerRequest(container_id=ctr)))
+                         for ctr in (victim, app)]
+                stops += [await _code(rt.StopPodSandbox(v1.StopPodSandboxRequest(pod_sandbox_id=pod)))
+                          for pod in (broken, fine)]
+                assert stops == ["FAILED_PRECONDITION", "OK", "UNAVAILABLE", "OK"]
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    assert _fault_notes(db) == [("PodSandboxStatus", "fault: broken-pod error UNAVAILABLE"),
+                                ("ContainerStatus", "fault: victim error FAILED_PRECONDITION"),
+                                ("StopContainer", "fault: victim error FAILED_PRECONDITION"),
+                                ("StopPodSandbox", "fault: broken-pod error UNAVAILABLE")]
