@@ -30,17 +30,10 @@ import grpc
 from cri_proxy.bridge.recording import Caller, CallLog
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
 from cri_proxy.model.status import status_name
+from cri_proxy.proxy import podfacts
 from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.faultwire import TIMER_SLACK
 from cri_proxy.proxy.peer import process_name
-from cri_proxy.proxy.podfacts import (
-    Facts,
-    FactTable,
-    carries_facts,
-    learns,
-    learns_with_request,
-    request_facts,
-)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +53,7 @@ class BridgeFaults:
     """The proxy's fault rules and pod facts, as the bridge's calls use them."""
 
     book: FaultBook
-    table: FactTable
+    table: podfacts.FactTable
     close: Callable[[str, str], bool]  # (grpc peer, reason): fail that relayed connection; False if none
     _generation: int = field(default=-1, init=False)
     _pods: bool = field(default=False, init=False)  # a loaded rule needs pod facts
@@ -73,26 +66,21 @@ class BridgeFaults:
         return self._pods
 
     def decide(self, method: str, api: str | None, client: str | None,
-               request: bytes | None) -> tuple[Decision | None, Facts]:
+               request: bytes | None) -> tuple[Decision | None, podfacts.Facts]:
         """The rule that takes this call (None: none), and the request's facts, for `learn`."""
         facts = CallFacts(method, api, client)
-        found: Facts = {}
+        found: podfacts.Facts = {}
         if request is not None and self.reading():
-            undecided = carries_facts(method) and self.book.undecided(facts)
-            if undecided or learns_with_request(method):
-                try:
-                    found = request_facts(method, request)
-                except WireError:
-                    found = {}  # not protobuf: no facts, and the runtime judges the message
+            undecided = podfacts.carries_facts(method) and self.book.undecided(facts)
+            if undecided or podfacts.learns_with_request(method):
+                found = podfacts.readable_facts(method, request)
             if undecided:
-                found = self.table.resolve(found)
-                facts = CallFacts(method, api, client, namespace=found.get("namespace"), pod=found.get("pod"),
-                                  container=found.get("container"), image=found.get("image"))
+                facts = podfacts.with_pod(facts, self.table.resolve(found))
         return (self.book.decide(facts) if self.book else None), found
 
-    def learn(self, method: str, facts: Facts, reply: bytes) -> None:
+    def learn(self, method: str, facts: podfacts.Facts, reply: bytes) -> None:
         """What the runtime's answer to a forwarded call teaches of ids (podfacts.FactTable.answer)."""
-        if learns(method) and self.reading():
+        if podfacts.learns(method) and self.reading():
             try:
                 self.table.answer(method, facts, reply)
             except WireError:

@@ -34,7 +34,8 @@ from cri_proxy.proxy.podfacts import (
     carries_facts,
     learns,
     learns_with_request,
-    request_facts,
+    readable_facts,
+    with_pod,
 )
 from cri_proxy.proxy.seams import TranslatedRoute
 
@@ -92,14 +93,8 @@ class BodyFaults:
     def settle(self, faults: ConnectionFaults, translator: _Translator, frame: h2.Frame, call: CallPath,
                message: bytes | None) -> bool:
         """The request's message is complete in `frame`: decide; True when the frame was taken."""
-        try:
-            found = request_facts(call.method, message) if message is not None else {}
-        except WireError:
-            found = {}  # not protobuf: no facts, and the runtime judges the message
-        facts = self.table.resolve(found)
-        decision = self.book.decide(CallFacts(call.method, call.api, self.client, namespace=facts.get("namespace"),
-                                              pod=facts.get("pod"), container=facts.get("container"),
-                                              image=facts.get("image")))
+        facts = self.table.resolve(readable_facts(call.method, message))
+        decision = self.book.decide(with_pod(CallFacts(call.method, call.api, self.client), facts))
         action = None if decision is None else decision.action
         sid = frame.stream_id
         if decision is None or action is not None and (action.kind == "delay" or action.hang_s is not None):

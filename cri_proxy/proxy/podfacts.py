@@ -17,9 +17,11 @@ forgotten since, is not parsed again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Final
 
+from cri_proxy.faults.book import CallFacts
 from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.podfields import REPLIES, REQUESTS, Tree
 
@@ -105,6 +107,22 @@ def request_facts(method: str, message: bytes) -> Facts:
     """The facts a request message of `method` carries itself; WireError when it is not protobuf."""
     tree = REQUESTS.get(method)
     return read(tree, message, {}) if tree is not None else {}
+
+
+def readable_facts(method: str, message: bytes | None) -> Facts:
+    """`request_facts`, or none when the message is not whole or not protobuf (the runtime judges it)."""
+    if message is None:
+        return {}
+    try:
+        return request_facts(method, message)
+    except WireError:
+        return {}
+
+
+def with_pod(facts: CallFacts, found: Facts) -> CallFacts:
+    """`facts` with the pod facts `found` (a request's, resolved through the table) added."""
+    return dataclasses.replace(facts, namespace=found.get("namespace"), pod=found.get("pod"),
+                               container=found.get("container"), image=found.get("image"))
 
 
 def reply_records(method: str, message: bytes) -> list[Facts]:
