@@ -142,7 +142,8 @@ class FactTable:
         self.containers: dict[str, Facts] = {}  # id -> container, image, sandbox_id (and pod, namespace if told)
         self.limits = (max_sandboxes, max_containers)
         self.forgotten = 0  # ids forgotten or dropped so far: a relist read before may teach them again
-        self.relists: dict[str, tuple[bytes, int]] = {}  # method -> its last relist read, and `forgotten` then
+        # method -> its last relist (or *Status answer) read, and `forgotten` then
+        self.relists: dict[str, tuple[bytes, int]] = {}
 
     def answer(self, method: str, facts: Facts, message: bytes) -> None:
         """What the answer `message` to a call of `method` teaches; `facts` are its request's.

@@ -132,7 +132,8 @@ async def test_bridged_calls_see_exactly_the_rules_that_match_them(sock_dir: pat
     assert [(method, note) for method, note, _ in noted] == [
         ("PullImage", "fault: pull-fails error UNAVAILABLE")] * 2 + [
         ("ListPodSandbox", "fault: slow-relist delay 1.000s"), ("ListImages", "fault: stuck-images hang"),
-        ("ImageFsInfo", "fault: late-fsinfo hang 1.000s"), ("StopContainer", "fault: broken-stop error FAILED_PRECONDITION"),
+        ("ImageFsInfo", "fault: late-fsinfo hang 1.000s"),
+        ("StopContainer", "fault: broken-stop error FAILED_PRECONDITION"),
         ("GetContainerEvents", "fault: events-once error UNAVAILABLE"), ("Status", "fault: status-close close")]
     assert all(duration >= 1000 for method, _, duration in noted if method in ("ListPodSandbox", "ImageFsInfo"))
     untouched = {path.rsplit("/", 1)[-1]: json.loads(notes) for path, notes, _ in rows if "fault: " not in notes}
