@@ -82,6 +82,7 @@ class Worker:
             from cri_proxy.recorder.telemetry import ObservingSink
 
             sink = ObservingSink(telemetry, recorder)
+        self.sink = sink  # the bridge's calls (channel.CALL) reach the metrics and spans as relayed ones do
         self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
         self.tap.on_skimmed = self._skimmed
         if telemetry is not None:
@@ -182,7 +183,7 @@ class Worker:
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
             elif kind == channel.CALL:
-                self.recorder.submit(channel.unpickled(view, start, stop))
+                self.sink.submit(channel.unpickled(view, start, stop))
             elif kind == channel.SESSION:
                 changes = channel.read_session(view, start, stop)
                 self.recorder.update_session(**changes)
