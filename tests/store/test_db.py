@@ -51,7 +51,7 @@ def test_fresh_database(tmp_path: Path, open_umask: None) -> None:
     conn = db.open_database(path)
     try:
         assert db.schema_version(conn) == NEWEST
-        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1000
