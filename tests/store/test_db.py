@@ -167,7 +167,7 @@ def test_the_projects_views_are_recreated_at_open_and_a_users_view_survives(tmp_
     columns = [r[1] for r in conn.execute("PRAGMA table_info(slow_calls)")]
     mine = conn.execute("SELECT * FROM my_errors").fetchall()
     conn.close()
-    assert set(views) == set(sql.view_names()) | {"my_errors", "calls"}  # `calls`: the schema's own (0006)
+    assert set(views) == set(sql.view_names()) | {"my_errors", "calls", "messages"}  # the schema's own (0006, 0010)
     assert "method LIKE 'Exec%'" in views["my_errors"] and mine == []
     assert columns[0] == "call_id"  # this version's slow_calls, not the stale one
 
