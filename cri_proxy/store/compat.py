@@ -25,7 +25,7 @@ to TEMP first, so every query, view and named query sees the newest schema.
   `calls` (the file's, or the TEMP view of the step before) with `client_id` NULL, which is
   what the migration leaves on the calls it finds.
 - version 8 -> 9: routes stored once behind the same `calls` columns, which an older file's
-  `calls` already has, and field-aware deltas, which an older file has none of: nothing to do.
+  `calls` already has: nothing to do.
 - version 9 -> 10: messages narrowed into `message_rows` behind a `messages` view with the
   columns and values of the older `messages` table, which an older file still has: nothing to do.
 
