@@ -152,7 +152,10 @@ def replay(args: argparse.Namespace) -> int:
         recorder = make_recorder(RecordConfig(db=db), SessionInfo(listen="unix:///run/p.sock"), thread=False)
         ours, theirs = socket.socketpair()
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # as the proxy's end of the link
-        worker = Worker(ours, recorder, buffer_bytes=1 << 40)
+        try:  # the backlog's bound, by its name in this build (older checkouts: buffer_bytes)
+            worker = Worker(ours, recorder, budget_bytes=1 << 40)
+        except TypeError:
+            worker = Worker(ours, recorder, buffer_bytes=1 << 40)  # type: ignore[call-arg]
         worker.skim = lambda *args: None  # type: ignore[method-assign]  # every call recorded, however slow
         feeder = threading.Thread(target=_feed, args=(theirs, events, args.repeat), daemon=True)
         profile = None

@@ -16,26 +16,29 @@ call on that connection is UNPARSED too.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
-from cri_proxy.model.cri import parse_path
+from cri_proxy.model.call import Direction, Message, Metadata, Outcome, RecordedCall
 from cri_proxy.model.link import read_lean_data
 from cri_proxy.model.sink import CallSink
-from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
-                                     header_text, share_bodies)
+from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, HeaderFacts, Side
+from cri_proxy.recorder.walk import READ_TYPES, TapWalker
+from cri_proxy.recorder.wire import (SHARE_MIN_BYTES, LastBodies, MessageReader, cap_metadata, data_content,
+                                     error_name, header_text, set_status, share_bodies)
 
 log = logging.getLogger(__name__)
 
-# The frame types whose payload the tap reads (PING, WINDOW_UPDATE, PRIORITY and unknown
-# types are walked over without copying theirs).
-READ_TYPES = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
 SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
+_PREFIX = struct.Struct(">BI").unpack_from  # a gRPC message's compressed flag and length
+_DATA, _HEADERS, _CONTINUATION = h2.DATA, h2.HEADERS, h2.CONTINUATION
+_PADDED, _END_STREAM, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
+_PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
+_REQUEST, _RESPONSE = Direction.REQUEST, Direction.RESPONSE
 
 
 def fast_decoder() -> HeaderDecoder:
@@ -97,16 +100,31 @@ class RecordingTap:
 
 
 class _Call:
-    __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
+    """A call being read. Its messages are read straight from the DATA frames while each comes
+    whole in one (`sent`, `got`: how many so far); a `MessageReader` takes over a direction at
+    its first message cut by a frame's or a chunk's end (or when the direction stops)."""
 
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False, bodies: LastBodies | None = None) -> None:
+    __slots__ = ("rec", "t0", "request", "response", "sent", "got", "answered", "unparsed", "skimmed")
+
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
         self.rec = rec
         self.skimmed = skimmed
         self.t0 = t0
-        self.request = MessageReader(Direction.REQUEST, bodies)
-        self.response = MessageReader(Direction.RESPONSE, bodies)
+        self.request: MessageReader | None = None
+        self.response: MessageReader | None = None
+        self.sent = 0
+        self.got = 0
         self.answered = False  # response headers seen
         self.unparsed = False
+
+    def reader(self, request: bool, memo: LastBodies) -> MessageReader:
+        if request:
+            if self.request is None:
+                self.request = MessageReader(_REQUEST, memo, self.sent)
+            return self.request
+        if self.response is None:
+            self.response = MessageReader(_RESPONSE, memo, self.got)
+        return self.response
 
 
 class ConnectionRecorder:
@@ -119,19 +137,26 @@ class ConnectionRecorder:
         self.calls: dict[int, _Call] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
-        self.walkers = {True: h2.FrameWalker(READ_TYPES, pieces=True), False: h2.FrameWalker(READ_TYPES, pieces=True)}
+        self.walkers = {True: self._walker(True), False: self._walker(False)}
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
         self._now = 0.0
         self._translated: tuple[str | None, list[str]] | None = None  # call_noted(0, ...): every later call
 
+    def _walker(self, from_client: bool) -> TapWalker:
+        if from_client:
+            return TapWalker(self.client, self.server, self._dispatch, self._failed)
+        return TapWalker(self.server, self.client, self._dispatch, self._failed)
+
     # The ConnectionTap seam ------------------------------------------------------------
     def client_bytes(self, data: bytes, boundary: bool = True) -> None:
-        self._guarded(self.client, self.server, self.walkers[True].feed(data))
+        self._now = self.tap.timer()
+        self.walkers[True].feed(data if type(data) is bytes else bytes(data))
 
     def server_bytes(self, data: bytes, boundary: bool = True) -> None:
-        self._guarded(self.server, self.client, self.walkers[False].feed(data))
+        self._now = self.tap.timer()
+        self.walkers[False].feed(data if type(data) is bytes else bytes(data))
 
     def gap(self, from_client: bool, now: float | None = None, why: str = "it fell behind") -> None:
         """Bytes of one direction never reached the tap; the next ones begin a frame.
@@ -142,13 +167,13 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
-        self.walkers[from_client] = h2.FrameWalker(READ_TYPES, pieces=True)
+        self.walkers[from_client] = self._walker(from_client)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
         self._lose(side, f"bytes of this connection never reached the recorder ({why})")
         for call in self.calls.values():
             call.unparsed = True
-            (call.request if from_client else call.response).stop("a gap in the bytes")
+            call.reader(from_client, self.tap.bodies).stop("a gap in the bytes")
 
     def client_frames(self, frames: list[h2.Frame]) -> None:
         self._guarded(self.client, self.server, frames)
@@ -193,30 +218,47 @@ class ConnectionRecorder:
             try:
                 self._frame(side, other, frame)
             except Exception:
-                self._failed(side, frame)
+                self._failed(side, frame.type, frame.stream_id)
 
-    def _failed(self, side: Side, frame: h2.Frame) -> None:
+    def _failed(self, side: Side, kind: int, stream_id: int) -> None:
         """A bug (or a frame no relay makes): go on, with everything from here unparsed."""
         if not self._bug_logged:
             self._bug_logged = True
             log.exception("conn %d: the tap failed on a %s frame (type %d, stream %d); this connection's calls "
-                          "are recorded as unparsed from now on", self.info.conn_id, side.name, frame.type,
-                          frame.stream_id)
+                          "are recorded as unparsed from now on", self.info.conn_id, side.name, kind, stream_id)
         for s in (self.client, self.server):
             s.lost = s.lost or "the tap failed on a frame (see the log)"
             s.end_block()
         for call in self.calls.values():
             call.unparsed = True
 
+    def _dispatch(self, side: Side, other: Side, kind: int, flags: int, stream_id: int, data: bytes,
+                  start: int, stop: int) -> None:
+        """A frame from the walk (walk.TapWalker), its payload `data[start:stop]`; the two
+        kinds of nearly every frame read where they lie, the others as `h2.Frame`s."""
+        if side.in_block and kind != _CONTINUATION:
+            self._interrupted(side, kind)
+        if kind == _DATA and not flags & _PADDED:
+            self._data(side, stream_id, flags, data, start, stop)
+        elif kind == _HEADERS and flags & _END_HEADERS and not flags & _PADDED_OR_PRIORITY:
+            side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
+            self._header_block(side, data[start:stop])
+        else:
+            self._frame(side, other, h2.Frame(kind, flags, stream_id, stop - start,
+                                              data[start:stop] if kind in READ_TYPES else None))
+
+    def _interrupted(self, side: Side, kind: int) -> None:
+        side.end_block()
+        self._lose(side, f"a header block was interrupted by a frame of type {kind}")
+        if side is self.client:
+            self._request(side.block_stream, None)
+
     def _frame(self, side: Side, other: Side, frame: h2.Frame) -> None:
         kind = frame.type
         if side.in_block and kind != h2.CONTINUATION:
-            side.end_block()
-            self._lose(side, f"a header block was interrupted by a frame of type {kind}")
-            if side is self.client:
-                self._request(side.block_stream, None)
+            self._interrupted(side, kind)
         if kind == h2.DATA:
-            self._data(side, frame)
+            self._data_frame(side, frame)
         elif kind == h2.HEADERS:
             if (block := side.headers(frame)) is not None:
                 self._header_block(side, block)
@@ -241,39 +283,91 @@ class ConnectionRecorder:
         elif kind == 0x5:  # PUSH_PROMISE: gRPC never pushes; its header block is not followed
             self._lose(side, "PUSH_PROMISE (server push) is not followed")
 
-    def _data(self, side: Side, frame: h2.Frame) -> None:
+    # DATA ------------------------------------------------------------------------------
+    def _data(self, side: Side, stream_id: int, flags: int, data: bytes | memoryview, start: int, stop: int) -> None:
+        """A DATA frame without padding, or a piece of one: its content is `data[start:stop]`."""
+        call = self.calls.get(stream_id)
+        if call is None:
+            return
+        if call.skimmed:
+            pass
+        elif self.tap.lean and side is self.server:
+            if self._summary(call, data[start:stop]) is None:
+                self._unreadable(call, side)
+        elif stop > start:
+            self._messages(call, side is self.client, data, start, stop)
+        if side is self.server and flags & _END_STREAM:
+            self._end(stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
+
+    def _data_frame(self, side: Side, frame: h2.Frame) -> None:
+        """A DATA frame as an `h2.Frame`: padded, or from `client_frames`/`server_frames`."""
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
         content: bytes | memoryview | None
         if self.tap.lean and side is self.server:
-            content = self._summary(call, frame)
+            content = self._summary(call, frame.payload or b"") if not call.skimmed else b""
         else:
             content = data_content(frame) if not call.skimmed else b""
         if content is None:
-            call.unparsed = True
-            call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
+            self._unreadable(call, side)
         elif content:
-            reader = call.request if side is self.client else call.response
-            rec = call.rec
-            before = len(rec.messages)
-            reader.feed(content, rec, self._now - call.t0)
-            if len(rec.messages) > before:
-                share_bodies(self.tap.bodies, rec, before)
+            self._messages(call, side is self.client, content, 0, len(content))
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
-    def _summary(self, call: _Call, frame: h2.Frame) -> bytes | None:
+    @staticmethod
+    def _unreadable(call: _Call, side: Side) -> None:
+        call.unparsed = True
+        call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
+
+    def _messages(self, call: _Call, request: bool, data: bytes | memoryview, start: int, stop: int) -> None:
+        """The gRPC messages in `data[start:stop]`, a DATA frame's content or a piece of it.
+
+        Nearly always it is one whole message, and the direction has had nothing cut before:
+        its body is then one slice of the chunk. Else the direction's MessageReader reads it.
+        """
+        rec = call.rec
+        reader = call.request if request else call.response
+        if reader is None and stop - start >= 5:
+            compressed, length = _PREFIX(data, start)
+            if length == stop - start - 5:
+                body = data[start + 5:stop]
+                if type(body) is not bytes:
+                    body = bytes(body)
+                if request:
+                    index = call.sent
+                    call.sent = index + 1
+                    rec.request_bytes += length
+                else:
+                    index = call.got
+                    call.got = index + 1
+                    rec.response_bytes += length
+                rec.messages.append(Message(_REQUEST if request else _RESPONSE, index, self._now - call.t0, body,
+                                            compressed != 0))
+                if length >= SHARE_MIN_BYTES:
+                    share_bodies(self.tap.bodies, rec, len(rec.messages) - 1)
+                return
+        if reader is None:
+            reader = call.reader(request, self.tap.bodies)
+        before = len(rec.messages)
+        reader.feed(memoryview(data)[start:stop] if type(data) is bytes else data[start:stop], rec,
+                    self._now - call.t0)
+        if len(rec.messages) > before:
+            share_bodies(self.tap.bodies, rec, before)
+
+    def _summary(self, call: _Call, payload: bytes | memoryview) -> bytes | None:
         """A lean DATA frame of the server's: its messages counted as the full bytes would
         count them (None: its padding was malformed)."""
-        if call.skimmed:
-            return b""
-        bad, messages, size = read_lean_data(frame.payload or b"")
+        bad, messages, size = read_lean_data(bytes(payload))
         if bad:
             return None
         reader = call.response
-        if reader.stopped is None and messages:
-            reader.count += messages
+        if messages and (reader is None or reader.stopped is None):
+            if reader is None:
+                call.got += messages
+            else:
+                reader.count += messages
             call.rec.response_bytes += size
         return b""
 
@@ -308,19 +402,22 @@ class ConnectionRecorder:
                 call.unparsed = True
             return
         info = self.info
-        rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
-                           peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
-                           peer_name=info.peer_name, peer_exe=info.peer_exe)
-        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming, self.tap.bodies)
         if headers is None:
+            rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
+                               peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
+                               peer_name=info.peer_name, peer_exe=info.peer_exe)
+            call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
             call.unparsed = True
             rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
         else:
-            pseudo, metadata, size = self.client.split(headers)
-            rec.request_metadata = self._capped(rec, metadata, size, "request metadata")
-            rec.path = pseudo.get(":path", "")
-            rec.client_api = rec.upstream_api = parse_path(rec.path).api
-            if self._translated is not None and rec.client_api not in (None, self._translated[0]):
+            facts = self.client.facts(headers)
+            rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), facts.path, upstream=self.upstream,
+                               peer_pid=info.peer_pid, peer_uid=info.peer_uid, client_api=facts.api,
+                               upstream_api=facts.api, peer_gid=info.peer_gid, peer_name=info.peer_name,
+                               peer_exe=info.peer_exe)
+            rec.request_metadata = self._capped(rec, facts, "request metadata")
+            call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+            if self._translated is not None and facts.api not in (None, self._translated[0]):
                 rec.upstream_api, notes = self._translated
                 rec.notes.extend(notes)
         if self.tap.on_opened is not None:
@@ -338,22 +435,23 @@ class ConnectionRecorder:
             return
         rec = call.rec
         if headers is not None:
-            pseudo, metadata, size = self.server.split(headers)
+            facts = self.server.facts(headers)
             if not call.answered and not end:
-                rec.response_metadata = self._capped(rec, metadata, size, "response metadata")
+                rec.response_metadata = self._capped(rec, facts, "response metadata")
             else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
-                apply_status(rec, metadata)  # from every field: grpc-status may come last
-                rec.trailers = self._capped(rec, metadata, size, "trailers")
-            status = pseudo.get(":status")
-            if status is not None and status != "200":
-                rec.notes.append(f"HTTP status {status}")
+                set_status(rec, facts.status)  # from every field: grpc-status may come last
+                rec.trailers = self._capped(rec, facts, "trailers")
+            if facts.http_note is not None:
+                rec.notes.append(facts.http_note)
         call.answered = True
         if end:
             self._end(stream_id, Outcome.COMPLETED)
 
     @staticmethod
-    def _capped(rec: RecordedCall, metadata: Metadata, size: int, what: str) -> Metadata:
-        kept, note = cap_metadata(metadata, what, size)
+    def _capped(rec: RecordedCall, facts: HeaderFacts, what: str) -> Metadata:
+        if facts.whole:
+            return facts.metadata
+        kept, note = cap_metadata(facts.metadata, what, facts.size)
         if note is not None:
             rec.notes.append(note)
         return kept
@@ -369,8 +467,7 @@ class ConnectionRecorder:
         if note is not None:
             rec.notes.append(note)
         for reader in (call.request, call.response):
-            cut = reader.unfinished()
-            if cut is not None:
+            if reader is not None and (cut := reader.unfinished()) is not None:
                 rec.notes.append(cut)
         if call.unparsed:
             rec.notes.append(f"ended as {outcome.value}")
