@@ -29,22 +29,33 @@ if TYPE_CHECKING:
 # The frame types whose payload the tap reads.
 READ_TYPES: Final = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
 Dispatch = Callable[["Side", "Side", int, int, int, bytes, int, int], None]
+OnData = Callable[["Side", int, int, bytes, int, int], None]  # side, stream, flags, data, start, stop
+OnBlock = Callable[[int, int, bytes], None]  # stream, flags, the header block
 Failed = Callable[["Side", int, int], None]
 
 _HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
-_DATA, _PADDED, _END_STREAM = h2.DATA, h2.FLAG_PADDED, h2.FLAG_END_STREAM
+_DATA, _HEADERS, _PADDED, _END_STREAM, _END_HEADERS = h2.DATA, h2.HEADERS, h2.FLAG_PADDED, h2.FLAG_END_STREAM, \
+    h2.FLAG_END_HEADERS
+_WHOLE_BLOCK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY  # of these, END_HEADERS alone
 _STREAM_MASK: Final = 0x7FFFFFFF
 
 
 class TapWalker:
     """One direction's walk; `feed(chunk)` hands on every frame the chunk completes (or piece)."""
 
-    __slots__ = ("side", "other", "dispatch", "failed", "held", "kind", "flags", "stream", "left")
+    __slots__ = ("side", "other", "dispatch", "on_data", "on_block", "failed", "held", "kind", "flags", "stream",
+                 "left")
 
-    def __init__(self, side: Side, other: Side, dispatch: Dispatch, failed: Failed) -> None:
+    def __init__(self, side: Side, other: Side, dispatch: Dispatch, on_data: OnData, on_block: OnBlock,
+                 failed: Failed) -> None:
+        """`on_data` takes DATA frames without padding (and their pieces), `on_block` HEADERS
+        frames holding a whole block without padding or priority (nearly every frame the tap
+        reads), while no header block is open; `dispatch` every other frame read."""
         self.side = side
         self.other = other
         self.dispatch = dispatch
+        self.on_data = on_data
+        self.on_block = on_block
         self.failed = failed
         self.held = bytearray()  # a frame cut by a chunk's end: its header and payload so far
         self.kind = -1  # a frame handed on in pieces (DATA) or walked over, while bytes of it are due
@@ -55,7 +66,7 @@ class TapWalker:
     def feed(self, data: bytes) -> None:
         end = len(data)
         pos = self._resume(data) if self.held or self.kind >= 0 else 0
-        header, side, other, dispatch = _HEADER, self.side, self.other, self.dispatch
+        header, side, on_data, on_block = _HEADER, self.side, self.on_data, self.on_block
         while pos + 9 <= end:
             high, low, kind, flags, stream = header(data, pos)
             start = pos + 9
@@ -63,11 +74,17 @@ class TapWalker:
             if stop > end:
                 break
             pos = stop
-            if kind in READ_TYPES or side.in_block:
-                try:
-                    dispatch(side, other, kind, flags, stream & _STREAM_MASK, data, start, stop)
-                except Exception:
-                    self.failed(side, kind, stream & _STREAM_MASK)
+            try:
+                if side.in_block:
+                    self.dispatch(side, self.other, kind, flags, stream & _STREAM_MASK, data, start, stop)
+                elif kind == _DATA and not flags & _PADDED:
+                    on_data(side, stream & _STREAM_MASK, flags, data, start, stop)
+                elif kind == _HEADERS and flags & _WHOLE_BLOCK == _END_HEADERS:
+                    on_block(stream & _STREAM_MASK, flags, data[start:stop])
+                elif kind in READ_TYPES:
+                    self.dispatch(side, self.other, kind, flags, stream & _STREAM_MASK, data, start, stop)
+            except Exception:
+                self.failed(side, kind, stream & _STREAM_MASK)
         if pos < end:
             self._hold(data, pos, end)
 
@@ -115,7 +132,10 @@ class TapWalker:
         if kind == _DATA:
             flags = self.flags if self.kind < 0 else self.flags & ~_END_STREAM
             try:
-                self.dispatch(self.side, self.other, _DATA, flags, self.stream, data, start, start + take)
+                if self.side.in_block:
+                    self.dispatch(self.side, self.other, _DATA, flags, self.stream, data, start, start + take)
+                else:
+                    self.on_data(self.side, self.stream, flags, data, start, start + take)
             except Exception:
                 self.failed(self.side, _DATA, self.stream)
         return start + take
