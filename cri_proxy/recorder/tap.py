@@ -30,7 +30,7 @@ from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, HeaderFacts, Side
 from cri_proxy.recorder.walk import READ_TYPES, TapWalker
 from cri_proxy.recorder.wire import (SHARE_MIN_BYTES, LastBodies, MessageReader, cap_metadata, data_content,
-                                     error_name, header_text, set_status, share_bodies)
+                                     error_name, header_text, known_body, set_status, share_bodies)
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,7 @@ class ConnectionRecorder:
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
         self.walkers = {True: self._walker(True), False: self._walker(False)}
+        self._lean = tap.lean
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
@@ -312,7 +313,7 @@ class ConnectionRecorder:
             return
         if call.skimmed:
             pass
-        elif self.tap.lean and side is self.server:
+        elif self._lean and side is self.server:
             if self._summary(call, data[start:stop]) is None:
                 self._unreadable(call, side)
         elif stop > start:
@@ -353,7 +354,10 @@ class ConnectionRecorder:
         if reader is None and stop - start >= 5:
             compressed, length = _PREFIX(data, start)
             if length == stop - start - 5:
-                body = data[start + 5:stop]
+                known = None
+                if length >= SHARE_MIN_BYTES:  # the same as the last of its kind? then that very body
+                    known = known_body(self.tap.bodies, (rec.path, request), data, start + 5, stop)
+                body = data[start + 5:stop] if known is None else known
                 if type(body) is not bytes:
                     body = bytes(body)
                 if request:
@@ -366,7 +370,7 @@ class ConnectionRecorder:
                     rec.response_bytes += length
                 rec.messages.append(Message(_REQUEST if request else _RESPONSE, index, self._now - call.t0, body,
                                             compressed != 0))
-                if length >= SHARE_MIN_BYTES:
+                if length >= SHARE_MIN_BYTES and known is None:
                     share_bodies(self.tap.bodies, rec, len(rec.messages) - 1)
                 return
         if reader is None:
@@ -510,9 +514,10 @@ class ConnectionRecorder:
             rec.duration_s = self._now - call.t0
         if note is not None:
             rec.notes.append(note)
-        for reader in (call.request, call.response):
-            if reader is not None and (cut := reader.unfinished()) is not None:
-                rec.notes.append(cut)
+        if call.request is not None or call.response is not None:
+            for reader in (call.request, call.response):
+                if reader is not None and (cut := reader.unfinished()) is not None:
+                    rec.notes.append(cut)
         if call.unparsed:
             rec.notes.append(f"ended as {outcome.value}")
             outcome = Outcome.UNPARSED

@@ -34,8 +34,7 @@ OnBlock = Callable[[int, int, bytes], None]  # stream, flags, the header block
 Failed = Callable[["Side", int, int], None]
 
 _HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
-_DATA, _HEADERS, _PADDED, _END_STREAM, _END_HEADERS = h2.DATA, h2.HEADERS, h2.FLAG_PADDED, h2.FLAG_END_STREAM, \
-    h2.FLAG_END_HEADERS
+_DATA, _PADDED, _END_STREAM = h2.DATA, h2.FLAG_PADDED, h2.FLAG_END_STREAM
 _WHOLE_BLOCK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY  # of these, END_HEADERS alone
 _STREAM_MASK: Final = 0x7FFFFFFF
 
@@ -66,7 +65,8 @@ class TapWalker:
     def feed(self, data: bytes) -> None:
         end = len(data)
         pos = self._resume(data) if self.held or self.kind >= 0 else 0
-        header, side, on_data, on_block = _HEADER, self.side, self.on_data, self.on_block
+        header, side, on_data, on_block, read = _HEADER, self.side, self.on_data, self.on_block, READ_TYPES
+        mask, padded, whole = _STREAM_MASK, _PADDED, _WHOLE_BLOCK
         while pos + 9 <= end:
             high, low, kind, flags, stream = header(data, pos)
             start = pos + 9
@@ -76,15 +76,15 @@ class TapWalker:
             pos = stop
             try:
                 if side.in_block:
-                    self.dispatch(side, self.other, kind, flags, stream & _STREAM_MASK, data, start, stop)
-                elif kind == _DATA and not flags & _PADDED:
-                    on_data(side, stream & _STREAM_MASK, flags, data, start, stop)
-                elif kind == _HEADERS and flags & _WHOLE_BLOCK == _END_HEADERS:
-                    on_block(stream & _STREAM_MASK, flags, data[start:stop])
-                elif kind in READ_TYPES:
-                    self.dispatch(side, self.other, kind, flags, stream & _STREAM_MASK, data, start, stop)
+                    self.dispatch(side, self.other, kind, flags, stream & mask, data, start, stop)
+                elif kind == 0 and not flags & padded:  # DATA
+                    on_data(side, stream & mask, flags, data, start, stop)
+                elif kind == 1 and flags & whole == 4:  # HEADERS with END_HEADERS, without padding or priority
+                    on_block(stream & mask, flags, data[start:stop])
+                elif kind in read:
+                    self.dispatch(side, self.other, kind, flags, stream & mask, data, start, stop)
             except Exception:
-                self.failed(side, kind, stream & _STREAM_MASK)
+                self.failed(side, kind, stream & mask)
         if pos < end:
             self._hold(data, pos, end)
 

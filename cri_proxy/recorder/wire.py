@@ -186,6 +186,15 @@ def share_bodies(memo: LastBodies, call: RecordedCall, start: int) -> None:
                 memo.put(kind, data)
 
 
+def known_body(memo: LastBodies, kind: Kind, data: bytes | memoryview, start: int, stop: int) -> bytes | None:
+    """The body `memo` holds for `kind` when `data[start:stop]` is equal to it: a whole large
+    message repeated from the last call then costs a comparison, not a copy."""
+    last = memo.get(kind)
+    if last is not None and len(last) == stop - start and last.startswith(memoryview(data)[start:stop]):
+        return last
+    return None
+
+
 def data_content(frame: h2.Frame) -> bytes | memoryview | None:
     """A DATA frame's content without its padding (or the piece of it, see h2.FrameWalker);
     None when the padding is malformed."""
