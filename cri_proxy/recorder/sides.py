@@ -20,7 +20,7 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.table_size import TableSizeLimit
 from cri_proxy.model.call import Metadata
 from cri_proxy.model.cri import parse_path
-from cri_proxy.recorder.wire import Status, cap_metadata, read_status, split_headers
+from cri_proxy.recorder.wire import Status, cap_metadata, header_text, read_status, split_headers
 
 Split = tuple[dict[str, str], Metadata, int]
 
@@ -52,6 +52,30 @@ class HeaderDecoder(Protocol):
 
     def decode(self, data: bytes) -> list[tuple[str, str]]:
         """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
+
+
+class ReferenceDecoder:
+    """`hpack.Decoder` (the python-hyper reference), for comparison and benchmarks."""
+
+    def __init__(self) -> None:
+        from hpack import Decoder
+
+        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
+
+    @property
+    def max_allowed_table_size(self) -> int:
+        return int(self._decoder.max_allowed_table_size)
+
+    @max_allowed_table_size.setter
+    def max_allowed_table_size(self, value: int) -> None:
+        self._decoder.max_allowed_table_size = value
+
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        fields = []
+        for raw_name, raw_value in self._decoder.decode(data, raw=True):
+            name = header_text(bytes(raw_name), None)
+            fields.append((name, header_text(bytes(raw_value), name)))
+        return fields
 
 
 class Side:

@@ -1,11 +1,12 @@
 """The recorder's tap: rebuilds each gRPC call from the frames the relay has forwarded.
 
 The relay hands the bytes of a connection, in order per direction, after forwarding them;
-the tap splits them into frames (a `FrameWalker` per direction). Header blocks (HEADERS +
-CONTINUATION) are decoded with one HPACK decoder per direction, whose state must follow
-every block in order; DATA is cut into gRPC messages; the end of a
-call (END_STREAM from the server, RST_STREAM from either side, the connection closing) hands
-a `RecordedCall` to the sink, exactly once.
+the tap walks them frame by frame (`walk.TapWalker`, one per direction), reading each frame
+where it lies in the chunk. Header blocks (HEADERS + CONTINUATION) are decoded with one HPACK
+decoder per direction, whose state must follow every block in order; DATA is cut into gRPC
+messages (`opencall.OpenCall`); the end of a call (END_STREAM from the server, RST_STREAM
+from either side, the connection closing) hands a `RecordedCall` to the sink, exactly once.
+`client_frames`/`server_frames` take frames the relay's `h2.FrameWalker` cut, the same way.
 
 It never raises into the relay. What it cannot follow is recorded as such: a call whose
 frames it cannot read is UNPARSED, with a note. HPACK cannot resynchronise, so once a
@@ -16,79 +17,31 @@ call on that connection is UNPARSED too.
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import fields
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.model.call import FORMAT_VERSION, Direction, Message, Metadata, Outcome, RecordedCall
-from cri_proxy.model.link import read_lean_data
+from cri_proxy.model.call import Metadata, Outcome, RecordedCall
 from cri_proxy.model.sink import CallSink
-from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, HeaderFacts, Side
+from cri_proxy.recorder.opencall import OpenCall, new_call
+from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, HeaderFacts, ReferenceDecoder, Side
 from cri_proxy.recorder.walk import READ_TYPES, TapWalker
-from cri_proxy.recorder.wire import (SHARE_MIN_BYTES, LastBodies, MessageReader, cap_metadata, data_content,
-                                     error_name, header_text, known_body, set_status, share_bodies)
+from cri_proxy.recorder.wire import LastBodies, cap_metadata, data_content, error_name, header_text, set_status
+
+__all__ = ["ConnectionRecorder", "RecordingTap", "ReferenceDecoder", "fast_decoder"]
 
 log = logging.getLogger(__name__)
 
 SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
-_PREFIX = struct.Struct(">BI").unpack_from  # a gRPC message's compressed flag and length
 _DATA, _HEADERS, _CONTINUATION = h2.DATA, h2.HEADERS, h2.CONTINUATION
 _PADDED, _END_STREAM, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
 _PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
-_REQUEST, _RESPONSE = Direction.REQUEST, Direction.RESPONSE
-# RecordedCall's fields in its constructor's order: `new_call` passes them all by position, which
-# costs about half what keywords do (2 us of a small call's 12 here). Should they ever differ, it
-# falls back to keywords (tests/recorder/test_tap.py says so).
-FIELD_ORDER = ("conn_id", "stream_id", "started_at", "path", "duration_s", "upstream", "peer_pid", "peer_uid",
-               "client_api", "upstream_api", "request_metadata", "response_metadata", "trailers", "status_code",
-               "status_message", "outcome", "messages", "request_bytes", "response_bytes", "notes", "format_version",
-               "peer_gid", "peer_name", "peer_exe")
-POSITIONAL = tuple(f.name for f in fields(RecordedCall)) == FIELD_ORDER
-_COMPLETED = Outcome.COMPLETED
-
-
-def new_call(info: ConnectionInfo, stream_id: int, started_at: float, path: str, upstream: str, api: str | None,
-             metadata: Metadata, notes: list[str]) -> RecordedCall:
-    """A call just opened (request headers read), as `RecordedCall`'s defaults would have it otherwise."""
-    if POSITIONAL:
-        return RecordedCall(info.conn_id, stream_id, started_at, path, None, upstream, info.peer_pid, info.peer_uid,
-                            api, api, metadata, [], [], None, None, _COMPLETED, [], 0, 0, notes, FORMAT_VERSION,
-                            info.peer_gid, info.peer_name, info.peer_exe)
-    return RecordedCall(info.conn_id, stream_id, started_at, path, upstream=upstream, peer_pid=info.peer_pid,
-                        peer_uid=info.peer_uid, client_api=api, upstream_api=api, request_metadata=metadata,
-                        notes=notes, peer_gid=info.peer_gid, peer_name=info.peer_name, peer_exe=info.peer_exe)
 
 
 def fast_decoder() -> HeaderDecoder:
     return hpack_fast.Decoder(MAX_HEADER_LIST, header_text)
-
-
-class ReferenceDecoder:
-    """`hpack.Decoder` (the python-hyper reference), for comparison and benchmarks."""
-
-    def __init__(self) -> None:
-        from hpack import Decoder
-
-        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
-
-    @property
-    def max_allowed_table_size(self) -> int:
-        return int(self._decoder.max_allowed_table_size)
-
-    @max_allowed_table_size.setter
-    def max_allowed_table_size(self, value: int) -> None:
-        self._decoder.max_allowed_table_size = value
-
-    def decode(self, data: bytes) -> list[tuple[str, str]]:
-        fields = []
-        for raw_name, raw_value in self._decoder.decode(data, raw=True):
-            name = header_text(bytes(raw_name), None)
-            fields.append((name, header_text(bytes(raw_value), name)))
-        return fields
 
 
 class RecordingTap:
@@ -121,34 +74,6 @@ class RecordingTap:
         return ConnectionRecorder(self, info)
 
 
-class _Call:
-    """A call being read. Its messages are read straight from the DATA frames while each comes
-    whole in one (`sent`, `got`: how many so far); a `MessageReader` takes over a direction at
-    its first message cut by a frame's or a chunk's end (or when the direction stops)."""
-
-    __slots__ = ("rec", "t0", "request", "response", "sent", "got", "answered", "unparsed", "skimmed")
-
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
-        self.rec = rec
-        self.skimmed = skimmed
-        self.t0 = t0
-        self.request: MessageReader | None = None
-        self.response: MessageReader | None = None
-        self.sent = 0
-        self.got = 0
-        self.answered = False  # response headers seen
-        self.unparsed = False
-
-    def reader(self, request: bool, memo: LastBodies) -> MessageReader:
-        if request:
-            if self.request is None:
-                self.request = MessageReader(_REQUEST, memo, self.sent)
-            return self.request
-        if self.response is None:
-            self.response = MessageReader(_RESPONSE, memo, self.got)
-        return self.response
-
-
 class ConnectionRecorder:
     """The tap of one relayed connection (a `ConnectionTap`)."""
 
@@ -156,7 +81,7 @@ class ConnectionRecorder:
         self.tap = tap
         self.info = info
         self.upstream = info.upstream
-        self.calls: dict[int, _Call] = {}
+        self.calls: dict[int, OpenCall] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
         self.walkers = {True: self._walker(True), False: self._walker(False)}
@@ -314,10 +239,10 @@ class ConnectionRecorder:
         if call.skimmed:
             pass
         elif self._lean and side is self.server:
-            if self._summary(call, data[start:stop]) is None:
+            if not call.lean(data[start:stop]):
                 self._unreadable(call, side)
         elif stop > start:
-            self._messages(call, side is self.client, data, start, stop)
+            call.messages(side is self.client, data, start, stop, self._now - call.t0, self.tap.bodies)
         if side is self.server and flags & _END_STREAM:
             self._end(stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
@@ -328,73 +253,20 @@ class ConnectionRecorder:
             return
         content: bytes | memoryview | None
         if self.tap.lean and side is self.server:
-            content = self._summary(call, frame.payload or b"") if not call.skimmed else b""
+            content = b"" if call.skimmed or call.lean(frame.payload or b"") else None
         else:
             content = data_content(frame) if not call.skimmed else b""
         if content is None:
             self._unreadable(call, side)
         elif content:
-            self._messages(call, side is self.client, content, 0, len(content))
+            call.messages(side is self.client, content, 0, len(content), self._now - call.t0, self.tap.bodies)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
     @staticmethod
-    def _unreadable(call: _Call, side: Side) -> None:
+    def _unreadable(call: OpenCall, side: Side) -> None:
         call.unparsed = True
         call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
-
-    def _messages(self, call: _Call, request: bool, data: bytes | memoryview, start: int, stop: int) -> None:
-        """The gRPC messages in `data[start:stop]`, a DATA frame's content or a piece of it.
-
-        Nearly always it is one whole message, and the direction has had nothing cut before:
-        its body is then one slice of the chunk. Else the direction's MessageReader reads it.
-        """
-        rec = call.rec
-        reader = call.request if request else call.response
-        if reader is None and stop - start >= 5:
-            compressed, length = _PREFIX(data, start)
-            if length == stop - start - 5:
-                known = None
-                if length >= SHARE_MIN_BYTES:  # the same as the last of its kind? then that very body
-                    known = known_body(self.tap.bodies, (rec.path, request), data, start + 5, stop)
-                body = data[start + 5:stop] if known is None else known
-                if type(body) is not bytes:
-                    body = bytes(body)
-                if request:
-                    index = call.sent
-                    call.sent = index + 1
-                    rec.request_bytes += length
-                else:
-                    index = call.got
-                    call.got = index + 1
-                    rec.response_bytes += length
-                rec.messages.append(Message(_REQUEST if request else _RESPONSE, index, self._now - call.t0, body,
-                                            compressed != 0))
-                if length >= SHARE_MIN_BYTES and known is None:
-                    share_bodies(self.tap.bodies, rec, len(rec.messages) - 1)
-                return
-        if reader is None:
-            reader = call.reader(request, self.tap.bodies)
-        before = len(rec.messages)
-        reader.feed(memoryview(data)[start:stop] if type(data) is bytes else data[start:stop], rec,
-                    self._now - call.t0)
-        if len(rec.messages) > before:
-            share_bodies(self.tap.bodies, rec, before)
-
-    def _summary(self, call: _Call, payload: bytes | memoryview) -> bytes | None:
-        """A lean DATA frame of the server's: its messages counted as the full bytes would
-        count them (None: its padding was malformed)."""
-        bad, messages, size = read_lean_data(bytes(payload))
-        if bad:
-            return None
-        reader = call.response
-        if messages and (reader is None or reader.stopped is None):
-            if reader is None:
-                call.got += messages
-            else:
-                reader.count += messages
-            call.rec.response_bytes += size
-        return b""
 
     def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side
@@ -457,14 +329,14 @@ class ConnectionRecorder:
         if headers is None:
             rec = new_call(info, stream_id, self.tap.clock(), "", self.upstream, None, [],
                            [f"request headers unreadable, path unknown: {self.client.lost}"])
-            call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
             call.unparsed = True
         else:
             facts = self.client.facts(headers)
             notes: list[str] = []
             metadata = self._capped(notes, facts, "request metadata")
             rec = new_call(info, stream_id, self.tap.clock(), facts.path, self.upstream, facts.api, metadata, notes)
-            call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming)
+            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
             if self._translated is not None and facts.api not in (None, self._translated[0]):
                 rec.upstream_api, translated = self._translated
                 notes.extend(translated)

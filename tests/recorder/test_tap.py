@@ -779,19 +779,3 @@ def test_a_header_bomb_is_stored_cut_to_size(tmp_path: pathlib.Path) -> None:
     assert any(n.startswith("trailers cut to its first 16 of 4001 fields") for n in notes)
     assert got[1][5] is None  # the next call on the connection is whole
 
-
-def test_a_new_call_built_by_position_is_the_keyword_built_one() -> None:
-    """tap.new_call passes RecordedCall's fields by position (cheaper): FIELD_ORDER must be
-    RecordedCall's; should a field be added or moved, update it there."""
-    from dataclasses import fields
-
-    from cri_proxy.recorder import tap as tap_module
-
-    assert tap_module.POSITIONAL, [f.name for f in fields(RecordedCall)]
-    info = ConnectionInfo(7, 100, 200, "unix:///up.sock", 300, "kubelet", "/usr/bin/kubelet")
-    built = tap_module.new_call(info, 5, 12.5, "/runtime.v1.RuntimeService/Version", "unix:///up.sock", "v1",
-                                [("a", "b")], ["a note"])
-    assert built == RecordedCall(7, 5, 12.5, "/runtime.v1.RuntimeService/Version", upstream="unix:///up.sock",
-                                 peer_pid=100, peer_uid=200, client_api="v1", upstream_api="v1",
-                                 request_metadata=[("a", "b")], notes=["a note"], peer_gid=300, peer_name="kubelet",
-                                 peer_exe="/usr/bin/kubelet")
