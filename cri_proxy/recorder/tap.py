@@ -279,28 +279,21 @@ class ConnectionRecorder:
     # Header blocks -----------------------------------------------------------------------
     def _request_block(self, stream_id: int, flags: int, block: bytes) -> None:
         """A client's HEADERS frame holding a whole block (walk.TapWalker's `on_block`)."""
-        side = self.client
-        side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
-        headers = None
-        if side.lost is None:
-            try:
-                headers = side.decoder.decode(block)
-            except Exception as exc:  # hpack and hyperframe raise several types on bad input
-                self._undecodable(side, exc)
-        self._request(stream_id, headers)
+        self._request(stream_id, self._decoded(self.client, stream_id, flags, block))
 
     def _response_block(self, stream_id: int, flags: int, block: bytes) -> None:
         """The server's HEADERS frame holding a whole block (walk.TapWalker's `on_block`)."""
-        side = self.server
-        end = bool(flags & _END_STREAM)
-        side.block_stream, side.block_end, side.block_error = stream_id, end, None
-        headers = None
-        if side.lost is None:
-            try:
-                headers = side.decoder.decode(block)
-            except Exception as exc:  # hpack and hyperframe raise several types on bad input
-                self._undecodable(side, exc)
-        self._response(stream_id, headers, end)
+        self._response(stream_id, self._decoded(self.server, stream_id, flags, block), bool(flags & _END_STREAM))
+
+    def _decoded(self, side: Side, stream_id: int, flags: int, block: bytes) -> list[tuple[str, str]] | None:
+        side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
+        if side.lost is not None:
+            return None
+        try:
+            return side.decoder.decode(block)
+        except Exception as exc:  # hpack and hyperframe raise several types on bad input
+            self._undecodable(side, exc)
+            return None
 
     def _undecodable(self, side: Side, exc: Exception) -> None:
         self._lose(side, f"undecodable header block on stream {side.block_stream} ({type(exc).__name__}: {exc})")
