@@ -41,6 +41,7 @@ Handler = Callable[[int, memoryview, int, int], None]
 
 READ_SIZE = 64 << 10  # a block: a few hundred small calls, then the socket is read again
 MEMORY_BYTES = 4 << 20  # the backlog kept in memory; the rest goes to the spill file
+READ_BACK = 1 << 20  # a block read back from the file: few messages cut between two blocks
 SPILL_READ = 4 << 20  # one recv into the spill buffer (one write to the file): the socket's buffer
 
 
@@ -71,7 +72,7 @@ class Spool:
     writes the file, and empties it (`tidy`) once the handling side has read it to its end.
     """
 
-    __slots__ = ("_after", "_buffer", "_fd", "_head", "_part", "_tail", "_writable", "blocks", "bytes", "lock",
+    __slots__ = ("_after", "_back", "_buffer", "_fd", "_head", "_part", "_tail", "_writable", "blocks", "bytes", "lock",
                  "memory")
 
     def __init__(self, fd: int | None = None, memory: int = MEMORY_BYTES) -> None:
@@ -85,7 +86,8 @@ class Spool:
         self._writable = fd is not None  # False once a write to it failed (still read back)
         self._head = self._tail = 0  # the file's unread bytes: [head, tail)
         self._after: deque[bytes] = deque()  # in memory after the file's (it failed to take them)
-        self._buffer: bytearray | None = None
+        self._buffer: bytearray | None = None  # the spill's recv buffer (the reading side's)
+        self._back: bytearray | None = None  # the file's read-back buffer (the handling side's)
 
     def __bool__(self) -> bool:
         return self.bytes > 0
@@ -158,9 +160,10 @@ class Spool:
             self._fd = None
             self._writable = False
 
-    def _next_block(self) -> bytes:
-        """The oldest block: from memory, else from the file, else what came after the file
-        (in memory: it failed to take them)."""
+    def _next_block(self) -> bytes | memoryview:
+        """The oldest block: from memory, else from the file (into the one read-back buffer,
+        valid until the next block), else what came after the file (in memory: it failed to
+        take them)."""
         with self.lock:
             if not self.blocks and self._tail == self._head:
                 self.blocks, self._after = self._after, self.blocks
@@ -170,13 +173,16 @@ class Spool:
                 return data
             head, tail = self._head, self._tail
         assert self._fd is not None and tail > head
-        data = os.pread(self._fd, min(READ_SIZE, tail - head), head)
-        if not data:
+        if self._back is None:
+            self._back = bytearray(READ_BACK)
+        with memoryview(self._back) as back:
+            got = os.preadv(self._fd, [back[:min(READ_BACK, tail - head)]], head)
+        if not got:
             raise OSError(f"the recorder's backlog file ended at {head} of {tail} bytes")
         with self.lock:
-            self._head += len(data)
-            self.bytes -= len(data)
-        return data
+            self._head += got
+            self.bytes -= got
+        return memoryview(self._back)[:got]
 
     def handle_next(self, handle: Handler) -> int:
         """Hands each message of the oldest block to `handle(kind, view, start, stop)` (the body
@@ -185,23 +191,25 @@ class Spool:
         block's size (the spool must not be empty)."""
         data = self._next_block()
         size = len(data)
-        pos = 0
-        if self._part:
-            pos = self._complete(data, handle)
-            if pos < 0:
-                return size
         view = memoryview(data)
         try:
-            for kind, start, stop in messages(data, pos):
+            pos = 0
+            if self._part:
+                pos = self._complete(view, handle)
+                if pos < 0:
+                    return size
+            for kind, start, stop in messages(view, pos):
                 handle(kind, view, start, stop)
                 pos = stop
+            if pos < size:
+                self._part += view[pos:]  # the tail only: a message the next block completes
         finally:
             view.release()
-        if pos < size:
-            self._part += data[pos:]  # the tail only: a message the next block completes
+            if isinstance(data, memoryview):
+                data.release()  # the read-back buffer's
         return size
 
-    def _complete(self, data: bytes, handle: Handler) -> int:
+    def _complete(self, data: memoryview, handle: Handler) -> int:
         """The message begun earlier, completed from `data`: where `data` goes on (-1: it
         did not complete it)."""
         part = self._part
