@@ -29,7 +29,7 @@ from cri_proxy.recorder.spool import Spool
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.1  # how often a full spool is looked at again, should no wake-up come
+POLL_S = 0.01  # how often a full spool is looked at again, should the wake-up be missed
 IDLE_S = 1  # a recv that waits this long returns, so that a spill file read to its end is emptied
 
 
@@ -45,6 +45,7 @@ class Intake:
         self.room = room
         self.arrived = threading.Event()  # set after each read: the recorder has work
         self.handled = threading.Event()  # set by the recorder after it handled some: room again
+        self.waiting = False  # for room: only then does the recorder set `handled` (an Event costs a lock)
         self.ended: str | None = None  # why it stopped reading: the proxy is gone, or the socket failed
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="recorder-intake", daemon=True)
@@ -69,8 +70,10 @@ class Intake:
             while not self._stop:
                 limit = self.room()
                 if spool.bytes >= limit:  # at the budget: the proxy holds the rest meanwhile
+                    self.waiting = True
                     self.handled.wait(POLL_S)
                     self.handled.clear()
+                    self.waiting = False
                     continue
                 spool.tidy()
                 try:

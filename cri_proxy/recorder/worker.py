@@ -122,7 +122,8 @@ class Worker:
                         log.info("%s: recording what was received and stopping", intake.ended)
                         break
                 self.work()
-                intake.handled.set()
+                if intake.waiting:
+                    intake.handled.set()
                 if self._episode is not None and self._episode.ended is not None:
                     self.end_episode(time.time())
                 wrote = False
