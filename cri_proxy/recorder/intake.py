@@ -23,13 +23,18 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 
-from cri_proxy.recorder.spool import Spool
+from cri_proxy.recorder.spool import READ_SIZE, Spool
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.01  # how often a full spool is looked at again, should the wake-up be missed
+# After a read that took less than a block, the next waits this long: a trickle of small
+# calls then costs a few hundred reads (and hand-overs of the interpreter's lock) a second,
+# not one per call, and the socket's 4 MB hold far more than what comes meanwhile.
+GATHER_S = 0.002
 IDLE_S = 1  # a recv that waits this long returns, so that a spill file read to its end is emptied
 
 
@@ -85,6 +90,8 @@ class Intake:
                     if not self._stop:
                         self._end("the proxy is gone")
                     return
+                if got < READ_SIZE:
+                    time.sleep(GATHER_S)
         except OSError as exc:
             if not self._stop:
                 self._end(f"the proxy's socket failed ({exc})")
