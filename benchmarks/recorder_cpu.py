@@ -152,7 +152,7 @@ def replay(args: argparse.Namespace) -> int:
         recorder = make_recorder(RecordConfig(db=db), SessionInfo(listen="unix:///run/p.sock"), thread=False)
         ours, theirs = socket.socketpair()
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # as the proxy's end of the link
-        worker = Worker(ours, recorder, buffer_bytes=1 << 40)
+        worker = Worker(ours, recorder, budget_bytes=1 << 40)
         worker.skim = lambda *args: None  # type: ignore[method-assign]  # every call recorded, however slow
         feeder = threading.Thread(target=_feed, args=(theirs, events, args.repeat), daemon=True)
         profile = None
