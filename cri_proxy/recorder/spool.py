@@ -25,6 +25,7 @@ the rest (see proxy.recorder_out) until it drops bytes. The recorder skims long 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -54,7 +55,10 @@ def spill_file(directory: str | None) -> int | None:
     try:
         try:
             return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        except IsADirectoryError:  # a file system without O_TMPFILE: a name, at once unlinked
+        except OSError as exc:
+            if exc.errno not in (errno.EISDIR, errno.EOPNOTSUPP):
+                raise
+            # A kernel or file system without O_TMPFILE: a name, unlinked at once.
             fd, name = tempfile.mkstemp(dir=directory, prefix=".cri-proxy-spool-")
             os.unlink(name)
             return fd

@@ -117,3 +117,8 @@ def test_a_spill_file_that_refuses_bytes_leaves_them_in_memory_in_order(
     assert spool.spilled == 0 and spool.bytes == len(stream)
     assert handled(spool) == sent
     spool.close()
+
+
+def test_without_a_place_for_the_file_the_backlog_stays_in_memory(tmp_path: pathlib.Path) -> None:
+    assert spill_file(None) is None  # no --db
+    assert spill_file(str(tmp_path / "gone")) is None  # the directory is not there: said, not raised
