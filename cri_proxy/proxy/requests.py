@@ -28,6 +28,7 @@ from typing import Final
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
 from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
+from cri_proxy.proxy.responses import chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
 
@@ -182,13 +183,7 @@ class RequestRelay:
             pos = nxt
             if pos <= end:
                 self._complete()
-        if pos > end:
-            self.skip = pos - end
-            stop = end
-        else:
-            stop = pos
-            if pos < end:
-                self.head = data[pos:]
+        self.skip, stop, self.head = chunk_tail(data, pos)
         if keep < stop:
             out.append(data[keep:stop])
         self.at_boundary = not self.skip

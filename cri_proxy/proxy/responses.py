@@ -33,6 +33,16 @@ _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 _BLOCK: Final = frozenset({h2.HEADERS, h2.CONTINUATION})
 
 
+def chunk_tail(data: bytes, pos: int) -> tuple[int, int, bytes]:
+    """Where a walk of the chunk `data` that stopped at `pos` (the next frame's start) leaves off,
+    for both sides' walkers: the current frame's payload bytes still to come, where the bytes
+    that may go on now end, and a frame header cut short (kept for the next chunk)."""
+    end = len(data)
+    if pos > end:
+        return pos - end, end, b""
+    return 0, pos, data[pos:] if pos < end else b""
+
+
 class ResponseRelay:
     """The upstream-to-client side of one translating connection (see the module's docstring)."""
 
@@ -123,13 +133,7 @@ class ResponseRelay:
             pos = nxt
             if pos <= end:
                 self._done()
-        if pos > end:
-            self.skip = pos - end
-            stop = end
-        else:
-            stop = pos
-            if pos < end:
-                self.head = data[pos:]  # a header cut short: it goes once it is whole
+        self.skip, stop, self.head = chunk_tail(data, pos)  # a header cut short goes once it is whole
         if parts is None:
             return data if stop == end else data[:stop]
         if keep < stop:
