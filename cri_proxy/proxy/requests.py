@@ -26,11 +26,18 @@ import struct
 from typing import Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.frames import (
+    DATA,
+    FLAG_END_HEADERS,
+    HEADERS,
+    PING,
+    SETTINGS,
+    WINDOW_UPDATE,
+)
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
 from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
-from cri_proxy.proxy.responses import chunk_tail
+from cri_proxy.proxy.responses import STREAM_MASK, chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
-
 
 _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
@@ -60,7 +67,7 @@ class RequestRelay:
     def from_client(self, data: bytes) -> None:
         conn, route = self.conn, self.route
         boundary = self.at_boundary
-        if self.translator.passing and not self.head and self.mode == PASS and self._passes(data):
+        if self.translator.passing and self.mode == PASS and not self.head and self._passes(data):
             conn.send_upstream(data)
             if conn.tap is not None:
                 conn.feed_tap(True, data, boundary)
@@ -104,17 +111,18 @@ class RequestRelay:
         while pos + 9 <= end:
             high, low, kind, flags, sid = _HEADER(data, pos)
             nxt = pos + 9 + (high << 16 | low)
-            sid &= 0x7FFFFFFF
-            if kind == h2.DATA or kind == h2.WINDOW_UPDATE:
-                if sid and sid in hijacked:
+            if kind == DATA or kind == WINDOW_UPDATE:
+                if hijacked and sid & STREAM_MASK in hijacked:
                     return False
-            elif kind == h2.HEADERS:
-                if nxt > end or flags & _WHOLE_MASK != h2.FLAG_END_HEADERS or sid <= last \
-                        or data[pos + 9:nxt] not in passing:
+            elif kind == HEADERS:
+                if nxt > end or flags & _WHOLE_MASK != FLAG_END_HEADERS or data[pos + 9:nxt] not in passing:
+                    return False
+                sid &= STREAM_MASK
+                if sid <= last:
                     return False
                 last = sid
                 opened.append(sid)
-            elif kind != h2.SETTINGS and kind != h2.PING:
+            elif kind != SETTINGS and kind != PING:
                 return False
             pos = nxt
         if pos < end:
