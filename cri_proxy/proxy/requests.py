@@ -71,6 +71,7 @@ class RequestRelay:
             conn.send_upstream(data)
             if conn.tap is not None:
                 conn.feed_tap(True, data, boundary)
+                self.translator.show_tap()  # notes of a delayed call released since
             return
         batch: list[bytes] = []
         route.batch = batch
