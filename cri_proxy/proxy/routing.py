@@ -373,14 +373,20 @@ class FirstCallRoute:
         out = [raw for raw in map(self.server_frame, frames) if raw]
         conn.send_client(b"".join(out))
         self._after_upstream_frames(frames)
-        if (self.settled() and (self.c2s_plain or self.translator is not None) and conn.s2c.at_boundary
+        if (self.settled() and (self.c2s_plain or self.translator is not None)
                 and not conn.server_in_block and not (self.moved and (self.acks_to_drop or self.window_credit))):
-            conn.s2c = conn.s2c.plain()  # nothing of the upstream's left to hold back
+            # Nothing of the upstream's left to hold back. A frame the chunk cut is not sent yet:
+            # it goes through the new handler from its start (with 1 MB replies on many streams a
+            # chunk may never end at a frame boundary, and every frame would be copied meanwhile).
+            carried = conn.s2c.carried()
+            conn.s2c = conn.s2c.plain()
             if self.translator is not None:  # chunks again, minus what translation leaves out
                 conn.on_upstream, conn.injectable = self.translator.responses()
             else:
                 conn.on_upstream = conn.from_upstream
                 conn.injectable = conn.can_inject
+            if carried:
+                conn.on_upstream(end, carried)
 
     def _after_upstream_frames(self, frames: list[h2.Frame]) -> None:
         """The bookkeeping Connection.from_upstream does with `track`, for whole frames."""
