@@ -112,7 +112,7 @@ class FrameWalker:
     def carried(self) -> bytes:
         """For feed() with `raw`: the bytes so far of the frame the last chunk cut (none at a
         boundary), handed back and forgotten, for the caller to walk on from that frame's
-        start some other way (proxy.routing, going back to relaying chunks)."""
+        start some other way (proxy.firstcall, going back to relaying chunks)."""
         data = bytes(self._buf) + b"".join(self._parts)
         self._buf, self._parts, self._have = bytearray(), [], 0
         self.walked -= len(data)  # they are walked again

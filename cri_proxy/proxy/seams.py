@@ -1,5 +1,5 @@
 """What a translating connection's parts need of each other, as protocols: the route
-(proxy.routing.FirstCallRoute) as the translator sees it, and the translator
+(proxy.firstcall.FirstCallRoute) as the translator sees it, and the translator
 (proxy.translate.Translator) as the request relay sees it.
 
 Routing creates the translator, and the translator and the request relay drive the route

@@ -130,7 +130,7 @@ class ConnectionRecorder:
         self._guarded(self.server, self.client, frames)
 
     def upstream_changed(self, upstream: str) -> None:
-        # proxy.routing moves a connection while its first call is open: that call went there too.
+        # proxy.firstcall moves a connection while its first call is open: that call went there too.
         self.upstream = upstream
         for call in self.calls.values():
             call.rec.upstream = upstream
