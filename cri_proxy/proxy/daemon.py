@@ -45,7 +45,7 @@ from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translat
 from cri_proxy.faults.book import FaultBook
 from cri_proxy.faults.rules import load_rules
 from cri_proxy.proxy import control, faultwire
-from cri_proxy.proxy.translate import TranslationPolicy
+from cri_proxy.proxy.policy import TranslationPolicy
 
 log = logging.getLogger(__name__)
 

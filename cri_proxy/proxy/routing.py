@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cri_proxy.model.cri import parse_path
-from cri_proxy.proxy import translate
 from cri_proxy.proxy.connection import Connection
+from cri_proxy.proxy.policy import TranslationPolicy
 from cri_proxy.proxy.prober import VersionProber
 
 
@@ -38,7 +38,7 @@ class Upstreams:
     image: pathlib.Path | None = None
     bridge: BridgeRoute | None = None
     versions: VersionProber | None = None
-    translation: translate.TranslationPolicy | None = None  # CRI translation in the relay (proxy.translate)
+    translation: TranslationPolicy | None = None  # CRI translation in the relay (proxy.translate)
 
     def path_of(self, service: str) -> pathlib.Path:
         if service == "bridge" and self.bridge is not None:

@@ -18,10 +18,10 @@ from typing import Any, Final
 
 from cri_proxy.proxy.connection import Connection, Route
 from cri_proxy.proxy.firstcall import FirstCallRoute
+from cri_proxy.proxy.policy import TranslationPolicy
 from cri_proxy.proxy.prober import VersionProber
 from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, Upstreams
 from cri_proxy.proxy.tap import Tap
-from cri_proxy.proxy.translate import TranslationPolicy
 
 __all__ = ["BridgeRoute", "RelayServer"]  # BridgeRoute lives in proxy.routing; daemon imports it from here
 

@@ -42,12 +42,9 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
-from cri_proxy.faults.book import FaultBook
 from cri_proxy.h2 import frames as h2
-from cri_proxy.h2 import hpack_decoder
 from cri_proxy.h2.hpack_decoder import Decoder, Field
 from cri_proxy.h2.hpack_encoder import Encoder, latin1
 from cri_proxy.h2.request_path import first_request_path
@@ -55,44 +52,18 @@ from cri_proxy.model.cri import CallPath, method_info, parse_path
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy import answers, bodycheck, faultwire, heldbody
 from cri_proxy.proxy.bodyfaults import BodyFaults
+from cri_proxy.proxy.ends import End
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
+from cri_proxy.proxy.policy import TranslationPolicy
 from cri_proxy.proxy.requests import RequestRelay
-from cri_proxy.proxy.ends import End
-from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.seams import TranslatedRoute
-
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME: Final = 16384  # SETTINGS_MAX_FRAME_SIZE's floor: every peer takes frames this large
 _FRAME_HEAD: Final = struct.Struct(">BHBBI").pack  # a frame's 9-byte header (RFC 9113 §4.1)
-
-
-@dataclass(frozen=True)
-class TranslationPolicy:
-    """What the relay translates and how it answers: the bridge's options, read by the relay.
-
-    `upstream_api(path)`: the CRI version the relay translates a connection whose first call
-    is `path` into, or None when the connection is not translated here (same version, or it
-    needs the bridge).
-    """
-
-    upstream_api: Callable[[str], str | None]
-    cgroup_driver: str | None = None
-    strict: bool = False
-    announced: set[tuple[str, str]] = field(default_factory=set)  # said once in the log, per direction
-    faults: FaultBook | None = None  # --faults: a CRI connection some rule could take is read, translated or not
-    pod_facts: FactTable = field(default_factory=FactTable)  # what fault rules on pods know of ids
-    unread: faultwire.Unread | None = field(init=False, default=None)  # connections no rule can take
-    caches: faultwire.RuleCaches | None = field(init=False, default=None)  # translators' `passing` blocks
-
-    def __post_init__(self) -> None:
-        hpack_decoder.warm()  # made once at start: the first translated call does not wait for it
-        if self.faults is not None:
-            object.__setattr__(self, "unread", faultwire.Unread(self.faults))
-            object.__setattr__(self, "caches", faultwire.RuleCaches(self.faults))
 
 
 def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:

@@ -17,8 +17,8 @@ from cri_proxy.faults.book import FaultBook
 from cri_proxy.faults.rules import parse_rules
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.proxy.policy import TranslationPolicy
 from cri_proxy.proxy.server import RelayServer
-from cri_proxy.proxy.translate import TranslationPolicy
 from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
 from tests.helpers import kubeletlike
