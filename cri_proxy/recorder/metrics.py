@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -30,6 +31,7 @@ from prometheus_client.registry import Collector
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.cri import METHODS, parse_path
 from cri_proxy.model.status import StatusCode, failed, status_name
+from cri_proxy.recorder.metrics_counts import PER_CALL, CallCounts, ClientCounts, Count, MethodCounts
 from cri_proxy.recorder.metrics_http import MetricsServer, Readiness, serve
 from cri_proxy.recorder.notes import NoteKind, note_kind
 
@@ -150,18 +152,10 @@ class CallMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.max_clients = max_clients
         reg = self.registry
-        per_call = ["service", "method"]
-        self.calls = Counter("cri_proxy_calls", "Finished calls, by method and status name (or how they ended "
-                             "without one).", [*per_call, "code"], registry=reg)
-        self.failures = Counter("cri_proxy_calls_failed", "Finished calls that failed: anything but a completed "
-                                "call with grpc-status 0.", per_call, registry=reg)
-        self.duration = Histogram("cri_proxy_call_duration_seconds", "Call duration as the relay saw it, from "
-                                  "request headers to the end of the call.", per_call, registry=reg,
-                                  buckets=DURATION_BUCKETS)
-        self.request_bytes = Counter("cri_proxy_request_bytes", "Request message bytes (gRPC prefix excluded).",
-                                     per_call, registry=reg)
-        self.response_bytes = Counter("cri_proxy_response_bytes", "Response message bytes (gRPC prefix "
-                                      "excluded).", per_call, registry=reg)
+        per_call = list(PER_CALL)
+        # Updated once per call: plain numbers, read when scraped (metrics_counts).
+        self.counts = CallCounts(DURATION_BUCKETS)
+        reg.register(self.counts)
         self.warnings = Counter("cri_proxy_translation_warnings", "Translation warnings noted on bridged calls.",
                                 per_call, registry=reg)
         self.refusals = Counter("cri_proxy_translation_refusals", "Calls the bridge refused to translate.",
@@ -170,8 +164,9 @@ class CallMetrics:
                               f"{MAX_RULES} names, the rest as other) and action.", ["rule", "action"], registry=reg)
         self.connections = Gauge("cri_proxy_connections_open", "Client connections open, by client process "
                                  f"name (at most {max_clients} names, the rest as other).", ["client"], registry=reg)
-        self.client_calls = Counter("cri_proxy_client_calls", "Finished calls by client process name (at most "
-                                    f"{max_clients} names, the rest as other).", ["client"], registry=reg)
+        self.client_calls = ClientCounts(f"Finished calls by client process name (at most {max_clients} names, "
+                                         "the rest as other).")
+        reg.register(self.client_calls)
         self.upstream_up = Gauge("cri_proxy_upstream_up", "1 when the upstream answered its last probe, else 0.",
                                  ["endpoint"], registry=reg)
         self.upstream_api = Info("cri_proxy_upstream_api", "The CRI version the upstream speaks.",
@@ -186,9 +181,9 @@ class CallMetrics:
         reg.register(self.open)
         if process:
             ProcessCollector(registry=reg)
-        self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter, Counter, Counter]] = {}
+        self._entries: dict[tuple[str, str], tuple[Count, MethodCounts]] = {}  # (path, code)
         self._clients: set[str] = set()
-        self._client_children: dict[str, Counter] = {}
+        self._client_counts: dict[str, Count] = {}
         self._rules: set[str] = set()
 
     # Calls -------------------------------------------------------------------------------
@@ -205,46 +200,44 @@ class CallMetrics:
         with self.open.lock:
             self.open.calls.pop((call.conn_id, call.stream_id), None)
         code = code_label(call)
-        children = self._children.get((call.path, code))
-        if children is None:
-            children = self._children_for(call.path, code)
-        calls, duration, failures, req, resp = children
-        calls.inc()
-        if call.duration_s is not None:
-            duration.observe(call.duration_s)
+        entry = self._entries.get((call.path, code))
+        if entry is None:
+            entry = self._entry(call.path, code)
+        count, per = entry
+        count.n += 1
+        duration = call.duration_s
+        if duration is not None:
+            per.buckets[bisect_left(self.counts.bounds, duration)] += 1
+            per.sum += duration
         if failed(call.outcome.value, call.status_code):
-            failures.inc()
-        if call.request_bytes:
-            req.inc(call.request_bytes)
-        if call.response_bytes:
-            resp.inc(call.response_bytes)
+            per.failures += 1
+        per.request += call.request_bytes
+        per.response += call.response_bytes
         if call.notes:
             self._notes(call)
-        client = self._client_children.get(call.peer_name or "unknown")
+        name = call.peer_name or "unknown"
+        client = self._client_counts.get(name)
         if client is None:
-            client = self._client_child(call.peer_name or "unknown")
-        client.inc()
+            client = self._client_count(name)
+        client.n += 1
 
-    def _client_child(self, name: str) -> Counter:
+    def _client_count(self, name: str) -> Count:
         label = self._client_label(name)
-        child = self.client_calls.labels(label)
+        count = self.client_calls.count(label)
         if label == name:  # names past the cap share `other` and are not cached one by one
-            self._client_children[name] = child
-        return child
+            self._client_counts[name] = count
+        return count
 
-    def _children_for(self, path: str, code: str) -> tuple[Counter, Histogram, Counter, Counter, Counter]:
-        # labels() costs a lock and a dict lookup per metric: done once per (path, status) and
-        # cached. Paths the table lacks share the ("other", code) entry, so a client sending odd
-        # paths cannot grow the cache (they take this slower path each time instead).
+    def _entry(self, path: str, code: str) -> tuple[Count, MethodCounts]:
+        # Made once per (path, status) and cached. Paths the table lacks share the ("other",
+        # code) entry, so a client sending odd paths cannot grow the cache (they take this
+        # slower path each time instead).
         service, method = method_labels(path)
         key = (path, code) if service != OTHER else (OTHER, code)
-        children = self._children.get(key)
-        if children is None:
-            children = (self.calls.labels(service, method, code), self.duration.labels(service, method),
-                        self.failures.labels(service, method), self.request_bytes.labels(service, method),
-                        self.response_bytes.labels(service, method))
-            self._children[key] = children
-        return children
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = self.counts.entry(service, method, code)
+        return entry
 
     def _notes(self, call: RecordedCall) -> None:
         service, method = method_labels(call.path)
