@@ -1,14 +1,14 @@
 """The metrics peer: Prometheus counters, histograms and gauges fed with recorded calls.
 
-A peer of the writer in the recorder's pipeline: the tap tells it when a call opens
-(`opened`) and hands it every finished call (`observe`); the recorder and the relay's link
-tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
+A peer of the writer in the recorder's pipeline: the tap hands it every finished call
+(`observe`, counted in plain numbers: metrics_counts) and lets it read the calls still open
+(`watch_open`); the recorder and the relay's link tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
 lag, database size, client connections). Everything lives in this peer's own
 `CollectorRegistry`, never prometheus_client's global one, so two peers (or a test and the
 process) never share series. `metrics_http.serve` exposes the registry.
 
-What is computed at scrape time is computed from the open set, not pushed: calls in flight
-and the age of the oldest open call, so a call the runtime holds open shows within one
+What is computed at scrape time is computed from the tap's open calls, not pushed: calls in
+flight and the age of the oldest open call, so a call the runtime holds open shows within one
 scrape without anything having to tick. Label values are bounded: a method neither CRI
 version defines is counted as `other`, and client process names and fault rule names are
 capped.
@@ -17,10 +17,9 @@ capped.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
@@ -44,7 +43,6 @@ MAX_RULES: Final = 50  # fault rule names kept as labels; rules come and go thro
 # A fault rule's note on the call it changed (cri_proxy.proxy.faultwire): `fault: RULE ACTION [DETAIL]`.
 # The action is matched from the right, so a rule's name may hold spaces.
 _FAULT_NOTE: Final = re.compile(r"fault: (?P<rule>.+) (?P<action>error|delay|hang|close)(?: \S+)?")
-MAX_OPEN: Final = 100_000  # open calls remembered; past it `opened` is ignored (a leak guard)
 # Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
 # count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
 _CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
@@ -96,28 +94,33 @@ def client_name(pid: int | None, name: str | None = None) -> str:
         return "unknown"
 
 
-class _OpenCalls(Collector):
-    """Calls in flight per method and the oldest open unary call's age, read at scrape time."""
+OpenCalls = Callable[[], Iterable[tuple[str, float]]]  # (path, started_at) of each call open now
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+
+class _OpenCalls(Collector):
+    """Calls in flight per method and the oldest open unary call's age, read at scrape time
+    from the tap's open calls (`CallMetrics.watch_open`): nothing is done for them per call."""
+
+    def __init__(self, clock: Callable[[], float], counts: CallCounts) -> None:
         self.clock = clock
-        self.lock = threading.Lock()
-        self.calls: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, stream) -> path, started_at
-        self.seen: set[str] = set()  # paths ("" for any other) reported once stay reported, at 0
+        self.counts = counts
+        self.source: OpenCalls = tuple
+        self.seen: set[tuple[str, str]] = set()  # (service, method) reported once stay reported, at 0
 
     def collect(self) -> Iterator[Metric]:
-        with self.lock:
-            open_calls = list(self.calls.values())
-            seen = list(self.seen)
+        open_calls = list(self.source())
+        with self.counts.lock:  # every method a finished call was counted for: it was open once
+            self.seen.update(self.counts.methods)
         in_flight = GaugeMetricFamily("cri_proxy_calls_in_flight", "Calls opened and not yet finished.",
                                       labels=["service", "method"])
-        counts = dict.fromkeys(map(method_labels, seen), 0)
+        counts = dict.fromkeys(self.seen, 0)
         oldest: float | None = None
         for path, started in open_calls:
             key = method_labels(path)
             counts[key] = counts.get(key, 0) + 1
             if path not in _STREAMING and (oldest is None or started < oldest):
                 oldest = started
+        self.seen.update(counts)
         for (service, method), n in sorted(counts.items()):
             in_flight.add_metric([service, method], n)
         yield in_flight
@@ -145,7 +148,7 @@ class _SpanCounters(Collector):
 
 
 class CallMetrics:
-    """The metrics peer. `observe` and `opened` are cheap and never raise on a strange call."""
+    """The metrics peer. `observe` is cheap and never raises on a strange call."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *, max_clients: int = MAX_CLIENTS,
                  clock: Callable[[], float] = time.time, process: bool = True) -> None:
@@ -177,7 +180,7 @@ class CallMetrics:
                                  registry=reg)
         self.database_bytes = Gauge("cri_proxy_database_bytes", "Size of the recording's SQLite files.",
                                     registry=reg)
-        self.open = _OpenCalls(clock)
+        self.open = _OpenCalls(clock, self.counts)
         reg.register(self.open)
         if process:
             ProcessCollector(registry=reg)
@@ -187,18 +190,13 @@ class CallMetrics:
         self._rules: set[str] = set()
 
     # Calls -------------------------------------------------------------------------------
-    def opened(self, conn_id: int, stream_id: int, path: str, started_at: float) -> None:
-        """A call's request headers were seen: it is in flight until `observe` gets it."""
-        entry = self.open
-        with entry.lock:
-            if len(entry.calls) < MAX_OPEN:
-                entry.calls[(conn_id, stream_id)] = (path, started_at)
-                entry.seen.add(path if path in METHODS else "")  # labels are made at scrape time
+    def watch_open(self, source: OpenCalls) -> None:
+        """Where the calls open now are read at each scrape (telemetry.open_calls: the tap's),
+        for the calls in flight and the age of the oldest."""
+        self.open.source = source
 
     def observe(self, call: RecordedCall) -> None:
-        """A finished call (any outcome): counted, timed, and no longer in flight."""
-        with self.open.lock:
-            self.open.calls.pop((call.conn_id, call.stream_id), None)
+        """A finished call (any outcome): counted and timed."""
         code = code_label(call)
         entry = self._entries.get((call.path, code))
         if entry is None:
@@ -266,13 +264,8 @@ class CallMetrics:
     def connection_opened(self, client: str) -> None:
         self.connections.labels(self._client_label(client)).inc()
 
-    def connection_closed(self, client: str, conn_id: int | None = None) -> None:
-        """A client connection ended; with `conn_id`, its calls still open are forgotten too."""
+    def connection_closed(self, client: str) -> None:
         self.connections.labels(self._client_label(client)).dec()
-        if conn_id is not None:
-            with self.open.lock:
-                for key in [key for key in self.open.calls if key[0] == conn_id]:
-                    del self.open.calls[key]
 
     def _client_label(self, client: str) -> str:
         if client in self._clients:
