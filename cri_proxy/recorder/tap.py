@@ -24,7 +24,7 @@ from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
 from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
 from cri_proxy.model.cri import parse_path
-from cri_proxy.model.link import read_lean_data
+from cri_proxy.model.link import LEAN_SUMMARY, read_lean_data
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
 from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
@@ -268,7 +268,11 @@ class ConnectionRecorder:
         count them (None: its padding was malformed)."""
         if call.skimmed:
             return b""
-        bad, messages, size = read_lean_data(frame.payload or b"")
+        payload = frame.payload or b""
+        if len(payload) != LEAN_SUMMARY.size:  # a small frame of one whole message, passed as it is
+            bad, messages, size = False, 1, len(payload) - 5
+        else:
+            bad, messages, size = read_lean_data(payload)
         if bad:
             return None
         reader = call.response
