@@ -102,9 +102,13 @@ class LeanWalker:
             high, low, kind, flags, sid = _HEADER(chunk, pos)
             length = high << 16 | low
             if kind != _DATA:
-                if kind == _HEADERS or kind == _CONTINUATION:
+                if kind == _HEADERS:
                     self.in_block = not flags & _END_HEADERS
-                if kind == _RST or (streams and kind == _HEADERS and flags & _END):
+                    if streams and flags & _END:
+                        self._ended(sid & 0x7FFFFFFF)
+                elif kind == _CONTINUATION:
+                    self.in_block = not flags & _END_HEADERS
+                elif kind == _RST:
                     self._ended(sid & 0x7FFFFFFF)
                 nxt = pos + 9 + length
                 if nxt > end:
