@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from recorder_cpu import Event, _instrument  # the capture's format, callgrind's switch
+from recorder_cpu import Event, _feed, _instrument  # the capture's format, the link's feeder, callgrind's switch
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -71,25 +71,6 @@ def walked(events: list[Event], rounds: int = 5) -> tuple[list[Event], float]:
                 continue
         out.append((kind, conn, client, data))
     return out, best
-
-
-def _feed(sock: socket.socket, events: list[Event], repeat: int) -> None:
-    from cri_proxy.model import link
-
-    out = bytearray()
-    for round_ in range(repeat):
-        base = round_ * 100_000
-        for kind, conn, client, data in events:
-            if kind == "open":
-                out += link.open_message(base + conn, 4242, 0, "unix:///run/backend.sock")
-            elif kind == "closed":
-                out += link.closed_message(base + conn, time.monotonic(), None)
-            else:
-                out += link.chunk_head(base + conn, client, time.time(), time.monotonic(), len(data)) + data
-            if len(out) >= 1 << 16:
-                sock.sendall(out)
-                out.clear()
-    sock.sendall(out + link.message(link.STOP))
 
 
 def counted(registry: object) -> int:
