@@ -5,7 +5,9 @@ window to window whatever the proxy does. This measures the part the proxy's cod
 the thread CPU time spent in each side's byte handler (`End.data_received`) minus the time
 spent in the socket writes it makes, per call, for several builds and routes in the same
 run, the routes taking turns in short windows (the order rotating each round), the median
-over rounds. Thread CPU time leaves out time the process waited for a core.
+over rounds. Thread CPU time leaves out time the process waited for a core. The calls are
+`Version` unless `--method` names another of bench.py's workloads (`ListContainers`: 26 KB
+replies, `ListContainerStats`: 1 MB).
 
 ```
 .venv/bin/python benchmarks/handlers.py relay=.:relay faults=.:faults translated=.:translated \\
@@ -125,8 +127,8 @@ def _rounds(args: argparse.Namespace, loadgen: Path, tmp: Path, routes: list[tup
             start = time.time() + 0.3
             seconds = args.seconds if turn else 0.3
             out = tmp / "latencies.txt"
-            run = children.start([str(loadgen), f"unix:{sock}", "/runtime.v1.RuntimeService/Version",
-                                  str(tmp / "requests/Version.bin"), str(args.callers), f"{start:.6f}",
+            run = children.start([str(loadgen), f"unix:{sock}", f"/runtime.v1.RuntimeService/{args.method}",
+                                  str(tmp / f"requests/{args.method}.bin"), str(args.callers), f"{start:.6f}",
                                   f"{start + seconds:.6f}", str(out)], tmp / "loadgen.log")
             run.wait(timeout=120)
             latencies = sorted(int(x) for x in out.read_text().split())
@@ -162,6 +164,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--rounds", type=int, default=6, help="counted rounds (default 6)")
     parser.add_argument("--seconds", type=float, default=1.0, help="measured seconds per route and round (default 1)")
     parser.add_argument("--callers", type=int, default=1, help="closed-loop callers on one connection (default 1)")
+    parser.add_argument("--method", default="Version", choices=("Version", "ListContainers", "ListContainerStats"),
+                        help="the call measured: bench.py's version, list_100 or stats_1mb (default Version)")
     measure(parser.parse_args(argv))
 
 

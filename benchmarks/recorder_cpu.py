@@ -4,6 +4,7 @@ Run with the project's venv:
 
     .venv/bin/python benchmarks/recorder_cpu.py capture /tmp/version.cap [--method Version] [--seconds 1]
     .venv/bin/python benchmarks/recorder_cpu.py replay /tmp/version.cap [--repeat 5] [--profile]
+    .venv/bin/python benchmarks/recorder_cpu.py tap /tmp/version.cap [--lean] [--repeat 5] [--profile]
 
 `capture` starts the C++ backend and load generator (bench.py's, built as it builds them) with
 a byte tee between them that keeps what each connection carried, chunk by chunk, as a relay
@@ -12,7 +13,9 @@ the time it is sent, CLOSED, STOP), into a `Worker` with a real Recorder and SQL
 temp dir, `--repeat` times over (each time as new connections), and prints the worker
 thread's CPU time per call it recorded (the tap, the pipeline and the writer: everything the
 recorder process does for a call, without its start-up), and with `--profile` cProfile's top
-functions. The socket is fed from another thread, whose CPU is not counted.
+functions. The socket is fed from another thread, whose CPU is not counted. `tap` plays the
+same chunks straight into a RecordingTap whose sink only counts the calls (`--lean`: the
+server's bytes as the relay ships them for metrics alone): the tap's share of `replay`.
 
 It uses only what an older checkout has too (link messages, `make_recorder`, `Worker`), so the
 same capture replays into both, one after the other on the same machine:
@@ -55,6 +58,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     rep.add_argument("--profile", action="store_true", help="cProfile the worker, print the top functions")
     rep.add_argument("--callgrind", action="store_true", help="under valgrind --tool=callgrind --instr-atstart=no: "
                      "count the instructions of the worker's run only (callgrind_control -i on/off around it)")
+    tap = sub.add_parser("tap", help="replay a capture into the tap alone (no link, no writer), print CPU us per call")
+    tap.add_argument("capture", type=Path)
+    tap.add_argument("--repeat", type=int, default=3, help="times the capture is played (default 3)")
+    tap.add_argument("--lean", action="store_true", help="the server's bytes in the relay's lean form (metrics only)")
+    tap.add_argument("--profile", action="store_true", help="cProfile the tap, print the top functions")
+    tap.add_argument("--callgrind", action="store_true", help="as for replay: count the tap's instructions only")
     return parser.parse_args(argv)
 
 
@@ -152,7 +161,10 @@ def replay(args: argparse.Namespace) -> int:
         recorder = make_recorder(RecordConfig(db=db), SessionInfo(listen="unix:///run/p.sock"), thread=False)
         ours, theirs = socket.socketpair()
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # as the proxy's end of the link
-        worker = Worker(ours, recorder, buffer_bytes=1 << 40)
+        try:  # the backlog's bound, by its name in this build (older checkouts: buffer_bytes)
+            worker = Worker(ours, recorder, budget_bytes=1 << 40)
+        except TypeError:
+            worker = Worker(ours, recorder, buffer_bytes=1 << 40)  # type: ignore[call-arg]
         worker.skim = lambda *args: None  # type: ignore[method-assign]  # every call recorded, however slow
         feeder = threading.Thread(target=_feed, args=(theirs, events, args.repeat), daemon=True)
         profile = None
@@ -184,6 +196,63 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def tap_only(args: argparse.Namespace) -> int:
+    """The capture fed straight into a RecordingTap whose sink only counts: the tap's share of
+    `replay` (frames, HPACK, messages, the RecordedCall), on the same calls."""
+    from cri_proxy.proxy.tap import ConnectionInfo
+    from cri_proxy.recorder import worker as worker_module
+    from cri_proxy.recorder.tap import RecordingTap
+
+    events: list[Event] = pickle.loads(args.capture.read_bytes())
+    if args.lean:  # as the relay ships them with --metrics-listen alone (proxy.lean), made before the clock starts
+        from cri_proxy.proxy.lean import LeanWalker
+
+        walkers: dict[int, LeanWalker] = {}
+        events = [(kind, conn, client, data if kind != "chunk" or client
+                   else walkers.setdefault(conn, LeanWalker()).feed(data)) for kind, conn, client, data in events]
+    calls = [0]
+
+    class Counted:
+        def submit(self, call: object) -> None:
+            calls[0] += 1
+
+    now = [0.0]
+    tap = RecordingTap(Counted(), clock=lambda: 1e9 + now[0], timer=lambda: now[0], lean=args.lean)
+
+    def run() -> None:
+        for round_ in range(args.repeat):
+            conns = {}
+            for kind, conn, client, data in events:
+                now[0] += 1e-5
+                if kind == "open":
+                    conns[conn] = tap.open(ConnectionInfo(round_ * 100_000 + conn, 4242, 0, "unix:///run/b.sock"))
+                elif kind == "closed":
+                    conns.pop(conn).closed(None)
+                elif data:
+                    (conns[conn].client_bytes if client else conns[conn].server_bytes)(data)
+
+    tune = getattr(worker_module, "tune_gc", None)  # as the recorder process does, where it does
+    if tune is not None:
+        tune()
+    cpu = time.thread_time()
+    _instrument(args.callgrind, "on")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(run)
+    else:
+        run()
+    _instrument(args.callgrind, "off")
+    cpu = time.thread_time() - cpu
+    print(f"{calls[0]} calls through the tap{' (lean)' if args.lean else ''}: CPU {cpu:.3f} s, "
+          f"{1e6 * cpu / max(1, calls[0]):.1f} us per call")
+    if args.profile:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+    return 0
+
+
 def _instrument(on: bool, state: str) -> None:
     if on:
         subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], capture_output=True, check=False)
@@ -191,7 +260,7 @@ def _instrument(on: bool, state: str) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    return capture(args) if args.command == "capture" else replay(args)
+    return {"capture": capture, "replay": replay, "tap": tap_only}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ generic handler over raw bytes. Per call: read what the upstream speaks now (the
 is given knows; the bridge never probes itself), rewrite the
 method path, run the checks the request type needs (parsed at most once), answer what the
 runtime cannot (RuntimeConfig, emulated GetContainerEvents, UNIMPLEMENTED for the rest), or
-forward (see `forwarding`). Each call is recorded once grpc has finished it.
+forward (see `forwarding`), once the fault rules (see `faults`) let it. Each call is recorded
+once grpc has finished it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cri_proxy.bridge import checks
 from cri_proxy.bridge import forwarding
 from cri_proxy.bridge import schema
 from cri_proxy.bridge.events import EventEmulator
+from cri_proxy.bridge.faults import BridgeFaults, client_name
 from cri_proxy.bridge.forwarding import Context
 from cri_proxy.bridge.channels import Upstream, Upstreams
 from cri_proxy.bridge.options import BridgeOptions
@@ -59,9 +61,10 @@ class Bridge:
 
     def __init__(self, listen: pathlib.Path, runtime: pathlib.Path, image: pathlib.Path | None = None,
                  *, apis: ApiSource, sink: CallSink | None = None, options: BridgeOptions | None = None,
-                 callers: Callable[[str], Caller | None] | None = None) -> None:
+                 callers: Callable[[str], Caller | None] | None = None, faults: BridgeFaults | None = None) -> None:
         self.listen = listen
         self.callers = callers  # grpc's peer string -> the relay's client behind it
+        self.faults = faults  # the proxy's fault rules (--faults, --control), checked on every call
         self.options = options or BridgeOptions()
         self.sink = sink
         self.source = apis
@@ -152,16 +155,32 @@ class Bridge:
             log.debug("could not tell who made a bridged call", exc_info=True)
             return None
 
+    async def _fault(self, call: CallLog, client_api: str | None, method: str, request: bytes | None,
+                     context: Context) -> dict[str, str] | None:
+        """Apply the fault rule that takes this call, if one does (see `faults`); the request's pod
+        facts for what its answer teaches, None without rules."""
+        if self.faults is None:
+            return None
+        who = call.caller if call.caller is not None or self.callers is None else self.callers(context.peer())
+        decision, facts = self.faults.decide(method, client_api, client_name(who), request)
+        if decision is not None:
+            await self.faults.apply(decision, call, context)
+        return facts
+
     async def unary_unary(self, path: str, request: bytes, context: Context) -> bytes:
-        call, up, client_api, service, method = self._begin(path, context)
+        call, up, client_api, _service, method = self._begin(path, context)
         call.add(Direction.REQUEST, request)
+        facts = await self._fault(call, client_api, method, request, context)
         api = self.api_for(up.name) or client_api
         try:
-            return await self._unary(call, up, api, path, request, context)
+            reply = await self._unary(call, up, api, path, request, context)
         except Refused as exc:
             call.status(exc.code, exc.details)
             await context.abort(exc.code, exc.details)
             raise  # abort raised already; this keeps type checkers informed
+        if facts is not None and self.faults is not None:
+            self.faults.learn(method, facts, reply)
+        return reply
 
     async def _unary(self, call: CallLog, up: Upstream, api: str, path: str, request: bytes,
                      context: Context, retried: bool = False) -> bytes:
@@ -239,6 +258,7 @@ class Bridge:
     async def unary_stream(self, path: str, request: bytes, context: Context) -> AsyncIterator[bytes]:
         call, up, client_api, service, method = self._begin(path, context)
         call.add(Direction.REQUEST, request)
+        await self._fault(call, client_api, method, request, context)
         api = self.api_for(up.name) or client_api
         call.upstream_api = api
         if method == EVENTS and client_api == "v1" and await self._emulating(up, api):
@@ -289,6 +309,8 @@ class Bridge:
         call.caller = self._caller(context)
         call.attach(context)
         call.note("passed through: not a method the bridge knows")
+        if parts is not None:  # a CRI path (a newer method): the rules may name it
+            await self._fault(call, parts[0], parts[2], None, context)
 
         async def relayed() -> AsyncIterator[bytes]:
             async for item in requests:

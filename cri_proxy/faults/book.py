@@ -69,6 +69,7 @@ class FaultBook:
         self._entries: list[_Entry] = []
         self._watchers: list[Callable[[], None]] = []
         self.generation = 0  # moves at every replace(): what a caller cached of could_match() is stale
+        self.needs_body = False  # some rule needs body facts (set by replace())
         self.loaded_unix = clock()
         self.replace(rules)
 
@@ -78,6 +79,7 @@ class FaultBook:
         now = self._clock()
         self._entries = [old.get((r.name, r.definition)) or _Entry(r, now) for r in rules]
         self.generation += 1
+        self.needs_body = any(e.rule.needs_body for e in self._entries)
         if not old:
             self.loaded_unix = now
         for watcher in self._watchers:

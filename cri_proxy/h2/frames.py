@@ -109,6 +109,16 @@ class FrameWalker:
         walker.walked, walker.control = self.walked, self.control
         return walker
 
+    def carried(self) -> bytes:
+        """For feed() with `raw`: the bytes so far of the frame the last chunk cut (none at a
+        boundary), handed back and forgotten, for the caller to walk on from that frame's
+        start some other way (proxy.firstcall, going back to relaying chunks)."""
+        data = bytes(self._buf) + b"".join(self._parts)
+        self._buf, self._parts, self._have = bytearray(), [], 0
+        self.walked -= len(data)  # they are walked again
+        self.at_boundary = True
+        return data
+
     def track(self, chunk: bytes, streams: set[int], from_client: bool) -> None:
         """The relay's hottest path: follow frame headers and keep `streams` (the open calls)
         and `in_block` (between a HEADERS frame and its last CONTINUATION) up to date.

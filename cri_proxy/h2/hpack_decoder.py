@@ -224,7 +224,13 @@ class Decoder:
                     index, pos = read_integer(data, pos, 0x7F)
                     entry = self._get(index)
             elif first & 0x40:  # literal with incremental indexing (§6.2.1)
-                entry, pos = self._literal(data, pos, 0x3F)
+                index = first & 0x3F
+                if 0 < index < 0x3F:  # an indexed name (a grpc-go client's every new grpc-timeout), inline
+                    (name, _), name_len, _ = static[index - 1] if index <= 61 else self._get(index)
+                    raw, pos = _string(data, pos + 1)
+                    entry = ((name, self._text(raw, name)), name_len, ENTRY_OVERHEAD + name_len + len(raw))
+                else:
+                    entry, pos = self._literal(data, pos, 0x3F)
                 self._add(entry)
             elif first & 0x20:  # dynamic table size update (§6.3)
                 if headers:

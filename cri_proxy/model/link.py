@@ -330,7 +330,7 @@ class Reader:
             del buf[:pos]
 
 
-def messages(buf: bytes | bytearray, pos: int = 0) -> Iterator[tuple[int, int, int]]:
+def messages(buf: bytes | bytearray | memoryview, pos: int = 0) -> Iterator[tuple[int, int, int]]:
     """The whole messages in `buf` from `pos` on, in order: (kind, start, stop) of each body."""
     end = len(buf)
     while pos + 5 <= end:

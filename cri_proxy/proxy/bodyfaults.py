@@ -13,7 +13,7 @@ by then but not the whole message, so a unary handler has not started:
 - an error, a hang until the deadline, a close: RST_STREAM towards the runtime, the dropped
   frame's connection window given back to the client, then the action as faultwire applies it.
 The answers of the few methods that teach the table (RunPodSandbox, CreateContainer, the
-relists, Remove*) are read on their way to the client (cri_proxy.proxy.responses hands their
+relists, PodSandboxStatus, ContainerStatus, Remove*) are read on their way to the client (cri_proxy.proxy.responses hands their
 DATA here); the bytes go on untouched. With no such rule loaded nothing is read at all.
 """
 
@@ -29,15 +29,13 @@ from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.podfacts import (
-    FORGETS,
-    REPLIES,
-    FactTable,
     Facts,
+    FactTable,
     carries_facts,
     learns,
     learns_with_request,
-    reply_records,
-    request_facts,
+    readable_facts,
+    with_pod,
 )
 from cri_proxy.proxy.seams import TranslatedRoute
 
@@ -95,14 +93,8 @@ class BodyFaults:
     def settle(self, faults: ConnectionFaults, translator: _Translator, frame: h2.Frame, call: CallPath,
                message: bytes | None) -> bool:
         """The request's message is complete in `frame`: decide; True when the frame was taken."""
-        try:
-            found = request_facts(call.method, message) if message is not None else {}
-        except WireError:
-            found = {}  # not protobuf: no facts, and the runtime judges the message
-        facts = self.table.resolve(found)
-        decision = self.book.decide(CallFacts(call.method, call.api, self.client, namespace=facts.get("namespace"),
-                                              pod=facts.get("pod"), container=facts.get("container"),
-                                              image=facts.get("image")))
+        facts = self.table.resolve(readable_facts(call.method, message))
+        decision = self.book.decide(with_pod(CallFacts(call.method, call.api, self.client), facts))
         action = None if decision is None else decision.action
         sid = frame.stream_id
         if decision is None or action is not None and (action.kind == "delay" or action.hang_s is not None):
@@ -150,7 +142,7 @@ class BodyFaults:
         if data[0] or size > MAX_READ:
             return  # compressed, or too large: nothing learned
         try:
-            self._learn(reading, bytes(memoryview(data)[5:5 + size]))
+            self.table.answer(reading.method, reading.facts, bytes(memoryview(data)[5:5 + size]))
         except WireError:
             pass  # the runtime's answer is not protobuf: the client will say so, the table learns nothing
 
@@ -158,17 +150,3 @@ class BodyFaults:
         """The answer's stream ended (trailers, END_STREAM, RST_STREAM) before a message was read."""
         self.replies.pop(stream_id, None)
 
-    def _learn(self, reading: _Reading, message: bytes) -> None:
-        kind = FORGETS.get(reading.method)
-        if kind is not None:
-            ident = reading.facts.get(kind)
-            if ident:
-                self.table.forget(kind, ident)
-            return
-        if REPLIES[reading.method][0]:  # a relist: each item stands alone
-            if self.table.new_relist(reading.method, message):
-                for record in reply_records(reading.method, message):
-                    self.table.learn(record)
-        else:  # a new id: the request said the rest
-            for record in reply_records(reading.method, message):
-                self.table.learn({**reading.facts, **record})

@@ -183,7 +183,7 @@ class Connection:
         """
         if self._closing or end is not self._target:
             if end.transport is not None:
-                end.transport.close()  # a socket this connection left (proxy.routing) or no longer needs
+                end.transport.close()  # a socket this connection left (proxy.firstcall) or no longer needs
             return
         self.upstream, self._target = end, None
         self.upstream_path = self._target_path
@@ -196,7 +196,7 @@ class Connection:
 
     def leave_upstream(self, first: bytes) -> None:
         """Let the current upstream (or the one being connected) go: from now on what is sent
-        upstream is held, after `first`, for the next connect_upstream (proxy.routing)."""
+        upstream is held, after `first`, for the next connect_upstream (proxy.firstcall)."""
         old, self.upstream, self._target = self.upstream, None, None
         if old is not None and old.transport is not None:
             old.transport.close()
@@ -280,7 +280,7 @@ class Connection:
     # Upstream side -----------------------------------------------------------------------
     def from_upstream(self, end: End, data: bytes) -> None:
         if end is not self.upstream:
-            return  # an upstream this connection left (proxy.routing)
+            return  # an upstream this connection left (proxy.firstcall)
         self.send_client(data)
         boundary = self.s2c.at_boundary
         self.s2c.track(data, self.open_streams, False)

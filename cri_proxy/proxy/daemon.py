@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from cri_proxy.model.endpoints import as_endpoint
 from cri_proxy.model.errors import ConfigError, SocketInUseError
+from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
 from cri_proxy.proxy.notify import Notifier
 from cri_proxy.proxy.peer import PeerCred, bridged_connection
@@ -248,19 +249,36 @@ class LazyBridge:
             if self.bridge is not None:
                 return
             from cri_proxy.bridge import Bridge
+            from cri_proxy.bridge.faults import BridgeFaults
 
             log.info("a client needs CRI translation: starting the bridge")
+            policy = None if self.server is None else self.server.translation
+            faults = (None if policy is None or policy.faults is None
+                      else BridgeFaults(policy.faults, policy.pod_facts, self.close_client))
             bridge = Bridge(self.path, self.config.runtime, self.config.image, apis=self.prober,
-                            sink=self.recorder, options=self.config.translation, callers=self.caller)
+                            sink=self.recorder, options=self.config.translation, callers=self.caller,
+                            faults=faults)
             await bridge.start()
             self.bridge = bridge
 
     def caller(self, peer: str) -> PeerCred | None:
         """The client of the relayed connection a bridged call came through (peer.bridge_address)."""
+        conn = self._connection(peer)
+        return None if conn is None else conn.peer
+
+    def close_client(self, peer: str, reason: str) -> bool:
+        """A fault rule's close on a bridged call: its relayed connection fails (GOAWAY); False if none."""
+        conn = self._connection(peer)
+        if conn is None:
+            return False
+        conn.fail(faultwire.NO_ERROR, reason)
+        return True
+
+    def _connection(self, peer: str) -> Connection | None:
         conn_id = bridged_connection(peer)
         if conn_id is None or self.server is None:
             return None
-        return next((conn.peer for conn in self.server.connections if conn.id == conn_id), None)
+        return next((conn for conn in self.server.connections if conn.id == conn_id), None)
 
     async def stop(self) -> None:
         if self.bridge is not None:

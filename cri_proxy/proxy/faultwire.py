@@ -98,6 +98,28 @@ class Unread:
                 conn.drain()
 
 
+class RuleCache(Protocol):
+    """What a connection made of the rules for its calls (proxy.translate's blocks that pass)."""
+
+    def rules_changed(self) -> None: ...
+
+
+class RuleCaches:
+    """The connections that keep what they made of the rules: told when the rules change (one
+    watcher of the book for all of them, which forgets a connection once it is gone)."""
+
+    def __init__(self, book: FaultBook) -> None:
+        self.holders: weakref.WeakSet[RuleCache] = weakref.WeakSet()
+        book.watch(self._rules_changed)
+
+    def add(self, holder: RuleCache) -> None:
+        self.holders.add(holder)
+
+    def _rules_changed(self) -> None:
+        for holder in list(self.holders):
+            holder.rules_changed()
+
+
 def reload(book: FaultBook, path: pathlib.Path) -> bool:
     """SIGHUP: the file's rules replace the book's; a bad file keeps the old rules, one line a problem."""
     try:
@@ -144,7 +166,9 @@ class ConnectionFaults:
         self.possible: dict[tuple[str, str | None], bool] = {}
         self.generation = book.generation
 
-    def decide(self, call: CallPath) -> Decision | None:
+    def could_match(self, call: CallPath) -> bool:
+        """Whether some rule could take `call` from its headers (FaultBook.could_match, kept per
+        method and api: the client is the connection's) until the rules change."""
         book = self.book
         if self.generation != book.generation:
             self.possible.clear()
@@ -153,7 +177,12 @@ class ConnectionFaults:
         possible = self.possible.get(key)
         if possible is None:
             possible = self.possible[key] = book.could_match(CallFacts(call.method, call.api, self.client))
-        return book.decide(CallFacts(call.method, call.api, self.client)) if possible else None
+        return possible
+
+    def decide(self, call: CallPath) -> Decision | None:
+        if not self.could_match(call):
+            return None
+        return self.book.decide(CallFacts(call.method, call.api, self.client))
 
     def apply(self, stream_id: int, decision: Decision, translator: _Answering) -> bool:
         """Inject a decision that is not a delay; False for a delay (the caller forwards the

@@ -11,7 +11,7 @@ where it is shorter), so `MAX_BLOCK`, 16 MiB encoded, refuses no block the runti
 take, and bounds what one connection can make the relay hold.
 
 Before its first request a connection's other frames are held too, to be replayed should
-the connection move (proxy.routing). A client needs a handful of them (its SETTINGS, a
+the connection move (proxy.firstcall). A client needs a handful of them (its SETTINGS, a
 WINDOW_UPDATE, perhaps a PING and the acknowledgement of the server's SETTINGS); `Early`
 bounds them at `MAX_EARLY_FRAMES` frames and `MAX_EARLY_BYTES` bytes, and a client that
 sends more (a SETTINGS or PING flood) is answered as grpc-go answers a ping flood: GOAWAY

@@ -5,9 +5,11 @@ requests carry those (RunPodSandbox, CreateContainer, PullImage); most name only
 (StopPodSandbox's pod_sandbox_id, StartContainer's container_id). The relay reads the facts
 from the protobuf wire format, where cri_proxy.proxy.podfields (generated from the schema)
 says they sit, and keeps an id -> facts table (`FactTable`) fed by what passes:
-RunPodSandbox and CreateContainer answers (the new id, with the request's facts), and the
+RunPodSandbox and CreateContainer answers (the new id, with the request's facts), the
 kubelet's relists (ListPodSandbox, ListContainers: id, metadata and image of everything that
-runs), which also teach a restarted proxy what it missed. A Remove* answer forgets its id.
+runs) and its PodSandboxStatus and ContainerStatus answers (one pod's or container's id,
+metadata and image), which also teach a proxy started after the pods what it missed: a
+kubelet asks both of every pod it finds after its own restart. A Remove* answer forgets its id.
 The table is bounded: past its size the id learned longest ago goes first, and the next
 relist brings it back if it still runs. A relist the same as the last one read, with nothing
 forgotten since, is not parsed again.
@@ -15,9 +17,11 @@ forgotten since, is not parsed again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Final
 
+from cri_proxy.faults.book import CallFacts
 from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.podfields import REPLIES, REQUESTS, Tree
 
@@ -41,7 +45,7 @@ def learns(method: str) -> bool:
 
 def learns_with_request(method: str) -> bool:
     """Whether what the answer to `method` teaches needs its request too (RunPodSandbox's pod,
-    RemoveContainer's id), unlike a relist, whose answer says it all."""
+    RemoveContainer's id), unlike a relist or a *Status answer, which says it all."""
     return method in FORGETS or method in REPLIES and not REPLIES[method][0]
 
 
@@ -105,6 +109,22 @@ def request_facts(method: str, message: bytes) -> Facts:
     return read(tree, message, {}) if tree is not None else {}
 
 
+def readable_facts(method: str, message: bytes | None) -> Facts:
+    """`request_facts`, or none when the message is not whole or not protobuf (the runtime judges it)."""
+    if message is None:
+        return {}
+    try:
+        return request_facts(method, message)
+    except WireError:
+        return {}
+
+
+def with_pod(facts: CallFacts, found: Facts) -> CallFacts:
+    """`facts` with the pod facts `found` (a request's, resolved through the table) added."""
+    return dataclasses.replace(facts, namespace=found.get("namespace"), pod=found.get("pod"),
+                               container=found.get("container"), image=found.get("image"))
+
+
 def reply_records(method: str, message: bytes) -> list[Facts]:
     """The records an answer of `method` holds: one, or one per item of a relist."""
     items, tree = REPLIES[method]
@@ -122,10 +142,28 @@ class FactTable:
         self.containers: dict[str, Facts] = {}  # id -> container, image, sandbox_id (and pod, namespace if told)
         self.limits = (max_sandboxes, max_containers)
         self.forgotten = 0  # ids forgotten or dropped so far: a relist read before may teach them again
-        self.relists: dict[str, tuple[bytes, int]] = {}  # method -> its last relist read, and `forgotten` then
+        # method -> its last relist (or *Status answer) read, and `forgotten` then
+        self.relists: dict[str, tuple[bytes, int]] = {}
+
+    def answer(self, method: str, facts: Facts, message: bytes) -> None:
+        """What the answer `message` to a call of `method` teaches; `facts` are its request's.
+        WireError when the answer is not protobuf (the table then learns nothing)."""
+        kind = FORGETS.get(method)
+        if kind is not None:
+            ident = facts.get(kind)
+            if ident:
+                self.forget(kind, ident)
+            return
+        if REPLIES[method][0]:  # a relist or a *Status answer: each record stands alone
+            if self.new_relist(method, message):
+                for record in reply_records(method, message):
+                    self.learn(record)
+        else:  # a new id: the request said the rest
+            for record in reply_records(method, message):
+                self.learn({**facts, **record})
 
     def new_relist(self, method: str, message: bytes) -> bool:
-        """False when `message` is the relist of `method` read last, with nothing forgotten since:
+        """False when `message` is the answer of `method` read last, with nothing forgotten since:
         it has nothing to teach (the kubelet relists every second, mostly the same answer)."""
         if self.relists.get(method) == (message, self.forgotten):
             return False

@@ -3,7 +3,7 @@ recorder's controls, all speaking to the child over one socketpair (model.link).
 
 The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
 and one `sendmsg` per event-loop turn; the child reads it all at once into its own backlog
-(recorder.spool). What it has not taken yet waits in the outbox, up to half of
+(recorder.spool). What it has not taken yet waits in the outbox, up to a quarter of
 `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
 connection's calls are recorded as unparsed), the episode counted and logged.
 

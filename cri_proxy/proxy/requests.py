@@ -11,8 +11,11 @@ WINDOW_UPDATE frame that passes. What is taken out of the run:
   the runtime's credit back: handed whole to the translator;
 - any frame of a stream the proxy answered itself: dropped, its DATA's connection window
   given back to the client.
-Everything bound for the runtime from one chunk leaves in one write (the route's `batch`),
-in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
+On a connection read only for fault rules, a chunk of nothing but DATA, WINDOW_UPDATE,
+SETTINGS, PING and header blocks the translator has let pass before with nothing to decide
+(its `passing`: same bytes, same client table, same rules) goes on whole, as on the plain
+relay, the translator not asked (`_passes`). Everything bound for the runtime from one chunk
+leaves in one write (the route's `batch`), in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
 follows the client's encoder. The framing rules routing enforces (cri_proxy.proxy.headerblock)
 hold here too: a breach ends the connection with GOAWAY.
 """
@@ -23,10 +26,18 @@ import struct
 from typing import Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.frames import (
+    DATA,
+    FLAG_END_HEADERS,
+    HEADERS,
+    PING,
+    SETTINGS,
+    WINDOW_UPDATE,
+)
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
 from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
+from cri_proxy.proxy.responses import STREAM_MASK, chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
-
 
 _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
@@ -56,6 +67,12 @@ class RequestRelay:
     def from_client(self, data: bytes) -> None:
         conn, route = self.conn, self.route
         boundary = self.at_boundary
+        if self.translator.passing and self.mode == PASS and not self.head and self._passes(data):
+            conn.send_upstream(data)
+            if conn.tap is not None:
+                conn.feed_tap(True, data, boundary)
+                self.translator.show_tap()  # notes of a delayed call released since
+            return
         batch: list[bytes] = []
         route.batch = batch
         try:
@@ -76,6 +93,47 @@ class RequestRelay:
             if route.answers:
                 answers, route.answers = b"".join(route.answers), []
                 conn.feed_tap(False, answers, True)
+
+    def _passes(self, data: bytes) -> bool:
+        """Whether the chunk goes on whole with nothing to decide, as on a plain relay: only DATA,
+        WINDOW_UPDATE, SETTINGS and PING frames and blocks the translator let pass before
+        (its `passing`), in one frame each and opening new streams. If so, its frames are
+        counted here as _feed would; if not, nothing was changed and _feed takes the chunk."""
+        translator = self.translator
+        if translator.checking or translator.held or translator.owed:
+            return False
+        end = len(data)
+        pos = self.skip
+        if pos >= end:
+            return False  # within one frame's payload: _feed's first test
+        passing, hijacked = translator.passing, self.route.hijacked
+        last = translator.last_stream
+        opened: list[int] = []
+        while pos + 9 <= end:
+            high, low, kind, flags, sid = _HEADER(data, pos)
+            nxt = pos + 9 + (high << 16 | low)
+            if kind == DATA or kind == WINDOW_UPDATE:
+                if hijacked and sid & STREAM_MASK in hijacked:
+                    return False
+            elif kind == HEADERS:
+                if nxt > end or flags & _WHOLE_MASK != FLAG_END_HEADERS or data[pos + 9:nxt] not in passing:
+                    return False
+                sid &= STREAM_MASK
+                if sid <= last:
+                    return False
+                last = sid
+                opened.append(sid)
+            elif kind != SETTINGS and kind != PING:
+                return False
+            pos = nxt
+        if pos < end:
+            return False  # a frame header cut short: _feed keeps it for the next chunk
+        if opened:
+            self.conn.open_streams.update(opened)
+            translator.last_stream = last
+        self.skip = pos - end
+        self.at_boundary = not self.skip
+        return True
 
     def _feed(self, data: bytes, out: list[bytes]) -> None:
         if self.head:
@@ -134,13 +192,7 @@ class RequestRelay:
             pos = nxt
             if pos <= end:
                 self._complete()
-        if pos > end:
-            self.skip = pos - end
-            stop = end
-        else:
-            stop = pos
-            if pos < end:
-                self.head = data[pos:]
+        self.skip, stop, self.head = chunk_tail(data, pos)
         if keep < stop:
             out.append(data[keep:stop])
         self.at_boundary = not self.skip

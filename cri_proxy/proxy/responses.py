@@ -24,6 +24,15 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.frames import (
+    CONTINUATION,
+    DATA,
+    FLAG_END_HEADERS,
+    FLAG_END_STREAM,
+    HEADERS,
+    RST_STREAM,
+    SETTINGS,
+)
 
 if TYPE_CHECKING:
     from cri_proxy.proxy.bodyfaults import BodyFaults
@@ -31,6 +40,17 @@ if TYPE_CHECKING:
 
 _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 _BLOCK: Final = frozenset({h2.HEADERS, h2.CONTINUATION})
+STREAM_MASK: Final = 0x7FFFFFFF  # a frame header's stream id, without the reserved bit
+
+
+def chunk_tail(data: bytes, pos: int) -> tuple[int, int, bytes]:
+    """Where a walk of the chunk `data` that stopped at `pos` (the next frame's start) leaves off,
+    for both sides' walkers: the current frame's payload bytes still to come, where the bytes
+    that may go on now end, and a frame header cut short (kept for the next chunk)."""
+    end = len(data)
+    if pos > end:
+        return pos - end, end, b""
+    return 0, pos, data[pos:] if pos < end else b""
 
 
 class ResponseRelay:
@@ -94,21 +114,22 @@ class ResponseRelay:
         hijacked, streams = self.hijacked, self.conn.open_streams
         while pos + 9 <= end:
             high, low, kind, flags, sid = _HEADER(data, pos)
-            length = high << 16 | low
-            sid &= 0x7FFFFFFF
-            start, nxt = pos, pos + 9 + length
-            if nxt <= end and kind != h2.SETTINGS and not (sid and sid in hijacked) and not watched:
+            nxt = pos + 9 + (high << 16 | low)
+            if nxt <= end and kind != SETTINGS and not watched and not (hijacked and sid & STREAM_MASK in hijacked):
                 pos = nxt  # a whole frame that goes on, most of them: what it changes (as _done), at once
-                if kind == h2.DATA:
-                    if flags & h2.FLAG_END_STREAM:
-                        streams.discard(sid)
-                elif kind == h2.HEADERS or kind == h2.CONTINUATION:
-                    self.in_block = not flags & h2.FLAG_END_HEADERS
-                    if kind == h2.HEADERS and flags & h2.FLAG_END_STREAM:
-                        streams.discard(sid)
-                elif kind == h2.RST_STREAM:
-                    streams.discard(sid)
+                if kind == DATA:
+                    if flags & FLAG_END_STREAM:
+                        streams.discard(sid & STREAM_MASK)
+                elif kind == HEADERS or kind == CONTINUATION:
+                    self.in_block = not flags & FLAG_END_HEADERS
+                    if flags & FLAG_END_STREAM and kind == HEADERS:
+                        streams.discard(sid & STREAM_MASK)
+                elif kind == RST_STREAM:
+                    streams.discard(sid & STREAM_MASK)
                 continue
+            length = high << 16 | low
+            sid &= STREAM_MASK
+            start = pos
             self.pending = (kind, flags, sid)
             self.drop = bool(sid) and sid in self.hijacked and kind not in _BLOCK
             if self.drop:
@@ -123,13 +144,7 @@ class ResponseRelay:
             pos = nxt
             if pos <= end:
                 self._done()
-        if pos > end:
-            self.skip = pos - end
-            stop = end
-        else:
-            stop = pos
-            if pos < end:
-                self.head = data[pos:]  # a header cut short: it goes once it is whole
+        self.skip, stop, self.head = chunk_tail(data, pos)  # a header cut short goes once it is whole
         if parts is None:
             return data if stop == end else data[:stop]
         if keep < stop:

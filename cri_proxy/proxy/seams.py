@@ -1,5 +1,5 @@
 """What a translating connection's parts need of each other, as protocols: the route
-(proxy.routing.FirstCallRoute) as the translator sees it, and the translator
+(proxy.firstcall.FirstCallRoute) as the translator sees it, and the translator
 (proxy.translate.Translator) as the request relay sees it.
 
 Routing creates the translator, and the translator and the request relay drive the route
@@ -56,6 +56,8 @@ class RequestTranslator(Protocol):
     checking: dict[int, Any]  # streams whose completing DATA frame is held for a body check
     owed: int  # DATA bytes the proxy answered with, kept from the runtime's next credit
     held: dict[int, Any]  # streams whose DATA a fault rule's delay holds (proxy.faultwire)
+    passing: set[bytes]  # header blocks that go on as they are with nothing to decide
+    last_stream: int  # the highest stream a request block opened
 
     def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool: ...
 

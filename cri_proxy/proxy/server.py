@@ -17,8 +17,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from cri_proxy.proxy.connection import Connection, Route
+from cri_proxy.proxy.firstcall import FirstCallRoute
 from cri_proxy.proxy.prober import VersionProber
-from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, FirstCallRoute, Upstreams
+from cri_proxy.proxy.routing import BridgeRoute, DirectRoute, Upstreams
 from cri_proxy.proxy.tap import Tap
 from cri_proxy.proxy.translate import TranslationPolicy
 

@@ -36,7 +36,7 @@ class ConnectionTap(Protocol):
         """Bytes the upstream sent (already forwarded to the client); `boundary` as above."""
 
     def upstream_changed(self, upstream: str) -> None:
-        """The connection was routed to another upstream (see proxy.routing)."""
+        """The connection was routed to another upstream (see proxy.firstcall)."""
 
     def call_noted(self, stream_id: int, upstream_api: str | None, notes: list[str]) -> None:
         """What the relay did to a call (proxy.translate), told after the tap saw its request:

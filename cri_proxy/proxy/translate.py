@@ -11,9 +11,11 @@ every later block of the connection is re-encoded too.
 With --faults, a connection that needs no translation goes through here too (the identity
 path), and its blocks go on as the client sent them: each is decoded with the client's
 context only to learn the call for the rules, and the runtime's table keeps following the
-client's. The first block the runtime will not see as the client sent it (an answer, a hang,
-a close or a dropped trailer; a delay holds only DATA, so it does not count) switches the
-connection to re-encoding: the encoder's first block empties the runtime's table (a size
+client's. A block that decoded without moving the client's table to a call no rule can take
+(or read) is kept as such (`passing`) until the table or the rules change, and the request
+relay then passes it with the chunk, unread. The first block the runtime will not see as
+the client sent it (an answer, a hang, a close or a dropped trailer; a delay holds only
+DATA, so it does not count) switches the connection to re-encoding: the encoder's first block empties the runtime's table (a size
 update to 0, then back), and the two tables are in step again from there.
 
 Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answers): a
@@ -84,11 +86,13 @@ class TranslationPolicy:
     faults: FaultBook | None = None  # --faults: a CRI connection some rule could take is read, translated or not
     pod_facts: FactTable = field(default_factory=FactTable)  # what fault rules on pods know of ids
     unread: faultwire.Unread | None = field(init=False, default=None)  # connections no rule can take
+    caches: faultwire.RuleCaches | None = field(init=False, default=None)  # translators' `passing` blocks
 
     def __post_init__(self) -> None:
         hpack_decoder.warm()  # made once at start: the first translated call does not wait for it
         if self.faults is not None:
             object.__setattr__(self, "unread", faultwire.Unread(self.faults))
+            object.__setattr__(self, "caches", faultwire.RuleCaches(self.faults))
 
 
 def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:
@@ -137,6 +141,13 @@ class Translator:
         self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
         self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
         self.known_at = -1
+        # Blocks that go on as the client sent them with nothing to decide: while the client's
+        # table stays as it is and the rules are the same, such a block is a call no rule can
+        # take or read, and the request relay passes a chunk of only these and DATA unwalked by
+        # the translator (cri_proxy.proxy.requests). Emptied when the table or the rules change.
+        self.passing: set[bytes] = set()
+        if policy.caches is not None:
+            policy.caches.add(self)
         self.checking: dict[int, bodycheck.Pending] = {}
         self.owed = 0  # DATA bytes the proxy sent the client, to keep from the runtime's credit
         self.notes: list[tuple[int, list[str]]] = []  # for the tap, once it has seen the request
@@ -222,10 +233,14 @@ class Translator:
         them: decoded only for the fault rules, and passed on unless a rule takes its call."""
         decoder, faults = self.decoder, self.faults
         call = self.known.get(fragment) if decoder.generation == self.known_at and not decoder.must_resize else None
+        steady = call is not None  # decoding this block leaves the client's table as it was
         if call is None:
             generation = decoder.generation
             call = parse_path(_path(decoder.decode(fragment)))  # HPACKDecodingError: the caller fails the connection
-            if decoder.generation == generation and stream_id > self.last_stream:
+            steady = decoder.generation == generation
+            if not steady:
+                self.passing.clear()  # decoded against the table as it was: not as it is now
+            elif stream_id > self.last_stream:
                 if self.known_at != generation:  # what was made of blocks before holds no longer
                     self.known.clear()
                     self.known_at = generation
@@ -238,7 +253,7 @@ class Translator:
             return True
         self.last_stream = stream_id
         if call.api is None:
-            return self._pass(stream_id)  # not CRI
+            return self._pass(stream_id, fragment if steady else None)  # not CRI
         if call.api == self.client_api:
             service = self.route.up.service_of(call.path)
             if service != self.route.service:
@@ -250,8 +265,11 @@ class Translator:
                 # a refusal then resets the stream the runtime has the headers of, as sent
                 self.checking[stream_id] = bodycheck.Pending(call.path, False, call)
                 return self._pass(stream_id)
-        decision = None if faults is None else faults.decide(call)  # the other CRI version's calls too
-        if decision is None or faults is None:
+        if faults is None or not faults.could_match(call):  # the other CRI version's calls too
+            nothing = steady and (faults is None or not faults.book.needs_body)
+            return self._pass(stream_id, fragment if nothing else None)
+        decision = faults.decide(call)
+        if decision is None:
             return self._pass(stream_id)
         if faults.apply(stream_id, decision, self):
             self._diverge()  # answered, hung or closed: the runtime never sees the block
@@ -260,9 +278,16 @@ class Translator:
         self._send(stream_id, fragment, False)  # the same block, its END_STREAM given with the held DATA
         return False
 
-    def _pass(self, stream_id: int) -> bool:
+    def _pass(self, stream_id: int, passing: bytes | None = None) -> bool:
+        """The block goes on as it is; `passing`, when given, will again with nothing to decide."""
         self.conn.open_streams.add(stream_id)
+        if passing is not None and len(passing) <= 1024 and len(self.passing) < 64:
+            self.passing.add(passing)
         return True
+
+    def rules_changed(self) -> None:
+        """The fault rules changed (faultwire.RuleCaches): blocks are decided again."""
+        self.passing.clear()
 
     def _diverge(self) -> None:
         """The runtime's HPACK table stops following the client's: from the next block on, every
@@ -271,6 +296,7 @@ class Translator:
         if self.rewriting:
             return
         self.rewriting = True
+        self.passing.clear()
         log.debug("conn %d: a request was taken out of the stream: its request headers are re-encoded "
                   "from here on", self.conn.id)
         self.encoder.empty_peer()
@@ -381,6 +407,7 @@ class Translator:
     def client_table_allowed(self, size: int) -> None:
         """The client acknowledged the runtime's table size: its encoder obeys from its next block."""
         self.decoder.max_allowed_table_size = size
+        self.passing.clear()  # the client's next block must resize its table: decoded, not passed
 
     def runtime_table(self, size: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks

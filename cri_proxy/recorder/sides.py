@@ -19,7 +19,8 @@ from typing import Protocol
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.table_size import TableSizeLimit
 from cri_proxy.model.call import Metadata
-from cri_proxy.recorder.wire import split_headers
+from cri_proxy.model.cri import parse_path
+from cri_proxy.recorder.wire import Status, cap_metadata, header_text, read_status, split_headers
 
 Split = tuple[dict[str, str], Metadata, int]
 
@@ -29,6 +30,23 @@ MAX_SPLITS = 16
 _PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
 
 
+class HeaderFacts:
+    """What the tap takes from one decoded header list, worked out once (`Side.facts`) and
+    shared by every call the list stands for: never modified."""
+
+    __slots__ = ("split", "pseudo", "metadata", "size", "whole", "path", "api", "status", "http_note")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        self.split: Split = split_headers(headers)
+        self.pseudo, self.metadata, self.size = self.split
+        self.whole = cap_metadata(self.metadata, "", self.size)[1] is None  # within the caps: kept as it is
+        self.path = self.pseudo.get(":path", "")
+        self.api = parse_path(self.path).api
+        self.status: Status = read_status(self.metadata)  # what trailers of these fields say
+        status = self.pseudo.get(":status")
+        self.http_note = f"HTTP status {status}" if status is not None and status != "200" else None
+
+
 class HeaderDecoder(Protocol):
     max_allowed_table_size: int
 
@@ -36,9 +54,33 @@ class HeaderDecoder(Protocol):
         """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
 
 
+class ReferenceDecoder:
+    """`hpack.Decoder` (the python-hyper reference), for comparison and benchmarks."""
+
+    def __init__(self) -> None:
+        from hpack import Decoder
+
+        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
+
+    @property
+    def max_allowed_table_size(self) -> int:
+        return int(self._decoder.max_allowed_table_size)
+
+    @max_allowed_table_size.setter
+    def max_allowed_table_size(self, value: int) -> None:
+        self._decoder.max_allowed_table_size = value
+
+    def decode(self, data: bytes) -> list[tuple[str, str]]:
+        fields = []
+        for raw_name, raw_value in self._decoder.decode(data, raw=True):
+            name = header_text(bytes(raw_name), None)
+            fields.append((name, header_text(bytes(raw_value), name)))
+        return fields
+
+
 class Side:
     __slots__ = ("name", "decoder", "lost", "in_block", "block", "block_error", "block_stream", "block_end",
-                 "limit", "_splits")
+                 "limit", "_facts")
 
     def __init__(self, name: str, decoder: HeaderDecoder) -> None:
         self.name = name
@@ -50,20 +92,25 @@ class Side:
         self.block_stream = 0
         self.block_end = False  # the block's HEADERS frame carried END_STREAM
         self.limit = TableSizeLimit()  # the table size the peer allows, acknowledged or in flight
-        self._splits: dict[int, tuple[list[tuple[str, str]], Split]] = {}
+        self._facts: dict[int, tuple[list[tuple[str, str]], HeaderFacts]] = {}
 
-    def split(self, headers: list[tuple[str, str]]) -> Split:
-        """`wire.split_headers` of a decoded block, worked out once per list: the decoder hands
-        back the very list it gave before for a block it has seen (a server's every response
-        and trailers), so such a list is split once. The results are shared: never modified."""
-        known = self._splits.get(id(headers))
+    def facts(self, headers: list[tuple[str, str]]) -> HeaderFacts:
+        """`HeaderFacts` of a decoded block, worked out once per list: the decoder hands back
+        the very list it gave before for a block it has seen (a server's every response and
+        trailers, a client's every request of a kind), so such a list is read once. The
+        results are shared: never modified."""
+        known = self._facts.get(id(headers))
         if known is not None and known[0] is headers:
             return known[1]
-        result = split_headers(headers)
-        if len(self._splits) >= MAX_SPLITS:
-            self._splits.clear()
-        self._splits[id(headers)] = (headers, result)  # the list kept alive: its id stays its own
-        return result
+        facts = HeaderFacts(headers)
+        if len(self._facts) >= MAX_SPLITS:
+            self._facts.clear()
+        self._facts[id(headers)] = (headers, facts)  # the list kept alive: its id stays its own
+        return facts
+
+    def split(self, headers: list[tuple[str, str]]) -> Split:
+        """`wire.split_headers` of a decoded block, once per list (`facts`)."""
+        return self.facts(headers).split
 
     # Header blocks ---------------------------------------------------------------------
     def headers(self, frame: h2.Frame) -> bytes | None:

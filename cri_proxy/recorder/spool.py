@@ -8,78 +8,212 @@ handled block by block, at the relay's timestamps, however late. The proxy keeps
 this process has not read yet, and should the proxy be killed, what waits here is still
 recorded (the recorder records everything it has received before it stops).
 
-`limit` bounds it in bytes (large bodies count fully; with the writer's queue,
---queue-mb): at the limit the recorder stops
-reading, and the proxy holds the rest (see proxy.recorder_out) until it drops bytes. The
-recorder skims long before that (recorder.behind).
+Only the first `MEMORY_BYTES` wait in memory. Past that, with a spill file (an unlinked
+temporary file beside the database, see `spill_file`), later bytes are appended to the file
+and read back in order once the memory's blocks are handled: a flood of 1 MB replies then
+costs the page cache, which the kernel writes back and reclaims under pressure, rather than
+this process's resident memory (issue 16: 64 MB of backlog was most of the recorder's peak).
+The file is emptied (truncated) each time it has been read to its end, so it takes disk
+space only while the recorder is behind, up to `limit`. Should writing it fail (a full
+disk), the bytes stay in memory instead, in order, and the file is no longer used.
+
+`limit` bounds it in bytes, memory and file together (large bodies count fully; with the
+writer's queue, --queue-mb): at the limit the recorder stops reading, and the proxy holds
+the rest (see proxy.recorder_out) until it drops bytes. The recorder skims long before that
+(recorder.behind).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import socket
+import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable
 
 from cri_proxy.model.link import LENGTH, messages
 
+log = logging.getLogger(__name__)
+
 Handler = Callable[[int, memoryview, int, int], None]
 
 READ_SIZE = 64 << 10  # a block: a few hundred small calls, then the socket is read again
+MEMORY_BYTES = 4 << 20  # the backlog kept in memory; the rest goes to the spill file
+READ_BACK = 1 << 20  # a block read back from the file: few messages cut between two blocks
+SPILL_READ = 4 << 20  # one recv into the spill buffer (one write to the file): the socket's buffer
+
+
+def spill_file(directory: str | None) -> int | None:
+    """An unlinked temporary file in `directory` (O_TMPFILE: it never has a name, so nothing
+    is left behind however this process ends), as a file descriptor; None when there is no
+    directory or the file cannot be made there (the backlog then stays in memory)."""
+    if directory is None:
+        return None
+    try:
+        try:
+            return os.open(directory, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EISDIR, errno.EOPNOTSUPP):
+                raise
+            # A kernel or file system without O_TMPFILE: a name, unlinked at once.
+            fd, name = tempfile.mkstemp(dir=directory, prefix=".cri-proxy-spool-")
+            os.unlink(name)
+            return fd
+    except OSError as exc:
+        log.warning("cannot keep the recorder's backlog on disk in %s (%s): it stays in memory", directory,
+                    exc.strerror or exc)
+        return None
 
 
 class Spool:
-    """Blocks read from the socket, oldest first, and their size in bytes."""
+    """Blocks read from the socket, oldest first, and their size in bytes (memory and file).
 
-    __slots__ = ("blocks", "bytes", "_part")
+    One thread may read (`read`) while another handles (`handle_next`): the state they share
+    changes under `lock`, the socket and file calls happen outside it. Only the reading side
+    writes the file, and empties it (`tidy`) once the handling side has read it to its end.
+    """
 
-    def __init__(self) -> None:
-        self.blocks: deque[bytes] = deque()
+    __slots__ = ("_after", "_back", "_buffer", "_fd", "_head", "_part", "_tail", "_writable", "blocks", "bytes", "lock",
+                 "memory")
+
+    def __init__(self, fd: int | None = None, memory: int = MEMORY_BYTES) -> None:
+        """`fd`: the spill file (spill_file), owned from now on; None keeps it all in memory."""
+        self.blocks: deque[bytes] = deque()  # in memory, before what the file holds
         self.bytes = 0
+        self.memory = memory
+        self.lock = threading.Lock()
         self._part = bytearray()  # a message begun in a block already handled
+        self._fd = fd
+        self._writable = fd is not None  # False once a write to it failed (still read back)
+        self._head = self._tail = 0  # the file's unread bytes: [head, tail)
+        self._after: deque[bytes] = deque()  # in memory after the file's (it failed to take them)
+        self._buffer: bytearray | None = None  # the spill's recv buffer (the reading side's)
+        self._back: bytearray | None = None  # the file's read-back buffer (the handling side's)
 
     def __bool__(self) -> bool:
-        return bool(self.blocks)
+        return self.bytes > 0
+
+    @property
+    def spilled(self) -> int:
+        """Bytes waiting in the spill file."""
+        return self._tail - self._head
 
     def read(self, sock: socket.socket, limit: int) -> bool:
-        """Reads what the socket holds (a non-blocking one) while under `limit` bytes; False at
-        the end of the stream. OSError when the socket fails."""
-        blocks = self.blocks
-        while self.bytes < limit:
-            try:
-                data = sock.recv(READ_SIZE)
-            except BlockingIOError:
-                return True
-            if not data:
-                return False
-            blocks.append(data)
-            self.bytes += len(data)
+        """Reads what a non-blocking socket holds while under `limit` bytes; False at the end
+        of the stream. OSError when the socket fails."""
+        try:
+            while self.bytes < limit:
+                if not self.read_once(sock, limit):
+                    return False
+        except BlockingIOError:
+            pass
         return True
+
+    def read_once(self, sock: socket.socket, limit: int) -> int:
+        """One read of up to a block (SPILL_READ into the file): the bytes read, 0 at the end of the
+        stream. BlockingIOError (or TimeoutError) when there is nothing to read yet."""
+        if self._writable and (self._tail > self._head or self.bytes >= self.memory):
+            return self._spill(sock, limit - self.bytes)
+        data = sock.recv(READ_SIZE)
+        if data:
+            with self.lock:
+                (self._after if self._tail > self._head or self._after else self.blocks).append(data)
+                self.bytes += len(data)
+        return len(data)
+
+    def _spill(self, sock: socket.socket, room: int) -> int:
+        """One recv into the spill buffer, appended to the file: the bytes read."""
+        fd = self._fd
+        assert fd is not None
+        if self._buffer is None:
+            self._buffer = bytearray(SPILL_READ)
+        self.tidy()
+        with memoryview(self._buffer) as view:
+            got = sock.recv_into(view, min(SPILL_READ, max(room, READ_SIZE)))
+            done = 0
+            try:
+                while done < got:
+                    done += os.pwrite(fd, view[done:got], self._tail + done)
+            except OSError as exc:
+                log.warning("the recorder's backlog file failed (%s): the backlog stays in memory from now on",
+                            exc.strerror or exc)
+                self._writable = False
+            with self.lock:
+                self._tail += done
+                if done < got:
+                    self._after.append(bytes(view[done:got]))
+                self.bytes += got
+        return got
+
+    def tidy(self) -> None:
+        """The reading side: once the file has been read to its end, it is emptied (its disk
+        space back at once) and written from its start again."""
+        if self._tail and self._head == self._tail:
+            with self.lock:
+                self._head = self._tail = 0
+            if self._fd is not None:
+                os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        """Gives the spill file back (what it still holds is not read any more)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._writable = False
+
+    def _next_block(self) -> bytes | memoryview:
+        """The oldest block: from memory, else from the file (into the one read-back buffer,
+        valid until the next block), else what came after the file (in memory: it failed to
+        take them)."""
+        with self.lock:
+            if not self.blocks and self._tail == self._head:
+                self.blocks, self._after = self._after, self.blocks
+            if self.blocks:
+                data = self.blocks.popleft()
+                self.bytes -= len(data)
+                return data
+            head, tail = self._head, self._tail
+        assert self._fd is not None and tail > head
+        if self._back is None:
+            self._back = bytearray(READ_BACK)
+        with memoryview(self._back) as back:
+            got = os.preadv(self._fd, [back[:min(READ_BACK, tail - head)]], head)
+        if not got:
+            raise OSError(f"the recorder's backlog file ended at {head} of {tail} bytes")
+        with self.lock:
+            self._head += got
+            self.bytes -= got
+        return memoryview(self._back)[:got]
 
     def handle_next(self, handle: Handler) -> int:
         """Hands each message of the oldest block to `handle(kind, view, start, stop)` (the body
         is `view[start:stop]`, valid during the call), as link.Reader does but without copying
         the block: only a message split between two blocks is put together. Returns the
         block's size (the spool must not be empty)."""
-        data = self.blocks.popleft()
+        data = self._next_block()
         size = len(data)
-        self.bytes -= size
-        pos = 0
-        if self._part:
-            pos = self._complete(data, handle)
-            if pos < 0:
-                return size
         view = memoryview(data)
         try:
-            for kind, start, stop in messages(data, pos):
+            pos = 0
+            if self._part:
+                pos = self._complete(view, handle)
+                if pos < 0:
+                    return size
+            for kind, start, stop in messages(view, pos):
                 handle(kind, view, start, stop)
                 pos = stop
+            if pos < size:
+                self._part += view[pos:]  # the tail only: a message the next block completes
         finally:
             view.release()
-        if pos < size:
-            self._part += data[pos:]  # the tail only: a message the next block completes
+            if isinstance(data, memoryview):
+                data.release()  # the read-back buffer's
         return size
 
-    def _complete(self, data: bytes, handle: Handler) -> int:
+    def _complete(self, data: memoryview, handle: Handler) -> int:
         """The message begun earlier, completed from `data`: where `data` goes on (-1: it
         did not complete it)."""
         part = self._part

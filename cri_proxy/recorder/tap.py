@@ -1,11 +1,12 @@
 """The recorder's tap: rebuilds each gRPC call from the frames the relay has forwarded.
 
 The relay hands the bytes of a connection, in order per direction, after forwarding them;
-the tap splits them into frames (a `FrameWalker` per direction). Header blocks (HEADERS +
-CONTINUATION) are decoded with one HPACK decoder per direction, whose state must follow
-every block in order; DATA is cut into gRPC messages; the end of a
-call (END_STREAM from the server, RST_STREAM from either side, the connection closing) hands
-a `RecordedCall` to the sink, exactly once.
+the tap walks them frame by frame (`walk.TapWalker`, one per direction), reading each frame
+where it lies in the chunk. Header blocks (HEADERS + CONTINUATION) are decoded with one HPACK
+decoder per direction, whose state must follow every block in order; DATA is cut into gRPC
+messages (`opencall.OpenCall`); the end of a call (END_STREAM from the server, RST_STREAM
+from either side, the connection closing) hands a `RecordedCall` to the sink, exactly once.
+`client_frames`/`server_frames` take frames the relay's `h2.FrameWalker` cut, the same way.
 
 It never raises into the relay. What it cannot follow is recorded as such: a call whose
 frames it cannot read is UNPARSED, with a note. HPACK cannot resynchronise, so once a
@@ -22,48 +23,25 @@ from collections.abc import Callable
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.model.call import Direction, Metadata, Outcome, RecordedCall
-from cri_proxy.model.cri import parse_path
-from cri_proxy.model.link import LEAN_SUMMARY, read_lean_data
+from cri_proxy.model.call import Metadata, Outcome, RecordedCall
 from cri_proxy.model.sink import CallSink
-from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, Side
-from cri_proxy.recorder.wire import (LastBodies, MessageReader, apply_status, cap_metadata, data_content, error_name,
-                                     header_text, share_bodies)
+from cri_proxy.recorder.opencall import OpenCall, new_call
+from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, HeaderFacts, ReferenceDecoder, Side
+from cri_proxy.recorder.walk import READ_TYPES, TapWalker
+from cri_proxy.recorder.wire import LastBodies, cap_metadata, data_content, error_name, header_text, set_status
+
+__all__ = ["ConnectionRecorder", "RecordingTap", "ReferenceDecoder", "fast_decoder"]
 
 log = logging.getLogger(__name__)
 
-# The frame types whose payload the tap reads (PING, WINDOW_UPDATE, PRIORITY and unknown
-# types are walked over without copying theirs).
-READ_TYPES = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
 SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
+_DATA, _HEADERS, _CONTINUATION = h2.DATA, h2.HEADERS, h2.CONTINUATION
+_PADDED, _END_STREAM, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
+_PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
 
 
 def fast_decoder() -> HeaderDecoder:
     return hpack_fast.Decoder(MAX_HEADER_LIST, header_text)
-
-
-class ReferenceDecoder:
-    """`hpack.Decoder` (the python-hyper reference), for comparison and benchmarks."""
-
-    def __init__(self) -> None:
-        from hpack import Decoder
-
-        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
-
-    @property
-    def max_allowed_table_size(self) -> int:
-        return int(self._decoder.max_allowed_table_size)
-
-    @max_allowed_table_size.setter
-    def max_allowed_table_size(self, value: int) -> None:
-        self._decoder.max_allowed_table_size = value
-
-    def decode(self, data: bytes) -> list[tuple[str, str]]:
-        fields = []
-        for raw_name, raw_value in self._decoder.decode(data, raw=True):
-            name = header_text(bytes(raw_name), None)
-            fields.append((name, header_text(bytes(raw_value), name)))
-        return fields
 
 
 class RecordingTap:
@@ -96,19 +74,6 @@ class RecordingTap:
         return ConnectionRecorder(self, info)
 
 
-class _Call:
-    __slots__ = ("rec", "t0", "request", "response", "answered", "unparsed", "skimmed")
-
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False, bodies: LastBodies | None = None) -> None:
-        self.rec = rec
-        self.skimmed = skimmed
-        self.t0 = t0
-        self.request = MessageReader(Direction.REQUEST, bodies)
-        self.response = MessageReader(Direction.RESPONSE, bodies)
-        self.answered = False  # response headers seen
-        self.unparsed = False
-
-
 class ConnectionRecorder:
     """The tap of one relayed connection (a `ConnectionTap`)."""
 
@@ -116,22 +81,30 @@ class ConnectionRecorder:
         self.tap = tap
         self.info = info
         self.upstream = info.upstream
-        self.calls: dict[int, _Call] = {}
+        self.calls: dict[int, OpenCall] = {}
         self.client = Side("client", tap.decoder())
         self.server = Side("server", tap.decoder())
-        self.walkers = {True: h2.FrameWalker(READ_TYPES, pieces=True), False: h2.FrameWalker(READ_TYPES, pieces=True)}
+        self.walkers = {True: self._walker(True), False: self._walker(False)}
+        self._lean = tap.lean
         self._warned = False
         self._sink_warned = False
         self._bug_logged = False
         self._now = 0.0
         self._translated: tuple[str | None, list[str]] | None = None  # call_noted(0, ...): every later call
 
+    def _walker(self, from_client: bool) -> TapWalker:
+        if from_client:
+            return TapWalker(self.client, self.server, self._dispatch, self._data, self._request_block, self._failed)
+        return TapWalker(self.server, self.client, self._dispatch, self._data, self._response_block, self._failed)
+
     # The ConnectionTap seam ------------------------------------------------------------
     def client_bytes(self, data: bytes, boundary: bool = True) -> None:
-        self._guarded(self.client, self.server, self.walkers[True].feed(data))
+        self._now = self.tap.timer()
+        self.walkers[True].feed(data if type(data) is bytes else bytes(data))
 
     def server_bytes(self, data: bytes, boundary: bool = True) -> None:
-        self._guarded(self.server, self.client, self.walkers[False].feed(data))
+        self._now = self.tap.timer()
+        self.walkers[False].feed(data if type(data) is bytes else bytes(data))
 
     def gap(self, from_client: bool, now: float | None = None, why: str = "it fell behind") -> None:
         """Bytes of one direction never reached the tap; the next ones begin a frame.
@@ -142,13 +115,13 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
-        self.walkers[from_client] = h2.FrameWalker(READ_TYPES, pieces=True)
+        self.walkers[from_client] = self._walker(from_client)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
         self._lose(side, f"bytes of this connection never reached the recorder ({why})")
         for call in self.calls.values():
             call.unparsed = True
-            (call.request if from_client else call.response).stop("a gap in the bytes")
+            call.reader(from_client, self.tap.bodies).stop("a gap in the bytes")
 
     def client_frames(self, frames: list[h2.Frame]) -> None:
         self._guarded(self.client, self.server, frames)
@@ -157,7 +130,7 @@ class ConnectionRecorder:
         self._guarded(self.server, self.client, frames)
 
     def upstream_changed(self, upstream: str) -> None:
-        # proxy.routing moves a connection while its first call is open: that call went there too.
+        # proxy.firstcall moves a connection while its first call is open: that call went there too.
         self.upstream = upstream
         for call in self.calls.values():
             call.rec.upstream = upstream
@@ -193,30 +166,46 @@ class ConnectionRecorder:
             try:
                 self._frame(side, other, frame)
             except Exception:
-                self._failed(side, frame)
+                self._failed(side, frame.type, frame.stream_id)
 
-    def _failed(self, side: Side, frame: h2.Frame) -> None:
+    def _failed(self, side: Side, kind: int, stream_id: int) -> None:
         """A bug (or a frame no relay makes): go on, with everything from here unparsed."""
         if not self._bug_logged:
             self._bug_logged = True
             log.exception("conn %d: the tap failed on a %s frame (type %d, stream %d); this connection's calls "
-                          "are recorded as unparsed from now on", self.info.conn_id, side.name, frame.type,
-                          frame.stream_id)
+                          "are recorded as unparsed from now on", self.info.conn_id, side.name, kind, stream_id)
         for s in (self.client, self.server):
             s.lost = s.lost or "the tap failed on a frame (see the log)"
             s.end_block()
         for call in self.calls.values():
             call.unparsed = True
 
+    def _dispatch(self, side: Side, other: Side, kind: int, flags: int, stream_id: int, data: bytes,
+                  start: int, stop: int) -> None:
+        """A frame from the walk (walk.TapWalker), its payload `data[start:stop]`; the two
+        kinds of nearly every frame read where they lie, the others as `h2.Frame`s."""
+        if side.in_block and kind != _CONTINUATION:
+            self._interrupted(side, kind)
+        if kind == _DATA and not flags & _PADDED:
+            self._data(side, stream_id, flags, data, start, stop)
+        elif kind == _HEADERS and flags & _END_HEADERS and not flags & _PADDED_OR_PRIORITY:
+            (self._request_block if side is self.client else self._response_block)(stream_id, flags, data[start:stop])
+        else:
+            self._frame(side, other, h2.Frame(kind, flags, stream_id, stop - start,
+                                              data[start:stop] if kind in READ_TYPES else None))
+
+    def _interrupted(self, side: Side, kind: int) -> None:
+        side.end_block()
+        self._lose(side, f"a header block was interrupted by a frame of type {kind}")
+        if side is self.client:
+            self._request(side.block_stream, None)
+
     def _frame(self, side: Side, other: Side, frame: h2.Frame) -> None:
         kind = frame.type
         if side.in_block and kind != h2.CONTINUATION:
-            side.end_block()
-            self._lose(side, f"a header block was interrupted by a frame of type {kind}")
-            if side is self.client:
-                self._request(side.block_stream, None)
+            self._interrupted(side, kind)
         if kind == h2.DATA:
-            self._data(side, frame)
+            self._data_frame(side, frame)
         elif kind == h2.HEADERS:
             if (block := side.headers(frame)) is not None:
                 self._header_block(side, block)
@@ -241,45 +230,43 @@ class ConnectionRecorder:
         elif kind == 0x5:  # PUSH_PROMISE: gRPC never pushes; its header block is not followed
             self._lose(side, "PUSH_PROMISE (server push) is not followed")
 
-    def _data(self, side: Side, frame: h2.Frame) -> None:
+    # DATA ------------------------------------------------------------------------------
+    def _data(self, side: Side, stream_id: int, flags: int, data: bytes | memoryview, start: int, stop: int) -> None:
+        """A DATA frame without padding, or a piece of one: its content is `data[start:stop]`."""
+        call = self.calls.get(stream_id)
+        if call is None:
+            return
+        if call.skimmed:
+            pass
+        elif self._lean and side is self.server:
+            if not call.lean(data[start:stop]):
+                self._unreadable(call, side)
+        elif stop > start:
+            call.messages(side is self.client, data, start, stop, self._now - call.t0, self.tap.bodies)
+        if side is self.server and flags & _END_STREAM:
+            self._end(stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
+
+    def _data_frame(self, side: Side, frame: h2.Frame) -> None:
+        """A DATA frame as an `h2.Frame`: padded, or from `client_frames`/`server_frames`."""
         call = self.calls.get(frame.stream_id)
         if call is None:
             return
         content: bytes | memoryview | None
         if self.tap.lean and side is self.server:
-            content = self._summary(call, frame)
+            content = b"" if call.skimmed or call.lean(frame.payload or b"") else None
         else:
             content = data_content(frame) if not call.skimmed else b""
         if content is None:
-            call.unparsed = True
-            call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
+            self._unreadable(call, side)
         elif content:
-            reader = call.request if side is self.client else call.response
-            rec = call.rec
-            before = len(rec.messages)
-            reader.feed(content, rec, self._now - call.t0)
-            if len(rec.messages) > before:
-                share_bodies(self.tap.bodies, rec, before)
+            call.messages(side is self.client, content, 0, len(content), self._now - call.t0, self.tap.bodies)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
 
-    def _summary(self, call: _Call, frame: h2.Frame) -> bytes | None:
-        """A lean DATA frame of the server's: its messages counted as the full bytes would
-        count them (None: its padding was malformed)."""
-        if call.skimmed:
-            return b""
-        payload = frame.payload or b""
-        if len(payload) != LEAN_SUMMARY.size:  # a small frame of one whole message, passed as it is
-            bad, messages, size = False, 1, len(payload) - 5
-        else:
-            bad, messages, size = read_lean_data(payload)
-        if bad:
-            return None
-        reader = call.response
-        if reader.stopped is None and messages:
-            reader.count += messages
-            call.rec.response_bytes += size
-        return b""
+    @staticmethod
+    def _unreadable(call: OpenCall, side: Side) -> None:
+        call.unparsed = True
+        call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
 
     def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side
@@ -290,6 +277,27 @@ class ConnectionRecorder:
         other.peer_allows(h2.settings_values(frame.payload or b"").get(h2.SETTINGS_HEADER_TABLE_SIZE))
 
     # Header blocks -----------------------------------------------------------------------
+    def _request_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        """A client's HEADERS frame holding a whole block (walk.TapWalker's `on_block`)."""
+        self._request(stream_id, self._decoded(self.client, stream_id, flags, block))
+
+    def _response_block(self, stream_id: int, flags: int, block: bytes) -> None:
+        """The server's HEADERS frame holding a whole block (walk.TapWalker's `on_block`)."""
+        self._response(stream_id, self._decoded(self.server, stream_id, flags, block), bool(flags & _END_STREAM))
+
+    def _decoded(self, side: Side, stream_id: int, flags: int, block: bytes) -> list[tuple[str, str]] | None:
+        side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
+        if side.lost is not None:
+            return None
+        try:
+            return side.decoder.decode(block)
+        except Exception as exc:  # hpack and hyperframe raise several types on bad input
+            self._undecodable(side, exc)
+            return None
+
+    def _undecodable(self, side: Side, exc: Exception) -> None:
+        self._lose(side, f"undecodable header block on stream {side.block_stream} ({type(exc).__name__}: {exc})")
+
     def _header_block(self, side: Side, block: bytes) -> None:
         headers: list[tuple[str, str]] | None = None
         if side.block_error is not None:
@@ -298,8 +306,7 @@ class ConnectionRecorder:
             try:
                 headers = side.decoder.decode(block)
             except Exception as exc:  # hpack and hyperframe raise several types on bad input
-                self._lose(side, f"undecodable header block on stream {side.block_stream} "
-                                 f"({type(exc).__name__}: {exc})")
+                self._undecodable(side, exc)
         if side is self.client:
             self._request(side.block_stream, headers)
         else:
@@ -312,21 +319,20 @@ class ConnectionRecorder:
                 call.unparsed = True
             return
         info = self.info
-        rec = RecordedCall(info.conn_id, stream_id, self.tap.clock(), "", upstream=self.upstream,
-                           peer_pid=info.peer_pid, peer_uid=info.peer_uid, peer_gid=info.peer_gid,
-                           peer_name=info.peer_name, peer_exe=info.peer_exe)
-        call = self.calls[stream_id] = _Call(rec, self._now, self.tap.skimming, self.tap.bodies)
         if headers is None:
+            rec = new_call(info, stream_id, self.tap.clock(), "", self.upstream, None, [],
+                           [f"request headers unreadable, path unknown: {self.client.lost}"])
+            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
             call.unparsed = True
-            rec.notes.append(f"request headers unreadable, path unknown: {self.client.lost}")
         else:
-            pseudo, metadata, size = self.client.split(headers)
-            rec.request_metadata = self._capped(rec, metadata, size, "request metadata")
-            rec.path = pseudo.get(":path", "")
-            rec.client_api = rec.upstream_api = parse_path(rec.path).api
-            if self._translated is not None and rec.client_api not in (None, self._translated[0]):
-                rec.upstream_api, notes = self._translated
-                rec.notes.extend(notes)
+            facts = self.client.facts(headers)
+            notes: list[str] = []
+            metadata = self._capped(notes, facts, "request metadata")
+            rec = new_call(info, stream_id, self.tap.clock(), facts.path, self.upstream, facts.api, metadata, notes)
+            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
+            if self._translated is not None and facts.api not in (None, self._translated[0]):
+                rec.upstream_api, translated = self._translated
+                notes.extend(translated)
         if self.tap.on_opened is not None:
             try:
                 self.tap.on_opened(rec)
@@ -342,24 +348,25 @@ class ConnectionRecorder:
             return
         rec = call.rec
         if headers is not None:
-            pseudo, metadata, size = self.server.split(headers)
+            facts = self.server.facts(headers)
             if not call.answered and not end:
-                rec.response_metadata = self._capped(rec, metadata, size, "response metadata")
+                rec.response_metadata = self._capped(rec.notes, facts, "response metadata")
             else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
-                apply_status(rec, metadata)  # from every field: grpc-status may come last
-                rec.trailers = self._capped(rec, metadata, size, "trailers")
-            status = pseudo.get(":status")
-            if status is not None and status != "200":
-                rec.notes.append(f"HTTP status {status}")
+                set_status(rec, facts.status)  # from every field: grpc-status may come last
+                rec.trailers = self._capped(rec.notes, facts, "trailers")
+            if facts.http_note is not None:
+                rec.notes.append(facts.http_note)
         call.answered = True
         if end:
             self._end(stream_id, Outcome.COMPLETED)
 
     @staticmethod
-    def _capped(rec: RecordedCall, metadata: Metadata, size: int, what: str) -> Metadata:
-        kept, note = cap_metadata(metadata, what, size)
+    def _capped(notes: list[str], facts: HeaderFacts, what: str) -> Metadata:
+        if facts.whole:
+            return facts.metadata
+        kept, note = cap_metadata(facts.metadata, what, facts.size)
         if note is not None:
-            rec.notes.append(note)
+            notes.append(note)
         return kept
 
     # Ends ------------------------------------------------------------------------------
@@ -372,10 +379,10 @@ class ConnectionRecorder:
             rec.duration_s = self._now - call.t0
         if note is not None:
             rec.notes.append(note)
-        for reader in (call.request, call.response):
-            cut = reader.unfinished()
-            if cut is not None:
-                rec.notes.append(cut)
+        if call.request is not None or call.response is not None:
+            for reader in (call.request, call.response):
+                if reader is not None and (cut := reader.unfinished()) is not None:
+                    rec.notes.append(cut)
         if call.unparsed:
             rec.notes.append(f"ended as {outcome.value}")
             outcome = Outcome.UNPARSED

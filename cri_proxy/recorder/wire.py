@@ -43,9 +43,9 @@ class MessageReader:
     __slots__ = ("direction", "count", "memo", "_prefix", "_parts", "_need", "_have", "_like", "_compressed",
                  "stopped")
 
-    def __init__(self, direction: Direction, memo: LastBodies | None = None) -> None:
+    def __init__(self, direction: Direction, memo: LastBodies | None = None, count: int = 0) -> None:
         self.direction = direction
-        self.count = 0
+        self.count = count  # the messages read so far (the next one's index)
         self.memo = memo
         self._prefix = b""  # a prefix cut by a frame boundary
         self._parts: list[bytes | memoryview] | None = None  # a message cut by a frame boundary: its pieces
@@ -186,6 +186,15 @@ def share_bodies(memo: LastBodies, call: RecordedCall, start: int) -> None:
                 memo.put(kind, data)
 
 
+def known_body(memo: LastBodies, kind: Kind, data: bytes | memoryview, start: int, stop: int) -> bytes | None:
+    """The body `memo` holds for `kind` when `data[start:stop]` is equal to it: a whole large
+    message repeated from the last call then costs a comparison, not a copy."""
+    last = memo.get(kind)
+    if last is not None and len(last) == stop - start and last.startswith(memoryview(data)[start:stop]):
+        return last
+    return None
+
+
 def data_content(frame: h2.Frame) -> bytes | memoryview | None:
     """A DATA frame's content without its padding (or the piece of it, see h2.FrameWalker);
     None when the padding is malformed."""
@@ -257,13 +266,40 @@ def cap_metadata(metadata: Metadata, what: str, size: int) -> tuple[Metadata, st
                              f"({size:,} of {total:,} bytes)")
 
 
-def apply_status(call: RecordedCall, trailers: Metadata) -> None:
-    """Take grpc-status and grpc-message (percent-decoded) from a trailer list."""
+# What a trailer list says of a call's status (read_status): grpc-status found, its value,
+# grpc-message found, its text, and the notes of unreadable grpc-status values.
+Status = tuple[bool, int | None, bool, str | None, tuple[str, ...]]
+
+
+def read_status(trailers: Metadata) -> Status:
+    """grpc-status and grpc-message (percent-decoded) of a trailer list: the last of each
+    counts; an unreadable grpc-status is a note."""
+    code: int | None = None
+    message: str | None = None
+    has_code = has_message = False
+    notes: list[str] = []
     for name, value in trailers:
         if name == "grpc-status":
             try:
-                call.status_code = int(value)
+                code, has_code = int(value), True
             except ValueError:
-                call.notes.append(f"unreadable grpc-status {value!r}")
+                notes.append(f"unreadable grpc-status {value!r}")
         elif name == "grpc-message":
-            call.status_message = unquote(value, errors="replace") if "%" in value else value
+            message, has_message = unquote(value, errors="replace") if "%" in value else value, True
+    return has_code, code, has_message, message, tuple(notes)
+
+
+def set_status(call: RecordedCall, status: Status) -> None:
+    """What `read_status` read, applied to the call."""
+    has_code, code, has_message, message, notes = status
+    if has_code:
+        call.status_code = code
+    if has_message:
+        call.status_message = message
+    if notes:
+        call.notes.extend(notes)
+
+
+def apply_status(call: RecordedCall, trailers: Metadata) -> None:
+    """Take grpc-status and grpc-message (percent-decoded) from a trailer list."""
+    set_status(call, read_status(trailers))

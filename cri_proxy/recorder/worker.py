@@ -6,7 +6,10 @@ chunk into that socket with a timestamp; the tap (frames, HPACK, gRPC messages),
 decoding and SQLite all happen here, on the machine's other core, so recording neither
 holds the proxy's interpreter nor delays a reply. Here the tap and the writer share one
 thread: two threads would spend their time waiting for each other's interpreter lock
-(sqlite3 releases it around every row, and the tap takes it back each time).
+(sqlite3 releases it around every row, and the tap takes it back each time). Only the
+socket is read on a thread of its own (recorder.intake), which takes that lock twice per
+read of up to 4 MB: the proxy's bytes then wait in this process's spool, mostly on disk,
+rather than in the proxy's memory while this thread is busy.
 
 Timings come from the proxy: every chunk carries the wall and monotonic time at which the
 relay forwarded it, so a call's start and duration are what they were on the wire however
@@ -25,8 +28,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import pickle
-import select
 import signal
 import socket
 import sys
@@ -38,10 +41,11 @@ from typing import TYPE_CHECKING
 
 from cri_proxy.model.sink import CallSink
 from cri_proxy.recorder.behind import MERGE_S, Behind, Episode
+from cri_proxy.recorder.intake import Intake
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
-from cri_proxy.recorder.spool import READ_SIZE, Spool
+from cri_proxy.recorder.spool import READ_SIZE, Spool, spill_file
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
@@ -59,18 +63,24 @@ PROXY_GONE = "proxy died: the calls it had not passed on to the recorder are mis
 _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
             channel.GAP_RESTARTED: "it was restarted while the connection was open"}
 GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation (CPython: 700)
+# The calls waiting for the writer, in bytes, past which no more spooled bytes are handled
+# until it has written some: the backlog then waits as bytes in the spool (on disk, see
+# recorder.spool), not as calls in memory. At least the writer's batch (queue.BATCH_BYTES),
+# so that the writer always has a batch due when handling pauses.
+QUEUE_MEMORY_BYTES = 8 << 20
 
 
 class Worker:
     def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
-                 telemetry: Telemetry | None = None, lean: bool = False) -> None:
+                 telemetry: Telemetry | None = None, lean: bool = False, spill: int | None = None) -> None:
         """`budget_bytes`: what this process holds, read and not handled yet or queued for the
         writer (--queue-mb); it skims before it gets there (recorder.behind). `lean`: the proxy
-        ships DATA frames as summaries (no --db, no spans: proxy.lean)."""
+        ships DATA frames as summaries (no --db, no spans: proxy.lean). `spill`: the file the
+        backlog goes to past a few MB (recorder.spool.spill_file), owned from now on."""
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(budget_bytes)
-        self.spool = Spool()
+        self.spool = Spool(spill)
         self.gone = False  # the proxy closed the socket without a STOP (it was killed)
         self.stamped = False  # the blocks just handled held relayed bytes (self.mono is theirs)
         self.deepest = (0, 0.0)  # the largest backlog (bytes) and how far behind it was (s)
@@ -82,6 +92,7 @@ class Worker:
             from cri_proxy.recorder.telemetry import ObservingSink
 
             sink = ObservingSink(telemetry, recorder)
+        self.sink = sink  # the bridge's calls (channel.CALL) reach the metrics and spans as relayed ones do
         self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
         self.tap.on_skimmed = self._skimmed
         self._episode: Episode | None = None  # the skimming episode, until it is written
@@ -93,46 +104,45 @@ class Worker:
         self._last_stats = 0.0
         self._failed_logged = False
         self.received = 0  # link bytes handled, acknowledged with every STATS
+        self.intake: Intake | None = None  # the reading thread, while run() runs
 
     def run(self) -> None:
         sock = self.sock
-        sock.setblocking(False)
+        sock.setblocking(True)  # the intake's recv waits; the reports go out with MSG_DONTWAIT
+        intake = self.intake = Intake(sock, self.spool, lambda: self.behind.budget - self.queued_bytes())
+        intake.start()
         wait: float | None = 0.0
-        while not self.stopping:
-            wanted_write = [sock] if self._out else []
-            timeout = 0.0 if self.spool else STATS_INTERVAL_S if wait is None else min(wait, STATS_INTERVAL_S)
-            readable, writable, _ = select.select([sock], wanted_write, [], timeout)
-            if readable and not self.read():
-                break
-            self.work()
-            if self._episode is not None and self._episode.ended is not None:
-                self.end_episode(time.time())
-            wrote = False
-            while (wait := self.recorder.pump()) == 0.0:  # the batches that are due, written here
-                wrote = True
-            self.send_stats(force=wrote)  # after a commit at once: it is the proxy's acknowledgement
-            if writable or self._out:
-                self.flush()
-        self.finish()
-
-    def read(self) -> bool:
-        """Takes in what the proxy has sent, up to the budget; False once it is gone."""
         try:
-            if self.spool.read(self.sock, self.behind.budget - self.queued_bytes()):
-                return True
-            log.info("the proxy is gone: recording what was received and stopping")
-            self.gone = True
-        except OSError as exc:
-            log.warning("the proxy's socket failed (%s): recording what was received and stopping", exc)
-            self.gone = True
-        return False
+            while not self.stopping:
+                if not self.spool:
+                    intake.arrived.clear()
+                    if not self.spool and intake.ended is None:
+                        intake.arrived.wait(STATS_INTERVAL_S if wait is None else min(wait, STATS_INTERVAL_S))
+                    if not self.spool and intake.ended is not None:
+                        self.gone = True
+                        log.info("%s: recording what was received and stopping", intake.ended)
+                        break
+                self.work()
+                if intake.waiting:
+                    intake.handled.set()
+                if self._episode is not None and self._episode.ended is not None:
+                    self.end_episode(time.time())
+                wrote = False
+                while (wait := self.recorder.pump()) == 0.0:  # the batches that are due, written here
+                    wrote = True
+                self.send_stats(force=wrote)  # after a commit at once: it is the proxy's acknowledgement
+                if self._out:
+                    self.flush()
+        finally:
+            intake.stop()
+        self.finish()
 
     def work(self, quota: int = READ_SIZE) -> None:
         """Handles spooled blocks, about `quota` bytes of them, then checks how far behind it is."""
         spool = self.spool
         done = 0
         self.stamped = False
-        while spool and done < quota and not self.stopping:
+        while spool and done < quota and not self.stopping and not self.writer_full():
             done += spool.handle_next(self.handle)
         if self.stamped:
             self.watch_lag(self.mono)
@@ -142,6 +152,12 @@ class Worker:
     def queued_bytes(self) -> int:
         """Bytes waiting for the writer (its share of the budget)."""
         return self.recorder.stats.queued_bytes
+
+    def writer_full(self) -> bool:
+        """Enough calls wait for a working writer: let it write before more are handled. A
+        writer that fails is not waited for (its queue fills, and calls are counted lost)."""
+        stats = self.recorder.stats
+        return stats.queued_bytes > QUEUE_MEMORY_BYTES and stats.healthy
 
     # Messages ------------------------------------------------------------------------------
     def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
@@ -182,7 +198,7 @@ class Worker:
                 if (conn := self.conns.get(conn_id)) is not None:
                     conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
             elif kind == channel.CALL:
-                self.recorder.submit(channel.unpickled(view, start, stop))
+                self.sink.submit(channel.unpickled(view, start, stop))
             elif kind == channel.SESSION:
                 changes = channel.read_session(view, start, stop)
                 self.recorder.update_session(**changes)
@@ -266,7 +282,7 @@ class Worker:
 
     def flush(self) -> None:
         try:
-            sent = self.sock.send(self._out)
+            sent = self.sock.send(self._out, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
         except OSError:
@@ -290,6 +306,7 @@ class Worker:
             self.skim(False, 0.0)
         self.end_episode(time.time(), force=True)
         self.recorder.close()
+        self.spool.close()
         if self.telemetry is not None:
             self.telemetry.close()
         self.send_stats(force=True)
@@ -345,8 +362,9 @@ def main(argv: list[str]) -> int:
         return 1
     sock.sendall(channel.ready_message(recorder.session_id, recorder.fault or ""))
     tune_gc()
+    spill = spill_file(os.path.dirname(os.path.abspath(config.db))) if config.db is not None else None
     Worker(sock, recorder, budget_bytes=config.queue_mb << 20, telemetry=telemetry,
-           lean=not config.needs_bodies).run()
+           lean=not config.needs_bodies, spill=spill).run()
     return 0
 
 

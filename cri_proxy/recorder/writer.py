@@ -38,13 +38,14 @@ _CACHE_ENTRIES = 4096
 SMALL_BODY_BYTES = 1024
 _SMALL_ENTRIES = 4096  # at most 4 MiB of small bodies (shared with the calls that carried them)
 # The WAL is checkpointed at about this size and truncated back to it afterwards (SQLite's
-# default, 1000 pages, is 16 MiB with our 16 KiB pages, and a WAL that grew stays that big):
+# default, 1000 pages, is 8-16 MiB with our 8 or 16 KiB pages, and a WAL that grew stays that big):
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
 WAL_LIMIT_BYTES = 4 << 20
-_DIRECTION = {d: d.value for d in Direction}  # Enum.value is a property: slow in a loop
+# message_rows.kind (schema 10): the `messages` view spells it out as `request`, `response`.
+_KIND = {Direction.REQUEST: 0, Direction.RESPONSE: 1}
 # A batch goes in with one executemany per table: the writer is the only one adding calls, so
 # it numbers them itself (max(id) + 1 on, as SQLite would) and needs no lastrowid per row.
-_INSERT_MESSAGES = ("INSERT OR REPLACE INTO messages (call_id, direction, idx, offset_ms, payload_id, compressed) "
+_INSERT_MESSAGES = ("INSERT OR REPLACE INTO message_rows (call_id, kind, idx, offset_us, payload_id, compressed) "
                     "VALUES (?, ?, ?, ?, ?, ?)")
 
 __all__ = ["BatchWriter", "Totals"]
@@ -273,8 +274,8 @@ class BatchWriter:
             calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
                                                timeout, client_id, route_id)))
             for i, m in enumerate(call.messages):
-                offset = m.offset_s * 1000  # round() to 3 places formats the float: not for a request's 0
-                messages.append((call_id, _DIRECTION[m.direction], m.index, round(offset, 3) if offset else offset,
+                offset = m.offset_s * 1_000_000  # whole microseconds: offset_ms to 3 places, as ever
+                messages.append((call_id, _KIND[m.direction], m.index, round(offset) if offset else 0,
                                  self._payload(conn, item, i, m, pending), int(m.compressed)))
         conn.executemany(INSERT_CALL, calls)
         conn.executemany(_INSERT_MESSAGES, messages)

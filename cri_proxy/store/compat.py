@@ -25,7 +25,9 @@ to TEMP first, so every query, view and named query sees the newest schema.
   `calls` (the file's, or the TEMP view of the step before) with `client_id` NULL, which is
   what the migration leaves on the calls it finds.
 - version 8 -> 9: routes stored once behind the same `calls` columns, which an older file's
-  `calls` already has, and field-aware deltas, which an older file has none of: nothing to do.
+  `calls` already has: nothing to do.
+- version 9 -> 10: messages narrowed into `message_rows` behind a `messages` view with the
+  columns and values of the older `messages` table, which an older file still has: nothing to do.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -140,9 +142,14 @@ def _to_9(conn: sqlite3.Connection) -> None:
     """0009 moved the route's text to `routes` behind the same `calls` columns: nothing to do."""
 
 
+def _to_10(conn: sqlite3.Connection) -> None:
+    """0010 moved the messages to `message_rows` behind a `messages` view with the older
+    table's columns and values: an older file's `messages` table reads the same."""
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
 STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9,
+    1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10,
 }
 
 

@@ -126,10 +126,11 @@ def test_unknown_format_is_a_usage_error(recording: Path) -> None:
 def test_schema_lists_tables_and_views_with_columns(recording: Path) -> None:
     got = json.loads(run_cli("query", "--db", str(recording), "--schema", "--format", "json").stdout)
     objects = {(r["object"], r["kind"]) for r in got}
-    for table in ("sessions", "call_rows", "payloads", "messages", "losses", "clients", "schema_migrations",
+    for table in ("sessions", "call_rows", "payloads", "message_rows", "losses", "clients", "schema_migrations",
                   "metadata_sets"):
         assert (table, "table") in objects
     assert ("calls", "view") in objects  # over call_rows since schema 6, with the columns it had
+    assert ("messages", "view") in objects  # over message_rows since schema 10, likewise
     for view in sql.view_names():
         assert (view, "view") in objects
     calls = {r["column"]: r["type"] for r in got if r["object"] == "calls"}

@@ -51,6 +51,23 @@ def test_the_splitter_gives_the_same_frames_on_any_chunking(seed: int) -> None:
     assert b"".join(f.raw or b"" for f in pieces) == data and walker.at_boundary
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_the_frame_a_chunk_cut_is_handed_back_from_its_start(seed: int) -> None:
+    # Routing takes whole frames (feed, raw) until it goes back to relaying chunks, whatever the
+    # last chunk's cut: the frames it had, then what carried() hands back and the chunks after
+    # it, are the stream, and what it hands back starts at a frame.
+    rng = random.Random(3000 + seed)
+    data = random_stream(rng, 40)
+    parts = chunks(data, rng)
+    cut = rng.randrange(1, len(parts) + 1)
+    walker = h2.FrameWalker(raw=True)
+    had = b"".join(f.raw or b"" for piece in parts[:cut] for f in walker.feed(piece))
+    rest = walker.carried() + b"".join(parts[cut:])
+    assert had + rest == data and walker.walked == len(had) and walker.at_boundary
+    assert walker.carried() == b""
+    assert b"".join(f.raw or b"" for f in h2.FrameWalker(raw=True).feed(rest)) == rest
+
+
 @pytest.mark.parametrize("kind", [bytes, bytearray])
 def test_a_large_frame_cut_across_chunks_comes_whole(kind: type) -> None:
     body = bytes(range(256)) * 4096  # a 1 MiB DATA frame, as a peer allowing large frames gets it

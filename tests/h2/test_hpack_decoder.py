@@ -190,3 +190,67 @@ def test_size_updates_against_the_limit() -> None:
     lowered_then_raised.max_allowed_table_size = 4096
     assert lowered_then_raised.decode(b"\x20\x3f\xe1\x1f" + get) == [(":method", "GET")]  # 0, then 4096
     assert decoder(0).decode(b"\x20") == [] and decoder(4096).decode(get) == [(":method", "GET")]
+
+
+# The decoder's look-up of repeated blocks --------------------------------------------------
+def test_a_repeated_block_is_looked_up_only_while_the_table_stays_as_it_was() -> None:
+    decoder = hpack_fast.Decoder()
+    decoder.decode(b"\x40\x03x-a\x011")  # x-a: 1 at index 62
+    first = decoder.decode(b"\x82\xbe")
+    assert first == [(":method", "GET"), ("x-a", "1")] and decoder.decode(b"\x82\xbe") is first  # looked up
+    decoder.decode(b"\x40\x03x-b\x012")  # the table changed between two identical blocks
+    again = decoder.decode(b"\x82\xbe")
+    assert again == [(":method", "GET"), ("x-b", "2")] and first == [(":method", "GET"), ("x-a", "1")]
+
+
+def test_a_block_that_changes_the_table_is_decoded_every_time() -> None:
+    decoder = hpack_fast.Decoder()
+    add = b"\x40\x03x-a\x011"
+    assert decoder.decode(add) == decoder.decode(add) == [("x-a", "1")]
+    assert decoder.decode(b"\xbe\xbf") == [("x-a", "1"), ("x-a", "1")]  # inserted twice: 62 and 63
+
+
+def test_eviction_changes_what_a_looked_up_block_means() -> None:
+    decoder = hpack_fast.Decoder()
+    decoder.decode(b"\x3f\x45")  # a table of 100 bytes: two entries of 36 fit, a third evicts the oldest
+    decoder.decode(b"\x40\x03x-a\x011")
+    decoder.decode(b"\x40\x03x-b\x012")
+    assert decoder.decode(b"\xbf") == [("x-a", "1")]  # index 63: the older
+    decoder.decode(b"\x40\x03x-c\x013")  # evicts x-a
+    assert decoder.decode(b"\xbf") == [("x-b", "2")]
+    decoder.decode(b"\x40\x01y\x50" + b"v" * 80)  # an entry of 113 bytes, larger than the table, empties it
+    with pytest.raises(hpack_fast.HPACKDecodingError):
+        decoder.decode(b"\xbf")
+
+
+def test_a_size_update_or_a_lowered_limit_ends_the_look_up() -> None:
+    decoder = hpack_fast.Decoder()
+    decoder.decode(b"\x40\x03x-a\x011")
+    assert decoder.decode(b"\xbe") == [("x-a", "1")] == decoder.decode(b"\xbe")
+    assert decoder.decode(b"\x3f\xe1\x1f\xbe") == [("x-a", "1")]  # an update to the same 4096 keeps the entry...
+    decoder.decode(b"\x20")  # ...an update to 0 empties the table: the block looked up before now fails
+    with pytest.raises(hpack_fast.HPACKDecodingError):
+        decoder.decode(b"\xbe")
+    lowered = hpack_fast.Decoder()
+    lowered.decode(b"\x40\x03x-a\x011")
+    lowered.decode(b"\xbe")
+    lowered.max_allowed_table_size = 0  # SETTINGS_HEADER_TABLE_SIZE 0 acknowledged: an update is due first
+    with pytest.raises(hpack_fast.HPACKDecodingError, match="RFC 7541"):
+        lowered.decode(b"\xbe")
+
+
+@pytest.mark.parametrize("huffman", [True, False])
+def test_a_repeated_block_with_literals_reads_as_the_reference_every_time(huffman: bool) -> None:
+    """Never-indexed literals (Huffman-coded or not) leave the table alone: such a block is
+    looked up, and must read as the reference decodes it, call after call."""
+    encoder, reference, fast = Encoder(), ReferenceHpack(), hpack_fast.Decoder(text=_latin1)
+    headers = [(":method", "POST"), ("content-type", "application/grpc"),
+               NeverIndexedHeaderTuple(b"grpc-timeout", b"1999937u"), NeverIndexedHeaderTuple(b"x-bin", b"\x00\xff")]
+    blocks = [encoder.encode(headers, huffman=huffman) for _ in range(4)]  # the first adds content-type
+    assert blocks[1] == blocks[2] == blocks[3] != blocks[0]
+    results = []
+    for block in blocks:
+        expected = [(_latin1(n, None), _latin1(v, None)) for n, v in reference.decode(block, raw=True)]
+        results.append(fast.decode(block))
+        assert results[-1] == expected
+    assert results[1] is results[2] is results[3]  # looked up

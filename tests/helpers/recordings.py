@@ -154,7 +154,7 @@ async def run_cli(*args: str, timeout: float = 60.0) -> tuple[int, str, str]:
 
 
 GOLDEN_DIR = ROOT / "tests" / "data" / "recordings"
-GOLDEN = sorted(GOLDEN_DIR.glob("schema-v*.db"))  # one recording per schema version, frozen
+GOLDEN = sorted(GOLDEN_DIR.glob("schema-v*.db"), key=lambda p: int(p.stem.removeprefix("schema-v")))  # one per version, frozen
 
 
 def golden_sums() -> dict[str, str]:

@@ -23,6 +23,7 @@ from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.podfacts import FactTable
 from cri_proxy.store.readonly import open_readonly
 from tests.conftest import ROOT
+from tests.helpers.kubeletlike import KubeletLike, code
 from tests.helpers.proxyproc import ProxyProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -54,14 +55,6 @@ def _fault_notes(db: pathlib.Path) -> list[tuple[str, str]]:
         conn.close()
     return [(path.rsplit("/", 1)[-1], note) for path, notes in rows for note in json.loads(notes or "[]")
             if note.startswith("fault: ")]
-
-
-async def _code(call: object) -> str:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as exc:
-        return exc.code().name
-    return "OK"
 
 
 @contextlib.asynccontextmanager
@@ -96,33 +89,33 @@ async def test_a_namespace_rule_reaches_that_pods_calls_only_and_survives_a_rest
     try:
         async with _through_proxy(sock_dir, pathlib.Path(runtime.path), first_db, rules) as (rt, img):
             # the image is in the request: one image's pulls fail, another's go through
-            assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "NOT_FOUND"
-            assert await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))) == "OK"
-            assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=NGINX)),
+            assert await code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "NOT_FOUND"
+            assert await code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))) == "OK"
+            assert await code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=NGINX)),
                                                timeout=1.0)) == "DEADLINE_EXCEEDED"
-            assert await _code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "OK"
+            assert await code(img.ImageStatus(v1.ImageStatusRequest(image=v1.ImageSpec(image=BUSYBOX)))) == "OK"
             broken_pod, broken_ctr, _ = await _start_pod(rt, "broken")
             fine_pod, fine_ctr, quick = await _start_pod(rt, "fine")
             slow_pod, slow_ctr, slow = await _start_pod(rt, "slow")
             assert slow >= 1.0 > quick
             # id-only calls: the ids came from the RunPodSandbox and CreateContainer answers
-            seen = [await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod)))
+            seen = [await code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=pod)))
                     for pod in (broken_pod, fine_pod, slow_pod)]
-            seen += [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
+            seen += [await code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
                      for ctr in (broken_ctr, fine_ctr, slow_ctr)]
             assert seen == ["UNAVAILABLE", "OK", "OK", "UNAVAILABLE", "OK", "OK"]
         async with _through_proxy(sock_dir, pathlib.Path(runtime.path), second_db, rules) as (rt, _):
             # a new proxy knows no ids until the kubelet relists
-            assert await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=broken_ctr))) == "OK"
+            assert await code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=broken_ctr))) == "OK"
             assert len((await rt.ListPodSandbox(v1.ListPodSandboxRequest())).items) == 3
             assert len((await rt.ListContainers(v1.ListContainersRequest())).containers) == 3
-            seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
+            seen = [await code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
                     for ctr in (broken_ctr, fine_ctr)]
-            seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
+            seen.append(await code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
             # a removed pod is forgotten: the runtime answers for it again
             await rt.RemovePodSandbox(v1.RemovePodSandboxRequest(pod_sandbox_id=broken_pod))
-            seen.append(await _code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
-            seen.append(await _code(rt.StopContainer(v1.StopContainerRequest(container_id=broken_ctr))))
+            seen.append(await code(rt.PodSandboxStatus(v1.PodSandboxStatusRequest(pod_sandbox_id=broken_pod))))
+            seen.append(await code(rt.StopContainer(v1.StopContainerRequest(container_id=broken_ctr))))
             assert seen == ["UNAVAILABLE", "OK", "UNAVAILABLE", "NOT_FOUND", "NOT_FOUND"]
     finally:
         await runtime.stop(0)
@@ -170,7 +163,7 @@ async def test_rules_decide_in_file_order_on_a_translated_connection_with_large_
                       for name in ["victim"] + [f"c{i}" for i in range(12)]]
             assert create[0].ByteSize() > 2 * 16384
             # the first rule wins, though the second (on the method only) matches too
-            assert await _code(rt.CreateContainer(create[0])) == "FAILED_PRECONDITION"
+            assert await code(rt.CreateContainer(create[0])) == "FAILED_PRECONDITION"
             started = asyncio.get_running_loop().time()
             ids = [(await rt.CreateContainer(request)).container_id for request in create[1:]]
             assert asyncio.get_running_loop().time() - started >= 1.0  # c0's held frames went on after 1 s
@@ -179,7 +172,7 @@ async def test_rules_decide_in_file_order_on_a_translated_connection_with_large_
             relist = await rt.ListContainers(v1.ListContainersRequest())
             assert sorted(c.metadata.name for c in relist.containers) == sorted(f"c{i}" for i in range(12))
             assert relist.ByteSize() > 16384  # the answer read across DATA frames
-            seen = [await _code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
+            seen = [await code(rt.ContainerStatus(v1.ContainerStatusRequest(container_id=ctr)))
                     for ctr in (ids[0], ids[-1])]
             assert seen == ["UNAVAILABLE", "UNAVAILABLE"]
     finally:
@@ -222,12 +215,12 @@ async def test_the_one_namespace_example_faults_that_namespace_and_that_image_on
         async with _through_proxy(sock_dir, pathlib.Path(runtime.path), db, rules) as (rt, img):
             broken = v1.PullImageRequest(image=v1.ImageSpec(image="docker.io/example/broken:1"),
                                          sandbox_config=_pod("team-a"))
-            pulls = [await _code(img.PullImage(broken)) for _ in range(2)]  # the kubelet's back-off retries
-            pulls.append(await _code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))))
+            pulls = [await code(img.PullImage(broken)) for _ in range(2)]  # the kubelet's back-off retries
+            pulls.append(await code(img.PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))))
             assert pulls == ["NOT_FOUND", "NOT_FOUND", "OK"]
             team_a, team_b = await _start_pod(rt, "team-a"), await _start_pod(rt, "team-b")
             assert team_a[2] >= 2.0 > team_b[2]
-            starts = [await _code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
+            starts = [await code(rt.StartContainer(v1.StartContainerRequest(container_id=ctr)))
                       for ctr in (team_b[1], team_a[1], team_a[1])]
             assert starts == ["OK", "UNKNOWN", "OK"]  # the first of team-a's only
     finally:
@@ -235,3 +228,50 @@ async def test_the_one_namespace_example_faults_that_namespace_and_that_image_on
     assert _fault_notes(db) == [("PullImage", "fault: broken-image error NOT_FOUND")] * 2 + [
         ("CreateContainer", "fault: team-a-slow-create delay 2.000s"),
         ("StartContainer", "fault: team-a-first-start-fails error UNKNOWN")]
+
+
+STATUS_RULES = """
+rules:
+  - name: broken-pod
+    match: {method: [PodSandboxStatus, StopPodSandbox], namespace: broken}
+    action: {error: {code: UNAVAILABLE, message: "injected: namespace broken"}}
+  - name: victim
+    match: {method: [ContainerStatus, StopContainer], container: victim, image: "*nginx*"}
+    action: {error: {code: FAILED_PRECONDITION, message: "injected: victim"}}
+"""
+
+
+async def test_a_proxy_started_under_running_pods_learns_them_from_the_kubelets_status_calls(
+        sock_dir: pathlib.Path) -> None:
+    # The pods were made before the proxy (or a restarted one): no RunPodSandbox or CreateContainer
+    # answer, and here no relist either; a kubelet asks the status of every pod it finds
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="both")
+    rules, db = sock_dir / "rules.yaml", sock_dir / "c.db"
+    rules.write_text(STATUS_RULES)
+    try:
+        async with grpc.aio.insecure_channel(runtime.address, options=CHANNEL) as direct:
+            await v1_grpc.ImageServiceStub(direct).PullImage(v1.PullImageRequest(image=v1.ImageSpec(image=NGINX)))
+            broken, victim, _ = await _start_pod(v1_grpc.RuntimeServiceStub(direct), "broken", "victim")
+            fine, app, _ = await _start_pod(v1_grpc.RuntimeServiceStub(direct), "fine")
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db),
+                                "--faults", str(rules)) as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                kubelet = KubeletLike(channel)
+                # unknown ids match no pod rule: the first sync goes through, and its answers teach them
+                assert await kubelet.sync_pod(broken, [victim]) == ["OK", "OK"]
+                assert await kubelet.sync_pod(fine, [app]) == ["OK", "OK"]
+                assert await kubelet.sync_pod(broken, [victim]) == ["UNAVAILABLE", "FAILED_PRECONDITION"]
+                assert await kubelet.sync_pod(fine, [app]) == ["OK", "OK"]
+                rt = kubelet.rt
+                stops = [await code(rt.StopContainer(v1.StopContainerRequest(container_id=ctr)))
+                         for ctr in (victim, app)]
+                stops += [await code(rt.StopPodSandbox(v1.StopPodSandboxRequest(pod_sandbox_id=pod)))
+                          for pod in (broken, fine)]
+                assert stops == ["FAILED_PRECONDITION", "OK", "UNAVAILABLE", "OK"]
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    assert _fault_notes(db) == [("PodSandboxStatus", "fault: broken-pod error UNAVAILABLE"),
+                                ("ContainerStatus", "fault: victim error FAILED_PRECONDITION"),
+                                ("StopContainer", "fault: victim error FAILED_PRECONDITION"),
+                                ("StopPodSandbox", "fault: broken-pod error UNAVAILABLE")]

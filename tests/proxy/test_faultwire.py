@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import pathlib
 import signal
@@ -19,12 +20,16 @@ from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.proxy.server import RelayServer
 from cri_proxy.proxy.translate import TranslationPolicy
 from cri_proxy.store.readonly import open_readonly
+from tests.conftest import ROOT
+from tests.helpers import kubeletlike
+from tests.helpers.kubeletlike import KubeletLike
 from tests.helpers.proxyproc import ProxyProcess, wait_for_log
 
 pytestmark = pytest.mark.timeout(90)
 
 CHANNEL = [("grpc.use_local_subchannel_pool", 1)]
 CLIENT = pathlib.Path("/proc/self/comm").read_text().strip()  # this process, as the proxy names its peer
+BUSYBOX = "docker.io/library/busybox:latest"
 
 RULES = f"""
 rules:
@@ -213,3 +218,60 @@ async def test_a_connection_no_rule_can_take_is_relayed_unread_until_the_rules_c
     finally:
         await relay.stop(0)
         await runtime.stop(0)
+
+
+async def test_image_pull_back_off_sees_each_injected_error_until_the_rule_goes(sock_dir: pathlib.Path) -> None:
+    # examples/faults/pull-image-error.yaml: a kubelet-like client retries with back-off, as it does
+    # in ImagePullBackOff; each retry sees the injected error, the first after the rule goes works
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="v1")
+    rules, db = sock_dir / "rules.yaml", sock_dir / "c.db"
+    rules.write_text((ROOT / "examples" / "faults" / "pull-image-error.yaml").read_text())
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db),
+                                "--faults", str(rules), "--log-level", "info") as proxy:
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                kubelet = KubeletLike(channel)
+                assert await kubelet.pull(BUSYBOX, attempts=4, backoff=0.1) == ["UNAVAILABLE"] * 4
+                rules.write_text("rules: []\n")  # the registry is back
+                proxy.signal(signal.SIGHUP)
+                await wait_for_log(proxy, "fault rules reloaded")
+                assert await kubelet.pull(BUSYBOX, attempts=4) == ["OK"]
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    with open_readonly(db) as conn:
+        pulls = conn.execute("SELECT started_unix, status_message, notes FROM calls ORDER BY id").fetchall()
+    assert [(message, json.loads(notes or "[]")) for _, message, notes in pulls] == [
+        ("injected: registry unreachable", ["fault: pull-image-error error UNAVAILABLE"])] * 4 + [("", [])]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(pulls[:4])]
+    # the recording shows the back-off (to the relay's clock, which stamps each chunk it reads: 10 ms to spare)
+    assert all(gap >= 0.1 * 2 ** i - 0.01 for i, gap in enumerate(gaps)), gaps
+
+
+async def test_a_delayed_relist_shows_in_the_recordings_timings(sock_dir: pathlib.Path) -> None:
+    # examples/faults/pleg-latency.yaml: one relist call in ten from the kubelet is 1-3 s late;
+    # the PLEG's next relist waits for it, and another client's relists are not touched
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", api="v1")
+    db = sock_dir / "c.db"
+    try:
+        async with ProxyProcess(sock_dir / "p.sock", pathlib.Path(runtime.path), "--db", str(db), "--faults",
+                                str(ROOT / "examples" / "faults" / "pleg-latency.yaml")) as proxy:
+            with kubeletlike.named("kubelet"):
+                async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                    kubelet = KubeletLike(channel)
+                    assert [await kubelet.relist() for _ in range(5)] == [("OK", "OK")] * 5
+            async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock", options=CHANNEL) as channel:
+                assert [await KubeletLike(channel).relist() for _ in range(5)] == [("OK", "OK")] * 5
+            assert await proxy.astop() == 0, proxy.log()
+    finally:
+        await runtime.stop(0)
+    with open_readonly(db) as conn:
+        rows = conn.execute("SELECT k.name, c.path, c.started_unix, c.duration_ms, c.notes FROM calls c "
+                            "JOIN clients k ON k.id = c.client_id ORDER BY c.id").fetchall()
+    assert [name for name, *_ in rows] == ["kubelet"] * 10 + [CLIENT] * 10
+    late = [i for i, row in enumerate(rows) if row[4]]
+    assert late == [9] and json.loads(rows[9][4])[0].startswith("fault: pleg-latency delay ")  # the 10th call
+    delay = float(json.loads(rows[9][4])[0].rsplit(" ", 1)[1].rstrip("s"))
+    assert 1.0 <= delay <= 3.0 and rows[9][1].endswith("/ListContainers")
+    assert rows[9][3] >= delay * 1000  # its recorded duration holds the whole delay
+    assert rows[10][2] - rows[9][2] >= delay  # the next relist (another connection's) came after it

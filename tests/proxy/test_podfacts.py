@@ -106,3 +106,39 @@ def test_a_relist_read_again_is_new_only_once_something_was_forgotten() -> None:
     assert table.new_relist("ListPodSandbox", relist)
     table.forget("sandbox_id", "p2")
     assert table.new_relist("ListPodSandbox", relist) and not table.new_relist("ListPodSandbox", relist)
+
+
+@pytest.mark.parametrize("pb", [v1, v1alpha2], ids=["v1", "v1alpha2"])
+def test_status_answers_say_which_pod_and_container_an_id_is(pb: object) -> None:
+    # what a kubelet restarted after its pods asks of each: the proxy learns the ids from the answers
+    pod = pb.PodSandboxStatusResponse(  # type: ignore[attr-defined]
+        status=pb.PodSandboxStatus(id="p1", metadata=pb.PodSandboxMetadata(name="web", namespace="ns", uid="u"),  # type: ignore[attr-defined]
+                                   labels={"io.kubernetes.pod.name": "web"}), info={"info": "{}"})
+    assert podfacts.reply_records("PodSandboxStatus", pod.SerializeToString()) == [
+        {"sandbox_id": "p1", "pod": "web", "namespace": "ns"}]
+    ctr = pb.ContainerStatusResponse(status=pb.ContainerStatus(  # type: ignore[attr-defined]
+        id="c1", metadata=pb.ContainerMetadata(name="app"), image=pb.ImageSpec(image="nginx:1"),  # type: ignore[attr-defined]
+        image_ref="sha256:abc", mounts=[pb.Mount(container_path="/data")]))  # type: ignore[attr-defined]
+    assert podfacts.reply_records("ContainerStatus", ctr.SerializeToString()) == [
+        {"container_id": "c1", "container": "app", "image": "nginx:1"}]
+    assert not podfacts.learns_with_request("PodSandboxStatus") and podfacts.learns("ContainerStatus")
+
+
+def test_answers_teach_the_table_what_a_relist_would() -> None:
+    table = FactTable()
+    table.answer("ContainerStatus", {"container_id": "c1"}, v1.ContainerStatusResponse(status=v1.ContainerStatus(
+        id="c1", metadata=v1.ContainerMetadata(name="app"), image=v1.ImageSpec(image="nginx"))).SerializeToString())
+    table.answer("PodSandboxStatus", {"sandbox_id": "p1"}, v1.PodSandboxStatusResponse(status=v1.PodSandboxStatus(
+        id="p1", metadata=v1.PodSandboxMetadata(name="web", namespace="ns"))).SerializeToString())
+    # ContainerStatus names no sandbox: a relist (or the CreateContainer answer) links the two
+    assert table.resolve({"container_id": "c1"}) == {"container_id": "c1", "container": "app", "image": "nginx"}
+    table.answer("ListContainers", {}, v1.ListContainersResponse(containers=[v1.Container(
+        id="c1", pod_sandbox_id="p1")]).SerializeToString())
+    assert table.resolve({"container_id": "c1"})["namespace"] == "ns"
+    table.answer("RunPodSandbox", {"pod": "new", "namespace": "ns"},
+                 v1.RunPodSandboxResponse(pod_sandbox_id="p2").SerializeToString())
+    assert table.sandboxes["p2"] == {"pod": "new", "namespace": "ns"}
+    table.answer("RemovePodSandbox", {"sandbox_id": "p1"}, b"")
+    assert set(table.sandboxes) == {"p2"} and table.containers == {}
+    with pytest.raises(WireError):
+        table.answer("ContainerStatus", {}, b"\x0a\x05ab")

@@ -118,7 +118,7 @@ def _damage_a_page(path: Path) -> None:
     """Garbage over one of the calls table's pages; the header and schema (page 1) intact."""
     page_size = int.from_bytes(path.read_bytes()[16:18], "big")
     pages = path.stat().st_size // page_size
-    [(root,)] = rows(path, "SELECT rootpage FROM sqlite_master WHERE name = 'calls'")
+    [(root,)] = rows(path, "SELECT rootpage FROM sqlite_master WHERE name = 'call_rows'")  # calls: a view
     victim = root if root > 1 else pages // 2
     with open(path, "r+b") as f:
         f.seek((victim - 1) * page_size)

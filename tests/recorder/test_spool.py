@@ -1,14 +1,17 @@
-"""cri_proxy/recorder/spool.py: link bytes read off a real socket in blocks, handed on message by message."""
+"""cri_proxy/recorder/spool.py: link bytes read off a real socket in blocks (past a few MB into a
+spill file), handed on message by message."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from cri_proxy.model import link
-from cri_proxy.recorder.spool import READ_SIZE, Spool
+from cri_proxy.recorder.spool import READ_SIZE, Spool, spill_file
 
 
 @pytest.fixture
@@ -67,3 +70,55 @@ def test_the_end_of_the_stream_is_told(pair: tuple[socket.socket, socket.socket]
     spool = Spool()
     assert not spool.read(theirs, 1 << 30)  # read to the end: what came before is kept
     assert handled(spool) == [(link.STOP, b"")]
+
+
+def _stream(count: int) -> tuple[list[tuple[int, bytes]], bytes]:
+    sent = [(link.CHUNK, bytes([i % 251]) * (1000 + 37 * i)) for i in range(count)]
+    return sent, b"".join(link.message(kind, body) for kind, body in sent)
+
+
+def test_past_its_memory_the_backlog_waits_in_a_nameless_file_and_comes_back_in_order(
+        tmp_path: pathlib.Path, pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    fd = spill_file(str(tmp_path))
+    assert fd is not None
+    assert os.listdir(tmp_path) == []  # never a name: nothing left behind, however the recorder ends
+    spool = Spool(fd, memory=READ_SIZE)
+    sent, stream = _stream(300)  # about 1.8 MB
+    got: list[tuple[int, bytes]] = []
+    for start in range(0, len(stream), 200_000):
+        ours.sendall(stream[start:start + 200_000])
+        assert spool.read(theirs, 1 << 30)
+        if start == 400_000:
+            assert spool.spilled > 0 and sum(map(len, spool.blocks)) <= 2 * READ_SIZE
+            spool.handle_next(lambda kind, view, a, b: got.append((kind, bytes(view[a:b]))))  # handled meanwhile
+    assert spool.bytes == len(stream) - sum(len(link.message(k, b)) for k, b in got) - len(spool._part)
+    got += handled(spool)
+    assert got == sent
+    assert os.fstat(fd).st_size > 0
+    spool.tidy()  # read to its end: the disk space back
+    assert os.fstat(fd).st_size == 0 and spool.spilled == 0
+    ours.sendall(stream[:5000])  # caught up: memory first again
+    assert spool.read(theirs, 1 << 30)
+    assert spool.spilled == 0 and spool.blocks
+    spool.close()
+
+
+def test_a_spill_file_that_refuses_bytes_leaves_them_in_memory_in_order(
+        tmp_path: pathlib.Path, pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    path = tmp_path / "read-only"
+    path.write_bytes(b"")
+    spool = Spool(os.open(path, os.O_RDONLY), memory=READ_SIZE)  # every write fails (EBADF)
+    sent, stream = _stream(300)
+    for start in range(0, len(stream), 100_000):
+        ours.sendall(stream[start:start + 100_000])
+        assert spool.read(theirs, 1 << 30)
+    assert spool.spilled == 0 and spool.bytes == len(stream)
+    assert handled(spool) == sent
+    spool.close()
+
+
+def test_without_a_place_for_the_file_the_backlog_stays_in_memory(tmp_path: pathlib.Path) -> None:
+    assert spill_file(None) is None  # no --db
+    assert spill_file(str(tmp_path / "gone")) is None  # the directory is not there: said, not raised

@@ -353,14 +353,33 @@ def prefixed(data: bytes, compressed: bool = False) -> bytes:
 
 
 class Wire:
-    """One connection's tap, fed with frames made by hyperframe and walked by the relay's FrameWalker."""
+    """One connection's tap, fed with frames made by hyperframe: walked by the relay's FrameWalker
+    (`feed="frames"`), or as bytes the tap walks itself (recorder.walk), whole or cut into
+    chunks of 1 to 40 bytes (`feed="bytes"`, `"chunks"`)."""
 
-    def __init__(self, decoder: str = "fast", sink: Any = None) -> None:
+    def __init__(self, decoder: str = "fast", sink: Any = None, feed: str = "frames") -> None:
         self.sink = sink if sink is not None else MemorySink()
         kwargs: dict[str, Any] = {"decoder": ReferenceDecoder} if decoder == "reference" else {}
         self.tap: ConnectionRecorder = RecordingTap(self.sink, **kwargs).open(
             ConnectionInfo(7, 100, 200, "unix:///up.sock"))
         self.client_enc, self.server_enc = Encoder(), Encoder()
+        self.feed = feed
+        self.rng = random.Random(len(feed))
+
+    def _fed(self, frames: tuple[Any, ...], into: Callable[[list[h2.Frame]], None],
+             as_bytes: Callable[[bytes], None]) -> None:
+        if self.feed == "frames":
+            into(self.walked(frames))
+            return
+        data = b"".join(bytes(f.serialize()) for f in frames)
+        if self.feed == "bytes":
+            as_bytes(data)
+            return
+        pos = 0
+        while pos < len(data):
+            step = self.rng.randint(1, 40)
+            as_bytes(data[pos:pos + step])
+            pos += step
 
     @staticmethod
     def walked(frames: tuple[Any, ...]) -> list[h2.Frame]:
@@ -370,10 +389,10 @@ class Wire:
         return out
 
     def client(self, *frames: Any) -> None:
-        self.tap.client_frames(self.walked(frames))
+        self._fed(frames, self.tap.client_frames, self.tap.client_bytes)
 
     def server(self, *frames: Any) -> None:
-        self.tap.server_frames(self.walked(frames))
+        self._fed(frames, self.tap.server_frames, self.tap.server_bytes)
 
     def request(self, stream_id: int, path: str = "/runtime.v1.RuntimeService/Version",
                 extra: tuple[tuple[str, str], ...] = (), **kw: Any) -> HeadersFrame:
@@ -397,9 +416,10 @@ class Wire:
         self.server(head, DataFrame(stream_id, prefixed(reply)), tail)
 
 
-@pytest.fixture(params=["fast", "reference"])
+@pytest.fixture(params=[("fast", "frames"), ("reference", "frames"), ("fast", "bytes"), ("fast", "chunks")],
+                ids=lambda p: "-".join(p))
 def wire(request: pytest.FixtureRequest) -> Wire:
-    return Wire(request.param)
+    return Wire(request.param[0], feed=request.param[1])
 
 
 def test_padding_priority_and_continuation(wire: Wire) -> None:
@@ -758,3 +778,4 @@ def test_a_header_bomb_is_stored_cut_to_size(tmp_path: pathlib.Path) -> None:
            f"({content_type + kept * field:,} of {content_type + 4000 * field:,} bytes)" in notes
     assert any(n.startswith("trailers cut to its first 16 of 4001 fields") for n in notes)
     assert got[1][5] is None  # the next call on the connection is whole
+

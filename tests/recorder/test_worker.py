@@ -25,6 +25,7 @@ from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.behind import MAX_LAG_S, MERGE_S
+from cri_proxy.recorder.spool import READ_SIZE, spill_file
 from cri_proxy.recorder.worker import GC_THRESHOLD, PROXY_GONE, Worker, tune_gc
 from tests.helpers.calls import make_call, rows
 
@@ -237,3 +238,50 @@ class Cycle:
     def __init__(self, ring: list[object]) -> None:
         self.me = self
         self.ring = ring
+
+
+def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_and_is_recorded(
+        tmp_path: pathlib.Path) -> None:
+    """12 MB of calls sent while the recorder cannot keep up: past MEMORY_BYTES they wait in
+    the spill file (nameless: the directory holds only the database), and every call is
+    recorded whole once the proxy is gone."""
+    path = tmp_path / "calls.db"
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
+    proxy = Proxy(ours)
+    proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
+    message = b"\x0a\xa0\x8d\x06" + b"c" * 100_000  # container_id: 100,000 bytes
+    body = b"\x00" + len(message).to_bytes(4, "big") + message
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
+               ("content-type", "application/grpc"), ("te", "trailers")]
+
+    def send() -> None:
+        for stream_id in range(1, 240, 2):
+            frames = HeadersFrame(stream_id, data=proxy.encoder.encode(headers), flags=["END_HEADERS"]).serialize()
+            for at in range(0, len(body), 16384):
+                end = ["END_STREAM"] if at + 16384 >= len(body) else []
+                frames += DataFrame(stream_id, data=body[at:at + 16384], flags=end).serialize()
+            proxy.chunk(True, bytes(frames))
+            proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
+        ours.close()  # as a proxy killed with -9
+
+    worker = Worker(theirs, recorder, spill=spill_file(str(tmp_path)))
+    sender = threading.Thread(target=send)
+    sender.start()
+    deepest = 0
+    real_work = worker.work
+
+    def work(quota: int = READ_SIZE) -> None:  # the deepest the file got, seen by the recorder's thread
+        nonlocal deepest
+        deepest = max(deepest, worker.spool.spilled)
+        real_work(quota)
+
+    worker.work = work  # type: ignore[method-assign]
+    worker.run()
+    sender.join()
+    theirs.close()
+    assert deepest > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in tmp_path.glob("calls.db*"))
+    assert rows(path, "SELECT count(*), sum(outcome = 'completed') FROM calls") == [(120, 120)]
+    assert rows(path, "SELECT calls_recorded, calls_lost FROM sessions") == [(120, 0)]

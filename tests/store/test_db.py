@@ -51,7 +51,7 @@ def test_fresh_database(tmp_path: Path, open_umask: None) -> None:
     conn = db.open_database(path)
     try:
         assert db.schema_version(conn) == NEWEST
-        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1000
@@ -167,7 +167,7 @@ def test_the_projects_views_are_recreated_at_open_and_a_users_view_survives(tmp_
     columns = [r[1] for r in conn.execute("PRAGMA table_info(slow_calls)")]
     mine = conn.execute("SELECT * FROM my_errors").fetchall()
     conn.close()
-    assert set(views) == set(sql.view_names()) | {"my_errors", "calls"}  # `calls`: the schema's own (0006)
+    assert set(views) == set(sql.view_names()) | {"my_errors", "calls", "messages"}  # the schema's own (0006, 0010)
     assert "method LIKE 'Exec%'" in views["my_errors"] and mine == []
     assert columns[0] == "call_id"  # this version's slow_calls, not the stale one
 

@@ -1,0 +1,98 @@
+"""storage/migrations/0010_message_rows.sql: the messages of an older file copied into the
+narrow `message_rows`, read back through the `messages` view exactly as the table gave them,
+joined through its primary key and index, and written through its triggers."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cri_proxy.model.call import Direction, Message
+from cri_proxy.store import db, sql
+from cri_proxy.store.reader import load_calls
+from cri_proxy.store.readonly import open_readonly
+from cri_proxy.store.selection import Selection
+from tests.helpers.calls import T0, make_call, record
+from tests.helpers.recordings import GOLDEN_DIR
+
+pytestmark = pytest.mark.timeout(30)
+
+MESSAGES = "SELECT call_id, direction, idx, offset_ms, payload_id, compressed FROM messages ORDER BY 1, 2, 3"
+# What the read side and the views ask of `messages`: each must search, never scan, it.
+JOINS = (
+    ("SELECT p.json FROM calls AS c JOIN messages AS m ON m.call_id = c.id AND m.direction = 'request' "
+     "AND m.idx = 0 JOIN payloads AS p ON p.id = m.payload_id WHERE c.method = 'PullImage'"),
+    "SELECT 1 FROM messages WHERE payload_id = 3",
+    "SELECT * FROM call_messages WHERE call_id = 7",
+    "SELECT * FROM failed_probes",
+)
+
+
+def _v9_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "v9.db"
+    shutil.copy(GOLDEN_DIR / "schema-v9.db", copy)
+    return copy
+
+
+def test_migration_10_keeps_every_message_and_joins_still_search(tmp_path: Path) -> None:
+    copy = _v9_copy(tmp_path)
+    with sqlite3.connect(copy) as conn:
+        before = conn.execute(MESSAGES).fetchall()
+        bodies = conn.execute("SELECT call_id, direction, idx, offset_ms, data, json FROM call_messages "
+                              "ORDER BY 1, 2, 3").fetchall()
+    conn.close()
+    new = make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"}, started=T0)
+    new.messages[1] = Message(Direction.RESPONSE, 0, 0.000636, new.messages[1].data)
+    record(copy, [new])  # opened for writing: migrated
+    conn = sqlite3.connect(copy)
+    try:
+        assert db.schema_version(conn) == len(sql.migrations())
+        after = conn.execute(MESSAGES).fetchall()
+        assert after[:len(before)] == before  # the same values, floats and all
+        assert [row[1:4] for row in after[len(before):]] == [("request", 0, 0.0), ("response", 0, 0.636)]
+        assert conn.execute("SELECT call_id, direction, idx, offset_ms, data, json FROM call_messages "
+                            "WHERE call_id <= ? ORDER BY 1, 2, 3", (before[-1][0],)).fetchall() == bodies
+        assert conn.execute("SELECT kind, offset_us FROM message_rows WHERE call_id = ? ORDER BY kind",
+                            (after[-1][0],)).fetchall() == [(0, 0), (1, 636)]
+        assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'messages'").fetchone() == ("view",)
+        for query in JOINS:
+            plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+            assert "SCAN message_rows" not in plan and "MATERIALIZE" not in plan, (query, plan)
+    finally:
+        conn.close()
+    reader = open_readonly(copy)
+    try:
+        [stored] = load_calls(reader, Selection(where=f"c.id = {after[-1][0]}"))
+    finally:
+        reader.close()
+    assert [(m.direction, m.offset_s) for m in stored.call.messages] == [
+        (Direction.REQUEST, 0.0), (Direction.RESPONSE, 0.636 / 1000)]  # the reader divides offset_ms, as before
+
+
+def test_messages_can_be_inserted_updated_and_deleted_through_the_view(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    record(path, [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"})])
+    conn = sqlite3.connect(path)
+    try:
+        [(call_id, payload_id)] = conn.execute("SELECT call_id, payload_id FROM messages "
+                                               "WHERE direction = 'response'").fetchall()
+        conn.execute("INSERT INTO messages (call_id, direction, idx, offset_ms, payload_id) "
+                     "VALUES (?, 'response', 1, 2.5, ?)", (call_id, payload_id))
+        conn.execute("UPDATE messages SET offset_ms = 3.25 WHERE call_id = ? AND direction = 'response' AND idx = 1",
+                     (call_id,))
+        assert conn.execute("SELECT offset_ms, compressed FROM messages WHERE call_id = ? AND direction = 'response' "
+                            "AND idx = 1", (call_id,)).fetchall() == [(3.25, 0)]
+        assert conn.execute("SELECT kind, idx, offset_us FROM message_rows WHERE call_id = ? AND idx = 1",
+                            (call_id,)).fetchall() == [(1, 1, 3250)]
+        with pytest.raises(sqlite3.IntegrityError, match="message_rows.kind"):
+            conn.execute("INSERT INTO messages (call_id, direction, idx, offset_ms, payload_id) "
+                         "VALUES (?, 'sideways', 0, 0, ?)", (call_id, payload_id))
+        conn.execute("DELETE FROM messages WHERE call_id = ? AND direction = 'request'", (call_id,))
+        assert conn.execute("SELECT kind, idx FROM message_rows WHERE call_id = ? ORDER BY 1, 2",
+                            (call_id,)).fetchall() == [(1, 0), (1, 1)]
+        conn.commit()
+    finally:
+        conn.close()
