@@ -6,7 +6,8 @@ and the bytes the relay forwarded, untouched. The other frequent kinds have fixe
 layouts, built and read by the typed functions below (`open_message`/`read_open`, ...), so
 a malformed body is a ValueError naming the kind, not an arbitrary object. When the recorder
 needs no message bodies (metrics only), the CHUNK bytes are in the lean form (`lean_data`):
-frames as relayed, but each DATA frame's payload replaced by a summary of its messages. Only two kinds
+frames as relayed, but each DATA frame's payload replaced by a summary of its messages (a small
+frame of one whole message goes as it is: proxy/lean.py). Only two kinds
 are pickled, both internal and both ends this package: INIT (once per recorder process:
 the options, the session, what a restarted recorder carries on from) and CALL (a bridged
 call, a whole RecordedCall, on the bridge's own slow path).
@@ -69,7 +70,9 @@ _NONE: Final = -1
 
 # The lean form of CHUNK bytes (proxy/lean.py), used on a link whose recorder needs no message
 # bodies (RecordConfig.needs_bodies false): every DATA frame's payload is replaced by this
-# summary, in a frame of its own (header: length, type DATA, END_STREAM kept, stream).
+# summary, in a frame of its own (header: length, type DATA, END_STREAM kept, stream), but
+# for a small unpadded frame of one whole message, which goes as it is (lean.PASS_WHOLE) and
+# is never of the summary's length.
 LEAN_SUMMARY: Final = struct.Struct(">BIQ")  # malformed padding, gRPC messages completed, their bytes
 LEAN_DATA_FRAME: Final = struct.Struct(">BHBBIBIQ")
 

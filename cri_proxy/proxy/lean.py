@@ -8,6 +8,7 @@ message. So instead of copying every reply to the recorder process (a 1 MB stats
 frames as they are except DATA, whose payload it replaces by a summary
 (`link.lean_data`): how many gRPC messages the frame completes and their bytes (the
 5-byte prefixes excluded, as the recorder counts them), or that its padding is malformed.
+A small frame of one whole message (PASS_WHOLE) goes as it is: cheaper than its summary.
 The client's bytes go whole: CRI requests are small (the large bodies are replies: stats,
 lists, exec output), and walking them would cost the relay more than copying them.
 Header blocks, SETTINGS, RST_STREAM, GOAWAY... pass whole, so the recorder's HPACK state,
@@ -35,6 +36,12 @@ _summary = link.lean_data
 MAX_CUT = 1024  # streams whose state is kept (far more than a connection has open at once)
 _pack = link.LEAN_DATA_FRAME.pack  # lean_data without the call, for the common frame
 _SUMMARY_SIZE = link.LEAN_SUMMARY.size
+# An unpadded DATA frame holding one whole message of at most this many bytes (prefix included)
+# goes as it is: left in the chunk, it costs the relay no slice, summary or join (a chunk of
+# small replies is passed on untouched), and the recorder no more than its summary would
+# (tap.RecordingTap counts it from its length). Never one of the summary's own length, which
+# is how the recorder tells the two apart.
+PASS_WHOLE = 1024
 
 
 class _Data:
@@ -95,9 +102,13 @@ class LeanWalker:
             high, low, kind, flags, sid = _HEADER(chunk, pos)
             length = high << 16 | low
             if kind != _DATA:
-                if kind == _HEADERS or kind == _CONTINUATION:
+                if kind == _HEADERS:
                     self.in_block = not flags & _END_HEADERS
-                if kind == _RST or (streams and kind == _HEADERS and flags & _END):
+                    if streams and flags & _END:
+                        self._ended(sid & 0x7FFFFFFF)
+                elif kind == _CONTINUATION:
+                    self.in_block = not flags & _END_HEADERS
+                elif kind == _RST:
                     self._ended(sid & 0x7FFFFFFF)
                 nxt = pos + 9 + length
                 if nxt > end:
@@ -106,23 +117,31 @@ class LeanWalker:
                     break
                 pos = nxt
                 continue
-            if mark < pos:
-                out.append(chunk[mark:pos])
             sid &= 0x7FFFFFFF
             nxt = pos + 9 + length
             if nxt <= end and not flags & _PADDED:
                 # The commonest frame, inline: one whole message, nothing pending on its stream.
                 if length >= 5 and not (streams and sid in streams) \
                         and (size := int.from_bytes(chunk[pos + 10:pos + 14], "big")) + 5 == length:
+                    if length <= PASS_WHOLE and length != _SUMMARY_SIZE:
+                        pos = nxt  # small: passed as it is (PASS_WHOLE)
+                        continue
+                    if mark < pos:
+                        out.append(chunk[mark:pos])
                     out.append(_pack(0, _SUMMARY_SIZE, _DATA, flags & _END, sid, False, 1, size))
                     pos = mark = nxt
                     continue
+                if mark < pos:
+                    out.append(chunk[mark:pos])
+                    mark = pos
                 done = self._whole(chunk, pos, sid, flags, length)
                 if done is not None:
                     if done:
                         out.append(done)
                     pos = mark = nxt
                     continue
+            if mark < pos:
+                out.append(chunk[mark:pos])
             self._data = _Data(sid, flags, length)
             pos = mark = self._payload(chunk, pos + 9, end, out)
         if mark < pos:

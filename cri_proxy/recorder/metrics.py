@@ -1,14 +1,14 @@
 """The metrics peer: Prometheus counters, histograms and gauges fed with recorded calls.
 
-A peer of the writer in the recorder's pipeline: the tap tells it when a call opens
-(`opened`) and hands it every finished call (`observe`); the recorder and the relay's link
-tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
+A peer of the writer in the recorder's pipeline: the tap hands it every finished call
+(`observe`, counted in plain numbers: metrics_counts) and lets it read the calls still open
+(`watch_open`); the recorder and the relay's link tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
 lag, database size, client connections). Everything lives in this peer's own
 `CollectorRegistry`, never prometheus_client's global one, so two peers (or a test and the
 process) never share series. `metrics_http.serve` exposes the registry.
 
-What is computed at scrape time is computed from the open set, not pushed: calls in flight
-and the age of the oldest open call, so a call the runtime holds open shows within one
+What is computed at scrape time is computed from the tap's open calls, not pushed: calls in
+flight and the age of the oldest open call, so a call the runtime holds open shows within one
 scrape without anything having to tick. Label values are bounded: a method neither CRI
 version defines is counted as `other`, and client process names and fault rule names are
 capped.
@@ -17,12 +17,12 @@ capped.
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.cri import METHODS, parse_path
 from cri_proxy.model.status import StatusCode, failed, status_name
+from cri_proxy.recorder.metrics_counts import PER_CALL, CallCounts, ClientCounts, Count, MethodCounts
 from cri_proxy.recorder.metrics_http import MetricsServer, Readiness, serve
 from cri_proxy.recorder.notes import NoteKind, note_kind
 
@@ -42,7 +43,6 @@ MAX_RULES: Final = 50  # fault rule names kept as labels; rules come and go thro
 # A fault rule's note on the call it changed (cri_proxy.proxy.faultwire): `fault: RULE ACTION [DETAIL]`.
 # The action is matched from the right, so a rule's name may hold spaces.
 _FAULT_NOTE: Final = re.compile(r"fault: (?P<rule>.+) (?P<action>error|delay|hang|close)(?: \S+)?")
-MAX_OPEN: Final = 100_000  # open calls remembered; past it `opened` is ignored (a leak guard)
 # Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
 # count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
 _CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
@@ -94,28 +94,33 @@ def client_name(pid: int | None, name: str | None = None) -> str:
         return "unknown"
 
 
-class _OpenCalls(Collector):
-    """Calls in flight per method and the oldest open unary call's age, read at scrape time."""
+OpenCalls = Callable[[], Iterable[tuple[str, float]]]  # (path, started_at) of each call open now
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+
+class _OpenCalls(Collector):
+    """Calls in flight per method and the oldest open unary call's age, read at scrape time
+    from the tap's open calls (`CallMetrics.watch_open`): nothing is done for them per call."""
+
+    def __init__(self, clock: Callable[[], float], counts: CallCounts) -> None:
         self.clock = clock
-        self.lock = threading.Lock()
-        self.calls: dict[tuple[int, int], tuple[str, float]] = {}  # (conn, stream) -> path, started_at
-        self.seen: set[str] = set()  # paths ("" for any other) reported once stay reported, at 0
+        self.counts = counts
+        self.source: OpenCalls = tuple
+        self.seen: set[tuple[str, str]] = set()  # (service, method) reported once stay reported, at 0
 
     def collect(self) -> Iterator[Metric]:
-        with self.lock:
-            open_calls = list(self.calls.values())
-            seen = list(self.seen)
+        open_calls = list(self.source())
+        with self.counts.lock:  # every method a finished call was counted for: it was open once
+            self.seen.update(self.counts.methods)
         in_flight = GaugeMetricFamily("cri_proxy_calls_in_flight", "Calls opened and not yet finished.",
                                       labels=["service", "method"])
-        counts = dict.fromkeys(map(method_labels, seen), 0)
+        counts = dict.fromkeys(self.seen, 0)
         oldest: float | None = None
         for path, started in open_calls:
             key = method_labels(path)
             counts[key] = counts.get(key, 0) + 1
             if path not in _STREAMING and (oldest is None or started < oldest):
                 oldest = started
+        self.seen.update(counts)
         for (service, method), n in sorted(counts.items()):
             in_flight.add_metric([service, method], n)
         yield in_flight
@@ -143,25 +148,17 @@ class _SpanCounters(Collector):
 
 
 class CallMetrics:
-    """The metrics peer. `observe` and `opened` are cheap and never raise on a strange call."""
+    """The metrics peer. `observe` is cheap and never raises on a strange call."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *, max_clients: int = MAX_CLIENTS,
                  clock: Callable[[], float] = time.time, process: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.max_clients = max_clients
         reg = self.registry
-        per_call = ["service", "method"]
-        self.calls = Counter("cri_proxy_calls", "Finished calls, by method and status name (or how they ended "
-                             "without one).", [*per_call, "code"], registry=reg)
-        self.failures = Counter("cri_proxy_calls_failed", "Finished calls that failed: anything but a completed "
-                                "call with grpc-status 0.", per_call, registry=reg)
-        self.duration = Histogram("cri_proxy_call_duration_seconds", "Call duration as the relay saw it, from "
-                                  "request headers to the end of the call.", per_call, registry=reg,
-                                  buckets=DURATION_BUCKETS)
-        self.request_bytes = Counter("cri_proxy_request_bytes", "Request message bytes (gRPC prefix excluded).",
-                                     per_call, registry=reg)
-        self.response_bytes = Counter("cri_proxy_response_bytes", "Response message bytes (gRPC prefix "
-                                      "excluded).", per_call, registry=reg)
+        per_call = list(PER_CALL)
+        # Updated once per call: plain numbers, read when scraped (metrics_counts).
+        self.counts = CallCounts(DURATION_BUCKETS)
+        reg.register(self.counts)
         self.warnings = Counter("cri_proxy_translation_warnings", "Translation warnings noted on bridged calls.",
                                 per_call, registry=reg)
         self.refusals = Counter("cri_proxy_translation_refusals", "Calls the bridge refused to translate.",
@@ -170,8 +167,9 @@ class CallMetrics:
                               f"{MAX_RULES} names, the rest as other) and action.", ["rule", "action"], registry=reg)
         self.connections = Gauge("cri_proxy_connections_open", "Client connections open, by client process "
                                  f"name (at most {max_clients} names, the rest as other).", ["client"], registry=reg)
-        self.client_calls = Counter("cri_proxy_client_calls", "Finished calls by client process name (at most "
-                                    f"{max_clients} names, the rest as other).", ["client"], registry=reg)
+        self.client_calls = ClientCounts(f"Finished calls by client process name (at most {max_clients} names, "
+                                         "the rest as other).")
+        reg.register(self.client_calls)
         self.upstream_up = Gauge("cri_proxy_upstream_up", "1 when the upstream answered its last probe, else 0.",
                                  ["endpoint"], registry=reg)
         self.upstream_api = Info("cri_proxy_upstream_api", "The CRI version the upstream speaks.",
@@ -182,69 +180,62 @@ class CallMetrics:
                                  registry=reg)
         self.database_bytes = Gauge("cri_proxy_database_bytes", "Size of the recording's SQLite files.",
                                     registry=reg)
-        self.open = _OpenCalls(clock)
+        self.open = _OpenCalls(clock, self.counts)
         reg.register(self.open)
         if process:
             ProcessCollector(registry=reg)
-        self._children: dict[tuple[str, str], tuple[Counter, Histogram, Counter, Counter, Counter]] = {}
+        self._entries: dict[tuple[str, str], tuple[Count, MethodCounts]] = {}  # (path, code)
         self._clients: set[str] = set()
-        self._client_children: dict[str, Counter] = {}
+        self._client_counts: dict[str, Count] = {}
         self._rules: set[str] = set()
 
     # Calls -------------------------------------------------------------------------------
-    def opened(self, conn_id: int, stream_id: int, path: str, started_at: float) -> None:
-        """A call's request headers were seen: it is in flight until `observe` gets it."""
-        entry = self.open
-        with entry.lock:
-            if len(entry.calls) < MAX_OPEN:
-                entry.calls[(conn_id, stream_id)] = (path, started_at)
-                entry.seen.add(path if path in METHODS else "")  # labels are made at scrape time
+    def watch_open(self, source: OpenCalls) -> None:
+        """Where the calls open now are read at each scrape (telemetry.open_calls: the tap's),
+        for the calls in flight and the age of the oldest."""
+        self.open.source = source
 
     def observe(self, call: RecordedCall) -> None:
-        """A finished call (any outcome): counted, timed, and no longer in flight."""
-        with self.open.lock:
-            self.open.calls.pop((call.conn_id, call.stream_id), None)
+        """A finished call (any outcome): counted and timed."""
         code = code_label(call)
-        children = self._children.get((call.path, code))
-        if children is None:
-            children = self._children_for(call.path, code)
-        calls, duration, failures, req, resp = children
-        calls.inc()
-        if call.duration_s is not None:
-            duration.observe(call.duration_s)
+        entry = self._entries.get((call.path, code))
+        if entry is None:
+            entry = self._entry(call.path, code)
+        count, per = entry
+        count.n += 1
+        duration = call.duration_s
+        if duration is not None:
+            per.buckets[bisect_left(self.counts.bounds, duration)] += 1
+            per.sum += duration
         if failed(call.outcome.value, call.status_code):
-            failures.inc()
-        if call.request_bytes:
-            req.inc(call.request_bytes)
-        if call.response_bytes:
-            resp.inc(call.response_bytes)
+            per.failures += 1
+        per.request += call.request_bytes
+        per.response += call.response_bytes
         if call.notes:
             self._notes(call)
-        client = self._client_children.get(call.peer_name or "unknown")
+        name = call.peer_name or "unknown"
+        client = self._client_counts.get(name)
         if client is None:
-            client = self._client_child(call.peer_name or "unknown")
-        client.inc()
+            client = self._client_count(name)
+        client.n += 1
 
-    def _client_child(self, name: str) -> Counter:
+    def _client_count(self, name: str) -> Count:
         label = self._client_label(name)
-        child = self.client_calls.labels(label)
+        count = self.client_calls.count(label)
         if label == name:  # names past the cap share `other` and are not cached one by one
-            self._client_children[name] = child
-        return child
+            self._client_counts[name] = count
+        return count
 
-    def _children_for(self, path: str, code: str) -> tuple[Counter, Histogram, Counter, Counter, Counter]:
-        # labels() costs a lock and a dict lookup per metric: done once per (path, status) and
-        # cached. Paths the table lacks share the ("other", code) entry, so a client sending odd
-        # paths cannot grow the cache (they take this slower path each time instead).
+    def _entry(self, path: str, code: str) -> tuple[Count, MethodCounts]:
+        # Made once per (path, status) and cached. Paths the table lacks share the ("other",
+        # code) entry, so a client sending odd paths cannot grow the cache (they take this
+        # slower path each time instead).
         service, method = method_labels(path)
         key = (path, code) if service != OTHER else (OTHER, code)
-        children = self._children.get(key)
-        if children is None:
-            children = (self.calls.labels(service, method, code), self.duration.labels(service, method),
-                        self.failures.labels(service, method), self.request_bytes.labels(service, method),
-                        self.response_bytes.labels(service, method))
-            self._children[key] = children
-        return children
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = self.counts.entry(service, method, code)
+        return entry
 
     def _notes(self, call: RecordedCall) -> None:
         service, method = method_labels(call.path)
@@ -273,13 +264,8 @@ class CallMetrics:
     def connection_opened(self, client: str) -> None:
         self.connections.labels(self._client_label(client)).inc()
 
-    def connection_closed(self, client: str, conn_id: int | None = None) -> None:
-        """A client connection ended; with `conn_id`, its calls still open are forgotten too."""
+    def connection_closed(self, client: str) -> None:
         self.connections.labels(self._client_label(client)).dec()
-        if conn_id is not None:
-            with self.open.lock:
-                for key in [key for key in self.open.calls if key[0] == conn_id]:
-                    del self.open.calls[key]
 
     def _client_label(self, client: str) -> str:
         if client in self._clients:

@@ -12,7 +12,7 @@ import struct
 from dataclasses import fields
 
 from cri_proxy.model.call import FORMAT_VERSION, Direction, Message, Metadata, Outcome, RecordedCall
-from cri_proxy.model.link import read_lean_data
+from cri_proxy.model.link import LEAN_SUMMARY, read_lean_data
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.wire import SHARE_MIN_BYTES, LastBodies, MessageReader, known_body, share_bodies
 
@@ -104,7 +104,10 @@ class OpenCall:
     def lean(self, payload: bytes | memoryview) -> bool:
         """A lean DATA frame of the server's (proxy.lean): its messages counted as the full bytes
         would count them. False when its padding was malformed."""
-        bad, messages, size = read_lean_data(bytes(payload))
+        if len(payload) != LEAN_SUMMARY.size:  # a small frame of one whole message, passed as it is
+            bad, messages, size = False, 1, len(payload) - 5
+        else:
+            bad, messages, size = read_lean_data(bytes(payload))
         if bad:
             return False
         reader = self.response

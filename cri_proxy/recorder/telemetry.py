@@ -1,7 +1,7 @@
 """The recorder process's metrics and spans peers, built from `--metrics-listen` and `--otlp-endpoint`.
 
-The worker owns one `Telemetry`. The tap tells it when a call's request headers arrive
-(`opened`) and hands it every finished call through `ObservingSink`, before the keep peer
+The worker owns one `Telemetry`. It reads the tap's open calls when scraped (`watch`) and
+gets every finished call through `ObservingSink`, before the keep peer
 decides: a call the policy declines, or one skimmed while the recorder catches up, is still
 counted. The metrics HTTP endpoint runs on its own thread (metrics_http); its /readyz asks
 `readiness`, which combines what the relay said over the link (listening, the runtime
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from cri_proxy.model.call import Direction, RecordedCall
@@ -29,6 +29,7 @@ from cri_proxy.recorder.spans import CallSpans, Facts, SpanOptions
 
 if TYPE_CHECKING:
     from cri_proxy.messages.decode import JsonDecoder
+    from cri_proxy.recorder.tap import ConnectionRecorder
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +82,11 @@ class Telemetry:
         return reason
 
     # -- calls ------------------------------------------------------------------------------
-    def opened(self, call: RecordedCall) -> None:
+    def watch(self, conns: Mapping[int, ConnectionRecorder]) -> None:
+        """The tap's connections (the worker's, by conn id): their open calls are the metrics'
+        calls in flight, read at each scrape."""
         if self.metrics is not None:
-            self.metrics.opened(call.conn_id, call.stream_id, call.path, call.started_at)
+            self.metrics.watch_open(lambda: open_calls(conns))
 
     def observe(self, call: RecordedCall) -> None:
         try:
@@ -127,7 +130,7 @@ class Telemetry:
     def connection_closed(self, conn_id: int) -> None:
         name = self._clients.pop(conn_id, None)
         if self.metrics is not None and name is not None:
-            self.metrics.connection_closed(name, conn_id)
+            self.metrics.connection_closed(name)
 
     def relay_changed(self, state: RelayState) -> None:
         self.relay = state
@@ -160,6 +163,16 @@ class Telemetry:
             self.spans.close()
         if self.server is not None:
             self.server.close()
+
+
+def open_calls(conns: Mapping[int, ConnectionRecorder]) -> list[tuple[str, float]]:
+    """(path, started_at) of every call the tap has open. Called on the scrape's thread while
+    the recorder's thread changes these dicts: each is copied by one list() of its values,
+    which runs no Python code, so the interpreter cannot switch threads in the middle of it.
+    A call caught between its entry and its path (the tap sets that next) waits for the next
+    scrape, unless its headers were unreadable (no path to come: counted as `other`)."""
+    return [(call.rec.path, call.rec.started_at) for conn in list(conns.values())
+            for call in list(conn.calls.values()) if call.rec.path or call.unparsed]
 
 
 def _size(path: str) -> int:

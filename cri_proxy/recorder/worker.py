@@ -95,10 +95,10 @@ class Worker:
         self.sink = sink  # the bridge's calls (channel.CALL) reach the metrics and spans as relayed ones do
         self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
         self.tap.on_skimmed = self._skimmed
-        if telemetry is not None:
-            self.tap.on_opened = telemetry.opened
         self._episode: Episode | None = None  # the skimming episode, until it is written
         self.conns: dict[int, ConnectionRecorder] = {}
+        if telemetry is not None:
+            telemetry.watch(self.conns)  # the calls in flight, read from the tap when scraped
         self.stopping = False
         self._out = bytearray()
         self._last_stats = 0.0

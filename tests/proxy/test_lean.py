@@ -15,9 +15,9 @@ from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFra
 from prometheus_client import generate_latest
 
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.model.link import lean_data, read_lean_data
+from cri_proxy.model.link import LEAN_SUMMARY, lean_data, read_lean_data
 from cri_proxy.model.sink import MemorySink
-from cri_proxy.proxy.lean import MAX_CUT, LeanWalker
+from cri_proxy.proxy.lean import MAX_CUT, PASS_WHOLE, LeanWalker
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.metrics import CallMetrics
 from cri_proxy.recorder.tap import RecordingTap
@@ -184,13 +184,35 @@ def test_a_walker_passes_everything_but_data_as_it_is() -> None:
     ping = bytes(PingFrame(0, opaque_data=b"abcdefgh").serialize())
     walker = LeanWalker()
     assert walker.feed(headers + ping) == headers + ping
-    out = walker.feed(bytes(DataFrame(1, prefixed(b"hello"), flags=["END_STREAM"]).serialize()))
-    assert out == lean_data(1, 1, False, 1, 5)
-    assert read_lean_data(out[9:]) == (False, 1, 5)
+    out = walker.feed(bytes(DataFrame(1, prefixed(b"h" * PASS_WHOLE), flags=["END_STREAM"]).serialize()))
+    assert out == lean_data(1, 1, False, 1, PASS_WHOLE)
+    assert read_lean_data(out[9:]) == (False, 1, PASS_WHOLE)
     # A frame header cut by a read waits for the rest; a frame's payload goes as it comes.
     assert walker.feed(ping[:5]) == b"" and walker.at_boundary
     assert walker.feed(ping[5:10]) == ping[:10] and walker.at_boundary
     assert walker.feed(ping[10:]) == ping[10:] and not walker.at_boundary
+
+
+def test_a_small_whole_message_passes_as_it_is_and_counts_the_same() -> None:
+    """A DATA frame of one whole message up to PASS_WHOLE bytes is left in the chunk (a chunk
+    of small replies goes untouched), except one of the summary's own length, which the
+    recorder would take for a summary; the recorder counts both as the full bytes would."""
+    sizes = (0, LEAN_SUMMARY.size - 5, PASS_WHOLE - 5, PASS_WHOLE - 4, 3)
+    s = Streams()
+    for size in sizes:
+        s.call(prefixed(b"r"), prefixed(b"m" * size))
+    small = bytes(DataFrame(1, prefixed(b"hello")).serialize())
+    ping = bytes(PingFrame(0, opaque_data=b"abcdefgh").serialize())
+    chunk = small + ping + bytes(DataFrame(3, prefixed(b"m" * (PASS_WHOLE - 5))).serialize())
+    assert LeanWalker().feed(chunk) is chunk
+    assert LeanWalker().feed(bytes(DataFrame(1, prefixed(b"12345678")).serialize())) == lean_data(0, 1, False, 1, 8)
+    for seed in range(3):
+        full, full_bytes = replay(s, False, random.Random(seed))
+        lean, lean_bytes = replay(s, True, random.Random(seed))
+        assert [c.response_bytes for c in full] == list(sizes)
+        assert [seen(c) for c in lean] == [seen(c) for c in full]
+        assert metrics(lean) == metrics(full)
+        assert lean_bytes < full_bytes
 
 
 def test_streams_left_inside_a_message_are_bounded() -> None:

@@ -11,15 +11,21 @@ from typing import Any
 
 import pytest
 import yaml
+from hpack import Encoder
+from hyperframe.frame import HeadersFrame
 
 from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.errors import ConfigError
 from cri_proxy.recorder.metrics import MAX_CLIENTS, MAX_RULES, CallMetrics
+from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.metrics_http import MetricsServer, parse_listen
 from cri_proxy.recorder.spans import CallSpans, SpanOptions
+from cri_proxy.recorder.tap import RecordingTap
+from cri_proxy.recorder.telemetry import open_calls
 from tests.conftest import ROOT
 from tests.helpers import scrape
 from tests.helpers.calls import make_call
+from tests.helpers.rawh2 import request_headers
 from tests.helpers.scrape import samples
 
 PROMTOOL = shutil.which("promtool")
@@ -149,24 +155,49 @@ def test_fault_rule_names_are_capped(metrics: CallMetrics, server: MetricsServer
     assert len(rules) == MAX_RULES + 1 and rules["other"] == 7 and rules["rule-0"] == 1
 
 
+class Observed:
+    """The tap's sink: each finished call to the metrics peer, as telemetry.ObservingSink does."""
+
+    def __init__(self, metrics: CallMetrics) -> None:
+        self.metrics = metrics
+
+    def submit(self, call: RecordedCall) -> None:
+        self.metrics.observe(call)
+
+
+def request(encoder: Encoder, stream_id: int, method: str) -> bytes:
+    """A client's request headers for `method`, as the relay hands them to the tap."""
+    block = encoder.encode(request_headers(f"/{V1}/{method}"))
+    return HeadersFrame(stream_id, block, flags=["END_HEADERS"]).serialize()
+
+
 def test_an_open_call_shows_in_the_next_scrape(metrics: CallMetrics, server: MetricsServer) -> None:
-    path = f"/{V1}/StopContainer"
+    started = [time.time()]
+    tap = RecordingTap(Observed(metrics), clock=lambda: started[0])
+    conns = {conn_id: tap.open(ConnectionInfo(conn_id, 42, 0, "unix:///rt.sock")) for conn_id in (1, 2)}
+    metrics.watch_open(lambda: open_calls(conns))
     found = samples(get(server, "/metrics")[1])
     assert value(found, "cri_proxy_oldest_open_call_age_seconds") == 0
-    metrics.opened(1, 5, path, time.time() - 90)  # held open by the runtime for a minute and a half
-    metrics.opened(1, 7, f"/{V1}/GetContainerEvents", time.time() - 3600)  # streaming: open by design
-    metrics.opened(2, 1, f"/{V1}/ListContainers", time.time())
+    client, runtime = Encoder(), Encoder()
+    started[0] = time.time() - 90  # held open by the runtime for a minute and a half
+    conns[1].client_bytes(request(client, 5, "StopContainer"))
+    started[0] = time.time() - 3600  # streaming: open by design
+    conns[1].client_bytes(request(client, 7, "GetContainerEvents"))
+    started[0] = time.time()
+    conns[2].client_bytes(request(Encoder(), 1, "ListContainers"))
     found = samples(get(server, "/metrics")[1])
     assert 90 <= value(found, "cri_proxy_oldest_open_call_age_seconds") < 120
     assert value(found, "cri_proxy_calls_in_flight", service=V1, method="StopContainer") == 1
     assert value(found, "cri_proxy_calls_in_flight", service=V1, method="GetContainerEvents") == 1
-    call = make_call("StopContainer", stream_id=5)
-    metrics.observe(call)
-    metrics.connection_closed("kubelet", conn_id=2)
+    conns[1].server_bytes(HeadersFrame(5, runtime.encode([(":status", "200")]), flags=["END_HEADERS"]).serialize()
+                          + HeadersFrame(5, runtime.encode([("grpc-status", "0")]),
+                                         flags=["END_HEADERS", "END_STREAM"]).serialize())
+    conns.pop(2).closed(None)  # as the worker does when the relay says CLOSED
     found = samples(get(server, "/metrics")[1])
     assert value(found, "cri_proxy_calls_in_flight", service=V1, method="StopContainer") == 0
     assert value(found, "cri_proxy_calls_in_flight", service=V1, method="ListContainers") == 0
     assert value(found, "cri_proxy_oldest_open_call_age_seconds") == 0  # only the stream is left
+    assert value(found, "cri_proxy_calls_total", service=V1, method="StopContainer", code="OK") == 1
 
 
 def test_facts_that_are_not_calls(metrics: CallMetrics, server: MetricsServer) -> None:
@@ -199,7 +230,7 @@ def test_facts_that_are_not_calls(metrics: CallMetrics, server: MetricsServer) -
 def test_promtool_accepts_the_exposition(metrics: CallMetrics, server: MetricsServer) -> None:
     for call in known_sequence():
         metrics.observe(call)
-    metrics.opened(1, 99, f"/{V1}/Version", time.time())
+    metrics.watch_open(lambda: [(f"/{V1}/Version", time.time())])
     metrics.upstream_changed("unix:///run/containerd/containerd.sock", True, "v1")
     metrics.lost("queue_full", 1)
     metrics.connection_opened("kubelet")
