@@ -63,8 +63,6 @@ class RecordingTap:
         # fallen behind and must catch up without losing its place in the byte stream.
         self.skimming = False
         self.on_skimmed: Callable[[RecordedCall], None] | None = None
-        # Told of each call as its request headers arrive (the metrics peer's calls in flight).
-        self.on_opened: Callable[[RecordedCall], None] | None = None
 
         # The last large body of each kind: calls waiting for the writer share one copy of a
         # repeated reply (wire.share_bodies).
@@ -333,11 +331,6 @@ class ConnectionRecorder:
             if self._translated is not None and facts.api not in (None, self._translated[0]):
                 rec.upstream_api, translated = self._translated
                 notes.extend(translated)
-        if self.tap.on_opened is not None:
-            try:
-                self.tap.on_opened(rec)
-            except Exception:
-                log.debug("conn %d: call %d %s: on_opened failed", info.conn_id, stream_id, rec.path, exc_info=True)
         if self.server.lost is not None:
             call.unparsed = True
             rec.notes.append(f"response headers unreadable: {self.server.lost}")
