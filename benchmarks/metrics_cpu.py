@@ -34,7 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from recorder_cpu import Event, _feed, _instrument  # the capture's format, the link's feeder, callgrind's switch
+from recorder_cpu import Event, _feed, timed_run  # the capture's format, the link's feeder, a timed run
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -94,22 +94,8 @@ def replay(args: argparse.Namespace) -> int:
     worker = Worker(ours, NoWriter(), budget_bytes=1 << 40, telemetry=telemetry, lean=True)
     worker.skim = lambda *args: None  # type: ignore[method-assign]  # every call counted, however slow
     feeder = threading.Thread(target=_feed, args=(theirs, events, args.repeat), daemon=True)
-    profile = None
-    if args.profile:
-        import cProfile
-
-        profile = cProfile.Profile()
     worker_module.tune_gc()
-    cpu, wall = time.thread_time(), time.perf_counter()
-    feeder.start()
-    _instrument(args.callgrind, "on")
-    if profile is not None:
-        profile.runcall(worker.run)
-    else:
-        worker.run()
-    _instrument(args.callgrind, "off")
-    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-    feeder.join()
+    cpu, wall, profile = timed_run(worker.run, feeder, args.callgrind, args.profile)
     calls = counted(telemetry.metrics.registry)
     per_walk = calls // max(1, args.repeat)
     print(f"relay's lean walker: {1e6 * walk_cpu / max(1, per_walk):.2f} us CPU per call ({per_walk} calls)")

@@ -35,7 +35,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SERVICE = "/runtime.v1.RuntimeService/"
@@ -167,24 +169,10 @@ def replay(args: argparse.Namespace) -> int:
             worker = Worker(ours, recorder, buffer_bytes=1 << 40)  # type: ignore[call-arg]
         worker.skim = lambda *args: None  # type: ignore[method-assign]  # every call recorded, however slow
         feeder = threading.Thread(target=_feed, args=(theirs, events, args.repeat), daemon=True)
-        profile = None
-        if args.profile:
-            import cProfile
-
-            profile = cProfile.Profile()
         tune = getattr(worker_module, "tune_gc", None)  # as the recorder process does, where it does
         if tune is not None:
             tune()
-        cpu, wall = time.thread_time(), time.perf_counter()
-        feeder.start()
-        _instrument(args.callgrind, "on")
-        if profile is not None:
-            profile.runcall(worker.run)
-        else:
-            worker.run()
-        _instrument(args.callgrind, "off")
-        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        feeder.join()
+        cpu, wall, profile = timed_run(worker.run, feeder, args.callgrind, args.profile)
         with sqlite3.connect(db) as conn:
             calls, lost = conn.execute("SELECT sum(calls_recorded), sum(calls_lost) FROM sessions").fetchone()
     print(f"{calls} calls recorded, {lost} lost; worker thread CPU {cpu:.3f} s, wall {wall:.3f} s: "
@@ -251,6 +239,28 @@ def tap_only(args: argparse.Namespace) -> int:
     if args.profile:
         pstats.Stats(profile).sort_stats("tottime").print_stats(30)
     return 0
+
+
+def timed_run(run: Callable[[], None], feeder: threading.Thread, callgrind: bool,
+              profiled: bool) -> tuple[float, float, Any]:
+    """`run()` in this thread with `feeder` started beside it: this thread's CPU seconds, the
+    wall seconds and the cProfile.Profile (or None), with callgrind counting only `run`."""
+    profile = None
+    if profiled:
+        import cProfile
+
+        profile = cProfile.Profile()
+    cpu, wall = time.thread_time(), time.perf_counter()
+    feeder.start()
+    _instrument(callgrind, "on")
+    if profile is not None:
+        profile.runcall(run)
+    else:
+        run()
+    _instrument(callgrind, "off")
+    cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+    feeder.join()
+    return cpu, wall, profile
 
 
 def _instrument(on: bool, state: str) -> None:
