@@ -5,7 +5,8 @@ Run with the project's venv: `.venv/bin/python benchmarks/flood.py [--seconds 10
 route and method it starts a fresh recording proxy (`--db` in the temp dir) in front of the C++
 backend, runs the C++ load generator (bench.py's, built as bench.py builds it) for the window,
 waits until the recorder has caught up, stops the proxy and prints, per row: calls made, recorded
-(of which `unparsed`: their connection lost bytes in the proxy, and with them its HPACK state)
+(of which `unparsed`: their connection lost bytes in the proxy, and with them its HPACK state;
+`thinned`: recorded without messages the proxy left out while it was behind)
 and lost (the session's counters), the proxy's and the recorder's CPU per call, and their peak RSS.
 
 Routes default to this checkout's proxy (`recording`); `--route base=CMD` adds another build in
@@ -114,9 +115,11 @@ def one_row(children: Children, loadgen: Path, backend: Path, name: str, templat
             "SELECT sum(calls_recorded), sum(calls_lost), sum(loss_episodes) FROM sessions").fetchone()
         # Recorded, but as `unparsed`: bytes the proxy dropped cost their connection its HPACK state.
         unparsed = conn.execute("SELECT count(*) FROM calls WHERE outcome = 'unparsed'").fetchone()[0]
+        # Recorded whole but for messages the proxy left out while it thinned a direction.
+        thinned = conn.execute("SELECT count(*) FROM calls WHERE notes LIKE '%the relay left them out%'").fetchone()[0]
     per_call = [1e6 * c / max(1, calls) for c in cpu]
     rec_us = f"{per_call[1]:6.1f}" if len(per_call) > 1 else "     -"
-    return (f"{name:>10} {args.current:>16} {calls:8d} {errors:4d} {recorded:8d} {unparsed:8d} {lost:8d} "
+    return (f"{name:>10} {args.current:>16} {calls:8d} {errors:4d} {recorded:8d} {unparsed:8d} {thinned:8d} {lost:8d} "
             f"{100 * lost / max(1, recorded + lost):6.2f}% {episodes:3d}  {per_call[0]:6.1f} {rec_us}  "
             f"{peak:6.1f} ({peaks})  {drain:5.1f}")
 
@@ -158,7 +161,7 @@ def main(argv: list[str]) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nflood: {args.callers} callers, {args.seconds:g} s per row\n"
-          f"{'route':>10} {'method':>16} {'calls':>8} {'err':>4} {'recorded':>8} {'unparsed':>8} {'lost':>8} {'lost%':>7} "
+          f"{'route':>10} {'method':>16} {'calls':>8} {'err':>4} {'recorded':>8} {'unparsed':>8} {'thinned':>8} {'lost':>8} {'lost%':>7} "
           f"{'ep':>3}  {'proxy us':>6} {'rec us':>6}  {'RSS MB (proxy+recorder)':>6}  {'drain s':>5}")
     print("\n".join(rows))
     if args.profile is not None:

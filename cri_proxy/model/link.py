@@ -58,10 +58,12 @@ _OPEN: Final = struct.Struct("<Iqq")  # conn_id, peer_pid, peer_uid (-1: unknown
 # one): an OPEN without it, as before, reads with those facts unknown.
 _PEER: Final = struct.Struct("<qH")  # peer_gid (-1: unknown), length of the process name (0: unknown)
 _CLOSED: Final = struct.Struct("<IdB")  # conn_id, monotonic, has a reason
-# conn_id, from_client, monotonic, why (GAP_BEHIND or GAP_RESTARTED), calls begun in the dropped bytes
+# conn_id, from_client, monotonic, why (GAP_BEHIND, GAP_RESTARTED, GAP_THIN_*), calls begun in the dropped bytes
 _GAP: Final = struct.Struct("<IBdBI")
 GAP_BEHIND: Final = 0  # the recorder fell behind: the proxy dropped bytes
 GAP_RESTARTED: Final = 1  # a new recorder joins a connection already under way
+GAP_THIN_START: Final = 2  # from here the direction's frames come without DATA (proxy.recorder_out)
+GAP_THIN_END: Final = 3  # and from here whole again
 _RELAY: Final = struct.Struct("<B")  # the listen socket accepts
 _NOTE: Final = struct.Struct("<II")  # conn_id, stream_id (0: every later call of the connection)
 _READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)

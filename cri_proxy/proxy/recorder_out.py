@@ -12,6 +12,14 @@ at a frame boundary once the buffer is down to half, and records the affected co
 calls as unparsed, since the lost bytes may have carried HPACK state; the episode is logged.
 The calls that began in the dropped client bytes (request HEADERS frames, walked from the
 first frame boundary dropped) are counted and handed over with the GAP, as lost.
+
+A direction that passes the limit at a frame boundary is thinned instead (issue 16: one gap
+made the rest of a flooded connection unparsed): from that boundary its frames go on without
+DATA (each DATA frame becomes an empty marker with its stream and END_STREAM), so every
+header block reaches the child and its HPACK state stays in step; the child records the calls
+of that time without that direction's messages (`GAP_THIN_START`, `GAP_THIN_END`). Thinned
+bytes are a few dozen a call, but a child that takes nothing would still let them grow: past
+a quarter more than the limit the direction is dropped and gapped as above.
 """
 
 from __future__ import annotations
@@ -36,6 +44,11 @@ _IOV_MAX = 512
 # stamped as the chunk is taken, so only the recording trails by those 2 ms.
 SEND_EVERY_S = 0.002
 _chunk_head = link.chunk_head
+# What a thinned direction still sends: everything the child's tap reads but DATA.
+_THIN_KEEP = frozenset({h2.HEADERS, h2.CONTINUATION, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY})
+# A DATA frame left out becomes an empty PADDED one, which no peer sends (PADDED needs a pad
+# length byte): the child's tap knows it as such (recorder.tap `thin`).
+_LEFT_OUT = h2.FLAG_PADDED
 
 
 def buffer_bytes(queue_mb: int) -> int:
@@ -69,6 +82,7 @@ class Outbox:
         self.gap_episodes = 0
         self._walkers: dict[int, h2.FrameWalker] = {}  # per gapped connection: the client's dropped frames
         self._gap_calls: dict[int, int] = {}  # the calls they began
+        self._thin: dict[tuple[int, bool], h2.FrameWalker] = {}  # thinned directions, walked from a boundary
 
     def send(self, data: bytes) -> None:
         self.out.append(data)
@@ -78,8 +92,18 @@ class Outbox:
 
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
         key = (conn_id, from_client)
-        if self.pending > self.limit or (self.gapped and key in self.gapped):
-            if not self._resume(key, boundary):
+        if self.pending > self.limit or (self.gapped and key in self.gapped) or (self._thin and key in self._thin):
+            try:
+                thin = self._thinned(key, data, boundary)
+            except Exception:  # a bug here must not reach the relay's path: drop, as before thinning
+                log.exception("conn %d: the chunk could not be thinned; dropping it", conn_id)
+                self._thin.pop(key, None)
+                thin = None
+            if thin is not None:
+                if not thin:
+                    return
+                data, boundary = thin, True  # whole frames only
+            elif not self._resume(key, boundary):
                 self.dropped += len(data)
                 if from_client:
                     self._count(conn_id, data, boundary)
@@ -95,14 +119,47 @@ class Outbox:
         if not self._scheduled:
             self.wake()
 
+    def _thinned(self, key: tuple[int, bool], data: bytes, boundary: bool) -> bytes | None:
+        """A chunk of a thinned direction: its frames without DATA (b"" when none is left), the
+        chunk itself once the child has caught up, or None for the dropping path."""
+        walker = self._thin.get(key)
+        if walker is None:
+            if not boundary or key in self.gapped or self.pending > self.limit + self.limit // 4:
+                return None  # mid-frame, already gapped, or thinning would not help: drop
+            walker = self._thin[key] = h2.FrameWalker(_THIN_KEEP)
+            self._behind()
+            self.send(link.gap_message(key[0], key[1], time.monotonic(), link.GAP_THIN_START))
+        elif boundary and walker.at_boundary and self.pending <= self.limit // 2:
+            del self._thin[key]  # caught up: whole chunks again, from this frame on
+            self.send(link.gap_message(key[0], key[1], time.monotonic(), link.GAP_THIN_END))
+            self._episode_over()
+            return data
+        elif self.pending > self.limit + self.limit // 4:
+            del self._thin[key]  # the child takes nothing: drop, and gap at the next boundary
+            return None
+        kept = []
+        for frame in walker.feed(data):
+            if frame.type != h2.DATA:
+                if frame.type in _THIN_KEEP:
+                    kept.append(h2.frame(frame.type, frame.flags, frame.stream_id, frame.payload or b""))
+            else:  # its place, for the child to know whose messages were left out
+                kept.append(h2.frame(h2.DATA, _LEFT_OUT | (frame.flags & h2.FLAG_END_STREAM), frame.stream_id, b""))
+        thin = b"".join(kept)
+        self.dropped += len(data) - len(thin)
+        return thin
+
+    def _behind(self) -> None:
+        if self.gap_since is None:
+            self.gap_since = time.time()
+            self.gap_episodes += 1
+            log.warning("the recorder process is %d MiB behind: relayed bytes are dropped until it catches up "
+                        "(the affected connections' calls are recorded without their messages, or as "
+                        "unparsed where a frame was cut)", self.pending >> 20)
+
     def _resume(self, key: tuple[int, bool], boundary: bool) -> bool:
         """Over the limit, or resuming after it: whether this chunk may go (after a GAP)."""
         if self.pending > self.limit or (self.gap_since is not None and self.pending > self.limit // 2):
-            if self.gap_since is None:
-                self.gap_since = time.time()
-                self.gap_episodes += 1
-                log.warning("the recorder process is %d MiB behind: relayed bytes are dropped until it catches up "
-                            "(the affected connections' calls are recorded as unparsed)", self.pending >> 20)
+            self._behind()
             self.gapped.add(key)
             return False
         if not boundary:
@@ -130,7 +187,7 @@ class Outbox:
             self._gap_calls[conn_id] = self._gap_calls.get(conn_id, 0) + begun
 
     def _episode_over(self) -> None:
-        if not self.gapped and self.gap_since is not None:
+        if not self.gapped and not self._thin and self.gap_since is not None:
             log.warning("the recorder process caught up after %.1f s; %d MiB of relayed bytes were not recorded",
                         time.time() - self.gap_since, self.dropped >> 20)
             self.gap_since = None
@@ -139,6 +196,9 @@ class Outbox:
     def forget(self, conn_id: int) -> None:
         """The connection closed: the calls its dropped bytes began are handed over now."""
         self._walkers.pop(conn_id, None)
+        if self._thin:
+            self._thin.pop((conn_id, True), None)
+            self._thin.pop((conn_id, False), None)
         if calls := self._gap_calls.pop(conn_id, 0):
             self.send(link.gap_message(conn_id, True, time.monotonic(), link.GAP_BEHIND, calls))
         self.joined.discard((conn_id, True))
@@ -212,3 +272,4 @@ class Outbox:
         self.joined = set(self.gapped)
         self._walkers.clear()
         self._gap_calls.clear()
+        self._thin.clear()  # gapped instead: the new child follows from a boundary

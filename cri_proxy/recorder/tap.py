@@ -35,6 +35,7 @@ __all__ = ["ConnectionRecorder", "RecordingTap", "ReferenceDecoder", "fast_decod
 log = logging.getLogger(__name__)
 
 SHARE_MAX_BYTES = 4 << 20  # the bodies RecordingTap.bodies keeps, all kinds together
+THINNED = "the recorder fell behind (the relay left them out)"  # a MessageReader's `stopped`
 _DATA, _HEADERS, _CONTINUATION = h2.DATA, h2.HEADERS, h2.CONTINUATION
 _PADDED, _END_STREAM, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
 _PADDED_OR_PRIORITY = h2.FLAG_PADDED | h2.FLAG_PRIORITY
@@ -89,6 +90,7 @@ class ConnectionRecorder:
         self._bug_logged = False
         self._now = 0.0
         self._translated: tuple[str | None, list[str]] | None = None  # call_noted(0, ...): every later call
+        self.thinned = {True: False, False: False}  # per direction: DATA left out by the relay (thin)
 
     def _walker(self, from_client: bool) -> TapWalker:
         if from_client:
@@ -113,6 +115,7 @@ class ConnectionRecorder:
         message bytes).
         """
         side = self.client if from_client else self.server
+        self.thinned[from_client] = False
         self.walkers[from_client] = self._walker(from_client)
         self._now = self.tap.timer() if now is None else now
         side.end_block()
@@ -120,6 +123,15 @@ class ConnectionRecorder:
         for call in self.calls.values():
             call.unparsed = True
             call.reader(from_client, self.tap.bodies).stop("a gap in the bytes")
+
+    def thin(self, from_client: bool, on: bool, now: float) -> None:
+        """From here one direction's frames come without DATA (`on`; proxy.recorder_out, for a
+        recorder that fell behind) or whole again. Every header block still arrives, so the
+        HPACK state stays in step. Each DATA frame left out comes as an empty PADDED one (a
+        frame no peer sends: PADDED needs a pad length), so the calls it belonged to are known
+        and recorded without that direction's messages from there on; the others are whole."""
+        self._now = now
+        self.thinned[from_client] = on
 
     def client_frames(self, frames: list[h2.Frame]) -> None:
         self._guarded(self.client, self.server, frames)
@@ -250,7 +262,10 @@ class ConnectionRecorder:
         if call is None:
             return
         content: bytes | memoryview | None
-        if self.tap.lean and side is self.server:
+        if not frame.length and frame.flags & h2.FLAG_PADDED and self.thinned[side is self.client]:
+            call.reader(side is self.client, self.tap.bodies).stop(THINNED)  # the relay left it out
+            content = b""
+        elif self.tap.lean and side is self.server:
             content = b"" if call.skimmed or call.lean(frame.payload or b"") else None
         else:
             content = data_content(frame) if not call.skimmed else b""

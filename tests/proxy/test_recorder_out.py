@@ -74,3 +74,53 @@ def test_the_calls_begun_in_dropped_client_bytes_are_handed_over_with_the_gap() 
         ours.close()
         theirs.close()
         loop.close()
+
+
+def test_a_direction_over_the_limit_at_a_frame_boundary_goes_on_without_its_data() -> None:
+    # Thinned: every frame but DATA still reaches the child (its HPACK state stays in step), each
+    # DATA frame as an empty PADDED marker of its stream (END_STREAM kept); whole again once the
+    # child has caught up.
+    loop = asyncio.new_event_loop()
+    box = Outbox(1000, lambda: loop, lambda why: None)
+    ours, theirs = socket.socketpair()
+    headers = bytes((0, 0, 1, 1, 4, 0, 0, 0, 3)) + b"\x83"  # a 1-byte HEADERS frame, stream 3
+    body = bytes((0, 0, 200, 0, 0, 0, 0, 0, 3)) + b"m" * 200  # DATA, more to come
+    last = bytes((0, 0, 100, 0, 1, 0, 0, 0, 3)) + b"n" * 100  # DATA with END_STREAM
+    ping = bytes((0, 0, 8, 6, 0, 0, 0, 0, 0)) + b"p" * 8
+    try:
+        box.chunk(1, True, b"a" * 1000, True)  # over the limit now
+        box.chunk(1, True, headers + body + last[:50], True)  # thinned from here: the cut frame waits
+        box.chunk(1, True, last[50:] + ping + headers, False)
+        assert box.gapped == set() and box.gap_episodes == 1
+        box.sock = ours
+        box.flush()  # the child took everything: the next chunk at a boundary goes whole
+        box.chunk(1, True, body, True)
+        box.flush()
+        got = received(theirs)
+        kinds = [kind for kind, _ in got]
+        assert kinds == [link.CHUNK, link.GAP, link.CHUNK, link.CHUNK, link.GAP, link.CHUNK]
+        gaps = [link.read_gap(memoryview(b), 0, len(b)) for k, b in got if k == link.GAP]
+        assert [why for _, _, _, why, _ in gaps] == [link.GAP_THIN_START, link.GAP_THIN_END]
+        thinned = [b[link.CHUNK_FIXED - 1:] for k, b in got if k == link.CHUNK][1:3]
+        left_out, left_out_end = bytes((0, 0, 0, 0, 8, 0, 0, 0, 3)), bytes((0, 0, 0, 0, 9, 0, 0, 0, 3))  # PADDED, empty
+        assert thinned == [headers + left_out, left_out_end + headers]  # no DATA bytes, no PING
+        assert got[-1][1][link.CHUNK_FIXED - 1:] == body  # whole again
+        assert box.gap_since is None and box.dropped == 0  # the episode is over
+    finally:
+        ours.close()
+        theirs.close()
+        loop.close()
+
+
+def test_a_child_that_takes_nothing_is_gapped_even_while_thinned() -> None:
+    loop = asyncio.new_event_loop()
+    box = Outbox(1000, lambda: loop, lambda why: None)
+    headers = bytes((0, 0, 1, 1, 4, 0, 0, 0, 3)) + b"\x83"
+    try:
+        box.chunk(1, False, b"a" * 1000, True)
+        box.chunk(1, False, headers, True)  # thinned
+        for _ in range(30):
+            box.chunk(1, False, headers * 10, True)  # the thinned bytes pile up: no child reads
+        assert box.pending <= 1000 + 1000 // 4 + 200 and (1, False) in box.gapped
+    finally:
+        loop.close()

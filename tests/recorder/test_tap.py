@@ -779,3 +779,86 @@ def test_a_header_bomb_is_stored_cut_to_size(tmp_path: pathlib.Path) -> None:
     assert any(n.startswith("trailers cut to its first 16 of 4001 fields") for n in notes)
     assert got[1][5] is None  # the next call on the connection is whole
 
+
+
+def test_while_the_relay_thins_a_direction_the_calls_keep_their_headers(tmp_path: pathlib.Path) -> None:
+    """The proxy's outbox passed its limit at a frame boundary (proxy.recorder_out): it sends
+    that direction's frames without DATA until the recorder has caught up. The calls of that
+    time are recorded with their path and status, without the messages left out, and the calls
+    after it are recorded whole: the HPACK state never went missing."""
+    import asyncio
+    import socket
+
+    from cri_proxy.model import link
+    from cri_proxy.model.options import RecordConfig
+    from cri_proxy.model.session import SessionInfo
+    from cri_proxy.proxy.recorder_out import Outbox
+    from cri_proxy.recorder.setup import make_recorder
+    from cri_proxy.recorder.worker import Worker
+
+    path = tmp_path / "calls.db"
+    recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
+    ours, theirs = socket.socketpair()
+    out, into = socket.socketpair()
+    loop = asyncio.new_event_loop()
+    worker = Worker(ours, recorder)
+    box = Outbox(2000, lambda: loop, lambda why: None)
+    wire, reader = Wire(), link.Reader()
+
+    def chunk(from_client: bool, frames: list[Any]) -> None:
+        box.chunk(7, from_client, b"".join(bytes(f.serialize()) for f in frames), True)
+
+    def deliver() -> None:
+        box.sock = out
+        box.flush()
+        box.sock = None  # the recorder reads nothing until the next deliver()
+        into.setblocking(False)
+        try:
+            while data := into.recv(1 << 16):
+                reader.feed(data, worker.handle)
+        except BlockingIOError:
+            pass
+
+    def answer(stream_id: int, size: int) -> list[Any]:
+        head, tail = wire.answer(stream_id)
+        return [head, DataFrame(stream_id, prefixed(b"\x0a" + bytes([size - 2]) + b"r" * (size - 2))), tail]
+
+    secret = "pa55w0rd-while-thinned"
+    try:
+        box.send(link.open_message(7, 100, 200, "unix:///up.sock"))
+        chunk(True, _pull_image(wire, 1, "hunter2"))
+        chunk(False, answer(1, 100))
+        deliver()
+        chunk(True, _pull_image(wire, 3, "s3cr3t"))
+        head, tail = wire.answer(3)
+        chunk(False, [head, DataFrame(3, prefixed(b"r" * 2000))])  # takes the outbox past 2000, not 2500
+        chunk(False, [tail])  # over the limit at a boundary: the server's side is thinned
+        chunk(True, _pull_image(wire, 5, secret))  # and the client's: its headers go, its DATA not
+        chunk(False, answer(5, 100))
+        assert box.gapped == set() and len(box._thin) == 2
+        deliver()
+        chunk(True, [wire.request(9), DataFrame(9, prefixed(b""), flags=["END_STREAM"])])  # whole again
+        chunk(False, answer(9, 50))
+        box.send(link.closed_message(7, time.monotonic(), None))
+        deliver()
+        assert box._thin == {}
+        while recorder.stats.recorded < 4:
+            assert recorder.pump() is not None
+        recorder.close()
+    finally:
+        for sock in (ours, theirs, out, into):
+            sock.close()
+        loop.close()
+    stored = b"".join(f.read_bytes() for f in [path, path.with_name(path.name + "-wal")] if f.exists())
+    assert secret.encode() not in stored
+    got = rows(path, "SELECT stream_id, path, outcome, status_code, notes FROM calls ORDER BY stream_id")
+    assert [(r[0], r[1].rpartition("/")[2], r[2], r[3]) for r in got] == [
+        (1, "PullImage", "completed", 0), (3, "PullImage", "completed", 0), (5, "PullImage", "completed", 0),
+        (9, "Version", "completed", 0)]
+    thinned = "messages after the recorder fell behind (the relay left them out) are not recorded"
+    assert "request " + thinned in got[2][4] and "response " + thinned in got[2][4]
+    assert all(thinned not in (got[i][4] or "") for i in (0, 1, 3))  # call 3's reply went before the thinning
+    counts = rows(path, "SELECT c.stream_id, m.direction, count(*) FROM calls c JOIN messages m ON m.call_id = c.id "
+                        "GROUP BY c.stream_id, m.direction ORDER BY 1, 2")
+    assert counts == [(1, "request", 1), (1, "response", 1), (3, "request", 1), (3, "response", 1),
+                      (9, "request", 1), (9, "response", 1)]
