@@ -67,6 +67,7 @@ class Outbox:
     def __init__(self, limit: int, loop: Callable[[], asyncio.AbstractEventLoop],
                  died: Callable[[str], None]) -> None:
         self.limit = limit
+        self.thin_limit = limit + limit // 4  # past it even a thinned direction is dropped
         self.sock: socket.socket | None = None
         self._loop = loop  # the relay's loop, once it runs
         self._died = died  # sending failed: the child is gone
@@ -124,7 +125,7 @@ class Outbox:
         chunk itself once the child has caught up, or None for the dropping path."""
         walker = self._thin.get(key)
         if walker is None:
-            if not boundary or key in self.gapped or self.pending > self.limit + self.limit // 4:
+            if not boundary or key in self.gapped or self.pending > self.thin_limit:
                 return None  # mid-frame, already gapped, or thinning would not help: drop
             walker = self._thin[key] = h2.FrameWalker(_THIN_KEEP)
             self._behind()
@@ -134,16 +135,15 @@ class Outbox:
             self.send(link.gap_message(key[0], key[1], time.monotonic(), link.GAP_THIN_END))
             self._episode_over()
             return data
-        elif self.pending > self.limit + self.limit // 4:
+        elif self.pending > self.thin_limit:
             del self._thin[key]  # the child takes nothing: drop, and gap at the next boundary
             return None
         kept = []
         for frame in walker.feed(data):
-            if frame.type != h2.DATA:
-                if frame.type in _THIN_KEEP:
-                    kept.append(h2.frame(frame.type, frame.flags, frame.stream_id, frame.payload or b""))
-            else:  # its place, for the child to know whose messages were left out
+            if frame.type == h2.DATA:  # its place, for the child to know whose messages were left out
                 kept.append(h2.frame(h2.DATA, _LEFT_OUT | (frame.flags & h2.FLAG_END_STREAM), frame.stream_id, b""))
+            elif frame.type in _THIN_KEEP:
+                kept.append(h2.frame(frame.type, frame.flags, frame.stream_id, frame.payload or b""))
         thin = b"".join(kept)
         self.dropped += len(data) - len(thin)
         return thin

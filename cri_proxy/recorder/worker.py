@@ -195,11 +195,10 @@ class Worker:
                 conn_id, from_client, mono, why, calls = channel.read_gap(view, start, stop)
                 if calls:  # begun in bytes the proxy dropped: this process never saw them
                     self.recorder.lost_elsewhere(calls)
-                if (conn := self.conns.get(conn_id)) is None:
-                    pass
-                elif why in (channel.GAP_THIN_START, channel.GAP_THIN_END):
+                conn = self.conns.get(conn_id)
+                if conn is not None and why in (channel.GAP_THIN_START, channel.GAP_THIN_END):
                     conn.thin(from_client, why == channel.GAP_THIN_START, mono)
-                else:
+                elif conn is not None:
                     conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
             elif kind == channel.CALL:
                 self.sink.submit(channel.unpickled(view, start, stop))

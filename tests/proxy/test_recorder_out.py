@@ -1,5 +1,6 @@
 """cri_proxy/proxy/recorder_out.py: the bytes on their way to the recorder process, bounded in
-bytes: beyond the limit chunks are dropped, and the link says where (GAP) when they resume."""
+bytes: beyond the limit a direction is thinned (no DATA) or its chunks dropped, and the link says
+where (GAP) when they resume."""
 
 from __future__ import annotations
 
