@@ -298,8 +298,3 @@ def set_status(call: RecordedCall, status: Status) -> None:
         call.status_message = message
     if notes:
         call.notes.extend(notes)
-
-
-def apply_status(call: RecordedCall, trailers: Metadata) -> None:
-    """Take grpc-status and grpc-message (percent-decoded) from a trailer list."""
-    set_status(call, read_status(trailers))

@@ -11,11 +11,12 @@ from cri_proxy.recorder.wire import (
     SHARE_MIN_BYTES,
     LastBodies,
     MessageReader,
-    apply_status,
     cap_metadata,
     data_content,
     error_name,
     header_text,
+    read_status,
+    set_status,
     share_bodies,
     split_headers,
 )
@@ -139,13 +140,13 @@ def test_header_text() -> None:
     assert header_text(b"\xff", "x-a") == "\\xff"
 
 
-def test_split_headers_and_apply_status() -> None:
+def test_split_headers_and_read_status() -> None:
     pseudo, metadata, size = split_headers([(":status", "200"), ("grpc-status", "5"), ("grpc-message", "no%20pod")])
     assert pseudo == {":status": "200"} and size == len("grpc-status5grpc-messageno%20pod")
     call = new_call()
-    apply_status(call, metadata)
+    set_status(call, read_status(metadata))
     assert (call.status_code, call.status_message) == (5, "no pod")
-    apply_status(call, [("grpc-status", "five")])
+    set_status(call, read_status([("grpc-status", "five")]))
     assert call.notes == ["unreadable grpc-status 'five'"]
 
 
