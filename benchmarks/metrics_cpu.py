@@ -84,7 +84,7 @@ def replay(args: argparse.Namespace) -> int:
     from cri_proxy.recorder import worker as worker_module
     from cri_proxy.recorder.nowriter import NoWriter
     from cri_proxy.recorder.telemetry import Telemetry
-    from cri_proxy.recorder.worker import Worker
+    from cri_proxy.recorder.loop import Worker
 
     events, walk_cpu = walked(pickle.loads(args.capture.read_bytes()))
     telemetry = Telemetry(TelemetryConfig(metrics_listen="unix:///unused.sock"), "unix:///run/backend.sock")

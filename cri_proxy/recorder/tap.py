@@ -7,6 +7,7 @@ decoder per direction, whose state must follow every block in order; DATA is cut
 messages (`opencall.OpenCall`); the end of a call (END_STREAM from the server, RST_STREAM
 from either side, the connection closing) hands a `RecordedCall` to the sink, exactly once.
 `client_frames`/`server_frames` take frames the relay's `h2.FrameWalker` cut, the same way.
+What the header blocks open and end is recorder.tapcalls (`CallBook`, the base class here).
 
 It never raises into the relay. What it cannot follow is recorded as such: a call whose
 frames it cannot read is UNPARSED, with a note. HPACK cannot resynchronise, so once a
@@ -23,12 +24,13 @@ from collections.abc import Callable
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.model.call import Metadata, Outcome, RecordedCall
+from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.sink import CallSink
-from cri_proxy.recorder.opencall import OpenCall, new_call
-from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, HeaderFacts, ReferenceDecoder, Side
+from cri_proxy.recorder.opencall import OpenCall
+from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, ReferenceDecoder, Side
+from cri_proxy.recorder.tapcalls import CallBook
 from cri_proxy.recorder.walk import READ_TYPES, TapWalker
-from cri_proxy.recorder.wire import LastBodies, cap_metadata, data_content, error_name, header_text, set_status
+from cri_proxy.recorder.wire import LastBodies, data_content, error_name, header_text
 
 __all__ = ["ConnectionRecorder", "RecordingTap", "ReferenceDecoder", "fast_decoder"]
 
@@ -73,7 +75,7 @@ class RecordingTap:
         return ConnectionRecorder(self, info)
 
 
-class ConnectionRecorder:
+class ConnectionRecorder(CallBook):
     """The tap of one relayed connection (a `ConnectionTap`)."""
 
     def __init__(self, tap: RecordingTap, info: ConnectionInfo) -> None:
@@ -288,141 +290,3 @@ class ConnectionRecorder:
             side.acknowledged()
             return
         other.peer_allows(h2.settings_values(frame.payload or b"").get(h2.SETTINGS_HEADER_TABLE_SIZE))
-
-    # Header blocks -----------------------------------------------------------------------
-    def _request_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        """A client's HEADERS frame holding a whole block (walk.TapWalker's `on_block`)."""
-        self._request(stream_id, self._decoded(self.client, stream_id, flags, block))
-
-    def _response_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        """The server's HEADERS frame holding a whole block (walk.TapWalker's `on_block`)."""
-        self._response(stream_id, self._decoded(self.server, stream_id, flags, block), bool(flags & _END_STREAM))
-
-    def _decoded(self, side: Side, stream_id: int, flags: int, block: bytes) -> list[tuple[str, str]] | None:
-        side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
-        if side.lost is not None:
-            return None
-        try:
-            return side.decoder.decode(block)
-        except Exception as exc:  # hpack and hyperframe raise several types on bad input
-            self._undecodable(side, exc)
-            return None
-
-    def _undecodable(self, side: Side, exc: Exception) -> None:
-        self._lose(side, f"undecodable header block on stream {side.block_stream} ({type(exc).__name__}: {exc})")
-
-    def _header_block(self, side: Side, block: bytes) -> None:
-        headers: list[tuple[str, str]] | None = None
-        if side.block_error is not None:
-            self._lose(side, side.block_error)
-        elif side.lost is None:
-            try:
-                headers = side.decoder.decode(block)
-            except Exception as exc:  # hpack and hyperframe raise several types on bad input
-                self._undecodable(side, exc)
-        if side is self.client:
-            self._request(side.block_stream, headers)
-        else:
-            self._response(side.block_stream, headers, side.block_end)
-
-    def _request(self, stream_id: int, headers: list[tuple[str, str]] | None) -> None:
-        call = self.calls.get(stream_id)
-        if call is not None:  # request trailers: gRPC sends none; HPACK state is all that mattered
-            if headers is None:
-                call.unparsed = True
-            return
-        info = self.info
-        if headers is None:
-            rec = new_call(info, stream_id, self.tap.clock(), "", self.upstream, None, [],
-                           [f"request headers unreadable, path unknown: {self.client.lost}"])
-            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
-            call.unparsed = True
-        else:
-            facts = self.client.facts(headers)
-            notes: list[str] = []
-            metadata = self._capped(notes, facts, "request metadata")
-            rec = new_call(info, stream_id, self.tap.clock(), facts.path, self.upstream, facts.api, metadata, notes)
-            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
-            if self._translated is not None and facts.api not in (None, self._translated[0]):
-                rec.upstream_api, translated = self._translated
-                notes.extend(translated)
-        if self.server.lost is not None:
-            call.unparsed = True
-            rec.notes.append(f"response headers unreadable: {self.server.lost}")
-
-    def _response(self, stream_id: int, headers: list[tuple[str, str]] | None, end: bool) -> None:
-        call = self.calls.get(stream_id)
-        if call is None:
-            return
-        rec = call.rec
-        if headers is not None:
-            facts = self.server.facts(headers)
-            if not call.answered and not end:
-                rec.response_metadata = self._capped(rec.notes, facts, "response metadata")
-            else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
-                set_status(rec, facts.status)  # from every field: grpc-status may come last
-                rec.trailers = self._capped(rec.notes, facts, "trailers")
-            if facts.http_note is not None:
-                rec.notes.append(facts.http_note)
-        call.answered = True
-        if end:
-            self._end(stream_id, Outcome.COMPLETED)
-
-    @staticmethod
-    def _capped(notes: list[str], facts: HeaderFacts, what: str) -> Metadata:
-        if facts.whole:
-            return facts.metadata
-        kept, note = cap_metadata(facts.metadata, what, facts.size)
-        if note is not None:
-            notes.append(note)
-        return kept
-
-    # Ends ------------------------------------------------------------------------------
-    def _end(self, stream_id: int, outcome: Outcome, note: str | None = None) -> None:
-        call = self.calls.pop(stream_id, None)
-        if call is None:
-            return
-        rec = call.rec
-        if outcome is not Outcome.CONNECTION_CLOSED:
-            rec.duration_s = self._now - call.t0
-        if note is not None:
-            rec.notes.append(note)
-        if call.request is not None or call.response is not None:
-            for reader in (call.request, call.response):
-                if reader is not None and (cut := reader.unfinished()) is not None:
-                    rec.notes.append(cut)
-        if call.unparsed:
-            rec.notes.append(f"ended as {outcome.value}")
-            outcome = Outcome.UNPARSED
-        rec.outcome = outcome
-        try:
-            if call.skimmed and self.tap.on_skimmed is not None:
-                self.tap.on_skimmed(rec)
-                return
-            self.tap.sink.submit(rec)
-        except Exception:
-            if not self._sink_warned:  # once per connection: a broken sink fails every call
-                self._sink_warned = True
-                log.exception("conn %d: call %d %s: the recorder's sink failed; the call is not recorded "
-                              "(later failures on this connection are logged at debug level)",
-                              rec.conn_id, stream_id, rec.path)
-            else:
-                log.debug("conn %d: call %d %s: the recorder's sink failed", rec.conn_id, stream_id, rec.path,
-                          exc_info=True)
-
-    def _lose(self, side: Side, reason: str) -> None:
-        """This direction's HPACK state is gone: nothing later on it can be decoded."""
-        if side.lost is not None:
-            return
-        side.lost = reason
-        if not self._warned:
-            self._warned = True
-            log.warning("conn %d: the tap lost the %s's header state (%s); this connection's calls are "
-                        "recorded as unparsed from now on (forwarding is unaffected)",
-                        self.info.conn_id, side.name, reason)
-        call = self.calls.get(side.block_stream)
-        if call is not None:
-            call.rec.notes.append(f"{side.name}: {reason}")
-        if side is self.server:  # every open call still needs the server's trailers
-            for call in self.calls.values():
-                call.unparsed = True

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import pathlib
 import random
@@ -33,9 +32,10 @@ from cri_proxy.model.call import Direction, Outcome, RecordedCall
 from cri_proxy.model.sink import MemorySink
 from cri_proxy.proxy.server import RelayServer
 from cri_proxy.proxy.tap import ConnectionInfo
-from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap, ReferenceDecoder
+from cri_proxy.recorder.tap import RecordingTap, ReferenceDecoder
 from tests.helpers.backend import Seen, _same, channel, outcome, start_echo, unary
 from tests.helpers.calls import rows
+from tests.helpers.tapwire import RaisingSink, Wire, messages, prefixed
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -85,12 +85,6 @@ async def setup(sock_dir: pathlib.Path) -> AsyncIterator[Setup]:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode().rstrip("=")
-
-
-def messages(call: RecordedCall, direction: Direction) -> list[bytes]:
-    found = [m for m in call.messages if m.direction is direction]
-    assert [m.index for m in found] == list(range(len(found)))
-    return [m.data for m in found]
 
 
 def md(metadata: list[tuple[str, str]], name: str) -> list[str]:
@@ -254,15 +248,6 @@ async def test_the_tap_changes_nothing_the_client_sees(setup: Setup) -> None:
     await setup.calls(len(cases))
 
 
-class RaisingSink:
-    def __init__(self) -> None:
-        self.submitted = 0
-
-    def submit(self, call: RecordedCall) -> None:
-        self.submitted += 1
-        raise RuntimeError("the recorder is broken")
-
-
 async def test_a_sink_that_raises_never_stops_forwarding(sock_dir: pathlib.Path) -> None:
     backend, _ = await start_echo(f"unix://{sock_dir}/up.sock")
     sink = RaisingSink()
@@ -348,80 +333,6 @@ async def test_cri_calls_through_the_generated_stubs(sock_dir: pathlib.Path) -> 
 
 
 # Hand-made frames ------------------------------------------------------------------------
-def prefixed(data: bytes, compressed: bool = False) -> bytes:
-    return bytes([compressed]) + len(data).to_bytes(4, "big") + data
-
-
-class Wire:
-    """One connection's tap, fed with frames made by hyperframe: walked by the relay's FrameWalker
-    (`feed="frames"`), or as bytes the tap walks itself (recorder.walk), whole or cut into
-    chunks of 1 to 40 bytes (`feed="bytes"`, `"chunks"`)."""
-
-    def __init__(self, decoder: str = "fast", sink: Any = None, feed: str = "frames") -> None:
-        self.sink = sink if sink is not None else MemorySink()
-        kwargs: dict[str, Any] = {"decoder": ReferenceDecoder} if decoder == "reference" else {}
-        self.tap: ConnectionRecorder = RecordingTap(self.sink, **kwargs).open(
-            ConnectionInfo(7, 100, 200, "unix:///up.sock"))
-        self.client_enc, self.server_enc = Encoder(), Encoder()
-        self.feed = feed
-        self.rng = random.Random(len(feed))
-
-    def _fed(self, frames: tuple[Any, ...], into: Callable[[list[h2.Frame]], None],
-             as_bytes: Callable[[bytes], None]) -> None:
-        if self.feed == "frames":
-            into(self.walked(frames))
-            return
-        data = b"".join(bytes(f.serialize()) for f in frames)
-        if self.feed == "bytes":
-            as_bytes(data)
-            return
-        pos = 0
-        while pos < len(data):
-            step = self.rng.randint(1, 40)
-            as_bytes(data[pos:pos + step])
-            pos += step
-
-    @staticmethod
-    def walked(frames: tuple[Any, ...]) -> list[h2.Frame]:
-        walker = h2.FrameWalker(frozenset(range(256)))
-        out = walker.feed(b"".join(bytes(f.serialize()) for f in frames))
-        assert walker.at_boundary and len(out) == len(frames)
-        return out
-
-    def client(self, *frames: Any) -> None:
-        self._fed(frames, self.tap.client_frames, self.tap.client_bytes)
-
-    def server(self, *frames: Any) -> None:
-        self._fed(frames, self.tap.server_frames, self.tap.server_bytes)
-
-    def request(self, stream_id: int, path: str = "/runtime.v1.RuntimeService/Version",
-                extra: tuple[tuple[str, str], ...] = (), **kw: Any) -> HeadersFrame:
-        headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
-                   ("content-type", "application/grpc"), ("te", "trailers"), *extra]
-        return HeadersFrame(stream_id, data=self.client_enc.encode(headers, **kw), flags=["END_HEADERS"])
-
-    def answer(self, stream_id: int, status: int = 0, message: str = "",
-               trailers_only: bool = False) -> list[HeadersFrame]:
-        head = [(":status", "200"), ("content-type", "application/grpc")]
-        tail = [("grpc-status", str(status)), ("grpc-message", message), ("x-t", "1")]
-        if trailers_only:
-            return [HeadersFrame(stream_id, data=self.server_enc.encode(head + tail),
-                                 flags=["END_HEADERS", "END_STREAM"])]
-        return [HeadersFrame(stream_id, data=self.server_enc.encode(head), flags=["END_HEADERS"]),
-                HeadersFrame(stream_id, data=self.server_enc.encode(tail), flags=["END_HEADERS", "END_STREAM"])]
-
-    def unary(self, stream_id: int, request: bytes = b"req", reply: bytes = b"rep") -> None:
-        self.client(self.request(stream_id), DataFrame(stream_id, prefixed(request), flags=["END_STREAM"]))
-        head, tail = self.answer(stream_id)
-        self.server(head, DataFrame(stream_id, prefixed(reply)), tail)
-
-
-@pytest.fixture(params=[("fast", "frames"), ("reference", "frames"), ("fast", "bytes"), ("fast", "chunks")],
-                ids=lambda p: "-".join(p))
-def wire(request: pytest.FixtureRequest) -> Wire:
-    return Wire(request.param[0], feed=request.param[1])
-
-
 def test_padding_priority_and_continuation(wire: Wire) -> None:
     block = wire.client_enc.encode([(":method", "POST"), (":path", "/runtime.v1.ImageService/ListImages"),
                                     ("x-big", "v" * 3000), ("traceparent", "00-1-2-01")], huffman=True)
@@ -523,34 +434,6 @@ def test_a_lowered_table_size_must_be_followed_by_a_size_update(wire: Wire) -> N
     assert wire.sink.calls[2].path == ""
 
 
-def test_garbage_request_headers_make_this_and_later_calls_unparsed(
-        wire: Wire, caplog: pytest.LogCaptureFixture) -> None:
-    wire.client(HeadersFrame(1, data=b"\xff\xff\xff\xff\xff\xff", flags=["END_HEADERS"]),
-                DataFrame(1, prefixed(b"lost"), flags=["END_STREAM"]))
-    wire.server(*wire.answer(1))
-    wire.unary(3)
-    wire.unary(5)
-    first, *later = wire.sink.calls
-    assert [c.outcome for c in wire.sink.calls] == [Outcome.UNPARSED] * 3
-    assert all(c.path == "" for c in wire.sink.calls)
-    assert messages(first, Direction.REQUEST) == [b"lost"]  # what could be read still is
-    assert any("undecodable header block on stream 1" in n for n in first.notes)
-    assert all(any("path unknown" in n for n in c.notes) and "ended as completed" in c.notes for c in later)
-    warnings = [r for r in caplog.records if r.name == "cri_proxy.recorder.tap" and r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "conn 7" in warnings[0].getMessage()
-
-
-def test_garbage_response_headers_keep_paths_but_mark_calls_unparsed(wire: Wire) -> None:
-    wire.client(wire.request(1, "/a/One"), wire.request(3, "/a/Two"))
-    wire.server(HeadersFrame(1, data=b"\x7f\xff\xff\xff\xff\xff", flags=["END_HEADERS", "END_STREAM"]))
-    wire.server(*wire.answer(3))
-    wire.unary(5)
-    assert [(c.path, c.outcome) for c in wire.sink.calls] == [
-        ("/a/One", Outcome.UNPARSED), ("/a/Two", Outcome.UNPARSED),
-        ("/runtime.v1.RuntimeService/Version", Outcome.UNPARSED)]
-    assert all(c.status_code is None for c in wire.sink.calls)
-
-
 def test_an_interrupted_header_block_is_unparsed(wire: Wire) -> None:
     block = wire.client_enc.encode([(":path", "/a/B")])
     wire.client(HeadersFrame(1, data=block), DataFrame(1, prefixed(b"x")))  # CONTINUATION expected
@@ -578,26 +461,6 @@ def test_resets_goaway_and_close(wire: Wire) -> None:
         assert call.outcome is Outcome.CONNECTION_CLOSED and call.duration_s is None
         assert "server sent GOAWAY: last stream 7, NO_ERROR (0), b'bye'" in call.notes
         assert any(n.startswith("connection lost: Connection reset by peer") for n in call.notes)
-
-
-def test_upstream_change_applies_to_open_and_later_calls(wire: Wire) -> None:
-    wire.client(wire.request(1))
-    wire.tap.upstream_changed("unix:///image.sock")
-    wire.server(*wire.answer(1, trailers_only=True))
-    wire.unary(3)
-    assert [c.upstream for c in wire.sink.calls] == ["unix:///image.sock"] * 2
-
-
-def test_a_raising_sink_never_reaches_the_relay(caplog: pytest.LogCaptureFixture) -> None:
-    sink = RaisingSink()
-    wire = Wire(sink=sink)
-    wire.unary(1)
-    wire.unary(3)
-    wire.client(wire.request(5))
-    wire.tap.closed(None)
-    assert sink.submitted == 3
-    errors = [r for r in caplog.records if r.name == "cri_proxy.recorder.tap" and r.levelname == "ERROR"]
-    assert len(errors) == 1 and "conn 7: call 1 /runtime.v1.RuntimeService/Version" in errors[0].getMessage()
 
 
 def test_a_frame_the_tap_chokes_on_never_raises(caplog: pytest.LogCaptureFixture) -> None:
@@ -695,7 +558,7 @@ def test_after_a_gap_no_secret_reaches_the_database(tmp_path: pathlib.Path) -> N
     from cri_proxy.model.options import RecordConfig
     from cri_proxy.model.session import SessionInfo
     from cri_proxy.recorder.setup import make_recorder
-    from cri_proxy.recorder.worker import Worker
+    from cri_proxy.recorder.loop import Worker
 
     path = tmp_path / "calls.db"
     recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
@@ -745,42 +608,6 @@ def test_after_a_gap_no_secret_reaches_the_database(tmp_path: pathlib.Path) -> N
                       "AND payload_id IN (SELECT id FROM payloads WHERE size = 0)") == [(1,)]
 
 
-def test_a_header_bomb_is_stored_cut_to_size(tmp_path: pathlib.Path) -> None:
-    """One 4,000-byte table entry referenced 4,000 times: 4 KB on the wire, 16 MB decoded."""
-    from cri_proxy.recorder.recorder import Recorder
-    from cri_proxy.recorder.wire import MAX_METADATA_BYTES
-
-    path = tmp_path / "calls.db"
-    recorder = Recorder(path)
-    recorder.start()
-    wire = Wire(sink=recorder)
-    head = [(":method", "POST"), (":scheme", "http"), (":path", "/runtime.v1.RuntimeService/Version"),
-            (":authority", "localhost"), ("content-type", "application/grpc")]
-    block = wire.client_enc.encode([*head, ("x-bomb", "b" * 3990)])  # index 62 is now the bomb
-    bomb = HeadersFrame(1, data=block + b"\xbe" * 3999, flags=["END_HEADERS"])
-    assert len(bomb.data) < 9000
-    wire.client(bomb, DataFrame(1, prefixed(b""), flags=["END_STREAM"]))
-    tail = wire.server_enc.encode([(":status", "200"), ("x-t", "t" * 3990)]) + b"\xbe" * 3999 + \
-        wire.server_enc.encode([("grpc-status", "0")])
-    wire.server(HeadersFrame(1, data=tail, flags=["END_HEADERS", "END_STREAM"]))
-    wire.unary(3)
-    recorder.close()
-    got = rows(path, "SELECT stream_id, path, status_code, length(request_metadata), length(trailers), notes "
-                     "FROM calls ORDER BY stream_id")
-    assert [r[:3] for r in got] == [(1, "/runtime.v1.RuntimeService/Version", 0),
-                                    (3, "/runtime.v1.RuntimeService/Version", 0)]
-    assert MAX_METADATA_BYTES // 2 < got[0][3] < MAX_METADATA_BYTES * 1.1 and got[0][4] < MAX_METADATA_BYTES * 1.1
-    notes = json.loads(got[0][5])
-    field = len("x-bomb") + 3990 + 32  # as HPACK sizes a field
-    content_type = len("content-type") + len("application/grpc") + 32
-    kept = (MAX_METADATA_BYTES - content_type) // field
-    assert f"request metadata cut to its first {1 + kept} of 4001 fields " \
-           f"({content_type + kept * field:,} of {content_type + 4000 * field:,} bytes)" in notes
-    assert any(n.startswith("trailers cut to its first 16 of 4001 fields") for n in notes)
-    assert got[1][5] is None  # the next call on the connection is whole
-
-
-
 def test_while_the_relay_thins_a_direction_the_calls_keep_their_headers(tmp_path: pathlib.Path) -> None:
     """The proxy's outbox passed its limit at a frame boundary (proxy.recorder_out): it sends
     that direction's frames without DATA until the recorder has caught up. The calls of that
@@ -794,7 +621,7 @@ def test_while_the_relay_thins_a_direction_the_calls_keep_their_headers(tmp_path
     from cri_proxy.model.session import SessionInfo
     from cri_proxy.proxy.recorder_out import Outbox
     from cri_proxy.recorder.setup import make_recorder
-    from cri_proxy.recorder.worker import Worker
+    from cri_proxy.recorder.loop import Worker
 
     path = tmp_path / "calls.db"
     recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)

@@ -1,0 +1,249 @@
+"""The recorder process's loop: link messages in, calls rebuilt and recorded, STATS back out.
+
+`Worker` (started by recorder.worker's `main`) handles the blocks the intake thread has
+spooled (recorder.intake, recorder.spool): each CHUNK of relayed bytes goes to its
+connection's tap, the other link messages (OPEN, CLOSED, GAP, NOTE, CALL, SESSION...) to
+what they concern; between blocks it lets the writer commit what is due and acknowledges it
+with a STATS message, the proxy's cue to let go of its copy. How it skims when it falls behind
+is recorder.catchup (`CatchUp`, a base class here).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+from cri_proxy.model import link as channel
+from cri_proxy.model.session import LossEpisode
+from cri_proxy.model.sink import CallSink
+from cri_proxy.proxy.tap import ConnectionInfo
+from cri_proxy.recorder.behind import Behind, Episode
+from cri_proxy.recorder.catchup import CatchUp
+from cri_proxy.recorder.intake import Intake
+from cri_proxy.recorder.nowriter import NoWriter
+from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.recorder.spool import READ_SIZE, Spool
+from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
+
+if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
+    from cri_proxy.recorder.telemetry import Telemetry
+
+__all__ = ["PROXY_GONE", "QUEUE_MEMORY_BYTES", "STATS_INTERVAL_S", "Worker"]
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 0.1
+# The proxy closed the socket without a STOP (killed, or it crashed): what it held for this
+# process and had not sent yet is lost, and nobody counted it.
+PROXY_GONE = "proxy died: the calls it had not passed on to the recorder are missing, uncounted"
+_GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
+            channel.GAP_RESTARTED: "it was restarted while the connection was open"}
+# The calls waiting for the writer, in bytes, past which no more spooled bytes are handled
+# until it has written some: the backlog then waits as bytes in the spool (on disk, see
+# recorder.spool), not as calls in memory. At least the writer's batch (queue.BATCH_BYTES),
+# so that the writer always has a batch due when handling pauses.
+QUEUE_MEMORY_BYTES = 8 << 20
+
+
+class Worker(CatchUp):
+    def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
+                 telemetry: Telemetry | None = None, lean: bool = False, spill: int | None = None) -> None:
+        """`budget_bytes`: what this process holds, read and not handled yet or queued for the
+        writer (--queue-mb); it skims before it gets there (recorder.behind). `lean`: the proxy
+        ships DATA frames as summaries (no --db, no spans: proxy.lean). `spill`: the file the
+        backlog goes to past a few MB (recorder.spool.spill_file), owned from now on."""
+        self.sock = sock
+        self.telemetry = telemetry
+        self.behind = Behind(budget_bytes)
+        self.spool = Spool(spill)
+        self.gone = False  # the proxy closed the socket without a STOP (it was killed)
+        self.stamped = False  # the blocks just handled held relayed bytes (self.mono is theirs)
+        self.deepest = (0, 0.0)  # the largest backlog (bytes) and how far behind it was (s)
+        self.recorder = recorder
+        self.wall = time.time()
+        self.mono = time.monotonic()
+        sink: CallSink = recorder
+        if telemetry is not None:
+            from cri_proxy.recorder.telemetry import ObservingSink
+
+            sink = ObservingSink(telemetry, recorder)
+        self.sink = sink  # the bridge's calls (channel.CALL) reach the metrics and spans as relayed ones do
+        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
+        self.tap.on_skimmed = self._skimmed
+        self._episode: Episode | None = None  # the skimming episode, until it is written
+        self.conns: dict[int, ConnectionRecorder] = {}
+        if telemetry is not None:
+            telemetry.watch(self.conns)  # the calls in flight, read from the tap when scraped
+        self.stopping = False
+        self._out = bytearray()
+        self._last_stats = 0.0
+        self._failed_logged = False
+        self.received = 0  # link bytes handled, acknowledged with every STATS
+        self.intake: Intake | None = None  # the reading thread, while run() runs
+
+    def run(self) -> None:
+        sock = self.sock
+        sock.setblocking(True)  # the intake's recv waits; the reports go out with MSG_DONTWAIT
+        intake = self.intake = Intake(sock, self.spool, lambda: self.behind.budget - self.queued_bytes())
+        intake.start()
+        wait: float | None = 0.0
+        try:
+            while not self.stopping:
+                if not self.spool:
+                    intake.arrived.clear()
+                    if not self.spool and intake.ended is None:
+                        intake.arrived.wait(STATS_INTERVAL_S if wait is None else min(wait, STATS_INTERVAL_S))
+                    if not self.spool and intake.ended is not None:
+                        self.gone = True
+                        log.info("%s: recording what was received and stopping", intake.ended)
+                        break
+                self.work()
+                if intake.waiting:
+                    intake.handled.set()
+                if self._episode is not None and self._episode.ended is not None:
+                    self.end_episode(time.time())
+                wrote = False
+                while (wait := self.recorder.pump()) == 0.0:  # the batches that are due, written here
+                    wrote = True
+                self.send_stats(force=wrote)  # after a commit at once: it is the proxy's acknowledgement
+                if self._out:
+                    self.flush()
+        finally:
+            intake.stop()
+        self.finish()
+
+    def work(self, quota: int = READ_SIZE) -> None:
+        """Handles spooled blocks, about `quota` bytes of them, then checks how far behind it is."""
+        spool = self.spool
+        done = 0
+        self.stamped = False
+        while spool and done < quota and not self.stopping and not self.writer_full():
+            done += spool.handle_next(self.handle)
+        if self.stamped:
+            self.watch_lag(self.mono)
+        elif done and self.behind.skimming and not spool:
+            self.watch_lag(time.monotonic())  # nothing relayed waits: caught up
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting for the writer (its share of the budget)."""
+        return self.recorder.stats.queued_bytes
+
+    def writer_full(self) -> bool:
+        """Enough calls wait for a working writer: let it write before more are handled. A
+        writer that fails is not waited for (its queue fills, and calls are counted lost)."""
+        stats = self.recorder.stats
+        return stats.queued_bytes > QUEUE_MEMORY_BYTES and stats.healthy
+
+    # Messages ------------------------------------------------------------------------------
+    def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
+        self.received += stop - start + channel.HEAD
+        try:
+            if kind == channel.CHUNK:
+                conn_id, from_client, wall, mono = channel.CHUNK_HEAD.unpack_from(view, start - channel.HEAD)[2:]
+                conn = self.conns.get(conn_id)
+                if conn is not None:
+                    self.wall, self.mono = wall, mono
+                    self.stamped = True
+                    data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
+                    (conn.client_bytes if from_client else conn.server_bytes)(data)
+            elif kind == channel.OPEN:
+                o = channel.read_opened(view, start, stop)
+                self.conns[o.conn_id] = self.tap.open(ConnectionInfo(o.conn_id, o.peer_pid, o.peer_uid, o.upstream,
+                                                                     o.peer_gid, o.peer_name, o.peer_exe))
+                if self.telemetry is not None:
+                    self.telemetry.connection_opened(o.conn_id, o.peer_pid, o.peer_name)
+            elif kind == channel.CLOSED:
+                conn_id, self.mono, reason = channel.read_closed(view, start, stop)
+                if (conn := self.conns.pop(conn_id, None)) is not None:
+                    conn.closed(reason)
+                if self.telemetry is not None:
+                    self.telemetry.connection_closed(conn_id)
+            elif kind == channel.UPSTREAM:
+                conn_id, upstream = channel.read_upstream(view, start, stop)
+                if (conn := self.conns.get(conn_id)) is not None:
+                    conn.upstream_changed(upstream)
+            elif kind == channel.NOTE:
+                conn_id, stream_id, upstream_api, notes = channel.read_note(view, start, stop)
+                if (conn := self.conns.get(conn_id)) is not None:
+                    conn.call_noted(stream_id, upstream_api, notes)
+            elif kind == channel.GAP:
+                conn_id, from_client, mono, why, calls = channel.read_gap(view, start, stop)
+                if calls:  # begun in bytes the proxy dropped: this process never saw them
+                    self.recorder.lost_elsewhere(calls)
+                conn = self.conns.get(conn_id)
+                if conn is not None and why in (channel.GAP_THIN_START, channel.GAP_THIN_END):
+                    conn.thin(from_client, why == channel.GAP_THIN_START, mono)
+                elif conn is not None:
+                    conn.gap(from_client, mono, _GAP_WHY.get(why, "unknown"))
+            elif kind == channel.CALL:
+                self.sink.submit(channel.unpickled(view, start, stop))
+            elif kind == channel.SESSION:
+                changes = channel.read_session(view, start, stop)
+                self.recorder.update_session(**changes)
+                if self.telemetry is not None:
+                    self.telemetry.session_changed(changes)
+            elif kind == channel.RELAY:
+                state = channel.read_relay(view, start, stop)
+                if self.telemetry is not None:
+                    self.telemetry.relay_changed(state)
+            elif kind == channel.STOP:
+                self.stopping = True
+            else:
+                raise ValueError(f"unknown message kind {kind}")
+        except Exception:
+            if not self._failed_logged:  # a bug here must not stop the recording of everything else
+                self._failed_logged = True
+                log.exception("the recorder process failed on a message of kind %d; it goes on", kind)
+
+    # Back to the proxy ---------------------------------------------------------------------
+    def send_stats(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._last_stats + STATS_INTERVAL_S:
+            return
+        self._last_stats = now
+        if len(self._out) < 1 << 16:  # the proxy is not reading: it will get the next one
+            stats = self.recorder.stats
+            if self.telemetry is not None:
+                self.telemetry.tick(stats, now, self.behind.lag)
+            pending = stats.queued + sum(len(conn.calls) for conn in self.conns.values())
+            self._out += channel.stats_message(stats, self.received, pending, self.recorder.session_id)
+
+    def flush(self) -> None:
+        try:
+            sent = self.sock.send(self._out, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._out.clear()  # the proxy is gone; nobody to tell
+            return
+        del self._out[:sent]
+
+    def finish(self) -> None:
+        while self.spool and not self.stopping:  # the proxy is gone: what it sent is still recorded
+            self.work()
+            while self.recorder.pump() == 0.0:
+                pass
+        if self.gone:
+            self.recorder.lost_elsewhere(0, LossEpisode(time.time(), time.time(), PROXY_GONE, 0), starts=True)
+        log.info("the recorder handled %d MiB from the proxy; its largest backlog was %.1f MiB, %.1f s behind",
+                 self.received >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
+        for conn in self.conns.values():
+            conn.closed("the proxy stopped")
+        self.conns.clear()
+        if self.tap.skimming:
+            self.skim(False, 0.0)
+        self.end_episode(time.time(), force=True)
+        self.recorder.close()
+        self.spool.close()
+        if self.telemetry is not None:
+            self.telemetry.close()
+        self.send_stats(force=True)
+        self.sock.setblocking(True)
+        self.sock.settimeout(1.0)
+        try:
+            self.sock.sendall(self._out)
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
