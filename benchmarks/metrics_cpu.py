@@ -16,7 +16,8 @@ STOP) `--repeat` times into a `Worker` with a `NoWriter` and the metrics peer
 thread's CPU time per call the metrics counted (the tap and the metrics peer: everything
 the recorder process does for a call in this mode), with `--profile` cProfile's top
 functions, with `--callgrind` (under `valgrind --tool=callgrind --instr-atstart=no`) the
-worker's run only instrumented. It uses only what the checkout of issue 13's metrics has too,
+worker's run only instrumented, with `--callgrind-walk` one pass of the walker only (no
+replay: the calls are the capture's). It uses only what the checkout of issue 13's metrics has too,
 so `env PYTHONPATH=OLD OLD/.venv/bin/python benchmarks/metrics_cpu.py FILE` measures an older
 build on the same capture.
 """
@@ -34,7 +35,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from recorder_cpu import Event, _feed, timed_run  # the capture's format, the link's feeder, a timed run
+from recorder_cpu import (  # the capture's format, the link's feeder, a timed run
+    Event,
+    _feed,
+    _instrument,
+    timed_run,
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -43,18 +49,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="times the capture is played (default 3)")
     parser.add_argument("--profile", action="store_true", help="cProfile the worker, print the top functions")
     parser.add_argument("--callgrind", action="store_true", help="count the worker's run only (under callgrind)")
+    parser.add_argument("--callgrind-walk", action="store_true",
+                        help="count one pass of the relay's lean walker only (under callgrind); no replay")
     return parser.parse_args(argv)
 
 
-def walked(events: list[Event], rounds: int = 5) -> tuple[list[Event], float]:
+def walked(events: list[Event], rounds: int = 5, callgrind: bool = False) -> tuple[list[Event], float]:
     """The capture as the relay ships it in metrics-only mode, and the walker's CPU seconds
-    for one pass over it (the least of `rounds` passes, each with new walkers, timed whole)."""
+    for one pass over it (the least of `rounds` passes, each with new walkers, timed whole;
+    `callgrind`: the last pass alone instrumented)."""
     from cri_proxy.proxy.lean import LeanWalker
 
     server = [(conn, data) for kind, conn, client, data in events if kind == "chunk" and not client]
     best = float("inf")
-    for _ in range(rounds):
+    for round_ in range(rounds):
         walkers: dict[int, LeanWalker] = {}
+        counted = callgrind and round_ == rounds - 1
+        _instrument(counted, "on")
         start = time.thread_time()
         for conn, data in server:
             walker = walkers.get(conn)
@@ -62,6 +73,7 @@ def walked(events: list[Event], rounds: int = 5) -> tuple[list[Event], float]:
                 walker = walkers[conn] = LeanWalker()
             walker.feed(data)
         best = min(best, time.thread_time() - start)
+        _instrument(counted, "off")
     walkers = {}
     out: list[Event] = []
     for kind, conn, client, data in events:
@@ -84,9 +96,12 @@ def replay(args: argparse.Namespace) -> int:
     from cri_proxy.recorder import worker as worker_module
     from cri_proxy.recorder.nowriter import NoWriter
     from cri_proxy.recorder.telemetry import Telemetry
-    from cri_proxy.recorder.loop import Worker
+    from cri_proxy.recorder.worker import Worker
 
-    events, walk_cpu = walked(pickle.loads(args.capture.read_bytes()))
+    events, walk_cpu = walked(pickle.loads(args.capture.read_bytes()), callgrind=args.callgrind_walk)
+    if args.callgrind_walk:
+        print(f"walked {sum(1 for kind, _, client, _ in events if kind == 'chunk' and not client)} server chunks")
+        return 0
     telemetry = Telemetry(TelemetryConfig(metrics_listen="unix:///unused.sock"), "unix:///run/backend.sock")
     assert telemetry.metrics is not None
     ours, theirs = socket.socketpair()

@@ -30,6 +30,11 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model import link
 
 _HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
+# The header and the 4 bytes after the payload's first: for a DATA frame the length of the gRPC
+# message it begins, read in the same unpack (most frames have those 5 bytes; any other kind
+# reads bytes it ignores).
+_HEADER_AND_SIZE = struct.Struct(">BHBBIxI").unpack_from
+_MASK = 0x7FFFFFFF
 _DATA, _HEADERS, _RST, _CONTINUATION = h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.CONTINUATION
 _PADDED, _END, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
 _summary = link.lean_data
@@ -94,56 +99,60 @@ class LeanWalker:
         end = len(chunk)
         streams = self.streams
         while pos < end:
-            if end - pos < 9:
+            if end - pos >= 14:
+                high, low, kind, flags, sid, size = _HEADER_AND_SIZE(chunk, pos)
+            elif end - pos >= 9:
+                high, low, kind, flags, sid = _HEADER(chunk, pos)
+                size = -10  # not in this chunk (size + 5 matches no length): the general walk reads it
+            else:
                 if mark < pos:
                     out.append(chunk[mark:pos])
                 self._head = chunk[pos:]
                 return b"".join(out)
-            high, low, kind, flags, sid = _HEADER(chunk, pos)
-            length = high << 16 | low
-            if kind != _DATA:
-                if kind == _HEADERS:
-                    self.in_block = not flags & _END_HEADERS
-                    if streams and flags & _END:
-                        self._ended(sid & 0x7FFFFFFF)
-                elif kind == _CONTINUATION:
-                    self.in_block = not flags & _END_HEADERS
-                elif kind == _RST:
-                    self._ended(sid & 0x7FFFFFFF)
-                nxt = pos + 9 + length
-                if nxt > end:
-                    self._verbatim = nxt - end
-                    pos = end
-                    break
-                pos = nxt
-                continue
-            sid &= 0x7FFFFFFF
-            nxt = pos + 9 + length
-            if nxt <= end and not flags & _PADDED:
-                # The commonest frame, inline: one whole message, nothing pending on its stream.
-                if length >= 5 and not (streams and sid in streams) \
-                        and (size := int.from_bytes(chunk[pos + 10:pos + 14], "big")) + 5 == length:
+            nxt = pos + 9 + (high << 16 | low)
+            if kind == _DATA:
+                length = nxt - pos - 9
+                # The commonest frame, inline: one whole message, nothing pending on its stream,
+                # small (PASS_WHOLE): passed as it is.
+                if size + 5 == length and nxt <= end and not flags & _PADDED \
+                        and not (streams and sid & _MASK in streams):
                     if length <= PASS_WHOLE and length != _SUMMARY_SIZE:
-                        pos = nxt  # small: passed as it is (PASS_WHOLE)
+                        pos = nxt
                         continue
                     if mark < pos:
                         out.append(chunk[mark:pos])
-                    out.append(_pack(0, _SUMMARY_SIZE, _DATA, flags & _END, sid, False, 1, size))
+                    out.append(_pack(0, _SUMMARY_SIZE, _DATA, flags & _END, sid & _MASK, False, 1, size))
                     pos = mark = nxt
                     continue
+                sid &= _MASK
+                if nxt <= end and not flags & _PADDED:
+                    if mark < pos:
+                        out.append(chunk[mark:pos])
+                        mark = pos
+                    done = self._whole(chunk, pos, sid, flags, length)
+                    if done is not None:
+                        if done:
+                            out.append(done)
+                        pos = mark = nxt
+                        continue
                 if mark < pos:
                     out.append(chunk[mark:pos])
-                    mark = pos
-                done = self._whole(chunk, pos, sid, flags, length)
-                if done is not None:
-                    if done:
-                        out.append(done)
-                    pos = mark = nxt
-                    continue
-            if mark < pos:
-                out.append(chunk[mark:pos])
-            self._data = _Data(sid, flags, length)
-            pos = mark = self._payload(chunk, pos + 9, end, out)
+                self._data = _Data(sid, flags, length)
+                pos = mark = self._payload(chunk, pos + 9, end, out)
+                continue
+            if kind == _HEADERS:
+                self.in_block = not flags & _END_HEADERS
+                if streams and flags & _END:
+                    self._ended(sid & _MASK)
+            elif kind == _CONTINUATION:
+                self.in_block = not flags & _END_HEADERS
+            elif kind == _RST:
+                self._ended(sid & _MASK)
+            if nxt > end:
+                self._verbatim = nxt - end
+                pos = end
+                break
+            pos = nxt
         if mark < pos:
             out.append(chunk[mark:pos])
         if len(out) == 1:

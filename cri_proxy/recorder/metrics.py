@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from cri_proxy.model.call import RecordedCall
+from cri_proxy.model.call import Outcome, RecordedCall
 from cri_proxy.model.cri import METHODS, parse_path
 from cri_proxy.model.status import StatusCode, failed, status_name
 from cri_proxy.recorder.metrics_counts import PER_CALL, CallCounts, ClientCounts, Count, MethodCounts
@@ -46,6 +46,9 @@ _FAULT_NOTE: Final = re.compile(r"fault: (?P<rule>.+) (?P<action>error|delay|han
 # Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
 # count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
 _CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
+# An enum member's `.value` is a Python-level descriptor (a function call per read): nearly
+# every call completes, so that one is compared by identity and its value spelt out.
+_COMPLETED: Final = Outcome.COMPLETED
 _STREAMING: Final = frozenset(path for path, info in METHODS.items() if info.server_streaming)
 
 
@@ -77,7 +80,8 @@ def code_label(call: RecordedCall) -> str:
     """
     if call.status_code is not None:
         return _CODE_NAMES.get(call.status_code, "CODE_OTHER")
-    return "no_status" if call.outcome.value == "completed" else call.outcome.value
+    outcome = call.outcome
+    return "no_status" if outcome is _COMPLETED else outcome.value
 
 
 def client_name(pid: int | None, name: str | None = None) -> str:
@@ -197,7 +201,8 @@ class CallMetrics:
 
     def observe(self, call: RecordedCall) -> None:
         """A finished call (any outcome): counted and timed."""
-        code = code_label(call)
+        status = call.status_code  # code_label, inline for a call with a status (nearly all)
+        code = _CODE_NAMES.get(status, "CODE_OTHER") if status is not None else code_label(call)
         entry = self._entries.get((call.path, code))
         if entry is None:
             entry = self._entry(call.path, code)
@@ -207,7 +212,8 @@ class CallMetrics:
         if duration is not None:
             per.buckets[bisect_left(self.counts.bounds, duration)] += 1
             per.sum += duration
-        if failed(call.outcome.value, call.status_code):
+        outcome = call.outcome
+        if failed("completed" if outcome is _COMPLETED else outcome.value, status):
             per.failures += 1
         per.request += call.request_bytes
         per.response += call.response_bytes

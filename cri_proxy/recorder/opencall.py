@@ -101,13 +101,27 @@ class OpenCall:
         if len(rec.messages) > before:
             share_bodies(memo, rec, before)
 
-    def lean(self, payload: bytes | memoryview) -> bool:
-        """A lean DATA frame of the server's (proxy.lean): its messages counted as the full bytes
-        would count them. False when its padding was malformed."""
-        if len(payload) != LEAN_SUMMARY.size:  # a small frame of one whole message, passed as it is
-            bad, messages, size = False, 1, len(payload) - 5
+    def counted(self, data: bytes | memoryview, start: int, stop: int) -> bool:
+        """The client's DATA `data[start:stop]` when nothing needs message bodies (metrics only,
+        the recorder's lean mode): one whole message, nothing cut before it, counted as
+        `messages` would count it but not kept. False for any other shape (`messages` reads it)."""
+        if self.request is not None or stop - start < 5:
+            return False
+        length = _PREFIX(data, start)[1]
+        if length != stop - start - 5:
+            return False
+        self.sent += 1
+        self.rec.request_bytes += length
+        return True
+
+    def lean(self, payload: bytes | memoryview, start: int = 0, stop: int | None = None) -> bool:
+        """A lean DATA frame of the server's (proxy.lean), `payload[start:stop]`: its messages
+        counted as the full bytes would count them. False when its padding was malformed."""
+        size = (len(payload) if stop is None else stop) - start
+        if size != LEAN_SUMMARY.size:  # a small frame of one whole message, passed as it is
+            bad, messages, size = False, 1, size - 5
         else:
-            bad, messages, size = read_lean_data(bytes(payload))
+            bad, messages, size = read_lean_data(bytes(payload[start:start + size]))
         if bad:
             return False
         reader = self.response

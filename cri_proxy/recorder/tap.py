@@ -56,6 +56,9 @@ class RecordingTap:
         self.sink = sink
         # The server's bytes come in the relay's lean form (proxy.lean): each DATA frame's payload
         # is a summary of its messages (link.lean_data), counted into the call's byte totals.
+        # Nothing reads bodies or response metadata then (metrics only): the client's messages
+        # are counted, not kept (OpenCall.counted), and response headers and trailers give the
+        # call its status and notes only.
         self.lean = lean
         self.clock = clock  # wall clock, for started_at
         self.timer = timer  # monotonic, for durations and offsets
@@ -251,9 +254,9 @@ class ConnectionRecorder(CallBook):
         if call.skimmed:
             pass
         elif self._lean and side is self.server:
-            if not call.lean(data[start:stop]):
+            if not call.lean(data, start, stop):
                 self._unreadable(call, side)
-        elif stop > start:
+        elif stop > start and not (self._lean and call.counted(data, start, stop)):
             call.messages(side is self.client, data, start, stop, self._now - call.t0, self.tap.bodies)
         if side is self.server and flags & _END_STREAM:
             self._end(stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
