@@ -46,9 +46,7 @@ _FAULT_NOTE: Final = re.compile(r"fault: (?P<rule>.+) (?P<action>error|delay|han
 # Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
 # count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
 _CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
-# An enum member's `.value` is a Python-level descriptor (a function call per read): nearly
-# every call completes, so that one is compared by identity and its value spelt out.
-_COMPLETED: Final = Outcome.COMPLETED
+_COMPLETED: Final = Outcome.COMPLETED  # by identity: an enum's `.value` is a Python-level descriptor
 _STREAMING: Final = frozenset(path for path, info in METHODS.items() if info.server_streaming)
 
 

@@ -233,3 +233,41 @@ def test_malformed_padding_is_said_so() -> None:
     assert read_lean_data(walker.feed(bad)[9:]) == (True, 0, 0)
     with pytest.raises(ValueError, match="lean DATA frame of 2 bytes"):
         read_lean_data(b"\x00\x01")
+
+
+def test_a_data_frame_too_short_to_hold_a_prefix_at_a_reads_end_is_walked_not_passed() -> None:
+    """The walker reads a DATA frame's message length in its header's unpack when the chunk
+    holds those bytes; a 4-byte frame closing a read holds no length of its own (the bytes
+    after it are another read's), and must be walked as the start of a cut message."""
+    message = prefixed(b"abcdefgh")
+    head = bytes(DataFrame(1, message[:4]).serialize())
+    assert len(head) == 13
+    walker = LeanWalker()
+    assert walker.feed(head) == b""  # completes nothing yet
+    assert walker.feed(bytes(DataFrame(1, message[4:], flags=["END_STREAM"]).serialize())) == \
+        lean_data(1, 1, False, 1, 8)
+    whole = bytes(DataFrame(3, prefixed(b"")).serialize())  # an empty message: 14 bytes, passed as it is
+    assert walker.feed(whole) is whole
+
+
+def test_the_lean_tap_counts_the_clients_messages_without_keeping_them() -> None:
+    """Metrics only: the client's messages are counted as the full tap counts them (seen()
+    compares their bytes), none read whole from its frame is kept, and no response metadata."""
+    s = kubelet_like()
+    full, _ = replay(s, False, random.Random(3))
+    lean, _ = replay(s, True, random.Random(3))
+    assert [seen(c) for c in lean] == [seen(c) for c in full]
+    assert all(c.response_metadata == [] and c.trailers == [] for c in lean)
+    s = Streams()
+    for size in (0, 5, 300):
+        s.call(prefixed(b"q" * size), prefixed(b"r"))
+    calls = []
+    for lean_ in (False, True):
+        sink = MemorySink()
+        conn = RecordingTap(sink, lean=lean_).open(ConnectionInfo(1, 10, 0, "unix:///rt.sock"))
+        conn.client_bytes(b"".join(s.client), True)
+        conn.server_bytes(LeanWalker().feed(b"".join(s.server)) if lean_ else b"".join(s.server), True)
+        calls.append(sink.calls)
+    full, lean = calls
+    assert [c.request_bytes for c in lean] == [c.request_bytes for c in full] == [0, 5, 300]
+    assert [len(c.messages) for c in full] == [2, 2, 2] and [c.messages for c in lean] == [[], [], []]

@@ -65,3 +65,16 @@ def test_a_large_whole_message_equal_to_the_last_of_its_kind_is_that_body() -> N
     changed = big[:-1] + b"!"
     call.messages(False, prefixed(changed), 0, len(changed) + 5, 0.1, memo)
     assert call.rec.messages[0].data == changed and memo.get(("/x.Y/List", False)) is call.rec.messages[0].data
+
+
+def test_counted_takes_one_whole_message_and_leaves_any_other_shape_to_messages() -> None:
+    """The lean tap's request path: a frame of one whole message is counted (and not kept);
+    a cut one, or any after a reader took over, is `messages`' to read."""
+    call = opencall.OpenCall(RecordedCall(1, 1, 0.0, "/x.Y/Z"), 0.0)
+    assert call.counted(b"junk" + prefixed(b"abc"), 4, 12)
+    assert (call.sent, call.rec.request_bytes, call.rec.messages) == (1, 3, [])
+    assert not call.counted(prefixed(b"abcdef"), 0, 8)  # cut: the rest comes in the next frame
+    assert not call.counted(b"\x00\x00", 0, 2)
+    call.messages(True, prefixed(b"abcdef"), 0, 8, 0.5, LastBodies())
+    assert call.request is not None and not call.counted(prefixed(b"x"), 0, 6)
+    assert call.sent == 1
