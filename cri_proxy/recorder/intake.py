@@ -41,8 +41,9 @@ IDLE_S = 1  # a recv that waits this long returns, so that a spill file read to 
 class Intake:
     """Reads `sock` into `spool` while under `room()` bytes, on a thread of its own."""
 
-    def __init__(self, sock: socket.socket, spool: Spool, room: Callable[[], int]) -> None:
+    def __init__(self, sock: socket.socket, spool: Spool, room: Callable[[], int], gather_s: float = GATHER_S) -> None:
         self.sock = sock
+        self.gather_s = gather_s  # the wait after a short read (GATHER_S; longer when only metrics are fed)
         # SO_RCVTIMEO, not a Python timeout: that would make the socket non-blocking for the
         # recorder's thread too, and cost a poll() (and a wait for the lock) per read.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", IDLE_S, 0))
@@ -91,7 +92,7 @@ class Intake:
                         self._end("the proxy is gone")
                     return
                 if got < READ_SIZE:
-                    time.sleep(GATHER_S)
+                    time.sleep(self.gather_s)
         except OSError as exc:
             if not self._stop:
                 self._end(f"the proxy's socket failed ({exc})")

@@ -21,7 +21,7 @@ from cri_proxy.model.sink import CallSink
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.behind import Behind, Episode
 from cri_proxy.recorder.catchup import CatchUp
-from cri_proxy.recorder.intake import Intake
+from cri_proxy.recorder.intake import GATHER_S, Intake
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.spool import READ_SIZE, Spool
@@ -35,6 +35,11 @@ __all__ = ["PROXY_GONE", "QUEUE_MEMORY_BYTES", "STATS_INTERVAL_S", "Worker"]
 log = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 0.1
+# Metrics only (lean): a short read waits this long for more, not intake.GATHER_S. Nothing is
+# written, and the metrics are read when scraped, so calls may wait 20 ms to be counted;
+# meanwhile a node's trickle of calls costs this process's two threads 50 wake-ups a second
+# at most, each handling more calls (the relay still sends every 2 ms: its socket holds them).
+LEAN_GATHER_S = 0.02
 # The proxy closed the socket without a STOP (killed, or it crashed): what it held for this
 # process and had not sent yet is lost, and nobody counted it.
 PROXY_GONE = "proxy died: the calls it had not passed on to the recorder are missing, uncounted"
@@ -88,7 +93,8 @@ class Worker(CatchUp):
     def run(self) -> None:
         sock = self.sock
         sock.setblocking(True)  # the intake's recv waits; the reports go out with MSG_DONTWAIT
-        intake = self.intake = Intake(sock, self.spool, lambda: self.behind.budget - self.queued_bytes())
+        gather = LEAN_GATHER_S if self.tap.lean else GATHER_S
+        intake = self.intake = Intake(sock, self.spool, lambda: self.behind.budget - self.queued_bytes(), gather)
         intake.start()
         wait: float | None = 0.0
         try:
