@@ -99,8 +99,8 @@ class ConnectionRecorder(CallBook):
 
     def _walker(self, from_client: bool) -> TapWalker:
         if from_client:
-            return TapWalker(self.client, self.server, self._dispatch, self._data, self._request_block, self._failed)
-        return TapWalker(self.server, self.client, self._dispatch, self._data, self._response_block, self._failed)
+            return TapWalker(self.client, self.server, self._dispatch, self._data, self._block, self._failed)
+        return TapWalker(self.server, self.client, self._dispatch, self._data, self._block, self._failed)
 
     # The ConnectionTap seam ------------------------------------------------------------
     def client_bytes(self, data: bytes, boundary: bool = True) -> None:
@@ -204,7 +204,7 @@ class ConnectionRecorder(CallBook):
         if kind == _DATA and not flags & _PADDED:
             self._data(side, stream_id, flags, data, start, stop)
         elif kind == _HEADERS and flags & _END_HEADERS and not flags & _PADDED_OR_PRIORITY:
-            (self._request_block if side is self.client else self._response_block)(stream_id, flags, data[start:stop])
+            self._block(side, stream_id, flags, data[start:stop])
         else:
             self._frame(side, other, h2.Frame(kind, flags, stream_id, stop - start,
                                               data[start:stop] if kind in READ_TYPES else None))

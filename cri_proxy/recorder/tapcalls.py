@@ -46,33 +46,11 @@ class CallBook:
     _translated: tuple[str | None, list[str]] | None
 
     # Header blocks -----------------------------------------------------------------------
-    # The two `on_block`s of walk.TapWalker: a HEADERS frame holding a whole block, nearly
-    # every block there is. Each decodes it itself (a call fewer per block than a shared
-    # helper: three a call).
-    def _request_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        """A client's HEADERS frame holding a whole block."""
-        side = self.client
+    def _block(self, side: Side, stream_id: int, flags: int, block: bytes) -> None:
+        """A HEADERS frame holding a whole block (walk.TapWalker's `on_block`): nearly every
+        block there is; the frame path (`Side.headers`, `Side.continuation`) sets these itself."""
         side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
-        headers = None
-        if side.lost is None:
-            try:
-                headers = side.decoder.decode(block)
-            except Exception as exc:  # hpack and hyperframe raise several types on bad input
-                self._undecodable(side, exc)
-        self._request(stream_id, headers)
-
-    def _response_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        """The server's HEADERS frame holding a whole block."""
-        side = self.server
-        end = side.block_end = bool(flags & _END_STREAM)
-        side.block_stream, side.block_error = stream_id, None
-        headers = None
-        if side.lost is None:
-            try:
-                headers = side.decoder.decode(block)
-            except Exception as exc:  # hpack and hyperframe raise several types on bad input
-                self._undecodable(side, exc)
-        self._response(stream_id, headers, end)
+        self._header_block(side, block)
 
     def _undecodable(self, side: Side, exc: Exception) -> None:
         self._lose(side, f"undecodable header block on stream {side.block_stream} ({type(exc).__name__}: {exc})")

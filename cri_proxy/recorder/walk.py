@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 READ_TYPES: Final = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
 Dispatch = Callable[["Side", "Side", int, int, int, bytes, int, int], None]
 OnData = Callable[["Side", int, int, bytes, int, int], None]  # side, stream, flags, data, start, stop
-OnBlock = Callable[[int, int, bytes], None]  # stream, flags, the header block
+OnBlock = Callable[["Side", int, int, bytes], None]  # side, stream, flags, the header block
 Failed = Callable[["Side", int, int], None]
 
 _HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
@@ -80,7 +80,7 @@ class TapWalker:
                 elif kind == 0 and not flags & padded:  # DATA
                     on_data(side, stream & mask, flags, data, start, stop)
                 elif kind == 1 and flags & whole == 4:  # HEADERS with END_HEADERS, without padding or priority
-                    on_block(stream & mask, flags, data[start:stop])
+                    on_block(side, stream & mask, flags, data[start:stop])
                 elif kind in read:
                     self.dispatch(side, self.other, kind, flags, stream & mask, data, start, stop)
             except Exception:

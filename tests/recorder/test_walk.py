@@ -74,7 +74,8 @@ def walked(chunks: list[bytes], in_block: bool = False) -> list[Seen]:
     def on_data(s: Side, stream_id: int, flags: int, data: bytes, start: int, stop: int) -> None:
         seen.append(("data", h2.DATA, flags, stream_id, bytes(data[start:stop])))
 
-    def on_block(stream_id: int, flags: int, block: bytes) -> None:
+    def on_block(s: Side, stream_id: int, flags: int, block: bytes) -> None:
+        assert s is side
         seen.append(("block", h2.HEADERS, flags, stream_id, block))
 
     walker = TapWalker(side, other, dispatch, on_data, on_block, lambda s, kind, stream_id: None)
