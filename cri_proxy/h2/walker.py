@@ -42,9 +42,6 @@ class Frame:
     length: int
     payload: bytes | None
     raw: bytes | None = None  # header + payload, only when the walker keeps raw frames
-    # Part of a DATA frame cut by a chunk's end, handed out as it came (walkers with `pieces`);
-    # payload is then None, and END_STREAM is on the frame's last piece only.
-    piece: memoryview | None = None
 
 
 class FrameWalker:
@@ -55,20 +52,14 @@ class FrameWalker:
     frame types in `keep` (the relay needs header blocks, not DATA); with `raw=True` every
     frame's complete bytes are kept too, for the paths that forward frame by frame.
 
-    With `pieces=True` (and DATA kept, not raw) a DATA frame cut by a chunk's end is not
-    carried until it is whole: each chunk's part of it comes out at once as a `Frame.piece`,
-    a view of the chunk (the recorder's tap reads gRPC messages across pieces as across
-    frames, and a 1 MB frame is then never gathered in one buffer). Padded frames, whose
-    padding is only known at their end, are carried whole as before.
-
     Both walks count the bytes they saw (`walked`) and, of those, the bytes of SETTINGS and
     PING frames (`control`): what a flood is made of (proxy.floodguard).
     """
 
-    __slots__ = ("_buf", "_skip", "_pending", "_parts", "_have", "keep", "raw", "pieces", "at_boundary", "in_block",
+    __slots__ = ("_buf", "_skip", "_pending", "_parts", "_have", "keep", "raw", "at_boundary", "in_block",
                  "walked", "control")
 
-    def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False, pieces: bool = False) -> None:
+    def __init__(self, keep: frozenset[int] = frozenset(), raw: bool = False) -> None:
         # A walker is used with feed() or with track(), never both: for feed() the buffer holds the
         # header of a frame carried over to the next chunk (its payload so far: _parts, _have bytes),
         # for track() a frame header split across chunks.
@@ -79,7 +70,6 @@ class FrameWalker:
         self._pending: Frame | None = None
         self.keep = keep
         self.raw = raw
-        self.pieces = pieces and DATA in keep and not raw
         self.at_boundary = True
         self.in_block = False  # set by track() on the server side
         self.walked = 0
@@ -170,7 +160,7 @@ class FrameWalker:
             pos = self._complete(chunk, frames)
             if pos < 0:
                 self.at_boundary = False
-                return frames  # nothing, or a piece of a streamed DATA frame
+                return frames
         return self._cut(chunk, pos, frames)
 
     def _complete(self, chunk: bytes, frames: list[Frame]) -> int:
@@ -188,8 +178,6 @@ class FrameWalker:
         kind = buf[3]
         wanted = self.raw or kind in self.keep
         need = length - self._have
-        if self._streamed(kind, buf[4]):
-            return self._next_piece(chunk, pos, need, buf, frames)
         if need > len(chunk) - pos:
             self._have += len(chunk) - pos
             if wanted:
@@ -230,32 +218,10 @@ class FrameWalker:
             head = min(9, end - pos)
             self._buf = bytearray(chunk[pos:pos + head])
             self._have = end - pos - head
-            if self._have and self._streamed(chunk[pos + 3], chunk[pos + 4]):
-                self._have = 0
-                self._next_piece(chunk, pos + 9, chunk[pos] << 16 | chunk[pos + 1] << 8 | chunk[pos + 2], self._buf,
-                                 frames)
-            elif self._have and (raw or chunk[pos + 3] in keep):
+            if self._have and (raw or chunk[pos + 3] in keep):
                 self._parts = [_piece(chunk, pos + 9, end)]
         self.at_boundary = pos == end
         return frames
-
-    def _streamed(self, kind: int, flags: int) -> bool:
-        return self.pieces and kind == DATA and not flags & FLAG_PADDED
-
-    def _next_piece(self, chunk: bytes, pos: int, need: int, header: bytearray, frames: list[Frame]) -> int:
-        """A streamed DATA frame's part in `chunk` from `pos` (`need` bytes still due): where
-        the chunk's next frame begins, or -1 when the frame goes on in the next chunk."""
-        stop = min(len(chunk), pos + need)
-        flags, length = header[4], (header[0] << 16) | (header[1] << 8) | header[2]
-        last = stop == pos + need
-        frames.append(Frame(DATA, flags if last else flags & ~FLAG_END_STREAM,
-                            int.from_bytes(header[5:9], "big") & 0x7FFFFFFF, length, None,
-                            piece=memoryview(chunk)[pos:stop] if type(chunk) is bytes else memoryview(chunk[pos:stop])))
-        if not last:
-            self._have += stop - pos
-            return -1
-        self._buf, self._have = bytearray(), 0
-        return stop
 
 
 def _piece(chunk: bytes, start: int, stop: int) -> bytes | memoryview:

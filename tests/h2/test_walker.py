@@ -83,30 +83,6 @@ def test_a_large_frame_cut_across_chunks_comes_whole(kind: type) -> None:
         assert walker.at_boundary and walker.control == 17
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_data_pieces_put_together_are_the_frames_on_any_chunking(seed: int) -> None:
-    rng = random.Random(3000 + seed)
-    data = random_stream(rng, 60)
-    keep = frozenset({h2.HEADERS, h2.DATA, h2.SETTINGS})
-    whole = [(f.type, f.flags, f.stream_id, f.payload) for f in h2.FrameWalker(keep).feed(data)]
-    walker = h2.FrameWalker(keep, pieces=True)
-    got: list[tuple[int, int, int, bytes | None]] = []
-    open_piece: list[h2.Frame] = []
-    for chunk in chunks(data, rng):
-        for f in walker.feed(chunk):
-            if f.piece is None:
-                assert not open_piece  # a frame never starts inside another
-                got.append((f.type, f.flags, f.stream_id, f.payload))
-                continue
-            assert f.type == h2.DATA and f.payload is None and not f.flags & h2.FLAG_PADDED
-            open_piece.append(f)
-            if sum(len(p.piece or b"") for p in open_piece) == f.length:  # the frame's last piece
-                assert all(not p.flags & h2.FLAG_END_STREAM for p in open_piece[:-1])
-                got.append((h2.DATA, f.flags, f.stream_id, b"".join(p.piece or b"" for p in open_piece)))
-                open_piece = []
-    assert got == whole and walker.at_boundary and not open_piece
-
-
 @pytest.mark.parametrize("seed", range(30))
 def test_tracking_open_calls_agrees_with_the_frames(seed: int) -> None:
     rng = random.Random(2000 + seed)
