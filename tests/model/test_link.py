@@ -113,24 +113,6 @@ def test_init_and_call_round_trip() -> None:
     assert one(link.pickled(link.CALL, call)) == call
 
 
-def test_stop_is_an_empty_body() -> None:
-    assert read_all(link.message(link.STOP)) == [(link.STOP, b"", None)]
-
-
-def test_chunks_carry_their_bytes_untouched_between_other_kinds() -> None:
-    data = bytes(range(256)) * 40
-    stream = (link.open_message(1, None, None, "u") + link.chunk_head(1, True, 10.0, 20.0, len(data)) + data
-              + link.gap_message(1, False, 21.0))
-    for sizes in ((), (1,) * 7, (3, 5000, 2), (len(stream) - 1,)):  # cut anywhere, the messages are the same
-        got = read_all(stream, sizes)
-        assert [kind for kind, _, _ in got] == [link.OPEN, link.CHUNK, link.GAP]
-        body = got[1][1]
-        head = link.CHUNK_HEAD.unpack(link.LENGTH.pack(len(body) + 1) + bytes((link.CHUNK,)) +
-                                      body[:link.CHUNK_HEAD.size - link.HEAD])
-        assert head[2:] == (1, True, 10.0, 20.0)
-        assert body[link.CHUNK_HEAD.size - link.HEAD:] == data
-
-
 @pytest.mark.parametrize("message", [link.message(link.STATS, b"short"), link.message(link.OPEN, b"\x01"),
                                      link.message(link.SESSION, b"[1, 2]")])
 def test_a_malformed_body_is_a_value_error(message: bytes) -> None:
