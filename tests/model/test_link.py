@@ -11,13 +11,13 @@ from cri_proxy.model import link
 from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from tests.helpers.link import feed_in_pieces
 
 pytestmark = pytest.mark.timeout(10)
 
 
 def read_all(data: bytes, sizes: tuple[int, ...] = ()) -> list[tuple[int, bytes, Any]]:
     """Feed `data` to a Reader (in pieces of `sizes`, then the rest); (kind, raw body, decoded)."""
-    reader = link.Reader()
     got: list[tuple[int, bytes, Any]] = []
     decoders = {link.OPEN: link.read_open, link.CLOSED: link.read_closed, link.UPSTREAM: link.read_upstream,
                 link.GAP: link.read_gap, link.SESSION: link.read_session, link.READY: link.read_ready,
@@ -28,11 +28,7 @@ def read_all(data: bytes, sizes: tuple[int, ...] = ()) -> list[tuple[int, bytes,
         decode = decoders.get(kind)
         got.append((kind, bytes(view[start:stop]), decode(view, start, stop) if decode else None))
 
-    pos = 0
-    for size in sizes:
-        reader.feed(data[pos:pos + size], take)
-        pos += size
-    reader.feed(data[pos:], take)
+    feed_in_pieces(data, sizes, take)
     return got
 
 

@@ -6,23 +6,19 @@ from __future__ import annotations
 import pytest
 
 from cri_proxy.model import link_format as link
+from tests.helpers.link import feed_in_pieces
 
 pytestmark = pytest.mark.timeout(10)
 
 
 def read_all(data: bytes, sizes: tuple[int, ...] = ()) -> list[tuple[int, bytes]]:
     """Feed `data` to a Reader (in pieces of `sizes`, then the rest); (kind, raw body) of each message."""
-    reader = link.Reader()
     got: list[tuple[int, bytes]] = []
 
     def take(kind: int, view: memoryview, start: int, stop: int) -> None:
         got.append((kind, bytes(view[start:stop])))
 
-    pos = 0
-    for size in sizes:
-        reader.feed(data[pos:pos + size], take)
-        pos += size
-    reader.feed(data[pos:], take)
+    feed_in_pieces(data, sizes, take)
     return got
 
 
