@@ -4,7 +4,8 @@ Every method of both versions (and any other path, passed through untouched) is 
 generic handler over raw bytes. Per call: read what the upstream speaks now (the prober it
 is given knows; the bridge never probes itself), rewrite the
 method path, run the checks the request type needs (parsed at most once), answer what the
-runtime cannot (RuntimeConfig, emulated GetContainerEvents, UNIMPLEMENTED for the rest), or
+runtime cannot (RuntimeConfig, UNIMPLEMENTED for the rest: see `answers`; emulated
+GetContainerEvents), or
 forward (see `forwarding`), once the fault rules (see `faults`) let it. Each call is recorded
 once grpc has finished it.
 """
@@ -21,13 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.model.call import Direction
 from cri_proxy.messages.decode import method_types
 from cri_proxy.model.sink import CallSink
-from cri_proxy.bridge import checks
+from cri_proxy.bridge.answers import Refused, answer, check
 from cri_proxy.bridge import forwarding
 from cri_proxy.bridge import schema
 from cri_proxy.bridge.events import EventEmulator
@@ -41,17 +40,6 @@ from cri_proxy.bridge.recording import Caller, CallLog
 log = logging.getLogger(__name__)
 
 EVENTS = "GetContainerEvents"
-CGROUP_DRIVERS = {"systemd": v1.SYSTEMD, "cgroupfs": v1.CGROUPFS}
-
-
-class Refused(Exception):
-    """The bridge answers the call itself with this status instead of forwarding it."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code, self.details = code, details
-
-
 class Bridge:
     """Serves both CRI versions on `listen`, forwarding to `runtime` (and `image`).
 
@@ -189,9 +177,9 @@ class Bridge:
         if api != client_api:
             call.note(f"translated {client_api} -> {api}")
         if not schema.has_method(api, service, method):
-            return self._answer(call, api, method)
+            return answer(call, api, method, self.options.cgroup_driver)
         if client_api == "v1" and api == "v1alpha2" and f"{service}/{method}" in schema.checked_requests():
-            self._check(call, path, request)
+            check(call, path, request, self.options.strict)
         try:
             return await forwarding.unary(up, schema.cri_path(api, service, method), request,
                                           context, call)
@@ -199,7 +187,7 @@ class Bridge:
             if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                 await forwarding.relay_error(exc, up, context, call)
             if method == "RuntimeConfig" and self.options.cgroup_driver is not None:
-                return self._answer(call, api, method)  # a v1 runtime older than RuntimeConfig
+                return answer(call, api, method, self.options.cgroup_driver)  # a v1 runtime older than RuntimeConfig
             # A method its version has was refused: the runtime may have been replaced by one
             # speaking the other version before the watcher noticed. Ask again; retry once.
             now = None if retried else await self._reprobe(up)
@@ -212,48 +200,6 @@ class Bridge:
         if self.options.upstream_api != "auto":
             return None
         return (await self.source.reprobe()).preferred_for(up.name)
-
-    def _answer(self, call: CallLog, api: str, method: str) -> bytes:
-        """The reply the proxy gives itself for a method the runtime's version lacks."""
-        if method == "RuntimeConfig" and self.options.cgroup_driver is not None:
-            reply = v1.RuntimeConfigResponse(linux=v1.LinuxRuntimeConfiguration(
-                cgroup_driver=CGROUP_DRIVERS[self.options.cgroup_driver])).SerializeToString()
-            call.note(f"answered by the proxy: cgroup driver {self.options.cgroup_driver}")
-            call.status(grpc.StatusCode.OK, None)
-            call.add(Direction.RESPONSE, reply)
-            return reply
-        details = f"{method} is not available: the runtime speaks CRI {api}, which lacks it"
-        if method == "RuntimeConfig":
-            details += " (set the proxy's cgroup driver to have the proxy answer it)"
-        call.note(f"answered by the proxy: UNIMPLEMENTED ({api} runtime)")
-        raise Refused(grpc.StatusCode.UNIMPLEMENTED, details)
-
-    def _check(self, call: CallLog, path: str, request: bytes) -> None:
-        """Refuse what a v1alpha2 runtime would reject opaquely; warn about what it would drop."""
-        types = method_types(path)
-        if types is None:
-            return
-        try:
-            found = checks.inspect(types.request.FromString(request))
-        except DecodeError as exc:  # not ours to judge: the runtime answers it as it would
-            call.note(f"request did not parse as v1, forwarded unchecked: {exc}")
-            return
-        if found.bad_utf8:
-            call.note(f"refused: env values not valid UTF-8: {', '.join(found.bad_utf8)}")
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT,
-                          "environment variable values must be valid UTF-8 for a CRI v1alpha2 "
-                          f"runtime: {', '.join(found.bad_utf8)}")
-        if not found.dropped:
-            return
-        fields = ", ".join(found.dropped)
-        if self.options.strict and found.security:
-            call.note(f"refused (strict): v1-only fields set: {', '.join(found.security)}")
-            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                          "the runtime speaks CRI v1alpha2 and would ignore these security-relevant "
-                          f"fields: {', '.join(found.security)}")
-        log.warning("call %d %s: the v1alpha2 runtime will ignore v1-only fields: %s",
-                    call.id, path, fields)
-        call.note(f"v1-only fields ignored by the v1alpha2 runtime: {fields}")
 
     async def unary_stream(self, path: str, request: bytes, context: Context) -> AsyncIterator[bytes]:
         call, up, client_api, service, method = self._begin(path, context)

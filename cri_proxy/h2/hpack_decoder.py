@@ -3,9 +3,9 @@
 The tap decodes every header block of every call on the proxy's event loop. `hpack`'s
 decoder logs each header and walks Huffman strings a nibble at a time, which costs tens of
 microseconds per request; this one decodes integers and strings inline and Huffman a byte
-at a time, from a byte-wide state table built once from `hpack`'s own nibble table (so the
-code table itself is the well-kept one), and turns each literal into text once, when it is
-read: indexed fields, most of a warm connection's, come back from the table as text.
+at a time (h2.huffman, whose names are re-exported here), and turns each literal into text
+once, when it is read: indexed fields, most of a warm connection's, come back from the table
+as text.
 `hpack` stays the reference: the tests compare both decoders on randomized header lists
 from `hpack.Encoder`, with table evictions and size updates.
 
@@ -22,87 +22,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from hpack.huffman_table import HUFFMAN_COMPLETE, HUFFMAN_EMIT_SYMBOL, HUFFMAN_FAIL, HUFFMAN_TABLE
 from hpack.table import HeaderTable
+
+from cri_proxy.h2.huffman import HPACKDecodingError, decode_huffman, warm
+
+__all__ = ["DEFAULT_TABLE_SIZE", "ENTRY_OVERHEAD", "STATIC", "Decoder", "Field", "HPACKDecodingError", "TextHook",
+           "decode_huffman", "plain_text", "read_integer", "shrinks_to", "warm"]
 
 Field = tuple[str, str]
 
 STATIC: Final[tuple[tuple[bytes, bytes], ...]] = tuple(HeaderTable.STATIC_TABLE)
 DEFAULT_TABLE_SIZE: Final = 4096
 ENTRY_OVERHEAD: Final = 32  # RFC 7541 §4.1
-
-
-class HPACKDecodingError(Exception):
-    """The header block is not valid HPACK for the decoder's state; the state is now lost."""
-
-
-# Byte-wide Huffman table: entry [state | byte] is (next state, bytes emitted), states kept
-# shifted left by 8 so the loop does one OR. An invalid input leads to DEAD, which it never
-# leaves. A string may end only in an accepting state (RFC 7541 §5.2: at most 7 bits of
-# padding, all ones, no EOS); that is a property of the state (its path from the root).
-_Transition = tuple[int, bytes]
-_DEAD: Final = 256 << 8
-_BYTE_TABLE: list[_Transition] = []
-_ACCEPTING: list[bool] = []
-
-
-def _build_byte_table() -> tuple[list[_Transition], list[bool]]:
-    singles = [bytes([i]) for i in range(256)]
-    accepting: dict[int, bool] = {0: True}
-    dead: _Transition = (256, b"")
-    steps: list[list[_Transition]] = []  # state -> its 16 (next state, bytes emitted) of one nibble
-    for state in range(256):
-        row = []
-        for nibble in range(16):
-            nxt, flags, symbol = HUFFMAN_TABLE[state * 16 + nibble]
-            if flags & HUFFMAN_FAIL:
-                row.append(dead)
-                continue
-            complete = bool(flags & HUFFMAN_COMPLETE)
-            if accepting.setdefault(nxt, complete) != complete:
-                raise RuntimeError(f"Huffman state {nxt} is both accepting and not")
-            row.append((nxt, singles[symbol] if flags & HUFFMAN_EMIT_SYMBOL else b""))
-        steps.append(row)
-    steps.append([dead] * 16)
-    # 65,792 transitions: one int per state and one bytes object per distinct output, shared
-    # (measured: 7.9 MB of RSS built naively, 5.2 MB so; every process decoding HPACK holds it).
-    shifted = [state << 8 for state in range(257)]
-    outputs: dict[bytes, bytes] = {b"": b""}
-    dead_row: list[_Transition] = [(_DEAD, b"")] * 16
-    table: list[_Transition] = []
-    for state in range(257):  # a byte is two nibbles: each row of 16 is one first nibble's
-        for first, out in steps[state]:
-            if first == 256:
-                table += dead_row
-                continue
-            for s, more in steps[first]:
-                joined = out + more if s != 256 else b""
-                table.append((shifted[s], outputs.setdefault(joined, joined)))
-    return table, [accepting.get(s, False) for s in range(257)]
-
-
-def decode_huffman(data: bytes) -> bytes:
-    table = _BYTE_TABLE or _load()
-    state, out = 0, []
-    for byte in data:
-        state, emit = table[state | byte]
-        out.append(emit)
-    if not _ACCEPTING[state >> 8]:
-        raise HPACKDecodingError("invalid or incomplete Huffman string")
-    return b"".join(out)
-
-
-def _load() -> list[_Transition]:
-    if not _BYTE_TABLE:
-        table, accepting = _build_byte_table()  # 50-100 ms, once, at the first Decoder (or warm())
-        _ACCEPTING.extend(accepting)
-        _BYTE_TABLE.extend(table)
-    return _BYTE_TABLE
-
-
-def warm() -> None:
-    """Build the Huffman table now, at a process's start, rather than in its first call's time."""
-    _load()
 
 
 def plain_text(raw: bytes, name: str | None) -> str:
@@ -151,7 +82,7 @@ class Decoder:
         self._gen = 0  # counts changes to the dynamic table
         self._seen: dict[bytes, list[Field]] = {}  # blocks decoded without changing the table...
         self._seen_gen = 0  # ...while the table was as it is at this count
-        _load()
+        warm()  # the Huffman table, built at the first Decoder unless warmed earlier
 
     @property
     def header_table_size(self) -> int:

@@ -1,6 +1,7 @@
 """The byte format between the proxy and its recorder process, over one unix socketpair.
 
-Every message is `<I length><B kind>` followed by `length - 1` bytes of body. The proxy's hot
+Every message is `<I length><B kind>` followed by `length - 1` bytes of body (the framing,
+the kinds and the Reader are model.link_format's, re-exported here). The proxy's hot
 path writes CHUNK messages: a fixed header (connection, direction, wall and monotonic time)
 and the bytes the relay forwarded, untouched. The other frequent kinds have fixed struct
 layouts, built and read by the typed functions below (`open_message`/`read_open`, ...), so
@@ -21,36 +22,28 @@ dies, that is what the proxy counts lost, plus the calls in what it shipped sinc
 from __future__ import annotations
 
 import json
-import pickle
 import struct
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cri_proxy.model.link_format import (  # the framing, re-exported: callers read link.CHUNK, link.Reader...
+    CALL, CHUNK, CHUNK_FIXED, CHUNK_HEAD, CLOSED, ERROR, GAP, GAP_BEHIND, GAP_RESTARTED, GAP_THIN_END,
+    GAP_THIN_START, HEAD, INIT, LEAN_DATA_FRAME, LEAN_SUMMARY, LENGTH, NOTE, OPEN, READY, RELAY, SESSION, STATS,
+    STOP, UPSTREAM, Reader, chunk_head, lean_data, message, messages, pickled, read_lean_data, unpickled,
+)
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 
-LENGTH: Final = struct.Struct("<I")
-CHUNK_HEAD: Final = struct.Struct("<IBIBdd")  # length, kind, conn_id, from_client, wall, monotonic
-CHUNK_FIXED: Final = CHUNK_HEAD.size - LENGTH.size  # body bytes before the data, kind included
-HEAD: Final = LENGTH.size + 1  # a message's body starts this far from its first byte
-
-# proxy -> recorder
-INIT: Final = 0  # pickled Init
-CHUNK: Final = 1
-OPEN: Final = 2  # _OPEN + upstream (utf-8) [+ NUL + _PEER + process name + executable (utf-8)]
-CLOSED: Final = 3  # _CLOSED + reason (utf-8; absent when None)
-UPSTREAM: Final = 4  # _CONN + upstream (utf-8)
-GAP: Final = 5  # _GAP
-CALL: Final = 6  # pickled RecordedCall (the bridge's calls)
-SESSION: Final = 7  # JSON object of SessionInfo changes
-STOP: Final = 8  # empty: record what is queued, then exit
-RELAY: Final = 9  # _RELAY + why the runtime does not answer (utf-8; empty when it does): for /readyz
-NOTE: Final = 10  # _NOTE + JSON [upstream_api, [notes]]: what the relay's translation did to a call
-# recorder -> proxy
-READY: Final = 20  # _READY + why recording does not work yet (utf-8; empty when it does)
-ERROR: Final = 21  # utf-8 message: the recorder could not start (--require-recording)
-STATS: Final = 22  # _STATS
+__all__ = [
+    "CALL", "CHUNK", "CHUNK_FIXED", "CHUNK_HEAD", "CLOSED", "ERROR", "GAP", "GAP_BEHIND", "GAP_RESTARTED",
+    "GAP_THIN_END", "GAP_THIN_START", "HEAD", "INIT", "Init", "LEAN_DATA_FRAME", "LEAN_SUMMARY", "LENGTH",
+    "NOTE", "OPEN", "Opened", "READY", "RELAY", "Reader", "Ready", "RelayState", "Resume", "SESSION", "STATS",
+    "STOP", "Stats", "UPSTREAM", "chunk_head", "closed_message", "error_message", "gap_message", "lean_data",
+    "message", "messages", "note_message", "open_message", "pickled", "read_closed", "read_error", "read_gap",
+    "read_lean_data", "read_note", "read_open", "read_opened", "read_ready", "read_relay", "read_session",
+    "read_stats", "read_upstream", "ready_message", "relay_message", "session_message", "stats_message",
+    "unpickled", "upstream_message",
+]
 
 _CONN: Final = struct.Struct("<I")
 _OPEN: Final = struct.Struct("<Iqq")  # conn_id, peer_pid, peer_uid (-1: unknown)
@@ -60,23 +53,11 @@ _PEER: Final = struct.Struct("<qH")  # peer_gid (-1: unknown), length of the pro
 _CLOSED: Final = struct.Struct("<IdB")  # conn_id, monotonic, has a reason
 # conn_id, from_client, monotonic, why (GAP_BEHIND, GAP_RESTARTED, GAP_THIN_*), calls begun in the dropped bytes
 _GAP: Final = struct.Struct("<IBdBI")
-GAP_BEHIND: Final = 0  # the recorder fell behind: the proxy dropped bytes
-GAP_RESTARTED: Final = 1  # a new recorder joins a connection already under way
-GAP_THIN_START: Final = 2  # from here the direction's frames come without DATA (proxy.recorder_out)
-GAP_THIN_END: Final = 3  # and from here whole again
 _RELAY: Final = struct.Struct("<B")  # the listen socket accepts
 _NOTE: Final = struct.Struct("<II")  # conn_id, stream_id (0: every later call of the connection)
 _READY: Final = struct.Struct("<q")  # session id (-1: no session row yet)
 _STATS: Final = struct.Struct("<6QBQQq")  # RecorderStats, received, pending, session id (-1: none)
 _NONE: Final = -1
-
-# The lean form of CHUNK bytes (proxy/lean.py), used on a link whose recorder needs no message
-# bodies (RecordConfig.needs_bodies false): every DATA frame's payload is replaced by this
-# summary, in a frame of its own (header: length, type DATA, END_STREAM kept, stream), but
-# for a small unpadded frame of one whole message, which goes as it is (lean.PASS_WHOLE) and
-# is never of the summary's length.
-LEAN_SUMMARY: Final = struct.Struct(">BIQ")  # malformed padding, gRPC messages completed, their bytes
-LEAN_DATA_FRAME: Final = struct.Struct(">BHBBIBIQ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,36 +121,6 @@ class Ready:
     session_id: int | None  # None: the database could not be opened (yet)
     fault: str  # why recording does not work yet; "" when it does
 
-
-def chunk_head(conn_id: int, from_client: bool, wall: float, mono: float, size: int) -> bytes:
-    return CHUNK_HEAD.pack(CHUNK_FIXED + size, CHUNK, conn_id, from_client, wall, mono)
-
-
-def lean_data(flags: int, stream_id: int, bad: bool, messages: int, size: int) -> bytes:
-    """A DATA frame in the lean form: `messages` gRPC messages of `size` bytes (prefixes
-    excluded) completed in it, or `bad`: its padding is malformed."""
-    return LEAN_DATA_FRAME.pack(0, LEAN_SUMMARY.size, 0, flags, stream_id, bad, messages, size)
-
-
-def read_lean_data(payload: bytes) -> tuple[bool, int, int]:
-    """(malformed padding, messages, bytes) of a lean DATA frame's payload."""
-    if len(payload) != LEAN_SUMMARY.size:
-        raise ValueError(f"lean DATA frame of {len(payload)} bytes, expected {LEAN_SUMMARY.size}")
-    bad, messages, size = LEAN_SUMMARY.unpack(payload)
-    return bool(bad), messages, size
-
-
-def message(kind: int, body: bytes = b"") -> bytes:
-    return LENGTH.pack(1 + len(body)) + bytes((kind,)) + body
-
-
-def pickled(kind: int, value: Any) -> bytes:
-    """INIT and CALL only (see the module docstring)."""
-    return message(kind, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def unpickled(view: memoryview, start: int, stop: int) -> Any:
-    return pickle.loads(view[start:stop])
 
 
 def _text(view: memoryview, start: int, stop: int) -> str:
@@ -311,34 +262,3 @@ def read_stats(view: memoryview, start: int, stop: int) -> Stats:
                  received, pending, _unopt(session_id))
 
 
-class Reader:
-    """Cuts a byte stream into messages and hands each to `handle(kind, view, start, stop)`,
-    where `view[start:stop]` is the body; the view is only valid during the call."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes, handle: Callable[[int, memoryview, int, int], None]) -> None:
-        buf = self._buf
-        buf += data
-        pos = 0
-        view = memoryview(buf)
-        try:
-            for kind, start, stop in messages(buf):
-                handle(kind, view, start, stop)
-                pos = stop
-        finally:
-            view.release()
-            del buf[:pos]
-
-
-def messages(buf: bytes | bytearray | memoryview, pos: int = 0) -> Iterator[tuple[int, int, int]]:
-    """The whole messages in `buf` from `pos` on, in order: (kind, start, stop) of each body."""
-    end = len(buf)
-    while pos + 5 <= end:
-        (length,) = LENGTH.unpack_from(buf, pos)
-        stop = pos + 4 + length
-        if stop > end:
-            return
-        yield buf[pos + 4], pos + 5, stop
-        pos = stop

@@ -7,8 +7,10 @@ own. After forwarding, the relay walks the frame headers to know which streams a
 
 Which upstream a connection goes to is its `Route`'s business (proxy.routing has the two
 strategies: one socket, or decided by the first request); what a connection needs from
-the server that accepted it is the small `RelayHost` protocol (proxy.ends, with the two
-sockets' protocol objects), so this module depends on neither.
+the server that accepted it is the small `RelayHost` protocol (the two sockets' protocol
+objects are proxy.ends'), so this module depends on neither. This module has the client's
+side and the connecting; the way back to the client and how a connection ends are
+proxy.relaypair's `RelayPair`, which `Connection` extends.
 """
 
 from __future__ import annotations
@@ -18,25 +20,19 @@ import errno
 import logging
 import pathlib
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.ends import HIGH_WATER, End
 from cri_proxy.proxy.floodguard import ControlBudget
 from cri_proxy.proxy.peer import PeerCred, peer_of
-from cri_proxy.proxy.tap import ConnectionInfo, ConnectionTap, Tap
+from cri_proxy.proxy.relaypair import RelayPair
+from cri_proxy.proxy.tap import ConnectionInfo, Tap
 
 __all__ = ["HIGH_WATER", "Connection", "End", "RelayHost", "Route"]
 
 log = logging.getLogger(__name__)
-
-FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be read (see fail())
-
-
-def _drop(data: bytes) -> None:
-    pass
-
 
 async def _connect_from(loop: asyncio.AbstractEventLoop, end: End, path: pathlib.Path, bind: str) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -89,47 +85,30 @@ class Route(Protocol):
     async def connect(self, conn: Connection) -> bool:
         """Connect the first upstream; False when none could be reached."""
 
-
-class Connection:
+class Connection(RelayPair):
     """A client connection relayed to an upstream socket its `route` chooses.
 
     The byte handlers `on_client`, `on_upstream` and `injectable` are the plain relay's own
     methods unless the route installs others (and it puts the plain ones back once it has
-    nothing more to decide), so the plain path costs no test per chunk.
+    nothing more to decide), so the plain path costs no test per chunk. The way back to the
+    client and the ending are proxy.relaypair's.
     """
 
     def __init__(self, host: RelayHost, conn_id: int, route: Route) -> None:
         self.host = host
         self.id = conn_id
         self.route = route
-        self.client = End(self, True)
-        self.upstream: End | None = None
-        self.upstream_path = route.start_path
+        super().__init__(End(self, True), route.start_path)
         self._backlog: list[bytes] = []  # client bytes read before the preface was whole and an upstream answered
-        self._live = False  # the client's bytes go to on_client as they arrive
         self._held: list[bytes] = []  # bytes for the upstream being connected, in order
         self._waiting = 0  # bytes in _backlog and _held: past HIGH_WATER the client's reads pause
         self._held_back = False  # the client's reads are paused for that
-        self._target: End | None = None  # the upstream socket being connected; any other is let go
         self._target_path = route.start_path
         self._preface_ok = False
         self.preface_sent = False
-        self._closing = False
-        self._failed = False  # fail() ran: the client's bytes are dropped until the connection closes
-        self._linger: asyncio.TimerHandle | None = None
-        self.open_streams: set[int] = set()
-        self._draining = False
-        self._drain_started = False
-        self._inject: list[bytes] = []  # frames of our own for the client, sent at a frame boundary
-        self.server_in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
-        self.tap: ConnectionTap | None = None
         self.peer = PeerCred()  # who connected (fault rules match on its process name)
-        self.c2s = h2.FrameWalker()
-        self.s2c = h2.FrameWalker()
         self.control = ControlBudget(asyncio.get_running_loop().time())  # checked against c2s.control
-        self.on_client: Callable[[bytes], None] = self.forward_client
-        self.on_upstream: Callable[[End, bytes], None] = self.from_upstream
-        self.injectable: Callable[[], bool] = self.can_inject
+        self.on_client = self.forward_client
         route.attach(self)
 
     # Client side -------------------------------------------------------------------------
@@ -276,139 +255,6 @@ class Connection:
         elif data:
             self._held.append(data)
             self._wait(len(data))
-
-    # Upstream side -----------------------------------------------------------------------
-    def from_upstream(self, end: End, data: bytes) -> None:
-        if end is not self.upstream:
-            return  # an upstream this connection left (proxy.firstcall)
-        self.send_client(data)
-        boundary = self.s2c.at_boundary
-        self.s2c.track(data, self.open_streams, False)
-        self.server_in_block = self.s2c.in_block
-        if self.tap is not None:
-            self.feed_tap(False, data, boundary)
-        if self._inject:
-            self.flush_inject()
-        if self._draining:
-            self.close_if_drained()
-
-    def send_client(self, data: bytes) -> None:
-        if self.client.transport is not None and data:
-            self.client.transport.write(data)
-
-    def inject_to_client(self, frame: bytes) -> None:
-        """Queue a frame of the proxy's own for the client, to go out between upstream frames."""
-        if self._failed:
-            return  # its writing side is shut (see fail())
-        self._inject.append(frame)
-        self.flush_inject()
-
-    @property
-    def closing(self) -> bool:
-        """Closed, or failed and only waiting for its GOAWAY to be read."""
-        return self._closing or self._failed
-
-    def can_inject(self) -> bool:
-        """Whether the client's byte stream is between frames (and outside a header block)."""
-        return self.s2c.at_boundary and not self.server_in_block
-
-    def flush_inject(self) -> None:
-        if self._inject and self.injectable():
-            self.send_client(b"".join(self._inject))
-            self._inject.clear()
-
-    # Tap ------------------------------------------------------------------------------------
-    def feed_tap(self, from_client: bool, data: bytes, boundary: bool) -> None:
-        if self.tap is None or not data:
-            return
-        try:
-            (self.tap.client_bytes if from_client else self.tap.server_bytes)(data, boundary)
-        except Exception:
-            log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
-            tap, self.tap = self.tap, None
-            try:
-                tap.closed("the tap failed")  # let it settle the calls it holds
-            except Exception:
-                log.exception("conn %d: the tap failed again while closing", self.id)
-
-    # Both sides ---------------------------------------------------------------------------
-    def pause_peer_of(self, end: End, pause: bool) -> None:
-        peer = self.upstream if end is self.client else self.client
-        if peer is None or peer.transport is None or peer.transport.is_closing():
-            return
-        if pause:
-            peer.transport.pause_reading()
-        else:
-            peer.transport.resume_reading()
-
-    def eof(self, end: End) -> bool:
-        """An end finished sending. HTTP/2 has no use for a half-open connection: end both."""
-        self.lost(end, None)
-        return False
-
-    def lost(self, end: End, exc: Exception | None) -> None:
-        if self._closing or (end is not self.client and end is not self.upstream):
-            return
-        calls = len(self.open_streams)
-        if end is self.client:
-            if calls:
-                log.info("conn %d: client went away with %d call(s) open (%s); closing its upstream connection",
-                         self.id, calls, "closed" if exc is None else f"{type(exc).__name__}: {exc}")
-            else:
-                log.debug("conn %d: client closed", self.id)
-        else:
-            what = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
-            log.info("conn %d: upstream unix://%s went away (%s) with %d call(s) open; closing the client connection",
-                     self.id, self.upstream_path, what, calls)
-        self.close(reason=None if exc is None else str(exc))
-
-    def drain(self, settle: float = 0.2) -> None:
-        """Begin a graceful stop: tell the client to open no new calls; close once none is open.
-
-        The GOAWAY needs a moment to reach the client: a call it started meanwhile is still
-        forwarded and waited for, so the connection is closed only after `settle` seconds.
-        """
-        if self._drain_started or self.closing:
-            return  # a failed connection has said GOAWAY and shut its writing side already
-        self._drain_started = True
-        self.inject_to_client(h2.goaway_frame(0x7FFFFFFF))
-        asyncio.get_running_loop().call_later(settle, self._settled)
-
-    def _settled(self) -> None:
-        self._draining = True
-        self.close_if_drained()
-
-    def close_if_drained(self) -> None:
-        if self._draining and not self.open_streams:
-            log.debug("conn %d: no call open; closing for shutdown", self.id)
-            self.close()
-
-    def fail(self, error_code: int, reason: str) -> None:
-        """The client broke HTTP/2 (or a bound the runtime would enforce): one line, then GOAWAY
-        with `error_code`, as the runtime answers a connection error (RFC 9113 §5.4.1).
-
-        Closing a unix socket with unread bytes resets the connection and the GOAWAY with it,
-        so, as golang.org/x/net/http2 does, the client's bytes are read and dropped for a
-        moment (FAIL_LINGER) after the GOAWAY and a FIN; the client's own close ends it sooner.
-        """
-        if self._closing or self._failed:
-            return
-        self._failed = True
-        log.warning("conn %d: %s; closing the connection with GOAWAY %s", self.id, reason,
-                    h2.ERROR_NAMES.get(error_code, hex(error_code)))
-        self._live, self.on_client = True, _drop
-        upstream, self.upstream, self._target = self.upstream, None, None
-        if upstream is not None and upstream.transport is not None:
-            upstream.transport.close()
-        transport = self.client.transport
-        if transport is None or transport.is_closing():
-            self.close(reason=reason)
-            return
-        if self.injectable():
-            self.send_client(h2.goaway_frame(max(self.open_streams, default=0), error_code, reason.encode()[:256]))
-        if transport.can_write_eof():
-            transport.write_eof()
-        self._linger = asyncio.get_running_loop().call_later(FAIL_LINGER, self.close, True, reason)
 
     def close(self, abort: bool = False, reason: str | None = None) -> None:
         if self._closing:

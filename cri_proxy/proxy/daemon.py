@@ -9,43 +9,38 @@ Under systemd (Type=notify) the proxy says READY=1 only once its listen socket a
 a STATUS= line saying what it forwards (and whether the runtime answers: an unreachable
 runtime does not hold readiness back, since the proxy then serves exactly as a dead runtime
 would), pings the watchdog while its event loop runs, and says STOPPING=1 at the first signal.
+
+The socket checks are proxy.listen_socket's; the bridge started on demand, proxy.lazybridge's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import logging
 import os
 import pathlib
-import shutil
 import signal
-import socket
-import stat
-import tempfile
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from dataclasses import dataclass, field
 
+from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translation
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import load_rules
 from cri_proxy.model.endpoints import as_endpoint
-from cri_proxy.model.errors import ConfigError, SocketInUseError
-from cri_proxy.proxy.connection import Connection
-from cri_proxy.proxy.server import BridgeRoute, RelayServer
-from cri_proxy.proxy.notify import Notifier
-from cri_proxy.proxy.peer import PeerCred, bridged_connection
-from cri_proxy.proxy.prober import VersionProber
-from cri_proxy.proxy.recorder_link import RecorderProcess
+from cri_proxy.model.errors import ConfigError
 from cri_proxy.model.link import RelayState
 from cri_proxy.model.options import RecordConfig, config_json
 from cri_proxy.model.session import SessionInfo
 from cri_proxy.model.upstream import UpstreamApis
-from cri_proxy.bridge.options import BridgeOptions, needs_bridge, relay_translation
-from cri_proxy.faults.book import FaultBook
-from cri_proxy.faults.rules import load_rules
 from cri_proxy.proxy import control, faultwire
+from cri_proxy.proxy.lazybridge import LazyBridge
+from cri_proxy.proxy.listen_socket import check_upstream, prepare_listen_path, secure_socket
+from cri_proxy.proxy.notify import Notifier
 from cri_proxy.proxy.policy import TranslationPolicy
+from cri_proxy.proxy.prober import VersionProber
+from cri_proxy.proxy.recorder_link import RecorderProcess
+from cri_proxy.proxy.server import BridgeRoute, RelayServer
 
 log = logging.getLogger(__name__)
 
@@ -65,68 +60,6 @@ class ProxyConfig:
     control: pathlib.Path | None = None  # --control: the socket that changes the rules at run time
 
 
-def probe_socket(path: pathlib.Path, timeout: float = 1.0) -> str | None:
-    """None when something accepts connections on `path`, else why not (an errno text)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-        except OSError as exc:
-            return exc.strerror or type(exc).__name__
-    return None
-
-
-def prepare_listen_path(path: pathlib.Path, what: str = "listen socket") -> None:
-    """Make `path` free for a new socket, or explain why it cannot be."""
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the folder {parent} for the {what}: {exc.strerror}") from exc
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot create the {what} in {parent}: permission denied")
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ConfigError(f"{what} path {path} exists and is not a socket; refusing to replace it")
-    if probe_socket(path) is None:
-        raise SocketInUseError(f"{what} {path} is live: another cri-proxy (or another server) is "
-                               "serving it; stop that one first")
-    path.unlink()
-    log.info("replaced the stale socket file %s", path)
-
-
-def secure_socket(path: pathlib.Path, mode: int, group: str | None) -> None:
-    if group is not None:
-        try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise ConfigError(f"--socket-group {group!r}: no such group") from None
-        try:
-            os.chown(path, -1, gid)
-        except OSError as exc:
-            raise ConfigError(f"cannot give {path} to group {group}: {exc.strerror}") from exc
-    os.chmod(path, mode)
-
-
-def check_upstream(what: str, path: pathlib.Path, wait: float) -> None:
-    """Refuse a runtime socket that does not exist (after waiting up to `wait` seconds)."""
-    deadline = time.monotonic() + wait
-    while not path.exists():
-        if time.monotonic() >= deadline:
-            hint = "" if wait else " (pass --wait-for-upstream SECONDS to wait for it)"
-            raise ConfigError(f"{what} {as_endpoint(path)}: no such socket; is the runtime running?{hint}")
-        time.sleep(0.1)
-    if not stat.S_ISSOCK(path.stat().st_mode):
-        raise ConfigError(f"{what} {as_endpoint(path)} is not a socket")
-    reason = probe_socket(path)
-    if reason is not None:
-        log.warning("%s %s does not answer yet (%s); clients will fail fast until it does",
-                    what, as_endpoint(path), reason)
-
-
 async def serve(config: ProxyConfig) -> int:
     """Run the proxy until SIGTERM/SIGINT; return the exit status."""
     for what, path in (("runtime endpoint", config.runtime), ("image endpoint", config.image)):
@@ -141,7 +74,7 @@ async def serve(config: ProxyConfig) -> int:
     prober = VersionProber(config.runtime, config.image, emulate_events=config.translation.emulate_events,
                            on_change=answers.changed, on_trouble=answers.trouble,
                            timeout=config.translation.probe_timeout)
-    bridge = LazyBridge(config, recorder, prober)
+    bridge = LazyBridge(config.listen.parent, config.runtime, config.image, config.translation, recorder, prober)
     book = FaultBook(load_rules(config.faults)) if config.faults is not None else None
     if book is None and config.control is not None:
         book = FaultBook()  # --control alone: no rules until some are added
@@ -225,65 +158,6 @@ def status_line(config: ProxyConfig, apis: UpstreamApis, trouble: str | None) ->
     if trouble is not None:
         text += f"; runtime not answering: {trouble}"
     return text
-
-
-class LazyBridge:
-    """The translating bridge, started on a private socket when a connection first needs it.
-
-    Until then the proxy carries neither grpcio nor its threads: a node whose kubelet and
-    runtime speak the same CRI version never pays for translation.
-    """
-
-    def __init__(self, config: ProxyConfig, recorder: RecorderProcess | None, prober: VersionProber) -> None:
-        self.config = config
-        self.recorder = recorder
-        self.prober = prober
-        self.folder = pathlib.Path(tempfile.mkdtemp(prefix=".cri-proxy-bridge-", dir=config.listen.parent))
-        self.path = self.folder / "bridge.sock"
-        self.bridge: Any = None
-        self.server: RelayServer | None = None  # whose connections' clients the bridge's calls are
-        self._lock = asyncio.Lock()
-
-    async def ready(self) -> None:
-        async with self._lock:
-            if self.bridge is not None:
-                return
-            from cri_proxy.bridge import Bridge
-            from cri_proxy.bridge.faults import BridgeFaults
-
-            log.info("a client needs CRI translation: starting the bridge")
-            policy = None if self.server is None else self.server.translation
-            faults = (None if policy is None or policy.faults is None
-                      else BridgeFaults(policy.faults, policy.pod_facts, self.close_client))
-            bridge = Bridge(self.path, self.config.runtime, self.config.image, apis=self.prober,
-                            sink=self.recorder, options=self.config.translation, callers=self.caller,
-                            faults=faults)
-            await bridge.start()
-            self.bridge = bridge
-
-    def caller(self, peer: str) -> PeerCred | None:
-        """The client of the relayed connection a bridged call came through (peer.bridge_address)."""
-        conn = self._connection(peer)
-        return None if conn is None else conn.peer
-
-    def close_client(self, peer: str, reason: str) -> bool:
-        """A fault rule's close on a bridged call: its relayed connection fails (GOAWAY); False if none."""
-        conn = self._connection(peer)
-        if conn is None:
-            return False
-        conn.fail(faultwire.NO_ERROR, reason)
-        return True
-
-    def _connection(self, peer: str) -> Connection | None:
-        conn_id = bridged_connection(peer)
-        if conn_id is None or self.server is None:
-            return None
-        return next((conn for conn in self.server.connections if conn.id == conn_id), None)
-
-    async def stop(self) -> None:
-        if self.bridge is not None:
-            await self.bridge.stop(1.0)
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _start_recording(config: ProxyConfig) -> RecorderProcess | None:

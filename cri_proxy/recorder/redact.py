@@ -13,7 +13,9 @@ that may carry a secret but cannot be inspected (it does not parse, or it is com
 has its bytes dropped (`b""`) and is noted as such: what cannot be checked is not stored.
 Non-CRI paths and messages whose type cannot reach a redacted field are left untouched,
 without being parsed. A call whose method is unknown (the tap could not read its request
-headers, as after a gap in the bytes it was given) keeps no message bytes at all. `request_bytes`/`response_bytes` keep the sizes seen on the wire.
+headers, as after a gap in the bytes it was given) keeps no message bytes at all.
+`request_bytes`/`response_bytes` keep the sizes seen on the wire. Which fields hold secrets,
+and which message types can reach one, is recorder.redact_fields'.
 
 What `RedactionPolicy()` redacts by default, in both CRI versions:
 - registry credentials: `PullImageRequest.auth` username, password, auth, identity_token,
@@ -39,21 +41,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as ProtoMessage
 
-from cri_proxy.pb.runtime.v1 import api_pb2 as v1_pb2
-from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2_pb2
-from cri_proxy.recorder.bodies import BodyMemo, Kind
-from cri_proxy.recorder.redact_policy import DEFAULT_POLICY, RedactionPolicy
+from cri_proxy.messages.decode import method_types
 from cri_proxy.model.call import Direction, Message, RecordedCall
-from cri_proxy.messages.decode import MethodTypes, method_types
-from cri_proxy.recorder.redact_json import REDACTED, label_matches, redact_dict, walk_json
+from cri_proxy.recorder.bodies import BodyMemo, Kind
+from cri_proxy.recorder.redact_fields import may_hold_secrets, sensitive_types, walk
+from cri_proxy.recorder.redact_json import REDACTED as REDACTED  # named here by replay.compare and the tests
+from cri_proxy.recorder.redact_policy import DEFAULT_POLICY, RedactionPolicy
 
 if TYPE_CHECKING:
     from cri_proxy.recorder.prepared import PreparedCall
@@ -61,7 +60,6 @@ if TYPE_CHECKING:
 NOTE_PREFIX = "redacted:"
 
 MAX_PATHS = 1024  # paths whose redaction needs are remembered
-AUTH_FIELDS = ("username", "password", "auth", "identity_token", "registry_token")
 
 
 def is_redacted(call: RecordedCall) -> bool:
@@ -99,7 +97,7 @@ class RedactStage:
                 if len(clean) >= MAX_PATHS:  # paths are the clients' to choose: bounded
                     clean.clear()
                 types = method_types(call.path)
-                known = clean[call.path] = types is None or not _may_hold_secrets(types, self.policy)
+                known = clean[call.path] = types is None or not may_hold_secrets(types, self.policy)
             if known:  # what redact_call would hand back: the very call
                 return item
         redacted = self._redact(drop_unattributed(call))  # raising drops the call: nothing unredacted is stored
@@ -140,7 +138,7 @@ def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY,
     if not call.path:
         return drop_unattributed(call)
     types = method_types(call.path)
-    if types is None or not _may_hold_secrets(types, policy):
+    if types is None or not may_hold_secrets(types, policy):
         return call
     messages: list[Message] = []
     notes: list[str] = []
@@ -163,7 +161,7 @@ Redacted = tuple["bytes | None", "str | None"]
 
 def _redact_message(cls: type[ProtoMessage], message: Message, policy: RedactionPolicy,
                     memo: BodyMemo[Redacted] | None = None, kind: Kind = ("", False)) -> tuple[Message, str | None]:
-    if cls.DESCRIPTOR.full_name not in _sensitive_types(policy):
+    if cls.DESCRIPTOR.full_name not in sensitive_types(policy):
         return message, None
     label = f"{Direction(message.direction).value}[{message.index}]"
     if message.compressed:
@@ -187,151 +185,7 @@ def _redact_body(cls: type[ProtoMessage], data: bytes, policy: RedactionPolicy) 
     except DecodeError:
         return b"", "unparseable, dropped"
     found: list[str] = []
-    _walk(parsed, "", policy, found)
+    walk(parsed, "", policy, found)
     if not found:
         return None, None
     return parsed.SerializeToString(), ", ".join(dict.fromkeys(found))
-
-
-# --- protobuf messages ------------------------------------------------------------------
-
-Handler = Callable[[ProtoMessage, FieldDescriptor, Any, str, RedactionPolicy, list[str]], None]
-
-
-def _walk(msg: ProtoMessage, prefix: str, policy: RedactionPolicy, found: list[str]) -> None:
-    desc = msg.DESCRIPTOR
-    if desc.name == "AuthConfig" and policy.registry_auth:
-        for name in AUTH_FIELDS:
-            if getattr(msg, name, ""):
-                setattr(msg, name, REDACTED)
-                found.append(prefix + name)
-        return
-    sensitive = _sensitive_types(policy)
-    for fd, value in msg.ListFields():
-        path = prefix + fd.name
-        handler = _field_handler(desc.name, fd, policy)
-        if handler is not None:
-            handler(msg, fd, value, path, policy, found)
-        elif fd.message_type is not None and fd.message_type.full_name in sensitive:
-            if fd.is_repeated:
-                for item in value:
-                    _walk(item, path + "[].", policy, found)
-            else:
-                _walk(value, path + ".", policy, found)
-
-
-def _field_handler(owner: str, fd: FieldDescriptor, policy: RedactionPolicy) -> Handler | None:
-    """The handler that redacts field `fd` of message type `owner` under `policy`, if any."""
-    name = fd.name
-    if _is_map(fd):
-        if name == "info" and policy.inspects_json:
-            return _redact_info
-        if name == "annotations" and policy.annotations:
-            return _redact_map_values
-        if name in ("labels", "label_selector") and policy.label_globs:
-            return _redact_labels
-        return None
-    if name == "envs" and policy.env_values and fd.message_type is not None:
-        return _redact_envs if fd.message_type.name == "KeyValue" else None
-    if owner == "ExecSyncResponse" and name in ("stdout", "stderr") and policy.exec_output:
-        return _redact_scalar
-    if owner in ("ExecSyncRequest", "ExecRequest") and name == "cmd" and policy.exec_cmd:
-        return _redact_cmd_args
-    return None
-
-
-def _redact_envs(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
-                 policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    for kv in value:
-        if kv.value:
-            kv.value = REDACTED.encode() if isinstance(kv.value, bytes) else REDACTED
-            found.append(path + "[].value")
-
-
-def _redact_scalar(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
-                   policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    setattr(msg, fd.name, REDACTED.encode() if isinstance(value, bytes) else REDACTED)
-    found.append(path)
-
-
-def _redact_cmd_args(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
-                     policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    if any(value[1:]):
-        value[1:] = [REDACTED if arg else arg for arg in value[1:]]
-        found.append(path + "[1:]")
-
-
-def _redact_map_values(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
-                       policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    if redact_dict(value, lambda key: True):
-        found.append(path + "{}")
-
-
-def _redact_labels(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
-                   policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    if redact_dict(value, functools.partial(label_matches, policy.label_globs)):
-        found.append(path + "{}")
-
-
-def _redact_info(msg: ProtoMessage, fd: FieldDescriptor, value: Any, path: str,
-                 policy: RedactionPolicy, found: list[str]) -> None:  # fmt: skip
-    for key in list(value):
-        try:
-            doc = json.loads(value[key])
-        except ValueError:
-            continue  # not JSON: nothing we know how to look into
-        if not isinstance(doc, (dict, list)):
-            continue
-        before = len(found)
-        walk_json(doc, f"{path}{{{key}}}.", policy, found)
-        if len(found) > before:
-            value[key] = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
-
-
-def _is_map(fd: FieldDescriptor) -> bool:
-    return fd.message_type is not None and fd.message_type.GetOptions().map_entry
-
-
-# --- which message types can carry a redacted field ---------------------------------------
-
-
-def _all_messages() -> Iterator[Descriptor]:
-    pending = [
-        *v1_pb2.DESCRIPTOR.message_types_by_name.values(),
-        *v1alpha2_pb2.DESCRIPTOR.message_types_by_name.values(),
-    ]
-    while pending:
-        desc = pending.pop()
-        if not desc.GetOptions().map_entry:
-            yield desc
-            pending.extend(desc.nested_types)
-
-
-@functools.lru_cache(maxsize=512)
-def _may_hold_secrets(types: MethodTypes, policy: RedactionPolicy) -> bool:
-    """Whether the request or response type of a method holds a field `policy` redacts."""
-    sensitive = _sensitive_types(policy)
-    return any(cls.DESCRIPTOR.full_name in sensitive for cls in (types.request, types.response))
-
-
-@functools.lru_cache(maxsize=16)
-def _sensitive_types(policy: RedactionPolicy) -> frozenset[str]:
-    """Full names of the message types that hold, at any depth, a field `policy` redacts."""
-    descs = list(_all_messages())
-    found = {
-        d.full_name
-        for d in descs
-        if (d.name == "AuthConfig" and policy.registry_auth)
-        or any(_field_handler(d.name, fd, policy) is not None for fd in d.fields)
-    }
-    grew = True
-    while grew:  # fixed point: a type is sensitive if one of its message fields is
-        grew = False
-        for d in descs:
-            if d.full_name not in found and any(
-                fd.message_type is not None and fd.message_type.full_name in found
-                for fd in d.fields
-            ):
-                found.add(d.full_name)
-                grew = True
-    return frozenset(found)

@@ -8,7 +8,7 @@ it). Frames the tap never reads (WINDOW_UPDATE, PING, PRIORITY, unknown types: m
 busy client's frames) are walked over, unless a header block is open, whose interruption by
 them the tap must see.
 
-It cuts frames exactly as `h2.FrameWalker(READ_TYPES, pieces=True)` does: a DATA frame
+It cuts frames where hyperframe finds them (tests/recorder/test_walk.py): a DATA frame
 without padding that a chunk's end cuts comes out piece by piece as the chunks bring it
 (END_STREAM on its last piece only), so a 1 MB reply is never gathered here; any other frame
 cut so is held, header and payload, until its last byte comes. What `dispatch` raises is

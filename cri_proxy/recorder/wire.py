@@ -196,10 +196,7 @@ def known_body(memo: LastBodies, kind: Kind, data: bytes | memoryview, start: in
 
 
 def data_content(frame: h2.Frame) -> bytes | memoryview | None:
-    """A DATA frame's content without its padding (or the piece of it, see h2.FrameWalker);
-    None when the padding is malformed."""
-    if frame.piece is not None:
-        return frame.piece  # pieces are never padded
+    """A DATA frame's content without its padding; None when the padding is malformed."""
     payload = frame.payload
     if payload is None:
         return None

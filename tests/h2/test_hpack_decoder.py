@@ -63,18 +63,6 @@ def test_hpack_fast_rejects_what_the_reference_rejects() -> None:
             hpack_fast.Decoder().decode(bad)
         with pytest.raises(Exception):
             ReferenceHpack().decode(bad)
-    huffman = hpack_fast.decode_huffman
-    from hpack.huffman import HuffmanEncoder
-    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
-
-    encode = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode
-    rng = random.Random(1)
-    for _ in range(300):
-        data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
-        assert huffman(encode(data)) == data
-    for bad in (b"\x00", b"\xff\xff\xff\xff", b"\xfe"):  # padding not all ones / the EOS symbol
-        with pytest.raises(hpack_fast.HPACKDecodingError):
-            huffman(bad)
 
 
 def test_hpack_fast_repeated_block_follows_the_table() -> None:

@@ -11,13 +11,13 @@ from cri_proxy.model import link
 from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from tests.helpers.link import feed_in_pieces
 
 pytestmark = pytest.mark.timeout(10)
 
 
 def read_all(data: bytes, sizes: tuple[int, ...] = ()) -> list[tuple[int, bytes, Any]]:
     """Feed `data` to a Reader (in pieces of `sizes`, then the rest); (kind, raw body, decoded)."""
-    reader = link.Reader()
     got: list[tuple[int, bytes, Any]] = []
     decoders = {link.OPEN: link.read_open, link.CLOSED: link.read_closed, link.UPSTREAM: link.read_upstream,
                 link.GAP: link.read_gap, link.SESSION: link.read_session, link.READY: link.read_ready,
@@ -28,11 +28,7 @@ def read_all(data: bytes, sizes: tuple[int, ...] = ()) -> list[tuple[int, bytes,
         decode = decoders.get(kind)
         got.append((kind, bytes(view[start:stop]), decode(view, start, stop) if decode else None))
 
-    pos = 0
-    for size in sizes:
-        reader.feed(data[pos:pos + size], take)
-        pos += size
-    reader.feed(data[pos:], take)
+    feed_in_pieces(data, sizes, take)
     return got
 
 
@@ -111,24 +107,6 @@ def test_init_and_call_round_trip() -> None:
                         status_code=0, outcome=Outcome.COMPLETED, request_metadata=[("user-agent", "kubelet")])
     call.add_message(Message(Direction.REQUEST, 0, 0.001, b"\x0a\x02v1"))
     assert one(link.pickled(link.CALL, call)) == call
-
-
-def test_stop_is_an_empty_body() -> None:
-    assert read_all(link.message(link.STOP)) == [(link.STOP, b"", None)]
-
-
-def test_chunks_carry_their_bytes_untouched_between_other_kinds() -> None:
-    data = bytes(range(256)) * 40
-    stream = (link.open_message(1, None, None, "u") + link.chunk_head(1, True, 10.0, 20.0, len(data)) + data
-              + link.gap_message(1, False, 21.0))
-    for sizes in ((), (1,) * 7, (3, 5000, 2), (len(stream) - 1,)):  # cut anywhere, the messages are the same
-        got = read_all(stream, sizes)
-        assert [kind for kind, _, _ in got] == [link.OPEN, link.CHUNK, link.GAP]
-        body = got[1][1]
-        head = link.CHUNK_HEAD.unpack(link.LENGTH.pack(len(body) + 1) + bytes((link.CHUNK,)) +
-                                      body[:link.CHUNK_HEAD.size - link.HEAD])
-        assert head[2:] == (1, True, 10.0, 20.0)
-        assert body[link.CHUNK_HEAD.size - link.HEAD:] == data
 
 
 @pytest.mark.parametrize("message", [link.message(link.STATS, b"short"), link.message(link.OPEN, b"\x01"),

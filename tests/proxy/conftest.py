@@ -24,3 +24,11 @@ async def relay_path(request: pytest.FixtureRequest, sock_dir: pathlib.Path) -> 
     await relay.stop(0)
     await runtime.stop(0)
     await image.stop(0)
+
+
+@pytest.fixture
+async def backend(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
+    """An echo backend on up.sock, for a proxy process to forward to."""
+    server, _ = await start_echo(f"unix://{sock_dir}/up.sock")
+    yield sock_dir / "up.sock"
+    await server.stop(0)

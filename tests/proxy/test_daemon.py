@@ -7,11 +7,10 @@ import os
 import pathlib
 import re
 import socket
-import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -21,7 +20,7 @@ from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.h2.frames import PREFACE
 from tests.conftest import ROOT
 from tests.helpers.bridge import KUBELET_OPTIONS, Client
-from tests.helpers.backend import OPTIONS, channel, start_echo, unary
+from tests.helpers.backend import OPTIONS, channel, unary
 from tests.helpers.proxyproc import ProxyProcess, socket_answers
 from tests.helpers.stall import StallingFront
 
@@ -34,13 +33,6 @@ FAST_REDIAL = OPTIONS + [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cri_proxy", *args], capture_output=True, text=True, timeout=30)
-
-
-@pytest.fixture
-async def backend(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
-    server, _ = await start_echo(f"unix://{sock_dir}/up.sock")
-    yield sock_dir / "up.sock"
-    await server.stop(0)
 
 
 @pytest.fixture
@@ -58,48 +50,6 @@ def start_backend_process(path: pathlib.Path) -> subprocess.Popen[bytes]:
         assert time.monotonic() < deadline and proc.poll() is None, "the echo backend did not start"
         time.sleep(0.02)
     return proc
-
-
-async def test_stale_socket_is_replaced(sock_dir: pathlib.Path, backend: pathlib.Path) -> None:
-    stale = socket.socket(socket.AF_UNIX)
-    stale.bind(str(sock_dir / "p.sock"))
-    stale.close()  # the file stays, nobody listens: what a crashed proxy leaves
-    proxy = await ProxyProcess(sock_dir / "p.sock", backend).astart()
-    try:
-        async with channel(f"unix://{sock_dir}/p.sock") as ch:
-            assert await unary(ch, "/test.Echo/Unary")(b"hi") == b"hi"
-    finally:
-        assert await proxy.astop() == 0
-    assert "replaced the stale socket file" in proxy.log()
-    assert not (sock_dir / "p.sock").exists()
-
-
-def test_live_socket_is_refused(sock_dir: pathlib.Path) -> None:
-    upstream = socket.socket(socket.AF_UNIX)
-    upstream.bind(str(sock_dir / "up.sock"))
-    upstream.listen()
-    live = socket.socket(socket.AF_UNIX)
-    live.bind(str(sock_dir / "p.sock"))
-    live.listen()
-    try:
-        result = cli("run", "--listen", f"unix://{sock_dir}/p.sock", "--runtime-endpoint", f"unix://{sock_dir}/up.sock")
-    finally:
-        live.close()
-        upstream.close()
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"cri-proxy: error: listen socket {sock_dir}/p.sock is live: another cri-proxy (or another server) "
-        "is serving it; stop that one first")
-
-
-async def test_socket_mode_and_group(sock_dir: pathlib.Path, backend: pathlib.Path) -> None:
-    gid = os.getgid()
-    async with ProxyProcess(sock_dir / "p.sock", backend, "--socket-mode", "0600", "--socket-group", str(gid)):
-        info = (sock_dir / "p.sock").stat()
-        assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_gid == gid
-    async with ProxyProcess(sock_dir / "q.sock", backend) as proxy:
-        assert stat.S_IMODE((sock_dir / "q.sock").stat().st_mode) == 0o660
-        assert f"listening on unix://{sock_dir}/q.sock (mode 0660), forwarding to unix://{backend}" in proxy.log()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -109,16 +109,3 @@ async def test_require_recording_refuses_connections_until_a_recorder_is_back(
         assert await proxy.astop() == 0
     assert rows(path, "SELECT count(*), sum(outcome = 'completed') FROM calls") == [(2, 2)]  # none refused
     assert rows(path, "SELECT calls_lost, loss_episodes FROM sessions") == [(0, 1)]
-
-
-async def test_a_recorder_that_dies_young_is_restarted_later_each_time(
-        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
-    path = sock_dir / "calls.db"
-    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path)) as proxy:
-        for restart, delay in enumerate(("0.5", "1.0", "2.0"), 1):
-            os.kill(recorder_pid(proxy), signal.SIGKILL)
-            await wait_for_log(proxy, f"restarting it in {delay} s")
-            await wait_for_log(proxy, BACK, count=restart)
-        assert await proxy.astop() == 0
-    assert rows(path, "SELECT count(*), sum(calls_lost) FROM losses WHERE reason = 'recorder died'") == [(3, 0)]
-    assert rows(path, "SELECT loss_episodes FROM sessions") == [(3,)]

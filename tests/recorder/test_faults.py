@@ -40,7 +40,7 @@ def timed_submits(recorder: Recorder, calls: list[RecordedCall]) -> float:
 def retried(caplog: pytest.LogCaptureFixture, times: int) -> Callable[[], bool]:
     """True once the writer has retried a failed write `times` times (its debug lines): a
     positive sign that time passed with the fault in place, instead of a sleep."""
-    caplog.set_level(logging.DEBUG, "cri_proxy.recorder.recorder")
+    caplog.set_level(logging.DEBUG, "cri_proxy.recorder.writer_loop")
     return lambda: sum("still failing" in r.getMessage() for r in caplog.records) >= times
 
 

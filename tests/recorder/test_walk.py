@@ -1,14 +1,16 @@
-"""cri_proxy/recorder/walk.py: the tap's frame walk cuts a byte stream as the relay's
-`h2.FrameWalker(READ_TYPES, pieces=True)` does, wherever chunks end."""
+"""cri_proxy/recorder/walk.py: the tap's frame walk hands on the frames hyperframe finds in a
+byte stream, an unpadded DATA frame in the pieces the chunks cut it into, wherever chunks end."""
 
 from __future__ import annotations
 
 import random
+from itertools import accumulate, pairwise
 
 import pytest
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
+    Frame,
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
@@ -50,14 +52,26 @@ def stream() -> bytes:
 
 
 def reference(chunks: list[bytes]) -> list[Seen]:
-    """What FrameWalker hands the tap (the frames it reads), with DATA pieces as they came."""
-    walker = h2.FrameWalker(READ_TYPES, pieces=True)
+    """The frames of READ_TYPES as hyperframe parses the whole stream, each unpadded DATA frame
+    cut where the chunks end (END_STREAM on its last piece only; an empty frame whole)."""
+    data, ends, pos = b"".join(chunks), list(accumulate(len(c) for c in chunks)), 0
     seen: list[Seen] = []
-    for chunk in chunks:
-        for f in walker.feed(chunk):
-            if f.type in READ_TYPES:
-                body = f.piece if f.piece is not None else f.payload
-                seen.append(("frame", f.type, f.flags, f.stream_id, bytes(body or b"")))
+    while pos < len(data):
+        header, length = Frame.parse_frame_header(memoryview(data[pos:pos + 9]))
+        begin, start, stop = pos, pos + 9, pos + 9 + length
+        kind, flags = data[begin + 3], data[begin + 4]  # the flags byte as sent (hyperframe keeps known flags only)
+        pos = stop
+        if kind not in READ_TYPES:
+            continue
+        if kind != h2.DATA or flags & h2.FLAG_PADDED or not length:
+            seen.append(("frame", kind, flags, header.stream_id, data[start:stop]))
+            continue
+        cuts = [start, *(end for end in ends if start < end < stop), stop]
+        if start in ends and any(begin < end < start for end in ends):
+            cuts.insert(0, start)  # a header cut, then completed right at a chunk's end: an empty first piece
+        for a, b in pairwise(cuts):
+            last = b == stop
+            seen.append(("piece", kind, flags if last else flags & ~h2.FLAG_END_STREAM, header.stream_id, data[a:b]))
     return seen
 
 
