@@ -110,6 +110,11 @@ class Translator:
         # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
         self.reused: dict[bytes, tuple[bytes, CallPath]] = {}
         self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
+        # The blocks of those with nothing to decide (no fault rule could take the call, no body
+        # check), by the runtime-side bytes they become: the request relay rewrites a chunk of only
+        # these and DATA without asking the translator. Emptied at once whenever either table
+        # moves, a size limit changes or the rules change (`_moved`).
+        self.rewritten: dict[bytes, bytes] = {}
         self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
         self.known_at = -1
         # Blocks that go on as the client sent them with nothing to decide: while the client's
@@ -144,6 +149,14 @@ class Translator:
         if not self.rewriting:
             return self._read(stream_id, end_stream, fragment)
         state = (self.decoder.generation, self.encoder.generation)
+        taken = self._rewrite(stream_id, end_stream, fragment, state)
+        if self.rewritten and (self.decoder.generation, self.encoder.generation) != state:
+            self.rewritten.clear()  # made against tables as they were
+        return taken
+
+    def _rewrite(self, stream_id: int, end_stream: bool, fragment: bytes, state: tuple[int, tuple[int, int, int]]
+                 ) -> bool:
+        """`block` on a connection whose blocks are re-encoded; `state`, both tables' generations."""
         if stream_id > self.last_stream and state == self.reused_at and not self.decoder.must_resize:
             reused = self.reused.get(fragment)
             if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
@@ -152,6 +165,7 @@ class Translator:
                 encoded, call = reused
                 if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
                     self._send(stream_id, encoded, end_stream)
+                    self._settled(fragment, encoded, call)
                 return False
         headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
         if stream_id <= self.last_stream:  # trailers of a call already under way
@@ -193,6 +207,7 @@ class Translator:
                 self.reused_at = state
             if len(self.reused) < 64:
                 self.reused[fragment] = (block, call)
+            self._settled(fragment, block, call)
         if decision is not None and self.faults is not None:
             self.faults.hold(stream_id, decision, end_stream)
             end_stream = False
@@ -256,9 +271,18 @@ class Translator:
             self.passing.add(passing)
         return True
 
+    def _settled(self, fragment: bytes, block: bytes, call: CallPath) -> None:
+        """`fragment` became `block` leaving both tables as they were: while they stay so and no fault
+        rule could take its call (nor read its message), the request relay rewrites it alone."""
+        faults = self.faults
+        if (faults is None or not faults.book.needs_body and not faults.could_match(call)) \
+                and len(fragment) <= 1024 and len(block) <= MAX_FRAME and len(self.rewritten) < 64:
+            self.rewritten[fragment] = block
+
     def rules_changed(self) -> None:
         """The fault rules changed (faultwire.RuleCaches): blocks are decided again."""
         self.passing.clear()
+        self.rewritten.clear()
 
     def _diverge(self) -> None:
         """The runtime's HPACK table stops following the client's: from the next block on, every
@@ -379,11 +403,13 @@ class Translator:
         """The client acknowledged the runtime's table size: its encoder obeys from its next block."""
         self.decoder.max_allowed_table_size = size
         self.passing.clear()  # the client's next block must resize its table: decoded, not passed
+        self.rewritten.clear()
 
     def runtime_table(self, size: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks
         at once (an encoder may always use less than allowed)."""
         self.encoder.set_max_size(size)
+        self.rewritten.clear()  # the next block announces the size: encoded, not looked up
 
 
 def _path(headers: list[Field]) -> str:
