@@ -1,6 +1,7 @@
-"""The client's side of a connection read for fault rules (proxy/requests.py): a chunk whose
-header blocks the translator let pass before goes on whole, unread, only while the client's
-HPACK table and the rules are as they were when it was decided.
+"""The client's side of a connection read for fault rules or translated (proxy/requests.py): a
+chunk whose header blocks the translator settled before goes on unread (as it is, or each
+block swapped for what it was rewritten to), only while the HPACK tables, their size limits
+and the rules are as they were when it was decided.
 
 Raw HTTP/2 from the client (tests/helpers/rawh2.py) to an in-process relay in front of
 tests/helpers/h2upstream.py's runtime, which decodes what arrives with the `hpack` reference
@@ -15,8 +16,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from hpack import Encoder
+from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, HeadersFrame
+
+from cri_proxy.model.cri import parse_path
 
 from cri_proxy.faults.book import FaultBook
 from cri_proxy.faults.rules import parse_rules
@@ -48,14 +51,26 @@ class Calls:
         self.sid = -1
         self.client.send(hello())
 
-    def call(self, path: str | None = None, block: bytes = b"") -> tuple[str | None, bytes]:
-        """The call's grpc-status and the block it was sent with (`block` as it is, or `path`'s)."""
+    def call(self, path: str | None = None, block: bytes = b"", extra: tuple[Any, ...] = ()) -> tuple[str | None, bytes]:
+        """The call's grpc-status and the block it was sent with (`block` as it is, or `path`'s
+        with the `extra` fields)."""
         self.sid += 2
         if path is not None:
-            block = self.client.encode(self.encoder, headers(path))
+            block = self.client.encode(self.encoder, headers(path) + list(extra))
         self.client.send(HeadersFrame(self.sid, block, flags=["END_HEADERS"]).serialize()
                          + DataFrame(self.sid, grpc_message(b"m"), flags=["END_STREAM"]).serialize())
         return self.client.read_reply(self.sid).grpc_status, block
+
+    def split(self, block: bytes, at: int) -> list[str | None]:
+        """Two calls sent with `block` each, their bytes written in two pieces cut at `at`."""
+        wire = b""
+        for _ in range(2):
+            self.sid += 2
+            wire += (HeadersFrame(self.sid, block, flags=["END_HEADERS"]).serialize()
+                     + DataFrame(self.sid, grpc_message(b"m"), flags=["END_STREAM"]).serialize())
+        self.client.send(wire[:at])
+        self.client.send(wire[at:])
+        return [self.client.read_reply(sid).grpc_status for sid in (self.sid - 2, self.sid)]
 
 
 @pytest.fixture
@@ -111,3 +126,129 @@ async def test_a_rule_loaded_at_run_time_takes_the_next_call_of_a_passing_block(
     after = [(await asyncio.to_thread(calls.call, VERSION))[0] for _ in range(3)]
     assert (before, taken, after) == (["0"] * 3, ["14"] * 2, ["0"] * 3)
     assert [dict(r.headers)[":path"] for r in upstream.requests] == [VERSION] * 6  # the taken two never went on
+
+
+# Translated connections: blocks rewritten once, then swapped in place ---------------------
+def to_v1alpha2(path: str) -> str | None:
+    return "v1alpha2" if parse_path(path).api == "v1" else None
+
+
+@pytest.fixture
+def resize() -> tuple[int, int] | None:
+    return None
+
+
+@pytest.fixture
+async def xlat(sock_dir: pathlib.Path, resize: tuple[int, int] | None
+               ) -> AsyncIterator[tuple[FaultBook, RelayServer, H2Upstream, Calls]]:
+    """A v1 client's connection translated for a v1alpha2 runtime, with fault rules (none yet)."""
+    upstream = await H2Upstream(sock_dir / "up.sock", resize=resize).start()
+    book = FaultBook(parse_rules([], "test"))
+    relay = RelayServer(sock_dir / "p.sock", upstream.path, translation=TranslationPolicy(to_v1alpha2, faults=book))
+    await relay.start()
+    calls = await asyncio.to_thread(Calls, str(sock_dir / "p.sock"))
+    try:
+        yield book, relay, upstream, calls
+    finally:
+        calls.client.close()
+        await relay.stop(0)
+        await upstream.stop()
+
+
+def _rewritten(relay: RelayServer) -> dict[bytes, bytes]:
+    (conn,) = relay.connections
+    rewritten: dict[bytes, bytes] = conn.route.translator.rewritten  # type: ignore[attr-defined]
+    return rewritten
+
+
+def served_as_sent(upstream: H2Upstream, sent: list[bytes]) -> None:
+    """Each request reached the runtime as the client's blocks mean with the client's table as
+    it was then (a reference decoder following them), the path in the runtime's version."""
+    mirror, expected = Decoder(), []
+    for block in sent:
+        fields = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in mirror.decode(block, raw=True)]
+        expected.append([(n, v.replace("/runtime.v1.", "/runtime.v1alpha2.") if n == ":path" else v)
+                         for n, v in fields])
+    assert [r.headers for r in upstream.requests] == expected
+
+
+async def test_a_rewritten_block_sent_again_after_the_clients_table_moved_is_decoded_again(
+        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+    _, relay, upstream, calls = xlat
+    replies = [await asyncio.to_thread(calls.call, VERSION) for _ in range(4)]
+    warm = replies[-1][1]
+    assert warm == replies[1][1] and warm in _rewritten(relay)
+    assert len({r.block for r in upstream.requests[1:]}) == 1  # swapped in: the bytes the encoder made
+    pull = await asyncio.to_thread(calls.call, PULL)  # a new entry in the client's table (and the runtime's)
+    assert not _rewritten(relay)
+    again = await asyncio.to_thread(calls.call, None, warm)  # the same bytes now name PullImage
+    assert [r[0] for r in replies + [pull, again]] == ["0"] * 6
+    served_as_sent(upstream, [r[1] for r in replies + [pull, again]])
+    assert dict(upstream.requests[-1].headers)[":path"] == "/runtime.v1alpha2.ImageService/PullImage"
+
+
+async def test_rewritten_blocks_stay_right_when_the_clients_table_evicts(
+        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+    # A field nearly as large as the table evicts the path the warm block names by index.
+    _, relay, upstream, calls = xlat
+    sent = [await asyncio.to_thread(calls.call, VERSION) for _ in range(3)]
+    assert sent[-1][1] in _rewritten(relay)
+    sent.append(await asyncio.to_thread(calls.call, VERSION, b"", (("x-fill", "f" * 4000),)))
+    sent.append(await asyncio.to_thread(calls.call, None, sent[1][1]))  # index 62: now x-fill
+    sent += [await asyncio.to_thread(calls.call, PULL) for _ in range(3)]
+    sent.append(await asyncio.to_thread(calls.call, None, sent[1][1]))  # index 62: now PullImage's path
+    assert [r[0] for r in sent] == ["0"] * len(sent)
+    served_as_sent(upstream, [r[1] for r in sent])
+    assert all(r.table_size <= 4096 for r in upstream.requests)
+
+
+@pytest.mark.parametrize("resize", [(4, 0), (4, 64)])
+async def test_a_runtime_lowering_its_header_table_ends_the_reuse(
+        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls], resize: tuple[int, int]) -> None:
+    # With the fourth call's answer the runtime sends SETTINGS_HEADER_TABLE_SIZE: the next block
+    # towards it opens with the size update, and none is swapped in from before. The client goes
+    # on sending the same bytes (its own table is not the runtime's limit's to shrink: the relay's
+    # decoder takes them), so only the runtime's side can tell the relay to stop reusing them.
+    _, relay, upstream, calls = xlat
+    sent = [await asyncio.to_thread(calls.call, VERSION) for _ in range(3)]
+    assert _rewritten(relay)
+    sent.append(await asyncio.to_thread(calls.call, None, sent[-1][1]))
+    sent += [await asyncio.to_thread(calls.call, None, sent[-1][1]) for _ in range(3)]
+    assert [r[0] for r in sent] == ["0"] * 7
+    served_as_sent(upstream, [r[1] for r in sent])
+    assert upstream.requests[3].block == upstream.requests[2].block  # still swapped in
+    after = upstream.requests[4]
+    assert after.block[0] & 0xE0 == 0x20 and after.block[0] & 0x1F <= resize[1]  # the size update first
+    assert all(r.table_size <= resize[1] for r in upstream.requests[4:])
+
+
+async def test_rewritten_blocks_in_chunks_cut_at_every_byte(
+        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+    _, relay, upstream, calls = xlat
+    sent = [await asyncio.to_thread(calls.call, VERSION) for _ in range(3)]
+    warm = sent[-1][1]
+    assert warm in _rewritten(relay)
+    size = 2 * (9 + len(warm) + 9 + len(grpc_message(b"m")))
+    statuses = [await asyncio.to_thread(calls.split, warm, at) for at in range(1, size)]
+    assert statuses == [["0", "0"]] * (size - 1)
+    served_as_sent(upstream, [r[1] for r in sent] + [warm] * 2 * (size - 1))
+    assert [r.stream_id for r in upstream.requests] == list(range(1, 2 * len(upstream.requests), 2))
+    assert {r.body for r in upstream.requests} == {grpc_message(b"m")}
+
+
+async def test_rules_loaded_at_run_time_take_the_calls_of_rewritten_blocks(
+        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+    book, relay, upstream, calls = xlat
+    no_pulls = [{"name": "no-pulls", "match": {"method": "PullImage"}, "action": UNAVAILABLE}]
+    book.replace(parse_rules(no_pulls, "t"))  # matches none of these calls: the blocks are still swapped in
+    before = [(await asyncio.to_thread(calls.call, VERSION))[0] for _ in range(3)]
+    assert _rewritten(relay)
+    book.replace(parse_rules([{"name": "no-version", "match": {"method": "Version"}, "action": UNAVAILABLE}], "t"))
+    assert not _rewritten(relay)
+    taken = [(await asyncio.to_thread(calls.call, VERSION))[0] for _ in range(2)]
+    assert not _rewritten(relay)
+    book.replace(parse_rules(no_pulls, "t"))
+    after = [(await asyncio.to_thread(calls.call, VERSION))[0] for _ in range(3)]
+    assert _rewritten(relay)
+    assert (before, taken, after) == (["0"] * 3, ["14"] * 2, ["0"] * 3)
+    assert [dict(r.headers)[":path"] for r in upstream.requests] == ["/runtime.v1alpha2.RuntimeService/Version"] * 6
