@@ -19,14 +19,13 @@ import pytest
 from hpack import Decoder, Encoder
 from hyperframe.frame import DataFrame, HeadersFrame
 
-from cri_proxy.model.cri import parse_path
-
 from cri_proxy.faults.book import FaultBook
 from cri_proxy.faults.rules import parse_rules
 from cri_proxy.proxy.server import RelayServer
 from cri_proxy.proxy.translate import TranslationPolicy
 from tests.helpers.h2upstream import H2Upstream
 from tests.helpers.rawh2 import RawClient, grpc_message, hello
+from tests.helpers.translated import to_v1alpha2
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,10 +128,6 @@ async def test_a_rule_loaded_at_run_time_takes_the_next_call_of_a_passing_block(
 
 
 # Translated connections: blocks rewritten once, then swapped in place ---------------------
-def to_v1alpha2(path: str) -> str | None:
-    return "v1alpha2" if parse_path(path).api == "v1" else None
-
-
 @pytest.fixture
 def resize() -> tuple[int, int] | None:
     return None
