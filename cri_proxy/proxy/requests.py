@@ -35,7 +35,7 @@ from cri_proxy.h2.frames import (
     WINDOW_UPDATE,
 )
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
-from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
+from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame, refuse
 from cri_proxy.proxy.responses import STREAM_MASK, chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
@@ -79,11 +79,8 @@ class RequestRelay:
         route.batch = batch
         try:
             self._feed(data, batch)
-        except BadFrame as exc:
-            conn.fail(exc.error_code, f"the client broke HTTP/2 framing ({exc})")
-            return
-        except HPACKDecodingError as exc:
-            conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
+        except (BadFrame, HPACKDecodingError) as exc:
+            refuse(conn, exc)
             return
         finally:
             route.batch = None
