@@ -133,9 +133,11 @@ class RequestRelay:
                     block = rewritten.get(data[pos + 9:nxt])
                     if block is None:
                         return False
+                    if keep < pos:
+                        parts.append(data[keep:pos])
                     size = len(block)  # the frame the translator would send (Translator._send)
-                    parts += (data[keep:pos], _FRAME_HEAD(size >> 16, size & 0xFFFF, HEADERS,
-                                                          flags & _SENT_FLAGS, sid), block)
+                    parts.append(_FRAME_HEAD(size >> 16, size & 0xFFFF, HEADERS, flags & _SENT_FLAGS, sid))
+                    parts.append(block)
                     keep = nxt
                 last = sid
                 opened.append(sid)
@@ -145,7 +147,8 @@ class RequestRelay:
         if pos < end:
             return False  # a frame header cut short: _feed keeps it for the next chunk
         if parts:
-            parts.append(data[keep:])
+            if keep < end:
+                parts.append(data[keep:])
             self.conn.send_upstream(b"".join(parts))
         else:
             self.conn.send_upstream(data)
