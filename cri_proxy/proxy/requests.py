@@ -11,11 +11,14 @@ WINDOW_UPDATE frame that passes. What is taken out of the run:
   the runtime's credit back: handed whole to the translator;
 - any frame of a stream the proxy answered itself: dropped, its DATA's connection window
   given back to the client.
-On a connection read only for fault rules, a chunk of nothing but DATA, WINDOW_UPDATE,
-SETTINGS, PING and header blocks the translator has let pass before with nothing to decide
-(its `passing`: same bytes, same client table, same rules) goes on whole, as on the plain
-relay, the translator not asked (`_passes`). Everything bound for the runtime from one chunk
-leaves in one write (the route's `batch`), in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
+A chunk of nothing but DATA, WINDOW_UPDATE, SETTINGS, PING and header blocks the translator
+settled before with nothing to decide goes on as on the plain relay, the translator not asked
+(`_passes`): on a connection read only for fault rules, blocks it let pass (its `passing`:
+same bytes, same client table, same rules), the chunk whole; on a rewriting one, blocks it
+re-encoded leaving both tables as they were (its `rewritten`: same bytes, same tables and
+limits, same rules), each swapped for the bytes it became, in a frame of its own.
+Everything bound for the runtime from one chunk leaves in one write (the route's `batch`),
+in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
 follows the client's encoder. The framing rules routing enforces (cri_proxy.proxy.headerblock)
 hold here too: a breach ends the connection with GOAWAY.
 """
