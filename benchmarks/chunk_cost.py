@@ -58,7 +58,8 @@ class StandIn:
     """What the handlers use of a Connection, its writes dropped."""
 
     def __init__(self) -> None:
-        self.id, self.tap, self.open_streams, self.upstream = 1, None, set(), object()
+        self.id, self.tap, self.upstream = 1, None, object()
+        self.open_streams: set[int] = set()
         self.preface_sent, self.server_in_block = True, False
         self.c2s, self.s2c = h2.FrameWalker().plain(), h2.FrameWalker().plain()
         self._inject: list[bytes] = []
