@@ -11,6 +11,7 @@ decoder and answers every call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -72,13 +73,15 @@ class Calls:
         return [self.client.read_reply(sid).grpc_status for sid in (self.sid - 2, self.sid)]
 
 
-@pytest.fixture
-async def book_relay(sock_dir: pathlib.Path) -> AsyncIterator[tuple[FaultBook, RelayServer, H2Upstream, Calls]]:
-    upstream = await H2Upstream(sock_dir / "up.sock", api="v1").start()
-    book = FaultBook(parse_rules([{"name": "no-pulls", "match": {"method": "PullImage"}, "action": UNAVAILABLE,
-                                   "every": 2}], "test"))
-    relay = RelayServer(sock_dir / "p.sock", upstream.path, translation=TranslationPolicy(lambda path: None,
-                                                                                          faults=book))
+Served = tuple[FaultBook, RelayServer, H2Upstream, Calls]
+
+
+@contextlib.asynccontextmanager
+async def serving(sock_dir: pathlib.Path, upstream: H2Upstream, book: FaultBook,
+                  policy: TranslationPolicy) -> AsyncIterator[Served]:
+    """The rules, an in-process relay in front of `upstream`, the runtime, one raw connection."""
+    await upstream.start()
+    relay = RelayServer(sock_dir / "p.sock", upstream.path, translation=policy)
     await relay.start()
     calls = await asyncio.to_thread(Calls, str(sock_dir / "p.sock"))
     try:
@@ -87,6 +90,15 @@ async def book_relay(sock_dir: pathlib.Path) -> AsyncIterator[tuple[FaultBook, R
         calls.client.close()
         await relay.stop(0)
         await upstream.stop()
+
+
+@pytest.fixture
+async def book_relay(sock_dir: pathlib.Path) -> AsyncIterator[Served]:
+    book = FaultBook(parse_rules([{"name": "no-pulls", "match": {"method": "PullImage"}, "action": UNAVAILABLE,
+                                   "every": 2}], "test"))
+    upstream = H2Upstream(sock_dir / "up.sock", api="v1")
+    async with serving(sock_dir, upstream, book, TranslationPolicy(lambda path: None, faults=book)) as served:
+        yield served
 
 
 def _passing(relay: RelayServer) -> set[bytes]:
@@ -98,7 +110,7 @@ def _passing(relay: RelayServer) -> set[bytes]:
 
 
 async def test_a_block_sent_again_after_the_table_moved_is_decoded_again(
-        book_relay: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+        book_relay: Served) -> None:
     # A repeated Version block names its path as the newest entry of the client's table; once
     # a PullImage call adds its own path, the same bytes name PullImage, which the rule takes.
     _, relay, upstream, calls = book_relay
@@ -114,7 +126,7 @@ async def test_a_block_sent_again_after_the_table_moved_is_decoded_again(
 
 
 async def test_a_rule_loaded_at_run_time_takes_the_next_call_of_a_passing_block(
-        book_relay: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+        book_relay: Served) -> None:
     book, relay, upstream, calls = book_relay
     before = [(await asyncio.to_thread(calls.call, VERSION))[0] for _ in range(3)]
     assert _passing(relay)
@@ -134,20 +146,12 @@ def resize() -> tuple[int, int] | None:
 
 
 @pytest.fixture
-async def xlat(sock_dir: pathlib.Path, resize: tuple[int, int] | None
-               ) -> AsyncIterator[tuple[FaultBook, RelayServer, H2Upstream, Calls]]:
+async def xlat(sock_dir: pathlib.Path, resize: tuple[int, int] | None) -> AsyncIterator[Served]:
     """A v1 client's connection translated for a v1alpha2 runtime, with fault rules (none yet)."""
-    upstream = await H2Upstream(sock_dir / "up.sock", resize=resize).start()
     book = FaultBook(parse_rules([], "test"))
-    relay = RelayServer(sock_dir / "p.sock", upstream.path, translation=TranslationPolicy(to_v1alpha2, faults=book))
-    await relay.start()
-    calls = await asyncio.to_thread(Calls, str(sock_dir / "p.sock"))
-    try:
-        yield book, relay, upstream, calls
-    finally:
-        calls.client.close()
-        await relay.stop(0)
-        await upstream.stop()
+    upstream = H2Upstream(sock_dir / "up.sock", resize=resize)
+    async with serving(sock_dir, upstream, book, TranslationPolicy(to_v1alpha2, faults=book)) as served:
+        yield served
 
 
 def _rewritten(relay: RelayServer) -> dict[bytes, bytes]:
@@ -168,7 +172,7 @@ def served_as_sent(upstream: H2Upstream, sent: list[bytes]) -> None:
 
 
 async def test_a_rewritten_block_sent_again_after_the_clients_table_moved_is_decoded_again(
-        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+        xlat: Served) -> None:
     _, relay, upstream, calls = xlat
     replies = [await asyncio.to_thread(calls.call, VERSION) for _ in range(4)]
     warm = replies[-1][1]
@@ -183,7 +187,7 @@ async def test_a_rewritten_block_sent_again_after_the_clients_table_moved_is_dec
 
 
 async def test_rewritten_blocks_stay_right_when_the_clients_table_evicts(
-        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+        xlat: Served) -> None:
     # A field nearly as large as the table evicts the path the warm block names by index.
     _, relay, upstream, calls = xlat
     sent = [await asyncio.to_thread(calls.call, VERSION) for _ in range(3)]
@@ -199,7 +203,7 @@ async def test_rewritten_blocks_stay_right_when_the_clients_table_evicts(
 
 @pytest.mark.parametrize("resize", [(4, 0), (4, 64)])
 async def test_a_runtime_lowering_its_header_table_ends_the_reuse(
-        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls], resize: tuple[int, int]) -> None:
+        xlat: Served, resize: tuple[int, int]) -> None:
     # With the fourth call's answer the runtime sends SETTINGS_HEADER_TABLE_SIZE: the next block
     # towards it opens with the size update, and none is swapped in from before. The client goes
     # on sending the same bytes (its own table is not the runtime's limit's to shrink: the relay's
@@ -218,7 +222,7 @@ async def test_a_runtime_lowering_its_header_table_ends_the_reuse(
 
 
 async def test_rewritten_blocks_in_chunks_cut_at_every_byte(
-        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+        xlat: Served) -> None:
     _, relay, upstream, calls = xlat
     sent = [await asyncio.to_thread(calls.call, VERSION) for _ in range(3)]
     warm = sent[-1][1]
@@ -232,7 +236,7 @@ async def test_rewritten_blocks_in_chunks_cut_at_every_byte(
 
 
 async def test_rules_loaded_at_run_time_take_the_calls_of_rewritten_blocks(
-        xlat: tuple[FaultBook, RelayServer, H2Upstream, Calls]) -> None:
+        xlat: Served) -> None:
     book, relay, upstream, calls = xlat
     no_pulls = [{"name": "no-pulls", "match": {"method": "PullImage"}, "action": UNAVAILABLE}]
     book.replace(parse_rules(no_pulls, "t"))  # matches none of these calls: the blocks are still swapped in
