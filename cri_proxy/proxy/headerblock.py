@@ -18,14 +18,17 @@ sends more (a SETTINGS or PING flood) is answered as grpc-go answers a ping floo
 ENHANCE_YOUR_CALM.
 
 Every breach of the framing rules routing depends on is a connection error (RFC 9113 §5.4.1),
-raised as `BadFrame` with the HTTP/2 error code the runtime would send.
+raised as `BadFrame` with the HTTP/2 error code the runtime would send; `refuse` ends the
+connection for it, or for a block its HPACK decoder cannot read (COMPRESSION_ERROR), for
+routing and the translating request relay alike.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.hpack_decoder import HPACKDecodingError
 
 MAX_BLOCK: Final = 16 << 20  # encoded bytes held for one header block (see above)
 MAX_HEADER_LIST: Final = 16 << 20  # decoded, grpc-go's default MaxHeaderListSize
@@ -41,6 +44,18 @@ class BadFrame(Exception):
     def __init__(self, error_code: int, reason: str) -> None:
         super().__init__(reason)
         self.error_code = error_code
+
+
+class _Failing(Protocol):
+    def fail(self, error_code: int, reason: str) -> None: ...
+
+
+def refuse(conn: _Failing, exc: BadFrame | HPACKDecodingError) -> None:
+    """End the connection for what the client sent, with GOAWAY and the error the runtime would send."""
+    if isinstance(exc, BadFrame):
+        conn.fail(exc.error_code, f"{exc.what} ({exc})")
+    else:
+        conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
 
 
 class TooEarly(BadFrame):

@@ -11,11 +11,14 @@ WINDOW_UPDATE frame that passes. What is taken out of the run:
   the runtime's credit back: handed whole to the translator;
 - any frame of a stream the proxy answered itself: dropped, its DATA's connection window
   given back to the client.
-On a connection read only for fault rules, a chunk of nothing but DATA, WINDOW_UPDATE,
-SETTINGS, PING and header blocks the translator has let pass before with nothing to decide
-(its `passing`: same bytes, same client table, same rules) goes on whole, as on the plain
-relay, the translator not asked (`_passes`). Everything bound for the runtime from one chunk
-leaves in one write (the route's `batch`), in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
+A chunk of nothing but DATA, WINDOW_UPDATE, SETTINGS, PING and header blocks the translator
+settled before with nothing to decide goes on as on the plain relay, the translator not asked
+(`_passes`): on a connection read only for fault rules, blocks it let pass (its `passing`:
+same bytes, same client table, same rules), the chunk whole; on a rewriting one, blocks it
+re-encoded leaving both tables as they were (its `rewritten`: same bytes, same tables and
+limits, same rules), each swapped for the bytes it became, in a frame of its own.
+Everything bound for the runtime from one chunk leaves in one write (the route's `batch`),
+in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
 follows the client's encoder. The framing rules routing enforces (cri_proxy.proxy.headerblock)
 hold here too: a breach ends the connection with GOAWAY.
 """
@@ -35,7 +38,7 @@ from cri_proxy.h2.frames import (
     WINDOW_UPDATE,
 )
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
-from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame
+from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame, refuse
 from cri_proxy.proxy.responses import STREAM_MASK, chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
@@ -43,6 +46,8 @@ _HEADER: Final = struct.Struct(">BHBBI").unpack_from
 PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
 # HEADERS flags that, but for END_HEADERS, keep a frame's payload from being its block as it is.
 _WHOLE_MASK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY
+_SENT_FLAGS: Final = h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM  # those a rewritten block's frame keeps
+_FRAME_HEAD: Final = struct.Struct(">BHBBI").pack  # a frame's 9-byte header (RFC 9113 §4.1)
 
 
 class RequestRelay:
@@ -65,23 +70,20 @@ class RequestRelay:
         self.at_boundary = True
 
     def from_client(self, data: bytes) -> None:
-        conn, route = self.conn, self.route
+        conn, route, translator = self.conn, self.route, self.translator
         boundary = self.at_boundary
-        if self.translator.passing and self.mode == PASS and not self.head and self._passes(data):
-            conn.send_upstream(data)
+        if (translator.rewritten if translator.rewriting else translator.passing) and self.mode == PASS \
+                and not self.head and self._passes(data):
             if conn.tap is not None:
                 conn.feed_tap(True, data, boundary)
-                self.translator.show_tap()  # notes of a delayed call released since
+                translator.show_tap()  # notes of a delayed call released since
             return
         batch: list[bytes] = []
         route.batch = batch
         try:
             self._feed(data, batch)
-        except BadFrame as exc:
-            conn.fail(exc.error_code, f"the client broke HTTP/2 framing ({exc})")
-            return
-        except HPACKDecodingError as exc:
-            conn.fail(h2.ERR_COMPRESSION, f"cannot read the client's request headers ({exc})")
+        except (BadFrame, HPACKDecodingError) as exc:
+            refuse(conn, exc)
             return
         finally:
             route.batch = None
@@ -95,10 +97,13 @@ class RequestRelay:
                 conn.feed_tap(False, answers, True)
 
     def _passes(self, data: bytes) -> bool:
-        """Whether the chunk goes on whole with nothing to decide, as on a plain relay: only DATA,
-        WINDOW_UPDATE, SETTINGS and PING frames and blocks the translator let pass before
-        (its `passing`), in one frame each and opening new streams. If so, its frames are
-        counted here as _feed would; if not, nothing was changed and _feed takes the chunk."""
+        """Whether the chunk goes on with nothing to decide, as on a plain relay: only DATA,
+        WINDOW_UPDATE, SETTINGS and PING frames and blocks the translator settled before, in one
+        frame each and opening new streams: on a connection read for fault rules, blocks that pass
+        as they are (its `passing`), the chunk sent whole; on a rewriting one, blocks it rewrote
+        leaving both tables as they were (its `rewritten`), each swapped for what it became. If
+        so, the chunk is sent, then its frames counted as _feed would; if not, nothing was changed
+        and _feed takes the chunk."""
         translator = self.translator
         if translator.checking or translator.held or translator.owed:
             return False
@@ -106,9 +111,12 @@ class RequestRelay:
         pos = self.skip
         if pos >= end:
             return False  # within one frame's payload: _feed's first test
+        rewritten = translator.rewritten if translator.rewriting else None
         passing, hijacked = translator.passing, self.route.hijacked
         last = translator.last_stream
         opened: list[int] = []
+        parts: list[bytes] = []  # the chunk's bytes up to `keep`, once a block was swapped
+        keep = 0
         while pos + 9 <= end:
             high, low, kind, flags, sid = _HEADER(data, pos)
             nxt = pos + 9 + (high << 16 | low)
@@ -116,11 +124,24 @@ class RequestRelay:
                 if hijacked and sid & STREAM_MASK in hijacked:
                     return False
             elif kind == HEADERS:
-                if nxt > end or flags & _WHOLE_MASK != FLAG_END_HEADERS or data[pos + 9:nxt] not in passing:
+                if nxt > end or flags & _WHOLE_MASK != FLAG_END_HEADERS:
                     return False
                 sid &= STREAM_MASK
                 if sid <= last:
                     return False
+                if rewritten is None:
+                    if data[pos + 9:nxt] not in passing:
+                        return False
+                else:
+                    block = rewritten.get(data[pos + 9:nxt])
+                    if block is None:
+                        return False
+                    if keep < pos:
+                        parts.append(data[keep:pos])
+                    size = len(block)  # the frame the translator would send (Translator._send)
+                    parts.append(_FRAME_HEAD(size >> 16, size & 0xFFFF, HEADERS, flags & _SENT_FLAGS, sid))
+                    parts.append(block)
+                    keep = nxt
                 last = sid
                 opened.append(sid)
             elif kind != SETTINGS and kind != PING:
@@ -128,6 +149,12 @@ class RequestRelay:
             pos = nxt
         if pos < end:
             return False  # a frame header cut short: _feed keeps it for the next chunk
+        if parts:
+            if keep < end:
+                parts.append(data[keep:])
+            self.conn.send_upstream(b"".join(parts))
+        else:
+            self.conn.send_upstream(data)
         if opened:
             self.conn.open_streams.update(opened)
             translator.last_stream = last

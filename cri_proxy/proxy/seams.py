@@ -57,6 +57,8 @@ class RequestTranslator(Protocol):
     owed: int  # DATA bytes the proxy answered with, kept from the runtime's next credit
     held: dict[int, Any]  # streams whose DATA a fault rule's delay holds (proxy.faultwire)
     passing: set[bytes]  # header blocks that go on as they are with nothing to decide
+    rewriting: bool  # every block is re-encoded towards the runtime
+    rewritten: dict[bytes, bytes]  # blocks with nothing to decide, by what they are rewritten to
     last_stream: int  # the highest stream a request block opened
 
     def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool: ...

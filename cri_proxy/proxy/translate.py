@@ -9,19 +9,14 @@ runtime, the path rewritten. Once one block is rewritten the two ends' tables di
 every later block of the connection is re-encoded too.
 
 With --faults, a connection that needs no translation goes through here too (the identity
-path), and its blocks go on as the client sent them: each is decoded with the client's
-context only to learn the call for the rules, and the runtime's table keeps following the
-client's. A block that decoded without moving the client's table to a call no rule can take
-(or read) is kept as such (`passing`) until the table or the rules change, and the request
-relay then passes it with the chunk, unread. The first block the runtime will not see as
-the client sent it (an answer, a hang, a close or a dropped trailer; a delay holds only
-DATA, so it does not count) switches the connection to re-encoding: the encoder's first block empties the runtime's table (a size
-update to 0, then back), and the two tables are in step again from there.
+path, cri_proxy.proxy.reading): its blocks go on as the client sent them, read only for the
+rules, until the proxy takes a call out of the stream; from there it is re-encoded too.
+A block re-encoded leaving both tables as they were is kept with what it became
+(`rewritten`), and while the tables, their limits and the rules stay as they are, the
+request relay swaps it in itself (cri_proxy.proxy.requests).
 
-Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answers): a
-method the runtime's version lacks (UNIMPLEMENTED, as the bridge says it; RuntimeConfig
-from --cgroup-driver), and a call for the other service on a connection that has its own
-socket for each. A v1 request that can carry a v1-only or retyped field (the few types of
+Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answering).
+A v1 request that can carry a v1-only or retyped field (the few types of
 cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck,
 cri_proxy.proxy.heldbody): its DATA is forwarded as it comes except the frame that completes the message, held until the
 check has read it. Flow control stays right without the relay granting any credit of its
@@ -49,13 +44,13 @@ from cri_proxy.h2.hpack_decoder import Decoder, Field
 from cri_proxy.h2.hpack_encoder import Encoder, latin1
 from cri_proxy.h2.request_path import first_request_path
 from cri_proxy.model.cri import CallPath, method_info, parse_path
-from cri_proxy.model.status import StatusCode
-from cri_proxy.proxy import answers, bodycheck, faultwire, heldbody
+from cri_proxy.proxy import bodycheck, faultwire, heldbody
 from cri_proxy.proxy.bodyfaults import BodyFaults
 from cri_proxy.proxy.ends import End
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.headerblock import MAX_HEADER_LIST
 from cri_proxy.proxy.policy import TranslationPolicy
+from cri_proxy.proxy.reading import Reading, path_of
 from cri_proxy.proxy.requests import RequestRelay
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.seams import TranslatedRoute
@@ -89,7 +84,7 @@ def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) ->
     return Translator(route, policy, client_api, api, client)
 
 
-class Translator:
+class Translator(Reading):
     """One connection's translation (see the module's docstring); driven by its route."""
 
     def __init__(self, route: TranslatedRoute, policy: TranslationPolicy, client_api: str, upstream_api: str,
@@ -110,6 +105,11 @@ class Translator:
         # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
         self.reused: dict[bytes, tuple[bytes, CallPath]] = {}
         self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
+        # The blocks of those with nothing to decide (no fault rule could take the call, no body
+        # check), by the runtime-side bytes they become: the request relay rewrites a chunk of only
+        # these and DATA without asking the translator. Emptied at once whenever either table
+        # moves, a size limit changes or the rules change (`_moved`).
+        self.rewritten: dict[bytes, bytes] = {}
         self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
         self.known_at = -1
         # Blocks that go on as the client sent them with nothing to decide: while the client's
@@ -144,6 +144,14 @@ class Translator:
         if not self.rewriting:
             return self._read(stream_id, end_stream, fragment)
         state = (self.decoder.generation, self.encoder.generation)
+        taken = self._rewrite(stream_id, end_stream, fragment, state)
+        if self.rewritten and (self.decoder.generation, self.encoder.generation) != state:
+            self.rewritten.clear()  # made against tables as they were
+        return taken
+
+    def _rewrite(self, stream_id: int, end_stream: bool, fragment: bytes, state: tuple[int, tuple[int, int, int]]
+                 ) -> bool:
+        """`block` on a connection whose blocks are re-encoded; `state`, both tables' generations."""
         if stream_id > self.last_stream and state == self.reused_at and not self.decoder.must_resize:
             reused = self.reused.get(fragment)
             if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
@@ -152,6 +160,7 @@ class Translator:
                 encoded, call = reused
                 if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
                     self._send(stream_id, encoded, end_stream)
+                    self._settled(fragment, encoded, call)
                 return False
         headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
         if stream_id <= self.last_stream:  # trailers of a call already under way
@@ -159,7 +168,7 @@ class Translator:
                 self._forward(stream_id, headers, end_stream)
             return False
         self.last_stream = stream_id
-        path = _path(headers)
+        path = path_of(headers)
         call = parse_path(path)
         if call.api != self.client_api:  # not CRI, or a CRI call in the connection's other version
             decision = None if self.faults is None or call.api is None else self.faults.decide(call)
@@ -193,99 +202,29 @@ class Translator:
                 self.reused_at = state
             if len(self.reused) < 64:
                 self.reused[fragment] = (block, call)
+            self._settled(fragment, block, call)
         if decision is not None and self.faults is not None:
             self.faults.hold(stream_id, decision, end_stream)
             end_stream = False
         self._send(stream_id, block, end_stream)
         return False
 
-    def _read(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool:
-        """A block on a connection whose requests still reach the runtime as the client sent
-        them: decoded only for the fault rules, and passed on unless a rule takes its call."""
-        decoder, faults = self.decoder, self.faults
-        call = self.known.get(fragment) if decoder.generation == self.known_at and not decoder.must_resize else None
-        steady = call is not None  # decoding this block leaves the client's table as it was
-        if call is None:
-            generation = decoder.generation
-            call = parse_path(_path(decoder.decode(fragment)))  # HPACKDecodingError: the caller fails the connection
-            steady = decoder.generation == generation
-            if not steady:
-                self.passing.clear()  # decoded against the table as it was: not as it is now
-            elif stream_id > self.last_stream:
-                if self.known_at != generation:  # what was made of blocks before holds no longer
-                    self.known.clear()
-                    self.known_at = generation
-                if len(self.known) < 64:
-                    self.known[fragment] = call
-        if stream_id <= self.last_stream:  # trailers of a call already under way
-            if stream_id in self.route.hijacked or faults is not None and stream_id in faults.held:
-                self._diverge()  # the runtime never sees this block
-                return False
-            return True
-        self.last_stream = stream_id
-        if call.api is None:
-            return self._pass(stream_id, fragment if steady else None)  # not CRI
-        if call.api == self.client_api:
-            service = self.route.up.service_of(call.path)
-            if service != self.route.service:
-                self._diverge()
-                self._misrouted(stream_id, call.path, service)
-                return False
-            if self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call):
-                # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults);
-                # a refusal then resets the stream the runtime has the headers of, as sent
-                self.checking[stream_id] = bodycheck.Pending(call.path, False, call)
-                return self._pass(stream_id)
-        if faults is None or not faults.could_match(call):  # the other CRI version's calls too
-            nothing = steady and (faults is None or not faults.book.needs_body)
-            return self._pass(stream_id, fragment if nothing else None)
-        decision = faults.decide(call)
-        if decision is None:
-            return self._pass(stream_id)
-        if faults.apply(stream_id, decision, self):
-            self._diverge()  # answered, hung or closed: the runtime never sees the block
-            return False
-        faults.hold(stream_id, decision, end_stream)
-        self._send(stream_id, fragment, False)  # the same block, its END_STREAM given with the held DATA
-        return False
-
-    def _pass(self, stream_id: int, passing: bytes | None = None) -> bool:
-        """The block goes on as it is; `passing`, when given, will again with nothing to decide."""
-        self.conn.open_streams.add(stream_id)
-        if passing is not None and len(passing) <= 1024 and len(self.passing) < 64:
-            self.passing.add(passing)
-        return True
+    def _settled(self, fragment: bytes, block: bytes, call: CallPath) -> None:
+        """`fragment` became `block` leaving both tables as they were: while they stay so and no fault
+        rule could take its call (nor read its message), the request relay rewrites it alone."""
+        faults = self.faults
+        if (faults is None or not faults.book.needs_body and not faults.could_match(call)) \
+                and len(fragment) <= 1024 and len(block) <= MAX_FRAME and len(self.rewritten) < 64:
+            self.rewritten[fragment] = block
 
     def rules_changed(self) -> None:
         """The fault rules changed (faultwire.RuleCaches): blocks are decided again."""
         self.passing.clear()
-
-    def _diverge(self) -> None:
-        """The runtime's HPACK table stops following the client's: from the next block on, every
-        block is re-encoded. The proxy's encoder starts empty, so its first block empties the
-        runtime's table too (a size update to 0, then back: RFC 7541 §4.2, §6.3)."""
-        if self.rewriting:
-            return
-        self.rewriting = True
-        self.passing.clear()
-        log.debug("conn %d: a request was taken out of the stream: its request headers are re-encoded "
-                  "from here on", self.conn.id)
-        self.encoder.empty_peer()
+        self.rewritten.clear()
 
     def send_as_sent(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
         """Send on a block that `block` let through, when the client's frames of it were not kept."""
         self._send(stream_id, fragment, end_stream)
-
-    def _fault(self, stream_id: int, call: CallPath, block: bytes, end_stream: bool) -> bool:
-        """A reused block's call, decided: True when the fault rules took it (block sent or not)."""
-        faults = self.faults
-        decision = None if faults is None else faults.decide(call)
-        if faults is None or decision is None:
-            return False
-        if not faults.apply(stream_id, decision, self):
-            faults.hold(stream_id, decision, end_stream)
-            self._send(stream_id, block, False)
-        return True
 
     def _released(self, raw: bytes) -> bool:
         """A frame held by a delay, going on now: True when the translator took it (a body check)."""
@@ -327,40 +266,6 @@ class Translator:
             self.checking.pop(frame.stream_id, None)
         return False
 
-    # Answers -----------------------------------------------------------------------------
-    def _lacking(self, stream_id: int, call: CallPath) -> None:
-        """A method the runtime's version lacks: answered as the bridge answers it."""
-        answer, notes = answers.lacking(stream_id, call.method, self.upstream_api, self.policy.cgroup_driver)
-        self._answer(stream_id, answer, notes)
-
-    def _misrouted(self, stream_id: int, path: str, service: str) -> None:
-        up, here = self.route.up, self.route.service or "runtime"
-        message = (f"cri-proxy: {path} cannot be routed on this connection: it carries {here} calls to "
-                   f"unix://{up.path_of(here)}, and {service} calls go to unix://{up.path_of(service)}; "
-                   "use a separate connection for each")
-        log.warning("conn %d: %s", self.conn.id, message)
-        self._answer(stream_id, answers.error(stream_id, StatusCode.UNIMPLEMENTED, message), [])
-
-    def _answer(self, stream_id: int, answer: bytes, notes: list[str]) -> None:
-        """Write the proxy's answer on the client's stream; the request never reaches the runtime."""
-        self.route.hijacked.add(stream_id)
-        self.owed += answers.data_length(answer)
-        self.conn.inject_to_client(answer)
-        if notes:
-            self.notes.append((stream_id, notes))
-        self.route.answers.append(answer)  # shown to the tap after the request and its notes
-
-    def show_tap(self) -> None:
-        """The tap has seen the client's frames so far: tell it what translation did to them."""
-        notes, self.notes = self.notes, []
-        if self.faults is not None and self.faults.notes:
-            notes += self.faults.notes
-            self.faults.notes = []
-        tap = self.conn.tap
-        if tap is not None:
-            for stream_id, texts in notes:
-                tap.call_noted(stream_id, None, texts)
-
     def requests(self) -> Callable[[bytes], None]:
         """The client's byte handler once the route has nothing more to decide there
         (cri_proxy.proxy.requests)."""
@@ -379,15 +284,10 @@ class Translator:
         """The client acknowledged the runtime's table size: its encoder obeys from its next block."""
         self.decoder.max_allowed_table_size = size
         self.passing.clear()  # the client's next block must resize its table: decoded, not passed
+        self.rewritten.clear()
 
     def runtime_table(self, size: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks
         at once (an encoder may always use less than allowed)."""
         self.encoder.set_max_size(size)
-
-
-def _path(headers: list[Field]) -> str:
-    for name, value in headers:
-        if name == ":path":
-            return value
-    return ""
+        self.rewritten.clear()  # the next block announces the size: encoded, not looked up

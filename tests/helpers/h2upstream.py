@@ -37,6 +37,8 @@ class H2Upstream:
     path: pathlib.Path
     api: str = "v1alpha2"
     table_size: int | None = None  # SETTINGS_HEADER_TABLE_SIZE sent to each client (None: not sent)
+    # A SETTINGS_HEADER_TABLE_SIZE sent later, (after how many requests, size): ahead of that request's answer.
+    resize: tuple[int, int] | None = None
     requests: list[Request] = field(default_factory=list)
     _server: asyncio.AbstractServer | None = None
 
@@ -94,6 +96,8 @@ class H2Upstream:
             writer.close()
 
     def _answer(self, writer: asyncio.StreamWriter, encoder: Encoder, request: Request) -> None:
+        if self.resize is not None and self.resize[0] == len(self.requests):
+            writer.write(SettingsFrame(0, settings={h2.SETTINGS_HEADER_TABLE_SIZE: self.resize[1]}).serialize())
         path = dict(request.headers).get(":path", "")
         sid = request.stream_id
         if path.startswith("/runtime.") and not path.startswith(f"/runtime.{self.api}."):

@@ -7,8 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from cri_proxy.proxy.policy import TranslationPolicy
 from cri_proxy.proxy.server import RelayServer
 from tests.helpers.backend import start_echo
+from tests.helpers.h2upstream import H2Upstream
+from tests.helpers.translated import to_v1alpha2
 
 
 @pytest.fixture(params=["one-socket", "image-apart"])
@@ -32,3 +35,20 @@ async def backend(sock_dir: pathlib.Path) -> AsyncIterator[pathlib.Path]:
     server, _ = await start_echo(f"unix://{sock_dir}/up.sock")
     yield sock_dir / "up.sock"
     await server.stop(0)
+
+
+@pytest.fixture
+def upstream_table() -> int | None:
+    return None
+
+
+@pytest.fixture
+async def relayed(sock_dir: pathlib.Path, upstream_table: int | None) -> AsyncIterator[tuple[str, H2Upstream]]:
+    """A relay translating v1 calls for a raw v1alpha2 runtime (tests/helpers/h2upstream.py): its socket and the runtime."""
+    upstream = await H2Upstream(sock_dir / "up.sock", table_size=upstream_table).start()
+    relay = RelayServer(sock_dir / "p.sock", upstream.path,
+                        translation=TranslationPolicy(to_v1alpha2, cgroup_driver="cgroupfs"))
+    await relay.start()
+    yield str(sock_dir / "p.sock"), upstream
+    await relay.stop(0)
+    await upstream.stop()
