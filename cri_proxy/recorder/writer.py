@@ -3,11 +3,9 @@
 It runs on the recorder's own thread (see recorder.py) with the standard sqlite3 module, and
 is the only code that touches the recording's file. The pipeline's peers (pipeline.py) have
 already redacted each call, given its messages their JSON and read its ids; here each
-message's bytes are hashed, the payload row is reused when the same bytes were stored before
-(the kubelet repeats identical List* requests every second), else inserted with its JSON,
-capping large bodies (size and sha256 kept, data NULL, truncated=1), or stored as a delta
-against the last body of its method (packing.py). Metadata sets are stored once (packing.py)
-and the call's row points at them. Faults raise out of `write` as they are; the recorder
+message's payload row is reused when the same bytes were stored before, else inserted
+(payload_rows.py). Metadata sets are stored once (packing.py) and the call's row points at
+them. Faults raise out of `write` as they are; the recorder
 decides.
 """
 
@@ -17,14 +15,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import cast
 
-from cri_proxy.model.call import Direction, Message, Metadata
+from cri_proxy.model.call import Direction, Metadata
 from cri_proxy.model.session import LossEpisode, SessionInfo
-from cri_proxy.recorder import json_text, packing, retention, rollups, sessions
+from cri_proxy.recorder import packing, retention, rollups, sessions
 from cri_proxy.recorder.clients import ClientIds
+from cri_proxy.recorder.payload_rows import Pending, PayloadRows
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
@@ -32,11 +30,6 @@ from cri_proxy.store.rows import INSERT_CALL, route, row_values
 
 log = logging.getLogger(__name__)
 
-_CACHE_ENTRIES = 4096
-# Bodies up to this size are looked up by their bytes first (a dict hashes 32 bytes faster
-# than sha256 and its hex digest are made): the kubelet's repeated requests and most replies.
-SMALL_BODY_BYTES = 1024
-_SMALL_ENTRIES = 4096  # at most 4 MiB of small bodies (shared with the calls that carried them)
 # The WAL is checkpointed at about this size and truncated back to it afterwards (SQLite's
 # default, 1000 pages, is 8-16 MiB with our 8 or 16 KiB pages, and a WAL that grew stays that big):
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
@@ -50,9 +43,6 @@ _INSERT_MESSAGES = ("INSERT OR REPLACE INTO message_rows (call_id, kind, idx, of
 
 __all__ = ["BatchWriter", "Totals"]
 
-# A batch's payload ids not committed yet: by sha256, and by the bytes of the small bodies.
-Pending = tuple[dict[str, int], dict[bytes, int]]
-
 # The sqlite3 module "adapts" every parameter that is not exactly an int, float, str or
 # bytearray: for None and bytes that is a registry miss, then two attribute lookups that each
 # fail by formatting an AttributeError (about 3,000 instructions; a small call's row binds
@@ -60,17 +50,6 @@ Pending = tuple[dict[str, int], dict[bytes, int]]
 # types are found at once and hand the very value back (C callables), bound as before.
 sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))  # {}.get(None) is None
 sqlite3.register_adapter(bytes, cast("Callable[[bytes], bytes]", bytes))  # bytes(b) is b
-
-
-def _packable(message: Message) -> bool:
-    """A body that may be stored as a delta, or become a keyframe (packing.py)."""
-    return message.direction is Direction.RESPONSE and not message.compressed \
-        and len(message.data) >= packing.DELTA_MIN_BYTES
-
-
-def _polled(method: str) -> bool:
-    """Replies the kubelet polls for the node's state (packing.JSON_OMIT_BYTES)."""
-    return method.startswith("List") or method.endswith("Stats")
 
 
 class BatchWriter:
@@ -87,17 +66,15 @@ class BatchWriter:
     ) -> None:
         self.path = os.fspath(path)
         self.session = session
-        self._max_payload = max_payload_bytes
         self._busy_timeout = busy_timeout_s
         self._max_db_bytes = max_database_bytes
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         self._session_id: int | None = None
-        self._cache: OrderedDict[str, int] = OrderedDict()  # sha256 -> payload id
-        self._small: dict[bytes, int] = {}  # a small body's bytes -> its payload id (oldest first)
+        self._payloads = PayloadRows(max_payload_bytes)
+        self._keyframes = self._payloads.keyframes
         self._sets = packing.MetadataSets()
         self._routes = packing.Routes()
-        self._keyframes = packing.Keyframes()
         self._clients = ClientIds()
 
     @property
@@ -132,8 +109,7 @@ class BatchWriter:
 
     def _forget(self) -> None:
         """Drops what is known of the file's rows (a new file, pruned rows, a rollback)."""
-        self._cache.clear()
-        self._small.clear()
+        self._payloads.forget()
         self._sets.clear()
         self._routes.clear()
         self._keyframes.clear()
@@ -216,12 +192,9 @@ class BatchWriter:
             self._forget()  # ids handed out in this transaction are gone
             raise
         self._clients.committed()
-        for sha, payload_id in pending.items():
-            self._remember(sha, payload_id)
-        self._remember_small(small)
+        self._payloads.committed((pending, small))
         self._sets.committed()
         self._routes.committed()
-        self._keyframes.committed()
         return len(items)
 
     def end_session(self, totals: Totals, losses: list[LossEpisode]) -> None:
@@ -242,8 +215,7 @@ class BatchWriter:
         try:
             return retention.prune(conn, older_than_unix, max_bytes, chunk)
         finally:
-            self._cache.clear()  # cached payload ids may be gone
-            self._small.clear()
+            self._payloads.forget()  # cached payload ids may be gone
             # Keyframes too, but a new one costs a whole body: keep those still stored.
             # (Retention leaves metadata sets alone.)
             try:
@@ -276,7 +248,7 @@ class BatchWriter:
             for i, m in enumerate(call.messages):
                 offset = m.offset_s * 1_000_000  # whole microseconds: offset_ms to 3 places, as ever
                 messages.append((call_id, _KIND[m.direction], m.index, round(offset) if offset else 0,
-                                 self._payload(conn, item, i, m, pending), int(m.compressed)))
+                                 self._payloads.id_of(conn, item, i, m, pending), int(m.compressed)))
         conn.executemany(INSERT_CALL, calls)
         conn.executemany(_INSERT_MESSAGES, messages)
 
@@ -290,64 +262,3 @@ class BatchWriter:
         set_id = self._sets.id_of(conn, metadata)
         seen[id(metadata)] = (metadata, set_id)  # the list held: its id stays its own for the batch
         return set_id
-
-    def _payload(self, conn: sqlite3.Connection, item: PreparedCall, index: int, message: Message,
-                 pending: Pending) -> int:
-        """The id of the message's payload row, inserted if it is new. A small body is known
-        by its bytes (this batch's, then the committed ones) before it is hashed at all."""
-        data = message.data
-        if len(data) > SMALL_BODY_BYTES:
-            return self._payload_by_sha(conn, item, index, message, pending[0])
-        small = pending[1]
-        payload_id = small.get(data) or self._small.get(data)  # ids start at 1
-        if payload_id is None:
-            payload_id = small[data] = self._payload_by_sha(conn, item, index, message, pending[0])
-        return payload_id
-
-    def _payload_by_sha(
-        self, conn: sqlite3.Connection, item: PreparedCall, index: int, message: Message, pending: dict[str, int]
-    ) -> int:
-        sha = item.sha(index)
-        payload_id = pending.get(sha)
-        if payload_id is None and (payload_id := self._cache.get(sha)) is not None:
-            self._cache.move_to_end(sha)
-        if payload_id is not None:
-            return payload_id
-        # Not in the cache: most likely new, so insert first, and look the row up only when
-        # it was there after all (evicted from the cache, or stored by an earlier run).
-        data = message.data
-        truncated = len(data) > self._max_payload
-        packable = not truncated and _packable(message)
-        delta = self._keyframes.delta(item.call.path, data) if packable else None
-        text = None
-        if not truncated and not (delta is not None and len(data) > packing.JSON_OMIT_BYTES
-                                  and _polled(item.call.method)):
-            text = json_text.payload_json(item, index)  # a large list reply: element by element
-        row: tuple[object, ...]
-        if delta is None:
-            row = (sha, len(data), None if truncated else data, text, int(truncated), None, None)
-        else:
-            row = (sha, len(data), None, text, 0, delta[1], delta[0])
-        cursor = conn.execute(
-            "INSERT INTO payloads (sha256, size, data, json, truncated, delta, base_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING", row)
-        if cursor.rowcount == 1:
-            payload_id = int(cursor.lastrowid or 0)
-            if packable and delta is None:
-                self._keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
-        else:
-            payload_id = int(conn.execute("SELECT id FROM payloads WHERE sha256 = ?", (sha,)).fetchone()[0])
-        pending[sha] = payload_id
-        return payload_id
-
-    def _remember_small(self, committed: dict[bytes, int]) -> None:
-        known = self._small
-        known.update(committed)
-        while len(known) > _SMALL_ENTRIES:
-            del known[next(iter(known))]
-
-    def _remember(self, sha: str, payload_id: int) -> None:
-        self._cache[sha] = payload_id
-        self._cache.move_to_end(sha)
-        if len(self._cache) > _CACHE_ENTRIES:
-            self._cache.popitem(last=False)
