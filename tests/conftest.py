@@ -1,5 +1,5 @@
 """Shared fixtures: short socket folders, and the interpreter that runs the CLI in subprocesses;
-and the grouping of tests for the parallel workers (pytest-xdist, `-n 2` in pyproject.toml)."""
+the package compiled to bytecode before the tests start processes of it."""
 
 from __future__ import annotations
 
@@ -25,18 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     Python caches them itself on the first import, but not where PYTHONDONTWRITEBYTECODE is set
     (as on some CI and development machines); then every process compiled them anew (measured:
     a third of a `cri-proxy run` start-up's instructions). Up-to-date files are skipped."""
-    if not hasattr(config, "workerinput"):  # the main process only, not each xdist worker
+    if not hasattr(config, "workerinput"):  # once, not again in each pytest-xdist worker (-n N)
         compileall.compile_dir(ROOT / "cri_proxy", quiet=1)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests of a real containerd run on one worker, one after another (`--dist
-    loadgroup`): each worker has its own session fixtures, so a second worker would start
-    (and import images into) a containerd of its own, and two containerds with their shims
-    and pods at once load a 2-core machine more than their tests' timing allows for."""
-    for item in items:
-        if "containerd" in getattr(item, "fixturenames", ()) or item.path.parent.name == "containerd":
-            item.add_marker(pytest.mark.xdist_group("containerd"))
 
 
 @pytest.fixture
