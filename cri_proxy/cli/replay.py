@@ -13,7 +13,6 @@ printed, the report written), a second one at once.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -70,6 +69,8 @@ def replay(
     """Re-issue recorded calls against a runtime and compare the answers (--db-out records the replay as a new session)."""
 
     async def main() -> int:
+        import asyncio
+
         from cri_proxy.replay.pace import parse_pace
         from cri_proxy.replay.progress import for_stream
         from cri_proxy.replay.report import check_report_path, write_report, write_terminal

@@ -10,7 +10,6 @@ a usage line and exit 2. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -37,10 +36,13 @@ def configure_logging(level: LogLevel) -> None:
 
 def run_loop(coro: Coroutine[Any, Any, Optional[int]]) -> Optional[int]:
     """Runs `coro` on uvloop where available (the relay's socket I/O is several times cheaper
-    on it), else on asyncio's default loop."""
+    on it), else on asyncio's default loop. Both are imported here, by the commands that run
+    a loop, so the others (and --help) start without asyncio (a third of the CLI's imports)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        import asyncio
+
         return asyncio.run(coro)
     return uvloop.run(coro)
 

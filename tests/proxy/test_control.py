@@ -55,6 +55,13 @@ async def _version(rt: v1_grpc.RuntimeServiceStub) -> str:
         return f"{exc.code().name}: {exc.details()}"
 
 
+async def _goaway_seen(channel: grpc.aio.Channel) -> None:
+    """Until the channel has left READY: its connection was told to go away (GOAWAY)."""
+    async with asyncio.timeout(10):
+        while channel.get_state() == grpc.ChannelConnectivity.READY:
+            await channel.wait_for_state_change(grpc.ChannelConnectivity.READY)
+
+
 async def _injected(metrics: str, rule: str, action: str, want: float) -> None:
     """Until the recorder process's /metrics counts `want` calls changed by `rule` (it is fed
     through the recorder link, after the call)."""
@@ -82,7 +89,8 @@ async def test_add_remove_and_clear_apply_to_the_next_call_and_list_counts_hits(
                 added = faults(control, "add", "--rule", DOWN)
                 assert added.returncode == 0 and added.stdout == "added version-down; 1 rule(s) loaded\n", added
                 # The next call comes on a new connection: the one no rule could take (relayed unread) was
-                # sent GOAWAY as the rule came.
+                # sent GOAWAY as the rule came (after `faults add` answered: the client waits for it).
+                await _goaway_seen(channel)
                 assert await _version(rt) == "UNAVAILABLE: down"
                 assert await _version(rt) == "UNAVAILABLE: down"
                 assert list((await rt.ListContainers(v1.ListContainersRequest())).containers) == []

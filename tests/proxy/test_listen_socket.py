@@ -57,4 +57,5 @@ async def test_socket_mode_and_group(sock_dir: pathlib.Path, backend: pathlib.Pa
         assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_gid == gid
     async with ProxyProcess(sock_dir / "q.sock", backend) as proxy:
         assert stat.S_IMODE((sock_dir / "q.sock").stat().st_mode) == 0o660
-        assert f"listening on unix://{sock_dir}/q.sock (mode 0660), forwarding to unix://{backend}" in proxy.log()
+        # The socket answers as soon as it listens; the line saying so is logged just after.
+        await proxy.await_log(f"listening on unix://{sock_dir}/q.sock (mode 0660), forwarding to unix://{backend}")
