@@ -6,7 +6,7 @@ route and method it starts a fresh recording proxy (`--db` in the temp dir) in f
 backend, runs the C++ load generator (bench.py's, built as bench.py builds it) for the window,
 waits until the recorder has caught up, stops the proxy and prints, per row: calls made, recorded
 (of which `unparsed`: their connection lost bytes in the proxy, and with them its HPACK state;
-`thinned`: recorded without messages the proxy or the recorder left out while the recorder was behind)
+`thinned`: recorded without messages the proxy left out while it was behind)
 and lost (the session's counters), the proxy's and the recorder's CPU per call, and their peak RSS.
 
 Routes default to this checkout's proxy (`recording`); `--route base=CMD` adds another build in
@@ -115,9 +115,8 @@ def one_row(children: Children, loadgen: Path, backend: Path, name: str, templat
             "SELECT sum(calls_recorded), sum(calls_lost), sum(loss_episodes) FROM sessions").fetchone()
         # Recorded, but as `unparsed`: bytes the proxy dropped cost their connection its HPACK state.
         unparsed = conn.execute("SELECT count(*) FROM calls WHERE outcome = 'unparsed'").fetchone()[0]
-        # Recorded, but without messages the proxy (thinning a direction) or the recorder (thinning
-        # the calls that start) left out while the recorder was behind.
-        thinned = conn.execute("SELECT count(*) FROM calls WHERE notes LIKE '%left them out%'").fetchone()[0]
+        # Recorded whole but for messages the proxy left out while it thinned a direction.
+        thinned = conn.execute("SELECT count(*) FROM calls WHERE notes LIKE '%the relay left them out%'").fetchone()[0]
     per_call = [1e6 * c / max(1, calls) for c in cpu]
     rec_us = f"{per_call[1]:6.1f}" if len(per_call) > 1 else "     -"
     return (f"{name:>10} {args.current:>16} {calls:8d} {errors:4d} {recorded:8d} {unparsed:8d} {thinned:8d} {lost:8d} "

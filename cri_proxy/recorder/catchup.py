@@ -1,9 +1,9 @@
-"""How the recorder process catches up when it falls behind the relay: thinning, skimming, loss episodes.
+"""How the recorder process catches up when it falls behind the relay: skimming, loss episodes.
 
 `CatchUp` is the part of the recorder's loop (recorder.loop.Worker, its subclass) that
-watches how far behind the relay it is (recorder.behind) and, past its bounds, has the tap
-thin (calls that start are recorded without their messages) or skim (followed without their
-messages and counted lost, in one loss episode per flood, instead of recorded).
+watches how far behind the relay it is (recorder.behind) and, past the bound, has the tap
+skim: calls that start are followed without their messages and counted lost, in one loss
+episode per flood, instead of recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
-from cri_proxy.recorder.behind import MERGE_S, SKIM, THIN, Behind, Episode
+from cri_proxy.recorder.behind import MERGE_S, Behind, Episode
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.spool import Spool
@@ -38,36 +38,29 @@ class CatchUp:
     telemetry: Telemetry | None
     deepest: tuple[int, float]
     _episode: Episode | None
-    _thin_warned: float = 0.0  # when thinning was last logged (wall clock)
 
     def queued_bytes(self) -> int:
         raise NotImplementedError
 
     def watch_lag(self, mono: float) -> None:
         """How far behind the relay the recorder is (the chunk relayed at `mono` just handled,
-        and the backlog): thin, skim, or record whole again."""
-        level = self.behind.feed(time.monotonic(), mono, self.spool.bytes + self.queued_bytes())
+        and the backlog): skim, or stop skimming."""
+        change = self.behind.feed(time.monotonic(), mono, self.spool.bytes + self.queued_bytes())
         self.deepest = max(self.deepest, (self.behind.backlog, self.behind.lag))
-        if level is not None:
-            self.leave_out(level, self.behind.lag)
+        if change is not None:
+            self.skim(change, self.behind.lag)
 
-    def leave_out(self, level: int, lag: float) -> None:
-        """Fallen behind (or caught up): what the calls that start now leave out (recorder.behind).
+    def skim(self, on: bool, lag: float) -> None:
+        """Fallen behind (or caught up): calls that start now are not recorded (or are again).
 
         Following the calls (but not their messages, nor writing them) costs a fraction of
         recording them, so the recorder catches up while its HPACK state stays in step; the
-        calls it skims are counted lost, in one loss episode; the calls it thins are recorded,
-        each with a note that its messages were left out.
+        calls it skims are counted lost, in one loss episode (see recorder.behind).
         """
-        was_skimming = self.tap.skimming
-        self.tap.skimming, self.tap.thinning = level == SKIM, level == THIN
+        self.tap.skimming = on
         now = time.time()
-        if level == THIN and not was_skimming and now - self._thin_warned >= 10.0:
-            self._thin_warned = now  # a flood that comes and goes: a line every 10 s at most
-            log.warning("the recorder is %.1f s behind the proxy (about %d MiB): calls are recorded without their "
-                        "messages until it catches up", lag, self.behind.backlog >> 20)
         episode = self._episode
-        if level == SKIM:
+        if on:
             if episode is not None and episode.ended is not None and now - episode.ended < MERGE_S:
                 episode.ended = None  # the same flood, going on
                 return
@@ -76,7 +69,7 @@ class CatchUp:
             self.recorder.lost_elsewhere(0, starts=True)
             log.warning("the recorder is %.1f s behind the proxy (about %d MiB): calls are counted lost, not "
                         "recorded, until it catches up", lag, self.behind.backlog >> 20)
-        elif was_skimming and episode is not None:
+        elif episode is not None:
             episode.ended = now
 
     def end_episode(self, now: float, force: bool = False) -> None:

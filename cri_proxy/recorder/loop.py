@@ -19,7 +19,7 @@ from cri_proxy.model import link as channel
 from cri_proxy.model.session import LossEpisode
 from cri_proxy.model.sink import CallSink
 from cri_proxy.proxy.tap import ConnectionInfo
-from cri_proxy.recorder.behind import WHOLE, Behind, Episode
+from cri_proxy.recorder.behind import Behind, Episode
 from cri_proxy.recorder.catchup import CatchUp
 from cri_proxy.recorder.intake import GATHER_S, Intake
 from cri_proxy.recorder.nowriter import NoWriter
@@ -131,7 +131,7 @@ class Worker(CatchUp):
             done += spool.handle_next(self.handle)
         if self.stamped:
             self.watch_lag(self.mono)
-        elif done and self.behind.level and not spool:
+        elif done and self.behind.skimming and not spool:
             self.watch_lag(time.monotonic())  # nothing relayed waits: caught up
 
     def queued_bytes(self) -> int:
@@ -240,8 +240,8 @@ class Worker(CatchUp):
         for conn in self.conns.values():
             conn.closed("the proxy stopped")
         self.conns.clear()
-        if self.behind.level != WHOLE:
-            self.leave_out(WHOLE, 0.0)
+        if self.tap.skimming:
+            self.skim(False, 0.0)
         self.end_episode(time.time(), force=True)
         self.recorder.close()
         self.spool.close()

@@ -26,9 +26,6 @@ FIELD_ORDER = ("conn_id", "stream_id", "started_at", "path", "duration_s", "upst
                "status_message", "outcome", "messages", "request_bytes", "response_bytes", "notes", "format_version",
                "peer_gid", "peer_name", "peer_exe")
 POSITIONAL = tuple(f.name for f in fields(RecordedCall)) == FIELD_ORDER
-# The note on a call recorded without its messages because the recorder had fallen behind
-# (recorder.behind's THIN); the relay's own thinning says "(the relay left them out)".
-LEFT_OUT = "messages not recorded: the recorder fell behind (the recorder left them out)"
 
 
 def new_call(info: ConnectionInfo, stream_id: int, started_at: float, path: str, upstream: str, api: str | None,
@@ -47,14 +44,11 @@ class OpenCall:
     """`sent`, `got`: the messages read straight from frames so far, each direction's until its
     reader (`request`, `response`) takes over."""
 
-    __slots__ = ("rec", "t0", "request", "response", "sent", "got", "answered", "unparsed", "skimmed", "thin")
+    __slots__ = ("rec", "t0", "request", "response", "sent", "got", "answered", "unparsed", "skimmed")
 
-    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False, thin: bool = False) -> None:
-        """`skimmed`: its messages are not read (the recorder is behind); `thin`: it is recorded
-        all the same (without them), rather than counted lost."""
+    def __init__(self, rec: RecordedCall, t0: float, skimmed: bool = False) -> None:
         self.rec = rec
-        self.skimmed = skimmed or thin
-        self.thin = thin and not skimmed
+        self.skimmed = skimmed
         self.t0 = t0
         self.request: MessageReader | None = None
         self.response: MessageReader | None = None

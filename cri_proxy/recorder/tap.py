@@ -68,8 +68,6 @@ class RecordingTap:
         # messages and handed to `on_skimmed` instead of the sink: for a recorder that has
         # fallen behind and must catch up without losing its place in the byte stream.
         self.skimming = False
-        # While `thinning`, calls that start are recorded without their messages (recorder.behind).
-        self.thinning = False
         self.on_skimmed: Callable[[RecordedCall], None] | None = None
 
         # The last large body of each kind: calls waiting for the writer share one copy of a

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.call import Metadata, Outcome
 from cri_proxy.proxy.tap import ConnectionInfo
-from cri_proxy.recorder.opencall import LEFT_OUT, OpenCall, new_call
+from cri_proxy.recorder.opencall import OpenCall, new_call
 from cri_proxy.recorder.sides import HeaderFacts, Side
 from cri_proxy.recorder.wire import cap_metadata, set_status
 
@@ -79,7 +79,7 @@ class CallBook:
         if headers is None:
             rec = new_call(info, stream_id, self.tap.clock(), "", self.upstream, None, [],
                            [f"request headers unreadable, path unknown: {self.client.lost}"])
-            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming, self.tap.thinning)
+            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
             call.unparsed = True
         else:
             facts = self.client.facts(headers)
@@ -87,7 +87,7 @@ class CallBook:
             # Metrics only (lean): the list is not kept past the call, so not cut to size either.
             metadata = facts.metadata if self._lean else self._capped(notes, facts, "request metadata")
             rec = new_call(info, stream_id, self.tap.clock(), facts.path, self.upstream, facts.api, metadata, notes)
-            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming, self.tap.thinning)
+            call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
             if self._translated is not None and facts.api not in (None, self._translated[0]):
                 rec.upstream_api, translated = self._translated
                 notes.extend(translated)
@@ -143,9 +143,7 @@ class CallBook:
             outcome = Outcome.UNPARSED
         rec.outcome = outcome
         try:
-            if call.thin:
-                rec.notes.append(LEFT_OUT)
-            elif call.skimmed and self.tap.on_skimmed is not None:
+            if call.skimmed and self.tap.on_skimmed is not None:
                 self.tap.on_skimmed(rec)
                 return
             self.tap.sink.submit(rec)
