@@ -7,9 +7,13 @@ them; h2.frames re-exports every one, and callers read them as `h2.DATA` etc. fr
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# A frame's 9-byte header (RFC 9113 §4.1): length (high byte, low 16 bits), type, flags, stream id
+# (its reserved bit included). Every walk unpacks it where it lies; the rewriting relay packs it.
+FRAME_HEADER: Final = struct.Struct(">BHBBI")
 
 DATA: Final = 0x0
 HEADERS: Final = 0x1

@@ -8,7 +8,6 @@ lies. The one body it reads (a HEADERS frame's padding and priority) is read her
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from cri_proxy.h2.constants import (
@@ -18,6 +17,7 @@ from cri_proxy.h2.constants import (
     FLAG_END_STREAM,
     FLAG_PADDED,
     FLAG_PRIORITY,
+    FRAME_HEADER,
     HEADERS,
     PING,
     RST_STREAM,
@@ -25,7 +25,7 @@ from cri_proxy.h2.constants import (
 )
 
 _WATCHED = frozenset({HEADERS, CONTINUATION, RST_STREAM})  # and DATA that ends a call
-_HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
+_HEADER = FRAME_HEADER.unpack_from
 
 
 class FrameError(Exception):

@@ -27,9 +27,10 @@ from __future__ import annotations
 import struct
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.constants import FRAME_HEADER
 from cri_proxy.model import link
 
-_HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
+_HEADER = FRAME_HEADER.unpack_from
 # The header and the 4 bytes after the payload's first: for a DATA frame the length of the gRPC
 # message it begins, read in the same unpack (most frames have those 5 bytes; any other kind
 # reads bytes it ignores).

@@ -25,10 +25,10 @@ hold here too: a breach ends the connection with GOAWAY.
 
 from __future__ import annotations
 
-import struct
 from typing import Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.constants import FRAME_HEADER
 from cri_proxy.h2.frames import (
     DATA,
     FLAG_END_HEADERS,
@@ -42,12 +42,12 @@ from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame, refuse
 from cri_proxy.proxy.responses import STREAM_MASK, chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
-_HEADER: Final = struct.Struct(">BHBBI").unpack_from
+_HEADER: Final = FRAME_HEADER.unpack_from
 PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
 # HEADERS flags that, but for END_HEADERS, keep a frame's payload from being its block as it is.
 _WHOLE_MASK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY
 _SENT_FLAGS: Final = h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM  # those a rewritten block's frame keeps
-_FRAME_HEAD: Final = struct.Struct(">BHBBI").pack  # a frame's 9-byte header (RFC 9113 §4.1)
+_FRAME_HEAD: Final = FRAME_HEADER.pack
 
 
 class RequestRelay:

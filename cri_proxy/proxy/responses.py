@@ -19,11 +19,11 @@ where the proxy may put in frames of its own.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.constants import FRAME_HEADER
 from cri_proxy.h2.frames import (
     CONTINUATION,
     DATA,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from cri_proxy.proxy.bodyfaults import BodyFaults
     from cri_proxy.proxy.connection import Connection, End
 
-_HEADER: Final = struct.Struct(">BHBBI").unpack_from
+_HEADER: Final = FRAME_HEADER.unpack_from
 _BLOCK: Final = frozenset({h2.HEADERS, h2.CONTINUATION})
 STREAM_MASK: Final = 0x7FFFFFFF  # a frame header's stream id, without the reserved bit
 

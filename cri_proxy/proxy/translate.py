@@ -35,11 +35,11 @@ emulation needs the proxy to run calls of its own (relists), and is routed to th
 from __future__ import annotations
 
 import logging
-import struct
 from collections.abc import Callable
 from typing import Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.constants import FRAME_HEADER
 from cri_proxy.h2.hpack_decoder import Decoder, Field
 from cri_proxy.h2.hpack_encoder import Encoder, latin1
 from cri_proxy.h2.request_path import first_request_path
@@ -58,7 +58,7 @@ from cri_proxy.proxy.seams import TranslatedRoute
 log = logging.getLogger(__name__)
 
 MAX_FRAME: Final = 16384  # SETTINGS_MAX_FRAME_SIZE's floor: every peer takes frames this large
-_FRAME_HEAD: Final = struct.Struct(">BHBBI").pack  # a frame's 9-byte header (RFC 9113 §4.1)
+_FRAME_HEAD: Final = FRAME_HEADER.pack
 
 
 def start(route: TranslatedRoute, policy: TranslationPolicy, fragment: bytes) -> Translator | None:

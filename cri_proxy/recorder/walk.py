@@ -17,11 +17,11 @@ handed to `failed(side, kind, stream)` and the walk goes on with the next frame.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from cri_proxy.h2 import frames as h2
+from cri_proxy.h2.constants import FRAME_HEADER
 
 if TYPE_CHECKING:
     from cri_proxy.recorder.sides import Side
@@ -33,7 +33,7 @@ OnData = Callable[["Side", int, int, bytes, int, int], None]  # side, stream, fl
 OnBlock = Callable[["Side", int, int, bytes], None]  # side, stream, flags, the header block
 Failed = Callable[["Side", int, int], None]
 
-_HEADER = struct.Struct(">BHBBI").unpack_from  # length (high byte, low 16 bits), type, flags, stream
+_HEADER = FRAME_HEADER.unpack_from
 _DATA, _PADDED, _END_STREAM = h2.DATA, h2.FLAG_PADDED, h2.FLAG_END_STREAM
 _WHOLE_BLOCK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY  # of these, END_HEADERS alone
 _STREAM_MASK: Final = 0x7FFFFFFF
