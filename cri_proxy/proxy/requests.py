@@ -48,6 +48,7 @@ PASS, DROP, TAKE = 0, 1, 2  # what becomes of the current frame
 _WHOLE_MASK: Final = h2.FLAG_END_HEADERS | h2.FLAG_PADDED | h2.FLAG_PRIORITY
 _SENT_FLAGS: Final = h2.FLAG_END_HEADERS | h2.FLAG_END_STREAM  # those a rewritten block's frame keeps
 _FRAME_HEAD: Final = FRAME_HEADER.pack
+_UNKNOWN: Final = (b"", True)  # a block the translator did not keep, as `_passes` looks it up
 
 
 class RequestRelay:
@@ -133,8 +134,8 @@ class RequestRelay:
                     if data[pos + 9:nxt] not in passing:
                         return False
                 else:
-                    block = rewritten.get(data[pos + 9:nxt])
-                    if block is None:
+                    block, call = rewritten.get(data[pos + 9:nxt], _UNKNOWN)
+                    if call is not None:  # not kept, or kept with its call to decide
                         return False
                     if keep < pos:
                         parts.append(data[keep:pos])

@@ -58,7 +58,9 @@ class RequestTranslator(Protocol):
     held: dict[int, Any]  # streams whose DATA a fault rule's delay holds (proxy.faultwire)
     passing: set[bytes]  # header blocks that go on as they are with nothing to decide
     rewriting: bool  # every block is re-encoded towards the runtime
-    rewritten: dict[bytes, bytes]  # blocks with nothing to decide, by what they are rewritten to
+    # blocks rewritten leaving both tables as they were: what each became, and its call (None
+    # when there is nothing to decide: the request relay swaps those in itself)
+    rewritten: dict[bytes, tuple[bytes, Any]]
     last_stream: int  # the highest stream a request block opened
 
     def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool: ...

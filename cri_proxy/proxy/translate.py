@@ -12,8 +12,9 @@ With --faults, a connection that needs no translation goes through here too (the
 path, cri_proxy.proxy.reading): its blocks go on as the client sent them, read only for the
 rules, until the proxy takes a call out of the stream; from there it is re-encoded too.
 A block re-encoded leaving both tables as they were is kept with what it became
-(`rewritten`), and while the tables, their limits and the rules stay as they are, the
-request relay swaps it in itself (cri_proxy.proxy.requests).
+(`rewritten`, one cache, emptied whenever a table, a limit or the rules change): sent again
+as it became, its call decided again, or, when there is nothing to decide, swapped in by the
+request relay itself (cri_proxy.proxy.requests).
 
 Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answering).
 A v1 request that can carry a v1-only or retyped field (the few types of
@@ -101,15 +102,14 @@ class Translator(Reading):
         # Until the proxy takes a request out of the stream, a connection that is not translated
         # passes the client's header blocks on as they are, read only for the fault rules.
         self.rewriting = client_api != upstream_api
-        # A warm client sends the same block for the same call, and when neither table moves
-        # it encodes to the same bytes towards the runtime: reused, neither decoded nor encoded.
-        self.reused: dict[bytes, tuple[bytes, CallPath]] = {}
-        self.reused_at: tuple[int, tuple[int, int, int]] = (-1, (0, 0, 0))
-        # The blocks of those with nothing to decide (no fault rule could take the call, no body
-        # check), by the runtime-side bytes they become: the request relay rewrites a chunk of only
-        # these and DATA without asking the translator. Emptied at once whenever either table
-        # moves, a size limit changes or the rules change (`_moved`).
-        self.rewritten: dict[bytes, bytes] = {}
+        # A warm client sends the same block for the same call, and while neither table moves it
+        # becomes the same bytes towards the runtime: kept by the client's bytes, neither decoded
+        # nor encoded again. With the runtime-side bytes goes the call, to be decided again, or
+        # None when there is nothing to decide (no fault rule could take or read the call, no body
+        # check) and the block fits one frame: the request relay swaps those in itself
+        # (cri_proxy.proxy.requests). Emptied at once whenever either table moves, the runtime's
+        # SETTINGS_HEADER_TABLE_SIZE arrives, the client's limit changes or the rules change.
+        self.rewritten: dict[bytes, tuple[bytes, CallPath | None]] = {}
         self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
         self.known_at = -1
         # Blocks that go on as the client sent them with nothing to decide: while the client's
@@ -143,79 +143,96 @@ class Translator(Reading):
         forwards the client's frames); False when what replaces it, if anything, was sent here."""
         if not self.rewriting:
             return self._read(stream_id, end_stream, fragment)
+        if stream_id > self.last_stream:
+            made = self.rewritten.get(fragment)
+            if made is not None and self._reuse(stream_id, end_stream, made):
+                return False
         state = (self.decoder.generation, self.encoder.generation)
-        taken = self._rewrite(stream_id, end_stream, fragment, state)
+        self._rewrite(stream_id, end_stream, fragment, state)
         if self.rewritten and (self.decoder.generation, self.encoder.generation) != state:
             self.rewritten.clear()  # made against tables as they were
-        return taken
+        return False
+
+    def _reuse(self, stream_id: int, end_stream: bool, made: tuple[bytes, CallPath | None]) -> bool:
+        """A new call's block as it was rewritten before (decoding it would not move the decoder's
+        table either): sent, unless a fault rule takes its call; False, nothing done, when its
+        message is to be read first (a rule on pod facts), for `_rewrite` to decide."""
+        block, call = made
+        if call is not None and self.bodies is not None and self.bodies.wants(stream_id, call):
+            return False
+        self.last_stream = stream_id
+        if call is None or not self._fault(stream_id, call, block, end_stream):
+            self._send(stream_id, block, end_stream)
+        return True
 
     def _rewrite(self, stream_id: int, end_stream: bool, fragment: bytes, state: tuple[int, tuple[int, int, int]]
-                 ) -> bool:
-        """`block` on a connection whose blocks are re-encoded; `state`, both tables' generations."""
-        if stream_id > self.last_stream and state == self.reused_at and not self.decoder.must_resize:
-            reused = self.reused.get(fragment)
-            if reused is not None and not (self.bodies is not None and self.bodies.wants(stream_id, reused[1])):
-                # decoding it would not move the decoder's table either
-                self.last_stream = stream_id
-                encoded, call = reused
-                if self.faults is None or not self._fault(stream_id, call, encoded, end_stream):
-                    self._send(stream_id, encoded, end_stream)
-                    self._settled(fragment, encoded, call)
-                return False
+                 ) -> None:
+        """`block` for a block not kept: decoded, then forwarded, answered or translated; `state`,
+        both tables' generations before it."""
         headers = self.decoder.decode(fragment)  # HPACKDecodingError: the caller fails the connection
         if stream_id <= self.last_stream:  # trailers of a call already under way
             if stream_id not in self.route.hijacked and (self.faults is None or stream_id not in self.faults.held):
                 self._forward(stream_id, headers, end_stream)
-            return False
+            return
         self.last_stream = stream_id
         path = path_of(headers)
         call = parse_path(path)
         if call.api != self.client_api:  # not CRI, or a CRI call in the connection's other version
-            decision = None if self.faults is None or call.api is None else self.faults.decide(call)
-            if decision is not None and self.faults is not None:
-                if self.faults.apply(stream_id, decision, self):
-                    return False
-                self.faults.hold(stream_id, decision, end_stream)
-                end_stream = False
-            self._forward(stream_id, headers, end_stream)  # as it came: untranslated
-            return False
+            self._untranslated(stream_id, end_stream, headers, call)
+            return
         service = self.route.up.service_of(path)
         if service != self.route.service:
             self._misrouted(stream_id, path, service)
-            return False
+            return
         target = call.in_api(self.upstream_api)
         if self.upstream_api != self.client_api and method_info(target) is None:
             self._lacking(stream_id, call)
-            return False
+            return
+        self._translate(stream_id, end_stream, fragment, [(name, target if name == ":path" else value)
+                                                         for name, value in headers], call, state)
+
+    def _untranslated(self, stream_id: int, end_stream: bool, headers: list[Field], call: CallPath) -> None:
+        """A call the connection does not translate: forwarded as it came, unless a rule takes it."""
+        faults = self.faults
+        decision = None if faults is None or call.api is None else faults.decide(call)
+        if decision is not None and faults is not None:
+            if faults.apply(stream_id, decision, self):
+                return
+            faults.hold(stream_id, decision, end_stream)
+            end_stream = False
+        self._forward(stream_id, headers, end_stream)
+
+    def _translate(self, stream_id: int, end_stream: bool, fragment: bytes, headers: list[Field], call: CallPath,
+                   state: tuple[int, tuple[int, int, int]]) -> None:
+        """A call in the client's version, `headers` its fields in the runtime's: decided (or its
+        message read first), checked, encoded and sent; kept when that left both tables as they were."""
+        faults = self.faults
         # a rule on pod facts: decided once the message is read (cri_proxy.proxy.bodyfaults)
         reading = self.bodies is not None and not end_stream and self.bodies.wants(stream_id, call)
-        decision = None if self.faults is None or reading else self.faults.decide(call)
-        if decision is not None and self.faults is not None and self.faults.apply(stream_id, decision, self):
-            return False  # answered, hung or closed: the runtime never sees the call
-        checked = self.upstream_api == "v1alpha2" != self.client_api and bodycheck.checked(path)
+        decision = None if faults is None or reading else faults.decide(call)
+        if decision is not None and faults is not None and faults.apply(stream_id, decision, self):
+            return  # answered, hung or closed: the runtime never sees the call
+        checked = self.upstream_api == "v1alpha2" != self.client_api and bodycheck.checked(call.path)
         if (checked or reading) and not end_stream:
-            self.checking[stream_id] = bodycheck.Pending(path, checked, call if reading else None)
-        block = self.encoder.encode([(name, target if name == ":path" else value) for name, value in headers])
+            self.checking[stream_id] = bodycheck.Pending(call.path, checked, call if reading else None)
+        block = self.encoder.encode(headers)
         if not checked and not reading and (self.decoder.generation, self.encoder.generation) == state:
-            if self.reused_at != state:
-                self.reused.clear()
-                self.reused_at = state
-            if len(self.reused) < 64:
-                self.reused[fragment] = (block, call)
-            self._settled(fragment, block, call)
-        if decision is not None and self.faults is not None:
-            self.faults.hold(stream_id, decision, end_stream)
+            self._keep(fragment, block, call)
+        if decision is not None and faults is not None:
+            faults.hold(stream_id, decision, end_stream)
             end_stream = False
         self._send(stream_id, block, end_stream)
-        return False
 
-    def _settled(self, fragment: bytes, block: bytes, call: CallPath) -> None:
-        """`fragment` became `block` leaving both tables as they were: while they stay so and no fault
-        rule could take its call (nor read its message), the request relay rewrites it alone."""
+    def _keep(self, fragment: bytes, block: bytes, call: CallPath) -> None:
+        """`fragment` became `block` leaving both tables as they were: kept while they stay so,
+        with its call, or None for the request relay to swap it in alone when no fault rule could
+        take the call (nor read its message) and it fits one frame."""
+        if len(self.rewritten) >= 64:
+            return
         faults = self.faults
-        if (faults is None or not faults.book.needs_body and not faults.could_match(call)) \
-                and len(fragment) <= 1024 and len(block) <= MAX_FRAME and len(self.rewritten) < 64:
-            self.rewritten[fragment] = block
+        alone = (faults is None or not faults.book.needs_body and not faults.could_match(call)) \
+            and len(fragment) <= 1024 and len(block) <= MAX_FRAME
+        self.rewritten[fragment] = (block, None if alone else call)
 
     def rules_changed(self) -> None:
         """The fault rules changed (faultwire.RuleCaches): blocks are decided again."""

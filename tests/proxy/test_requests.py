@@ -155,9 +155,11 @@ async def xlat(sock_dir: pathlib.Path, resize: tuple[int, int] | None) -> AsyncI
 
 
 def _rewritten(relay: RelayServer) -> dict[bytes, bytes]:
+    """The blocks the request relay swaps in itself, by what they become (those kept with no
+    call left to decide)."""
     (conn,) = relay.connections
-    rewritten: dict[bytes, bytes] = conn.route.translator.rewritten  # type: ignore[attr-defined]
-    return rewritten
+    kept: dict[bytes, tuple[bytes, Any]] = conn.route.translator.rewritten  # type: ignore[attr-defined]
+    return {fragment: block for fragment, (block, call) in kept.items() if call is None}
 
 
 def served_as_sent(upstream: H2Upstream, sent: list[bytes]) -> None:
