@@ -73,7 +73,7 @@ class RequestRelay:
     def from_client(self, data: bytes) -> None:
         conn, route, translator = self.conn, self.route, self.translator
         boundary = self.at_boundary
-        if (translator.rewritten if translator.rewriting else translator.passing) and self.mode == PASS \
+        if (translator.swapping if translator.rewriting else translator.passing) and self.mode == PASS \
                 and not self.head and self._passes(data):
             if conn.tap is not None:
                 conn.feed_tap(True, data, boundary)

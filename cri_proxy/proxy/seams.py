@@ -61,6 +61,7 @@ class RequestTranslator(Protocol):
     # blocks rewritten leaving both tables as they were: what each became, and its call (None
     # when there is nothing to decide: the request relay swaps those in itself)
     rewritten: dict[bytes, tuple[bytes, Any]]
+    swapping: bool  # some of `rewritten` have nothing to decide
     last_stream: int  # the highest stream a request block opened
 
     def block(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool: ...

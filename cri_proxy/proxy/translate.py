@@ -108,8 +108,10 @@ class Translator(Reading):
         # None when there is nothing to decide (no fault rule could take or read the call, no body
         # check) and the block fits one frame: the request relay swaps those in itself
         # (cri_proxy.proxy.requests). Emptied at once whenever either table moves, the runtime's
-        # SETTINGS_HEADER_TABLE_SIZE arrives, the client's limit changes or the rules change.
+        # SETTINGS_HEADER_TABLE_SIZE arrives, the client's limit changes or the rules change
+        # (`_forget`). `swapping`: some of them the relay may swap in (else it does not look).
         self.rewritten: dict[bytes, tuple[bytes, CallPath | None]] = {}
+        self.swapping = False
         self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
         self.known_at = -1
         # Blocks that go on as the client sent them with nothing to decide: while the client's
@@ -143,27 +145,20 @@ class Translator(Reading):
         forwards the client's frames); False when what replaces it, if anything, was sent here."""
         if not self.rewriting:
             return self._read(stream_id, end_stream, fragment)
-        if stream_id > self.last_stream:
-            made = self.rewritten.get(fragment)
-            if made is not None and self._reuse(stream_id, end_stream, made):
+        made = self.rewritten.get(fragment) if stream_id > self.last_stream else None
+        if made is not None:  # a new call's block as it was rewritten before
+            block, call = made
+            # unless a rule on pod facts is to read its message first (decoded, then, in _rewrite)
+            if call is None or self.bodies is None or not self.bodies.wants(stream_id, call):
+                self.last_stream = stream_id  # decoding it would not move the decoder's table either
+                if call is None or not self._fault(stream_id, call, block, end_stream):
+                    self._send(stream_id, block, end_stream)
                 return False
         state = (self.decoder.generation, self.encoder.generation)
         self._rewrite(stream_id, end_stream, fragment, state)
         if self.rewritten and (self.decoder.generation, self.encoder.generation) != state:
-            self.rewritten.clear()  # made against tables as they were
+            self._forget()  # made against tables as they were
         return False
-
-    def _reuse(self, stream_id: int, end_stream: bool, made: tuple[bytes, CallPath | None]) -> bool:
-        """A new call's block as it was rewritten before (decoding it would not move the decoder's
-        table either): sent, unless a fault rule takes its call; False, nothing done, when its
-        message is to be read first (a rule on pod facts), for `_rewrite` to decide."""
-        block, call = made
-        if call is not None and self.bodies is not None and self.bodies.wants(stream_id, call):
-            return False
-        self.last_stream = stream_id
-        if call is None or not self._fault(stream_id, call, block, end_stream):
-            self._send(stream_id, block, end_stream)
-        return True
 
     def _rewrite(self, stream_id: int, end_stream: bool, fragment: bytes, state: tuple[int, tuple[int, int, int]]
                  ) -> None:
@@ -233,11 +228,17 @@ class Translator(Reading):
         alone = (faults is None or not faults.book.needs_body and not faults.could_match(call)) \
             and len(fragment) <= 1024 and len(block) <= MAX_FRAME
         self.rewritten[fragment] = (block, None if alone else call)
+        self.swapping = self.swapping or alone
+
+    def _forget(self) -> None:
+        """What blocks were rewritten to stands no longer: a table moved, a limit or the rules changed."""
+        self.rewritten.clear()
+        self.swapping = False
 
     def rules_changed(self) -> None:
         """The fault rules changed (faultwire.RuleCaches): blocks are decided again."""
         self.passing.clear()
-        self.rewritten.clear()
+        self._forget()
 
     def send_as_sent(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
         """Send on a block that `block` let through, when the client's frames of it were not kept."""
@@ -301,10 +302,10 @@ class Translator(Reading):
         """The client acknowledged the runtime's table size: its encoder obeys from its next block."""
         self.decoder.max_allowed_table_size = size
         self.passing.clear()  # the client's next block must resize its table: decoded, not passed
-        self.rewritten.clear()
+        self._forget()
 
     def runtime_table(self, size: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks
         at once (an encoder may always use less than allowed)."""
         self.encoder.set_max_size(size)
-        self.rewritten.clear()  # the next block announces the size: encoded, not looked up
+        self._forget()  # the next block announces the size: encoded, not looked up
