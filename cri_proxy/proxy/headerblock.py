@@ -50,6 +50,11 @@ class _Failing(Protocol):
     def fail(self, error_code: int, reason: str) -> None: ...
 
 
+def too_large(stream_id: int) -> BadFrame:
+    """The error for a request header block beyond `MAX_BLOCK`."""
+    return BadFrame(h2.ERR_PROTOCOL, f"request header block on stream {stream_id} larger than {MAX_BLOCK} bytes")
+
+
 def refuse(conn: _Failing, exc: BadFrame | HPACKDecodingError) -> None:
     """End the connection for what the client sent, with GOAWAY and the error the runtime would send."""
     if isinstance(exc, BadFrame):
@@ -116,8 +121,7 @@ class HeaderBlock:
                                             "open on that stream")
         self.size += frame.length
         if self.size > MAX_BLOCK:
-            raise BadFrame(h2.ERR_PROTOCOL, f"request header block on stream {self.stream_id} larger than "
-                                            f"{MAX_BLOCK} bytes")
+            raise too_large(self.stream_id)
         if frame.type == h2.HEADERS:
             try:
                 self.head = h2.header_block_fragment(frame)

@@ -38,7 +38,7 @@ from cri_proxy.h2.frames import (
     WINDOW_UPDATE,
 )
 from cri_proxy.h2.hpack_decoder import HPACKDecodingError
-from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame, refuse
+from cri_proxy.proxy.headerblock import MAX_BLOCK, BadFrame, refuse, too_large
 from cri_proxy.proxy.responses import STREAM_MASK, chunk_tail
 from cri_proxy.proxy.seams import RequestTranslator, TranslatedRoute
 
@@ -98,13 +98,10 @@ class RequestRelay:
                 conn.feed_tap(False, answers, True)
 
     def _passes(self, data: bytes) -> bool:
-        """Whether the chunk goes on with nothing to decide, as on a plain relay: only DATA,
-        WINDOW_UPDATE, SETTINGS and PING frames and blocks the translator settled before, in one
-        frame each and opening new streams: on a connection read for fault rules, blocks that pass
-        as they are (its `passing`), the chunk sent whole; on a rewriting one, blocks it rewrote
-        leaving both tables as they were (its `rewritten`), each swapped for what it became. If
-        so, the chunk is sent, then its frames counted as _feed would; if not, nothing was changed
-        and _feed takes the chunk."""
+        """Whether the chunk goes on with nothing to decide (see the module's docstring), each block
+        in one frame and opening a new stream. If so, the chunk is sent (each rewritten block
+        swapped in), then its frames counted as _feed would; if not, nothing was changed and
+        _feed takes the chunk. One walk and no call of its own: every warm chunk takes it."""
         translator = self.translator
         if translator.checking or translator.held or translator.owed:
             return False
@@ -170,17 +167,9 @@ class RequestRelay:
         keep = 0  # where the run of bytes that pass as they are begins
         pos = self.skip
         if pos:
-            stop = min(pos, end)
-            self.skip = pos - stop
-            if self.mode != PASS:
-                self._take(data[:stop])
-                keep = stop
-            if self.skip:
-                if self.mode == PASS:
-                    out.append(data)
-                self.at_boundary = False
+            keep = self._rest(data, out)
+            if keep < 0:
                 return
-            self._complete()
         translator = self.translator
         hijacked, checking, held = self.route.hijacked, translator.checking, translator.held
         while pos + 9 <= end:
@@ -201,8 +190,7 @@ class RequestRelay:
                     and not self.block_stream:
                 # A whole block in one frame of this chunk, the common case: read in place.
                 if length > MAX_BLOCK:
-                    raise BadFrame(h2.ERR_PROTOCOL, f"request header block on stream {sid} larger than "
-                                                    f"{MAX_BLOCK} bytes")
+                    raise too_large(sid)
                 mark = len(out)
                 if not translator.block(sid, bool(flags & h2.FLAG_END_STREAM), data[start + 9:nxt]):
                     if keep < start:  # the run before it goes ahead of what replaces it
@@ -225,6 +213,24 @@ class RequestRelay:
             out.append(data[keep:stop])
         self.at_boundary = not self.skip
 
+    def _rest(self, data: bytes, out: list[bytes]) -> int:
+        """The chunk opens with the rest of the frame the last one cut (`skip` bytes of it), taken
+        or passed: where the run that passes begins after it, or -1 when the frame goes on past
+        this chunk too (the chunk sent, or taken, whole)."""
+        stop = min(self.skip, len(data))
+        self.skip -= stop
+        keep = 0
+        if self.mode != PASS:
+            self._take(data[:stop])
+            keep = stop
+        if self.skip:
+            if self.mode == PASS:
+                out.append(data)
+            self.at_boundary = False
+            return -1
+        self._complete()
+        return keep
+
     def _decide(self, kind: int, flags: int, sid: int, length: int) -> int:
         """What becomes of a frame, from its header (the framing checks of proxy.headerblock)."""
         if kind == h2.HEADERS or kind == h2.CONTINUATION:
@@ -239,8 +245,7 @@ class RequestRelay:
                 raise BadFrame(h2.ERR_PROTOCOL, f"CONTINUATION on stream {sid} without a header block open "
                                                 "on that stream")
             if len(self.block) + length > MAX_BLOCK:
-                raise BadFrame(h2.ERR_PROTOCOL, f"request header block on stream {sid} larger than "
-                                                f"{MAX_BLOCK} bytes")
+                raise too_large(sid)
             return TAKE
         if self.block_stream:
             raise BadFrame(h2.ERR_PROTOCOL, f"frame of type {kind} on stream {sid} inside the header block "

@@ -101,13 +101,8 @@ class ResponseRelay:
         pos = self.skip
         if pos:
             if pos > end:
-                self.skip = pos - end
-                if self.gather is not None:
-                    self.gather += data
-                return b"" if self.drop else data
-            self.skip = 0
-            if self.gather is not None:
-                self.gather += data[:pos]
+                return self._within(data)
+            self._rest(data)
             if self.drop:
                 parts, keep = [], pos
             self._done()
@@ -127,20 +122,11 @@ class ResponseRelay:
                 elif kind == RST_STREAM:
                     streams.discard(sid & STREAM_MASK)
                 continue
-            length = high << 16 | low
-            sid &= STREAM_MASK
-            start = pos
-            self.pending = (kind, flags, sid)
-            self.drop = bool(sid) and sid in self.hijacked and kind not in _BLOCK
-            if self.drop:
+            if self._open(data, pos, nxt, kind, flags, sid & STREAM_MASK):  # left out
                 if parts is None:
                     parts = []
-                parts.append(data[keep:start])
+                parts.append(data[keep:pos])
                 keep = min(nxt, end)
-                if kind == h2.DATA and length:
-                    self.conn.send_upstream(h2.window_update_frame(0, length))  # the client never sees it
-            if kind == h2.SETTINGS and not flags & h2.FLAG_ACK or kind == h2.DATA and watched and sid in watched:
-                self.gather = bytearray(data[start + 9:min(nxt, end)])
             pos = nxt
             if pos <= end:
                 self._done()
@@ -150,6 +136,33 @@ class ResponseRelay:
         if keep < stop:
             parts.append(data[keep:stop])
         return b"".join(parts)
+
+    def _within(self, data: bytes) -> bytes:
+        """A chunk wholly inside the current frame's payload: what of it the client gets."""
+        self.skip -= len(data)
+        if self.gather is not None:
+            self.gather += data
+        return b"" if self.drop else data
+
+    def _rest(self, data: bytes) -> None:
+        """The chunk opens with the rest of the frame the last one cut: gathered if it is read."""
+        if self.gather is not None:
+            self.gather += data[:self.skip]
+        self.skip = 0
+
+    def _open(self, data: bytes, start: int, nxt: int, kind: int, flags: int, sid: int) -> bool:
+        """A frame from `start` (to `nxt`, perhaps past the chunk) that is looked into or left out,
+        or is cut: what to gather of it, and whether it is left out (a hijacked stream's; its
+        DATA's connection window given back to the runtime)."""
+        self.pending = (kind, flags, sid)
+        self.drop = bool(sid) and sid in self.hijacked and kind not in _BLOCK
+        length = nxt - start - 9
+        if self.drop and kind == h2.DATA and length:
+            self.conn.send_upstream(h2.window_update_frame(0, length))  # the client never sees it
+        watched = self.watched
+        if kind == h2.SETTINGS and not flags & h2.FLAG_ACK or kind == h2.DATA and watched and sid in watched:
+            self.gather = bytearray(data[start + 9:min(nxt, len(data))])
+        return self.drop
 
     def _done(self) -> None:
         """The current frame is complete: what it changes (as h2.FrameWalker.track keeps it)."""
