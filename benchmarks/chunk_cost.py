@@ -6,7 +6,9 @@ machine's load; this plays the chunks a C++ gRPC client and backend send for one
 connection WINDOW_UPDATE from the client; HEADERS, DATA, trailers and WINDOW_UPDATE from the
 runtime), each stream id new, through one handler with a stand-in connection whose writes
 only drop the bytes. Modes: `relay` (Connection.forward_client's send and walk),
-`translated` (RequestRelay.from_client of a v1 -> v1alpha2 translator),
+`translated` (RequestRelay.from_client of a v1 -> v1alpha2 translator), `translated-faults`
+(the same with a fault rule that could take every Version call and never does: each warm
+block's call is decided again instead of the block being swapped in alone),
 `relay-runtime` (Connection.from_upstream), `translated-runtime` (ResponseRelay.from_upstream).
 
     .venv/bin/python benchmarks/chunk_cost.py translated [--chunks 100000]
@@ -27,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import parse_rules
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import parse_path
 from cri_proxy.proxy.connection import Connection
@@ -100,8 +104,11 @@ def handler(mode: str, conn: Any) -> tuple[Callable[[bytes], None], Callable[[in
     if mode == "translated-runtime":
         relay = ResponseRelay(conn, set(), lambda size: None, None)
         return (lambda data: relay.from_upstream(conn.upstream, data)), reply
+    book = None if mode == "translated" else FaultBook(parse_rules([{
+        "name": "rare", "match": {"method": "Version"}, "every": 10**9,
+        "action": {"error": {"code": "UNAVAILABLE", "message": "never sent"}}}], "chunk_cost"))
     ups = Upstreams(pathlib.Path("runtime.sock"), translation=TranslationPolicy(
-        lambda path: "v1alpha2" if parse_path(path).api == "v1" else None))
+        lambda path: "v1alpha2" if parse_path(path).api == "v1" else None, faults=book))
     route = FirstCallRoute(ups)
     route.conn, route.service, route.replay = conn, "runtime", None
     translator = Translator(route, ups.translation, "v1", "v1alpha2", None)  # type: ignore[arg-type]
@@ -111,7 +118,8 @@ def handler(mode: str, conn: Any) -> tuple[Callable[[bytes], None], Callable[[in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("relay", "translated", "relay-runtime", "translated-runtime"))
+    parser.add_argument("mode", choices=("relay", "translated", "translated-faults", "relay-runtime",
+                                         "translated-runtime"))
     parser.add_argument("--chunks", type=int, default=100000, help="chunks timed, after three to warm up")
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the timed chunks only")
     args = parser.parse_args()
