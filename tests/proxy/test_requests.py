@@ -253,3 +253,18 @@ async def test_rules_loaded_at_run_time_take_the_calls_of_rewritten_blocks(
     assert _rewritten(relay)
     assert (before, taken, after) == (["0"] * 3, ["14"] * 2, ["0"] * 3)
     assert [dict(r.headers)[":path"] for r in upstream.requests] == ["/runtime.v1alpha2.RuntimeService/Version"] * 6
+
+
+async def test_a_kept_block_whose_call_a_rule_could_take_is_decided_at_every_call(
+        xlat: Served) -> None:
+    # The warm block is kept with its call: sent again as it became, but never swapped in by the
+    # relay alone, so the rule counts every call and takes each second one.
+    book, relay, upstream, calls = xlat
+    book.replace(parse_rules([{"name": "every-2nd", "match": {"method": "Version"}, "action": UNAVAILABLE,
+                               "every": 2}], "t"))
+    sent = [await asyncio.to_thread(calls.call, VERSION) for _ in range(6)]
+    assert [s[0] for s in sent] == ["0", "14"] * 3
+    (conn,) = relay.connections
+    assert sent[-1][1] in conn.route.translator.rewritten and not _rewritten(relay)  # type: ignore[attr-defined]
+    assert [dict(r.headers)[":path"] for r in upstream.requests] == ["/runtime.v1alpha2.RuntimeService/Version"] * 3
+    served_as_sent(upstream, [s[1] for s in sent[::2]])
