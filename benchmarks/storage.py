@@ -33,6 +33,9 @@ from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.pb.runtime.v1 import api_pb2 as cri
 from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.store.reader import load_calls
+from cri_proxy.store.readonly import open_readonly
+from cri_proxy.store.selection import Selection
 
 T0 = 1_800_000_000.0
 UPSTREAM = "unix:///run/containerd/containerd.sock"
@@ -262,6 +265,17 @@ def breakdown(path: Path) -> list[tuple[str, int]]:
         conn.close()
 
 
+def read_back(path: Path) -> float:
+    """The CPU (this thread's) to read every call of the recording back with its messages."""
+    conn = open_readonly(path)
+    try:
+        began = time.thread_time()
+        loaded = load_calls(conn, Selection())
+        return time.thread_time() - began if loaded else 0.0
+    finally:
+        conn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds of kubelet traffic")
@@ -270,6 +284,8 @@ def main() -> int:
                         help="stats figures that move as a node's do (node_stats.py), or drawn at random each time")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--keep", help="copy the recording to this file, to look into it")
+    parser.add_argument("--read-back", action="store_true",
+                        help="then read every call back with its messages (the reader API) and print the CPU it took")
     args = parser.parse_args()
     calls = list(day_of_calls(args.seconds, args.pods, args.stats))
     message_bytes = sum(len(m.data) for c in calls for m in c.messages)
@@ -289,18 +305,22 @@ def main() -> int:
         conn.close()
         size = path.stat().st_size
         parts = breakdown(path)
+        read_cpu = read_back(path) if args.read_back else None
         if args.keep:
             shutil.copyfile(path, args.keep)
     per_day = size * 86400 / args.seconds
     figures = {"calls": len(calls), "recorded": recorded, "lost": stats.lost, "calls_per_day": len(calls) * 86400 / args.seconds,
                "message_bytes_per_call": message_bytes / len(calls), "file_bytes": size,
                "bytes_per_call": size / len(calls), "mb_per_day": per_day / 1e6,
-               "calls_written_per_s": len(calls) / elapsed, "cpu_s": cpu, "parts": dict(parts)}
+               "calls_written_per_s": len(calls) / elapsed, "cpu_s": cpu, "read_back_cpu_s": read_cpu,
+               "parts": dict(parts)}
     print(f"{len(calls):,} calls over {args.seconds:,} s of an {args.pods}-pod node "
           f"({len(calls) / args.seconds:.1f}/s, {figures['calls_per_day']:,.0f} a day), "
           f"{message_bytes / len(calls):,.0f} message bytes per call; recorded {recorded:,}, lost {stats.lost}")
     print(f"file: {size:,} bytes, {size / len(calls):,.0f} bytes per call, {per_day / 1e6:,.1f} MB a day")
     print(f"writer: {len(calls) / elapsed:,.0f} calls written per second ({elapsed:.1f} s, {cpu:.1f} s of CPU)")
+    if read_cpu is not None:
+        print(f"read back: every call with its messages in {read_cpu:.2f} s of CPU")
     for name, nbytes in parts:
         print(f"  {name:28s} {nbytes:>12,} bytes  {nbytes / len(calls):8.1f} per call")
     if args.json:
