@@ -110,40 +110,44 @@ class Keyframe:
         i += size
         size, i = read_uvarint(content, i)
         residuals = unpack(content[i:i + size], signed=True)
-        at = i + size
+        cursor = _Cursor(head, content, i + size)
         order: list[Template | bytes] = []
-        previous, k = -1, 1
-        for _ in range(head[0]):
-            code = head[k]
-            k += 1
+        previous = -1
+        for _ in range(cursor.word()):
+            code = cursor.word()
             if code == 0:
-                size = head[k]
-                k += 1
-                order.append(content[at:at + size])
-                at += size
+                order.append(cursor.kept())
                 continue
             previous += 1 + _unzigzag((code - 1) >> 1)
             if code & 1:
                 order.append(self.templates[previous])
                 continue
-            size, count, k = head[k], head[k + 1], k + 2  # a split entry: its tag and length, its fields
-            order.append(content[at:at + size])
-            at += size
+            order.append(cursor.kept())  # a split entry: its tag and length, then each field
             parts = self.parts(previous)
-            for n in range(count):
-                code = head[k]
-                k += 1
-                if code == 0:
-                    size = head[k]
-                    k += 1
-                    order.append(content[at:at + size])
-                    at += size
-                else:
-                    order.append(parts[n])
-        if at != len(content):
+            for n in range(cursor.word()):
+                order.append(parts[n] if cursor.word() else cursor.kept())
+        if cursor.at != len(content):
             raise ValueError("a stats delta's sections do not add up")
-        stream = pack(statscolumns.values([t for t in order if isinstance(t, Template)], head[k:], residuals))
-        return _rebuild(order, stream)
+        aligned = [t for t in order if isinstance(t, Template)]
+        return _rebuild(order, pack(statscolumns.values(aligned, head[cursor.k:], residuals)))
+
+
+class _Cursor:
+    """Reads the head's words and the kept bytes they give the lengths of, in order."""
+
+    def __init__(self, head: list[int], content: bytes, at: int) -> None:
+        self.head, self.k, self.content, self.at = head, 0, content, at
+
+    def word(self) -> int:
+        word = self.head[self.k]
+        self.k += 1
+        return word
+
+    def kept(self) -> bytes:
+        size = self.word()
+        piece = self.content[self.at:self.at + size]
+        self.at += size
+        return piece
 
 
 class _Plan:
