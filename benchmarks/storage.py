@@ -2,13 +2,14 @@
 
 Run with the project's venv: `.venv/bin/python benchmarks/storage.py [--seconds 3600] [--pods 80]`.
 It builds the calls a kubelet makes to its runtime over `--seconds` of simulated time (PLEG
-relists every second, pod and container status once a minute per pod, exec probes, image and
-runtime status, and stats replies every 10 s whose counters change every time, as on a real
-node), with the metadata grpc-go sends (a `grpc-timeout` that differs on every call), records
-them with the real Recorder into a temp file, and prints bytes per call, bytes per day
-(scaled from the simulated time), where they went (SQLite's dbstat per table and index) and
-calls written per second. Nothing in it is project-version specific beyond the Recorder's
-public API, so the same script measures an older checkout:
+relists every second, pod and container status once a minute per pod, exec probes, image
+and runtime status, and stats replies every 10 s whose figures move as a node's do,
+node_stats.py; `--stats random` draws them at random every time, the older model), with the
+metadata grpc-go sends (a `grpc-timeout` that differs on every call), records them with the
+real Recorder into a temp file, and prints bytes per call, bytes per day (scaled from the
+simulated time), where they went (SQLite's dbstat per table and index), calls written per
+second and the CPU the process used for them. Nothing in it is project-version specific
+beyond the Recorder's public API, so the same script measures an older checkout:
 `env PYTHONPATH=OLD OLD/.venv/bin/python benchmarks/storage.py`.
 """
 
@@ -26,10 +27,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from node_stats import PAGE, NodeFigures, available
+
 from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall
 from cri_proxy.model.options import RecorderOptions
 from cri_proxy.pb.runtime.v1 import api_pb2 as cri
 from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.store.reader import load_calls
+from cri_proxy.store.readonly import open_readonly
+from cri_proxy.store.selection import Selection
 
 T0 = 1_800_000_000.0
 UPSTREAM = "unix:///run/containerd/containerd.sock"
@@ -43,7 +49,7 @@ def _hex(seed: str) -> str:
 class Node:
     """An 80-pod node's objects, and the replies its runtime gives at a given second."""
 
-    def __init__(self, pods: int, seed: int = 1) -> None:
+    def __init__(self, pods: int, seed: int = 1, stats: str = "node") -> None:
         self.pods = pods
         self.rng = random.Random(seed)
         # An app and a sidecar in every pod, a third container in every other one: 200 for 80
@@ -51,6 +57,9 @@ class Node:
         self.containers = [(p, k) for p in range(pods) for k in range(2 + (p % 2 == 0))]
         self.gauges: dict[object, int] = {}
         self.restarts = 0
+        # "node": figures that move as a node's do (node_stats.py); "random": the older model,
+        # every counter's growth and every read time drawn uniformly at random each time.
+        self.figures = NodeFigures(self.containers, pods) if stats == "node" else None
 
     def pod_id(self, p: int) -> str:
         return _hex(f"pod{p}")
@@ -88,6 +97,8 @@ class Node:
         return value
 
     def container_stats(self, second: int) -> bytes:
+        if self.figures is not None:
+            return self._node_container_stats(second, self.figures)
         now = int((T0 + second) * 1e9)
         stats = []
         for c in self.containers:
@@ -118,7 +129,52 @@ class Node:
                                    swap_usage_bytes=cri.UInt64Value(value=0))))
         return cri.ListContainerStatsResponse(stats=stats).SerializeToString()
 
+    def _attributes(self, c: tuple[int, int]) -> cri.ContainerAttributes:
+        p = c[0]
+        return cri.ContainerAttributes(id=self.container_id(c), metadata=self._cmeta(c),
+                                       labels=self._labels(p, self._cmeta(c).name),
+                                       annotations={"io.kubernetes.container.hash": f"{p:08x}",
+                                                    "io.kubernetes.container.restartCount": "0"})
+
+    def _node_container_stats(self, second: int, figures: NodeFigures) -> bytes:
+        now = int((T0 + second) * 1e9)
+        u64 = cri.UInt64Value
+        stats = [cri.ContainerStats(
+            attributes=self._attributes(c),
+            cpu=cri.CpuUsage(timestamp=cg.read_at, usage_core_nano_seconds=u64(value=cg.cpu_ns),
+                             usage_nano_cores=u64(value=cg.nano_cores)),
+            memory=cri.MemoryUsage(
+                timestamp=cg.read_at, working_set_bytes=u64(value=PAGE * cg.working_set),
+                available_bytes=u64(value=available(cg)), usage_bytes=u64(value=PAGE * (cg.working_set + cg.cache)),
+                rss_bytes=u64(value=PAGE * cg.rss), page_faults=u64(value=cg.faults),
+                major_page_faults=u64(value=cg.major_faults)),
+            writable_layer=cri.FilesystemUsage(
+                timestamp=cg.fs_at, fs_id=cri.FilesystemIdentifier(
+                    mountpoint="/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs"),
+                used_bytes=u64(value=PAGE * cg.fs_pages), inodes_used=u64(value=cg.inodes)),
+            swap=cri.SwapUsage(timestamp=cg.read_at, swap_available_bytes=u64(value=0),
+                               swap_usage_bytes=u64(value=0)))
+            for c, cg in zip(self.containers, figures.read_containers(now), strict=True)]
+        return cri.ListContainerStatsResponse(stats=stats).SerializeToString()
+
+    def _node_pod_stats(self, second: int, figures: NodeFigures) -> bytes:
+        now = int((T0 + second) * 1e9)
+        u64 = cri.UInt64Value
+        stats = [cri.PodSandboxStats(
+            attributes=cri.PodSandboxAttributes(id=self.pod_id(p), metadata=cri.PodSandboxMetadata(
+                name=f"app-{p}-7d9f8b6c5-x{p:03d}", uid=_hex(f"uid{p}")[:36], namespace="default"),
+                labels=self._labels(p, "POD")),
+            linux=cri.LinuxPodSandboxStats(
+                cpu=cri.CpuUsage(timestamp=cg.read_at, usage_core_nano_seconds=u64(value=cg.cpu_ns)),
+                memory=cri.MemoryUsage(timestamp=cg.read_at, working_set_bytes=u64(value=PAGE * cg.working_set)),
+                network=cri.NetworkUsage(timestamp=cg.read_at, default_interface=cri.NetworkInterfaceUsage(
+                    name="eth0", rx_bytes=u64(value=rx), tx_bytes=u64(value=tx)))))
+            for p, (cg, rx, tx) in enumerate(figures.read_pods(now))]
+        return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString()
+
     def pod_stats(self, second: int) -> bytes:
+        if self.figures is not None:
+            return self._node_pod_stats(second, self.figures)
         now = int((T0 + second) * 1e9)
         stats = [cri.PodSandboxStats(
             attributes=cri.PodSandboxAttributes(id=self.pod_id(p), metadata=cri.PodSandboxMetadata(
@@ -157,9 +213,9 @@ def _call(method: str, started: float, request: bytes, response: bytes, image: b
     return call
 
 
-def day_of_calls(seconds: int, pods: int) -> Iterator[RecordedCall]:
+def day_of_calls(seconds: int, pods: int, stats: str = "node") -> Iterator[RecordedCall]:
     """The kubelet's calls over `seconds` of simulated time, in order."""
-    node = Node(pods)
+    node = Node(pods, stats=stats)
     pod_req = {p: cri.PodSandboxStatusRequest(pod_sandbox_id=node.pod_id(p)).SerializeToString() for p in range(pods)}
     status = cri.StatusResponse(status=cri.RuntimeStatus(conditions=[
         cri.RuntimeCondition(type="RuntimeReady", status=True),
@@ -209,24 +265,39 @@ def breakdown(path: Path) -> list[tuple[str, int]]:
         conn.close()
 
 
+def read_back(path: Path) -> float:
+    """The CPU (this thread's) to read every call of the recording back with its messages."""
+    conn = open_readonly(path)
+    try:
+        began = time.thread_time()
+        loaded = load_calls(conn, Selection())
+        return time.thread_time() - began if loaded else 0.0
+    finally:
+        conn.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds of kubelet traffic")
     parser.add_argument("--pods", type=int, default=80)
+    parser.add_argument("--stats", choices=["node", "random"], default="node",
+                        help="stats figures that move as a node's do (node_stats.py), or drawn at random each time")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--keep", help="copy the recording to this file, to look into it")
+    parser.add_argument("--read-back", action="store_true",
+                        help="then read every call back with its messages (the reader API) and print the CPU it took")
     args = parser.parse_args()
-    calls = list(day_of_calls(args.seconds, args.pods))
+    calls = list(day_of_calls(args.seconds, args.pods, args.stats))
     message_bytes = sum(len(m.data) for c in calls for m in c.messages)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "calls.db"
         recorder = Recorder(path, options=RecorderOptions(max_queue_calls=len(calls) + 1, max_queue_bytes=8 << 30))
         recorder.start()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for call in calls:
             recorder.submit(call)
         recorder.close(timeout_s=600)
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
         stats = recorder.stats
         conn = sqlite3.connect(path)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -234,18 +305,22 @@ def main() -> int:
         conn.close()
         size = path.stat().st_size
         parts = breakdown(path)
+        read_cpu = read_back(path) if args.read_back else None
         if args.keep:
             shutil.copyfile(path, args.keep)
     per_day = size * 86400 / args.seconds
     figures = {"calls": len(calls), "recorded": recorded, "lost": stats.lost, "calls_per_day": len(calls) * 86400 / args.seconds,
                "message_bytes_per_call": message_bytes / len(calls), "file_bytes": size,
                "bytes_per_call": size / len(calls), "mb_per_day": per_day / 1e6,
-               "calls_written_per_s": len(calls) / elapsed, "parts": dict(parts)}
+               "calls_written_per_s": len(calls) / elapsed, "cpu_s": cpu, "read_back_cpu_s": read_cpu,
+               "parts": dict(parts)}
     print(f"{len(calls):,} calls over {args.seconds:,} s of an {args.pods}-pod node "
           f"({len(calls) / args.seconds:.1f}/s, {figures['calls_per_day']:,.0f} a day), "
           f"{message_bytes / len(calls):,.0f} message bytes per call; recorded {recorded:,}, lost {stats.lost}")
     print(f"file: {size:,} bytes, {size / len(calls):,.0f} bytes per call, {per_day / 1e6:,.1f} MB a day")
-    print(f"writer: {len(calls) / elapsed:,.0f} calls written per second ({elapsed:.1f} s)")
+    print(f"writer: {len(calls) / elapsed:,.0f} calls written per second ({elapsed:.1f} s, {cpu:.1f} s of CPU)")
+    if read_cpu is not None:
+        print(f"read back: every call with its messages in {read_cpu:.2f} s of CPU")
     for name, nbytes in parts:
         print(f"  {name:28s} {nbytes:>12,} bytes  {nbytes / len(calls):8.1f} per call")
     if args.json:

@@ -22,8 +22,6 @@ import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import zstandard
-
 from cri_proxy.model.call import Metadata
 from cri_proxy.recorder.clients import RowIds
 from cri_proxy.store import bodies
@@ -118,9 +116,9 @@ class Keyframe:
     payload_id: int
     size: int
     data: bytes | None  # the body, until its compressor is built
-    _compressor: zstandard.ZstdCompressor | None = None
+    _compressor: bodies.Encoder | None = None
 
-    def compressor(self) -> zstandard.ZstdCompressor:
+    def compressor(self) -> bodies.Encoder:
         """Built for the first body that may be a delta of this one, not when the keyframe is
         stored: a method whose replies repeat exactly never needs it, and for a 1 MB body
         the dictionary's copy and tables cost about 3 MB. Until then the keyframe holds

@@ -1,0 +1,144 @@
+"""How a node's stats figures move between two of the kubelet's polls, for storage.py.
+
+The runtime's ListContainerStats and ListPodSandboxStats replies carry what the cgroups and
+the snapshotter say at the moment each container is read. On a real node those figures are
+not drawn afresh each time:
+- cumulative counters grow by rate x interval: `usage_core_nano_seconds` by the container's
+  CPU use (most containers of a node are idle, a few millicores; a few are busy), page
+  faults by its activity, a pod's network bytes by its traffic;
+- `usage_nano_cores` is what containerd works out from the last two reads (the counter's
+  growth over the time between them), so it is fresh on every reply;
+- memory gauges (`working_set_bytes`, `usage_bytes`, `rss_bytes`) move by pages, often not
+  at all between two reads of an idle container; `available_bytes` is the limit less the
+  working set (0 without a limit);
+- timestamps: containerd reads the containers one after the other, so each container's
+  cpu, memory and swap share one read time a few tens of microseconds after the previous
+  container's; the writable layer's usage comes from the snapshotter's own sync every
+  10 s, one snapshot after the other, and rarely changes; swap is off (0), as the kubelet
+  requires by default.
+
+`NodeFigures` is that model, seeded, so every run gives the same bytes. storage.py's older
+model (`--stats random`) drew every counter's growth, every gauge's step and every read
+time's 50 ms jitter uniformly at random on every reply, every container busy: about 3.4 KB
+of information a reply that no node has.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+SECOND_NS = 1_000_000_000
+PAGE = 4096
+SYNC_NS = 10 * SECOND_NS  # containerd's snapshot usage sync (the CRI stats collect period)
+
+
+@dataclass(slots=True)
+class Cgroup:
+    """One container's figures as its cgroup last showed them."""
+
+    millicores: float  # its mean CPU use
+    busy: float  # how likely its memory moves between two reads (0..1)
+    limit_pages: int  # 0: no memory limit
+    cpu_ns: int
+    working_set: int  # pages, as the three below
+    cache: int
+    rss: int
+    faults: int
+    major_faults: int = 0
+    fs_pages: int = 0
+    inodes: int = 0
+    read_at: int = 0
+    nano_cores: int = 0
+    fs_at: int = 0
+
+
+def _workload(rng: random.Random, p: int) -> Cgroup:
+    kind = rng.random()
+    if kind < 0.7:  # idle: a sidecar, a controller waiting on a watch
+        millicores, busy = rng.uniform(0.2, 3.0), 0.15
+    elif kind < 0.95:
+        millicores, busy = rng.uniform(5.0, 100.0), 0.6
+    else:  # a busy service
+        millicores, busy = rng.uniform(100.0, 800.0), 0.95
+    ws = rng.randrange(2_000, 60_000)
+    return Cgroup(millicores=millicores, busy=busy, limit_pages=rng.choice([0, 131_072, 262_144]),
+                  cpu_ns=rng.randrange(10**9, 10**12), working_set=ws, cache=rng.randrange(100, 20_000),
+                  rss=ws * 3 // 4, faults=rng.randrange(10**4, 10**7), major_faults=rng.randrange(50),
+                  fs_pages=100 + p, inodes=20 + p)
+
+
+class NodeFigures:
+    """The containers' and pods' figures at each poll (`read` them in the runtime's order)."""
+
+    def __init__(self, containers: list[tuple[int, int]], pods: int, seed: int = 2) -> None:
+        self.rng = random.Random(seed)
+        self.cgroups = {c: _workload(self.rng, c[0]) for c in containers}
+        self.pods = {p: _workload(self.rng, p) for p in range(pods)}
+        self.net = {p: [self.rng.randrange(10**6, 10**10), self.rng.randrange(10**6, 10**10),
+                        self.rng.choice([300.0, 3_000.0, 300_000.0])] for p in range(pods)}
+        self._synced = -1
+
+    def _sync_fs(self, now: int) -> None:
+        """The snapshotter's sync: every writable layer measured in turn every SYNC_NS."""
+        sync = now - now % SYNC_NS + 3_700_000_000  # its own phase, not the kubelet's
+        if sync > now:
+            sync -= SYNC_NS
+        if sync == self._synced:
+            return
+        self._synced = sync
+        rng, at = self.rng, sync
+        for cg in self.cgroups.values():
+            at += rng.randrange(5_000, 40_000)
+            cg.fs_at = at
+            if rng.random() < 0.02:  # a container that writes to its own filesystem
+                cg.fs_pages += rng.randrange(1, 8)
+                cg.inodes += rng.random() < 0.3
+
+    def _read(self, cg: Cgroup, at: int) -> None:
+        rng = self.rng
+        dt = at - cg.read_at if cg.read_at else 10 * SECOND_NS
+        used = int(cg.millicores * dt / 1000 * rng.uniform(0.7, 1.3))
+        cg.cpu_ns += used
+        cg.nano_cores = used * SECOND_NS // dt
+        cg.read_at = at
+        if rng.random() < cg.busy:
+            step = 64 if cg.busy > 0.5 else 4
+            moved = rng.randrange(-step, step + 1)
+            cg.working_set = max(100, cg.working_set + moved)
+            cg.rss = max(50, cg.rss + moved)
+            cg.faults += rng.randrange(10, 40 * step)
+            if rng.random() < 0.1:
+                cg.cache = max(0, cg.cache + rng.randrange(-step, 2 * step))
+        if rng.random() < 0.01:
+            cg.major_faults += 1
+
+    def read_containers(self, now: int) -> list[Cgroup]:
+        """Each container's figures read one after the other, from a ms or two after `now`."""
+        self._sync_fs(now)
+        at = now + self.rng.randrange(1_000_000, 2_000_000)
+        out = []
+        for cg in self.cgroups.values():
+            at += self.rng.randrange(20_000, 120_000)
+            self._read(cg, at)
+            out.append(cg)
+        return out
+
+    def read_pods(self, now: int) -> list[tuple[Cgroup, int, int]]:
+        """Each pod's figures and its network counters (rx, tx bytes), read in turn."""
+        at = now + self.rng.randrange(1_000_000, 2_000_000)
+        out = []
+        for p, cg in self.pods.items():
+            at += self.rng.randrange(30_000, 150_000)
+            dt = at - cg.read_at if cg.read_at else 10 * SECOND_NS
+            self._read(cg, at)
+            net = self.net[p]
+            net[0] += int(net[2] * dt / SECOND_NS * self.rng.uniform(0.5, 1.5))
+            net[1] += int(net[2] * dt / SECOND_NS * self.rng.uniform(0.5, 1.5))
+            out.append((cg, net[0], net[1]))
+        return out
+
+
+def available(cg: Cgroup) -> int:
+    """available_bytes as containerd gives it: the limit less the working set, 0 without one."""
+    return max(0, cg.limit_pages - cg.working_set) * PAGE if cg.limit_pages else 0
