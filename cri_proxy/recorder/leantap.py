@@ -5,11 +5,12 @@ In this mode the relay ships the server's DATA as summaries (proxy.lean) and not
 a call's metadata or messages: the metrics read its path, status, duration and message bytes.
 So while a connection's frames are the common ones (HEADERS holding a whole block, DATA of
 whole messages or their summaries, SETTINGS, PING, WINDOW_UPDATE) `LeanConnection` walks each
-chunk in one loop: a header block is decoded (the decoder's own cache answers a block it has
-seen while its table stayed as it was) and read through a small cache of what its fields
-say, a call opened from it is a `LeanCall` (its facts, times and byte counts), and a call
-ended by trailers whose status was read and that has no note is counted right away into the
-metrics' plain numbers (metrics.CallMetrics.tally_entry), without a `RecordedCall`.
+chunk in one loop: a header block is looked up by its bytes among the blocks decoded since
+the direction's HPACK table last changed (a server's every answer and trailers, a client's
+every request of a kind; decoded only when not found, as proxy.translate keeps its rewrites),
+a call opened from it is a `LeanCall` (its facts, times and byte counts), and a call ended by
+trailers whose only news is a grpc-status is counted right away into the metrics peer's plain
+numbers (leancalls.Tally, metrics.CallMetrics.tally_entry), without a `RecordedCall`.
 
 Anything else (a frame cut by a chunk's end, CONTINUATION, padding, RST_STREAM, GOAWAY, a
 message cut by a frame, a status that is not a plain one, a note, a gap, the connection
