@@ -328,10 +328,13 @@ class LeanConnection(ConnectionRecorder):
     @staticmethod
     def _kept(blocks: dict[bytes, Any], block: bytes, unchanged: bool, value: object) -> None:
         """Keep what `block` decoded to while the table stays as it is: a block that changed it
-        may have changed what every kept one stands for."""
+        may have changed what every kept one stands for. Past MAX_BLOCKS (blocks that differ
+        call by call without indexing, e.g. a literal grpc-timeout) they start over."""
         if not unchanged:
             blocks.clear()
-        elif len(block) <= MAX_BLOCK_BYTES and len(blocks) < MAX_BLOCKS:
+        elif len(block) <= MAX_BLOCK_BYTES:
+            if len(blocks) >= MAX_BLOCKS:
+                blocks.clear()
             blocks[block] = value
 
     def _settings_frame(self, side: Side, other: Side, flags: int, stream: int, payload: bytes) -> None:

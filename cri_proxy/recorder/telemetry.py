@@ -184,7 +184,8 @@ def open_calls(conns: Mapping[int, ConnectionRecorder]) -> list[tuple[str, float
     for conn in list(conns.values()):
         for call in list(conn.calls.values()):
             if type(call) is LeanCall:
-                found.append((call.facts.path, call.started_at))
+                if call.facts.path:  # as below: a LeanCall is never unparsed
+                    found.append((call.facts.path, call.started_at))
             elif call.rec.path or call.unparsed:
                 found.append((call.rec.path, call.rec.started_at))
     return found

@@ -31,7 +31,7 @@ from cri_proxy.model.sink import MemorySink
 from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.leancalls import LeanCall
-from cri_proxy.recorder.leantap import LeanConnection, LeanTap
+from cri_proxy.recorder.leantap import MAX_BLOCKS, LeanConnection, LeanTap
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 from cri_proxy.recorder.telemetry import Telemetry, open_calls
 from tests.helpers.scrape import samples
@@ -56,7 +56,7 @@ class Scenario:
         self.frames.extend((False, bytes(f.serialize())) for f in frames)
 
     def ask(self, sid: int, method: str, body: bytes = prefixed(b"q"), cuts: int = 1, pad: int = 0,
-            extra: tuple[tuple[str, str], ...] = ()) -> None:
+            extra: tuple[tuple[Any, ...], ...] = ()) -> None:
         block = self.client_enc.encode([(":method", "POST"), (":path", method if method.startswith("/") else V1 + method),
                                         ("content-type", "application/grpc"), *extra])
         self.c(HeadersFrame(sid, data=block, flags=["END_HEADERS"]), *data(sid, body, cuts, pad, end=True))
@@ -140,6 +140,9 @@ def odd() -> Scenario:
         HeadersFrame(121, data=s.server_enc.encode([("x-more", "1")]), flags=["END_HEADERS"]))  # a second block
     s.answer(121, http="200")
     s.unary(123, "Version")
+    s.c(HeadersFrame(127, data=s.client_enc.encode([(":method", "POST"), ("content-type", "application/grpc")]),
+                     flags=["END_HEADERS"]), DataFrame(127, prefixed(b"?"), flags=["END_STREAM"]))  # no :path
+    s.answer(127)
     s.s(GoAwayFrame(0, last_stream_id=125, error_code=0, additional_data=b"bye"))
     s.ask(125, "Version")  # open when the connection closes
     return s
@@ -202,7 +205,7 @@ def test_the_calls_are_the_full_taps(scenario: Callable[[], Scenario], seed: int
     events = reads(scenario(), random.Random(seed), whole=seed % 2 == 0)
     full = calls_of(RecordingTap, events)
     assert calls_of(LeanTap, events) == full
-    assert len(full) == (22 if scenario is plain else 22 + 13)
+    assert len(full) == (22 if scenario is plain else 22 + 14)
 
 
 def telemetry() -> Telemetry:
@@ -245,7 +248,7 @@ def test_the_metrics_and_the_calls_in_flight_are_the_full_taps(scenario: Callabl
     assert any(lean.quick)  # the lean tap held calls of its own on the way
     peers = [full.scraped]
     calls = sum(v for (name, _), v in peers[0].items() if name == "cri_proxy_calls_total")
-    assert calls == (22 if scenario is plain else 22 + 13)
+    assert calls == (22 if scenario is plain else 22 + 14)
 
 
 def test_plain_calls_are_counted_without_being_built() -> None:
@@ -264,3 +267,19 @@ def test_plain_calls_are_counted_without_being_built() -> None:
     assert built == []
     assert kinds == {LeanCall} and isinstance(conn, LeanConnection)
     assert found[("cri_proxy_client_calls_total", frozenset({("client", "kubelet")}))] == 22
+
+
+def test_blocks_kept_are_bounded_and_start_over() -> None:
+    """Requests whose blocks differ call by call without changing the table (a value never
+    indexed): the blocks kept by their bytes stay bounded, and the calls are the full tap's."""
+    s = Scenario()
+    for sid in range(1, 2 * MAX_BLOCKS + 41, 2):
+        s.ask(sid, "Version", extra=(("x-request-id", str(sid), True),))  # True: never indexed
+        s.answer(sid)
+    events = reads(s, random.Random(0), whole=True)
+    assert calls_of(LeanTap, events) == calls_of(RecordingTap, events)
+    now = [0.0]
+    kept: list[int] = []
+    feed(LeanTap(MemorySink(), clock=lambda: now[0], timer=lambda: now[0]), events, now,
+         lambda conn: kept.append(len(conn._asks)) if isinstance(conn, LeanConnection) else None)
+    assert max(kept) == MAX_BLOCKS and 0 < kept[-1] < MAX_BLOCKS  # full once, then started over
