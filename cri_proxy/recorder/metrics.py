@@ -2,8 +2,9 @@
 
 A peer of the writer in the recorder's pipeline: the tap hands it every finished call
 (`observe`, counted in plain numbers: metrics_counts) and lets it read the calls still open
-(`watch_open`); the recorder and the relay's link tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
-lag, database size, client connections). Everything lives in this peer's own
+(`watch_open`, read at scrape time: metrics_scrape); the recorder and the relay's link tell
+it the facts that are not calls (upstream up or down and what it speaks, calls lost, lag,
+database size, client connections). Everything lives in this peer's own
 `CollectorRegistry`, never prometheus_client's global one, so two peers (or a test and the
 process) never share series. `metrics_http.serve` exposes the registry.
 

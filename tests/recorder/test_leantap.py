@@ -12,17 +12,7 @@ from typing import Any
 
 import pytest
 from hpack import Encoder
-from hyperframe.frame import (
-    ContinuationFrame,
-    DataFrame,
-    GoAwayFrame,
-    HeadersFrame,
-    PingFrame,
-    PriorityFrame,
-    RstStreamFrame,
-    SettingsFrame,
-    WindowUpdateFrame,
-)
+from hyperframe import frame as hf
 from prometheus_client import generate_latest
 
 from cri_proxy.model.call import RecordedCall
@@ -57,9 +47,10 @@ class Scenario:
 
     def ask(self, sid: int, method: str, body: bytes = prefixed(b"q"), cuts: int = 1, pad: int = 0,
             extra: tuple[tuple[Any, ...], ...] = ()) -> None:
-        block = self.client_enc.encode([(":method", "POST"), (":path", method if method.startswith("/") else V1 + method),
+        path = method if method.startswith("/") else V1 + method
+        block = self.client_enc.encode([(":method", "POST"), (":path", path),
                                         ("content-type", "application/grpc"), *extra])
-        self.c(HeadersFrame(sid, data=block, flags=["END_HEADERS"]), *data(sid, body, cuts, pad, end=True))
+        self.c(hf.HeadersFrame(sid, data=block, flags=["END_HEADERS"]), *data(sid, body, cuts, pad, end=True))
 
     def answer(self, sid: int, body: bytes = prefixed(b"a"), status: str | None = "0", cuts: int = 1, pad: int = 0,
                http: str = "200", message: str | None = None, only: bool = False) -> None:
@@ -68,41 +59,42 @@ class Scenario:
             trailers.append(("grpc-message", message))
         if only:
             block = self.server_enc.encode([(":status", http), ("content-type", "application/grpc"), *trailers])
-            self.s(HeadersFrame(sid, data=block, flags=["END_HEADERS", "END_STREAM"]))
+            self.s(hf.HeadersFrame(sid, data=block, flags=["END_HEADERS", "END_STREAM"]))
             return
-        head = HeadersFrame(sid, data=self.server_enc.encode([(":status", http), ("content-type", "application/grpc")]),
-                            flags=["END_HEADERS"])
+        fields = [(":status", http), ("content-type", "application/grpc")]
+        head = hf.HeadersFrame(sid, data=self.server_enc.encode(fields), flags=["END_HEADERS"])
         self.s(head, *data(sid, body, cuts, pad, end=False))
-        self.s(HeadersFrame(sid, data=self.server_enc.encode(trailers), flags=["END_HEADERS", "END_STREAM"]))
+        self.s(hf.HeadersFrame(sid, data=self.server_enc.encode(trailers), flags=["END_HEADERS", "END_STREAM"]))
 
     def unary(self, sid: int, method: str = "Version", **answer: Any) -> None:
         self.ask(sid, method)
         self.answer(sid, **answer)
 
 
-def data(sid: int, stream: bytes, cuts: int, pad: int, end: bool) -> list[DataFrame]:
+def data(sid: int, stream: bytes, cuts: int, pad: int, end: bool) -> list[hf.DataFrame]:
     """`stream` in `cuts` DATA frames cut anywhere (gRPC prefixes too)."""
     rng = random.Random(sid)
     points = sorted({0, len(stream), *(rng.randrange(len(stream) + 1) for _ in range(cuts - 1))})
     frames = []
     for i, (a, b) in enumerate(itertools.pairwise(points)):
         flags = (["END_STREAM"] if end and i == len(points) - 2 else []) + (["PADDED"] if pad else [])
-        frames.append(DataFrame(sid, stream[a:b], flags=flags, pad_length=pad))
-    return frames or [DataFrame(sid, b"", flags=["END_STREAM"] if end else [])]
+        frames.append(hf.DataFrame(sid, stream[a:b], flags=flags, pad_length=pad))
+    return frames or [hf.DataFrame(sid, b"", flags=["END_STREAM"] if end else [])]
 
 
 def plain() -> Scenario:
     """A kubelet's steady traffic: small unary calls, a larger reply, errors, a stream."""
     s = Scenario()
-    s.c(SettingsFrame(0, settings={SettingsFrame.HEADER_TABLE_SIZE: 4096}), WindowUpdateFrame(0, window_increment=9))
-    s.s(SettingsFrame(0), SettingsFrame(0, flags=["ACK"]))
-    s.c(SettingsFrame(0, flags=["ACK"]))
+    s.c(hf.SettingsFrame(0, settings={hf.SettingsFrame.HEADER_TABLE_SIZE: 4096}),
+        hf.WindowUpdateFrame(0, window_increment=9))
+    s.s(hf.SettingsFrame(0), hf.SettingsFrame(0, flags=["ACK"]))
+    s.c(hf.SettingsFrame(0, flags=["ACK"]))
     for sid in range(1, 40, 2):
         s.unary(sid, ("Version", "ListContainers", "ContainerStatus")[sid % 3],
                 body=prefixed(bytes(sid * 97 % 3000)), status=("0", "0", "5", "0")[sid % 4])
         if sid % 7 == 0:
-            s.s(PingFrame(0, opaque_data=b"12345678"))
-            s.c(PingFrame(0, flags=["ACK"], opaque_data=b"12345678"), WindowUpdateFrame(sid, window_increment=99))
+            s.s(hf.PingFrame(0, opaque_data=b"12345678"))
+            s.c(hf.PingFrame(0, flags=["ACK"], opaque_data=b"12345678"), hf.WindowUpdateFrame(sid, window_increment=99))
     s.ask(41, "GetContainerEvents")
     s.answer(41, body=b"".join(prefixed(bytes(n)) for n in (300, 0, 2000, 40)), cuts=1)
     s.unary(43, "ListContainerStats", body=prefixed(bytes(200_000)), cuts=7)
@@ -121,29 +113,29 @@ def odd() -> Scenario:
     s.ask(111, "Version")
     s.answer(111, only=True, status="12", message="unimplemented")  # trailers-only
     s.ask(113, "ListImages")
-    s.c(RstStreamFrame(113, error_code=8))  # the client gives up
+    s.c(hf.RstStreamFrame(113, error_code=8))  # the client gives up
     s.ask(115, "Version")
-    s.s(HeadersFrame(115, data=s.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"]),
-        DataFrame(115, prefixed(b"z"), flags=["END_STREAM"]))  # ended without trailers
+    s.s(hf.HeadersFrame(115, data=s.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"]),
+        hf.DataFrame(115, prefixed(b"z"), flags=["END_STREAM"]))  # ended without trailers
     block = s.client_enc.encode([(":method", "POST"), (":path", V1 + "PodSandboxStatus")])
-    s.c(HeadersFrame(117, data=block[:4]), ContinuationFrame(117, data=block[4:], flags=["END_HEADERS"]))
-    s.c(DataFrame(117, prefixed(b"p"), flags=["END_STREAM"]))
+    s.c(hf.HeadersFrame(117, data=block[:4]), hf.ContinuationFrame(117, data=block[4:], flags=["END_HEADERS"]))
+    s.c(hf.DataFrame(117, prefixed(b"p"), flags=["END_STREAM"]))
     s.answer(117)
-    s.c(PriorityFrame(119, depends_on=0, stream_weight=9))
+    s.c(hf.PriorityFrame(119, depends_on=0, stream_weight=9))
     s.frames.append((True, bytes([0, 0, 1, 0xA, 0, 0, 0, 0, 0]) + b"?"))  # a frame type HTTP/2 does not define
-    s.c(HeadersFrame(119, data=s.client_enc.encode([(":method", "POST"), (":path", V1 + "Version")]),
+    s.c(hf.HeadersFrame(119, data=s.client_enc.encode([(":method", "POST"), (":path", V1 + "Version")]),
                      flags=["END_HEADERS", "PRIORITY"], depends_on=0, stream_weight=3),
-        DataFrame(119, prefixed(b"v"), flags=["END_STREAM"]))
+        hf.DataFrame(119, prefixed(b"v"), flags=["END_STREAM"]))
     s.answer(119)
     s.ask(121, "ExecSync")
-    s.s(HeadersFrame(121, data=s.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"]),
-        HeadersFrame(121, data=s.server_enc.encode([("x-more", "1")]), flags=["END_HEADERS"]))  # a second block
+    s.s(hf.HeadersFrame(121, data=s.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"]),
+        hf.HeadersFrame(121, data=s.server_enc.encode([("x-more", "1")]), flags=["END_HEADERS"]))  # a second block
     s.answer(121, http="200")
     s.unary(123, "Version")
-    s.c(HeadersFrame(127, data=s.client_enc.encode([(":method", "POST"), ("content-type", "application/grpc")]),
-                     flags=["END_HEADERS"]), DataFrame(127, prefixed(b"?"), flags=["END_STREAM"]))  # no :path
+    s.c(hf.HeadersFrame(127, data=s.client_enc.encode([(":method", "POST"), ("content-type", "application/grpc")]),
+                     flags=["END_HEADERS"]), hf.DataFrame(127, prefixed(b"?"), flags=["END_STREAM"]))  # no :path
     s.answer(127)
-    s.s(GoAwayFrame(0, last_stream_id=125, error_code=0, additional_data=b"bye"))
+    s.s(hf.GoAwayFrame(0, last_stream_id=125, error_code=0, additional_data=b"bye"))
     s.ask(125, "Version")  # open when the connection closes
     return s
 
