@@ -22,6 +22,7 @@ from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.behind import Behind, Episode
 from cri_proxy.recorder.catchup import CatchUp
 from cri_proxy.recorder.intake import GATHER_S, Intake
+from cri_proxy.recorder.leantap import LeanTap
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.spool import READ_SIZE, Spool
@@ -77,7 +78,8 @@ class Worker(CatchUp):
 
             sink = ObservingSink(telemetry, recorder)
         self.sink = sink  # the bridge's calls (channel.CALL) reach the metrics and spans as relayed ones do
-        self.tap = RecordingTap(sink, clock=lambda: self.wall, timer=lambda: self.mono, lean=lean)
+        tap_type = LeanTap if lean else RecordingTap  # metrics alone: recorder.leantap counts the plain calls
+        self.tap = tap_type(sink, clock=lambda: self.wall, timer=lambda: self.mono)
         self.tap.on_skimmed = self._skimmed
         self._episode: Episode | None = None  # the skimming episode, until it is written
         self.conns: dict[int, ConnectionRecorder] = {}

@@ -2,8 +2,9 @@
 
 A peer of the writer in the recorder's pipeline: the tap hands it every finished call
 (`observe`, counted in plain numbers: metrics_counts) and lets it read the calls still open
-(`watch_open`); the recorder and the relay's link tell it the facts that are not calls (upstream up or down and what it speaks, calls lost,
-lag, database size, client connections). Everything lives in this peer's own
+(`watch_open`, read at scrape time: metrics_scrape); the recorder and the relay's link tell
+it the facts that are not calls (upstream up or down and what it speaks, calls lost, lag,
+database size, client connections). Everything lives in this peer's own
 `CollectorRegistry`, never prometheus_client's global one, so two peers (or a test and the
 process) never share series. `metrics_http.serve` exposes the registry.
 
@@ -19,56 +20,45 @@ from __future__ import annotations
 import re
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
-from typing import Final, Protocol
+from collections.abc import Callable
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from cri_proxy.model.call import Outcome, RecordedCall
-from cri_proxy.model.cri import METHODS, parse_path
+from cri_proxy.model.cri import METHODS
 from cri_proxy.model.status import StatusCode, failed, status_name
-from cri_proxy.recorder.metrics_counts import PER_CALL, CallCounts, ClientCounts, Count, MethodCounts
+from cri_proxy.recorder.metrics_counts import (
+    PER_CALL,
+    CallCounts,
+    ClientCounts,
+    Count,
+    MethodCounts,
+)
 from cri_proxy.recorder.metrics_http import MetricsServer, Readiness, serve
+from cri_proxy.recorder.metrics_scrape import (
+    OTHER,
+    OpenCallGauges,
+    OpenCalls,
+    SpanCounters,
+    SpanCounts,
+    method_labels,
+)
 from cri_proxy.recorder.notes import NoteKind, note_kind
+
+__all__ = ["DURATION_BUCKETS", "MAX_CLIENTS", "MAX_RULES", "OTHER", "CallMetrics", "SpanCounts", "client_name",
+           "code_label", "method_labels"]
 
 # 100 us (a cached Version answered on the node) up to the kubelet's 2-minute CRI deadline.
 DURATION_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                            0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-OTHER: Final = "other"
 MAX_CLIENTS: Final = 20
 MAX_RULES: Final = 50  # fault rule names kept as labels; rules come and go through the control socket
 # A fault rule's note on the call it changed (cri_proxy.proxy.faultwire): `fault: RULE ACTION [DETAIL]`.
 # The action is matched from the right, so a rule's name may hold spaces.
 _FAULT_NOTE: Final = re.compile(r"fault: (?P<rule>.+) (?P<action>error|delay|hang|close)(?: \S+)?")
-# Server-streaming calls (GetContainerEvents, the Stream* lists) stay open by design: they
-# count in flight but would keep the oldest-open-call age (the hung-call signal) high forever.
 _CODE_NAMES: Final = {int(code): str(status_name(code)) for code in StatusCode}
 _COMPLETED: Final = Outcome.COMPLETED  # by identity: an enum's `.value` is a Python-level descriptor
-_STREAMING: Final = frozenset(path for path, info in METHODS.items() if info.server_streaming)
-
-
-class SpanCounts(Protocol):
-    """What the spans peer counts (spans.CallSpans.counts returns one)."""
-
-    @property
-    def exported(self) -> int: ...
-
-    @property
-    def dropped(self) -> int: ...
-
-    @property
-    def failed_batches(self) -> int: ...
-
-
-def method_labels(path: str) -> tuple[str, str]:
-    """(service, method) for a CRI path; ("other", "other") for any path the table lacks."""
-    if path in METHODS:
-        parts = parse_path(path)
-        return parts.service, parts.method
-    return OTHER, OTHER
 
 
 def code_label(call: RecordedCall) -> str:
@@ -94,59 +84,6 @@ def client_name(pid: int | None, name: str | None = None) -> str:
             return f.read().strip() or "unknown"
     except OSError:
         return "unknown"
-
-
-OpenCalls = Callable[[], Iterable[tuple[str, float]]]  # (path, started_at) of each call open now
-
-
-class _OpenCalls(Collector):
-    """Calls in flight per method and the oldest open unary call's age, read at scrape time
-    from the tap's open calls (`CallMetrics.watch_open`): nothing is done for them per call."""
-
-    def __init__(self, clock: Callable[[], float], counts: CallCounts) -> None:
-        self.clock = clock
-        self.counts = counts
-        self.source: OpenCalls = tuple
-        self.seen: set[tuple[str, str]] = set()  # (service, method) reported once stay reported, at 0
-
-    def collect(self) -> Iterator[Metric]:
-        open_calls = list(self.source())
-        with self.counts.lock:  # every method a finished call was counted for: it was open once
-            self.seen.update(self.counts.methods)
-        in_flight = GaugeMetricFamily("cri_proxy_calls_in_flight", "Calls opened and not yet finished.",
-                                      labels=["service", "method"])
-        counts = dict.fromkeys(self.seen, 0)
-        oldest: float | None = None
-        for path, started in open_calls:
-            key = method_labels(path)
-            counts[key] = counts.get(key, 0) + 1
-            if path not in _STREAMING and (oldest is None or started < oldest):
-                oldest = started
-        self.seen.update(counts)
-        for (service, method), n in sorted(counts.items()):
-            in_flight.add_metric([service, method], n)
-        yield in_flight
-        age = 0.0 if oldest is None else max(0.0, self.clock() - oldest)
-        yield GaugeMetricFamily("cri_proxy_oldest_open_call_age_seconds",
-                                "Age of the oldest open call (server-streaming calls excepted); 0 when none.",
-                                value=age)
-
-
-class _SpanCounters(Collector):
-    """The spans peer's export counters, read when scraped."""
-
-    def __init__(self, read: Callable[[], SpanCounts]) -> None:
-        self.read = read
-
-    def collect(self) -> Iterator[Metric]:
-        counts = self.read()
-        yield CounterMetricFamily("cri_proxy_spans_exported", "Spans the collector accepted.",
-                                  value=counts.exported)
-        yield CounterMetricFamily("cri_proxy_spans_dropped", "Spans lost: export queue full, export failed, "
-                                  "or unsent at shutdown.", value=counts.dropped)
-        yield CounterMetricFamily("cri_proxy_span_export_failures", "Span batches the collector did not take "
-                                  "(down, refused, timed out); logged once per 5 minutes.",
-                                  value=counts.failed_batches)
 
 
 class CallMetrics:
@@ -182,7 +119,7 @@ class CallMetrics:
                                  registry=reg)
         self.database_bytes = Gauge("cri_proxy_database_bytes", "Size of the recording's SQLite files.",
                                     registry=reg)
-        self.open = _OpenCalls(clock, self.counts)
+        self.open = OpenCallGauges(clock, self.counts)
         reg.register(self.open)
         if process:
             ProcessCollector(registry=reg)
@@ -222,6 +159,21 @@ class CallMetrics:
         if client is None:
             client = self._client_count(name)
         client.n += 1
+
+    def tally_entry(self, path: str, status: int) -> tuple[Count, MethodCounts, int] | None:
+        """What a completed call of `path` with grpc-status `status` and no note adds to, as
+        `observe` counts it: its (service, method, code) counter, its method's counts, and 1
+        if it failed. None for a path the table lacks (`observe` counts those, uncached).
+        For recorder.leantap, which counts such calls without building them."""
+        if path not in METHODS:
+            return None
+        count, per = self._entry(path, _CODE_NAMES.get(status, "CODE_OTHER"))
+        return count, per, int(failed("completed", status))
+
+    def client_count(self, name: str) -> Count:
+        """The cri_proxy_client_calls counter of a client process name (capped names: `other`)."""
+        client = self._client_counts.get(name)
+        return client if client is not None else self._client_count(name)
 
     def _client_count(self, name: str) -> Count:
         label = self._client_label(name)
@@ -302,4 +254,4 @@ class CallMetrics:
 
     def read_spans(self, counts: Callable[[], SpanCounts]) -> None:
         """Expose the spans peer's exported and dropped counters (read at each scrape)."""
-        self.registry.register(_SpanCounters(counts))
+        self.registry.register(SpanCounters(counts))

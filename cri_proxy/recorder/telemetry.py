@@ -23,6 +23,7 @@ from cri_proxy.model.link import RelayState
 from cri_proxy.model.options import TelemetryConfig
 from cri_proxy.model.session import RecorderStats
 from cri_proxy.model.sink import CallSink
+from cri_proxy.recorder.leancalls import LeanCall
 from cri_proxy.recorder.metrics import CallMetrics, client_name
 from cri_proxy.recorder.metrics_http import MetricsServer
 from cri_proxy.recorder.spans import CallSpans, Facts, SpanOptions
@@ -100,6 +101,11 @@ class Telemetry:
 
     submit = observe  # a CallSink: without a database (recorder.nowriter) the tap's calls come straight here
 
+    def tally(self) -> CallMetrics | None:
+        """Where recorder.leantap may count a plain call itself, not built: the metrics peer,
+        when it is the only one a call goes to (no spans)."""
+        return self.metrics if self.spans is None else None
+
     def skimmed(self, call: RecordedCall) -> None:
         """A call followed but not recorded (the recorder fell behind): counted, and lost."""
         self.observe(call)
@@ -172,9 +178,17 @@ def open_calls(conns: Mapping[int, ConnectionRecorder]) -> list[tuple[str, float
     the recorder's thread changes these dicts: each is copied by one list() of its values,
     which runs no Python code, so the interpreter cannot switch threads in the middle of it.
     A call caught between its entry and its path (the tap sets that next) waits for the next
-    scrape, unless its headers were unreadable (no path to come: counted as `other`)."""
-    return [(call.rec.path, call.rec.started_at) for conn in list(conns.values())
-            for call in list(conn.calls.values()) if call.rec.path or call.unparsed]
+    scrape, unless its headers were unreadable (no path to come: counted as `other`). A call
+    of the lean tap's (recorder.leancalls.LeanCall) has its path from the start."""
+    found = []
+    for conn in list(conns.values()):
+        for call in list(conn.calls.values()):
+            if type(call) is LeanCall:
+                if call.facts.path:  # as below: a LeanCall is never unparsed
+                    found.append((call.facts.path, call.started_at))
+            elif call.rec.path or call.unparsed:
+                found.append((call.rec.path, call.rec.started_at))
+    return found
 
 
 def _size(path: str) -> int:
