@@ -1,9 +1,11 @@
 -- 0011_lean_rows: a call's row and its indexes narrowed where no query loses an index.
 --
 -- `calls_session` (calls(session_id), about 9 bytes a call and an index entry for the writer
--- on every call) goes: only an explicit `--session N` filters on session_id alone, and those
--- read in `started_unix` order, which `calls_started_unix` gives (the session's filter is then
--- a test on each row); `count(*)` of the calls counts `calls_started_unix` instead.
+-- on every call) goes: only an explicit `--session N` filters on session_id alone. A
+-- selection reads in `started_unix` order along `calls_started_unix`, testing each row's
+-- session (and no longer sorts all of them); `stats --session` reads `call_rows` in order. A
+-- file a proxy records into holds a session per run, each most of it; on a file of many
+-- sessions a small one's reads cost more.
 -- New rows store `status_name` NULL when it is the canonical name of `status_code` (`OK`,
 -- `NOT_FOUND`...): the `calls` view spells it out again (no index holds status_name); a code
 -- gRPC does not define keeps its `CODE_n` text, and rows already in the file keep theirs.
