@@ -28,9 +28,7 @@ to TEMP first, so every query, view and named query sees the newest schema.
   `calls` already has: nothing to do.
 - version 9 -> 10: messages narrowed into `message_rows` behind a `messages` view with the
   columns and values of the older `messages` table, which an older file still has: nothing to do.
-- version 10 -> 11: one index fewer (`calls_session`) and new rows' `status_name` and
-  `grpc_timeout` narrowed behind the same `calls` columns; an older file's rows hold the
-  text the `calls` view gives: nothing to do.
+- version 10 -> 11: only an index was dropped (`calls_session`): nothing to do for reading.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -151,8 +149,7 @@ def _to_10(conn: sqlite3.Connection) -> None:
 
 
 def _to_11(conn: sqlite3.Connection) -> None:
-    """0011 dropped an index and narrowed two columns of new rows behind the same `calls`
-    columns: an older file's rows read the same."""
+    """0011 dropped the index calls(session_id): an older file reads the same with it."""
 
 
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.

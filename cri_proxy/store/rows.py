@@ -173,11 +173,6 @@ def route(call: RecordedCall) -> tuple[str, str, str | None, str | None, str | N
     return call.service, call.path, call.client_api, call.upstream_api, call.upstream or None
 
 
-# `call_rows.status_name` (schema 11): NULL where the `calls` view spells the code's canonical
-# name out again (every code gRPC defines); the text only for a code it does not (`CODE_n`).
-_STORED_NAME = {code: None for code in range(17)}
-
-
 def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
             client_id: int | None) -> tuple[object, ...]:
     """The bound columns of `call_rows` that `calls` shows as they are (ROW_COLUMNS order
@@ -195,7 +190,7 @@ def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_
         None if duration is None else round(duration * 1000, 3),
         call.method,
         code,
-        None if code is None else _STORED_NAME.get(code, status_name(code)),
+        status_name(code),
         call.status_message,
         call.outcome.value,
         call.request_bytes,
