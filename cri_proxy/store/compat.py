@@ -28,6 +28,7 @@ to TEMP first, so every query, view and named query sees the newest schema.
   `calls` already has: nothing to do.
 - version 9 -> 10: messages narrowed into `message_rows` behind a `messages` view with the
   columns and values of the older `messages` table, which an older file still has: nothing to do.
+- version 10 -> 11: only an index was dropped (`calls_session`): nothing to do for reading.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -147,9 +148,14 @@ def _to_10(conn: sqlite3.Connection) -> None:
     table's columns and values: an older file's `messages` table reads the same."""
 
 
+def _to_11(conn: sqlite3.Connection) -> None:
+    """0011 dropped the index calls(session_id): an older file reads the same with it."""
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
 STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10,
+    10: _to_11,
 }
 
 

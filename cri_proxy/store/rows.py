@@ -40,14 +40,17 @@ METADATA_COLUMNS = ("request_metadata", "response_metadata", "trailers")
 ROUTE_COLUMNS = ("service", "path", "client_api", "upstream_api", "upstream")
 # What the writer inserts into `call_rows` (schema 6): every column of `calls` but the
 # metadata text, then the ids of the three metadata sets, the request's grpc-timeout and
-# (schema 9) the route's id. A row with a route leaves its ROUTE_COLUMNS empty.
+# (schema 9) the route's id. Its rows always have a route and so leave their ROUTE_COLUMNS
+# empty ('' in the NOT NULL ones, else NULL): those are written as SQL literals, not bound
+# (binding a None costs the sqlite3 module an adapter lookup and a call, a column).
 ROW_COLUMNS = (*(name for name in CALL_COLUMNS if name not in METADATA_COLUMNS),
                "request_metadata_id", "response_metadata_id", "trailers_id", "grpc_timeout", "route_id")
+_ROUTE_BLANKS = {"service": "''", "path": "''", "client_api": "NULL", "upstream_api": "NULL", "upstream": "NULL"}
 # The writer numbers each batch's calls itself (so their messages can name them in one
-# executemany): the id first, then the row.
+# executemany): the id first, then row_values.
 INSERT_CALL = (
     f"INSERT INTO call_rows (id, {', '.join(ROW_COLUMNS)}) "
-    f"VALUES (?, {', '.join('?' for _ in ROW_COLUMNS)})"
+    f"VALUES (?, {', '.join(_ROUTE_BLANKS.get(name, '?') for name in ROW_COLUMNS)})"
 )
 
 # What a call's client row adds (0008_clients): the rest of the peer, beside peer_pid/peer_uid.
@@ -172,35 +175,35 @@ def route(call: RecordedCall) -> tuple[str, str, str | None, str | None, str | N
 
 def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
             client_id: int | None) -> tuple[object, ...]:
-    """The columns of `call_rows` that `calls` shows as they are (ROW_COLUMNS order, up to the sets)."""
-    requests = sum(1 for m in call.messages if m.direction is Direction.REQUEST)
+    """The bound columns of `call_rows` that `calls` shows as they are (ROW_COLUMNS order
+    without the ROUTE_COLUMNS, up to the sets)."""
+    messages = call.messages
+    requests = sum(1 for m in messages if m.direction is Direction.REQUEST)
+    code = call.status_code
+    duration = call.duration_s
     return (
         session_id,
         call.conn_id,
         call.stream_id,
         utc_text(call.started_at),
         call.started_at,
-        None if call.duration_s is None else round(call.duration_s * 1000, 3),
-        call.service,
+        None if duration is None else round(duration * 1000, 3),
         call.method,
-        call.path,
-        call.client_api,
-        call.upstream_api,
-        call.status_code,
-        status_name(call.status_code),
+        code,
+        status_name(code),
         call.status_message,
         call.outcome.value,
         call.request_bytes,
         call.response_bytes,
         requests,
-        len(call.messages) - requests,
+        len(messages) - requests,
         call.peer_pid,
         call.peer_uid,
-        call.upstream or None,
         int(redacted),
         json.dumps(call.notes) if call.notes else None,
         call.format_version,
-        *(ids.get(name) for name in ID_COLUMNS),
+        ids.get("pod_sandbox_id"), ids.get("container_id"), ids.get("image"), ids.get("pod_name"),
+        ids.get("pod_namespace"),  # ID_COLUMNS
         exit_code,
         client_id,
     )
@@ -212,23 +215,14 @@ def metadata_text(metadata: Metadata) -> str | None:
     return _metadata_json(metadata)
 
 
-# Where a row with a route holds its ROUTE_COLUMNS, and what it holds there ('' in the NOT
-# NULL columns, NULL in the others: the `calls` view reads the route's instead).
-_ROUTE_AT = tuple(ROW_COLUMNS.index(name) for name in ROUTE_COLUMNS)
-_ROUTE_BLANKS = ("", "", None, None, None)
-
-
 def row_values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
                sets: tuple[int | None, int | None, int | None], grpc_timeout: str | None,
-               client_id: int | None = None, route_id: int | None = None) -> tuple[object, ...]:
-    """The `call_rows` row of a call (ROW_COLUMNS order): `sets` are the ids of its request
-    metadata, response metadata and trailers sets (store.metasets), `route_id` its `routes`
-    row (None: the row keeps the route's text itself)."""
-    values = [*_values(call, session_id, ids, redacted, exit_code, client_id), *sets, grpc_timeout, route_id]
-    if route_id is not None:
-        for at, blank in zip(_ROUTE_AT, _ROUTE_BLANKS):
-            values[at] = blank
-    return tuple(values)
+               client_id: int | None, route_id: int) -> tuple[object, ...]:
+    """What INSERT_CALL binds after the id for a call (ROW_COLUMNS order, the ROUTE_COLUMNS
+    left out): `sets` are the ids of its request metadata, response metadata and trailers
+    sets (packing.MetadataSets), `grpc_timeout` the value blanked in the request's set,
+    `route_id` its `routes` row, which holds its ROUTE_COLUMNS."""
+    return (*_values(call, session_id, ids, redacted, exit_code, client_id), *sets, grpc_timeout, route_id)
 
 
 def _metadata(text: str | None) -> Metadata:

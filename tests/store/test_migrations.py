@@ -1,6 +1,8 @@
 """storage/migrations/0010_message_rows.sql: the messages of an older file copied into the
 narrow `message_rows`, read back through the `messages` view exactly as the table gave them,
-joined through its primary key and index, and written through its triggers."""
+joined through its primary key and index, and written through its triggers.
+0011_lean_rows.sql: the index on session_id dropped, an older file's calls read the same and a
+session's calls still come in order without a sort."""
 
 from __future__ import annotations
 
@@ -94,5 +96,31 @@ def test_messages_can_be_inserted_updated_and_deleted_through_the_view(tmp_path:
         assert conn.execute("SELECT kind, idx FROM message_rows WHERE call_id = ? ORDER BY 1, 2",
                             (call_id,)).fetchall() == [(1, 0), (1, 1)]
         conn.commit()
+    finally:
+        conn.close()
+
+
+CALLS = "SELECT * FROM calls ORDER BY id"
+
+
+def test_migration_11_keeps_every_call_and_a_session_still_reads_in_order(tmp_path: Path) -> None:
+    copy = tmp_path / "v10.db"
+    shutil.copy(GOLDEN_DIR / "schema-v10.db", copy)
+    with sqlite3.connect(copy) as conn:
+        before = conn.execute(CALLS).fetchall()
+    conn.close()
+    record(copy, [make_call("Version", started=T0 + 1), make_call("ContainerStatus", status=5, started=T0 + 2)])
+    conn = sqlite3.connect(copy)
+    try:
+        assert db.schema_version(conn) == len(sql.migrations())
+        after = conn.execute(CALLS).fetchall()
+        assert after[:len(before)] == before
+        assert [row[8:14] for row in after[len(before):]] == [
+            ("Version", "/runtime.v1.RuntimeService/Version", "v1", "v1", 0, "OK"),
+            ("ContainerStatus", "/runtime.v1.RuntimeService/ContainerStatus", "v1", "v1", 5, "NOT_FOUND")]
+        assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'calls_session'").fetchall() == []
+        plan = " ".join(row[3] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM calls AS c WHERE c.session_id = 2 ORDER BY c.started_unix, c.id"))
+        assert "calls_started_unix" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         conn.close()
