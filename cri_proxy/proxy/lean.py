@@ -181,7 +181,8 @@ class LeanWalker:
             pos = nxt
         if track is not None:
             track.walked += fed
-            track.control += control
+            if control:
+                track.control += control
             track.at_boundary = not (self._verbatim or self._head or self._data is not None)
             track.in_block = self.in_block  # set as a header begins, not ends: the same once at a boundary
         if not out:
