@@ -140,7 +140,7 @@ class RecorderProcess(ChildLink):
 
     # -- the way out (recorder_out) ----------------------------------------------------------
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
-        """A relayed chunk for the child (the taps call the outbox itself: one call less a chunk)."""
+        """A relayed chunk for the child (the taps call the outbox itself: a call fewer per chunk)."""
         self._box.chunk(conn_id, from_client, data, boundary)
 
     def _relayed_while_down(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
@@ -192,4 +192,3 @@ class _Lean(_Shipped):
         walker = self.server
         if out := walker.feed(data):
             self.box.chunk(self.conn_id, False, out, walker.at_boundary)
-

@@ -77,6 +77,9 @@ class RelayPair:
             except Exception:
                 log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
                 self._tap_failed()
+                # The failed walk was the relay's too: its place in the frames is lost, so the open calls
+                # are followed from the next chunk as if it began a frame (a bug's cost: this connection's).
+                self.s2c = self.s2c.plain()
             self.server_in_block = self.s2c.in_block
         else:
             boundary = self.s2c.at_boundary
@@ -130,11 +133,7 @@ class RelayPair:
             self._tap_failed()
 
     def _tap_failed(self) -> None:
-        tap, self.tap, lean, self.lean, self.lean_out = self.tap, None, self.lean, None, _drop_chunk
-        if lean is not None:
-            # The failed walk was the relay's too: its place in the frames is lost, so the open calls
-            # are followed from the next chunk as if it began a frame (a bug's cost: this connection's).
-            self.s2c = self.s2c.plain()
+        tap, self.tap, self.lean, self.lean_out = self.tap, None, None, _drop_chunk
         if tap is None:
             return
         try:
