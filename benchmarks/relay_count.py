@@ -18,6 +18,7 @@ calls share a chunk moves with timing, so a figure moves by a percent or two bet
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,12 +79,15 @@ def main(argv: list[str]) -> int:
     binaries = toolchain.build(HERE, HERE / "build")
     tmp = Path(tempfile.mkdtemp(prefix="crc-", dir="/tmp"))
     payloads.write(tmp)
-    with Children() as children:
-        backend, _ = start_backend(children, binaries["backend"], tmp, tmp / "replies", 10)
-        for route in args.routes:
-            calls, instructions = count(children, tmp, binaries["loadgen"], backend.socket, route, args)
-            print(f"{route.partition('=')[0]} {args.method}, {args.callers} caller(s): {calls} calls, "
-                  f"{instructions / max(1, calls):,.0f} instructions per call", flush=True)
+    try:
+        with Children() as children:
+            backend, _ = start_backend(children, binaries["backend"], tmp, tmp / "replies", 10)
+            for route in args.routes:
+                calls, instructions = count(children, tmp, binaries["loadgen"], backend.socket, route, args)
+                print(f"{route.partition('=')[0]} {args.method}, {args.callers} caller(s): {calls} calls, "
+                      f"{instructions / max(1, calls):,.0f} instructions per call", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # its callgrind files and logs
     return 0
 
 
