@@ -9,7 +9,10 @@ only drop the bytes. Modes: `relay` (Connection.forward_client's send and walk),
 `translated` (RequestRelay.from_client of a v1 -> v1alpha2 translator), `translated-faults`
 (the same with a fault rule that could take every Version call and never does: each warm
 block's call is decided again instead of the block being swapped in alone),
-`relay-runtime` (Connection.from_upstream), `translated-runtime` (ResponseRelay.from_upstream).
+`relay-runtime` (Connection.from_upstream), `translated-runtime` (ResponseRelay.from_upstream);
+`metrics` and `metrics-runtime` are `relay` and `relay-runtime` with the tap `--metrics-listen`
+alone attaches (the lean form, proxy.lean) shipping to a recorder link that is never sent
+(the `sendmsg` every 20 ms is left out: see relay_count.py for the whole process).
 
     .venv/bin/python benchmarks/chunk_cost.py translated [--chunks 100000]
     valgrind --tool=callgrind --instr-atstart=no .venv/bin/python benchmarks/chunk_cost.py translated \\
@@ -33,11 +36,16 @@ from cri_proxy.faults.book import FaultBook
 from cri_proxy.faults.rules import parse_rules
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import parse_path
+from cri_proxy.model.options import RecordConfig
+from cri_proxy.model.session import SessionInfo
 from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.firstcall import FirstCallRoute
 from cri_proxy.proxy.policy import TranslationPolicy
+from cri_proxy.proxy.recorder_link import RecorderProcess
+from cri_proxy.proxy.relaypair import RelayPair
 from cri_proxy.proxy.responses import ResponseRelay
 from cri_proxy.proxy.routing import Upstreams
+from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.proxy.translate import Translator
 
 # A grpc-c++ 1.51 client's request blocks on one connection: the first, the second (it indexes
@@ -58,11 +66,27 @@ class Budget:
     allowed = 1 << 62  # the flood guard's allowance (proxy.floodguard): never reached here
 
 
+class Loop:
+    """The recorder link's event loop: the send it schedules never comes (the outbox only grows)."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        pass
+
+
 class StandIn:
     """What the handlers use of a Connection, its writes dropped."""
 
-    def __init__(self) -> None:
+    feed_tap = RelayPair.feed_tap
+
+    def __init__(self, metrics: bool = False) -> None:
         self.id, self.tap, self.upstream = 1, None, object()
+        self.lean = None
+        if metrics:  # a recorder link as `run --metrics-listen` alone makes it, its child never started
+            proc = RecorderProcess(RecordConfig(db=None), SessionInfo())
+            proc._box.limit = proc._box.thin_limit = 1 << 40
+            proc._loop = Loop()  # type: ignore[assignment]
+            self.tap = proc.open(ConnectionInfo(1, None, None, "unix:///runtime.sock"))
+            self.lean, self.lean_out = getattr(self.tap, "lean", None) or (None, None)  # RelayPair.watch
         self.open_streams: set[int] = set()
         self.preface_sent, self.server_in_block = True, False
         self.c2s, self.s2c = h2.FrameWalker().plain(), h2.FrameWalker().plain()
@@ -97,9 +121,9 @@ def handler(mode: str, conn: Any) -> tuple[Callable[[bytes], None], Callable[[in
     """The byte handler `mode` names, and the chunk it is fed for a stream."""
     def reply(sid: int) -> bytes:
         return bytes.fromhex(REPLY.format(sid=f"{sid:08x}"))
-    if mode == "relay":
+    if mode in ("relay", "metrics"):
         return (lambda data: Connection.forward_client(conn, data)), request
-    if mode == "relay-runtime":
+    if mode in ("relay-runtime", "metrics-runtime"):
         return (lambda data: Connection.from_upstream(conn, conn.upstream, data)), reply
     if mode == "translated-runtime":
         relay = ResponseRelay(conn, set(), lambda size: None, None)
@@ -119,11 +143,11 @@ def handler(mode: str, conn: Any) -> tuple[Callable[[bytes], None], Callable[[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("relay", "translated", "translated-faults", "relay-runtime",
-                                         "translated-runtime"))
+                                         "translated-runtime", "metrics", "metrics-runtime"))
     parser.add_argument("--chunks", type=int, default=100000, help="chunks timed, after three to warm up")
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the timed chunks only")
     args = parser.parse_args()
-    conn = StandIn()
+    conn = StandIn(args.mode.startswith("metrics"))
     handle, chunk = handler(args.mode, conn)
     chunks = [chunk(2 * i + 1) for i in range(args.chunks + 3)]
     for data in chunks[:3]:

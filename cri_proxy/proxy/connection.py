@@ -117,7 +117,7 @@ class Connection(RelayPair):
         pid, uid = peer.pid, peer.uid
         if self.host.tap is not None:
             info = ConnectionInfo(self.id, pid, uid, f"unix://{self.upstream_path}", peer.gid, peer.name, peer.exe)
-            self.tap = self.host.tap.open(info)
+            self.watch(self.host.tap.open(info))
         log.debug("conn %d: accepted (pid %s, uid %s)", self.id, pid, uid)
         if self.host.refusal() is not None:
             self.close(abort=True)  # the client fails fast and re-dials, as against a dead runtime

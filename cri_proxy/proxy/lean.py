@@ -20,6 +20,8 @@ ended inside a message (at most MAX_CUT of them: a client's reset, which this wa
 not see, leaves the stream's state behind). A summary goes out when its DATA frame's last byte has been
 relayed, which is when the recorder would have completed the same messages; a frame that
 completes none (the middle of a large reply) and ends nothing is left out altogether.
+On the relay's plain path this walk is the relay's own too (`feed` with `track`, in place of
+`FrameWalker.track`): each upstream chunk is walked once (proxy.relaypair).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import struct
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.constants import FRAME_HEADER
+from cri_proxy.h2.walker import FrameWalker
 from cri_proxy.model import link
 
 _HEADER = FRAME_HEADER.unpack_from
@@ -38,6 +41,8 @@ _HEADER_AND_SIZE = struct.Struct(">BHBBIxI").unpack_from
 _MASK = 0x7FFFFFFF
 _DATA, _HEADERS, _RST, _CONTINUATION = h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.CONTINUATION
 _PADDED, _END, _END_HEADERS = h2.FLAG_PADDED, h2.FLAG_END_STREAM, h2.FLAG_END_HEADERS
+_SETTINGS, _PING = h2.SETTINGS, h2.PING
+_UNTRACKED: set[int] = set()  # the open calls of a walk the relay does not track with: stays empty
 _summary = link.lean_data
 MAX_CUT = 1024  # streams whose state is kept (far more than a connection has open at once)
 _pack = link.LEAN_DATA_FRAME.pack  # lean_data without the call, for the common frame
@@ -69,7 +74,7 @@ class _Data:
 class LeanWalker:
     """One direction of one connection: `feed(chunk)` returns what the recorder gets of it."""
 
-    __slots__ = ("streams", "_head", "_verbatim", "_data", "at_boundary", "in_block")
+    __slots__ = ("streams", "_head", "_verbatim", "_ends", "_data", "at_boundary", "in_block")
 
     def __init__(self) -> None:
         # Per stream whose last DATA frame ended inside a gRPC message: the message's body
@@ -77,13 +82,20 @@ class LeanWalker:
         self.streams: dict[int, tuple[int, int, bytes]] = {}
         self._head = b""  # the start of a frame header cut by the chunk's end
         self._verbatim = 0  # bytes of a frame passed as they are, still to come
+        self._ends = 0  # the stream that frame ends (HEADERS with END_STREAM, RST_STREAM), once whole
         self._data: _Data | None = None
         self.at_boundary = True  # the next output begins a frame
         self.in_block = False  # between a HEADERS frame and its END_HEADERS
 
-    def feed(self, chunk: bytes) -> bytes:
-        """This chunk's frames with DATA payloads summarised (b"" when nothing is due yet)."""
+    def feed(self, chunk: bytes, track: FrameWalker | None = None, open_streams: set[int] = _UNTRACKED) -> bytes:
+        """This chunk's frames with DATA payloads summarised (b"" when nothing is due yet).
+
+        With `track` (the relay's plain walk of these bytes, proxy.relaypair), this walk is the
+        relay's too: it keeps `open_streams` and the walker's `at_boundary`, `in_block`, `walked`
+        and `control` as `FrameWalker.track` would, which is then not run (one walk per chunk).
+        """
         out: list[bytes] = []
+        fed, control = len(chunk), 0
         pos = mark = 0  # mark: where the bytes passed as they are begin
         if self._verbatim or self._head or self._data is not None:  # a frame cut by the last read
             self.at_boundary = not self._verbatim
@@ -93,8 +105,11 @@ class LeanWalker:
             if self._verbatim:
                 pos = min(self._verbatim, len(chunk))
                 self._verbatim -= pos
+                if self._ends and not self._verbatim:
+                    open_streams.discard(self._ends)
+                    self._ends = 0
             elif self._data is not None:
-                pos = mark = self._payload(chunk, 0, len(chunk), out)
+                pos = mark = self._payload(chunk, 0, len(chunk), out, open_streams)
         else:
             self.at_boundary = True
         end = len(chunk)
@@ -106,10 +121,8 @@ class LeanWalker:
                 high, low, kind, flags, sid = _HEADER(chunk, pos)
                 size = -10  # not in this chunk (size + 5 matches no length): the general walk reads it
             else:
-                if mark < pos:
-                    out.append(chunk[mark:pos])
                 self._head = chunk[pos:]
-                return b"".join(out)
+                break
             nxt = pos + 9 + (high << 16 | low)
             if kind == _DATA:
                 length = nxt - pos - 9
@@ -117,6 +130,8 @@ class LeanWalker:
                 # small (PASS_WHOLE): passed as it is.
                 if size + 5 == length and nxt <= end and not flags & _PADDED \
                         and not (streams and sid & _MASK in streams):
+                    if flags & _END:
+                        open_streams.discard(sid & _MASK)
                     if length <= PASS_WHOLE and length != _SUMMARY_SIZE:
                         pos = nxt
                         continue
@@ -132,6 +147,8 @@ class LeanWalker:
                         mark = pos
                     done = self._whole(chunk, pos, sid, flags, length)
                     if done is not None:
+                        if flags & _END:
+                            open_streams.discard(sid)
                         if done:
                             out.append(done)
                         pos = mark = nxt
@@ -139,26 +156,40 @@ class LeanWalker:
                 if mark < pos:
                     out.append(chunk[mark:pos])
                 self._data = _Data(sid, flags, length)
-                pos = mark = self._payload(chunk, pos + 9, end, out)
+                pos = mark = self._payload(chunk, pos + 9, end, out, open_streams)
                 continue
             if kind == _HEADERS:
                 self.in_block = not flags & _END_HEADERS
-                if streams and flags & _END:
-                    self._ended(sid & _MASK)
+                if flags & _END:  # trailers: once a call, so inline
+                    sid &= _MASK
+                    if streams:
+                        streams.pop(sid, None)
+                    if nxt > end:
+                        self._ends = sid
+                    else:
+                        open_streams.discard(sid)
             elif kind == _CONTINUATION:
                 self.in_block = not flags & _END_HEADERS
             elif kind == _RST:
-                self._ended(sid & _MASK)
+                self._ended(sid & _MASK, nxt > end, open_streams)
+            elif kind == _SETTINGS or kind == _PING:
+                control += nxt - pos
             if nxt > end:
                 self._verbatim = nxt - end
                 pos = end
                 break
             pos = nxt
+        if track is not None:
+            track.walked += fed
+            if control:
+                track.control += control
+            track.at_boundary = not (self._verbatim or self._head or self._data is not None)
+            track.in_block = self.in_block  # set as a header begins, not ends: the same once at a boundary
+        if not out:
+            return chunk[mark:pos]  # the chunk itself when it all goes as it is (a bytes slice of all of it)
         if mark < pos:
             out.append(chunk[mark:pos])
-        if len(out) == 1:
-            return out[0]
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def _whole(self, chunk: bytes, pos: int, sid: int, flags: int, length: int) -> bytes | None:
         """The summary of an unpadded DATA frame whole in `chunk` at `pos`, in the common shapes:
@@ -195,7 +226,7 @@ class LeanWalker:
         stream or interrupts a header block (the recorder must see both)."""
         return _pack(0, _SUMMARY_SIZE, _DATA, end, sid, False, 0, 0) if end or self.in_block else b""
 
-    def _payload(self, chunk: bytes, pos: int, end: int, out: list[bytes]) -> int:
+    def _payload(self, chunk: bytes, pos: int, end: int, out: list[bytes], open_streams: set[int]) -> int:
         """Walk the open DATA frame's payload in chunk[pos:end]; the summary once it is whole."""
         d = self._data
         assert d is not None
@@ -217,6 +248,7 @@ class LeanWalker:
             self._data = None
             if d.flags & _END:
                 self.streams.pop(d.stream_id, None)
+                open_streams.discard(d.stream_id)
             if d.messages or d.bad or d.flags & _END or self.in_block:
                 out.append(_summary(d.flags & _END, d.stream_id, d.bad, d.messages, d.size))
         return stop
@@ -257,5 +289,11 @@ class LeanWalker:
             del streams[next(iter(streams))]  # the oldest: a stream its client reset long ago
         streams[stream_id] = (need, size, prefix)
 
-    def _ended(self, stream_id: int) -> None:
-        self.streams.pop(stream_id, None)
+    def _ended(self, stream_id: int, later: bool, open_streams: set[int]) -> None:
+        """The stream ends: for the relay's open calls now, or once its frame is whole (`later`)."""
+        if self.streams:
+            self.streams.pop(stream_id, None)
+        if later:
+            self._ends = stream_id
+        else:
+            open_streams.discard(stream_id)

@@ -22,12 +22,16 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 
 from cri_proxy.model import link
 from cri_proxy.model.call import RecordedCall
-from cri_proxy.model.session import RecorderStats
+from cri_proxy.model.options import RecordConfig
+from cri_proxy.model.session import RecorderStats, SessionInfo
 from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.recorder_life import NOTHING, ChildLink
+from cri_proxy.proxy.recorder_out import LEAN_SEND_EVERY_S
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,12 @@ log = logging.getLogger(__name__)
 
 class RecorderProcess(ChildLink):
     """Records through a child process. start() before use, aclose() at the end."""
+
+    def __init__(self, config: RecordConfig, session: SessionInfo) -> None:
+        super().__init__(config, session)
+        self._box.when_down = self._relayed_while_down
+        if self.lean:
+            self._box.every = LEAN_SEND_EVERY_S
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,11 +140,12 @@ class RecorderProcess(ChildLink):
 
     # -- the way out (recorder_out) ----------------------------------------------------------
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
-        if self._dead:
-            if self._outage is not None:
-                self._outage.relayed(conn_id, data, boundary, from_client)
-            return
+        """A relayed chunk for the child (the taps call the outbox itself: a call fewer per chunk)."""
         self._box.chunk(conn_id, from_client, data, boundary)
+
+    def _relayed_while_down(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
+        if self._outage is not None:  # the child died: the calls these bytes carry are counted lost
+            self._outage.relayed(conn_id, data, boundary, from_client)
 
     def forget(self, conn_id: int) -> None:
         self._box.forget(conn_id)
@@ -142,17 +153,17 @@ class RecorderProcess(ChildLink):
 class _Shipped:
     """One connection's tap: its bytes go to the recorder process as they are."""
 
-    __slots__ = ("proc", "conn_id")
+    __slots__ = ("proc", "conn_id", "box", "client_bytes")
 
     def __init__(self, proc: RecorderProcess, conn_id: int) -> None:
         self.proc = proc
         self.conn_id = conn_id
-
-    def client_bytes(self, data: bytes, boundary: bool) -> None:
-        self.proc.chunk(self.conn_id, True, data, boundary)
+        self.box = proc._box  # the same one for every child (Outbox.restart)
+        # The client's bytes go as they are: straight to the outbox (no call of ours between).
+        self.client_bytes: Callable[[bytes, bool], None] = partial(self.box.chunk, conn_id, True)
 
     def server_bytes(self, data: bytes, boundary: bool) -> None:
-        self.proc.chunk(self.conn_id, False, data, boundary)
+        self.box.chunk(self.conn_id, False, data, boundary)
 
     def upstream_changed(self, upstream: str) -> None:
         self.proc.upstream_changed(self.conn_id, upstream)
@@ -168,13 +179,16 @@ class _Lean(_Shipped):
     """One connection's tap when the recorder needs no message bodies: the server's bytes go
     with each DATA frame reduced to a summary of its messages (proxy.lean)."""
 
-    __slots__ = ("server",)
+    __slots__ = ("server", "lean")
 
     def __init__(self, proc: RecorderProcess, conn_id: int) -> None:
         super().__init__(proc, conn_id)
         self.server = LeanWalker()
+        # For the relay's plain path (proxy.relaypair): the walker, fed the relay's own walk
+        # (LeanWalker.feed with `track`), and where what it gives goes.
+        self.lean = self.server, partial(self.box.chunk, conn_id, False)
 
     def server_bytes(self, data: bytes, boundary: bool) -> None:
         walker = self.server
         if out := walker.feed(data):
-            self.proc.chunk(self.conn_id, False, out, walker.at_boundary)
+            self.box.chunk(self.conn_id, False, out, walker.at_boundary)

@@ -43,7 +43,13 @@ _IOV_MAX = 512
 # reads at once, that halved the calls a 10 s flood of 32 callers made). Timings are
 # stamped as the chunk is taken, so only the recording trails by those 2 ms.
 SEND_EVERY_S = 0.002
-_chunk_head = link.chunk_head
+# A lean link (metrics only: proxy.lean) goes out ten times less often: the recorder reads it
+# 20 ms at a time anyway (recorder.loop LEAN_GATHER_S), the metrics are read by a scrape, and
+# each send is a timer, a wake-up of the relay's loop and a system call in the relay's process.
+LEAN_SEND_EVERY_S = 0.02
+# link.chunk_head inline: a CHUNK's header, packed straight from the clocks (the relay's path).
+_head, _CHUNK, _FIXED, _HEAD_SIZE = link.CHUNK_HEAD.pack, link.CHUNK, link.CHUNK_FIXED, link.CHUNK_HEAD.size
+_wall, _mono = time.time, time.monotonic
 # What a thinned direction still sends: everything the child's tap reads but DATA.
 _THIN_KEEP = frozenset({h2.HEADERS, h2.CONTINUATION, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY})
 # A DATA frame left out becomes an empty PADDED one, which no peer sends (PADDED needs a pad
@@ -67,8 +73,11 @@ class Outbox:
     def __init__(self, limit: int, loop: Callable[[], asyncio.AbstractEventLoop],
                  died: Callable[[str], None]) -> None:
         self.limit = limit
+        self.every = SEND_EVERY_S  # how long chunks gather before they go out
         self.thin_limit = limit + limit // 4  # past it even a thinned direction is dropped
         self.sock: socket.socket | None = None
+        self.down = False  # no child takes the bytes (detached until restart)
+        self.when_down: Callable[[int, bool, bytes, bool], None] | None = None  # what a chunk does then
         self._loop = loop  # the relay's loop, once it runs
         self._died = died  # sending failed: the child is gone
         self.out: list[bytes] = []
@@ -92,26 +101,22 @@ class Outbox:
         self.wake()
 
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
-        key = (conn_id, from_client)
-        if self.pending > self.limit or (self.gapped and key in self.gapped) or (self._thin and key in self._thin):
-            try:
-                thin = self._thinned(key, data, boundary)
-            except Exception:  # a bug here must not reach the relay's path: drop, as before thinning
-                log.exception("conn %d: the chunk could not be thinned; dropping it", conn_id)
-                self._thin.pop(key, None)
-                thin = None
-            if thin is not None:
-                if not thin:
-                    return
-                data, boundary = thin, True  # whole frames only
-            elif not self._resume(key, boundary):
-                self.dropped += len(data)
-                if from_client:
-                    self._count(conn_id, data, boundary)
+        if self.pending > self.limit or self.gapped or self._thin or self.down:  # behind, catching up, down: rare
+            if self.down:
+                if self.when_down is not None:
+                    self.when_down(conn_id, from_client, data, boundary)
                 return
-        self.out.append(_chunk_head(conn_id, from_client, time.time(), time.monotonic(), len(data)))
-        self.out.append(data)
-        size = len(data) + link.CHUNK_HEAD.size
+            key = (conn_id, from_client)
+            if self.pending > self.limit or key in self.gapped or key in self._thin:
+                held = self._held_back(key, data, boundary)
+                if held is None:
+                    return
+                data, boundary = held
+        size = len(data)
+        out = self.out
+        out.append(_head(_FIXED + size, _CHUNK, conn_id, from_client, _wall(), _mono()))
+        out.append(data)
+        size += _HEAD_SIZE
         self.pending += size
         unacked = self.unacked
         unacked.shipped += size
@@ -119,6 +124,24 @@ class Outbox:
             unacked.chunks.append((unacked.shipped, conn_id, boundary, data))
         if not self._scheduled:
             self.wake()
+
+    def _held_back(self, key: tuple[int, bool], data: bytes, boundary: bool) -> tuple[bytes, bool] | None:
+        """Over the limit or catching up: the chunk thinned, or as it is once the GAP is said, or
+        None when it is dropped."""
+        try:
+            thin = self._thinned(key, data, boundary)
+        except Exception:  # a bug here must not reach the relay's path: drop, as before thinning
+            log.exception("conn %d: the chunk could not be thinned; dropping it", key[0])
+            self._thin.pop(key, None)
+            thin = None
+        if thin is not None:
+            return (thin, True) if thin else None  # whole frames only
+        if not self._resume(key, boundary):
+            self.dropped += len(data)
+            if key[1]:
+                self._count(key[0], data, boundary)
+            return None
+        return data, boundary
 
     def _thinned(self, key: tuple[int, bool], data: bytes, boundary: bool) -> bytes | None:
         """A chunk of a thinned direction: its frames without DATA (b"" when none is left), the
@@ -212,7 +235,7 @@ class Outbox:
         if self._scheduled or self._writing:
             return
         self._scheduled = True
-        self._loop().call_later(SEND_EVERY_S, self.flush)
+        self._loop().call_later(self.every, self.flush)
 
     def flush(self) -> None:
         self._scheduled = False
@@ -261,11 +284,13 @@ class Outbox:
         self._scheduled = False
         self.out.clear()
         self.pending = 0
+        self.down = True
 
     def restart(self, sock: socket.socket, live: list[int]) -> None:
         """A new child on `sock`: the live connections are gapped, to be followed from their
         next frame boundary on (their HPACK state died with the old one)."""
         self.sock = sock
+        self.down = False
         self.unacked = Unacked()
         self.gap_since, self.dropped = None, 0
         self.gapped = {(conn_id, from_client) for conn_id in live for from_client in (True, False)}

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.proxy.ends import End
+from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.tap import ConnectionTap
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,10 @@ FAIL_LINGER = 1.0  # seconds a failed connection stays open for its GOAWAY to be
 
 
 def _drop(data: bytes) -> None:
+    pass
+
+
+def _drop_chunk(data: bytes, boundary: bool) -> None:
     pass
 
 
@@ -50,6 +55,10 @@ class RelayPair:
         self._inject: list[bytes] = []  # frames of our own for the client, sent at a frame boundary
         self.server_in_block = False  # the upstream is between a HEADERS frame and its last CONTINUATION
         self.tap: ConnectionTap | None = None
+        # A tap that walks the server's bytes itself (metrics only: proxy.lean) walks them for
+        # the relay too, in place of `s2c.track` (one walk per chunk), and its way out (see watch()).
+        self.lean: LeanWalker | None = None
+        self.lean_out: Callable[[bytes, bool], None] = _drop_chunk
         self.c2s = h2.FrameWalker()
         self.s2c = h2.FrameWalker()
         self.on_upstream: Callable[[End, bytes], None] = self.from_upstream
@@ -60,11 +69,24 @@ class RelayPair:
         if end is not self.upstream:
             return  # an upstream this connection left (proxy.firstcall)
         self.send_client(data)
-        boundary = self.s2c.at_boundary
-        self.s2c.track(data, self.open_streams, False)
-        self.server_in_block = self.s2c.in_block
-        if self.tap is not None:
-            self.feed_tap(False, data, boundary)
+        if self.lean is not None and self.tap is not None:
+            lean = self.lean
+            try:
+                if out := lean.feed(data, self.s2c, self.open_streams):
+                    self.lean_out(out, lean.at_boundary)
+            except Exception:
+                log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
+                self._tap_failed()
+                # The failed walk was the relay's too: its place in the frames is lost, so the open calls
+                # are followed from the next chunk as if it began a frame (a bug's cost: this connection's).
+                self.s2c = self.s2c.plain()
+            self.server_in_block = self.s2c.in_block
+        else:
+            boundary = self.s2c.at_boundary
+            self.s2c.track(data, self.open_streams, False)
+            self.server_in_block = self.s2c.in_block
+            if self.tap is not None:
+                self.feed_tap(False, data, boundary)
         if self._inject:
             self.flush_inject()
         if self._draining:
@@ -96,6 +118,11 @@ class RelayPair:
             self._inject.clear()
 
     # Tap ------------------------------------------------------------------------------------
+    def watch(self, tap: ConnectionTap) -> None:
+        """Attach the connection's tap (before any bytes are relayed)."""
+        self.tap = tap
+        self.lean, self.lean_out = getattr(tap, "lean", None) or (None, _drop_chunk)
+
     def feed_tap(self, from_client: bool, data: bytes, boundary: bool) -> None:
         if self.tap is None or not data:
             return
@@ -103,11 +130,16 @@ class RelayPair:
             (self.tap.client_bytes if from_client else self.tap.server_bytes)(data, boundary)
         except Exception:
             log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
-            tap, self.tap = self.tap, None
-            try:
-                tap.closed("the tap failed")  # let it settle the calls it holds
-            except Exception:
-                log.exception("conn %d: the tap failed again while closing", self.id)
+            self._tap_failed()
+
+    def _tap_failed(self) -> None:
+        tap, self.tap, self.lean, self.lean_out = self.tap, None, None, _drop_chunk
+        if tap is None:
+            return
+        try:
+            tap.closed("the tap failed")  # let it settle the calls it holds
+        except Exception:
+            log.exception("conn %d: the tap failed again while closing", self.id)
 
     # Both sides ---------------------------------------------------------------------------
     def pause_peer_of(self, end: End, pause: bool) -> None:

@@ -5,15 +5,23 @@ replies are large."""
 
 from __future__ import annotations
 
+import json
+import pathlib
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, PingFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+)
 from prometheus_client import generate_latest
 
+from cri_proxy.h2.walker import FrameWalker
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.link import LEAN_SUMMARY, lean_data, read_lean_data
 from cri_proxy.model.sink import MemorySink
@@ -21,87 +29,17 @@ from cri_proxy.proxy.lean import MAX_CUT, PASS_WHOLE, LeanWalker
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.metrics import CallMetrics
 from cri_proxy.recorder.tap import RecordingTap
+from tests.helpers import lean_captures
+from tests.helpers.lean_captures import Streams, kubelet_like, prefixed, random_cuts
 
-METHODS = ("Version", "ListContainers", "ListContainerStats", "ContainerStatus", "ListPodSandbox")
 CUT_NOTE = "message cut short"  # the only note the lean form cannot make: it never holds the bytes
-
-
-def prefixed(data: bytes, compressed: bool = False) -> bytes:
-    return bytes([compressed]) + len(data).to_bytes(4, "big") + data
-
-
-class Streams:
-    """A connection's two byte streams, made with hyperframe and hpack, call by call."""
-
-    def __init__(self) -> None:
-        self.client: list[bytes] = []
-        self.server: list[bytes] = []
-        self.client_enc, self.server_enc = Encoder(), Encoder()
-        self.next_id = 1
-
-    def c(self, *frames: Any) -> None:
-        self.client.extend(bytes(f.serialize()) for f in frames)
-
-    def s(self, *frames: Any) -> None:
-        self.server.extend(bytes(f.serialize()) for f in frames)
-
-    def call(self, request: bytes, response: bytes, *, request_cuts: int = 1, response_cuts: int = 1,
-             status: int = 0, pad: int = 0, reset: bool = False) -> None:
-        """One call whose message bytes go in `*_cuts` DATA frames cut anywhere (prefixes too)."""
-        sid, self.next_id = self.next_id, self.next_id + 2
-        path = f"/runtime.v1.RuntimeService/{METHODS[sid % len(METHODS)]}"
-        self.c(HeadersFrame(sid, data=self.client_enc.encode([(":method", "POST"), (":path", path),
-                                                                ("content-type", "application/grpc")]),
-                            flags=["END_HEADERS"]))
-        self.c(*self.data(sid, request, request_cuts, pad, end=True))
-        head = HeadersFrame(sid, data=self.server_enc.encode([(":status", "200")]), flags=["END_HEADERS"])
-        self.s(head, *self.data(sid, response, response_cuts, pad, end=False))
-        if reset:
-            self.s(RstStreamFrame(sid, error_code=8))
-            return
-        self.s(HeadersFrame(sid, data=self.server_enc.encode([("grpc-status", str(status))]),
-                            flags=["END_HEADERS", "END_STREAM"]))
-
-    @staticmethod
-    def data(sid: int, stream: bytes, cuts: int, pad: int, end: bool) -> Iterator[DataFrame]:
-        rng = random.Random(sid)
-        points = sorted({0, len(stream), *(rng.randrange(len(stream) + 1) for _ in range(cuts - 1))})
-        for i, (a, b) in enumerate(zip(points, points[1:])):
-            last = i == len(points) - 2
-            flags = (["END_STREAM"] if end and last else []) + (["PADDED"] if pad else [])
-            yield DataFrame(sid, stream[a:b], flags=flags, pad_length=pad)
-
-
-def kubelet_like() -> Streams:
-    """Unary calls small and large, streams of messages cut at odd places, padding, empty
-    messages, an error, a reset mid-reply, and control frames between them."""
-    rng = random.Random(7)
-    s = Streams()
-    s.c(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 20}))
-    s.s(SettingsFrame(0), SettingsFrame(0, flags=["ACK"]))
-    s.call(prefixed(b"v"), prefixed(b"containerd 1.7"))
-    s.call(prefixed(b""), prefixed(rng.randbytes(300_000)), response_cuts=20)
-    s.call(prefixed(b"ab") + prefixed(b"") + prefixed(b"cde"), b"".join(prefixed(rng.randbytes(n))
-                                                                      for n in (0, 1, 40_000, 3, 17_000)),
-           request_cuts=9, response_cuts=13)
-    s.s(PingFrame(0, opaque_data=b"12345678"), WindowUpdateFrame(0, window_increment=1000))
-    s.call(prefixed(b"x" * 70), prefixed(rng.randbytes(20_000)), response_cuts=4, pad=9)
-    s.call(prefixed(b"nope"), b"", status=5)
-    s.call(prefixed(b"r"), prefixed(rng.randbytes(50_000))[:31_000], response_cuts=3, reset=True)
-    s.call(prefixed(b"z"), prefixed(b"q" * 16_000), response_cuts=1)
-    s.c(DataFrame(99, b"\x00\x00", flags=["PADDED"], pad_length=0))  # not a call: ignored either way
-    return s
+# What main's walk shipped of each of lean_captures.cases() (recorded before the walk became the
+# relay's too): the recorder's reading of the lean form is built on exactly these bytes.
+SHIPPED = pathlib.Path(__file__).parents[1] / "data" / "lean" / "shipped.json"
 
 
 def chunks(frames: list[bytes], rng: random.Random) -> list[bytes]:
-    """The bytes as reads would cut them: anywhere, frame headers included."""
-    stream = b"".join(frames)
-    out, pos = [], 0
-    while pos < len(stream):
-        size = rng.choice((1, 3, 9, 10, 100, 4096, 65536))
-        out.append(stream[pos:pos + size])
-        pos += size
-    return out
+    return random_cuts(b"".join(frames), rng)
 
 
 def replay(s: Streams, lean: bool, rng: random.Random) -> tuple[list[RecordedCall], int]:
@@ -271,3 +209,62 @@ def test_the_lean_tap_counts_the_clients_messages_without_keeping_them() -> None
     full, lean = calls
     assert [c.request_bytes for c in lean] == [c.request_bytes for c in full] == [0, 5, 300]
     assert [len(c.messages) for c in full] == [2, 2, 2] and [c.messages for c in lean] == [[], [], []]
+
+
+def _walks(chunkings: list[list[bytes]], relay: bool) -> Any:
+    """Each chunking through a fresh walker: as the tap feeds it, or as the relay's own walk."""
+    for chunks_ in chunkings:
+        walker, track, open_streams = LeanWalker(), FrameWalker(), set(range(1, 4 * MAX_CUT, 2))
+
+        def walk(chunk: bytes, walker: LeanWalker = walker, track: FrameWalker = track,
+                 open_streams: set[int] = open_streams) -> tuple[bytes, bool]:
+            out = walker.feed(chunk, track, open_streams) if relay else walker.feed(chunk)
+            return out, walker.at_boundary
+        yield walk, chunks_
+
+
+@pytest.mark.parametrize("relay", [False, True], ids=["the tap's walk", "the relay's walk"])
+def test_the_recorder_gets_exactly_the_bytes_main_shipped(relay: bool) -> None:
+    """Cut at every byte, a byte at a time and at random; padded DATA, prefixes and messages
+    cut by frame boundaries, CONTINUATION, RST_STREAM, more cut streams than MAX_CUT: the
+    lean form, chunk by chunk, is what the walk shipped before it became the relay's walk too."""
+    expected = json.loads(SHIPPED.read_text())
+    got = {name: lean_captures.shipped(_walks(chunkings, relay)) for name, chunkings in lean_captures.cases()}
+    assert got == expected
+
+
+def test_the_lean_walk_follows_the_calls_as_the_relays_track_does() -> None:
+    """Fed as the relay's walk, after every chunk: the same open calls, frame boundary, bytes
+    walked, SETTINGS and PING bytes as `FrameWalker.track` over the same chunks, and the same
+    header-block state wherever the relay may inject a frame (at a boundary)."""
+    compared = 0
+    for name, chunkings in lean_captures.cases():
+        calls = {frame.stream_id for frame in FrameWalker().feed(b"".join(chunkings[0]))} - {0}
+        for chunks_ in chunkings:
+            walker, mine, ref = LeanWalker(), FrameWalker(), FrameWalker()
+            ours, theirs = set(calls), set(calls)  # every stream open to begin with: which do they end?
+            for i, chunk in enumerate(chunks_):
+                walker.feed(chunk, mine, ours)
+                ref.track(chunk, theirs, False)
+                where = f"{name}, chunk {i} of {len(chunks_)}"
+                assert (ours, mine.at_boundary, mine.walked, mine.control) == \
+                    (theirs, ref.at_boundary, ref.walked, ref.control), where
+                if ref.at_boundary:
+                    assert mine.in_block == ref.in_block, where
+                compared += 1
+            assert ours != calls  # some of the captures' calls ended
+    assert compared > 10_000
+
+
+def test_a_call_ends_for_the_relay_once_its_trailers_are_whole() -> None:
+    """A stream stays open while the frame that ends it is cut by a read (the connection must
+    not be judged idle, and drained, with its trailers still on their way)."""
+    trailers = bytes(HeadersFrame(1, data=b"\x88" * 5, flags=["END_HEADERS", "END_STREAM"]).serialize())
+    reset = bytes(RstStreamFrame(3, error_code=8).serialize())
+    walker, track, open_streams = LeanWalker(), FrameWalker(), {1, 3}
+    assert walker.feed(trailers[:10], track, open_streams) == trailers[:10]
+    assert open_streams == {1, 3} and not track.at_boundary
+    walker.feed(trailers[10:] + reset[:11], track, open_streams)
+    assert open_streams == {3} and not track.at_boundary
+    walker.feed(reset[11:], track, open_streams)
+    assert open_streams == set() and track.at_boundary and track.walked == len(trailers + reset)

@@ -125,3 +125,34 @@ def test_a_child_that_takes_nothing_is_gapped_even_while_thinned() -> None:
         assert box.pending <= 1000 + 1000 // 4 + 200 and (1, False) in box.gapped
     finally:
         loop.close()
+
+
+def test_while_no_child_takes_the_bytes_chunks_go_to_the_outage_and_after_a_restart_out_again() -> None:
+    """Detached (the child died), a chunk is handed to `when_down` (the outage's count of the
+    calls it carries) and never queued; a new child on restart() gets chunks again, each with
+    its header, as before."""
+    loop = asyncio.new_event_loop()
+    box = Outbox(1000, lambda: loop, lambda why: None)
+    lost: list[tuple[int, bool, bytes, bool]] = []
+    box.when_down = lambda *chunk: lost.append(chunk)
+    ours, theirs = socket.socketpair()
+    try:
+        box.chunk(1, True, b"a" * 10, True)
+        box.detach(None)
+        box.chunk(1, True, b"b" * 20, False)
+        box.chunk(2, False, b"c" * 30, True)
+        assert lost == [(1, True, b"b" * 20, False), (2, False, b"c" * 30, True)]
+        assert box.out == [] and box.pending == 0  # the first one's place: RecorderProcess._died walks unacked
+        assert [data for _, _, _, data in box.unacked.chunks] == [b"a" * 10]
+        box.restart(ours, [])
+        box.chunk(3, False, b"d" * 40, True)
+        box.flush()
+        got = received(theirs)
+        assert [(kind, body[-40:]) for kind, body in got] == [(link.CHUNK, b"d" * 40)]
+        assert link.CHUNK_HEAD.unpack(link.LENGTH.pack(len(got[0][1]) + 1) + bytes([link.CHUNK]) + got[0][1][:-40]
+                                      )[2:4] == (3, False)
+        assert len(lost) == 2
+    finally:
+        ours.close()
+        theirs.close()
+        loop.close()
