@@ -24,7 +24,7 @@ from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.behind import MAX_LAG_S
 from cri_proxy.recorder.loop import PROXY_GONE, Worker
 from cri_proxy.recorder.setup import make_recorder
-from cri_proxy.recorder.spool import READ_SIZE, spill_file
+from cri_proxy.recorder.spool import READ_SIZE, Spool, spill_file
 from tests.helpers.calls import rows
 
 pytestmark = pytest.mark.timeout(30)
@@ -227,3 +227,45 @@ def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_an
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in tmp_path.glob("calls.db*"))
     assert rows(path, "SELECT count(*), sum(outcome = 'completed') FROM calls") == [(120, 120)]
     assert rows(path, "SELECT calls_recorded, calls_lost FROM sessions") == [(120, 0)]
+
+
+def test_large_chunks_handed_as_views_of_the_backlog_record_every_body_byte_for_byte(
+        tmp_path: pathlib.Path) -> None:
+    """Chunks larger than VIEW_BYTES reach the tap as views of the spool's blocks (in memory and
+    read back from the spill file), not copies: bodies that differ call to call, cut by DATA
+    frames and by the relay's chunks (so the tap keeps views of earlier blocks while later ones
+    are read), are stored exactly as sent."""
+    path = tmp_path / "calls.db"
+    ours, theirs = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+    recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
+    proxy = Proxy(ours)
+    proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
+               ("content-type", "application/grpc"), ("te", "trailers")]
+    messages = [b"\x0a\xa0\x8d\x06" + bytes([i]) * 50_000 + bytes(range(256)) * 195 + bytes([i]) * 80
+                for i in range(40)]  # container_id: 100,000 bytes, a different one each call
+
+    def send() -> None:
+        for i, message in enumerate(messages):
+            stream_id = 2 * i + 1
+            body = b"\x00" + len(message).to_bytes(4, "big") + message
+            frames = HeadersFrame(stream_id, data=proxy.encoder.encode(headers), flags=["END_HEADERS"]).serialize()
+            for at in range(0, len(body), 16384):
+                end = ["END_STREAM"] if at + 16384 >= len(body) else []
+                frames += DataFrame(stream_id, data=body[at:at + 16384], flags=end).serialize()
+            cut = 9_001 + 997 * i  # the relay's reads cut frames anywhere
+            proxy.chunk(True, bytes(frames[:cut]))
+            proxy.chunk(True, bytes(frames[cut:]))
+            proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
+        ours.close()
+
+    worker = Worker(theirs, recorder)
+    worker.spool = Spool(spill_file(str(tmp_path)), memory=READ_SIZE)  # most of it by way of the file
+    sender = threading.Thread(target=send)
+    sender.start()
+    worker.run()
+    sender.join()
+    theirs.close()
+    stored = rows(path, "SELECT data FROM call_messages WHERE direction = 'request' ORDER BY call_id")
+    assert [data for (data,) in stored] == messages
