@@ -58,6 +58,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     rep.add_argument("capture", type=Path)
     rep.add_argument("--repeat", type=int, default=3, help="times the capture is played (default 3)")
     rep.add_argument("--profile", action="store_true", help="cProfile the worker, print the top functions")
+    rep.add_argument("--flush-interval", type=float, help="the recorder's (default: its own, 0.1 s); a long one "
+                     "makes each batch a full one (by calls or bytes) as in a flood, also under callgrind, "
+                     "where 0.1 s holds some 50 times fewer calls")
     rep.add_argument("--callgrind", action="store_true", help="under valgrind --tool=callgrind --instr-atstart=no: "
                      "count the instructions of the worker's run only (callgrind_control -i on/off around it)")
     tap = sub.add_parser("tap", help="replay a capture into the tap alone (no link, no writer), print CPU us per call")
@@ -160,7 +163,9 @@ def replay(args: argparse.Namespace) -> int:
     events: list[Event] = pickle.loads(args.capture.read_bytes())
     with tempfile.TemporaryDirectory(prefix="crir-") as tmp:
         db = Path(tmp) / "calls.db"
-        recorder = make_recorder(RecordConfig(db=db), SessionInfo(listen="unix:///run/p.sock"), thread=False)
+        config = RecordConfig(db=db) if args.flush_interval is None else \
+            RecordConfig(db=db, flush_interval_s=args.flush_interval)
+        recorder = make_recorder(config, SessionInfo(listen="unix:///run/p.sock"), thread=False)
         ours, theirs = socket.socketpair()
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)  # as the proxy's end of the link
         try:  # the backlog's bound, by its name in this build (older checkouts: buffer_bytes)

@@ -51,6 +51,9 @@ _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
 # recorder.spool), not as calls in memory. At least the writer's batch (queue.BATCH_BYTES),
 # so that the writer always has a batch due when handling pauses.
 QUEUE_MEMORY_BYTES = 8 << 20
+# A chunk larger than this reaches the tap as a view of the spool's block; a smaller one as
+# bytes, whose slices cost the tap less than a view's (2% of a small call in instructions).
+VIEW_BYTES = 8 << 10
 
 
 class Worker(CatchUp):
@@ -156,8 +159,14 @@ class Worker(CatchUp):
                 if conn is not None:
                     self.wall, self.mono = wall, mono
                     self.stamped = True
-                    data = bytes(view[start - channel.HEAD + channel.CHUNK_HEAD.size:stop])
-                    (conn.client_bytes if from_client else conn.server_bytes)(data)
+                    begin = start - channel.HEAD + channel.CHUNK_HEAD.size
+                    # A large chunk goes as a view, not a copy: the spool's blocks never change
+                    # (Spool.handle_next), and the tap copies only what it keeps of it (a 26 KB
+                    # reply equal to the last one: nothing). A small one costs less as bytes.
+                    if stop - begin > VIEW_BYTES:
+                        conn.feed(from_client, view[begin:stop])
+                    else:
+                        (conn.client_bytes if from_client else conn.server_bytes)(bytes(view[begin:stop]))
             elif kind == channel.OPEN:
                 o = channel.read_opened(view, start, stop)
                 self.conns[o.conn_id] = self.tap.open(ConnectionInfo(o.conn_id, o.peer_pid, o.peer_uid, o.upstream,

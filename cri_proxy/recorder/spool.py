@@ -76,8 +76,8 @@ class Spool:
     writes the file, and empties it (`tidy`) once the handling side has read it to its end.
     """
 
-    __slots__ = ("_after", "_back", "_buffer", "_fd", "_head", "_part", "_tail", "_writable", "blocks", "bytes", "lock",
-                 "memory")
+    __slots__ = ("_after", "_buffer", "_fd", "_have", "_head", "_length", "_part", "_tail", "_writable", "blocks",
+                 "bytes", "lock", "memory")
 
     def __init__(self, fd: int | None = None, memory: int = MEMORY_BYTES) -> None:
         """`fd`: the spill file (spill_file), owned from now on; None keeps it all in memory."""
@@ -85,13 +85,16 @@ class Spool:
         self.bytes = 0
         self.memory = memory
         self.lock = threading.Lock()
-        self._part = bytearray()  # a message begun in a block already handled
+        # A message begun in a block already handled: its pieces (views of blocks, which never
+        # change), their size, and its length once its prefix is whole (-1 before).
+        self._part: list[bytes | memoryview] = []
+        self._have = 0
+        self._length = -1
         self._fd = fd
         self._writable = fd is not None  # False once a write to it failed (still read back)
         self._head = self._tail = 0  # the file's unread bytes: [head, tail)
         self._after: deque[bytes] = deque()  # in memory after the file's (it failed to take them)
         self._buffer: bytearray | None = None  # the spill's recv buffer (the reading side's)
-        self._back: bytearray | None = None  # the file's read-back buffer (the handling side's)
 
     def __bool__(self) -> bool:
         return self.bytes > 0
@@ -164,10 +167,10 @@ class Spool:
             self._fd = None
             self._writable = False
 
-    def _next_block(self) -> bytes | memoryview:
-        """The oldest block: from memory, else from the file (into the one read-back buffer,
-        valid until the next block), else what came after the file (in memory: it failed to
-        take them)."""
+    def _next_block(self) -> bytes:
+        """The oldest block: from memory, else from the file (a new bytes object each time: the
+        tap may keep views of it, see `handle_next`), else what came after the file (in memory:
+        it failed to take them)."""
         with self.lock:
             if not self.blocks and self._tail == self._head:
                 self.blocks, self._after = self._after, self.blocks
@@ -177,63 +180,57 @@ class Spool:
                 return data
             head, tail = self._head, self._tail
         assert self._fd is not None and tail > head
-        if self._back is None:
-            self._back = bytearray(READ_BACK)
-        with memoryview(self._back) as back:
-            got = os.preadv(self._fd, [back[:min(READ_BACK, tail - head)]], head)
-        if not got:
+        data = os.pread(self._fd, min(READ_BACK, tail - head), head)
+        if not data:
             raise OSError(f"the recorder's backlog file ended at {head} of {tail} bytes")
         with self.lock:
-            self._head += got
-            self.bytes -= got
-        return memoryview(self._back)[:got]
+            self._head += len(data)
+            self.bytes -= len(data)
+        return data
 
     def handle_next(self, handle: Handler) -> int:
         """Hands each message of the oldest block to `handle(kind, view, start, stop)` (the body
-        is `view[start:stop]`, valid during the call), as link.Reader does but without copying
-        the block: only a message split between two blocks is put together. Returns the
-        block's size (the spool must not be empty)."""
+        is `view[start:stop]`), as link.Reader does but without copying the block: only a
+        message split between two blocks is put together, once. The memory a view shows never
+        changes (blocks are bytes objects, never reused), so `handle` may keep views of it
+        rather than copies. Returns the block's size (the spool must not be empty)."""
         data = self._next_block()
         size = len(data)
         view = memoryview(data)
-        try:
-            pos = 0
-            if self._part:
-                pos = self._complete(view, handle)
-                if pos < 0:
-                    return size
-            for kind, start, stop in messages(view, pos):
-                handle(kind, view, start, stop)
-                pos = stop
-            if pos < size:
-                self._part += view[pos:]  # the tail only: a message the next block completes
-        finally:
-            view.release()
-            if isinstance(data, memoryview):
-                data.release()  # the read-back buffer's
+        pos = 0
+        if self._part:
+            pos = self._complete(view, handle)
+            if pos < 0:
+                return size
+        for kind, start, stop in messages(view, pos):
+            handle(kind, view, start, stop)
+            pos = stop
+        if pos < size:
+            self._keep(view[pos:])  # the tail only: a message the next block completes
         return size
 
+    def _keep(self, piece: memoryview) -> None:
+        """A piece of the message split between blocks; its length once the prefix is whole."""
+        self._part.append(piece)
+        self._have += len(piece)
+        if self._length < 0 and self._have >= 4:
+            first = self._part[0]
+            (self._length,) = LENGTH.unpack_from(first if len(first) >= 4 else b"".join(self._part))
+
     def _complete(self, data: memoryview, handle: Handler) -> int:
-        """The message begun earlier, completed from `data`: where `data` goes on (-1: it
-        did not complete it)."""
-        part = self._part
-        if len(part) < 4:
-            need = 4 - len(part)
-            part += data[:need]
-            if len(part) < 4:
+        """The message begun earlier, completed from `data` (its pieces joined: the one copy):
+        where `data` goes on (-1: it did not complete it)."""
+        taken = 0
+        if self._length < 0:
+            taken = min(4 - self._have, len(data))
+            self._keep(data[:taken])
+            if self._length < 0:
                 return -1
-            taken = need
-        else:
-            taken = 0
-        (length,) = LENGTH.unpack_from(part, 0)
-        more = 4 + length - len(part)
-        part += data[taken:taken + more]
-        if len(part) < 4 + length:
+        more = min(4 + self._length - self._have, len(data) - taken)
+        self._keep(data[taken:taken + more])
+        if self._have < 4 + self._length:
             return -1
-        view = memoryview(part)
-        try:
-            handle(part[4], view, 5, 4 + length)
-        finally:
-            view.release()
-        self._part = bytearray()
+        whole = b"".join(self._part)
+        self._part, self._have, self._length = [], 0, -1
+        handle(whole[4], memoryview(whole), 5, len(whole))
         return taken + more

@@ -111,6 +111,11 @@ class ConnectionRecorder(CallBook):
         self._now = self.tap.timer()
         self.walkers[False].feed(data if type(data) is bytes else bytes(data))
 
+    def feed(self, from_client: bool, data: bytes | memoryview) -> None:
+        """`client_bytes`/`server_bytes` for a view of memory that never changes (the spool's)."""
+        self._now = self.tap.timer()
+        self.walkers[from_client].feed(data)
+
     def gap(self, from_client: bool, now: float | None = None, why: str = "it fell behind") -> None:
         """Bytes of one direction never reached the tap; the next ones begin a frame.
 
@@ -195,7 +200,7 @@ class ConnectionRecorder(CallBook):
         for call in self.calls.values():
             call.unparsed = True
 
-    def _dispatch(self, side: Side, other: Side, kind: int, flags: int, stream_id: int, data: bytes,
+    def _dispatch(self, side: Side, other: Side, kind: int, flags: int, stream_id: int, data: bytes | memoryview,
                   start: int, stop: int) -> None:
         """A frame from the walk (walk.TapWalker), its payload `data[start:stop]`; the two
         kinds of nearly every frame read where they lie, the others as `h2.Frame`s."""
@@ -204,10 +209,10 @@ class ConnectionRecorder(CallBook):
         if kind == _DATA and not flags & _PADDED:
             self._data(side, stream_id, flags, data, start, stop)
         elif kind == _HEADERS and flags & _END_HEADERS and not flags & _PADDED_OR_PRIORITY:
-            self._block(side, stream_id, flags, data[start:stop])
+            self._block(side, stream_id, flags, bytes(data[start:stop]))
         else:
             self._frame(side, other, h2.Frame(kind, flags, stream_id, stop - start,
-                                              data[start:stop] if kind in READ_TYPES else None))
+                                              bytes(data[start:stop]) if kind in READ_TYPES else None))
 
     def _interrupted(self, side: Side, kind: int) -> None:
         side.end_block()

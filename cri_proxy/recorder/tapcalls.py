@@ -49,8 +49,19 @@ class CallBook:
     def _block(self, side: Side, stream_id: int, flags: int, block: bytes) -> None:
         """A HEADERS frame holding a whole block (walk.TapWalker's `on_block`): nearly every
         block there is; the frame path (`Side.headers`, `Side.continuation`) sets these itself."""
-        side.block_stream, side.block_end, side.block_error = stream_id, bool(flags & _END_STREAM), None
-        self._header_block(side, block)
+        end = bool(flags & _END_STREAM)
+        side.block_stream, side.block_end, side.block_error = stream_id, end, None
+        # _header_block's path for a block without error, in line: a call fewer per block
+        headers: list[tuple[str, str]] | None = None
+        if side.lost is None:
+            try:
+                headers = side.decoder.decode(block)
+            except Exception as exc:  # as in _header_block
+                self._undecodable(side, exc)
+        if side is self.client:
+            self._request(stream_id, headers)
+        else:
+            self._response(stream_id, headers, end)
 
     def _undecodable(self, side: Side, exc: Exception) -> None:
         self._lose(side, f"undecodable header block on stream {side.block_stream} ({type(exc).__name__}: {exc})")
@@ -85,7 +96,7 @@ class CallBook:
             facts = self.client.facts(headers)
             notes: list[str] = []
             # Metrics only (lean): the list is not kept past the call, so not cut to size either.
-            metadata = facts.metadata if self._lean else self._capped(notes, facts, "request metadata")
+            metadata = facts.metadata if self._lean or facts.whole else self._capped(notes, facts, "request metadata")
             rec = new_call(info, stream_id, self.tap.clock(), facts.path, self.upstream, facts.api, metadata, notes)
             call = self.calls[stream_id] = OpenCall(rec, self._now, self.tap.skimming)
             if self._translated is not None and facts.api not in (None, self._translated[0]):
@@ -104,11 +115,12 @@ class CallBook:
             facts = self.server.facts(headers)
             if not call.answered and not end:
                 if not self._lean:
-                    rec.response_metadata = self._capped(rec.notes, facts, "response metadata")
+                    rec.response_metadata = facts.metadata if facts.whole else \
+                        self._capped(rec.notes, facts, "response metadata")
             else:  # trailers, or a trailers-only response (a single HEADERS with END_STREAM)
                 set_status(rec, facts.status)  # from every field: grpc-status may come last
                 if not self._lean:
-                    rec.trailers = self._capped(rec.notes, facts, "trailers")
+                    rec.trailers = facts.metadata if facts.whole else self._capped(rec.notes, facts, "trailers")
             if facts.http_note is not None:
                 rec.notes.append(facts.http_note)
         call.answered = True
@@ -117,6 +129,7 @@ class CallBook:
 
     @staticmethod
     def _capped(notes: list[str], facts: HeaderFacts, what: str) -> Metadata:
+        """The metadata cut to size (its callers take a whole list, nearly every one, as it is)."""
         if facts.whole:
             return facts.metadata
         kept, note = cap_metadata(facts.metadata, what, facts.size)

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 # The frame types whose payload the tap reads.
 READ_TYPES: Final = frozenset({h2.DATA, h2.HEADERS, h2.RST_STREAM, h2.SETTINGS, 0x5, h2.GOAWAY, h2.CONTINUATION})
-Dispatch = Callable[["Side", "Side", int, int, int, bytes, int, int], None]
-OnData = Callable[["Side", int, int, bytes, int, int], None]  # side, stream, flags, data, start, stop
+Chunk = bytes | memoryview  # a view only of memory that never changes (ConnectionRecorder.feed)
+Dispatch = Callable[["Side", "Side", int, int, int, Chunk, int, int], None]
+OnData = Callable[["Side", int, int, Chunk, int, int], None]  # side, stream, flags, data, start, stop
 OnBlock = Callable[["Side", int, int, bytes], None]  # side, stream, flags, the header block
 Failed = Callable[["Side", int, int], None]
 
@@ -62,11 +63,12 @@ class TapWalker:
         self.stream = 0
         self.left = 0  # its payload bytes still due
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Chunk) -> None:
         end = len(data)
         pos = self._resume(data) if self.held or self.kind >= 0 else 0
         header, side, on_data, on_block, read = _HEADER, self.side, self.on_data, self.on_block, READ_TYPES
         mask, padded, whole = _STREAM_MASK, _PADDED, _WHOLE_BLOCK
+        view = type(data) is not bytes  # once per chunk: a check per block costs 2% of a small call
         while pos + 9 <= end:
             high, low, kind, flags, stream = header(data, pos)
             start = pos + 9
@@ -80,7 +82,8 @@ class TapWalker:
                 elif kind == 0 and not flags & padded:  # DATA
                     on_data(side, stream & mask, flags, data, start, stop)
                 elif kind == 1 and flags & whole == 4:  # HEADERS with END_HEADERS, without padding or priority
-                    on_block(side, stream & mask, flags, data[start:stop])
+                    block = bytes(data[start:stop]) if view else data[start:stop]  # kept: a view's is copied
+                    on_block(side, stream & mask, flags, block)  # type: ignore[arg-type]  # bytes either way
                 elif kind in read:
                     self.dispatch(side, self.other, kind, flags, stream & mask, data, start, stop)
             except Exception:
@@ -88,7 +91,7 @@ class TapWalker:
         if pos < end:
             self._hold(data, pos, end)
 
-    def _hold(self, data: bytes, pos: int, end: int) -> None:
+    def _hold(self, data: Chunk, pos: int, end: int) -> None:
         """The frame at `pos` goes on in the next chunk."""
         if end - pos >= 9 and self._streams(data, pos):
             if end > pos + 9:
@@ -96,7 +99,7 @@ class TapWalker:
         else:
             self.held = bytearray(memoryview(data)[pos:end])
 
-    def _streams(self, header: bytes | bytearray, pos: int) -> bool:
+    def _streams(self, header: Chunk | bytearray, pos: int) -> bool:
         """Whether the frame whose header is at `pos` is handed on in pieces or walked over
         (then its state is set up), rather than held until it is whole."""
         high, low, kind, flags, stream = _HEADER(header, pos)
@@ -105,7 +108,7 @@ class TapWalker:
         self.kind, self.flags, self.stream, self.left = kind, flags, stream & _STREAM_MASK, high << 16 | low
         return True
 
-    def _resume(self, data: bytes) -> int:
+    def _resume(self, data: Chunk) -> int:
         """The frame the last chunk cut, continued from `data`: where the next frame begins."""
         held = self.held
         pos = 0
@@ -122,7 +125,7 @@ class TapWalker:
                 return self._complete(data, pos)
         return self._piece(data, pos, len(data))
 
-    def _piece(self, data: bytes, start: int, stop: int) -> int:
+    def _piece(self, data: Chunk, start: int, stop: int) -> int:
         """The part of a streamed or walked-over frame in `data[start:stop]`: where it ends."""
         take = min(self.left, stop - start)
         self.left -= take
@@ -140,7 +143,7 @@ class TapWalker:
                 self.failed(self.side, _DATA, self.stream)
         return start + take
 
-    def _complete(self, data: bytes, pos: int) -> int:
+    def _complete(self, data: Chunk, pos: int) -> int:
         """The held frame (its header whole) continued from `data[pos:]`."""
         held = self.held
         need = 9 + (held[0] << 16 | held[1] << 8 | held[2]) - len(held)

@@ -23,13 +23,16 @@ from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
 from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.behind import MAX_LAG_S
 from cri_proxy.recorder.loop import PROXY_GONE, Worker
+from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
-from cri_proxy.recorder.spool import READ_SIZE, spill_file
+from cri_proxy.recorder.spool import READ_SIZE, Spool, spill_file
 from tests.helpers.calls import rows
 
 pytestmark = pytest.mark.timeout(30)
 
 PATH = "/runtime.v1.RuntimeService/ContainerStatus"
+HEADERS = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
+           ("content-type", "application/grpc"), ("te", "trailers")]
 
 
 class Proxy:
@@ -50,9 +53,7 @@ class Proxy:
         self.send(link.chunk_head(1, from_client, time.time() - ago, time.monotonic() - ago, len(data)) + data)
 
     def call(self, stream_id: int, answer: bool = True) -> None:
-        headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
-                   ("content-type", "application/grpc"), ("te", "trailers")]
-        request = HeadersFrame(stream_id, data=self.encoder.encode(headers), flags=["END_HEADERS"]).serialize()
+        request = HeadersFrame(stream_id, data=self.encoder.encode(HEADERS), flags=["END_HEADERS"]).serialize()
         request += DataFrame(stream_id, data=b"\x00\x00\x00\x00\x02\x0a\x00", flags=["END_STREAM"]).serialize()
         self.chunk(True, bytes(request))
         if answer:
@@ -182,28 +183,39 @@ def test_the_backlog_is_recorded_when_the_proxy_is_killed_and_the_session_says_s
     assert rows(path, "SELECT reason, calls_lost FROM losses") == [(PROXY_GONE, 0)]
 
 
-def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_and_is_recorded(
-        tmp_path: pathlib.Path) -> None:
-    """12 MB of calls sent while the recorder cannot keep up: past MEMORY_BYTES they wait in
-    the spill file (nameless: the directory holds only the database), and every call is
-    recorded whole once the proxy is gone."""
+def _unread_link(tmp_path: pathlib.Path) -> tuple[pathlib.Path, socket.socket, socket.socket, Recorder, Proxy]:
+    """A link whose proxy end can hold as much as the proxy's does, one connection open, and
+    the recorder of a Worker that does not run yet."""
     path = tmp_path / "calls.db"
     ours, theirs = socket.socketpair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
     recorder = make_recorder(RecordConfig(db=path), SessionInfo(), thread=False)
     proxy = Proxy(ours)
     proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
+    return path, ours, theirs, recorder, proxy
+
+
+def _request_frames(proxy: Proxy, stream_id: int, body: bytes) -> bytes:
+    """A request's HEADERS and its body in DATA frames of 16 KB, the last with END_STREAM."""
+    frames = HeadersFrame(stream_id, data=proxy.encoder.encode(HEADERS), flags=["END_HEADERS"]).serialize()
+    for at in range(0, len(body), 16384):
+        end = ["END_STREAM"] if at + 16384 >= len(body) else []
+        frames += DataFrame(stream_id, data=body[at:at + 16384], flags=end).serialize()
+    return bytes(frames)
+
+
+def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_and_is_recorded(
+        tmp_path: pathlib.Path) -> None:
+    """12 MB of calls sent while the recorder cannot keep up: past MEMORY_BYTES they wait in
+    the spill file (nameless: the directory holds only the database), and every call is
+    recorded whole once the proxy is gone."""
+    path, ours, theirs, recorder, proxy = _unread_link(tmp_path)
     message = b"\x0a\xa0\x8d\x06" + b"c" * 100_000  # container_id: 100,000 bytes
     body = b"\x00" + len(message).to_bytes(4, "big") + message
-    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
-               ("content-type", "application/grpc"), ("te", "trailers")]
 
     def send() -> None:
         for stream_id in range(1, 240, 2):
-            frames = HeadersFrame(stream_id, data=proxy.encoder.encode(headers), flags=["END_HEADERS"]).serialize()
-            for at in range(0, len(body), 16384):
-                end = ["END_STREAM"] if at + 16384 >= len(body) else []
-                frames += DataFrame(stream_id, data=body[at:at + 16384], flags=end).serialize()
+            frames = _request_frames(proxy, stream_id, body)
             proxy.chunk(True, bytes(frames))
             proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
         ours.close()  # as a proxy killed with -9
@@ -227,3 +239,35 @@ def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_an
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in tmp_path.glob("calls.db*"))
     assert rows(path, "SELECT count(*), sum(outcome = 'completed') FROM calls") == [(120, 120)]
     assert rows(path, "SELECT calls_recorded, calls_lost FROM sessions") == [(120, 0)]
+
+
+def test_large_chunks_handed_as_views_of_the_backlog_record_every_body_byte_for_byte(
+        tmp_path: pathlib.Path) -> None:
+    """Chunks larger than VIEW_BYTES reach the tap as views of the spool's blocks (in memory and
+    read back from the spill file), not copies: bodies that differ call to call, cut by DATA
+    frames and by the relay's chunks (so the tap keeps views of earlier blocks while later ones
+    are read), are stored exactly as sent."""
+    path, ours, theirs, recorder, proxy = _unread_link(tmp_path)
+    messages = [b"\x0a\xa0\x8d\x06" + bytes([i]) * 50_000 + bytes(range(256)) * 195 + bytes([i]) * 80
+                for i in range(40)]  # container_id: 100,000 bytes, a different one each call
+
+    def send() -> None:
+        for i, message in enumerate(messages):
+            stream_id = 2 * i + 1
+            body = b"\x00" + len(message).to_bytes(4, "big") + message
+            frames = _request_frames(proxy, stream_id, body)
+            cut = 9_001 + 997 * i  # the relay's reads cut frames anywhere
+            proxy.chunk(True, bytes(frames[:cut]))
+            proxy.chunk(True, bytes(frames[cut:]))
+            proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
+        ours.close()
+
+    worker = Worker(theirs, recorder)
+    worker.spool = Spool(spill_file(str(tmp_path)), memory=READ_SIZE)  # most of it by way of the file
+    sender = threading.Thread(target=send)
+    sender.start()
+    worker.run()
+    sender.join()
+    theirs.close()
+    stored = rows(path, "SELECT data FROM call_messages WHERE direction = 'request' ORDER BY call_id")
+    assert [data for (data,) in stored] == messages
