@@ -9,14 +9,18 @@ It starts the C++ backend, `DIR/.venv/bin/python -m cri_proxy run --metrics-list
 DIR (default: this checkout) with PYTHONPATH=DIR, and 32 callers for `--seconds`; then
 prints the calls made, the recorder process's context switches (all its threads, voluntary
 and not: how often it was woken), and the CPU each process spent per call (utime + stime
-over the load's window). CPU time moves with the machine's load; the context switches and
-the ratio of the two builds' figures in alternating runs move less.
+over the load's window), then scrapes `/metrics` until `cri_proxy_calls_total` holds every
+call the load generator made and stops moving (or 30 s pass): the calls counted, the seconds
+after the load ended that it stopped, and `cri_proxy_recorder_calls_lost_total`. CPU time
+moves with the machine's load; the context switches and the ratio of the two builds' figures
+in alternating runs move less.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +58,38 @@ def process_stats(pid: int) -> tuple[int, float]:
     return switches, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def scrape(path: Path) -> dict[str, float]:
+    """The sums of each metric family's samples, from one GET /metrics over a unix socket."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")
+        data = b"".join(iter(lambda: sock.recv(1 << 16), b""))
+    sums: dict[str, float] = {}
+    for line in data.split(b"\r\n\r\n", 1)[-1].decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split("{", 1)[0].split(" ", 1)[0], line.rsplit(" ", 1)[1]
+            sums[name] = sums.get(name, 0.0) + float(value)
+    return sums
+
+
+def counted(path: Path, calls: int, ended: float) -> tuple[int, float, int]:
+    """(calls the metrics counted once the count stopped moving, seconds after `ended` it
+    stopped, calls lost). The count may exceed `calls`: the load generator counts the calls
+    of its window, and its callers' first and last calls fall outside it."""
+    deadline = time.monotonic() + 30
+    last, since = -1, time.monotonic()
+    while True:
+        sums = scrape(path)
+        seen = int(sums.get("cri_proxy_calls_total", 0))
+        now = time.monotonic()
+        if seen != last:
+            last, since = seen, now
+        elif (seen >= calls and now - since >= 0.5) or now > deadline:
+            return seen, since - ended, int(sums.get("cri_proxy_recorder_calls_lost_total", 0))
+        time.sleep(0.02)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     tree = args.tree.resolve()
@@ -85,12 +121,15 @@ def main(argv: list[str]) -> int:
         time.sleep(max(0.0, start - time.time()))
         rec0, relay0 = process_stats(recorder), process_stats(proxy.pid)
         load.wait()
+        ended = time.monotonic()
         rec1, relay1 = process_stats(recorder), process_stats(proxy.pid)
-    calls = int((tmp / "loadgen.log").read_text().splitlines()[-1].split()[0])
+        calls = int((tmp / "loadgen.log").read_text().splitlines()[-1].split()[0])
+        seen, after, lost = counted(tmp / "metrics.sock", calls, ended)
     switches = rec1[0] - rec0[0]
     print(f"{tree.name} {args.method}: {calls} calls; recorder process: {switches} context switches "
           f"({switches / args.seconds:.0f}/s), {1e6 * (rec1[1] - rec0[1]) / max(1, calls):.1f} us CPU per call; "
-          f"relay: {1e6 * (relay1[1] - relay0[1]) / max(1, calls):.1f} us CPU per call")
+          f"relay: {1e6 * (relay1[1] - relay0[1]) / max(1, calls):.1f} us CPU per call; "
+          f"metrics counted {seen} calls {after:.2f} s after the load ended, {lost} lost")
     return 0
 
 
