@@ -71,6 +71,10 @@ class LeanConnection(LeanWalks):
     def server_bytes(self, data: bytes, boundary: bool = True) -> None:
         self._feed(False, data if type(data) is bytes else bytes(data))
 
+    def feed(self, from_client: bool, data: bytes | memoryview) -> None:
+        """A large chunk as a view of the spool's (recorder.loop): the lean walks read bytes."""
+        self._feed(from_client, bytes(data))
+
     def _feed(self, from_client: bool, data: bytes) -> None:
         self._now = self.tap.timer()
         if not (self.quick and not self.tap.skimming) and not self._ready():
