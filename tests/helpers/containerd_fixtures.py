@@ -36,6 +36,7 @@ from google.protobuf.message import Message
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
+from cri_proxy.store.varints import read_uvarint
 from tests.helpers import containerd_harness as harness
 
 HEX_ID = re.compile(r"[0-9a-f]{64}")
@@ -333,28 +334,17 @@ def proto_strings(raw: bytes) -> list[bytes]:
     found: list[bytes] = []
     pos = 0
     while pos < len(raw):
-        key, pos = _varint(raw, pos)
+        key, pos = read_uvarint(raw, pos)
         wire_type = key & 7
         if wire_type == 2:
-            length, pos = _varint(raw, pos)
+            length, pos = read_uvarint(raw, pos)
             found.append(raw[pos:pos + length])
             pos += length
         elif wire_type == 0:
-            _, pos = _varint(raw, pos)
+            _, pos = read_uvarint(raw, pos)
         else:
             raise ValueError(f"unexpected wire type {wire_type}")
     return found
-
-
-def _varint(raw: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = raw[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, pos
 
 
 def pod_config(pb: ModuleType, containerd: harness.Containerd, name: str, pair: str,
