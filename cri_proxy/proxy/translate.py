@@ -1,36 +1,25 @@
 """CRI v1 <-> v1alpha2 translation in the relay, by rewriting request headers.
 
 For every RPC both versions share, the messages are the same bytes in either version, so
-translating a call is giving it a new `:path`. A translating connection stays a relay:
-the upstream's frames reach the client untouched; of the client's frames, DATA and the rest
-pass as they are, and each request header block is decoded with the client's HPACK context
-and encoded again with the proxy's own encoder (cri_proxy.h2.hpack_encoder) towards the
-runtime, the path rewritten. Once one block is rewritten the two ends' tables differ, so
-every later block of the connection is re-encoded too.
-
-With --faults, a connection that needs no translation goes through here too (the identity
-path, cri_proxy.proxy.reading): its blocks go on as the client sent them, read only for the
-rules, until the proxy takes a call out of the stream; from there it is re-encoded too.
+translating a call is giving it a new `:path`. A translating connection stays a relay: the
+upstream's frames reach the client untouched; of the client's, each request header block is
+decoded with the client's HPACK context and encoded again towards the runtime with the
+proxy's own encoder (cri_proxy.h2.hpack_encoder), the path rewritten, and every later block
+of the connection is re-encoded too (the two ends' tables differ from then on). With --faults
+a connection that needs no translation comes here too (cri_proxy.proxy.reading): its blocks
+go on as sent, read only for the rules, until the proxy takes a call out of the stream.
 A block re-encoded leaving both tables as they were is kept with what it became
-(`rewritten`, one cache, emptied whenever a table, a limit or the rules change): sent again
-as it became, its call decided again, or, when there is nothing to decide, swapped in by the
-request relay itself (cri_proxy.proxy.requests).
+(`rewritten`, emptied whenever a table, a limit or the rules change): sent again as it
+became, its call decided again, or, with nothing to decide, swapped in by the request relay
+itself (cri_proxy.proxy.requests).
 
-Some calls the proxy answers itself, never forwarding them (cri_proxy.proxy.answering).
-A v1 request that can carry a v1-only or retyped field (the few types of
-cri_proxy.proxy.v1only) is checked as the bridge checks it (cri_proxy.proxy.bodycheck,
-cri_proxy.proxy.heldbody): its DATA is forwarded as it comes except the frame that completes the message, held until the
-check has read it. Flow control stays right without the relay granting any credit of its
-own: the runtime has seen every byte but the held frame (a few KiB at most), which goes on
-at once or, for a refused request, is replaced by RST_STREAM towards the runtime and the
-proxy's answer to the client, with the connection window of the dropped bytes given back.
-What the proxy answered is counted against the client's next connection WINDOW_UPDATE, so
-the runtime is never credited for bytes it did not send.
-
-What only the bridge can do stays there: a connection that may ask for GetContainerEvents
-emulation needs the proxy to run calls of its own (relists), and is routed to the bridge
-(cri_proxy.bridge.options.relay_translation decides). The translation notes of each call
-(the versions, what the proxy answered or saw) reach the tap as the bridge records them.
+Some calls the proxy answers itself (cri_proxy.proxy.answering). A v1 request that can carry
+a v1-only or retyped field (cri_proxy.proxy.v1only) is checked as the bridge checks it
+(bodycheck, heldbody): its DATA goes on as it comes but the frame that completes the message,
+held until checked; flow control needs no credit of the relay's own (the held frame goes on,
+or becomes RST_STREAM and the proxy's answer, its window given back; an answer is counted
+against the client's next WINDOW_UPDATE). A connection that may ask for GetContainerEvents
+emulation goes to the bridge (cri_proxy.bridge.options.relay_translation decides).
 """
 
 from __future__ import annotations
