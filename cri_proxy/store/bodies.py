@@ -92,16 +92,16 @@ _readers_lock = threading.Lock()
 
 def _parsed(base: bytes) -> tuple[Keyframe, zstandard.ZstdDecompressor]:
     """The keyframe parsed for stats deltas and its decompressor, kept for the next deltas
-    of the same keyframe (found by its bytes: a reader's row gives new bytes objects)."""
-    with _readers_lock:  # readers on several threads (one per aiosqlite connection) share it
-        found = _readers.get(base)
-        if found is None:
-            found = _readers[base] = (Keyframe(base), _decompressor(base))
-            while len(_readers) > _PARSED:
-                _readers.popitem(last=False)
-        else:
-            _readers.move_to_end(base)
-        return found
+    of the same keyframe (found by its bytes: a reader's row gives new bytes objects).
+    Called with _readers_lock held."""
+    found = _readers.get(base)
+    if found is None:
+        found = _readers[base] = (Keyframe(base), _decompressor(base))
+        while len(_readers) > _PARSED:
+            _readers.popitem(last=False)
+    else:
+        _readers.move_to_end(base)
+    return found
 
 
 def _stats_body(delta: bytes, frame: Keyframe, decompressor: zstandard.ZstdDecompressor) -> bytes:
@@ -120,7 +120,10 @@ def undelta(delta: bytes, base: bytes) -> bytes:
     they do not belong together (the frame's checksum or the body's CRC says so) or the
     delta is damaged."""
     if delta[:1] == bytes([STATS_MARKER]):
-        return _stats_body(delta, *_parsed(base))
+        # Readers on several threads (one per aiosqlite connection) share the parsed keyframes,
+        # and a zstd decompression context is not for concurrent use: the whole read is locked.
+        with _readers_lock:
+            return _stats_body(delta, *_parsed(base))
     try:
         return zstandard.ZstdDecompressor(dict_data=_dictionary(base)).decompress(delta)
     except zstandard.ZstdError as exc:
