@@ -30,7 +30,7 @@ class TranslationPolicy:
     faults: FaultBook | None = None  # --faults: a CRI connection some rule could take is read, translated or not
     pod_facts: FactTable = field(default_factory=FactTable)  # what fault rules on pods know of ids
     unread: faultwire.Unread | None = field(init=False, default=None)  # connections no rule can take
-    caches: faultwire.RuleCaches | None = field(init=False, default=None)  # translators' `passing` blocks
+    caches: faultwire.RuleCaches | None = field(init=False, default=None)  # translators' cached blocks
 
     def __post_init__(self) -> None:
         hpack_decoder.warm()  # made once at start: the first translated call does not wait for it

@@ -3,14 +3,14 @@ fault rules, its blocks going on as the client sent them.
 
 With --faults, a connection that needs no translation is still read: each request block is
 decoded with the client's context only to learn the call for the rules, and the runtime's
-table keeps following the client's. A block that decoded without moving the client's table
-to a call no rule can take (or read) is kept as such (`passing`) until the table or the rules
-change, and the request relay then passes it with the chunk, unread. The first block the
-runtime will not see as the client sent it (an answer, a hang, a close or a dropped trailer;
-a delay holds only DATA, so it does not count) switches the connection to re-encoding: the
-encoder's first block empties the runtime's table (a size update to 0, then back), and the
-two tables are in step again from there.
-"""
+table keeps following the client's. A block that decoded without moving the client's table is
+kept in the translator's one cache (`rewritten`, as itself) with its call, or None when no rule
+can take (or read) the call: the request relay then passes it with the chunk, unread. The
+cache is emptied in one place (`Translator._forget`) whenever the table, its limit or the
+rules change. The first block the runtime will not see as the client sent it (an answer, a
+hang, a close or a dropped trailer; a delay holds only DATA, so it does not count) switches the
+connection to re-encoding: the encoder's first block empties the runtime's table (a size update
+to 0, then back), and the two tables are in step again from there."""
 
 from __future__ import annotations
 
@@ -36,28 +36,32 @@ class Reading(Answering):
     rewriting: bool
     last_stream: int
     checking: dict[int, bodycheck.Pending]
-    known: dict[bytes, CallPath]  # what a block passed as it is was made of, while the table is as it was
-    known_at: int  # the decoder's generation `known` holds for
-    passing: set[bytes]
+    rewritten: dict[bytes, tuple[bytes, CallPath | None]]  # here each block as itself (Translator)
+    swapping: bool
+
+    def _forget(self) -> None: ...
 
     def _read(self, stream_id: int, end_stream: bool, fragment: bytes) -> bool:
         """A block on a connection whose requests still reach the runtime as the client sent
         them: decoded only for the fault rules, and passed on unless a rule takes its call."""
         decoder, faults = self.decoder, self.faults
-        call = self.known.get(fragment) if decoder.generation == self.known_at and not decoder.must_resize else None
-        steady = call is not None  # decoding this block leaves the client's table as it was
-        if call is None:
+        made = self.rewritten.get(fragment) if stream_id > self.last_stream else None
+        if made is not None:  # decoding it would leave the client's table as it is
+            call = made[1]
+            steady = True
+            if call is None:  # nothing to decide: as the request relay passes it alone
+                self.last_stream = stream_id
+                self.conn.open_streams.add(stream_id)
+                return True
+        else:
             generation = decoder.generation
             call = parse_path(path_of(decoder.decode(fragment)))  # HPACKDecodingError: the caller fails the connection
             steady = decoder.generation == generation
             if not steady:
-                self.passing.clear()  # decoded against the table as it was: not as it is now
-            elif stream_id > self.last_stream:
-                if self.known_at != generation:  # what was made of blocks before holds no longer
-                    self.known.clear()
-                    self.known_at = generation
-                if len(self.known) < 64:
-                    self.known[fragment] = call
+                if self.rewritten:
+                    self._forget()  # decoded against the table as it was: not as it is now
+            elif stream_id > self.last_stream and len(self.rewritten) < 64:
+                self.rewritten[fragment] = (fragment, call)
         if stream_id <= self.last_stream:  # trailers of a call already under way
             if stream_id in self.route.hijacked or faults is not None and stream_id in faults.held:
                 self._diverge()  # the runtime never sees this block
@@ -90,11 +94,12 @@ class Reading(Answering):
         self._send(stream_id, fragment, False)  # the same block, its END_STREAM given with the held DATA
         return False
 
-    def _pass(self, stream_id: int, passing: bytes | None = None) -> bool:
-        """The block goes on as it is; `passing`, when given, will again with nothing to decide."""
+    def _pass(self, stream_id: int, alone: bytes | None = None) -> bool:
+        """The block goes on as it is; `alone`, when given, will again with nothing to decide."""
         self.conn.open_streams.add(stream_id)
-        if passing is not None and len(passing) <= 1024 and len(self.passing) < 64:
-            self.passing.add(passing)
+        if alone is not None and len(alone) <= 1024 and alone in self.rewritten:
+            self.rewritten[alone] = (alone, None)
+            self.swapping = True
         return True
 
     def _diverge(self) -> None:
@@ -104,7 +109,7 @@ class Reading(Answering):
         if self.rewriting:
             return
         self.rewriting = True
-        self.passing.clear()
+        self._forget()  # what was kept stands for the blocks as sent, not as re-encoded
         log.debug("conn %d: a request was taken out of the stream: its request headers are re-encoded "
                   "from here on", self.conn.id)
         self.encoder.empty_peer()

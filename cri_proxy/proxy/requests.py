@@ -13,10 +13,10 @@ WINDOW_UPDATE frame that passes. What is taken out of the run:
   given back to the client.
 A chunk of nothing but DATA, WINDOW_UPDATE, SETTINGS, PING and header blocks the translator
 settled before with nothing to decide goes on as on the plain relay, the translator not asked
-(`_passes`): on a connection read only for fault rules, blocks it let pass (its `passing`:
-same bytes, same client table, same rules), the chunk whole; on a rewriting one, blocks it
-re-encoded leaving both tables as they were (its `rewritten`: same bytes, same tables and
-limits, same rules), each swapped for the bytes it became, in a frame of its own.
+(`_passes`), as its one cache (`rewritten`: same bytes, same tables and limits, same rules)
+says: on a connection read only for fault rules, blocks it let pass, the chunk whole; on a
+rewriting one, blocks it re-encoded leaving both tables as they were, each swapped for the
+bytes it became, in a frame of its own.
 Everything bound for the runtime from one chunk leaves in one write (the route's `batch`),
 in order. The tap sees the client's bytes as the client sent them, since its HPACK decoder
 follows the client's encoder. The framing rules routing enforces (cri_proxy.proxy.headerblock)
@@ -73,8 +73,7 @@ class RequestRelay:
     def from_client(self, data: bytes) -> None:
         conn, route, translator = self.conn, self.route, self.translator
         boundary = self.at_boundary
-        if (translator.swapping if translator.rewriting else translator.passing) and self.mode == PASS \
-                and not self.head and self._passes(data):
+        if translator.swapping and self.mode == PASS and not self.head and self._passes(data):
             if conn.tap is not None:
                 conn.feed_tap(True, data, boundary)
                 translator.show_tap()  # notes of a delayed call released since
@@ -109,8 +108,7 @@ class RequestRelay:
         pos = self.skip
         if pos >= end:
             return False  # within one frame's payload: _feed's first test
-        rewritten = translator.rewritten if translator.rewriting else None
-        passing, hijacked = translator.passing, self.route.hijacked
+        rewritten, swap, hijacked = translator.rewritten, translator.rewriting, self.route.hijacked
         last = translator.last_stream
         opened: list[int] = []
         parts: list[bytes] = []  # the chunk's bytes up to `keep`, once a block was swapped
@@ -127,13 +125,10 @@ class RequestRelay:
                 sid &= STREAM_MASK
                 if sid <= last:
                     return False
-                if rewritten is None:
-                    if data[pos + 9:nxt] not in passing:
-                        return False
-                else:
-                    block, call = rewritten.get(data[pos + 9:nxt], _UNKNOWN)
-                    if call is not None:  # not kept, or kept with its call to decide
-                        return False
+                block, call = rewritten.get(data[pos + 9:nxt], _UNKNOWN)
+                if call is not None:  # not kept, or kept with its call to decide
+                    return False
+                if swap:  # (on the identity path each block is kept as itself)
                     if keep < pos:
                         parts.append(data[keep:pos])
                     size = len(block)  # the frame the translator would send (Translator._send)

@@ -56,10 +56,10 @@ class RequestTranslator(Protocol):
     checking: dict[int, Any]  # streams whose completing DATA frame is held for a body check
     owed: int  # DATA bytes the proxy answered with, kept from the runtime's next credit
     held: dict[int, Any]  # streams whose DATA a fault rule's delay holds (proxy.faultwire)
-    passing: set[bytes]  # header blocks that go on as they are with nothing to decide
     rewriting: bool  # every block is re-encoded towards the runtime
-    # blocks rewritten leaving both tables as they were: what each became, and its call (None
-    # when there is nothing to decide: the request relay swaps those in itself)
+    # blocks rewritten leaving both tables as they were: what each became (when not rewriting,
+    # itself), and its call (None when there is nothing to decide: the request relay swaps or
+    # passes those itself)
     rewritten: dict[bytes, tuple[bytes, Any]]
     swapping: bool  # some of `rewritten` have nothing to decide
     last_stream: int  # the highest stream a request block opened

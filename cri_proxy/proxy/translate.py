@@ -101,13 +101,7 @@ class Translator(Reading):
         # (`_forget`). `swapping`: some of them the relay may swap in (else it does not look).
         self.rewritten: dict[bytes, tuple[bytes, CallPath | None]] = {}
         self.swapping = False
-        self.known: dict[bytes, CallPath] = {}  # the same, for blocks passed on as they are (_read)
-        self.known_at = -1
-        # Blocks that go on as the client sent them with nothing to decide: while the client's
-        # table stays as it is and the rules are the same, such a block is a call no rule can
-        # take or read, and the request relay passes a chunk of only these and DATA unwalked by
-        # the translator (cri_proxy.proxy.requests). Emptied when the table or the rules change.
-        self.passing: set[bytes] = set()
+        # On the identity path (cri_proxy.proxy.reading) the same cache keeps each block as itself.
         if policy.caches is not None:
             policy.caches.add(self)
         self.checking: dict[int, bodycheck.Pending] = {}
@@ -226,7 +220,6 @@ class Translator(Reading):
 
     def rules_changed(self) -> None:
         """The fault rules changed (faultwire.RuleCaches): blocks are decided again."""
-        self.passing.clear()
         self._forget()
 
     def send_as_sent(self, stream_id: int, end_stream: bool, fragment: bytes) -> None:
@@ -290,8 +283,7 @@ class Translator(Reading):
     def client_table_allowed(self, size: int) -> None:
         """The client acknowledged the runtime's table size: its encoder obeys from its next block."""
         self.decoder.max_allowed_table_size = size
-        self.passing.clear()  # the client's next block must resize its table: decoded, not passed
-        self._forget()
+        self._forget()  # the client's next block must resize its table: decoded, not looked up
 
     def runtime_table(self, size: int) -> None:
         """The runtime's SETTINGS_HEADER_TABLE_SIZE as it passes: our encoder towards it shrinks

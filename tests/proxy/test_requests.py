@@ -102,11 +102,13 @@ async def book_relay(sock_dir: pathlib.Path) -> AsyncIterator[Served]:
 
 
 def _passing(relay: RelayServer) -> set[bytes]:
+    """The blocks the request relay passes itself, unread (those kept with no call left to decide)."""
     (conn,) = relay.connections
     translator = conn.route.translator  # type: ignore[attr-defined]
     assert translator is not None
-    passing: set[bytes] = translator.passing
-    return passing
+    kept: dict[bytes, tuple[bytes, Any]] = translator.rewritten
+    assert all(block is fragment for fragment, (block, _) in kept.items())  # each kept as itself
+    return {fragment for fragment, (_, call) in kept.items() if call is None}
 
 
 async def test_a_block_sent_again_after_the_table_moved_is_decoded_again(
