@@ -14,17 +14,21 @@ import pathlib
 import grpc
 import pytest
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, SettingsFrame
 
 from cri_proxy.fakeruntime import start_fake_runtime
+from cri_proxy.faults.book import FaultBook
+from cri_proxy.faults.rules import parse_rules
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
+from cri_proxy.proxy.policy import TranslationPolicy
+from cri_proxy.proxy.server import RelayServer
 from cri_proxy.store.readonly import open_readonly
 from tests.helpers.h2upstream import H2Upstream
 from tests.helpers.lifecycle import lifecycle
 from tests.helpers.proxyproc import ProxyProcess
 from tests.helpers.rawh2 import RawClient, Reply, grpc_message, hello, request_headers
-from tests.helpers.translated import VERSION, dribbled
+from tests.helpers.translated import VERSION, dribbled, to_v1alpha2
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -158,6 +162,71 @@ async def test_repeated_blocks_stay_right_when_either_table_moves(relayed: tuple
     expected = [[(n, "/runtime.v1alpha2.RuntimeService/Version" if n == ":path" else v)
                  for n, v in request_headers(path) + extra] for path, extra in blocks]
     assert [r.headers for r in upstream.requests] == expected
+
+
+FS_INFO = "/runtime.v1.ImageService/ImageFsInfo"  # an image call whose message is not checked
+LOWER = 256  # below the 4096 a client's table starts with; room for an ImageFsInfo call's fields
+
+
+def lowered_after_warm_calls(sock: str, with_update: bool) -> list[Reply]:
+    """Three image calls (the last two with the same block) sent before the client acknowledges
+    the runtime socket's SETTINGS_HEADER_TABLE_SIZE of 256, then the acknowledgement and a fourth
+    call in one write: its block opens with the size update RFC 7541 §4.2 then requires (as a
+    compliant encoder's does), or it is the warm block again without it."""
+    encoder, replies = Encoder(), []
+    with RawClient(sock, ack_settings=False) as client:
+        client.send(hello())
+        while not isinstance(frame := client._frame(), SettingsFrame) or "ACK" in frame.flags:
+            assert frame is not None
+        assert frame.settings[SettingsFrame.HEADER_TABLE_SIZE] == LOWER
+        blocks = [client.encode(encoder, request_headers(FS_INFO)) for _ in range(3)]
+        assert blocks[1] == blocks[2]
+        if with_update:
+            client.table_size = LOWER
+            blocks.append(client.encode(encoder, request_headers(FS_INFO)))
+            assert blocks[-1][0] & 0xE0 == 0x20  # a dynamic table size update first
+        else:
+            blocks.append(blocks[2])
+        for i, block in enumerate(blocks):
+            wire = HeadersFrame(2 * i + 1, block, flags=["END_HEADERS"]).serialize() \
+                + DataFrame(2 * i + 1, grpc_message(b"m%d" % i), flags=["END_STREAM"]).serialize()
+            client.send(SettingsFrame(0, flags=["ACK"]).serialize() + wire if i == 3 else wire)
+            replies.append(client.read_reply(2 * i + 1))
+    return replies
+
+
+@pytest.mark.parametrize("with_update", [True, False], ids=["with-the-size-update", "without-it"])
+@pytest.mark.parametrize("mode", ["translated", "identity"])
+async def test_a_block_kept_before_the_client_acknowledged_a_lower_table_size_is_not_reused(
+        sock_dir: pathlib.Path, mode: str, with_update: bool) -> None:
+    # The first call is for the image socket, so the relay moves there and follows the client's
+    # SETTINGS ACKs until it acknowledges the runtime socket's: the client's encoder must then
+    # shrink its table, first thing in its next block. A block kept from before (rewritten, or
+    # passed as it is with fault rules only) stands no more for those bytes: the relay decodes
+    # them again, and refuses them as the runtime would.
+    api = "v1alpha2" if mode == "translated" else "v1"
+    runtime = await H2Upstream(sock_dir / "rt.sock", api=api, table_size=LOWER).start()
+    image = await H2Upstream(sock_dir / "img.sock", api=api).start()
+    policy = TranslationPolicy(to_v1alpha2) if mode == "translated" else TranslationPolicy(
+        lambda path: None, faults=FaultBook(parse_rules([{"name": "no-streams", "match": {
+            "method": "StreamContainers"}, "action": {"error": {"code": "UNAVAILABLE", "message": "x"}}}], "t")))
+    relay = RelayServer(sock_dir / "p.sock", runtime.path, image.path, translation=policy)
+    await relay.start()
+    try:
+        replies = await asyncio.to_thread(lowered_after_warm_calls, str(sock_dir / "p.sock"), with_update)
+    finally:
+        await relay.stop(0)
+        await image.stop()
+        await runtime.stop()
+    assert [r.grpc_status for r in replies[:3]] == ["0"] * 3
+    path = f"/runtime.{api}.ImageService/ImageFsInfo"
+    if with_update:
+        assert replies[3].grpc_status == "0"
+        assert [dict(r.headers)[":path"] for r in image.requests] == [path] * 4
+        assert image.requests[3].table_size <= LOWER
+    else:
+        assert (replies[3].grpc_status, replies[3].goaway) == (None, 9)  # COMPRESSION_ERROR
+        assert [dict(r.headers)[":path"] for r in image.requests] == [path] * 3
 
 
 OTHER_VERSION_RULES = """
