@@ -29,9 +29,9 @@ import grpc
 
 from cri_proxy.bridge.recording import Caller, CallLog
 from cri_proxy.faults.book import CallFacts, Decision, FaultBook
+from cri_proxy.model.protowire import WireError
 from cri_proxy.model.status import status_name
 from cri_proxy.proxy import podfacts
-from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.faultwire import TIMER_SLACK
 from cri_proxy.proxy.peer import process_name
 

@@ -5,8 +5,8 @@ can carry a v1-only field or a retyped one (cri_proxy.proxy.v1only, generated fr
 descriptors): which v1-only fields are set, and which `KeyValue.value` (bytes in v1, string
 in v1alpha2) is not UTF-8. Those are the bridge's findings (cri_proxy.bridge.checks), with
 the same field paths ("config.mounts[0].recursive_read_only", "config.envs[2] ('NAME')"),
-read here by a tiny reader of the wire format (varints, lengths, fixed widths): nothing is
-built but the findings. A malformed message raises `WireError`; the caller forwards it
+read here by a tiny reader of the wire format (varints, read by cri_proxy.model.protowire,
+lengths, fixed widths): nothing is built but the findings. A malformed message raises `WireError`; the caller forwards it
 unchecked, as the bridge does, since judging it is the runtime's business.
 """
 
@@ -16,16 +16,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cri_proxy.model.cri import CallPath
+from cri_proxy.model.protowire import WireError, read_varint
 from cri_proxy.model.status import StatusCode
 from cri_proxy.proxy.v1only import FIELDS, REQUESTS
 
 _MAX_DEPTH = 64  # deeper than any CRI message; bounds the reader's recursion
 MAX_CHECKED: Final = 64 << 20  # a request message larger than this is forwarded unchecked
 IGNORED: Final = "v1-only fields ignored by the v1alpha2 runtime"  # how the note of such a request opens
-
-
-class WireError(Exception):
-    """The bytes are not a protobuf message."""
 
 
 @dataclass(slots=True)
@@ -98,35 +95,20 @@ def inspect(path: str, message: bytes) -> Findings:
     return found
 
 
-def _varint(data: memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise WireError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
-
-
 def fields(data: memoryview) -> list[tuple[int, int, int | memoryview]]:
     """(number, wire type, value) for each field: an int, or the bytes of a length-delimited one."""
     out: list[tuple[int, int, int | memoryview]] = []
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos, end)
         number, wire = key >> 3, key & 7
         if number == 0:
             raise WireError("field number 0")
         value: int | memoryview
         if wire == 0:
-            value, pos = _varint(data, pos)
+            value, pos = read_varint(data, pos, end)
         elif wire == 2:
-            length, pos = _varint(data, pos)
+            length, pos = read_varint(data, pos, end)
             if pos + length > end:
                 raise WireError("truncated length-delimited field")
             value, pos = data[pos:pos + length], pos + length

@@ -25,7 +25,7 @@ from typing import Final, Protocol
 from cri_proxy.faults.book import CallFacts, FaultBook
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.cri import CallPath
-from cri_proxy.proxy.bodycheck import WireError
+from cri_proxy.model.protowire import WireError
 from cri_proxy.proxy.connection import Connection
 from cri_proxy.proxy.faultwire import ConnectionFaults
 from cri_proxy.proxy.podfacts import (

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Final
 
 from cri_proxy.faults.book import CallFacts
-from cri_proxy.proxy.bodycheck import WireError
+from cri_proxy.model.protowire import WireError, read_varint
 from cri_proxy.proxy.podfields import REPLIES, REQUESTS, Tree
 
 Facts = dict[str, str]  # fact name ("pod", "namespace", "container", "image", "sandbox_id", "container_id") -> value
@@ -69,38 +69,24 @@ def _spans(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int]]:
     are passed over by their length, so reading a 100-container ListContainers answer costs a
     walk over a few dozen keys per container."""
     while pos < end:
-        key, pos = _varint(data, pos, end)
+        key, pos = read_varint(data, pos, end)
         wire = key & 7
         if key >> 3 == 0:
             raise WireError("field number 0")
         if wire == 2:
-            length, pos = _varint(data, pos, end)
+            length, pos = read_varint(data, pos, end)
             if pos + length > end:
                 raise WireError("truncated length-delimited field")
             yield key >> 3, pos, pos + length
             pos += length
         elif wire == 0:
-            pos = _varint(data, pos, end)[1]
+            pos = read_varint(data, pos, end)[1]
         elif wire == 1 or wire == 5:
             pos += 8 if wire == 1 else 4
         else:
             raise WireError(f"wire type {wire} (groups are not in CRI)")
     if pos > end:
         raise WireError("truncated fixed-width field")
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    if pos < end and data[pos] < 0x80:  # most keys and lengths are one byte
-        return data[pos], pos + 1
-    value = shift = 0
-    while pos < end and shift < 64:
-        byte = data[pos]
-        value |= (byte & 0x7F) << shift
-        pos += 1
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-    raise WireError("truncated or overlong varint")
 
 
 def request_facts(method: str, message: bytes) -> Facts:

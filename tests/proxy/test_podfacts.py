@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from cri_proxy.model.protowire import WireError
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from cri_proxy.pb.runtime.v1alpha2 import api_pb2 as v1alpha2
 from cri_proxy.proxy import podfacts
-from cri_proxy.proxy.bodycheck import WireError
 from cri_proxy.proxy.podfacts import FactTable
 
 
