@@ -14,11 +14,9 @@ time per message (best of the run, so noisy on a loaded machine: prefer the coun
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import time
 from collections.abc import Callable
 
+from chunk_cost import timed
 from payloads import replies
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
@@ -58,16 +56,7 @@ def main() -> None:
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the timed reads only")
     args = parser.parse_args()
     read = work(args.mode)
-    for _ in range(3):
-        read()
-    if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True, check=False)
-    start = time.thread_time_ns()
-    for _ in range(args.times):
-        read()
-    spent = time.thread_time_ns() - start
-    if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True, check=False)
+    spent = timed(lambda _: read(), [None] * (args.times + 3), args.callgrind)
     print(f"{args.mode}: {spent / args.times / 1000:.2f} us a message ({args.times} messages)")
 
 

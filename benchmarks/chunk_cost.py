@@ -149,18 +149,24 @@ def main() -> None:
     args = parser.parse_args()
     conn = StandIn(args.mode.startswith("metrics"))
     handle, chunk = handler(args.mode, conn)
-    chunks = [chunk(2 * i + 1) for i in range(args.chunks + 3)]
-    for data in chunks[:3]:
-        handle(data)
-    if args.callgrind:
+    spent = timed(handle, [chunk(2 * i + 1) for i in range(args.chunks + 3)], args.callgrind)
+    print(f"{args.mode}: {spent / args.chunks / 1000:.2f} us a chunk ({args.chunks} chunks)")
+
+
+def timed(handle: Callable[[Any], object], items: list[Any], callgrind: bool) -> int:
+    """Thread CPU nanoseconds `handle` took over `items` after the first three (to warm up),
+    under callgrind (`callgrind`) with instrumentation on for those alone."""
+    for item in items[:3]:
+        handle(item)
+    if callgrind:
         subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True, check=False)
     start = time.thread_time_ns()
-    for data in chunks[3:]:
-        handle(data)
+    for item in items[3:]:
+        handle(item)
     spent = time.thread_time_ns() - start
-    if args.callgrind:
+    if callgrind:
         subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True, check=False)
-    print(f"{args.mode}: {spent / args.chunks / 1000:.2f} us a chunk ({args.chunks} chunks)")
+    return spent
 
 
 if __name__ == "__main__":

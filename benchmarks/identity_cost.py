@@ -16,13 +16,10 @@ chunk_cost.py from the newer one).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import subprocess
-import time
 from collections.abc import Callable
 
-from chunk_cost import StandIn, request
+from chunk_cost import StandIn, request, timed
 
 from cri_proxy.faults.book import FaultBook
 from cri_proxy.faults.rules import parse_rules
@@ -52,18 +49,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=100000, help="chunks timed, after three to warm up")
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the timed chunks only")
     args = parser.parse_args()
-    handle = handler(args.mode, StandIn())
-    chunks = [request(2 * i + 1) for i in range(args.chunks + 3)]
-    for data in chunks[:3]:
-        handle(data)
-    if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True, check=False)
-    start = time.thread_time_ns()
-    for data in chunks[3:]:
-        handle(data)
-    spent = time.thread_time_ns() - start
-    if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True, check=False)
+    spent = timed(handler(args.mode, StandIn()), [request(2 * i + 1) for i in range(args.chunks + 3)],
+                  args.callgrind)
     print(f"{args.mode}: {spent / args.chunks / 1000:.2f} us a chunk ({args.chunks} chunks)")
 
 
