@@ -13,11 +13,24 @@ import pytest
 from hpack import Encoder
 from hyperframe.frame import SettingsFrame
 
+from cri_proxy.fakeruntime import start_fake_runtime
 from cri_proxy.h2 import frames as h2
+from cri_proxy.pb.runtime.v1 import api_pb2 as v1
+from cri_proxy.pb.runtime.v1 import api_pb2_grpc as v1_grpc
 from cri_proxy.proxy.server import BridgeRoute, RelayServer
+from tests.helpers.alike import method_of, observe, rpc_path
 from tests.helpers.backend import channel, start_echo, unary
-from tests.helpers.rawh2 import (RawClient, RawUpstream, drain, hello, raw_frame, request_headers,
-                                watch_goaway)
+from tests.helpers.fakeruntime import KUBELET_CHANNEL_OPTIONS, run_pod
+from tests.helpers.proxyproc import ProxyProcess
+from tests.helpers.rawh2 import (
+    RawClient,
+    RawUpstream,
+    drain,
+    hello,
+    raw_frame,
+    request_headers,
+    watch_goaway,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -212,3 +225,48 @@ async def test_a_lowered_table_size_must_be_followed_by_a_size_update(sock_dir: 
         await relay.stop(0)
         upstream.close()
         await image_server.stop(0)
+
+
+async def test_cli_sends_image_calls_to_the_image_endpoint(sock_dir: pathlib.Path) -> None:
+    runtime = await start_fake_runtime(f"unix://{sock_dir}/rt.sock", "both")
+    images = await start_fake_runtime(f"unix://{sock_dir}/img.sock", "both")
+    proxy = ProxyProcess(sock_dir / "p.sock", sock_dir / "rt.sock", "--image-endpoint", f"unix://{sock_dir}/img.sock")
+    await asyncio.to_thread(proxy.start)
+    listen = f"unix://{sock_dir}/p.sock"
+    # One connection per service, as the kubelet dials them; plus the direct ones. grpc-core
+    # would otherwise share one connection between channels to the same address.
+    options = [*KUBELET_CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+    channels = {name: grpc.aio.insecure_channel(address, options=options) for name, address in [
+        ("runtime-svc", listen), ("image-svc", listen), ("runtime", runtime.address), ("images", images.address)]}
+    try:
+        pull = method_of("v1", "PullImage")
+        ref = v1.PullImageRequest(image=v1.ImageSpec(image="quay.io/cri-proxy/only-on-image-runtime:2"))
+        pulled = await observe(channels["image-svc"], rpc_path(pull), ref.SerializeToString())
+        assert pulled.code == grpc.StatusCode.OK, pulled.details
+        image_id = v1.PullImageResponse.FromString(pulled.messages[0]).image_ref
+        assert images.state.images.find(image_id) and not runtime.state.images.find(image_id)
+
+        for method in (method_of("v1", "ListImages"), method_of("v1alpha2", "ListImages")):
+            on_images = await observe(channels["images"], rpc_path(method), b"")
+            assert image_id.encode() in on_images.messages[0]
+            assert image_id.encode() not in (await observe(channels["runtime"], rpc_path(method), b"")).messages[0]
+            assert await observe(channels["image-svc"], rpc_path(method), b"") == on_images
+
+        rt = v1_grpc.RuntimeServiceStub(channels["runtime-svc"])
+        pod = await run_pod(rt)
+        assert pod in runtime.state.pods and not images.state.pods
+        for method in (method_of("v1", "ListPodSandbox"), method_of("v1", "Version")):
+            direct = await observe(channels["runtime"], rpc_path(method), b"")
+            assert await observe(channels["runtime-svc"], rpc_path(method), b"") == direct
+        # A connection carries one service (split.py): an image call on the runtime
+        # connection is refused by the proxy, saying why, rather than sent to the wrong runtime.
+        status = v1.ImageStatusRequest(image=v1.ImageSpec(image=image_id)).SerializeToString()
+        refused = await observe(channels["runtime-svc"], rpc_path(method_of("v1", "ImageStatus")), status)
+        assert refused.code == grpc.StatusCode.UNIMPLEMENTED and "separate connection" in (refused.details or "")
+    finally:
+        for ch in channels.values():
+            await ch.close(None)
+        code = await asyncio.to_thread(proxy.stop)
+        await runtime.stop(None)
+        await images.stop(None)
+    assert code == 0, proxy.log()
