@@ -141,6 +141,28 @@ async def test_a_rule_loaded_at_run_time_takes_the_next_call_of_a_passing_block(
     assert [dict(r.headers)[":path"] for r in upstream.requests] == [VERSION] * 6  # the taken two never went on
 
 
+async def test_a_block_passed_as_sent_before_the_proxy_took_a_call_is_re_encoded_after(
+        book_relay: Served) -> None:
+    # The rule's second PullImage call is taken, its block naming the client's table without
+    # moving it: the runtime's table stops following the client's there, so a Version block that
+    # passed as it was sent before is re-encoded from then on, like every other block.
+    _, relay, upstream, calls = book_relay
+    sent = [await asyncio.to_thread(calls.call, PULL)]  # the rule's first match: not due
+    sent += [await asyncio.to_thread(calls.call, VERSION) for _ in range(2)]
+    warm = sent[-1][1]
+    assert warm in _passing(relay)
+    assert (await asyncio.to_thread(calls.call, PULL))[0] == "14"  # the block names the table's entry
+    sent += [await asyncio.to_thread(calls.call, None, warm) for _ in range(2)]
+    sent.append(await asyncio.to_thread(calls.call, VERSION, b"", (("x-new", "value", True),)))
+    sent += [await asyncio.to_thread(calls.call, None, warm) for _ in range(2)]
+    assert [s[0] for s in sent] == ["0"] * 8
+    assert [r.block for r in upstream.requests[:3]] == [s[1] for s in sent[:3]]  # as sent, until the answer
+    assert warm not in {r.block for r in upstream.requests[3:]}  # re-encoded from there
+    mirror = Decoder()
+    meant = [[(k.decode(), v.decode()) for k, v in mirror.decode(s[1], raw=True)] for s in sent]
+    assert [r.headers for r in upstream.requests] == meant
+
+
 # Translated connections: blocks rewritten once, then swapped in place ---------------------
 @pytest.fixture
 def resize() -> tuple[int, int] | None:
