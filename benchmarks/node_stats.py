@@ -17,7 +17,9 @@ not drawn afresh each time:
   every 10 s (give or take 20 ms), every snapshot within about 0.1 ms of the one before,
   and rarely changes; swap is off (0), as the kubelet requires by default;
 - the order: containerd lists its containers and pods from a Go map, so each reply gives
-  them in another order (the map's order from a random place: a rotation);
+  them in another order (the map's order from a random place: a rotation), and it reads
+  the containers in another walk of it than the one it lists them in (the pods in the
+  order it lists them);
 - ListPodSandboxStats: each pod's own cgroup (cpu, the memory figures, the process count),
   its network counters without a timestamp, and the stats of each of its containers read
   again, a few ms after the pod's (their `usage_nano_cores` from the read before, whichever
@@ -133,17 +135,14 @@ class NodeFigures:
         return keys[start:] + keys[:start]
 
     def read_containers(self, now: int) -> list[tuple[tuple[int, int], Cgroup]]:
-        """Each container and its figures, read one after the other in the reply's order,
-        from a ms or two after `now`."""
+        """Each container and its figures, read one after the other from a ms or two after
+        `now`, in the reply's order (another walk of the map than the reads')."""
         self._sync_fs(now)
         at = now + self.rng.randrange(1_000_000, 2_000_000)
-        out = []
-        for c in self._rotated(list(self.cgroups)):
+        for c in self._rotated(list(self.cgroups)):  # read in one walk of the map
             at += self.rng.randrange(500_000, 3_000_000)
-            cg = self.cgroups[c]
-            self._read(cg, at)
-            out.append((c, cg))
-        return out
+            self._read(self.cgroups[c], at)
+        return [(c, self.cgroups[c]) for c in self._rotated(list(self.cgroups))]  # listed in another
 
     def read_pods(self, now: int, containers: dict[int, list[tuple[int, int]]]) -> list[PodRead]:
         """Each pod (in the reply's order) with its figures, network counters (rx, tx bytes),

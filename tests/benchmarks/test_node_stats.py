@@ -30,7 +30,8 @@ def test_counters_grow_read_times_follow_each_other_and_idle_memory_mostly_stays
     node = _module("storage").Node(20)
     first, later = (cri.ListContainerStatsResponse.FromString(node.container_stats(s)).stats for s in (0, 10))
     times = [s.cpu.timestamp for s in later]
-    assert times == sorted(times) and len(set(times)) == len(times)  # read one after the other
+    assert len(set(times)) == len(times)  # read one after the other
+    assert sum(b < a for a, b in zip(times, times[1:])) <= 1  # in a rotation of the reply's order
     assert all(s.memory.timestamp == s.cpu.timestamp == s.swap.timestamp for s in later)
     before = {s.attributes.id: s for s in first}
     assert [s.attributes.id for s in later] != list(before)  # the runtime's map: another order each time
