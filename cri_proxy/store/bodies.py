@@ -36,9 +36,10 @@ LEVEL = 3  # level 6 saved 6% more for twice the time; 1 stored 65% more
 STATS_MARKER = 0x02  # written until 2 Dec 2026: only an entry's own fields split
 NESTED_MARKER = 0x03  # nested fields split too (a pod's containers in ListPodSandboxStats)
 _MARKERS = (bytes([STATS_MARKER]), bytes([NESTED_MARKER]))
-# Bodies up to this size may be stats deltas: their Python work grows with the entries
-# (29 M instructions to write and check, 12 M to read, a 107 KB reply of 200 containers: about
-# 5 and 2 ms of CPU on the loaded 2-core dev VM); a 1 MB reply gets the plain delta.
+# Bodies up to this size may be stats deltas: their Python work grows with the entries and
+# the fields split (35 M instructions to write and check, 15 M to read, a 107 KB reply of 200
+# containers; 97 M to write a 142 KB ListPodSandboxStats reply of 80 pods: about 7 and 3 ms,
+# and 15 ms, of CPU on the loaded 2-core dev VM); a 1 MB reply gets the plain delta.
 STATS_MAX_BYTES = 256 << 10
 # A plain delta over 1/RESEMBLES of the body: the body does not resemble its keyframe, and the
 # writer stores it as it is (recorder/packing.py's DELTA_MAX_RATIO), so no stats delta is tried.
