@@ -11,11 +11,23 @@ not drawn afresh each time:
 - memory gauges (`working_set_bytes`, `usage_bytes`, `rss_bytes`) move by pages, often not
   at all between two reads of an idle container; `available_bytes` is the limit less the
   working set (0 without a limit);
-- timestamps: containerd reads the containers one after the other, so each container's
-  cpu, memory and swap share one read time a few tens of microseconds after the previous
-  container's; the writable layer's usage comes from the snapshotter's own sync every
-  10 s, one snapshot after the other, and rarely changes; swap is off (0), as the kubelet
-  requires by default.
+- timestamps: containerd reads the containers one after the other (a call to each one's
+  shim), so each container's cpu, memory and swap share one read time 0.5-3 ms after the
+  previous container's; the writable layer's usage comes from the snapshotter's own sync
+  every 10 s (give or take 20 ms), every snapshot within about 0.1 ms of the one before,
+  and rarely changes; swap is off (0), as the kubelet requires by default;
+- the order: containerd lists its containers and pods from a Go map, so each reply gives
+  them in another order (the map's order from a random place: a rotation), and it reads
+  the containers in another walk of it than the one it lists them in (the pods in the
+  order it lists them);
+- ListPodSandboxStats: each pod's own cgroup (cpu, the memory figures, the process count),
+  its network counters without a timestamp, and the stats of each of its containers read
+  again, a few ms after the pod's (their `usage_nano_cores` from the read before, whichever
+  call made it).
+
+Checked against containerd 1.6.20 (benchmarks/real_stats.py, benchmarks/README.md "Stats
+replies from a real containerd"): the read gaps, the rotation, the layers' sync and the pod
+replies' shape are what it showed; it sends no swap (newer runtimes do; kept here).
 
 `NodeFigures` is that model, seeded, so every run gives the same bytes. storage.py's older
 model (`--stats random`) drew every counter's growth, every gauge's step and every read
@@ -27,9 +39,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TypeVar
 
 SECOND_NS = 1_000_000_000
 PAGE = 4096
+_K = TypeVar("_K")
 SYNC_NS = 10 * SECOND_NS  # containerd's snapshot usage sync (the CRI stats collect period)
 
 
@@ -77,6 +91,7 @@ class NodeFigures:
         self.pods = {p: _workload(self.rng, p) for p in range(pods)}
         self.net = {p: [self.rng.randrange(10**6, 10**10), self.rng.randrange(10**6, 10**10),
                         self.rng.choice([300.0, 3_000.0, 300_000.0])] for p in range(pods)}
+        self.processes = {p: 1 + sum(1 for c in containers if c[0] == p) for p in range(pods)}
         self._synced = -1
 
     def _sync_fs(self, now: int) -> None:
@@ -87,9 +102,10 @@ class NodeFigures:
         if sync == self._synced:
             return
         self._synced = sync
-        rng, at = self.rng, sync
+        rng = self.rng
+        at = sync + rng.randrange(-20_000_000, 20_000_000)  # its ticker's own jitter
         for cg in self.cgroups.values():
-            at += rng.randrange(5_000, 40_000)
+            at += rng.randrange(20_000, 150_000)
             cg.fs_at = at
             if rng.random() < 0.02:  # a container that writes to its own filesystem
                 cg.fs_pages += rng.randrange(1, 8)
@@ -113,30 +129,55 @@ class NodeFigures:
         if rng.random() < 0.01:
             cg.major_faults += 1
 
-    def read_containers(self, now: int) -> list[Cgroup]:
-        """Each container's figures read one after the other, from a ms or two after `now`."""
+    def _rotated(self, keys: list[_K]) -> list[_K]:
+        """The runtime's order for this reply: its Go map's, from a random place."""
+        start = self.rng.randrange(len(keys)) if keys else 0
+        return keys[start:] + keys[:start]
+
+    def read_containers(self, now: int) -> list[tuple[tuple[int, int], Cgroup]]:
+        """Each container and its figures, read one after the other from a ms or two after
+        `now`, in the reply's order (another walk of the map than the reads')."""
         self._sync_fs(now)
         at = now + self.rng.randrange(1_000_000, 2_000_000)
-        out = []
-        for cg in self.cgroups.values():
-            at += self.rng.randrange(20_000, 120_000)
-            self._read(cg, at)
-            out.append(cg)
-        return out
+        for c in self._rotated(list(self.cgroups)):  # read in one walk of the map
+            at += self.rng.randrange(500_000, 3_000_000)
+            self._read(self.cgroups[c], at)
+        return [(c, self.cgroups[c]) for c in self._rotated(list(self.cgroups))]  # listed in another
 
-    def read_pods(self, now: int) -> list[tuple[Cgroup, int, int]]:
-        """Each pod's figures and its network counters (rx, tx bytes), read in turn."""
+    def read_pods(self, now: int, containers: dict[int, list[tuple[int, int]]]) -> list[PodRead]:
+        """Each pod (in the reply's order) with its figures, network counters (rx, tx bytes),
+        process count and its containers read again after it."""
         at = now + self.rng.randrange(1_000_000, 2_000_000)
         out = []
-        for p, cg in self.pods.items():
-            at += self.rng.randrange(30_000, 150_000)
+        for p in self._rotated(list(self.pods)):
+            cg = self.pods[p]
+            at += self.rng.randrange(500_000, 3_000_000)
             dt = at - cg.read_at if cg.read_at else 10 * SECOND_NS
             self._read(cg, at)
             net = self.net[p]
             net[0] += int(net[2] * dt / SECOND_NS * self.rng.uniform(0.5, 1.5))
             net[1] += int(net[2] * dt / SECOND_NS * self.rng.uniform(0.5, 1.5))
-            out.append((cg, net[0], net[1]))
+            if self.rng.random() < 0.02:  # a probe's or an exec's process, come or gone
+                self.processes[p] = max(1, self.processes[p] + self.rng.choice([-1, 1]))
+            read = []
+            for c in containers.get(p, []):
+                at += self.rng.randrange(500_000, 3_000_000)
+                self._read(self.cgroups[c], at)
+                read.append((c, self.cgroups[c]))
+            out.append(PodRead(p, cg, net[0], net[1], self.processes[p], read))
         return out
+
+
+@dataclass(slots=True)
+class PodRead:
+    """One pod's entry of a ListPodSandboxStats reply."""
+
+    pod: int
+    cgroup: Cgroup
+    rx: int
+    tx: int
+    processes: int
+    containers: list[tuple[tuple[int, int], Cgroup]]
 
 
 def available(cg: Cgroup) -> int:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from node_stats import PAGE, NodeFigures, available
+from node_stats import PAGE, Cgroup, NodeFigures, available
 
 from cri_proxy.model.call import Direction, Message, Outcome, RecordedCall
 from cri_proxy.model.options import RecorderOptions
@@ -136,10 +136,9 @@ class Node:
                                        annotations={"io.kubernetes.container.hash": f"{p:08x}",
                                                     "io.kubernetes.container.restartCount": "0"})
 
-    def _node_container_stats(self, second: int, figures: NodeFigures) -> bytes:
-        now = int((T0 + second) * 1e9)
+    def _node_container(self, c: tuple[int, int], cg: Cgroup) -> cri.ContainerStats:
         u64 = cri.UInt64Value
-        stats = [cri.ContainerStats(
+        return cri.ContainerStats(
             attributes=self._attributes(c),
             cpu=cri.CpuUsage(timestamp=cg.read_at, usage_core_nano_seconds=u64(value=cg.cpu_ns),
                              usage_nano_cores=u64(value=cg.nano_cores)),
@@ -154,22 +153,40 @@ class Node:
                 used_bytes=u64(value=PAGE * cg.fs_pages), inodes_used=u64(value=cg.inodes)),
             swap=cri.SwapUsage(timestamp=cg.read_at, swap_available_bytes=u64(value=0),
                                swap_usage_bytes=u64(value=0)))
-            for c, cg in zip(self.containers, figures.read_containers(now), strict=True)]
+
+    def _node_container_stats(self, second: int, figures: NodeFigures) -> bytes:
+        now = int((T0 + second) * 1e9)
+        stats = [self._node_container(c, cg) for c, cg in figures.read_containers(now)]
         return cri.ListContainerStatsResponse(stats=stats).SerializeToString()
 
     def _node_pod_stats(self, second: int, figures: NodeFigures) -> bytes:
+        """As containerd gives it: the pod's cgroup, its network (no timestamp), its process
+        count and its containers' stats."""
         now = int((T0 + second) * 1e9)
         u64 = cri.UInt64Value
-        stats = [cri.PodSandboxStats(
-            attributes=cri.PodSandboxAttributes(id=self.pod_id(p), metadata=cri.PodSandboxMetadata(
-                name=f"app-{p}-7d9f8b6c5-x{p:03d}", uid=_hex(f"uid{p}")[:36], namespace="default"),
-                labels=self._labels(p, "POD")),
-            linux=cri.LinuxPodSandboxStats(
-                cpu=cri.CpuUsage(timestamp=cg.read_at, usage_core_nano_seconds=u64(value=cg.cpu_ns)),
-                memory=cri.MemoryUsage(timestamp=cg.read_at, working_set_bytes=u64(value=PAGE * cg.working_set)),
-                network=cri.NetworkUsage(timestamp=cg.read_at, default_interface=cri.NetworkInterfaceUsage(
-                    name="eth0", rx_bytes=u64(value=rx), tx_bytes=u64(value=tx)))))
-            for p, (cg, rx, tx) in enumerate(figures.read_pods(now))]
+        by_pod: dict[int, list[tuple[int, int]]] = {}
+        for c in self.containers:
+            by_pod.setdefault(c[0], []).append(c)
+        stats = []
+        for read in figures.read_pods(now, by_pod):
+            p, cg = read.pod, read.cgroup
+            stats.append(cri.PodSandboxStats(
+                attributes=cri.PodSandboxAttributes(id=self.pod_id(p), metadata=cri.PodSandboxMetadata(
+                    name=f"app-{p}-7d9f8b6c5-x{p:03d}", uid=_hex(f"uid{p}")[:36], namespace="default"),
+                    labels=self._labels(p, "POD")),
+                linux=cri.LinuxPodSandboxStats(
+                    cpu=cri.CpuUsage(timestamp=cg.read_at, usage_core_nano_seconds=u64(value=cg.cpu_ns),
+                                     usage_nano_cores=u64(value=cg.nano_cores)),
+                    memory=cri.MemoryUsage(
+                        timestamp=cg.read_at, working_set_bytes=u64(value=PAGE * cg.working_set),
+                        available_bytes=u64(value=available(cg)),
+                        usage_bytes=u64(value=PAGE * (cg.working_set + cg.cache)), rss_bytes=u64(value=PAGE * cg.rss),
+                        page_faults=u64(value=cg.faults), major_page_faults=u64(value=cg.major_faults)),
+                    network=cri.NetworkUsage(default_interface=cri.NetworkInterfaceUsage(
+                        name="eth0", rx_bytes=u64(value=read.rx), rx_errors=u64(value=0), tx_bytes=u64(value=read.tx),
+                        tx_errors=u64(value=0))),
+                    process=cri.ProcessUsage(timestamp=cg.read_at, process_count=u64(value=read.processes)),
+                    containers=[self._node_container(c, ccg) for c, ccg in read.containers])))
         return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString()
 
     def pod_stats(self, second: int) -> bytes:

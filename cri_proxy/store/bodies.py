@@ -11,10 +11,12 @@ ListContainerStats replies (benchmarks/storage.py), zstd with the keyframe as di
 stores 8.8 KB of 108 KB, zlib with a dictionary 19.8 KB, zlib alone 20 KB.
 
 A reply whose entries repeat the keyframe's but for their numbers (a stats reply) is stored
-as a *stats delta* when that is smaller (store/statsdelta.py): STATS_MARKER, the body's
+as a *stats delta* when that is smaller (store/statsdelta.py): a marker byte, the body's
 CRC-32 (little-endian), then a zstd frame as above holding the numbers' residuals and the
-entries that did not align. No zstd frame starts with that byte (they start with the magic
-number 0xFD2FB528, little-endian), so both read from the same column. The writer's encoder
+entries that did not align. No zstd frame starts with a marker (they start with the magic
+number 0xFD2FB528, little-endian), so both read from the same column. NESTED_MARKER (written
+from 2 Dec 2026) may split a field that does not align into its own fields at any depth;
+STATS_MARKER's deltas split only an entry's own fields, and read with the same decoder. The writer's encoder
 rebuilds every stats delta before it is stored and keeps the plain delta when the bytes
 differ; a reader checks the CRC, so a wrong keyframe fails loudly as with a plain delta.
 """
@@ -31,10 +33,13 @@ from cri_proxy.model.errors import StorageError
 from cri_proxy.store.statsdelta import Keyframe
 
 LEVEL = 3  # level 6 saved 6% more for twice the time; 1 stored 65% more
-STATS_MARKER = 0x02
-# Bodies up to this size may be stats deltas: their Python work grows with the entries
-# (29 M instructions to write and check, 12 M to read, a 107 KB reply of 200 containers: about
-# 5 and 2 ms of CPU on the loaded 2-core dev VM); a 1 MB reply gets the plain delta.
+STATS_MARKER = 0x02  # written until 2 Dec 2026: only an entry's own fields split
+NESTED_MARKER = 0x03  # nested fields split too (a pod's containers in ListPodSandboxStats)
+_MARKERS = (bytes([STATS_MARKER]), bytes([NESTED_MARKER]))
+# Bodies up to this size may be stats deltas: their Python work grows with the entries and
+# the fields split (35 M instructions to write and check, 15 M to read, a 107 KB reply of 200
+# containers; 97 M to write a 142 KB ListPodSandboxStats reply of 80 pods: about 7 and 3 ms,
+# and 15 ms, of CPU on the loaded 2-core dev VM); a 1 MB reply gets the plain delta.
 STATS_MAX_BYTES = 256 << 10
 # A plain delta over 1/RESEMBLES of the body: the body does not resemble its keyframe, and the
 # writer stores it as it is (recorder/packing.py's DELTA_MAX_RATIO), so no stats delta is tried.
@@ -68,7 +73,7 @@ class Encoder:
                 self._check = _decompressor(self._base)
             content = self._parsed.encode(data)
             if content is not None and self._check is not None:
-                delta = bytes([STATS_MARKER]) + zlib.crc32(data).to_bytes(4, "little") + self._zstd.compress(content)
+                delta = bytes([NESTED_MARKER]) + zlib.crc32(data).to_bytes(4, "little") + self._zstd.compress(content)
                 try:
                     if len(delta) < len(plain) and _stats_body(delta, self._parsed, self._check) == data:
                         return delta
@@ -107,7 +112,7 @@ def _parsed(base: bytes) -> tuple[Keyframe, zstandard.ZstdDecompressor]:
 def _stats_body(delta: bytes, frame: Keyframe, decompressor: zstandard.ZstdDecompressor) -> bytes:
     try:
         content = decompressor.decompress(delta[5:])
-        body = frame.decode(content)
+        body = frame.decode(content, legacy=delta[0] == STATS_MARKER)
     except (zstandard.ZstdError, ValueError, IndexError) as exc:
         raise StorageError(f"a body stored as a stats delta does not decode with its keyframe: {exc}") from None
     if zlib.crc32(body) != int.from_bytes(delta[1:5], "little"):
@@ -119,7 +124,7 @@ def undelta(delta: bytes, base: bytes) -> bytes:
     """The body's bytes from its delta and its keyframe's bytes; StorageError (one line) when
     they do not belong together (the frame's checksum or the body's CRC says so) or the
     delta is damaged."""
-    if delta[:1] == bytes([STATS_MARKER]):
+    if delta[:1] in _MARKERS:
         # Readers on several threads (one per aiosqlite connection) share the parsed keyframes,
         # and a zstd decompression context is not for concurrent use: the whole read is locked.
         with _readers_lock:

@@ -14,7 +14,9 @@ same KEY_BYTES (the id's tag and most of the id) and is *aligned* with it when i
 layout: then only its numbers are kept (store/statscolumns.py: residuals column by column).
 An entry one of whose varints changed length (a counter past 2^28) is split: its own tag
 and length kept as bytes, each of its fields aligned with the keyframe entry's field at the
-same place or kept as bytes. Any other entry is kept as its bytes. The varints are read and
+same place, or, a message that does not align, split in its turn (a pod's linux field, then
+the container in it whose counter grew), or kept as bytes. Any other entry is kept as its
+bytes. The varints are read and
 written in bulk by the protobuf runtime (store/varints.py), so a 108 KB reply costs a
 Python loop over its 200 entries, not over its 3,000 numbers.
 
@@ -24,18 +26,29 @@ dictionary and checks that it rebuilds the body); `decode` rebuilds the body. Th
 H, packed uint64: the number of entries; per entry, with s = zigzag(keyframe entry index -
 (the previous one's index + 1)): 0 and the length of the entry kept as bytes, 1 + 2s for
 an aligned entry, or 2 + 2s, the length of its tag and length, its number of fields and
-per field 0 and its length (kept as bytes) or 1 (aligned); then one word per residual
-column (statscolumns.columns). R, packed sint64: the residuals, column after column. The
-kept bytes, one piece after another in the order H names them.
+per field 0 and its length (kept as bytes), 1 (aligned) or 2, the length of its tag and
+length, and its own fields as an entry's (split); then one word per residual column
+(statscolumns.merged: a column per field path, whatever the entries' shapes). R, packed
+sint64: the residuals, column after column. The kept bytes, one piece after another in the
+order H names them. A `legacy` content (bodies.STATS_MARKER, written until 2 Dec 2026) has
+no field split in its turn, and a column per varint of each shape (statscolumns.columns).
 """
 
 from __future__ import annotations
 
 from cri_proxy.store import statscolumns
-from cri_proxy.store.templates import Template, aligned, fields, template
+from cri_proxy.store.templates import (
+    PRINTABLE,
+    Field,
+    Template,
+    aligned,
+    fields,
+    template,
+)
 from cri_proxy.store.varints import pack, read_uvarint, unpack, uvarint
 
 KEY_BYTES = 48
+MAX_SPLIT = 6  # nested fields split at most this deep (a stats reply's are 4 deep at most)
 
 
 def _zigzag(n: int) -> int:
@@ -57,18 +70,35 @@ class Keyframe:
         self.index: dict[bytes, int] = {}
         for j, (_, value, _, _) in enumerate(self.entries):
             self.index.setdefault(base[value:value + KEY_BYTES], j)
-        self._parts: dict[int, list[Template]] = {}
+        self._parts: dict[tuple[bool, tuple[int, ...]], tuple[list[Field], list[Template]]] = {}
 
-    def parts(self, j: int) -> list[Template]:
-        """Templates of entry j's own fields (made when first needed): an entry one of whose
-        varints changed length is aligned field by field."""
-        found = self._parts.get(j)
+    def parts(self, path: tuple[int, ...], legacy: bool = False) -> tuple[list[Field], list[Template]]:
+        """The fields of the keyframe's entry path[0] (of its field path[1], and so on) and
+        their templates, made when first needed: an entry one of whose varints changed
+        length is aligned field by field, and a field that does not align, by its fields.
+        A template's shape is told apart by the field numbers down to it, so that the same
+        field of every entry makes one table's rows; `legacy`: as STATS_MARKER's deltas
+        were written (an entry's own fields only, told apart by their place)."""
+        found = self._parts.get((legacy, path))
         if found is None:
-            _, value, after, wire = self.entries[j]
-            inner = fields(self.base, value, after) if wire == 2 else None
-            found = self._parts[j] = [template(self.base[a:b], self._shapes, (i,))
-                                      for i, (a, _, b, _) in enumerate(inner or [])]
+            inner, numbers = self._walk(path) if not legacy or len(path) == 1 else ([], ())
+            found = self._parts[(legacy, path)] = (inner, [
+                template(self.base[a:b], self._shapes,
+                         (i,) if legacy else (*numbers, read_uvarint(self.base, a)[0] >> 3))
+                for i, (a, _, b, _) in enumerate(inner)])
         return found
+
+    def _walk(self, path: tuple[int, ...]) -> tuple[list[Field], tuple[int, ...]]:
+        """The keyframe's fields at `path` and the field numbers down to them."""
+        _, value, after, wire = self.entries[path[0]]
+        inner = fields(self.base, value, after) if wire == 2 else None
+        numbers: tuple[int, ...] = ()
+        for i in path[1:]:
+            if inner is None or i >= len(inner) or inner[i][3] != 2:
+                return [], numbers
+            numbers += (read_uvarint(self.base, inner[i][0])[0] >> 3,)
+            inner = fields(self.base, inner[i][1], inner[i][2])
+        return inner or [], numbers
 
     def encode(self, body: bytes) -> bytes | None:
         """The delta's content, or None when the body is not a message or no entry aligns."""
@@ -87,24 +117,38 @@ class Keyframe:
                 plan.align(j, self.templates[j], stream)
                 continue
             inner = fields(body, value, after) if wire == 2 else None
-            parts = self.parts(j)
-            if not inner or not parts:
+            if not inner or not self.parts((j,))[1]:
                 plan.keep(entry)
                 continue
-            plan.split(j, body[first:value], len(inner))
-            for i, (a, _, b, _) in enumerate(inner):
-                stream = aligned(parts[i], body, a, b) if i < len(parts) else None
-                if stream is None:
-                    plan.head += (0, b - a)
-                    plan.kept.append(body[a:b])
-                else:
+            plan.split(j, body[first:value])
+            self._fields(plan, (j,), body, inner, 0)
+        return plan.content()
+
+    def _fields(self, plan: _Plan, path: tuple[int, ...], body: bytes, inner: list[Field], depth: int) -> None:
+        """Each field of a split entry (or field) aligned with the keyframe's field at the
+        same place, split in its turn when it is a message that does not align, or kept."""
+        base, parts = self.parts(path)
+        plan.head.append(len(inner))
+        for i, (a, v, b, wire) in enumerate(inner):
+            if i < len(parts):
+                stream = aligned(parts[i], body, a, b)
+                if stream is not None:
                     plan.head.append(1)
                     plan.aligned.append(parts[i])
                     plan.streams.append(stream)
-        return plan.content()
+                    continue
+                nested = fields(body, v, b) if wire == 2 == base[i][3] and depth < MAX_SPLIT else None
+                if nested and body[v:b].translate(None, PRINTABLE) and self.parts((*path, i))[1]:
+                    plan.head += (2, v - a)
+                    plan.kept.append(body[a:v])
+                    self._fields(plan, (*path, i), body, nested, depth + 1)
+                    continue
+            plan.head += (0, b - a)
+            plan.kept.append(body[a:b])
 
-    def decode(self, content: bytes) -> bytes:
-        """The body from a delta's content; ValueError or IndexError when it does not fit."""
+    def decode(self, content: bytes, legacy: bool = False) -> bytes:
+        """The body from a delta's content (`legacy`: written as STATS_MARKER's were); ValueError
+        or IndexError when it does not fit."""
         size, i = read_uvarint(content, 0)
         head = unpack(content[i:i + size])
         i += size
@@ -123,13 +167,29 @@ class Keyframe:
                 order.append(self.templates[previous])
                 continue
             order.append(cursor.kept())  # a split entry: its tag and length, then each field
-            parts = self.parts(previous)
-            for n in range(cursor.word()):
-                order.append(parts[n] if cursor.word() else cursor.kept())
+            self._order(cursor, order, (previous,), MAX_SPLIT if legacy else 0, legacy)
         if cursor.at != len(content):
             raise ValueError("a stats delta's sections do not add up")
         aligned = [t for t in order if isinstance(t, Template)]
-        return _rebuild(order, pack(statscolumns.values(aligned, head[cursor.k:], residuals)))
+        numbers = statscolumns.values if legacy else statscolumns.unmerged
+        return _rebuild(order, pack(numbers(aligned, head[cursor.k:], residuals)))
+
+    def _order(self, cursor: _Cursor, order: list[Template | bytes], path: tuple[int, ...], depth: int,
+               legacy: bool) -> None:
+        """A split entry's (or field's) pieces: per field 1 (aligned), 0 and its length (kept),
+        or 2, the length of its tag and length and then its own fields (split)."""
+        parts = self.parts(path, legacy)[1]
+        for n in range(cursor.word()):
+            code = cursor.word()
+            if code == 1:
+                order.append(parts[n])
+            elif code == 0:
+                order.append(cursor.kept())
+            elif code == 2 and depth < MAX_SPLIT:
+                order.append(cursor.kept())
+                self._order(cursor, order, (*path, n), depth + 1, legacy)
+            else:
+                raise ValueError("a stats delta's field code is not one it may hold")
 
 
 class _Cursor:
@@ -171,8 +231,8 @@ class _Plan:
         self.aligned.append(t)
         self.streams.append(stream)
 
-    def split(self, j: int, prefix: bytes, count: int) -> None:
-        self.head += (2 + (_zigzag(j - self.previous - 1) << 1), len(prefix), count)
+    def split(self, j: int, prefix: bytes) -> None:
+        self.head += (2 + (_zigzag(j - self.previous - 1) << 1), len(prefix))
         self.previous = j
         self.kept.append(prefix)
 
@@ -181,7 +241,7 @@ class _Plan:
             return None
         try:
             rows = statscolumns.rows(self.aligned, unpack(b"".join(self.streams)))
-            words, columns = statscolumns.columns(rows)
+            words, columns = statscolumns.merged(rows)
             residuals = pack(columns, signed=True)
         except ValueError:  # a varint over 64 bits, or a residual beyond int64
             return None

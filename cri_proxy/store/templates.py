@@ -19,7 +19,7 @@ from operator import itemgetter
 from cri_proxy.store.varints import read_uvarint, unpack
 
 MAX_DEPTH = 8
-_PRINTABLE = bytes(range(0x20, 0x7F))
+PRINTABLE = bytes(range(0x20, 0x7F))
 _NOTHING = slice(0, 0)  # appended to the itemgetters, so that they always give a tuple
 
 Field = tuple[int, int, int, int]  # (field start, value start, value end, wire type)
@@ -67,7 +67,7 @@ def _numbers(data: bytes, start: int, end: int, depth: int, path: tuple[int, ...
         if wire == 0:
             spans.append((value, after))
             paths.append((*path, number))
-        elif wire == 2 and depth < MAX_DEPTH and after > value and data[value:after].translate(None, _PRINTABLE):
+        elif wire == 2 and depth < MAX_DEPTH and after > value and data[value:after].translate(None, PRINTABLE):
             mark = len(spans)
             if not _numbers(data, value, after, depth + 1, (*path, number), spans, paths):
                 del spans[mark:], paths[mark:]
@@ -81,6 +81,7 @@ class Template:
     count: int  # of its varints
     values: list[int]
     shape: int  # entries of one shape have their varints at the same field paths
+    keys: tuple[tuple[int, ...], ...]  # each varint's field path from the entry (a column's key)
     head: bytes  # the entry's bytes before its first varint (the id, the labels)
     source: bytes  # a regular expression of the rest of an entry of this layout, whose groups are its varints
     size: int  # of the varints' bytes, joined
@@ -111,7 +112,8 @@ def template(entry: bytes, shapes: dict[tuple[object, ...], int], part: tuple[in
         cuts.append(slice(at, at + e - s))
         at += e - s
     return Template(count=len(spans), values=unpack(b"".join(entry[s:e] for s, e in spans)),
-                    shape=shapes.setdefault((part, *paths), len(shapes)), head=between[0], source=layout,
+                    shape=shapes.setdefault((part, *paths), len(shapes)),
+                    keys=tuple((*part, *path) for path in paths), head=between[0], source=layout,
                     size=at, form=b"%b".join(piece.replace(b"%", b"%%") for piece in between) + b"%b%b",
                     cuts=itemgetter(*cuts, _NOTHING, _NOTHING))
 

@@ -19,3 +19,25 @@ def test_columns_come_back_as_the_numbers_they_were() -> None:
     assert words == [1 << 1 | 1, 1 << 1, 8192 << 1]
     assert residuals == [10_999_999, 36, 36, 6, 899, 19, 1, 4, 0]
     assert statscolumns.values(base, words, residuals) == flat
+
+
+def test_merged_columns_hold_one_field_path_of_every_shape_and_come_back() -> None:
+    # Two shapes: a timestamp and two repeated containers' counters (field 6 twice), and the
+    # same without the second container. Their timestamps make one column, their counters
+    # another (the repeated field's two varints one after the other), in the order first seen.
+    shapes: dict[tuple[object, ...], int] = {}
+    two = b"\x08%c\x32\x02\x10\x01\x32\x02\x10\x02"
+    one = b"\x08%c\x32\x02\x10\x03"
+    base = [templates.template(two % 1, shapes), templates.template(one % 2, shapes),
+            templates.template(two % 3, shapes)]
+    assert base[0].shape == base[2].shape != base[1].shape
+    assert base[0].keys == ((1,), (6, 2), (6, 2))
+    flat = [11, 21, 32, 12, 43, 13, 51, 62]
+    words, residuals = statscolumns.merged(statscolumns.rows(base, flat))
+    # For each key, the first shape's rows (entries 0 and 2) a varint after the other, then the
+    # second shape's (entry 1): timestamps 11-1, 13-3, 12-2 moved by 10, 10, 10: as steps, over
+    # their divisor 10, 1 0 0; counters 21-1, 51-1, 32-2, 62-2, 43-3: 20 50 30 60 40, as steps
+    # over 10, 2 3 -2 3 -2.
+    assert words == [10 << 1 | 1, 10 << 1 | 1]
+    assert residuals == [1, 0, 0, 2, 3, -2, 3, -2]
+    assert statscolumns.unmerged(base, words, residuals) == flat

@@ -77,3 +77,36 @@ def test_a_damaged_delta_fails_instead_of_giving_other_bytes() -> None:
         frame.decode(content[:-1] if content[-1:] else content + b"x")
     with pytest.raises((ValueError, IndexError)):
         frame.decode(content[:3])
+
+
+def _pods(second: int, grown: set[int]) -> bytes:
+    """A ListPodSandboxStatsResponse as containerd gives it: each pod's cgroup and its
+    containers' stats inside it. The containers of the pods in `grown` have a counter past
+    2^35, its varint a byte longer than before."""
+    stats = []
+    for p in range(20):
+        containers = [cri.ContainerStats(
+            attributes=cri.ContainerAttributes(id=hashlib.sha256(b"%d/%d" % (p, k)).hexdigest()),
+            cpu=cri.CpuUsage(timestamp=T0 + second * 10**9 + (p * 3 + k) * 1_000_123,
+                             usage_core_nano_seconds=cri.UInt64Value(value=(2**35 if p in grown else 2**30) + second * 7_919)))
+            for k in range(3)]
+        stats.append(cri.PodSandboxStats(
+            attributes=cri.PodSandboxAttributes(id=hashlib.sha256(b"pod%d" % p).hexdigest(),
+                                                metadata=cri.PodSandboxMetadata(name=f"pod-{p}", uid=f"uid-{p}")),
+            linux=cri.LinuxPodSandboxStats(cpu=cri.CpuUsage(timestamp=T0 + second * 10**9 + p * 3_000_000),
+                                           containers=containers)))
+    return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString()
+
+
+def test_a_field_that_does_not_align_is_split_down_to_the_one_that_changed() -> None:
+    """A pod one of whose containers' varints grew is aligned field by field, its linux field
+    and containers too, so only the grown varints' fields are kept as bytes, not the pods'
+    whole linux fields; the numbers of every pod share columns however the pods differ."""
+    keyframe = _pods(0, set())
+    body = _pods(10, set(range(0, 20, 2)))
+    frame = statsdelta.Keyframe(keyframe)
+    content = frame.encode(body)
+    assert content is not None
+    assert statsdelta.Keyframe(keyframe).decode(content) == body
+    linux = sum(len(stats.linux.SerializeToString()) for stats in cri.ListPodSandboxStatsResponse.FromString(body).stats)
+    assert len(content) < linux // 4  # the pods' linux fields kept whole: more than half of them
