@@ -287,8 +287,10 @@ class Worker(CatchUp):
                 pass
         if self.gone:
             self.recorder.lost_elsewhere(0, LossEpisode(time.time(), time.time(), PROXY_GONE, 0), starts=True)
-        log.info("the recorder handled %d MiB from the proxy; its largest backlog was %.1f MiB, %.1f s behind",
-                 self.received >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
+        squeezer = self.spool.squeezer
+        log.info("the recorder handled %d MiB from the proxy (%d MiB of it repeated bodies, kept once); its largest "
+                 "backlog was %.1f MiB, %.1f s behind", self.received >> 20, 0 if squeezer is None else
+                 squeezer.saved >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
         for conn in self.conns.values():
             conn.closed("the proxy stopped")
         self.conns.clear()

@@ -154,6 +154,7 @@ class Squeezer:
         self._partial = b""  # the first bytes (under 4) of such a message's length, passed on already
         self._held = bytearray()  # the start of a message the read cut, kept until it is whole
         self._pending: dict[tuple[int, bool], tuple[int, bytes, int]] = {}  # a body cut by a chunk's end
+        self.saved = 0  # bytes the references took out of the backlog
 
     def squeeze(self, data: bytes | bytearray, end: int) -> list[bytes | memoryview] | None:
         """`data[:end]`, just read, as it goes into the backlog: None when it goes as it is."""
@@ -270,7 +271,7 @@ class Squeezer:
             segments.append((0, literal, stop - literal))
         if verbatim is not None and pos > verbatim:
             out.append(view[verbatim:pos])
-        self._emit(out, view, conn_id, from_client, wall, mono, stop - pos, segments)
+        self.saved += self._emit(out, view, conn_id, from_client, wall, mono, stop - pos, segments)
         return True
 
     def _look(self, data: bytes | bytearray, view: memoryview, at: int, stop: int, key: tuple[int, bool],
@@ -304,10 +305,12 @@ class Squeezer:
 
     @staticmethod
     def _emit(out: list[bytes | memoryview], view: memoryview, conn_id: int, from_client: int, wall: float,
-              mono: float, original: int, segments: list[tuple[int, int, int]]) -> None:
+              mono: float, original: int, segments: list[tuple[int, int, int]]) -> int:
+        """The SQUEEZED message onto `out`: the bytes it saves against the CHUNK."""
         body = FIXED.size - 4 + sum(SEGMENT.size + (size if not number else 0) for number, _, size in segments)
         out.append(FIXED.pack(body, SQUEEZED, conn_id, from_client, wall, mono, original))
         for number, offset, size in segments:
             out.append(SEGMENT.pack(number, 0 if not number else offset, size))
             if not number:
                 out.append(view[offset:offset + size])
+        return original - 4 - body
