@@ -40,6 +40,7 @@ MIN_REF: Final = 256  # a shorter stretch stays literal: a reference and the cut
 NEEDLE: Final = 32  # a body is looked for by its first bytes, then compared in full
 HELD_MAX: Final = 8 << 20  # bodies no longer published, held for the backlog's references
 _HEAD = CHUNK_HEAD.size
+_PADDED, _STREAM = 0x8, 0x7FFFFFFF
 _length, _chunk_head, _segment = LENGTH.unpack_from, CHUNK_HEAD.unpack_from, SEGMENT.unpack_from
 
 
@@ -153,7 +154,7 @@ class Squeezer:
         self._due = 0  # bytes still to come of a message passed on as it is
         self._partial = b""  # the first bytes (under 4) of such a message's length, passed on already
         self._held = bytearray()  # the start of a message the read cut, kept until it is whole
-        self._pending: dict[tuple[int, bool], tuple[int, bytes, int]] = {}  # a body cut by a chunk's end
+        self._pending: dict[tuple[int, bool], tuple[int, bytes, int, int, int]] = {}  # a body a chunk's end cut
         self.saved = 0  # bytes the references took out of the backlog
 
     def squeeze(self, data: bytes | bytearray, end: int) -> list[bytes | memoryview] | None:
@@ -250,58 +251,47 @@ class Squeezer:
         _, _, conn_id, from_client, wall, mono = _chunk_head(data, pos)
         key = (conn_id, bool(from_client))
         view = memoryview(data)
-        segments: list[tuple[int, int, int]] = []  # (id, offset, size); id 0: data[offset:offset + size]
-        counts: dict[int, int] = {}
-        at = pos + _HEAD
+        found = Found(data, view, pos + _HEAD, stop)
         pending = self._pending.pop(key, None)
         if pending is not None:  # the body the last chunk of this direction ended inside
-            number, payload, offset = pending
-            size = min(len(payload) - offset, stop - at)
-            if size >= MIN_REF and payload.startswith(view[at:at + size], offset):
-                segments.append((number, offset, size))
-                counts[number] = 1
-                at += size
-                if offset + size < len(payload):
-                    self._pending[key] = (number, payload, offset + size)
-        literal = self._look(data, view, at, stop, key, segments, counts)
-        if not counts or not self.known.take(counts):
+            if found.follow(*pending):
+                self._pending[key] = found.pending
+        self._look(found, key)
+        if not found.counts or not self.known.take(found.counts):
             self._pending.pop(key, None)
             return False
-        if stop > literal:
-            segments.append((0, literal, stop - literal))
+        segments = found.segments
+        if stop > found.literal:
+            segments.append((0, found.literal, stop - found.literal))
         if verbatim is not None and pos > verbatim:
             out.append(view[verbatim:pos])
         self.saved += self._emit(out, view, conn_id, from_client, wall, mono, stop - pos, segments)
         return True
 
-    def _look(self, data: bytes | bytearray, view: memoryview, at: int, stop: int, key: tuple[int, bool],
-              segments: list[tuple[int, int, int]], counts: dict[int, int]) -> int:
-        """The known bodies in `data[at:stop]`, in order, onto `segments` (the literal bytes
-        between them too): where the literal bytes after the last one begin."""
+    def _look(self, found: Found, key: tuple[int, bool]) -> None:
+        """The known bodies in the rest of the chunk, in order, onto `found`."""
         current = self.known.current
-        found = [data.find(needle, at, stop) for _, needle, _ in current]
-        literal = at
+        data, stop, begin = found.data, found.stop, found.begin
+        at = found.literal
+        where = [data.find(needle, at, stop) for _, needle, _ in current]
         while True:
             best = -1
-            for i, where in enumerate(found):
-                if where >= 0 and (best < 0 or where < found[best]):
+            for i, place in enumerate(where):
+                if place >= 0 and (best < 0 or place < where[best]):
                     best = i
             if best < 0:
-                return literal
+                return
             number, _, payload = current[best]
-            where = found[best]
-            size = min(len(payload), stop - where)
-            if size >= MIN_REF and payload.startswith(view[where:where + size]):
-                if where > literal:
-                    segments.append((0, literal, where - literal))
-                segments.append((number, 0, size))
-                counts[number] = counts.get(number, 0) + 1
-                literal = where + size
-                if size < len(payload):
-                    self._pending[key] = (number, payload, size)
+            place = where[best]
+            left, stream = len(payload), -1  # unless a DATA frame's header says where its payload ends
+            if place - 9 >= begin and data[place - 6] == 0 and not data[place - 5] & _PADDED:
+                left = int.from_bytes(data[place - 9:place - 6], "big")
+                stream = int.from_bytes(data[place - 4:place], "big") & _STREAM
+            if found.follow(number, payload, 0, left, stream, place):
+                self._pending[key] = found.pending
             for i, (_, other, _) in enumerate(current):  # each looked for again past what is taken
-                if found[i] >= 0 and (i == best or found[i] < literal):
-                    found[i] = data.find(other, max(found[i] + 1, literal), stop)
+                if where[i] >= 0 and (i == best or where[i] < found.literal):
+                    where[i] = data.find(other, max(where[i] + 1, found.literal), stop)
 
     @staticmethod
     def _emit(out: list[bytes | memoryview], view: memoryview, conn_id: int, from_client: int, wall: float,
@@ -314,3 +304,52 @@ class Squeezer:
             if not number:
                 out.append(view[offset:offset + size])
         return original - 4 - body
+
+
+class Found:
+    """The stretches of one chunk's bytes found equal to known bodies, as segments."""
+
+    __slots__ = ("begin", "counts", "data", "literal", "pending", "segments", "stop", "view")
+
+    def __init__(self, data: bytes | bytearray, view: memoryview, begin: int, stop: int) -> None:
+        self.data, self.view, self.begin, self.stop = data, view, begin, stop
+        self.segments: list[tuple[int, int, int]] = []  # (id, offset, size); id 0: data[offset:offset + size]
+        self.counts: dict[int, int] = {}
+        self.literal = begin  # the literal bytes not in a segment yet begin here
+        self.pending: tuple[int, bytes, int, int, int] = (0, b"", 0, 0, -1)
+
+    def follow(self, number: int, payload: bytes, offset: int, left: int, stream: int, at: int | None = None) -> bool:
+        """`payload[offset:]` compared with the bytes from `at` (the chunk's start: the body the
+        last chunk ended inside), DATA frame by DATA frame: `left` payload bytes of the current
+        frame are there, then a frame header of the same `stream` (a body longer than a frame:
+        grpc-go's are 16 KiB) is passed over as literal bytes. What agrees becomes references;
+        True when the chunk ends inside the body (`pending` says where, for the next chunk)."""
+        data, view, stop = self.data, self.view, self.stop
+        pos = self.begin if at is None else at
+        size = len(payload)
+        while True:
+            if not left:  # the frame ended inside the body: the next one goes on with it
+                if pos == stop:
+                    break
+                if pos + 9 > stop or data[pos + 3] != 0 or data[pos + 4] & _PADDED or \
+                        stream != int.from_bytes(data[pos + 5:pos + 9], "big") & _STREAM:
+                    return False
+                left = int.from_bytes(data[pos:pos + 3], "big")
+                pos += 9
+                continue
+            take = min(left, size - offset, stop - pos)
+            if not take:
+                break
+            if not payload.startswith(view[pos:pos + take], offset):
+                return False
+            if take >= MIN_REF:
+                if pos > self.literal:
+                    self.segments.append((0, self.literal, pos - self.literal))
+                self.segments.append((number, offset, take))
+                self.counts[number] = self.counts.get(number, 0) + 1
+                self.literal = pos + take
+            pos, offset, left = pos + take, offset + take, left - take
+            if offset == size:
+                return False
+        self.pending = (number, payload, offset, left, stream)
+        return True

@@ -243,13 +243,14 @@ def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_an
         tmp_path: pathlib.Path) -> None:
     """12 MB of calls sent while the recorder cannot keep up: past MEMORY_BYTES they wait in
     the spill file (nameless: the directory holds only the database), and every call is
-    recorded whole once the proxy is gone."""
+    recorded whole once the proxy is gone. (A different body each call: a repeated one would
+    wait as references, recorder.squeeze, and never fill the memory.)"""
     path, ours, theirs, recorder, proxy = _unread_link(tmp_path)
-    message = b"\x0a\xa0\x8d\x06" + b"c" * 100_000  # container_id: 100,000 bytes
-    body = b"\x00" + len(message).to_bytes(4, "big") + message
 
     def send() -> None:
         for stream_id in range(1, 240, 2):
+            message = b"\x0a\xa0\x8d\x06" + bytes([stream_id]) * 100_000  # container_id: 100,000 bytes
+            body = b"\x00" + len(message).to_bytes(4, "big") + message
             frames = _request_frames(proxy, stream_id, body)
             proxy.chunk(True, bytes(frames))
             proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
