@@ -26,8 +26,9 @@ from cri_proxy.recorder.leantap import LeanTap
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.spool import READ_SIZE, Spool
-from cri_proxy.recorder.squeeze import FIXED as SQUEEZE_HEAD
-from cri_proxy.recorder.squeeze import SQUEEZED, Known, Squeezer, pieces
+from cri_proxy.recorder.known import FIXED as SQUEEZE_HEAD
+from cri_proxy.recorder.known import SQUEEZED, Known, pieces
+from cri_proxy.recorder.squeeze import Squeezer
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 
 if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for

@@ -1,4 +1,4 @@
-"""cri_proxy/recorder/squeeze.py: known bodies in the link bytes made references as they are
+"""cri_proxy/recorder/squeeze.py (with recorder/known.py, which reads them back): known bodies in the link bytes made references as they are
 read, and the bytes the tap is fed still exactly the relay's, however reads and chunks cut them."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import random
 import pytest
 
 from cri_proxy.model import link
-from cri_proxy.recorder.squeeze import FIXED, HELD_MAX, SQUEEZED, Known, Squeezer, pieces
+from cri_proxy.recorder.known import FIXED, HELD_MAX, SQUEEZED, Known, pieces
+from cri_proxy.recorder.squeeze import Squeezer
 from cri_proxy.recorder.wire import LastBodies
 
 PATH = "/runtime.v1.RuntimeService/ListContainers"
