@@ -45,7 +45,8 @@ class Squeezer:
         self.known = known
         self._due = 0  # bytes still to come of a message passed on as it is
         self._partial = b""  # the first bytes (under 4) of such a message's length, passed on already
-        self._held = bytearray()  # the start of a message the read cut, kept until it is whole
+        self._held: list[bytes | memoryview] = []  # the start of a message the read cut, until it is whole
+        self._held_size = 0
         self._pending: dict[tuple[int, bool], tuple[int, bytes, int, int, int]] = {}  # a body a chunk's end cut
         self.saved = 0  # bytes the references took out of the backlog
 
@@ -79,29 +80,37 @@ class Squeezer:
 
     def _complete(self, data: bytes | bytearray, end: int, out: list[bytes | memoryview]) -> int:
         """The held message continued from `data`: where `data` goes on (-1: still not whole)."""
-        held, view = self._held, memoryview(data)
+        view = memoryview(data)
         used = 0
-        if len(held) < 5:
-            used = min(5 - len(held), end)
-            held += view[:used]
-            if len(held) < 5:
+        if self._held_size < 5:
+            used = min(5 - self._held_size, end)
+            self._hold(data, view, 0, used)
+            if self._held_size < 5:
                 return -1
-        total = 4 + _length(held, 0)[0]
-        take = min(total - len(held), end - used)
-        if held[4] != CHUNK or total - _HEAD < MIN_CHUNK or not self.known.current:
-            out.append(bytes(held))  # not one to squeeze after all: as it came
+        held = self._held
+        head = held[0] if len(held[0]) >= 5 else b"".join(held)
+        total, size = 4 + _length(head, 0)[0], self._held_size
+        take = min(total - size, end - used)
+        if head[4] != CHUNK or total - _HEAD < MIN_CHUNK or not self.known.current:
+            out.extend(held)  # not one to squeeze after all: as it came
             out.append(view[used:used + take])
-            self._due = total - len(held) - take
-            self._held = bytearray()
+            self._due = total - size - take
+            self._held, self._held_size = [], 0
             return used + take
-        held += view[used:used + take]
-        if len(held) < total:
+        self._hold(data, view, used, used + take)
+        if self._held_size < total:
             return -1
-        whole = bytes(held)
-        self._held = bytearray()
+        whole = b"".join(held)  # the one copy (the spool would join a message cut between blocks)
+        self._held, self._held_size = [], 0
         if not self._chunk(whole, 0, total, out):
             out.append(whole)
         return used + take
+
+    def _hold(self, data: bytes | bytearray, view: memoryview, start: int, stop: int) -> None:
+        """A piece of a message cut by the read, kept: a view of bytes read (they never
+        change), a copy of the spill's buffer (it is read into again)."""
+        self._held.append(view[start:stop] if type(data) is bytes else bytes(view[start:stop]))
+        self._held_size += stop - start
 
     def _walk(self, data: bytes | bytearray, pos: int, end: int, out: list[bytes | memoryview] | None) -> None:
         """The messages of `data[pos:end]`, squeezed onto `out` where they can be (`out` None:
@@ -134,7 +143,7 @@ class Squeezer:
         if pos > verbatim:
             out.append(memoryview(data)[verbatim:pos])
         if pos < end:
-            self._held = bytearray(memoryview(data)[pos:end])
+            self._hold(data, memoryview(data), pos, end)
 
     def _chunk(self, data: bytes | bytearray, pos: int, stop: int, out: list[bytes | memoryview],
                verbatim: int | None = None) -> bool:
