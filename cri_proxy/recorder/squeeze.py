@@ -24,12 +24,15 @@ SQUEEZED is this process's own: it never crosses the link, only the spool.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from cri_proxy.model.link import CHUNK, CHUNK_HEAD, LENGTH
 from cri_proxy.recorder.known import FIXED, SEGMENT, SQUEEZED, Known
 
 __all__ = ["MIN_CHUNK", "Squeezer"]
+
+log = logging.getLogger(__name__)
 
 MIN_CHUNK: Final = 4096  # a smaller chunk holds no body worth a reference (wire.SHARE_MIN_BYTES)
 MIN_REF: Final = 256  # a shorter stretch stays literal: a reference and the cut cost 24 bytes
@@ -49,9 +52,23 @@ class Squeezer:
         self._held_size = 0
         self._pending: dict[tuple[int, bool], tuple[int, bytes, int, int, int]] = {}  # a body a chunk's end cut
         self.saved = 0  # bytes the references took out of the backlog
+        self.broken = False  # it failed once: what is read goes as it is from then on
 
     def squeeze(self, data: bytes | bytearray, end: int) -> list[bytes | memoryview] | None:
-        """`data[:end]`, just read, as it goes into the backlog: None when it goes as it is."""
+        """`data[:end]`, just read, as it goes into the backlog: None when it goes as it is.
+        A bug here must not stop the recording: the bytes then go as they came (with the
+        start of a message it held), and nothing is squeezed from then on."""
+        if self.broken:
+            return None
+        held = list(self._held)
+        try:
+            return self._squeeze(data, end)
+        except Exception:
+            log.exception("the recorder's backlog stops keeping repeated bodies once (a bug); it records on")
+            self.broken = True
+            return [*held, memoryview(data)[:end]] if held else None
+
+    def _squeeze(self, data: bytes | bytearray, end: int) -> list[bytes | memoryview] | None:
         pos = self._resume(data, end) if self._partial else 0
         if not self.known.current and not self._held:
             self._walk(data, pos, end, None)

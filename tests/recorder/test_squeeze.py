@@ -172,3 +172,16 @@ def test_a_body_in_16_kib_data_frames_is_referenced_frame_by_frame_across_chunks
     assert len(kept) < 400
     back, count = expanded(known, kept)
     assert back == sent and count == 2
+
+
+def test_a_squeezer_that_fails_lets_the_bytes_through_as_they_came_from_then_on() -> None:
+    body = random.Random(4).randbytes(20_000)
+    known, _ = published(body)
+    squeezer = Squeezer(known)
+    chunk = link.chunk_head(1, False, 1.0, 2.0, 20_005) + payload(body)
+    first = squeezer.squeeze(chunk[:10_000], 10_000)  # held: the rest is not read yet
+    assert first == []
+    known.current = (None,)  # type: ignore[assignment]  # as a bug would leave it: the squeezer raises
+    rest = squeezer.squeeze(chunk[10_000:], len(chunk) - 10_000)
+    assert rest is not None and b"".join(rest) == chunk  # what it held, then the read, as they came
+    assert squeezer.broken and squeezer.squeeze(chunk, len(chunk)) is None
