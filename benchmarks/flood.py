@@ -52,6 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a proxy command to flood (default: this checkout's, as 'recording')")
     parser.add_argument("--profile", type=Path, help="py-spy record each recorder process into this directory")
     parser.add_argument("--no-install", action="store_true", help="never apt-get the C++ build deps")
+    parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (databases, proxy logs)")
+    parser.add_argument("--losses", action="store_true", help="print each row's loss episodes (the losses table)")
     args = parser.parse_args(argv)
     args.method = args.method or ["Version", "ListContainers"]
     args.route = [r.partition("=")[::2] for r in args.route] or [("recording", RECORD_CMD)]
@@ -117,6 +119,10 @@ def one_row(children: Children, loadgen: Path, backend: Path, name: str, templat
         unparsed = conn.execute("SELECT count(*) FROM calls WHERE outcome = 'unparsed'").fetchone()[0]
         # Recorded whole but for messages the proxy left out while it thinned a direction.
         thinned = conn.execute("SELECT count(*) FROM calls WHERE notes LIKE '%the relay left them out%'").fetchone()[0]
+        episodes_seen = conn.execute("SELECT started_at, ended_at, reason, calls_lost FROM losses ORDER BY id").fetchall()
+    if args.losses:
+        for started, ended, reason, lost_in in episodes_seen:
+            print(f"  {name} {args.current}: {started} .. {ended}  {lost_in:7d} lost  {reason}", flush=True)
     per_call = [1e6 * c / max(1, calls) for c in cpu]
     rec_us = f"{per_call[1]:6.1f}" if len(per_call) > 1 else "     -"
     return (f"{name:>10} {args.current:>16} {calls:8d} {errors:4d} {recorded:8d} {unparsed:8d} {thinned:8d} {lost:8d} "
@@ -159,7 +165,10 @@ def main(argv: list[str]) -> int:
                     rows.append(one_row(children, binaries["loadgen"], direct.socket, name, template, args, tmp))
                     print(rows[-1], flush=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep_tmp:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nflood: {args.callers} callers, {args.seconds:g} s per row\n"
           f"{'route':>10} {'method':>16} {'calls':>8} {'err':>4} {'recorded':>8} {'unparsed':>8} {'thinned':>8} {'lost':>8} {'lost%':>7} "
           f"{'ep':>3}  {'proxy us':>6} {'rec us':>6}  {'RSS MB (proxy+recorder)':>6}  {'drain s':>5}")

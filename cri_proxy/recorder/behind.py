@@ -3,7 +3,8 @@
 The relay ships every chunk the moment it has forwarded it; this process reads it at once
 into its spool (recorder.spool) and records it when it gets to it, at the relay's timestamps.
 Its backlog is then known, not guessed: the bytes in the spool plus the calls waiting for the
-writer (recorder.queue), both counted in bytes, large bodies fully. That backlog is bounded
+writer (recorder.queue), both counted in bytes, large bodies fully (but a copy of a body the
+tap has just seen, which waits in the spool as a reference: recorder.squeeze). That backlog is bounded
 by `--queue-mb` (the budget; the proxy holds up to a quarter as much again while this process
 does not read): a flood that the recorder cannot follow live is recorded late, as long as it
 fits.

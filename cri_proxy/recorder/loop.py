@@ -26,6 +26,9 @@ from cri_proxy.recorder.leantap import LeanTap
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.spool import READ_SIZE, Spool
+from cri_proxy.recorder.known import FIXED as SQUEEZE_HEAD
+from cri_proxy.recorder.known import SQUEEZED, Known, pieces
+from cri_proxy.recorder.squeeze import Squeezer
 from cri_proxy.recorder.tap import ConnectionRecorder, RecordingTap
 
 if TYPE_CHECKING:  # prometheus_client and OpenTelemetry are loaded only when asked for
@@ -54,6 +57,8 @@ QUEUE_MEMORY_BYTES = 8 << 20
 # A chunk larger than this reaches the tap as a view of the spool's block; a smaller one as
 # bytes, whose slices cost the tap less than a view's (2% of a small call in instructions).
 VIEW_BYTES = 8 << 10
+# How many CHUNK bytes squeezed ones may stand for between two looks at the writer's queue.
+PAUSE_CHECK_BYTES = 1 << 20
 
 
 class Worker(CatchUp):
@@ -66,7 +71,10 @@ class Worker(CatchUp):
         self.sock = sock
         self.telemetry = telemetry
         self.behind = Behind(budget_bytes)
-        self.spool = Spool(spill)
+        # A repeated body waits in the backlog once (recorder.squeeze); metrics only, the
+        # proxy ships no bodies.
+        self.known = None if lean else Known()
+        self.spool = Spool(spill, squeezer=None if self.known is None else Squeezer(self.known))
         self.gone = False  # the proxy closed the socket without a STOP (it was killed)
         self.stamped = False  # the blocks just handled held relayed bytes (self.mono is theirs)
         self.deepest = (0, 0.0)  # the largest backlog (bytes) and how far behind it was (s)
@@ -93,6 +101,7 @@ class Worker(CatchUp):
         self._last_stats = 0.0
         self._failed_logged = False
         self.received = 0  # link bytes handled, acknowledged with every STATS
+        self._unsqueezed = 0  # the CHUNK bytes squeezed ones stood for, since the writer was looked at
         self.intake: Intake | None = None  # the reading thread, while run() runs
 
     def run(self) -> None:
@@ -113,6 +122,8 @@ class Worker(CatchUp):
                         log.info("%s: recording what was received and stopping", intake.ended)
                         break
                 self.work()
+                if self.known is not None:
+                    self.known.publish(self.tap.bodies)  # what the intake looks for from now on
                 if intake.waiting:
                     intake.handled.set()
                 if self._episode is not None and self._episode.ended is not None:
@@ -150,7 +161,8 @@ class Worker(CatchUp):
         return stats.queued_bytes > QUEUE_MEMORY_BYTES and stats.healthy
 
     # Messages ------------------------------------------------------------------------------
-    def handle(self, kind: int, view: memoryview, start: int, stop: int) -> None:
+    def handle(self, kind: int, view: memoryview, start: int, stop: int) -> bool | None:
+        """One link message (`view[start:stop]` its body); True: let the writer catch up first."""
         self.received += stop - start + channel.HEAD
         try:
             if kind == channel.CHUNK:
@@ -167,6 +179,8 @@ class Worker(CatchUp):
                         conn.feed(from_client, view[begin:stop])
                     else:
                         (conn.client_bytes if from_client else conn.server_bytes)(bytes(view[begin:stop]))
+            elif kind == SQUEEZED:
+                return self._squeezed(view, start, stop)
             elif kind == channel.OPEN:
                 o = channel.read_opened(view, start, stop)
                 self.conns[o.conn_id] = self.tap.open(ConnectionInfo(o.conn_id, o.peer_pid, o.peer_uid, o.upstream,
@@ -215,6 +229,34 @@ class Worker(CatchUp):
             if not self._failed_logged:  # a bug here must not stop the recording of everything else
                 self._failed_logged = True
                 log.exception("the recorder process failed on a message of kind %d; it goes on", kind)
+        return None
+
+    def _squeezed(self, view: memoryview, start: int, stop: int) -> bool:
+        """A CHUNK whose known bodies the intake made references (recorder.squeeze): fed to the
+        tap piece by piece, the bytes the relay sent, and acknowledged as the CHUNK's size.
+        True once enough calls wait for the writer (a squeezed block can hold thousands)."""
+        conn_id, from_client, wall, mono, size = SQUEEZE_HEAD.unpack_from(view, start - channel.HEAD)[2:]
+        self.received += size - (stop - start + channel.HEAD)
+        self._unsqueezed += size
+        pause = False
+        if self._unsqueezed > PAUSE_CHECK_BYTES:
+            self._unsqueezed = 0
+            pause = self.writer_full()
+        assert self.known is not None
+        parts, numbers = pieces(self.known, view, start, stop)
+        try:
+            conn = self.conns.get(conn_id)
+            if conn is not None:
+                self.wall, self.mono = wall, mono
+                self.stamped = True
+                for part in parts:
+                    if type(part) is bytes or len(part) > VIEW_BYTES:
+                        conn.feed(from_client, part)
+                    else:
+                        (conn.client_bytes if from_client else conn.server_bytes)(bytes(part))
+        finally:
+            self.known.release(numbers)
+        return pause
 
     # Back to the proxy ---------------------------------------------------------------------
     def send_stats(self, force: bool = False) -> None:
@@ -246,8 +288,10 @@ class Worker(CatchUp):
                 pass
         if self.gone:
             self.recorder.lost_elsewhere(0, LossEpisode(time.time(), time.time(), PROXY_GONE, 0), starts=True)
-        log.info("the recorder handled %d MiB from the proxy; its largest backlog was %.1f MiB, %.1f s behind",
-                 self.received >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
+        squeezer = self.spool.squeezer
+        log.info("the recorder handled %d MiB from the proxy (%d MiB of it repeated bodies, kept once); its largest "
+                 "backlog was %.1f MiB, %.1f s behind", self.received >> 20, 0 if squeezer is None else
+                 squeezer.saved >> 20, self.deepest[0] / (1 << 20), self.deepest[1])
         for conn in self.conns.values():
             conn.closed("the proxy stopped")
         self.conns.clear()

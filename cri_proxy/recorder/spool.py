@@ -35,10 +35,12 @@ from collections import deque
 from collections.abc import Callable
 
 from cri_proxy.model.link import LENGTH, messages
+from cri_proxy.recorder.squeeze import Squeezer
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[int, memoryview, int, int], None]
+# A handler that returns True asks for a pause: the rest of the block is handed on next time.
+Handler = Callable[[int, memoryview, int, int], "bool | None"]
 
 READ_SIZE = 64 << 10  # a block: a few hundred small calls, then the socket is read again
 MEMORY_BYTES = 4 << 20  # the backlog kept in memory; the rest goes to the spill file
@@ -76,11 +78,14 @@ class Spool:
     writes the file, and empties it (`tidy`) once the handling side has read it to its end.
     """
 
-    __slots__ = ("_after", "_buffer", "_fd", "_have", "_head", "_length", "_part", "_tail", "_writable", "blocks",
-                 "bytes", "lock", "memory")
+    __slots__ = ("_after", "_buffer", "_fd", "_have", "_head", "_length", "_part", "_rest", "_tail", "_writable",
+                 "blocks", "bytes", "lock", "memory", "squeezer")
 
-    def __init__(self, fd: int | None = None, memory: int = MEMORY_BYTES) -> None:
-        """`fd`: the spill file (spill_file), owned from now on; None keeps it all in memory."""
+    def __init__(self, fd: int | None = None, memory: int = MEMORY_BYTES, squeezer: Squeezer | None = None) -> None:
+        """`fd`: the spill file (spill_file), owned from now on; None keeps it all in memory.
+        `squeezer`: what is read goes through it (recorder.squeeze: known bodies as references),
+        and `bytes` counts what it keeps."""
+        self.squeezer = squeezer
         self.blocks: deque[bytes] = deque()  # in memory, before what the file holds
         self.bytes = 0
         self.memory = memory
@@ -95,9 +100,10 @@ class Spool:
         self._head = self._tail = 0  # the file's unread bytes: [head, tail)
         self._after: deque[bytes] = deque()  # in memory after the file's (it failed to take them)
         self._buffer: bytearray | None = None  # the spill's recv buffer (the reading side's)
+        self._rest: tuple[memoryview, int] | None = None  # a block its handler paused in, and where
 
     def __bool__(self) -> bool:
-        return self.bytes > 0
+        return self.bytes > 0 or self._rest is not None
 
     @property
     def spilled(self) -> int:
@@ -121,11 +127,16 @@ class Spool:
         if self._writable and (self._tail > self._head or self.bytes >= self.memory):
             return self._spill(sock, limit - self.bytes)
         data = sock.recv(READ_SIZE)
+        got = len(data)
+        if self.squeezer is not None and data:
+            squeezed = self.squeezer.squeeze(data, got)
+            if squeezed is not None:
+                data = b"".join(squeezed)
         if data:
             with self.lock:
                 (self._after if self._tail > self._head or self._after else self.blocks).append(data)
                 self.bytes += len(data)
-        return len(data)
+        return got
 
     def _spill(self, sock: socket.socket, room: int) -> int:
         """One recv into the spill buffer, appended to the file: the bytes read."""
@@ -136,19 +147,23 @@ class Spool:
         self.tidy()
         with memoryview(self._buffer) as view:
             got = sock.recv_into(view, min(SPILL_READ, max(room, READ_SIZE)))
+            squeezed = None if self.squeezer is None or not got else self.squeezer.squeeze(self._buffer, got)
+            kept = view[:got] if squeezed is None else memoryview(b"".join(squeezed))
+            size = len(kept)
             done = 0
             try:
-                while done < got:
-                    done += os.pwrite(fd, view[done:got], self._tail + done)
+                while done < size:
+                    done += os.pwrite(fd, kept[done:], self._tail + done)
             except OSError as exc:
                 log.warning("the recorder's backlog file failed (%s): the backlog stays in memory from now on",
                             exc.strerror or exc)
                 self._writable = False
             with self.lock:
                 self._tail += done
-                if done < got:
-                    self._after.append(bytes(view[done:got]))
-                self.bytes += got
+                if done < size:
+                    self._after.append(bytes(kept[done:]))
+                self.bytes += size
+            kept.release()
         return got
 
     def tidy(self) -> None:
@@ -193,19 +208,28 @@ class Spool:
         is `view[start:stop]`), as link.Reader does but without copying the block: only a
         message split between two blocks is put together, once. The memory a view shows never
         changes (blocks are bytes objects, never reused), so `handle` may keep views of it
-        rather than copies. Returns the block's size (the spool must not be empty)."""
-        data = self._next_block()
-        size = len(data)
-        view = memoryview(data)
-        pos = 0
-        if self._part:
-            pos = self._complete(view, handle)
-            if pos < 0:
-                return size
+        rather than copies. Returns the block's size (the spool must not be empty); 0 when it
+        goes on with a block `handle` paused in (by returning True: a squeezed block holds
+        thousands of calls, recorder.squeeze, more than the writer's queue should take at once)."""
+        if self._rest is not None:
+            (view, pos), self._rest = self._rest, None
+            size = 0
+        else:
+            data = self._next_block()
+            size = len(data)
+            view = memoryview(data)
+            pos = 0
+            if self._part:
+                pos = self._complete(view, handle)
+                if pos < 0:
+                    return size
+        end = len(view)
         for kind, start, stop in messages(view, pos):
-            handle(kind, view, start, stop)
             pos = stop
-        if pos < size:
+            if handle(kind, view, start, stop) and stop < end:
+                self._rest = (view, stop)
+                return size
+        if pos < end:
             self._keep(view[pos:])  # the tail only: a message the next block completes
         return size
 

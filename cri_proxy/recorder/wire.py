@@ -145,12 +145,17 @@ class LastBodies:
         self.max_bytes = max_bytes
         self.max_body_bytes = max_body_bytes
         self.bytes = 0
+        self.version = 0  # changed by every put (recorder.squeeze.Known publishes the bodies anew)
         self._last: OrderedDict[Kind, bytes] = OrderedDict()
 
     def get(self, kind: Kind) -> bytes | None:
         return self._last.get(kind)
 
+    def values(self) -> list[bytes]:
+        return list(self._last.values())
+
     def put(self, kind: Kind, data: bytes) -> None:
+        self.version += 1
         last = self._last
         old = last.pop(kind, None)
         if old is not None:

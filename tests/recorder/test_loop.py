@@ -20,6 +20,7 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.model import link
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import LossEpisode, RecorderStats, SessionInfo
+from cri_proxy.pb.runtime.v1 import api_pb2 as api
 from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.behind import MAX_LAG_S
 from cri_proxy.recorder.loop import PROXY_GONE, Worker
@@ -43,6 +44,7 @@ class Proxy:
         self.sent = 0
         self.reader = link.Reader()
         self.encoder = Encoder()
+        self.worker: Worker | None = None  # the recorder's end, when the test runs one
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -89,9 +91,10 @@ def _linked(tmp_path: pathlib.Path, session: SessionInfo,
     ours, theirs = socket.socketpair()
     ours.settimeout(20)
     recorder = make_recorder(RecordConfig(db=path, flush_interval_s=0.02), session, thread=False, resume=resume)
-    worker = threading.Thread(target=Worker(theirs, recorder).run)
-    worker.start()
     proxy = Proxy(ours)
+    proxy.worker = Worker(theirs, recorder)
+    worker = threading.Thread(target=proxy.worker.run)
+    worker.start()
     proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
     try:
         yield proxy, path, session
@@ -112,6 +115,38 @@ def test_calls_are_recorded_and_acknowledged(linked: tuple[Proxy, pathlib.Path, 
     assert report.session_id == 1 and report.stats.healthy
     assert rows(path, "SELECT stream_id, path, status_code, peer_pid FROM calls ORDER BY id") == \
         [(1, PATH, 5, 42), (3, PATH, 5, 42), (5, PATH, 5, 42)]
+
+
+def test_a_repeated_reply_waits_as_a_reference_and_every_call_is_recorded_with_it_and_acknowledged(
+        linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
+    """The same 30 KB reply call after call, in chunks cut anywhere (as the relay reads them):
+    the backlog keeps it as references (recorder.squeeze) once the tap knows it, every call
+    is recorded with the whole body, and the proxy is acknowledged every byte it sent."""
+    proxy, path, _ = linked
+    reply = api.ContainerStatusResponse(status=api.ContainerStatus(id="c" * 30_000)).SerializeToString()
+    server = Encoder()
+    answers = b""
+    for stream_id in range(1, 121, 2):
+        proxy.call(stream_id, answer=False)
+        answers += HeadersFrame(stream_id, data=server.encode([(":status", "200"), ("content-type", "application/grpc")]),
+                                flags=["END_HEADERS"]).serialize()
+        answers += DataFrame(stream_id, data=b"\x00" + len(reply).to_bytes(4, "big") + reply).serialize()
+        answers += HeadersFrame(stream_id, data=server.encode([("grpc-status", "0")]),
+                                flags=["END_HEADERS", "END_STREAM"]).serialize()
+        if stream_id == 5:  # three calls whole: the tap knows the reply, the intake looks for it
+            proxy.chunk(False, answers)
+            answers = b""
+            proxy.stats_until(recorded=3)
+            continue
+        cut = len(answers) - 7_001 * (stream_id % 5)  # a reply cut by the relay's read, or not
+        proxy.chunk(False, answers[:cut])
+        answers = answers[cut:]
+    proxy.chunk(False, answers)
+    proxy.stats_until(recorded=60, pending=0)  # `received` is all that was sent, squeezed or not
+    stored = rows(path, "SELECT data FROM call_messages WHERE direction = 'response' ORDER BY call_id")
+    assert [data for (data,) in stored] == [reply] * 60
+    assert proxy.worker is not None and proxy.worker.spool.squeezer is not None
+    assert proxy.worker.spool.squeezer.saved > 40 * len(reply)
 
 
 def test_an_open_call_is_pending_until_it_ends(linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
@@ -208,13 +243,14 @@ def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_an
         tmp_path: pathlib.Path) -> None:
     """12 MB of calls sent while the recorder cannot keep up: past MEMORY_BYTES they wait in
     the spill file (nameless: the directory holds only the database), and every call is
-    recorded whole once the proxy is gone."""
+    recorded whole once the proxy is gone. (A different body each call: a repeated one would
+    wait as references, recorder.squeeze, and never fill the memory.)"""
     path, ours, theirs, recorder, proxy = _unread_link(tmp_path)
-    message = b"\x0a\xa0\x8d\x06" + b"c" * 100_000  # container_id: 100,000 bytes
-    body = b"\x00" + len(message).to_bytes(4, "big") + message
 
     def send() -> None:
         for stream_id in range(1, 240, 2):
+            message = b"\x0a\xa0\x8d\x06" + bytes([stream_id]) * 100_000  # container_id: 100,000 bytes
+            body = b"\x00" + len(message).to_bytes(4, "big") + message
             frames = _request_frames(proxy, stream_id, body)
             proxy.chunk(True, bytes(frames))
             proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))

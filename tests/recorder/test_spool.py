@@ -140,3 +140,23 @@ def test_the_views_it_hands_on_stay_as_they_were_while_later_blocks_come_from_me
     while spool:
         spool.handle_next(lambda kind, view, a, b: views.append(view[a:b]))
     assert [bytes(view) for view in views] == [body for _, body in sent]
+
+
+def test_a_handler_that_asks_for_a_pause_gets_the_rest_of_the_block_next_time(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pair
+    sent = [(link.CHUNK, bytes([i]) * 10) for i in range(6)]
+    ours.sendall(b"".join(link.message(kind, body) for kind, body in sent))
+    spool = Spool()
+    assert spool.read(theirs, 1 << 30)
+    got: list[tuple[int, bytes]] = []
+
+    def pausing(kind: int, view: memoryview, start: int, stop: int) -> bool:
+        got.append((kind, bytes(view[start:stop])))
+        return len(got) % 2 == 1  # a pause after the first, third and fifth
+
+    sizes = []
+    while spool:
+        sizes.append(spool.handle_next(pausing))
+    assert got == sent
+    assert len(sizes) == 4 and sizes[1:] == [0, 0, 0]  # one block, handed on in four goes
