@@ -29,8 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from node_calls import Node
+
 from cri_proxy.store import bodies
-from storage import Node
 
 
 def replies(method: str, count: int, stats: str, pods: int) -> list[bytes]:

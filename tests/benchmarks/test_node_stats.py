@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _module(name: str) -> ModuleType:
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # storage.py imports node_stats as a sibling
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # node_calls.py imports node_stats as a sibling
     try:
         spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
         assert spec is not None and spec.loader is not None
@@ -28,7 +28,7 @@ def _module(name: str) -> ModuleType:
 
 
 def test_counters_grow_read_times_follow_each_other_and_idle_memory_mostly_stays() -> None:
-    node = _module("storage").Node(20)
+    node = _module("node_calls").Node(20)
     first, later = (cri.ListContainerStatsResponse.FromString(node.container_stats(s)).stats for s in (0, 10))
     times = [s.cpu.timestamp for s in later]
     assert len(set(times)) == len(times)  # read one after the other
@@ -45,7 +45,7 @@ def test_counters_grow_read_times_follow_each_other_and_idle_memory_mostly_stays
 
 
 def test_pod_stats_carry_each_pods_containers_as_containerd_gives_them() -> None:
-    node = _module("storage").Node(20)
+    node = _module("node_calls").Node(20)
     node.container_stats(0)
     pods = cri.ListPodSandboxStatsResponse.FromString(node.pod_stats(0)).stats
     assert sorted(len(p.linux.containers) for p in pods) == sorted(2 + (p % 2 == 0) for p in range(20))
@@ -56,7 +56,7 @@ def test_pod_stats_carry_each_pods_containers_as_containerd_gives_them() -> None
 
 
 def test_the_random_model_is_still_there_and_moves_every_figure() -> None:
-    node = _module("storage").Node(20, stats="random")
+    node = _module("node_calls").Node(20, stats="random")
     first, later = (cri.ListContainerStatsResponse.FromString(node.container_stats(s)).stats for s in (0, 10))
     assert node.figures is None
     assert all(s.writable_layer.timestamp == later[0].writable_layer.timestamp for s in later)  # the older model
