@@ -43,6 +43,11 @@ class EventEmulator:
         self._task: asyncio.Task[None] | None = None
         self._seen: dict[str, Seen] | None = None
 
+    @property
+    def baseline_taken(self) -> bool:
+        """Whether the poller has its first list: only the changes after it become events."""
+        return self._seen is not None
+
     def subscribe(self) -> asyncio.Queue[bytes]:
         queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
         self._queues.add(queue)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import pathlib
+import random
 import re
 import signal
 import time
@@ -28,6 +29,7 @@ from google.protobuf.message import Message
 
 from cri_proxy.pb.runtime.v1 import api_pb2 as v1
 from tests.helpers import containerd_harness as harness
+from tests.helpers.containerd_events import EXEC_STARTED, Events
 from tests.helpers.containerd_fixtures import (  # noqa: F401  (fixtures are found by name)
     Both,
     Outcome,
@@ -330,31 +332,50 @@ def test_deadlines_and_cancellation_reach_containerd(both: Both, containerd: har
     pb = both.api.pb
     pair = f"{both.api.name}-{uuid.uuid4().hex[:8]}"
     direct, via = run_pods(both, containerd, pair)
+    # Each step's `sleep` gets an argument of its own, unique to this run: /proc shows the
+    # sleepers of every containerd on the machine (another checkout's suite may be at this step).
+    arg = {step: f"{step}{random.randrange(10**5, 10**6)}" for step in ("103", "104", "105")}
     try:
         # ExecSync's own timeout is containerd's business: the same error both ways.
-        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", "1030"], timeout=1)
+        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", arg["103"]], timeout=1)
         expired = both.fails_alike("ExecSync", request)
         assert expired.code == grpc.StatusCode.DEADLINE_EXCEEDED
         # containerd kills the exec when its timeout ends and reaps it soon after the answer.
-        assert wait_until_gone("1030", 10), "the exec outlived its own timeout"
+        assert wait_until_gone(arg["103"], 10), "the exec outlived its own timeout"
         # The caller's deadline: containerd must see it and kill the process.
-        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", "1031"])
+        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", arg["104"]])
         late = both.outcome(both.via, "ExecSync", request, timeout=1)
         assert late.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        # Without propagation the process would live 17 minutes; containerd's kill and reaping
+        # Without propagation the process would live for years; containerd's kill and reaping
         # took over 3 s once in ten runs on a loaded 2-core machine, so it gets 10.
-        assert wait_until_gone("1031", 10), "the exec outlived the caller's deadline"
-        # The caller's cancellation, likewise.
-        path = both.method_path("ExecSync")
-        call = both.via.unary_unary(path, request_serializer=serialize, response_deserializer=None)
-        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", "1032"])
-        future = call.future(request, timeout=30)
-        assert wait_until_present("1032", 5), "the exec never started"
-        future.cancel()
-        assert wait_until_gone("1032", 10), "the exec outlived the caller's cancellation"
+        assert wait_until_gone(arg["104"], 10), "the exec outlived the caller's deadline"
+        check_cancellation(both, containerd, via, arg["105"])
     finally:
         stop_and_remove(both, direct, via)
     both.finish()
+
+
+def check_cancellation(both: Both, containerd: harness.Containerd, via: Side, seconds: str) -> None:
+    """The caller's cancellation, once containerd has started the exec: a process shows in
+    /proc before the shim knows its pid, and a call cancelled then leaves one containerd
+    cannot kill yet (tests/helpers/containerd_events.py)."""
+    pb = both.api.pb
+    events = Events(containerd.sock)
+    try:
+        quick = pb.ExecSyncRequest(container_id=via.container_id, cmd=["true"], timeout=10)
+        assert events.subscribed(via.container_id, lambda: both.call(both.via, "ExecSync", quick)), \
+            "ctr events never saw an exec start"
+        path = both.method_path("ExecSync")
+        call = both.via.unary_unary(path, request_serializer=serialize, response_deserializer=None)
+        request = pb.ExecSyncRequest(container_id=via.container_id, cmd=["sleep", seconds])
+        future = call.future(request, timeout=30)
+        started = events.wait(EXEC_STARTED, via.container_id, 10)
+        assert started is not None and wait_until_present(seconds, 5), "the exec never started"
+        assert started["pid"] in sleepers(seconds)
+        future.cancel()
+        assert wait_until_gone(seconds, 10), "the exec outlived the caller's cancellation"
+    finally:
+        events.close()
 
 
 def sleepers(seconds: str) -> list[int]:

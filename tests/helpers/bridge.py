@@ -65,12 +65,21 @@ async def bridged(sock_dir: pathlib.Path, api: str, **options: Any
         await runtime.stop(None)
 
 
-async def recorded(sink: MemorySink, count: int) -> list[Any]:
-    """The sink's calls once it holds `count`: calls are recorded just after their reply."""
-    for _ in range(200):
-        if len(sink.calls) >= count:
-            break
+async def until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether `check()` came true within `timeout` seconds (looked at every 10 ms, so a passing
+    test waits no longer than what it waits for; the long timeout is for loaded machines)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
         await asyncio.sleep(0.01)
+    return True
+
+
+async def recorded(sink: MemorySink, count: int) -> list[Any]:
+    """The sink's calls once it holds `count` (or after 10 s, what it has): calls are recorded
+    just after their reply."""
+    await until(lambda: len(sink.calls) >= count)
     return sink.calls
 
 

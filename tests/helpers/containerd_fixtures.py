@@ -118,7 +118,7 @@ def proxy(containerd: harness.Containerd, sock_dir: pathlib.Path, cli_cmd: list[
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     run = ProxyRun(sock, proc, log_path, db)
     try:
-        harness.wait_for_socket(sock, 15, proc)
+        harness.wait_for_socket(sock, 45, proc)  # a start takes 1-2 s; 15 s was not enough at load 18
         yield run
     finally:
         run.stop()
