@@ -12,8 +12,10 @@ import time
 
 
 def utc_text(unix: float) -> str:
-    """'YYYY-MM-DD HH:MM:SS.mmm' in UTC for a unix time."""
-    seconds, ms = divmod(int(round(unix * 1000)), 1000)
+    """'YYYY-MM-DD HH:MM:SS.mmm' in UTC for a unix time, the millisecond rounded half up:
+    the text the `calls` view derives from `started_unix` (schema 12) with SQLite's round(),
+    which rounds a tie up where Python's round() would round it to even."""
+    seconds, ms = divmod(int(unix * 1000 + 0.5), 1000)
     return f"{_second_text(seconds)}.{ms:03d}"
 
 

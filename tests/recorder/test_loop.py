@@ -210,12 +210,13 @@ def test_a_backlog_past_the_spools_memory_waits_in_a_file_beside_the_database_an
     the spill file (nameless: the directory holds only the database), and every call is
     recorded whole once the proxy is gone."""
     path, ours, theirs, recorder, proxy = _unread_link(tmp_path)
-    message = b"\x0a\xa0\x8d\x06" + b"c" * 100_000  # container_id: 100,000 bytes
-    body = b"\x00" + len(message).to_bytes(4, "big") + message
+    def body(stream_id: int) -> bytes:  # container_id: 100,000 bytes, another for each call (each a new row)
+        message = b"\x0a\xa0\x8d\x06" + b"%06d" % stream_id + b"c" * 99_994
+        return b"\x00" + len(message).to_bytes(4, "big") + message
 
     def send() -> None:
         for stream_id in range(1, 240, 2):
-            frames = _request_frames(proxy, stream_id, body)
+            frames = _request_frames(proxy, stream_id, body(stream_id))
             proxy.chunk(True, bytes(frames))
             proxy.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
         ours.close()  # as a proxy killed with -9

@@ -33,6 +33,13 @@ JOINS = (
 )
 
 
+# A call's messages in the tables behind `messages` (schema 12): kind, idx, the shape's own
+# offset (NULL in a shared shape) and the offset the view gives.
+SHAPE_MESSAGES = ("SELECT m.kind, m.idx, m.offset_us, COALESCE(m.offset_us, CASE m.kind WHEN 0 THEN r.request_offset_us "
+                  "ELSE r.response_offset_us END) FROM call_rows AS r JOIN shape_messages AS m ON m.shape_id = r.shape_id "
+                  "WHERE r.id = ?")
+
+
 def _v9_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "v9.db"
     shutil.copy(GOLDEN_DIR / "schema-v9.db", copy)
@@ -57,12 +64,13 @@ def test_migration_10_keeps_every_message_and_joins_still_search(tmp_path: Path)
         assert [row[1:4] for row in after[len(before):]] == [("request", 0, 0.0), ("response", 0, 0.636)]
         assert conn.execute("SELECT call_id, direction, idx, offset_ms, data, json FROM call_messages "
                             "WHERE call_id <= ? ORDER BY 1, 2, 3", (before[-1][0],)).fetchall() == bodies
-        assert conn.execute("SELECT kind, offset_us FROM message_rows WHERE call_id = ? ORDER BY kind",
-                            (after[-1][0],)).fetchall() == [(0, 0), (1, 636)]
+        assert conn.execute(SHAPE_MESSAGES + " ORDER BY m.kind", (after[-1][0],)).fetchall() == [
+            (0, 0, None, 0), (1, 0, None, 636)]  # a shared shape: the offsets are the call row's (schema 12)
         assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'messages'").fetchone() == ("view",)
         for query in JOINS:
             plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
-            assert "SCAN message_rows" not in plan and "MATERIALIZE" not in plan, (query, plan)
+            assert "SCAN m" not in plan.split(" USING")[0] and "MATERIALIZE" not in plan, (query, plan)
+            assert "SCAN shape_messages" not in plan and "SCAN r" not in plan.split(" USING")[0], (query, plan)
     finally:
         conn.close()
     reader = open_readonly(copy)
@@ -87,14 +95,12 @@ def test_messages_can_be_inserted_updated_and_deleted_through_the_view(tmp_path:
                      (call_id,))
         assert conn.execute("SELECT offset_ms, compressed FROM messages WHERE call_id = ? AND direction = 'response' "
                             "AND idx = 1", (call_id,)).fetchall() == [(3.25, 0)]
-        assert conn.execute("SELECT kind, idx, offset_us FROM message_rows WHERE call_id = ? AND idx = 1",
-                            (call_id,)).fetchall() == [(1, 1, 3250)]
-        with pytest.raises(sqlite3.IntegrityError, match="message_rows.kind"):
+        assert conn.execute(SHAPE_MESSAGES + " AND m.idx = 1", (call_id,)).fetchall() == [(1, 1, 3250, 3250)]
+        with pytest.raises(sqlite3.IntegrityError, match="shape_messages.kind"):
             conn.execute("INSERT INTO messages (call_id, direction, idx, offset_ms, payload_id) "
                          "VALUES (?, 'sideways', 0, 0, ?)", (call_id, payload_id))
         conn.execute("DELETE FROM messages WHERE call_id = ? AND direction = 'request'", (call_id,))
-        assert conn.execute("SELECT kind, idx FROM message_rows WHERE call_id = ? ORDER BY 1, 2",
-                            (call_id,)).fetchall() == [(1, 0), (1, 1)]
+        assert conn.execute(SHAPE_MESSAGES + " ORDER BY 1, 2", (call_id,)).fetchall() == [(1, 0, 1000, 1000), (1, 1, 3250, 3250)]
         conn.commit()
     finally:
         conn.close()
