@@ -15,6 +15,7 @@ import sqlite3
 import statistics
 from collections.abc import Callable
 
+from cri_proxy.model.clock import started_sql
 from cri_proxy.model.cri import METHODS, parse_path
 from cri_proxy.query.findings import Finding, Window
 from cri_proxy.query.waterfall import human_ms
@@ -33,10 +34,10 @@ Check = Callable[[sqlite3.Connection, Window], list[Finding]]
 
 def relists(conn: sqlite3.Connection, win: Window) -> list[Finding]:
     """The relist rhythm: gaps between relists and how long each took."""
-    sql = ("SELECT method, started_unix, COALESCE(duration_ms, 0) FROM calls WHERE started_at >= '{since}' "
-           "AND +method IN ('ListPodSandbox', 'ListContainers') ORDER BY started_at")  # fmt: skip
-    rows = conn.execute(sql.format(since=win.since_at)).fetchall()
-    evidence = f'cri-proxy query "{sql.format(since=win.since_at)}"'
+    sql = (f"SELECT method, started_unix, COALESCE(duration_ms, 0) FROM calls WHERE {started_sql(win.since_at)} "
+           "AND +method IN ('ListPodSandbox', 'ListContainers') ORDER BY started_unix")  # fmt: skip
+    rows = conn.execute(sql).fetchall()
+    evidence = f'cri-proxy query "{sql}"'
     starts: list[float] = []
     took: list[float] = []
     for method, unix, ms in rows:
@@ -75,8 +76,8 @@ def slow_calls(conn: sqlite3.Connection, win: Window, limit: int = 3) -> list[Fi
     for minute, service, method, max_ms in tops:
         row = conn.execute(
             "SELECT id, started_at, COALESCE(pod_name, container_id, pod_sandbox_id, image, '') FROM calls "
-            "WHERE started_at >= ? AND started_at < ? AND started_at >= ? AND +service = ? AND +method = ? "
-            "AND duration_ms = ? LIMIT 1", (minute, minute + ":~", win.since_at, service, method, max_ms)).fetchone()
+            f"WHERE {started_sql(max(minute, win.since_at), minute)} AND +service = ? AND +method = ? "
+            "AND duration_ms = ? LIMIT 1", (service, method, max_ms)).fetchone()
         if row is None:  # that minute's longest started before the window
             continue
         call_id, at, about = row
@@ -94,9 +95,8 @@ def failing_probes(conn: sqlite3.Connection, win: Window) -> list[Finding]:
     by_container: dict[str, list[tuple[str, int]]] = {}
     for minute in minutes:
         for cid, at, code in conn.execute(
-            "SELECT COALESCE(container_id, '?'), started_at, exit_code FROM calls WHERE started_at >= ? "
-            "AND started_at < ? AND started_at >= ? AND +method = 'ExecSync' AND exit_code <> 0",
-            (minute, minute + ":~", win.since_at)):  # fmt: skip
+            "SELECT COALESCE(container_id, '?'), started_at, exit_code FROM calls WHERE "
+            f"{started_sql(max(minute, win.since_at), minute)} AND +method = 'ExecSync' AND exit_code <> 0"):
             by_container.setdefault(cid, []).append((at, code))
     found = []
     for cid, fails in by_container.items():

@@ -204,6 +204,11 @@ CREATE INDEX shapes_container_id ON call_shapes (container_id) WHERE container_i
 CREATE INDEX shapes_pod_sandbox_id ON call_shapes (pod_sandbox_id) WHERE pod_sandbox_id IS NOT NULL;
 CREATE INDEX shapes_pod_name ON call_shapes (pod_namespace, pod_name) WHERE pod_name IS NOT NULL;
 CREATE INDEX shapes_call ON call_shapes (call_id) WHERE call_id IS NOT NULL;
+-- The failed calls' shapes (the `errors` and `problems` views' conditions, as calls_failed
+-- was on call_rows): those views read these few shapes, then their calls through calls_shape.
+CREATE INDEX shapes_failed ON call_shapes (id) WHERE status_code IS NOT 0 OR outcome <> 'completed';
+CREATE INDEX shapes_problems ON call_shapes (id)
+    WHERE (status_code IS NOT 0 OR outcome <> 'completed') OR (exit_code IS NOT NULL AND exit_code <> 0);
 
 CREATE VIEW calls AS
 SELECT r.id, r.session_id, r.conn_id, r.stream_id,
