@@ -168,6 +168,9 @@ FROM containers AS c
 LEFT JOIN steps AS s ON s.container_id = c.container_id
 GROUP BY c.container_id;
 
+-- The request's body through a scalar subquery, not `LEFT JOIN messages`: since schema 12
+-- `messages` is a join (call_rows, shape_messages), and SQLite reads a join on the right of a
+-- LEFT JOIN whole (materializes it) where it flattens the same view in a subquery.
 CREATE VIEW images_pulled AS
 SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms,
        json_extract(p.json, '$.image.image') AS requested,
@@ -176,8 +179,8 @@ SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms,
        json_extract(p.json, '$.sandbox_config.metadata.namespace') AS pod_namespace,
        COALESCE(c.status_name, c.outcome) AS status, c.status_message
 FROM calls AS c
-LEFT JOIN messages AS m ON m.call_id = c.id AND m.direction = 'request' AND m.idx = 0
-LEFT JOIN payloads AS p ON p.id = m.payload_id
+LEFT JOIN payloads AS p ON p.id = (SELECT m.payload_id FROM messages AS m
+                                   WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0)
 WHERE c.method = 'PullImage';
 
 -- Every message of every call with its body: raw bytes (`data`) and decoded `json`.

@@ -101,8 +101,9 @@ def failing_probes(conn: sqlite3.Connection, win: Window) -> list[Finding]:
     found = []
     for cid, fails in by_container.items():
         pod = conn.execute("SELECT pod_namespace || '/' || pod_name, json_extract(p.json, '$.config.metadata.name') "
-                           "FROM calls AS c LEFT JOIN messages AS m ON m.call_id = c.id AND m.direction = 'request' "
-                           "AND m.idx = 0 LEFT JOIN payloads AS p ON p.id = m.payload_id "
+                           "FROM calls AS c LEFT JOIN payloads AS p ON p.id = (SELECT m.payload_id FROM messages AS m "
+                           "WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) "  # not a LEFT JOIN on it:
+                           # since schema 12 `messages` is a join, which SQLite would read whole there
                            "WHERE c.container_id = ? AND c.method = 'CreateContainer' LIMIT 1", (cid,)).fetchone()  # fmt: skip
         who = f"container {(pod[1] if pod else None) or cid[:13]}"
         who = f"{pod[0]} {who}" if pod and pod[0] else who
