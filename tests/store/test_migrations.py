@@ -130,3 +130,42 @@ def test_migration_11_keeps_every_call_and_a_session_still_reads_in_order(tmp_pa
         assert "calls_started_unix" in plan and "TEMP B-TREE" not in plan, plan
     finally:
         conn.close()
+
+
+# What users filter on (storage/README.md, issue 16): each must search the shapes' and calls'
+# indexes, never read call_rows whole nor materialize a view.
+USERS = (
+    "SELECT * FROM calls WHERE container_id IN ('a', 'b')",
+    "SELECT * FROM calls WHERE pod_namespace = 'shop' AND pod_name = 'web'",
+    "SELECT * FROM calls WHERE pod_sandbox_id = 'p'",
+    "SELECT * FROM calls WHERE method = 'ExecSync' ORDER BY started_unix",
+    "SELECT * FROM messages WHERE payload_id = 3",
+    "SELECT * FROM calls AS c JOIN messages AS m ON m.call_id = c.id WHERE c.id = 7",
+    "SELECT * FROM images_pulled",
+    "SELECT * FROM errors",
+)
+
+
+def test_migration_12_keeps_every_call_and_message_and_users_filters_search(tmp_path: Path) -> None:
+    copy = tmp_path / "v11.db"
+    shutil.copy(GOLDEN_DIR / "schema-v11.db", copy)
+    with sqlite3.connect(copy) as conn:
+        before, messages = conn.execute(CALLS).fetchall(), conn.execute(MESSAGES).fetchall()
+        rollups = conn.execute("SELECT * FROM call_minutes ORDER BY 1, 2, 3, 4").fetchall()
+    conn.close()
+    record(copy, [make_call("Version", started=T0 + 1)])
+    conn = sqlite3.connect(copy)
+    try:
+        assert db.schema_version(conn) == len(sql.migrations())
+        assert conn.execute(CALLS).fetchall()[:len(before)] == before  # floats, texts and all
+        assert conn.execute(MESSAGES).fetchall()[:len(messages)] == messages
+        assert conn.execute("SELECT count(*) FROM call_shapes").fetchone()[0] < len(before)  # some shared
+        assert conn.execute("SELECT count(*) FROM call_rows WHERE started_at IS NOT NULL").fetchone() == (0,)
+        conn.execute("DELETE FROM calls WHERE id <= ?", (before[-1][0],))  # the rollups' trigger reads shapes
+        assert conn.execute("SELECT sum(calls) FROM call_minutes").fetchone() == (1,)
+        assert sum(r[4] for r in rollups) == len(before)
+        for query in USERS:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}")]
+            assert not [p for p in plan if p.startswith(("SCAN r", "SCAN m", "MATERIALIZE"))], (query, plan)
+    finally:
+        conn.close()
