@@ -3,7 +3,7 @@ probes, error bursts, lost calls and upstream outages over a window.
 
 Each reads as little as it can: the per-minute rollups (`call_minutes`) find the minutes
 worth looking at (the longest calls, the non-zero exits, the errors), and only those
-minutes' calls are read, through the started_at index (`calls_failed` for failed calls).
+minutes' calls are read, through the started_unix index (model.clock.started_sql).
 The PLEG relist is the kubelet's ListPodSandbox followed by ListContainers, once a second
 (genericPLEG's relistPeriod); the kubelet reports the node NotReady ("PLEG is not healthy")
 when a relist has not completed for 3 minutes (relistThreshold).

@@ -3,8 +3,8 @@ upstream outages.
 
 An error burst is a run of consecutive minutes with failed calls (the failure rule of
 `errors`; the streams the kubelet holds open and cancels, GetContainerEvents, are left out),
-found in `call_minutes` and described from the failed calls themselves (the `calls_failed`
-index). An upstream outage is a run of calls the runtime could not be reached for: status
+found in `call_minutes` and described from the failed calls themselves (those minutes' calls,
+through the started_unix index). An upstream outage is a run of calls the runtime could not be reached for: status
 UNAVAILABLE or the connection closed under the call, less than 30 s apart.
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from cri_proxy.recorder.clients import RowIds
 from cri_proxy.store.rows import SHAPE_COLUMNS
 
 __all__ = ["MAX_CACHED", "Shapes"]
@@ -37,29 +38,22 @@ _REQUEST, _RESPONSE = SHAPE_COLUMNS.index("request_payload"), SHAPE_COLUMNS.inde
 Key = tuple[object, ...]  # a shape's SHAPE_COLUMNS
 
 
-class Shapes:
+class Shapes(RowIds[Key]):
     """Ids of the shapes stored in the open file: `shared` for a call of at most one request
     and one response, `own` for any other; `committed` or `clear` after the transaction."""
 
     def __init__(self) -> None:
-        self._ids: dict[Key, int] = {}
-        self._pending: dict[Key, int] = {}
+        super().__init__(_INSERT, _FIND, MAX_CACHED)
 
     def shared(self, conn: sqlite3.Connection, key: Key) -> int:
-        """The id of the shape `key`, inserted with its messages when new."""
-        found = self._ids.get(key) or self._pending.get(key)
-        if found is not None:
-            return found
-        cursor = conn.execute(_INSERT, key)
-        if cursor.rowcount == 1 and cursor.lastrowid is not None:
-            found = int(cursor.lastrowid)
-            rows = [(found, kind, 0, None, payload >> 1, payload & 1)
-                    for kind, payload in ((0, key[_REQUEST]), (1, key[_RESPONSE])) if isinstance(payload, int)]
-            conn.executemany(_INSERT_MESSAGES, rows)
-        else:  # stored by an earlier run (or evicted from the cache): its messages are there
-            found = int(conn.execute(_FIND, key).fetchone()[0])
-        self._pending[key] = found
-        return found
+        """The id of the shape `key`, inserted with its messages when new (a shape stored by
+        an earlier run, or evicted from the cache, has its messages already)."""
+        return self.id_of(conn, key)
+
+    def _made(self, conn: sqlite3.Connection, key: Key, row_id: int) -> None:
+        conn.executemany(_INSERT_MESSAGES, [(row_id, kind, 0, None, payload >> 1, payload & 1)
+                                            for kind, payload in ((0, key[_REQUEST]), (1, key[_RESPONSE]))
+                                            if isinstance(payload, int)])
 
     def own(self, conn: sqlite3.Connection, key: Key, messages: Sequence[tuple[int, int, int, int, int]]) -> int:
         """A new shape for one call (`key` names it in `call_id`), with its messages as
@@ -73,14 +67,3 @@ class Shapes:
         shape_id = int(cursor.lastrowid or 0)
         conn.executemany(_INSERT_MESSAGES, [(shape_id, *m) for m in messages])
         return shape_id
-
-    def committed(self) -> None:
-        self._ids.update(self._pending)
-        self._pending.clear()
-        while len(self._ids) > MAX_CACHED:
-            del self._ids[next(iter(self._ids))]
-
-    def clear(self) -> None:
-        """A rollback (pending ids may not exist), another file, or pruned rows."""
-        self._ids.clear()
-        self._pending.clear()

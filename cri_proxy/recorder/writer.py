@@ -4,9 +4,9 @@ It runs on the recorder's own thread (see recorder.py) with the standard sqlite3
 is the only code that touches the recording's file. The pipeline's peers (pipeline.py) have
 already redacted each call, given its messages their JSON and read its ids; here each
 message's payload row is reused when the same bytes were stored before, else inserted
-(payload_rows.py). Metadata sets are stored once (packing.py) and the call's row points at
-them. Faults raise out of `write` as they are; the recorder
-decides.
+(payload_rows.py). Metadata sets are stored once (packing.py), and so is what the call has in
+common with others, its shape (shapes.py): a call of a shape already stored is one thin row.
+Faults raise out of `write` as they are; the recorder decides.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 # default, 1000 pages, is 8-16 MiB with our 8 or 16 KiB pages, and a WAL that grew stays that big):
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
 WAL_LIMIT_BYTES = 4 << 20
-# shape_messages.kind (schema 10's message_rows.kind): the `messages` view spells it out as
-# `request`, `response`.
+# shape_messages.kind: the `messages` view spells it out as `request`, `response`.
 _KIND = {Direction.REQUEST: 0, Direction.RESPONSE: 1}
 
 __all__ = ["BatchWriter", "Totals"]

@@ -2,7 +2,9 @@
 narrow `message_rows`, read back through the `messages` view exactly as the table gave them,
 joined through its primary key and index, and written through its triggers.
 0011_lean_rows.sql: the index on session_id dropped, an older file's calls read the same and a
-session's calls still come in order without a sort."""
+session's calls still come in order without a sort.
+0012_call_shapes.sql: an older file's calls and messages copied into shapes and thin rows,
+read back the same, and the users' filters still search."""
 
 from __future__ import annotations
 
