@@ -6,8 +6,9 @@ report_scale.py use it).
     .venv/bin/python benchmarks/big_recording.py /tmp/big.db --calls 200000 --pods 20
 
 Not through the proxy (that would take an hour of kubelet time): the rows are written
-directly, in the recording's own schema (store.db.open_database migrates a new file), with
-the writer's rollups (recorder.rollups.add) filled in the same way the writer fills them.
+directly, in the recording's own schema (store.db.open_database migrates a new file): thin
+call rows and their shapes as the writer stores them (schema 12), with the writer's rollups
+(recorder.rollups.add) filled in the same way the writer fills them.
 The traffic is a kubelet's: every second a PLEG relist (ListPodSandbox then ListContainers)
 and, per pod every 10 s, PodSandboxStatus, ContainerStatus and an exec probe (ExecSync;
 a few exit non-zero), image and stats calls every 10-60 s, a few slow relists and gRPC
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import random
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cri_proxy.model.clock import utc_text  # noqa: E402
 from cri_proxy.recorder import rollups  # noqa: E402
 from cri_proxy.store import db  # noqa: E402
-from cri_proxy.store.rows import CALL_COLUMNS  # noqa: E402
+from cri_proxy.store.rows import CALL_COLUMNS, METADATA_COLUMNS, ROUTE_COLUMNS, SHAPE_COLUMNS  # noqa: E402
 
 RUNTIME, IMAGE = "runtime.v1.RuntimeService", "runtime.v1.ImageService"
 MEDIAN_MS = {"ListPodSandbox": 1.2, "ListContainers": 1.8, "PodSandboxStatus": 0.8, "ContainerStatus": 0.7,
@@ -153,6 +155,46 @@ class Node:
             at += float(row[5]) / 1000 + 0.002
 
 
+ROW_COLUMNS = ("id", "session_id", "conn_id", "stream_id", "started_unix", "duration_us", "shape_id",
+               "request_offset_us", "response_offset_us")
+_AT = {name: i for i, name in enumerate(CALL_COLUMNS)}
+# A shape's columns from a `calls` row; its metadata is kept as text in the shape (as the
+# `calls` view's trigger keeps it), which reads back the same as sets would.
+_SHAPE_FROM_ROW = [name for name in SHAPE_COLUMNS if name in _AT]
+
+
+class Shapes:
+    """The routes, shapes and shape messages of the calls, numbered as they are first met."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[object, ...], int] = {}
+        self.shapes: dict[tuple[object, ...], int] = {}
+
+    def row(self, call_id: int, row: Row, messages: list[tuple[str, int]]) -> Row:
+        """The thin `call_rows` row of a call (`row` in CALL_COLUMNS order)."""
+        route = tuple(row[_AT[name]] for name in ROUTE_COLUMNS)
+        route_id = self.routes.setdefault(route, len(self.routes) + 1)
+        bodies = dict(messages)
+        key = (route_id, *(row[_AT[name]] for name in _SHAPE_FROM_ROW), *(row[_AT[name]] for name in METADATA_COLUMNS),
+               bodies.get("request"), bodies.get("response"))
+        shape_id = self.shapes.setdefault(key, len(self.shapes) + 1)
+        ms = row[_AT["duration_ms"]]
+        return (call_id, row[0], row[1], row[2], row[_AT["started_unix"]],
+                None if ms is None else round(float(ms) * 1000), shape_id,  # type: ignore[arg-type]
+                0 if "request" in bodies else None, 0 if "response" in bodies else None)
+
+    def insert(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(f"INSERT INTO routes (id, {', '.join(ROUTE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+                         [(i, *route) for route, i in self.routes.items()])
+        columns = ("id", "route_id", *_SHAPE_FROM_ROW, *METADATA_COLUMNS, "request_payload", "response_payload")
+        conn.executemany(f"INSERT INTO call_shapes ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                         [(i, *key[:-2], *(None if p is None else p * 2 for p in key[-2:]))
+                          for key, i in self.shapes.items()])
+        conn.executemany("INSERT INTO shape_messages (shape_id, kind, idx, payload_id) VALUES (?, ?, 0, ?)",
+                         [(i, kind, key[-2 + kind]) for key, i in self.shapes.items() for kind in (0, 1)
+                          if key[-2 + kind] is not None])
+
+
 def build(path: Path, calls: int, pods: int, seed: int) -> tuple[int, float]:
     """Writes the recording; (calls written, seconds of traffic)."""
     for suffix in ("", "-wal", "-shm"):
@@ -167,23 +209,20 @@ def build(path: Path, calls: int, pods: int, seed: int) -> tuple[int, float]:
                  "pid, listen, runtime_endpoint, runtime_api, image_api) VALUES "
                  "(1, ?, ?, 'bench', 1, 'node-1', 1, 'unix:///run/cri-proxy.sock', "
                  "'unix:///run/containerd/containerd.sock', 'v1', 'v1')", (utc_text(node.t), node.t))  # fmt: skip
-    insert = f"INSERT INTO calls (id, {', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' * (len(CALL_COLUMNS) + 1))})"
+    shapes = Shapes()
     written, s = 0, 0
     conn.execute("BEGIN IMMEDIATE")
     while written < calls:
-        rows, messages = [], []
+        rows = []
         for row, msgs in node.second(s):
             written += 1
-            rows.append((written, *row))
-            messages += [(written, d == "response", 0, 0, p, 0) for d, p in msgs]  # kind 0/1, offset_us
+            rows.append(shapes.row(written, row, msgs))
             if written >= calls:
                 break
-        conn.executemany(insert, rows)
-        # Into the table behind the `messages` view (schema 10): through the view's trigger, a
-        # million calls took several times as long.
-        conn.executemany("INSERT INTO message_rows (call_id, kind, idx, offset_us, payload_id, compressed) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", messages)
+        conn.executemany(f"INSERT INTO call_rows ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})",
+                         rows)
         s += 1
+    shapes.insert(conn)
     conn.executemany("INSERT INTO payloads (id, sha256, size, data, json, truncated) VALUES (?, ?, ?, ?, ?, ?)",
                      node.payloads)
     losses = [(span * 5 // 6, 1000), (span * 11 // 12, 234)]  # two episodes, as a flood makes them

@@ -22,6 +22,19 @@ COMMANDS = {
     "stats": ["stats", "--db", "{db}"],
     "health": ["health", "--db", "{db}", "--since", "1h"],
     "method_stats": ["query", "--db", "{db}", "SELECT * FROM method_stats"],
+    "pod": ["pod", "--db", "{db}", "shop/web-0"],
+    "pod-startup": ["query", "--db", "{db}", "--named", "pod-startup", "--param", "pod_name=web-0",
+                    "--param", "pod_namespace=shop"],
+    "busiest": ["query", "--db", "{db}", "--named", "busiest-methods", "--param", "minutes=60"],
+    "failed-hour": ["query", "--db", "{db}", "--named", "failed-last-hour"],
+    "containers": ["query", "--db", "{db}", "SELECT * FROM container_lifecycle"],
+    "errors": ["query", "--db", "{db}", "SELECT count(*), max(status_name) FROM errors"],
+    "stats-since": ["stats", "--db", "{db}", "--since", "1h"],
+    "by-container": ["query", "--db", "{db}", "SELECT count(*) FROM calls WHERE container_id IN "
+                     "(SELECT container_id FROM calls WHERE method = 'CreateContainer' LIMIT 3)"],
+    # An ad hoc started_at range: schema 12 has no index on started_at (it reads every row).
+    "started_at": ["query", "--db", "{db}", "SELECT count(*) FROM calls WHERE started_at >= "
+                   "datetime((SELECT max(started_unix) FROM calls) - 3600, 'unixepoch')"],
 }
 
 

@@ -25,7 +25,8 @@ WHERE duration_ms > 1000 AND method <> 'GetContainerEvents';
 -- call_minutes; the percentiles, exact (nearest rank), by summing call_durations' counts in
 -- order of duration: pXX is the first duration whose running count reaches XX% of the
 -- timed calls. The first and last call are looked up in the first and last minute the
--- method was seen (`+c.method`: through the started_at index, one minute's calls).
+-- method was seen (`+c.method`: through the started_unix index, one minute's calls, a
+-- millisecond either side for the text's rounding, the minute's own text then compared).
 CREATE VIEW method_stats AS
 WITH per AS (
     SELECT service, method, SUM(calls) AS calls, SUM(errors) AS errors, SUM(timed) AS timed,
@@ -50,11 +51,15 @@ SELECT per.service, per.method, calls, errors,
        ROUND(total_ms / timed, 3) AS avg_ms,
        pct.p50_ms, pct.p95_ms, pct.p99_ms,
        max_ms,
-       (SELECT MIN(c.started_at) FROM calls AS c WHERE c.started_at >= first_minute
-        AND c.started_at < first_minute || ':~' AND +c.service = per.service AND +c.method = per.method)
+       (SELECT MIN(c.started_at) FROM calls AS c
+         WHERE c.started_unix >= CAST(strftime('%s', first_minute) AS INTEGER) - 0.001
+           AND c.started_unix < CAST(strftime('%s', first_minute) AS INTEGER) + 60.001
+           AND substr(c.started_at, 1, 16) = first_minute AND +c.service = per.service AND +c.method = per.method)
            AS first_at,
-       (SELECT MAX(c.started_at) FROM calls AS c WHERE c.started_at >= last_minute
-        AND c.started_at < last_minute || ':~' AND +c.service = per.service AND +c.method = per.method)
+       (SELECT MAX(c.started_at) FROM calls AS c
+         WHERE c.started_unix >= CAST(strftime('%s', last_minute) AS INTEGER) - 0.001
+           AND c.started_unix < CAST(strftime('%s', last_minute) AS INTEGER) + 60.001
+           AND substr(c.started_at, 1, 16) = last_minute AND +c.service = per.service AND +c.method = per.method)
            AS last_at
 FROM per LEFT JOIN pct ON pct.service = per.service AND pct.method = per.method;
 
@@ -163,6 +168,9 @@ FROM containers AS c
 LEFT JOIN steps AS s ON s.container_id = c.container_id
 GROUP BY c.container_id;
 
+-- The request's body through a scalar subquery, not `LEFT JOIN messages`: since schema 12
+-- `messages` is a join (call_rows, shape_messages), and SQLite reads a join on the right of a
+-- LEFT JOIN whole (materializes it) where it flattens the same view in a subquery.
 CREATE VIEW images_pulled AS
 SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms,
        json_extract(p.json, '$.image.image') AS requested,
@@ -171,8 +179,8 @@ SELECT c.id AS call_id, c.session_id, c.started_at, c.duration_ms,
        json_extract(p.json, '$.sandbox_config.metadata.namespace') AS pod_namespace,
        COALESCE(c.status_name, c.outcome) AS status, c.status_message
 FROM calls AS c
-LEFT JOIN messages AS m ON m.call_id = c.id AND m.direction = 'request' AND m.idx = 0
-LEFT JOIN payloads AS p ON p.id = m.payload_id
+LEFT JOIN payloads AS p ON p.id = (SELECT m.payload_id FROM messages AS m
+                                   WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0)
 WHERE c.method = 'PullImage';
 
 -- Every message of every call with its body: raw bytes (`data`) and decoded `json`.

@@ -154,7 +154,7 @@ def _database(node: NodeRoot, flags: dict[str, str], now: float) -> list[Check]:
         return [Check("recording", FAIL, str(exc), "move the file aside; the proxy starts a new one")]
     try:
         result = [str(r[0]) for r in recording.conn.execute("PRAGMA quick_check")]
-        last = recording.conn.execute("SELECT started_unix FROM calls ORDER BY started_at DESC LIMIT 1").fetchone()
+        last = recording.conn.execute("SELECT started_unix FROM calls ORDER BY started_unix DESC LIMIT 1").fetchone()
     except sqlite3.Error as exc:
         return [Check("recording", FAIL, f"{flags['--db']}: {exc}", "move the file aside; the proxy starts a new one")]
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from cri_proxy.model.clock import started_sql
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.errors import StorageError
 from cri_proxy.model.status import FAILED_SQL as FAILED
@@ -36,8 +37,7 @@ def compute(conn: sqlite3.Connection, *, since_at: str | None = None, session: i
     """The `clients` section for the calls `since_at` (started_at text) and of `session`."""
     where, params = ["1"], []  # type: tuple[list[str], list[Any]]
     if since_at is not None:
-        where.append("c.started_at >= ?")
-        params.append(since_at)
+        where.append(started_sql(since_at, alias="c"))  # through calls_started_unix (schema 12)
     if session is not None:
         where.append("c.session_id = ?")
         params.append(session)

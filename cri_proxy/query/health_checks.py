@@ -3,7 +3,7 @@ probes, error bursts, lost calls and upstream outages over a window.
 
 Each reads as little as it can: the per-minute rollups (`call_minutes`) find the minutes
 worth looking at (the longest calls, the non-zero exits, the errors), and only those
-minutes' calls are read, through the started_at index (`calls_failed` for failed calls).
+minutes' calls are read, through the started_unix index (model.clock.started_sql).
 The PLEG relist is the kubelet's ListPodSandbox followed by ListContainers, once a second
 (genericPLEG's relistPeriod); the kubelet reports the node NotReady ("PLEG is not healthy")
 when a relist has not completed for 3 minutes (relistThreshold).
@@ -15,6 +15,7 @@ import sqlite3
 import statistics
 from collections.abc import Callable
 
+from cri_proxy.model.clock import started_sql
 from cri_proxy.model.cri import METHODS, parse_path
 from cri_proxy.query.findings import Finding, Window
 from cri_proxy.query.waterfall import human_ms
@@ -33,10 +34,10 @@ Check = Callable[[sqlite3.Connection, Window], list[Finding]]
 
 def relists(conn: sqlite3.Connection, win: Window) -> list[Finding]:
     """The relist rhythm: gaps between relists and how long each took."""
-    sql = ("SELECT method, started_unix, COALESCE(duration_ms, 0) FROM calls WHERE started_at >= '{since}' "
-           "AND +method IN ('ListPodSandbox', 'ListContainers') ORDER BY started_at")  # fmt: skip
-    rows = conn.execute(sql.format(since=win.since_at)).fetchall()
-    evidence = f'cri-proxy query "{sql.format(since=win.since_at)}"'
+    sql = (f"SELECT method, started_unix, COALESCE(duration_ms, 0) FROM calls WHERE {started_sql(win.since_at)} "
+           "AND +method IN ('ListPodSandbox', 'ListContainers') ORDER BY started_unix")  # fmt: skip
+    rows = conn.execute(sql).fetchall()
+    evidence = f'cri-proxy query "{sql}"'
     starts: list[float] = []
     took: list[float] = []
     for method, unix, ms in rows:
@@ -75,8 +76,8 @@ def slow_calls(conn: sqlite3.Connection, win: Window, limit: int = 3) -> list[Fi
     for minute, service, method, max_ms in tops:
         row = conn.execute(
             "SELECT id, started_at, COALESCE(pod_name, container_id, pod_sandbox_id, image, '') FROM calls "
-            "WHERE started_at >= ? AND started_at < ? AND started_at >= ? AND +service = ? AND +method = ? "
-            "AND duration_ms = ? LIMIT 1", (minute, minute + ":~", win.since_at, service, method, max_ms)).fetchone()
+            f"WHERE {started_sql(max(minute, win.since_at), minute)} AND +service = ? AND +method = ? "
+            "AND duration_ms = ? LIMIT 1", (service, method, max_ms)).fetchone()
         if row is None:  # that minute's longest started before the window
             continue
         call_id, at, about = row
@@ -94,15 +95,15 @@ def failing_probes(conn: sqlite3.Connection, win: Window) -> list[Finding]:
     by_container: dict[str, list[tuple[str, int]]] = {}
     for minute in minutes:
         for cid, at, code in conn.execute(
-            "SELECT COALESCE(container_id, '?'), started_at, exit_code FROM calls WHERE started_at >= ? "
-            "AND started_at < ? AND started_at >= ? AND +method = 'ExecSync' AND exit_code <> 0",
-            (minute, minute + ":~", win.since_at)):  # fmt: skip
+            "SELECT COALESCE(container_id, '?'), started_at, exit_code FROM calls WHERE "
+            f"{started_sql(max(minute, win.since_at), minute)} AND +method = 'ExecSync' AND exit_code <> 0"):
             by_container.setdefault(cid, []).append((at, code))
     found = []
     for cid, fails in by_container.items():
         pod = conn.execute("SELECT pod_namespace || '/' || pod_name, json_extract(p.json, '$.config.metadata.name') "
-                           "FROM calls AS c LEFT JOIN messages AS m ON m.call_id = c.id AND m.direction = 'request' "
-                           "AND m.idx = 0 LEFT JOIN payloads AS p ON p.id = m.payload_id "
+                           "FROM calls AS c LEFT JOIN payloads AS p ON p.id = (SELECT m.payload_id FROM messages AS m "
+                           "WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) "  # not a LEFT JOIN on it:
+                           # since schema 12 `messages` is a join, which SQLite would read whole there
                            "WHERE c.container_id = ? AND c.method = 'CreateContainer' LIMIT 1", (cid,)).fetchone()  # fmt: skip
         who = f"container {(pod[1] if pod else None) or cid[:13]}"
         who = f"{pod[0]} {who}" if pod and pod[0] else who

@@ -3,8 +3,8 @@ upstream outages.
 
 An error burst is a run of consecutive minutes with failed calls (the failure rule of
 `errors`; the streams the kubelet holds open and cancels, GetContainerEvents, are left out),
-found in `call_minutes` and described from the failed calls themselves (the `calls_failed`
-index). An upstream outage is a run of calls the runtime could not be reached for: status
+found in `call_minutes` and described from the failed calls themselves (those minutes' calls,
+through the started_unix index). An upstream outage is a run of calls the runtime could not be reached for: status
 UNAVAILABLE or the connection closed under the call, less than 30 s apart.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from cri_proxy.model.clock import started_sql
 from cri_proxy.model.status import FAILED_SQL
 from cri_proxy.query.findings import Finding, Window
 from cri_proxy.query.health_checks import NOT_STREAMING_SQL, BURST_WARN
@@ -40,7 +41,7 @@ def error_bursts(conn: sqlite3.Connection, win: Window, limit: int = 5) -> list[
     found = []
     for first, last in _runs([m for (m,) in rows]):
         sql = (f"SELECT method, COALESCE(status_name, outcome), COUNT(*) FROM calls WHERE {FAILED_SQL} "
-               f"AND started_at >= '{max(first, win.since_at)}' AND started_at < '{last}:~' "
+               f"AND {started_sql(max(first, win.since_at), last)} "
                f"AND +method NOT IN ({NOT_STREAMING_SQL}) GROUP BY 1, 2 ORDER BY 3 DESC")  # fmt: skip
         kinds = conn.execute(sql).fetchall()
         failed = sum(n for *_, n in kinds)
@@ -72,7 +73,7 @@ def losses(conn: sqlite3.Connection, win: Window) -> list[Finding]:
 
 
 def upstream_outages(conn: sqlite3.Connection, win: Window) -> list[Finding]:
-    sql = (f"SELECT started_unix, started_at, upstream FROM calls WHERE {FAILED_SQL} AND started_at >= '{win.since_at}' "
+    sql = (f"SELECT started_unix, started_at, upstream FROM calls WHERE {FAILED_SQL} AND {started_sql(win.since_at)} "
            f"AND (status_code = 14 OR outcome = 'connection_closed') AND +method NOT IN ({NOT_STREAMING_SQL}) "
            "ORDER BY started_at")  # fmt: skip
     episodes: list[list[tuple[float, str, str | None]]] = []

@@ -3,11 +3,11 @@
 `call_minutes` (storage/migrations/0007_call_minutes.sql) gives the counts, failures,
 non-zero exec exits, timed calls, longest durations and bytes per service and method in a
 few thousand rows. A nearest-rank percentile (the smallest duration whose 1-based rank r
-among the timed calls has r * 100 >= p * n) is then the duration r - 1 entries into the
-index calls(method, duration_ms): `LIMIT 1 OFFSET r - 1` steps along the index without
-reading any call's row, a few milliseconds for a hundred thousand calls. When two services
-share a method's name (a client speaking v1 and another v1alpha2) the index alone cannot
-tell them apart, and the service is checked on every call's row: slower, still exact.
+among the timed calls has r * 100 >= p * n) is then read from `call_durations` (0007 too:
+each service and method's calls counted by duration): the first duration whose running
+count reaches r, along its primary key, a few thousand distinct durations at most. (Up to
+schema 11 it stepped `LIMIT 1 OFFSET r - 1` along the index calls(method, duration_ms),
+which schema 12 no longer has: the method is the call's shape's.)
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ GROUP BY service, method
 ORDER BY SUM(calls) DESC, service, method
 """
 
-_ONE_SERVICE = ("SELECT duration_ms FROM calls WHERE method = ? AND duration_ms IS NOT NULL "
-                "ORDER BY duration_ms {order} LIMIT 1 OFFSET ?")  # fmt: skip
-_SHARED = ("SELECT duration_ms FROM calls WHERE method = ? AND service = ? AND duration_ms IS NOT NULL "
-           "ORDER BY duration_ms {order} LIMIT 1 OFFSET ?")  # fmt: skip
+# The first duration, in order, whose running count of calls reaches the rank; from the
+# longest end for a rank in the upper half (p99: 1% of the calls stepped over, not 99%).
+_RANK = ("SELECT duration_ms FROM (SELECT duration_ms, SUM(calls) OVER (ORDER BY duration_ms {order} "
+         "ROWS UNBOUNDED PRECEDING) AS upto FROM call_durations WHERE service = ? AND method = ?) "
+         "WHERE upto >= ? ORDER BY duration_ms {order} LIMIT 1")
 
 
 def nearest_rank(p: int, n: int) -> int:
@@ -36,15 +37,10 @@ def nearest_rank(p: int, n: int) -> int:
     return (p * n + 99) // 100
 
 
-def percentile(conn: sqlite3.Connection, service: str, method: str, rank: int, timed: int,
-               shared: bool) -> float | None:  # fmt: skip
-    """The duration of the given 1-based rank among the method's `timed` calls. A rank in
-    the upper half is stepped to from the longest end (p99: 1% of the calls, not 99%)."""
-    order, offset = ("DESC", timed - rank) if rank > timed // 2 else ("", rank - 1)
-    if shared:
-        row = conn.execute(_SHARED.format(order=order), (method, service, offset)).fetchone()
-    else:
-        row = conn.execute(_ONE_SERVICE.format(order=order), (method, offset)).fetchone()
+def percentile(conn: sqlite3.Connection, service: str, method: str, rank: int, timed: int) -> float | None:
+    """The duration of the given 1-based rank among the service's method's `timed` calls."""
+    order, rank = ("DESC", timed - rank + 1) if rank > timed // 2 else ("", rank)
+    row = conn.execute(_RANK.format(order=order), (service, method, rank)).fetchone()
     return None if row is None else float(row[0])
 
 
@@ -53,13 +49,9 @@ def whole_recording_methods(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     service, method, calls, errors, error_rate, nonzero_exits, p50_ms, p95_ms, p99_ms,
     max_ms, request_bytes, response_bytes; busiest first."""
     rows = conn.execute(_PER_METHOD).fetchall()
-    services: dict[str, int] = {}
-    for row in rows:
-        services[row[1]] = services.get(row[1], 0) + 1
     result = []
     for service, method, calls, errors, rate, nonzero, timed, max_ms, req, resp in rows:
-        shared = services[method] > 1
-        pcts = [percentile(conn, service, method, nearest_rank(p, timed), timed, shared) if timed else None
+        pcts = [percentile(conn, service, method, nearest_rank(p, timed), timed) if timed else None
                 for p in _PERCENTILES]  # fmt: skip
         result.append((service, method, calls, errors, rate, nonzero, *pcts, max_ms, req, resp))
     return result

@@ -20,6 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from cri_proxy.model.clock import started_sql
 from cri_proxy.model.errors import StorageError
 from cri_proxy.model.status import FAILED_SQL as FAILED
 from cri_proxy.query.output import Section
@@ -103,8 +104,7 @@ def compute(conn: sqlite3.Connection, *, since_at: str | None = None, session: i
     session_params: list[Any] = []
     loss_params: list[Any] = []
     if since_at is not None:
-        call_where.append("started_at >= ?")
-        call_params.append(since_at)
+        call_where.append(started_sql(since_at))  # through calls_started_unix (schema 12)
         session_where.append("(s.ended_at IS NULL OR s.ended_at >= ?)")
         session_params.append(since_at)
         loss_where.append("COALESCE(ended_at, started_at) >= ?")

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from cri_proxy.model.clock import started_sql
 from cri_proxy.model.status import FAILED_SQL
 from cri_proxy.query.output import row_object
 from cri_proxy.store import reader
@@ -46,8 +47,7 @@ class Filters:
         if self.errors_only:
             clauses.append(FAILED)
         if self.since_at:
-            clauses.append("started_at >= ?")
-            params.append(self.since_at)
+            clauses.append(started_sql(self.since_at))  # through calls_started_unix (schema 12)
         return (" AND ".join(clauses) or "1"), params
 
 

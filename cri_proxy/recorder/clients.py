@@ -36,8 +36,8 @@ class RowIds(Generic[K]):
     """Ids of rows stored once per distinct identity (clients, routes), cached per open
     database: `id_of` inside the writer's transaction; `committed` or `rolled_back` after it."""
 
-    def __init__(self, insert_sql: str, find_sql: str) -> None:
-        self._insert, self._find = insert_sql, find_sql
+    def __init__(self, insert_sql: str, find_sql: str, max_cached: int = MAX_CACHED) -> None:
+        self._insert, self._find, self._max = insert_sql, find_sql, max_cached
         self._ids: dict[K, int] = {}
         self._pending: dict[K, int] = {}
 
@@ -48,15 +48,19 @@ class RowIds(Generic[K]):
         cursor = conn.execute(self._insert, key)
         if cursor.rowcount == 1 and cursor.lastrowid is not None:
             found = int(cursor.lastrowid)
+            self._made(conn, key, found)
         else:  # stored by an earlier run (or evicted from the cache)
             found = int(conn.execute(self._find, key).fetchone()[0])
         self._pending[key] = found
         return found
 
+    def _made(self, conn: sqlite3.Connection, key: K, row_id: int) -> None:
+        """A row just inserted: what a subclass stores with it."""
+
     def committed(self) -> None:
         self._ids.update(self._pending)
         self._pending.clear()
-        while len(self._ids) > MAX_CACHED:
+        while len(self._ids) > self._max:
             del self._ids[next(iter(self._ids))]
 
     def rolled_back(self) -> None:

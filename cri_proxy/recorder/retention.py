@@ -1,5 +1,5 @@
-"""Retention: the oldest calls go (with their messages, and bodies no call uses any more)
-while the recording is older or larger than asked. Runs on the writer's connection, between
+"""Retention: the oldest calls go (with the shapes and bodies no call uses any more) while
+the recording is older or larger than asked. Runs on the writer's connection, between
 batches; freed pages are reused, so the file stops growing.
 
 A body that is the keyframe of deltas (payloads.base_id) stays while any delta needs it,
@@ -45,15 +45,19 @@ def used_bytes(conn: sqlite3.Connection) -> int:
 
 
 def delete_calls(conn: sqlite3.Connection, ids: list[int]) -> None:
-    """One transaction: the calls, their messages, and the payloads nothing uses any more."""
+    """One transaction: the calls, the shapes (schema 12) with their messages and the
+    payloads nothing uses any more."""
     marks = ",".join("?" * len(ids))
     conn.execute("BEGIN IMMEDIATE")
     try:
         payloads = [row[0] for row in conn.execute(
             f"SELECT DISTINCT payload_id FROM messages WHERE call_id IN ({marks})", ids)]
         bases = payload_bases(conn, payloads)
-        conn.execute(f"DELETE FROM messages WHERE call_id IN ({marks})", ids)
-        conn.execute(f"DELETE FROM call_rows WHERE id IN ({marks})", ids)
+        shapes = [(row[0],) * 2 for row in conn.execute(
+            f"SELECT DISTINCT shape_id FROM call_rows WHERE id IN ({marks})", ids)]
+        conn.execute(f"DELETE FROM call_rows WHERE id IN ({marks})", ids)  # its rollups' trigger reads the shape
+        conn.executemany(UNUSED_SHAPE_MESSAGES, shapes)
+        conn.executemany(UNUSED_SHAPE, shapes)
         # Deltas first: a keyframe can only go once no delta points at it.
         for chunk in (payloads, bases):
             conn.executemany(UNUSED_PAYLOAD, [(p, p, p) for p in chunk])
@@ -63,9 +67,13 @@ def delete_calls(conn: sqlite3.Connection, ids: list[int]) -> None:
         raise
 
 
-# A body no message carries and no delta needs (parameters: its id three times).
+# A shape no call has any more, and its messages (parameters: its id twice).
+UNUSED_SHAPE_MESSAGES = ("DELETE FROM shape_messages WHERE shape_id = ? "
+                         "AND NOT EXISTS (SELECT 1 FROM call_rows WHERE shape_id = ?)")
+UNUSED_SHAPE = "DELETE FROM call_shapes WHERE id = ? AND NOT EXISTS (SELECT 1 FROM call_rows WHERE shape_id = ?)"
+# A body no shape's message carries and no delta needs (parameters: its id three times).
 UNUSED_PAYLOAD = (
-    "DELETE FROM payloads WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE payload_id = ?) "
+    "DELETE FROM payloads WHERE id = ? AND NOT EXISTS (SELECT 1 FROM shape_messages WHERE payload_id = ?) "
     "AND NOT EXISTS (SELECT 1 FROM payloads WHERE base_id = ?)"
 )
 

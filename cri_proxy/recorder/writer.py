@@ -4,9 +4,9 @@ It runs on the recorder's own thread (see recorder.py) with the standard sqlite3
 is the only code that touches the recording's file. The pipeline's peers (pipeline.py) have
 already redacted each call, given its messages their JSON and read its ids; here each
 message's payload row is reused when the same bytes were stored before, else inserted
-(payload_rows.py). Metadata sets are stored once (packing.py) and the call's row points at
-them. Faults raise out of `write` as they are; the recorder
-decides.
+(payload_rows.py). Metadata sets are stored once (packing.py), and so is what the call has in
+common with others, its shape (shapes.py): a call of a shape already stored is one thin row.
+Faults raise out of `write` as they are; the recorder decides.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import cast
 from cri_proxy.model.call import Direction, Metadata
 from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder import packing, retention, rollups, sessions
+from cri_proxy.recorder.shapes import Shapes
 from cri_proxy.recorder.clients import ClientIds
 from cri_proxy.recorder.payload_rows import Pending, PayloadRows
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
 from cri_proxy.store import db
-from cri_proxy.store.rows import INSERT_CALL, route, row_values
+from cri_proxy.store.rows import INSERT_CALL, route, shape_values
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,8 @@ log = logging.getLogger(__name__)
 # default, 1000 pages, is 8-16 MiB with our 8 or 16 KiB pages, and a WAL that grew stays that big):
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
 WAL_LIMIT_BYTES = 4 << 20
-# message_rows.kind (schema 10): the `messages` view spells it out as `request`, `response`.
+# shape_messages.kind: the `messages` view spells it out as `request`, `response`.
 _KIND = {Direction.REQUEST: 0, Direction.RESPONSE: 1}
-# A batch goes in with one executemany per table: the writer is the only one adding calls, so
-# it numbers them itself (max(id) + 1 on, as SQLite would) and needs no lastrowid per row.
-_INSERT_MESSAGES = ("INSERT OR REPLACE INTO message_rows (call_id, kind, idx, offset_us, payload_id, compressed) "
-                    "VALUES (?, ?, ?, ?, ?, ?)")
 
 __all__ = ["BatchWriter", "Totals"]
 
@@ -76,6 +73,7 @@ class BatchWriter:
         self._sets = packing.MetadataSets()
         self._routes = packing.Routes()
         self._clients = ClientIds()
+        self._shapes = Shapes()
 
     @property
     def is_open(self) -> bool:
@@ -114,6 +112,7 @@ class BatchWriter:
         self._routes.clear()
         self._keyframes.clear()
         self._clients.clear()
+        self._shapes.clear()
 
     def _check(self, conn: sqlite3.Connection) -> None:
         """PRAGMA quick_check: a file with damaged pages is not written to (the recorder
@@ -195,6 +194,7 @@ class BatchWriter:
         self._payloads.committed((pending, small))
         self._sets.committed()
         self._routes.committed()
+        self._shapes.committed()
         return len(items)
 
     def end_session(self, totals: Totals, losses: list[LossEpisode]) -> None:
@@ -216,6 +216,7 @@ class BatchWriter:
             return retention.prune(conn, older_than_unix, max_bytes, chunk)
         finally:
             self._payloads.forget()  # cached payload ids may be gone
+            self._shapes.clear()  # and shapes
             # Keyframes too, but a new one costs a whole body: keep those still stored.
             # (Retention leaves metadata sets alone.)
             try:
@@ -230,12 +231,13 @@ class BatchWriter:
 
     def _write_calls(self, conn: sqlite3.Connection, items: list[PreparedCall], pending: Pending,
                      first_id: int) -> None:
-        """The batch's calls and messages, one executemany each; the calls numbered from
-        `first_id` (max(id) + 1: what SQLite would give them) so messages can name them."""
+        """The batch's calls, one executemany; the calls numbered from `first_id` (max(id) + 1:
+        what SQLite would give them) so an own shape can name its call. A call of a shape
+        already stored adds its thin row alone."""
         session_id = self._session_id or 0
         calls: list[tuple[object, ...]] = []
-        messages: list[tuple[object, ...]] = []
         seen: dict[int, tuple[Metadata, int | None]] = {}
+        payloads = self._payloads
         for call_id, item in enumerate(items, first_id):
             call = item.call
             request_metadata, timeout = packing.split_timeout(call.request_metadata)
@@ -243,14 +245,29 @@ class BatchWriter:
                     self._set_id(conn, call.trailers, seen))
             client_id = self._clients.id_for(conn, call)
             route_id = self._routes.id_of(conn, route(call))
-            calls.append((call_id, *row_values(call, session_id, item.ids, item.redacted, item.exit_code, sets,
-                                               timeout, client_id, route_id)))
-            for i, m in enumerate(call.messages):
-                offset = m.offset_s * 1_000_000  # whole microseconds: offset_ms to 3 places, as ever
-                messages.append((call_id, _KIND[m.direction], m.index, round(offset) if offset else 0,
-                                 self._payloads.id_of(conn, item, i, m, pending), int(m.compressed)))
+            bodies = [(m, payloads.id_of(conn, item, i, m, pending)) for i, m in enumerate(call.messages)]
+            offsets: list[int | None] = [None, None]  # the request's and the response's, in whole us
+            shared: list[int | None] = [None, None]
+            if all(m.index == 0 for m, _ in bodies):  # at most one each way: the shape may be shared
+                for m, payload_id in bodies:
+                    kind = _KIND[m.direction]
+                    offset = m.offset_s * 1_000_000  # whole microseconds: offset_ms to 3 places, as ever
+                    offsets[kind] = round(offset) if offset else 0
+                    shared[kind] = payload_id * 2 + int(m.compressed)
+                key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
+                                   (shared[0], shared[1]), None)
+                shape_id = self._shapes.shared(conn, key)
+            else:
+                key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
+                                   (None, None), call_id)
+                shape_id = self._shapes.own(conn, key, [
+                    (_KIND[m.direction], m.index, round(m.offset_s * 1_000_000) if m.offset_s else 0, payload_id,
+                     int(m.compressed)) for m, payload_id in bodies])
+            duration = call.duration_s
+            calls.append((call_id, session_id, call.conn_id, call.stream_id, call.started_at,
+                          None if duration is None else round(duration * 1_000_000), shape_id, offsets[0], offsets[1],
+                          timeout))
         conn.executemany(INSERT_CALL, calls)
-        conn.executemany(_INSERT_MESSAGES, messages)
 
     def _set_id(self, conn: sqlite3.Connection, metadata: Metadata, seen: dict[int, tuple[Metadata, int | None]]
                 ) -> int | None:

@@ -29,6 +29,9 @@ to TEMP first, so every query, view and named query sees the newest schema.
 - version 9 -> 10: messages narrowed into `message_rows` behind a `messages` view with the
   columns and values of the older `messages` table, which an older file still has: nothing to do.
 - version 10 -> 11: only an index was dropped (`calls_session`): nothing to do for reading.
+- version 11 -> 12: calls split into shapes and thin rows behind `calls` and `messages` views
+  with the columns and values an older file's own `calls` and `messages` already have:
+  nothing to do.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -152,10 +155,15 @@ def _to_11(conn: sqlite3.Connection) -> None:
     """0011 dropped the index calls(session_id): an older file reads the same with it."""
 
 
+def _to_12(conn: sqlite3.Connection) -> None:
+    """0012 stored what repeats in `call_shapes` behind the same `calls` and `messages`
+    columns: an older file's own `calls` and `messages` read the same."""
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
 STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10,
-    10: _to_11,
+    10: _to_11, 11: _to_12,
 }
 
 

@@ -38,20 +38,24 @@ CALL_COLUMNS = (
 METADATA_COLUMNS = ("request_metadata", "response_metadata", "trailers")
 # A call's route (schema 9): what every call of a method repeats, stored once in `routes`.
 ROUTE_COLUMNS = ("service", "path", "client_api", "upstream_api", "upstream")
-# What the writer inserts into `call_rows` (schema 6): every column of `calls` but the
-# metadata text, then the ids of the three metadata sets, the request's grpc-timeout and
-# (schema 9) the route's id. Its rows always have a route and so leave their ROUTE_COLUMNS
-# empty ('' in the NOT NULL ones, else NULL): those are written as SQL literals, not bound
-# (binding a None costs the sqlite3 module an adapter lookup and a call, a column).
-ROW_COLUMNS = (*(name for name in CALL_COLUMNS if name not in METADATA_COLUMNS),
-               "request_metadata_id", "response_metadata_id", "trailers_id", "grpc_timeout", "route_id")
-_ROUTE_BLANKS = {"service": "''", "path": "''", "client_api": "NULL", "upstream_api": "NULL", "upstream": "NULL"}
-# The writer numbers each batch's calls itself (so their messages can name them in one
-# executemany): the id first, then row_values.
-INSERT_CALL = (
-    f"INSERT INTO call_rows (id, {', '.join(ROW_COLUMNS)}) "
-    f"VALUES (?, {', '.join(_ROUTE_BLANKS.get(name, '?') for name in ROW_COLUMNS)})"
-)
+# A call's shape (schema 12): every column of `calls` that repeats from one call of a method
+# and object to the next, stored once per distinct combination in `call_shapes` (bound in
+# this order; the shape's inline metadata text, there for rows written through the view,
+# is left NULL: the writer's sets are in `metadata_sets`). `request_payload` and
+# `response_payload` name the one request's and one response's bodies (payload id * 2 +
+# compressed); `call_id` is set only on the shape of a call with more messages than that.
+SHAPE_COLUMNS = (
+    "method", "route_id", "status_code", "status_name", "status_message", "outcome", "request_bytes",
+    "response_bytes", "request_count", "response_count", "peer_pid", "peer_uid", "request_metadata_id",
+    "response_metadata_id", "trailers_id", "redacted", "notes", "format_version", *ID_COLUMNS, "exit_code",
+    "client_id", "request_payload", "response_payload", "call_id",
+)  # fmt: skip
+# What the writer inserts into `call_rows` per call (schema 12): the id first, the times, the
+# shape and the two messages' offsets (for a shape shared by calls), the grpc-timeout value
+# blanked in the request's metadata set. Its `started_at` is left NULL: the view derives it.
+ROW_COLUMNS = ("id", "session_id", "conn_id", "stream_id", "started_unix", "duration_us", "shape_id",
+               "request_offset_us", "response_offset_us", "grpc_timeout")
+INSERT_CALL = f"INSERT INTO call_rows ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 
 # What a call's client row adds (0008_clients): the rest of the peer, beside peer_pid/peer_uid.
 CLIENT_COLUMNS = ("gid", "name", "exe")
@@ -173,56 +177,30 @@ def route(call: RecordedCall) -> tuple[str, str, str | None, str | None, str | N
     return call.service, call.path, call.client_api, call.upstream_api, call.upstream or None
 
 
-def _values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
-            client_id: int | None) -> tuple[object, ...]:
-    """The bound columns of `call_rows` that `calls` shows as they are (ROW_COLUMNS order
-    without the ROUTE_COLUMNS, up to the sets)."""
+def shape_values(call: RecordedCall, ids: Ids, redacted: bool, exit_code: int | None,
+                 sets: tuple[int | None, int | None, int | None], client_id: int | None, route_id: int,
+                 payloads: tuple[int | None, int | None], own_call: int | None) -> tuple[object, ...]:
+    """The call's SHAPE_COLUMNS: `sets` are the ids of its request metadata, response metadata
+    and trailers sets (packing.MetadataSets), `route_id` its `routes` row, `payloads` its
+    request's and response's (payload id * 2 + compressed, None without), `own_call` its id
+    when the shape is its own (more messages than one each way), else None."""
     messages = call.messages
     requests = sum(1 for m in messages if m.direction is Direction.REQUEST)
     code = call.status_code
-    duration = call.duration_s
     return (
-        session_id,
-        call.conn_id,
-        call.stream_id,
-        utc_text(call.started_at),
-        call.started_at,
-        None if duration is None else round(duration * 1000, 3),
-        call.method,
-        code,
-        status_name(code),
-        call.status_message,
-        call.outcome.value,
-        call.request_bytes,
-        call.response_bytes,
-        requests,
-        len(messages) - requests,
-        call.peer_pid,
-        call.peer_uid,
-        int(redacted),
-        json.dumps(call.notes) if call.notes else None,
-        call.format_version,
+        call.method, route_id, code, status_name(code), call.status_message, call.outcome.value,
+        call.request_bytes, call.response_bytes, requests, len(messages) - requests, call.peer_pid, call.peer_uid,
+        *sets, int(redacted), json.dumps(call.notes) if call.notes else None, call.format_version,
         ids.get("pod_sandbox_id"), ids.get("container_id"), ids.get("image"), ids.get("pod_name"),
         ids.get("pod_namespace"),  # ID_COLUMNS
-        exit_code,
-        client_id,
-    )
+        exit_code, client_id, *payloads, own_call,
+    )  # fmt: skip
 
 
 def metadata_text(metadata: Metadata) -> str | None:
     """A metadata list as its column holds it: JSON pairs, NULL for none. The canonical text
     a metadata set is stored (and hashed) as."""
     return _metadata_json(metadata)
-
-
-def row_values(call: RecordedCall, session_id: int, ids: Ids, redacted: bool, exit_code: int | None,
-               sets: tuple[int | None, int | None, int | None], grpc_timeout: str | None,
-               client_id: int | None, route_id: int) -> tuple[object, ...]:
-    """What INSERT_CALL binds after the id for a call (ROW_COLUMNS order, the ROUTE_COLUMNS
-    left out): `sets` are the ids of its request metadata, response metadata and trailers
-    sets (packing.MetadataSets), `grpc_timeout` the value blanked in the request's set,
-    `route_id` its `routes` row, which holds its ROUTE_COLUMNS."""
-    return (*_values(call, session_id, ids, redacted, exit_code, client_id), *sets, grpc_timeout, route_id)
 
 
 def _metadata(text: str | None) -> Metadata:

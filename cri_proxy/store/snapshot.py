@@ -117,16 +117,17 @@ def _cut(conn: sqlite3.Connection, since: float | None, until: float | None, ses
         ran_args.append(db.utc_text(since))
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # The table behind `messages` (the copy is migrated): the view's trigger goes row by row,
-        # twice the CPU of the one DELETE for a cut of most of a big file.
-        conn.execute(f"DELETE FROM message_rows WHERE call_id IN (SELECT id FROM call_rows WHERE {outside})", args)
+        # The tables behind `calls` and `messages` (the copy is migrated): the calls, then the
+        # shapes (schema 12) no call kept, with their messages, then what no shape names.
         conn.execute(f"DELETE FROM call_rows WHERE {outside}", args)
-        conn.execute("DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM messages) AND id NOT IN "
-                     "(SELECT p.base_id FROM payloads AS p JOIN messages AS m ON m.payload_id = p.id "
+        conn.execute("DELETE FROM shape_messages WHERE shape_id NOT IN (SELECT shape_id FROM call_rows)")
+        conn.execute("DELETE FROM call_shapes WHERE id NOT IN (SELECT shape_id FROM call_rows)")
+        conn.execute("DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM shape_messages) AND id NOT IN "
+                     "(SELECT p.base_id FROM payloads AS p JOIN shape_messages AS m ON m.payload_id = p.id "
                      "WHERE p.base_id IS NOT NULL)")
-        conn.execute("DELETE FROM metadata_sets WHERE id NOT IN (SELECT request_metadata_id FROM call_rows "
-                     "WHERE request_metadata_id IS NOT NULL UNION SELECT response_metadata_id FROM call_rows "
-                     "WHERE response_metadata_id IS NOT NULL UNION SELECT trailers_id FROM call_rows "
+        conn.execute("DELETE FROM metadata_sets WHERE id NOT IN (SELECT request_metadata_id FROM call_shapes "
+                     "WHERE request_metadata_id IS NOT NULL UNION SELECT response_metadata_id FROM call_shapes "
+                     "WHERE response_metadata_id IS NOT NULL UNION SELECT trailers_id FROM call_shapes "
                      "WHERE trailers_id IS NOT NULL)")
         conn.execute(f"DELETE FROM sessions WHERE id NOT IN (SELECT session_id FROM calls) "
                      f"AND NOT ({' AND '.join(ran)})", ran_args)  # fmt: skip

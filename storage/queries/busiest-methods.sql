@@ -9,6 +9,6 @@ SELECT service, method,
        ROUND(AVG(duration_ms), 3) AS avg_ms,
        SUM(status_code IS NOT 0 OR outcome <> 'completed') AS failed
 FROM calls
-WHERE started_at > datetime('now', '-' || :minutes || ' minutes')
+WHERE started_unix >= CAST(strftime('%s', 'now', '-' || :minutes || ' minutes') AS INTEGER) - 0.0005
 GROUP BY service, method
 ORDER BY calls DESC;

@@ -10,7 +10,7 @@ WITH execs AS (
             FROM messages AS m JOIN payloads AS p ON p.id = m.payload_id
             WHERE m.call_id = c.id AND m.direction = 'request' AND m.idx = 0) AS cmd
     FROM calls AS c
-    WHERE c.method = 'ExecSync' AND c.started_at > datetime('now', '-' || :minutes || ' minutes')
+    WHERE c.method = 'ExecSync' AND c.started_unix >= CAST(strftime('%s', 'now', '-' || :minutes || ' minutes') AS INTEGER) - 0.0005
 )
 SELECT e.container_id, l.container_name, l.pod_namespace, l.pod_name, e.cmd,
        COUNT(*) AS calls,

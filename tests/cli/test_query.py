@@ -126,15 +126,18 @@ def test_unknown_format_is_a_usage_error(recording: Path) -> None:
 def test_schema_lists_tables_and_views_with_columns(recording: Path) -> None:
     got = json.loads(run_cli("query", "--db", str(recording), "--schema", "--format", "json").stdout)
     objects = {(r["object"], r["kind"]) for r in got}
-    for table in ("sessions", "call_rows", "payloads", "message_rows", "losses", "clients", "schema_migrations",
+    for table in ("sessions", "call_rows", "payloads", "call_shapes", "shape_messages", "losses", "clients", "schema_migrations",
                   "metadata_sets"):
         assert (table, "table") in objects
     assert ("calls", "view") in objects  # over call_rows since schema 6, with the columns it had
-    assert ("messages", "view") in objects  # over message_rows since schema 10, likewise
+    assert ("messages", "view") in objects  # a view since schema 10 (over call_rows and shape_messages since 12), likewise
     for view in sql.view_names():
         assert (view, "view") in objects
     calls = {r["column"]: r["type"] for r in got if r["object"] == "calls"}
-    assert calls["pod_name"] == "TEXT" and calls["duration_ms"] == "REAL" and len(calls) == 36  # 0006 added client_id
+    assert calls["pod_name"] == "TEXT" and calls["started_unix"] == "REAL" and len(calls) == 36  # 0006 added client_id
+    # Expressions of the view since schema 12 (duration_us / 1000.0; the text derived from
+    # started_unix): SQLite declares no type for a view's expression column.
+    assert calls["duration_ms"] == "" and calls["started_at"] == ""
     stats_cols = [r["column"] for r in got if r["object"] == "method_stats"]
     assert stats_cols[:3] == ["service", "method", "calls"] and "p99_ms" in stats_cols
     kinds = [r["kind"] for r in got]

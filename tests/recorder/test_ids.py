@@ -99,12 +99,12 @@ def test_migration_5_gives_what_exec_exit_code_gives(tmp_path: Path) -> None:
         for name in ("calls_insert", "calls_update", "calls_delete"):
             conn.execute(f"DROP TRIGGER {name}")
         conn.execute("DROP TRIGGER call_minutes_forget")  # 0007's trigger reads exit_code too
+        # The view's rows as a table (schema 12 split them into thin rows and shapes), its
+        # route's text and metadata in each row as before 0006 and 0009.
+        conn.execute("CREATE TABLE old_calls AS SELECT * FROM calls")
         conn.execute("DROP VIEW calls")
-        conn.execute("ALTER TABLE call_rows RENAME TO calls")
+        conn.execute("ALTER TABLE old_calls RENAME TO calls")
         conn.execute("ALTER TABLE calls DROP COLUMN exit_code")
-        # Rows keep their route's text themselves before 0009 (routes).
-        conn.execute("UPDATE calls SET (service, path, client_api, upstream_api, upstream) = (SELECT service, path, "
-                     "client_api, upstream_api, upstream FROM routes WHERE id = route_id) WHERE route_id IS NOT NULL")
         conn.execute("BEGIN IMMEDIATE")
         for statement in db.split_statements(migration.sql):
             conn.execute(statement)

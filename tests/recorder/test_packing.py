@@ -189,7 +189,8 @@ def test_metadata_sets_are_stored_once_and_calls_give_the_text_as_sent(tmp_path:
     got = rows(path, "SELECT request_metadata, response_metadata, trailers FROM calls ORDER BY id")
     assert got == [(metadata_text(c.request_metadata), metadata_text(c.response_metadata), metadata_text(c.trailers))
                    for c in calls]
-    assert rows(path, "SELECT count(*) FROM call_rows WHERE request_metadata IS NOT NULL OR trailers IS NOT NULL") == [(0,)]
+    assert rows(path, "SELECT count(*) FROM call_shapes WHERE request_metadata IS NOT NULL OR trailers IS NOT NULL") == [
+        (0,)]
 
 
 def test_a_rolled_back_batch_leaves_no_delta_pointing_at_a_lost_keyframe(tmp_path: Path) -> None:
@@ -204,7 +205,7 @@ def test_a_rolled_back_batch_leaves_no_delta_pointing_at_a_lost_keyframe(tmp_pat
     unlike, *later = (stats_reply(60, s, rng, node="b") for s in (10, 20, 30))
     writer.write([PreparedCall.of(_stats_call(first, 0))], Totals())
     other = sqlite3.connect(path)
-    other.execute("CREATE TRIGGER boom BEFORE INSERT ON call_rows WHEN NEW.method = 'Version' "
+    other.execute("CREATE TRIGGER boom BEFORE INSERT ON call_shapes WHEN NEW.method = 'Version' "
                   "BEGIN SELECT RAISE(ABORT, 'boom'); END")
     other.commit()
     with pytest.raises(sqlite3.IntegrityError):
@@ -257,18 +258,20 @@ def test_routes_are_stored_once_and_calls_shows_them_edited_and_deleted_as_befor
     assert rows(path, f"SELECT {columns} FROM calls ORDER BY id") == [
         (c.service, c.path, c.client_api, c.upstream_api, c.upstream or None) for c in calls]
     assert rows(path, "SELECT count(*) FROM routes") == [(3,)]
-    assert rows(path, "SELECT count(*) FROM call_rows WHERE route_id IS NULL OR service <> '' OR path <> '' "
-                      "OR upstream IS NOT NULL") == [(0,)]  # the text is the route's alone
+    assert rows(path, "SELECT count(*) FROM call_shapes WHERE route_id NOT IN (SELECT id FROM routes)") == [
+        (0,)]  # the text is the route's alone (schema 12: a shape names its route)
     conn = sqlite3.connect(path)
     conn.execute("UPDATE calls SET upstream = 'unix:///edited.sock' WHERE id = 1")  # through the view
     conn.execute("UPDATE calls SET status_code = 5 WHERE id = 2")  # the route left as it was
     conn.execute("DELETE FROM calls WHERE id = 4")
     conn.commit()
     conn.close()
-    got = rows(path, "SELECT c.id, c.service, c.path, c.client_api, c.upstream_api, c.upstream, r.route_id IS NULL "
-                     "FROM calls AS c JOIN call_rows AS r ON r.id = c.id ORDER BY c.id")
+    got = rows(path, "SELECT c.id, c.service, c.path, c.client_api, c.upstream_api, c.upstream, s.call_id IS NOT NULL "
+                     "FROM calls AS c JOIN call_rows AS r ON r.id = c.id JOIN call_shapes AS s ON s.id = r.shape_id "
+                     "ORDER BY c.id")
     assert [row[5] for row in got] == ["unix:///edited.sock", "unix:///run/other.sock", *[calls[k].upstream for k in (2, 4, 5)]]
-    assert [row[6] for row in got] == [1, 0, 0, 0, 0]  # an edited route is kept in the row itself
+    assert [row[6] for row in got] == [1, 1, 0, 0, 0]  # an edited call gets a shape of its own (schema 12)
+    assert rows(path, "SELECT count(*) FROM routes") == [(4,)]  # the edited route stored as a route
     assert got[0][1:5] == (calls[0].service, calls[0].path, calls[0].client_api, calls[0].upstream_api)
     # The rollups' delete trigger finds the service through the route: the minute's count went down.
     assert rows(path, "SELECT service, sum(calls) FROM call_minutes GROUP BY service ORDER BY service") == sorted(

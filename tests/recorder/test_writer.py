@@ -108,7 +108,8 @@ def test_calls_sharing_a_metadata_list_share_its_set(tmp_path: Path) -> None:
     calls[1].trailers = shared  # the same list as trailers too
     path = tmp_path / "c.db"
     record(path, calls)
-    ids = rows(path, "SELECT response_metadata_id, trailers_id FROM call_rows ORDER BY id")
+    ids = rows(path, "SELECT s.response_metadata_id, s.trailers_id FROM call_rows AS r "
+                     "JOIN call_shapes AS s ON s.id = r.shape_id ORDER BY r.id")
     assert len({r[0] for r in ids}) == 1 and ids[1][1] == ids[0][0]
     assert rows(path, "SELECT DISTINCT response_metadata FROM calls") == [(json.dumps([list(p) for p in shared]),)]
 

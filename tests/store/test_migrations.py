@@ -2,7 +2,9 @@
 narrow `message_rows`, read back through the `messages` view exactly as the table gave them,
 joined through its primary key and index, and written through its triggers.
 0011_lean_rows.sql: the index on session_id dropped, an older file's calls read the same and a
-session's calls still come in order without a sort."""
+session's calls still come in order without a sort.
+0012_call_shapes.sql: an older file's calls and messages copied into shapes and thin rows,
+read back the same, and the users' filters still search."""
 
 from __future__ import annotations
 
@@ -33,6 +35,13 @@ JOINS = (
 )
 
 
+# A call's messages in the tables behind `messages` (schema 12): kind, idx, the shape's own
+# offset (NULL in a shared shape) and the offset the view gives.
+SHAPE_MESSAGES = ("SELECT m.kind, m.idx, m.offset_us, COALESCE(m.offset_us, CASE m.kind WHEN 0 THEN r.request_offset_us "
+                  "ELSE r.response_offset_us END) FROM call_rows AS r JOIN shape_messages AS m ON m.shape_id = r.shape_id "
+                  "WHERE r.id = ?")
+
+
 def _v9_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "v9.db"
     shutil.copy(GOLDEN_DIR / "schema-v9.db", copy)
@@ -57,12 +66,13 @@ def test_migration_10_keeps_every_message_and_joins_still_search(tmp_path: Path)
         assert [row[1:4] for row in after[len(before):]] == [("request", 0, 0.0), ("response", 0, 0.636)]
         assert conn.execute("SELECT call_id, direction, idx, offset_ms, data, json FROM call_messages "
                             "WHERE call_id <= ? ORDER BY 1, 2, 3", (before[-1][0],)).fetchall() == bodies
-        assert conn.execute("SELECT kind, offset_us FROM message_rows WHERE call_id = ? ORDER BY kind",
-                            (after[-1][0],)).fetchall() == [(0, 0), (1, 636)]
+        assert conn.execute(SHAPE_MESSAGES + " ORDER BY m.kind", (after[-1][0],)).fetchall() == [
+            (0, 0, None, 0), (1, 0, None, 636)]  # a shared shape: the offsets are the call row's (schema 12)
         assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'messages'").fetchone() == ("view",)
         for query in JOINS:
             plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
-            assert "SCAN message_rows" not in plan and "MATERIALIZE" not in plan, (query, plan)
+            assert "SCAN m" not in plan.split(" USING")[0] and "MATERIALIZE" not in plan, (query, plan)
+            assert "SCAN shape_messages" not in plan and "SCAN r" not in plan.split(" USING")[0], (query, plan)
     finally:
         conn.close()
     reader = open_readonly(copy)
@@ -87,14 +97,12 @@ def test_messages_can_be_inserted_updated_and_deleted_through_the_view(tmp_path:
                      (call_id,))
         assert conn.execute("SELECT offset_ms, compressed FROM messages WHERE call_id = ? AND direction = 'response' "
                             "AND idx = 1", (call_id,)).fetchall() == [(3.25, 0)]
-        assert conn.execute("SELECT kind, idx, offset_us FROM message_rows WHERE call_id = ? AND idx = 1",
-                            (call_id,)).fetchall() == [(1, 1, 3250)]
-        with pytest.raises(sqlite3.IntegrityError, match="message_rows.kind"):
+        assert conn.execute(SHAPE_MESSAGES + " AND m.idx = 1", (call_id,)).fetchall() == [(1, 1, 3250, 3250)]
+        with pytest.raises(sqlite3.IntegrityError, match="shape_messages.kind"):
             conn.execute("INSERT INTO messages (call_id, direction, idx, offset_ms, payload_id) "
                          "VALUES (?, 'sideways', 0, 0, ?)", (call_id, payload_id))
         conn.execute("DELETE FROM messages WHERE call_id = ? AND direction = 'request'", (call_id,))
-        assert conn.execute("SELECT kind, idx FROM message_rows WHERE call_id = ? ORDER BY 1, 2",
-                            (call_id,)).fetchall() == [(1, 0), (1, 1)]
+        assert conn.execute(SHAPE_MESSAGES + " ORDER BY 1, 2", (call_id,)).fetchall() == [(1, 0, 1000, 1000), (1, 1, 3250, 3250)]
         conn.commit()
     finally:
         conn.close()
@@ -122,5 +130,44 @@ def test_migration_11_keeps_every_call_and_a_session_still_reads_in_order(tmp_pa
         plan = " ".join(row[3] for row in conn.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM calls AS c WHERE c.session_id = 2 ORDER BY c.started_unix, c.id"))
         assert "calls_started_unix" in plan and "TEMP B-TREE" not in plan, plan
+    finally:
+        conn.close()
+
+
+# What users filter on (storage/README.md, issue 16): each must search the shapes' and calls'
+# indexes, never read call_rows whole nor materialize a view.
+USERS = (
+    "SELECT * FROM calls WHERE container_id IN ('a', 'b')",
+    "SELECT * FROM calls WHERE pod_namespace = 'shop' AND pod_name = 'web'",
+    "SELECT * FROM calls WHERE pod_sandbox_id = 'p'",
+    "SELECT * FROM calls WHERE method = 'ExecSync' ORDER BY started_unix",
+    "SELECT * FROM messages WHERE payload_id = 3",
+    "SELECT * FROM calls AS c JOIN messages AS m ON m.call_id = c.id WHERE c.id = 7",
+    "SELECT * FROM images_pulled",
+    "SELECT * FROM errors",
+)
+
+
+def test_migration_12_keeps_every_call_and_message_and_users_filters_search(tmp_path: Path) -> None:
+    copy = tmp_path / "v11.db"
+    shutil.copy(GOLDEN_DIR / "schema-v11.db", copy)
+    with sqlite3.connect(copy) as conn:
+        before, messages = conn.execute(CALLS).fetchall(), conn.execute(MESSAGES).fetchall()
+        rollups = conn.execute("SELECT * FROM call_minutes ORDER BY 1, 2, 3, 4").fetchall()
+    conn.close()
+    record(copy, [make_call("Version", started=T0 + 1)])
+    conn = sqlite3.connect(copy)
+    try:
+        assert db.schema_version(conn) == len(sql.migrations())
+        assert conn.execute(CALLS).fetchall()[:len(before)] == before  # floats, texts and all
+        assert conn.execute(MESSAGES).fetchall()[:len(messages)] == messages
+        assert conn.execute("SELECT count(*) FROM call_shapes").fetchone()[0] < len(before)  # some shared
+        assert conn.execute("SELECT count(*) FROM call_rows WHERE started_at IS NOT NULL").fetchone() == (0,)
+        conn.execute("DELETE FROM calls WHERE id <= ?", (before[-1][0],))  # the rollups' trigger reads shapes
+        assert conn.execute("SELECT sum(calls) FROM call_minutes").fetchone() == (1,)
+        assert sum(r[4] for r in rollups) == len(before)
+        for query in USERS:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}")]
+            assert not [p for p in plan if p.startswith(("SCAN r", "SCAN m", "MATERIALIZE"))], (query, plan)
     finally:
         conn.close()
