@@ -46,6 +46,9 @@ def run(
     db: Annotated[Optional[Path], db_option(RECORD_HELP)] = None,
     require_recording: bool = typer.Option(
         False, help="Refuse to start, and refuse new connections, while calls cannot be recorded (audits)."),
+    recorder_start_wait: float = typer.Option(
+        5.0, min=0, help="Seconds the proxy waits at start for the recorder to open --db (its integrity check and "
+                         "migrations) before it listens anyway; with --require-recording it waits up to 600 s."),
     flush_interval: float = typer.Option(
         0.1, help="Seconds between batch writes: the most a kill -9 can lose."),
     queue_calls: int = typer.Option(10_000, help="Calls the in-memory queue holds before it counts losses."),
@@ -120,7 +123,7 @@ def run(
         telemetry.check()
         # Without --db but with metrics or spans, the recorder process runs with no writer.
         record = None if db is None and not telemetry.enabled else RecordConfig(
-            db=db.absolute() if db is not None else None, telemetry=telemetry, require=require_recording, flush_interval_s=flush_interval, queue_calls=queue_calls,
+            db=db.absolute() if db is not None else None, telemetry=telemetry, require=require_recording, start_wait_s=recorder_start_wait, flush_interval_s=flush_interval, queue_calls=queue_calls,
             queue_mb=queue_mb, max_payload_kb=max_payload_kb, retain=retain, max_db_mb=max_db_mb,
             include=tuple(include), exclude=tuple(exclude), sample=tuple(sample), redact=tuple(redact),
             no_redact=tuple(no_redact), redact_labels=tuple(redact_label),

@@ -131,6 +131,7 @@ class RecordConfig:
 
     db: pathlib.Path | None  # None: no writer (the recorder process only feeds metrics and spans)
     require: bool = False
+    start_wait_s: float = 5.0  # at start, for the recorder to open the database, before listening anyway
     flush_interval_s: float = 0.1
     queue_calls: int = 10_000
     queue_mb: int = 64

@@ -19,7 +19,12 @@ from cri_proxy.model.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 60.0  # opening a large database runs its integrity check and migrations
+# Opening a large database runs its integrity check and its migrations: seconds a GB, and
+# minutes for schema 12's copy of a few million calls on a slow disk. With --require-recording
+# the proxy waits that long before it listens; otherwise only `RecordConfig.start_wait_s` (a
+# recorder still opening then is read on the event loop like a restarted one), so an upgrade
+# never keeps the kubelet from its runtime, nor kills a migration half done, over and over.
+START_TIMEOUT_S = 600.0
 Handler = Callable[[int, memoryview, int, int], None]
 
 
@@ -45,10 +50,15 @@ class Child:
         self.sock = parent
         parent.sendall(link.pickled(link.INIT, init))
 
-    def wait_ready(self, path: str, reader: link.Reader) -> link.Ready:
+    def wait_ready(self, path: str, reader: link.Reader, wait_s: float = START_TIMEOUT_S,
+                   give_up: bool = True) -> link.Ready | None:
         """Until the recorder has tried the database. StorageError when it gave up (ERROR:
-        --require-recording), exited, or took too long."""
-        self.sock.settimeout(START_TIMEOUT_S)
+        --require-recording), exited, or took longer than `wait_s` with `give_up`; None when it
+        took longer without (it goes on opening; its READY comes later, on the event loop)."""
+        if wait_s <= 0 and not give_up:
+            self.sock.setblocking(False)
+            return None
+        self.sock.settimeout(wait_s)
         answer: list[link.Ready | str] = []
 
         def take(kind: int, view: memoryview, start: int, stop: int) -> None:
@@ -66,8 +76,11 @@ class Child:
                                        "see the lines above")
                 reader.feed(data, take)
         except TimeoutError:
+            if not give_up:
+                self.sock.setblocking(False)
+                return None
             self.kill()
-            raise StorageError(f"the recorder process did not open {path} within {START_TIMEOUT_S:.0f} s") from None
+            raise StorageError(f"the recorder process did not open {path} within {wait_s:.0f} s") from None
         except BaseException:
             self.kill()
             raise

@@ -51,10 +51,19 @@ class RecorderProcess(ChildLink):
         """Start the child and wait until it has tried the database. StorageError when it
         cannot be opened and --require-recording is set; otherwise the child says why, once,
         and keeps trying while the proxy relays (as for a database that breaks later)."""
-        ready = self._spawn(None).wait_ready(self.path, self._reader)
+        config = self.config
+        child = self._spawn(None)
+        ready = (child.wait_ready(self.path, self._reader) if config.require
+                 else child.wait_ready(self.path, self._reader, config.start_wait_s, give_up=False))
+        self._reported = True
+        if ready is None:  # still opening: healthy once it reports
+            log.warning("the recorder process is still opening %s after %.0f s (an integrity check or a schema "
+                        "migration of a large file): forwarding starts now, and calls are recorded once it is "
+                        "open (what does not fit its queue meanwhile is counted lost)", self.path, config.start_wait_s)
+            self._last = dataclasses.replace(NOTHING, stats=dataclasses.replace(NOTHING.stats, healthy=False))
+            return
         self._ready(ready)
         self._last = dataclasses.replace(NOTHING, stats=dataclasses.replace(NOTHING.stats, healthy=not ready.fault))
-        self._reported = True
 
     async def aclose(self, timeout_s: float | None = None) -> None:
         """Hand over what is waiting, tell the child to stop, and wait while it records the rest."""

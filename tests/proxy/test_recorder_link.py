@@ -243,3 +243,22 @@ async def test_message_bytes_are_counted_alike_with_or_without_the_bodies(sock_d
             assert await proxy.astop() == 0
     finally:
         await backend.stop(None)
+
+
+async def test_a_proxy_that_does_not_wait_for_the_recorder_still_records_what_it_relays(
+        sock_dir: pathlib.Path, runtime: pathlib.Path) -> None:
+    """`--recorder-start-wait 0`: the proxy listens before its recorder has opened the database
+    (as it does when a migration outlasts the wait); the recorder's READY is read on the event
+    loop, and the calls relayed meanwhile are recorded, none lost."""
+    path = sock_dir / "calls.db"
+    async with ProxyProcess(sock_dir / "p.sock", runtime, "--db", str(path), "--recorder-start-wait", "0") as proxy:
+        async with grpc.aio.insecure_channel(f"unix://{sock_dir}/p.sock") as channel:
+            stub = v1_grpc.RuntimeServiceStub(channel)
+            for _ in range(20):
+                assert (await stub.Version(v1.VersionRequest(), timeout=5)).runtime_name
+        assert await proxy.astop() == 0
+    log = proxy.log()
+    assert "is still opening" in log and "forwarding starts now" in log, log
+    assert "Traceback" not in log
+    assert rows(path, "SELECT count(*) FROM calls WHERE method = 'Version'") == [(20,)]
+    assert rows(path, "SELECT calls_recorded, calls_lost FROM sessions") == [(20, 0)]
