@@ -153,17 +153,15 @@ class RecorderProcess(ChildLink):
 class _Shipped:
     """One connection's tap: its bytes go to the recorder process as they are."""
 
-    __slots__ = ("proc", "conn_id", "box", "client_bytes")
+    __slots__ = ("proc", "conn_id", "box", "client_bytes", "server_bytes")
 
     def __init__(self, proc: RecorderProcess, conn_id: int) -> None:
         self.proc = proc
         self.conn_id = conn_id
         self.box = proc._box  # the same one for every child (Outbox.restart)
-        # The client's bytes go as they are: straight to the outbox (no call of ours between).
+        # Both directions' bytes go as they are: straight to the outbox (no call of ours between).
         self.client_bytes: Callable[[bytes, bool], None] = partial(self.box.chunk, conn_id, True)
-
-    def server_bytes(self, data: bytes, boundary: bool) -> None:
-        self.box.chunk(self.conn_id, False, data, boundary)
+        self.server_bytes: Callable[[bytes, bool], None] = partial(self.box.chunk, conn_id, False)
 
     def upstream_changed(self, upstream: str) -> None:
         self.proc.upstream_changed(self.conn_id, upstream)
@@ -186,9 +184,10 @@ class _Lean(_Shipped):
         self.server = LeanWalker()
         # For the relay's plain path (proxy.relaypair): the walker, fed the relay's own walk
         # (LeanWalker.feed with `track`), and where what it gives goes.
-        self.lean = self.server, partial(self.box.chunk, conn_id, False)
+        self.lean = self.server, self.server_bytes
+        self.server_bytes = self.lean_bytes  # the other paths' (translation, answers): walked here
 
-    def server_bytes(self, data: bytes, boundary: bool) -> None:
+    def lean_bytes(self, data: bytes, boundary: bool) -> None:
         walker = self.server
         if out := walker.feed(data):
             self.box.chunk(self.conn_id, False, out, walker.at_boundary)
