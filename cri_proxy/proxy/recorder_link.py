@@ -2,7 +2,7 @@
 recorder's controls, all speaking to the child over one socketpair (model.link).
 
 The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
-and one `sendmsg` per event-loop turn; the child reads it all at once into its own backlog
+and one `sendmsg` per 20 ms (or per MiB); the child reads it all at once into its own backlog
 (recorder.spool). What it has not taken yet waits in the outbox, up to a quarter of
 `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
 connection's calls are recorded as unparsed), the episode counted and logged.
@@ -31,7 +31,7 @@ from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import RecorderStats, SessionInfo
 from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.recorder_life import NOTHING, ChildLink
-from cri_proxy.proxy.recorder_out import LEAN_SEND_EVERY_S
+from cri_proxy.proxy.recorder_out import send_every
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,7 @@ class RecorderProcess(ChildLink):
     def __init__(self, config: RecordConfig, session: SessionInfo) -> None:
         super().__init__(config, session)
         self._box.when_down = self._relayed_while_down
-        if self.lean:
-            self._box.every = LEAN_SEND_EVERY_S
+        self._box.every = send_every(self.options.flush_interval_s)
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:

@@ -2,14 +2,13 @@
 
 On the relay's path a chunk costs one header and one list append (two for the client's:
 its reference is kept until acknowledged, see recorder_loss); the bytes go out in one
-`sendmsg` per event-loop turn, and the socket never blocks the loop. What the child has not
-taken yet waits here, bounded in bytes: up to a quarter of `--queue-mb`. The child reads
-everything at once into its own backlog (recorder.spool, bounded by --queue-mb), so bytes
-wait here only while it does not read: stalled, busy with a slow block, or at its budget. Beyond the limit (it skims
-long before that, see recorder.behind) chunks
-are dropped rather than waited for: the child is told where bytes are missing (GAP), resuming
-at a frame boundary once the buffer is down to half, and records the affected connection's
-calls as unparsed, since the lost bytes may have carried HPACK state; the episode is logged.
+`sendmsg` per 20 ms or MiB, and the socket never blocks the loop. What the child has not
+taken yet waits here, up to a quarter of `--queue-mb` (the child reads at once into its own
+backlog, recorder.spool, so bytes wait here only while it is stalled or at its budget).
+Beyond the limit (it skims long before that, see recorder.behind) chunks are dropped rather
+than waited for: the child is told where bytes are missing (GAP), resuming at a frame
+boundary once the buffer is down to half, and records the affected connection's calls as
+unparsed, since the lost bytes may have carried HPACK state; the episode is logged.
 The calls that began in the dropped client bytes (request HEADERS frames, walked from the
 first frame boundary dropped) are counted and handed over with the GAP, as lost.
 
@@ -37,16 +36,15 @@ from cri_proxy.proxy.recorder_loss import Unacked
 log = logging.getLogger(__name__)
 
 _IOV_MAX = 512
-# The chunks go out together, at most this long after the first of them: one sendmsg (and
-# one wake-up of the recorder's reading thread) per 2 ms rather than per event-loop turn,
-# which in a flood of small calls is about one per call (issue 16: with a recorder that
-# reads at once, that halved the calls a 10 s flood of 32 callers made). Timings are
-# stamped as the chunk is taken, so only the recording trails by those 2 ms.
-SEND_EVERY_S = 0.002
-# A lean link (metrics only: proxy.lean) goes out ten times less often: the recorder reads it
-# 20 ms at a time anyway (recorder.loop LEAN_GATHER_S), the metrics are read by a scrape, and
-# each send is a timer, a wake-up of the relay's loop and a system call in the relay's process.
-LEAN_SEND_EVERY_S = 0.02
+# The chunks go out together, at most this long after the first of them, or as soon as
+# SEND_BYTES wait (large replies stream on rather than wait in the relay's memory): per 20 ms
+# one sendmsg, one timer and one wake-up of the recorder's reading thread (one per event-loop
+# turn halved the calls a flood made; every 2 ms cost the relay about 5,000 instructions a call
+# more at one caller). Chunks are stamped as taken: only the recording trails, by less than its
+# flush interval (`send_every`: what a kill -9 of the proxy loses). A lean link's recorder
+# reads 20 ms at a time anyway (recorder.loop LEAN_GATHER_S).
+SEND_EVERY_S = 0.02
+SEND_BYTES = 1 << 20
 # link.chunk_head inline: a CHUNK's header, packed straight from the clocks (the relay's path).
 _head, _CHUNK, _FIXED, _HEAD_SIZE = link.CHUNK_HEAD.pack, link.CHUNK, link.CHUNK_FIXED, link.CHUNK_HEAD.size
 _wall, _mono = time.time, time.monotonic
@@ -55,6 +53,12 @@ _THIN_KEEP = frozenset({h2.HEADERS, h2.CONTINUATION, h2.RST_STREAM, h2.SETTINGS,
 # A DATA frame left out becomes an empty PADDED one, which no peer sends (PADDED needs a pad
 # length byte): the child's tap knows it as such (recorder.tap `thin`).
 _LEFT_OUT = h2.FLAG_PADDED
+
+
+def send_every(flush_interval_s: float) -> float:
+    """How long chunks gather in the outbox: SEND_EVERY_S, or a fifth of the recorder's flush
+    interval when that is shorter, so that what a kill -9 of the proxy loses stays within it."""
+    return min(SEND_EVERY_S, flush_interval_s / 5)
 
 
 def buffer_bytes(queue_mb: int) -> int:
@@ -75,6 +79,7 @@ class Outbox:
         self.limit = limit
         self.every = SEND_EVERY_S  # how long chunks gather before they go out
         self.thin_limit = limit + limit // 4  # past it even a thinned direction is dropped
+        self.early = min(limit, SEND_BYTES)  # past it what waits is sent before the timer
         self.sock: socket.socket | None = None
         self.down = False  # no child takes the bytes (detached until restart)
         self.when_down: Callable[[int, bool, bytes, bool], None] | None = None  # what a chunk does then
@@ -101,7 +106,7 @@ class Outbox:
         self.wake()
 
     def chunk(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> None:
-        if self.pending > self.limit or self.gapped or self._thin or self.down:  # behind, catching up, down: rare
+        if self.pending > self.early or self.gapped or self._thin or self.down:  # a MiB waits, behind, down: rare
             if self.down:
                 if self.when_down is not None:
                     self.when_down(conn_id, from_client, data, boundary)
@@ -112,6 +117,8 @@ class Outbox:
                 if held is None:
                     return
                 data, boundary = held
+            elif self.pending > self.early and not self._writing:
+                self._drain()  # SEND_BYTES wait: they go now, not at the timer
         size = len(data)
         out = self.out
         out.append(_head(_FIXED + size, _CHUNK, conn_id, from_client, _wall(), _mono()))
@@ -239,6 +246,10 @@ class Outbox:
 
     def flush(self) -> None:
         self._scheduled = False
+        self._drain()
+
+    def _drain(self) -> None:
+        """Send what waits, as far as the socket takes it (then again once it is writable)."""
         sock = self.sock
         if sock is None:
             return
