@@ -158,7 +158,7 @@ def test_while_no_child_takes_the_bytes_chunks_go_to_the_outage_and_after_a_rest
         loop.close()
 
 
-def test_a_mebibyte_waiting_goes_out_at_once_and_less_waits_for_the_timer() -> None:
+def test_send_bytes_waiting_go_out_at_once_and_less_waits_for_the_timer() -> None:
     """The timer (SEND_EVERY_S) never fires here: the loop does not run. A chunk below
     SEND_BYTES waits for it; once more than SEND_BYTES wait, the next chunk sends them (as
     far as the socket takes them) and itself waits. The recorder gets the same messages."""
