@@ -84,7 +84,10 @@ class StandIn:
         if link:  # a recorder link as `run --metrics-listen` alone (or `--db`) makes it, its child never started
             db = pathlib.Path("never-opened.db") if link == "record" else None
             proc = RecorderProcess(RecordConfig(db=db), SessionInfo())
-            proc._box.limit = proc._box.thin_limit = proc._box.early = 1 << 40
+            if hasattr(proc._box, "set_limit"):
+                proc._box.set_limit(1 << 40, 1 << 40)  # and no send before the timer
+            else:  # an older checkout
+                proc._box.limit = proc._box.thin_limit = proc._box.early = 1 << 40
             proc._loop = Loop()  # type: ignore[assignment]
             self.tap = proc.open(ConnectionInfo(1, None, None, "unix:///runtime.sock"))
             self.lean, self.lean_out = getattr(self.tap, "lean", None) or (None, None)  # RelayPair.watch

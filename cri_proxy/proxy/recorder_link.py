@@ -31,7 +31,7 @@ from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import RecorderStats, SessionInfo
 from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.recorder_life import NOTHING, ChildLink
-from cri_proxy.proxy.recorder_out import send_every
+from cri_proxy.proxy.recorder_out import prefix, send_every
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
@@ -159,8 +159,9 @@ class _Shipped:
         self.conn_id = conn_id
         self.box = proc._box  # the same one for every child (Outbox.restart)
         # Both directions' bytes go as they are: straight to the outbox (no call of ours between).
-        self.client_bytes: Callable[[bytes, bool], None] = partial(self.box.chunk, conn_id, True)
-        self.server_bytes: Callable[[bytes, bool], None] = partial(self.box.chunk, conn_id, False)
+        ship = self.box.ship
+        self.client_bytes: Callable[[bytes, bool], None] = partial(ship, conn_id, True, prefix(conn_id, True))
+        self.server_bytes: Callable[[bytes, bool], None] = partial(ship, conn_id, False, prefix(conn_id, False))
 
     def upstream_changed(self, upstream: str) -> None:
         self.proc.upstream_changed(self.conn_id, upstream)

@@ -8,7 +8,7 @@ import asyncio
 import socket
 
 from cri_proxy.model import link
-from cri_proxy.proxy.recorder_out import SEND_BYTES, SEND_EVERY_S, Outbox, send_every
+from cri_proxy.proxy.recorder_out import SEND_BYTES, SEND_EVERY_S, Outbox, prefix, send_every
 
 
 def received(sock: socket.socket) -> list[tuple[int, bytes]]:
@@ -194,3 +194,26 @@ def test_send_bytes_waiting_go_out_at_once_and_less_waits_for_the_timer() -> Non
 def test_the_chunks_wait_at_most_a_fifth_of_the_flush_interval() -> None:
     assert send_every(0.1) == SEND_EVERY_S == 0.02  # the default --flush-interval
     assert send_every(0.01) == 0.002  # what a kill -9 of the proxy loses stays within the interval
+
+
+def test_a_chunk_shipped_with_its_prefix_has_the_header_the_link_defines() -> None:
+    """The taps' way in (ship, with the direction's fields packed once) writes what
+    link.chunk_head writes: the recorder reads the same header."""
+    loop = asyncio.new_event_loop()
+    box = Outbox(1 << 20, lambda: loop, lambda why: None)
+    ours, theirs = socket.socketpair()
+    try:
+        box.ship(70000, False, prefix(70000, False), b"x" * 5, True)
+        box.chunk(70000, False, b"y" * 5, True)
+        head, again = box.out[0], box.out[2]
+        fields = link.CHUNK_HEAD.unpack(head)
+        assert head == link.chunk_head(70000, False, fields[4], fields[5], 5)
+        assert link.CHUNK_HEAD.unpack(again)[:4] == fields[:4] == (link.CHUNK_FIXED + 5, link.CHUNK, 70000, False)
+        box.sock = ours
+        box.flush()
+        assert [(kind, body[link.CHUNK_FIXED - 1:]) for kind, body in received(theirs)] == [
+            (link.CHUNK, b"x" * 5), (link.CHUNK, b"y" * 5)]
+    finally:
+        ours.close()
+        theirs.close()
+        loop.close()
