@@ -25,7 +25,6 @@ calls share a chunk moves with timing, so a figure moves by a percent or two bet
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import payloads  # noqa: E402
 import toolchain  # noqa: E402
 from paths import start_backend  # noqa: E402
-from procs import Children, wait_for_socket  # noqa: E402
+from procs import Children, usage, wait_for_socket  # noqa: E402
 
 SERVICE = "/runtime.v1.RuntimeService/"
 
@@ -100,18 +99,6 @@ def count(children: Children, tmp: Path, loadgen: Path, backend: Path, route: st
     totals = [int(line.split()[1]) for part in tmp.glob(f"{name}.callgrind*")
               for line in part.read_text().splitlines() if line.startswith("totals:")]
     return calls, max(totals)  # the dump holds all the counted work; the part written at exit none
-
-
-def usage(pid: int) -> tuple[float, float, int]:
-    """(user s, system s, context switches of all its threads) of a live process."""
-    switches = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                switches += int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick, switches
 
 
 def live(children: Children, tmp: Path, loadgen: Path, backend: Path, route: str,
