@@ -148,16 +148,17 @@ class Outbox:
     def _rare(self, conn_id: int, from_client: bool, data: bytes, boundary: bool) -> tuple[bytes, bool] | None:
         """The chunk, thinned, as it is (after a GAP or a send), or None when it is not sent."""
         try:
+            key = (conn_id, from_client)
+            if not self.down and self.pending <= self.limit and key not in self.gapped and key not in self._thin:
+                if self.pending > self.early and not self._writing:
+                    self._drain()  # SEND_BYTES wait: they go now, not at the timer
+                if not self.down:  # else sending found the child gone
+                    return data, boundary
             if self.down:
                 if self.when_down is not None:
                     self.when_down(conn_id, from_client, data, boundary)
                 return None
-            key = (conn_id, from_client)
-            if self.pending > self.limit or key in self.gapped or key in self._thin:
-                return self._held_back(key, data, boundary)
-            if self.pending > self.early and not self._writing:
-                self._drain()  # SEND_BYTES wait: they go now, not at the timer
-            return data, boundary
+            return self._held_back(key, data, boundary)
         finally:
             self._settle()
 

@@ -217,3 +217,24 @@ def test_a_chunk_shipped_with_its_prefix_has_the_header_the_link_defines() -> No
         ours.close()
         theirs.close()
         loop.close()
+
+
+def test_a_send_that_finds_the_child_gone_queues_nothing_for_the_next_one() -> None:
+    """The send SEND_BYTES start fails (the child is gone): the chunk that started it goes
+    where chunks go while no child takes them, and nothing waits for a restarted child."""
+    loop = asyncio.new_event_loop()
+    lost: list[tuple[int, bool, bytes, bool]] = []
+    box = Outbox(16 << 20, lambda: loop, lambda why: box.detach(None))  # as RecorderProcess._died does
+    box.when_down = lambda *chunk: lost.append(chunk)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        box.sock = ours
+        box.chunk(1, False, b"a" * SEND_BYTES, True)
+        theirs.close()
+        box.chunk(1, True, b"b" * 10, True)
+        assert box.down and box.out == [] and box.pending == 0
+        assert lost == [(1, True, b"b" * 10, True)]
+    finally:
+        ours.close()
+        loop.close()
