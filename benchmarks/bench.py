@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -175,8 +176,8 @@ def meta(args: argparse.Namespace, sizes: dict[str, int], notes: list[str], elap
     }
 
 
-def recording_totals(db: Path) -> str:
-    """What the recording route wrote: every call it relayed (warm-ups too), recorded or lost."""
+def recording_totals(db: Path, route: str = "recording") -> str:
+    """What a recording route wrote: every call it relayed (warm-ups too), recorded or lost."""
     import sqlite3
 
     try:
@@ -185,8 +186,8 @@ def recording_totals(db: Path) -> str:
                 "SELECT sum(calls_recorded), sum(calls_lost), sum(loss_episodes) FROM sessions").fetchone()
             rows = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     except sqlite3.Error as exc:
-        return f"recording: could not read {db}: {exc}"
-    return (f"recording: {recorded} calls recorded ({rows} rows), {lost} lost in {episodes} episode(s); "
+        return f"{route}: could not read {db}: {exc}"
+    return (f"{route}: {recorded} calls recorded ({rows} rows), {lost} lost in {episodes} episode(s); "
             f"database {db.stat().st_size / 1e6:.1f} MB")
 
 
@@ -211,6 +212,10 @@ def main(argv: list[str]) -> int:
             results = run_all(children, routes, own_pids, binaries["loadgen"], tmp, args)
             if args.record:
                 notes.append(recording_totals(tmp / "calls.db"))
+            for extra in args.extra_proxy:  # another build recording, e.g. `--db {tmp}/base.db`: the same note
+                name, _, cmd = extra.partition("=")
+                if found := re.search(r"--db \{tmp\}/(\S+)", cmd):
+                    notes.append(recording_totals(tmp / found[1], name))
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         return 130

@@ -78,12 +78,16 @@ class StandIn:
 
     feed_tap = RelayPair.feed_tap
 
-    def __init__(self, metrics: bool = False) -> None:
+    def __init__(self, link: str | None = None) -> None:
         self.id, self.tap, self.upstream = 1, None, object()
         self.lean = None
-        if metrics:  # a recorder link as `run --metrics-listen` alone makes it, its child never started
-            proc = RecorderProcess(RecordConfig(db=None), SessionInfo())
-            proc._box.limit = proc._box.thin_limit = 1 << 40
+        if link:  # a recorder link as `run --metrics-listen` alone (or `--db`) makes it, its child never started
+            db = pathlib.Path("never-opened.db") if link == "record" else None
+            proc = RecorderProcess(RecordConfig(db=db), SessionInfo())
+            if hasattr(proc._box, "set_limit"):
+                proc._box.set_limit(1 << 40, 1 << 40)  # and no send before the timer
+            else:  # an older checkout
+                proc._box.limit = proc._box.thin_limit = proc._box.early = 1 << 40
             proc._loop = Loop()  # type: ignore[assignment]
             self.tap = proc.open(ConnectionInfo(1, None, None, "unix:///runtime.sock"))
             self.lean, self.lean_out = getattr(self.tap, "lean", None) or (None, None)  # RelayPair.watch
@@ -121,9 +125,9 @@ def handler(mode: str, conn: Any) -> tuple[Callable[[bytes], None], Callable[[in
     """The byte handler `mode` names, and the chunk it is fed for a stream."""
     def reply(sid: int) -> bytes:
         return bytes.fromhex(REPLY.format(sid=f"{sid:08x}"))
-    if mode in ("relay", "metrics"):
+    if mode in ("relay", "metrics", "record"):
         return (lambda data: Connection.forward_client(conn, data)), request
-    if mode in ("relay-runtime", "metrics-runtime"):
+    if mode in ("relay-runtime", "metrics-runtime", "record-runtime"):
         return (lambda data: Connection.from_upstream(conn, conn.upstream, data)), reply
     if mode == "translated-runtime":
         relay = ResponseRelay(conn, set(), lambda size: None, None)
@@ -143,11 +147,12 @@ def handler(mode: str, conn: Any) -> tuple[Callable[[bytes], None], Callable[[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("relay", "translated", "translated-faults", "relay-runtime",
-                                         "translated-runtime", "metrics", "metrics-runtime"))
+                                         "translated-runtime", "metrics", "metrics-runtime", "record",
+                                         "record-runtime"))
     parser.add_argument("--chunks", type=int, default=100000, help="chunks timed, after three to warm up")
     parser.add_argument("--callgrind", action="store_true", help="under callgrind: count the timed chunks only")
     args = parser.parse_args()
-    conn = StandIn(args.mode.startswith("metrics"))
+    conn = StandIn(args.mode.partition("-")[0] if args.mode.startswith(("metrics", "record")) else None)
     handle, chunk = handler(args.mode, conn)
     spent = timed(handle, [chunk(2 * i + 1) for i in range(args.chunks + 3)], args.callgrind)
     print(f"{args.mode}: {spent / args.chunks / 1000:.2f} us a chunk ({args.chunks} chunks)")

@@ -19,7 +19,6 @@ in alternating runs move less.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ sys.path.insert(0, str(HERE))
 import payloads  # noqa: E402
 import toolchain  # noqa: E402
 from paths import start_backend  # noqa: E402
-from procs import Children  # noqa: E402
+from procs import Children, usage  # noqa: E402
 
 SERVICE = "/runtime.v1.RuntimeService/"
 
@@ -49,13 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def process_stats(pid: int) -> tuple[int, float]:
     """(context switches of all its threads, CPU seconds) of a live process."""
-    switches = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
-            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                switches += int(line.split()[1])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return switches, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    user, system, switches = usage(pid)
+    return switches, user + system
 
 
 def scrape(path: Path) -> dict[str, float]:

@@ -8,6 +8,7 @@ driver die without cleaning up (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -119,3 +120,15 @@ def peak_rss_mb(procs: list[psutil.Process]) -> float:
             if line.startswith("VmHWM:"):
                 total_kb += int(line.split()[1])
     return total_kb / 1024
+
+
+def usage(pid: int) -> tuple[float, float, int]:
+    """(user s, system s, context switches of all its threads) of a live process."""
+    switches = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                switches += int(line.split()[1])
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick, switches

@@ -235,8 +235,12 @@ class Connection(RelayPair):
             data = data[len(h2.PREFACE):]
         boundary = self.c2s.at_boundary
         self.c2s.track(data, self.open_streams, True)
-        if self.tap is not None:
-            self.feed_tap(True, data, boundary)
+        if self.tap is not None and data:  # feed_tap inline: a call fewer per chunk when recording
+            try:
+                self.tap.client_bytes(data, boundary)
+            except Exception:
+                log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
+                self._tap_failed()
         if self.c2s.control > self.control.allowed:
             self.check_control()
 

@@ -2,7 +2,7 @@
 recorder's controls, all speaking to the child over one socketpair (model.link).
 
 The way out (recorder_out.Outbox) costs the relay one header and one list append per chunk
-and one `sendmsg` per event-loop turn; the child reads it all at once into its own backlog
+and one `sendmsg` per 20 ms (or per MiB); the child reads it all at once into its own backlog
 (recorder.spool). What it has not taken yet waits in the outbox, up to a quarter of
 `--queue-mb`, and beyond that is dropped rather than waited for (a GAP: the affected
 connection's calls are recorded as unparsed), the episode counted and logged.
@@ -31,7 +31,7 @@ from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import RecorderStats, SessionInfo
 from cri_proxy.proxy.lean import LeanWalker
 from cri_proxy.proxy.recorder_life import NOTHING, ChildLink
-from cri_proxy.proxy.recorder_out import LEAN_SEND_EVERY_S
+from cri_proxy.proxy.recorder_out import prefix, send_every
 from cri_proxy.proxy.tap import ConnectionInfo
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,7 @@ class RecorderProcess(ChildLink):
     def __init__(self, config: RecordConfig, session: SessionInfo) -> None:
         super().__init__(config, session)
         self._box.when_down = self._relayed_while_down
-        if self.lean:
-            self._box.every = LEAN_SEND_EVERY_S
+        self._box.every = send_every(self.options.flush_interval_s)
 
     # -- control --------------------------------------------------------------------------
     def start(self) -> None:
@@ -162,17 +161,16 @@ class RecorderProcess(ChildLink):
 class _Shipped:
     """One connection's tap: its bytes go to the recorder process as they are."""
 
-    __slots__ = ("proc", "conn_id", "box", "client_bytes")
+    __slots__ = ("proc", "conn_id", "box", "client_bytes", "server_bytes")
 
     def __init__(self, proc: RecorderProcess, conn_id: int) -> None:
         self.proc = proc
         self.conn_id = conn_id
         self.box = proc._box  # the same one for every child (Outbox.restart)
-        # The client's bytes go as they are: straight to the outbox (no call of ours between).
-        self.client_bytes: Callable[[bytes, bool], None] = partial(self.box.chunk, conn_id, True)
-
-    def server_bytes(self, data: bytes, boundary: bool) -> None:
-        self.box.chunk(self.conn_id, False, data, boundary)
+        # Both directions' bytes go as they are: straight to the outbox (no call of ours between).
+        ship = self.box.ship
+        self.client_bytes: Callable[[bytes, bool], None] = partial(ship, conn_id, True, prefix(conn_id, True))
+        self.server_bytes: Callable[[bytes, bool], None] = partial(ship, conn_id, False, prefix(conn_id, False))
 
     def upstream_changed(self, upstream: str) -> None:
         self.proc.upstream_changed(self.conn_id, upstream)
@@ -195,9 +193,10 @@ class _Lean(_Shipped):
         self.server = LeanWalker()
         # For the relay's plain path (proxy.relaypair): the walker, fed the relay's own walk
         # (LeanWalker.feed with `track`), and where what it gives goes.
-        self.lean = self.server, partial(self.box.chunk, conn_id, False)
+        self.lean = self.server, self.server_bytes
+        self.server_bytes = self.lean_bytes  # the other paths' (translation, answers): walked here
 
-    def server_bytes(self, data: bytes, boundary: bool) -> None:
+    def lean_bytes(self, data: bytes, boundary: bool) -> None:
         walker = self.server
         if out := walker.feed(data):
             self.box.chunk(self.conn_id, False, out, walker.at_boundary)

@@ -85,8 +85,12 @@ class RelayPair:
             boundary = self.s2c.at_boundary
             self.s2c.track(data, self.open_streams, False)
             self.server_in_block = self.s2c.in_block
-            if self.tap is not None:
-                self.feed_tap(False, data, boundary)
+            if self.tap is not None:  # feed_tap inline: a call fewer per chunk on the recording path
+                try:
+                    self.tap.server_bytes(data, boundary)
+                except Exception:
+                    log.exception("conn %d: the tap failed; this connection goes on unwatched", self.id)
+                    self._tap_failed()
         if self._inject:
             self.flush_inject()
         if self._draining:
