@@ -42,7 +42,7 @@ STATS_INTERVAL_S = 0.1
 # Metrics only (lean): a short read waits this long for more, not intake.GATHER_S. Nothing is
 # written, and the metrics are read when scraped, so calls may wait 20 ms to be counted;
 # meanwhile a node's trickle of calls costs this process's two threads 50 wake-ups a second
-# at most, each handling more calls (the relay still sends every 2 ms: its socket holds them).
+# at most, each handling more calls (the relay sends at most every 20 ms, proxy.recorder_out).
 LEAN_GATHER_S = 0.02
 # The proxy closed the socket without a STOP (killed, or it crashed): what it held for this
 # process and had not sent yet is lost, and nobody counted it.
