@@ -30,6 +30,7 @@ from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.options import RecordConfig
 from cri_proxy.model.session import RecorderStats, SessionInfo
 from cri_proxy.proxy.lean import LeanWalker
+from cri_proxy.proxy.recorder_child import START_TIMEOUT_S
 from cri_proxy.proxy.recorder_life import NOTHING, ChildLink
 from cri_proxy.proxy.recorder_out import prefix, send_every
 from cri_proxy.proxy.tap import ConnectionInfo
@@ -52,8 +53,8 @@ class RecorderProcess(ChildLink):
         and keeps trying while the proxy relays (as for a database that breaks later)."""
         config = self.config
         child = self._spawn(None)
-        ready = (child.wait_ready(self.path, self._reader) if config.require
-                 else child.wait_ready(self.path, self._reader, config.start_wait_s, give_up=False))
+        ready = child.wait_ready(self.path, self._reader, START_TIMEOUT_S if config.require else config.start_wait_s,
+                                 give_up=config.require)
         self._reported = True
         if ready is None:  # still opening: healthy once it reports
             log.warning("the recorder process is still opening %s after %.0f s (an integrity check or a schema "
