@@ -17,6 +17,7 @@ from collections import OrderedDict
 from cri_proxy.model.call import Direction, Message
 from cri_proxy.recorder import json_text, packing
 from cri_proxy.recorder.prepared import PreparedCall
+from cri_proxy.store import parts
 
 __all__ = ["SMALL_BODY_BYTES", "Pending", "PayloadRows"]
 
@@ -103,13 +104,15 @@ class PayloadRows:
         row: tuple[object, ...]
         if delta is None:
             row = (sha, len(data), None if truncated else data, text, int(truncated), None, None)
-        else:
-            row = (sha, len(data), None, text, 0, delta[1], delta[0])
+        else:  # a delta of a few KiB goes in parts, which fill their pages (store/parts.py)
+            row = (sha, len(data), None, text, 0, parts.MARK if parts.cut(delta[1]) else delta[1], delta[0])
         cursor = conn.execute(
             "INSERT INTO payloads (sha256, size, data, json, truncated, delta, base_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING", row)
         if cursor.rowcount == 1:
             payload_id = int(cursor.lastrowid or 0)
+            if delta is not None and row[5] is parts.MARK:
+                conn.executemany(parts.INSERT, parts.rows(payload_id, delta[1]))
             if packable and delta is None:
                 self.keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
         else:

@@ -32,6 +32,8 @@ to TEMP first, so every query, view and named query sees the newest schema.
 - version 11 -> 12: calls split into shapes and thin rows behind `calls` and `messages` views
   with the columns and values an older file's own `calls` and `messages` already have:
   nothing to do.
+- version 12 -> 13: a delta of a few KiB may be in `payload_parts`, marked by an empty
+  `payloads.delta`; an older file has no such mark: nothing to do.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -160,10 +162,15 @@ def _to_12(conn: sqlite3.Connection) -> None:
     columns: an older file's own `calls` and `messages` read the same."""
 
 
+def _to_13(conn: sqlite3.Connection) -> None:
+    """0013 cut deltas of a few KiB into `payload_parts`, marked by an empty `payloads.delta`,
+    which no older file has: the reader never asks an older file for parts."""
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
 STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10,
-    10: _to_11, 11: _to_12,
+    10: _to_11, 11: _to_12, 12: _to_13,
 }
 
 

@@ -25,8 +25,17 @@ import aiosqlite
 
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.errors import StorageError
+from cri_proxy.store import parts
 from cri_proxy.store.readonly import Recording
-from cri_proxy.store.rows import SELECT_COLUMNS, SELECT_MESSAGES, StoredCall, attach_messages, message_bytes, stored_call
+from cri_proxy.store.rows import (
+    SELECT_COLUMNS,
+    SELECT_MESSAGES,
+    StoredCall,
+    attach_messages,
+    message_bytes,
+    parted,
+    stored_call,
+)
 from cri_proxy.store.selection import NO_SESSION, SESSION_EXISTS, Selection, check_session
 
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's variable limit
@@ -41,7 +50,9 @@ def with_messages(conn: sqlite3.Connection, calls: list[StoredCall]) -> list[Sto
     """The calls, each with its messages attached (in place)."""
     by_id = {c.id: c for c in calls}
     for query, chunk in _message_queries(list(by_id)):
-        attach_messages(by_id, conn.execute(query, chunk))
+        rows = conn.execute(query, chunk).fetchall()
+        wanted = parted(rows)
+        attach_messages(by_id, rows, parts.joined(conn.execute(*parts.query(wanted))) if wanted else None)
     return calls
 
 
@@ -248,5 +259,8 @@ class CallStream:
     async def _with_messages(self, calls: list[StoredCall]) -> list[StoredCall]:
         by_id = {c.id: c for c in calls}
         for query, chunk in _message_queries(list(by_id)):
-            attach_messages(by_id, await self._db.execute_fetchall(query, chunk))
+            rows = list(await self._db.execute_fetchall(query, chunk))
+            wanted = parted(rows)
+            attach_messages(by_id, rows, parts.joined(await self._db.execute_fetchall(*parts.query(wanted)))
+                            if wanted else None)  # fmt: skip
         return calls

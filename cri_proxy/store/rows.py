@@ -70,7 +70,7 @@ _AT = {name: i + 1 for i, name in enumerate((*CALL_COLUMNS, *(f"client_{n}" for 
 # A call's messages with their bodies, in order; `{marks}` is the list of call ids. A body
 # stored as a delta (schema 6) comes with its keyframe's bytes, its one dictionary.
 SELECT_MESSAGES = (
-    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated, p.delta, b.data "
+    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated, p.delta, b.data, p.id "
     "FROM messages m JOIN payloads p ON p.id = m.payload_id LEFT JOIN payloads b ON b.id = p.base_id "
     "WHERE m.call_id IN ({marks}) ORDER BY m.call_id, m.direction, m.idx"
 )  # "request" sorts before "response"
@@ -243,12 +243,22 @@ def message_bytes(row: Sequence[Any]) -> int:
     return int(row[_AT["request_bytes"]] or 0) + int(row[_AT["response_bytes"]] or 0)
 
 
-def attach_messages(by_id: dict[int, StoredCall], rows: Iterable[Sequence[Any]]) -> None:
-    """Adds the rows of SELECT_MESSAGES to their calls, in order."""
-    for call_id, direction, idx, offset_ms, data, compressed, truncated, delta, base in rows:
+def parted(rows: Iterable[Sequence[Any]]) -> list[int]:
+    """The payload ids, among rows of SELECT_MESSAGES, whose delta is in parts (store/parts.py)."""
+    return sorted({row[9] for row in rows if row[7] is not None and len(row[7]) == 0})
+
+
+def attach_messages(by_id: dict[int, StoredCall], rows: Iterable[Sequence[Any]],
+                    deltas: dict[int, bytes] | None = None) -> None:
+    """Adds the rows of SELECT_MESSAGES to their calls, in order; `deltas` holds, by payload
+    id, the deltas of the rows that are in parts (parts.joined of the query for `parted`)."""
+    for call_id, direction, idx, offset_ms, data, compressed, truncated, delta, base, payload_id in rows:
         stored = by_id[call_id]
         if data is None and delta is not None and base is not None:
-            data = bodies.undelta(bytes(delta), bytes(base))
+            if len(delta) == 0:
+                delta = (deltas or {}).get(payload_id)
+            if delta is not None:  # a part missing: the body reads as not stored
+                data = bodies.undelta(bytes(delta), bytes(base))
         if data is None or truncated or compressed:
             stored.complete = False
         stored.call.messages.append(Message(Direction(direction), int(idx), float(offset_ms) / 1000.0,
