@@ -115,6 +115,8 @@ class PayloadRows:
                 conn.executemany(parts.INSERT, parts.rows(payload_id, delta[1]))
             if packable and delta is None:
                 self.keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
+            elif delta is not None:
+                self.keyframes.link(item.call.path, payload_id, data, delta[2], item.call.started_at)
         else:
             payload_id = int(conn.execute("SELECT id FROM payloads WHERE sha256 = ?", (sha,)).fetchone()[0])
         pending[sha] = payload_id

@@ -2,8 +2,8 @@
 the recording is older or larger than asked. Runs on the writer's connection, between
 batches; freed pages are reused, so the file stops growing.
 
-A body that is the keyframe of deltas (payloads.base_id) stays while any delta needs it,
-and goes with the last of them. Metadata sets are left: there are a handful per client,
+A body that is the base of deltas (payloads.base_id: a keyframe, or a link of a chain)
+stays while any delta needs it, and goes with the last of them. Metadata sets are left: there are a handful per client,
 and finding the unused ones would scan every call row."""
 
 from __future__ import annotations
@@ -58,9 +58,7 @@ def delete_calls(conn: sqlite3.Connection, ids: list[int]) -> None:
         conn.execute(f"DELETE FROM call_rows WHERE id IN ({marks})", ids)  # its rollups' trigger reads the shape
         conn.executemany(UNUSED_SHAPE_MESSAGES, shapes)
         conn.executemany(UNUSED_SHAPE, shapes)
-        # Deltas first: a keyframe can only go once no delta points at it.
-        for chunk in (payloads, bases):
-            conn.executemany(UNUSED_PAYLOAD, [(p, p, p) for p in chunk])
+        unused_payloads(conn, payloads, bases)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -76,6 +74,28 @@ UNUSED_PAYLOAD = (
     "DELETE FROM payloads WHERE id = ? AND NOT EXISTS (SELECT 1 FROM shape_messages WHERE payload_id = ?) "
     "AND NOT EXISTS (SELECT 1 FROM payloads WHERE base_id = ?)"
 )
+
+
+def unused_payloads(conn: sqlite3.Connection, payloads: list[int], bases: list[int]) -> None:
+    """Deletes those of the bodies, and of the bases of deltas among them, that nothing
+    needs any more. A delta's base may be a delta too (a chain, recorder/packing.py) whose
+    own call went in an earlier pass, kept then for this one: each base of a body deleted
+    is tried in its turn, up the chain. Newest first (a base's id is below its delta's),
+    so a run of links goes in one round."""
+    todo = sorted({*payloads, *bases}, reverse=True)
+    while todo:
+        above = dict(_bases_of(conn, todo))
+        gone = [p for p in todo if conn.execute(UNUSED_PAYLOAD, (p, p, p)).rowcount == 1]
+        todo = sorted({above[p] for p in gone if p in above}, reverse=True)
+
+
+def _bases_of(conn: sqlite3.Connection, payloads: list[int]) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    for i in range(0, len(payloads), 500):
+        chunk = payloads[i:i + 500]
+        found.extend(conn.execute(f"SELECT id, base_id FROM payloads WHERE base_id IS NOT NULL "
+                                  f"AND id IN ({','.join('?' * len(chunk))})", chunk))
+    return found
 
 
 def payload_bases(conn: sqlite3.Connection, payloads: list[int]) -> list[int]:

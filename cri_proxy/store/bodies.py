@@ -2,8 +2,9 @@
 
 A delta is one zstandard frame compressed with its keyframe's bytes as a raw-content
 dictionary (zstd's "prefix" use: the keyframe is the window the frame's matches point into),
-with the content size in the frame header. A keyframe is stored as it is, never as a delta,
-so decoding a body needs at most one dictionary, and that dictionary is in the same file.
+with the content size in the frame header. A keyframe is stored as it is, never as a delta;
+a delta's base (its dictionary) is the keyframe, or a delta before it (a chain,
+recorder/packing.py), rebuilt first (store/chains.py); either way it is in the same file.
 
 zstandard rather than zlib's preset dictionary: zlib's window is 32 KiB, so a 111 KB stats
 reply could only use its last 32 KiB as the dictionary; measured on the benchmark's

@@ -25,15 +25,15 @@ import aiosqlite
 
 from cri_proxy.model.cri import MUTATING
 from cri_proxy.model.errors import StorageError
-from cri_proxy.store import parts
+from cri_proxy.store.chains import Memo
 from cri_proxy.store.readonly import Recording
 from cri_proxy.store.rows import (
     SELECT_COLUMNS,
     SELECT_MESSAGES,
     StoredCall,
     attach_messages,
+    chains,
     message_bytes,
-    parted,
     stored_call,
 )
 from cri_proxy.store.selection import NO_SESSION, SESSION_EXISTS, Selection, check_session
@@ -46,13 +46,17 @@ def select_sql(selection: Selection) -> tuple[str, list[object]]:
     return f"SELECT {SELECT_COLUMNS} FROM calls AS c{where} ORDER BY c.started_unix, c.id", args
 
 
-def with_messages(conn: sqlite3.Connection, calls: list[StoredCall]) -> list[StoredCall]:
-    """The calls, each with its messages attached (in place)."""
+def with_messages(conn: sqlite3.Connection, calls: list[StoredCall], memo: Memo | None = None) -> list[StoredCall]:
+    """The calls, each with its messages attached (in place); `memo` keeps the bodies rebuilt
+    from deltas for the next calls of the same read."""
     by_id = {c.id: c for c in calls}
+    memo = memo or Memo()
     for query, chunk in _message_queries(list(by_id)):
         rows = conn.execute(query, chunk).fetchall()
-        wanted = parted(rows)
-        attach_messages(by_id, rows, parts.joined(conn.execute(*parts.query(wanted))) if wanted else None)
+        deltas = chains(rows, memo)
+        while (step := deltas.need()) is not None:
+            deltas.take(conn.execute(*step).fetchall())
+        attach_messages(by_id, rows, deltas)
     return calls
 
 
@@ -151,6 +155,7 @@ class CallStream:
         self._batch_calls = batch_calls
         self._batch_bytes = batch_bytes
         self._reader: asyncio.Task[None] | None = None
+        self._memo = Memo()  # bodies rebuilt from deltas, for the next batches' deltas
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], selection: Selection, *,
@@ -260,7 +265,8 @@ class CallStream:
         by_id = {c.id: c for c in calls}
         for query, chunk in _message_queries(list(by_id)):
             rows = list(await self._db.execute_fetchall(query, chunk))
-            wanted = parted(rows)
-            attach_messages(by_id, rows, parts.joined(await self._db.execute_fetchall(*parts.query(wanted)))
-                            if wanted else None)  # fmt: skip
+            deltas = chains(rows, self._memo)
+            while (step := deltas.need()) is not None:
+                deltas.take(await self._db.execute_fetchall(*step))
+            attach_messages(by_id, rows, deltas)
         return calls

@@ -20,6 +20,7 @@ from typing import Any
 from cri_proxy.model.call import Direction, Message, Metadata, Outcome, RecordedCall
 from cri_proxy.model.status import status_name
 from cri_proxy.store import bodies
+from cri_proxy.store.chains import Chains, Memo
 from cri_proxy.store.db import utc_text
 
 # The id columns of `calls` (what recorder.ids.call_ids finds; tests check the two agree).
@@ -68,10 +69,10 @@ SELECT_COLUMNS = "c.id, " + ", ".join(
 _AT = {name: i + 1 for i, name in enumerate((*CALL_COLUMNS, *(f"client_{n}" for n in CLIENT_COLUMNS)))}
 
 # A call's messages with their bodies, in order; `{marks}` is the list of call ids. A body
-# stored as a delta (schema 6) comes with its keyframe's bytes, its one dictionary.
+# stored as a delta (schema 6) comes with its base's id, whose row store/chains.py reads.
 SELECT_MESSAGES = (
-    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated, p.delta, b.data, p.id "
-    "FROM messages m JOIN payloads p ON p.id = m.payload_id LEFT JOIN payloads b ON b.id = p.base_id "
+    "SELECT m.call_id, m.direction, m.idx, m.offset_ms, p.data, m.compressed, p.truncated, p.delta, p.base_id, p.id "
+    "FROM messages m JOIN payloads p ON p.id = m.payload_id "
     "WHERE m.call_id IN ({marks}) ORDER BY m.call_id, m.direction, m.idx"
 )  # "request" sorts before "response"
 
@@ -243,22 +244,18 @@ def message_bytes(row: Sequence[Any]) -> int:
     return int(row[_AT["request_bytes"]] or 0) + int(row[_AT["response_bytes"]] or 0)
 
 
-def parted(rows: Iterable[Sequence[Any]]) -> list[int]:
-    """The payload ids, among rows of SELECT_MESSAGES, whose delta is in parts (store/parts.py)."""
-    return sorted({row[9] for row in rows if row[7] is not None and len(row[7]) == 0})
+def chains(rows: Iterable[Sequence[Any]], memo: Memo) -> Chains:
+    """The deltas among rows of SELECT_MESSAGES, for store/chains.py to read their bases."""
+    return Chains(memo, ((row[9], (row[4], row[7], row[8])) for row in rows if row[4] is None and row[7] is not None))
 
 
-def attach_messages(by_id: dict[int, StoredCall], rows: Iterable[Sequence[Any]],
-                    deltas: dict[int, bytes] | None = None) -> None:
-    """Adds the rows of SELECT_MESSAGES to their calls, in order; `deltas` holds, by payload
-    id, the deltas of the rows that are in parts (parts.joined of the query for `parted`)."""
-    for call_id, direction, idx, offset_ms, data, compressed, truncated, delta, base, payload_id in rows:
+def attach_messages(by_id: dict[int, StoredCall], rows: Iterable[Sequence[Any]], deltas: Chains | None = None) -> None:
+    """Adds the rows of SELECT_MESSAGES to their calls, in order; `deltas` (`chains` of the
+    same rows, each of its queries run) rebuilds the bodies stored as deltas."""
+    for call_id, direction, idx, offset_ms, data, compressed, truncated, delta, base_id, payload_id in rows:
         stored = by_id[call_id]
-        if data is None and delta is not None and base is not None:
-            if len(delta) == 0:
-                delta = (deltas or {}).get(payload_id)
-            if delta is not None:  # a part missing: the body reads as not stored
-                data = bodies.undelta(bytes(delta), bytes(base))
+        if data is None and delta is not None and base_id is not None and deltas is not None:
+            data = deltas.body(payload_id)  # None: a row it needs is gone; the body reads as not stored
         if data is None or truncated or compressed:
             stored.complete = False
         stored.call.messages.append(Message(Direction(direction), int(idx), float(offset_ms) / 1000.0,

@@ -122,9 +122,10 @@ def _cut(conn: sqlite3.Connection, since: float | None, until: float | None, ses
         conn.execute(f"DELETE FROM call_rows WHERE {outside}", args)
         conn.execute("DELETE FROM shape_messages WHERE shape_id NOT IN (SELECT shape_id FROM call_rows)")
         conn.execute("DELETE FROM call_shapes WHERE id NOT IN (SELECT shape_id FROM call_rows)")
-        conn.execute("DELETE FROM payloads WHERE id NOT IN (SELECT payload_id FROM shape_messages) AND id NOT IN "
-                     "(SELECT p.base_id FROM payloads AS p JOIN shape_messages AS m ON m.payload_id = p.id "
-                     "WHERE p.base_id IS NOT NULL)")
+        # A body kept, and its base, and that base's (a delta's base may be a delta: a chain).
+        conn.execute("WITH RECURSIVE needed(id) AS (SELECT payload_id FROM shape_messages UNION "
+                     "SELECT p.base_id FROM payloads AS p JOIN needed AS n ON p.id = n.id WHERE p.base_id IS NOT NULL) "
+                     "DELETE FROM payloads WHERE id NOT IN (SELECT id FROM needed)")
         conn.execute("DELETE FROM metadata_sets WHERE id NOT IN (SELECT request_metadata_id FROM call_shapes "
                      "WHERE request_metadata_id IS NOT NULL UNION SELECT response_metadata_id FROM call_shapes "
                      "WHERE response_metadata_id IS NOT NULL UNION SELECT trailers_id FROM call_shapes "

@@ -78,11 +78,36 @@ def test_a_body_like_the_keyframe_is_a_delta_and_decodes_with_it() -> None:
     path = "/runtime.v1.RuntimeService/ListContainerStats"
     assert frames.delta(path, bytes(similar)) is None  # no keyframe yet
     frames.stage(path, 7, keyframe)
-    base, delta = frames.delta(path, bytes(similar)) or (0, b"")
-    assert base == 7 and len(delta) * packing.DELTA_MAX_RATIO <= len(similar)
+    base, delta, depth = frames.delta(path, bytes(similar)) or (0, b"", 0)
+    assert base == 7 and depth == 1 and len(delta) * packing.DELTA_MAX_RATIO <= len(similar)
     assert bodies.undelta(delta, keyframe) == bytes(similar)
     assert frames.delta(path, _body(rng)) is None  # unlike it: stored as it is
     assert frames.delta("/runtime.v1.RuntimeService/ListPodSandbox", bytes(similar)) is None  # per method
+
+
+def test_a_delta_is_the_base_of_the_next_a_second_later_up_to_the_longest_chain() -> None:
+    rng = random.Random(6)
+    replies = [stats_reply(60, 10 * k, rng) for k in range(packing.MAX_CHAIN + 3)]
+    frames = packing.Keyframes()
+    frames.stage(STATS, 1, replies[0])
+    frames.committed()
+    bases, depths = [], []
+    for k, reply in enumerate(replies[1:], start=2):
+        base, delta, depth = frames.delta(STATS, reply) or (0, b"", 0)
+        assert delta
+        bases.append(base)
+        depths.append(depth)
+        frames.link(STATS, k, reply, depth, at=T0 + k * packing.CHAIN_STEP_S)
+        frames.committed()
+    # Each delta's base is the one before it, until the chain is MAX_CHAIN long: then the
+    # keyframe again, and a new chain from there.
+    assert bases == [1, *range(2, packing.MAX_CHAIN + 1), 1, packing.MAX_CHAIN + 2]
+    assert depths == [*range(1, packing.MAX_CHAIN + 1), 1, 2]
+    # Within CHAIN_STEP_S of the last link, the base stays: one compressor a second at most.
+    frames.link(STATS, 100, replies[1], 3, at=T0 + (len(replies) + 0.5) * packing.CHAIN_STEP_S)
+    assert (frames.delta(STATS, replies[2]) or (0,))[0] == len(replies)
+    frames.clear()  # a rollback: no staged link is trusted
+    assert frames.delta(STATS, replies[2]) is None
 
 
 def test_a_keyframe_builds_its_compressor_only_for_a_body_that_may_be_its_delta() -> None:
@@ -161,10 +186,16 @@ def test_replies_like_the_last_are_deltas_and_read_back_byte_for_byte(tmp_path: 
                         "FROM messages m JOIN payloads p ON p.id = m.payload_id LEFT JOIN payloads b ON b.id = p.base_id "
                         "WHERE m.direction = 'response' ORDER BY m.call_id")  # fmt: skip
     assert [r[2] for r in stored[:6]] == [False, False, False, False, True, True]  # below the floor; a keyframe
-    assert all(r[1] and r[5] for r in stored if r[2])  # a delta: data NULL, its keyframe's bytes there
+    assert all(r[1] and r[3] is not None for r in stored if r[2])  # a delta: data NULL, a base
     assert [r[4] for r in stored[3:6]] == [False, True, True]  # a polled reply's delta keeps no JSON
-    assert rows(path, "SELECT count(*) FROM payloads p JOIN payloads b ON b.id = p.base_id "
-                      "WHERE b.base_id IS NOT NULL OR b.data IS NULL") == [(0,)]  # one dictionary, always there
+    # Its base is the keyframe or a delta before it (a chain), at most MAX_CHAIN deltas from a
+    # body stored whole, which is always there.
+    chains = rows(path, "WITH RECURSIVE up(start, at, depth) AS (SELECT id, id, 0 FROM payloads WHERE delta IS NOT NULL "
+                        "UNION ALL SELECT up.start, p.base_id, up.depth + 1 FROM up JOIN payloads p ON p.id = up.at "
+                        "WHERE p.data IS NULL) "
+                        "SELECT up.start, max(up.depth), max(b.data IS NOT NULL) FROM up LEFT JOIN payloads b ON b.id = up.at "
+                        "GROUP BY up.start")  # fmt: skip
+    assert chains and all(0 < depth <= packing.MAX_CHAIN and whole for _, depth, whole in chains)
     packed, size = rows(path, "SELECT sum(length(delta)), sum(size) FROM payloads WHERE delta IS NOT NULL")[0]
     assert packed * packing.DELTA_MAX_RATIO <= size
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import SessionInfo
+from cri_proxy.recorder import packing
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.writer import BatchWriter, Totals
 from cri_proxy.store import parts
@@ -19,9 +20,12 @@ from cri_proxy.store.readonly import open_readonly
 from cri_proxy.store.selection import Selection
 from tests.helpers.calls import T0, make_call, record, rows, stats_reply
 
+STEP = packing.CHAIN_STEP_S
 
-def _stats_call(data: bytes, second: int) -> RecordedCall:
-    return make_call("ListContainerStats", {}, data, started=T0 + second)
+
+def _stats_call(data: bytes, k: int) -> RecordedCall:
+    """The k-th reply, a chain's step after the one before (each is the next one's base)."""
+    return make_call("ListContainerStats", {}, data, started=T0 + k * STEP)
 
 
 def _replies(containers: int, count: int, seed: int) -> list[bytes]:
@@ -57,38 +61,55 @@ def test_deltas_of_a_few_kib_are_in_parts_and_read_back_by_both_readers(tmp_path
     assert asyncio.run(_stream(path)) == [[d] for d in sent]
 
 
-def test_a_missing_part_costs_only_its_own_body(tmp_path: Path) -> None:
-    """A part lost (a file cut short, a hand edit): that call reads as incomplete, the rest whole."""
-    sent = _replies(200, 6, 3)
+def test_a_missing_part_costs_only_the_bodies_whose_chain_needs_it(tmp_path: Path) -> None:
+    """A part lost (a file cut short, a hand edit): the calls whose delta needs that row, itself
+    or as a link of its chain (recorder/packing.py), read as incomplete; the rest whole."""
+    sent = _replies(200, 24, 3)  # past packing.MAX_CHAIN: a second chain starts at the keyframe
     path = tmp_path / "calls.db"
     record(path, [_stats_call(d, k) for k, d in enumerate(sent)])
     cut = [pid for (pid,) in rows(path, "SELECT id FROM payloads WHERE length(delta) = 0 ORDER BY id")]
-    assert len(cut) >= 3
+    assert len(cut) >= 20
+    damaged = cut[3]
     conn = sqlite3.connect(path)
     conn.execute("DELETE FROM payload_parts WHERE id >= ? AND id < ?",
-                 (cut[1] * parts.MAX_PARTS, (cut[1] + 1) * parts.MAX_PARTS))
+                 (damaged * parts.MAX_PARTS, (damaged + 1) * parts.MAX_PARTS))
     conn.commit()
     conn.close()
-    broken = rows(path, "SELECT c.id FROM calls c JOIN messages m ON m.call_id = c.id WHERE m.payload_id = ?", cut[1])
+    needing = {call_id for (call_id,) in rows(path, """
+        WITH RECURSIVE up(start, at) AS (SELECT id, id FROM payloads UNION ALL
+                                         SELECT up.start, p.base_id FROM up JOIN payloads p ON p.id = up.at
+                                         WHERE p.base_id IS NOT NULL)
+        SELECT DISTINCT m.call_id FROM up JOIN messages m ON m.payload_id = up.start WHERE up.at = ?""", damaged)}
+    assert 1 < len(needing) < len(sent) - 3  # the chain after the damaged link, not the second chain
     conn = open_readonly(path)
     try:
         got = load_calls(conn, Selection())
     finally:
         conn.close()
-    assert [c.id for c in got if not c.complete] == [broken[0][0]]
+    assert {c.id for c in got if not c.complete} == needing
     assert [c.responses for c in got] == [[d] if c.complete else [b""] for c, d in zip(got, sent)]
 
 
-def test_pruned_deltas_take_their_parts_with_them(tmp_path: Path) -> None:
-    sent = _replies(200, 8, 4)
+def test_pruned_deltas_take_their_parts_and_no_unneeded_link_stays(tmp_path: Path) -> None:
+    """Retention in two passes: links kept in the first for the deltas after them go in the
+    second once nothing needs them, with their parts; every body left is needed."""
+    sent = _replies(200, 24, 4)
     path = tmp_path / "calls.db"
     writer = BatchWriter(path, SessionInfo(started_unix=T0, pid=1))
     writer.open(Totals())
     writer.write([PreparedCall.of(_stats_call(d, k)) for k, d in enumerate(sent)], Totals())
     before = rows(path, "SELECT count(*) FROM payload_parts")[0][0]
-    assert writer.prune(T0 + 4.5, None) == 5  # the first five calls; the keyframe stays for the deltas left
+    assert writer.prune(T0 + 4.5 * STEP, None) == 5  # the first five calls: their bodies are links the others need
+    assert rows(path, "SELECT count(*) FROM payload_parts")[0][0] == before
+    assert writer.prune(T0 + 18.5 * STEP, None) == 14  # the first chain is no longer needed
     writer.close()
+    needed = {pid for (pid,) in rows(path, """
+        WITH RECURSIVE needed(id) AS (SELECT payload_id FROM messages UNION
+                                      SELECT p.base_id FROM payloads p JOIN needed n ON p.id = n.id
+                                      WHERE p.base_id IS NOT NULL)
+        SELECT id FROM needed""")}
+    assert {pid for (pid,) in rows(path, "SELECT id FROM payloads")} == needed
     kept = {pid for (pid,) in rows(path, "SELECT id FROM payloads WHERE length(delta) = 0")}
     owners = {pid // parts.MAX_PARTS for (pid,) in rows(path, "SELECT id FROM payload_parts")}
     assert owners == kept and 0 < rows(path, "SELECT count(*) FROM payload_parts")[0][0] < before
-    assert _read(path) == [[d] for d in sent[5:]]
+    assert _read(path) == [[d] for d in sent[19:]]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cri_proxy.model.errors import StorageError
+from cri_proxy.recorder import packing
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.store import db, sql
 from cri_proxy.store.reader import load_calls
@@ -110,6 +111,32 @@ def test_a_window_of_deltas_keeps_their_keyframe_and_only_the_metadata_it_uses(t
         rec.close()
     assert rows(dest, "SELECT count(*) FROM payloads WHERE base_id IS NULL AND size > 2048") == [(1,)]  # the keyframe
     assert rows(dest, "SELECT count(*) FROM metadata_sets WHERE pairs LIKE '%cut-out-client%'") == [(0,)]
+    _valid(dest)
+
+
+def test_a_window_of_chained_deltas_keeps_every_link_it_needs_and_no_other(tmp_path: Path) -> None:
+    """Deltas chained to the one before (recorder/packing.py): a window from the middle of a
+    chain keeps the links before it that its deltas need, up to the keyframe, and drops the
+    rest."""
+    src, dest = tmp_path / "calls.db", tmp_path / "cut.db"
+    rng = random.Random(6)
+    step = packing.CHAIN_STEP_S
+    sent = [stats_reply(200, 10 * s, rng) for s in range(packing.MAX_CHAIN + 6)]
+    record(src, [make_call("ListContainerStats", {}, data, started=T0 + s * step) for s, data in enumerate(sent)])
+    assert rows(src, "SELECT count(*) FROM payloads p JOIN payloads b ON b.id = p.base_id "
+                     "WHERE b.data IS NULL") != [(0,)]  # some deltas' bases are deltas
+    since = packing.MAX_CHAIN + 3
+    snapshot(src, dest, since=T0 + since * step - 1)
+    rec = Recording(dest)
+    try:
+        assert [c.responses for c in load_calls(rec.conn, Selection())] == [[d] for d in sent[since:]]
+    finally:
+        rec.close()
+    needed = rows(dest, "WITH RECURSIVE needed(id) AS (SELECT payload_id FROM messages UNION SELECT p.base_id "
+                        "FROM payloads p JOIN needed n ON p.id = n.id WHERE p.base_id IS NOT NULL) "
+                        "SELECT count(*) FROM needed")  # fmt: skip
+    assert rows(dest, "SELECT count(*) FROM payloads") == needed
+    assert needed[0][0] > len(sent) - since  # links from before the window, and the keyframe
     _valid(dest)
 
 
