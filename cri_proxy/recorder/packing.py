@@ -3,8 +3,9 @@
 Metadata: a call's request metadata, response metadata and trailers are each stored once
 per distinct text in `metadata_sets` and the call's row points at them. grpc-go puts a
 `grpc-timeout` on every request whose value differs every time (the deadline left): the set
-is stored with that value blank and the row keeps the value (`call_rows.grpc_timeout`), so
-one set serves every call of a client; the `calls` view puts the value back.
+is stored with that value blank and the row keeps the value, as a number since schema 14
+(`call_rows.timeout_code`, timeout_code() below), so one set serves every call of a client;
+the `calls` view puts the value back.
 
 Bodies: the writer keeps, per method, the last response body it stored as it is (the
 keyframe). A new response of that method of at least DELTA_MIN_BYTES is compressed with the
@@ -29,6 +30,7 @@ committed as keyframes are.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sqlite3
@@ -70,6 +72,21 @@ def split_timeout(metadata: Metadata) -> tuple[Metadata, str | None]:
     blanked = list(metadata)
     blanked[found] = (TIMEOUT_FIELD, "")
     return blanked, metadata[found][1]
+
+
+_UNITS = "HMSmun"  # a unit's index in it is the code's low 3 bits (0014_timeout_codes.sql)
+
+
+@functools.lru_cache(maxsize=4096)  # a client's deadlines repeat (the same timeout, a few us left)
+def timeout_code(value: str) -> tuple[str | None, int | None]:
+    """A split_timeout value as `call_rows` stores it (schema 14): (None, value * 8 + the
+    unit's index in "HMSmun"), a 4-byte integer instead of about 8 bytes of text; or (the text,
+    None) when the number would not spell it back the same (leading zeros), as the view does."""
+    digits, unit = value[:-1], value[-1:]
+    index = _UNITS.find(unit)
+    if index < 0 or not digits.isdigit() or str(int(digits)) != digits:
+        return value, None
+    return None, int(digits) * 8 + index
 
 
 class MetadataSets:

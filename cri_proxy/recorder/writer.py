@@ -263,10 +263,12 @@ class BatchWriter:
                 shape_id = self._shapes.own(conn, key, [
                     (_KIND[m.direction], m.index, round(m.offset_s * 1_000_000) if m.offset_s else 0, payload_id,
                      int(m.compressed)) for m, payload_id in bodies])
-            duration = call.duration_s
-            calls.append((call_id, session_id, call.conn_id, call.stream_id, call.started_at,
-                          None if duration is None else round(duration * 1_000_000), shape_id, offsets[0], offsets[1],
-                          timeout))
+            duration_us = None if call.duration_s is None else round(call.duration_s * 1_000_000)
+            if offsets[1] is not None and offsets[1] == duration_us:
+                offsets[1] = None  # the response came with the trailers: `messages` reads the duration (schema 14)
+            calls.append((call_id, session_id, call.conn_id, call.stream_id, call.started_at, duration_us, shape_id,
+                          offsets[0], offsets[1],
+                          *((None, None) if timeout is None else packing.timeout_code(timeout))))
         conn.executemany(INSERT_CALL, calls)
 
     def _set_id(self, conn: sqlite3.Connection, metadata: Metadata, seen: dict[int, tuple[Metadata, int | None]]

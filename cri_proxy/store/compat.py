@@ -34,6 +34,9 @@ to TEMP first, so every query, view and named query sees the newest schema.
   nothing to do.
 - version 12 -> 13: a delta of a few KiB may be in `payload_parts`, marked by an empty
   `payloads.delta`; an older file has no such mark: nothing to do.
+- version 13 -> 14: the grpc-timeout value may be a number (`call_rows.timeout_code`) behind
+  the same `calls.request_metadata`, which an older file's own `calls` view already spells
+  from its `grpc_timeout` text: nothing to do.
 
 Views last: when the file's own views are not this version's (an older file, or one whose
 views were dropped), this version's views are defined as TEMP views over the file's tables,
@@ -167,10 +170,15 @@ def _to_13(conn: sqlite3.Connection) -> None:
     which no older file has: the reader never asks an older file for parts."""
 
 
+def _to_14(conn: sqlite3.Connection) -> None:
+    """0014 stored the grpc-timeout value as a number behind the same `calls` columns: an
+    older file's own `calls` view reads its text the same."""
+
+
 # STEPS[n] takes a recording of schema version n to n + 1, for reading.
 STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5, 5: _to_6, 6: _to_7, 7: _to_8, 8: _to_9, 9: _to_10,
-    10: _to_11, 11: _to_12, 12: _to_13,
+    10: _to_11, 11: _to_12, 12: _to_13, 13: _to_14,
 }
 
 

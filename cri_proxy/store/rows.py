@@ -53,9 +53,11 @@ SHAPE_COLUMNS = (
 )  # fmt: skip
 # What the writer inserts into `call_rows` per call (schema 12): the id first, the times, the
 # shape and the two messages' offsets (for a shape shared by calls), the grpc-timeout value
-# blanked in the request's metadata set. Its `started_at` is left NULL: the view derives it.
+# blanked in the request's metadata set: as a number (`timeout_code`, schema 14), or as text
+# when the number would not spell it back the same. Its `started_at` is left NULL: the view
+# derives it.
 ROW_COLUMNS = ("id", "session_id", "conn_id", "stream_id", "started_unix", "duration_us", "shape_id",
-               "request_offset_us", "response_offset_us", "grpc_timeout")
+               "request_offset_us", "response_offset_us", "grpc_timeout", "timeout_code")
 INSERT_CALL = f"INSERT INTO call_rows ({', '.join(ROW_COLUMNS)}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
 
 # What a call's client row adds (0008_clients): the rest of the peer, beside peer_pid/peer_uid.

@@ -35,6 +35,15 @@ def test_one_well_formed_timeout_is_split_off_and_nothing_else() -> None:
         assert packing.split_timeout(odd) == (odd, None)
 
 
+def test_a_timeout_is_a_number_when_the_number_spells_it_back_and_text_otherwise() -> None:
+    assert packing.timeout_code("1999881u") == (None, 1999881 * 8 + 4)
+    assert packing.timeout_code("99999999H") == (None, 99999999 * 8)  # the largest: under 2^30, 4 bytes
+    assert packing.timeout_code("0n") == (None, 5)
+    assert [packing.timeout_code(f"7{u}")[1] for u in "HMSmun"] == [56, 57, 58, 59, 60, 61]
+    for odd in ("007S", "00m", "5x"):  # leading zeros would come back without them
+        assert packing.timeout_code(odd) == (odd, None)
+
+
 def _conn(tmp_path: Path) -> sqlite3.Connection:
     return db.open_database(tmp_path / "calls.db")
 
@@ -214,8 +223,12 @@ def test_metadata_sets_are_stored_once_and_calls_give_the_text_as_sent(tmp_path:
     calls[3].trailers = [("grpc-status", "5"), ("grpc-message", "no such container")]
     calls[4].request_metadata = [("content-type", "application/grpc")]  # no timeout
     calls[5].request_metadata = []  # none at all
+    calls[6] = _stats_call(b"", 6, "0042S")  # not a number's spelling: kept as text (schema 13)
+    calls[7] = _stats_call(b"", 7, "99999999H")
     path = tmp_path / "calls.db"
     record(path, calls)
+    assert rows(path, "SELECT id FROM call_rows WHERE grpc_timeout IS NOT NULL") == [(7,)]
+    assert rows(path, "SELECT count(*) FROM call_rows WHERE timeout_code IS NOT NULL") == [(47,)]
     assert rows(path, "SELECT count(*) FROM metadata_sets") == [(4,)]  # 2 requests', 2 trailers' (no response metadata)
     got = rows(path, "SELECT request_metadata, response_metadata, trailers FROM calls ORDER BY id")
     assert got == [(metadata_text(c.request_metadata), metadata_text(c.response_metadata), metadata_text(c.trailers))

@@ -4,7 +4,9 @@ joined through its primary key and index, and written through its triggers.
 0011_lean_rows.sql: the index on session_id dropped, an older file's calls read the same and a
 session's calls still come in order without a sort.
 0012_call_shapes.sql: an older file's calls and messages copied into shapes and thin rows,
-read back the same, and the users' filters still search."""
+read back the same, and the users' filters still search.
+0014_timeout_codes.sql: an older file's grpc-timeout texts kept, a new call's value a number,
+every call's request metadata reading the same."""
 
 from __future__ import annotations
 
@@ -171,3 +173,68 @@ def test_migration_12_keeps_every_call_and_message_and_users_filters_search(tmp_
             assert not [p for p in plan if p.startswith(("SCAN r", "SCAN m", "MATERIALIZE"))], (query, plan)
     finally:
         conn.close()
+
+
+# grpc-timeout values as schema 12 kept them in call_rows: numbers' spellings, and texts that
+# are not (leading zeros, an odd unit: what a view over a hand-edited file may hold), and none.
+TIMEOUTS = ("1999881u", "119997m", "0n", "99999999H", "007S", "12x", None)
+
+
+def test_migration_14_turns_timeouts_into_numbers_and_calls_read_the_same(tmp_path: Path) -> None:
+    copy = tmp_path / "v12.db"
+    shutil.copy(GOLDEN_DIR / "schema-v12.db", copy)
+    with sqlite3.connect(copy) as conn:  # the demo's client sends no timeout: give its calls some
+        conn.execute("""UPDATE metadata_sets SET pairs = substr(pairs, 1, length(pairs) - 1) || ', ["grpc-timeout", ""]]'
+                         WHERE id IN (SELECT request_metadata_id FROM call_shapes)""")
+        for call_id, in conn.execute("SELECT id FROM call_rows").fetchall():
+            conn.execute("UPDATE call_rows SET grpc_timeout = ? WHERE id = ?", (TIMEOUTS[call_id % len(TIMEOUTS)], call_id))
+        before = conn.execute(CALLS).fetchall()
+    conn.close()
+    assert any('"grpc-timeout", "1999881u"' in str(row) for row in before)
+    new = make_call("Version", started=T0 + 1)
+    new.request_metadata = [("content-type", "application/grpc"), ("grpc-timeout", "4999m")]
+    record(copy, [new])
+    conn = sqlite3.connect(copy)
+    try:
+        assert db.schema_version(conn) == len(sql.migrations())
+        after = conn.execute(CALLS).fetchall()
+        assert after[:len(before)] == before
+        assert '["grpc-timeout", "4999m"]' in after[-1][23]  # request_metadata
+        # The older rows keep their texts (not rewritten); the new call's value is a number.
+        assert conn.execute("SELECT count(grpc_timeout) FROM call_rows").fetchone()[0] == sum(
+            1 for (i, *_) in before if TIMEOUTS[i % len(TIMEOUTS)] is not None)
+        assert conn.execute("SELECT id, grpc_timeout, timeout_code FROM call_rows WHERE timeout_code IS NOT NULL"
+                            ).fetchall() == [(after[-1][0], None, 4999 * 8 + 3)]
+        # A change through the view keeps the timeout; a new request metadata text replaces it.
+        conn.execute("UPDATE calls SET conn_id = 99 WHERE id = ?", (before[1][0],))
+        assert conn.execute("SELECT request_metadata FROM calls WHERE id = ?", (before[1][0],)).fetchone()[0] == before[1][23]
+        conn.execute("UPDATE calls SET request_metadata = '[]' WHERE id = ?", (before[1][0],))
+        assert conn.execute("SELECT timeout_code, request_metadata FROM calls JOIN call_rows USING (id) WHERE id = ?",
+                            (before[1][0],)).fetchone() == (None, "[]")
+    finally:
+        conn.close()
+
+
+def test_a_response_offset_equal_to_the_duration_is_left_out_and_read_back_through_every_change(tmp_path: Path) -> None:
+    path = tmp_path / "calls.db"
+    calls = [make_call("Version", {"version": "0.1.0"}, {"runtime_name": "containerd"}, started=T0 + i,
+                       duration_ms=2.5) for i in range(4)]
+    calls[1].messages[1] = Message(Direction.RESPONSE, 0, 0.0021, calls[1].messages[1].data)  # before the trailers
+    calls[2].duration_s = None  # never finished: nothing to take the offset from
+    record(path, calls)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT response_offset_us FROM call_rows ORDER BY id").fetchall() == [(None,), (2100,), (2500,), (None,)]
+        offsets = "SELECT offset_ms FROM messages WHERE direction = 'response' ORDER BY call_id"
+        want = [(2.5,), (2.1,), (2.5,), (2.5,)]
+        assert conn.execute(offsets).fetchall() == want
+        conn.execute("UPDATE calls SET duration_ms = 9 WHERE id = 1")  # the response stays where it was
+        assert conn.execute(offsets).fetchall() == want
+        conn.execute("UPDATE messages SET idx = 0 WHERE call_id = 4 AND direction = 'response'")  # an own shape
+        assert conn.execute(offsets).fetchall() == want
+        assert conn.execute("SELECT m.offset_us FROM call_rows AS r JOIN shape_messages AS m ON m.shape_id = r.shape_id "
+                            "WHERE r.id = 4 AND m.kind = 1").fetchall() == [(2500,)]
+    finally:
+        conn.close()
+    loaded = load_calls(open_readonly(path), Selection())
+    assert [round(s.response_offsets_s[0], 6) for s in loaded] == [0.0025, 0.0021, 0.0025, 0.0025]
