@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 WAL_LIMIT_BYTES = 4 << 20
 # shape_messages.kind: the `messages` view spells it out as `request`, `response`.
 _KIND = {Direction.REQUEST: 0, Direction.RESPONSE: 1}
+_UNSEEN = object()  # a client not yet looked up in this batch (None is an id: no client known)
 
 __all__ = ["BatchWriter", "Totals"]
 
@@ -237,18 +238,28 @@ class BatchWriter:
         session_id = self._session_id or 0
         calls: list[tuple[object, ...]] = []
         seen: dict[int, tuple[Metadata, int | None]] = {}
-        payloads = self._payloads
+        # What the batch's calls share is looked up once per batch: the kubelet sends the same
+        # request headers (grpc-timeout aside) on every call of a method, from the same client.
+        requests: dict[tuple[tuple[str, str], ...], tuple[int | None, str | None]] = {}
+        clients: dict[object, int | None] = {}
+        routes: dict[object, int] = {}
+        payload_id_of, set_id, shared_shape = self._payloads.id_of, self._set_id, self._shapes.shared
         for call_id, item in enumerate(items, first_id):
             call = item.call
-            request_metadata, timeout = packing.split_timeout(call.request_metadata)
-            sets = (self._sets.id_of(conn, request_metadata), self._set_id(conn, call.response_metadata, seen),
-                    self._set_id(conn, call.trailers, seen))
-            client_id = self._clients.id_for(conn, call)
-            route_id = self._routes.id_of(conn, route(call))
-            bodies = [(m, payloads.id_of(conn, item, i, m, pending)) for i, m in enumerate(call.messages)]
+            request = self._request_set(conn, call.request_metadata, requests)
+            sets = (request[0], set_id(conn, call.response_metadata, seen), set_id(conn, call.trailers, seen))
+            client_key = (call.peer_pid, call.peer_uid, call.peer_gid, call.peer_name, call.peer_exe)
+            client_id = clients.get(client_key, _UNSEEN)
+            if client_id is _UNSEEN:
+                client_id = clients[client_key] = self._clients.id_for(conn, call)
+            route_key = route(call)
+            route_id = routes.get(route_key)
+            if route_id is None:
+                route_id = routes[route_key] = self._routes.id_of(conn, route_key)
+            bodies = [(m, payload_id_of(conn, item, i, m, pending)) for i, m in enumerate(call.messages)]
             offsets: list[int | None] = [None, None]  # the request's and the response's, in whole us
             shared: list[int | None] = [None, None]
-            if all(m.index == 0 for m, _ in bodies):  # at most one each way: the shape may be shared
+            if len(bodies) <= 2 and not any([m.index for m, _ in bodies]):  # at most one each way: shareable
                 for m, payload_id in bodies:
                     kind = _KIND[m.direction]
                     offset = m.offset_s * 1_000_000  # whole microseconds: offset_ms to 3 places, as ever
@@ -256,7 +267,7 @@ class BatchWriter:
                     shared[kind] = payload_id * 2 + int(m.compressed)
                 key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
                                    (shared[0], shared[1]), None)
-                shape_id = self._shapes.shared(conn, key)
+                shape_id = shared_shape(conn, key)
             else:
                 key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
                                    (None, None), call_id)
@@ -266,8 +277,26 @@ class BatchWriter:
             duration = call.duration_s
             calls.append((call_id, session_id, call.conn_id, call.stream_id, call.started_at,
                           None if duration is None else round(duration * 1_000_000), shape_id, offsets[0], offsets[1],
-                          timeout))
+                          request[1]))
         conn.executemany(INSERT_CALL, calls)
+
+    def _request_set(self, conn: sqlite3.Connection, metadata: Metadata,
+                     batch: dict[tuple[tuple[str, str], ...], tuple[int | None, str | None]]
+                     ) -> tuple[int | None, str | None]:
+        """The request metadata's set id (its grpc-timeout blanked) and the timeout, by the
+        pairs themselves in `batch` (the batch's): hashing a few short pairs is far cheaper
+        than splitting out the timeout and spelling the set as JSON again."""
+        try:
+            key = tuple(metadata)
+            found = batch.get(key)
+        except TypeError:  # an unhashable pair (not the tap's): looked up the long way
+            key, found = None, None
+        if found is None:
+            blanked, timeout = packing.split_timeout(metadata)
+            found = (self._sets.id_of(conn, blanked), timeout)
+            if key is not None:
+                batch[key] = found
+        return found
 
     def _set_id(self, conn: sqlite3.Connection, metadata: Metadata, seen: dict[int, tuple[Metadata, int | None]]
                 ) -> int | None:
