@@ -18,6 +18,8 @@ from cri_proxy.model.call import Direction, Message
 from cri_proxy.recorder import json_text, packing
 from cri_proxy.recorder.prepared import PreparedCall
 
+_RESPONSE = Direction.RESPONSE  # bound once: an Enum member off its class is a metaclass lookup
+
 __all__ = ["SMALL_BODY_BYTES", "Pending", "PayloadRows"]
 
 _CACHE_ENTRIES = 4096
@@ -32,7 +34,7 @@ Pending = tuple[dict[str, int], dict[bytes, int]]
 
 def _packable(message: Message) -> bool:
     """A body that may be stored as a delta, or become a keyframe (packing.py)."""
-    return message.direction is Direction.RESPONSE and not message.compressed \
+    return message.direction is _RESPONSE and not message.compressed \
         and len(message.data) >= packing.DELTA_MIN_BYTES
 
 
