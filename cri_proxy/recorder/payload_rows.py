@@ -79,7 +79,7 @@ class PayloadRows:
         if len(data) > SMALL_BODY_BYTES:
             return self._by_sha(conn, item, index, message, pending[0])
         small = pending[1]
-        payload_id = small.get(data) or self._small.get(data)  # ids start at 1
+        payload_id = self._small.get(data) or small.get(data)  # ids start at 1; committed ones first, the most hit
         if payload_id is None:
             payload_id = small[data] = self._by_sha(conn, item, index, message, pending[0])
         return payload_id

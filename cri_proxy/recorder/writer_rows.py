@@ -47,7 +47,7 @@ class CallRows:
         # request headers (grpc-timeout aside) on every call of a method, from the same client.
         requests: dict[tuple[tuple[str, str], ...], tuple[int | None, str | None]] = {}
         clients: dict[object, int | None] = {}  # None: no client known
-        routes: dict[object, int] = {}
+        routes: dict[object, tuple[int, str]] = {}  # the route's id, and the path's method
         payload_id_of, set_id, shared_shape = self._payloads.id_of, self._set_id, self._shapes.shared
         for call_id, item in enumerate(items, first_id):
             call = item.call
@@ -59,9 +59,10 @@ class CallRows:
             else:
                 client_id = clients[client_key] = self._clients.id_for(conn, call)
             route_key = (call.path, call.client_api, call.upstream_api, call.upstream)  # route(call) parses the path
-            route_id = routes.get(route_key)
-            if route_id is None:
-                route_id = routes[route_key] = self._routes.id_of(conn, route(call))
+            known = routes.get(route_key)
+            if known is None:
+                known = routes[route_key] = (self._routes.id_of(conn, route(call)), call.method)
+            route_id, method = known
             bodies = [(m, payload_id_of(conn, item, i, m, pending)) for i, m in enumerate(call.messages)]
             offsets: list[int | None] = [None, None]  # the request's and the response's, in whole us
             shared: list[int | None] = [None, None]
@@ -72,11 +73,11 @@ class CallRows:
                     offsets[kind] = round(offset) if offset else 0
                     shared[kind] = payload_id * 2 + int(m.compressed)
                 key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
-                                   (shared[0], shared[1]), None)
+                                   (shared[0], shared[1]), None, method)
                 shape_id = shared_shape(conn, key)
             else:
                 key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
-                                   (None, None), call_id)
+                                   (None, None), call_id, method)
                 shape_id = self._shapes.own(conn, key, [
                     (_KIND[m.direction], m.index, round(m.offset_s * 1_000_000) if m.offset_s else 0, payload_id,
                      int(m.compressed)) for m, payload_id in bodies])
