@@ -7,8 +7,8 @@ report_scale.py use it).
 
 Not through the proxy (that would take an hour of kubelet time): the rows are written
 directly, in the recording's own schema (store.db.open_database migrates a new file): thin
-call rows and their shapes as the writer stores them (schema 12), with the writer's rollups
-(recorder.rollups.add) filled in the same way the writer fills them.
+call rows and their shapes as the writer stores them (schema 12), with the rollups filled
+by recorder.rollups.add from the rows (the writer counts the same as it makes them, Rollup).
 The traffic is a kubelet's: every second a PLEG relist (ListPodSandbox then ListContainers)
 and, per pod every 10 s, PodSandboxStatus, ContainerStatus and an exec probe (ExecSync;
 a few exit non-zero), image and stats calls every 10-60 s, a few slow relists and gRPC

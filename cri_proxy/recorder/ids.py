@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from cri_proxy.model.call import Direction
 from cri_proxy.model.cri import CallPath, parse_path
 
+_REQUEST, _RESPONSE = Direction.REQUEST, Direction.RESPONSE  # bound once: a member off its class is a metaclass lookup
+
 if TYPE_CHECKING:  # the stage's item; not imported at run time so store/rows.py stays light
     from cri_proxy.recorder.prepared import PreparedCall
 
@@ -125,8 +127,8 @@ class IdsStage:
             item.ids = NO_IDS
             return item
         method, request, response = plan  # only then are the messages decoded (List* answers are the big ones)
-        response_json = item.first(Direction.RESPONSE) if response else None
-        item.ids = _ids(method, item.first(Direction.REQUEST) if request else None, response_json)
+        response_json = item.first(_RESPONSE) if response else None
+        item.ids = _ids(method, item.first(_REQUEST) if request else None, response_json)
         item.exit_code = exec_exit_code(method, response_json)
         return item
 

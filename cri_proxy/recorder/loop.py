@@ -4,8 +4,8 @@
 spooled (recorder.intake, recorder.spool): each CHUNK of relayed bytes goes to its
 connection's tap, the other link messages (OPEN, CLOSED, GAP, NOTE, CALL, SESSION...) to
 what they concern; between blocks it lets the writer commit what is due and acknowledges it
-with a STATS message, the proxy's cue to let go of its copy. How it skims when it falls behind
-is recorder.catchup (`CatchUp`, a base class here).
+with a STATS message, the proxy's cue to let go of its copy (recorder.reports, `Reports`, a
+base class here). How it skims when it falls behind is recorder.catchup (`CatchUp`, another).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from cri_proxy.recorder.intake import GATHER_S, Intake
 from cri_proxy.recorder.leantap import LeanTap
 from cri_proxy.recorder.nowriter import NoWriter
 from cri_proxy.recorder.recorder import Recorder
+from cri_proxy.recorder.reports import QUEUE_MEMORY_BYTES, STATS_INTERVAL_S, Reports
 from cri_proxy.recorder.spool import READ_SIZE, Spool
 from cri_proxy.recorder.known import FIXED as SQUEEZE_HEAD
 from cri_proxy.recorder.known import SQUEEZED, Known, pieces
@@ -38,7 +39,6 @@ __all__ = ["PROXY_GONE", "QUEUE_MEMORY_BYTES", "STATS_INTERVAL_S", "Worker"]
 
 log = logging.getLogger(__name__)
 
-STATS_INTERVAL_S = 0.1
 # Metrics only (lean): a short read waits this long for more, not intake.GATHER_S. Nothing is
 # written, and the metrics are read when scraped, so calls may wait 20 ms to be counted;
 # meanwhile a node's trickle of calls costs this process's two threads 50 wake-ups a second
@@ -49,11 +49,6 @@ LEAN_GATHER_S = 0.02
 PROXY_GONE = "proxy died: the calls it had not passed on to the recorder are missing, uncounted"
 _GAP_WHY = {channel.GAP_BEHIND: "it fell behind",
             channel.GAP_RESTARTED: "it was restarted while the connection was open"}
-# The calls waiting for the writer, in bytes, past which no more spooled bytes are handled
-# until it has written some: the backlog then waits as bytes in the spool (on disk, see
-# recorder.spool), not as calls in memory. At least the writer's batch (queue.BATCH_BYTES),
-# so that the writer always has a batch due when handling pauses.
-QUEUE_MEMORY_BYTES = 8 << 20
 # A chunk larger than this reaches the tap as a view of the spool's block; a smaller one as
 # bytes, whose slices cost the tap less than a view's (2% of a small call in instructions).
 VIEW_BYTES = 8 << 10
@@ -61,7 +56,7 @@ VIEW_BYTES = 8 << 10
 PAUSE_CHECK_BYTES = 1 << 20
 
 
-class Worker(CatchUp):
+class Worker(Reports, CatchUp):  # Reports first: its queued_bytes is the one CatchUp asks for
     def __init__(self, sock: socket.socket, recorder: Recorder | NoWriter, budget_bytes: int = 64 << 20,
                  telemetry: Telemetry | None = None, lean: bool = False, spill: int | None = None) -> None:
         """`budget_bytes`: what this process holds, read and not handled yet or queued for the
@@ -149,16 +144,6 @@ class Worker(CatchUp):
             self.watch_lag(self.mono)
         elif done and self.behind.skimming and not spool:
             self.watch_lag(time.monotonic())  # nothing relayed waits: caught up
-
-    def queued_bytes(self) -> int:
-        """Bytes waiting for the writer (its share of the budget)."""
-        return self.recorder.stats.queued_bytes
-
-    def writer_full(self) -> bool:
-        """Enough calls wait for a working writer: let it write before more are handled. A
-        writer that fails is not waited for (its queue fills, and calls are counted lost)."""
-        stats = self.recorder.stats
-        return stats.queued_bytes > QUEUE_MEMORY_BYTES and stats.healthy
 
     # Messages ------------------------------------------------------------------------------
     def handle(self, kind: int, view: memoryview, start: int, stop: int) -> bool | None:
@@ -257,29 +242,6 @@ class Worker(CatchUp):
         finally:
             self.known.release(numbers)
         return pause
-
-    # Back to the proxy ---------------------------------------------------------------------
-    def send_stats(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now < self._last_stats + STATS_INTERVAL_S:
-            return
-        self._last_stats = now
-        if len(self._out) < 1 << 16:  # the proxy is not reading: it will get the next one
-            stats = self.recorder.stats
-            if self.telemetry is not None:
-                self.telemetry.tick(stats, now, self.behind.lag)
-            pending = stats.queued + sum(len(conn.calls) for conn in self.conns.values())
-            self._out += channel.stats_message(stats, self.received, pending, self.recorder.session_id)
-
-    def flush(self) -> None:
-        try:
-            sent = self.sock.send(self._out, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._out.clear()  # the proxy is gone; nobody to tell
-            return
-        del self._out[:sent]
 
     def finish(self) -> None:
         while self.spool and not self.stopping:  # the proxy is gone: what it sent is still recorded

@@ -43,6 +43,9 @@ class NoWriter:
     def close(self, timeout_s: float | None = None) -> None:
         pass
 
+    def backlog(self) -> tuple[int, bool]:
+        return 0, True  # nothing waits: there is no writer
+
     @property
     def stats(self) -> RecorderStats:
         return RecorderStats(recorded=0, lost=self._lost, skipped=0, loss_episodes=self._episodes, queued=0,

@@ -19,6 +19,8 @@ from cri_proxy.recorder import json_text, packing
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.store import parts
 
+_RESPONSE = Direction.RESPONSE  # bound once: an Enum member off its class is a metaclass lookup
+
 __all__ = ["SMALL_BODY_BYTES", "Pending", "PayloadRows"]
 
 _CACHE_ENTRIES = 4096
@@ -33,7 +35,7 @@ Pending = tuple[dict[str, int], dict[bytes, int]]
 
 def _packable(message: Message) -> bool:
     """A body that may be stored as a delta, or become a keyframe (packing.py)."""
-    return message.direction is Direction.RESPONSE and not message.compressed \
+    return message.direction is _RESPONSE and not message.compressed \
         and len(message.data) >= packing.DELTA_MIN_BYTES
 
 
@@ -78,7 +80,7 @@ class PayloadRows:
         if len(data) > SMALL_BODY_BYTES:
             return self._by_sha(conn, item, index, message, pending[0])
         small = pending[1]
-        payload_id = small.get(data) or self._small.get(data)  # ids start at 1
+        payload_id = self._small.get(data) or small.get(data)  # ids start at 1; committed ones first, the most hit
         if payload_id is None:
             payload_id = small[data] = self._by_sha(conn, item, index, message, pending[0])
         return payload_id

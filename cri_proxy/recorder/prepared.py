@@ -14,6 +14,8 @@ from cri_proxy.messages.decode import JsonDecoder
 from cri_proxy.model.call import Direction, RecordedCall
 from cri_proxy.recorder.bodies import BodyMemo
 
+_REQUEST = Direction.REQUEST  # bound once: an Enum member off its class is a metaclass lookup
+
 CALL_OVERHEAD_BYTES = 512  # what a queued call costs beyond its message bytes, roughly
 Json = dict[str, Any]
 
@@ -51,7 +53,7 @@ class PreparedCall:
             if memo is None:
                 sha = hashlib.sha256(message.data).hexdigest()
             else:
-                kind = (self.call.path, message.direction is Direction.REQUEST)
+                kind = (self.call.path, message.direction is _REQUEST)
                 known = memo.find(kind, message.data)
                 if known is not None:
                     message.data, sha = known  # equal bytes: the call keeps the one copy already held

@@ -164,6 +164,12 @@ class Recorder(WriterLoop):
     def session_id(self) -> int | None:
         return self._db.writer.session_id
 
+    def backlog(self) -> tuple[int, bool]:
+        """The bytes waiting for the writer, and whether it is healthy: what the worker's loop
+        asks between blocks (`stats` makes the whole snapshot, under the lock, each time)."""
+        with self._lock:
+            return self._queue.waiting_bytes(), self._faults.healthy
+
     @property
     def stats(self) -> RecorderStats:
         with self._lock:

@@ -54,6 +54,8 @@ from cri_proxy.recorder.redact_fields import may_hold_secrets, sensitive_types, 
 from cri_proxy.recorder.redact_json import REDACTED as REDACTED  # named here by replay.compare and the tests
 from cri_proxy.recorder.redact_policy import DEFAULT_POLICY, RedactionPolicy
 
+_REQUEST = Direction.REQUEST  # bound once: an Enum member off its class is a metaclass lookup
+
 if TYPE_CHECKING:
     from cri_proxy.recorder.prepared import PreparedCall
 
@@ -143,7 +145,7 @@ def redact_call(call: RecordedCall, policy: RedactionPolicy = DEFAULT_POLICY,
     messages: list[Message] = []
     notes: list[str] = []
     for message in call.messages:
-        is_request = message.direction == Direction.REQUEST
+        is_request = message.direction == _REQUEST
         cls = types.request if is_request else types.response
         redacted, note = _redact_message(cls, message, policy, memo, (call.path, is_request))
         messages.append(redacted)

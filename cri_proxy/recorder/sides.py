@@ -20,7 +20,7 @@ from cri_proxy.h2 import frames as h2
 from cri_proxy.h2.table_size import TableSizeLimit
 from cri_proxy.model.call import Metadata
 from cri_proxy.model.cri import parse_path
-from cri_proxy.recorder.wire import Status, cap_metadata, header_text, read_status, split_headers
+from cri_proxy.recorder.headers import Status, cap_metadata, header_text, read_status, split_headers
 
 Split = tuple[dict[str, str], Metadata, int]
 
@@ -51,7 +51,7 @@ class HeaderDecoder(Protocol):
     max_allowed_table_size: int
 
     def decode(self, data: bytes) -> list[tuple[str, str]]:
-        """One complete header block, as text (`wire.header_text`); raises on anything invalid."""
+        """One complete header block, as text (`headers.header_text`); raises on anything invalid."""
 
 
 class ReferenceDecoder:
@@ -109,7 +109,7 @@ class Side:
         return facts
 
     def split(self, headers: list[tuple[str, str]]) -> Split:
-        """`wire.split_headers` of a decoded block, once per list (`facts`)."""
+        """`headers.split_headers` of a decoded block, once per list (`facts`)."""
         return self.facts(headers).split
 
     # Header blocks ---------------------------------------------------------------------

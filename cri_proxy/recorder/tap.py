@@ -30,7 +30,8 @@ from cri_proxy.recorder.opencall import OpenCall
 from cri_proxy.recorder.sides import MAX_HEADER_LIST, HeaderDecoder, ReferenceDecoder, Side
 from cri_proxy.recorder.tapcalls import CallBook
 from cri_proxy.recorder.walk import READ_TYPES, TapWalker
-from cri_proxy.recorder.wire import LastBodies, data_content, error_name, header_text
+from cri_proxy.recorder.headers import header_text
+from cri_proxy.recorder.wire import LastBodies, data_content, error_name
 
 __all__ = ["ConnectionRecorder", "RecordingTap", "ReferenceDecoder", "fast_decoder"]
 

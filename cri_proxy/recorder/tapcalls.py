@@ -18,7 +18,7 @@ from cri_proxy.model.call import Metadata, Outcome
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.opencall import OpenCall, new_call
 from cri_proxy.recorder.sides import HeaderFacts, Side
-from cri_proxy.recorder.wire import cap_metadata, set_status
+from cri_proxy.recorder.headers import cap_metadata, set_status
 
 if TYPE_CHECKING:
     from cri_proxy.recorder.tap import RecordingTap
@@ -28,6 +28,9 @@ __all__ = ["CallBook"]
 log = logging.getLogger(__name__)
 
 _END_STREAM = h2.FLAG_END_STREAM
+
+# Bound once: an Enum member read off its class is a lookup through the metaclass, on every call.
+_COMPLETED, _CONNECTION_CLOSED, _UNPARSED = Outcome.COMPLETED, Outcome.CONNECTION_CLOSED, Outcome.UNPARSED
 
 
 class CallBook:
@@ -125,7 +128,7 @@ class CallBook:
                 rec.notes.append(facts.http_note)
         call.answered = True
         if end:
-            self._end(stream_id, Outcome.COMPLETED)
+            self._end(stream_id, _COMPLETED)
 
     @staticmethod
     def _capped(notes: list[str], facts: HeaderFacts, what: str) -> Metadata:
@@ -143,7 +146,7 @@ class CallBook:
         if call is None:
             return
         rec = call.rec
-        if outcome is not Outcome.CONNECTION_CLOSED:
+        if outcome is not _CONNECTION_CLOSED:
             rec.duration_s = self._now - call.t0
         if note is not None:
             rec.notes.append(note)
@@ -153,7 +156,7 @@ class CallBook:
                     rec.notes.append(cut)
         if call.unparsed:
             rec.notes.append(f"ended as {outcome.value}")
-            outcome = Outcome.UNPARSED
+            outcome = _UNPARSED
         rec.outcome = outcome
         try:
             if call.skimmed and self.tap.on_skimmed is not None:

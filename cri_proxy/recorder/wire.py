@@ -4,18 +4,18 @@
 4-byte big-endian length, bytes) across DATA frames, however the frames split them.
 `LastBodies` and `share_bodies` let calls hold one copy of a large body repeated from call
 to call.
-`split_headers` turns a decoded header list into pseudo-headers and metadata.
+Header lists (text, metadata, status) are headers.py's.
 """
 
 from __future__ import annotations
 
-from base64 import b64encode
 from collections import OrderedDict
 from typing import Final
-from urllib.parse import unquote
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.model.call import Direction, Message, Metadata, RecordedCall
+from cri_proxy.model.call import Direction, Message, RecordedCall
+
+_REQUEST = Direction.REQUEST  # bound once: an Enum member off its class is a metaclass lookup
 
 ERROR_NAMES: Final = {
     0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
@@ -100,7 +100,7 @@ class MessageReader:
         self._need, self._have, self._parts = length, 0, []
         like = None
         if self.memo is not None and length >= SHARE_MIN_BYTES:
-            like = self.memo.get((call.path, self.direction is Direction.REQUEST))
+            like = self.memo.get((call.path, self.direction is _REQUEST))
         self._like = like if like is not None and len(like) == length else None
         self._add(piece)
 
@@ -181,7 +181,7 @@ def share_bodies(memo: LastBodies, call: RecordedCall, start: int) -> None:
     for message in call.messages[start:]:
         data = message.data
         if len(data) >= SHARE_MIN_BYTES:
-            kind = (call.path, message.direction is Direction.REQUEST)
+            kind = (call.path, message.direction is _REQUEST)
             last = memo.get(kind)
             if last is data:
                 continue
@@ -210,93 +210,3 @@ def data_content(frame: h2.Frame) -> bytes | memoryview | None:
     if not payload or payload[0] >= len(payload):
         return None
     return payload[1:len(payload) - payload[0]]
-
-
-def header_text(raw: bytes, name: str | None) -> str:
-    """A header name (`name` None) or value as text: what metadata holds.
-
-    gRPC metadata is ASCII; anything else is kept readable. gRPC's C core sends `-bin`
-    values as raw bytes after a 0 byte when both ends advertise "true binary metadata"
-    (SETTINGS 0xFE03); those become base64, unpadded as gRPC writes it, so a value reads
-    the same whichever way it travelled.
-    """
-    if raw[:1] == b"\x00" and name is not None and name.endswith("-bin"):
-        return b64encode(raw[1:]).decode().rstrip("=")
-    try:
-        return raw.decode("ascii")
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace")
-
-
-def split_headers(headers: list[tuple[str, str]]) -> tuple[dict[str, str], Metadata, int]:
-    """Pseudo-headers by name, and the rest: metadata (`-bin` values as base64 text), and
-    the metadata's size (names and values)."""
-    pseudo: dict[str, str] = {}
-    metadata: Metadata = []
-    size = 0
-    for field in headers:
-        if field[0][:1] == ":":
-            pseudo[field[0]] = field[1]
-        else:
-            metadata.append(field)
-            size += len(field[0]) + len(field[1])
-    return pseudo, metadata, size
-
-
-# What one call stores of each header list (request metadata, response metadata, trailers).
-# gRPC's own limits are far lower (8-16 KiB by default in C core); a runtime taking up to 16 MiB
-# (grpc-go) would let a few kilobytes of HPACK references inflate to megabytes per call.
-MAX_METADATA_ENTRIES: Final = 256
-MAX_METADATA_BYTES: Final = 64 << 10  # name + value + 32 per field, as HPACK counts a header list
-
-
-def cap_metadata(metadata: Metadata, what: str, size: int) -> tuple[Metadata, str | None]:
-    """The fields kept (the first ones, within both limits) and a note when some were cut.
-    `size` is the list's (split_headers'), without the 32 per field."""
-    if len(metadata) <= MAX_METADATA_ENTRIES and size + 32 * len(metadata) <= MAX_METADATA_BYTES:
-        return metadata, None  # nearly every call
-    kept, size = 0, 0
-    for name, value in metadata:
-        field_size = len(name) + len(value) + 32
-        if kept == MAX_METADATA_ENTRIES or size + field_size > MAX_METADATA_BYTES:
-            break
-        kept, size = kept + 1, size + field_size
-    if kept == len(metadata):
-        return metadata, None
-    total = sum(len(n) + len(v) + 32 for n, v in metadata)
-    return metadata[:kept], (f"{what} cut to its first {kept} of {len(metadata)} fields "
-                             f"({size:,} of {total:,} bytes)")
-
-
-# What a trailer list says of a call's status (read_status): grpc-status found, its value,
-# grpc-message found, its text, and the notes of unreadable grpc-status values.
-Status = tuple[bool, int | None, bool, str | None, tuple[str, ...]]
-
-
-def read_status(trailers: Metadata) -> Status:
-    """grpc-status and grpc-message (percent-decoded) of a trailer list: the last of each
-    counts; an unreadable grpc-status is a note."""
-    code: int | None = None
-    message: str | None = None
-    has_code = has_message = False
-    notes: list[str] = []
-    for name, value in trailers:
-        if name == "grpc-status":
-            try:
-                code, has_code = int(value), True
-            except ValueError:
-                notes.append(f"unreadable grpc-status {value!r}")
-        elif name == "grpc-message":
-            message, has_message = unquote(value, errors="replace") if "%" in value else value, True
-    return has_code, code, has_message, message, tuple(notes)
-
-
-def set_status(call: RecordedCall, status: Status) -> None:
-    """What `read_status` read, applied to the call."""
-    has_code, code, has_message, message, notes = status
-    if has_code:
-        call.status_code = code
-    if has_message:
-        call.status_message = message
-    if notes:
-        call.notes.extend(notes)

@@ -5,7 +5,8 @@ is the only code that touches the recording's file. The pipeline's peers (pipeli
 already redacted each call, given its messages their JSON and read its ids; here each
 message's payload row is reused when the same bytes were stored before, else inserted
 (payload_rows.py). Metadata sets are stored once (packing.py), and so is what the call has in
-common with others, its shape (shapes.py): a call of a shape already stored is one thin row.
+common with others, its shape (shapes.py): a call of a shape already stored is one thin row
+(the rows are made by writer_rows.py, the rollups counted as they are: rollups.py).
 Faults raise out of `write` as they are; the recorder decides.
 """
 
@@ -18,16 +19,15 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-from cri_proxy.model.call import Direction, Metadata
 from cri_proxy.model.session import LossEpisode, SessionInfo
 from cri_proxy.recorder import packing, retention, rollups, sessions
 from cri_proxy.recorder.shapes import Shapes
 from cri_proxy.recorder.clients import ClientIds
-from cri_proxy.recorder.payload_rows import Pending, PayloadRows
+from cri_proxy.recorder.payload_rows import PayloadRows
 from cri_proxy.recorder.prepared import PreparedCall
 from cri_proxy.recorder.sessions import Totals
+from cri_proxy.recorder.writer_rows import CallRows
 from cri_proxy.store import db
-from cri_proxy.store.rows import INSERT_CALL, route, shape_values
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 # default, 1000 pages, is 8-16 MiB with our 8 or 16 KiB pages, and a WAL that grew stays that big):
 # on a small disk the WAL alone could fill it, and nothing could ever be checkpointed again.
 WAL_LIMIT_BYTES = 4 << 20
-# shape_messages.kind: the `messages` view spells it out as `request`, `response`.
-_KIND = {Direction.REQUEST: 0, Direction.RESPONSE: 1}
 
 __all__ = ["BatchWriter", "Totals"]
 
@@ -49,8 +47,9 @@ sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))  # 
 sqlite3.register_adapter(bytes, cast("Callable[[bytes], bytes]", bytes))  # bytes(b) is b
 
 
-class BatchWriter:
-    """Owns the connection. Not thread-safe: only the recorder's thread calls it."""
+class BatchWriter(CallRows):
+    """Owns the connection. Not thread-safe: only the recorder's thread calls it. The rows of
+    a batch's calls are made by its base (writer_rows.CallRows)."""
 
     def __init__(
         self,
@@ -179,9 +178,9 @@ class BatchWriter:
         small: dict[bytes, int] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
-            before = rollups.last_call_id(conn)
-            self._write_calls(conn, items, (pending, small), before + 1)
-            rollups.add(conn, before)  # the per-minute rollups commit with the calls
+            rollup = rollups.Rollup()
+            self._write_calls(conn, items, (pending, small), rollups.last_call_id(conn) + 1, rollup)
+            rollup.store(conn)  # the per-minute rollups commit with the calls
             sessions.update_session(conn, self._session_id, self.session, totals, len(items), session_changed)
             sessions.insert_losses(conn, self._session_id, losses or [])
             conn.execute("COMMIT")
@@ -228,56 +227,3 @@ class BatchWriter:
         if self._conn is None:
             raise sqlite3.OperationalError("the recording database is not open")
         return self._conn
-
-    def _write_calls(self, conn: sqlite3.Connection, items: list[PreparedCall], pending: Pending,
-                     first_id: int) -> None:
-        """The batch's calls, one executemany; the calls numbered from `first_id` (max(id) + 1:
-        what SQLite would give them) so an own shape can name its call. A call of a shape
-        already stored adds its thin row alone."""
-        session_id = self._session_id or 0
-        calls: list[tuple[object, ...]] = []
-        seen: dict[int, tuple[Metadata, int | None]] = {}
-        payloads = self._payloads
-        for call_id, item in enumerate(items, first_id):
-            call = item.call
-            request_metadata, timeout = packing.split_timeout(call.request_metadata)
-            sets = (self._sets.id_of(conn, request_metadata), self._set_id(conn, call.response_metadata, seen),
-                    self._set_id(conn, call.trailers, seen))
-            client_id = self._clients.id_for(conn, call)
-            route_id = self._routes.id_of(conn, route(call))
-            bodies = [(m, payloads.id_of(conn, item, i, m, pending)) for i, m in enumerate(call.messages)]
-            offsets: list[int | None] = [None, None]  # the request's and the response's, in whole us
-            shared: list[int | None] = [None, None]
-            if all(m.index == 0 for m, _ in bodies):  # at most one each way: the shape may be shared
-                for m, payload_id in bodies:
-                    kind = _KIND[m.direction]
-                    offset = m.offset_s * 1_000_000  # whole microseconds: offset_ms to 3 places, as ever
-                    offsets[kind] = round(offset) if offset else 0
-                    shared[kind] = payload_id * 2 + int(m.compressed)
-                key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
-                                   (shared[0], shared[1]), None)
-                shape_id = self._shapes.shared(conn, key)
-            else:
-                key = shape_values(call, item.ids, item.redacted, item.exit_code, sets, client_id, route_id,
-                                   (None, None), call_id)
-                shape_id = self._shapes.own(conn, key, [
-                    (_KIND[m.direction], m.index, round(m.offset_s * 1_000_000) if m.offset_s else 0, payload_id,
-                     int(m.compressed)) for m, payload_id in bodies])
-            duration_us = None if call.duration_s is None else round(call.duration_s * 1_000_000)
-            if offsets[1] is not None and offsets[1] == duration_us:
-                offsets[1] = None  # the response came with the trailers: `messages` reads the duration (schema 14)
-            calls.append((call_id, session_id, call.conn_id, call.stream_id, call.started_at, duration_us, shape_id,
-                          offsets[0], offsets[1],
-                          *((None, None) if timeout is None else packing.timeout_code(timeout))))
-        conn.executemany(INSERT_CALL, calls)
-
-    def _set_id(self, conn: sqlite3.Connection, metadata: Metadata, seen: dict[int, tuple[Metadata, int | None]]
-                ) -> int | None:
-        """The metadata set's id; `seen` (the batch's) by the list itself: the tap hands the very
-        same list to every call a server answers with the same headers (or trailers)."""
-        known = seen.get(id(metadata))
-        if known is not None and known[0] is metadata:
-            return known[1]
-        set_id = self._sets.id_of(conn, metadata)
-        seen[id(metadata)] = (metadata, set_id)  # the list held: its id stays its own for the batch
-        return set_id

@@ -175,6 +175,12 @@ def _pairs_json(pairs: tuple[tuple[str, str], ...]) -> str:
     return json.dumps([list(pair) for pair in pairs])
 
 
+# On the writer's path for every call: an Enum's `.value` is a descriptor call (about 1,000
+# instructions), a dict of the members is one lookup.
+_OUTCOME_TEXT = {outcome: outcome.value for outcome in Outcome}
+_REQUEST = Direction.REQUEST
+
+
 def route(call: RecordedCall) -> tuple[str, str, str | None, str | None, str | None]:
     """The call's ROUTE_COLUMNS, as `calls` shows them."""
     return call.service, call.path, call.client_api, call.upstream_api, call.upstream or None
@@ -182,16 +188,19 @@ def route(call: RecordedCall) -> tuple[str, str, str | None, str | None, str | N
 
 def shape_values(call: RecordedCall, ids: Ids, redacted: bool, exit_code: int | None,
                  sets: tuple[int | None, int | None, int | None], client_id: int | None, route_id: int,
-                 payloads: tuple[int | None, int | None], own_call: int | None) -> tuple[object, ...]:
+                 payloads: tuple[int | None, int | None], own_call: int | None,
+                 method: str | None = None) -> tuple[object, ...]:
     """The call's SHAPE_COLUMNS: `sets` are the ids of its request metadata, response metadata
     and trailers sets (packing.MetadataSets), `route_id` its `routes` row, `payloads` its
     request's and response's (payload id * 2 + compressed, None without), `own_call` its id
-    when the shape is its own (more messages than one each way), else None."""
+    when the shape is its own (more messages than one each way), else None. `method` is
+    `call.method` where the caller knows it already (reading it parses the path)."""
     messages = call.messages
-    requests = sum(1 for m in messages if m.direction is Direction.REQUEST)
+    requests = [m.direction for m in messages].count(_REQUEST)  # no generator frame per message
     code = call.status_code
     return (
-        call.method, route_id, code, status_name(code), call.status_message, call.outcome.value,
+        call.method if method is None else method, route_id, code, status_name(code), call.status_message,
+        _OUTCOME_TEXT[call.outcome],
         call.request_bytes, call.response_bytes, requests, len(messages) - requests, call.peer_pid, call.peer_uid,
         *sets, int(redacted), json.dumps(call.notes) if call.notes else None, call.format_version,
         ids.get("pod_sandbox_id"), ids.get("container_id"), ids.get("image"), ids.get("pod_name"),

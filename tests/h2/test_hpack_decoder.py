@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cri_proxy.h2 import hpack_decoder as hpack_fast
-from cri_proxy.recorder.wire import header_text
+from cri_proxy.recorder.headers import header_text
 
 pytestmark = pytest.mark.timeout(20)
 

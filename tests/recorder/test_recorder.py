@@ -45,3 +45,17 @@ def test_close_writes_what_is_queued(tmp_path: Path) -> None:
     recorder.close()
     assert rows(path, "SELECT count(*) FROM calls") == [(250,)]
     assert rows(path, "SELECT calls_recorded, calls_lost, ended_at IS NOT NULL FROM sessions") == [(250, 0, 1)]
+
+
+def test_backlog_is_what_stats_says_of_the_queue(tmp_path: Path) -> None:
+    """Recorder.backlog, which the worker's loop reads between blocks, against the full
+    snapshot: the bytes queued for the writer (none once written) and its health."""
+    recorder = Recorder(tmp_path / "calls.db", options=RecorderOptions(flush_interval_s=60))
+    assert recorder.backlog() == (0, True)
+    for i in range(5):
+        recorder.submit(version_call(i))
+    stats = recorder.stats
+    assert recorder.backlog() == (stats.queued_bytes, stats.healthy) and stats.queued_bytes > 0
+    recorder.start()
+    recorder.close()
+    assert recorder.backlog() == (0, True) and recorder.stats.recorded == 5

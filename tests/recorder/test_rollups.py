@@ -5,6 +5,7 @@ after migrating an older recording; read-only, an older file computes the same."
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 import sqlite3
 import time
 from pathlib import Path
@@ -110,3 +111,24 @@ def test_migrating_an_older_recording_fills_them(tmp_path: Path) -> None:
         assert conn.execute("SELECT * FROM method_stats ORDER BY service, method").fetchall() == stats_before
     finally:
         conn.close()
+
+
+def test_the_minute_counted_in_python_is_sqlites() -> None:
+    """rollups.minute_of, and Rollup's shortcut while calls stay in one minute, against the
+    SQL the rollups were computed with: on and beside the half-millisecond where SQLite's
+    round() turns to the next minute, and before the epoch."""
+    from cri_proxy.recorder.rollups import Rollup, minute_of
+
+    edge = 1_764_000_000 - 0.0005  # a whole minute, less half a millisecond
+    times = [edge, edge - 1e-6, edge + 1e-6, edge - 0.0004, 1_764_000_059.9994, 1_764_000_059.9996, 0.0, -0.0004,
+             -0.0006, -59.9996, -60.0004, 1.5e9 + 0.25]
+    conn = sqlite3.connect(":memory:")
+    for at in times:
+        sql = conn.execute("SELECT CAST(round(? * 1000) AS INTEGER) / 60000", (at,)).fetchone()[0]
+        assert minute_of(at) == sql, at
+    rollup = Rollup()
+    for at in times:  # each counted through the shortcut's bounds, in this order
+        rollup.count(1, make_call("Version", {}, {}, started=at, duration_ms=1.0), 1000, None)
+    counted = {minute: group[0] for (minute, _, _), group in rollup._minutes.items()}
+    assert counted == Counter(conn.execute("SELECT CAST(round(? * 1000) AS INTEGER) / 60000", (at,)).fetchone()[0]
+                              for at in times)

@@ -67,7 +67,7 @@ def test_a_raising_sink_never_reaches_the_relay(caplog: pytest.LogCaptureFixture
 def test_a_header_bomb_is_stored_cut_to_size(tmp_path: pathlib.Path) -> None:
     """One 4,000-byte table entry referenced 4,000 times: 4 KB on the wire, 16 MB decoded."""
     from cri_proxy.recorder.recorder import Recorder
-    from cri_proxy.recorder.wire import MAX_METADATA_BYTES
+    from cri_proxy.recorder.headers import MAX_METADATA_BYTES
 
     path = tmp_path / "calls.db"
     recorder = Recorder(path)

@@ -1,4 +1,4 @@
-"""cri_proxy/recorder/wire.py: gRPC messages cut from DATA frames, header lists, trailers."""
+"""cri_proxy/recorder/wire.py: gRPC messages cut from DATA frames, shared large bodies."""
 
 from __future__ import annotations
 
@@ -6,20 +6,7 @@ import pytest
 
 from cri_proxy.h2 import frames as h2
 from cri_proxy.model.call import Direction, RecordedCall
-from cri_proxy.recorder.wire import (
-    MAX_METADATA_ENTRIES,
-    SHARE_MIN_BYTES,
-    LastBodies,
-    MessageReader,
-    cap_metadata,
-    data_content,
-    error_name,
-    header_text,
-    read_status,
-    set_status,
-    share_bodies,
-    split_headers,
-)
+from cri_proxy.recorder.wire import SHARE_MIN_BYTES, LastBodies, MessageReader, data_content, error_name, share_bodies
 
 
 def prefixed(body: bytes, compressed: bool = False) -> bytes:
@@ -131,33 +118,6 @@ def test_data_content_strips_padding_and_refuses_bad_padding() -> None:
     assert data_content(data_frame(b"\x02abc\x00\x00", h2.FLAG_PADDED)) == b"abc"
     assert data_content(data_frame(b"\x05ab", h2.FLAG_PADDED)) is None
     assert data_content(data_frame(b"plain")) == b"plain"
-
-
-def test_header_text() -> None:
-    assert header_text(b"x-trace-bin", None) == "x-trace-bin"
-    assert header_text(b"\x00\x01\xff", "x-trace-bin") == "Af8"  # true binary: base64, unpadded
-    assert header_text("café".encode(), "x-a") == "café"
-    assert header_text(b"\xff", "x-a") == "\\xff"
-
-
-def test_split_headers_and_read_status() -> None:
-    pseudo, metadata, size = split_headers([(":status", "200"), ("grpc-status", "5"), ("grpc-message", "no%20pod")])
-    assert pseudo == {":status": "200"} and size == len("grpc-status5grpc-messageno%20pod")
-    call = new_call()
-    set_status(call, read_status(metadata))
-    assert (call.status_code, call.status_message) == (5, "no pod")
-    set_status(call, read_status([("grpc-status", "five")]))
-    assert call.notes == ["unreadable grpc-status 'five'"]
-
-
-def test_cap_metadata_keeps_the_first_fields_and_says_so() -> None:
-    few = [("x-a", "1")]
-    assert cap_metadata(few, "request metadata", 4) == (few, None)
-    many = [(f"x-{i}", "v") for i in range(MAX_METADATA_ENTRIES + 4)]
-    kept, note = cap_metadata(many, "request metadata", sum(len(n) + len(v) for n, v in many))
-    assert kept == many[:MAX_METADATA_ENTRIES]
-    assert note is not None and note.startswith(f"request metadata cut to its first {MAX_METADATA_ENTRIES} of "
-                                                f"{len(many)} fields")
 
 
 def test_error_name() -> None:
