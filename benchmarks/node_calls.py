@@ -24,6 +24,11 @@ UPSTREAM = "unix:///run/containerd/containerd.sock"
 _REQUEST_METADATA = [("content-type", "application/grpc"), ("user-agent", "grpc-go/1.68.1"), ("te", "trailers")]
 
 
+# Map fields (labels, annotations) in key order, as gogo-generated Go marshalers write them:
+# the default order of Python's upb runtime follows a per-process hash seed, so two runs of
+# the benchmark (base and branch) would record different bytes for the same calls.
+SORTED = {"deterministic": True}
+
 def _hex(seed: str) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()
 
@@ -60,7 +65,7 @@ class Node:
         items = [cri.PodSandbox(id=self.pod_id(p), metadata=cri.PodSandboxMetadata(
             name=f"app-{p}-7d9f8b6c5-x{p:03d}", uid=_hex(f"uid{p}")[:36], namespace="default"), state=0,
             created_at=1_763_900_000_000_000_000 + p, labels=self._labels(p, "POD")) for p in range(self.pods)]
-        return cri.ListPodSandboxResponse(items=items).SerializeToString()
+        return cri.ListPodSandboxResponse(items=items).SerializeToString(**SORTED)
 
     def list_containers(self, second: int) -> bytes:
         items = [cri.Container(id=self.container_id(c), pod_sandbox_id=self.pod_id(c[0]), metadata=self._cmeta(c),
@@ -68,7 +73,7 @@ class Node:
                                image_ref=f"sha256:{_hex('img' + str(c[1]))}", state=1,
                                created_at=1_763_900_000_000_000_000 + c[0],
                                labels=self._labels(c[0], self._cmeta(c).name)) for c in self.containers]
-        return cri.ListContainersResponse(containers=items).SerializeToString()
+        return cri.ListContainersResponse(containers=items).SerializeToString(**SORTED)
 
     def _walk(self, key: object, start: int, step: int, grow: bool = False) -> int:
         """A counter or gauge as the runtime reads it from the cgroup: counters grow by a few
@@ -109,7 +114,7 @@ class Node:
                     used_bytes=cri.UInt64Value(value=4096 * (100 + p)), inodes_used=cri.UInt64Value(value=20 + p)),
                 swap=cri.SwapUsage(timestamp=read_at, swap_available_bytes=cri.UInt64Value(value=0),
                                    swap_usage_bytes=cri.UInt64Value(value=0))))
-        return cri.ListContainerStatsResponse(stats=stats).SerializeToString()
+        return cri.ListContainerStatsResponse(stats=stats).SerializeToString(**SORTED)
 
     def _attributes(self, c: tuple[int, int]) -> cri.ContainerAttributes:
         p = c[0]
@@ -139,7 +144,7 @@ class Node:
     def _node_container_stats(self, second: int, figures: NodeFigures) -> bytes:
         now = int((T0 + second) * 1e9)
         stats = [self._node_container(c, cg) for c, cg in figures.read_containers(now)]
-        return cri.ListContainerStatsResponse(stats=stats).SerializeToString()
+        return cri.ListContainerStatsResponse(stats=stats).SerializeToString(**SORTED)
 
     def _node_pod_stats(self, second: int, figures: NodeFigures) -> bytes:
         """As containerd gives it: the pod's cgroup, its network (no timestamp), its process
@@ -169,7 +174,7 @@ class Node:
                         tx_errors=u64(value=0))),
                     process=cri.ProcessUsage(timestamp=cg.read_at, process_count=u64(value=read.processes)),
                     containers=[self._node_container(c, ccg) for c, ccg in read.containers])))
-        return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString()
+        return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString(**SORTED)
 
     def pod_stats(self, second: int) -> bytes:
         if self.figures is not None:
@@ -188,7 +193,7 @@ class Node:
                     name="eth0", rx_bytes=cri.UInt64Value(value=self._walk((p, "rx"), 10**8, 10**6, True)),
                     tx_bytes=cri.UInt64Value(value=self._walk((p, "tx"), 10**8, 10**6, True))))))
             for p in range(self.pods)]
-        return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString()
+        return cri.ListPodSandboxStatsResponse(stats=stats).SerializeToString(**SORTED)
 
 
 def _timeout(started: float) -> str:
@@ -216,44 +221,44 @@ def day_of_calls(seconds: int, pods: int, stats: str = "node", stats_calls: str 
     """The kubelet's calls over `seconds` of simulated time, in order; `stats_calls` is
     "container", "pod" or "both": which stats calls it makes every 10 s."""
     node = Node(pods, stats=stats)
-    pod_req = {p: cri.PodSandboxStatusRequest(pod_sandbox_id=node.pod_id(p)).SerializeToString() for p in range(pods)}
+    pod_req = {p: cri.PodSandboxStatusRequest(pod_sandbox_id=node.pod_id(p)).SerializeToString(**SORTED) for p in range(pods)}
     status = cri.StatusResponse(status=cri.RuntimeStatus(conditions=[
         cri.RuntimeCondition(type="RuntimeReady", status=True),
-        cri.RuntimeCondition(type="NetworkReady", status=True)])).SerializeToString()
+        cri.RuntimeCondition(type="NetworkReady", status=True)])).SerializeToString(**SORTED)
     images = cri.ListImagesResponse(images=[cri.Image(id=f"sha256:{_hex(str(k))}", repo_tags=[f"registry.example/app{k}:1.0"],
-                                                      size=12_345_678 + k) for k in range(40)]).SerializeToString()
+                                                      size=12_345_678 + k) for k in range(40)]).SerializeToString(**SORTED)
     for s in range(seconds):
         t = T0 + s
         if s % 600 == 300:
             node.restarts += 1  # a container restarts every 10 minutes: the lists change
         yield _call("ListPodSandbox", t, cri.ListPodSandboxRequest(filter=cri.PodSandboxFilter(
-            state=cri.PodSandboxStateValue(state=0))).SerializeToString(), node.list_pods(s))
-        yield _call("ListContainers", t + 0.002, cri.ListContainersRequest().SerializeToString(), node.list_containers(s))
+            state=cri.PodSandboxStateValue(state=0))).SerializeToString(**SORTED), node.list_pods(s))
+        yield _call("ListContainers", t + 0.002, cri.ListContainersRequest().SerializeToString(**SORTED), node.list_containers(s))
         for p in range(pods):  # each pod synced once a minute
             if (s + p) % 60 == 0:
                 yield _call("PodSandboxStatus", t + 0.1, pod_req[p], cri.PodSandboxStatusResponse(
-                    status=cri.PodSandboxStatus(id=node.pod_id(p), state=0)).SerializeToString())
+                    status=cri.PodSandboxStatus(id=node.pod_id(p), state=0)).SerializeToString(**SORTED))
                 for c in node.containers:
                     if c[0] == p:
                         yield _call("ContainerStatus", t + 0.11, cri.ContainerStatusRequest(
-                            container_id=node.container_id(c)).SerializeToString(), cri.ContainerStatusResponse(
-                            status=cri.ContainerStatus(id=node.container_id(c), state=1)).SerializeToString())
+                            container_id=node.container_id(c)).SerializeToString(**SORTED), cri.ContainerStatusResponse(
+                            status=cri.ContainerStatus(id=node.container_id(c), state=1)).SerializeToString(**SORTED))
         if s % 10 == 0:
             if stats_calls != "pod":
-                yield _call("ListContainerStats", t + 0.3, cri.ListContainerStatsRequest().SerializeToString(),
+                yield _call("ListContainerStats", t + 0.3, cri.ListContainerStatsRequest().SerializeToString(**SORTED),
                             node.container_stats(s))
             if stats_calls != "container":
-                yield _call("ListPodSandboxStats", t + 0.35, cri.ListPodSandboxStatsRequest().SerializeToString(),
+                yield _call("ListPodSandboxStats", t + 0.35, cri.ListPodSandboxStatsRequest().SerializeToString(**SORTED),
                             node.pod_stats(s))
             yield _call("ImageFsInfo", t + 0.4, b"", cri.ImageFsInfoResponse(image_filesystems=[cri.FilesystemUsage(
-                timestamp=int(t * 1e9), used_bytes=cri.UInt64Value(value=10**10 + s))]).SerializeToString(), image=True)
+                timestamp=int(t * 1e9), used_bytes=cri.UInt64Value(value=10**10 + s))]).SerializeToString(**SORTED), image=True)
             for p in range(0, pods, 4):  # an exec readiness probe in every fourth pod
                 yield _call("ExecSync", t + 0.5 + p / 1000, cri.ExecSyncRequest(
-                    container_id=node.container_id((p, 0)), cmd=["cat", "/tmp/ready"], timeout=1).SerializeToString(),
-                    cri.ExecSyncResponse(stdout=b"ok\n").SerializeToString())
+                    container_id=node.container_id((p, 0)), cmd=["cat", "/tmp/ready"], timeout=1).SerializeToString(**SORTED),
+                    cri.ExecSyncResponse(stdout=b"ok\n").SerializeToString(**SORTED))
         if s % 5 == 0:
             yield _call("Status", t + 0.6, b"", status)
         if s % 60 == 0:
             yield _call("ListImages", t + 0.7, b"", images, image=True)
             yield _call("Version", t + 0.8, b"", cri.VersionResponse(version="0.1.0", runtime_name="containerd",
-                                                                     runtime_version="2.1.4").SerializeToString())
+                                                                     runtime_version="2.1.4").SerializeToString(**SORTED))
