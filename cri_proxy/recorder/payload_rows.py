@@ -104,20 +104,22 @@ class PayloadRows:
                                   and _polled(item.call.method)):
             text = json_text.payload_json(item, index)  # a large list reply: element by element
         row: tuple[object, ...]
+        in_parts = delta is not None and parts.cut(delta[1])  # a few KiB: parts fill their pages (store/parts.py)
         if delta is None:
             row = (sha, len(data), None if truncated else data, text, int(truncated), None, None)
-        else:  # a delta of a few KiB goes in parts, which fill their pages (store/parts.py)
-            row = (sha, len(data), None, text, 0, parts.MARK if parts.cut(delta[1]) else delta[1], delta[0])
+        else:
+            row = (sha, len(data), None, text, 0, parts.MARK if in_parts else delta[1], delta[0])
         cursor = conn.execute(
             "INSERT INTO payloads (sha256, size, data, json, truncated, delta, base_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING", row)
         if cursor.rowcount == 1:
             payload_id = int(cursor.lastrowid or 0)
-            if delta is not None and row[5] is parts.MARK:
-                conn.executemany(parts.INSERT, parts.rows(payload_id, delta[1]))
-            if packable and delta is None:
-                self.keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
-            elif delta is not None:
+            if delta is None:
+                if packable:
+                    self.keyframes.stage(item.call.path, payload_id, data)  # only a row holding its bytes
+            else:
+                if in_parts:
+                    conn.executemany(parts.INSERT, parts.rows(payload_id, delta[1]))
                 self.keyframes.link(item.call.path, payload_id, data, delta[2], item.call.started_at)
         else:
             payload_id = int(conn.execute("SELECT id FROM payloads WHERE sha256 = ?", (sha,)).fetchone()[0])

@@ -52,13 +52,12 @@ def delete_calls(conn: sqlite3.Connection, ids: list[int]) -> None:
     try:
         payloads = [row[0] for row in conn.execute(
             f"SELECT DISTINCT payload_id FROM messages WHERE call_id IN ({marks})", ids)]
-        bases = payload_bases(conn, payloads)
         shapes = [(row[0],) * 2 for row in conn.execute(
             f"SELECT DISTINCT shape_id FROM call_rows WHERE id IN ({marks})", ids)]
         conn.execute(f"DELETE FROM call_rows WHERE id IN ({marks})", ids)  # its rollups' trigger reads the shape
         conn.executemany(UNUSED_SHAPE_MESSAGES, shapes)
         conn.executemany(UNUSED_SHAPE, shapes)
-        unused_payloads(conn, payloads, bases)
+        unused_payloads(conn, payloads)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
@@ -76,36 +75,26 @@ UNUSED_PAYLOAD = (
 )
 
 
-def unused_payloads(conn: sqlite3.Connection, payloads: list[int], bases: list[int]) -> None:
-    """Deletes those of the bodies, and of the bases of deltas among them, that nothing
-    needs any more. A delta's base may be a delta too (a chain, recorder/packing.py) whose
-    own call went in an earlier pass, kept then for this one: each base of a body deleted
-    is tried in its turn, up the chain. Newest first (a base's id is below its delta's),
-    so a run of links goes in one round."""
-    todo = sorted({*payloads, *bases}, reverse=True)
+def unused_payloads(conn: sqlite3.Connection, payloads: list[int]) -> None:
+    """Deletes those of the bodies that nothing needs any more, then the bases they were
+    deltas of, each in its turn, up the chain: a delta's base may be a delta too (a chain,
+    recorder/packing.py) whose own call went in an earlier pass, kept then for this one.
+    Newest first (a base's id is below its delta's), so a run of them goes in one round."""
+    todo = sorted(set(payloads), reverse=True)
     while todo:
-        above = dict(_bases_of(conn, todo))
+        above = dict(_bases_of(conn, todo))  # read before the rows go
         gone = [p for p in todo if conn.execute(UNUSED_PAYLOAD, (p, p, p)).rowcount == 1]
         todo = sorted({above[p] for p in gone if p in above}, reverse=True)
 
 
 def _bases_of(conn: sqlite3.Connection, payloads: list[int]) -> list[tuple[int, int]]:
+    """(id, base id) of those of the bodies that are deltas."""
     found: list[tuple[int, int]] = []
     for i in range(0, len(payloads), 500):
         chunk = payloads[i:i + 500]
         found.extend(conn.execute(f"SELECT id, base_id FROM payloads WHERE base_id IS NOT NULL "
                                   f"AND id IN ({','.join('?' * len(chunk))})", chunk))
     return found
-
-
-def payload_bases(conn: sqlite3.Connection, payloads: list[int]) -> list[int]:
-    """The keyframes the given bodies are deltas of."""
-    found: set[int] = set()
-    for i in range(0, len(payloads), 500):
-        chunk = payloads[i:i + 500]
-        found.update(row[0] for row in conn.execute(
-            f"SELECT base_id FROM payloads WHERE base_id IS NOT NULL AND id IN ({','.join('?' * len(chunk))})", chunk))
-    return sorted(found)
 
 
 def existing_payloads(conn: sqlite3.Connection, payload_ids: list[int]) -> set[int]:
