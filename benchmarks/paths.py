@@ -15,6 +15,7 @@ from pathlib import Path
 
 from procs import Children, wait_for_socket
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout whose proxy the default routes run
 PROXY_CMD = "{python} -m cri_proxy run --listen unix://{listen} --runtime-endpoint unix://{runtime}"
 
 NGINX_CONF = """\
@@ -90,7 +91,11 @@ def start_proxy(children: Children, tmp: Path, runtime: Path, template: str, nam
     sock, log = tmp / f"{name}.sock", tmp / f"{name}.log"
     argv = template.format(python=sys.executable, listen=sock, runtime=runtime, tmp=tmp,
                            old_runtime=old_runtime or runtime).split()
-    proc = children.start(argv, log)
+    # Started in the temp dir, with this checkout first on its path: `python -m` puts the
+    # working directory first on sys.path, so a route started from inside another checkout ran
+    # that one, whatever PYTHONPATH its command set (`env PYTHONPATH=OTHER {python} ...`).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = children.start(argv, log, cwd=tmp, env=env)
     wait_for_socket(sock, proc, log, timeout=30)
     return Route(name, sock, proc.pid, translated="{old_runtime}" in template)
 

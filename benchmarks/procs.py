@@ -32,9 +32,11 @@ class Children:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._logs: dict[int, Path] = {}
 
-    def start(self, argv: list[str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    def start(self, argv: list[str], log: Path | None = None, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = log.open("wb") if log else subprocess.DEVNULL
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, cwd=cwd,
+                                env=env)
         if log:
             out.close()  # type: ignore[union-attr]  # the child holds its own copy
         self._procs.append(proc)
