@@ -16,6 +16,7 @@ from cri_proxy.model.call import RecordedCall
 from cri_proxy.model.session import LossEpisode
 from cri_proxy.recorder.behind import MERGE_S, Behind, Episode
 from cri_proxy.recorder.nowriter import NoWriter
+from cri_proxy.recorder.priority import Priority
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.spool import Spool
 from cri_proxy.recorder.tap import RecordingTap
@@ -37,6 +38,7 @@ class CatchUp:
     recorder: Recorder | NoWriter
     telemetry: Telemetry | None
     deepest: tuple[int, float]
+    priority: Priority | None
     _episode: Episode | None
 
     def queued_bytes(self) -> int:
@@ -47,6 +49,8 @@ class CatchUp:
         and the backlog): skim, or stop skimming."""
         change = self.behind.feed(time.monotonic(), mono, self.spool.bytes + self.queued_bytes())
         self.deepest = max(self.deepest, (self.behind.backlog, self.behind.lag))
+        if self.priority is not None:
+            self.priority.follow(self.behind.lag, self.behind.backlog)
         if change is not None:
             self.skim(change, self.behind.lag)
 

@@ -24,6 +24,7 @@ from cri_proxy.recorder.catchup import CatchUp
 from cri_proxy.recorder.intake import GATHER_S, Intake
 from cri_proxy.recorder.leantap import LeanTap
 from cri_proxy.recorder.nowriter import NoWriter
+from cri_proxy.recorder.priority import Priority
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.reports import QUEUE_MEMORY_BYTES, STATS_INTERVAL_S, Reports
 from cri_proxy.recorder.spool import READ_SIZE, Spool
@@ -98,6 +99,7 @@ class Worker(Reports, CatchUp):  # Reports first: its queued_bytes is the one Ca
         self.received = 0  # link bytes handled, acknowledged with every STATS
         self._unsqueezed = 0  # the CHUNK bytes squeezed ones stood for, since the writer was looked at
         self.intake: Intake | None = None  # the reading thread, while run() runs
+        self.priority: Priority | None = None  # this thread's, while run() runs (with a database)
 
     def run(self) -> None:
         sock = self.sock
@@ -105,6 +107,8 @@ class Worker(Reports, CatchUp):  # Reports first: its queued_bytes is the one Ca
         gather = LEAN_GATHER_S if self.tap.lean else GATHER_S
         intake = self.intake = Intake(sock, self.spool, lambda: self.behind.budget - self.queued_bytes(), gather)
         intake.start()
+        if not self.tap.lean:  # metrics alone: the whole process yields already (recorder.worker)
+            self.priority = Priority(self.behind.budget)
         wait: float | None = 0.0
         try:
             while not self.stopping:
@@ -244,6 +248,8 @@ class Worker(Reports, CatchUp):  # Reports first: its queued_bytes is the one Ca
         return pause
 
     def finish(self) -> None:
+        if self.priority is not None:
+            self.priority.full()
         while self.spool and not self.stopping:  # the proxy is gone: what it sent is still recorded
             self.work()
             while self.recorder.pump() == 0.0:

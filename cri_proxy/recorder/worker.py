@@ -108,13 +108,15 @@ def main(argv: list[str]) -> int:
 # kubelet's calls) and the node's workloads go first, and the counts trail (the link and the
 # spool hold the lean bytes, about 250 B a small call: 64 MiB is minutes of a flood, hours of
 # a kubelet); at a kubelet's tens of calls a second a nice-19 process still gets far more CPU
-# than it needs. Not with --db: a recording that fell behind in a flood would skim calls it
-# keeps today.
+# than it needs. Not so with --db: a recording that fell behind in a flood would skim calls it
+# keeps; there the recording thread yields only while it keeps up (recorder.priority).
 LEAN_NICENESS = 19
 
 
 def yield_to_relay() -> None:
-    """Lower this process's CPU priority to LEAN_NICENESS (raising it needs no privilege)."""
+    """Lower this thread's CPU priority, and so that of the threads it starts from now on (the
+    intake), to LEAN_NICENESS (lowering it needs no privilege); the metrics server started
+    before keeps the proxy's."""
     os.nice(max(0, LEAN_NICENESS - os.nice(0)))
 
 

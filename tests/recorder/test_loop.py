@@ -6,6 +6,7 @@ SQLite file; the test plays the proxy on the other end with real HTTP/2 frames.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import socket
 import threading
@@ -24,6 +25,7 @@ from cri_proxy.pb.runtime.v1 import api_pb2 as api
 from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.behind import MAX_LAG_S
 from cri_proxy.recorder.loop import PROXY_GONE, Worker
+from cri_proxy.recorder.priority import FULL_LAG_S, YIELD_NICENESS, can_come_back
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.spool import READ_SIZE, Spool, spill_file
@@ -45,6 +47,7 @@ class Proxy:
         self.reader = link.Reader()
         self.encoder = Encoder()
         self.worker: Worker | None = None  # the recorder's end, when the test runs one
+        self.worker_thread = threading.Thread()  # the thread it runs on
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -54,12 +57,12 @@ class Proxy:
         """Stamped as the relay does (`ago`: as if relayed that many seconds ago)."""
         self.send(link.chunk_head(1, from_client, time.time() - ago, time.monotonic() - ago, len(data)) + data)
 
-    def call(self, stream_id: int, answer: bool = True) -> None:
+    def call(self, stream_id: int, answer: bool = True, ago: float = 0.0) -> None:
         request = HeadersFrame(stream_id, data=self.encoder.encode(HEADERS), flags=["END_HEADERS"]).serialize()
         request += DataFrame(stream_id, data=b"\x00\x00\x00\x00\x02\x0a\x00", flags=["END_STREAM"]).serialize()
-        self.chunk(True, bytes(request))
+        self.chunk(True, bytes(request), ago)
         if answer:
-            self.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"))
+            self.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"), ago)
 
     def stats_until(self, done: type[object] | None = None, **want: int) -> link.Stats:
         """Reads STATS until one acknowledges everything sent and matches `want`."""
@@ -93,7 +96,7 @@ def _linked(tmp_path: pathlib.Path, session: SessionInfo,
     recorder = make_recorder(RecordConfig(db=path, flush_interval_s=0.02), session, thread=False, resume=resume)
     proxy = Proxy(ours)
     proxy.worker = Worker(theirs, recorder)
-    worker = threading.Thread(target=proxy.worker.run)
+    worker = proxy.worker_thread = threading.Thread(target=proxy.worker.run)
     worker.start()
     proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
     try:
@@ -173,6 +176,36 @@ def test_a_quiet_link_is_not_taken_for_a_recorder_behind(linked: tuple[Proxy, pa
     proxy.call(1)
     assert proxy.stats_until(recorded=1).stats.lost == 0
     assert rows(path, "SELECT count(*) FROM losses") == [(0,)]
+
+
+@pytest.mark.skipif(not can_come_back(min(19, os.nice(0) + YIELD_NICENESS)),
+                    reason="this user cannot raise a thread's priority again (no CAP_SYS_NICE)")
+def test_the_recording_thread_yields_while_level_and_takes_its_full_share_while_behind(
+        linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
+    """The worker's own thread (not its intake) runs YIELD_NICENESS lower while the calls it
+    records were relayed moments ago, and at the process's niceness once they were relayed
+    more than FULL_LAG_S before it got to them, until it is level again."""
+    proxy, path, _ = linked
+    assert proxy.worker is not None
+    ours = os.nice(0)
+    tid = proxy.worker_thread.native_id
+
+    def niceness() -> int:
+        assert tid is not None
+        return os.getpriority(os.PRIO_PROCESS, tid)
+
+    proxy.call(1)
+    proxy.stats_until(recorded=1)
+    assert niceness() == min(19, ours + YIELD_NICENESS)
+    proxy.call(3, ago=FULL_LAG_S + 0.5)
+    proxy.stats_until(recorded=2)
+    assert niceness() == ours
+    proxy.call(5)
+    proxy.stats_until(recorded=3)
+    assert niceness() == min(19, ours + YIELD_NICENESS)
+    assert proxy.worker.intake is not None and proxy.worker.intake._thread.native_id is not None
+    assert os.getpriority(os.PRIO_PROCESS, proxy.worker.intake._thread.native_id) == ours
+    assert rows(path, "SELECT count(*), sum(status_code = 5) FROM calls") == [(3, 3)]
 
 
 def test_a_restarted_recorder_carries_on_the_session_and_writes_the_loss(tmp_path: pathlib.Path) -> None:
