@@ -8,7 +8,9 @@ from measure import Result
 
 SMALL, BIG = "version", "stats_1mb"
 P50_BAR, RPS_BAR, RSS_BAR_MB = 1.5, 0.8, 60.0
-REC_P50_BAR, REC_RPS_BAR = 2.0, 0.5  # the proxy recording every call (--record)
+# The proxy recording every call (--record): issue 16's bars, RPC/s and the peak RSS of proxy
+# and recorder together (through the 1 MB replies where they run).
+REC_P50_BAR, REC_RPS_BAR, REC_RSS_BAR_MB = 2.0, 0.8, 150.0
 TR_P50_BAR, TR_RPS_BAR = 1.5, 0.7  # a v1 client in front of a v1alpha2-only backend (route translated)
 
 
@@ -75,6 +77,10 @@ def bars(results: list[Result], workloads: list[str]) -> list[Bar]:
                                 SMALL, 1, 0, REC_P50_BAR, True, "recording"))
         found.append(_ratio_bar(results, f"recording: {SMALL} RPC/s at 32 callers >= {REC_RPS_BAR}x direct",
                                 SMALL, 32, 1, REC_RPS_BAR, False, "recording"))
+        rec_rss = max((r.rss_peak_mb for r in results if r.route == "recording" and r.rss_peak_mb), default=None)
+        found.append(Bar(f"recording: peak RSS of proxy and recorder <= {REC_RSS_BAR_MB:.0f} MB",
+                         None if rec_rss is None else rec_rss <= REC_RSS_BAR_MB,
+                         "not measured in this run" if rec_rss is None else f"{rec_rss:.1f} MB"))
     if any(r.route == "translated" for r in results):
         found.append(_ratio_bar(results, f"translated: small call p50 at 1 caller <= {TR_P50_BAR}x direct",
                                 SMALL, 1, 0, TR_P50_BAR, True, "translated"))
