@@ -39,6 +39,7 @@ class CatchUp:
     telemetry: Telemetry | None
     deepest: tuple[int, float]
     priority: Priority | None
+    received: int
     _episode: Episode | None
 
     def queued_bytes(self) -> int:
@@ -47,10 +48,11 @@ class CatchUp:
     def watch_lag(self, mono: float) -> None:
         """How far behind the relay the recorder is (the chunk relayed at `mono` just handled,
         and the backlog): skim, or stop skimming."""
-        change = self.behind.feed(time.monotonic(), mono, self.spool.bytes + self.queued_bytes())
+        now = time.monotonic()
+        change = self.behind.feed(now, mono, self.spool.bytes + self.queued_bytes())
         self.deepest = max(self.deepest, (self.behind.backlog, self.behind.lag))
-        if self.priority is not None:
-            self.priority.follow(self.behind.lag, self.behind.backlog)
+        if self.priority is not None:  # what has come in: handled, and read but not handled yet
+            self.priority.follow(self.behind.lag, self.behind.backlog, self.received + self.spool.bytes, now)
         if change is not None:
             self.skim(change, self.behind.lag)
 

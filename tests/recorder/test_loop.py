@@ -6,7 +6,6 @@ SQLite file; the test plays the proxy on the other end with real HTTP/2 frames.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import socket
 import threading
@@ -25,88 +24,18 @@ from cri_proxy.pb.runtime.v1 import api_pb2 as api
 from cri_proxy.proxy.recorder_child import SOCKET_BUFFER_BYTES
 from cri_proxy.recorder.behind import MAX_LAG_S
 from cri_proxy.recorder.loop import PROXY_GONE, Worker
-from cri_proxy.recorder.priority import FULL_LAG_S, YIELD_NICENESS, can_come_back
 from cri_proxy.recorder.recorder import Recorder
 from cri_proxy.recorder.setup import make_recorder
 from cri_proxy.recorder.spool import READ_SIZE, Spool, spill_file
 from tests.helpers.calls import rows
+from tests.helpers.worker_link import HEADERS, PATH, Proxy, linked_worker
 
 pytestmark = pytest.mark.timeout(30)
-
-PATH = "/runtime.v1.RuntimeService/ContainerStatus"
-HEADERS = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", "localhost"),
-           ("content-type", "application/grpc"), ("te", "trailers")]
-
-
-class Proxy:
-    """The proxy's end of the link."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.sent = 0
-        self.reader = link.Reader()
-        self.encoder = Encoder()
-        self.worker: Worker | None = None  # the recorder's end, when the test runs one
-        self.worker_thread = threading.Thread()  # the thread it runs on
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-        self.sent += len(data)
-
-    def chunk(self, from_client: bool, data: bytes, ago: float = 0.0) -> None:
-        """Stamped as the relay does (`ago`: as if relayed that many seconds ago)."""
-        self.send(link.chunk_head(1, from_client, time.time() - ago, time.monotonic() - ago, len(data)) + data)
-
-    def call(self, stream_id: int, answer: bool = True, ago: float = 0.0) -> None:
-        request = HeadersFrame(stream_id, data=self.encoder.encode(HEADERS), flags=["END_HEADERS"]).serialize()
-        request += DataFrame(stream_id, data=b"\x00\x00\x00\x00\x02\x0a\x00", flags=["END_STREAM"]).serialize()
-        self.chunk(True, bytes(request), ago)
-        if answer:
-            self.chunk(False, h2.grpc_error_frame(stream_id, 5, "no such container"), ago)
-
-    def stats_until(self, done: type[object] | None = None, **want: int) -> link.Stats:
-        """Reads STATS until one acknowledges everything sent and matches `want`."""
-        got: list[link.Stats] = []
-
-        def take(kind: int, view: memoryview, start: int, stop: int) -> None:
-            if kind == link.STATS:
-                got.append(link.read_stats(view, start, stop))
-
-        while True:
-            data = self.sock.recv(1 << 16)
-            assert data, "the worker closed the link"
-            self.reader.feed(data, take)
-            for report in got:
-                fields = {"recorded": report.stats.recorded, "lost": report.stats.lost, "pending": report.pending}
-                if report.received == self.sent and all(fields[k] == v for k, v in want.items()):
-                    return report
-            got.clear()
 
 
 @pytest.fixture
 def linked(tmp_path: pathlib.Path) -> Iterator[tuple[Proxy, pathlib.Path, SessionInfo]]:
-    yield from _linked(tmp_path, SessionInfo(listen="unix:///run/p.sock"), None)
-
-
-def _linked(tmp_path: pathlib.Path, session: SessionInfo,
-            resume: link.Resume | None) -> Iterator[tuple[Proxy, pathlib.Path, SessionInfo]]:
-    path = tmp_path / "calls.db"
-    ours, theirs = socket.socketpair()
-    ours.settimeout(20)
-    recorder = make_recorder(RecordConfig(db=path, flush_interval_s=0.02), session, thread=False, resume=resume)
-    proxy = Proxy(ours)
-    proxy.worker = Worker(theirs, recorder)
-    worker = proxy.worker_thread = threading.Thread(target=proxy.worker.run)
-    worker.start()
-    proxy.send(link.open_message(1, 42, 0, "unix:///run/rt.sock"))
-    try:
-        yield proxy, path, session
-    finally:
-        proxy.send(link.message(link.STOP))
-        worker.join(20)
-        ours.close()
-        theirs.close()
-    assert not worker.is_alive()
+    yield from linked_worker(tmp_path, SessionInfo(listen="unix:///run/p.sock"), None)
 
 
 def test_calls_are_recorded_and_acknowledged(linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
@@ -178,45 +107,15 @@ def test_a_quiet_link_is_not_taken_for_a_recorder_behind(linked: tuple[Proxy, pa
     assert rows(path, "SELECT count(*) FROM losses") == [(0,)]
 
 
-@pytest.mark.skipif(not can_come_back(min(19, os.nice(0) + YIELD_NICENESS)),
-                    reason="this user cannot raise a thread's priority again (no CAP_SYS_NICE)")
-def test_the_recording_thread_yields_while_level_and_takes_its_full_share_while_behind(
-        linked: tuple[Proxy, pathlib.Path, SessionInfo]) -> None:
-    """The worker's own thread (not its intake) runs YIELD_NICENESS lower while the calls it
-    records were relayed moments ago, and at the process's niceness once they were relayed
-    more than FULL_LAG_S before it got to them, until it is level again."""
-    proxy, path, _ = linked
-    assert proxy.worker is not None
-    ours = os.nice(0)
-    tid = proxy.worker_thread.native_id
-
-    def niceness() -> int:
-        assert tid is not None
-        return os.getpriority(os.PRIO_PROCESS, tid)
-
-    proxy.call(1)
-    proxy.stats_until(recorded=1)
-    assert niceness() == min(19, ours + YIELD_NICENESS)
-    proxy.call(3, ago=FULL_LAG_S + 0.5)
-    proxy.stats_until(recorded=2)
-    assert niceness() == ours
-    proxy.call(5)
-    proxy.stats_until(recorded=3)
-    assert niceness() == min(19, ours + YIELD_NICENESS)
-    assert proxy.worker.intake is not None and proxy.worker.intake._thread.native_id is not None
-    assert os.getpriority(os.PRIO_PROCESS, proxy.worker.intake._thread.native_id) == ours
-    assert rows(path, "SELECT count(*), sum(status_code = 5) FROM calls") == [(3, 3)]
-
-
 def test_a_restarted_recorder_carries_on_the_session_and_writes_the_loss(tmp_path: pathlib.Path) -> None:
     session = SessionInfo(listen="unix:///run/p.sock")
-    for proxy, _, _ in _linked(tmp_path, session, None):  # the first recorder: 2 calls, then it "dies"
+    for proxy, _, _ in linked_worker(tmp_path, session, None):  # the first recorder: 2 calls, then it "dies"
         proxy.call(1)
         proxy.call(3)
         first = proxy.stats_until(recorded=2, pending=0)
     loss = LossEpisode(2000.0, 2001.0, "recorder died", 7)
     carried = RecorderStats(first.stats.recorded, 4, 1, 2, 0, 0, True)
-    for proxy, path, _ in _linked(tmp_path, session, link.Resume(first.session_id, carried, loss)):
+    for proxy, path, _ in linked_worker(tmp_path, session, link.Resume(first.session_id, carried, loss)):
         proxy.call(1)
         proxy.stats_until(recorded=3, lost=4 + 7)
     assert rows(path, "SELECT id, calls_recorded, calls_lost, loss_episodes, pid FROM sessions") == \
