@@ -107,6 +107,10 @@ RuntimeDirectoryPreserve=yes
 User=root
 CapabilityBoundingSet=CAP_CHOWN
 AmbientCapabilities=
+# RLIMIT_NICE 20: a thread may raise its priority back up to nice 0, where it started, and no
+# further. The recorder lowers its recording thread's priority while it keeps up and takes it
+# back when it falls behind; without CAP_SYS_NICE this limit is what lets it.
+LimitNICE=20
 # No way to gain more privileges (setuid programs, file capabilities) than it starts with.
 NoNewPrivileges=yes
 # Only unix sockets, reached through the file system: no network namespace needed either.

@@ -62,7 +62,7 @@ def test_a_program_under_home_keeps_home_readable() -> None:
 def test_every_choice_is_explained_in_a_comment() -> None:
     text = proxy_unit(_unit())
     for key in ("Type=notify", "Restart=always", "ProtectSystem=strict", "ProtectHome=", "PrivateTmp=yes",
-                "NoNewPrivileges=yes", "Before=kubelet.service"):
+                "NoNewPrivileges=yes", "Before=kubelet.service", "LimitNICE=20"):
         before = text.split(key, 1)[0].rstrip("\n").splitlines()
         assert before[-1].startswith("#") or before[-2].startswith("#"), f"{key} has no comment above it"
 
