@@ -82,6 +82,8 @@ class RecordingTap:
 class ConnectionRecorder(CallBook):
     """The tap of one relayed connection (a `ConnectionTap`)."""
 
+    tap: RecordingTap
+
     def __init__(self, tap: RecordingTap, info: ConnectionInfo) -> None:
         self.tap = tap
         self.info = info
@@ -286,11 +288,6 @@ class ConnectionRecorder(CallBook):
             call.messages(side is self.client, content, 0, len(content), self._now - call.t0, self.tap.bodies)
         if side is self.server and frame.flags & h2.FLAG_END_STREAM:
             self._end(frame.stream_id, Outcome.COMPLETED, "the server ended the stream without trailers")
-
-    @staticmethod
-    def _unreadable(call: OpenCall, side: Side) -> None:
-        call.unparsed = True
-        call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
 
     def _settings(self, side: Side, other: Side, frame: h2.Frame) -> None:
         # A side's SETTINGS_HEADER_TABLE_SIZE bounds the other side's encoder; the other side

@@ -11,19 +11,18 @@ every later call on the connection is UNPARSED: HPACK cannot resynchronise.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
 from cri_proxy.h2 import frames as h2
-from cri_proxy.model.call import Metadata, Outcome
+from cri_proxy.model.call import Metadata, Outcome, RecordedCall
+from cri_proxy.model.sink import CallSink
 from cri_proxy.proxy.tap import ConnectionInfo
 from cri_proxy.recorder.opencall import OpenCall, new_call
 from cri_proxy.recorder.sides import HeaderFacts, Side
 from cri_proxy.recorder.headers import cap_metadata, set_status
 
-if TYPE_CHECKING:
-    from cri_proxy.recorder.tap import RecordingTap
-
-__all__ = ["CallBook"]
+__all__ = ["CallBook", "CallsTap"]
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +32,20 @@ _END_STREAM = h2.FLAG_END_STREAM
 _COMPLETED, _CONNECTION_CLOSED, _UNPARSED = Outcome.COMPLETED, Outcome.CONNECTION_CLOSED, Outcome.UNPARSED
 
 
+class CallsTap(Protocol):
+    """What a connection's calls take from their tap (recorder.tap.RecordingTap, which
+    imports this module)."""
+
+    sink: CallSink
+    clock: Callable[[], float]
+    skimming: bool
+    on_skimmed: Callable[[RecordedCall], None] | None
+
+
 class CallBook:
     """Opening and ending one connection's calls (the base of recorder.tap.ConnectionRecorder)."""
 
-    tap: RecordingTap
+    tap: CallsTap
     info: ConnectionInfo
     upstream: str
     calls: dict[int, OpenCall]
@@ -189,3 +198,8 @@ class CallBook:
         if side is self.server:  # every open call still needs the server's trailers
             for call in self.calls.values():
                 call.unparsed = True
+
+    @staticmethod
+    def _unreadable(call: OpenCall, side: Side) -> None:
+        call.unparsed = True
+        call.rec.notes.append(f"unreadable DATA frame from the {side.name} (padding or payload missing)")
