@@ -147,11 +147,16 @@ async def test_a_flood_before_the_first_request_is_told_to_calm_down(split: path
     finally:
         stop.set()
     assert await others >= 5
+    # A SETTINGS ACK is not held for a replay but goes to the upstream at once, and this one
+    # (grpc's C core) hangs up on the second ACK it never asked for, without a GOAWAY: then the
+    # relay ends the client's connection too, sometimes before it has read 256 of them (seen
+    # once in CI, under load). Either way the flood is stopped.
+    calm = [goaway == h2.ERR_ENHANCE_YOUR_CALM for goaway, _ in results]
     for goaway, sent in results:
-        assert goaway == h2.ERR_ENHANCE_YOUR_CALM  # as grpc-go answers a ping flood ("too_many_pings")
+        assert goaway == h2.ERR_ENHANCE_YOUR_CALM or (kind == "SETTINGS ACK" and goaway is None), goaway
         assert sent < limit
     lines = [r.getMessage() for r in caplog.records if "too much before its first request" in r.getMessage()]
-    assert len(lines) == 3, lines
+    assert sum(calm) <= len(lines) <= 3 and (sum(calm) == 3 or kind == "SETTINGS ACK"), lines
     assert all("GOAWAY ENHANCE_YOUR_CALM" in line for line in lines)
 
 
