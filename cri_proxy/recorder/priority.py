@@ -82,11 +82,11 @@ class Priority:
         self.able = self.low > self.base and can_come_back(self.low)
         self.yielding = False
         self.changes = 0  # how often it went to its full share (for the log at the end)
-        if self.low > self.base and not self.able:
+        if self.able:
+            self._set(True)
+        elif self.low > self.base:  # at 19 already there is nothing to yield, nor to say
             log.info("the recorder cannot lower its CPU priority and raise it again (no CAP_SYS_NICE, niceness %d): "
                      "it takes its full share of the CPU, beside the relay", self.base)
-        else:
-            self._set(True)
 
     def follow(self, lag: float, backlog: int, arrived: int, now: float) -> None:
         """The recorder trails by `lag` seconds with `backlog` bytes waiting, `arrived` bytes

@@ -77,13 +77,13 @@ def test_it_yields_while_level_takes_its_full_share_when_behind_or_busy_and_yiel
 
 @able
 def test_a_thread_that_already_runs_at_the_lowest_priority_stays_there() -> None:
-    def at_19() -> tuple[bool, int]:
+    def at_19() -> tuple[bool, bool, int]:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         priority = Priority(BUDGET)
         priority.follow(FULL_LAG_S + 1, 0, 0, 0.0)
-        return priority.able, thread_niceness()
+        return priority.able, priority.yielding, thread_niceness()
 
-    assert on_a_thread(at_19) == (False, 19)
+    assert on_a_thread(at_19) == (False, False, 19)
 
 
 PROBE = """
